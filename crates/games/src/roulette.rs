@@ -1,0 +1,305 @@
+//! European roulette: one zero, 37 pockets. A round holds one or more bets on one spin; every
+//! bet covering k numbers returns 36/k times its amount, so each pays 36/37.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{BetError, FairRng, Outcome};
+
+pub const POCKETS: u32 = 37;
+const MAX_BETS_PER_SPIN: usize = 50;
+const RED: [u8; 18] = [
+    1, 3, 5, 7, 9, 12, 14, 16, 18, 19, 21, 23, 25, 27, 30, 32, 34, 36,
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BetKind {
+    Straight,
+    Split,
+    Street,
+    Trio,
+    Corner,
+    FirstFour,
+    SixLine,
+    Dozen,
+    Column,
+    Red,
+    Black,
+    Odd,
+    Even,
+    Low,
+    High,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBet {
+    #[serde(rename = "type")]
+    kind: BetKind,
+    #[serde(default)]
+    numbers: Vec<u8>,
+    /// For dozen and column: 1, 2 or 3.
+    #[serde(default)]
+    which: Option<u8>,
+    amount: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRouletteBet {
+    bets: Vec<RawBet>,
+}
+
+/// One validated bet: the numbers it covers and its amount.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacedBet {
+    pub kind: BetKind,
+    pub covered: Vec<u8>,
+    pub amount: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouletteBet {
+    pub bets: Vec<PlacedBet>,
+}
+
+fn is_red(n: u8) -> bool {
+    RED.contains(&n)
+}
+
+fn sorted(mut v: Vec<u8>) -> Vec<u8> {
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Every valid set of numbers for an inside bet kind.
+fn inside_sets(kind: BetKind) -> Vec<Vec<u8>> {
+    match kind {
+        BetKind::Straight => (0..=36).map(|n| vec![n]).collect(),
+        BetKind::Split => {
+            let mut sets = vec![vec![0, 1], vec![0, 2], vec![0, 3]];
+            for n in 1..=36u8 {
+                if n % 3 != 0 {
+                    sets.push(vec![n, n + 1]);
+                }
+                if n <= 33 {
+                    sets.push(vec![n, n + 3]);
+                }
+            }
+            sets
+        }
+        BetKind::Street => (0..12u8).map(|r| (1..=3).map(|c| r * 3 + c).collect()).collect(),
+        BetKind::Trio => vec![vec![0, 1, 2], vec![0, 2, 3]],
+        BetKind::Corner => (1..=32u8)
+            .filter(|n| n % 3 != 0)
+            .map(|n| vec![n, n + 1, n + 3, n + 4])
+            .collect(),
+        BetKind::FirstFour => vec![vec![0, 1, 2, 3]],
+        BetKind::SixLine => (0..11u8)
+            .map(|r| (1..=6).map(|c| r * 3 + c).collect())
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn outside_set(kind: BetKind, which: Option<u8>) -> Result<Vec<u8>, BetError> {
+    let all = 1..=36u8;
+    let set: Vec<u8> = match kind {
+        BetKind::Red => all.filter(|&n| is_red(n)).collect(),
+        BetKind::Black => all.filter(|&n| !is_red(n)).collect(),
+        BetKind::Odd => all.filter(|n| n % 2 == 1).collect(),
+        BetKind::Even => all.filter(|n| n % 2 == 0).collect(),
+        BetKind::Low => (1..=18).collect(),
+        BetKind::High => (19..=36).collect(),
+        BetKind::Dozen | BetKind::Column => {
+            let w = match which {
+                Some(w @ 1..=3) => w,
+                _ => {
+                    return Err(BetError::Invalid(format!(
+                        "{kind:?} bets need \"which\": 1, 2 or 3"
+                    )));
+                }
+            };
+            if kind == BetKind::Dozen {
+                ((w - 1) * 12 + 1..=w * 12).collect()
+            } else {
+                all.filter(|n| (n - 1) % 3 == w - 1).collect()
+            }
+        }
+        _ => unreachable!("inside kinds are handled by inside_sets"),
+    };
+    Ok(set)
+}
+
+impl RouletteBet {
+    /// Validates the bets; their amounts must add up to the round's stake.
+    pub fn parse(bet: &Value, stake: i64) -> Result<Self, BetError> {
+        let raw: RawRouletteBet = serde_json::from_value(bet.clone()).map_err(|e| {
+            BetError::Invalid(format!(
+                "roulette expects {{\"bets\": [{{\"type\": \"red\", \"amount\": 100}}, {{\"type\": \"straight\", \"numbers\": [17], \"amount\": 50}}]}}: {e}"
+            ))
+        })?;
+        if raw.bets.is_empty() || raw.bets.len() > MAX_BETS_PER_SPIN {
+            return Err(BetError::Invalid(format!(
+                "a spin takes 1 to {MAX_BETS_PER_SPIN} bets, got {}",
+                raw.bets.len()
+            )));
+        }
+        let mut total: i64 = 0;
+        let mut bets = Vec::with_capacity(raw.bets.len());
+        for raw_bet in raw.bets {
+            if raw_bet.amount <= 0 {
+                return Err(BetError::Invalid(format!(
+                    "bet amounts must be positive, got {}",
+                    raw_bet.amount
+                )));
+            }
+            total = total
+                .checked_add(raw_bet.amount)
+                .ok_or_else(|| BetError::Invalid("bet amounts overflow".into()))?;
+            let inside = inside_sets(raw_bet.kind);
+            let covered = if inside.is_empty() {
+                if !raw_bet.numbers.is_empty() {
+                    return Err(BetError::Invalid(format!(
+                        "{:?} is an outside bet and takes no numbers",
+                        raw_bet.kind
+                    )));
+                }
+                outside_set(raw_bet.kind, raw_bet.which)?
+            } else {
+                let wanted = sorted(raw_bet.numbers.clone());
+                if !inside.contains(&wanted) {
+                    return Err(BetError::Invalid(format!(
+                        "{:?} cannot cover numbers {:?}",
+                        raw_bet.kind, raw_bet.numbers
+                    )));
+                }
+                wanted
+            };
+            bets.push(PlacedBet {
+                kind: raw_bet.kind,
+                covered,
+                amount: raw_bet.amount,
+            });
+        }
+        if total != stake {
+            return Err(BetError::Invalid(format!(
+                "bet amounts add up to {total} but the stake is {stake}"
+            )));
+        }
+        Ok(RouletteBet { bets })
+    }
+
+    /// Total returned (stakes included) when the ball lands on `pocket`.
+    pub fn payout_for(&self, pocket: u8) -> i64 {
+        self.bets
+            .iter()
+            .filter(|b| b.covered.contains(&pocket))
+            .map(|b| b.amount * 36 / b.covered.len() as i64)
+            .sum()
+    }
+
+    pub fn play(&self, rng: &mut FairRng) -> Outcome {
+        let pocket = rng.below(POCKETS) as u8;
+        let colour = match pocket {
+            0 => "green",
+            n if is_red(n) => "red",
+            _ => "black",
+        };
+        Outcome {
+            detail: json!({"pocket": pocket, "colour": colour}),
+            payout: Some(self.payout_for(pocket)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(kind: &str, extra: Value, amount: i64) -> Result<RouletteBet, BetError> {
+        let mut bet = json!({"type": kind, "amount": amount});
+        if let (Some(obj), Some(extra)) = (bet.as_object_mut(), extra.as_object()) {
+            obj.extend(extra.clone());
+        }
+        RouletteBet::parse(&json!({ "bets": [bet] }), amount)
+    }
+
+    #[test]
+    fn payout_table_is_the_european_one() {
+        let cases = [
+            ("straight", json!({"numbers": [17]}), 17u8, 36),
+            ("split", json!({"numbers": [17, 20]}), 20, 18),
+            ("split", json!({"numbers": [0, 2]}), 0, 18),
+            ("street", json!({"numbers": [16, 17, 18]}), 18, 12),
+            ("trio", json!({"numbers": [0, 1, 2]}), 1, 12),
+            ("corner", json!({"numbers": [17, 18, 20, 21]}), 21, 9),
+            ("first_four", json!({"numbers": [0, 1, 2, 3]}), 3, 9),
+            ("six_line", json!({"numbers": [31, 32, 33, 34, 35, 36]}), 34, 6),
+            ("dozen", json!({"which": 2}), 24, 3),
+            ("column", json!({"which": 1}), 34, 3),
+            ("red", json!({}), 1, 2),
+            ("black", json!({}), 2, 2),
+            ("odd", json!({}), 35, 2),
+            ("even", json!({}), 36, 2),
+            ("low", json!({}), 18, 2),
+            ("high", json!({}), 19, 2),
+        ];
+        for (kind, extra, winning_pocket, multiple) in cases {
+            let bet = one(kind, extra, 100).unwrap_or_else(|e| panic!("{kind}: {e}"));
+            assert_eq!(bet.payout_for(winning_pocket), 100 * multiple, "{kind}");
+            assert_eq!(bet.payout_for(0) == 0, !bet.bets[0].covered.contains(&0));
+        }
+    }
+
+    #[test]
+    fn every_bet_returns_36_over_37_exactly() {
+        let kinds = [
+            BetKind::Straight,
+            BetKind::Split,
+            BetKind::Street,
+            BetKind::Trio,
+            BetKind::Corner,
+            BetKind::FirstFour,
+            BetKind::SixLine,
+        ];
+        for kind in kinds {
+            for covered in inside_sets(kind) {
+                let bet = RouletteBet {
+                    bets: vec![PlacedBet {
+                        kind,
+                        covered,
+                        amount: 3_600,
+                    }],
+                };
+                let returned: i64 = (0..37).map(|p| bet.payout_for(p)).sum();
+                assert_eq!(returned, 36 * 3_600, "{kind:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_invalid_bets() {
+        assert!(one("split", json!({"numbers": [3, 4]}), 100).is_err());
+        assert!(one("corner", json!({"numbers": [3, 4, 6, 7]}), 100).is_err());
+        assert!(one("straight", json!({"numbers": [37]}), 100).is_err());
+        assert!(one("dozen", json!({"which": 4}), 100).is_err());
+        assert!(one("red", json!({"numbers": [1]}), 100).is_err());
+        assert!(one("red", json!({}), -5).is_err());
+        assert!(RouletteBet::parse(&json!({"bets": [{"type": "red", "amount": 10}]}), 20).is_err());
+        assert!(RouletteBet::parse(&json!({"bets": []}), 0).is_err());
+    }
+
+    #[test]
+    fn simulated_rtp_matches() {
+        let bet = one("straight", json!({"numbers": [7]}), 100).unwrap();
+        let mut rng = FairRng::new("sim", "roulette", 1);
+        let spins = 370_000;
+        let paid: i64 = (0..spins).map(|_| bet.play(&mut rng).payout.unwrap()).sum();
+        let rtp = paid as f64 / (spins * 100) as f64;
+        // straight-up: sd per spin ~5.8 stakes, so 4 sd over 370k spins is ~0.04.
+        assert!((rtp - 36.0 / 37.0).abs() < 0.04, "{rtp}");
+    }
+}
