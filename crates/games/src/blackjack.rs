@@ -358,7 +358,11 @@ mod tests {
             assert!(payout <= hand.total_stake() * 5 / 2);
             if !matches!(
                 hand.result,
-                Some(HandResult::PlayerBust | HandResult::PlayerBlackjack | HandResult::DealerBlackjack)
+                Some(
+                    HandResult::PlayerBust
+                        | HandResult::PlayerBlackjack
+                        | HandResult::DealerBlackjack
+                )
             ) && !(hand.actions.is_empty())
             {
                 assert!(total(&hand.dealer).0 >= 17, "{hand:?}");

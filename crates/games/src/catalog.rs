@@ -68,12 +68,7 @@ impl GameId {
 
     pub fn info(self) -> GameInfo {
         let (name, rtp, rtp_note, multi_step) = match self {
-            GameId::Dice => (
-                "Dice",
-                0.99,
-                "exact: 1% house edge on every target",
-                false,
-            ),
+            GameId::Dice => ("Dice", 0.99, "exact: 1% house edge on every target", false),
             GameId::Roulette => (
                 "European Roulette",
                 36.0 / 37.0,

@@ -92,8 +92,7 @@ mod tests {
                 target,
                 direction: Direction::Under,
             };
-            let returned: i128 =
-                bet.winning_outcomes() as i128 * bet.win_payout(stake) as i128;
+            let returned: i128 = bet.winning_outcomes() as i128 * bet.win_payout(stake) as i128;
             let rtp = returned as f64 / (stake as f64 * OUTCOMES as f64);
             assert!(rtp <= 0.99 && rtp > 0.9899, "target {target}: {rtp}");
         }

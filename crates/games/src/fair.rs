@@ -111,6 +111,9 @@ mod tests {
         for _ in 0..37_000 {
             seen[r.below(37) as usize] += 1;
         }
-        assert!(seen.iter().all(|&count| count > 800 && count < 1200), "{seen:?}");
+        assert!(
+            seen.iter().all(|&count| count > 800 && count < 1200),
+            "{seen:?}"
+        );
     }
 }

@@ -90,7 +90,9 @@ fn inside_sets(kind: BetKind) -> Vec<Vec<u8>> {
             }
             sets
         }
-        BetKind::Street => (0..12u8).map(|r| (1..=3).map(|c| r * 3 + c).collect()).collect(),
+        BetKind::Street => (0..12u8)
+            .map(|r| (1..=3).map(|c| r * 3 + c).collect())
+            .collect(),
         BetKind::Trio => vec![vec![0, 1, 2], vec![0, 2, 3]],
         BetKind::Corner => (1..=32u8)
             .filter(|n| n % 3 != 0)
@@ -237,7 +239,12 @@ mod tests {
             ("trio", json!({"numbers": [0, 1, 2]}), 1, 12),
             ("corner", json!({"numbers": [17, 18, 20, 21]}), 21, 9),
             ("first_four", json!({"numbers": [0, 1, 2, 3]}), 3, 9),
-            ("six_line", json!({"numbers": [31, 32, 33, 34, 35, 36]}), 34, 6),
+            (
+                "six_line",
+                json!({"numbers": [31, 32, 33, 34, 35, 36]}),
+                34,
+                6,
+            ),
             ("dozen", json!({"which": 2}), 24, 3),
             ("column", json!({"which": 1}), 34, 3),
             ("red", json!({}), 1, 2),

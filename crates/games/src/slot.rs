@@ -80,7 +80,10 @@ fn strip(reel: usize) -> [Symbol; STRIP_LEN] {
 }
 
 fn symbol_index(s: Symbol) -> usize {
-    SYMBOLS.iter().position(|&x| x == s).expect("every symbol is listed")
+    SYMBOLS
+        .iter()
+        .position(|&x| x == s)
+        .expect("every symbol is listed")
 }
 
 /// Line-bet multiple paid by the symbols on one line, left to right.
@@ -112,7 +115,9 @@ struct LineWin {
 }
 
 pub fn spin(stake: i64, rng: &mut FairRng) -> Outcome {
-    let stops: Vec<usize> = (0..REELS).map(|_| rng.below(STRIP_LEN as u32) as usize).collect();
+    let stops: Vec<usize> = (0..REELS)
+        .map(|_| rng.below(STRIP_LEN as u32) as usize)
+        .collect();
     let mut grid = [[Symbol::Cherry; REELS]; ROWS];
     for (reel, &stop) in stops.iter().enumerate() {
         let reel_strip = strip(reel);

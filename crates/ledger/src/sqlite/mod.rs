@@ -1,0 +1,298 @@
+//! The SQLite backend: one file in WAL mode with `synchronous = FULL` (every acknowledged
+//! write has been fsynced). A single writer thread per process takes operations off a queue
+//! and commits them in batches (group commit): one `BEGIN IMMEDIATE … COMMIT` and one fsync for
+//! many bets, each bet isolated in its own savepoint so a refused one changes nothing. Several
+//! processes can share the file: `BEGIN IMMEDIATE` serialises their writers and each batch
+//! re-reads the chain head. Reads use a small pool of read-only connections.
+
+mod schema;
+mod tx;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::LedgerError;
+use crate::store::{BoxFuture, Committed, Idempotency, ReadOp, Store, TxOp};
+pub use schema::MIGRATIONS;
+use tx::{ChainHead, SqliteTx};
+
+/// How long a writer waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+const QUEUE_DEPTH: usize = 16_384;
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    pub path: PathBuf,
+    pub currency: String,
+    /// Most operations committed together in one transaction.
+    pub max_batch: usize,
+    pub readers: usize,
+}
+
+impl SqliteConfig {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        SqliteConfig {
+            path: path.into(),
+            currency: "EUR".to_owned(),
+            max_batch: 512,
+            readers: 4,
+        }
+    }
+}
+
+struct Job {
+    idempotency: Option<Idempotency>,
+    op: TxOp,
+    reply: oneshot::Sender<Result<Committed, LedgerError>>,
+}
+
+pub struct SqliteStore {
+    jobs: mpsc::Sender<Job>,
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: AtomicUsize,
+    currency: Arc<str>,
+}
+
+/// Opens a connection with the settings every connection to the ledger uses.
+pub fn connect(path: &Path, read_only: bool) -> Result<Connection, LedgerError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    if !read_only {
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+        if mode != "wal" {
+            return Err(LedgerError::Storage(format!(
+                "{} cannot use WAL mode (got {mode})",
+                path.display()
+            )));
+        }
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;")?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the ledger file, migrates it and starts the writer thread.
+    pub fn open(config: SqliteConfig) -> Result<SqliteStore, LedgerError> {
+        if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                LedgerError::Storage(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let mut writer = connect(&config.path, false)?;
+        schema::migrate(&mut writer)?;
+        let readers = (0..config.readers.max(1))
+            .map(|_| connect(&config.path, true).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+        let currency: Arc<str> = config.currency.clone().into();
+        let writer_currency = currency.clone();
+        let max_batch = config.max_batch.max(1);
+        std::thread::Builder::new()
+            .name("ledger-writer".into())
+            .spawn(move || write_loop(writer, &writer_currency, queue, max_batch))
+            .map_err(|e| LedgerError::Storage(format!("cannot start the writer: {e}")))?;
+        Ok(SqliteStore {
+            jobs,
+            readers: Arc::new(readers),
+            next_reader: AtomicUsize::new(0),
+            currency,
+        })
+    }
+}
+
+fn write_loop(conn: Connection, currency: &str, mut queue: mpsc::Receiver<Job>, max_batch: usize) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_batch(&conn, currency, batch);
+    }
+}
+
+/// Runs a batch in one transaction; replies only after the commit is durable.
+fn commit_batch(conn: &Connection, currency: &str, batch: Vec<Job>) {
+    let fail_all = |batch: Vec<Job>, error: &LedgerError| {
+        for job in batch {
+            let _ = job
+                .reply
+                .send(Err(LedgerError::Unavailable(error.to_string())));
+        }
+    };
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        fail_all(batch, &e.into());
+        return;
+    }
+    let mut head = match ChainHead::read(conn) {
+        Ok(head) => head,
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            fail_all(batch, &e);
+            return;
+        }
+    };
+    let now = now_ms();
+    let mut replies = Vec::with_capacity(batch.len());
+    for job in batch {
+        let result = run_job(conn, currency, now, &mut head, job.idempotency, job.op);
+        replies.push((job.reply, result));
+    }
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => {
+            for (reply, result) in replies {
+                let _ = reply.send(result);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "group commit failed; the whole batch is rolled back");
+            let _ = conn.execute_batch("ROLLBACK");
+            let error = LedgerError::from(e);
+            for (reply, _) in replies {
+                let _ = reply.send(Err(LedgerError::Unavailable(error.to_string())));
+            }
+        }
+    }
+}
+
+/// One operation in its own savepoint: refused or failed, it leaves no trace.
+fn run_job(
+    conn: &Connection,
+    currency: &str,
+    now: i64,
+    head: &mut ChainHead,
+    idempotency: Option<Idempotency>,
+    op: TxOp,
+) -> Result<Committed, LedgerError> {
+    conn.execute_batch("SAVEPOINT job")?;
+    let attempt = (|| {
+        if let Some(idem) = &idempotency {
+            let seen: Option<(String, String)> = conn
+                .prepare_cached("SELECT fingerprint, response FROM idempotency WHERE key = ?1")?
+                .query_row([&idem.key], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            if let Some((fingerprint, response)) = seen {
+                return if fingerprint == idem.fingerprint {
+                    Ok((Committed::Replayed(serde_json::from_str(&response)?), None))
+                } else {
+                    Err(LedgerError::IdempotencyKeyReused)
+                };
+            }
+        }
+        let mut tx = SqliteTx {
+            conn,
+            currency,
+            now_ms: now,
+            head: Some(head.clone()),
+        };
+        let value = catch_unwind(AssertUnwindSafe(|| op(&mut tx)))
+            .map_err(|_| LedgerError::Storage("the operation panicked".into()))??;
+        if let Some(idem) = &idempotency {
+            conn.prepare_cached(
+                "INSERT INTO idempotency (key, fingerprint, response, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![idem.key, idem.fingerprint, value.to_string(), now])?;
+        }
+        Ok((Committed::Fresh(value), tx.head))
+    })();
+    match attempt {
+        Ok((committed, new_head)) => {
+            conn.execute_batch("RELEASE job")?;
+            if let Some(new_head) = new_head {
+                *head = new_head;
+            }
+            Ok(committed)
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(e)
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn transact_boxed(
+        &self,
+        idempotency: Option<Idempotency>,
+        op: TxOp,
+    ) -> BoxFuture<'_, Result<Committed, LedgerError>> {
+        Box::pin(async move {
+            let (reply, result) = oneshot::channel();
+            self.jobs
+                .send(Job {
+                    idempotency,
+                    op,
+                    reply,
+                })
+                .await
+                .map_err(|_| LedgerError::Unavailable("the ledger writer has stopped".into()))?;
+            result
+                .await
+                .map_err(|_| LedgerError::Unavailable("the ledger writer has stopped".into()))?
+        })
+    }
+
+    fn read_boxed(&self, op: ReadOp) -> BoxFuture<'_, Result<(), LedgerError>> {
+        let readers = self.readers.clone();
+        let index = self.next_reader.fetch_add(1, Ordering::Relaxed) % readers.len();
+        let currency = self.currency.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = readers[index].lock().unwrap_or_else(|p| p.into_inner());
+                if !conn.is_autocommit() {
+                    conn.execute_batch("ROLLBACK")?;
+                }
+                conn.execute_batch("BEGIN")?;
+                let mut tx = SqliteTx {
+                    conn: &conn,
+                    currency: &currency,
+                    now_ms: now_ms(),
+                    head: None,
+                };
+                op(&mut tx);
+                conn.execute_batch("COMMIT")?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| LedgerError::Storage(format!("read failed: {e}")))?
+        })
+    }
+
+    fn ready(&self) -> BoxFuture<'_, Result<bool, LedgerError>> {
+        let readers = self.readers.clone();
+        let index = self.next_reader.fetch_add(1, Ordering::Relaxed) % readers.len();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let conn = readers[index].lock().unwrap_or_else(|p| p.into_inner());
+                Ok(schema::version(&conn)? == MIGRATIONS.len())
+            })
+            .await
+            .map_err(|e| LedgerError::Storage(format!("readiness check failed: {e}")))?
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,116 @@
+//! The SQLite schema and its migrations, applied in order under a write lock so several
+//! processes opening the same file at once agree on one schema.
+
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::error::LedgerError;
+
+pub const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE journal (
+    seq INTEGER PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    round_id TEXT,
+    debit TEXT NOT NULL,
+    credit TEXT NOT NULL,
+    amount INTEGER NOT NULL CHECK (amount > 0),
+    currency TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX journal_debit ON journal (debit, seq);
+CREATE INDEX journal_credit ON journal (credit, seq);
+CREATE TRIGGER journal_is_append_only_update BEFORE UPDATE ON journal
+BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER journal_is_append_only_delete BEFORE DELETE ON journal
+BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+
+CREATE TABLE balances (
+    account TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    balance INTEGER NOT NULL,
+    PRIMARY KEY (account, currency)
+) WITHOUT ROWID;
+
+CREATE TABLE players (id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL) WITHOUT ROWID;
+
+CREATE TABLE sessions (
+    token_hash TEXT PRIMARY KEY,
+    player TEXT NOT NULL,
+    expires_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE seeds (
+    id INTEGER PRIMARY KEY,
+    player TEXT NOT NULL,
+    server_seed TEXT NOT NULL,
+    server_seed_hash TEXT NOT NULL,
+    client_seed TEXT NOT NULL,
+    next_nonce INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    revealed_ms INTEGER
+);
+CREATE UNIQUE INDEX seeds_one_active ON seeds (player) WHERE revealed_ms IS NULL;
+
+CREATE TABLE rounds (
+    id TEXT PRIMARY KEY,
+    player TEXT NOT NULL,
+    game TEXT NOT NULL,
+    status TEXT NOT NULL,
+    stake INTEGER NOT NULL,
+    payout INTEGER,
+    bet TEXT NOT NULL,
+    state TEXT NOT NULL,
+    seed_id INTEGER NOT NULL,
+    nonce INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX rounds_by_player ON rounds (player, created_ms);
+CREATE INDEX rounds_open ON rounds (node) WHERE status = 'open';
+
+CREATE TABLE idempotency (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE game_status (game TEXT PRIMARY KEY, status TEXT NOT NULL) WITHOUT ROWID;
+"#];
+
+/// Brings the schema up to date; returns the version now in force.
+pub fn migrate(conn: &mut Connection) -> Result<usize, LedgerError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)",
+    )?;
+    let current: usize = tx
+        .query_row("SELECT max(version) FROM schema_migrations", [], |r| {
+            r.get::<_, Option<i64>>(0)
+        })
+        .optional()?
+        .flatten()
+        .unwrap_or(0) as usize;
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_ms) VALUES (?1, ?2)",
+            rusqlite::params![index as i64 + 1, super::now_ms()],
+        )?;
+    }
+    tx.commit()?;
+    Ok(MIGRATIONS.len())
+}
+
+/// The version recorded in the file.
+pub fn version(conn: &Connection) -> Result<usize, LedgerError> {
+    let v: Option<i64> = conn
+        .query_row("SELECT max(version) FROM schema_migrations", [], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .flatten();
+    Ok(v.unwrap_or(0) as usize)
+}

@@ -1,0 +1,478 @@
+//! `LedgerTx` on a SQLite connection inside an open transaction (or read snapshot).
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::chain::{GENESIS, entry_hash};
+use crate::error::LedgerError;
+use crate::model::{Account, JournalEntry, Round, RoundStatus, Seed, Transfer};
+use crate::store::LedgerTx;
+
+/// The last entry of the journal: where the next one links.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl ChainHead {
+    pub fn read(conn: &Connection) -> Result<ChainHead, LedgerError> {
+        let head = conn
+            .prepare_cached("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1")?
+            .query_row([], |r| {
+                Ok(ChainHead {
+                    seq: r.get(0)?,
+                    hash: r.get(1)?,
+                })
+            })
+            .optional()?;
+        Ok(head.unwrap_or(ChainHead {
+            seq: 0,
+            hash: GENESIS.to_owned(),
+        }))
+    }
+}
+
+pub struct SqliteTx<'c> {
+    pub(super) conn: &'c Connection,
+    pub(super) currency: &'c str,
+    pub(super) now_ms: i64,
+    /// Where appends link; `None` on a read snapshot.
+    pub(super) head: Option<ChainHead>,
+}
+
+fn storage(what: String) -> LedgerError {
+    LedgerError::Storage(what)
+}
+
+const ENTRY_COLUMNS: &str =
+    "seq, ts_ms, kind, round_id, debit, credit, amount, currency, prev_hash, hash";
+
+fn entry_from_row(r: &Row<'_>) -> rusqlite::Result<(JournalEntry, String, String, String)> {
+    Ok((
+        JournalEntry {
+            seq: r.get(0)?,
+            ts_ms: r.get(1)?,
+            kind: crate::model::EntryKind::Grant,
+            round_id: r.get(3)?,
+            debit: Account::House,
+            credit: Account::House,
+            amount: r.get(6)?,
+            currency: r.get(7)?,
+            prev_hash: r.get(8)?,
+            hash: r.get(9)?,
+        },
+        r.get(2)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+/// Parses the text columns that rusqlite cannot convert by itself.
+fn finish_entry(
+    (mut entry, kind, debit, credit): (JournalEntry, String, String, String),
+) -> Result<JournalEntry, LedgerError> {
+    entry.kind = kind.parse().map_err(storage)?;
+    entry.debit = debit.parse().map_err(storage)?;
+    entry.credit = credit.parse().map_err(storage)?;
+    Ok(entry)
+}
+
+const ROUND_COLUMNS: &str = "id, player, game, status, stake, payout, bet, state, seed_id, nonce, node, created_ms, updated_ms";
+
+type RawRound = (Round, String, String, String);
+
+fn round_from_row(r: &Row<'_>) -> rusqlite::Result<RawRound> {
+    Ok((
+        Round {
+            id: r.get(0)?,
+            player: r.get(1)?,
+            game: r.get(2)?,
+            status: RoundStatus::Open,
+            stake: r.get(4)?,
+            payout: r.get(5)?,
+            bet: serde_json::Value::Null,
+            state: serde_json::Value::Null,
+            seed_id: r.get(8)?,
+            nonce: r.get::<_, i64>(9)? as u64,
+            node: r.get(10)?,
+            created_ms: r.get(11)?,
+            updated_ms: r.get(12)?,
+        },
+        r.get(3)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+fn finish_round((mut round, status, bet, state): RawRound) -> Result<Round, LedgerError> {
+    round.status = match status.as_str() {
+        "open" => RoundStatus::Open,
+        "settled" => RoundStatus::Settled,
+        other => return Err(storage(format!("unknown round status '{other}'"))),
+    };
+    round.bet = serde_json::from_str(&bet)?;
+    round.state = serde_json::from_str(&state)?;
+    Ok(round)
+}
+
+fn seed_from_row(r: &Row<'_>) -> rusqlite::Result<Seed> {
+    Ok(Seed {
+        id: r.get(0)?,
+        player: r.get(1)?,
+        server_seed: r.get(2)?,
+        server_seed_hash: r.get(3)?,
+        client_seed: r.get(4)?,
+        next_nonce: r.get::<_, i64>(5)? as u64,
+        created_ms: r.get(6)?,
+        revealed_ms: r.get(7)?,
+    })
+}
+
+const SEED_COLUMNS: &str =
+    "id, player, server_seed, server_seed_hash, client_seed, next_nonce, created_ms, revealed_ms";
+
+impl SqliteTx<'_> {
+    fn add_to_balance(&self, account: &Account, delta: i64) -> Result<(), LedgerError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO balances (account, currency, balance) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (account, currency) DO UPDATE SET balance = balance + excluded.balance",
+            )?
+            .execute(params![account.to_string(), self.currency, delta])?;
+        Ok(())
+    }
+}
+
+impl LedgerTx for SqliteTx<'_> {
+    fn now_ms(&self) -> i64 {
+        self.now_ms
+    }
+
+    fn currency(&self) -> &str {
+        self.currency
+    }
+
+    fn player_exists(&mut self, player: &str) -> Result<bool, LedgerError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT 1 FROM players WHERE id = ?1")?
+            .exists([player])?)
+    }
+
+    fn create_player(&mut self, player: &str) -> Result<(), LedgerError> {
+        self.conn
+            .prepare_cached("INSERT INTO players (id, created_ms) VALUES (?1, ?2)")?
+            .execute(params![player, self.now_ms])?;
+        Ok(())
+    }
+
+    fn insert_session(
+        &mut self,
+        token_hash: &str,
+        player: &str,
+        expires_ms: i64,
+    ) -> Result<(), LedgerError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO sessions (token_hash, player, expires_ms) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![token_hash, player, expires_ms])?;
+        Ok(())
+    }
+
+    fn session_player(&mut self, token_hash: &str) -> Result<Option<String>, LedgerError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT player FROM sessions WHERE token_hash = ?1 AND expires_ms > ?2",
+            )?
+            .query_row(params![token_hash, self.now_ms], |r| r.get(0))
+            .optional()?)
+    }
+
+    fn balance(&mut self, account: &Account) -> Result<i64, LedgerError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT balance FROM balances WHERE account = ?1 AND currency = ?2")?
+            .query_row(params![account.to_string(), self.currency], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    fn post(&mut self, transfer: &Transfer) -> Result<JournalEntry, LedgerError> {
+        if transfer.amount <= 0 {
+            return Err(LedgerError::InvalidAmount(transfer.amount));
+        }
+        if transfer.debit.is_player() {
+            let balance = self.balance(&transfer.debit)?;
+            if balance < transfer.amount {
+                return Err(LedgerError::InsufficientFunds {
+                    account: transfer.debit.to_string(),
+                    balance,
+                    needed: transfer.amount,
+                });
+            }
+        }
+        let head = self
+            .head
+            .as_ref()
+            .ok_or_else(|| storage("cannot post on a read snapshot".into()))?;
+        let mut entry = JournalEntry {
+            seq: head.seq + 1,
+            ts_ms: self.now_ms,
+            kind: transfer.kind,
+            round_id: transfer.round_id.clone(),
+            debit: transfer.debit.clone(),
+            credit: transfer.credit.clone(),
+            amount: transfer.amount,
+            currency: self.currency.to_owned(),
+            prev_hash: head.hash.clone(),
+            hash: String::new(),
+        };
+        entry.hash = entry_hash(&entry);
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO journal ({ENTRY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+            ))?
+            .execute(params![
+                entry.seq,
+                entry.ts_ms,
+                entry.kind.as_str(),
+                entry.round_id,
+                entry.debit.to_string(),
+                entry.credit.to_string(),
+                entry.amount,
+                entry.currency,
+                entry.prev_hash,
+                entry.hash
+            ])?;
+        self.add_to_balance(&transfer.debit, -transfer.amount)?;
+        self.add_to_balance(&transfer.credit, transfer.amount)?;
+        self.head = Some(ChainHead {
+            seq: entry.seq,
+            hash: entry.hash.clone(),
+        });
+        Ok(entry)
+    }
+
+    fn history(
+        &mut self,
+        account: &Account,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<JournalEntry>, LedgerError> {
+        let name = account.to_string();
+        let before = before_seq.unwrap_or(i64::MAX);
+        let sql = format!(
+            "SELECT {ENTRY_COLUMNS} FROM (
+                SELECT * FROM (SELECT * FROM journal WHERE debit = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3)
+                UNION ALL
+                SELECT * FROM (SELECT * FROM journal WHERE credit = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3)
+             ) ORDER BY seq DESC LIMIT ?3"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![name, before, limit], entry_from_row)?;
+        rows.map(|r| finish_entry(r?)).collect()
+    }
+
+    fn active_seed(&mut self, player: &str) -> Result<Option<Seed>, LedgerError> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {SEED_COLUMNS} FROM seeds WHERE player = ?1 AND revealed_ms IS NULL"
+            ))?
+            .query_row([player], seed_from_row)
+            .optional()?)
+    }
+
+    fn seed(&mut self, id: i64) -> Result<Option<Seed>, LedgerError> {
+        Ok(self
+            .conn
+            .prepare_cached(&format!("SELECT {SEED_COLUMNS} FROM seeds WHERE id = ?1"))?
+            .query_row([id], seed_from_row)
+            .optional()?)
+    }
+
+    fn insert_seed(
+        &mut self,
+        player: &str,
+        server_seed: &str,
+        server_seed_hash: &str,
+        client_seed: &str,
+    ) -> Result<i64, LedgerError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO seeds (player, server_seed, server_seed_hash, client_seed, next_nonce, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, 0, ?5)",
+            )?
+            .execute(params![player, server_seed, server_seed_hash, client_seed, self.now_ms])?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    fn take_nonce(&mut self, seed_id: i64) -> Result<u64, LedgerError> {
+        let nonce: i64 = self
+            .conn
+            .prepare_cached(
+                "UPDATE seeds SET next_nonce = next_nonce + 1 WHERE id = ?1 AND revealed_ms IS NULL
+                 RETURNING next_nonce - 1",
+            )?
+            .query_row([seed_id], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| LedgerError::Conflict(format!("seed {seed_id} is not active")))?;
+        Ok(nonce as u64)
+    }
+
+    fn reveal_seed(&mut self, seed_id: i64) -> Result<(), LedgerError> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE seeds SET revealed_ms = ?2 WHERE id = ?1 AND revealed_ms IS NULL",
+            )?
+            .execute(params![seed_id, self.now_ms])?;
+        if changed == 0 {
+            return Err(LedgerError::Conflict(format!(
+                "seed {seed_id} is already revealed"
+            )));
+        }
+        Ok(())
+    }
+
+    fn insert_round(&mut self, round: &Round) -> Result<(), LedgerError> {
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO rounds ({ROUND_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+            ))?
+            .execute(params![
+                round.id,
+                round.player,
+                round.game,
+                round.status.as_str(),
+                round.stake,
+                round.payout,
+                round.bet.to_string(),
+                round.state.to_string(),
+                round.seed_id,
+                round.nonce as i64,
+                round.node,
+                round.created_ms,
+                round.updated_ms
+            ])?;
+        Ok(())
+    }
+
+    fn update_round(&mut self, round: &Round) -> Result<(), LedgerError> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE rounds SET status = ?2, stake = ?3, payout = ?4, state = ?5, node = ?6, updated_ms = ?7
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                round.id,
+                round.status.as_str(),
+                round.stake,
+                round.payout,
+                round.state.to_string(),
+                round.node,
+                round.updated_ms
+            ])?;
+        if changed == 0 {
+            return Err(LedgerError::NotFound(format!("round {}", round.id)));
+        }
+        Ok(())
+    }
+
+    fn round(&mut self, id: &str) -> Result<Option<Round>, LedgerError> {
+        self.conn
+            .prepare_cached(&format!("SELECT {ROUND_COLUMNS} FROM rounds WHERE id = ?1"))?
+            .query_row([id], round_from_row)
+            .optional()?
+            .map(finish_round)
+            .transpose()
+    }
+
+    fn rounds(
+        &mut self,
+        player: &str,
+        before_ms: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Round>, LedgerError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ROUND_COLUMNS} FROM rounds WHERE player = ?1 AND created_ms < ?2
+             ORDER BY created_ms DESC LIMIT ?3"
+        ))?;
+        let rows = stmt.query_map(
+            params![player, before_ms.unwrap_or(i64::MAX), limit],
+            round_from_row,
+        )?;
+        rows.map(|r| finish_round(r?)).collect()
+    }
+
+    fn open_round_count(&mut self, player: &str) -> Result<i64, LedgerError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT count(*) FROM rounds WHERE player = ?1 AND status = 'open'")?
+            .query_row([player], |r| r.get(0))?)
+    }
+
+    fn open_rounds_on_node(&mut self, node: &str) -> Result<i64, LedgerError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT count(*) FROM rounds WHERE node = ?1 AND status = 'open'")?
+            .query_row([node], |r| r.get(0))?)
+    }
+
+    fn set_game_status(&mut self, game: &str, status: &str) -> Result<(), LedgerError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO game_status (game, status) VALUES (?1, ?2)
+                 ON CONFLICT (game) DO UPDATE SET status = excluded.status",
+            )?
+            .execute(params![game, status])?;
+        Ok(())
+    }
+
+    fn game_statuses(&mut self) -> Result<Vec<(String, String)>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT game, status FROM game_status WHERE status <> 'open'")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn for_each_entry(
+        &mut self,
+        visit: &mut dyn FnMut(JournalEntry) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {ENTRY_COLUMNS} FROM journal ORDER BY seq"))?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            visit(finish_entry(entry_from_row(row)?)?)?;
+        }
+        Ok(())
+    }
+
+    fn all_balances(&mut self) -> Result<Vec<(String, String, i64)>, LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT account, currency, balance FROM balances")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn for_each_round(
+        &mut self,
+        visit: &mut dyn FnMut(Round) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {ROUND_COLUMNS} FROM rounds"))?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            visit(finish_round(round_from_row(row)?)?)?;
+        }
+        Ok(())
+    }
+}
