@@ -1,1 +1,38 @@
-fn main() {}
+//! The `croupier` binary: one subcommand per component (see DESIGN.md). Parses arguments,
+//! sets up logging and hands over to the library crates.
+
+mod node_cmd;
+mod tools_cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "croupier", version, about = "Keeps online casino games live")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a game server: player API, WebSocket and ops API.
+    Node(node_cmd::NodeArgs),
+    /// Recompute a round's outcome from its revealed server seed.
+    Verify(tools_cmd::VerifyArgs),
+    /// Check every ledger invariant of a store and print the report.
+    Integrity(tools_cmd::IntegrityArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Node(args) => node_cmd::run(args),
+        Command::Verify(args) => tools_cmd::verify(args),
+        Command::Integrity(args) => tools_cmd::integrity(args),
+    }
+}

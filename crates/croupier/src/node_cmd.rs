@@ -1,0 +1,107 @@
+//! `croupier node`: opens the store and serves the game node until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use croupier_ledger::sqlite::{SqliteConfig, SqliteStore};
+use croupier_node::AppState;
+use croupier_node::rounds::random_hex;
+
+#[derive(Args)]
+pub struct NodeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    listen: SocketAddr,
+    /// Data folder: holds the SQLite ledger and the ops token unless given elsewhere.
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
+    /// SQLite ledger file (default: <data>/ledger.db). Several nodes may share one file.
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// This node's name in metrics, rounds and logs (default: node-<port>).
+    #[arg(long)]
+    node_id: Option<String>,
+    /// Token for the ops API (default: read from, or created in, <data>/ops-token).
+    #[arg(long, env = "CROUPIER_OPS_TOKEN", hide_env_values = true)]
+    ops_token: Option<String>,
+    /// Currency of the ledger (ISO 4217 code); amounts are integer minor units.
+    #[arg(long, default_value = "EUR")]
+    currency: String,
+}
+
+/// Reads the ops token from `path`, or creates one there readable only by its owner.
+pub fn ops_token_file(path: &Path) -> anyhow::Result<String> {
+    if let Ok(token) = std::fs::read_to_string(path) {
+        let token = token.trim().to_owned();
+        anyhow::ensure!(
+            token.len() >= 32,
+            "{} holds a token shorter than 32 characters",
+            path.display()
+        );
+        return Ok(token);
+    }
+    let token = random_hex(32);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(token.as_bytes())?;
+    Ok(token)
+}
+
+pub fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let db = args
+        .db
+        .clone()
+        .unwrap_or_else(|| args.data.join("ledger.db"));
+    let ops_token = match args.ops_token {
+        Some(token) => {
+            anyhow::ensure!(
+                token.len() >= 32,
+                "the ops token must be at least 32 characters"
+            );
+            token
+        }
+        None => ops_token_file(&args.data.join("ops-token"))?,
+    };
+    let node_id = args
+        .node_id
+        .unwrap_or_else(|| format!("node-{}", args.listen.port()));
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let mut config = SqliteConfig::new(&db);
+        config.currency = args.currency;
+        let store = SqliteStore::open(config).with_context(|| format!("opening the ledger {}", db.display()))?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        let state = AppState::new(Arc::new(store), node_id.clone(), ops_token);
+        eprintln!(
+            "croupier node {node_id} on http://{}  (player API /api/v1, ops API /ops with the token in {}, ledger {})",
+            listener.local_addr()?,
+            args.data.join("ops-token").display(),
+            db.display()
+        );
+        croupier_node::serve(listener, state, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,224 @@
+//! Request extractors that turn every malformed input into a JSON `ApiError`: bodies (with a
+//! fingerprint for idempotency), query strings, paths, bearer tokens for players and operators.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A JSON body, plus a fingerprint of the request it came in (method, path, body).
+pub struct JsonBody<T> {
+    pub value: T,
+    pub fingerprint: String,
+}
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let prefix = format!("{} {}\n", req.method(), req.uri().path());
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            let status = rejection.status();
+            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "body_too_large"
+            } else {
+                "unreadable_body"
+            };
+            ApiError::new(status, code, rejection.body_text())
+        })?;
+        let value = serde_json::from_slice(&bytes).map_err(|e| {
+            if e.is_data() {
+                ApiError::unprocessable("invalid_field", e.to_string())
+            } else {
+                ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+            }
+        })?;
+        let mut hasher = Sha256::new();
+        hasher.update(prefix.as_bytes());
+        hasher.update(&bytes);
+        Ok(JsonBody {
+            value,
+            fingerprint: hex::encode(hasher.finalize()),
+        })
+    }
+}
+
+/// Query parameters with JSON errors.
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| QueryParams(v))
+            .map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))
+    }
+}
+
+/// A path parameter with JSON errors.
+pub struct PathParam<T>(pub T);
+
+impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for PathParam<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| PathParam(v))
+            .map_err(|r| ApiError::bad_request("invalid_path", r.body_text()))
+    }
+}
+
+/// The bearer token of a request, from the Authorization header or, for WebSockets whose
+/// browser API cannot set headers, a `token` query parameter.
+fn bearer(parts: &Parts) -> Option<String> {
+    if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+        return value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| t.trim().to_owned());
+    }
+    parts.uri.query().and_then(|q| {
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix("token="))
+            .map(str::to_owned)
+    })
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// How long a node trusts a token it has looked up without asking the store again.
+const SESSION_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// A signed-in player.
+pub struct PlayerAuth(pub String);
+
+impl FromRequestParts<AppState> for PlayerAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer(parts).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing_token",
+                "sign in first: POST /api/v1/sessions, then send Authorization: Bearer <token>",
+            )
+        })?;
+        player_for_token(state, &token)
+            .await?
+            .map(PlayerAuth)
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "invalid_token",
+                    "the token is unknown or expired; sign in again",
+                )
+            })
+    }
+}
+
+async fn player_for_token(state: &AppState, token: &str) -> Result<Option<String>, ApiError> {
+    let hash = token_hash(token);
+    if let Some((player, at)) = state.sessions.lock().expect("session cache").get(&hash)
+        && at.elapsed() < SESSION_CACHE_TTL
+    {
+        return Ok(Some(player.clone()));
+    }
+    let lookup = hash.clone();
+    let player = state
+        .store
+        .read(move |tx| tx.session_player(&lookup))
+        .await?;
+    if let Some(player) = &player {
+        state
+            .sessions
+            .lock()
+            .expect("session cache")
+            .insert(hash, (player.clone(), Instant::now()));
+    }
+    Ok(player)
+}
+
+/// An operator: the bearer token equals the node's ops token. Player tokens are refused.
+pub struct OpsAuth;
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl FromRequestParts<AppState> for OpsAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(token) = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+        else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing_token",
+                "the ops API needs Authorization: Bearer <ops token>",
+            ));
+        };
+        if constant_time_eq(token.trim().as_bytes(), state.ops_token.as_bytes()) {
+            return Ok(OpsAuth);
+        }
+        if player_for_token(state, token.trim()).await?.is_some() {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "player tokens cannot use the ops API",
+            ));
+        }
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "wrong ops token",
+        ))
+    }
+}
+
+/// The `Idempotency-Key` header, scoped to the player; required on money-moving requests.
+pub struct IdempotencyKey(pub String);
+
+const MAX_KEY_LEN: usize = 128;
+
+impl FromRequestParts<AppState> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        let key = parts
+            .headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "missing_idempotency_key",
+                    "money-moving requests need an Idempotency-Key header (a unique string per request)",
+                )
+            })?;
+        if key.len() > MAX_KEY_LEN {
+            return Err(ApiError::bad_request(
+                "invalid_idempotency_key",
+                format!("Idempotency-Key is longer than {MAX_KEY_LEN} characters"),
+            ));
+        }
+        Ok(IdempotencyKey(key.to_owned()))
+    }
+}

@@ -1,0 +1,324 @@
+//! Prometheus metrics: HTTP requests and latency by route, bets and money by game, rounds in
+//! flight, drain state, WebSockets, and the host's CPU, memory, network and disk (sysinfo).
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use sysinfo::{Disks, Networks, System};
+
+use crate::state::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GameLabels {
+    pub game: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InterfaceLabels {
+    pub interface: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MountLabels {
+    pub mount: String,
+}
+
+type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub latency: LatencyFamily,
+    pub in_flight_requests: Gauge,
+    pub bets: Family<GameLabels, Counter>,
+    pub staked: Family<GameLabels, Counter>,
+    pub paid: Family<GameLabels, Counter>,
+    pub rounds_in_flight: Gauge,
+    pub draining: Gauge,
+    pub websockets: Gauge,
+    host: Mutex<HostProbe>,
+    cpu_usage: Gauge<f64, AtomicU64>,
+    memory_used: Gauge,
+    memory_total: Gauge,
+    process_memory: Gauge,
+    network_rx: Family<InterfaceLabels, Counter>,
+    network_tx: Family<InterfaceLabels, Counter>,
+    disk_total: Family<MountLabels, Gauge>,
+    disk_available: Family<MountLabels, Gauge>,
+}
+
+struct HostProbe {
+    system: System,
+    networks: Networks,
+    disks: Disks,
+    pid: Option<sysinfo::Pid>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("croupier");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
+        let in_flight_requests = Gauge::default();
+        let bets = Family::<GameLabels, Counter>::default();
+        let staked = Family::<GameLabels, Counter>::default();
+        let paid = Family::<GameLabels, Counter>::default();
+        let rounds_in_flight = Gauge::default();
+        let draining = Gauge::default();
+        let websockets = Gauge::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        registry.register(
+            "http_requests_in_flight",
+            "HTTP requests being served",
+            in_flight_requests.clone(),
+        );
+        registry.register("bets", "Rounds started, by game", bets.clone());
+        registry.register(
+            "staked_minor_units",
+            "Money staked, in minor units, by game",
+            staked.clone(),
+        );
+        registry.register(
+            "paid_minor_units",
+            "Money paid out (stakes included), in minor units, by game",
+            paid.clone(),
+        );
+        registry.register(
+            "rounds_in_flight",
+            "Open multi-step rounds last advanced on this node",
+            rounds_in_flight.clone(),
+        );
+        registry.register(
+            "draining",
+            "1 while this node is draining",
+            draining.clone(),
+        );
+        registry.register(
+            "websocket_connections",
+            "Open player WebSockets",
+            websockets.clone(),
+        );
+
+        let host_registry = registry.sub_registry_with_prefix("host");
+        let cpu_usage = Gauge::<f64, AtomicU64>::default();
+        let memory_used = Gauge::default();
+        let memory_total = Gauge::default();
+        let process_memory = Gauge::default();
+        let network_rx = Family::<InterfaceLabels, Counter>::default();
+        let network_tx = Family::<InterfaceLabels, Counter>::default();
+        let disk_total = Family::<MountLabels, Gauge>::default();
+        let disk_available = Family::<MountLabels, Gauge>::default();
+        host_registry.register(
+            "cpu_usage_ratio",
+            "Host CPU busy, 0 to 1, over the last second",
+            cpu_usage.clone(),
+        );
+        host_registry.register(
+            "memory_used_bytes",
+            "Host memory in use",
+            memory_used.clone(),
+        );
+        host_registry.register(
+            "memory_total_bytes",
+            "Host memory in all",
+            memory_total.clone(),
+        );
+        host_registry.register(
+            "process_resident_memory_bytes",
+            "This process's resident memory",
+            process_memory.clone(),
+        );
+        host_registry.register(
+            "network_receive_bytes",
+            "Bytes received by interface",
+            network_rx.clone(),
+        );
+        host_registry.register(
+            "network_transmit_bytes",
+            "Bytes sent by interface",
+            network_tx.clone(),
+        );
+        host_registry.register(
+            "disk_total_bytes",
+            "Disk size by mount point",
+            disk_total.clone(),
+        );
+        host_registry.register(
+            "disk_available_bytes",
+            "Disk space available by mount point",
+            disk_available.clone(),
+        );
+
+        Metrics {
+            registry,
+            requests,
+            latency,
+            in_flight_requests,
+            bets,
+            staked,
+            paid,
+            rounds_in_flight,
+            draining,
+            websockets,
+            host: Mutex::new(HostProbe {
+                system: System::new(),
+                networks: Networks::new_with_refreshed_list(),
+                disks: Disks::new_with_refreshed_list(),
+                pid: sysinfo::get_current_pid().ok(),
+            }),
+            cpu_usage,
+            memory_used,
+            memory_total,
+            process_memory,
+            network_rx,
+            network_tx,
+            disk_total,
+            disk_available,
+        }
+    }
+
+    /// Samples the host; called about once a second so CPU usage and network deltas mean
+    /// "over the last second".
+    pub fn sample_host(&self) {
+        let mut probe = self.host.lock().expect("host probe");
+        let HostProbe {
+            system,
+            networks,
+            disks,
+            pid,
+        } = &mut *probe;
+        system.refresh_cpu_usage();
+        system.refresh_memory();
+        self.cpu_usage
+            .set(f64::from(system.global_cpu_usage()) / 100.0);
+        self.memory_used.set(system.used_memory() as i64);
+        self.memory_total.set(system.total_memory() as i64);
+        if let Some(pid) = *pid {
+            system.refresh_processes(sysinfo::ProcessesToUpdate::Some(&[pid]), true);
+            if let Some(process) = system.process(pid) {
+                self.process_memory.set(process.memory() as i64);
+            }
+        }
+        networks.refresh(true);
+        for (name, data) in networks.iter() {
+            let labels = InterfaceLabels {
+                interface: name.clone(),
+            };
+            self.network_rx
+                .get_or_create(&labels)
+                .inc_by(data.received());
+            self.network_tx
+                .get_or_create(&labels)
+                .inc_by(data.transmitted());
+        }
+        disks.refresh(true);
+        for disk in disks.list() {
+            let labels = MountLabels {
+                mount: disk.mount_point().display().to_string(),
+            };
+            self.disk_total
+                .get_or_create(&labels)
+                .set(disk.total_space() as i64);
+            self.disk_available
+                .get_or_create(&labels)
+                .set(disk.available_space() as i64);
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn record_round(&self, game: &str, new_stake: i64, payout: Option<i64>) {
+        let labels = GameLabels {
+            game: game.to_owned(),
+        };
+        if new_stake > 0 {
+            self.staked.get_or_create(&labels).inc_by(new_stake as u64);
+        }
+        if let Some(paid) = payout.filter(|p| *p > 0) {
+            self.paid.get_or_create(&labels).inc_by(paid as u64);
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Counts and times every routed request, and tracks requests in flight (for drain).
+pub async fn track_requests(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().to_string();
+    let metrics = &state.metrics;
+    metrics.in_flight_requests.inc();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    metrics.in_flight_requests.dec();
+    metrics
+        .latency
+        .get_or_create(&RouteLabels {
+            method: method.clone(),
+            route: route.clone(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}

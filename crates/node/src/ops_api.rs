@@ -1,0 +1,185 @@
+//! The ops API: `/healthz` (alive), `/readyz` (store reachable, migrations done, not draining),
+//! `/metrics` (Prometheus text), and, behind the ops token, drain, integrity, notices to
+//! players and per-game maintenance status.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use croupier_games::GameId;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::extract::{JsonBody, OpsAuth, PathParam};
+use crate::state::AppState;
+
+pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({"status": "ok", "node": state.node_id, "version": state.version}))
+}
+
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let store = state.store.ready().await;
+    let (ready, reason) = match (&store, state.is_draining()) {
+        (_, true) => (false, Some("draining".to_owned())),
+        (Ok(true), false) => (true, None),
+        (Ok(false), false) => (false, Some("store migrations are not complete".to_owned())),
+        (Err(e), false) => (false, Some(format!("store unreachable: {e}"))),
+    };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({"ready": ready, "reason": reason, "node": state.node_id, "draining": state.is_draining()});
+    (status, Json(body)).into_response()
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let node = state.node_id.clone();
+    if let Ok(open) = state
+        .store
+        .read(move |tx| tx.open_rounds_on_node(&node))
+        .await
+    {
+        state.metrics.rounds_in_flight.set(open);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn drain_report(state: &AppState) -> Result<Value, ApiError> {
+    let node = state.node_id.clone();
+    let open_rounds = state
+        .store
+        .read(move |tx| tx.open_rounds_on_node(&node))
+        .await?;
+    Ok(json!({
+        "node": state.node_id,
+        "draining": state.is_draining(),
+        // This request itself is one of them.
+        "in_flight_requests": state.metrics.in_flight_requests.get() - 1,
+        "open_rounds": open_rounds,
+        "websockets": state.metrics.websockets.get(),
+    }))
+}
+
+pub async fn drain_status(
+    State(state): State<AppState>,
+    _: OpsAuth,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(drain_report(&state).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrainBody {
+    draining: bool,
+}
+
+pub async fn set_drain(
+    State(state): State<AppState>,
+    _: OpsAuth,
+    body: JsonBody<DrainBody>,
+) -> Result<Json<Value>, ApiError> {
+    state.set_draining(body.value.draining);
+    tracing::info!(node = %state.node_id, draining = body.value.draining, "drain state changed");
+    Ok(Json(drain_report(&state).await?))
+}
+
+pub async fn integrity(State(state): State<AppState>, _: OpsAuth) -> Result<Response, ApiError> {
+    let report = state.store.integrity().await?;
+    let status = if report.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    };
+    Ok((status, Json(report)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Notice {
+    message: String,
+    #[serde(default = "default_level")]
+    level: String,
+}
+
+fn default_level() -> String {
+    "info".to_owned()
+}
+
+const MAX_NOTICE: usize = 2_000;
+
+pub async fn notice(
+    State(state): State<AppState>,
+    _: OpsAuth,
+    body: JsonBody<Notice>,
+) -> Result<Json<Value>, ApiError> {
+    let Notice { message, level } = body.value;
+    if message.is_empty() || message.len() > MAX_NOTICE {
+        return Err(ApiError::unprocessable(
+            "invalid_notice",
+            format!("a notice is 1 to {MAX_NOTICE} bytes"),
+        ));
+    }
+    if !["info", "warning", "critical"].contains(&level.as_str()) {
+        return Err(ApiError::unprocessable(
+            "invalid_notice",
+            "level is info, warning or critical",
+        ));
+    }
+    state.publish(
+        None,
+        json!({"type": "notice", "level": level, "message": message}),
+    );
+    Ok(Json(
+        json!({"delivered_to": state.metrics.websockets.get()}),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GameStatusBody {
+    status: String,
+}
+
+pub async fn set_game_status(
+    State(state): State<AppState>,
+    _: OpsAuth,
+    PathParam(game): PathParam<String>,
+    body: JsonBody<GameStatusBody>,
+) -> Result<Json<Value>, ApiError> {
+    let game: GameId = game.parse()?;
+    let status = body.value.status;
+    if status != "open" && status != "maintenance" {
+        return Err(ApiError::unprocessable(
+            "invalid_status",
+            "status is open or maintenance",
+        ));
+    }
+    let stored = status.clone();
+    state
+        .store
+        .transact(None, move |tx| {
+            tx.set_game_status(game.as_str(), &stored)?;
+            Ok(Value::Null)
+        })
+        .await?;
+    state
+        .game_status
+        .write()
+        .expect("game status cache")
+        .insert(game.to_string(), status.clone());
+    state.publish(
+        None,
+        json!({"type": "game_status", "game": game, "status": status}),
+    );
+    Ok(Json(json!({"game": game, "status": status})))
+}

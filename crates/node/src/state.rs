@@ -1,0 +1,93 @@
+//! The node's shared state: the store, its identity and ops token, drain state, caches, the
+//! event bus for WebSockets, and metrics.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
+
+use croupier_ledger::Store;
+use serde_json::Value;
+use tokio::sync::{broadcast, watch};
+
+use crate::metrics::Metrics;
+
+/// A message for connected players: to one player, or to all when `player` is `None`.
+#[derive(Debug, Clone)]
+pub struct PlayerEvent {
+    pub player: Option<String>,
+    pub message: Value,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub store: Arc<dyn Store>,
+    pub node_id: String,
+    pub ops_token: String,
+    pub version: &'static str,
+    draining: AtomicBool,
+    drain_signal: watch::Sender<bool>,
+    /// Token hash -> (player, when looked up).
+    pub sessions: Mutex<HashMap<String, (String, Instant)>>,
+    /// Games whose status is not "open", refreshed from the store.
+    pub game_status: RwLock<HashMap<String, String>>,
+    pub events: broadcast::Sender<PlayerEvent>,
+    pub metrics: Metrics,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn Store>, node_id: String, ops_token: String) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        let (drain_signal, _) = watch::channel(false);
+        AppState(Arc::new(Inner {
+            store,
+            node_id,
+            ops_token,
+            version: env!("CARGO_PKG_VERSION"),
+            draining: AtomicBool::new(false),
+            drain_signal,
+            sessions: Mutex::new(HashMap::new()),
+            game_status: RwLock::new(HashMap::new()),
+            events,
+            metrics: Metrics::new(),
+        }))
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub fn set_draining(&self, draining: bool) {
+        self.draining.store(draining, Ordering::SeqCst);
+        self.metrics.draining.set(i64::from(draining));
+        self.drain_signal.send_replace(draining);
+    }
+
+    /// Fires whenever the drain state changes.
+    pub fn drain_watch(&self) -> watch::Receiver<bool> {
+        self.drain_signal.subscribe()
+    }
+
+    pub fn publish(&self, player: Option<String>, message: Value) {
+        // No subscriber is not an error: nobody is connected.
+        let _ = self.events.send(PlayerEvent { player, message });
+    }
+
+    pub fn game_status(&self, game: &str) -> String {
+        self.game_status
+            .read()
+            .expect("game status cache")
+            .get(game)
+            .cloned()
+            .unwrap_or_else(|| "open".to_owned())
+    }
+}

@@ -1,0 +1,78 @@
+//! A WebSocket per player: balance updates after each of the player's rounds on this node and
+//! operator notices (maintenance ahead, incident updates). When the node drains or shuts
+//! down, each socket gets a close frame 1012 ("service restart") so the client reconnects,
+//! through the gateway, to another node.
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
+use croupier_ledger::Account;
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::error::ApiError;
+use crate::extract::PlayerAuth;
+use crate::state::AppState;
+
+/// RFC 6455 close code 1012: the service is restarting; reconnect.
+pub const CLOSE_SERVICE_RESTART: u16 = 1012;
+
+pub async fn connect(
+    State(state): State<AppState>,
+    PlayerAuth(player): PlayerAuth,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    if state.is_draining() {
+        return Err(ApiError::draining());
+    }
+    Ok(upgrade
+        .on_upgrade(move |socket| session(state, player, socket))
+        .into_response())
+}
+
+async fn session(state: AppState, player: String, mut socket: WebSocket) {
+    state.metrics.websockets.inc();
+    let mut events = state.events.subscribe();
+    let mut drain = state.drain_watch();
+    drain.borrow_and_update();
+    let account = Account::player(&player);
+    let balance = state.store.read(move |tx| tx.balance(&account)).await.ok();
+    let hello =
+        json!({"type": "hello", "player": player, "balance": balance, "node": state.node_id});
+    if socket
+        .send(Message::Text(hello.to_string().into()))
+        .await
+        .is_err()
+    {
+        state.metrics.websockets.dec();
+        return;
+    }
+    loop {
+        tokio::select! {
+            event = events.recv() => match event {
+                Ok(event) if event.player.as_deref().is_none_or(|p| p == player) => {
+                    if socket.send(Message::Text(event.message.to_string().into())).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => break,
+            },
+            changed = drain.changed() => {
+                if changed.is_err() || *drain.borrow() {
+                    let frame = CloseFrame {
+                        code: CLOSE_SERVICE_RESTART,
+                        reason: "node draining: reconnect".into(),
+                    };
+                    let _ = socket.send(Message::Close(Some(frame))).await;
+                    break;
+                }
+            },
+            incoming = socket.recv() => match incoming {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    state.metrics.websockets.dec();
+}
