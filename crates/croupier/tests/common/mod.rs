@@ -1,0 +1,193 @@
+//! Helpers for whole-process tests: start real `croupier node` processes on a temporary data
+//! folder, talk HTTP to them, and check the ledger invariants at the end.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const OPS_TOKEN: &str = "test-ops-token-0123456789abcdef0123456789";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn croupier() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_croupier"))
+}
+
+/// A running `croupier node` process, killed when dropped.
+pub struct Node {
+    pub child: Child,
+    pub base: String,
+    pub id: String,
+}
+
+impl Node {
+    pub fn start(data: &Path, id: &str) -> Node {
+        let port = free_port();
+        let log = std::fs::File::create(data.join(format!("{id}.log"))).unwrap();
+        let child = croupier()
+            .args([
+                "node",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--node-id",
+                id,
+            ])
+            .arg("--data")
+            .arg(data)
+            .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("croupier binary runs");
+        let node = Node {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            id: id.to_owned(),
+        };
+        node.wait_ready();
+        node
+    }
+
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok((200, _)) = get(&format!("{}/readyz", self.base), None) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("node {} did not become ready", self.id);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill_9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+fn finish(
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+) -> Result<(u16, Value), String> {
+    let mut response = response.map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Ok((status, body))
+}
+
+pub fn get(url: &str, token: Option<&str>) -> Result<(u16, Value), String> {
+    let mut request = agent().get(url);
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    finish(request.call())
+}
+
+/// POSTs a raw body with optional bearer token and Idempotency-Key.
+pub fn post_raw(
+    url: &str,
+    token: Option<&str>,
+    key: Option<&str>,
+    body: &str,
+) -> Result<(u16, Value), String> {
+    let mut request = agent().post(url).header("Content-Type", "application/json");
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    finish(request.send(body))
+}
+
+pub fn post(
+    url: &str,
+    token: Option<&str>,
+    key: Option<&str>,
+    body: &Value,
+) -> Result<(u16, Value), String> {
+    post_raw(url, token, key, &body.to_string())
+}
+
+pub fn sign_in(node: &Node, player: &str) -> String {
+    let (status, body) = post(
+        &node.url("/api/v1/sessions"),
+        None,
+        None,
+        &json!({"player": player}),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    body["token"].as_str().unwrap().to_owned()
+}
+
+pub fn balance(node: &Node, token: &str) -> i64 {
+    let (status, body) = get(&node.url("/api/v1/wallet"), Some(token)).unwrap();
+    assert_eq!(status, 200, "{body}");
+    body["balance"].as_i64().unwrap()
+}
+
+pub fn dice_bet(stake: i64) -> Value {
+    json!({"game": "dice", "stake": stake, "bet": {"target": 5000, "direction": "over"}})
+}
+
+/// The ledger report from a node's ops API.
+pub fn integrity(node: &Node) -> Value {
+    let (status, report) = get(&node.url("/ops/integrity"), Some(OPS_TOKEN)).unwrap();
+    assert_eq!(status, 200, "integrity violated: {report:#}");
+    assert_eq!(report["ok"], true, "{report:#}");
+    report
+}
+
+/// Runs `croupier integrity` on the ledger file itself, as an operator would.
+pub fn integrity_cli(db: &Path) {
+    let output = croupier()
+        .arg("integrity")
+        .arg("--db")
+        .arg(db)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "croupier integrity failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+pub fn ledger_path(data: &Path) -> PathBuf {
+    data.join("ledger.db")
+}
