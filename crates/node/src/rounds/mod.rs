@@ -298,3 +298,6 @@ pub fn verification(round: &Round, seed: &Seed) -> Result<Value, ApiError> {
     report["matches"] = json!(recomputed.detail == recorded && recomputed.payout == round.payout);
     Ok(report)
 }
+
+#[cfg(test)]
+mod tests;
