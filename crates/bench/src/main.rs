@@ -1,1 +1,74 @@
-fn main() {}
+//! `croupier-bench`: durable bets per second with 1, 8 and 64 concurrent players, three ways,
+//! all in one run so the ratios are measured on the same machine at the same time:
+//! - `baseline`: raw SQLite, one INSERT per transaction, WAL + synchronous=FULL (what a
+//!   one-transaction-per-bet design gets at best);
+//! - `store`: Croupier's ledger directly (group commit), each bet a full dice round: seed and
+//!   nonce, stake, settlement, payout, round row, idempotency record, hash chain;
+//! - `http`: the same bets through a real `croupier node` process over HTTP.
+
+mod baseline;
+mod http;
+mod report;
+mod store;
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "croupier-bench",
+    about = "Durable bets per second, with a raw SQLite baseline"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct Common {
+    /// Concurrent players (or writer threads for the baseline), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,64")]
+    players: Vec<usize>,
+    /// Seconds per measurement.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Raw SQLite inserts, one row per transaction.
+    Baseline(Common),
+    /// Bets straight through the ledger store.
+    Store(Common),
+    /// Bets through a `croupier node` process over HTTP.
+    Http {
+        #[command(flatten)]
+        common: Common,
+        /// The croupier binary (default: next to this one).
+        #[arg(long)]
+        croupier: Option<std::path::PathBuf>,
+    },
+    /// All three, one after the other, and the ratios.
+    All(Common),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let seconds = |c: &Common| Duration::from_secs_f64(c.seconds);
+    let mut rows = Vec::new();
+    match cli.command {
+        Command::Baseline(c) => rows.extend(baseline::run(&c.players, seconds(&c))?),
+        Command::Store(c) => rows.extend(store::run(&c.players, seconds(&c))?),
+        Command::Http { common, croupier } => {
+            rows.extend(http::run(&common.players, seconds(&common), croupier)?)
+        }
+        Command::All(c) => {
+            rows.extend(baseline::run(&c.players, seconds(&c))?);
+            rows.extend(store::run(&c.players, seconds(&c))?);
+            rows.extend(http::run(&c.players, seconds(&c), None)?);
+        }
+    }
+    report::print(&rows);
+    Ok(())
+}

@@ -88,8 +88,9 @@ pub trait LedgerTx {
         server_seed_hash: &str,
         client_seed: &str,
     ) -> Result<i64, LedgerError>;
-    /// Returns the seed's next nonce and advances it.
-    fn take_nonce(&mut self, seed_id: i64) -> Result<u64, LedgerError>;
+    /// The player's active seed and its next nonce, advancing the nonce; `None` when the
+    /// player has no active seed.
+    fn take_nonce(&mut self, player: &str) -> Result<Option<(Seed, u64)>, LedgerError>;
     fn reveal_seed(&mut self, seed_id: i64) -> Result<(), LedgerError>;
 
     fn insert_round(&mut self, round: &Round) -> Result<(), LedgerError>;

@@ -20,11 +20,13 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::LedgerError;
 use crate::store::{BoxFuture, Committed, Idempotency, ReadOp, Store, TxOp};
 pub use schema::MIGRATIONS;
-use tx::{ChainHead, SqliteTx};
+use tx::{BatchBalances, ChainHead, SqliteTx};
 
 /// How long a writer waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const QUEUE_DEPTH: usize = 16_384;
+/// Prepared statements kept per connection: more than the ledger uses, so none is re-parsed.
+const STATEMENT_CACHE: usize = 64;
 
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
@@ -77,6 +79,7 @@ pub fn connect(path: &Path, read_only: bool) -> Result<Connection, LedgerError> 
     };
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     if !read_only {
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if mode != "wal" {
@@ -155,12 +158,24 @@ fn commit_batch(conn: &Connection, currency: &str, batch: Vec<Job>) {
         }
     };
     let now = now_ms();
+    let mut balances = BatchBalances::default();
     let mut replies = Vec::with_capacity(batch.len());
     for job in batch {
-        let result = run_job(conn, currency, now, &mut head, job.idempotency, job.op);
+        let result = run_job(
+            conn,
+            currency,
+            now,
+            &mut head,
+            &mut balances,
+            job.idempotency,
+            job.op,
+        );
         replies.push((job.reply, result));
     }
-    match conn.execute_batch("COMMIT") {
+    let committed = balances
+        .flush(conn, currency)
+        .and_then(|()| Ok(conn.execute_batch("COMMIT")?));
+    match committed {
         Ok(()) => {
             for (reply, result) in replies {
                 let _ = reply.send(result);
@@ -169,7 +184,7 @@ fn commit_batch(conn: &Connection, currency: &str, batch: Vec<Job>) {
         Err(e) => {
             tracing::error!(error = %e, "group commit failed; the whole batch is rolled back");
             let _ = conn.execute_batch("ROLLBACK");
-            let error = LedgerError::from(e);
+            let error = e;
             for (reply, _) in replies {
                 let _ = reply.send(Err(LedgerError::Unavailable(error.to_string())));
             }
@@ -183,10 +198,11 @@ fn run_job(
     currency: &str,
     now: i64,
     head: &mut ChainHead,
+    balances: &mut BatchBalances,
     idempotency: Option<Idempotency>,
     op: TxOp,
 ) -> Result<Committed, LedgerError> {
-    conn.execute_batch("SAVEPOINT job")?;
+    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
     let attempt = (|| {
         if let Some(idem) = &idempotency {
             let seen: Option<(String, String)> = conn
@@ -206,6 +222,7 @@ fn run_job(
             currency,
             now_ms: now,
             head: Some(head.clone()),
+            balances: Some(&mut *balances),
         };
         let value = catch_unwind(AssertUnwindSafe(|| op(&mut tx)))
             .map_err(|_| LedgerError::Storage("the operation panicked".into()))??;
@@ -219,14 +236,17 @@ fn run_job(
     })();
     match attempt {
         Ok((committed, new_head)) => {
-            conn.execute_batch("RELEASE job")?;
+            conn.prepare_cached("RELEASE job")?.execute([])?;
+            balances.accept();
             if let Some(new_head) = new_head {
                 *head = new_head;
             }
             Ok(committed)
         }
         Err(e) => {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            balances.discard();
+            conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
+            conn.prepare_cached("RELEASE job")?.execute([])?;
             Err(e)
         }
     }
@@ -270,6 +290,7 @@ impl Store for SqliteStore {
                     currency: &currency,
                     now_ms: now_ms(),
                     head: None,
+                    balances: None,
                 };
                 op(&mut tx);
                 conn.execute_batch("COMMIT")?;

@@ -16,10 +16,11 @@ CREATE TABLE journal (
     amount INTEGER NOT NULL CHECK (amount > 0),
     currency TEXT NOT NULL,
     prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
+    hash TEXT NOT NULL,
+    -- The player account the entry touches (at most one does), for wallet history.
+    player TEXT
 );
-CREATE INDEX journal_debit ON journal (debit, seq);
-CREATE INDEX journal_credit ON journal (credit, seq);
+CREATE INDEX journal_by_player ON journal (player, seq) WHERE player IS NOT NULL;
 CREATE TRIGGER journal_is_append_only_update BEFORE UPDATE ON journal
 BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
 CREATE TRIGGER journal_is_append_only_delete BEFORE DELETE ON journal

@@ -1,5 +1,7 @@
 //! `LedgerTx` on a SQLite connection inside an open transaction (or read snapshot).
 
+use std::collections::{HashMap, HashSet};
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::chain::{GENESIS, entry_hash};
@@ -32,12 +34,55 @@ impl ChainHead {
     }
 }
 
+/// Balances touched by a batch, kept in memory and written once per account when the batch
+/// commits: the house and escrow rows change with every bet, and writing them once per batch
+/// instead of once per transfer is much of what group commit buys.
+#[derive(Default)]
+pub struct BatchBalances {
+    /// Balances after the batch's accepted operations (or as read from the file).
+    current: HashMap<String, i64>,
+    /// Accounts whose balance the batch changed.
+    dirty: HashSet<String>,
+    /// Changes of the operation now running, not yet accepted.
+    pending: HashMap<String, i64>,
+}
+
+impl BatchBalances {
+    /// The running operation succeeded: keep its changes.
+    pub fn accept(&mut self) {
+        for (account, balance) in self.pending.drain() {
+            self.dirty.insert(account.clone());
+            self.current.insert(account, balance);
+        }
+    }
+
+    /// The running operation failed: forget its changes.
+    pub fn discard(&mut self) {
+        self.pending.clear();
+    }
+
+    /// Writes every changed balance; part of the batch's transaction.
+    pub fn flush(&mut self, conn: &Connection, currency: &str) -> Result<(), LedgerError> {
+        let mut upsert = conn.prepare_cached(
+            "INSERT INTO balances (account, currency, balance) VALUES (?1, ?2, ?3)
+             ON CONFLICT (account, currency) DO UPDATE SET balance = excluded.balance",
+        )?;
+        for account in self.dirty.drain() {
+            upsert.execute(params![account, currency, self.current[&account]])?;
+        }
+        self.current.clear();
+        Ok(())
+    }
+}
+
 pub struct SqliteTx<'c> {
     pub(super) conn: &'c Connection,
     pub(super) currency: &'c str,
     pub(super) now_ms: i64,
     /// Where appends link; `None` on a read snapshot.
     pub(super) head: Option<ChainHead>,
+    /// The batch's balances; `None` on a read snapshot, which reads the file.
+    pub(super) balances: Option<&'c mut BatchBalances>,
 }
 
 fn storage(what: String) -> LedgerError {
@@ -132,13 +177,23 @@ const SEED_COLUMNS: &str =
     "id, player, server_seed, server_seed_hash, client_seed, next_nonce, created_ms, revealed_ms";
 
 impl SqliteTx<'_> {
-    fn add_to_balance(&self, account: &Account, delta: i64) -> Result<(), LedgerError> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO balances (account, currency, balance) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (account, currency) DO UPDATE SET balance = balance + excluded.balance",
-            )?
-            .execute(params![account.to_string(), self.currency, delta])?;
+    fn stored_balance(&self, account: &str) -> Result<i64, LedgerError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT balance FROM balances WHERE account = ?1 AND currency = ?2")?
+            .query_row(params![account, self.currency], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0))
+    }
+
+    fn add_to_balance(&mut self, account: &Account, delta: i64) -> Result<(), LedgerError> {
+        let name = account.to_string();
+        let balance = self.balance(account)?;
+        let balances = self
+            .balances
+            .as_deref_mut()
+            .ok_or_else(|| storage("cannot post on a read snapshot".into()))?;
+        balances.pending.insert(name, balance + delta);
         Ok(())
     }
 }
@@ -191,12 +246,22 @@ impl LedgerTx for SqliteTx<'_> {
     }
 
     fn balance(&mut self, account: &Account) -> Result<i64, LedgerError> {
-        Ok(self
-            .conn
-            .prepare_cached("SELECT balance FROM balances WHERE account = ?1 AND currency = ?2")?
-            .query_row(params![account.to_string(), self.currency], |r| r.get(0))
-            .optional()?
-            .unwrap_or(0))
+        let name = account.to_string();
+        let Some(balances) = self.balances.as_deref() else {
+            return self.stored_balance(&name);
+        };
+        if let Some(balance) = balances
+            .pending
+            .get(&name)
+            .or_else(|| balances.current.get(&name))
+        {
+            return Ok(*balance);
+        }
+        let stored = self.stored_balance(&name)?;
+        if let Some(balances) = self.balances.as_deref_mut() {
+            balances.current.insert(name, stored);
+        }
+        Ok(stored)
     }
 
     fn post(&mut self, transfer: &Transfer) -> Result<JournalEntry, LedgerError> {
@@ -232,7 +297,7 @@ impl LedgerTx for SqliteTx<'_> {
         entry.hash = entry_hash(&entry);
         self.conn
             .prepare_cached(&format!(
-                "INSERT INTO journal ({ENTRY_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                "INSERT INTO journal ({ENTRY_COLUMNS}, player) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
             ))?
             .execute(params![
                 entry.seq,
@@ -244,7 +309,11 @@ impl LedgerTx for SqliteTx<'_> {
                 entry.amount,
                 entry.currency,
                 entry.prev_hash,
-                entry.hash
+                entry.hash,
+                [&entry.debit, &entry.credit]
+                    .into_iter()
+                    .find(|a| a.is_player())
+                    .map(Account::to_string)
             ])?;
         self.add_to_balance(&transfer.debit, -transfer.amount)?;
         self.add_to_balance(&transfer.credit, transfer.amount)?;
@@ -261,17 +330,21 @@ impl LedgerTx for SqliteTx<'_> {
         before_seq: Option<i64>,
         limit: u32,
     ) -> Result<Vec<JournalEntry>, LedgerError> {
-        let name = account.to_string();
-        let before = before_seq.unwrap_or(i64::MAX);
-        let sql = format!(
-            "SELECT {ENTRY_COLUMNS} FROM (
-                SELECT * FROM (SELECT * FROM journal WHERE debit = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3)
-                UNION ALL
-                SELECT * FROM (SELECT * FROM journal WHERE credit = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3)
-             ) ORDER BY seq DESC LIMIT ?3"
-        );
+        let sql = if account.is_player() {
+            format!(
+                "SELECT {ENTRY_COLUMNS} FROM journal WHERE player = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
+            )
+        } else {
+            format!(
+                "SELECT {ENTRY_COLUMNS} FROM journal WHERE (debit = ?1 OR credit = ?1) AND seq < ?2
+                 ORDER BY seq DESC LIMIT ?3"
+            )
+        };
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![name, before, limit], entry_from_row)?;
+        let rows = stmt.query_map(
+            params![account.to_string(), before_seq.unwrap_or(i64::MAX), limit],
+            entry_from_row,
+        )?;
         rows.map(|r| finish_entry(r?)).collect()
     }
 
@@ -309,17 +382,20 @@ impl LedgerTx for SqliteTx<'_> {
         Ok(self.conn.last_insert_rowid())
     }
 
-    fn take_nonce(&mut self, seed_id: i64) -> Result<u64, LedgerError> {
-        let nonce: i64 = self
+    fn take_nonce(&mut self, player: &str) -> Result<Option<(Seed, u64)>, LedgerError> {
+        Ok(self
             .conn
-            .prepare_cached(
-                "UPDATE seeds SET next_nonce = next_nonce + 1 WHERE id = ?1 AND revealed_ms IS NULL
-                 RETURNING next_nonce - 1",
-            )?
-            .query_row([seed_id], |r| r.get(0))
+            .prepare_cached(&format!(
+                "UPDATE seeds SET next_nonce = next_nonce + 1 WHERE player = ?1 AND revealed_ms IS NULL
+                 RETURNING {SEED_COLUMNS}"
+            ))?
+            .query_row([player], seed_from_row)
             .optional()?
-            .ok_or_else(|| LedgerError::Conflict(format!("seed {seed_id} is not active")))?;
-        Ok(nonce as u64)
+            .map(|mut seed| {
+                seed.next_nonce -= 1;
+                let nonce = seed.next_nonce;
+                (seed, nonce)
+            }))
     }
 
     fn reveal_seed(&mut self, seed_id: i64) -> Result<(), LedgerError> {

@@ -127,8 +127,9 @@ pub struct NewRound {
 }
 
 pub fn start_round(tx: &mut dyn LedgerTx, new: NewRound) -> Result<Value, LedgerError> {
-    let seed = active_seed(tx, &new.player)?;
-    let nonce = tx.take_nonce(seed.id)?;
+    let (seed, nonce) = tx.take_nonce(&new.player)?.ok_or_else(|| {
+        LedgerError::Conflict(format!("player {} has no active seed", new.player))
+    })?;
     tx.post(&Transfer {
         kind: EntryKind::Stake,
         round_id: Some(new.id.clone()),

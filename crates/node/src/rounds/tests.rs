@@ -143,7 +143,7 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
             .unwrap();
     }
     let mut keyed: Vec<(String, String, Keyed, Value)> = Vec::new();
-    let mut open_round: HashMap<usize, String> = HashMap::new();
+    let mut open_rounds: HashMap<usize, Vec<String>> = HashMap::new();
 
     for (n, step) in steps.into_iter().enumerate() {
         let key = format!("k{n}");
@@ -184,7 +184,7 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     Ok(committed) => {
                         let value = committed.value().clone();
                         if value["round"]["status"] == "open" {
-                            open_round.insert(player, format!("r{n}"));
+                            open_rounds.entry(player).or_default().push(format!("r{n}"));
                         }
                         keyed.push((key.clone(), key, request, value));
                     }
@@ -196,9 +196,9 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
             }
             Step::Act { player, action } => {
                 let action = [Action::Hit, Action::Stand, Action::Double][action as usize];
-                let round_id = open_round
+                let round_id = open_rounds
                     .get(&player)
-                    .cloned()
+                    .and_then(|open| open.last().cloned())
                     .unwrap_or_else(|| "r-missing".into());
                 let request = Keyed::Act {
                     player,
@@ -209,8 +209,10 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 match request.run(&*store, &key, &key).await {
                     Ok(committed) => {
                         let value = committed.value().clone();
-                        if value["round"]["status"] == "settled" {
-                            open_round.remove(&player);
+                        if value["round"]["status"] == "settled"
+                            && let Some(open) = open_rounds.get_mut(&player)
+                        {
+                            open.pop();
                         }
                         keyed.push((key.clone(), key, request, value));
                     }
@@ -221,7 +223,10 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 let result = store
                     .transact(None, move |tx| rotate_seed(tx, PLAYERS[player], None))
                     .await;
-                prop_assert_eq!(result.is_ok(), !open_round.contains_key(&player));
+                let has_open = open_rounds
+                    .get(&player)
+                    .is_some_and(|open| !open.is_empty());
+                prop_assert_eq!(result.is_ok(), !has_open);
             }
             Step::Replay { which } if !keyed.is_empty() => {
                 let (key, fingerprint, request, first) = keyed[which % keyed.len()].clone();

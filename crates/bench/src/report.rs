@@ -1,0 +1,56 @@
+//! One measurement and the table that compares them with the baseline.
+
+use hdrhistogram::Histogram;
+
+pub struct Row {
+    pub path: &'static str,
+    pub players: usize,
+    pub ops: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub latency_us: Histogram<u64>,
+}
+
+impl Row {
+    pub fn per_second(&self) -> f64 {
+        self.ops as f64 / self.seconds
+    }
+}
+
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+/// Prints a Markdown table and one JSON line per row.
+pub fn print(rows: &[Row]) {
+    println!("| path | players | durable ops/s | p50 ms | p99 ms | errors | vs baseline |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        let baseline = rows
+            .iter()
+            .find(|b| b.path == "baseline" && b.players == row.players)
+            .map(|b| format!("{:.1}x", row.per_second() / b.per_second()))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} |",
+            row.path,
+            row.players,
+            row.per_second(),
+            row.latency_us.value_at_quantile(0.5) as f64 / 1000.0,
+            row.latency_us.value_at_quantile(0.99) as f64 / 1000.0,
+            row.errors,
+            baseline
+        );
+    }
+    for row in rows {
+        println!(
+            "{}",
+            serde_json::json!({
+                "path": row.path, "players": row.players, "ops": row.ops, "errors": row.errors,
+                "seconds": row.seconds, "ops_per_second": row.per_second(),
+                "p50_us": row.latency_us.value_at_quantile(0.5),
+                "p99_us": row.latency_us.value_at_quantile(0.99),
+            })
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! Bets straight through the ledger store: each a complete dice round in one durable,
+//! group-committed transaction.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use croupier_games::GameId;
+use croupier_ledger::sqlite::{SqliteConfig, SqliteStore};
+use croupier_ledger::{Idempotency, Store};
+use croupier_node::rounds::{self, NewRound};
+use serde_json::json;
+
+use crate::report::{Row, new_histogram};
+
+pub fn run(players: &[usize], duration: Duration) -> anyhow::Result<Vec<Row>> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut rows = Vec::new();
+    for &count in players {
+        let dir = tempfile::tempdir()?;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(SqliteConfig::new(
+            dir.path().join("ledger.db"),
+        ))?);
+        let row = runtime.block_on(measure(store.clone(), count, duration))?;
+        let report = runtime.block_on(store.integrity())?;
+        anyhow::ensure!(
+            report.ok,
+            "integrity violated after the store benchmark: {report:?}"
+        );
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+async fn measure(store: Arc<dyn Store>, players: usize, duration: Duration) -> anyhow::Result<Row> {
+    for p in 0..players {
+        store
+            .transact(None, move |tx| {
+                rounds::sign_in(tx, &format!("p{p}"), &format!("t{p}"))
+            })
+            .await?;
+    }
+    let started = Instant::now();
+    let deadline = started + duration;
+    let tasks: Vec<_> = (0..players)
+        .map(|p| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let (mut ok, mut errors, mut latency) = (0u64, 0u64, new_histogram());
+                let bet_json = json!({"target": 5000, "direction": "over"});
+                let bet =
+                    croupier_games::parse_bet(GameId::Dice, 10, &bet_json).expect("valid bet");
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    n += 1;
+                    let new = NewRound {
+                        id: format!("r{p}-{n}"),
+                        player: format!("p{p}"),
+                        game: GameId::Dice,
+                        stake: 10,
+                        bet_json: bet_json.clone(),
+                        bet: bet.clone(),
+                        node: "bench".into(),
+                    };
+                    let idem = Idempotency {
+                        key: format!("p{p}:{n}"),
+                        fingerprint: n.to_string(),
+                    };
+                    let began = Instant::now();
+                    match store
+                        .transact(Some(idem), move |tx| rounds::start_round(tx, new))
+                        .await
+                    {
+                        Ok(_) => ok += 1,
+                        Err(_) => errors += 1,
+                    }
+                    let _ = latency.record(began.elapsed().as_micros() as u64);
+                }
+                (ok, errors, latency)
+            })
+        })
+        .collect();
+    let mut row = Row {
+        path: "store",
+        players,
+        ops: 0,
+        errors: 0,
+        seconds: 0.0,
+        latency_us: new_histogram(),
+    };
+    for task in tasks {
+        let (ok, errors, latency) = task.await?;
+        row.ops += ok;
+        row.errors += errors;
+        row.latency_us.add(latency)?;
+    }
+    row.seconds = started.elapsed().as_secs_f64();
+    Ok(row)
+}
