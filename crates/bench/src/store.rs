@@ -53,7 +53,7 @@ async fn measure(store: Arc<dyn Store>, players: usize, duration: Duration) -> a
                 while Instant::now() < deadline {
                     n += 1;
                     let new = NewRound {
-                        id: format!("r{p}-{n}"),
+                        id: rounds::new_round_id(),
                         player: format!("p{p}"),
                         game: GameId::Dice,
                         stake: 10,

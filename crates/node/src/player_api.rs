@@ -207,7 +207,7 @@ pub async fn play(
     }
     let bet = croupier_games::parse_bet(game, stake, &bet_json)?;
     let new_round = NewRound {
-        id: format!("r_{}", random_hex(16)),
+        id: rounds::new_round_id(),
         player: player.clone(),
         game,
         stake,

@@ -81,6 +81,10 @@ pub fn connect(path: &Path, read_only: bool) -> Result<Connection, LedgerError> 
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     if !read_only {
+        // Takes effect when the file is created. A bet touches many small rows on different
+        // pages (per-player indexes, idempotency keys): small pages mean fewer bytes per commit
+        // in the WAL. Measured with bench/ledger.sh: 1 KiB pages beat the 4 KiB default.
+        conn.execute_batch("PRAGMA page_size = 1024")?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if mode != "wal" {
             return Err(LedgerError::Storage(format!(
@@ -89,7 +93,12 @@ pub fn connect(path: &Path, read_only: bool) -> Result<Connection, LedgerError> 
             )));
         }
     }
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;")?;
+    // synchronous = FULL: every commit fsyncs the WAL, so an acknowledged bet survives a
+    // power cut. Savepoint journals stay in memory; checkpoints run every 16 MiB of WAL.
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 16000;",
+    )?;
     Ok(conn)
 }
 

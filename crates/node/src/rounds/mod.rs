@@ -23,6 +23,16 @@ pub fn random_hex(bytes: usize) -> String {
     hex::encode(buf)
 }
 
+/// A new round id: the creation time in milliseconds, then 80 random bits. Ids sort by time,
+/// so new rounds land at the end of the store's index instead of on a random page.
+pub fn new_round_id() -> String {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("r_{now_ms:012x}{}", random_hex(10))
+}
+
 pub fn sign_in(
     tx: &mut dyn LedgerTx,
     player: &str,
