@@ -27,7 +27,16 @@ fn bad_input_gets_a_json_4xx_and_moves_nothing() {
         r#"{{"game":"dice","stake":100,"bet":{{"pad":"{}"}}}}"#,
         "x".repeat(20_000)
     );
-    let cases: Vec<(&str, Option<&str>, Option<&str>, String, u16, &str)> = vec![
+    // (case, token, idempotency key, body, expected status, expected error code)
+    type Case<'a> = (
+        &'a str,
+        Option<&'a str>,
+        Option<&'a str>,
+        String,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         ("malformed JSON", Some(&token), Some("k1"), r#"{"game": "dice", "#.into(), 400, "malformed_json"),
         ("unknown game", Some(&token), Some("k2"), json!({"game": "poker", "stake": 100}).to_string(), 404, "unknown_game"),
         ("stake below min", Some(&token), Some("k3"), dice_bet(1).to_string(), 422, "stake_below_min"),

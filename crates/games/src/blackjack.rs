@@ -29,7 +29,7 @@ impl Card {
         }
     }
     fn is_ace(self) -> bool {
-        self.0 % 13 == 0
+        self.0.is_multiple_of(13)
     }
 }
 

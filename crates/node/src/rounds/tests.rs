@@ -268,8 +268,7 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
 
     let report = store.integrity().await.unwrap();
     prop_assert!(report.ok, "{:#?}", report);
-    for player in 0..PLAYERS.len() {
-        let name = PLAYERS[player];
+    for (player, &name) in PLAYERS.iter().enumerate() {
         let rounds = store
             .read(move |tx| tx.rounds(name, None, 10_000))
             .await
