@@ -4,6 +4,8 @@
 //!   one-transaction-per-bet design gets at best);
 //! - `store`: Croupier's ledger directly (group commit), each bet a full dice round: seed and
 //!   nonce, stake, settlement, payout, round row, idempotency record, hash chain;
+//! - `store --max-batch 1`: the same ledger work with group commit off, one transaction per
+//!   bet, which isolates what group commit buys;
 //! - `http`: the same bets through a real `croupier node` process over HTTP.
 
 mod baseline;
@@ -40,7 +42,13 @@ enum Command {
     /// Raw SQLite inserts, one row per transaction.
     Baseline(Common),
     /// Bets straight through the ledger store.
-    Store(Common),
+    Store {
+        #[command(flatten)]
+        common: Common,
+        /// Most bets per transaction (1 turns group commit off).
+        #[arg(long, default_value_t = 512)]
+        max_batch: usize,
+    },
     /// Bets through a `croupier node` process over HTTP.
     Http {
         #[command(flatten)]
@@ -49,7 +57,7 @@ enum Command {
         #[arg(long)]
         croupier: Option<std::path::PathBuf>,
     },
-    /// All three, one after the other, and the ratios.
+    /// All of them, one after the other, and the ratios.
     All(Common),
 }
 
@@ -59,13 +67,16 @@ fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     match cli.command {
         Command::Baseline(c) => rows.extend(baseline::run(&c.players, seconds(&c))?),
-        Command::Store(c) => rows.extend(store::run(&c.players, seconds(&c))?),
+        Command::Store { common, max_batch } => {
+            rows.extend(store::run(&common.players, seconds(&common), max_batch)?)
+        }
         Command::Http { common, croupier } => {
             rows.extend(http::run(&common.players, seconds(&common), croupier)?)
         }
         Command::All(c) => {
             rows.extend(baseline::run(&c.players, seconds(&c))?);
-            rows.extend(store::run(&c.players, seconds(&c))?);
+            rows.extend(store::run(&c.players, seconds(&c), 1)?);
+            rows.extend(store::run(&c.players, seconds(&c), 512)?);
             rows.extend(http::run(&c.players, seconds(&c), None)?);
         }
     }

@@ -3,6 +3,7 @@
 use hdrhistogram::Histogram;
 
 pub struct Row {
+    /// Which way the bets went: "baseline", "store", "store, 1 bet per txn" or "http".
     pub path: &'static str,
     pub players: usize,
     pub ops: u64,
@@ -23,23 +24,27 @@ pub fn new_histogram() -> Histogram<u64> {
 
 /// Prints a Markdown table and one JSON line per row.
 pub fn print(rows: &[Row]) {
-    println!("| path | players | durable ops/s | p50 ms | p99 ms | errors | vs baseline |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| path | players | durable ops/s | p50 ms | p99 ms | errors | vs baseline | vs 1 bet per txn |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
-        let baseline = rows
-            .iter()
-            .find(|b| b.path == "baseline" && b.players == row.players)
-            .map(|b| format!("{:.1}x", row.per_second() / b.per_second()))
-            .unwrap_or_else(|| "-".into());
+        let ratio = |path: &str| {
+            rows.iter()
+                .find(|b| b.path == path && b.players == row.players)
+                .map(|b| format!("{:.2}x", row.per_second() / b.per_second()))
+                .unwrap_or_else(|| "-".into())
+        };
         println!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} |",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
             row.path,
             row.players,
             row.per_second(),
             row.latency_us.value_at_quantile(0.5) as f64 / 1000.0,
             row.latency_us.value_at_quantile(0.99) as f64 / 1000.0,
             row.errors,
-            baseline
+            ratio("baseline"),
+            ratio("store, 1 bet per txn"),
         );
     }
     for row in rows {

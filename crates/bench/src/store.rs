@@ -12,15 +12,19 @@ use serde_json::json;
 
 use crate::report::{Row, new_histogram};
 
-pub fn run(players: &[usize], duration: Duration) -> anyhow::Result<Vec<Row>> {
+/// `max_batch` 1 turns group commit off: the same ledger work, one transaction per bet.
+pub fn run(players: &[usize], duration: Duration, max_batch: usize) -> anyhow::Result<Vec<Row>> {
     let runtime = tokio::runtime::Runtime::new()?;
     let mut rows = Vec::new();
     for &count in players {
         let dir = tempfile::tempdir()?;
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(SqliteConfig::new(
-            dir.path().join("ledger.db"),
-        ))?);
-        let row = runtime.block_on(measure(store.clone(), count, duration))?;
+        let mut config = SqliteConfig::new(dir.path().join("ledger.db"));
+        config.max_batch = max_batch;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(config)?);
+        let mut row = runtime.block_on(measure(store.clone(), count, duration))?;
+        if max_batch == 1 {
+            row.path = "store, 1 bet per txn";
+        }
         let report = runtime.block_on(store.integrity())?;
         anyhow::ensure!(
             report.ok,

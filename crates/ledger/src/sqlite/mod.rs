@@ -97,7 +97,7 @@ pub fn connect(path: &Path, read_only: bool) -> Result<Connection, LedgerError> 
     // power cut. Savepoint journals stay in memory; checkpoints run every 16 MiB of WAL.
     conn.execute_batch(
         "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 16000;",
+         PRAGMA cache_size = -4096; PRAGMA wal_autocheckpoint = 16000;",
     )?;
     Ok(conn)
 }
