@@ -1,6 +1,7 @@
 //! The `croupier` binary: one subcommand per component (see DESIGN.md). Parses arguments,
 //! sets up logging and hands over to the library crates.
 
+mod gateway_cmd;
 mod node_cmd;
 mod tools_cmd;
 
@@ -17,6 +18,8 @@ struct Cli {
 enum Command {
     /// Run a game server: player API, WebSocket and ops API.
     Node(node_cmd::NodeArgs),
+    /// Run the players' gateway in front of the game nodes.
+    Gateway(gateway_cmd::GatewayArgs),
     /// Recompute a round's outcome from its revealed server seed.
     Verify(tools_cmd::VerifyArgs),
     /// Check every ledger invariant of a store and print the report.
@@ -32,6 +35,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Node(args) => node_cmd::run(args),
+        Command::Gateway(args) => gateway_cmd::run(args),
         Command::Verify(args) => tools_cmd::verify(args),
         Command::Integrity(args) => tools_cmd::integrity(args),
     }

@@ -10,6 +10,8 @@ use serde_json::json;
 
 /// Seconds a client should wait before retrying a refused request.
 pub const RETRY_AFTER_SECS: u32 = 2;
+/// Header on a draining node's refusals, so the gateway retries them on another node at once.
+pub const DRAINING_HEADER: &str = "croupier-draining";
 
 #[derive(Debug, thiserror::Error)]
 #[error("{code}: {message}")]
@@ -60,6 +62,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        if self.code == "draining" {
+            response
+                .headers_mut()
+                .insert(DRAINING_HEADER, HeaderValue::from_static("true"));
         }
         response
     }

@@ -1,0 +1,134 @@
+//! `croupier gateway`: the players' address in front of the game nodes, until Ctrl-C or
+//! SIGTERM; SIGUSR2 hands the listening sockets to a fresh process (graceful restart).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use croupier_gateway::{Gateway, GatewayConfig, restart};
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::node_cmd::ops_token_file;
+
+#[derive(Args)]
+pub struct GatewayArgs {
+    /// Address players connect to.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    listen: SocketAddr,
+    /// Address of the admin API, /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "127.0.0.1:8001")]
+    admin_listen: SocketAddr,
+    /// A game node, as name=http://host:port; repeat for each node.
+    #[arg(long = "node", value_parser = parse_node, required = true)]
+    nodes: Vec<(String, String)>,
+    /// Data folder holding the ops token (unless --ops-token is given).
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
+    /// Token for the admin API (default: read from, or created in, <data>/ops-token).
+    #[arg(long, env = "CROUPIER_OPS_TOKEN", hide_env_values = true)]
+    ops_token: Option<String>,
+    /// Milliseconds between health checks of each node.
+    #[arg(long, default_value_t = 200)]
+    check_interval_ms: u64,
+    /// Milliseconds a health check may take.
+    #[arg(long, default_value_t = 150)]
+    check_timeout_ms: u64,
+    /// Passing checks in a row that bring a node up.
+    #[arg(long, default_value_t = 2)]
+    rise: u32,
+    /// Failing checks in a row that take a node down.
+    #[arg(long, default_value_t = 2)]
+    fall: u32,
+    /// Most tries of one request, on different nodes.
+    #[arg(long, default_value_t = 3)]
+    max_tries: usize,
+    /// Retries allowed as a share of requests (0.2 = 20%).
+    #[arg(long, default_value_t = 0.2)]
+    retry_ratio: f64,
+    /// Requests per second per client address (0 = no limit).
+    #[arg(long, default_value_t = 2_000)]
+    rate_per_ip: u32,
+    /// Requests per second per player (0 = no limit).
+    #[arg(long, default_value_t = 200)]
+    rate_per_player: u32,
+    /// Milliseconds to wait for a node's response headers.
+    #[arg(long, default_value_t = 10_000)]
+    upstream_timeout_ms: u64,
+}
+
+fn parse_node(text: &str) -> Result<(String, String), String> {
+    let (name, url) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' is not name=http://host:port"))?;
+    if name.is_empty() || !url.starts_with("http://") {
+        return Err(format!("'{text}' is not name=http://host:port"));
+    }
+    Ok((name.to_owned(), url.to_owned()))
+}
+
+pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
+    let token = match args.ops_token {
+        Some(token) => token,
+        None => ops_token_file(&args.data.join("ops-token"))?,
+    };
+    let mut config = GatewayConfig::new(args.nodes, token);
+    config.health.interval = Duration::from_millis(args.check_interval_ms);
+    config.health.timeout = Duration::from_millis(args.check_timeout_ms);
+    config.health.rise = args.rise;
+    config.health.fall = args.fall;
+    config.max_tries = args.max_tries;
+    config.retry_ratio = args.retry_ratio;
+    config.rate_per_ip = (args.rate_per_ip > 0).then_some(args.rate_per_ip);
+    config.rate_per_player = (args.rate_per_player > 0).then_some(args.rate_per_player);
+    config.upstream_timeout = Duration::from_millis(args.upstream_timeout_ms);
+    let (player, admin) = restart::listeners(args.listen, args.admin_listen)
+        .with_context(|| format!("listening on {} and {}", args.listen, args.admin_listen))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let player = tokio::net::TcpListener::from_std(player)?;
+        let admin = tokio::net::TcpListener::from_std(admin)?;
+        eprintln!(
+            "croupier gateway (pid {}) for players on http://{}, admin on http://{} ({} nodes)",
+            std::process::id(),
+            player.local_addr()?,
+            admin.local_addr()?,
+            config.nodes.len()
+        );
+        // Kept to hand the sockets over on SIGUSR2.
+        let handover = (player.local_addr()?, std_clone(&player)?, std_clone(&admin)?);
+        let gateway = Gateway::new(config);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+            let mut upgrade = signal(SignalKind::user_defined2()).expect("SIGUSR2 handler");
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = term.recv() => break,
+                    _ = upgrade.recv() => match restart::upgrade(&handover.1, &handover.2).await {
+                        Ok(pid) => {
+                            tracing::info!(new_pid = pid, listen = %handover.0, "replacement gateway serves; stopping this one");
+                            break;
+                        }
+                        Err(e) => tracing::error!(error = %e, "graceful restart failed; still serving"),
+                    },
+                }
+            }
+            let _ = stop_tx.send(());
+        });
+        let serving = croupier_gateway::serve(player, admin, gateway, async {
+            let _ = stop_rx.await;
+        });
+        restart::notify_parent_ready();
+        serving.await?;
+        Ok(())
+    })
+}
+
+/// A second handle on a listening socket (same socket, new descriptor).
+fn std_clone(listener: &tokio::net::TcpListener) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsFd;
+    listener.as_fd().try_clone_to_owned()
+}

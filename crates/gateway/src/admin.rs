@@ -1,0 +1,140 @@
+//! The gateway's operator listener: `/healthz`, `/readyz` (at least one node can serve),
+//! `/metrics`, and, with the ops token, `/admin/nodes` to see and set each node's state.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::Gateway;
+use crate::pool::AdminState;
+use crate::proxy::refusal;
+
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/admin/nodes", get(list_nodes))
+        .route("/admin/nodes/{name}", put(set_node))
+        .fallback(|| async { refusal(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .with_state(gateway)
+}
+
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok", "pid": std::process::id()}))
+}
+
+async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
+    if gateway.pool.any_eligible() {
+        (StatusCode::OK, Json(json!({"ready": true}))).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"ready": false, "reason": "no node can serve"})),
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        gateway.metrics.render(&gateway.pool),
+    )
+        .into_response()
+}
+
+fn authorized(gateway: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let expected = gateway.config.admin_token.as_bytes();
+    let same = token.len() == expected.len()
+        && token
+            .bytes()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(refusal(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the admin API needs Authorization: Bearer <ops token>",
+        ))
+    }
+}
+
+fn nodes(gateway: &Gateway) -> Value {
+    let list: Vec<Value> = gateway
+        .pool
+        .backends
+        .iter()
+        .map(|b| {
+            json!({
+                "name": b.name, "url": b.base, "state": b.admin_state().as_str(),
+                "healthy": b.is_healthy(), "ejected": b.is_ejected(), "eligible": b.eligible(),
+                "outstanding_requests": b.outstanding.load(Ordering::Relaxed),
+                "websockets": b.websockets.load(Ordering::Relaxed),
+            })
+        })
+        .collect();
+    json!({ "nodes": list })
+}
+
+async fn list_nodes(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    match authorized(&gateway, &headers) {
+        Ok(()) => Json(nodes(&gateway)).into_response(),
+        Err(refused) => refused,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetState {
+    state: AdminState,
+}
+
+async fn set_node(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(refused) = authorized(&gateway, &headers) {
+        return refused;
+    }
+    let Some(backend) = gateway.pool.find(&name) else {
+        return refusal(
+            StatusCode::NOT_FOUND,
+            "unknown_node",
+            &format!("no node named {name}"),
+        );
+    };
+    let wanted: SetState = match serde_json::from_slice(&body) {
+        Ok(wanted) => wanted,
+        Err(e) => {
+            return refusal(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_state",
+                &format!("expected {{\"state\": \"active\"|\"draining\"|\"maintenance\"}}: {e}"),
+            );
+        }
+    };
+    backend.set_admin_state(wanted.state);
+    tracing::info!(node = %name, state = wanted.state.as_str(), "node state set by operator");
+    Json(nodes(&gateway)).into_response()
+}

@@ -1,0 +1,181 @@
+//! The gateway's own Prometheus metrics: per-node request rates, latency, upstream errors,
+//! retries, ejections, operator state, health, requests outstanding and WebSockets.
+
+use std::sync::atomic::Ordering;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::pool::{AdminState, Pool};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeStatus {
+    pub node: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabel {
+    pub node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeKind {
+    pub node: String,
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeState {
+    pub node: String,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    pub reason: String,
+}
+
+type Latency = Family<NodeLabel, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<NodeStatus, Counter>,
+    pub latency: Latency,
+    pub upstream_errors: Family<NodeKind, Counter>,
+    pub retries: Family<Reason, Counter>,
+    pub refused: Family<Reason, Counter>,
+    pub ejections: Family<NodeLabel, Counter>,
+    state: Family<NodeState, Gauge>,
+    healthy: Family<NodeLabel, Gauge>,
+    outstanding: Family<NodeLabel, Gauge>,
+    websockets: Family<NodeLabel, Gauge>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("croupier_gateway");
+        let requests = Family::<NodeStatus, Counter>::default();
+        let latency: Latency = Family::new_with_constructor(latency_histogram);
+        let upstream_errors = Family::<NodeKind, Counter>::default();
+        let retries = Family::<Reason, Counter>::default();
+        let refused = Family::<Reason, Counter>::default();
+        let ejections = Family::<NodeLabel, Counter>::default();
+        let state = Family::<NodeState, Gauge>::default();
+        let healthy = Family::<NodeLabel, Gauge>::default();
+        let outstanding = Family::<NodeLabel, Gauge>::default();
+        let websockets = Family::<NodeLabel, Gauge>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by node and status",
+            requests.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Time to a node's response headers",
+            latency.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Failed tries by node and kind (connect, timeout, reset, 5xx)",
+            upstream_errors.clone(),
+        );
+        registry.register(
+            "retries",
+            "Retries on another node, by reason",
+            retries.clone(),
+        );
+        registry.register("refused", "Requests the gateway answered itself (no_node, retry_budget, rate_limit_ip, rate_limit_player, too_large)", refused.clone());
+        registry.register(
+            "ejections",
+            "Passive outlier ejections by node",
+            ejections.clone(),
+        );
+        registry.register(
+            "node_state",
+            "1 for the node's operator state",
+            state.clone(),
+        );
+        registry.register(
+            "node_healthy",
+            "1 while the active health check passes",
+            healthy.clone(),
+        );
+        registry.register(
+            "node_outstanding_requests",
+            "Requests in flight to the node",
+            outstanding.clone(),
+        );
+        registry.register(
+            "node_websockets",
+            "WebSockets proxied to the node",
+            websockets.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            upstream_errors,
+            retries,
+            refused,
+            ejections,
+            state,
+            healthy,
+            outstanding,
+            websockets,
+        }
+    }
+
+    pub fn count(family: &Family<Reason, Counter>, reason: &str) {
+        family
+            .get_or_create(&Reason {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Renders the metrics, first copying the pool's live figures into gauges.
+    pub fn render(&self, pool: &Pool) -> String {
+        for backend in &pool.backends {
+            let node = NodeLabel {
+                node: backend.name.clone(),
+            };
+            let current = backend.admin_state();
+            for state in AdminState::ALL {
+                self.state
+                    .get_or_create(&NodeState {
+                        node: backend.name.clone(),
+                        state: state.as_str().to_owned(),
+                    })
+                    .set(i64::from(state == current));
+            }
+            self.healthy
+                .get_or_create(&node)
+                .set(i64::from(backend.is_healthy()));
+            self.outstanding
+                .get_or_create(&node)
+                .set(backend.outstanding.load(Ordering::Relaxed));
+            self.websockets
+                .get_or_create(&node)
+                .set(backend.websockets.load(Ordering::Relaxed));
+        }
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,273 @@
+//! The game nodes behind the gateway and how one is chosen: an operator state (active,
+//! draining, maintenance), the active health check's verdict, passive outlier ejection with
+//! back-off, and requests outstanding. New work goes to the eligible node with the fewest
+//! requests outstanding; a player sticks to one node while it stays eligible.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminState {
+    Active,
+    Draining,
+    Maintenance,
+}
+
+impl AdminState {
+    pub const ALL: [AdminState; 3] = [
+        AdminState::Active,
+        AdminState::Draining,
+        AdminState::Maintenance,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminState::Active => "active",
+            AdminState::Draining => "draining",
+            AdminState::Maintenance => "maintenance",
+        }
+    }
+}
+
+/// Passive outlier detection: this many consecutive failures eject a node.
+#[derive(Debug, Clone, Copy)]
+pub struct OutlierConfig {
+    pub consecutive_errors: u32,
+    pub base_ejection: Duration,
+    pub max_ejection: Duration,
+}
+
+impl Default for OutlierConfig {
+    fn default() -> Self {
+        OutlierConfig {
+            consecutive_errors: 3,
+            base_ejection: Duration::from_secs(1),
+            max_ejection: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct Backend {
+    pub name: String,
+    /// `http://host:port`, no trailing slash.
+    pub base: String,
+    admin: watch::Sender<AdminState>,
+    healthy: AtomicBool,
+    pub outstanding: AtomicI64,
+    consecutive_errors: AtomicU32,
+    ejections_in_a_row: AtomicU32,
+    ejected_until: Mutex<Option<Instant>>,
+    pub websockets: AtomicI64,
+}
+
+impl Backend {
+    pub fn new(name: &str, base: &str) -> Backend {
+        Backend {
+            name: name.to_owned(),
+            base: base.trim_end_matches('/').to_owned(),
+            admin: watch::Sender::new(AdminState::Active),
+            // Up until the checks say otherwise, like HAProxy: a fresh gateway serves at once.
+            healthy: AtomicBool::new(true),
+            outstanding: AtomicI64::new(0),
+            consecutive_errors: AtomicU32::new(0),
+            ejections_in_a_row: AtomicU32::new(0),
+            ejected_until: Mutex::new(None),
+            websockets: AtomicI64::new(0),
+        }
+    }
+
+    pub fn admin_state(&self) -> AdminState {
+        *self.admin.borrow()
+    }
+
+    pub fn set_admin_state(&self, state: AdminState) {
+        self.admin.send_replace(state);
+    }
+
+    /// Fires when the operator state changes (WebSockets close on drain).
+    pub fn admin_watch(&self) -> watch::Receiver<AdminState> {
+        self.admin.subscribe()
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::SeqCst)
+    }
+
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::SeqCst);
+    }
+
+    pub fn is_ejected(&self) -> bool {
+        let until = self.ejected_until.lock().expect("ejection lock");
+        until.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// May take new work.
+    pub fn eligible(&self) -> bool {
+        self.admin_state() == AdminState::Active && self.is_healthy() && !self.is_ejected()
+    }
+
+    pub fn record_success(&self) {
+        self.consecutive_errors.store(0, Ordering::SeqCst);
+        self.ejections_in_a_row.store(0, Ordering::SeqCst);
+    }
+
+    /// Counts a failure; `immediate` (the node refused the connection) ejects at once.
+    /// Returns whether the node was ejected now.
+    pub fn record_failure(&self, immediate: bool, outlier: &OutlierConfig) -> bool {
+        let errors = self.consecutive_errors.fetch_add(1, Ordering::SeqCst) + 1;
+        if !immediate && errors < outlier.consecutive_errors {
+            return false;
+        }
+        let mut until = self.ejected_until.lock().expect("ejection lock");
+        if until.is_some_and(|t| Instant::now() < t) {
+            return false;
+        }
+        let round = self
+            .ejections_in_a_row
+            .fetch_add(1, Ordering::SeqCst)
+            .min(16);
+        let ejection = (outlier.base_ejection * 2u32.pow(round)).min(outlier.max_ejection);
+        *until = Some(Instant::now() + ejection);
+        self.consecutive_errors.store(0, Ordering::SeqCst);
+        tracing::warn!(node = %self.name, seconds = ejection.as_secs_f64(), "node ejected");
+        true
+    }
+}
+
+/// How long a player's affinity outlives their last request.
+const AFFINITY_IDLE: Duration = Duration::from_secs(30 * 60);
+const AFFINITY_SWEEP_EVERY: usize = 4096;
+
+pub struct Pool {
+    pub backends: Vec<Backend>,
+    affinity: Mutex<HashMap<String, (usize, Instant)>>,
+    picks: AtomicUsize,
+}
+
+impl Pool {
+    pub fn new(backends: Vec<Backend>) -> Pool {
+        Pool {
+            backends,
+            affinity: Mutex::new(HashMap::new()),
+            picks: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn find(&self, name: &str) -> Option<&Backend> {
+        self.backends.iter().find(|b| b.name == name)
+    }
+
+    pub fn any_eligible(&self) -> bool {
+        self.backends.iter().any(Backend::eligible)
+    }
+
+    /// Picks a node for new work, skipping `tried`. With an affinity key (a player), the
+    /// player's node is kept while eligible; otherwise, and for a first request, the eligible
+    /// node with the fewest requests outstanding (ties rotate).
+    pub fn pick(&self, affinity_key: Option<&str>, tried: &[usize]) -> Option<usize> {
+        let usable = |i: usize| !tried.contains(&i) && self.backends[i].eligible();
+        let mut table = self.affinity.lock().expect("affinity lock");
+        let picks = self.picks.fetch_add(1, Ordering::Relaxed);
+        if picks % AFFINITY_SWEEP_EVERY == 0 {
+            table.retain(|_, (_, seen)| seen.elapsed() < AFFINITY_IDLE);
+        }
+        if let Some(key) = affinity_key
+            && let Some((index, seen)) = table.get_mut(key)
+            && usable(*index)
+        {
+            *seen = Instant::now();
+            return Some(*index);
+        }
+        let n = self.backends.len();
+        let chosen = (0..n)
+            .map(|offset| (picks + offset) % n)
+            .filter(|&i| usable(i))
+            .min_by_key(|&i| self.backends[i].outstanding.load(Ordering::Relaxed))?;
+        if let Some(key) = affinity_key {
+            table.insert(key.to_owned(), (chosen, Instant::now()));
+        }
+        Some(chosen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(n: usize) -> Pool {
+        Pool::new(
+            (0..n)
+                .map(|i| Backend::new(&format!("n{i}"), "http://127.0.0.1:1"))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn least_outstanding_wins() {
+        let p = pool(3);
+        p.backends[0].outstanding.store(5, Ordering::SeqCst);
+        p.backends[1].outstanding.store(1, Ordering::SeqCst);
+        p.backends[2].outstanding.store(3, Ordering::SeqCst);
+        assert_eq!(p.pick(None, &[]), Some(1));
+        assert_eq!(p.pick(None, &[1]), Some(2));
+    }
+
+    #[test]
+    fn players_stick_while_their_node_is_eligible() {
+        let p = pool(3);
+        let first = p.pick(Some("alice"), &[]).unwrap();
+        for _ in 0..10 {
+            p.backends[first]
+                .outstanding
+                .fetch_add(10, Ordering::SeqCst);
+            assert_eq!(p.pick(Some("alice"), &[]), Some(first));
+        }
+        p.backends[first].set_admin_state(AdminState::Draining);
+        let moved = p.pick(Some("alice"), &[]).unwrap();
+        assert_ne!(moved, first);
+        p.backends[first].set_admin_state(AdminState::Active);
+        assert_eq!(p.pick(Some("alice"), &[]), Some(moved), "no flapping back");
+    }
+
+    #[test]
+    fn ejection_backs_off_and_expires() {
+        let b = Backend::new("n", "http://x");
+        let outlier = OutlierConfig {
+            consecutive_errors: 3,
+            base_ejection: Duration::from_millis(40),
+            max_ejection: Duration::from_secs(1),
+        };
+        assert!(!b.record_failure(false, &outlier));
+        assert!(!b.record_failure(false, &outlier));
+        assert!(b.record_failure(false, &outlier));
+        assert!(!b.eligible());
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(b.eligible());
+        assert!(
+            b.record_failure(true, &outlier),
+            "a refused connection ejects at once"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !b.eligible(),
+            "the second ejection in a row lasts twice as long"
+        );
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(b.eligible());
+    }
+
+    #[test]
+    fn no_eligible_node_means_none() {
+        let p = pool(2);
+        p.backends[0].set_healthy(false);
+        p.backends[1].set_admin_state(AdminState::Maintenance);
+        assert_eq!(p.pick(Some("bob"), &[]), None);
+        assert!(!p.any_eligible());
+    }
+}

@@ -1,0 +1,352 @@
+//! Forwarding a player's request: limits first (rate, headers, body), then up to `max_tries`
+//! tries on different nodes. A refused connection or a draining node's refusal is always
+//! retried; a reset or timeout only when the request is idempotent (GET/HEAD, or carries an
+//! Idempotency-Key, which the node uses to apply it at most once); every retry spends the
+//! retry budget. When no node can serve, players get a 503 maintenance notice.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::Gateway;
+use crate::metrics::{Metrics, NodeKind, NodeLabel, NodeStatus};
+
+/// Seconds players are told to wait when no node can serve.
+pub const NO_NODE_RETRY_AFTER: u32 = 5;
+const DRAINING_HEADER: &str = "croupier-draining";
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+pub fn router(gateway: Arc<Gateway>) -> Router {
+    Router::new().fallback(handle).with_state(gateway)
+}
+
+/// A JSON error the gateway answers itself.
+pub fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": code, "message": message})),
+    )
+        .into_response()
+}
+
+pub fn no_node(gateway: &Gateway) -> Response {
+    Metrics::count(&gateway.metrics.refused, "no_node");
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({
+            "error": "maintenance",
+            "message": "The games are briefly unavailable while we restore service. Your balance and any round in progress are safe; please retry in a few seconds.",
+            "retry_after_s": NO_NODE_RETRY_AFTER,
+        })),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(NO_NODE_RETRY_AFTER));
+    response
+}
+
+/// The player's bearer token (header, or `token` query parameter for WebSockets), hashed: the
+/// key for affinity and the per-player rate limit.
+pub fn player_key(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<String> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_owned)
+        .or_else(|| {
+            uri.query().and_then(|q| {
+                q.split('&')
+                    .find_map(|p| p.strip_prefix("token="))
+                    .map(str::to_owned)
+            })
+        })?;
+    Some(hex::encode(&Sha256::digest(token.trim().as_bytes())[..12]))
+}
+
+fn is_idempotent(method: &Method, headers: &HeaderMap) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+        || headers.contains_key("idempotency-key")
+}
+
+fn header_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum()
+}
+
+async fn handle(
+    State(gateway): State<Arc<Gateway>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    if !gateway.limits.allow_ip(client.ip()) {
+        Metrics::count(&gateway.metrics.refused, "rate_limit_ip");
+        return too_many();
+    }
+    if header_bytes(request.headers()) > gateway.config.max_header_bytes {
+        Metrics::count(&gateway.metrics.refused, "headers_too_large");
+        return refusal(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            "request headers are too large",
+        );
+    }
+    let player = player_key(request.headers(), request.uri());
+    if let Some(key) = &player
+        && !gateway.limits.allow_player(key)
+    {
+        Metrics::count(&gateway.metrics.refused, "rate_limit_player");
+        return too_many();
+    }
+    if crate::ws_proxy::is_upgrade(request.headers()) {
+        return crate::ws_proxy::handle(gateway, request, player).await;
+    }
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, gateway.config.max_body_bytes)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            Metrics::count(&gateway.metrics.refused, "too_large");
+            return refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                &format!(
+                    "request bodies are limited to {} bytes",
+                    gateway.config.max_body_bytes
+                ),
+            );
+        }
+    };
+    gateway.budget.deposit();
+    forward(&gateway, &parts, body, player.as_deref(), client).await
+}
+
+fn too_many() -> Response {
+    let mut response = refusal(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "too many requests; slow down",
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(1));
+    response
+}
+
+fn upstream_request(
+    base: &str,
+    parts: &axum::http::request::Parts,
+    body: Bytes,
+    client: SocketAddr,
+) -> Option<hyper::Request<Full<Bytes>>> {
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let mut builder = hyper::Request::builder()
+        .method(parts.method.clone())
+        .uri(format!("{base}{path}"));
+    let headers = builder.headers_mut()?;
+    for (name, value) in &parts.headers {
+        if !HOP_BY_HOP.contains(&name.as_str()) && name != header::HOST {
+            headers.append(name, value.clone());
+        }
+    }
+    headers.insert(
+        "x-forwarded-for",
+        HeaderValue::from_str(&client.ip().to_string()).ok()?,
+    );
+    builder.body(Full::new(body)).ok()
+}
+
+enum Try {
+    Answer(Response),
+    /// Failed in a way that allows another node: the reason for the metrics.
+    Retry(&'static str),
+    /// Failed and may not be retried.
+    Fail(&'static str),
+}
+
+async fn try_node(
+    gateway: &Gateway,
+    index: usize,
+    parts: &axum::http::request::Parts,
+    body: Bytes,
+    idempotent: bool,
+    client: SocketAddr,
+) -> Try {
+    let backend = &gateway.pool.backends[index];
+    let Some(request) = upstream_request(&backend.base, parts, body, client) else {
+        return Try::Answer(refusal(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the request cannot be forwarded",
+        ));
+    };
+    let metrics = &gateway.metrics;
+    let node = NodeLabel {
+        node: backend.name.clone(),
+    };
+    let error = |kind: &str| {
+        metrics
+            .upstream_errors
+            .get_or_create(&NodeKind {
+                node: backend.name.clone(),
+                kind: kind.to_owned(),
+            })
+            .inc();
+    };
+    let eject = |immediate: bool| {
+        if backend.record_failure(immediate, &gateway.config.outlier) {
+            metrics.ejections.get_or_create(&node).inc();
+        }
+    };
+    backend.outstanding.fetch_add(1, Ordering::SeqCst);
+    let started = Instant::now();
+    let result = tokio::time::timeout(
+        gateway.config.upstream_timeout,
+        gateway.client.request(request),
+    )
+    .await;
+    backend.outstanding.fetch_sub(1, Ordering::SeqCst);
+    metrics
+        .latency
+        .get_or_create(&node)
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(Ok(response)) => {
+            let status = response.status();
+            if status == StatusCode::SERVICE_UNAVAILABLE
+                && response.headers().contains_key(DRAINING_HEADER)
+            {
+                return Try::Retry("draining");
+            }
+            if matches!(status.as_u16(), 502..=504) || status == StatusCode::INTERNAL_SERVER_ERROR {
+                error("5xx");
+                eject(false);
+            } else {
+                backend.record_success();
+            }
+            metrics
+                .requests
+                .get_or_create(&NodeStatus {
+                    node: backend.name.clone(),
+                    status: status.as_u16(),
+                })
+                .inc();
+            let mut response = response.map(Body::new);
+            for name in HOP_BY_HOP {
+                response.headers_mut().remove(name);
+            }
+            Try::Answer(response)
+        }
+        Ok(Err(e)) if e.is_connect() => {
+            error("connect");
+            eject(true);
+            Try::Retry("connect")
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(node = %backend.name, error = %e, "request to node failed");
+            error("reset");
+            eject(false);
+            if idempotent {
+                Try::Retry("idempotent")
+            } else {
+                Try::Fail("reset")
+            }
+        }
+        Err(_) => {
+            error("timeout");
+            eject(false);
+            if idempotent {
+                Try::Retry("idempotent")
+            } else {
+                Try::Fail("timeout")
+            }
+        }
+    }
+}
+
+async fn forward(
+    gateway: &Gateway,
+    parts: &axum::http::request::Parts,
+    body: Bytes,
+    player: Option<&str>,
+    client: SocketAddr,
+) -> Response {
+    let idempotent = is_idempotent(&parts.method, &parts.headers);
+    let started = Instant::now();
+    let mut tried = Vec::new();
+    loop {
+        let Some(index) = gateway.pool.pick(player, &tried) else {
+            return no_node(gateway);
+        };
+        tried.push(index);
+        let outcome = try_node(gateway, index, parts, body.clone(), idempotent, client).await;
+        let reason = match outcome {
+            Try::Answer(response) => {
+                tracing::info!(
+                    method = %parts.method, path = %parts.uri.path(), status = response.status().as_u16(),
+                    node = %gateway.pool.backends[index].name, tries = tried.len(),
+                    ms = started.elapsed().as_secs_f64() * 1000.0, client = %client.ip(), "request"
+                );
+                return response;
+            }
+            Try::Fail(kind) => {
+                return refusal(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_failed",
+                    &format!(
+                        "the game node failed ({kind}) and the request is not safe to repeat; check your balance and history before trying again"
+                    ),
+                );
+            }
+            Try::Retry(reason) => reason,
+        };
+        if tried.len() >= gateway.config.max_tries.max(1) || !gateway.pool.any_eligible() {
+            return if reason == "draining" || !gateway.pool.any_eligible() {
+                no_node(gateway)
+            } else {
+                refusal(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_failed",
+                    "no game node could answer; retry shortly",
+                )
+            };
+        }
+        if !gateway.budget.try_withdraw() {
+            Metrics::count(&gateway.metrics.refused, "retry_budget");
+            return refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "retry_budget_exhausted",
+                "the games are under strain; retry shortly",
+            );
+        }
+        Metrics::count(&gateway.metrics.retries, reason);
+    }
+}

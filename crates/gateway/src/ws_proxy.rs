@@ -1,0 +1,186 @@
+//! WebSocket proxying: the client's socket is upgraded here and bridged frame by frame to a
+//! socket opened on the chosen node. When that node is set draining or into maintenance, when
+//! it dies, or when the gateway stops, the client gets a close frame 1012 ("service restart")
+//! and reconnects through the gateway to another node.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, Request};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::{
+    self, client::IntoClientRequest, protocol::frame::coding::CloseCode,
+};
+
+use crate::Gateway;
+use crate::pool::AdminState;
+use crate::proxy::{no_node, refusal};
+
+pub const CLOSE_SERVICE_RESTART: u16 = 1012;
+
+type Upstream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+pub async fn handle(gateway: Arc<Gateway>, request: Request, player: Option<String>) -> Response {
+    let (mut parts, _) = request.into_parts();
+    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_owned();
+    let mut tried = Vec::new();
+    loop {
+        let Some(index) = gateway.pool.pick(player.as_deref(), &tried) else {
+            return no_node(&gateway);
+        };
+        tried.push(index);
+        let backend = &gateway.pool.backends[index];
+        let url = format!("{}{path}", backend.base.replacen("http://", "ws://", 1));
+        let Ok(mut upstream_request) = url.into_client_request() else {
+            return refusal(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "cannot forward this WebSocket",
+            );
+        };
+        if let Some(auth) = parts.headers.get(header::AUTHORIZATION) {
+            upstream_request
+                .headers_mut()
+                .insert(header::AUTHORIZATION, auth.clone());
+        }
+        let connect = tokio_tungstenite::connect_async(upstream_request);
+        match tokio::time::timeout(gateway.config.upstream_timeout, connect).await {
+            Ok(Ok((upstream, _))) => {
+                let gateway = gateway.clone();
+                return upgrade.on_upgrade(move |client| bridge(gateway, index, client, upstream));
+            }
+            // The node answered without upgrading (bad token, draining…): pass it on, unless
+            // it is draining, in which case another node may take the socket.
+            Ok(Err(tungstenite::Error::Http(response))) => {
+                if response.headers().contains_key("croupier-draining") {
+                    continue;
+                }
+                let status = response.status();
+                let body = response.into_body().unwrap_or_default();
+                return (status, [(header::CONTENT_TYPE, "application/json")], body)
+                    .into_response();
+            }
+            _ => {
+                backend.record_failure(true, &gateway.config.outlier);
+                if tried.len() >= gateway.pool.backends.len() {
+                    return no_node(&gateway);
+                }
+            }
+        }
+    }
+}
+
+fn to_upstream(message: ws::Message) -> tungstenite::Message {
+    match message {
+        ws::Message::Text(text) => tungstenite::Message::Text(text.as_str().into()),
+        ws::Message::Binary(bytes) => tungstenite::Message::Binary(bytes),
+        ws::Message::Ping(bytes) => tungstenite::Message::Ping(bytes),
+        ws::Message::Pong(bytes) => tungstenite::Message::Pong(bytes),
+        ws::Message::Close(frame) => {
+            tungstenite::Message::Close(frame.map(|f| tungstenite::protocol::CloseFrame {
+                code: CloseCode::from(f.code),
+                reason: f.reason.as_str().into(),
+            }))
+        }
+    }
+}
+
+fn to_client(message: tungstenite::Message) -> Option<ws::Message> {
+    Some(match message {
+        tungstenite::Message::Text(text) => ws::Message::Text(text.as_str().into()),
+        tungstenite::Message::Binary(bytes) => ws::Message::Binary(bytes),
+        tungstenite::Message::Ping(bytes) => ws::Message::Ping(bytes),
+        tungstenite::Message::Pong(bytes) => ws::Message::Pong(bytes),
+        tungstenite::Message::Close(frame) => ws::Message::Close(frame.map(|f| ws::CloseFrame {
+            code: u16::from(f.code),
+            reason: f.reason.as_str().into(),
+        })),
+        tungstenite::Message::Frame(_) => return None,
+    })
+}
+
+fn restart_frame(reason: &str) -> ws::Message {
+    ws::Message::Close(Some(ws::CloseFrame {
+        code: CLOSE_SERVICE_RESTART,
+        reason: reason.into(),
+    }))
+}
+
+async fn bridge(
+    gateway: Arc<Gateway>,
+    index: usize,
+    mut client: WebSocket,
+    mut upstream: Upstream,
+) {
+    let backend = &gateway.pool.backends[index];
+    backend.websockets.fetch_add(1, Ordering::SeqCst);
+    let mut admin = backend.admin_watch();
+    admin.borrow_and_update();
+    let mut stopping = gateway.stopping.subscribe();
+    loop {
+        tokio::select! {
+            from_client = client.recv() => match from_client {
+                Some(Ok(message)) => {
+                    let closing = matches!(message, ws::Message::Close(_));
+                    if upstream.send(to_upstream(message)).await.is_err() || closing {
+                        break;
+                    }
+                }
+                _ => {
+                    let _ = upstream.close(None).await;
+                    break;
+                }
+            },
+            from_node = upstream.next() => match from_node {
+                Some(Ok(message)) => {
+                    let closing = matches!(message, tungstenite::Message::Close(_));
+                    if let Some(message) = to_client(message)
+                        && (client.send(message).await.is_err() || closing)
+                    {
+                        break;
+                    }
+                }
+                _ => {
+                    let _ = client.send(restart_frame("game node lost: reconnect")).await;
+                    break;
+                }
+            },
+            changed = admin.changed() => {
+                if changed.is_err() || *admin.borrow() != AdminState::Active {
+                    let _ = client.send(restart_frame("node draining: reconnect")).await;
+                    let _ = upstream.close(None).await;
+                    break;
+                }
+            },
+            changed = stopping.changed() => {
+                let stop = changed.is_err() || *stopping.borrow();
+                if stop {
+                    let _ = client.send(restart_frame("gateway restarting: reconnect")).await;
+                    let _ = upstream.close(None).await;
+                    break;
+                }
+            },
+        }
+    }
+    backend.websockets.fetch_sub(1, Ordering::SeqCst);
+}
