@@ -54,28 +54,28 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
         .into_response()
 }
 
-fn authorized(gateway: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
+/// Whether the request carries the ops token.
+fn authorized(gateway: &Gateway, headers: &HeaderMap) -> bool {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     let expected = gateway.config.admin_token.as_bytes();
-    let same = token.len() == expected.len()
+    token.len() == expected.len()
         && token
             .bytes()
             .zip(expected)
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
-        Ok(())
-    } else {
-        Err(refusal(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "the admin API needs Authorization: Bearer <ops token>",
-        ))
-    }
+            == 0
+}
+
+fn unauthorized() -> Response {
+    refusal(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "the admin API needs Authorization: Bearer <ops token>",
+    )
 }
 
 fn nodes(gateway: &Gateway) -> Value {
@@ -96,10 +96,10 @@ fn nodes(gateway: &Gateway) -> Value {
 }
 
 async fn list_nodes(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
-    match authorized(&gateway, &headers) {
-        Ok(()) => Json(nodes(&gateway)).into_response(),
-        Err(refused) => refused,
+    if !authorized(&gateway, &headers) {
+        return unauthorized();
     }
+    Json(nodes(&gateway)).into_response()
 }
 
 #[derive(Deserialize)]
@@ -114,8 +114,8 @@ async fn set_node(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Err(refused) = authorized(&gateway, &headers) {
-        return refused;
+    if !authorized(&gateway, &headers) {
+        return unauthorized();
     }
     let Some(backend) = gateway.pool.find(&name) else {
         return refusal(

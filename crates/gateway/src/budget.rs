@@ -4,31 +4,37 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
+/// Tokens are counted in thousandths, so that shares like 0.2 add up exactly.
+const MILLI: u64 = 1_000;
+
 pub struct RetryBudget {
-    state: Mutex<(f64, Instant)>,
-    /// Tokens deposited per request (0.2 = retries up to 20% of requests).
-    ratio: f64,
-    /// Tokens added per second whatever the traffic.
-    floor_per_second: f64,
-    capacity: f64,
+    state: Mutex<(u64, Instant)>,
+    /// Thousandths of a retry deposited per request (200 = retries up to 20% of requests).
+    per_request: u64,
+    /// Thousandths of a retry added per second whatever the traffic.
+    per_second: u64,
+    capacity: u64,
 }
 
 impl RetryBudget {
     pub fn new(ratio: f64, floor_per_second: f64) -> Self {
-        let capacity = (floor_per_second * 10.0).max(10.0);
+        let per_second = (floor_per_second.max(0.0) * MILLI as f64) as u64;
+        let capacity = (per_second * 10).max(100 * MILLI);
         RetryBudget {
-            state: Mutex::new((capacity, Instant::now())),
-            ratio,
-            floor_per_second,
+            state: Mutex::new((per_second * 10, Instant::now())),
+            per_request: (ratio.clamp(0.0, 1.0) * MILLI as f64).round() as u64,
+            per_second,
             capacity,
         }
     }
 
-    fn refill(&self, tokens: &mut f64, at: &mut Instant) {
+    fn refill(&self, tokens: &mut u64, at: &mut Instant) {
         let now = Instant::now();
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.floor_per_second)
-            .min(self.capacity);
-        *at = now;
+        let earned = (now.duration_since(*at).as_secs_f64() * self.per_second as f64) as u64;
+        if earned > 0 {
+            *tokens = (*tokens + earned).min(self.capacity);
+            *at = now;
+        }
     }
 
     /// Called for each request.
@@ -36,7 +42,7 @@ impl RetryBudget {
         let mut guard = self.state.lock().expect("budget lock");
         let (tokens, at) = &mut *guard;
         self.refill(tokens, at);
-        *tokens = (*tokens + self.ratio).min(self.capacity);
+        *tokens = (*tokens + self.per_request).min(self.capacity);
     }
 
     /// Takes one retry from the budget, if there is one.
@@ -44,8 +50,8 @@ impl RetryBudget {
         let mut guard = self.state.lock().expect("budget lock");
         let (tokens, at) = &mut *guard;
         self.refill(tokens, at);
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        if *tokens >= MILLI {
+            *tokens -= MILLI;
             true
         } else {
             false

@@ -174,7 +174,7 @@ impl Pool {
         let usable = |i: usize| !tried.contains(&i) && self.backends[i].eligible();
         let mut table = self.affinity.lock().expect("affinity lock");
         let picks = self.picks.fetch_add(1, Ordering::Relaxed);
-        if picks % AFFINITY_SWEEP_EVERY == 0 {
+        if picks.is_multiple_of(AFFINITY_SWEEP_EVERY) {
             table.retain(|_, (_, seen)| seen.elapsed() < AFFINITY_IDLE);
         }
         if let Some(key) = affinity_key

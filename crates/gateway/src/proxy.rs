@@ -25,6 +25,8 @@ use crate::metrics::{Metrics, NodeKind, NodeLabel, NodeStatus};
 /// Seconds players are told to wait when no node can serve.
 pub const NO_NODE_RETRY_AFTER: u32 = 5;
 const DRAINING_HEADER: &str = "croupier-draining";
+/// Names the node that answered, for operators and tests.
+pub const NODE_HEADER: &str = "croupier-node";
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
@@ -262,6 +264,9 @@ async fn try_node(
             let mut response = response.map(Body::new);
             for name in HOP_BY_HOP {
                 response.headers_mut().remove(name);
+            }
+            if let Ok(name) = HeaderValue::from_str(&backend.name) {
+                response.headers_mut().insert(NODE_HEADER, name);
             }
             Try::Answer(response)
         }

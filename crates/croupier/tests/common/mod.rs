@@ -191,3 +191,135 @@ pub fn integrity_cli(db: &Path) {
 pub fn ledger_path(data: &Path) -> PathBuf {
     data.join("ledger.db")
 }
+
+/// A running `croupier gateway` process in front of `nodes`, killed when dropped.
+pub struct GatewayProcess {
+    pub child: Child,
+    pub base: String,
+    pub admin: String,
+}
+
+impl GatewayProcess {
+    pub fn start(data: &Path, nodes: &[&Node], extra: &[&str]) -> GatewayProcess {
+        let (port, admin_port) = (free_port(), free_port());
+        let log = std::fs::File::create(data.join(format!("gateway-{port}.log"))).unwrap();
+        let mut command = croupier();
+        command
+            .args(["gateway", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+            .args(extra)
+            .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
+            .stdout(Stdio::null())
+            .stderr(log);
+        for node in nodes {
+            command.args(["--node", &format!("{}={}", node.id, node.base)]);
+        }
+        let gateway = GatewayProcess {
+            child: command.spawn().expect("croupier gateway runs"),
+            base: format!("http://127.0.0.1:{port}"),
+            admin: format!("http://127.0.0.1:{admin_port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while get(&format!("{}/readyz", gateway.admin), None).map(|r| r.0) != Ok(200) {
+            assert!(Instant::now() < deadline, "gateway did not become ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        gateway
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn set_state(&self, node: &str, state: &str) {
+        let (status, body) = agent()
+            .put(&format!("{}/admin/nodes/{node}", self.admin))
+            .header("Authorization", &format!("Bearer {OPS_TOKEN}"))
+            .send(json!({"state": state}).to_string())
+            .map(|mut r| (r.status().as_u16(), r.body_mut().read_to_string().unwrap()))
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// A counter or gauge from the gateway's /metrics, 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let text = agent()
+            .get(&format!("{}/metrics", self.admin))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// POST returning status, body and the `croupier-node` header the gateway adds.
+pub fn post_via(
+    url: &str,
+    token: Option<&str>,
+    key: Option<&str>,
+    body: &Value,
+) -> Result<(u16, Value, String), String> {
+    let mut request = agent().post(url).header("Content-Type", "application/json");
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let mut response = request.send(body.to_string()).map_err(|e| e.to_string())?;
+    let node = response
+        .headers()
+        .get("croupier-node")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        node,
+    ))
+}
+
+/// GET returning status, body and the `croupier-node` header.
+pub fn get_via(url: &str, token: Option<&str>) -> Result<(u16, Value, String), String> {
+    let mut request = agent().get(url);
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    let mut response = request.call().map_err(|e| e.to_string())?;
+    let node = response
+        .headers()
+        .get("croupier-node")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let status = response.status().as_u16();
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|e| e.to_string())?;
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        node,
+    ))
+}
