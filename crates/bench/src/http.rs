@@ -2,7 +2,6 @@
 //! client thread per player.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -10,62 +9,21 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{Value, json};
 
+use crate::procs::{OPS_TOKEN, agent, croupier_binary, free_port, start_node};
 use crate::report::{Row, new_histogram};
-
-const OPS_TOKEN: &str = "bench-ops-token-0123456789abcdef0123456789";
-
-struct NodeProcess(std::process::Child);
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
 
 pub fn run(
     players: &[usize],
     duration: Duration,
     croupier: Option<PathBuf>,
 ) -> anyhow::Result<Vec<Row>> {
-    let binary = match croupier {
-        Some(path) => path,
-        None => std::env::current_exe()?
-            .parent()
-            .context("the bench binary has a folder")?
-            .join("croupier"),
-    };
-    anyhow::ensure!(
-        binary.exists(),
-        "{} not found: cargo build --release first",
-        binary.display()
-    );
+    let binary = croupier_binary(croupier)?;
     let mut rows = Vec::new();
     for &count in players {
         let dir = tempfile::tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let _node = NodeProcess(
-            Command::new(&binary)
-                .args(["node", "--listen", &format!("127.0.0.1:{port}")])
-                .arg("--data")
-                .arg(dir.path())
-                .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .spawn()?,
-        );
+        let port = free_port()?;
+        let _node = start_node(&binary, dir.path(), port, "bench")?;
         let base = format!("http://127.0.0.1:{port}");
-        wait_ready(&base)?;
         rows.push(measure(&base, count, duration)?);
         let mut report = agent()
             .get(&format!("{base}/ops/integrity"))
@@ -78,19 +36,6 @@ pub fn run(
         );
     }
     Ok(rows)
-}
-
-fn wait_ready(base: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(r) = agent().get(&format!("{base}/readyz")).call()
-            && r.status() == 200
-        {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    anyhow::bail!("the node at {base} did not become ready")
 }
 
 fn measure(base: &str, players: usize, duration: Duration) -> anyhow::Result<Row> {

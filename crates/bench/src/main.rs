@@ -9,7 +9,9 @@
 //! - `http`: the same bets through a real `croupier node` process over HTTP.
 
 mod baseline;
+mod gateway;
 mod http;
+mod procs;
 mod report;
 mod store;
 
@@ -57,6 +59,15 @@ enum Command {
         #[arg(long)]
         croupier: Option<std::path::PathBuf>,
     },
+    /// The gateway against HAProxy in front of three nodes: throughput, latency, failover.
+    Gateway {
+        /// Seconds per wrk measurement.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// The croupier binary (default: next to this one).
+        #[arg(long)]
+        croupier: Option<std::path::PathBuf>,
+    },
     /// All of them, one after the other, and the ratios.
     All(Common),
 }
@@ -73,6 +84,7 @@ fn main() -> anyhow::Result<()> {
         Command::Http { common, croupier } => {
             rows.extend(http::run(&common.players, seconds(&common), croupier)?)
         }
+        Command::Gateway { seconds, croupier } => return gateway::run(seconds, croupier),
         Command::All(c) => {
             rows.extend(baseline::run(&c.players, seconds(&c))?);
             rows.extend(store::run(&c.players, seconds(&c), 1)?);

@@ -53,6 +53,11 @@ pub struct GatewayArgs {
     /// Requests per second per player (0 = no limit).
     #[arg(long, default_value_t = 200)]
     rate_per_player: u32,
+    /// Worker threads (default: one per two cores). A proxy mostly waits on sockets: fewer
+    /// threads mean fewer cross-thread wake-ups per request, and on 2 cores one thread served
+    /// 18% more requests with 20% less CPU than two (see bench/gateway.sh).
+    #[arg(long)]
+    threads: Option<usize>,
     /// Milliseconds to wait for a node's response headers.
     #[arg(long, default_value_t = 10_000)]
     upstream_timeout_ms: u64,
@@ -85,7 +90,16 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     config.upstream_timeout = Duration::from_millis(args.upstream_timeout_ms);
     let (player, admin) = restart::listeners(args.listen, args.admin_listen)
         .with_context(|| format!("listening on {} and {}", args.listen, args.admin_listen))?;
-    let runtime = tokio::runtime::Runtime::new()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runtime = match args.threads.unwrap_or((cores / 2).max(1)) {
+        0 | 1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+    };
     runtime.block_on(async move {
         let player = tokio::net::TcpListener::from_std(player)?;
         let admin = tokio::net::TcpListener::from_std(admin)?;

@@ -1,0 +1,108 @@
+//! Real processes for the benchmarks: `croupier node` and `croupier gateway` from the same
+//! release build, HAProxy and wrk from the system; each killed when dropped.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+pub const OPS_TOKEN: &str = "bench-ops-token-0123456789abcdef0123456789";
+
+pub struct Process(pub Child);
+
+impl Process {
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
+    /// SIGKILL, and wait for it.
+    pub fn kill_9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// The `croupier` binary of this build (next to this one), or the one given.
+pub fn croupier_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let binary = match given {
+        Some(path) => path,
+        None => std::env::current_exe()?
+            .parent()
+            .context("the bench binary has a folder")?
+            .join("croupier"),
+    };
+    anyhow::ensure!(
+        binary.exists(),
+        "{} not found: cargo build --release first",
+        binary.display()
+    );
+    Ok(binary)
+}
+
+pub fn wait_ok(url: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(r) = agent().get(url).call()
+            && r.status() == 200
+        {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    anyhow::bail!("{url} did not answer 200")
+}
+
+pub fn start_node(binary: &Path, data: &Path, port: u16, id: &str) -> anyhow::Result<Process> {
+    let node = Process(
+        Command::new(binary)
+            .args([
+                "node",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--node-id",
+                id,
+            ])
+            .arg("--data")
+            .arg(data)
+            .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    wait_ok(&format!("http://127.0.0.1:{port}/readyz"))?;
+    Ok(node)
+}
+
+/// Per-process CPU time (user + system) in seconds, from /proc.
+pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let after = stat.rsplit_once(')').context("a /proc stat line")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks / per_second)
+}
