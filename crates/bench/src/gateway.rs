@@ -142,7 +142,7 @@ fn failover(base: &str, tokens: &[String], victim: &mut Process) -> Failover {
                 while !stop.load(Ordering::SeqCst) {
                     n += 1;
                     let at = Instant::now();
-                    let ok = if n % 2 == 0 {
+                    let ok = if n.is_multiple_of(2) {
                         agent.get(&format!("{base}/api/v1/wallet")).header("Authorization", &auth).call()
                     } else {
                         agent
