@@ -53,9 +53,9 @@ pub struct GatewayArgs {
     /// Requests per second per player (0 = no limit).
     #[arg(long, default_value_t = 200)]
     rate_per_player: u32,
-    /// Worker threads (default: one per two cores). A proxy mostly waits on sockets: fewer
-    /// threads mean fewer cross-thread wake-ups per request, and on 2 cores one thread served
-    /// 18% more requests with 20% less CPU than two (see bench/gateway.sh).
+    /// Worker threads (default: one per two cores; 1 runs everything on one thread). A proxy
+    /// mostly waits on sockets, and fewer threads mean fewer cross-thread wake-ups: on 2 cores
+    /// shared with the nodes, one thread served as many requests as two with 25% less CPU.
     #[arg(long)]
     threads: Option<usize>,
     /// Milliseconds to wait for a node's response headers.

@@ -25,6 +25,8 @@ use crate::metrics::{Metrics, NodeKind, NodeLabel, NodeStatus};
 /// Seconds players are told to wait when no node can serve.
 pub const NO_NODE_RETRY_AFTER: u32 = 5;
 const DRAINING_HEADER: &str = "croupier-draining";
+/// Largest answer read from a node.
+const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 /// Names the node that answered, for operators and tests.
 pub const NODE_HEADER: &str = "croupier-node";
 const HOP_BY_HOP: [&str; 8] = [
@@ -261,7 +263,18 @@ async fn try_node(
                     status: status.as_u16(),
                 })
                 .inc();
-            let mut response = response.map(Body::new);
+            // Answers are small JSON: read them whole, so the player gets headers and body in
+            // one write, and a node that dies mid-answer is a failed try, not a cut response.
+            let (head, body) = response.into_parts();
+            let body = match Limited::new(body, MAX_ANSWER_BYTES).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) => {
+                    error("reset");
+                    eject(false);
+                    return if idempotent { Try::Retry("idempotent") } else { Try::Fail("reset") };
+                }
+            };
+            let mut response = Response::from_parts(head, Body::from(body));
             for name in HOP_BY_HOP {
                 response.headers_mut().remove(name);
             }

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The gateway against HAProxy in front of the same three game nodes, in one run: wrk
+# throughput and latency (64 connections spread over 64 players), proxy CPU per request, and
+# kill -9 failover under load. Usage: bench/gateway.sh [seconds per wrk run, default 10]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-10}"
+missing=()
+command -v haproxy >/dev/null || missing+=(haproxy)
+command -v wrk >/dev/null || missing+=(wrk)
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+cargo build --release --workspace --quiet
+echo "# $(date -u +%FT%TZ) on $(nproc) cores, $(haproxy -v | head -1 | cut -d' ' -f1-3), ${seconds}s per wrk run"
+./target/release/croupier-bench gateway --seconds "$seconds"
