@@ -14,6 +14,16 @@ use serde_json::{Value, json};
 use tungstenite::Message;
 use tungstenite::client::IntoClientRequest;
 
+/// These tests each run three nodes, a gateway and a load on a 2-core machine, and assert on
+/// timing (rerouting within a second): they run one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The load below plays far faster than a person: rate limits would (rightly) refuse it.
 const NO_RATE_LIMITS: [&str; 4] = ["--rate-per-player", "0", "--rate-per-ip", "0"];
 
@@ -112,6 +122,7 @@ fn sign_in_via(gateway: &GatewayProcess, player: &str) -> String {
 
 #[test]
 fn kill_9_of_a_node_under_load_is_invisible_to_players() {
+    let _serial = exclusive();
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = three_nodes(dir.path());
     let gateway = GatewayProcess::start(
@@ -191,6 +202,7 @@ fn hello_node(
 
 #[test]
 fn drain_closes_websockets_with_1012_moves_players_and_cuts_no_round() {
+    let _serial = exclusive();
     let dir = tempfile::tempdir().unwrap();
     let nodes = three_nodes(dir.path());
     let gateway = GatewayProcess::start(dir.path(), &nodes.iter().collect::<Vec<_>>(), &[]);
@@ -262,6 +274,7 @@ fn drain_closes_websockets_with_1012_moves_players_and_cuts_no_round() {
 
 #[test]
 fn all_nodes_down_gives_503_with_retry_after_then_recovers() {
+    let _serial = exclusive();
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = three_nodes(dir.path());
     let gateway = GatewayProcess::start(dir.path(), &nodes.iter().collect::<Vec<_>>(), &[]);
@@ -296,6 +309,7 @@ fn all_nodes_down_gives_503_with_retry_after_then_recovers() {
 
 #[test]
 fn limits_refuse_with_json_and_the_admin_api_needs_the_token() {
+    let _serial = exclusive();
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), "a");
     let gateway = GatewayProcess::start(dir.path(), &[&node], &["--rate-per-player", "5"]);
@@ -330,6 +344,7 @@ fn limits_refuse_with_json_and_the_admin_api_needs_the_token() {
 
 #[test]
 fn graceful_restart_of_the_gateway_drops_no_request() {
+    let _serial = exclusive();
     let dir = tempfile::tempdir().unwrap();
     let nodes = three_nodes(dir.path());
     let mut gateway = GatewayProcess::start(

@@ -110,7 +110,13 @@ impl Gateway {
         Arc::new(Gateway {
             pool,
             client,
-            metrics: Metrics::new(),
+            metrics: Metrics::new(
+                &config
+                    .nodes
+                    .iter()
+                    .map(|(name, _)| name.clone())
+                    .collect::<Vec<_>>(),
+            ),
             budget: RetryBudget::new(config.retry_ratio, config.retry_floor_per_second),
             limits: RateLimits::new(config.rate_per_ip, config.rate_per_player),
             stopping: watch::Sender::new(false),

@@ -8,10 +8,11 @@ use std::time::Duration;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::Gateway;
+use crate::pool::PlayerKey;
 
 pub struct RateLimits {
     per_ip: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    per_player: Option<DefaultKeyedRateLimiter<String>>,
+    per_player: Option<DefaultKeyedRateLimiter<PlayerKey>>,
 }
 
 fn limiter<K: std::hash::Hash + Eq + Clone>(
@@ -39,10 +40,10 @@ impl RateLimits {
             .is_none_or(|l| l.check_key(&ip).is_ok())
     }
 
-    pub fn allow_player(&self, player: &str) -> bool {
+    pub fn allow_player(&self, player: PlayerKey) -> bool {
         self.per_player
             .as_ref()
-            .is_none_or(|l| l.check_key(&player.to_owned()).is_ok())
+            .is_none_or(|l| l.check_key(&player).is_ok())
     }
 
     fn sweep(&self) {
@@ -78,6 +79,6 @@ mod tests {
         let allowed = (0..50).filter(|_| limits.allow_ip(a)).count();
         assert!((10..=11).contains(&allowed), "{allowed}");
         assert!(limits.allow_ip(b));
-        assert!((0..1000).all(|_| limits.allow_player("p")));
+        assert!((0..1000).all(|_| limits.allow_player(7)));
     }
 }

@@ -46,8 +46,16 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
 }
 
+/// Per-node handles made once, so the hot path neither allocates labels nor looks them up.
+pub struct NodeMetrics {
+    pub latency: Histogram,
+    pub ok: Counter,
+    pub created: Counter,
+}
+
 pub struct Metrics {
     registry: Registry,
+    nodes: Vec<NodeMetrics>,
     pub requests: Family<NodeStatus, Counter>,
     pub latency: Latency,
     pub upstream_errors: Family<NodeKind, Counter>,
@@ -61,7 +69,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub fn new(node_names: &[String]) -> Self {
         let mut registry = Registry::with_prefix("croupier_gateway");
         let requests = Family::<NodeStatus, Counter>::default();
         let latency: Latency = Family::new_with_constructor(latency_histogram);
@@ -119,8 +127,36 @@ impl Metrics {
             "WebSockets proxied to the node",
             websockets.clone(),
         );
+        let nodes = node_names
+            .iter()
+            .map(|name| {
+                // One statement each: a family's read guard must be gone before the next
+                // get_or_create takes its write lock.
+                let latency = latency
+                    .get_or_create(&NodeLabel { node: name.clone() })
+                    .clone();
+                let ok = requests
+                    .get_or_create(&NodeStatus {
+                        node: name.clone(),
+                        status: 200,
+                    })
+                    .clone();
+                let created = requests
+                    .get_or_create(&NodeStatus {
+                        node: name.clone(),
+                        status: 201,
+                    })
+                    .clone();
+                NodeMetrics {
+                    latency,
+                    ok,
+                    created,
+                }
+            })
+            .collect();
         Metrics {
             registry,
+            nodes,
             requests,
             latency,
             upstream_errors,
@@ -132,6 +168,10 @@ impl Metrics {
             outstanding,
             websockets,
         }
+    }
+
+    pub fn node(&self, index: usize) -> &NodeMetrics {
+        &self.nodes[index]
     }
 
     pub fn count(family: &Family<Reason, Counter>, reason: &str) {
@@ -171,11 +211,5 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
     }
 }

@@ -144,9 +144,12 @@ impl Backend {
 const AFFINITY_IDLE: Duration = Duration::from_secs(30 * 60);
 const AFFINITY_SWEEP_EVERY: usize = 4096;
 
+/// A player, as a keyed hash of their bearer token.
+pub type PlayerKey = u64;
+
 pub struct Pool {
     pub backends: Vec<Backend>,
-    affinity: Mutex<HashMap<String, (usize, Instant)>>,
+    affinity: Mutex<HashMap<PlayerKey, (usize, Instant)>>,
     picks: AtomicUsize,
 }
 
@@ -170,7 +173,7 @@ impl Pool {
     /// Picks a node for new work, skipping `tried`. With an affinity key (a player), the
     /// player's node is kept while eligible; otherwise, and for a first request, the eligible
     /// node with the fewest requests outstanding (ties rotate).
-    pub fn pick(&self, affinity_key: Option<&str>, tried: &[usize]) -> Option<usize> {
+    pub fn pick(&self, affinity_key: Option<PlayerKey>, tried: &[usize]) -> Option<usize> {
         let usable = |i: usize| !tried.contains(&i) && self.backends[i].eligible();
         let mut table = self.affinity.lock().expect("affinity lock");
         let picks = self.picks.fetch_add(1, Ordering::Relaxed);
@@ -178,7 +181,7 @@ impl Pool {
             table.retain(|_, (_, seen)| seen.elapsed() < AFFINITY_IDLE);
         }
         if let Some(key) = affinity_key
-            && let Some((index, seen)) = table.get_mut(key)
+            && let Some((index, seen)) = table.get_mut(&key)
             && usable(*index)
         {
             *seen = Instant::now();
@@ -190,7 +193,7 @@ impl Pool {
             .filter(|&i| usable(i))
             .min_by_key(|&i| self.backends[i].outstanding.load(Ordering::Relaxed))?;
         if let Some(key) = affinity_key {
-            table.insert(key.to_owned(), (chosen, Instant::now()));
+            table.insert(key, (chosen, Instant::now()));
         }
         Some(chosen)
     }
@@ -221,18 +224,18 @@ mod tests {
     #[test]
     fn players_stick_while_their_node_is_eligible() {
         let p = pool(3);
-        let first = p.pick(Some("alice"), &[]).unwrap();
+        let first = p.pick(Some(1), &[]).unwrap();
         for _ in 0..10 {
             p.backends[first]
                 .outstanding
                 .fetch_add(10, Ordering::SeqCst);
-            assert_eq!(p.pick(Some("alice"), &[]), Some(first));
+            assert_eq!(p.pick(Some(1), &[]), Some(first));
         }
         p.backends[first].set_admin_state(AdminState::Draining);
-        let moved = p.pick(Some("alice"), &[]).unwrap();
+        let moved = p.pick(Some(1), &[]).unwrap();
         assert_ne!(moved, first);
         p.backends[first].set_admin_state(AdminState::Active);
-        assert_eq!(p.pick(Some("alice"), &[]), Some(moved), "no flapping back");
+        assert_eq!(p.pick(Some(1), &[]), Some(moved), "no flapping back");
     }
 
     #[test]
@@ -267,7 +270,7 @@ mod tests {
         let p = pool(2);
         p.backends[0].set_healthy(false);
         p.backends[1].set_admin_state(AdminState::Maintenance);
-        assert_eq!(p.pick(Some("bob"), &[]), None);
+        assert_eq!(p.pick(Some(2), &[]), None);
         assert!(!p.any_eligible());
     }
 }

@@ -17,10 +17,11 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use serde_json::json;
-use sha2::{Digest, Sha256};
+use std::hash::BuildHasher;
 
 use crate::Gateway;
 use crate::metrics::{Metrics, NodeKind, NodeLabel, NodeStatus};
+use crate::pool::PlayerKey;
 
 /// Seconds players are told to wait when no node can serve.
 pub const NO_NODE_RETRY_AFTER: u32 = 5;
@@ -70,9 +71,9 @@ pub fn no_node(gateway: &Gateway) -> Response {
     response
 }
 
-/// The player's bearer token (header, or `token` query parameter for WebSockets), hashed: the
-/// key for affinity and the per-player rate limit.
-pub fn player_key(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<String> {
+/// The player's bearer token (header, or `token` query parameter for WebSockets), hashed with
+/// this process's random SipHash key: the key for affinity and the per-player rate limit.
+pub fn player_key(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<PlayerKey> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -85,7 +86,11 @@ pub fn player_key(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<String> 
                     .map(str::to_owned)
             })
         })?;
-    Some(hex::encode(&Sha256::digest(token.trim().as_bytes())[..12]))
+    static KEYS: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    Some(
+        KEYS.get_or_init(std::hash::RandomState::new)
+            .hash_one(token.trim()),
+    )
 }
 
 fn is_idempotent(method: &Method, headers: &HeaderMap) -> bool {
@@ -118,7 +123,7 @@ async fn handle(
         );
     }
     let player = player_key(request.headers(), request.uri());
-    if let Some(key) = &player
+    if let Some(key) = player
         && !gateway.limits.allow_player(key)
     {
         Metrics::count(&gateway.metrics.refused, "rate_limit_player");
@@ -146,7 +151,7 @@ async fn handle(
         }
     };
     gateway.budget.deposit();
-    forward(&gateway, &parts, body, player.as_deref(), client).await
+    forward(&gateway, &parts, body, player, client).await
 }
 
 fn too_many() -> Response {
@@ -227,7 +232,12 @@ async fn try_node(
     };
     let eject = |immediate: bool| {
         if backend.record_failure(immediate, &gateway.config.outlier) {
-            metrics.ejections.get_or_create(&node).inc();
+            metrics
+                .ejections
+                .get_or_create(&NodeLabel {
+                    node: backend.name.clone(),
+                })
+                .inc();
         }
     };
     backend.outstanding.fetch_add(1, Ordering::SeqCst);
@@ -271,7 +281,11 @@ async fn try_node(
                 Err(_) => {
                     error("reset");
                     eject(false);
-                    return if idempotent { Try::Retry("idempotent") } else { Try::Fail("reset") };
+                    return if idempotent {
+                        Try::Retry("idempotent")
+                    } else {
+                        Try::Fail("reset")
+                    };
                 }
             };
             let mut response = Response::from_parts(head, Body::from(body));
@@ -314,7 +328,7 @@ async fn forward(
     gateway: &Gateway,
     parts: &axum::http::request::Parts,
     body: Bytes,
-    player: Option<&str>,
+    player: Option<PlayerKey>,
     client: SocketAddr,
 ) -> Response {
     let idempotent = is_idempotent(&parts.method, &parts.headers);

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::{
 };
 
 use crate::Gateway;
-use crate::pool::AdminState;
+use crate::pool::{AdminState, PlayerKey};
 use crate::proxy::{no_node, refusal};
 
 pub const CLOSE_SERVICE_RESTART: u16 = 1012;
@@ -31,7 +31,11 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
-pub async fn handle(gateway: Arc<Gateway>, request: Request, player: Option<String>) -> Response {
+pub async fn handle(
+    gateway: Arc<Gateway>,
+    request: Request,
+    player: Option<PlayerKey>,
+) -> Response {
     let (mut parts, _) = request.into_parts();
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(upgrade) => upgrade,
@@ -45,7 +49,7 @@ pub async fn handle(gateway: Arc<Gateway>, request: Request, player: Option<Stri
         .to_owned();
     let mut tried = Vec::new();
     loop {
-        let Some(index) = gateway.pool.pick(player.as_deref(), &tried) else {
+        let Some(index) = gateway.pool.pick(player, &tried) else {
             return no_node(&gateway);
         };
         tried.push(index);
