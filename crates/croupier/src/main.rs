@@ -4,6 +4,7 @@
 mod gateway_cmd;
 mod node_cmd;
 mod tools_cmd;
+mod up_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -16,6 +17,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Everything on this machine: three game nodes on one ledger and the gateway, supervised.
+    Up(up_cmd::UpArgs),
     /// Run a game server: player API, WebSocket and ops API.
     Node(node_cmd::NodeArgs),
     /// Run the players' gateway in front of the game nodes.
@@ -34,6 +37,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Up(args) => up_cmd::run(args),
         Command::Node(args) => node_cmd::run(args),
         Command::Gateway(args) => gateway_cmd::run(args),
         Command::Verify(args) => tools_cmd::verify(args),
