@@ -15,10 +15,10 @@ pub mod metrics;
 pub mod pool;
 pub mod proxy;
 pub mod restart;
+pub mod server;
 pub mod ws_proxy;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -146,13 +146,9 @@ pub async fn serve(
     let wait = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let players = axum::serve(
-        player,
-        proxy::router(gateway.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(wait(stop_rx.clone()));
+    let players = server::serve(player, proxy::router(gateway.clone()), stop_rx.clone());
     let operators =
         axum::serve(admin, admin::router(gateway)).with_graceful_shutdown(wait(stop_rx));
-    let (a, b) = tokio::join!(players.into_future(), operators.into_future());
-    a.and(b)
+    let ((), operators) = tokio::join!(players, operators.into_future());
+    operators
 }
