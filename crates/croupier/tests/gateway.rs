@@ -75,10 +75,7 @@ impl Load {
                         };
                         let ok = matches!(&result, Ok((200 | 201, _, _)));
                         if ok {
-                            served
-                                .lock()
-                                .unwrap()
-                                .push((Instant::now(), result.unwrap().2));
+                            served.lock().unwrap().push((began, result.unwrap().2));
                         } else {
                             failures
                                 .lock()
