@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{Value, json};
 use tungstenite::Message;
-use tungstenite::client::IntoClientRequest;
 
 /// These tests each run three nodes, a gateway and a load on a 2-core machine, and assert on
 /// timing (rerouting within a second): they run one at a time.
@@ -107,15 +106,7 @@ impl Load {
 }
 
 fn sign_in_via(gateway: &GatewayProcess, player: &str) -> String {
-    let (status, body, _) = post_via(
-        &gateway.url("/api/v1/sessions"),
-        None,
-        None,
-        &json!({"player": player}),
-    )
-    .unwrap();
-    assert_eq!(status, 201, "{body}");
-    body["token"].as_str().unwrap().to_owned()
+    sign_in_at(&gateway.base, player)
 }
 
 #[test]
@@ -166,30 +157,11 @@ fn kill_9_of_a_node_under_load_is_invisible_to_players() {
     integrity(&nodes[0]);
 }
 
-fn ws_via(
-    gateway: &GatewayProcess,
-    token: &str,
-) -> tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>> {
-    let mut request = gateway
-        .url("/api/v1/ws")
-        .replace("http://", "ws://")
-        .into_client_request()
-        .unwrap();
-    request
-        .headers_mut()
-        .insert("Authorization", format!("Bearer {token}").parse().unwrap());
-    let (mut socket, _) = tungstenite::connect(request).unwrap();
-    if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_mut() {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-    }
-    socket
+fn ws_via(gateway: &GatewayProcess, token: &str) -> Socket {
+    ws_connect(&gateway.base, token)
 }
 
-fn hello_node(
-    socket: &mut tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
-) -> String {
+fn hello_node(socket: &mut Socket) -> String {
     match socket.read().unwrap() {
         Message::Text(text) => serde_json::from_str::<Value>(&text).unwrap()["node"]
             .as_str()

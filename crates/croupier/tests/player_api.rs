@@ -9,7 +9,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::{Value, json};
 use tungstenite::Message;
-use tungstenite::client::IntoClientRequest;
 
 fn entries(node: &Node) -> u64 {
     integrity(node)["entries"].as_u64().unwrap()
@@ -164,27 +163,7 @@ fn ops_api_needs_the_ops_token_not_a_player_token() {
     );
 }
 
-fn ws_connect(
-    node: &Node,
-    token: &str,
-) -> tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>> {
-    let url = node.url("/api/v1/ws").replace("http://", "ws://");
-    let mut request = url.into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("Authorization", format!("Bearer {token}").parse().unwrap());
-    let (mut socket, _) = tungstenite::connect(request).unwrap();
-    if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_mut() {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-    }
-    socket
-}
-
-fn next_json(
-    socket: &mut tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>,
-) -> Value {
+fn next_json(socket: &mut Socket) -> Value {
     loop {
         match socket.read().unwrap() {
             Message::Text(text) => return serde_json::from_str(&text).unwrap(),
@@ -199,7 +178,7 @@ fn drain_closes_websockets_with_1012_refuses_new_rounds_and_finishes_open_ones()
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), "node-1");
     let token = sign_in(&node, "wendy");
-    let mut socket = ws_connect(&node, &token);
+    let mut socket = ws_connect(&node.base, &token);
     let hello = next_json(&mut socket);
     assert_eq!(
         (hello["type"].as_str(), hello["balance"].as_i64()),

@@ -302,12 +302,13 @@ pub async fn list_rounds(
     Ok(Json(json!({"rounds": rounds, "next_before_ms": next})))
 }
 
-pub async fn show_round(
-    State(state): State<AppState>,
-    PlayerAuth(player): PlayerAuth,
-    PathParam(round_id): PathParam<String>,
-) -> Result<Json<Value>, ApiError> {
-    let lookup = round_id.clone();
+/// The player's own round with its seed; another player's round is "not found".
+async fn own_round(
+    state: &AppState,
+    player: String,
+    round_id: &str,
+) -> Result<(croupier_ledger::Round, Option<croupier_ledger::Seed>), ApiError> {
+    let lookup = round_id.to_owned();
     let found = state
         .store
         .read(move |tx| {
@@ -318,7 +319,15 @@ pub async fn show_round(
             Ok(Some((round, seed)))
         })
         .await?;
-    let (round, seed) = found.ok_or_else(|| ApiError::not_found(format!("round {round_id}")))?;
+    found.ok_or_else(|| ApiError::not_found(format!("round {round_id}")))
+}
+
+pub async fn show_round(
+    State(state): State<AppState>,
+    PlayerAuth(player): PlayerAuth,
+    PathParam(round_id): PathParam<String>,
+) -> Result<Json<Value>, ApiError> {
+    let (round, seed) = own_round(&state, player, &round_id).await?;
     Ok(Json(rounds::round_view(&round, seed.as_ref())))
 }
 
@@ -327,17 +336,8 @@ pub async fn verify_round(
     PlayerAuth(player): PlayerAuth,
     PathParam(round_id): PathParam<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let lookup = round_id.clone();
-    let found = state
-        .store
-        .read(move |tx| {
-            let Some(round) = tx.round(&lookup)?.filter(|r| r.player == player) else {
-                return Ok(None);
-            };
-            Ok(tx.seed(round.seed_id)?.map(|seed| (round, seed)))
-        })
-        .await?;
-    let (round, seed) = found.ok_or_else(|| ApiError::not_found(format!("round {round_id}")))?;
+    let (round, seed) = own_round(&state, player, &round_id).await?;
+    let seed = seed.ok_or_else(|| ApiError::not_found(format!("the seed of round {round_id}")))?;
     Ok(Json(rounds::verification(&round, &seed)?))
 }
 

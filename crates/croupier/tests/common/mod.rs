@@ -143,15 +143,7 @@ pub fn post(
 }
 
 pub fn sign_in(node: &Node, player: &str) -> String {
-    let (status, body) = post(
-        &node.url("/api/v1/sessions"),
-        None,
-        None,
-        &json!({"player": player}),
-    )
-    .unwrap();
-    assert_eq!(status, 201, "{body}");
-    body["token"].as_str().unwrap().to_owned()
+    sign_in_at(&node.base, player)
 }
 
 pub fn balance(node: &Node, token: &str) -> i64 {
@@ -266,21 +258,11 @@ impl Drop for GatewayProcess {
     }
 }
 
-/// POST returning status, body and the `croupier-node` header the gateway adds.
-pub fn post_via(
-    url: &str,
-    token: Option<&str>,
-    key: Option<&str>,
-    body: &Value,
+/// Status, JSON body and the `croupier-node` header the gateway adds.
+fn with_node(
+    response: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
 ) -> Result<(u16, Value, String), String> {
-    let mut request = agent().post(url).header("Content-Type", "application/json");
-    if let Some(token) = token {
-        request = request.header("Authorization", &format!("Bearer {token}"));
-    }
-    if let Some(key) = key {
-        request = request.header("Idempotency-Key", key);
-    }
-    let mut response = request.send(body.to_string()).map_err(|e| e.to_string())?;
+    let mut response = response.map_err(|e| e.to_string())?;
     let node = response
         .headers()
         .get("croupier-node")
@@ -299,27 +281,60 @@ pub fn post_via(
     ))
 }
 
-/// GET returning status, body and the `croupier-node` header.
+/// POST returning status, body and the answering node.
+pub fn post_via(
+    url: &str,
+    token: Option<&str>,
+    key: Option<&str>,
+    body: &Value,
+) -> Result<(u16, Value, String), String> {
+    let mut request = agent().post(url).header("Content-Type", "application/json");
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    with_node(request.send(body.to_string()))
+}
+
+/// GET returning status, body and the answering node.
 pub fn get_via(url: &str, token: Option<&str>) -> Result<(u16, Value, String), String> {
     let mut request = agent().get(url);
     if let Some(token) = token {
         request = request.header("Authorization", &format!("Bearer {token}"));
     }
-    let mut response = request.call().map_err(|e| e.to_string())?;
-    let node = response
-        .headers()
-        .get("croupier-node")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let status = response.status().as_u16();
-    let text = response
-        .body_mut()
-        .read_to_string()
-        .map_err(|e| e.to_string())?;
-    Ok((
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        node,
-    ))
+    with_node(request.call())
+}
+
+pub type Socket = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
+
+/// A player's WebSocket at `base` (a node or the gateway), with a 10 s read timeout.
+pub fn ws_connect(base: &str, token: &str) -> Socket {
+    use tungstenite::client::IntoClientRequest;
+    let url = format!("{base}/api/v1/ws").replace("http://", "ws://");
+    let mut request = url.into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    let (mut socket, _) = tungstenite::connect(request).unwrap();
+    if let tungstenite::stream::MaybeTlsStream::Plain(stream) = socket.get_mut() {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+    }
+    socket
+}
+
+/// Signs `player` in at `base` (a node or the gateway) and returns the token.
+pub fn sign_in_at(base: &str, player: &str) -> String {
+    let (status, body) = post(
+        &format!("{base}/api/v1/sessions"),
+        None,
+        None,
+        &json!({"player": player}),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    body["token"].as_str().unwrap().to_owned()
 }
