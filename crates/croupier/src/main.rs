@@ -1,6 +1,7 @@
 //! The `croupier` binary: one subcommand per component (see DESIGN.md). Parses arguments,
 //! sets up logging and hands over to the library crates.
 
+mod control_cmd;
 mod gateway_cmd;
 mod node_cmd;
 mod tools_cmd;
@@ -23,6 +24,8 @@ enum Command {
     Node(node_cmd::NodeArgs),
     /// Run the players' gateway in front of the game nodes.
     Gateway(gateway_cmd::GatewayArgs),
+    /// Run the control plane: monitoring, alerts, webhooks, incidents, status feed.
+    Control(control_cmd::ControlArgs),
     /// Recompute a round's outcome from its revealed server seed.
     Verify(tools_cmd::VerifyArgs),
     /// Check every ledger invariant of a store and print the report.
@@ -40,6 +43,7 @@ fn main() -> anyhow::Result<()> {
         Command::Up(args) => up_cmd::run(args),
         Command::Node(args) => node_cmd::run(args),
         Command::Gateway(args) => gateway_cmd::run(args),
+        Command::Control(args) => control_cmd::run(args),
         Command::Verify(args) => tools_cmd::verify(args),
         Command::Integrity(args) => tools_cmd::integrity(args),
     }

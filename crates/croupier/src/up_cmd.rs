@@ -1,7 +1,7 @@
 //! `croupier up`: everything on one machine, for a first look and for small casinos. Starts
-//! three game nodes on one SQLite ledger under the data folder and the gateway in front of
-//! them, as supervised child processes: a child that dies is restarted with back-off; Ctrl-C
-//! or SIGTERM stops them all gracefully. (The control plane joins them with its own issue.)
+//! three game nodes on one SQLite ledger under the data folder, the gateway in front of them
+//! and the control plane watching them all, as supervised child processes: a child that dies
+//! is restarted with back-off; Ctrl-C or SIGTERM stops them all gracefully.
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -28,10 +28,20 @@ pub struct UpArgs {
     /// Port players connect to (the gateway); the gateway's admin port is the next one.
     #[arg(long, default_value_t = 8000)]
     gateway_port: u16,
+    /// Port of the control plane.
+    #[arg(long, default_value_t = 8080)]
+    control_port: u16,
+    /// A webhook for alerts (generic JSON); repeat for each.
+    #[arg(long = "webhook")]
+    webhooks: Vec<String>,
+    /// A Slack-compatible incoming webhook for alerts; repeat for each.
+    #[arg(long = "slack-webhook")]
+    slack_webhooks: Vec<String>,
 }
 
-/// First restart delay; doubled for each crash in a row, up to `MAX_BACKOFF`.
-const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+/// First restart delay; doubled for each crash in a row, up to `MAX_BACKOFF`. One scrape
+/// interval, so the control plane always sees a crash before the restart hides it.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A child up this long is considered healthy again: its back-off starts over.
 const STABLE_AFTER: Duration = Duration::from_secs(60);
@@ -123,9 +133,28 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         "--data".to_owned(),
         data_arg.clone(),
     ];
+    let mut control_args = vec![
+        "control".to_owned(),
+        "--listen".to_owned(),
+        format!("127.0.0.1:{}", args.control_port),
+        "--data".to_owned(),
+        data_arg.clone(),
+        "--gateway".to_owned(),
+        format!("gateway=http://127.0.0.1:{}", args.gateway_port + 1),
+    ];
+    for url in &args.webhooks {
+        control_args.extend(["--webhook".to_owned(), url.clone()]);
+    }
+    for url in &args.slack_webhooks {
+        control_args.extend(["--slack-webhook".to_owned(), url.clone()]);
+    }
     for i in 0..args.nodes {
         let port = args.first_node_port + i;
         let name = format!("node-{}", i + 1);
+        control_args.extend([
+            "--node".to_owned(),
+            format!("{name}=http://127.0.0.1:{port}"),
+        ]);
         gateway_args.extend([
             "--node".to_owned(),
             format!("{name}=http://127.0.0.1:{port}"),
@@ -148,15 +177,17 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             restart_at: None,
         });
     }
-    children.push(Supervised {
-        name: "gateway".into(),
-        args: gateway_args,
-        log: data.join("gateway.log"),
-        child: None,
-        started: Instant::now(),
-        crashes_in_a_row: 0,
-        restart_at: None,
-    });
+    for (name, args) in [("gateway", gateway_args), ("control", control_args)] {
+        children.push(Supervised {
+            name: name.into(),
+            args,
+            log: data.join(format!("{name}.log")),
+            child: None,
+            started: Instant::now(),
+            crashes_in_a_row: 0,
+            restart_at: None,
+        });
+    }
     for child in &mut children {
         child.spawn()?;
     }
@@ -176,6 +207,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             args.first_node_port + i
         );
     }
+    println!(
+        "  control plane: http://127.0.0.1:{}/api/v1/status (players), /api/v1/incidents, /api/v1/alerts (ops token)",
+        args.control_port
+    );
     println!("  ops token:     {}", token_path.display());
     println!(
         "  ledger:        {}   logs: {}/*.log",

@@ -1,14 +1,19 @@
-//! `croupier up` as a newcomer runs it: three nodes and a gateway come up, players play
-//! through the gateway, a node killed with -9 is restarted by the supervisor while players see
-//! no error, and SIGTERM stops everything.
+//! `croupier up` as a newcomer runs it: three nodes, the gateway and the control plane come
+//! up, players play through the gateway; a node killed with -9 fires an alert and opens an
+//! incident within 5 s (the webhook receiver gets it), the supervisor restarts the node while
+//! players see no error, the alert resolves (the receiver gets that too), and SIGTERM stops
+//! everything.
 
 mod common;
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
+use serde_json::Value;
 
 /// `count` consecutive free ports.
 fn free_ports(count: u16) -> u16 {
@@ -53,6 +58,47 @@ impl Drop for Up {
     }
 }
 
+/// A webhook receiver: a plain HTTP server on a thread, keeping every JSON body it gets.
+fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let store = received.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok()
+                && let Ok(json) = serde_json::from_slice::<Value>(&body)
+            {
+                store.lock().unwrap().push(json);
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    (url, received)
+}
+
+fn got(received: &Arc<Mutex<Vec<Value>>>, status: &str, key: &str) -> bool {
+    received
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|m| m["status"] == status && m["key"] == key)
+}
+
 fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !ready() {
@@ -65,17 +111,16 @@ fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
 fn up_supervises_nodes_and_gateway_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (nodes, gateway) = (free_ports(3), free_ports(2));
+    let (nodes, gateway, control) = (free_ports(3), free_ports(2), free_ports(1));
+    let (hook, received) = webhook_receiver();
     let mut up = Up(croupier()
         .arg("up")
         .arg("--data")
         .arg(&data)
-        .args([
-            "--first-node-port",
-            &nodes.to_string(),
-            "--gateway-port",
-            &gateway.to_string(),
-        ])
+        .args(["--first-node-port", &nodes.to_string()])
+        .args(["--gateway-port", &gateway.to_string()])
+        .args(["--control-port", &control.to_string(), "--webhook", &hook])
+        .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -100,12 +145,20 @@ fn up_supervises_nodes_and_gateway_and_stops_cleanly() {
     assert_eq!(status, 201, "{body}");
     let token = body["token"].as_str().unwrap().to_owned();
 
+    let control_url = format!("http://127.0.0.1:{control}");
+    wait_for("the control plane", || {
+        get(&format!("{control_url}/readyz"), None).map(|r| r.0) == Ok(200)
+    });
+    // Let it see every target up first.
+    std::thread::sleep(Duration::from_millis(2_500));
+
     let data_text = data.canonicalize().unwrap().display().to_string();
     let victim = find_process(&["--node-id node-2", &data_text]).expect("node-2 runs");
     Command::new("kill")
         .args(["-9", &victim.to_string()])
         .status()
         .unwrap();
+    let killed = Instant::now();
     // Players keep playing through the gateway while node-2 is down and restarted.
     let until = Instant::now() + Duration::from_millis(1_500);
     let mut n = 0;
@@ -122,10 +175,66 @@ fn up_supervises_nodes_and_gateway_and_stops_cleanly() {
         // A brisk player, well under the gateway's 200 requests/s per player.
         std::thread::sleep(Duration::from_millis(10));
     }
+    let fired_within = loop {
+        if got(&received, "firing", "down/node-2") {
+            break killed.elapsed();
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(5),
+            "no alert within 5 s: {:?}",
+            received.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (status, incidents) =
+        get(&format!("{control_url}/api/v1/incidents"), Some(OPS_TOKEN)).unwrap();
+    assert_eq!(status, 200);
+    let incident = incidents["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["alert_key"] == "down/node-2")
+        .unwrap_or_else(|| panic!("no incident for node-2: {incidents}"))
+        .clone();
+    assert!(incident["opened_ms"].as_i64().is_some());
+    eprintln!(
+        "alert and incident {} s after the kill",
+        fired_within.as_secs_f64()
+    );
     wait_for("node-2's restart", || {
         find_process(&["--node-id node-2", &data_text]).is_some_and(|pid| pid != victim)
             && get(&format!("http://127.0.0.1:{}/readyz", nodes + 1), None).map(|r| r.0) == Ok(200)
     });
+
+    wait_for("the alert to resolve", || {
+        got(&received, "resolved", "down/node-2")
+    });
+    let (_, incidents) = get(&format!("{control_url}/api/v1/incidents"), Some(OPS_TOKEN)).unwrap();
+    let resolved = incidents["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == incident["id"])
+        .unwrap()
+        .clone();
+    assert_eq!(resolved["status"], "resolved", "{resolved}");
+    assert!(resolved["timeline"].as_array().unwrap().len() >= 2);
+    let (status, feed) = get(&format!("{control_url}/api/v1/status"), None).unwrap();
+    assert_eq!(status, 200, "the status feed is public");
+    assert!(
+        feed["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["status"] == "operational"),
+        "{feed}"
+    );
+    assert_eq!(
+        get(&format!("{control_url}/api/v1/incidents"), None)
+            .unwrap()
+            .0,
+        401
+    );
 
     Command::new("kill")
         .arg(up.0.id().to_string())

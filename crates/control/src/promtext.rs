@@ -1,0 +1,125 @@
+//! Reads the Prometheus text exposition format (and OpenMetrics text, which our components
+//! serve) into samples: name, labels, value. Written here rather than taken from
+//! `prometheus-parse`, which merges histogram series across label sets and splits label
+//! values at commas; a sample line is all the control plane needs.
+
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// Parses `name{a="b",c="d"} value [timestamp]`; `None` for comments and malformed lines.
+fn parse_line(line: &str) -> Option<Sample> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let name_end = line.find(|c: char| c == '{' || c.is_whitespace())?;
+    let name = &line[..name_end];
+    let mut rest = &line[name_end..];
+    let mut labels = BTreeMap::new();
+    if let Some(after_brace) = rest.strip_prefix('{') {
+        let mut chars = after_brace.char_indices().peekable();
+        let mut end = None;
+        while let Some((start, c)) = chars.next() {
+            if c == '}' {
+                end = Some(start + 1);
+                break;
+            }
+            if c == ',' || c.is_whitespace() {
+                continue;
+            }
+            let eq = after_brace[start..].find('=')? + start;
+            let key = after_brace[start..eq].trim().to_owned();
+            while chars.peek().is_some_and(|(i, _)| *i <= eq) {
+                chars.next();
+            }
+            if chars.next()?.1 != '"' {
+                return None;
+            }
+            let mut value = String::new();
+            loop {
+                let (_, c) = chars.next()?;
+                match c {
+                    '"' => break,
+                    '\\' => match chars.next()?.1 {
+                        'n' => value.push('\n'),
+                        other => value.push(other),
+                    },
+                    other => value.push(other),
+                }
+            }
+            labels.insert(key, value);
+        }
+        rest = &after_brace[end?..];
+    }
+    let value_text = rest.split_whitespace().next()?;
+    let value = match value_text {
+        "+Inf" | "Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        "NaN" => f64::NAN,
+        text => text.parse().ok()?,
+    };
+    Some(Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+    })
+}
+
+pub fn parse(text: &str) -> Vec<Sample> {
+    text.lines().filter_map(parse_line).collect()
+}
+
+/// The first sample named `name` whose labels include every pair in `matching`.
+pub fn find<'a>(
+    samples: &'a [Sample],
+    name: &str,
+    matching: &[(&str, &str)],
+) -> Option<&'a Sample> {
+    samples.iter().find(|s| {
+        s.name == name
+            && matching
+                .iter()
+                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_names_labels_values_and_skips_comments() {
+        let text = "# HELP x Help.\n# TYPE x counter\nx_total{route=\"/a,b\",method=\"GET\"} 3\nplain 1.5e3 1700000000\nq{e=\"say \\\"hi\\\"\\n\"} +Inf\n# EOF\n";
+        let samples = parse(text);
+        assert_eq!(samples.len(), 3);
+        assert_eq!(samples[0].name, "x_total");
+        assert_eq!(samples[0].labels["route"], "/a,b");
+        assert_eq!(samples[0].value, 3.0);
+        assert_eq!(samples[1].value, 1500.0);
+        assert_eq!(samples[2].labels["e"], "say \"hi\"\n");
+        assert!(samples[2].value.is_infinite());
+        assert_eq!(
+            find(&samples, "x_total", &[("method", "GET")])
+                .unwrap()
+                .value,
+            3.0
+        );
+        assert!(find(&samples, "x_total", &[("method", "POST")]).is_none());
+    }
+
+    #[test]
+    fn malformed_lines_are_skipped() {
+        assert!(
+            parse("novalue\nbad{a=\"x\" 1\nok 2")
+                .iter()
+                .map(|s| s.name.as_str())
+                .eq(["ok"])
+        );
+    }
+}
