@@ -14,6 +14,10 @@ use crate::threshold::{Comparison, RuleState, ThresholdRule, Transition};
 pub enum Kind {
     Node,
     Gateway,
+    /// The synthetic lobby check.
+    LobbyCheck,
+    /// The synthetic test bet.
+    BetCheck,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -38,10 +42,12 @@ fn component_of(kind: Kind) -> &'static str {
         // Every game runs on every node; with one node down the others carry on.
         Kind::Node => "games",
         // The gateway is every player's way in.
-        Kind::Gateway => "lobby",
+        Kind::Gateway | Kind::LobbyCheck => "lobby",
+        Kind::BetCheck => "wallet",
     }
 }
 
+/// 1 when the target answered (or the check passed), missing otherwise.
 fn up(scrape: Option<&[Sample]>) -> Option<f64> {
     scrape.map(|_| 1.0)
 }
@@ -108,6 +114,16 @@ pub fn default_rules() -> Vec<RuleDef> {
     ]
 }
 
+/// An outage's severity follows the component's priority: the wallet first (money), then
+/// live games and the lobby. Warnings (`minor` rules) stay minor wherever they are.
+fn severity(rule_severity: &'static str, component: &str) -> &'static str {
+    match (rule_severity, component) {
+        ("minor", _) => "minor",
+        (_, "wallet") => "critical",
+        _ => "major",
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct AlertEvent {
     /// `rule/target`.
@@ -157,12 +173,13 @@ impl Engine {
                     Transition::Fired { since } => (true, since),
                     Transition::Resolved { fired_at } => (false, fired_at),
                 };
+                let component = (def.component)(target.kind);
                 events.push(AlertEvent {
                     key: format!("{}/{}", def.rule.name, target.name),
                     rule: def.rule.name.clone(),
                     target: target.name.clone(),
-                    severity: def.severity,
-                    component: (def.component)(target.kind),
+                    severity: severity(def.severity, component),
+                    component,
                     firing,
                     since_s,
                     value,

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod burn;
+pub mod checks;
 pub mod engine;
 pub mod notify;
 pub mod promtext;
@@ -35,12 +36,15 @@ const SCRAPE_TIMEOUT: Duration = Duration::from_millis(800);
 
 pub struct ControlConfig {
     pub targets: Vec<Target>,
+    /// The players' address for synthetic checks (lobby, test bet), if any.
+    pub check_url: Option<String>,
     pub webhooks: Vec<Webhook>,
     pub ops_token: String,
 }
 
 pub struct Control {
     pub config: ControlConfig,
+    checks: Option<checks::Checks>,
     pub state: State,
     pub engine: Mutex<Engine>,
     /// Whether each target answered its last scrape.
@@ -60,10 +64,25 @@ impl Control {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_millis(300)));
         let client = Client::builder(TokioExecutor::new()).build(connector);
+        let mut config = config;
+        let checks = config.check_url.as_deref().map(checks::Checks::new);
+        if let Some(checks) = &checks {
+            for (name, kind) in [
+                ("check-lobby", Kind::LobbyCheck),
+                ("check-bet", Kind::BetCheck),
+            ] {
+                config.targets.push(Target {
+                    name: name.into(),
+                    kind,
+                    base: checks.base.clone(),
+                });
+            }
+        }
         let engine = Engine::new(config.targets.clone(), engine::default_rules());
         let up = vec![false; config.targets.len()];
         Arc::new(Control {
             config,
+            checks,
             state,
             engine: Mutex::new(engine),
             up: Mutex::new(up),
@@ -72,6 +91,11 @@ impl Control {
     }
 
     async fn scrape(&self, target: &Target) -> Option<Vec<promtext::Sample>> {
+        match (target.kind, &self.checks) {
+            (Kind::LobbyCheck, Some(checks)) => return checks.lobby(&self.client).await,
+            (Kind::BetCheck, Some(checks)) => return checks.bet(&self.client).await,
+            _ => {}
+        }
         let uri: hyper::Uri = format!("{}/metrics", target.base).parse().ok()?;
         let request = hyper::Request::get(uri)
             .body(Full::new(Bytes::new()))

@@ -26,6 +26,10 @@ pub struct ControlArgs {
     /// A gateway to watch, as name=http://host:admin-port; repeat for each.
     #[arg(long = "gateway", value_parser = parse_target)]
     gateways: Vec<(String, String)>,
+    /// The players' address (the gateway) for synthetic checks: the lobby every second, a
+    /// real test bet every five seconds.
+    #[arg(long)]
+    check_url: Option<String>,
     /// A webhook receiving alerts as generic JSON; repeat for each.
     #[arg(long = "webhook")]
     webhooks: Vec<String>,
@@ -86,6 +90,7 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
         let control = Control::new(
             ControlConfig {
                 targets,
+                check_url: args.check_url,
                 webhooks,
                 ops_token,
             },

@@ -141,6 +141,8 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         data_arg.clone(),
         "--gateway".to_owned(),
         format!("gateway=http://127.0.0.1:{}", args.gateway_port + 1),
+        "--check-url".to_owned(),
+        format!("http://127.0.0.1:{}", args.gateway_port),
     ];
     for url in &args.webhooks {
         control_args.extend(["--webhook".to_owned(), url.clone()]);

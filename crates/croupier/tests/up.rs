@@ -41,7 +41,8 @@ fn find_process(needles: &[&str]) -> Option<u32> {
         })
 }
 
-/// `croupier up`, stopped with SIGTERM (then SIGKILL) if the test ends early.
+/// A croupier process (`up`, `control`), stopped with SIGTERM (then SIGKILL) if the test ends
+/// early.
 struct Up(std::process::Child);
 
 impl Drop for Up {
@@ -149,8 +150,16 @@ fn up_supervises_nodes_and_gateway_and_stops_cleanly() {
     wait_for("the control plane", || {
         get(&format!("{control_url}/readyz"), None).map(|r| r.0) == Ok(200)
     });
-    // Let it see every target up first.
+    // Let it see every target up first, the synthetic checks included.
     std::thread::sleep(Duration::from_millis(2_500));
+    let (_, targets) = get(&format!("{control_url}/api/v1/targets"), Some(OPS_TOKEN)).unwrap();
+    let targets = targets["targets"].as_array().unwrap().clone();
+    assert_eq!(
+        targets.len(),
+        6,
+        "3 nodes, the gateway and 2 checks: {targets:?}"
+    );
+    assert!(targets.iter().all(|t| t["up"] == true), "{targets:?}");
 
     let data_text = data.canonicalize().unwrap().display().to_string();
     let victim = find_process(&["--node-id node-2", &data_text]).expect("node-2 runs");
@@ -260,4 +269,55 @@ fn up_supervises_nodes_and_gateway_and_stops_cleanly() {
         "a node process is left"
     );
     integrity_cli(&ledger_path(Path::new(&data)));
+}
+
+#[test]
+fn failing_synthetic_checks_alert_on_the_wallet_and_the_lobby() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hook, received) = webhook_receiver();
+    let port = free_ports(1);
+    // Nothing listens at the players' address: the lobby and the test bet both fail.
+    let dead = format!("http://127.0.0.1:{}", free_ports(1));
+    let _control = Up(croupier()
+        .args(["control", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data")
+        .arg(dir.path())
+        .args(["--check-url", &dead, "--webhook", &hook])
+        .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for("the control plane", || {
+        get(&format!("{base}/readyz"), None).map(|r| r.0) == Ok(200)
+    });
+    wait_for("both check alerts", || {
+        got(&received, "firing", "down/check-bet") && got(&received, "firing", "down/check-lobby")
+    });
+    let bet = received
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|m| m["key"] == "down/check-bet")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (bet["component"].as_str(), bet["severity"].as_str()),
+        (Some("wallet"), Some("critical"))
+    );
+    let (_, feed) = get(&format!("{base}/api/v1/status"), None).unwrap();
+    let status_of = |name: &str| {
+        feed["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(status_of("wallet"), "major_outage", "{feed}");
+    assert_eq!(status_of("lobby"), "partial_outage", "{feed}");
+    assert_eq!(status_of("games"), "operational", "{feed}");
+    assert_eq!(feed["incidents"].as_array().unwrap().len(), 2);
 }

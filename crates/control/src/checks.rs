@@ -1,0 +1,126 @@
+//! Synthetic checks, like Gatus: through the players' address (the gateway) the control plane
+//! opens the lobby every second and places a real 0.10 dice bet every five seconds, as a test
+//! player. A check that fails is reported as a failed scrape of its own target, so the same
+//! rules alert on it: the lobby check speaks for the lobby, the bet check for the wallet.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use serde_json::{Value, json};
+
+use crate::promtext::Sample;
+use crate::{HttpClient, now_ms};
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// Seconds between test bets.
+pub const BET_EVERY_S: i64 = 5;
+/// The test player's stake, in minor units.
+const TEST_STAKE: i64 = 10;
+
+pub struct Checks {
+    /// The players' address, e.g. http://127.0.0.1:8000.
+    pub base: String,
+    token: Mutex<Option<(String, i64)>>,
+    last_bet: Mutex<(i64, Option<Vec<Sample>>)>,
+}
+
+async fn call(client: &HttpClient, request: hyper::Request<Full<Bytes>>) -> Option<(u16, Value)> {
+    let response = tokio::time::timeout(TIMEOUT, client.request(request))
+        .await
+        .ok()?
+        .ok()?;
+    let status = response.status().as_u16();
+    let body = tokio::time::timeout(TIMEOUT, response.into_body().collect())
+        .await
+        .ok()?
+        .ok()?;
+    Some((
+        status,
+        serde_json::from_slice(&body.to_bytes()).unwrap_or(Value::Null),
+    ))
+}
+
+fn result(ok: bool, started: Instant) -> Option<Vec<Sample>> {
+    ok.then(|| {
+        vec![Sample {
+            name: "check_latency_seconds".into(),
+            labels: Default::default(),
+            value: started.elapsed().as_secs_f64(),
+        }]
+    })
+}
+
+impl Checks {
+    pub fn new(base: &str) -> Checks {
+        Checks {
+            base: base.trim_end_matches('/').to_owned(),
+            token: Mutex::new(None),
+            last_bet: Mutex::new((0, None)),
+        }
+    }
+
+    /// The test player's token; a new test player each day, so its balance never runs out.
+    async fn token(&self, client: &HttpClient) -> Option<String> {
+        let day = now_ms() / 86_400_000;
+        if let Some((token, for_day)) = self.token.lock().expect("token lock").clone()
+            && for_day == day
+        {
+            return Some(token);
+        }
+        let request = hyper::Request::post(format!("{}/api/v1/sessions", self.base))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(
+                json!({"player": format!("synthetic-check-{day}")}).to_string(),
+            )))
+            .ok()?;
+        let (status, body) = call(client, request).await?;
+        let token = body["token"].as_str().filter(|_| status == 201)?.to_owned();
+        *self.token.lock().expect("token lock") = Some((token.clone(), day));
+        Some(token)
+    }
+
+    /// Opens the lobby; `None` when it fails.
+    pub async fn lobby(&self, client: &HttpClient) -> Option<Vec<Sample>> {
+        let started = Instant::now();
+        let token = self.token(client).await?;
+        let request = hyper::Request::get(format!("{}/api/v1/lobby", self.base))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Full::new(Bytes::new()))
+            .ok()?;
+        let (status, body) = call(client, request).await?;
+        result(
+            status == 200 && body["games"].as_array().is_some_and(|g| !g.is_empty()),
+            started,
+        )
+    }
+
+    /// Places a test bet every `BET_EVERY_S`; in between, repeats the last result.
+    pub async fn bet(&self, client: &HttpClient) -> Option<Vec<Sample>> {
+        let now = now_ms();
+        {
+            let last = self.last_bet.lock().expect("bet lock");
+            if now - last.0 < BET_EVERY_S * 1000 {
+                return last.1.clone();
+            }
+        }
+        let started = Instant::now();
+        let outcome = async {
+            let token = self.token(client).await?;
+            let request = hyper::Request::post(format!("{}/api/v1/rounds", self.base))
+                .header("authorization", format!("Bearer {token}"))
+                .header("idempotency-key", format!("synthetic-{now}"))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(
+                    json!({"game": "dice", "stake": TEST_STAKE, "bet": {"target": 5000, "direction": "over"}}).to_string(),
+                )))
+                .ok()?;
+            let (status, body) = call(client, request).await?;
+            result(status == 201 && body["round"]["status"] == "settled", started)
+        }
+        .await;
+        *self.last_bet.lock().expect("bet lock") = (now, outcome.clone());
+        outcome
+    }
+}
