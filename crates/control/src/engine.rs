@@ -73,7 +73,8 @@ pub fn default_rules() -> Vec<RuleDef> {
                 threshold: 1.0,
                 clear_threshold: None,
                 for_duration_s: 0,
-                fire_after: 1,
+                // One slow scrape is not an outage; two in a row (2 s) are.
+                fire_after: 2,
                 resolve_after: 2,
                 missing_breaches: true,
             },
@@ -210,7 +211,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_failed_scrape_fires_down_and_two_good_ones_resolve_it() {
+    fn two_failed_scrapes_fire_down_and_two_good_ones_resolve_it() {
         let targets = vec![Target {
             name: "node-1".into(),
             kind: Kind::Node,
@@ -221,15 +222,19 @@ mod tests {
             "croupier_host_cpu_usage_ratio 0.2\n",
         ));
         assert!(engine.evaluate(0, std::slice::from_ref(&ok)).is_empty());
-        let fired = engine.evaluate(1, &[None]);
+        assert!(
+            engine.evaluate(1, &[None]).is_empty(),
+            "one failed scrape is not an outage"
+        );
+        let fired = engine.evaluate(2, &[None]);
         assert_eq!(fired.len(), 1);
         assert_eq!(
             (fired[0].key.as_str(), fired[0].firing, fired[0].component),
             ("down/node-1", true, "games")
         );
         assert_eq!(engine.active().len(), 1);
-        assert!(engine.evaluate(2, std::slice::from_ref(&ok)).is_empty());
-        let resolved = engine.evaluate(3, std::slice::from_ref(&ok));
+        assert!(engine.evaluate(3, std::slice::from_ref(&ok)).is_empty());
+        let resolved = engine.evaluate(4, std::slice::from_ref(&ok));
         assert_eq!((resolved.len(), resolved[0].firing), (1, false));
         assert!(engine.active().is_empty());
     }

@@ -39,9 +39,10 @@ pub struct UpArgs {
     slack_webhooks: Vec<String>,
 }
 
-/// First restart delay; doubled for each crash in a row, up to `MAX_BACKOFF`. One scrape
-/// interval, so the control plane always sees a crash before the restart hides it.
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// First restart delay; doubled for each crash in a row, up to `MAX_BACKOFF`. Two scrape
+/// intervals, so the control plane (which wants two failed scrapes in a row before it calls a
+/// target down) always sees a crash before the restart hides it.
+const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// A child up this long is considered healthy again: its back-off starts over.
 const STABLE_AFTER: Duration = Duration::from_secs(60);

@@ -198,12 +198,20 @@ fn up_supervises_nodes_and_gateway_and_stops_cleanly() {
     let (status, incidents) =
         get(&format!("{control_url}/api/v1/incidents"), Some(OPS_TOKEN)).unwrap();
     assert_eq!(status, 200);
+    // The incident the first firing message names.
+    let incident_id = received
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|m| m["status"] == "firing" && m["key"] == "down/node-2")
+        .map(|m| m["incident_id"].clone())
+        .unwrap();
     let incident = incidents["incidents"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|i| i["alert_key"] == "down/node-2")
-        .unwrap_or_else(|| panic!("no incident for node-2: {incidents}"))
+        .find(|i| i["id"] == incident_id && i["alert_key"] == "down/node-2")
+        .unwrap_or_else(|| panic!("no incident {incident_id} for node-2: {incidents}"))
         .clone();
     assert!(incident["opened_ms"].as_i64().is_some());
     eprintln!(
@@ -216,7 +224,11 @@ fn up_supervises_nodes_and_gateway_and_stops_cleanly() {
     });
 
     wait_for("the alert to resolve", || {
-        got(&received, "resolved", "down/node-2")
+        received.lock().unwrap().iter().any(|m| {
+            m["status"] == "resolved"
+                && m["key"] == "down/node-2"
+                && m["incident_id"] == incident_id
+        })
     });
     let (_, incidents) = get(&format!("{control_url}/api/v1/incidents"), Some(OPS_TOKEN)).unwrap();
     let resolved = incidents["incidents"]
