@@ -25,6 +25,7 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/api/v1/status", get(status))
         .route("/api/v1/targets", get(targets))
         .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/slos", get(slos))
         .route("/api/v1/incidents", get(incidents).post(open_incident))
         .route("/api/v1/incidents/{id}/updates", post(update_incident))
         .fallback(|| async {
@@ -154,6 +155,19 @@ async fn alerts(
     operator(&control, &headers)?;
     let active = control.engine.lock().expect("engine lock").active();
     Ok(Json(json!({"alerts": active})).into_response())
+}
+
+async fn slos(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    operator(&control, &headers)?;
+    let slo = control.slo.lock().expect("slo lock");
+    let status = slo.status((now_ms() / 1000) as u64);
+    Ok(Json(
+        json!({"slos": [{"name": slo.slo.name, "objective": slo.slo.objective, "status": status}]}),
+    )
+    .into_response())
 }
 
 async fn incidents(

@@ -2,8 +2,10 @@
 //! `/metrics`, evaluates the alert rules (`engine`, on the `threshold` logic), sends webhooks
 //! for alerts that fire and resolve (`notify`), opens an incident for each firing alert and
 //! resolves it with the alert (`state`), and pushes incident updates to connected players
-//! through the nodes. `api` serves the operators' REST API and the players' status feed.
-//! SLO burn-rate evaluation (`burn`, `window`) is built and tested but not yet fed.
+//! through the nodes. `slo` feeds the players' availability SLO from the gateways' request
+//! counters into the multi-window multi-burn-rate evaluation (`window`, `burn`), whose page and
+//! ticket become alerts like any other. `api` serves the operators' REST API and the players'
+//! status feed.
 
 pub mod api;
 pub mod burn;
@@ -11,6 +13,7 @@ pub mod checks;
 pub mod engine;
 pub mod notify;
 pub mod promtext;
+pub mod slo;
 pub mod state;
 pub mod threshold;
 pub mod window;
@@ -33,6 +36,8 @@ pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 pub const SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
 const SCRAPE_TIMEOUT: Duration = Duration::from_millis(800);
+/// Share of player requests that must succeed (not 5xx) over 30 days.
+pub const AVAILABILITY_OBJECTIVE: f64 = 0.999;
 
 pub struct ControlConfig {
     pub targets: Vec<Target>,
@@ -49,6 +54,8 @@ pub struct Control {
     pub engine: Mutex<Engine>,
     /// Whether each target answered its last scrape.
     pub up: Mutex<Vec<bool>>,
+    /// The players' availability SLO, from the gateways' request counters.
+    pub slo: Mutex<slo::SloTracker>,
     pub client: HttpClient,
 }
 
@@ -86,6 +93,7 @@ impl Control {
             state,
             engine: Mutex::new(engine),
             up: Mutex::new(up),
+            slo: Mutex::new(slo::SloTracker::new(AVAILABILITY_OBJECTIVE)),
             client,
         })
     }
