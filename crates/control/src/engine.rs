@@ -10,7 +10,7 @@ use crate::promtext::{Sample, find};
 use crate::threshold::{Comparison, RuleState, ThresholdRule, Transition};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Kind {
     Node,
     Gateway,
