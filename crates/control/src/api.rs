@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
 
 use crate::{Control, now_ms};
 
@@ -73,14 +74,7 @@ fn operator(control: &Control, headers: &HeaderMap) -> Result<(), Refusal> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    let expected = control.config.ops_token.as_bytes();
-    let same = token.len() == expected.len()
-        && token
-            .bytes()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
+    if bool::from(token.as_bytes().ct_eq(control.config.ops_token.as_bytes())) {
         Ok(())
     } else {
         Err(refuse(

@@ -11,6 +11,7 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
 
 use crate::Gateway;
 use crate::pool::AdminState;
@@ -61,13 +62,11 @@ fn authorized(gateway: &Gateway, headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    let expected = gateway.config.admin_token.as_bytes();
-    token.len() == expected.len()
-        && token
-            .bytes()
-            .zip(expected)
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    bool::from(
+        token
+            .as_bytes()
+            .ct_eq(gateway.config.admin_token.as_bytes()),
+    )
 }
 
 fn unauthorized() -> Response {

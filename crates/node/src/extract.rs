@@ -155,7 +155,7 @@ async fn player_for_token(state: &AppState, token: &str) -> Result<Option<String
 pub struct OpsAuth;
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    bool::from(subtle::ConstantTimeEq::ct_eq(a, b))
 }
 
 impl FromRequestParts<AppState> for OpsAuth {
