@@ -1,34 +1,52 @@
-//! The control plane's HTTP API: `/healthz`, `/readyz`; for operators (ops token) targets,
-//! alerts and incidents, opening an incident by hand and posting updates (each pushed to
-//! connected players); for players, `/api/v1/status`: components, their state and the
-//! active incidents with their updates.
+//! The control plane's REST API (described in `openapi.json`, served at
+//! `/api/v1/openapi.json`): `/healthz`, `/readyz`; for players, `/api/v1/status`; for
+//! operators (ops token as a bearer token, or the dashboard's cookie) targets, recent series,
+//! alerts, SLOs, incidents (open by hand, post updates, postmortem skeleton), silences, the
+//! nodes as the gateways see them (drain, undrain) and the audit log. Every operator action is
+//! written to the audit log with its outcome.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
+use crate::components::{COMPONENTS, is_incident_component, level};
 use crate::{Control, now_ms};
 
-/// What players see on the status page.
-pub const COMPONENTS: [&str; 3] = ["wallet", "games", "lobby"];
+/// The OpenAPI document of this API.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// The cookie the dashboard's sign-in sets (the ops token, HttpOnly, SameSite=Strict).
+pub const OPS_COOKIE: &str = "croupier_ops";
 
 pub fn router(control: Arc<Control>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
         .route("/api/v1/status", get(status))
         .route("/api/v1/targets", get(targets))
+        .route("/api/v1/series", get(series))
         .route("/api/v1/alerts", get(alerts))
         .route("/api/v1/slos", get(slos))
         .route("/api/v1/incidents", get(incidents).post(open_incident))
         .route("/api/v1/incidents/{id}/updates", post(update_incident))
+        .route("/api/v1/incidents/{id}/postmortem", get(postmortem))
+        .route("/api/v1/silences", get(silences).post(add_silence))
+        .route("/api/v1/silences/{id}", delete(expire_silence))
+        .route("/api/v1/nodes", get(nodes))
+        .route("/api/v1/nodes/{name}", put(set_node))
+        .route("/api/v1/audit", get(audit_log))
+        .merge(crate::pages::router())
         .fallback(|| async {
             refuse(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
         })
@@ -68,20 +86,68 @@ fn unavailable(e: crate::state::StateError) -> Refusal {
     )
 }
 
-fn operator(control: &Control, headers: &HeaderMap) -> Result<(), Refusal> {
-    let token = headers
+/// The ops token a request carries: a bearer token, or the dashboard's cookie.
+fn presented_token(headers: &HeaderMap) -> Option<&str> {
+    if let Some(bearer) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if bool::from(token.as_bytes().ct_eq(control.config.ops_token.as_bytes())) {
-        Ok(())
-    } else {
-        Err(refuse(
+    {
+        return Some(bearer);
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| pair.trim().strip_prefix(OPS_COOKIE)?.strip_prefix('='))
+}
+
+/// Whether the request carries the ops token.
+pub fn is_operator(control: &Control, headers: &HeaderMap) -> bool {
+    let token = presented_token(headers).unwrap_or("");
+    bool::from(token.as_bytes().ct_eq(control.config.ops_token.as_bytes()))
+}
+
+/// Admits operators; returns who they say they are (`X-Croupier-Operator`, for the audit log).
+fn operator(control: &Control, headers: &HeaderMap) -> Result<String, Refusal> {
+    if !is_operator(control, headers) {
+        return Err(refuse(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "needs Authorization: Bearer <ops token>",
-        ))
+        ));
+    }
+    Ok(headers
+        .get("x-croupier-operator")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 64)
+        .unwrap_or("operator")
+        .to_owned())
+}
+
+/// Writes an operator's action and its outcome to the audit log.
+fn audit<T>(
+    control: &Control,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    detail: &Value,
+    result: &Result<T, Refusal>,
+) {
+    let outcome = match result {
+        Ok(_) => "ok".to_owned(),
+        Err(refusal) => format!("refused: {}", refusal.code),
+    };
+    if let Err(e) = control.state.audit(
+        actor,
+        action,
+        subject,
+        &detail.to_string(),
+        &outcome,
+        now_ms(),
+    ) {
+        tracing::error!(error = %e, "cannot write the audit log");
     }
 }
 
@@ -90,40 +156,42 @@ async fn readyz(State(control): State<Arc<Control>>) -> Result<Response, Refusal
     Ok(Json(json!({"ready": true})).into_response())
 }
 
-fn component_status(active: &[crate::state::Incident], component: &str) -> &'static str {
-    let worst = active
-        .iter()
-        .filter(|i| i.component == component)
-        .map(|i| match i.severity.as_str() {
-            "critical" => 3,
-            "major" => 2,
-            _ => 1,
-        })
-        .max();
-    match worst {
-        None => "operational",
-        Some(3) => "major_outage",
-        Some(2) => "partial_outage",
-        Some(_) => "degraded",
-    }
-}
+/// Days of uptime bars on the status page.
+pub const UPTIME_DAYS: i64 = 90;
 
-async fn status(State(control): State<Arc<Control>>) -> Result<Response, Refusal> {
-    let active = control.state.incidents(true).map_err(unavailable)?;
-    let components: Vec<Value> = COMPONENTS
-        .iter()
-        .map(|c| json!({"name": c, "status": component_status(&active, c)}))
-        .collect();
+/// The players' view: each component's state and 90-day uptime, and the active incidents.
+pub fn public_status(control: &Control) -> Result<Value, crate::state::StateError> {
+    let active = control.state.incidents(true)?;
+    let now_s = now_ms() / 1000;
+    let from_s = now_s - now_s.rem_euclid(86_400) - (UPTIME_DAYS - 1) * 86_400;
+    let mut components = Vec::new();
+    for (id, name) in COMPONENTS {
+        let days = control.state.uptime(id, 86_400, from_s)?;
+        let (up, total) = days
+            .iter()
+            .fold((0, 0), |(u, t), d| (u + d.up_s, t + d.total_s));
+        let level = level(&active, id);
+        components.push(json!({
+            "id": id, "name": name, "status": level, "status_label": level.label(),
+            "uptime_90d": (total > 0).then(|| up as f64 / total as f64),
+            "days": days,
+        }));
+    }
     let incidents: Vec<Value> = active
         .iter()
         .map(|i| {
             json!({
-                "title": i.title, "component": i.component, "status": i.status,
-                "opened_ms": i.opened_ms, "eta_ms": i.eta_ms, "updates": i.timeline,
+                "id": i.id, "title": i.title, "component": i.component, "status": i.status,
+                "severity": i.severity, "opened_ms": i.opened_ms, "eta_ms": i.eta_ms,
+                "updates": i.timeline,
             })
         })
         .collect();
-    Ok(Json(json!({"components": components, "incidents": incidents})).into_response())
+    Ok(json!({"components": components, "incidents": incidents, "generated_ms": now_ms()}))
+}
+
+async fn status(State(control): State<Arc<Control>>) -> Result<Response, Refusal> {
+    Ok(Json(public_status(&control).map_err(unavailable)?).into_response())
 }
 
 async fn targets(
@@ -131,7 +199,7 @@ async fn targets(
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
     operator(&control, &headers)?;
-    let up = control.up.lock().expect("up lock").clone();
+    let up = control.up();
     let list: Vec<Value> = control
         .config
         .targets
@@ -148,7 +216,20 @@ async fn alerts(
 ) -> Result<Response, Refusal> {
     operator(&control, &headers)?;
     let active = control.engine.lock().expect("engine lock").active();
-    Ok(Json(json!({"alerts": active})).into_response())
+    let now = now_ms();
+    let silences = control.state.silences(now).map_err(unavailable)?;
+    let list: Vec<Value> = active
+        .iter()
+        .map(|a| {
+            let silenced_by = silences
+                .iter()
+                .find(|s| s.matches(&a.key, &a.component, now))
+                .map(|s| s.id);
+            json!({"key": a.key, "component": a.component, "severity": a.severity,
+                   "state": a.state, "silenced_by": silenced_by})
+        })
+        .collect();
+    Ok(Json(json!({"alerts": list})).into_response())
 }
 
 async fn slos(
@@ -156,12 +237,16 @@ async fn slos(
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
     operator(&control, &headers)?;
-    let slo = control.slo.lock().expect("slo lock");
-    let status = slo.status((now_ms() / 1000) as u64);
-    Ok(Json(
-        json!({"slos": [{"name": slo.slo.name, "objective": slo.slo.objective, "status": status}]}),
-    )
-    .into_response())
+    let now_s = (now_ms() / 1000) as u64;
+    let slos = control.slos.lock().expect("slo lock");
+    let list: Vec<Value> = slos
+        .iter()
+        .map(|t| {
+            json!({"name": t.slo.name, "component": t.def.component, "objective": t.slo.objective,
+                   "status": t.status(now_s)})
+        })
+        .collect();
+    Ok(Json(json!({"slos": list})).into_response())
 }
 
 async fn incidents(
@@ -197,8 +282,15 @@ async fn open_incident(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, Refusal> {
-    operator(&control, &headers)?;
-    let new: NewIncident = parse(&body)?;
+    let actor = operator(&control, &headers)?;
+    let detail: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let result = open_incident_checked(&control, &body).await;
+    audit(&control, &actor, "incident.open", "incident", &detail, &result);
+    result
+}
+
+async fn open_incident_checked(control: &Control, body: &[u8]) -> Result<Response, Refusal> {
+    let new: NewIncident = parse(body)?;
     if !["critical", "major", "minor"].contains(&new.severity.as_str()) {
         return Err(refuse(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -206,11 +298,18 @@ async fn open_incident(
             "severity is critical, major or minor",
         ));
     }
-    if !COMPONENTS.contains(&new.component.as_str()) {
+    if !is_incident_component(&new.component) {
         return Err(refuse(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_component",
-            "component is wallet, games or lobby",
+            "component is wallet, dice, roulette, slot, blackjack, lobby or games (all games)",
+        ));
+    }
+    if new.title.trim().is_empty() || new.message.trim().is_empty() {
+        return Err(refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "title and message must not be empty",
         ));
     }
     let id = control
@@ -242,8 +341,19 @@ async fn update_incident(
     Path(id): Path<i64>,
     body: axum::body::Bytes,
 ) -> Result<Response, Refusal> {
-    operator(&control, &headers)?;
-    let update: IncidentUpdate = parse(&body)?;
+    let actor = operator(&control, &headers)?;
+    let detail: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let result = update_incident_checked(&control, id, &body).await;
+    audit(&control, &actor, "incident.update", &format!("incident/{id}"), &detail, &result);
+    result
+}
+
+async fn update_incident_checked(
+    control: &Control,
+    id: i64,
+    body: &[u8],
+) -> Result<Response, Refusal> {
+    let update: IncidentUpdate = parse(body)?;
     if !["investigating", "identified", "monitoring", "resolved"].contains(&update.status.as_str())
     {
         return Err(refuse(
@@ -271,4 +381,227 @@ async fn update_incident(
     }
     control.push_to_players(&update.message, "info").await;
     Ok(Json(json!({"id": id, "status": update.status})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeriesQuery {
+    /// Only points newer than this (Unix seconds).
+    since_s: Option<u64>,
+}
+
+async fn series(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+    query: Result<Query<SeriesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Refusal> {
+    operator(&control, &headers)?;
+    let Query(query) = query.map_err(|e| {
+        refuse(StatusCode::BAD_REQUEST, "invalid_query", &e.body_text())
+    })?;
+    let since = query.since_s.unwrap_or(0);
+    let series = control.series.lock().expect("series lock");
+    let list: Vec<Value> = control
+        .config
+        .targets
+        .iter()
+        .zip(series.iter())
+        .map(|(t, s)| {
+            let points: Vec<&crate::series::Point> =
+                s.points.iter().filter(|p| p.ts_s > since).collect();
+            json!({"target": t.name, "kind": t.kind, "points": points})
+        })
+        .collect();
+    Ok(Json(json!({"targets": list})).into_response())
+}
+
+async fn postmortem(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Response, Refusal> {
+    operator(&control, &headers)?;
+    let incident = control
+        .state
+        .incidents(false)
+        .map_err(unavailable)?
+        .into_iter()
+        .find(|i| i.id == id)
+        .ok_or_else(|| refuse(StatusCode::NOT_FOUND, "not_found", &format!("no incident {id}")))?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+        crate::postmortem::skeleton(&incident, now_ms()),
+    )
+        .into_response())
+}
+
+async fn silences(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    operator(&control, &headers)?;
+    let list = control.state.silences(now_ms()).map_err(unavailable)?;
+    Ok(Json(json!({"silences": list})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSilence {
+    /// An alert key (`rule/target`), a key prefix ending in `*`, or `component:<name>`.
+    matcher: String,
+    comment: String,
+    /// How long it lasts, from now (at most 30 days).
+    duration_s: i64,
+}
+
+/// The longest silence: a month.
+const MAX_SILENCE_S: i64 = 30 * 86_400;
+
+async fn add_silence(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, Refusal> {
+    let actor = operator(&control, &headers)?;
+    let detail: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let result = (|| {
+        let new: NewSilence = parse(&body)?;
+        let matcher = new.matcher.trim();
+        let valid_matcher = match matcher.strip_prefix("component:") {
+            Some(component) => is_incident_component(component),
+            None => matcher.len() > 1 && matcher.len() <= 200 && !matcher.contains(char::is_whitespace),
+        };
+        if !valid_matcher {
+            return Err(refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_matcher",
+                "matcher is an alert key (rule/target), a prefix ending in *, or component:<name>",
+            ));
+        }
+        if !(1..=MAX_SILENCE_S).contains(&new.duration_s) {
+            return Err(refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_duration",
+                "duration_s is between 1 and 2592000 (30 days)",
+            ));
+        }
+        if new.comment.trim().is_empty() {
+            return Err(refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "say why in comment",
+            ));
+        }
+        let now = now_ms();
+        let id = control
+            .state
+            .add_silence(matcher, &new.comment, &actor, now, now + new.duration_s * 1000)
+            .map_err(unavailable)?;
+        Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
+    })();
+    audit(&control, &actor, "silence.add", "silence", &detail, &result);
+    result
+}
+
+async fn expire_silence(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Response, Refusal> {
+    let actor = operator(&control, &headers)?;
+    let result = match control.state.expire_silence(id, now_ms()) {
+        Ok(true) => Ok(Json(json!({"id": id, "expired": true})).into_response()),
+        Ok(false) => Err(refuse(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no silence {id}"),
+        )),
+        Err(e) => Err(unavailable(e)),
+    };
+    audit(&control, &actor, "silence.expire", &format!("silence/{id}"), &Value::Null, &result);
+    result
+}
+
+fn gateway_refusal(e: crate::gateways::GatewayError) -> Refusal {
+    use crate::gateways::GatewayError;
+    match e {
+        GatewayError::Refused { status: 404, .. } => {
+            refuse(StatusCode::NOT_FOUND, "unknown_node", &e.to_string())
+        }
+        GatewayError::Refused { status: 422, .. } => {
+            refuse(StatusCode::UNPROCESSABLE_ENTITY, "invalid_state", &e.to_string())
+        }
+        _ => refuse(StatusCode::BAD_GATEWAY, "gateway_unavailable", &e.to_string()),
+    }
+}
+
+async fn nodes(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    operator(&control, &headers)?;
+    let views = crate::gateways::nodes(&control)
+        .await
+        .map_err(gateway_refusal)?;
+    Ok(Json(json!({"gateways": views})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NodeState {
+    state: String,
+}
+
+async fn set_node(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, Refusal> {
+    let actor = operator(&control, &headers)?;
+    let detail: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let result = async {
+        let wanted: NodeState = parse(&body)?;
+        if !["active", "draining", "maintenance"].contains(&wanted.state.as_str()) {
+            return Err(refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_state",
+                "state is active, draining or maintenance",
+            ));
+        }
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_node",
+                "node names are letters, digits, - and _",
+            ));
+        }
+        let view = crate::gateways::set_node_state(&control, &name, &wanted.state)
+            .await
+            .map_err(gateway_refusal)?;
+        Ok(Json(view).into_response())
+    }
+    .await;
+    audit(&control, &actor, "node.set_state", &format!("node/{name}"), &detail, &result);
+    result
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    limit: Option<i64>,
+}
+
+async fn audit_log(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Refusal> {
+    operator(&control, &headers)?;
+    let Query(query) = query.map_err(|e| {
+        refuse(StatusCode::BAD_REQUEST, "invalid_query", &e.body_text())
+    })?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let entries = control.state.audit_log(limit).map_err(unavailable)?;
+    Ok(Json(json!({"entries": entries})).into_response())
 }

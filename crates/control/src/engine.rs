@@ -4,12 +4,12 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::promtext::{Sample, find};
+use crate::series::Point;
 use crate::threshold::{Comparison, RuleState, ThresholdRule, Transition};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     Node,
@@ -18,6 +18,10 @@ pub enum Kind {
     LobbyCheck,
     /// The synthetic test bet.
     BetCheck,
+    /// A store's exporter (postgres_exporter).
+    Store,
+    /// A host's node_exporter.
+    Host,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -28,13 +32,62 @@ pub struct Target {
     pub base: String,
 }
 
-/// A rule with what the alert means for players.
+/// What a rule reads from a target's latest point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// 1 when the target answered its scrape (or its check passed), missing otherwise.
+    Up,
+    Cpu,
+    Memory,
+    Disk,
+    NetworkReceiveBps,
+    NetworkTransmitBps,
+    LatencyP99Ms,
+    ErrorRatio,
+    /// 1 when a node could read the store.
+    StoreUp,
+}
+
+impl Metric {
+    pub fn value(self, point: &Point) -> Option<f64> {
+        match self {
+            Metric::Up => point.up.then_some(1.0),
+            Metric::Cpu => point.cpu,
+            Metric::Memory => point.memory,
+            Metric::Disk => point.disk,
+            Metric::NetworkReceiveBps => point.net_rx_bps,
+            Metric::NetworkTransmitBps => point.net_tx_bps,
+            Metric::LatencyP99Ms => point.p99_ms,
+            Metric::ErrorRatio => point.error_ratio,
+            Metric::StoreUp => point.store_up,
+        }
+    }
+}
+
+/// A rule as configured: the threshold logic, what it reads, how bad it is for players.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RuleDef {
+    #[serde(flatten)]
     pub rule: ThresholdRule,
-    pub severity: &'static str,
-    /// The player-facing component an alert on this target affects.
-    pub component: fn(Kind) -> &'static str,
-    pub value: fn(Option<&[Sample]>) -> Option<f64>,
+    pub metric: Metric,
+    /// `critical`, `major` or `minor`; an outage on the wallet is always critical.
+    pub severity: String,
+    /// The player-facing component it affects; by default the target's own.
+    #[serde(default)]
+    pub component: Option<String>,
+    /// Target kinds it applies to; all when empty.
+    #[serde(default)]
+    pub kinds: Vec<Kind>,
+}
+
+impl RuleDef {
+    /// The component an alert of this rule on a target of `kind` affects.
+    fn component_for(&self, kind: Kind) -> String {
+        self.component
+            .clone()
+            .unwrap_or_else(|| component_of(kind).to_owned())
+    }
 }
 
 fn component_of(kind: Kind) -> &'static str {
@@ -43,86 +96,97 @@ fn component_of(kind: Kind) -> &'static str {
         Kind::Node => "games",
         // The gateway is every player's way in.
         Kind::Gateway | Kind::LobbyCheck => "lobby",
-        Kind::BetCheck => "wallet",
+        Kind::BetCheck | Kind::Store => "wallet",
+        Kind::Host => "games",
     }
 }
 
-/// 1 when the target answered (or the check passed), missing otherwise.
-fn up(scrape: Option<&[Sample]>) -> Option<f64> {
-    scrape.map(|_| 1.0)
+#[allow(clippy::too_many_arguments)]
+fn rule(
+    name: &str,
+    metric: Metric,
+    comparison: Comparison,
+    (threshold, clear_threshold): (f64, Option<f64>),
+    for_duration_s: u64,
+    (fire_after, resolve_after): (u32, u32),
+    severity: &str,
+    kinds: &[Kind],
+) -> RuleDef {
+    RuleDef {
+        rule: ThresholdRule {
+            name: name.into(),
+            comparison,
+            threshold,
+            clear_threshold,
+            for_duration_s,
+            fire_after,
+            resolve_after,
+            missing_breaches: metric == Metric::Up,
+        },
+        metric,
+        severity: severity.into(),
+        component: None,
+        kinds: kinds.to_vec(),
+    }
 }
 
-fn cpu(scrape: Option<&[Sample]>) -> Option<f64> {
-    find(scrape?, "croupier_host_cpu_usage_ratio", &[]).map(|s| s.value)
-}
-
-fn memory(scrape: Option<&[Sample]>) -> Option<f64> {
-    let scrape = scrape?;
-    let used = find(scrape, "croupier_host_memory_used_bytes", &[])?.value;
-    let total = find(scrape, "croupier_host_memory_total_bytes", &[])?.value;
-    (total > 0.0).then(|| used / total)
-}
-
-/// The built-in rules, evaluated once a second.
+/// The built-in rules, evaluated once a second; a deployment's TOML may replace them.
 pub fn default_rules() -> Vec<RuleDef> {
+    use Comparison::{Above, Below};
+    let servers = [Kind::Node, Kind::Gateway, Kind::Host];
+    let mut store_down = rule(
+        "store_down",
+        Metric::StoreUp,
+        Below,
+        (1.0, None),
+        0,
+        (2, 2),
+        "major",
+        &[Kind::Node, Kind::Store],
+    );
+    // Without the store no money moves.
+    store_down.component = Some("wallet".into());
     vec![
-        RuleDef {
-            rule: ThresholdRule {
-                name: "down".into(),
-                comparison: Comparison::Below,
-                threshold: 1.0,
-                clear_threshold: None,
-                for_duration_s: 0,
-                // One slow scrape is not an outage; two in a row (2 s) are.
-                fire_after: 2,
-                resolve_after: 2,
-                missing_breaches: true,
-            },
-            severity: "major",
-            component: component_of,
-            value: up,
-        },
-        RuleDef {
-            rule: ThresholdRule {
-                name: "cpu_high".into(),
-                comparison: Comparison::Above,
-                threshold: 0.9,
-                clear_threshold: Some(0.8),
-                for_duration_s: 60,
-                fire_after: 3,
-                resolve_after: 5,
-                missing_breaches: false,
-            },
-            severity: "minor",
-            component: component_of,
-            value: cpu,
-        },
-        RuleDef {
-            rule: ThresholdRule {
-                name: "memory_high".into(),
-                comparison: Comparison::Above,
-                threshold: 0.9,
-                clear_threshold: Some(0.85),
-                for_duration_s: 60,
-                fire_after: 3,
-                resolve_after: 5,
-                missing_breaches: false,
-            },
-            severity: "minor",
-            component: component_of,
-            value: memory,
-        },
+        // One slow scrape is not an outage; two in a row (2 s) are.
+        rule("down", Metric::Up, Below, (1.0, None), 0, (2, 2), "major", &[]),
+        store_down,
+        rule("cpu_high", Metric::Cpu, Above, (0.9, Some(0.8)), 60, (3, 5), "minor", &servers),
+        rule("memory_high", Metric::Memory, Above, (0.9, Some(0.85)), 60, (3, 5), "minor", &servers),
+        rule("disk_full", Metric::Disk, Above, (0.9, Some(0.85)), 60, (3, 5), "minor", &servers),
+        rule(
+            "network_receive_high",
+            Metric::NetworkReceiveBps,
+            Above,
+            (100e6, Some(80e6)),
+            60,
+            (3, 5),
+            "minor",
+            &servers,
+        ),
+        rule(
+            "network_transmit_high",
+            Metric::NetworkTransmitBps,
+            Above,
+            (100e6, Some(80e6)),
+            60,
+            (3, 5),
+            "minor",
+            &servers,
+        ),
+        rule("latency_high", Metric::LatencyP99Ms, Above, (250.0, Some(150.0)), 30, (5, 10), "major", &servers),
+        rule("error_rate_high", Metric::ErrorRatio, Above, (0.05, Some(0.01)), 30, (5, 10), "major", &servers),
     ]
 }
 
 /// An outage's severity follows the component's priority: the wallet first (money), then
 /// live games and the lobby. Warnings (`minor` rules) stay minor wherever they are.
-fn severity(rule_severity: &'static str, component: &str) -> &'static str {
+fn severity(rule_severity: &str, component: &str) -> String {
     match (rule_severity, component) {
         ("minor", _) => "minor",
-        (_, "wallet") => "critical",
+        (_, "wallet") | ("critical", _) => "critical",
         _ => "major",
     }
+    .to_owned()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -131,8 +195,8 @@ pub struct AlertEvent {
     pub key: String,
     pub rule: String,
     pub target: String,
-    pub severity: &'static str,
-    pub component: &'static str,
+    pub severity: String,
+    pub component: String,
     pub firing: bool,
     pub since_s: u64,
     pub value: Option<f64>,
@@ -141,6 +205,8 @@ pub struct AlertEvent {
 #[derive(Debug, Clone, Serialize)]
 pub struct ActiveAlert {
     pub key: String,
+    pub component: String,
+    pub severity: String,
     pub state: crate::threshold::AlertState,
 }
 
@@ -159,13 +225,18 @@ impl Engine {
         }
     }
 
-    /// Evaluates every rule on every target's latest scrape (`None`: the scrape failed).
-    pub fn evaluate(&mut self, now_s: u64, scrapes: &[Option<Vec<Sample>>]) -> Vec<AlertEvent> {
+    /// Evaluates every rule on every target's latest point, in the order of `targets`.
+    pub fn evaluate(&mut self, now_s: u64, points: &[Point]) -> Vec<AlertEvent> {
         let mut events = Vec::new();
         for (t, target) in self.targets.iter().enumerate() {
-            let scrape = scrapes.get(t).and_then(|s| s.as_deref());
+            let Some(point) = points.get(t) else {
+                continue;
+            };
             for (r, def) in self.rules.iter().enumerate() {
-                let value = (def.value)(scrape);
+                if !def.kinds.is_empty() && !def.kinds.contains(&target.kind) {
+                    continue;
+                }
+                let value = def.metric.value(point);
                 let state = self.states.entry((r, t)).or_default();
                 let Some(transition) = state.evaluate(&def.rule, now_s, value) else {
                     continue;
@@ -174,12 +245,12 @@ impl Engine {
                     Transition::Fired { since } => (true, since),
                     Transition::Resolved { fired_at } => (false, fired_at),
                 };
-                let component = (def.component)(target.kind);
+                let component = def.component_for(target.kind);
                 events.push(AlertEvent {
                     key: format!("{}/{}", def.rule.name, target.name),
                     rule: def.rule.name.clone(),
                     target: target.name.clone(),
-                    severity: severity(def.severity, component),
+                    severity: severity(&def.severity, &component),
                     component,
                     firing,
                     since_s,
@@ -196,9 +267,15 @@ impl Engine {
             .states
             .iter()
             .filter(|(_, s)| s.state != crate::threshold::AlertState::Inactive)
-            .map(|((r, t), s)| ActiveAlert {
-                key: format!("{}/{}", self.rules[*r].rule.name, self.targets[*t].name),
-                state: s.state,
+            .map(|((r, t), s)| {
+                let (def, target) = (&self.rules[*r], &self.targets[*t]);
+                let component = def.component_for(target.kind);
+                ActiveAlert {
+                    key: format!("{}/{}", def.rule.name, target.name),
+                    severity: severity(&def.severity, &component),
+                    component,
+                    state: s.state,
+                }
             })
             .collect();
         active.sort_by(|a, b| a.key.cmp(&b.key));
@@ -218,18 +295,21 @@ mod tests {
             base: "http://x".into(),
         }];
         let mut engine = Engine::new(targets, default_rules());
-        let ok = Some(crate::promtext::parse(
-            "croupier_host_cpu_usage_ratio 0.2\n",
-        ));
+        let ok = Point {
+            up: true,
+            cpu: Some(0.2),
+            ..Point::default()
+        };
+        let down = Point::default();
         assert!(engine.evaluate(0, std::slice::from_ref(&ok)).is_empty());
         assert!(
-            engine.evaluate(1, &[None]).is_empty(),
+            engine.evaluate(1, std::slice::from_ref(&down)).is_empty(),
             "one failed scrape is not an outage"
         );
-        let fired = engine.evaluate(2, &[None]);
+        let fired = engine.evaluate(2, std::slice::from_ref(&down));
         assert_eq!(fired.len(), 1);
         assert_eq!(
-            (fired[0].key.as_str(), fired[0].firing, fired[0].component),
+            (fired[0].key.as_str(), fired[0].firing, fired[0].component.as_str()),
             ("down/node-1", true, "games")
         );
         assert_eq!(engine.active().len(), 1);

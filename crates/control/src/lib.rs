@@ -1,18 +1,25 @@
 //! `croupier control`: the control plane. Once a second it scrapes every component's
-//! `/metrics`, evaluates the alert rules (`engine`, on the `threshold` logic), sends webhooks
-//! for alerts that fire and resolve (`notify`), opens an incident for each firing alert and
-//! resolves it with the alert (`state`), and pushes incident updates to connected players
-//! through the nodes. `slo` feeds the players' availability SLO from the gateways' request
-//! counters into the multi-window multi-burn-rate evaluation (`window`, `burn`), whose page and
-//! ticket become alerts like any other. `api` serves the operators' REST API and the players'
-//! status feed.
+//! `/metrics` and runs the synthetic checks, turns each scrape into a point of recent metrics
+//! (`series`), evaluates the alert rules (`engine`, on the `threshold` logic) and the SLOs
+//! (`slo`, `window`, `burn`), leaves silenced alerts quiet, groups what fired by component
+//! into one webhook message (`notify`) and one incident (`state`), pushes incident updates to
+//! connected players through the nodes, and rolls component uptime up for the status page
+//! (`components`). `api` serves the operators' REST API and the players' status feeds,
+//! `pages` the status page and the dashboard.
 
 pub mod api;
 pub mod burn;
 pub mod checks;
+pub mod components;
+pub mod config;
+pub mod dates;
 pub mod engine;
+pub mod gateways;
 pub mod notify;
+pub mod pages;
+pub mod postmortem;
 pub mod promtext;
+pub mod series;
 pub mod slo;
 pub mod state;
 pub mod threshold;
@@ -28,8 +35,11 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 
-use engine::{Engine, Kind, Target};
+use components::UptimeAccumulator;
+use engine::{AlertEvent, Engine, Kind, RuleDef, Target};
 use notify::Webhook;
+use series::{Point, TargetSeries};
+use slo::{SloDef, SloTracker};
 use state::State;
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
@@ -45,6 +55,8 @@ pub struct ControlConfig {
     pub check_url: Option<String>,
     pub webhooks: Vec<Webhook>,
     pub ops_token: String,
+    pub rules: Vec<RuleDef>,
+    pub slos: Vec<SloDef>,
 }
 
 pub struct Control {
@@ -52,10 +64,10 @@ pub struct Control {
     checks: Option<checks::Checks>,
     pub state: State,
     pub engine: Mutex<Engine>,
-    /// Whether each target answered its last scrape.
-    pub up: Mutex<Vec<bool>>,
-    /// The players' availability SLO, from the gateways' request counters.
-    pub slo: Mutex<slo::SloTracker>,
+    /// Recent points of each target, in the order of `config.targets`.
+    pub series: Mutex<Vec<TargetSeries>>,
+    pub slos: Mutex<Vec<SloTracker>>,
+    uptime: Mutex<UptimeAccumulator>,
     pub client: HttpClient,
 }
 
@@ -85,15 +97,17 @@ impl Control {
                 });
             }
         }
-        let engine = Engine::new(config.targets.clone(), engine::default_rules());
-        let up = vec![false; config.targets.len()];
+        let engine = Engine::new(config.targets.clone(), config.rules.clone());
+        let series = config.targets.iter().map(|_| TargetSeries::default()).collect();
+        let slos = config.slos.iter().cloned().map(SloTracker::new).collect();
         Arc::new(Control {
             config,
             checks,
             state,
             engine: Mutex::new(engine),
-            up: Mutex::new(up),
-            slo: Mutex::new(slo::SloTracker::new(AVAILABILITY_OBJECTIVE)),
+            series: Mutex::new(series),
+            slos: Mutex::new(slos),
+            uptime: Mutex::new(UptimeAccumulator::default()),
             client,
         })
     }
@@ -138,80 +152,192 @@ impl Control {
         }
     }
 
+    /// Whether each target answered its last scrape.
+    pub fn up(&self) -> Vec<bool> {
+        self.series
+            .lock()
+            .expect("series lock")
+            .iter()
+            .map(|s| s.latest().is_some_and(|p| p.up))
+            .collect()
+    }
+
     /// One round: scrape all, evaluate, act on what changed.
     pub async fn tick(self: &Arc<Control>) {
         let scrapes =
             futures_util::future::join_all(self.config.targets.iter().map(|t| self.scrape(t)))
                 .await;
-        *self.up.lock().expect("up lock") = scrapes.iter().map(Option::is_some).collect();
         let now = now_ms();
-        let events = self
+        let now_s = (now / 1000) as u64;
+        let points: Vec<Point> = {
+            let mut series = self.series.lock().expect("series lock");
+            series
+                .iter_mut()
+                .zip(&scrapes)
+                .map(|(s, scrape)| s.record(now, scrape.as_deref()).clone())
+                .collect()
+        };
+        let mut events = self
             .engine
             .lock()
             .expect("engine lock")
-            .evaluate((now / 1000) as u64, &scrapes);
+            .evaluate(now_s, &points);
+        events.extend(self.evaluate_slos(now_s, &scrapes));
+        self.act(events, now).await;
+        self.roll_up_uptime(now);
+    }
+
+    fn evaluate_slos(&self, now_s: u64, scrapes: &[Option<Vec<promtext::Sample>>]) -> Vec<AlertEvent> {
+        let mut events = Vec::new();
+        let mut slos = self.slos.lock().expect("slo lock");
+        for tracker in slos.iter_mut() {
+            let wanted = if tracker.reads_gateways() {
+                Kind::Gateway
+            } else {
+                Kind::Node
+            };
+            let feeding: Vec<&Option<Vec<promtext::Sample>>> = self
+                .config
+                .targets
+                .iter()
+                .zip(scrapes)
+                .filter(|(t, _)| t.kind == wanted)
+                .map(|(_, s)| s)
+                .collect();
+            if feeding.iter().any(|s| s.is_none()) {
+                // A missing process's counters would look like a drop: skip the interval.
+                tracker.gap();
+            } else {
+                let answered: Vec<&[promtext::Sample]> =
+                    feeding.iter().filter_map(|s| s.as_deref()).collect();
+                tracker.observe(now_s, &answered);
+            }
+            events.extend(tracker.evaluate(now_s));
+        }
+        events
+    }
+
+    /// Records every transition; notifies and tells players about those not silenced,
+    /// grouped by component; resolved messages always go out.
+    async fn act(self: &Arc<Control>, events: Vec<AlertEvent>, now: i64) {
+        if events.is_empty() {
+            return;
+        }
+        let silences = self.state.silences(now).unwrap_or_default();
+        let mut groups: Vec<notify::Group> = Vec::new();
         for event in events {
-            let incident = self.record(&event, now);
+            let silenced =
+                event.firing && silences.iter().any(|s| s.matches(&event.key, &event.component, now));
+            let incident = if silenced {
+                let _ = self.state.record_alert(&event.key, "silenced", now, event.value);
+                None
+            } else {
+                self.record(&event, now)
+            };
+            if silenced {
+                continue;
+            }
+            let position = groups
+                .iter()
+                .position(|g| g.component == event.component && g.firing == event.firing);
+            let group = match position {
+                Some(i) => &mut groups[i],
+                None => {
+                    groups.push(notify::Group {
+                        component: event.component.clone(),
+                        firing: event.firing,
+                        alerts: Vec::new(),
+                    });
+                    groups.last_mut().expect("just pushed")
+                }
+            };
+            group.alerts.push((event, incident));
+        }
+        for group in groups {
             for hook in &self.config.webhooks {
-                let payload = notify::body(hook.format, &event, incident, now);
+                let payload = notify::body(hook.format, &group, now);
                 let (control, url) = (self.clone(), hook.url.clone());
                 tokio::spawn(async move { notify::send(&control.client, &url, &payload).await });
             }
-            let message = if event.firing {
-                format!(
-                    "We are looking into a problem affecting {}.",
-                    event.component
-                )
+            let message = if group.firing {
+                format!("We are looking into a problem affecting {}.", group.component)
             } else {
-                format!("The problem affecting {} is resolved.", event.component)
+                format!("The problem affecting {} is resolved.", group.component)
             };
             let control = self.clone();
-            let level = if event.firing { "warning" } else { "info" };
+            let level = if group.firing { "warning" } else { "info" };
             tokio::spawn(async move { control.push_to_players(&message, level).await });
         }
     }
 
-    /// Alert history and incidents for one transition; returns the incident's id.
-    fn record(&self, event: &engine::AlertEvent, now: i64) -> Option<i64> {
+    fn roll_up_uptime(&self, now: i64) {
+        let Ok(active) = self.state.incidents(true) else {
+            return;
+        };
+        let now_s = now / 1000;
+        let batch = {
+            let mut uptime = self.uptime.lock().expect("uptime lock");
+            uptime.observe(now_s, &active);
+            uptime.due(now_s + 1)
+        };
+        if let Some(batch) = batch
+            && let Err(e) = self.state.add_uptime(now_s, &batch)
+        {
+            tracing::error!(error = %e, "cannot record uptime");
+        }
+    }
+
+    /// Alert history and incidents for one transition; returns the incident's id. A firing
+    /// alert joins the open alert incident of its component, or opens one; the incident
+    /// resolves when its last alert does.
+    fn record(&self, event: &AlertEvent, now: i64) -> Option<i64> {
         let what = if event.firing { "fired" } else { "resolved" };
-        let logged = self.state.record_alert(&event.key, what, now, event.value);
-        if let Err(e) = logged {
+        if let Err(e) = self.state.record_alert(&event.key, what, now, event.value) {
             tracing::error!(error = %e, "cannot record the alert");
         }
-        let open = self
-            .state
-            .open_incident_for_alert(&event.key)
-            .ok()
-            .flatten();
-        let result = match (event.firing, open) {
-            (true, Some(id)) => Ok(id),
-            (true, None) => self.state.open_incident(
-                &format!("{} on {}", event.rule, event.target),
-                event.component,
-                event.severity,
-                Some(&event.key),
-                &format!("Alert {} fired.", event.key),
-                now,
-            ),
-            (false, Some(id)) => self
-                .state
-                .update_incident(
-                    id,
-                    "resolved",
-                    &format!("Alert {} resolved.", event.key),
-                    None,
-                    now,
-                )
-                .map(|()| id),
-            (false, None) => return None,
+        let result = if event.firing {
+            self.join_or_open(event, now)
+        } else {
+            self.resolve_in_incident(event, now)
         };
-        match result {
-            Ok(id) => Some(id),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot record the incident");
-                None
-            }
+        result.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot record the incident");
+            None
+        })
+    }
+
+    fn join_or_open(&self, event: &AlertEvent, now: i64) -> Result<Option<i64>, state::StateError> {
+        let message = format!("Alert {} fired.", event.key);
+        if let Some(id) = self.state.open_alert_incident_for_component(&event.component)? {
+            self.state.set_incident_alert(id, &event.key, true)?;
+            self.state.raise_severity(id, &event.severity)?;
+            self.state.note_incident(id, &message, now)?;
+            return Ok(Some(id));
         }
+        self.state
+            .open_incident(
+                &format!("{} on {}", event.rule, event.target),
+                &event.component,
+                &event.severity,
+                Some(&event.key),
+                &message,
+                now,
+            )
+            .map(Some)
+    }
+
+    fn resolve_in_incident(&self, event: &AlertEvent, now: i64) -> Result<Option<i64>, state::StateError> {
+        let Some(id) = self.state.open_incident_for_alert(&event.key)? else {
+            return Ok(None);
+        };
+        let still_firing = self.state.set_incident_alert(id, &event.key, false)?;
+        let message = format!("Alert {} resolved.", event.key);
+        if still_firing == 0 {
+            self.state.update_incident(id, "resolved", &message, None, now)?;
+        } else {
+            self.state.note_incident(id, &message, now)?;
+        }
+        Ok(Some(id))
     }
 }
 

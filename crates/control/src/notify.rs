@@ -1,18 +1,19 @@
-//! Webhook notifications for alerts, firing and resolved: a generic JSON body, or a
-//! Slack-compatible `{"text": …}`. Each is retried a few times with back-off; a receiver that
-//! stays down is logged, never blocks evaluation.
+//! Webhook notifications for alerts, firing and resolved, grouped by component (what fired on
+//! one component in one evaluation is one message, like Alertmanager's groups): a generic JSON
+//! body, or a Slack-compatible `{"text": …}`. Each is retried a few times with back-off; a
+//! receiver that stays down is logged, never blocks evaluation.
 
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::HttpClient;
 use crate::engine::AlertEvent;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     Generic,
@@ -28,30 +29,56 @@ pub struct Webhook {
 const ATTEMPTS: u32 = 4;
 const TIMEOUT: Duration = Duration::from_secs(3);
 
-pub fn body(format: Format, event: &AlertEvent, incident: Option<i64>, now_ms: i64) -> Value {
-    let status = if event.firing { "firing" } else { "resolved" };
+/// Alerts of one component that changed the same way in one evaluation, each with the
+/// incident it belongs to.
+pub struct Group {
+    pub component: String,
+    pub firing: bool,
+    pub alerts: Vec<(AlertEvent, Option<i64>)>,
+}
+
+pub fn body(format: Format, group: &Group, now_ms: i64) -> Value {
+    let status = if group.firing { "firing" } else { "resolved" };
     match format {
-        Format::Generic => json!({
-            "status": status,
-            "alert": event.rule,
-            "target": event.target,
-            "key": event.key,
-            "severity": event.severity,
-            "component": event.component,
-            "value": event.value,
-            "since_s": event.since_s,
-            "incident_id": incident,
-            "sent_ms": now_ms,
-        }),
+        Format::Generic => {
+            let alerts: Vec<Value> = group
+                .alerts
+                .iter()
+                .map(|(event, incident)| {
+                    json!({
+                        "status": status,
+                        "alert": event.rule,
+                        "target": event.target,
+                        "key": event.key,
+                        "severity": event.severity,
+                        "component": event.component,
+                        "value": event.value,
+                        "since_s": event.since_s,
+                        "incident_id": incident,
+                    })
+                })
+                .collect();
+            json!({
+                "status": status,
+                "group": group.component,
+                "alerts": alerts,
+                "sent_ms": now_ms,
+            })
+        }
         Format::Slack => {
-            let mark = if event.firing {
+            let mark = if group.firing {
                 ":red_circle:"
             } else {
                 ":large_green_circle:"
             };
+            let lines: Vec<String> = group
+                .alerts
+                .iter()
+                .map(|(e, _)| format!("• {} on {} ({})", e.rule, e.target, e.severity))
+                .collect();
             json!({"text": format!(
-                "{mark} [{}] {} on {} ({}, {})",
-                status.to_uppercase(), event.rule, event.target, event.severity, event.component
+                "{mark} [{}] {}: {} alert(s)\n{}",
+                status.to_uppercase(), group.component, group.alerts.len(), lines.join("\n")
             )})
         }
     }

@@ -3,27 +3,94 @@
 //! windows, and the burn-rate evaluation turns into alerts like any rule — a page or a ticket
 //! fires, and resolves when the burn stops.
 
+use serde::{Deserialize, Serialize};
+
 use crate::burn::{Slo, SloStatus, Urgency};
 use crate::engine::AlertEvent;
 use crate::promtext::Sample;
 use crate::window::EventWindow;
 
 /// The series the gateway exports per node and status.
-const REQUESTS: &str = "croupier_gateway_requests_total";
+const GATEWAY_REQUESTS: &str = "croupier_gateway_requests_total";
+/// The series each node exports per route and status.
+const NODE_REQUESTS: &str = "croupier_http_requests_total";
+
+/// Where an SLO's good and bad events come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// Every request the gateways answered: what players see.
+    Gateway,
+    /// The nodes' requests on routes starting with one of these prefixes.
+    NodeRoutes(Vec<String>),
+}
+
+/// An SLO as configured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SloDef {
+    pub name: String,
+    /// The player-facing component whose alerts it raises.
+    pub component: String,
+    /// Share of requests that must not be answered 5xx over 30 days.
+    pub objective: f64,
+    pub source: Source,
+}
+
+/// The built-in SLOs: players' overall availability, and one per component.
+pub fn default_slos(objective: f64) -> Vec<SloDef> {
+    let routes = |prefixes: &[&str]| Source::NodeRoutes(prefixes.iter().map(|p| (*p).to_owned()).collect());
+    vec![
+        SloDef {
+            name: "availability".into(),
+            component: "games".into(),
+            objective,
+            source: Source::Gateway,
+        },
+        SloDef {
+            name: "wallet".into(),
+            component: "wallet".into(),
+            objective,
+            source: routes(&["/api/v1/wallet", "/api/v1/sessions"]),
+        },
+        SloDef {
+            name: "games".into(),
+            component: "games".into(),
+            objective,
+            source: routes(&["/api/v1/rounds"]),
+        },
+        SloDef {
+            name: "lobby".into(),
+            component: "lobby".into(),
+            objective,
+            source: routes(&["/api/v1/lobby"]),
+        },
+    ]
+}
 
 pub struct SloTracker {
     pub slo: Slo,
+    pub def: SloDef,
     events: EventWindow,
     last: Option<(f64, f64)>,
     urgency: Urgency,
     since_s: u64,
 }
 
-/// (good, total) requests in one scrape of a gateway.
-fn counts(samples: &[Sample]) -> (f64, f64) {
+/// (good, total) requests in one scrape that count for `source`.
+fn counts(source: &Source, samples: &[Sample]) -> (f64, f64) {
     samples
         .iter()
-        .filter(|s| s.name == REQUESTS)
+        .filter(|s| match source {
+            Source::Gateway => s.name == GATEWAY_REQUESTS,
+            Source::NodeRoutes(prefixes) => {
+                s.name == NODE_REQUESTS
+                    && s
+                        .labels
+                        .get("route")
+                        .is_some_and(|r| prefixes.iter().any(|p| r.starts_with(p.as_str())))
+            }
+        })
         .fold((0.0, 0.0), |(good, total), s| {
             let bad = s
                 .labels
@@ -34,12 +101,13 @@ fn counts(samples: &[Sample]) -> (f64, f64) {
 }
 
 impl SloTracker {
-    pub fn new(objective: f64) -> SloTracker {
+    pub fn new(def: SloDef) -> SloTracker {
         SloTracker {
             slo: Slo {
-                name: "availability".into(),
-                objective,
+                name: def.name.clone(),
+                objective: def.objective,
             },
+            def,
             events: EventWindow::default(),
             last: None,
             urgency: Urgency::Ok,
@@ -47,14 +115,20 @@ impl SloTracker {
         }
     }
 
-    /// Adds what the gateways answered since the last scrape (`None`: no gateway answered).
-    pub fn observe(&mut self, now_s: u64, gateway_scrapes: &[&[Sample]]) {
-        if gateway_scrapes.is_empty() {
+    /// Whether scrapes of gateways (rather than nodes) feed it.
+    pub fn reads_gateways(&self) -> bool {
+        self.def.source == Source::Gateway
+    }
+
+    /// Adds what was answered since the last scrape of the targets that feed it (all of them
+    /// must have answered; otherwise the interval is skipped).
+    pub fn observe(&mut self, now_s: u64, scrapes: &[&[Sample]]) {
+        if scrapes.is_empty() {
             return;
         }
-        let (good, total) = gateway_scrapes
+        let (good, total) = scrapes
             .iter()
-            .map(|s| counts(s))
+            .map(|s| counts(&self.def.source, s))
             .fold((0.0, 0.0), |(g, t), (g2, t2)| (g + g2, t + t2));
         if let Some((last_good, last_total)) = self.last
             && total >= last_total
@@ -66,21 +140,30 @@ impl SloTracker {
                 (total - last_total) as u64,
             );
         }
-        // A counter that went down means a gateway restarted: start counting from here.
+        // A counter that went down means a process restarted: start counting from here.
         self.last = Some((good, total));
+    }
+
+    /// Forgets the last counters (a feeding target did not answer).
+    pub fn gap(&mut self) {
+        self.last = None;
     }
 
     pub fn status(&self, now_s: u64) -> SloStatus {
         self.slo.evaluate(&self.events, now_s)
     }
 
-    fn event(&self, rule: &str, severity: &'static str, firing: bool, since_s: u64) -> AlertEvent {
+    fn event(&self, rule: &str, severity: &str, firing: bool, since_s: u64) -> AlertEvent {
+        let severity = match (severity, self.def.component.as_str()) {
+            ("major", "wallet") => "critical",
+            _ => severity,
+        };
         AlertEvent {
             key: format!("{rule}/{}", self.slo.name),
             rule: rule.into(),
             target: self.slo.name.clone(),
-            severity,
-            component: "games",
+            severity: severity.into(),
+            component: self.def.component.clone(),
             firing,
             since_s,
             value: None,
@@ -116,15 +199,19 @@ mod tests {
     use super::*;
     use crate::promtext::parse;
 
+    fn gateway_slo() -> SloTracker {
+        SloTracker::new(default_slos(0.999).remove(0))
+    }
+
     fn scrape(ok: u64, failed: u64) -> Vec<Sample> {
         parse(&format!(
-            "{REQUESTS}{{node=\"a\",status=\"200\"}} {ok}\n{REQUESTS}{{node=\"a\",status=\"503\"}} {failed}\n{REQUESTS}{{node=\"b\",status=\"201\"}} 0\n"
+            "{GATEWAY_REQUESTS}{{node=\"a\",status=\"200\"}} {ok}\n{GATEWAY_REQUESTS}{{node=\"a\",status=\"503\"}} {failed}\n{GATEWAY_REQUESTS}{{node=\"b\",status=\"201\"}} 0\n"
         ))
     }
 
     #[test]
     fn counter_deltas_feed_the_windows_and_restarts_are_skipped() {
-        let mut tracker = SloTracker::new(0.999);
+        let mut tracker = gateway_slo();
         tracker.observe(0, &[&scrape(1_000, 0)]);
         tracker.observe(1, &[&scrape(1_100, 10)]);
         tracker.observe(2, &[&scrape(50, 0)]); // the gateway restarted
@@ -134,8 +221,19 @@ mod tests {
     }
 
     #[test]
+    fn node_routes_feed_their_component_only() {
+        let wallet = default_slos(0.999).remove(1);
+        let samples = parse(
+            "croupier_http_requests_total{route=\"/api/v1/wallet\",status=\"200\"} 7\n\
+             croupier_http_requests_total{route=\"/api/v1/wallet/history\",status=\"500\"} 1\n\
+             croupier_http_requests_total{route=\"/api/v1/rounds\",status=\"503\"} 9\n",
+        );
+        assert_eq!(counts(&wallet.source, &samples), (7.0, 8.0));
+    }
+
+    #[test]
     fn a_burst_of_errors_pages_and_resolves() {
-        let mut tracker = SloTracker::new(0.999);
+        let mut tracker = gateway_slo();
         let (mut ok, mut failed) = (0u64, 0u64);
         tracker.observe(0, &[&scrape(ok, failed)]);
         // Seven hours of clean traffic (every window full), then 10% errors.

@@ -1,5 +1,7 @@
-//! The control plane's own state in SQLite: incidents with their timelines, and the alert
-//! history. Small and rare writes: one connection behind a mutex.
+//! The control plane's own state in SQLite: incidents with their timelines and the alerts
+//! grouped into them, the alert history, silences, the operators' audit log and the uptime
+//! rollups (1 min, 1 h, 1 d, kept a year). Small and rare writes: one connection behind a
+//! mutex.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -50,7 +52,75 @@ CREATE TABLE IF NOT EXISTS timeline (
 CREATE TABLE IF NOT EXISTS alert_history (
     id INTEGER PRIMARY KEY, alert_key TEXT NOT NULL, event TEXT NOT NULL, ts_ms INTEGER NOT NULL,
     value REAL
-);";
+);
+CREATE TABLE IF NOT EXISTS incident_alerts (
+    incident_id INTEGER NOT NULL, alert_key TEXT NOT NULL, firing INTEGER NOT NULL,
+    PRIMARY KEY (incident_id, alert_key)
+);
+CREATE TABLE IF NOT EXISTS silences (
+    id INTEGER PRIMARY KEY, matcher TEXT NOT NULL, comment TEXT NOT NULL, created_by TEXT NOT NULL,
+    starts_ms INTEGER NOT NULL, ends_ms INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    subject TEXT NOT NULL, detail TEXT NOT NULL, outcome TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rollups (
+    component TEXT NOT NULL, resolution_s INTEGER NOT NULL, start_s INTEGER NOT NULL,
+    up_s INTEGER NOT NULL, total_s INTEGER NOT NULL,
+    PRIMARY KEY (component, resolution_s, start_s)
+) WITHOUT ROWID;";
+
+/// Rollup resolutions: a minute, an hour, a day.
+pub const ROLLUP_RESOLUTIONS: [i64; 3] = [60, 3_600, 86_400];
+/// Rollups older than this are dropped.
+pub const ROLLUP_KEPT_S: i64 = 366 * 86_400;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Silence {
+    pub id: i64,
+    /// Matches an alert key (`rule/target`) exactly, or by prefix when it ends in `*`, or every
+    /// alert of a component as `component:<name>`.
+    pub matcher: String,
+    pub comment: String,
+    pub created_by: String,
+    pub starts_ms: i64,
+    pub ends_ms: i64,
+}
+
+impl Silence {
+    pub fn matches(&self, key: &str, component: &str, now_ms: i64) -> bool {
+        if now_ms < self.starts_ms || now_ms >= self.ends_ms {
+            return false;
+        }
+        if let Some(wanted) = self.matcher.strip_prefix("component:") {
+            return wanted == component;
+        }
+        match self.matcher.strip_suffix('*') {
+            Some(prefix) => key.starts_with(prefix),
+            None => key == self.matcher,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub ts_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub detail: String,
+    pub outcome: String,
+}
+
+/// Seconds up and observed in one rollup bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Uptime {
+    pub start_s: i64,
+    pub up_s: i64,
+    pub total_s: i64,
+}
 
 impl State {
     pub fn open(path: &Path) -> Result<State, StateError> {
@@ -78,15 +148,215 @@ impl State {
         Ok(())
     }
 
+    /// The open incident an alert is part of.
     pub fn open_incident_for_alert(&self, key: &str) -> Result<Option<i64>, StateError> {
         Ok(self
             .conn()
             .query_row(
-                "SELECT id FROM incidents WHERE alert_key = ?1 AND status <> 'resolved'",
+                "SELECT i.id FROM incidents i JOIN incident_alerts a ON a.incident_id = i.id
+                 WHERE a.alert_key = ?1 AND i.status <> 'resolved' ORDER BY i.id DESC LIMIT 1",
                 [key],
                 |r| r.get(0),
             )
             .optional()?)
+    }
+
+    /// The open incident that alerts on `component` are grouped into.
+    pub fn open_alert_incident_for_component(
+        &self,
+        component: &str,
+    ) -> Result<Option<i64>, StateError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT id FROM incidents WHERE component = ?1 AND alert_key IS NOT NULL
+                 AND status <> 'resolved' ORDER BY id DESC LIMIT 1",
+                [component],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Marks an alert firing (or not) within an incident; returns how many of the
+    /// incident's alerts still fire.
+    pub fn set_incident_alert(
+        &self,
+        incident: i64,
+        key: &str,
+        firing: bool,
+    ) -> Result<i64, StateError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO incident_alerts (incident_id, alert_key, firing) VALUES (?1, ?2, ?3)
+             ON CONFLICT (incident_id, alert_key) DO UPDATE SET firing = excluded.firing",
+            params![incident, key, firing],
+        )?;
+        Ok(conn.query_row(
+            "SELECT count(*) FROM incident_alerts WHERE incident_id = ?1 AND firing = 1",
+            [incident],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Raises an incident's severity to `severity` if that is worse.
+    pub fn raise_severity(&self, id: i64, severity: &str) -> Result<(), StateError> {
+        self.conn().execute(
+            "UPDATE incidents SET severity = ?2 WHERE id = ?1 AND
+             (CASE severity WHEN 'critical' THEN 3 WHEN 'major' THEN 2 ELSE 1 END) <
+             (CASE ?2 WHEN 'critical' THEN 3 WHEN 'major' THEN 2 ELSE 1 END)",
+            params![id, severity],
+        )?;
+        Ok(())
+    }
+
+    /// Adds a line to an incident's timeline without changing its status.
+    pub fn note_incident(&self, id: i64, message: &str, ts_ms: i64) -> Result<(), StateError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO timeline (incident_id, ts_ms, status, message)
+             SELECT id, ?2, status, ?3 FROM incidents WHERE id = ?1",
+            params![id, ts_ms, message],
+        )?;
+        Ok(())
+    }
+
+    pub fn add_silence(
+        &self,
+        matcher: &str,
+        comment: &str,
+        created_by: &str,
+        starts_ms: i64,
+        ends_ms: i64,
+    ) -> Result<i64, StateError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO silences (matcher, comment, created_by, starts_ms, ends_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![matcher, comment, created_by, starts_ms, ends_ms],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Ends a silence now; false when there is no such silence.
+    pub fn expire_silence(&self, id: i64, now_ms: i64) -> Result<bool, StateError> {
+        Ok(self.conn().execute(
+            "UPDATE silences SET ends_ms = min(ends_ms, ?2) WHERE id = ?1",
+            params![id, now_ms],
+        )? == 1)
+    }
+
+    /// Silences not yet over.
+    pub fn silences(&self, now_ms: i64) -> Result<Vec<Silence>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, matcher, comment, created_by, starts_ms, ends_ms FROM silences
+             WHERE ends_ms > ?1 ORDER BY id",
+        )?;
+        Ok(stmt
+            .query_map([now_ms], |r| {
+                Ok(Silence {
+                    id: r.get(0)?,
+                    matcher: r.get(1)?,
+                    comment: r.get(2)?,
+                    created_by: r.get(3)?,
+                    starts_ms: r.get(4)?,
+                    ends_ms: r.get(5)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Records an operator's action.
+    pub fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        detail: &str,
+        outcome: &str,
+        ts_ms: i64,
+    ) -> Result<(), StateError> {
+        self.conn().execute(
+            "INSERT INTO audit_log (ts_ms, actor, action, subject, detail, outcome)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![ts_ms, actor, action, subject, detail, outcome],
+        )?;
+        Ok(())
+    }
+
+    /// The newest audit entries first.
+    pub fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, ts_ms, actor, action, subject, detail, outcome FROM audit_log
+             ORDER BY id DESC LIMIT ?1",
+        )?;
+        Ok(stmt
+            .query_map([limit], |r| {
+                Ok(AuditEntry {
+                    id: r.get(0)?,
+                    ts_ms: r.get(1)?,
+                    actor: r.get(2)?,
+                    action: r.get(3)?,
+                    subject: r.get(4)?,
+                    detail: r.get(5)?,
+                    outcome: r.get(6)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Adds observed seconds to every resolution's bucket of each component, and drops
+    /// buckets older than a year.
+    pub fn add_uptime(&self, at_s: i64, seconds: &[(String, Uptime)]) -> Result<(), StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for (component, uptime) in seconds {
+            for resolution in ROLLUP_RESOLUTIONS {
+                tx.execute(
+                    "INSERT INTO rollups (component, resolution_s, start_s, up_s, total_s)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (component, resolution_s, start_s)
+                     DO UPDATE SET up_s = up_s + excluded.up_s, total_s = total_s + excluded.total_s",
+                    params![
+                        component,
+                        resolution,
+                        uptime.start_s - uptime.start_s.rem_euclid(resolution),
+                        uptime.up_s,
+                        uptime.total_s
+                    ],
+                )?;
+            }
+        }
+        tx.execute(
+            "DELETE FROM rollups WHERE start_s < ?1",
+            [at_s - ROLLUP_KEPT_S],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A component's buckets of one resolution from `from_s` on, oldest first.
+    pub fn uptime(
+        &self,
+        component: &str,
+        resolution_s: i64,
+        from_s: i64,
+    ) -> Result<Vec<Uptime>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT start_s, up_s, total_s FROM rollups
+             WHERE component = ?1 AND resolution_s = ?2 AND start_s >= ?3 ORDER BY start_s",
+        )?;
+        Ok(stmt
+            .query_map(params![component, resolution_s, from_s], |r| {
+                Ok(Uptime {
+                    start_s: r.get(0)?,
+                    up_s: r.get(1)?,
+                    total_s: r.get(2)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?)
     }
 
     pub fn open_incident(
@@ -109,6 +379,12 @@ impl State {
             "INSERT INTO timeline (incident_id, ts_ms, status, message) VALUES (?1, ?2, 'investigating', ?3)",
             params![id, ts_ms, message],
         )?;
+        if let Some(key) = alert_key {
+            conn.execute(
+                "INSERT INTO incident_alerts (incident_id, alert_key, firing) VALUES (?1, ?2, 1)",
+                params![id, key],
+            )?;
+        }
         Ok(id)
     }
 
@@ -221,5 +497,71 @@ mod tests {
             state.update_incident(99, "resolved", "x", None, 4),
             Err(StateError::NoIncident(99))
         ));
+    }
+
+    #[test]
+    fn alerts_on_one_component_group_into_one_incident() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&dir.path().join("control.db")).unwrap();
+        let id = state
+            .open_incident("down", "games", "major", Some("down/node-1"), "fired", 1)
+            .unwrap();
+        assert_eq!(
+            state.open_alert_incident_for_component("games").unwrap(),
+            Some(id)
+        );
+        assert_eq!(state.set_incident_alert(id, "latency_high/node-2", true).unwrap(), 2);
+        assert_eq!(state.open_incident_for_alert("latency_high/node-2").unwrap(), Some(id));
+        assert_eq!(state.set_incident_alert(id, "down/node-1", false).unwrap(), 1);
+        assert_eq!(state.set_incident_alert(id, "latency_high/node-2", false).unwrap(), 0);
+        assert_eq!(state.open_alert_incident_for_component("wallet").unwrap(), None);
+    }
+
+    #[test]
+    fn silences_match_by_key_prefix_or_component_while_active() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&dir.path().join("control.db")).unwrap();
+        let exact = state.add_silence("down/node-1", "deploy", "ana", 0, 100).unwrap();
+        state.add_silence("cpu_*", "noisy", "ana", 0, 100).unwrap();
+        state.add_silence("component:lobby", "vendor", "ana", 50, 100).unwrap();
+        let active = state.silences(10).unwrap();
+        let silenced = |key: &str, component: &str, now: i64| {
+            active.iter().any(|s| s.matches(key, component, now))
+        };
+        assert!(silenced("down/node-1", "games", 10));
+        assert!(!silenced("down/node-2", "games", 10));
+        assert!(silenced("cpu_high/node-2", "games", 10));
+        assert!(!silenced("down/gateway", "lobby", 10), "not started yet");
+        assert!(silenced("down/gateway", "lobby", 60));
+        assert!(!silenced("down/node-1", "games", 100), "over");
+        assert!(state.expire_silence(exact, 20).unwrap());
+        assert!(!state.expire_silence(999, 20).unwrap());
+        assert_eq!(state.silences(30).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn uptime_rolls_up_into_minutes_hours_and_days_and_old_buckets_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&dir.path().join("control.db")).unwrap();
+        let day = 86_400;
+        let add = |at: i64, up: i64, total: i64| {
+            state
+                .add_uptime(at, &[("wallet".into(), Uptime { start_s: at, up_s: up, total_s: total })])
+                .unwrap()
+        };
+        add(10 * day + 30, 10, 10);
+        add(10 * day + 90, 5, 10);
+        add(11 * day, 10, 10);
+        assert_eq!(state.uptime("wallet", 60, 0).unwrap().len(), 3);
+        let days = state.uptime("wallet", 86_400, 0).unwrap();
+        assert_eq!(
+            days,
+            vec![
+                Uptime { start_s: 10 * day, up_s: 15, total_s: 20 },
+                Uptime { start_s: 11 * day, up_s: 10, total_s: 10 }
+            ]
+        );
+        add(10 * day + ROLLUP_KEPT_S + 1, 1, 1);
+        assert_eq!(state.uptime("wallet", 86_400, 0).unwrap()[0].start_s, 11 * day);
     }
 }

@@ -4,9 +4,9 @@
 //! evaluations in a row are back past the clear threshold (which may sit below the firing
 //! threshold, so a value hovering at the line does not flap).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Comparison {
     /// Breach when the value is above the threshold (CPU, latency, error rate).
@@ -15,19 +15,28 @@ pub enum Comparison {
     Below,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ThresholdRule {
     pub name: String,
     pub comparison: Comparison,
     pub threshold: f64,
     /// Where the value must come back to before the alert can resolve; defaults to
     /// `threshold`.
+    #[serde(default)]
     pub clear_threshold: Option<f64>,
+    #[serde(default)]
     pub for_duration_s: u64,
+    #[serde(default = "one")]
     pub fire_after: u32,
+    #[serde(default = "one")]
     pub resolve_after: u32,
     /// Whether a missing value (target down, no data) counts as a breach.
+    #[serde(default)]
     pub missing_breaches: bool,
+}
+
+fn one() -> u32 {
+    1
 }
 
 impl ThresholdRule {

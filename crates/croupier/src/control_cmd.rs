@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use croupier_control::config::Deployment;
 use croupier_control::engine::{Kind, Target};
 use croupier_control::notify::{Format, Webhook};
 use croupier_control::state::State;
@@ -14,12 +15,16 @@ use crate::node_cmd::ops_token_file;
 
 #[derive(Args)]
 pub struct ControlArgs {
-    /// Address of the operators' API and the players' status feed.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    listen: SocketAddr,
-    /// Data folder: the control plane's state (control.db) and the ops token.
-    #[arg(long, default_value = "data")]
-    data: PathBuf,
+    /// A deployment file (TOML) naming the nodes, gateways, stores and hosts to watch, the
+    /// webhooks, rules and SLOs; see deploy/croupier.example.toml. Flags add to it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address of the API, the status page and the dashboard [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Data folder: the control plane's state (control.db) and the ops token [default: data].
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// A game node to watch, as name=http://host:port; repeat for each.
     #[arg(long = "node", value_parser = parse_target)]
     nodes: Vec<(String, String)>,
@@ -51,38 +56,61 @@ fn parse_target(text: &str) -> Result<(String, String), String> {
 }
 
 pub fn run(args: ControlArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data)?;
+    let deployment = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Deployment::parse(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => Deployment::default(),
+    };
+    let listen: SocketAddr = match (args.listen, &deployment.listen) {
+        (Some(listen), _) => listen,
+        (None, Some(text)) => text
+            .parse()
+            .with_context(|| format!("listen = \"{text}\" is not host:port"))?,
+        (None, None) => "127.0.0.1:8080".parse()?,
+    };
+    let data = args
+        .data
+        .clone()
+        .or_else(|| deployment.data.as_ref().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("data"));
+    std::fs::create_dir_all(&data)?;
     let ops_token = match args.ops_token {
         Some(token) => token,
-        None => ops_token_file(&args.data.join("ops-token"))?,
+        None => ops_token_file(&data.join("ops-token"))?,
     };
-    let targets = args
-        .nodes
-        .into_iter()
-        .map(|(name, base)| Target {
-            name,
-            kind: Kind::Node,
-            base,
-        })
-        .chain(args.gateways.into_iter().map(|(name, base)| Target {
-            name,
-            kind: Kind::Gateway,
-            base,
-        }))
-        .collect();
-    let webhooks = args
-        .webhooks
-        .into_iter()
-        .map(|url| Webhook {
-            url,
-            format: Format::Generic,
-        })
-        .chain(args.slack_webhooks.into_iter().map(|url| Webhook {
-            url,
-            format: Format::Slack,
-        }))
-        .collect();
-    let state_path = args.data.join("control.db");
+    let mut targets = deployment.targets();
+    targets.extend(
+        args.nodes
+            .into_iter()
+            .map(|(name, base)| Target {
+                name,
+                kind: Kind::Node,
+                base,
+            })
+            .chain(args.gateways.into_iter().map(|(name, base)| Target {
+                name,
+                kind: Kind::Gateway,
+                base,
+            })),
+    );
+    let mut webhooks = deployment.webhooks();
+    webhooks.extend(
+        args.webhooks
+            .into_iter()
+            .map(|url| Webhook {
+                url,
+                format: Format::Generic,
+            })
+            .chain(args.slack_webhooks.into_iter().map(|url| Webhook {
+                url,
+                format: Format::Slack,
+            })),
+    );
+    let check_url = args.check_url.or_else(|| deployment.check_url.clone());
+    let state_path = data.join("control.db");
     let state =
         State::open(&state_path).with_context(|| format!("opening {}", state_path.display()))?;
     let runtime = tokio::runtime::Runtime::new()?;
@@ -90,18 +118,21 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
         let control = Control::new(
             ControlConfig {
                 targets,
-                check_url: args.check_url,
+                check_url,
                 webhooks,
                 ops_token,
+                rules: deployment.rules(),
+                slos: deployment.slos(),
             },
             state,
         );
-        let listener = tokio::net::TcpListener::bind(args.listen)
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| format!("listening on {}", args.listen))?;
+            .with_context(|| format!("listening on {listen}"))?;
+        let address = listener.local_addr()?;
         eprintln!(
-            "croupier control on http://{} (status feed /api/v1/status; {} targets)",
-            listener.local_addr()?,
+            "croupier control on http://{address}: status page http://{address}/status, \
+             dashboard http://{address}/dashboard ({} targets)",
             control.config.targets.len()
         );
         croupier_control::spawn_monitor(control.clone());

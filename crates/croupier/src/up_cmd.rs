@@ -211,7 +211,15 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "  control plane: http://127.0.0.1:{}/api/v1/status (players), /api/v1/incidents, /api/v1/alerts (ops token)",
+        "  status page:   http://127.0.0.1:{}/status   (feeds: /status/feed.atom, /status/feed.json)",
+        args.control_port
+    );
+    println!(
+        "  dashboard:     http://127.0.0.1:{}/dashboard   (sign in with the ops token)",
+        args.control_port
+    );
+    println!(
+        "  control API:   http://127.0.0.1:{}/api/v1   (OpenAPI: /api/v1/openapi.json; `croupier ctl`)",
         args.control_port
     );
     println!("  ops token:     {}", token_path.display());

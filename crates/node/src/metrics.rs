@@ -62,6 +62,8 @@ pub struct Metrics {
     pub paid: Family<GameLabels, Counter>,
     pub rounds_in_flight: Gauge,
     pub draining: Gauge,
+    /// 1 when the last read of the store (at scrape time) succeeded.
+    pub store_up: Gauge,
     pub websockets: Gauge,
     host: Mutex<HostProbe>,
     cpu_usage: Gauge<f64, AtomicU64>,
@@ -92,6 +94,7 @@ impl Metrics {
         let paid = Family::<GameLabels, Counter>::default();
         let rounds_in_flight = Gauge::default();
         let draining = Gauge::default();
+        let store_up = Gauge::default();
         let websockets = Gauge::default();
         registry.register(
             "http_requests",
@@ -128,6 +131,11 @@ impl Metrics {
             "draining",
             "1 while this node is draining",
             draining.clone(),
+        );
+        registry.register(
+            "store_up",
+            "1 when this node's last read of the store succeeded",
+            store_up.clone(),
         );
         registry.register(
             "websocket_connections",
@@ -195,6 +203,7 @@ impl Metrics {
             paid,
             rounds_in_flight,
             draining,
+            store_up,
             websockets,
             host: Mutex::new(HostProbe {
                 system: System::new(),

@@ -37,12 +37,18 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let node = state.node_id.clone();
-    if let Ok(open) = state
+    match state
         .store
         .read(move |tx| tx.open_rounds_on_node(&node))
         .await
     {
-        state.metrics.rounds_in_flight.set(open);
+        Ok(open) => {
+            state.metrics.rounds_in_flight.set(open);
+            state.metrics.store_up.set(1);
+        }
+        Err(_) => {
+            state.metrics.store_up.set(0);
+        }
     }
     (
         [(

@@ -1,0 +1,154 @@
+// Croupier's operations dashboard: polls the control plane's API (the sign-in cookie
+// authenticates it) and draws the live charts with the vendored uPlot.
+"use strict";
+
+const WINDOW_S = 300;
+const COLORS = ["#2364aa", "#d64545", "#1f9d55", "#e3b505", "#8e44ad", "#f0862a", "#16a085"];
+const state = { since: 0, points: new Map(), charts: new Map() };
+
+async function api(path, options) {
+  const response = await fetch(path, Object.assign({ credentials: "same-origin" }, options));
+  if (response.status === 401) { location.href = "/login"; throw new Error("signed out"); }
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.message || response.statusText);
+  return body;
+}
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k.startsWith("on")) node.addEventListener(k.slice(2), v); else node.setAttribute(k, v);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+// Each chart: which targets it reads and how to turn a point into a value.
+const CHARTS = {
+  cpu: { kinds: ["node"], value: p => p.cpu == null ? null : p.cpu * 100 },
+  memory: { kinds: ["node"], value: p => p.memory == null ? null : p.memory * 100 },
+  network: { kinds: ["node"], value: p => p.net_rx_bps == null ? null : (p.net_rx_bps + (p.net_tx_bps || 0)) / 1024 },
+  requests: { kinds: ["gateway"], value: p => p.requests_ps },
+  latency: { kinds: ["gateway"], series: [["p50", p => p.p50_ms], ["p99", p => p.p99_ms]] },
+  errors: { kinds: ["gateway"], value: p => p.error_ratio == null ? null : p.error_ratio * 100 },
+  bets: { kinds: ["node"], sum: true, value: p => p.bets_ps },
+  rounds: { kinds: ["node"], sum: true, value: p => p.rounds_in_flight },
+};
+
+function chartData(name, targets) {
+  const spec = CHARTS[name];
+  const chosen = targets.filter(t => spec.kinds.includes(t.kind));
+  const times = new Set();
+  for (const t of chosen) for (const p of state.points.get(t.target) || []) times.add(p.ts_s);
+  const xs = [...times].sort((a, b) => a - b);
+  const lookup = t => new Map((state.points.get(t.target) || []).map(p => [p.ts_s, p]));
+  let series;
+  if (spec.series) {
+    const maps = chosen.map(lookup);
+    series = spec.series.map(([label, f]) => [label, xs.map(x => {
+      const values = maps.map(m => m.get(x)).filter(Boolean).map(f).filter(v => v != null);
+      return values.length ? Math.max(...values) : null;
+    })]);
+  } else if (spec.sum) {
+    const maps = chosen.map(lookup);
+    series = [["all nodes", xs.map(x => {
+      const values = maps.map(m => m.get(x)).filter(Boolean).map(spec.value).filter(v => v != null);
+      return values.length ? values.reduce((a, b) => a + b, 0) : null;
+    })]];
+  } else {
+    series = chosen.map(t => { const m = lookup(t); return [t.target, xs.map(x => { const p = m.get(x); return p ? spec.value(p) : null; })]; });
+  }
+  return { xs, series };
+}
+
+function draw(targets) {
+  for (const name of Object.keys(CHARTS)) {
+    const holder = document.getElementById("chart-" + name);
+    const { xs, series } = chartData(name, targets);
+    const data = [xs, ...series.map(s => s[1])];
+    const labels = series.map(s => s[0]).join("|");
+    let chart = state.charts.get(name);
+    if (!chart || chart.labels !== labels) {
+      if (chart) chart.plot.destroy();
+      const opts = {
+        width: holder.clientWidth || 320, height: 160, legend: { show: true },
+        scales: { x: { time: true } },
+        series: [{}].concat(series.map((s, i) => ({ label: s[0], stroke: COLORS[i % COLORS.length], width: 1.5, spanGaps: false }))),
+      };
+      chart = { plot: new uPlot(opts, data, holder), labels };
+      state.charts.set(name, chart);
+    } else {
+      chart.plot.setData(data);
+    }
+    holder.dataset.points = String(xs.length);
+  }
+}
+
+async function pollSeries() {
+  const body = await api("/api/v1/series?since_s=" + state.since);
+  const horizon = Date.now() / 1000 - WINDOW_S;
+  for (const t of body.targets) {
+    const list = (state.points.get(t.target) || []).concat(t.points).filter(p => p.ts_s >= horizon);
+    state.points.set(t.target, list);
+    for (const p of t.points) state.since = Math.max(state.since, p.ts_s);
+  }
+  draw(body.targets);
+}
+
+async function setNode(name, wanted) {
+  const message = document.getElementById("node-message");
+  try {
+    await api("/api/v1/nodes/" + encodeURIComponent(name), {
+      method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ state: wanted }),
+    });
+    message.textContent = name + " is now " + wanted + ".";
+  } catch (e) {
+    message.textContent = "Could not set " + name + " to " + wanted + ": " + e.message;
+  }
+  pollNodes();
+}
+
+async function pollNodes() {
+  const tbody = document.querySelector("#nodes tbody");
+  let body;
+  try { body = await api("/api/v1/nodes"); } catch (e) {
+    tbody.replaceChildren(el("tr", {}, el("td", { colspan: "6" }, "Nodes unavailable: " + e.message)));
+    return;
+  }
+  const view = body.gateways.find(g => g.nodes) || { nodes: [] };
+  tbody.replaceChildren(...view.nodes.map(n => {
+    const draining = n.state !== "active";
+    const button = draining
+      ? el("button", { class: "undrain", "data-node": n.name, onclick: () => setNode(n.name, "active") }, "Undrain")
+      : el("button", { class: "drain", "data-node": n.name, onclick: () => setNode(n.name, "draining") }, "Drain");
+    return el("tr", { "data-node": n.name },
+      el("td", {}, n.name), el("td", {}, el("span", { class: "pill " + n.state }, n.state)),
+      el("td", {}, n.healthy ? "yes" : "no"), el("td", {}, String(n.outstanding_requests)),
+      el("td", {}, String(n.websockets)), el("td", {}, button));
+  }));
+}
+
+async function pollLists() {
+  const [alerts, slos, incidents] = await Promise.all([api("/api/v1/alerts"), api("/api/v1/slos"), api("/api/v1/incidents")]);
+  const alertRows = alerts.alerts.map(a => el("tr", {},
+    el("td", {}, a.key), el("td", {}, el("span", { class: "pill " + a.state.state }, a.state.state)),
+    el("td", {}, a.severity), el("td", {}, a.silenced_by ? "silenced #" + a.silenced_by : "")));
+  document.querySelector("#alerts tbody").replaceChildren(...(alertRows.length ? alertRows : [el("tr", {}, el("td", {}, "No alerts."))]));
+  document.querySelector("#slos tbody").replaceChildren(...slos.slos.map(s => el("tr", {},
+    el("td", {}, s.name), el("td", {}, (s.objective * 100).toFixed(2) + "%"),
+    el("td", {}, (s.status.budget_remaining * 100).toFixed(1) + "%"),
+    el("td", {}, el("span", { class: "pill " + (s.status.urgency === "ok" ? "ok" : "firing") }, s.status.urgency)))));
+  document.getElementById("incidents").replaceChildren(...incidents.incidents.slice(0, 10).map(i => el("article", { class: "incident" },
+    el("h3", {}, "#" + i.id + " " + i.title),
+    el("p", { class: "meta" }, i.component + " · " + i.severity + " · " + i.status + " · opened " + new Date(i.opened_ms).toISOString()),
+    el("a", { href: "/api/v1/incidents/" + i.id + "/postmortem" }, "postmortem skeleton"))));
+}
+
+function every(ms, f) {
+  const run = () => f().catch(e => console.warn(e)).finally(() => setTimeout(run, ms));
+  run();
+}
+
+every(1000, pollSeries);
+every(2000, pollNodes);
+every(2000, pollLists);

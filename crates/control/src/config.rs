@@ -1,0 +1,210 @@
+//! The deployment file (`croupier control --config deploy.toml`): the nodes, gateways, stores
+//! and hosts to watch on other machines, the players' address for synthetic checks, webhooks,
+//! and optionally the alert rules and SLOs (the built-in ones otherwise). The documented
+//! example is `deploy/croupier.example.toml`.
+
+use serde::Deserialize;
+
+use crate::engine::{Kind, RuleDef, Target, default_rules};
+use crate::notify::{Format, Webhook};
+use crate::slo::{SloDef, default_slos};
+use crate::AVAILABILITY_OBJECTIVE;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Toml(#[from] toml::de::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedUrl {
+    pub name: String,
+    pub url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    #[serde(default = "generic")]
+    pub format: Format,
+}
+
+fn generic() -> Format {
+    Format::Generic
+}
+
+/// The file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deployment {
+    /// Address of the control plane's API, status page and dashboard.
+    pub listen: Option<String>,
+    /// The control plane's data folder (control.db, ops-token).
+    pub data: Option<String>,
+    /// The players' address (a gateway) for the lobby check and the test bet.
+    pub check_url: Option<String>,
+    /// Game nodes: their own address (metrics at /metrics).
+    #[serde(default)]
+    pub node: Vec<NamedUrl>,
+    /// Gateways: their admin address.
+    #[serde(default)]
+    pub gateway: Vec<NamedUrl>,
+    /// Stores' exporters (postgres_exporter: `pg_up`); a store that is down alerts on the wallet.
+    #[serde(default)]
+    pub store: Vec<NamedUrl>,
+    /// Hosts' node_exporter: CPU, memory and disk alerts.
+    #[serde(default)]
+    pub host: Vec<NamedUrl>,
+    #[serde(default)]
+    pub webhook: Vec<WebhookConfig>,
+    /// Replaces the built-in rules when given.
+    #[serde(default)]
+    pub rule: Vec<RuleDef>,
+    /// Replaces the built-in SLOs when given.
+    #[serde(default)]
+    pub slo: Vec<SloDef>,
+}
+
+impl Deployment {
+    pub fn parse(text: &str) -> Result<Deployment, ConfigError> {
+        let deployment: Deployment = toml::from_str(text)?;
+        deployment.validate()?;
+        Ok(deployment)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut names = std::collections::HashSet::new();
+        for (kind, list) in [
+            ("node", &self.node),
+            ("gateway", &self.gateway),
+            ("store", &self.store),
+            ("host", &self.host),
+        ] {
+            for target in list {
+                if !target.url.starts_with("http://") && !target.url.starts_with("https://") {
+                    return Err(ConfigError::Invalid(format!(
+                        "{kind} {}: url must start with http:// or https://",
+                        target.name
+                    )));
+                }
+                if !names.insert(target.name.as_str()) {
+                    return Err(ConfigError::Invalid(format!(
+                        "the name {} is used twice",
+                        target.name
+                    )));
+                }
+            }
+        }
+        for slo in &self.slo {
+            if !(0.0 < slo.objective && slo.objective < 1.0) {
+                return Err(ConfigError::Invalid(format!(
+                    "slo {}: objective must be between 0 and 1 (e.g. 0.999)",
+                    slo.name
+                )));
+            }
+        }
+        for rule in &self.rule {
+            if !["critical", "major", "minor"].contains(&rule.severity.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "rule {}: severity is critical, major or minor",
+                    rule.rule.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every target to scrape.
+    pub fn targets(&self) -> Vec<Target> {
+        let mut targets = Vec::new();
+        for (kind, list) in [
+            (Kind::Node, &self.node),
+            (Kind::Gateway, &self.gateway),
+            (Kind::Store, &self.store),
+            (Kind::Host, &self.host),
+        ] {
+            targets.extend(list.iter().map(|t| Target {
+                name: t.name.clone(),
+                kind,
+                base: t.url.trim_end_matches('/').to_owned(),
+            }));
+        }
+        targets
+    }
+
+    pub fn webhooks(&self) -> Vec<Webhook> {
+        self.webhook
+            .iter()
+            .map(|w| Webhook {
+                url: w.url.clone(),
+                format: w.format,
+            })
+            .collect()
+    }
+
+    pub fn rules(&self) -> Vec<RuleDef> {
+        if self.rule.is_empty() {
+            default_rules()
+        } else {
+            self.rule.clone()
+        }
+    }
+
+    pub fn slos(&self) -> Vec<SloDef> {
+        if self.slo.is_empty() {
+            default_slos(AVAILABILITY_OBJECTIVE)
+        } else {
+            self.slo.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../deploy/croupier.example.toml");
+
+    #[test]
+    fn the_documented_example_parses() {
+        let deployment = Deployment::parse(EXAMPLE).unwrap();
+        let targets = deployment.targets();
+        assert!(targets.iter().any(|t| t.kind == Kind::Node));
+        assert!(targets.iter().any(|t| t.kind == Kind::Store));
+        assert!(!deployment.rules().is_empty());
+        assert!(deployment.slos().iter().any(|s| s.name == "wallet"));
+        assert_eq!(deployment.webhooks().len(), 2);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let typo = Deployment::parse("[[nodes]]\nname = \"a\"\nurl = \"http://x\"\n");
+        assert!(typo.unwrap_err().to_string().contains("unknown field `nodes`"));
+        let twice = Deployment::parse(
+            "[[node]]\nname = \"a\"\nurl = \"http://x\"\n[[gateway]]\nname = \"a\"\nurl = \"http://y\"\n",
+        );
+        assert_eq!(twice.unwrap_err().to_string(), "the name a is used twice");
+        let scheme = Deployment::parse("[[store]]\nname = \"pg\"\nurl = \"10.0.0.1:9187\"\n");
+        assert!(scheme.unwrap_err().to_string().contains("url must start with http://"));
+        let rule = Deployment::parse(
+            "[[rule]]\nname = \"x\"\nmetric = \"cpu\"\ncomparison = \"above\"\nthreshold = 0.5\nseverity = \"huge\"\n",
+        );
+        assert!(rule.unwrap_err().to_string().contains("severity is critical"));
+    }
+
+    #[test]
+    fn rules_from_the_file_replace_the_built_in_ones() {
+        let deployment = Deployment::parse(
+            "[[rule]]\nname = \"slow\"\nmetric = \"latency_p99_ms\"\ncomparison = \"above\"\n\
+             threshold = 100.0\nfor_duration_s = 10\nfire_after = 3\nseverity = \"major\"\nkinds = [\"gateway\"]\n",
+        )
+        .unwrap();
+        let rules = deployment.rules();
+        assert_eq!(rules.len(), 1);
+        assert_eq!((rules[0].rule.fire_after, rules[0].rule.resolve_after), (3, 1));
+    }
+}

@@ -1,0 +1,437 @@
+//! Server-rendered pages, embedded in the binary: the players' status page (`/status`:
+//! components, current state, active incidents with their updates, 90-day uptime bars) with
+//! its JSON Feed (`/status/feed.json`) and Atom feed (`/status/feed.atom`); the operators'
+//! sign-in (`/login`) and dashboard (`/dashboard`, live charts drawn by the vendored uPlot
+//! from `/api/v1/series`, node states with drain buttons, alerts, incidents, SLO budgets).
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use axum::{Form, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::{OPS_COOKIE, UPTIME_DAYS, is_operator, public_status};
+use crate::dates::{day, rfc3339, utc};
+use crate::{Control, now_ms};
+
+const STYLE: &str = include_str!("../assets/style.css");
+const DASHBOARD_JS: &str = include_str!("../assets/dashboard.js");
+const UPLOT_JS: &str = include_str!("../assets/vendor/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("../assets/vendor/uPlot.min.css");
+
+pub fn router() -> Router<Arc<Control>> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/status") }))
+        .route("/status", get(status_page))
+        .route("/status/feed.json", get(json_feed))
+        .route("/status/feed.atom", get(atom_feed))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", axum::routing::post(logout))
+        .route("/dashboard", get(dashboard))
+        .route("/assets/style.css", get(|| asset("text/css", STYLE)))
+        .route(
+            "/assets/dashboard.js",
+            get(|| asset("text/javascript", DASHBOARD_JS)),
+        )
+        .route(
+            "/assets/uplot.js",
+            get(|| asset("text/javascript", UPLOT_JS)),
+        )
+        .route("/assets/uplot.css", get(|| asset("text/css", UPLOT_CSS)))
+}
+
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Text made safe for HTML and XML.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A page with the common head and the pages' security headers.
+fn page(title: &str, head_extra: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{}</title><link rel=\"stylesheet\" href=\"/assets/style.css\">{head_extra}</head>\
+         <body>{body}</body></html>",
+        escape(title)
+    );
+    (
+        [
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        Html(html),
+    )
+        .into_response()
+}
+
+fn unavailable(e: crate::state::StateError) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        page(
+            "Status unavailable",
+            "",
+            &format!("<main><h1>Status unavailable</h1><p>{}</p></main>", escape(&e.to_string())),
+        ),
+    )
+        .into_response()
+}
+
+/// The bar colour class for one day's uptime.
+fn bar_class(up: i64, total: i64) -> &'static str {
+    if total == 0 {
+        return "none";
+    }
+    match up as f64 / total as f64 {
+        r if r >= 0.999 => "ok",
+        r if r >= 0.99 => "minor",
+        r if r >= 0.95 => "partial",
+        _ => "major",
+    }
+}
+
+fn uptime_bars(days: &[Value], today_start_s: i64) -> String {
+    let mut bars = String::new();
+    for back in (0..UPTIME_DAYS).rev() {
+        let start = today_start_s - back * 86_400;
+        let found = days.iter().find(|d| d["start_s"].as_i64() == Some(start));
+        let (up, total) = found.map_or((0, 0), |d| {
+            (
+                d["up_s"].as_i64().unwrap_or(0),
+                d["total_s"].as_i64().unwrap_or(0),
+            )
+        });
+        let label = if total == 0 {
+            format!("{}: no data", day(start * 1000))
+        } else {
+            format!(
+                "{}: {:.2}% up",
+                day(start * 1000),
+                100.0 * up as f64 / total as f64
+            )
+        };
+        let _ = write!(
+            bars,
+            "<span class=\"bar {}\" title=\"{label}\"></span>",
+            bar_class(up, total)
+        );
+    }
+    bars
+}
+
+fn incident_html(incident: &Value) -> String {
+    let mut html = format!(
+        "<article class=\"incident\"><h3>{}</h3><p class=\"meta\">{} · {}",
+        escape(incident["title"].as_str().unwrap_or("")),
+        escape(incident["component"].as_str().unwrap_or("")),
+        escape(incident["status"].as_str().unwrap_or("")),
+    );
+    if let Some(eta) = incident["eta_ms"].as_i64() {
+        let _ = write!(html, " · expected fix by {}", utc(eta));
+    }
+    html.push_str("</p><ol class=\"updates\">");
+    for update in incident["updates"].as_array().into_iter().flatten().rev() {
+        let _ = write!(
+            html,
+            "<li><time>{}</time> <b>{}</b> {}</li>",
+            utc(update["ts_ms"].as_i64().unwrap_or(0)),
+            escape(update["status"].as_str().unwrap_or("")),
+            escape(update["message"].as_str().unwrap_or("")),
+        );
+    }
+    html.push_str("</ol></article>");
+    html
+}
+
+async fn status_page(State(control): State<Arc<Control>>) -> Response {
+    let status = match public_status(&control) {
+        Ok(status) => status,
+        Err(e) => return unavailable(e),
+    };
+    let now_s = now_ms() / 1000;
+    let today_start = now_s - now_s.rem_euclid(86_400);
+    let components = status["components"].as_array().cloned().unwrap_or_default();
+    let worst = components
+        .iter()
+        .filter_map(|c| c["status"].as_str())
+        .max_by_key(|s| match *s {
+            "major_outage" => 3,
+            "partial_outage" => 2,
+            "degraded" => 1,
+            _ => 0,
+        })
+        .unwrap_or("operational");
+    let banner = match worst {
+        "operational" => "All systems operational",
+        "degraded" => "Some systems are slower than usual",
+        "partial_outage" => "Some systems are having problems",
+        _ => "A major outage is under way",
+    };
+    let mut body = format!(
+        "<main><header><h1>Croupier status</h1><p class=\"feeds\"><a href=\"/status/feed.atom\">Atom</a> · \
+         <a href=\"/status/feed.json\">JSON feed</a></p></header>\
+         <p id=\"banner\" class=\"banner {worst}\">{banner}</p><section id=\"components\">"
+    );
+    for c in &components {
+        let uptime = c["uptime_90d"]
+            .as_f64()
+            .map_or("no data yet".to_owned(), |u| format!("{:.3}% uptime", u * 100.0));
+        let _ = write!(
+            body,
+            "<div class=\"component\" data-component=\"{id}\"><div class=\"row\"><span class=\"name\">{name}</span>\
+             <span class=\"state {state}\">{label}</span></div><div class=\"bars\">{bars}</div>\
+             <div class=\"row small\"><span>{UPTIME_DAYS} days ago</span><span>{uptime}</span><span>today</span></div></div>",
+            id = escape(c["id"].as_str().unwrap_or("")),
+            name = escape(c["name"].as_str().unwrap_or("")),
+            state = escape(c["status"].as_str().unwrap_or("")),
+            label = escape(c["status_label"].as_str().unwrap_or("")),
+            bars = uptime_bars(c["days"].as_array().map_or(&[][..], |v| v), today_start),
+        );
+    }
+    body.push_str("</section><section id=\"incidents\"><h2>Active incidents</h2>");
+    let incidents = status["incidents"].as_array().cloned().unwrap_or_default();
+    if incidents.is_empty() {
+        body.push_str("<p class=\"quiet\">No incidents right now.</p>");
+    }
+    for incident in &incidents {
+        body.push_str(&incident_html(incident));
+    }
+    let _ = write!(
+        body,
+        "</section><footer>Updated {}; this page refreshes every 30 seconds.</footer></main>",
+        utc(now_ms())
+    );
+    page(
+        "Croupier status",
+        "<meta http-equiv=\"refresh\" content=\"30\">\
+         <link rel=\"alternate\" type=\"application/atom+xml\" href=\"/status/feed.atom\">\
+         <link rel=\"alternate\" type=\"application/feed+json\" href=\"/status/feed.json\">",
+        &body,
+    )
+}
+
+/// Incident updates, newest first, for the feeds: (time, id, text).
+fn feed_items(control: &Control) -> Result<Vec<(i64, String, String)>, crate::state::StateError> {
+    let mut items = Vec::new();
+    for incident in control.state.incidents(false)? {
+        for (n, update) in incident.timeline.iter().enumerate() {
+            items.push((
+                update.ts_ms,
+                format!("incident-{}-update-{n}", incident.id),
+                format!(
+                    "[{}] {} ({}): {}",
+                    update.status, incident.title, incident.component, update.message
+                ),
+            ));
+        }
+    }
+    items.sort_by(|a, b| b.0.cmp(&a.0));
+    items.truncate(50);
+    Ok(items)
+}
+
+async fn json_feed(State(control): State<Arc<Control>>) -> Response {
+    let items = match feed_items(&control) {
+        Ok(items) => items,
+        Err(e) => return unavailable(e),
+    };
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|(ts, id, text)| {
+            json!({"id": id, "url": "/status", "title": text, "content_text": text,
+                   "date_published": rfc3339(ts)})
+        })
+        .collect();
+    (
+        [(header::CONTENT_TYPE, "application/feed+json")],
+        json!({
+            "version": "https://jsonfeed.org/version/1.1",
+            "title": "Croupier status",
+            "home_page_url": "/status",
+            "feed_url": "/status/feed.json",
+            "items": items,
+        })
+        .to_string(),
+    )
+        .into_response()
+}
+
+async fn atom_feed(State(control): State<Arc<Control>>) -> Response {
+    let items = match feed_items(&control) {
+        Ok(items) => items,
+        Err(e) => return unavailable(e),
+    };
+    let updated = items.first().map_or(now_ms(), |i| i.0);
+    let mut xml = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">\
+         <title>Croupier status</title><id>urn:croupier:status</id><updated>{}</updated>\
+         <link rel=\"alternate\" href=\"/status\"/>",
+        rfc3339(updated)
+    );
+    for (ts, id, text) in items {
+        let _ = write!(
+            xml,
+            "<entry><id>urn:croupier:{id}</id><title>{t}</title><updated>{u}</updated>\
+             <author><name>Croupier operations</name></author><content type=\"text\">{t}</content></entry>",
+            t = escape(&text),
+            u = rfc3339(ts)
+        );
+    }
+    xml.push_str("</feed>");
+    ([(header::CONTENT_TYPE, "application/atom+xml")], xml).into_response()
+}
+
+fn login_form(message: &str) -> String {
+    format!(
+        "<main class=\"narrow\"><h1>Croupier operations</h1>{message}\
+         <form method=\"post\" action=\"/login\"><label>Ops token \
+         <input type=\"password\" name=\"token\" autocomplete=\"current-password\" required></label>\
+         <button type=\"submit\">Sign in</button></form></main>"
+    )
+}
+
+async fn login_page() -> Response {
+    page("Sign in", "", &login_form(""))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(State(control): State<Arc<Control>>, Form(form): Form<LoginForm>) -> Response {
+    let mut headers = HeaderMap::new();
+    let cookie = format!("{OPS_COOKIE}={}", form.token);
+    if let Ok(value) = cookie.parse() {
+        headers.insert(header::COOKIE, value);
+    }
+    if !is_operator(&control, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            page(
+                "Sign in",
+                "",
+                &login_form("<p class=\"error\">That is not the ops token.</p>"),
+            ),
+        )
+            .into_response();
+    }
+    (
+        [(
+            header::SET_COOKIE,
+            format!("{cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200"),
+        )],
+        Redirect::to("/dashboard"),
+    )
+        .into_response()
+}
+
+async fn logout() -> Response {
+    (
+        [(
+            header::SET_COOKIE,
+            format!("{OPS_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+        )],
+        Redirect::to("/login"),
+    )
+        .into_response()
+}
+
+async fn dashboard(State(control): State<Arc<Control>>, headers: HeaderMap) -> Response {
+    if !is_operator(&control, &headers) {
+        return Redirect::to("/login").into_response();
+    }
+    let charts = [
+        ("cpu", "CPU by host (%)"),
+        ("memory", "Memory by host (%)"),
+        ("network", "Network by host (KB/s, in + out)"),
+        ("requests", "Player requests per second"),
+        ("latency", "Latency (ms)"),
+        ("errors", "Error rate (%)"),
+        ("bets", "Bets per second"),
+        ("rounds", "Rounds in flight"),
+    ];
+    let mut chart_html = String::new();
+    for (id, title) in charts {
+        let _ = write!(
+            chart_html,
+            "<figure class=\"chart\"><figcaption>{title}</figcaption><div id=\"chart-{id}\" data-chart=\"{id}\"></div></figure>"
+        );
+    }
+    let body = format!(
+        "<main class=\"wide\"><header><h1>Croupier operations</h1><nav><a href=\"/status\">Status page</a> \
+         <form method=\"post\" action=\"/logout\" class=\"inline\"><button>Sign out</button></form></nav></header>\
+         <section><h2>Nodes</h2><table id=\"nodes\"><thead><tr><th>Node</th><th>State</th><th>Healthy</th>\
+         <th>In flight</th><th>WebSockets</th><th></th></tr></thead><tbody></tbody></table>\
+         <p id=\"node-message\" class=\"quiet\"></p></section>\
+         <section><h2>Live (1 s)</h2><div class=\"charts\">{chart_html}</div></section>\
+         <section class=\"columns\"><div><h2>Alerts</h2><table id=\"alerts\"><tbody></tbody></table></div>\
+         <div><h2>SLO budgets</h2><table id=\"slos\"><thead><tr><th>SLO</th><th>Objective</th><th>Budget left</th>\
+         <th>Burn</th></tr></thead><tbody></tbody></table></div></section>\
+         <section><h2>Incidents</h2><div id=\"incidents\"></div></section></main>\
+         <script src=\"/assets/uplot.js\"></script><script src=\"/assets/dashboard.js\"></script>"
+    );
+    page(
+        "Croupier operations",
+        "<link rel=\"stylesheet\" href=\"/assets/uplot.css\">",
+        &body,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_and_bar_colours() {
+        assert_eq!(
+            escape("<b>\"fish\" & 'chips'</b>"),
+            "&lt;b&gt;&quot;fish&quot; &amp; &#39;chips&#39;&lt;/b&gt;"
+        );
+        assert_eq!(bar_class(0, 0), "none");
+        assert_eq!(bar_class(86_400, 86_400), "ok");
+        assert_eq!(bar_class(85_900, 86_400), "minor");
+        assert_eq!(bar_class(83_000, 86_400), "partial");
+        assert_eq!(bar_class(1, 86_400), "major");
+    }
+
+    #[test]
+    fn ninety_bars_with_the_days_that_have_data() {
+        let today = 100 * 86_400;
+        let days = vec![json!({"start_s": today, "up_s": 50, "total_s": 100})];
+        let bars = uptime_bars(&days, today);
+        assert_eq!(bars.matches("class=\"bar").count(), 90);
+        assert_eq!(bars.matches("class=\"bar major\"").count(), 1);
+        assert!(bars.ends_with("title=\"1970-04-11: 50.00% up\"></span>"), "{bars}");
+    }
+}
