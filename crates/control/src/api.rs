@@ -285,7 +285,14 @@ async fn open_incident(
     let actor = operator(&control, &headers)?;
     let detail: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let result = open_incident_checked(&control, &body).await;
-    audit(&control, &actor, "incident.open", "incident", &detail, &result);
+    audit(
+        &control,
+        &actor,
+        "incident.open",
+        "incident",
+        &detail,
+        &result,
+    );
     result
 }
 
@@ -344,7 +351,14 @@ async fn update_incident(
     let actor = operator(&control, &headers)?;
     let detail: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let result = update_incident_checked(&control, id, &body).await;
-    audit(&control, &actor, "incident.update", &format!("incident/{id}"), &detail, &result);
+    audit(
+        &control,
+        &actor,
+        "incident.update",
+        &format!("incident/{id}"),
+        &detail,
+        &result,
+    );
     result
 }
 
@@ -396,9 +410,8 @@ async fn series(
     query: Result<Query<SeriesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Refusal> {
     operator(&control, &headers)?;
-    let Query(query) = query.map_err(|e| {
-        refuse(StatusCode::BAD_REQUEST, "invalid_query", &e.body_text())
-    })?;
+    let Query(query) =
+        query.map_err(|e| refuse(StatusCode::BAD_REQUEST, "invalid_query", &e.body_text()))?;
     let since = query.since_s.unwrap_or(0);
     let series = control.series.lock().expect("series lock");
     let list: Vec<Value> = control
@@ -427,7 +440,13 @@ async fn postmortem(
         .map_err(unavailable)?
         .into_iter()
         .find(|i| i.id == id)
-        .ok_or_else(|| refuse(StatusCode::NOT_FOUND, "not_found", &format!("no incident {id}")))?;
+        .ok_or_else(|| {
+            refuse(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("no incident {id}"),
+            )
+        })?;
     Ok((
         [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
         crate::postmortem::skeleton(&incident, now_ms()),
@@ -469,7 +488,9 @@ async fn add_silence(
         let matcher = new.matcher.trim();
         let valid_matcher = match matcher.strip_prefix("component:") {
             Some(component) => is_incident_component(component),
-            None => matcher.len() > 1 && matcher.len() <= 200 && !matcher.contains(char::is_whitespace),
+            None => {
+                matcher.len() > 1 && matcher.len() <= 200 && !matcher.contains(char::is_whitespace)
+            }
         };
         if !valid_matcher {
             return Err(refuse(
@@ -495,7 +516,13 @@ async fn add_silence(
         let now = now_ms();
         let id = control
             .state
-            .add_silence(matcher, &new.comment, &actor, now, now + new.duration_s * 1000)
+            .add_silence(
+                matcher,
+                &new.comment,
+                &actor,
+                now,
+                now + new.duration_s * 1000,
+            )
             .map_err(unavailable)?;
         Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
     })();
@@ -518,7 +545,14 @@ async fn expire_silence(
         )),
         Err(e) => Err(unavailable(e)),
     };
-    audit(&control, &actor, "silence.expire", &format!("silence/{id}"), &Value::Null, &result);
+    audit(
+        &control,
+        &actor,
+        "silence.expire",
+        &format!("silence/{id}"),
+        &Value::Null,
+        &result,
+    );
     result
 }
 
@@ -528,10 +562,16 @@ fn gateway_refusal(e: crate::gateways::GatewayError) -> Refusal {
         GatewayError::Refused { status: 404, .. } => {
             refuse(StatusCode::NOT_FOUND, "unknown_node", &e.to_string())
         }
-        GatewayError::Refused { status: 422, .. } => {
-            refuse(StatusCode::UNPROCESSABLE_ENTITY, "invalid_state", &e.to_string())
-        }
-        _ => refuse(StatusCode::BAD_GATEWAY, "gateway_unavailable", &e.to_string()),
+        GatewayError::Refused { status: 422, .. } => refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_state",
+            &e.to_string(),
+        ),
+        _ => refuse(
+            StatusCode::BAD_GATEWAY,
+            "gateway_unavailable",
+            &e.to_string(),
+        ),
     }
 }
 
@@ -569,7 +609,11 @@ async fn set_node(
                 "state is active, draining or maintenance",
             ));
         }
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
             return Err(refuse(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_node",
@@ -582,7 +626,14 @@ async fn set_node(
         Ok(Json(view).into_response())
     }
     .await;
-    audit(&control, &actor, "node.set_state", &format!("node/{name}"), &detail, &result);
+    audit(
+        &control,
+        &actor,
+        "node.set_state",
+        &format!("node/{name}"),
+        &detail,
+        &result,
+    );
     result
 }
 
@@ -598,9 +649,8 @@ async fn audit_log(
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Refusal> {
     operator(&control, &headers)?;
-    let Query(query) = query.map_err(|e| {
-        refuse(StatusCode::BAD_REQUEST, "invalid_query", &e.body_text())
-    })?;
+    let Query(query) =
+        query.map_err(|e| refuse(StatusCode::BAD_REQUEST, "invalid_query", &e.body_text()))?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let entries = control.state.audit_log(limit).map_err(unavailable)?;
     Ok(Json(json!({"entries": entries})).into_response())

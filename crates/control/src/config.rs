@@ -5,10 +5,10 @@
 
 use serde::Deserialize;
 
+use crate::AVAILABILITY_OBJECTIVE;
 use crate::engine::{Kind, RuleDef, Target, default_rules};
 use crate::notify::{Format, Webhook};
 use crate::slo::{SloDef, default_slos};
-use crate::AVAILABILITY_OBJECTIVE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -183,17 +183,30 @@ mod tests {
     #[test]
     fn mistakes_are_named() {
         let typo = Deployment::parse("[[nodes]]\nname = \"a\"\nurl = \"http://x\"\n");
-        assert!(typo.unwrap_err().to_string().contains("unknown field `nodes`"));
+        assert!(
+            typo.unwrap_err()
+                .to_string()
+                .contains("unknown field `nodes`")
+        );
         let twice = Deployment::parse(
             "[[node]]\nname = \"a\"\nurl = \"http://x\"\n[[gateway]]\nname = \"a\"\nurl = \"http://y\"\n",
         );
         assert_eq!(twice.unwrap_err().to_string(), "the name a is used twice");
         let scheme = Deployment::parse("[[store]]\nname = \"pg\"\nurl = \"10.0.0.1:9187\"\n");
-        assert!(scheme.unwrap_err().to_string().contains("url must start with http://"));
+        assert!(
+            scheme
+                .unwrap_err()
+                .to_string()
+                .contains("url must start with http://")
+        );
         let rule = Deployment::parse(
             "[[rule]]\nname = \"x\"\nmetric = \"cpu\"\ncomparison = \"above\"\nthreshold = 0.5\nseverity = \"huge\"\n",
         );
-        assert!(rule.unwrap_err().to_string().contains("severity is critical"));
+        assert!(
+            rule.unwrap_err()
+                .to_string()
+                .contains("severity is critical")
+        );
     }
 
     #[test]
@@ -205,6 +218,9 @@ mod tests {
         .unwrap();
         let rules = deployment.rules();
         assert_eq!(rules.len(), 1);
-        assert_eq!((rules[0].rule.fire_after, rules[0].rule.resolve_after), (3, 1));
+        assert_eq!(
+            (rules[0].rule.fire_after, rules[0].rule.resolve_after),
+            (3, 1)
+        );
     }
 }

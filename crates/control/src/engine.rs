@@ -148,11 +148,47 @@ pub fn default_rules() -> Vec<RuleDef> {
     store_down.component = Some("wallet".into());
     vec![
         // One slow scrape is not an outage; two in a row (2 s) are.
-        rule("down", Metric::Up, Below, (1.0, None), 0, (2, 2), "major", &[]),
+        rule(
+            "down",
+            Metric::Up,
+            Below,
+            (1.0, None),
+            0,
+            (2, 2),
+            "major",
+            &[],
+        ),
         store_down,
-        rule("cpu_high", Metric::Cpu, Above, (0.9, Some(0.8)), 60, (3, 5), "minor", &servers),
-        rule("memory_high", Metric::Memory, Above, (0.9, Some(0.85)), 60, (3, 5), "minor", &servers),
-        rule("disk_full", Metric::Disk, Above, (0.9, Some(0.85)), 60, (3, 5), "minor", &servers),
+        rule(
+            "cpu_high",
+            Metric::Cpu,
+            Above,
+            (0.9, Some(0.8)),
+            60,
+            (3, 5),
+            "minor",
+            &servers,
+        ),
+        rule(
+            "memory_high",
+            Metric::Memory,
+            Above,
+            (0.9, Some(0.85)),
+            60,
+            (3, 5),
+            "minor",
+            &servers,
+        ),
+        rule(
+            "disk_full",
+            Metric::Disk,
+            Above,
+            (0.9, Some(0.85)),
+            60,
+            (3, 5),
+            "minor",
+            &servers,
+        ),
         rule(
             "network_receive_high",
             Metric::NetworkReceiveBps,
@@ -173,8 +209,26 @@ pub fn default_rules() -> Vec<RuleDef> {
             "minor",
             &servers,
         ),
-        rule("latency_high", Metric::LatencyP99Ms, Above, (250.0, Some(150.0)), 30, (5, 10), "major", &servers),
-        rule("error_rate_high", Metric::ErrorRatio, Above, (0.05, Some(0.01)), 30, (5, 10), "major", &servers),
+        rule(
+            "latency_high",
+            Metric::LatencyP99Ms,
+            Above,
+            (250.0, Some(150.0)),
+            30,
+            (5, 10),
+            "major",
+            &servers,
+        ),
+        rule(
+            "error_rate_high",
+            Metric::ErrorRatio,
+            Above,
+            (0.05, Some(0.01)),
+            30,
+            (5, 10),
+            "major",
+            &servers,
+        ),
     ]
 }
 
@@ -309,7 +363,11 @@ mod tests {
         let fired = engine.evaluate(2, std::slice::from_ref(&down));
         assert_eq!(fired.len(), 1);
         assert_eq!(
-            (fired[0].key.as_str(), fired[0].firing, fired[0].component.as_str()),
+            (
+                fired[0].key.as_str(),
+                fired[0].firing,
+                fired[0].component.as_str()
+            ),
             ("down/node-1", true, "games")
         );
         assert_eq!(engine.active().len(), 1);

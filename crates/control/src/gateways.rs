@@ -124,7 +124,12 @@ pub async fn set_node_state(
         last = Ok(call(
             control,
             &gateway.name,
-            request(control, hyper::Method::PUT, url, Some(json!({"state": state}))),
+            request(
+                control,
+                hyper::Method::PUT,
+                url,
+                Some(json!({"state": state})),
+            ),
         )
         .await?);
     }

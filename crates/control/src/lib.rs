@@ -98,7 +98,11 @@ impl Control {
             }
         }
         let engine = Engine::new(config.targets.clone(), config.rules.clone());
-        let series = config.targets.iter().map(|_| TargetSeries::default()).collect();
+        let series = config
+            .targets
+            .iter()
+            .map(|_| TargetSeries::default())
+            .collect();
         let slos = config.slos.iter().cloned().map(SloTracker::new).collect();
         Arc::new(Control {
             config,
@@ -187,7 +191,11 @@ impl Control {
         self.roll_up_uptime(now);
     }
 
-    fn evaluate_slos(&self, now_s: u64, scrapes: &[Option<Vec<promtext::Sample>>]) -> Vec<AlertEvent> {
+    fn evaluate_slos(
+        &self,
+        now_s: u64,
+        scrapes: &[Option<Vec<promtext::Sample>>],
+    ) -> Vec<AlertEvent> {
         let mut events = Vec::new();
         let mut slos = self.slos.lock().expect("slo lock");
         for tracker in slos.iter_mut() {
@@ -226,10 +234,14 @@ impl Control {
         let silences = self.state.silences(now).unwrap_or_default();
         let mut groups: Vec<notify::Group> = Vec::new();
         for event in events {
-            let silenced =
-                event.firing && silences.iter().any(|s| s.matches(&event.key, &event.component, now));
+            let silenced = event.firing
+                && silences
+                    .iter()
+                    .any(|s| s.matches(&event.key, &event.component, now));
             let incident = if silenced {
-                let _ = self.state.record_alert(&event.key, "silenced", now, event.value);
+                let _ = self
+                    .state
+                    .record_alert(&event.key, "silenced", now, event.value);
                 None
             } else {
                 self.record(&event, now)
@@ -260,7 +272,10 @@ impl Control {
                 tokio::spawn(async move { notify::send(&control.client, &url, &payload).await });
             }
             let message = if group.firing {
-                format!("We are looking into a problem affecting {}.", group.component)
+                format!(
+                    "We are looking into a problem affecting {}.",
+                    group.component
+                )
             } else {
                 format!("The problem affecting {} is resolved.", group.component)
             };
@@ -308,7 +323,10 @@ impl Control {
 
     fn join_or_open(&self, event: &AlertEvent, now: i64) -> Result<Option<i64>, state::StateError> {
         let message = format!("Alert {} fired.", event.key);
-        if let Some(id) = self.state.open_alert_incident_for_component(&event.component)? {
+        if let Some(id) = self
+            .state
+            .open_alert_incident_for_component(&event.component)?
+        {
             self.state.set_incident_alert(id, &event.key, true)?;
             self.state.raise_severity(id, &event.severity)?;
             self.state.note_incident(id, &message, now)?;
@@ -326,14 +344,19 @@ impl Control {
             .map(Some)
     }
 
-    fn resolve_in_incident(&self, event: &AlertEvent, now: i64) -> Result<Option<i64>, state::StateError> {
+    fn resolve_in_incident(
+        &self,
+        event: &AlertEvent,
+        now: i64,
+    ) -> Result<Option<i64>, state::StateError> {
         let Some(id) = self.state.open_incident_for_alert(&event.key)? else {
             return Ok(None);
         };
         let still_firing = self.state.set_incident_alert(id, &event.key, false)?;
         let message = format!("Alert {} resolved.", event.key);
         if still_firing == 0 {
-            self.state.update_incident(id, "resolved", &message, None, now)?;
+            self.state
+                .update_incident(id, "resolved", &message, None, now)?;
         } else {
             self.state.note_incident(id, &message, now)?;
         }

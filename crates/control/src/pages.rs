@@ -101,7 +101,10 @@ fn unavailable(e: crate::state::StateError) -> Response {
         page(
             "Status unavailable",
             "",
-            &format!("<main><h1>Status unavailable</h1><p>{}</p></main>", escape(&e.to_string())),
+            &format!(
+                "<main><h1>Status unavailable</h1><p>{}</p></main>",
+                escape(&e.to_string())
+            ),
         ),
     )
         .into_response()
@@ -205,7 +208,9 @@ async fn status_page(State(control): State<Arc<Control>>) -> Response {
     for c in &components {
         let uptime = c["uptime_90d"]
             .as_f64()
-            .map_or("no data yet".to_owned(), |u| format!("{:.3}% uptime", u * 100.0));
+            .map_or("no data yet".to_owned(), |u| {
+                format!("{:.3}% uptime", u * 100.0)
+            });
         let _ = write!(
             body,
             "<div class=\"component\" data-component=\"{id}\"><div class=\"row\"><span class=\"name\">{name}</span>\
@@ -432,6 +437,9 @@ mod tests {
         let bars = uptime_bars(&days, today);
         assert_eq!(bars.matches("class=\"bar").count(), 90);
         assert_eq!(bars.matches("class=\"bar major\"").count(), 1);
-        assert!(bars.ends_with("title=\"1970-04-11: 50.00% up\"></span>"), "{bars}");
+        assert!(
+            bars.ends_with("title=\"1970-04-11: 50.00% up\"></span>"),
+            "{bars}"
+        );
     }
 }

@@ -20,7 +20,11 @@ fn duration(ms: i64) -> String {
 pub fn skeleton(incident: &Incident, now_ms: i64) -> String {
     let mut out = String::new();
     let end = incident.resolved_ms.unwrap_or(now_ms);
-    let _ = writeln!(out, "# Postmortem: {} (incident #{})\n", incident.title, incident.id);
+    let _ = writeln!(
+        out,
+        "# Postmortem: {} (incident #{})\n",
+        incident.title, incident.id
+    );
     let _ = writeln!(out, "| | |\n|---|---|");
     let _ = writeln!(out, "| Component | {} |", incident.component);
     let _ = writeln!(out, "| Severity | {} |", incident.severity);
@@ -102,7 +106,9 @@ mod tests {
         assert!(text.starts_with("# Postmortem: down on node-2 (incident #7)"));
         assert!(text.contains("| Duration | 1 min 35 s |"), "{text}");
         assert!(text.contains("| Triggered by | down/node-2 |"));
-        assert!(text.contains("1970-01-01 00:01:36 UTC — **resolved** — Alert down/node-2 resolved."));
+        assert!(
+            text.contains("1970-01-01 00:01:36 UTC — **resolved** — Alert down/node-2 resolved.")
+        );
         assert!(text.contains("## Action items"));
     }
 }

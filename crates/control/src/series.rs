@@ -41,14 +41,14 @@ pub struct Point {
 #[derive(Debug, Clone, Default)]
 struct Counters {
     ts_ms: i64,
-    net_rx: f64,
-    net_tx: f64,
+    net_rx: Option<f64>,
+    net_tx: Option<f64>,
     /// node_exporter's CPU seconds: idle, and all modes.
-    cpu_idle: f64,
-    cpu_all: f64,
-    requests: f64,
-    errors: f64,
-    bets: f64,
+    cpu_idle: Option<f64>,
+    cpu_all: Option<f64>,
+    requests: Option<f64>,
+    errors: Option<f64>,
+    bets: Option<f64>,
     /// Cumulative latency buckets by upper bound (seconds).
     buckets: BTreeMap<OrderedBound, f64>,
 }
@@ -120,22 +120,25 @@ fn counters(samples: &[Sample], ts_ms: i64) -> Counters {
             *buckets.entry(OrderedBound(le)).or_insert(0.0) += s.value;
         }
     }
+    let any = |_: &Sample| true;
+    let requests_total = sum(samples, requests, is_player_route);
     Counters {
         ts_ms,
-        net_rx: sum(samples, "croupier_host_network_receive_bytes_total", |_| true)
-            .or_else(|| sum(samples, "node_network_receive_bytes_total", |_| true))
-            .unwrap_or(0.0),
-        net_tx: sum(samples, "croupier_host_network_transmit_bytes_total", |_| true)
-            .or_else(|| sum(samples, "node_network_transmit_bytes_total", |_| true))
-            .unwrap_or(0.0),
+        net_rx: sum(samples, "croupier_host_network_receive_bytes_total", any)
+            .or_else(|| sum(samples, "node_network_receive_bytes_total", any)),
+        net_tx: sum(samples, "croupier_host_network_transmit_bytes_total", any)
+            .or_else(|| sum(samples, "node_network_transmit_bytes_total", any)),
         cpu_idle: sum(samples, "node_cpu_seconds_total", |s| {
             s.labels.get("mode").is_some_and(|m| m == "idle")
-        })
-        .unwrap_or(0.0),
-        cpu_all: sum(samples, "node_cpu_seconds_total", |_| true).unwrap_or(0.0),
-        requests: sum(samples, requests, is_player_route).unwrap_or(0.0),
-        errors: sum(samples, requests, |s| is_player_route(s) && is_5xx(s)).unwrap_or(0.0),
-        bets: sum(samples, "croupier_bets_total", |_| true).unwrap_or(0.0),
+        }),
+        cpu_all: sum(samples, "node_cpu_seconds_total", any),
+        requests: requests_total,
+        // No 5xx series yet means none answered: zero, when requests are counted at all.
+        errors: requests_total
+            .map(|_| sum(samples, requests, |s| is_player_route(s) && is_5xx(s)).unwrap_or(0.0)),
+        // A node that took no bet yet has no bet series: zero on a node.
+        bets: sum(samples, "croupier_bets_total", any)
+            .or_else(|| gauge(samples, "croupier_rounds_in_flight").map(|_| 0.0)),
         buckets,
     }
 }
@@ -239,7 +242,10 @@ fn memory_used(samples: &[Sample]) -> Option<f64> {
 /// The fullest disk's used share (our own series, or node_exporter's filesystems).
 fn disk_used(samples: &[Sample]) -> Option<f64> {
     [
-        ("croupier_host_disk_total_bytes", "croupier_host_disk_available_bytes"),
+        (
+            "croupier_host_disk_total_bytes",
+            "croupier_host_disk_available_bytes",
+        ),
         ("node_filesystem_size_bytes", "node_filesystem_avail_bytes"),
     ]
     .iter()
@@ -263,21 +269,31 @@ fn rates(point: &mut Point, now: &Counters, before: &Counters) {
     if seconds <= 0.0 {
         return;
     }
-    let rate = |a: f64, b: f64| (a >= b).then(|| (a - b) / seconds);
+    let rate = |a: Option<f64>, b: Option<f64>| {
+        let (a, b) = (a?, b?);
+        (a >= b).then(|| (a - b) / seconds)
+    };
     point.net_rx_bps = rate(now.net_rx, before.net_rx);
     point.net_tx_bps = rate(now.net_tx, before.net_tx);
     point.requests_ps = rate(now.requests, before.requests);
     point.bets_ps = rate(now.bets, before.bets);
-    let cpu_all = now.cpu_all - before.cpu_all;
-    if point.cpu.is_none() && cpu_all > 0.0 {
-        point.cpu = Some(1.0 - (now.cpu_idle - before.cpu_idle) / cpu_all);
+    if let (Some(cpu_all), Some(idle)) = (
+        rate(now.cpu_all, before.cpu_all),
+        rate(now.cpu_idle, before.cpu_idle),
+    ) && point.cpu.is_none()
+        && cpu_all > 0.0
+    {
+        point.cpu = Some(1.0 - idle / cpu_all);
     }
-    let requests = now.requests - before.requests;
-    let errors = now.errors - before.errors;
-    if requests > 0.0 && errors >= 0.0 {
-        point.error_ratio = Some(errors / requests);
-    } else if requests == 0.0 {
-        point.error_ratio = Some(0.0);
+    if let (Some(requests), Some(errors)) = (
+        rate(now.requests, before.requests),
+        rate(now.errors, before.errors),
+    ) {
+        point.error_ratio = Some(if requests > 0.0 {
+            errors / requests
+        } else {
+            0.0
+        });
     }
     point.p50_ms = quantile(0.5, &now.buckets, &before.buckets).map(|s| s * 1000.0);
     point.p99_ms = quantile(0.99, &now.buckets, &before.buckets).map(|s| s * 1000.0);

@@ -39,7 +39,8 @@ pub struct SloDef {
 
 /// The built-in SLOs: players' overall availability, and one per component.
 pub fn default_slos(objective: f64) -> Vec<SloDef> {
-    let routes = |prefixes: &[&str]| Source::NodeRoutes(prefixes.iter().map(|p| (*p).to_owned()).collect());
+    let routes =
+        |prefixes: &[&str]| Source::NodeRoutes(prefixes.iter().map(|p| (*p).to_owned()).collect());
     vec![
         SloDef {
             name: "availability".into(),
@@ -85,8 +86,7 @@ fn counts(source: &Source, samples: &[Sample]) -> (f64, f64) {
             Source::Gateway => s.name == GATEWAY_REQUESTS,
             Source::NodeRoutes(prefixes) => {
                 s.name == NODE_REQUESTS
-                    && s
-                        .labels
+                    && s.labels
                         .get("route")
                         .is_some_and(|r| prefixes.iter().any(|p| r.starts_with(p.as_str())))
             }

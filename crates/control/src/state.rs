@@ -510,20 +510,45 @@ mod tests {
             state.open_alert_incident_for_component("games").unwrap(),
             Some(id)
         );
-        assert_eq!(state.set_incident_alert(id, "latency_high/node-2", true).unwrap(), 2);
-        assert_eq!(state.open_incident_for_alert("latency_high/node-2").unwrap(), Some(id));
-        assert_eq!(state.set_incident_alert(id, "down/node-1", false).unwrap(), 1);
-        assert_eq!(state.set_incident_alert(id, "latency_high/node-2", false).unwrap(), 0);
-        assert_eq!(state.open_alert_incident_for_component("wallet").unwrap(), None);
+        assert_eq!(
+            state
+                .set_incident_alert(id, "latency_high/node-2", true)
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            state
+                .open_incident_for_alert("latency_high/node-2")
+                .unwrap(),
+            Some(id)
+        );
+        assert_eq!(
+            state.set_incident_alert(id, "down/node-1", false).unwrap(),
+            1
+        );
+        assert_eq!(
+            state
+                .set_incident_alert(id, "latency_high/node-2", false)
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            state.open_alert_incident_for_component("wallet").unwrap(),
+            None
+        );
     }
 
     #[test]
     fn silences_match_by_key_prefix_or_component_while_active() {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open(&dir.path().join("control.db")).unwrap();
-        let exact = state.add_silence("down/node-1", "deploy", "ana", 0, 100).unwrap();
+        let exact = state
+            .add_silence("down/node-1", "deploy", "ana", 0, 100)
+            .unwrap();
         state.add_silence("cpu_*", "noisy", "ana", 0, 100).unwrap();
-        state.add_silence("component:lobby", "vendor", "ana", 50, 100).unwrap();
+        state
+            .add_silence("component:lobby", "vendor", "ana", 50, 100)
+            .unwrap();
         let active = state.silences(10).unwrap();
         let silenced = |key: &str, component: &str, now: i64| {
             active.iter().any(|s| s.matches(key, component, now))
@@ -546,7 +571,17 @@ mod tests {
         let day = 86_400;
         let add = |at: i64, up: i64, total: i64| {
             state
-                .add_uptime(at, &[("wallet".into(), Uptime { start_s: at, up_s: up, total_s: total })])
+                .add_uptime(
+                    at,
+                    &[(
+                        "wallet".into(),
+                        Uptime {
+                            start_s: at,
+                            up_s: up,
+                            total_s: total,
+                        },
+                    )],
+                )
                 .unwrap()
         };
         add(10 * day + 30, 10, 10);
@@ -557,11 +592,22 @@ mod tests {
         assert_eq!(
             days,
             vec![
-                Uptime { start_s: 10 * day, up_s: 15, total_s: 20 },
-                Uptime { start_s: 11 * day, up_s: 10, total_s: 10 }
+                Uptime {
+                    start_s: 10 * day,
+                    up_s: 15,
+                    total_s: 20
+                },
+                Uptime {
+                    start_s: 11 * day,
+                    up_s: 10,
+                    total_s: 10
+                }
             ]
         );
         add(10 * day + ROLLUP_KEPT_S + 1, 1, 1);
-        assert_eq!(state.uptime("wallet", 86_400, 0).unwrap()[0].start_s, 11 * day);
+        assert_eq!(
+            state.uptime("wallet", 86_400, 0).unwrap()[0].start_s,
+            11 * day
+        );
     }
 }

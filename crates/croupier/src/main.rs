@@ -2,6 +2,7 @@
 //! sets up logging and hands over to the library crates.
 
 mod control_cmd;
+mod ctl_cmd;
 mod gateway_cmd;
 mod node_cmd;
 mod tools_cmd;
@@ -24,8 +25,10 @@ enum Command {
     Node(node_cmd::NodeArgs),
     /// Run the players' gateway in front of the game nodes.
     Gateway(gateway_cmd::GatewayArgs),
-    /// Run the control plane: monitoring, alerts, webhooks, incidents, status feed.
+    /// Run the control plane: monitoring, alerts, SLOs, incidents, status page, dashboard.
     Control(control_cmd::ControlArgs),
+    /// Talk to the control plane's API: status, alerts, incidents, silences, drain, audit.
+    Ctl(ctl_cmd::CtlArgs),
     /// Recompute a round's outcome from its revealed server seed.
     Verify(tools_cmd::VerifyArgs),
     /// Check every ledger invariant of a store and print the report.
@@ -44,6 +47,7 @@ fn main() -> anyhow::Result<()> {
         Command::Node(args) => node_cmd::run(args),
         Command::Gateway(args) => gateway_cmd::run(args),
         Command::Control(args) => control_cmd::run(args),
+        Command::Ctl(args) => ctl_cmd::run(args),
         Command::Verify(args) => tools_cmd::verify(args),
         Command::Integrity(args) => tools_cmd::integrity(args),
     }

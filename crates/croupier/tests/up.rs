@@ -80,10 +80,15 @@ fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
                 }
             }
             let mut body = vec![0; length];
+            // Each message is one component's group; keep its alerts, each stamped with it.
             if reader.read_exact(&mut body).is_ok()
-                && let Ok(json) = serde_json::from_slice::<Value>(&body)
+                && let Ok(message) = serde_json::from_slice::<Value>(&body)
             {
-                store.lock().unwrap().push(json);
+                for alert in message["alerts"].as_array().into_iter().flatten() {
+                    assert_eq!(alert["status"], message["status"], "{message}");
+                    assert_eq!(alert["component"], message["group"], "{message}");
+                    store.lock().unwrap().push(alert.clone());
+                }
             }
             let _ = stream
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
