@@ -7,8 +7,12 @@
 //! - `store --max-batch 1`: the same ledger work with group commit off, one transaction per
 //!   bet, which isolates what group commit buys;
 //! - `http`: the same bets through a real `croupier node` process over HTTP.
+//!
+//! Also `gateway` (against HAProxy) and `control` (scrape and rule evaluation against
+//! Prometheus).
 
 mod baseline;
+mod control;
 mod gateway;
 mod http;
 mod procs;
@@ -68,6 +72,18 @@ enum Command {
         #[arg(long)]
         croupier: Option<std::path::PathBuf>,
     },
+    /// The control plane's scrape and rule-evaluation cost against Prometheus.
+    Control {
+        /// Simulated targets, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
+        targets: Vec<usize>,
+        /// Seconds of measurement per run (after 4 s of warm-up).
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// The croupier binary (default: next to this one).
+        #[arg(long)]
+        croupier: Option<std::path::PathBuf>,
+    },
     /// All of them, one after the other, and the ratios.
     All(Common),
 }
@@ -85,6 +101,11 @@ fn main() -> anyhow::Result<()> {
             rows.extend(http::run(&common.players, seconds(&common), croupier)?)
         }
         Command::Gateway { seconds, croupier } => return gateway::run(seconds, croupier),
+        Command::Control {
+            targets,
+            seconds,
+            croupier,
+        } => return control::run(&targets, Duration::from_secs_f64(seconds), croupier),
         Command::All(c) => {
             rows.extend(baseline::run(&c.players, seconds(&c))?);
             rows.extend(store::run(&c.players, seconds(&c), 1)?);

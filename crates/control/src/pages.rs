@@ -27,6 +27,7 @@ const UPLOT_CSS: &str = include_str!("../assets/vendor/uPlot.min.css");
 pub fn router() -> Router<Arc<Control>> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/status") }))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/status", get(status_page))
         .route("/status/feed.json", get(json_feed))
         .route("/status/feed.atom", get(atom_feed))
@@ -162,7 +163,7 @@ fn incident_html(incident: &Value) -> String {
     if let Some(eta) = incident["eta_ms"].as_i64() {
         let _ = write!(html, " · expected fix by {}", utc(eta));
     }
-    html.push_str("</p><ol class=\"updates\">");
+    html.push_str("</p><ul class=\"updates\">");
     for update in incident["updates"].as_array().into_iter().flatten().rev() {
         let _ = write!(
             html,
@@ -172,7 +173,7 @@ fn incident_html(incident: &Value) -> String {
             escape(update["message"].as_str().unwrap_or("")),
         );
     }
-    html.push_str("</ol></article>");
+    html.push_str("</ul></article>");
     html
 }
 

@@ -15,50 +15,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-/// `count` consecutive free ports.
-fn free_ports(count: u16) -> u16 {
-    for _ in 0..100 {
-        let first = free_port();
-        if first.checked_add(count).is_some()
-            && (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", first + i)).is_ok())
-        {
-            return first;
-        }
-    }
-    panic!("no {count} consecutive free ports");
-}
-
-/// The pid of the process whose command line holds all of `needles`.
-fn find_process(needles: &[&str]) -> Option<u32> {
-    std::fs::read_dir("/proc")
-        .ok()?
-        .flatten()
-        .find_map(|entry| {
-            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            needles.iter().all(|n| cmdline.contains(n)).then_some(pid)
-        })
-}
-
-/// A croupier process (`up`, `control`), stopped with SIGTERM (then SIGKILL) if the test ends
-/// early.
-struct Up(std::process::Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while self.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 /// A webhook receiver: a plain HTTP server on a thread, keeping every JSON body it gets.
 fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -103,14 +59,6 @@ fn got(received: &Arc<Mutex<Vec<Value>>>, status: &str, key: &str) -> bool {
         .unwrap()
         .iter()
         .any(|m| m["status"] == status && m["key"] == key)
-}
-
-fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !ready() {
-        assert!(Instant::now() < deadline, "{what} did not happen in time");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -338,3 +338,109 @@ pub fn sign_in_at(base: &str, player: &str) -> String {
     assert_eq!(status, 201, "{body}");
     body["token"].as_str().unwrap().to_owned()
 }
+
+/// `count` consecutive free ports.
+pub fn free_ports(count: u16) -> u16 {
+    for _ in 0..100 {
+        let first = free_port();
+        if first.checked_add(count).is_some()
+            && (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", first + i)).is_ok())
+        {
+            return first;
+        }
+    }
+    panic!("no {count} consecutive free ports");
+}
+
+/// The pid of the process whose command line holds all of `needles`.
+pub fn find_process(needles: &[&str]) -> Option<u32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            needles.iter().all(|n| cmdline.contains(n)).then_some(pid)
+        })
+}
+
+/// A croupier process (`up`, `control`), stopped with SIGTERM (then SIGKILL) if the test ends
+/// early.
+pub struct Up(pub std::process::Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = Command::new("kill").arg(self.0.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while self.0.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Polls `ready` until it holds, failing after 20 s.
+pub fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what} did not happen in time");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A whole `croupier up` stack on free ports: three nodes, the gateway, the control plane.
+pub struct UpStack {
+    pub up: Up,
+    pub first_node_port: u16,
+    pub gateway_port: u16,
+    pub control_port: u16,
+}
+
+impl UpStack {
+    /// Starts `croupier up` on `data` with `extra` arguments and waits until every part is
+    /// ready.
+    pub fn start(data: &Path, extra: &[&str]) -> UpStack {
+        let (nodes, gateway, control) = (free_ports(3), free_ports(2), free_ports(1));
+        let up = Up(croupier()
+            .arg("up")
+            .arg("--data")
+            .arg(data)
+            .args(["--first-node-port", &nodes.to_string()])
+            .args(["--gateway-port", &gateway.to_string()])
+            .args(["--control-port", &control.to_string()])
+            .args(extra)
+            .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap());
+        let stack = UpStack {
+            up,
+            first_node_port: nodes,
+            gateway_port: gateway,
+            control_port: control,
+        };
+        let mut ready = vec![stack.admin_url("/readyz"), stack.control_url("/readyz")];
+        ready.extend((0..3).map(|i| format!("http://127.0.0.1:{}/readyz", nodes + i)));
+        for url in ready {
+            wait_for(&url, || get(&url, None).map(|r| r.0) == Ok(200));
+        }
+        stack
+    }
+
+    pub fn players_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.gateway_port)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.gateway_port + 1)
+    }
+
+    pub fn control_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.control_port)
+    }
+}
