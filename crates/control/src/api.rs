@@ -655,3 +655,161 @@ async fn audit_log(
     let entries = control.state.audit_log(limit).map_err(unavailable)?;
     Ok(Json(json!({"entries": entries})).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    const TOKEN: &str = "a-test-token-that-is-long-enough-000000";
+
+    fn control(dir: &std::path::Path) -> Arc<Control> {
+        Control::new(
+            crate::ControlConfig {
+                targets: Vec::new(),
+                check_url: None,
+                webhooks: Vec::new(),
+                ops_token: TOKEN.into(),
+                rules: crate::engine::default_rules(),
+                slos: crate::slo::default_slos(0.999),
+            },
+            crate::state::State::open(&dir.join("control.db")).unwrap(),
+        )
+    }
+
+    async fn call(
+        router: &Router,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let mut request = axum::http::Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let response = router
+            .clone()
+            .oneshot(request.body(Body::from(body.to_owned())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn every_documented_operation_is_routed_and_guarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let router = router(control(dir.path()));
+        let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(paths.len() >= 20);
+        for (path, operations) in paths {
+            let concrete = path.replace("{id}", "1").replace("{name}", "node-1");
+            for (method, operation) in operations.as_object().unwrap() {
+                let (status, body) =
+                    call(&router, &method.to_uppercase(), &concrete, None, "{}").await;
+                assert!(
+                    body["message"] != "no such route" && status != StatusCode::METHOD_NOT_ALLOWED,
+                    "{method} {path} is documented but not routed"
+                );
+                if operation.get("security").is_some() {
+                    assert_eq!(
+                        status,
+                        StatusCode::UNAUTHORIZED,
+                        "{method} {path} needs the token"
+                    );
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_silences_are_refused_named_and_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let router = router(control(dir.path()));
+        for (body, code) in [
+            (
+                r#"{"matcher":"down/node-1","comment":"deploy","duration_s":0}"#,
+                "invalid_duration",
+            ),
+            (
+                r#"{"matcher":"component:casino","comment":"x","duration_s":60}"#,
+                "invalid_matcher",
+            ),
+            (
+                r#"{"matcher":"down/node-1","comment":" ","duration_s":60}"#,
+                "invalid_body",
+            ),
+            (
+                r#"{"matcher":"down/node-1","comment":"x","duration_s":60,"extra":1}"#,
+                "invalid_body",
+            ),
+        ] {
+            let (status, answer) =
+                call(&router, "POST", "/api/v1/silences", Some(TOKEN), body).await;
+            assert_eq!(
+                (status, answer["error"].as_str()),
+                (StatusCode::UNPROCESSABLE_ENTITY, Some(code)),
+                "{body}"
+            );
+        }
+        let (_, listed) = call(&router, "GET", "/api/v1/silences", Some(TOKEN), "").await;
+        assert_eq!(
+            listed["silences"].as_array().unwrap().len(),
+            0,
+            "nothing was created"
+        );
+        let (status, created) = call(
+            &router,
+            "POST",
+            "/api/v1/silences",
+            Some(TOKEN),
+            r#"{"matcher":"cpu_*","comment":"load test","duration_s":600}"#,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let id = created["id"].as_i64().unwrap();
+        let (status, _) = call(
+            &router,
+            "DELETE",
+            &format!("/api/v1/silences/{id}"),
+            Some(TOKEN),
+            "",
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = call(&router, "DELETE", "/api/v1/silences/999", Some(TOKEN), "").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (_, audit) = call(&router, "GET", "/api/v1/audit?limit=10", Some(TOKEN), "").await;
+        let outcomes: Vec<(&str, &str)> = audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["action"].as_str().unwrap(),
+                    e["outcome"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(outcomes.len(), 7, "{outcomes:?}");
+        assert_eq!(outcomes[0], ("silence.expire", "refused: not_found"));
+        assert_eq!(outcomes[1], ("silence.expire", "ok"));
+        assert_eq!(outcomes[2], ("silence.add", "ok"));
+        assert_eq!(outcomes[6], ("silence.add", "refused: invalid_duration"));
+        let (status, answer) = call(&router, "GET", "/api/v1/audit?limit=x", Some(TOKEN), "").await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_query"))
+        );
+    }
+}
