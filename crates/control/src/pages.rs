@@ -261,7 +261,7 @@ fn feed_items(control: &Control) -> Result<Vec<(i64, String, String)>, crate::st
             ));
         }
     }
-    items.sort_by(|a, b| b.0.cmp(&a.0));
+    items.sort_by_key(|item| std::cmp::Reverse(item.0));
     items.truncate(50);
     Ok(items)
 }
