@@ -277,12 +277,14 @@ fn failing_synthetic_checks_alert_on_the_wallet_and_the_lobby() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|c| c["name"] == name)
+            .find(|c| c["id"] == name)
             .unwrap()["status"]
             .clone()
     };
     assert_eq!(status_of("wallet"), "major_outage", "{feed}");
     assert_eq!(status_of("lobby"), "partial_outage", "{feed}");
-    assert_eq!(status_of("games"), "operational", "{feed}");
+    for game in ["dice", "roulette", "slot", "blackjack"] {
+        assert_eq!(status_of(game), "operational", "{feed}");
+    }
     assert_eq!(feed["incidents"].as_array().unwrap().len(), 2);
 }
