@@ -6,6 +6,8 @@
 use serde::Deserialize;
 
 use crate::AVAILABILITY_OBJECTIVE;
+use crate::checks::HttpCheck;
+use crate::components::is_incident_component;
 use crate::engine::{Kind, RuleDef, Target, default_rules};
 use crate::notify::{Format, Webhook};
 use crate::slo::{SloDef, default_slos};
@@ -23,6 +25,22 @@ pub enum ConfigError {
 pub struct NamedUrl {
     pub name: String,
     pub url: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    pub name: String,
+    pub url: String,
+    /// The component a failing check speaks for (default lobby).
+    #[serde(default = "lobby")]
+    pub component: String,
+    #[serde(flatten)]
+    pub expect: HttpCheck,
+}
+
+fn lobby() -> String {
+    "lobby".into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +77,9 @@ pub struct Deployment {
     /// Hosts' node_exporter: CPU, memory and disk alerts.
     #[serde(default)]
     pub host: Vec<NamedUrl>,
+    /// HTTP checks (like Gatus): a URL fetched every second and what its answer must be.
+    #[serde(default)]
+    pub check: Vec<CheckConfig>,
     #[serde(default)]
     pub webhook: Vec<WebhookConfig>,
     /// Replaces the built-in rules when given.
@@ -99,6 +120,26 @@ impl Deployment {
                 }
             }
         }
+        for check in &self.check {
+            if !check.url.starts_with("http://") {
+                return Err(ConfigError::Invalid(format!(
+                    "check {}: url must start with http://",
+                    check.name
+                )));
+            }
+            if !names.insert(check.name.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "the name {} is used twice",
+                    check.name
+                )));
+            }
+            if !is_incident_component(&check.component) {
+                return Err(ConfigError::Invalid(format!(
+                    "check {}: component {} is not one of wallet, dice, roulette, slot, blackjack, lobby, games",
+                    check.name, check.component
+                )));
+            }
+        }
         for slo in &self.slo {
             if !(0.0 < slo.objective && slo.objective < 1.0) {
                 return Err(ConfigError::Invalid(format!(
@@ -127,12 +168,16 @@ impl Deployment {
             (Kind::Store, &self.store),
             (Kind::Host, &self.host),
         ] {
-            targets.extend(list.iter().map(|t| Target {
-                name: t.name.clone(),
-                kind,
-                base: t.url.trim_end_matches('/').to_owned(),
-            }));
+            targets.extend(
+                list.iter()
+                    .map(|t| Target::new(&t.name, kind, t.url.trim_end_matches('/'))),
+            );
         }
+        targets.extend(self.check.iter().map(|c| Target {
+            component: Some(c.component.clone()),
+            http_check: Some(c.expect.clone()),
+            ..Target::new(&c.name, Kind::HttpCheck, &c.url)
+        }));
         targets
     }
 
@@ -175,6 +220,9 @@ mod tests {
         let targets = deployment.targets();
         assert!(targets.iter().any(|t| t.kind == Kind::Node));
         assert!(targets.iter().any(|t| t.kind == Kind::Store));
+        let check = targets.iter().find(|t| t.kind == Kind::HttpCheck).unwrap();
+        assert_eq!(check.component.as_deref(), Some("lobby"));
+        assert_eq!(check.http_check.as_ref().unwrap().max_latency_ms, 500);
         assert!(!deployment.rules().is_empty());
         assert!(deployment.slos().iter().any(|s| s.name == "wallet"));
         assert_eq!(deployment.webhooks().len(), 2);

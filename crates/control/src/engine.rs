@@ -18,6 +18,8 @@ pub enum Kind {
     LobbyCheck,
     /// The synthetic test bet.
     BetCheck,
+    /// An HTTP check from the deployment file (status, latency, body), like Gatus.
+    HttpCheck,
     /// A store's exporter (postgres_exporter).
     Store,
     /// A host's node_exporter.
@@ -28,8 +30,25 @@ pub enum Kind {
 pub struct Target {
     pub name: String,
     pub kind: Kind,
-    /// Base URL; metrics are at `/metrics`.
+    /// Base URL; metrics are at `/metrics` (an HTTP check's own URL).
     pub base: String,
+    /// The player-facing component its alerts affect, when not the kind's own.
+    pub component: Option<String>,
+    /// What an HTTP check expects.
+    #[serde(skip)]
+    pub http_check: Option<crate::checks::HttpCheck>,
+}
+
+impl Target {
+    pub fn new(name: &str, kind: Kind, base: &str) -> Target {
+        Target {
+            name: name.to_owned(),
+            kind,
+            base: base.to_owned(),
+            component: None,
+            http_check: None,
+        }
+    }
 }
 
 /// What a rule reads from a target's latest point.
@@ -82,11 +101,13 @@ pub struct RuleDef {
 }
 
 impl RuleDef {
-    /// The component an alert of this rule on a target of `kind` affects.
-    fn component_for(&self, kind: Kind) -> String {
+    /// The component an alert of this rule on `target` affects: the rule's, the target's,
+    /// or its kind's.
+    fn component_for(&self, target: &Target) -> String {
         self.component
             .clone()
-            .unwrap_or_else(|| component_of(kind).to_owned())
+            .or_else(|| target.component.clone())
+            .unwrap_or_else(|| component_of(target.kind).to_owned())
     }
 }
 
@@ -95,7 +116,7 @@ fn component_of(kind: Kind) -> &'static str {
         // Every game runs on every node; with one node down the others carry on.
         Kind::Node => "games",
         // The gateway is every player's way in.
-        Kind::Gateway | Kind::LobbyCheck => "lobby",
+        Kind::Gateway | Kind::LobbyCheck | Kind::HttpCheck => "lobby",
         Kind::BetCheck | Kind::Store => "wallet",
         Kind::Host => "games",
     }
@@ -299,7 +320,7 @@ impl Engine {
                     Transition::Fired { since } => (true, since),
                     Transition::Resolved { fired_at } => (false, fired_at),
                 };
-                let component = def.component_for(target.kind);
+                let component = def.component_for(target);
                 events.push(AlertEvent {
                     key: format!("{}/{}", def.rule.name, target.name),
                     rule: def.rule.name.clone(),
@@ -323,7 +344,7 @@ impl Engine {
             .filter(|(_, s)| s.state != crate::threshold::AlertState::Inactive)
             .map(|((r, t), s)| {
                 let (def, target) = (&self.rules[*r], &self.targets[*t]);
-                let component = def.component_for(target.kind);
+                let component = def.component_for(target);
                 ActiveAlert {
                     key: format!("{}/{}", def.rule.name, target.name),
                     severity: severity(&def.severity, &component),
@@ -343,11 +364,7 @@ mod tests {
 
     #[test]
     fn two_failed_scrapes_fire_down_and_two_good_ones_resolve_it() {
-        let targets = vec![Target {
-            name: "node-1".into(),
-            kind: Kind::Node,
-            base: "http://x".into(),
-        }];
+        let targets = vec![Target::new("node-1", Kind::Node, "http://x")];
         let mut engine = Engine::new(targets, default_rules());
         let ok = Point {
             up: true,

@@ -90,11 +90,7 @@ impl Control {
                 ("check-lobby", Kind::LobbyCheck),
                 ("check-bet", Kind::BetCheck),
             ] {
-                config.targets.push(Target {
-                    name: name.into(),
-                    kind,
-                    base: checks.base.clone(),
-                });
+                config.targets.push(Target::new(name, kind, &checks.base));
             }
         }
         let engine = Engine::new(config.targets.clone(), config.rules.clone());
@@ -117,9 +113,12 @@ impl Control {
     }
 
     async fn scrape(&self, target: &Target) -> Option<Vec<promtext::Sample>> {
-        match (target.kind, &self.checks) {
-            (Kind::LobbyCheck, Some(checks)) => return checks.lobby(&self.client).await,
-            (Kind::BetCheck, Some(checks)) => return checks.bet(&self.client).await,
+        match (target.kind, &self.checks, &target.http_check) {
+            (Kind::LobbyCheck, Some(checks), _) => return checks.lobby(&self.client).await,
+            (Kind::BetCheck, Some(checks), _) => return checks.bet(&self.client).await,
+            (Kind::HttpCheck, _, Some(check)) => {
+                return checks::http(&self.client, &target.base, check).await;
+            }
             _ => {}
         }
         let uri: hyper::Uri = format!("{}/metrics", target.base).parse().ok()?;

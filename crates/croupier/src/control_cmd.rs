@@ -85,16 +85,12 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
     targets.extend(
         args.nodes
             .into_iter()
-            .map(|(name, base)| Target {
-                name,
-                kind: Kind::Node,
-                base,
-            })
-            .chain(args.gateways.into_iter().map(|(name, base)| Target {
-                name,
-                kind: Kind::Gateway,
-                base,
-            })),
+            .map(|(name, base)| Target::new(&name, Kind::Node, &base))
+            .chain(
+                args.gateways
+                    .into_iter()
+                    .map(|(name, base)| Target::new(&name, Kind::Gateway, &base)),
+            ),
     );
     let mut webhooks = deployment.webhooks();
     webhooks.extend(

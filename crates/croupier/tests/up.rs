@@ -241,12 +241,26 @@ fn failing_synthetic_checks_alert_on_the_wallet_and_the_lobby() {
     let dir = tempfile::tempdir().unwrap();
     let (hook, received) = webhook_receiver();
     let port = free_ports(1);
-    // Nothing listens at the players' address: the lobby and the test bet both fail.
+    // Nothing listens at the players' address: the lobby and the test bet both fail. A
+    // deployment file adds two HTTP checks of the control plane's own /healthz: one passes,
+    // one wants a body it never gets and speaks for the dice.
     let dead = format!("http://127.0.0.1:{}", free_ports(1));
+    let config = dir.path().join("deploy.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[check]]\nname = \"healthz\"\nurl = \"http://127.0.0.1:{port}/healthz\"\nbody_contains = \"ok\"\n\n\
+             [[check]]\nname = \"dice-page\"\nurl = \"http://127.0.0.1:{port}/healthz\"\n\
+             body_contains = \"jackpot\"\ncomponent = \"dice\"\n"
+        ),
+    )
+    .unwrap();
     let _control = Up(croupier()
         .args(["control", "--listen", &format!("127.0.0.1:{port}")])
         .arg("--data")
         .arg(dir.path())
+        .arg("--config")
+        .arg(&config)
         .args(["--check-url", &dead, "--webhook", &hook])
         .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
         .stdout(Stdio::null())
@@ -257,9 +271,12 @@ fn failing_synthetic_checks_alert_on_the_wallet_and_the_lobby() {
     wait_for("the control plane", || {
         get(&format!("{base}/readyz"), None).map(|r| r.0) == Ok(200)
     });
-    wait_for("both check alerts", || {
-        got(&received, "firing", "down/check-bet") && got(&received, "firing", "down/check-lobby")
+    wait_for("the three check alerts", || {
+        got(&received, "firing", "down/check-bet")
+            && got(&received, "firing", "down/check-lobby")
+            && got(&received, "firing", "down/dice-page")
     });
+    assert!(!got(&received, "firing", "down/healthz"), "a passing check");
     let bet = received
         .lock()
         .unwrap()
@@ -283,8 +300,9 @@ fn failing_synthetic_checks_alert_on_the_wallet_and_the_lobby() {
     };
     assert_eq!(status_of("wallet"), "major_outage", "{feed}");
     assert_eq!(status_of("lobby"), "partial_outage", "{feed}");
-    for game in ["dice", "roulette", "slot", "blackjack"] {
+    assert_eq!(status_of("dice"), "partial_outage", "{feed}");
+    for game in ["roulette", "slot", "blackjack"] {
         assert_eq!(status_of(game), "operational", "{feed}");
     }
-    assert_eq!(feed["incidents"].as_array().unwrap().len(), 2);
+    assert_eq!(feed["incidents"].as_array().unwrap().len(), 3);
 }
