@@ -144,6 +144,36 @@ async function pollLists() {
     el("a", { href: "/api/v1/incidents/" + i.id + "/postmortem" }, "postmortem skeleton"))));
 }
 
+async function pollMaintenance() {
+  const [rollouts, windows] = await Promise.all([api("/api/v1/rollouts"), api("/api/v1/maintenance")]);
+  document.getElementById("rollouts").replaceChildren(...rollouts.rollouts.slice(0, 3).map(r => el("article", { class: "incident", "data-rollout": String(r.id) },
+    el("h3", {}, "Rolling update #" + r.id + " · " + r.status),
+    el("p", { class: "meta" }, r.binary + " · batch " + r.batch_size + " · by " + r.created_by),
+    el("ol", { class: "steps" }, ...r.steps.map(s => el("li", { class: s.ok ? "" : "failed" },
+      new Date(s.ts_ms).toISOString().slice(11, 19) + " " + s.node + " " + s.step + ": " + s.message))))));
+  const rows = windows.windows.map(w => el("tr", {},
+    el("td", {}, w.title), el("td", {}, w.scope),
+    el("td", {}, w.active_since_ms ? "in progress" : (w.next_start_ms ? "next " + new Date(w.next_start_ms).toISOString() : "over")),
+    el("td", {}, Math.round(w.duration_s / 60) + " min")));
+  document.querySelector("#windows tbody").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", {}, "No windows."))]));
+}
+
+document.getElementById("rollout-form").addEventListener("submit", async event => {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const message = document.getElementById("rollout-message");
+  try {
+    const started = await api("/api/v1/rollouts", {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ binary: form.get("binary"), batch_size: Number(form.get("batch")) }),
+    });
+    message.textContent = "Rolling update #" + started.id + " started.";
+  } catch (e) {
+    message.textContent = "Could not start: " + e.message;
+  }
+  pollMaintenance();
+});
+
 function every(ms, f) {
   const run = () => f().catch(e => console.warn(e)).finally(() => setTimeout(run, ms));
   run();
@@ -152,3 +182,4 @@ function every(ms, f) {
 every(1000, pollSeries);
 every(2000, pollNodes);
 every(2000, pollLists);
+every(2000, pollMaintenance);

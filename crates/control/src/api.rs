@@ -46,6 +46,10 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/api/v1/nodes", get(nodes))
         .route("/api/v1/nodes/{name}", put(set_node))
         .route("/api/v1/audit", get(audit_log))
+        .route("/api/v1/maintenance", get(windows).post(add_window))
+        .route("/api/v1/maintenance/{id}", delete(cancel_window))
+        .route("/api/v1/rollouts", get(rollouts).post(start_rollout))
+        .route("/api/v1/rollouts/{id}", get(rollout))
         .merge(crate::pages::router())
         .fallback(|| async {
             refuse(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
@@ -158,6 +162,8 @@ async fn readyz(State(control): State<Arc<Control>>) -> Result<Response, Refusal
 
 /// Days of uptime bars on the status page.
 pub const UPTIME_DAYS: i64 = 90;
+/// Scheduled maintenance shows on the status page this long ahead.
+const UPCOMING_MS: i64 = 7 * 86_400_000;
 
 /// The players' view: each component's state and 90-day uptime, and the active incidents.
 pub fn public_status(control: &Control) -> Result<Value, crate::state::StateError> {
@@ -187,7 +193,36 @@ pub fn public_status(control: &Control) -> Result<Value, crate::state::StateErro
             })
         })
         .collect();
-    Ok(json!({"components": components, "incidents": incidents, "generated_ms": now_ms()}))
+    let now = now_ms();
+    let mut maintenance = Vec::new();
+    for window in control.state.windows()? {
+        let active_since = window.active_at(now);
+        let next = window.next_start(now).filter(|n| *n - now < UPCOMING_MS);
+        let Some(start) = active_since.or(next) else {
+            continue;
+        };
+        let in_progress = active_since.is_some();
+        if in_progress {
+            for component in components.iter_mut() {
+                if window
+                    .scope
+                    .components()
+                    .contains(&component["id"].as_str().unwrap_or(""))
+                {
+                    component["status"] = json!("under_maintenance");
+                    component["status_label"] = json!("Under maintenance");
+                }
+            }
+        }
+        maintenance.push(json!({
+            "title": window.title, "scope": window.scope.text(), "starts_ms": start,
+            "ends_ms": start + window.duration_s * 1000, "in_progress": in_progress,
+        }));
+    }
+    Ok(
+        json!({"components": components, "incidents": incidents, "maintenance": maintenance,
+              "generated_ms": now}),
+    )
 }
 
 async fn status(State(control): State<Arc<Control>>) -> Result<Response, Refusal> {
@@ -556,8 +591,8 @@ async fn expire_silence(
     result
 }
 
-fn gateway_refusal(e: crate::gateways::GatewayError) -> Refusal {
-    use crate::gateways::GatewayError;
+fn gateway_refusal(e: crate::ops_client::CallError) -> Refusal {
+    use crate::ops_client::CallError as GatewayError;
     match e {
         GatewayError::Refused { status: 404, .. } => {
             refuse(StatusCode::NOT_FOUND, "unknown_node", &e.to_string())
@@ -656,6 +691,228 @@ async fn audit_log(
     Ok(Json(json!({"entries": entries})).into_response())
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewWindow {
+    title: String,
+    /// `component:<name>` or `node:<name>`.
+    scope: String,
+    starts_ms: Option<i64>,
+    cron: Option<String>,
+    timezone: Option<String>,
+    duration_s: i64,
+    /// Lead times in seconds at which players are told; default a day and 15 minutes.
+    announce_s: Option<Vec<i64>>,
+}
+
+async fn windows(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    operator(&control, &headers)?;
+    let now = now_ms();
+    let list: Vec<Value> = control
+        .state
+        .windows()
+        .map_err(unavailable)?
+        .into_iter()
+        .map(|w| {
+            json!({"id": w.id, "title": w.title, "scope": w.scope.text(), "schedule": w.schedule,
+                   "duration_s": w.duration_s, "announce_s": w.announce_s, "created_by": w.created_by,
+                   "active_since_ms": w.active_at(now), "next_start_ms": w.next_start(now)})
+        })
+        .collect();
+    Ok(Json(json!({"windows": list})).into_response())
+}
+
+async fn add_window(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, Refusal> {
+    use crate::maintenance::{Schedule, Scope, Window};
+    let actor = operator(&control, &headers)?;
+    let detail: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let result = (|| {
+        let new: NewWindow = parse(&body)?;
+        let invalid = |e: crate::maintenance::WindowError| {
+            refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_window",
+                &e.to_string(),
+            )
+        };
+        let schedule = match (new.starts_ms, new.cron, new.timezone) {
+            (Some(starts_ms), None, None) => Schedule::Once { starts_ms },
+            (None, Some(cron), timezone) => Schedule::Recurring {
+                cron,
+                timezone: timezone.unwrap_or_else(|| "UTC".into()),
+            },
+            _ => return Err(invalid(crate::maintenance::WindowError::Schedule)),
+        };
+        if new.title.trim().is_empty() {
+            return Err(refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "title must not be empty",
+            ));
+        }
+        let window = Window {
+            id: 0,
+            title: new.title,
+            scope: Scope::parse(&new.scope).map_err(invalid)?,
+            schedule,
+            duration_s: new.duration_s,
+            announce_s: new.announce_s.unwrap_or_else(|| vec![86_400, 900]),
+            created_by: actor.clone(),
+        };
+        window.validate().map_err(invalid)?;
+        let id = control
+            .state
+            .add_window(&window, now_ms())
+            .map_err(unavailable)?;
+        Ok((
+            StatusCode::CREATED,
+            Json(json!({"id": id, "next_start_ms": window.next_start(now_ms())})),
+        )
+            .into_response())
+    })();
+    audit(
+        &control,
+        &actor,
+        "maintenance.schedule",
+        "maintenance",
+        &detail,
+        &result,
+    );
+    result
+}
+
+async fn cancel_window(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Response, Refusal> {
+    let actor = operator(&control, &headers)?;
+    let result = match control.state.cancel_window(id, now_ms()) {
+        Ok(true) => Ok(Json(json!({"id": id, "cancelled": true})).into_response()),
+        Ok(false) => Err(refuse(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no window {id}"),
+        )),
+        Err(e) => Err(unavailable(e)),
+    };
+    audit(
+        &control,
+        &actor,
+        "maintenance.cancel",
+        &format!("maintenance/{id}"),
+        &Value::Null,
+        &result,
+    );
+    result
+}
+
+async fn rollouts(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    operator(&control, &headers)?;
+    let list = control.state.rollouts(20).map_err(unavailable)?;
+    Ok(Json(json!({"rollouts": list})).into_response())
+}
+
+async fn rollout(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Response, Refusal> {
+    operator(&control, &headers)?;
+    let found = control
+        .state
+        .rollouts(1_000)
+        .map_err(unavailable)?
+        .into_iter()
+        .find(|r| r.id == id)
+        .ok_or_else(|| {
+            refuse(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("no rollout {id}"),
+            )
+        })?;
+    Ok(Json(json!(found)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRollout {
+    /// The new build's path (on the nodes' machine).
+    binary: String,
+    batch_size: Option<usize>,
+    drain_deadline_s: Option<u64>,
+}
+
+async fn start_rollout(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, Refusal> {
+    let actor = operator(&control, &headers)?;
+    let detail: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let result = (|| {
+        let new: NewRollout = parse(&body)?;
+        let batch_size = new.batch_size.unwrap_or(1);
+        let drain_deadline_s = new.drain_deadline_s.unwrap_or(30);
+        if batch_size == 0 || !(1..=3_600).contains(&drain_deadline_s) {
+            return Err(refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "batch_size is at least 1 and drain_deadline_s between 1 and 3600",
+            ));
+        }
+        if control.config.update.supervisor.is_some()
+            && !std::path::Path::new(&new.binary).is_file()
+        {
+            return Err(refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_binary",
+                &format!("{} is not a file", new.binary),
+            ));
+        }
+        let running = control.state.rollouts(1).map_err(unavailable)?;
+        if running.first().is_some_and(|r| r.status == "running") {
+            return Err(refuse(
+                StatusCode::CONFLICT,
+                "rollout_running",
+                "a rolling update is already running",
+            ));
+        }
+        let id = control
+            .state
+            .start_rollout(&new.binary, batch_size as i64, &actor, now_ms())
+            .map_err(unavailable)?;
+        let plan = crate::rollout::RolloutPlan {
+            binary: new.binary,
+            batch_size,
+            drain_deadline: std::time::Duration::from_secs(drain_deadline_s),
+            actor: actor.clone(),
+        };
+        tokio::spawn(crate::rollout::run(control.clone(), id, plan));
+        Ok((StatusCode::ACCEPTED, Json(json!({"id": id}))).into_response())
+    })();
+    audit(
+        &control,
+        &actor,
+        "maintenance.run",
+        "rollout",
+        &detail,
+        &result,
+    );
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -673,6 +930,7 @@ mod tests {
                 ops_token: TOKEN.into(),
                 rules: crate::engine::default_rules(),
                 slos: crate::slo::default_slos(0.999),
+                update: Default::default(),
             },
             crate::state::State::open(&dir.join("control.db")).unwrap(),
         )

@@ -61,6 +61,10 @@ pub struct SloStatus {
     pub budget_remaining: f64,
 }
 
+/// Fewer requests than this in a long window say too little to page on: one error among
+/// ten is a 100x burn of a 99.9% objective, and a quiet casino at 4 a.m. is not an outage.
+pub const MIN_EVENTS: u64 = 100;
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Slo {
     pub name: String,
@@ -78,7 +82,8 @@ impl Slo {
 
     fn any_met(&self, events: &EventWindow, now_s: u64, conditions: &[BurnCondition]) -> bool {
         conditions.iter().any(|c| {
-            self.burn(events, now_s, c.long_s) >= c.factor
+            events.sum(now_s, c.long_s).1 >= MIN_EVENTS
+                && self.burn(events, now_s, c.long_s) >= c.factor
                 && self.burn(events, now_s, c.short_s) >= c.factor
         })
     }
@@ -120,6 +125,19 @@ impl Slo {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_error_among_a_few_requests_does_not_page() {
+        let slo = Slo {
+            name: "quiet".into(),
+            objective: 0.999,
+        };
+        let mut events = EventWindow::default();
+        events.add(10, 9, 10);
+        assert_eq!(slo.evaluate(&events, 10).urgency, Urgency::Ok);
+        events.add(20, 90, 100);
+        assert_eq!(slo.evaluate(&events, 20).urgency, Urgency::Page);
+    }
 
     const RATE: u64 = 100; // requests per second
 

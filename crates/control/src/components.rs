@@ -75,9 +75,13 @@ pub struct UptimeAccumulator {
 }
 
 impl UptimeAccumulator {
-    /// Counts one second of every component at `now_s`.
-    pub fn observe(&mut self, now_s: i64, active: &[Incident]) {
+    /// Counts one second of every component at `now_s`, except those in a maintenance
+    /// window (left out of the figures).
+    pub fn observe(&mut self, now_s: i64, active: &[Incident], in_maintenance: &[&str]) {
         for (id, _) in COMPONENTS {
+            if in_maintenance.contains(&id) {
+                continue;
+            }
             let up = level(active, id).is_up();
             let entry = self.pending.entry(id).or_insert(Uptime {
                 start_s: now_s,
@@ -138,9 +142,10 @@ mod tests {
     fn uptime_batches_never_straddle_a_minute() {
         let mut acc = UptimeAccumulator::default();
         let outage = [incident("lobby", "major")];
-        acc.observe(55, &[]);
+        acc.observe(55, &[], &[]);
         assert!(acc.due(56).is_none());
-        acc.observe(59, &outage);
+        acc.observe(57, &outage, &["lobby"]);
+        acc.observe(59, &outage, &[]);
         let batch = acc.due(60).expect("a minute boundary flushes");
         let lobby = batch.iter().find(|(c, _)| c == "lobby").unwrap().1;
         assert_eq!((lobby.start_s, lobby.up_s, lobby.total_s), (55, 1, 2));

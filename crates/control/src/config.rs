@@ -10,6 +10,7 @@ use crate::checks::HttpCheck;
 use crate::components::is_incident_component;
 use crate::engine::{Kind, RuleDef, Target, default_rules};
 use crate::notify::{Format, Webhook};
+use crate::rollout::UpdateConfig;
 use crate::slo::{SloDef, default_slos};
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +89,9 @@ pub struct Deployment {
     /// Replaces the built-in SLOs when given.
     #[serde(default)]
     pub slo: Vec<SloDef>,
+    /// How rolling updates replace a node's build.
+    #[serde(default)]
+    pub update: UpdateConfig,
 }
 
 impl Deployment {

@@ -15,16 +15,20 @@ pub mod config;
 pub mod dates;
 pub mod engine;
 pub mod gateways;
+pub mod maintenance;
 pub mod notify;
+pub mod ops_client;
 pub mod pages;
 pub mod postmortem;
 pub mod promtext;
+pub mod rollout;
 pub mod series;
 pub mod slo;
 pub mod state;
 pub mod threshold;
 pub mod window;
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -57,6 +61,8 @@ pub struct ControlConfig {
     pub ops_token: String,
     pub rules: Vec<RuleDef>,
     pub slos: Vec<SloDef>,
+    /// How rolling updates replace a node's build.
+    pub update: rollout::UpdateConfig,
 }
 
 pub struct Control {
@@ -68,6 +74,8 @@ pub struct Control {
     pub series: Mutex<Vec<TargetSeries>>,
     pub slos: Mutex<Vec<SloTracker>>,
     uptime: Mutex<UptimeAccumulator>,
+    /// Games a maintenance window has closed.
+    games_in_maintenance: Mutex<HashSet<String>>,
     pub client: HttpClient,
 }
 
@@ -108,6 +116,7 @@ impl Control {
             series: Mutex::new(series),
             slos: Mutex::new(slos),
             uptime: Mutex::new(UptimeAccumulator::default()),
+            games_in_maintenance: Mutex::new(HashSet::new()),
             client,
         })
     }
@@ -185,15 +194,86 @@ impl Control {
             .lock()
             .expect("engine lock")
             .evaluate(now_s, &points);
-        events.extend(self.evaluate_slos(now_s, &scrapes));
-        self.act(events, now).await;
-        self.roll_up_uptime(now);
+        let windows = self.upkeep_windows(now).await;
+        let excluded: Vec<&str> = windows.iter().flat_map(|w| w.scope.components()).collect();
+        events.extend(self.evaluate_slos(now_s, &scrapes, &excluded));
+        self.act(events, &windows, now).await;
+        self.roll_up_uptime(now, &excluded);
     }
 
+    /// The maintenance windows active now; on the way, players are told of those coming
+    /// (at each lead time) and games whose window opens or closes are put in or out of
+    /// maintenance on every node.
+    async fn upkeep_windows(self: &Arc<Control>, now: i64) -> Vec<maintenance::Window> {
+        let windows = self.state.windows().unwrap_or_default();
+        for window in &windows {
+            for (start, lead) in window.announcements_due(now) {
+                if matches!(
+                    self.state.mark_announced(window.id, start, lead, now),
+                    Ok(true)
+                ) {
+                    let message = format!(
+                        "Scheduled maintenance: {} ({}) starts {} for {} minutes.",
+                        window.title,
+                        window.scope.text(),
+                        maintenance::utc_text(start),
+                        window.duration_s / 60
+                    );
+                    let control = self.clone();
+                    tokio::spawn(async move { control.push_to_players(&message, "info").await });
+                }
+            }
+        }
+        let active: Vec<maintenance::Window> = windows
+            .into_iter()
+            .filter(|w| w.active_at(now).is_some())
+            .collect();
+        let games: HashSet<String> = active
+            .iter()
+            .flat_map(|w| w.scope.components())
+            .filter(|c| components::GAMES.contains(c))
+            .map(str::to_owned)
+            .collect();
+        let (opened, closed) = {
+            let mut held = self.games_in_maintenance.lock().expect("games lock");
+            let closed: Vec<String> = games.difference(&held).cloned().collect();
+            let opened: Vec<String> = held.difference(&games).cloned().collect();
+            *held = games;
+            (opened, closed)
+        };
+        for (game, status) in closed
+            .iter()
+            .map(|g| (g, "maintenance"))
+            .chain(opened.iter().map(|g| (g, "open")))
+        {
+            self.set_game_status(game, status).await;
+        }
+        active
+    }
+
+    /// Opens or closes a game on every node (each tells its players).
+    async fn set_game_status(&self, game: &str, status: &str) {
+        for node in self.config.targets.iter().filter(|t| t.kind == Kind::Node) {
+            let url = format!("{}/ops/games/{game}", node.base);
+            let call = ops_client::request(
+                self,
+                hyper::Method::PUT,
+                url,
+                Some(json!({"status": status})),
+            );
+            if let Err(e) = ops_client::call(self, &node.name, call).await {
+                tracing::warn!(node = %node.name, game, status, error = %e, "cannot set the game's status");
+            }
+        }
+    }
+
+    /// Feeds and evaluates every SLO; one whose component is in maintenance skips the
+    /// interval (the window is left out of the figures).
     fn evaluate_slos(
         &self,
         now_s: u64,
         scrapes: &[Option<Vec<promtext::Sample>>],
+        in_maintenance: &[&str],
     ) -> Vec<AlertEvent> {
         let mut events = Vec::new();
         let mut slos = self.slos.lock().expect("slo lock");
@@ -211,7 +291,9 @@ impl Control {
                 .filter(|(t, _)| t.kind == wanted)
                 .map(|(_, s)| s)
                 .collect();
-            if feeding.iter().any(|s| s.is_none()) {
+            if feeding.iter().any(|s| s.is_none())
+                || in_maintenance.contains(&tracker.def.component.as_str())
+            {
                 // A missing process's counters would look like a drop: skip the interval.
                 tracker.gap();
             } else {
@@ -226,21 +308,33 @@ impl Control {
 
     /// Records every transition; notifies and tells players about those not silenced,
     /// grouped by component; resolved messages always go out.
-    async fn act(self: &Arc<Control>, events: Vec<AlertEvent>, now: i64) {
+    async fn act(
+        self: &Arc<Control>,
+        events: Vec<AlertEvent>,
+        windows: &[maintenance::Window],
+        now: i64,
+    ) {
         if events.is_empty() {
             return;
         }
         let silences = self.state.silences(now).unwrap_or_default();
         let mut groups: Vec<notify::Group> = Vec::new();
         for event in events {
+            let in_window = windows
+                .iter()
+                .any(|w| w.scope.covers_alert(&event.target, &event.component));
             let silenced = event.firing
-                && silences
-                    .iter()
-                    .any(|s| s.matches(&event.key, &event.component, now));
+                && (in_window
+                    || silences
+                        .iter()
+                        .any(|s| s.matches(&event.key, &event.component, now)));
             let incident = if silenced {
-                let _ = self
-                    .state
-                    .record_alert(&event.key, "silenced", now, event.value);
+                let why = if in_window {
+                    "held (maintenance)"
+                } else {
+                    "silenced"
+                };
+                let _ = self.state.record_alert(&event.key, why, now, event.value);
                 None
             } else {
                 self.record(&event, now)
@@ -284,14 +378,14 @@ impl Control {
         }
     }
 
-    fn roll_up_uptime(&self, now: i64) {
+    fn roll_up_uptime(&self, now: i64, in_maintenance: &[&str]) {
         let Ok(active) = self.state.incidents(true) else {
             return;
         };
         let now_s = now / 1000;
         let batch = {
             let mut uptime = self.uptime.lock().expect("uptime lock");
-            uptime.observe(now_s, &active);
+            uptime.observe(now_s, &active, in_maintenance);
             uptime.due(now_s + 1)
         };
         if let Some(batch) = batch

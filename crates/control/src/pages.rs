@@ -224,6 +224,31 @@ async fn status_page(State(control): State<Arc<Control>>) -> Response {
             bars = uptime_bars(c["days"].as_array().map_or(&[][..], |v| v), today_start),
         );
     }
+    body.push_str("</section><section id=\"maintenance\"><h2>Scheduled maintenance</h2>");
+    let windows = status["maintenance"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if windows.is_empty() {
+        body.push_str("<p class=\"quiet\">None planned in the next 7 days.</p>");
+    }
+    for window in &windows {
+        let start = window["starts_ms"].as_i64().unwrap_or(0);
+        let end = window["ends_ms"].as_i64().unwrap_or(0);
+        let _ = write!(
+            body,
+            "<article class=\"window\"><h3>{}</h3><p class=\"meta\">{} · {} to {}{}</p></article>",
+            escape(window["title"].as_str().unwrap_or("")),
+            escape(window["scope"].as_str().unwrap_or("")),
+            utc(start),
+            utc(end),
+            if window["in_progress"] == true {
+                " · in progress"
+            } else {
+                ""
+            },
+        );
+    }
     body.push_str("</section><section id=\"incidents\"><h2>Active incidents</h2>");
     let incidents = status["incidents"].as_array().cloned().unwrap_or_default();
     if incidents.is_empty() {
@@ -404,7 +429,11 @@ async fn dashboard(State(control): State<Arc<Control>>, headers: HeaderMap) -> R
          <section class=\"columns\"><div><h2>Alerts</h2><table id=\"alerts\"><tbody></tbody></table></div>\
          <div><h2>SLO budgets</h2><table id=\"slos\"><thead><tr><th>SLO</th><th>Objective</th><th>Budget left</th>\
          <th>Burn</th></tr></thead><tbody></tbody></table></div></section>\
-         <section><h2>Incidents</h2><div id=\"incidents\"></div></section></main>\
+         <section><h2>Incidents</h2><div id=\"incidents\"></div></section>\
+         <section><h2>Maintenance</h2><form id=\"rollout-form\" class=\"inline-form\"><label>New build (path) \
+         <input name=\"binary\" required></label><label>Batch <input name=\"batch\" type=\"number\" value=\"1\" min=\"1\"></label>\
+         <button type=\"submit\">Start rolling update</button></form><p id=\"rollout-message\" class=\"quiet\"></p>\
+         <div id=\"rollouts\"></div><h3>Windows</h3><table id=\"windows\"><tbody></tbody></table></section></main>\
          <script src=\"/assets/uplot.js\"></script><script src=\"/assets/dashboard.js\"></script>"
     );
     page(

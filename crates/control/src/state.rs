@@ -1,6 +1,7 @@
 //! The control plane's own state in SQLite: incidents with their timelines and the alerts
-//! grouped into them, the alert history, silences, the operators' audit log and the uptime
-//! rollups (1 min, 1 h, 1 d, kept a year). Small and rare writes: one connection behind a
+//! grouped into them, the alert history, silences, the operators' audit log, maintenance
+//! windows and their announcements, rolling updates with their steps, and the uptime rollups
+//! (1 min, 1 h, 1 d, kept a year). Small and rare writes: one connection behind a
 //! mutex.
 
 use std::path::Path;
@@ -8,6 +9,8 @@ use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
+
+use crate::maintenance::{Schedule, Scope, Window};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -65,6 +68,24 @@ CREATE TABLE IF NOT EXISTS audit_log (
     id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
     subject TEXT NOT NULL, detail TEXT NOT NULL, outcome TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS maintenance_windows (
+    id INTEGER PRIMARY KEY, title TEXT NOT NULL, scope TEXT NOT NULL, starts_ms INTEGER,
+    cron TEXT, timezone TEXT, duration_s INTEGER NOT NULL, announce_s TEXT NOT NULL,
+    created_by TEXT NOT NULL, created_ms INTEGER NOT NULL, cancelled_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS maintenance_announcements (
+    window_id INTEGER NOT NULL, occurrence_ms INTEGER NOT NULL, lead_s INTEGER NOT NULL,
+    sent_ms INTEGER NOT NULL, PRIMARY KEY (window_id, occurrence_ms, lead_s)
+);
+CREATE TABLE IF NOT EXISTS rollouts (
+    id INTEGER PRIMARY KEY, binary TEXT NOT NULL, batch_size INTEGER NOT NULL,
+    created_by TEXT NOT NULL, started_ms INTEGER NOT NULL, finished_ms INTEGER,
+    status TEXT NOT NULL, incident_id INTEGER
+);
+CREATE TABLE IF NOT EXISTS rollout_steps (
+    id INTEGER PRIMARY KEY, rollout_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL,
+    node TEXT NOT NULL, step TEXT NOT NULL, ok INTEGER NOT NULL, message TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rollups (
     component TEXT NOT NULL, resolution_s INTEGER NOT NULL, start_s INTEGER NOT NULL,
     up_s INTEGER NOT NULL, total_s INTEGER NOT NULL,
@@ -101,6 +122,29 @@ impl Silence {
             None => key == self.matcher,
         }
     }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RolloutStep {
+    pub ts_ms: i64,
+    pub node: String,
+    pub step: String,
+    pub ok: bool,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Rollout {
+    pub id: i64,
+    pub binary: String,
+    pub batch_size: i64,
+    pub created_by: String,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    /// running, succeeded, rolled_back or failed.
+    pub status: String,
+    pub incident_id: Option<i64>,
+    pub steps: Vec<RolloutStep>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -304,6 +348,187 @@ impl State {
                 })
             })?
             .collect::<Result<_, _>>()?)
+    }
+
+    pub fn add_window(&self, window: &Window, now_ms: i64) -> Result<i64, StateError> {
+        let (starts_ms, cron, timezone) = match &window.schedule {
+            Schedule::Once { starts_ms } => (Some(*starts_ms), None, None),
+            Schedule::Recurring { cron, timezone } => (None, Some(cron), Some(timezone)),
+        };
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO maintenance_windows
+             (title, scope, starts_ms, cron, timezone, duration_s, announce_s, created_by, created_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                window.title,
+                window.scope.text(),
+                starts_ms,
+                cron,
+                timezone,
+                window.duration_s,
+                serde_json::to_string(&window.announce_s).unwrap_or_default(),
+                window.created_by,
+                now_ms
+            ],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Cancels a window; false when there is no such window (or it was cancelled already).
+    pub fn cancel_window(&self, id: i64, now_ms: i64) -> Result<bool, StateError> {
+        Ok(self.conn().execute(
+            "UPDATE maintenance_windows SET cancelled_ms = ?2 WHERE id = ?1 AND cancelled_ms IS NULL",
+            params![id, now_ms],
+        )? == 1)
+    }
+
+    /// Windows not cancelled.
+    pub fn windows(&self) -> Result<Vec<Window>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, title, scope, starts_ms, cron, timezone, duration_s, announce_s, created_by
+             FROM maintenance_windows WHERE cancelled_ms IS NULL ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, String>(8)?,
+            ))
+        })?;
+        let mut windows = Vec::new();
+        for row in rows {
+            let (id, title, scope, starts_ms, cron, timezone, duration_s, announce, created_by) =
+                row?;
+            let schedule = match (starts_ms, cron, timezone) {
+                (Some(starts_ms), _, _) => Schedule::Once { starts_ms },
+                (None, Some(cron), Some(timezone)) => Schedule::Recurring { cron, timezone },
+                _ => continue,
+            };
+            let Ok(scope) = Scope::parse(&scope) else {
+                continue;
+            };
+            windows.push(Window {
+                id,
+                title,
+                scope,
+                schedule,
+                duration_s,
+                announce_s: serde_json::from_str(&announce).unwrap_or_default(),
+                created_by,
+            });
+        }
+        Ok(windows)
+    }
+
+    /// Records an announcement; false when it was made already.
+    pub fn mark_announced(
+        &self,
+        window: i64,
+        occurrence_ms: i64,
+        lead_s: i64,
+        now_ms: i64,
+    ) -> Result<bool, StateError> {
+        Ok(self.conn().execute(
+            "INSERT OR IGNORE INTO maintenance_announcements (window_id, occurrence_ms, lead_s, sent_ms)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![window, occurrence_ms, lead_s, now_ms],
+        )? == 1)
+    }
+
+    pub fn start_rollout(
+        &self,
+        binary: &str,
+        batch_size: i64,
+        created_by: &str,
+        now_ms: i64,
+    ) -> Result<i64, StateError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO rollouts (binary, batch_size, created_by, started_ms, status)
+             VALUES (?1, ?2, ?3, ?4, 'running')",
+            params![binary, batch_size, created_by, now_ms],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    pub fn rollout_step(
+        &self,
+        rollout: i64,
+        node: &str,
+        step: &str,
+        ok: bool,
+        message: &str,
+        now_ms: i64,
+    ) -> Result<(), StateError> {
+        self.conn().execute(
+            "INSERT INTO rollout_steps (rollout_id, ts_ms, node, step, ok, message)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![rollout, now_ms, node, step, ok, message],
+        )?;
+        Ok(())
+    }
+
+    pub fn finish_rollout(
+        &self,
+        rollout: i64,
+        status: &str,
+        incident: Option<i64>,
+        now_ms: i64,
+    ) -> Result<(), StateError> {
+        self.conn().execute(
+            "UPDATE rollouts SET status = ?2, incident_id = ?3, finished_ms = ?4 WHERE id = ?1",
+            params![rollout, status, incident, now_ms],
+        )?;
+        Ok(())
+    }
+
+    /// Rollouts, newest first, with their steps.
+    pub fn rollouts(&self, limit: i64) -> Result<Vec<Rollout>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, binary, batch_size, created_by, started_ms, finished_ms, status, incident_id
+             FROM rollouts ORDER BY id DESC LIMIT ?1",
+        )?;
+        let mut rollouts: Vec<Rollout> = stmt
+            .query_map([limit], |r| {
+                Ok(Rollout {
+                    id: r.get(0)?,
+                    binary: r.get(1)?,
+                    batch_size: r.get(2)?,
+                    created_by: r.get(3)?,
+                    started_ms: r.get(4)?,
+                    finished_ms: r.get(5)?,
+                    status: r.get(6)?,
+                    incident_id: r.get(7)?,
+                    steps: Vec::new(),
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut steps = conn.prepare(
+            "SELECT ts_ms, node, step, ok, message FROM rollout_steps WHERE rollout_id = ?1 ORDER BY id",
+        )?;
+        for rollout in &mut rollouts {
+            rollout.steps = steps
+                .query_map([rollout.id], |r| {
+                    Ok(RolloutStep {
+                        ts_ms: r.get(0)?,
+                        node: r.get(1)?,
+                        step: r.get(2)?,
+                        ok: r.get(3)?,
+                        message: r.get(4)?,
+                    })
+                })?
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(rollouts)
     }
 
     /// Adds observed seconds to every resolution's bucket of each component, and drops

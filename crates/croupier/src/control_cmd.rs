@@ -35,6 +35,9 @@ pub struct ControlArgs {
     /// real test bet every five seconds.
     #[arg(long)]
     check_url: Option<String>,
+    /// `croupier up`'s supervisor API, through which rolling updates replace a node's build.
+    #[arg(long)]
+    supervisor: Option<String>,
     /// A webhook receiving alerts as generic JSON; repeat for each.
     #[arg(long = "webhook")]
     webhooks: Vec<String>,
@@ -106,6 +109,10 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
             })),
     );
     let check_url = args.check_url.or_else(|| deployment.check_url.clone());
+    let mut update = deployment.update.clone();
+    if args.supervisor.is_some() {
+        update.supervisor = args.supervisor;
+    }
     let state_path = data.join("control.db");
     let state =
         State::open(&state_path).with_context(|| format!("opening {}", state_path.display()))?;
@@ -119,6 +126,7 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
                 ops_token,
                 rules: deployment.rules(),
                 slos: deployment.slos(),
+                update,
             },
             state,
         );

@@ -2,33 +2,15 @@
 //! incidents (open, update, postmortem), silences, nodes (drain, undrain) and the audit log.
 //! Prints the API's JSON answers; a refusal becomes an error carrying the API's message.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
-use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::node_cmd::ops_token_file;
+use crate::control_client::Connection;
 
 #[derive(Args)]
 pub struct CtlArgs {
-    /// The control plane's address.
-    #[arg(
-        long,
-        env = "CROUPIER_CONTROL_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    url: String,
-    /// The ops token (default: read from <data>/ops-token).
-    #[arg(long, env = "CROUPIER_OPS_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// The data folder holding ops-token, when --token is not given.
-    #[arg(long, default_value = "data")]
-    data: PathBuf,
-    /// Who you are, for the audit log.
-    #[arg(long = "as", env = "USER", default_value = "operator")]
-    actor: String,
+    #[command(flatten)]
+    connection: Connection,
     #[command(subcommand)]
     command: CtlCommand,
 }
@@ -99,7 +81,7 @@ enum CtlCommand {
 }
 
 /// `90s`, `30m`, `2h`, `1d` (or bare seconds) as seconds.
-fn parse_duration(text: &str) -> Result<u64, String> {
+pub fn parse_duration(text: &str) -> Result<u64, String> {
     let (digits, unit) = text.split_at(
         text.find(|c: char| !c.is_ascii_digit())
             .unwrap_or(text.len()),
@@ -117,78 +99,8 @@ fn parse_duration(text: &str) -> Result<u64, String> {
     Ok(n * scale)
 }
 
-struct Client {
-    agent: ureq::Agent,
-    base: String,
-    token: String,
-    actor: String,
-}
-
-impl Client {
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<String> {
-        let url = format!("{}{path}", self.base.trim_end_matches('/'));
-        let request = ureq::http::Request::builder()
-            .method(method)
-            .uri(&url)
-            .header("authorization", format!("Bearer {}", self.token))
-            .header("x-croupier-operator", &self.actor)
-            .header("content-type", "application/json");
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut response = self
-            .agent
-            .run(request.body(body)?)
-            .with_context(|| format!("calling {url}"))?;
-        let status = response.status();
-        let text = response.body_mut().read_to_string()?;
-        if !status.is_success() {
-            let message = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| {
-                    Some(format!(
-                        "{}: {}",
-                        v["error"].as_str()?,
-                        v["message"].as_str()?
-                    ))
-                })
-                .unwrap_or(text);
-            bail!("{method} {path} refused ({status}): {message}");
-        }
-        Ok(text)
-    }
-
-    fn print(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<()> {
-        let text = self.call(method, path, body)?;
-        match serde_json::from_str::<Value>(&text) {
-            Ok(json) => println!("{}", serde_json::to_string_pretty(&json)?),
-            Err(_) => print!("{text}"),
-        }
-        Ok(())
-    }
-}
-
 pub fn run(args: CtlArgs) -> anyhow::Result<()> {
-    let token = match args.token {
-        Some(token) => token,
-        None => {
-            let path = args.data.join("ops-token");
-            anyhow::ensure!(
-                path.exists(),
-                "no --token and no {} (set CROUPIER_OPS_TOKEN or --data)",
-                path.display()
-            );
-            ops_token_file(&path)?
-        }
-    };
-    let client = Client {
-        agent: ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(15)))
-            .build()
-            .into(),
-        base: args.url,
-        token,
-        actor: args.actor,
-    };
+    let client = args.connection.client()?;
     match args.command {
         CtlCommand::Status => client.print("GET", "/api/v1/status", None),
         CtlCommand::Targets => client.print("GET", "/api/v1/targets", None),

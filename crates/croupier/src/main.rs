@@ -1,10 +1,13 @@
 //! The `croupier` binary: one subcommand per component (see DESIGN.md). Parses arguments,
 //! sets up logging and hands over to the library crates.
 
+mod control_client;
 mod control_cmd;
 mod ctl_cmd;
 mod gateway_cmd;
+mod maintenance_cmd;
 mod node_cmd;
+mod supervisor;
 mod tools_cmd;
 mod up_cmd;
 
@@ -29,6 +32,8 @@ enum Command {
     Control(control_cmd::ControlArgs),
     /// Talk to the control plane's API: status, alerts, incidents, silences, drain, audit.
     Ctl(ctl_cmd::CtlArgs),
+    /// Rolling updates and maintenance windows, through the control plane.
+    Maintenance(maintenance_cmd::MaintenanceArgs),
     /// Recompute a round's outcome from its revealed server seed.
     Verify(tools_cmd::VerifyArgs),
     /// Check every ledger invariant of a store and print the report.
@@ -48,6 +53,7 @@ fn main() -> anyhow::Result<()> {
         Command::Gateway(args) => gateway_cmd::run(args),
         Command::Control(args) => control_cmd::run(args),
         Command::Ctl(args) => ctl_cmd::run(args),
+        Command::Maintenance(args) => maintenance_cmd::run(args),
         Command::Verify(args) => tools_cmd::verify(args),
         Command::Integrity(args) => tools_cmd::integrity(args),
     }

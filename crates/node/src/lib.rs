@@ -2,6 +2,7 @@
 //! serve any player and continue any round. Serves the player API (JSON over HTTP and a
 //! WebSocket) and the ops API (health, readiness, metrics, drain, integrity).
 
+pub mod build;
 pub mod error;
 pub mod extract;
 pub mod metrics;

@@ -52,7 +52,7 @@ impl AppState {
             store,
             node_id,
             ops_token,
-            version: env!("CARGO_PKG_VERSION"),
+            version: crate::build::version(),
             draining: AtomicBool::new(false),
             drain_signal,
             sessions: Mutex::new(HashMap::new()),

@@ -133,6 +133,14 @@ pub fn post_raw(
     finish(request.send(body))
 }
 
+pub fn delete(url: &str, token: Option<&str>) -> Result<(u16, Value), String> {
+    let mut request = agent().delete(url);
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    finish(request.call())
+}
+
 pub fn post(
     url: &str,
     token: Option<&str>,

@@ -1,0 +1,357 @@
+//! Rolling updates across the nodes, a batch at a time: drain the node on every gateway, wait
+//! for its requests and rounds in flight to end (up to a deadline; rounds live in the store,
+//! so one still open is resumed on another node), stop it and start the new build (through
+//! `croupier up`'s supervisor, or the deployment's update command), wait until it is ready
+//! and reports the new version, run the smoke test (lobby, a real test bet with a test
+//! account, integrity), undrain. On any failure the rollout stops, the node goes back to the
+//! previous build and an incident is opened. Every step is written to the rollout's timeline
+//! and to the audit log.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::engine::{Kind, Target};
+use crate::ops_client::{CallError, call, call_within, request};
+use crate::{Control, now_ms};
+
+/// How the control plane replaces a node's build.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConfig {
+    /// `croupier up`'s supervisor API (set by `up`).
+    pub supervisor: Option<String>,
+    /// Otherwise a shell command run with `NODE` and `BINARY` in its environment, which stops
+    /// the node, installs the build and starts it (e.g. through systemd).
+    pub update_command: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RolloutPlan {
+    pub binary: String,
+    pub batch_size: usize,
+    pub drain_deadline: Duration,
+    pub actor: String,
+}
+
+const READY_DEADLINE: Duration = Duration::from_secs(30);
+/// A node's graceful stop plus its start.
+const RESTART_DEADLINE: Duration = Duration::from_secs(60);
+
+struct Run {
+    control: Arc<Control>,
+    id: i64,
+    actor: String,
+}
+
+impl Run {
+    fn step(&self, node: &str, step: &str, ok: bool, message: &str) {
+        let now = now_ms();
+        if let Err(e) = self
+            .control
+            .state
+            .rollout_step(self.id, node, step, ok, message, now)
+        {
+            tracing::error!(error = %e, "cannot record a rollout step");
+        }
+        let outcome = if ok { "ok" } else { "failed" };
+        let detail = json!({"rollout": self.id, "step": step, "message": message}).to_string();
+        let _ = self.control.state.audit(
+            &self.actor,
+            "maintenance.step",
+            &format!("node/{node}"),
+            &detail,
+            outcome,
+            now,
+        );
+        tracing::info!(rollout = self.id, node, step, ok, message, "rollout step");
+    }
+
+    async fn ops(
+        &self,
+        node: &Target,
+        method: hyper::Method,
+        path: &str,
+    ) -> Result<Value, CallError> {
+        let url = format!("{}{path}", node.base);
+        call(
+            &self.control,
+            &node.name,
+            request(&self.control, method, url, None),
+        )
+        .await
+    }
+
+    async fn wait_drained(&self, node: &Target, deadline: Duration) -> String {
+        let started = Instant::now();
+        loop {
+            let report = self.ops(node, hyper::Method::GET, "/ops/drain").await;
+            if let Ok(report) = &report
+                && report["in_flight_requests"].as_i64() == Some(0)
+                && report["open_rounds"].as_i64() == Some(0)
+            {
+                return format!(
+                    "nothing in flight after {} ms",
+                    started.elapsed().as_millis()
+                );
+            }
+            if started.elapsed() >= deadline {
+                let open = report
+                    .map(|r| r["open_rounds"].clone())
+                    .unwrap_or(Value::Null);
+                return format!(
+                    "deadline of {} s reached with {open} open rounds; they stay in the store and resume on another node",
+                    deadline.as_secs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Puts `binary` on `node`; the version it should then report, when known.
+    async fn install(&self, node: &Target, binary: &str) -> Result<Option<String>, String> {
+        let update = &self.control.config.update;
+        if let Some(supervisor) = &update.supervisor {
+            let url = format!("{supervisor}/supervisor/children/{}/restart", node.name);
+            let answer = call_within(
+                &self.control,
+                "supervisor",
+                request(
+                    &self.control,
+                    hyper::Method::POST,
+                    url,
+                    Some(json!({"binary": binary})),
+                ),
+                RESTART_DEADLINE,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            return Ok(answer["version"].as_str().map(str::to_owned));
+        }
+        let Some(command) = &update.update_command else {
+            return Err("no supervisor and no update_command: cannot replace a build".into());
+        };
+        let output = tokio::time::timeout(
+            RESTART_DEADLINE,
+            tokio::process::Command::new("sh")
+                .args(["-c", command])
+                .env("NODE", &node.name)
+                .env("BINARY", binary)
+                .output(),
+        )
+        .await
+        .map_err(|_| "the update command timed out".to_owned())?
+        .map_err(|e| format!("cannot run the update command: {e}"))?;
+        if output.status.success() {
+            Ok(None)
+        } else {
+            Err(format!(
+                "the update command failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ))
+        }
+    }
+
+    async fn wait_ready(&self, node: &Target) -> Result<String, String> {
+        let started = Instant::now();
+        loop {
+            if self.ops(node, hyper::Method::GET, "/readyz").await.is_ok() {
+                let health = self
+                    .ops(node, hyper::Method::GET, "/healthz")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                return Ok(health["version"].as_str().unwrap_or("").to_owned());
+            }
+            if started.elapsed() > READY_DEADLINE {
+                return Err(format!("not ready within {} s", READY_DEADLINE.as_secs()));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The lobby, a real test bet and the integrity check, on the node itself.
+    async fn smoke_test(&self, node: &Target) -> Result<String, String> {
+        let checks = crate::checks::Checks::new(&node.base);
+        checks
+            .lobby(&self.control.client)
+            .await
+            .ok_or("the lobby check failed")?;
+        checks
+            .bet(&self.control.client)
+            .await
+            .ok_or("the test bet failed")?;
+        let integrity = self
+            .ops(node, hyper::Method::GET, "/ops/integrity")
+            .await
+            .map_err(|e| format!("integrity: {e}"))?;
+        Ok(format!(
+            "lobby, test bet and integrity passed ({})",
+            integrity["ok"]
+        ))
+    }
+
+    /// Updates one node; on failure, says what failed (the node is then rolled back).
+    async fn update_node(&self, node: &Target, binary: &str) -> Result<(), String> {
+        let expected = self.install(node, binary).await?;
+        self.step(&node.name, "update", true, &format!("started {binary}"));
+        let version = self.wait_ready(node).await?;
+        self.step(
+            &node.name,
+            "ready",
+            true,
+            &format!("ready, version {version}"),
+        );
+        match expected {
+            Some(expected) if expected != version => {
+                return Err(format!("reports version {version}, expected {expected}"));
+            }
+            Some(_) => self.step(&node.name, "version", true, &format!("runs {version}")),
+            None => self.step(
+                &node.name,
+                "version",
+                true,
+                &format!("reports {version}; the build is a script, so not compared"),
+            ),
+        }
+        let smoke = self.smoke_test(node).await?;
+        self.step(&node.name, "smoke_test", true, &smoke);
+        Ok(())
+    }
+
+    async fn set_state(&self, node: &Target, state: &str) -> Result<(), String> {
+        crate::gateways::set_node_state(&self.control, &node.name, state)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The build a node runs now, from the supervisor (to roll back to).
+    async fn current_binary(&self, node: &Target) -> Option<String> {
+        let supervisor = self.control.config.update.supervisor.as_ref()?;
+        let url = format!("{supervisor}/supervisor/children");
+        let answer = call(
+            &self.control,
+            "supervisor",
+            request(&self.control, hyper::Method::GET, url, None),
+        )
+        .await
+        .ok()?;
+        answer["children"]
+            .as_array()?
+            .iter()
+            .find(|c| c["name"] == node.name.as_str())?["binary"]
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    async fn roll_back(&self, node: &Target, previous: Option<String>, why: &str) -> Option<i64> {
+        self.step(&node.name, "failed", false, why);
+        let restored = match &previous {
+            Some(previous) => match self.install(node, previous).await {
+                Ok(_) => self
+                    .wait_ready(node)
+                    .await
+                    .map(|v| format!("back on {previous}, version {v}")),
+                Err(e) => Err(e),
+            },
+            None => Err("the previous build is unknown: left drained".into()),
+        };
+        match &restored {
+            Ok(message) => {
+                self.step(&node.name, "rollback", true, message);
+                if let Err(e) = self.set_state(node, "active").await {
+                    self.step(&node.name, "undrain", false, &e);
+                } else {
+                    self.step(
+                        &node.name,
+                        "undrain",
+                        true,
+                        "back in service on the previous build",
+                    );
+                }
+            }
+            Err(e) => self.step(&node.name, "rollback", false, e),
+        }
+        let message = format!(
+            "The rolling update stopped on {}: {why}. {}",
+            node.name,
+            match &restored {
+                Ok(m) => format!("The node is {m}."),
+                Err(e) => format!("Rollback failed: {e}; the node stays out of service."),
+            }
+        );
+        self.control
+            .state
+            .open_incident(
+                &format!("Rolling update failed on {}", node.name),
+                "games",
+                "major",
+                None,
+                &message,
+                now_ms(),
+            )
+            .ok()
+    }
+}
+
+/// Runs a rollout to the end (a task of its own); its progress is in the state.
+pub async fn run(control: Arc<Control>, id: i64, plan: RolloutPlan) {
+    let run = Run {
+        control: control.clone(),
+        id,
+        actor: plan.actor.clone(),
+    };
+    let nodes: Vec<Target> = control
+        .config
+        .targets
+        .iter()
+        .filter(|t| t.kind == Kind::Node)
+        .cloned()
+        .collect();
+    for batch in nodes.chunks(plan.batch_size.max(1)) {
+        for node in batch {
+            match run.set_state(node, "draining").await {
+                Ok(()) => run.step(&node.name, "drain", true, "draining on every gateway"),
+                Err(e) => {
+                    run.step(&node.name, "drain", false, &e);
+                    let _ = control.state.finish_rollout(id, "failed", None, now_ms());
+                    return;
+                }
+            }
+        }
+        for node in batch {
+            let waited = run.wait_drained(node, plan.drain_deadline).await;
+            run.step(&node.name, "wait", true, &waited);
+        }
+        for node in batch {
+            let previous = run.current_binary(node).await;
+            if let Err(why) = run.update_node(node, &plan.binary).await {
+                let incident = run.roll_back(node, previous, &why).await;
+                // The rest of the batch goes back in service on the build it has.
+                for other in batch.iter().filter(|o| o.name != node.name) {
+                    let _ = run.set_state(other, "active").await;
+                }
+                let _ = control
+                    .state
+                    .finish_rollout(id, "rolled_back", incident, now_ms());
+                return;
+            }
+        }
+        for node in batch {
+            match run.set_state(node, "active").await {
+                Ok(()) => run.step(&node.name, "undrain", true, "back in service"),
+                Err(e) => {
+                    run.step(&node.name, "undrain", false, &e);
+                    let _ = control.state.finish_rollout(id, "failed", None, now_ms());
+                    return;
+                }
+            }
+        }
+    }
+    let _ = control
+        .state
+        .finish_rollout(id, "succeeded", None, now_ms());
+}

@@ -1,0 +1,108 @@
+//! The control plane's API from the command line (`croupier ctl`, `croupier maintenance`):
+//! where it is, the ops token, who is calling (for the audit log), and calls that turn a
+//! refusal into an error carrying the API's message.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde_json::Value;
+
+use crate::node_cmd::ops_token_file;
+
+#[derive(Args)]
+pub struct Connection {
+    /// The control plane's address.
+    #[arg(
+        long,
+        env = "CROUPIER_CONTROL_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    url: String,
+    /// The ops token (default: read from <data>/ops-token).
+    #[arg(long, env = "CROUPIER_OPS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The data folder holding ops-token, when --token is not given.
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
+    /// Who you are, for the audit log.
+    #[arg(long = "as", env = "USER", default_value = "operator")]
+    actor: String,
+}
+
+impl Connection {
+    pub fn client(self) -> anyhow::Result<Client> {
+        let token = match self.token {
+            Some(token) => token,
+            None => {
+                let path = self.data.join("ops-token");
+                anyhow::ensure!(
+                    path.exists(),
+                    "no --token and no {} (set CROUPIER_OPS_TOKEN or --data)",
+                    path.display()
+                );
+                ops_token_file(&path)?
+            }
+        };
+        Ok(Client {
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(15)))
+                .build()
+                .into(),
+            base: self.url,
+            token,
+            actor: self.actor,
+        })
+    }
+}
+
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+    token: String,
+    actor: String,
+}
+
+impl Client {
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<String> {
+        let url = format!("{}{path}", self.base.trim_end_matches('/'));
+        let request = ureq::http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("x-croupier-operator", &self.actor)
+            .header("content-type", "application/json");
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut response = self
+            .agent
+            .run(request.body(body)?)
+            .with_context(|| format!("calling {url}"))?;
+        let status = response.status();
+        let text = response.body_mut().read_to_string()?;
+        if !status.is_success() {
+            let message = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| {
+                    Some(format!(
+                        "{}: {}",
+                        v["error"].as_str()?,
+                        v["message"].as_str()?
+                    ))
+                })
+                .unwrap_or(text);
+            bail!("{method} {path} refused ({status}): {message}");
+        }
+        Ok(text)
+    }
+
+    pub fn print(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<()> {
+        let text = self.call(method, path, body)?;
+        match serde_json::from_str::<Value>(&text) {
+            Ok(json) => println!("{}", serde_json::to_string_pretty(&json)?),
+            Err(_) => print!("{text}"),
+        }
+        Ok(())
+    }
+}
