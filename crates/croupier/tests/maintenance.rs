@@ -344,12 +344,13 @@ fn a_maintenance_window_is_announced_closes_its_game_and_holds_its_alerts_back()
     )
     .unwrap();
     assert_eq!(status, 201, "{created}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut announced = false;
-    let mut closed = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (mut announced, mut closed) = (false, false);
+    let mut seen = Vec::new();
     while Instant::now() < deadline && !(announced && closed) {
         if let Ok(tungstenite::Message::Text(text)) = socket.read() {
             let message: Value = serde_json::from_str(&text).unwrap();
+            seen.push(message.clone());
             announced |= message["type"] == "notice"
                 && message["message"]
                     .as_str()
@@ -362,7 +363,7 @@ fn a_maintenance_window_is_announced_closes_its_game_and_holds_its_alerts_back()
     }
     assert!(
         announced && closed,
-        "announced {announced}, closed {closed}"
+        "announced {announced}, closed {closed}: {seen:?}"
     );
     let (status, refused, _) = post_via(
         &stack.players_url("/api/v1/rounds"),

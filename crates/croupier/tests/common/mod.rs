@@ -412,7 +412,8 @@ impl UpStack {
     /// Starts `croupier up` on `data` with `extra` arguments and waits until every part is
     /// ready.
     pub fn start(data: &Path, extra: &[&str]) -> UpStack {
-        let (nodes, gateway, control) = (free_ports(3), free_ports(2), free_ports(1));
+        // The control plane's port and the supervisor's, next to it.
+        let (nodes, gateway, control) = (free_ports(3), free_ports(2), free_ports(2));
         let up = Up(croupier()
             .arg("up")
             .arg("--data")
