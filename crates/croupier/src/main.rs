@@ -1,8 +1,11 @@
 //! The `croupier` binary: one subcommand per component (see DESIGN.md). Parses arguments,
 //! sets up logging and hands over to the library crates.
 
+mod audit_cmd;
 mod control_cmd;
+mod drill_cmd;
 mod gateway_cmd;
+mod loadtest_cmd;
 mod node_cmd;
 mod tools_cmd;
 mod up_cmd;
@@ -30,6 +33,12 @@ enum Command {
     Verify(tools_cmd::VerifyArgs),
     /// Check every ledger invariant of a store and print the report.
     Integrity(tools_cmd::IntegrityArgs),
+    /// Simulated players at peak against a players' address, with thresholds and reports.
+    Loadtest(loadtest_cmd::LoadtestArgs),
+    /// Failover drills under load, each ending with the bank checks and a verdict.
+    Drill(drill_cmd::DrillArgs),
+    /// Security sweep of a running deployment.
+    Audit(audit_cmd::AuditArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,5 +55,8 @@ fn main() -> anyhow::Result<()> {
         Command::Control(args) => control_cmd::run(args),
         Command::Verify(args) => tools_cmd::verify(args),
         Command::Integrity(args) => tools_cmd::integrity(args),
+        Command::Loadtest(args) => loadtest_cmd::run(args),
+        Command::Drill(args) => drill_cmd::run(args),
+        Command::Audit(args) => audit_cmd::run(args),
     }
 }

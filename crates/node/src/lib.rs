@@ -4,6 +4,7 @@
 
 pub mod error;
 pub mod extract;
+pub mod headers;
 pub mod metrics;
 pub mod ops_api;
 pub mod player_api;
@@ -68,6 +69,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(headers::secure))
         .with_state(state)
 }
 

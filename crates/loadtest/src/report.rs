@@ -1,0 +1,434 @@
+//! A run's summary (JSON, with k6-style threshold verdicts), the live progress line, and a
+//! self-contained HTML report with inline SVG plots of latency (p50, p99) and throughput over
+//! time: no script, no CDN.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::run::{LoadConfig, Model, Scenario};
+use crate::stats::Stats;
+use crate::threshold::{Figures, Verdict};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl Latency {
+    fn of(h: &Histogram<u64>) -> Latency {
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        Latency {
+            p50: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+            mean: h.mean() / 1000.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OpSummary {
+    pub ok: u64,
+    pub errors: u64,
+    pub latency_ms: Latency,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Point {
+    pub second: usize,
+    pub requests: u64,
+    pub errors: u64,
+    pub bets: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WebSockets {
+    pub opened: u64,
+    pub messages: u64,
+    pub reconnects: u64,
+    pub failures: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub target: String,
+    pub model: String,
+    pub scenario: String,
+    pub players: usize,
+    pub ramp_s: f64,
+    pub duration_s: f64,
+    pub elapsed_s: f64,
+    pub requests: u64,
+    pub errors: u64,
+    pub error_percent: f64,
+    pub rps: f64,
+    pub bets: u64,
+    pub bets_per_s: f64,
+    pub dropped: u64,
+    /// Latency is measured from each request's intended start (coordinated omission
+    /// corrected); closed loops with think time also use HdrHistogram's record_correct.
+    pub latency_measured_from: &'static str,
+    pub latency_ms: Latency,
+    pub ops: BTreeMap<String, OpSummary>,
+    pub outcomes: BTreeMap<String, u64>,
+    pub websockets: WebSockets,
+    pub cpu_seconds: f64,
+    pub requests_per_cpu_second: f64,
+    pub timeline: Vec<Point>,
+    pub thresholds: Vec<Verdict>,
+    pub pass: bool,
+    /// Every percentile a threshold can name (per mille, ms); left out of the JSON.
+    #[serde(skip)]
+    pub all_quantiles: Vec<(u32, f64)>,
+}
+
+impl Figures for Summary {
+    fn percentile_ms(&self, per_mille: u32) -> f64 {
+        self.percentile(per_mille)
+    }
+    fn max_ms(&self) -> f64 {
+        self.latency_ms.max
+    }
+    fn mean_ms(&self) -> f64 {
+        self.latency_ms.mean
+    }
+    fn error_percent(&self) -> f64 {
+        self.error_percent
+    }
+    fn rps(&self) -> f64 {
+        self.rps
+    }
+    fn bets_per_s(&self) -> f64 {
+        self.bets_per_s
+    }
+}
+
+impl Summary {
+    fn percentile(&self, per_mille: u32) -> f64 {
+        self.all_quantiles
+            .iter()
+            .find(|(p, _)| *p == per_mille)
+            .map(|(_, v)| *v)
+            .unwrap_or(f64::NAN)
+    }
+}
+
+/// Every percentile a threshold can name, p1..p99 and p99.9, in milliseconds.
+fn quantiles(h: &Histogram<u64>) -> Vec<(u32, f64)> {
+    (1..=99)
+        .map(|p| p * 10)
+        .chain([999])
+        .map(|per_mille| {
+            let q = per_mille as f64 / 1000.0;
+            (per_mille, h.value_at_quantile(q) as f64 / 1000.0)
+        })
+        .collect()
+}
+
+pub fn summarise(config: &LoadConfig, stats: &Stats, cpu_seconds: f64) -> Summary {
+    let elapsed = stats.start.elapsed().as_secs_f64().max(1e-9);
+    // The measured window: the ramp and the steady part (sign-in happens before).
+    let window = (config.ramp + config.duration).as_secs_f64().min(elapsed);
+    let requests = stats.requests();
+    let errors = stats.errors();
+    let timeline = stats
+        .seconds
+        .iter()
+        .enumerate()
+        .map(|(second, s)| Point {
+            second,
+            requests: s.ok + s.errors,
+            errors: s.errors,
+            bets: s.bets,
+            p50_ms: s.latency.value_at_quantile(0.5) as f64 / 1000.0,
+            p99_ms: s.latency.value_at_quantile(0.99) as f64 / 1000.0,
+        })
+        .collect();
+    let mut summary = Summary {
+        target: config.target.clone(),
+        model: match config.model {
+            Model::Open {
+                rate,
+                new_players_per_s,
+            } => {
+                format!("open: {rate}/s arrivals, {new_players_per_s} new players/s")
+            }
+            Model::Closed { think } => format!("closed: think {} ms", think.as_millis()),
+        },
+        scenario: match config.scenario {
+            Scenario::Casino => "casino".into(),
+            Scenario::Lobby => "lobby".into(),
+        },
+        players: config.players,
+        ramp_s: config.ramp.as_secs_f64(),
+        duration_s: config.duration.as_secs_f64(),
+        elapsed_s: elapsed,
+        requests,
+        errors,
+        error_percent: if requests == 0 {
+            0.0
+        } else {
+            100.0 * errors as f64 / requests as f64
+        },
+        rps: requests as f64 / elapsed,
+        bets: stats.bets,
+        bets_per_s: stats.bets as f64 / window.max(1e-9),
+        dropped: stats.dropped,
+        latency_measured_from: "intended start (coordinated omission corrected)",
+        latency_ms: Latency::of(&stats.all),
+        ops: stats
+            .ops
+            .iter()
+            .map(|(op, s)| {
+                (
+                    (*op).to_owned(),
+                    OpSummary {
+                        ok: s.ok,
+                        errors: s.errors,
+                        latency_ms: Latency::of(&s.latency),
+                    },
+                )
+            })
+            .collect(),
+        outcomes: stats.outcomes.clone(),
+        websockets: WebSockets {
+            opened: stats.ws_opened,
+            messages: stats.ws_messages,
+            reconnects: stats.ws_reconnects,
+            failures: stats.ws_failures,
+        },
+        cpu_seconds,
+        requests_per_cpu_second: requests as f64 / cpu_seconds.max(1e-9),
+        timeline,
+        thresholds: Vec::new(),
+        pass: true,
+        all_quantiles: quantiles(&stats.all),
+    };
+    summary.thresholds = config
+        .thresholds
+        .iter()
+        .map(|t| t.check(&summary))
+        .collect();
+    summary.pass = summary.thresholds.iter().all(|v| v.pass);
+    summary
+}
+
+/// One line for stderr: the last complete second and the totals so far.
+pub fn progress_line(stats: &Stats, in_flight: usize) -> String {
+    let elapsed = stats.start.elapsed().as_secs();
+    let last = elapsed
+        .checked_sub(1)
+        .and_then(|i| stats.seconds.get(i as usize));
+    let (rps, errors, bets, p50, p99) = last.map_or((0, 0, 0, 0.0, 0.0), |s| {
+        (
+            s.ok + s.errors,
+            s.errors,
+            s.bets,
+            s.latency.value_at_quantile(0.5) as f64 / 1000.0,
+            s.latency.value_at_quantile(0.99) as f64 / 1000.0,
+        )
+    });
+    format!(
+        "[{elapsed:>4}s] {rps:>6} req/s {bets:>5} bets/s {errors:>4} errors/s  p50 {p50:>7.2} ms  p99 {p99:>7.2} ms  in flight {in_flight:>5}  total {} req, {} errors, {} ws",
+        stats.requests(),
+        stats.errors(),
+        stats.ws_opened
+    )
+}
+
+/// A line chart as inline SVG: one polyline per series over `seconds`.
+fn chart(title: &str, unit: &str, series: &[(&str, &str, Vec<f64>)]) -> String {
+    let (width, height, pad) = (720.0, 240.0, 48.0);
+    let points = series.iter().map(|s| s.2.len()).max().unwrap_or(0).max(2);
+    let top = series
+        .iter()
+        .flat_map(|s| s.2.iter().copied())
+        .filter(|v| v.is_finite())
+        .fold(0.0_f64, f64::max)
+        .max(1e-9)
+        * 1.1;
+    let x = |i: usize| pad + (width - 2.0 * pad) * i as f64 / (points - 1) as f64;
+    let y = |v: f64| height - pad - (height - 2.0 * pad) * v / top;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r##"<figure><figcaption>{title}</figcaption><svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-label="{title}"><rect width="100%" height="100%" fill="#fff"/><line x1="{pad}" y1="{b}" x2="{r}" y2="{b}" stroke="#999"/><line x1="{pad}" y1="{pad}" x2="{pad}" y2="{b}" stroke="#999"/><text x="4" y="{t}" font-size="11">{top:.1} {unit}</text><text x="4" y="{b}" font-size="11">0</text><text x="{r}" y="{lbl}" font-size="11" text-anchor="end">{n} s</text>"##,
+        b = height - pad,
+        r = width - pad,
+        t = pad + 4.0,
+        lbl = height - pad + 16.0,
+        n = points - 1,
+    );
+    for (i, (name, colour, values)) in series.iter().enumerate() {
+        let path: Vec<String> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("{:.1},{:.1}", x(i), y(if v.is_finite() { *v } else { 0.0 })))
+            .collect();
+        let _ = write!(
+            svg,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/><text x="{}" y="{}" font-size="12" fill="{colour}">{name}</text>"#,
+            path.join(" "),
+            pad + 10.0 + 120.0 * i as f64,
+            pad - 10.0
+        );
+    }
+    svg.push_str("</svg></figure>");
+    svg
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The HTML report: figures, thresholds, per-operation table and two charts.
+pub fn html(summary: &Summary) -> String {
+    let series = |f: &dyn Fn(&Point) -> f64| summary.timeline.iter().map(f).collect::<Vec<_>>();
+    let latency = chart(
+        "Latency over time (ms, from intended start)",
+        "ms",
+        &[
+            ("p50", "#1f77b4", series(&|p| p.p50_ms)),
+            ("p99", "#d62728", series(&|p| p.p99_ms)),
+        ],
+    );
+    let throughput = chart(
+        "Throughput (per second)",
+        "/s",
+        &[
+            ("requests", "#2ca02c", series(&|p| p.requests as f64)),
+            ("bets", "#9467bd", series(&|p| p.bets as f64)),
+            ("errors", "#d62728", series(&|p| p.errors as f64)),
+        ],
+    );
+    let mut ops = String::new();
+    for (op, s) in &summary.ops {
+        let _ = write!(
+            ops,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{:.2}</td><td>{:.2}</td></tr>",
+            escape(op),
+            s.ok,
+            s.errors,
+            s.latency_ms.p50,
+            s.latency_ms.p99,
+            s.latency_ms.max
+        );
+    }
+    let mut thresholds = String::new();
+    for v in &summary.thresholds {
+        let _ = write!(
+            thresholds,
+            "<tr><td>{}</td><td>{:.3}</td><td>{}</td></tr>",
+            escape(&v.threshold),
+            v.actual,
+            if v.pass { "pass" } else { "<b>FAIL</b>" }
+        );
+    }
+    format!(
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><title>croupier loadtest</title>
+<style>body{{font-family:sans-serif;max-width:780px;margin:2em auto}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}td:first-child{{text-align:left}}</style></head><body>
+<h1>croupier loadtest: {verdict}</h1>
+<p>Target {target}, {model}, scenario {scenario}, {players} players, ramp {ramp:.0} s, duration {duration:.0} s.</p>
+<p><b>{requests}</b> requests ({rps:.1}/s), <b>{bets}</b> bets ({bps:.1}/s), <b>{errors}</b> errors ({ep:.3}%), {dropped} arrivals dropped.
+Latency from intended start (coordinated omission corrected): p50 {p50:.2} ms, p90 {p90:.2} ms, p99 {p99:.2} ms, p99.9 {p999:.2} ms, max {max:.2} ms.
+WebSockets opened {wso}, reconnects {wsr}, messages {wsm}. Generator CPU {cpu:.2} s ({rpc:.0} requests per CPU-second).</p>
+{latency}{throughput}
+<h2>Operations</h2><table><tr><th>op</th><th>ok</th><th>errors</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th></tr>{ops}</table>
+<h2>Thresholds</h2><table><tr><th>threshold</th><th>actual</th><th>verdict</th></tr>{thresholds}</table>
+</body></html>
+"#,
+        verdict = if summary.pass { "pass" } else { "FAIL" },
+        target = escape(&summary.target),
+        model = escape(&summary.model),
+        scenario = summary.scenario,
+        players = summary.players,
+        ramp = summary.ramp_s,
+        duration = summary.duration_s,
+        requests = summary.requests,
+        rps = summary.rps,
+        bets = summary.bets,
+        bps = summary.bets_per_s,
+        errors = summary.errors,
+        ep = summary.error_percent,
+        dropped = summary.dropped,
+        p50 = summary.latency_ms.p50,
+        p90 = summary.latency_ms.p90,
+        p99 = summary.latency_ms.p99,
+        p999 = summary.latency_ms.p999,
+        max = summary.latency_ms.max,
+        wso = summary.websockets.opened,
+        wsr = summary.websockets.reconnects,
+        wsm = summary.websockets.messages,
+        cpu = summary.cpu_seconds,
+        rpc = summary.requests_per_cpu_second,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::LoadConfig;
+    use crate::threshold::Threshold;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn summary_checks_thresholds_and_renders_self_contained_html() {
+        let start = Instant::now() - Duration::from_secs(3);
+        let mut stats = Stats::new(start);
+        for i in 0..300u64 {
+            let t = start + Duration::from_millis(10 * i);
+            stats.record(
+                "bet",
+                t,
+                t + Duration::from_millis(2 + i % 5),
+                "201",
+                true,
+                None,
+            );
+        }
+        stats.record(
+            "bet",
+            start,
+            start + Duration::from_millis(80),
+            "503",
+            false,
+            None,
+        );
+        let mut config = LoadConfig::new(
+            "http://127.0.0.1:1",
+            Model::Closed {
+                think: Duration::ZERO,
+            },
+        );
+        config.duration = Duration::from_secs(3);
+        config.thresholds = ["p99<50ms", "errors<0.1%", "p50<10ms"]
+            .iter()
+            .map(|e| Threshold::parse(e).unwrap())
+            .collect();
+        let summary = summarise(&config, &stats, 0.5);
+        assert_eq!(summary.requests, 301);
+        assert_eq!(summary.errors, 1);
+        let verdicts: Vec<bool> = summary.thresholds.iter().map(|v| v.pass).collect();
+        assert_eq!(verdicts, [true, false, true]);
+        assert!(!summary.pass);
+        assert_eq!(summary.timeline.len(), 3);
+        let page = html(&summary);
+        assert!(page.contains("<svg") && page.contains("<polyline"));
+        assert!(!page.contains("<script") && !page.contains("https://"));
+        assert!(page.contains("FAIL"));
+    }
+}
