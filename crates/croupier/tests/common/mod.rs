@@ -338,3 +338,19 @@ pub fn sign_in_at(base: &str, player: &str) -> String {
     assert_eq!(status, 201, "{body}");
     body["token"].as_str().unwrap().to_owned()
 }
+
+/// `count` consecutive free ports on 127.0.0.1 (for `croupier up`, whose ports follow each
+/// other); the first of them.
+pub fn free_ports(count: u16) -> u16 {
+    for _ in 0..100 {
+        let first = free_port();
+        if first.checked_add(count).is_none() {
+            continue;
+        }
+        let all_free = (first..first + count).all(|p| TcpListener::bind(("127.0.0.1", p)).is_ok());
+        if all_free {
+            return first;
+        }
+    }
+    panic!("no {count} consecutive free ports");
+}
