@@ -180,7 +180,7 @@ impl Shared {
     /// Whether the bet just acknowledged should be replayed.
     pub fn replay_due(&self) -> bool {
         let every = self.config.replay_every;
-        every > 0 && self.bets_acknowledged.load(Ordering::Relaxed) % every == 0
+        every > 0 && self.bets_acknowledged.load(Ordering::Relaxed).is_multiple_of(every)
     }
 
     pub fn in_flight(&self) -> usize {
