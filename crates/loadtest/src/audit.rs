@@ -138,18 +138,18 @@ impl Auditor {
         let answer = self
             .send(Call::post(&url, &json!({"player": name})))
             .await?;
-        answer.body["token"]
+        answer.json()["token"]
             .as_str()
             .map(str::to_owned)
             .ok_or_else(|| LoadError::Http {
                 url,
-                reason: format!("sign-in answered {} {}", answer.status, answer.body),
+                reason: format!("sign-in answered {} {}", answer.status, answer.json()),
             })
     }
 
     async fn balance(&self, token: &str) -> Option<i64> {
         let url = format!("{}/api/v1/wallet", self.targets.gateway);
-        self.send(Call::get(url).token(token)).await.ok()?.body["balance"].as_i64()
+        self.send(Call::get(url).token(token)).await.ok()?.json()["balance"].as_i64()
     }
 
     /// The operator-only URLs of the deployment, one per surface.
@@ -405,14 +405,14 @@ impl Auditor {
         match self.send(call).await {
             Ok(a)
                 if statuses.contains(&a.status)
-                    && a.body["error"].is_string()
-                    && a.body["message"].is_string() =>
+                    && a.json()["error"].is_string()
+                    && a.json()["message"].is_string() =>
             {
                 self.note(
                     check,
                     &url,
                     Status::Pass,
-                    format!("{what}: {} {}", a.status, a.body["error"]),
+                    format!("{what}: {} {}", a.status, a.json()["error"]),
                 )
             }
             Ok(a) => self.note(
@@ -421,7 +421,8 @@ impl Auditor {
                 Status::Fail,
                 format!(
                     "{what}: expected {statuses:?} with a JSON error, got {} {}",
-                    a.status, a.body
+                    a.status,
+                    a.json()
                 ),
             ),
             Err(e) => self.note(check, &url, Status::Fail, format!("{what}: {e}")),
@@ -538,8 +539,8 @@ impl Auditor {
             if let Ok(a) = self.send(call.key(&key)).await
                 && a.is_success()
             {
-                let open = a.body["round"]["status"] == "open";
-                round = a.body["round"]["id"].as_str().map(str::to_owned);
+                let open = a.json()["round"]["status"] == "open";
+                round = a.json()["round"]["id"].as_str().map(str::to_owned);
                 if open {
                     break;
                 }
@@ -600,7 +601,7 @@ impl Auditor {
         if let Ok(a) = self
             .send(Call::get(format!("{rounds}?limit=200")).token(mallory))
             .await
-            && a.body.to_string().contains(&round)
+            && a.json().to_string().contains(&round)
         {
             leaks.push("another player's round is listed".into());
         }
@@ -624,7 +625,7 @@ impl Auditor {
             .token(alice);
             let key = format!("audit-finish-{i}");
             match self.send(call.key(&key)).await {
-                Ok(a) if a.is_success() && a.body["round"]["status"] == "open" => continue,
+                Ok(a) if a.is_success() && a.json()["round"]["status"] == "open" => continue,
                 _ => break,
             }
         }

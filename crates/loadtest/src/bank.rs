@@ -194,14 +194,14 @@ async fn resume_open_rounds(
         };
         let url = format!("{target}/api/v1/rounds/{id}");
         match http.send(0, Call::get(&url).token(&token)).await {
-            Ok(a) if a.status == 200 && a.body["status"] == "open" => {}
+            Ok(a) if a.status == 200 && a.json()["status"] == "open" => {}
             Ok(a) if a.status == 200 => {
-                history.observed(&round.player, &json!({"round": a.body}));
+                history.observed(&round.player, &json!({"round": a.json()}));
                 finished += 1;
                 continue;
             }
             Ok(a) => {
-                failures.push(format!("{id}: GET answered {} {}", a.status, a.body));
+                failures.push(format!("{id}: GET answered {} {}", a.status, a.json()));
                 continue;
             }
             Err(e) => {
@@ -217,8 +217,8 @@ async fn resume_open_rounds(
                 .key(&key);
             match http.send(0, call).await {
                 Ok(a) if a.is_success() => {
-                    history.observed(&round.player, &a.body);
-                    if round_of(&a.body).is_some_and(|(_, r)| r.settled) {
+                    history.observed(&round.player, &a.json());
+                    if round_of(&a.json()).is_some_and(|(_, r)| r.settled) {
                         settled = true;
                         break;
                     }
@@ -226,13 +226,13 @@ async fn resume_open_rounds(
                 Ok(a) if a.status == 409 => {
                     // Settled meanwhile: read the final state.
                     if let Ok(a) = http.send(0, Call::get(&url).token(&token)).await {
-                        history.observed(&round.player, &json!({"round": a.body}));
+                        history.observed(&round.player, &json!({"round": a.json()}));
                     }
                     settled = true;
                     break;
                 }
                 Ok(a) => {
-                    failures.push(format!("{id}: stand answered {} {}", a.status, a.body));
+                    failures.push(format!("{id}: stand answered {} {}", a.status, a.json()));
                     break;
                 }
                 Err(e) => {

@@ -179,10 +179,10 @@ async fn ops(
     if !answer.is_success() {
         return Err(LoadError::Http {
             url,
-            reason: format!("{} {}", answer.status, answer.body),
+            reason: format!("{} {}", answer.status, answer.json()),
         });
     }
-    Ok(answer.body)
+    Ok(answer.json())
 }
 
 fn put(url: String, body: &serde_json::Value) -> Call<'static> {
@@ -299,18 +299,22 @@ pub async fn run(
     config.player_prefix = format!("{}{}", kind.prefix(), run::default_prefix());
     let running = run::start(config)?;
     let shared = running.shared.clone();
-    let load_start = shared.stats.lock().expect("stats").start;
+    // The fault comes `fault_after` into the load itself, after the players signed in.
+    while !shared.stats.lock().expect("stats").measuring() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     tokio::time::sleep(settings.fault_after).await;
     let fault_at = Instant::now();
     let detail = inject(kind, stack, settings).await?;
     let fault_ended = Instant::now();
     let whole = stack.wait_whole(settings.recover_within).await;
     let result = running.finish().await?;
-    let (last_trouble, errors_after_fault) = {
+    let (last_trouble, errors_after_fault, load_start) = {
         let stats = shared.stats.lock().expect("stats");
         (
             stats.last_trouble_since(fault_at).map(|i| i.at),
             stats.failures_between(fault_at, Instant::now()),
+            stats.start,
         )
     };
     let time_to_recover_ms = whole.as_ref().ok().map(|back| {
@@ -349,7 +353,7 @@ pub async fn run(
         started_unix_ms,
         fault: Fault {
             detail,
-            at_ms: fault_at.duration_since(load_start).as_millis() as u64,
+            at_ms: fault_at.saturating_duration_since(load_start).as_millis() as u64,
             lasted_ms: fault_ended.duration_since(fault_at).as_millis() as u64,
         },
         player_visible_errors: summary.errors,

@@ -17,15 +17,22 @@ use crate::error::LoadError;
 
 type Pooled = Client<HttpConnector, Full<Bytes>>;
 
-/// An answer: status, JSON body (or the text as a JSON string) and the headers.
+/// An answer: status, headers and the body, read as JSON only when asked for (a load test
+/// reading the lobby has no use for it, and parsing it costs more than the request).
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
-    pub body: Value,
     pub headers: hyper::HeaderMap,
+    pub bytes: Bytes,
 }
 
 impl Answer {
+    /// The body as JSON, or as a JSON string when it is not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&self.bytes).into_owned()))
+    }
+
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
@@ -151,12 +158,10 @@ impl HttpClient {
                 .await
                 .map_err(|e| fail(e.to_string()))?
                 .to_bytes();
-            let body = serde_json::from_slice(&bytes)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
             Ok(Answer {
                 status: parts.status.as_u16(),
-                body,
                 headers: parts.headers,
+                bytes,
             })
         };
         tokio::time::timeout(self.timeout, exchange)

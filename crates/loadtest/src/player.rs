@@ -97,8 +97,8 @@ pub async fn sign_in(shared: &Shared, name: String, lane: usize) -> Option<Arc<P
     let ok = matches!(&result, Ok(a) if a.status == 201);
     shared.record("sign_in", due, &outcome_label(&result), ok);
     let answer = result.ok().filter(|_| ok)?;
-    let token = answer.body["token"].as_str()?.to_owned();
-    let balance = answer.body["balance"].as_i64().unwrap_or(0);
+    let token = answer.json()["token"].as_str()?.to_owned();
+    let balance = answer.json()["balance"].as_i64().unwrap_or(0);
     shared
         .history
         .lock()
@@ -241,7 +241,7 @@ pub async fn play_round(shared: &Shared, player: &Player, game: Game, due: Insta
     else {
         return;
     };
-    shared.acknowledge(&player.name, &key, &answer.body, true);
+    shared.acknowledge(&player.name, &key, &answer.json(), true);
     if shared.replay_due() {
         let again = keyed_post(
             shared,
@@ -254,11 +254,11 @@ pub async fn play_round(shared: &Shared, player: &Player, game: Game, due: Insta
         )
         .await;
         if let Some(again) = again {
-            shared.acknowledge(&player.name, &key, &again.body, false);
+            shared.acknowledge(&player.name, &key, &again.json(), false);
         }
     }
     if game == Game::Blackjack {
-        finish_blackjack(shared, player, &key, answer.body).await;
+        finish_blackjack(shared, player, &key, answer.json()).await;
     }
 }
 
@@ -291,7 +291,7 @@ async fn finish_blackjack(shared: &Shared, player: &Player, key: &str, mut state
         else {
             return;
         };
-        shared.acknowledge(&player.name, &action_key, &answer.body, false);
-        state = answer.body;
+        shared.acknowledge(&player.name, &action_key, &answer.json(), false);
+        state = answer.json();
     }
 }

@@ -82,6 +82,8 @@ pub struct Summary {
     pub latency_measured_from: &'static str,
     pub latency_ms: Latency,
     pub ops: BTreeMap<String, OpSummary>,
+    /// Open model: the initial players' sign-in and lobby, before measuring began.
+    pub setup: BTreeMap<String, OpSummary>,
     pub outcomes: BTreeMap<String, u64>,
     pub websockets: WebSockets,
     pub cpu_seconds: f64,
@@ -139,8 +141,8 @@ fn quantiles(h: &Histogram<u64>) -> Vec<(u32, f64)> {
 
 pub fn summarise(config: &LoadConfig, stats: &Stats, cpu_seconds: f64) -> Summary {
     let elapsed = stats.start.elapsed().as_secs_f64().max(1e-9);
-    // The measured window: the ramp and the steady part (sign-in happens before).
-    let window = (config.ramp + config.duration).as_secs_f64().min(elapsed);
+    // Seconds at the full rate: the ramp counts half (the rate climbs linearly from zero).
+    let window = (config.ramp.as_secs_f64() / 2.0 + config.duration.as_secs_f64()).min(elapsed);
     let requests = stats.requests();
     let errors = stats.errors();
     let timeline = stats
@@ -190,6 +192,20 @@ pub fn summarise(config: &LoadConfig, stats: &Stats, cpu_seconds: f64) -> Summar
         latency_ms: Latency::of(&stats.all),
         ops: stats
             .ops
+            .iter()
+            .map(|(op, s)| {
+                (
+                    (*op).to_owned(),
+                    OpSummary {
+                        ok: s.ok,
+                        errors: s.errors,
+                        latency_ms: Latency::of(&s.latency),
+                    },
+                )
+            })
+            .collect(),
+        setup: stats
+            .setup
             .iter()
             .map(|(op, s)| {
                 (

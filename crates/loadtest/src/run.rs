@@ -180,7 +180,11 @@ impl Shared {
     /// Whether the bet just acknowledged should be replayed.
     pub fn replay_due(&self) -> bool {
         let every = self.config.replay_every;
-        every > 0 && self.bets_acknowledged.load(Ordering::Relaxed).is_multiple_of(every)
+        every > 0
+            && self
+                .bets_acknowledged
+                .load(Ordering::Relaxed)
+                .is_multiple_of(every)
     }
 
     pub fn in_flight(&self) -> usize {
@@ -245,6 +249,9 @@ pub fn start(config: LoadConfig) -> Result<RunningLoad, LoadError> {
         expected_interval,
         config,
     });
+    if matches!(shared.config.model, Model::Open { .. }) {
+        shared.stats.lock().expect("stats").setting_up();
+    }
     let runner = shared.clone();
     let task = tokio::spawn(async move {
         let cpu_before = cpu_seconds();
@@ -299,6 +306,8 @@ async fn run_open(shared: &Arc<Shared>, rate: f64, new_players_per_s: f64) {
         signing.spawn(async move { arrive(&s, i).await });
     }
     let mut players: Vec<Arc<Player>> = signing.join_all().await.into_iter().flatten().collect();
+    let start = Instant::now();
+    shared.stats.lock().expect("stats").begin(start);
     if players.is_empty() {
         tracing::error!("no player could sign in; nothing to run");
         return;
@@ -307,7 +316,6 @@ async fn run_open(shared: &Arc<Shared>, rate: f64, new_players_per_s: f64) {
     let config = &shared.config;
     let schedule =
         OpenSchedule::new(rate, config.ramp, config.duration).expect("validated schedule");
-    let start = Instant::now();
     let mut tasks = JoinSet::new();
     if new_players_per_s > 0.0 {
         let newcomers = OpenSchedule::new(new_players_per_s, Duration::ZERO, schedule.length())

@@ -173,7 +173,7 @@ impl Stack {
     pub async fn gateway_nodes(&self) -> Option<Vec<Value>> {
         let call = Call::get(format!("{}/admin/nodes", self.admin())).token(&self.ops_token);
         let answer = self.http.send(0, call).await.ok()?;
-        answer.body["nodes"].as_array().cloned()
+        answer.json()["nodes"].as_array().cloned()
     }
 
     /// Every node ready and eligible at the gateway, and the players' address answering.

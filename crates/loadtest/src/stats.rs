@@ -54,7 +54,12 @@ pub struct Incident {
 }
 
 pub struct Stats {
+    /// When measuring began: the timeline's second 0.
     pub start: Instant,
+    /// False while the players sign in before an open-model run: those requests go to
+    /// `setup` only, so the figures and thresholds describe the load itself.
+    measuring: bool,
+    pub setup: BTreeMap<&'static str, OpStats>,
     pub all: Histogram<u64>,
     pub ops: BTreeMap<&'static str, OpStats>,
     pub seconds: Vec<Second>,
@@ -77,6 +82,8 @@ impl Stats {
     pub fn new(start: Instant) -> Self {
         Stats {
             start,
+            measuring: true,
+            setup: BTreeMap::new(),
             all: histogram(3),
             ops: BTreeMap::new(),
             seconds: Vec::new(),
@@ -89,6 +96,22 @@ impl Stats {
             ws_reconnects: 0,
             ws_failures: 0,
         }
+    }
+
+    /// Records into `setup` until `begin`.
+    pub fn setting_up(&mut self) {
+        self.measuring = false;
+    }
+
+    /// Whether the load itself has begun (the set-up is over).
+    pub fn measuring(&self) -> bool {
+        self.measuring
+    }
+
+    /// Starts measuring now: second 0 of the timeline.
+    pub fn begin(&mut self, at: Instant) {
+        self.start = at;
+        self.measuring = true;
     }
 
     fn second(&mut self, at: Instant) -> &mut Second {
@@ -123,6 +146,16 @@ impl Stats {
                 .expect("value within bounds"),
             None => h.saturating_record(micros),
         };
+        if !self.measuring {
+            let stats = self.setup.entry(op).or_insert_with(OpStats::new);
+            record(&mut stats.latency);
+            if ok {
+                stats.ok += 1;
+            } else {
+                stats.errors += 1;
+            }
+            return;
+        }
         record(&mut self.all);
         let stats = self.ops.entry(op).or_insert_with(OpStats::new);
         record(&mut stats.latency);
@@ -131,7 +164,12 @@ impl Stats {
         } else {
             stats.errors += 1;
         }
-        *self.outcomes.entry(outcome.to_owned()).or_default() += 1;
+        match self.outcomes.get_mut(outcome) {
+            Some(count) => *count += 1,
+            None => {
+                self.outcomes.insert(outcome.to_owned(), 1);
+            }
+        }
         let second = self.second(done);
         second.latency.saturating_record(micros);
         if ok {
@@ -160,6 +198,10 @@ impl Stats {
 
     pub fn errors(&self) -> u64 {
         self.ops.values().map(|o| o.errors).sum()
+    }
+
+    pub fn setup_errors(&self) -> u64 {
+        self.setup.values().map(|o| o.errors).sum()
     }
 
     /// The last failed or slow request that completed at or after `since`.
@@ -273,5 +315,31 @@ mod tests {
             ),
             (1, 1, 1)
         );
+    }
+
+    #[test]
+    fn setup_is_kept_apart_from_the_measured_load() {
+        let start = Instant::now();
+        let mut stats = Stats::new(start);
+        stats.setting_up();
+        assert!(!stats.measuring());
+        let slow = start + Duration::from_millis(300);
+        stats.record("sign_in", start, slow, "transport", false, None);
+        let begin = start + Duration::from_secs(2);
+        stats.begin(begin);
+        stats.record(
+            "bet",
+            begin,
+            begin + Duration::from_millis(2),
+            "201",
+            true,
+            None,
+        );
+        assert_eq!(
+            (stats.requests(), stats.errors(), stats.setup_errors()),
+            (1, 0, 1)
+        );
+        assert_eq!(stats.seconds.len(), 1);
+        assert!(stats.all.max() < 10_000);
     }
 }
