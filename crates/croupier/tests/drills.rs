@@ -11,9 +11,12 @@ use std::sync::{Arc, Mutex};
 use common::{croupier, free_ports, integrity_cli, ledger_path};
 use serde_json::Value;
 
+/// Each POSTed report with its Authorization header.
+type Received = Arc<Mutex<Vec<(String, Value)>>>;
+
 /// Stands in for the control plane's drills endpoint: keeps each POSTed JSON body with its
 /// Authorization header.
-fn report_receiver() -> (String, Arc<Mutex<Vec<(String, Value)>>>) {
+fn report_receiver() -> (String, Received) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/api/v1/drills", listener.local_addr().unwrap());
     let received = Arc::new(Mutex::new(Vec::new()));
