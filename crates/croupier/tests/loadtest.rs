@@ -120,6 +120,10 @@ fn bad_settings_get_a_clear_error() {
         (&["--games", "poker"][..], "unknown game 'poker'"),
         (&["--stake", "15"][..], "multiple of 10"),
         (&["--rate", "0"][..], "above zero"),
+        (
+            &["--duration-secs", "1"][..],
+            "no player could sign in at http://127.0.0.1:9",
+        ),
     ] {
         let (ok, text) = loadtest("http://127.0.0.1:9", args);
         assert!(!ok && text.contains(message), "{args:?}: {text}");

@@ -11,6 +11,8 @@ pub enum LoadError {
     /// The connection could not be made: the request was never sent.
     #[error("could not connect for {url}: {reason}")]
     Connect { url: String, reason: String },
+    #[error("no player could sign in at {0}: is it running, and is it the players' address?")]
+    NoPlayers(String),
     #[error("the stack: {0}")]
     Stack(String),
     #[error("the ledger: {0}")]

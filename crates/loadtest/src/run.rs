@@ -216,6 +216,9 @@ impl RunningLoad {
         let stats = shared.stats.lock().expect("stats");
         let summary = report::summarise(&shared.config, &stats, cpu_seconds);
         let history = shared.history.lock().expect("history").clone();
+        if history.players.is_empty() {
+            return Err(LoadError::NoPlayers(shared.config.target.clone()));
+        }
         Ok(LoadResult { summary, history })
     }
 }
@@ -309,7 +312,6 @@ async fn run_open(shared: &Arc<Shared>, rate: f64, new_players_per_s: f64) {
     let start = Instant::now();
     shared.stats.lock().expect("stats").begin(start);
     if players.is_empty() {
-        tracing::error!("no player could sign in; nothing to run");
         return;
     }
     let pool = Arc::new(Mutex::new(std::mem::take(&mut players)));
