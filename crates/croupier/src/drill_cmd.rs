@@ -51,6 +51,9 @@ pub struct DrillArgs {
     /// Replay every n-th acknowledged bet with its key (0 = never).
     #[arg(long, default_value_t = 10)]
     replay_every: u64,
+    /// Leave every n-th blackjack round open, for the bank checks to resume (0 = never).
+    #[arg(long, default_value_t = 3)]
+    abandon_every: u64,
     /// Write the reports (a JSON array) here.
     #[arg(long)]
     report_json: Option<PathBuf>,
@@ -88,6 +91,7 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
         recover_within: secs(args.recover_within_secs, "--recover-within-secs")?,
         max_errors: args.max_errors,
         replay_every: args.replay_every,
+        abandon_every: args.abandon_every,
     };
     anyhow::ensure!(
         settings.fault_after < settings.load,

@@ -66,6 +66,10 @@ pub struct LoadtestArgs {
     /// (0 = never).
     #[arg(long, default_value_t = 20)]
     replay_every: u64,
+    /// Leave every n-th blackjack round open, as a player walking away mid-hand would
+    /// (0 = never); --check-ledger then resumes them through the API.
+    #[arg(long, default_value_t = 0)]
+    abandon_every: u64,
     /// Do not keep a WebSocket open per player.
     #[arg(long)]
     no_websockets: bool,
@@ -133,6 +137,7 @@ fn config(args: &LoadtestArgs) -> anyhow::Result<LoadConfig> {
         .collect::<anyhow::Result<_>>()?;
     config.stake = args.stake;
     config.replay_every = args.replay_every;
+    config.abandon_every = args.abandon_every;
     config.websockets = !args.no_websockets;
     config.source_addresses = args.source_addresses;
     config.max_in_flight = args.max_in_flight;
@@ -158,9 +163,17 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         if let Some(db) = &args.check_ledger {
             let http = croupier_loadtest::http::HttpClient::new(1, Duration::from_secs(15));
             let report = bank::check(db, &mut result.history, &args.target, &http).await?;
-            eprintln!(
-                "bank checks: {}",
-                serde_json::to_string_pretty(&report.checks)?
+            for check in &report.checks {
+                println!(
+                    "bank check {}: {}{}",
+                    check.name,
+                    if check.ok { "ok" } else { "FAILED" },
+                    check.failures.first().map(|f| format!(" ({f})")).unwrap_or_default()
+                );
+            }
+            println!(
+                "bank: {} acknowledged bets of {} players, {} rounds in the ledger, {} open rounds resumed",
+                report.acknowledged_bets, report.players, report.ledger_rounds, report.resumed_rounds
             );
             bank_ok = report.ok;
         }

@@ -131,6 +131,11 @@ fn every_drill_passes_with_its_bank_checks_on_a_sound_build() {
         }
         assert!(report["load"]["bets"].as_u64().unwrap() > 20, "{report:#}");
         assert!(report["time_to_recover_ms"].is_u64(), "{report:#}");
+        // Every third blackjack hand was left open and finished by the bank checks.
+        assert!(
+            report["bank"]["resumed_rounds"].as_u64().unwrap() > 0,
+            "{report:#}"
+        );
     }
     assert!(ok, "a passing run exits 0");
     let by_name = |n: &str| reports.iter().find(|r| r["drill"] == n).unwrap();

@@ -47,6 +47,8 @@ fn a_run_plays_every_game_writes_reports_and_passes_the_bank_checks() {
             "3",
             "--replay-every",
             "5",
+            "--abandon-every",
+            "3",
             "--threshold",
             "errors<1%",
             "--threshold",
@@ -60,6 +62,18 @@ fn a_run_plays_every_game_writes_reports_and_passes_the_bank_checks() {
         ],
     );
     assert!(ok, "{text}");
+    // Every third blackjack hand was abandoned; the bank checks finished them.
+    let resumed: u32 = text
+        .split(" open rounds resumed")
+        .next()
+        .and_then(|t| t.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(resumed > 0, "{text}");
+    assert!(
+        text.contains("bank check incomplete_rounds_resumable: ok"),
+        "{text}"
+    );
     let summary: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     // 40/s after a 1 s ramp for 3 s: 20 + 120 arrivals, each a round.
     let bets = summary["bets"].as_u64().unwrap();

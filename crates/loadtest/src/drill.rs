@@ -83,6 +83,8 @@ pub struct DrillSettings {
     pub max_errors: Option<u64>,
     /// Every n-th acknowledged bet is replayed with its key (0 = never).
     pub replay_every: u64,
+    /// Every n-th blackjack round is left open for the bank checks to resume (0 = never).
+    pub abandon_every: u64,
 }
 
 impl Default for DrillSettings {
@@ -96,6 +98,7 @@ impl Default for DrillSettings {
             recover_within: Duration::from_secs(30),
             max_errors: None,
             replay_every: 10,
+            abandon_every: 3,
         }
     }
 }
@@ -296,6 +299,7 @@ pub async fn run(
     config.players = settings.players;
     config.duration = settings.load;
     config.replay_every = settings.replay_every;
+    config.abandon_every = settings.abandon_every;
     config.player_prefix = format!("{}{}", kind.prefix(), run::default_prefix());
     let running = run::start(config)?;
     let shared = running.shared.clone();

@@ -2,7 +2,8 @@
 //! reconnect after a 1012 or a cut), and play rounds of each game — blackjack to the end with
 //! a simple hit-below-17 strategy. Money-moving requests carry an idempotency key and are
 //! retried with the same key when the answer is lost, as a careful client does; every n-th
-//! acknowledged bet is sent once more with its key, which must be answered as a replay.
+//! acknowledged bet is sent once more with its key, which must be answered as a replay, and
+//! every n-th blackjack hand may be abandoned mid-round (the bank checks resume it).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -257,7 +258,7 @@ pub async fn play_round(shared: &Shared, player: &Player, game: Game, due: Insta
             shared.acknowledge(&player.name, &key, &again.json(), false);
         }
     }
-    if game == Game::Blackjack {
+    if game == Game::Blackjack && !shared.abandon_due() {
         finish_blackjack(shared, player, &key, answer.json()).await;
     }
 }

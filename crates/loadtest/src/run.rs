@@ -52,6 +52,9 @@ pub struct LoadConfig {
     pub stake: i64,
     /// Every n-th acknowledged bet is sent again with its key (0 = never).
     pub replay_every: u64,
+    /// Every n-th blackjack round is left open, as by a player who walks away mid-hand
+    /// (0 = never); the bank checks resume them.
+    pub abandon_every: u64,
     pub websockets: bool,
     /// Loopback source addresses to spread players over (1 = just 127.0.0.1).
     pub source_addresses: u8,
@@ -77,6 +80,7 @@ impl LoadConfig {
             games: Game::ALL.to_vec(),
             stake: 100,
             replay_every: 20,
+            abandon_every: 0,
             websockets: true,
             source_addresses: 1,
             max_in_flight: 10_000,
@@ -145,6 +149,7 @@ pub struct Shared {
     pub stop: watch::Sender<bool>,
     in_flight: AtomicUsize,
     bets_acknowledged: AtomicU64,
+    blackjack_rounds: AtomicU64,
     expected_interval: Option<Duration>,
 }
 
@@ -185,6 +190,13 @@ impl Shared {
                 .bets_acknowledged
                 .load(Ordering::Relaxed)
                 .is_multiple_of(every)
+    }
+
+    /// Whether the blackjack round just dealt should be left open.
+    pub fn abandon_due(&self) -> bool {
+        let every = self.config.abandon_every;
+        let n = self.blackjack_rounds.fetch_add(1, Ordering::Relaxed) + 1;
+        every > 0 && n.is_multiple_of(every)
     }
 
     pub fn in_flight(&self) -> usize {
@@ -249,6 +261,7 @@ pub fn start(config: LoadConfig) -> Result<RunningLoad, LoadError> {
         stop: watch::Sender::new(false),
         in_flight: AtomicUsize::new(0),
         bets_acknowledged: AtomicU64::new(0),
+        blackjack_rounds: AtomicU64::new(0),
         expected_interval,
         config,
     });
