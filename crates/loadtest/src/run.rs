@@ -321,13 +321,13 @@ async fn run_open(shared: &Arc<Shared>, rate: f64, new_players_per_s: f64) {
         let s = shared.clone();
         signing.spawn(async move { arrive(&s, i).await });
     }
-    let mut players: Vec<Arc<Player>> = signing.join_all().await.into_iter().flatten().collect();
+    let players: Vec<Arc<Player>> = signing.join_all().await.into_iter().flatten().collect();
     let start = Instant::now();
     shared.stats.lock().expect("stats").begin(start);
     if players.is_empty() {
         return;
     }
-    let pool = Arc::new(Mutex::new(std::mem::take(&mut players)));
+    let pool = Arc::new(Mutex::new(players));
     let config = &shared.config;
     let schedule =
         OpenSchedule::new(rate, config.ramp, config.duration).expect("validated schedule");
