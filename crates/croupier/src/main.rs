@@ -1,10 +1,13 @@
 //! The `croupier` binary: one subcommand per component (see DESIGN.md). Parses arguments,
 //! sets up logging and hands over to the library crates.
 
+mod audit_cmd;
 mod control_client;
 mod control_cmd;
 mod ctl_cmd;
+mod drill_cmd;
 mod gateway_cmd;
+mod loadtest_cmd;
 mod maintenance_cmd;
 mod node_cmd;
 mod supervisor;
@@ -38,6 +41,12 @@ enum Command {
     Verify(tools_cmd::VerifyArgs),
     /// Check every ledger invariant of a store and print the report.
     Integrity(tools_cmd::IntegrityArgs),
+    /// Simulated players at peak against a players' address, with thresholds and reports.
+    Loadtest(loadtest_cmd::LoadtestArgs),
+    /// Failover drills under load, each ending with the bank checks and a verdict.
+    Drill(drill_cmd::DrillArgs),
+    /// Security sweep of a running deployment.
+    Audit(audit_cmd::AuditArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -56,5 +65,8 @@ fn main() -> anyhow::Result<()> {
         Command::Maintenance(args) => maintenance_cmd::run(args),
         Command::Verify(args) => tools_cmd::verify(args),
         Command::Integrity(args) => tools_cmd::integrity(args),
+        Command::Loadtest(args) => loadtest_cmd::run(args),
+        Command::Drill(args) => drill_cmd::run(args),
+        Command::Audit(args) => audit_cmd::run(args),
     }
 }

@@ -30,6 +30,29 @@ pub struct NodeArgs {
     /// Currency of the ledger (ISO 4217 code); amounts are integer minor units.
     #[arg(long, default_value = "EUR")]
     currency: String,
+    /// Test-only fault injection for the drills' tests: `skip-idempotency` makes replayed bets
+    /// move money again. Refused unless CROUPIER_I_KNOW_THIS_BREAKS_MONEY=1 is also set.
+    #[arg(long, env = "CROUPIER_FAULT", hide = true)]
+    fault: Option<String>,
+}
+
+/// The env var that must accompany `--fault`, so no deployment breaks its money by accident.
+const FAULT_GUARD: &str = "CROUPIER_I_KNOW_THIS_BREAKS_MONEY";
+
+/// Whether the deliberately broken idempotency is asked for (and allowed).
+fn broken_idempotency(fault: Option<&str>) -> anyhow::Result<bool> {
+    let Some(fault) = fault else {
+        return Ok(false);
+    };
+    anyhow::ensure!(
+        fault == "skip-idempotency",
+        "unknown fault '{fault}' (the only one is skip-idempotency)"
+    );
+    anyhow::ensure!(
+        std::env::var(FAULT_GUARD).as_deref() == Ok("1"),
+        "--fault {fault} breaks the money on purpose and is for tests only; it also needs {FAULT_GUARD}=1"
+    );
+    Ok(true)
 }
 
 /// Reads the ops token from `path`, or creates one there readable only by its owner.
@@ -74,6 +97,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         }
         None => ops_token_file(&args.data.join("ops-token"))?,
     };
+    let break_idempotency = broken_idempotency(args.fault.as_deref())?;
     let node_id = args
         .node_id
         .unwrap_or_else(|| format!("node-{}", args.listen.port()));
@@ -86,6 +110,9 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         let state = AppState::new(Arc::new(store), node_id.clone(), ops_token);
+        if break_idempotency {
+            state.break_idempotency();
+        }
         eprintln!(
             "croupier node {node_id} on http://{}  (player API /api/v1, ops API /ops with the token in {}, ledger {})",
             listener.local_addr()?,

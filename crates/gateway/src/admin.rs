@@ -25,6 +25,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/admin/nodes", get(list_nodes))
         .route("/admin/nodes/{name}", put(set_node))
         .fallback(|| async { refusal(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(axum::middleware::map_response(crate::headers::secure))
         .with_state(gateway)
 }
 

@@ -42,7 +42,10 @@ const HOP_BY_HOP: [&str; 8] = [
 ];
 
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    Router::new().fallback(handle).with_state(gateway)
+    Router::new()
+        .fallback(handle)
+        .layer(axum::middleware::map_response(crate::headers::secure))
+        .with_state(gateway)
 }
 
 /// A JSON error the gateway answers itself.

@@ -5,6 +5,7 @@
 pub mod build;
 pub mod error;
 pub mod extract;
+pub mod headers;
 pub mod metrics;
 pub mod ops_api;
 pub mod player_api;
@@ -69,6 +70,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(headers::secure))
         .with_state(state)
 }
 

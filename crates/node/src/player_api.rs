@@ -221,7 +221,7 @@ pub async fn play(
     };
     let committed = state
         .store
-        .transact(Some(idempotency), move |tx| {
+        .transact(state.idempotency(idempotency), move |tx| {
             rounds::start_round(tx, new_round)
         })
         .await?;
@@ -260,7 +260,7 @@ pub async fn act(
     let who = player.clone();
     let committed = state
         .store
-        .transact(Some(idempotency), move |tx| {
+        .transact(state.idempotency(idempotency), move |tx| {
             rounds::act(tx, &who, &round_id, action, &node)
         })
         .await?;

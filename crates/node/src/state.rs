@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-use croupier_ledger::Store;
+use croupier_ledger::{Idempotency, Store};
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
@@ -28,6 +28,9 @@ pub struct Inner {
     pub ops_token: String,
     pub version: &'static str,
     draining: AtomicBool,
+    /// Test-only fault: money-moving requests skip the idempotency check (see
+    /// `break_idempotency`).
+    skip_idempotency: AtomicBool,
     drain_signal: watch::Sender<bool>,
     /// Token hash -> (player, when looked up).
     pub sessions: Mutex<HashMap<String, (String, Instant)>>,
@@ -54,6 +57,7 @@ impl AppState {
             ops_token,
             version: crate::build::version(),
             draining: AtomicBool::new(false),
+            skip_idempotency: AtomicBool::new(false),
             drain_signal,
             sessions: Mutex::new(HashMap::new()),
             game_status: RwLock::new(HashMap::new()),
@@ -75,6 +79,19 @@ impl AppState {
     /// Fires whenever the drain state changes.
     pub fn drain_watch(&self) -> watch::Receiver<bool> {
         self.drain_signal.subscribe()
+    }
+
+    /// A DELIBERATELY BROKEN node for the drills' tests: replayed bets and actions move
+    /// money again. `croupier node` only turns this on behind a hidden flag plus
+    /// `CROUPIER_I_KNOW_THIS_BREAKS_MONEY=1`, and logs an error when it does.
+    pub fn break_idempotency(&self) {
+        tracing::error!(node = %self.node_id, "FAULT INJECTED: idempotency checks are skipped; replays will move money again");
+        self.skip_idempotency.store(true, Ordering::SeqCst);
+    }
+
+    /// The idempotency guard for a request, or none when the fault is injected.
+    pub fn idempotency(&self, guard: Idempotency) -> Option<Idempotency> {
+        (!self.skip_idempotency.load(Ordering::SeqCst)).then_some(guard)
     }
 
     pub fn publish(&self, player: Option<String>, message: Value) {

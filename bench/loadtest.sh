@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The load generator against wrk, then the whole stack's peak, in one run on one `croupier up`:
+#  1. requests per CPU-second of `croupier loadtest` (closed model, 64 players, GET
+#     /api/v1/lobby, one thread) against wrk (one thread, 64 connections, the same GET) on
+#     the same node;
+#  2. the peak bets per second the stack (3 nodes, gateway, control plane) holds with
+#     p99 < 50 ms and errors < 0.1%: open model through the gateway, every game (blackjack
+#     played to the end), the rate stepped up until a step fails, then one step between.
+# The generator runs on the same 2 cores as the stack. Usage: bench/loadtest.sh [seconds]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-10}"
+missing=()
+for tool in wrk jq curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+cargo build --release -p croupier --quiet
+bin="${CARGO_TARGET_DIR:-$PWD/target}/release/croupier"
+work="$(mktemp -d)"
+"$bin" up --data "$work/data" --first-node-port 7301 --gateway-port 8300 --control-port 8380 \
+  >"$work/up.log" 2>&1 &
+up_pid=$!
+cleanup() {
+  kill -TERM "$up_pid" 2>/dev/null || true
+  wait "$up_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+for _ in $(seq 100); do
+  curl -sf http://127.0.0.1:8301/readyz >/dev/null && break
+  sleep 0.2
+done
+sleep 1
+node=http://127.0.0.1:7301
+gateway=http://127.0.0.1:8300
+
+# User + system CPU seconds of a command (from the shell's `times` for its children).
+cpu_of() {
+  local out="$1"; shift
+  ( "$@" >"$out" 2>&1; times ) | tail -1 |
+    awk '{ split($1, u, "m"); split($2, s, "m"); printf "%.3f", u[1]*60 + u[2] + s[1]*60 + s[2] }'
+}
+
+echo "# $(date -u +%FT%TZ) on $(nproc) cores, $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), ${seconds}s per measurement"
+echo
+echo "## 1. Generator efficiency: GET /api/v1/lobby on one node, 64 connections"
+token="$(curl -sf -X POST -H 'content-type: application/json' -d '{"player":"bench-wrk"}' \
+  "$node/api/v1/sessions" | jq -r .token)"
+wrk_cpu="$(cpu_of "$work/wrk.txt" wrk -t1 -c64 -d"${seconds}s" -H "Authorization: Bearer $token" "$node/api/v1/lobby")"
+wrk_requests="$(awk '/requests in/ { print $1 }' "$work/wrk.txt")"
+wrk_errors="$(awk '/Non-2xx/ { print $5 } END { }' "$work/wrk.txt")"
+lt_cpu="$(cpu_of "$work/lt.txt" "$bin" loadtest --target "$node" --model closed --scenario lobby \
+  --players 64 --no-websockets --threads 1 --duration-secs "$seconds" --quiet --summary-json "$work/lt.json")"
+lt_requests="$(jq .requests "$work/lt.json")"
+lt_errors="$(jq .errors "$work/lt.json")"
+echo
+echo "| generator | requests | requests/s | errors | CPU s | requests per CPU-second |"
+echo "|---|---:|---:|---:|---:|---:|"
+awk -v r="$wrk_requests" -v c="$wrk_cpu" -v s="$seconds" -v e="${wrk_errors:-0}" \
+  'BEGIN { printf "| wrk | %d | %.0f | %d | %.2f | %.0f |\n", r, r/s, e, c, r/c }'
+awk -v r="$lt_requests" -v c="$lt_cpu" -v s="$seconds" -v e="$lt_errors" \
+  'BEGIN { printf "| croupier loadtest | %d | %.0f | %d | %.2f | %.0f |\n", r, r/s, e, c, r/c }'
+awk -v a="$lt_requests" -v b="$lt_cpu" -v c="$wrk_requests" -v d="$wrk_cpu" \
+  'BEGIN { printf "\nrequests per CPU-second, croupier loadtest / wrk: %.2fx\n", (a/b)/(c/d) }'
+
+echo
+echo "## 2. Peak bets/s of the whole stack with p99 < 50 ms (open model, every game)"
+echo
+echo "| target bets/s | players | achieved bets/s | requests/s | p50 ms | p99 ms | errors | generator CPU s | verdict |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+step() {
+  local rate="$1" players=$(( $1 / 5 > 50 ? $1 / 5 : 50 )) out="$work/step-$1.json"
+  if "$bin" loadtest --target "$gateway" --rate "$rate" --players "$players" --ramp-up-secs 2 \
+      --duration-secs "$seconds" --source-addresses 16 --threads 1 --quiet --summary-json "$out" \
+      --threshold 'p99<50ms' --threshold 'errors<0.1%' >/dev/null 2>&1; then
+    verdict=pass
+  else
+    verdict=fail
+  fi
+  jq -r --arg v "$verdict" --arg r "$rate" --arg p "$players" \
+    '"| \($r) | \($p) | \(.bets_per_s|floor) | \(.rps|floor) | \(.latency_ms.p50*100|floor/100) | \(.latency_ms.p99*100|floor/100) | \(.errors) | \(.cpu_seconds*100|floor/100) | \($v) |"' "$out"
+  local achieved; achieved="$(jq '.bets_per_s|floor' "$out")"
+  if [ "$verdict" = pass ] && [ "$achieved" -gt "$peak" ]; then peak="$achieved"; fi
+  [ "$verdict" = pass ]
+}
+peak=0
+last_pass=0
+first_fail=0
+for rate in 100 200 400 600 800 1000 1200 1600 2000 2400 3000; do
+  if step "$rate"; then last_pass="$rate"; else first_fail="$rate"; break; fi
+done
+if [ "$first_fail" -gt 0 ] && [ $(( first_fail - last_pass )) -gt 100 ]; then
+  step $(( (last_pass + first_fail) / 2 )) || true
+fi
+echo
+echo "peak: ${peak} bets/s with p99 < 50 ms and errors < 0.1% (generator on the same cores)"
+echo "ledger integrity after all runs: $("$bin" integrity --db "$work/data/ledger.db" | jq -r 'if .ok then "ok (\(.entries) entries)" else "VIOLATED" end')"

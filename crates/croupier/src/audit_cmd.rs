@@ -1,0 +1,62 @@
+//! `croupier audit`: the security sweep of a running deployment; a table on stdout, JSON on
+//! request, and a non-zero exit on any failed check.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use croupier_loadtest::audit::{self, AuditTargets};
+
+#[derive(Args)]
+pub struct AuditArgs {
+    /// The players' address (gateway).
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    gateway: String,
+    /// The gateway's admin address.
+    #[arg(long, default_value = "http://127.0.0.1:8001")]
+    admin: String,
+    /// A game node's address; repeat for each (default: the three of `croupier up`).
+    #[arg(long = "node", default_values = ["http://127.0.0.1:7001", "http://127.0.0.1:7002", "http://127.0.0.1:7003"])]
+    nodes: Vec<String>,
+    /// The control plane's address ("" to leave it out).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    control: String,
+    /// The deployment's ops token, to rate its strength (default: <data>/ops-token if present).
+    #[arg(long, env = "CROUPIER_OPS_TOKEN", hide_env_values = true)]
+    ops_token: Option<String>,
+    /// Data folder holding the ops token.
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
+    /// Requests in the rate-limit burst (one player).
+    #[arg(long, default_value_t = 1_000)]
+    burst: usize,
+    /// Write the findings as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+pub fn run(args: AuditArgs) -> anyhow::Result<()> {
+    let ops_token = args.ops_token.or_else(|| {
+        std::fs::read_to_string(args.data.join("ops-token"))
+            .ok()
+            .map(|t| t.trim().to_owned())
+    });
+    let trim = |url: String| url.trim_end_matches('/').to_owned();
+    let targets = AuditTargets {
+        gateway: trim(args.gateway),
+        admin: Some(trim(args.admin)).filter(|u| !u.is_empty()),
+        nodes: args.nodes.into_iter().map(trim).collect(),
+        control: Some(trim(args.control)).filter(|u| !u.is_empty()),
+        ops_token,
+        burst: args.burst,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(audit::run(targets))?;
+    print!("{}", audit::table(&report));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    anyhow::ensure!(report.ok, "{} audit check(s) failed", report.failed);
+    Ok(())
+}

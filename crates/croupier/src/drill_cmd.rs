@@ -1,0 +1,154 @@
+//! `croupier drill`: failover drills against a `croupier up` stack (started here, or attached
+//! to), each under load and bounded in time, ending with the bank checks and a verdict.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use croupier_loadtest::drill::{self, DrillKind, DrillSettings};
+use croupier_loadtest::stack::{Stack, StackSpec};
+
+#[derive(Args)]
+pub struct DrillArgs {
+    /// kill-node, restart-gateway, store-outage, drain-cycle, or all.
+    drill: String,
+    /// Data folder of the stack (created when the drill starts the stack).
+    #[arg(long, default_value = "drill-data")]
+    data: PathBuf,
+    /// Use a stack already running with these ports and data folder instead of starting one.
+    #[arg(long)]
+    attach: bool,
+    #[arg(long, default_value_t = 3)]
+    nodes: u16,
+    #[arg(long, default_value_t = 7101)]
+    first_node_port: u16,
+    /// Players' port; the gateway's admin port is the next one.
+    #[arg(long, default_value_t = 8100)]
+    gateway_port: u16,
+    #[arg(long, default_value_t = 8180)]
+    control_port: u16,
+    /// Bets per second during each drill.
+    #[arg(long, default_value_t = 50.0)]
+    rate: f64,
+    #[arg(long, default_value_t = 20)]
+    players: usize,
+    /// Seconds of load per drill.
+    #[arg(long, default_value_t = 12.0)]
+    load_secs: f64,
+    /// Seconds into the load when the fault comes.
+    #[arg(long, default_value_t = 3.0)]
+    fault_after_secs: f64,
+    /// store-outage: milliseconds the ledger stays locked (over 10 000, writers give up with 503).
+    #[arg(long, default_value_t = 3_000)]
+    outage_ms: u64,
+    /// Seconds the stack has to be whole again after the fault.
+    #[arg(long, default_value_t = 30.0)]
+    recover_within_secs: f64,
+    /// Fail a drill whose players saw more errors than this.
+    #[arg(long)]
+    max_errors: Option<u64>,
+    /// Replay every n-th acknowledged bet with its key (0 = never).
+    #[arg(long, default_value_t = 10)]
+    replay_every: u64,
+    /// Leave every n-th blackjack round open, for the bank checks to resume (0 = never).
+    #[arg(long, default_value_t = 3)]
+    abandon_every: u64,
+    /// Write the reports (a JSON array) here.
+    #[arg(long)]
+    report_json: Option<PathBuf>,
+    /// POST each report as JSON to this URL (the control plane's drills endpoint, e.g.
+    /// http://127.0.0.1:8080/api/v1/drills) with the ops token.
+    #[arg(long)]
+    report_to: Option<String>,
+}
+
+fn secs(value: f64, name: &str) -> anyhow::Result<Duration> {
+    anyhow::ensure!(
+        value.is_finite() && value >= 0.0,
+        "{name} must be zero or more"
+    );
+    Ok(Duration::from_secs_f64(value))
+}
+
+pub fn run(args: DrillArgs) -> anyhow::Result<()> {
+    let kinds: Vec<DrillKind> = if args.drill == "all" {
+        DrillKind::ALL.to_vec()
+    } else {
+        vec![DrillKind::parse(&args.drill).with_context(|| {
+            format!(
+                "unknown drill '{}': kill-node, restart-gateway, store-outage, drain-cycle or all",
+                args.drill
+            )
+        })?]
+    };
+    let settings = DrillSettings {
+        rate: args.rate,
+        players: args.players,
+        load: secs(args.load_secs, "--load-secs")?,
+        fault_after: secs(args.fault_after_secs, "--fault-after-secs")?,
+        outage: Duration::from_millis(args.outage_ms),
+        recover_within: secs(args.recover_within_secs, "--recover-within-secs")?,
+        max_errors: args.max_errors,
+        replay_every: args.replay_every,
+        abandon_every: args.abandon_every,
+    };
+    anyhow::ensure!(
+        settings.fault_after < settings.load,
+        "the fault must come before the load ends"
+    );
+    let spec = StackSpec {
+        bin: std::env::current_exe()?,
+        data: std::path::absolute(&args.data)?,
+        nodes: args.nodes,
+        first_node_port: args.first_node_port,
+        gateway_port: args.gateway_port,
+        control_port: args.control_port,
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let reports = runtime.block_on(async {
+        let ready = Duration::from_secs(60);
+        let mut stack = if args.attach {
+            Stack::attach(spec, ready).await?
+        } else {
+            Stack::start(spec, ready).await?
+        };
+        let mut reports = Vec::new();
+        for kind in kinds {
+            eprintln!("drill {}: running", kind.name());
+            let report = drill::run(kind, &stack, &settings).await?;
+            eprintln!(
+                "drill {}: {} ({} player-visible errors, recovered in {} ms, bank checks {})",
+                kind.name(),
+                report.verdict,
+                report.player_visible_errors,
+                report
+                    .time_to_recover_ms
+                    .map_or("-".to_owned(), |ms| ms.to_string()),
+                if report.bank.ok { "ok" } else { "FAILED" }
+            );
+            if let Some(url) = &args.report_to {
+                match drill::send_report(url, &stack.ops_token, &report).await {
+                    Ok(status) if (200..300).contains(&status) => {}
+                    Ok(status) => eprintln!("warning: {url} answered {status} to the drill report"),
+                    Err(e) => eprintln!("warning: could not send the drill report: {e}"),
+                }
+            }
+            reports.push(report);
+        }
+        stack.stop();
+        anyhow::Ok(reports)
+    })?;
+    let json = serde_json::to_string_pretty(&reports)?;
+    println!("{json}");
+    if let Some(path) = &args.report_json {
+        std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let failed: Vec<&str> = reports
+        .iter()
+        .filter(|r| r.verdict != "pass")
+        .map(|r| r.drill.name())
+        .collect();
+    anyhow::ensure!(failed.is_empty(), "drill(s) failed: {}", failed.join(", "));
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! `croupier loadtest`: simulated players against a players' address, with thresholds that
+//! fail the run, a JSON summary and an HTML report.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use croupier_loadtest::player::Game;
+use croupier_loadtest::run::{self, LoadConfig, Model, Scenario};
+use croupier_loadtest::threshold::Threshold;
+use croupier_loadtest::{bank, report};
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModelArg {
+    /// Arrivals at --rate per second, whatever the server does.
+    Open,
+    /// --players each play, think --think-ms, and play again.
+    Closed,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScenarioArg {
+    /// Rounds of every game (blackjack to the end) and a WebSocket per player.
+    Casino,
+    /// GET /api/v1/lobby only (to compare with oha or wrk).
+    Lobby,
+}
+
+#[derive(Args)]
+pub struct LoadtestArgs {
+    /// The players' address: the gateway (or a node).
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    target: String,
+    #[arg(long, value_enum, default_value = "open")]
+    model: ModelArg,
+    #[arg(long, value_enum, default_value = "casino")]
+    scenario: ScenarioArg,
+    /// Open model: rounds (or lobby reads) per second once ramped up.
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Open model: new players signing in per second during the run.
+    #[arg(long, default_value_t = 0.0)]
+    new_players_per_sec: f64,
+    /// Players signed in at the start (closed model: the number of players looping).
+    #[arg(long, default_value_t = 50)]
+    players: usize,
+    /// Closed model: pause between a player's rounds, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    think_ms: u64,
+    #[arg(long, default_value_t = 0.0)]
+    ramp_up_secs: f64,
+    #[arg(long, default_value_t = 10.0)]
+    duration_secs: f64,
+    /// Games to play, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "dice,roulette,slot,blackjack"
+    )]
+    games: Vec<String>,
+    /// Stake per bet in minor units (a multiple of 10).
+    #[arg(long, default_value_t = 100)]
+    stake: i64,
+    /// Send every n-th acknowledged bet again with its key; it must come back as a replay
+    /// (0 = never).
+    #[arg(long, default_value_t = 20)]
+    replay_every: u64,
+    /// Leave every n-th blackjack round open, as a player walking away mid-hand would
+    /// (0 = never); --check-ledger then resumes them through the API.
+    #[arg(long, default_value_t = 0)]
+    abandon_every: u64,
+    /// Do not keep a WebSocket open per player.
+    #[arg(long)]
+    no_websockets: bool,
+    /// Spread players over this many loopback source addresses (127.0.0.1, .2, …), so the
+    /// gateway's per-address rate limit sees many clients.
+    #[arg(long, default_value_t = 1)]
+    source_addresses: u8,
+    /// Open model: arrivals beyond this many requests in flight are dropped (and counted).
+    #[arg(long, default_value_t = 10_000)]
+    max_in_flight: usize,
+    /// Fail the run unless this holds, e.g. 'p99<50ms', 'errors<0.1%', 'bets_per_s>=500';
+    /// repeat for each.
+    #[arg(long = "threshold")]
+    thresholds: Vec<String>,
+    /// Write the summary as JSON here.
+    #[arg(long)]
+    summary_json: Option<PathBuf>,
+    /// Write a self-contained HTML report here.
+    #[arg(long)]
+    report_html: Option<PathBuf>,
+    /// After the run, check the ledger file against the acknowledged bets (bank checks).
+    #[arg(long)]
+    check_ledger: Option<PathBuf>,
+    /// Worker threads of the generator (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn config(args: &LoadtestArgs) -> anyhow::Result<LoadConfig> {
+    anyhow::ensure!(
+        args.duration_secs.is_finite() && args.duration_secs > 0.0,
+        "--duration-secs must be above zero"
+    );
+    anyhow::ensure!(
+        args.ramp_up_secs.is_finite() && args.ramp_up_secs >= 0.0,
+        "--ramp-up-secs must be zero or more"
+    );
+    let model = match args.model {
+        ModelArg::Open => Model::Open {
+            rate: args.rate,
+            new_players_per_s: args.new_players_per_sec,
+        },
+        ModelArg::Closed => Model::Closed {
+            think: Duration::from_millis(args.think_ms),
+        },
+    };
+    let mut config = LoadConfig::new(&args.target, model);
+    config.scenario = match args.scenario {
+        ScenarioArg::Casino => Scenario::Casino,
+        ScenarioArg::Lobby => Scenario::Lobby,
+    };
+    config.players = args.players;
+    config.ramp = Duration::from_secs_f64(args.ramp_up_secs);
+    config.duration = Duration::from_secs_f64(args.duration_secs);
+    config.games = args
+        .games
+        .iter()
+        .map(|g| {
+            Game::parse(g.trim())
+                .with_context(|| format!("unknown game '{g}' (dice, roulette, slot, blackjack)"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    config.stake = args.stake;
+    config.replay_every = args.replay_every;
+    config.abandon_every = args.abandon_every;
+    config.websockets = !args.no_websockets;
+    config.source_addresses = args.source_addresses;
+    config.max_in_flight = args.max_in_flight;
+    config.progress = !args.quiet;
+    config.thresholds = args
+        .thresholds
+        .iter()
+        .map(|t| Threshold::parse(t))
+        .collect::<Result<_, _>>()?;
+    Ok(config)
+}
+
+pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
+    let config = config(&args)?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let runtime = runtime.enable_all().build()?;
+    let summary = runtime.block_on(async {
+        let mut result = run::run(config).await?;
+        let mut bank_ok = true;
+        if let Some(db) = &args.check_ledger {
+            let http = croupier_loadtest::http::HttpClient::new(1, Duration::from_secs(15));
+            let report = bank::check(db, &mut result.history, &args.target, &http).await?;
+            for check in &report.checks {
+                println!(
+                    "bank check {}: {}{}",
+                    check.name,
+                    if check.ok { "ok" } else { "FAILED" },
+                    check.failures.first().map(|f| format!(" ({f})")).unwrap_or_default()
+                );
+            }
+            println!(
+                "bank: {} acknowledged bets of {} players, {} rounds in the ledger, {} open rounds resumed",
+                report.acknowledged_bets, report.players, report.ledger_rounds, report.resumed_rounds
+            );
+            bank_ok = report.ok;
+        }
+        anyhow::Ok((result.summary, bank_ok))
+    })?;
+    let (summary, bank_ok) = summary;
+    if let Some(path) = &args.summary_json {
+        std::fs::write(path, serde_json::to_string_pretty(&summary)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.report_html {
+        std::fs::write(path, report::html(&summary))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!(
+        "{} requests ({:.1}/s), {} bets ({:.1}/s), {} errors ({:.3}%), {} dropped; latency from intended start p50 {:.2} ms p99 {:.2} ms max {:.2} ms; {:.0} requests per CPU-second",
+        summary.requests,
+        summary.rps,
+        summary.bets,
+        summary.bets_per_s,
+        summary.errors,
+        summary.error_percent,
+        summary.dropped,
+        summary.latency_ms.p50,
+        summary.latency_ms.p99,
+        summary.latency_ms.max,
+        summary.requests_per_cpu_second
+    );
+    for verdict in &summary.thresholds {
+        println!(
+            "  {} {} (actual {:.3})",
+            if verdict.pass { "pass" } else { "FAIL" },
+            verdict.threshold,
+            verdict.actual
+        );
+    }
+    anyhow::ensure!(summary.pass, "thresholds failed");
+    anyhow::ensure!(bank_ok, "the bank checks failed");
+    Ok(())
+}

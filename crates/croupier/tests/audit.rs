@@ -1,0 +1,196 @@
+//! `croupier audit` against real deployments: a fresh `croupier up` stack passes every check
+//! (TLS skipped: not implemented), and a deployment run with a weak ops token is caught.
+
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{
+    GatewayProcess, Node, croupier, free_port, free_ports, get, integrity_cli, ledger_path,
+};
+use serde_json::Value;
+
+/// A `croupier up` stack on free ports, stopped (SIGTERM, then SIGKILL) when dropped.
+struct Up {
+    child: Child,
+    nodes: u16,
+    gateway: u16,
+    control: u16,
+}
+
+impl Up {
+    fn start(data: &std::path::Path) -> Up {
+        let (nodes, gateway, control) = (free_ports(3), free_ports(2), free_ports(1));
+        let child = croupier()
+            .arg("up")
+            .arg("--data")
+            .arg(data)
+            .args(["--first-node-port", &nodes.to_string()])
+            .args(["--gateway-port", &gateway.to_string()])
+            .args(["--control-port", &control.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let up = Up {
+            child,
+            nodes,
+            gateway,
+            control,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while get(&format!("http://127.0.0.1:{}/readyz", gateway + 1), None).map(|r| r.0) != Ok(200)
+            || (0..3).any(|i| {
+                get(&format!("http://127.0.0.1:{}/readyz", nodes + i), None).map(|r| r.0) != Ok(200)
+            })
+        {
+            assert!(Instant::now() < deadline, "croupier up did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        up
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child; SIGTERM so `croupier up` stops its children too.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(25);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn audit(args: &[String], json: &std::path::Path) -> (bool, String, Value) {
+    let output = croupier()
+        .arg("audit")
+        .args(args)
+        .arg("--json")
+        .arg(json)
+        .env_remove("CROUPIER_OPS_TOKEN")
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&output.stdout).into_owned();
+    let report = serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap();
+    (output.status.success(), table, report)
+}
+
+fn statuses<'a>(report: &'a Value, check: &str) -> Vec<&'a str> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == check)
+        .map(|f| f["status"].as_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_fresh_stack_passes_the_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(dir.path());
+    let url = |port: u16| format!("http://127.0.0.1:{port}");
+    let mut args = vec![
+        "--gateway".to_owned(),
+        url(up.gateway),
+        "--admin".to_owned(),
+        url(up.gateway + 1),
+        "--control".to_owned(),
+        url(up.control),
+        "--data".to_owned(),
+        dir.path().display().to_string(),
+    ];
+    for i in 0..3 {
+        args.extend(["--node".to_owned(), url(up.nodes + i)]);
+    }
+    let (ok, table, report) = audit(&args, &dir.path().join("audit.json"));
+    assert!(ok, "{table}");
+    assert_eq!(report["ok"], true);
+    for check in [
+        "ops_api_needs_token",
+        "no_default_tokens",
+        "ops_token_strength",
+        "security_headers",
+        "oversized_rejected",
+        "malformed_rejected",
+        "player_isolation",
+        "rate_limit_enforced",
+    ] {
+        let found = statuses(&report, check);
+        assert!(!found.is_empty(), "{check} missing:\n{table}");
+        assert!(
+            found.iter().all(|s| *s == "pass" || *s == "warn"),
+            "{check}: {found:?}\n{table}"
+        );
+    }
+    // Five ops surfaces (three nodes, the gateway's admin API, the control plane).
+    assert_eq!(statuses(&report, "ops_api_needs_token").len(), 5);
+    assert_eq!(statuses(&report, "tls"), ["skip"], "{table}");
+    assert!(table.contains("skipped: TLS off"));
+    drop(up);
+    integrity_cli(&ledger_path(dir.path()));
+}
+
+#[test]
+fn a_weak_ops_token_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let weak = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let port = free_port();
+    let node = Node {
+        child: croupier()
+            .args([
+                "node",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--node-id",
+                "weak-1",
+            ])
+            .arg("--data")
+            .arg(dir.path())
+            .env("CROUPIER_OPS_TOKEN", weak)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+        id: "weak-1".into(),
+    };
+    node.wait_ready();
+    let gateway = GatewayProcess::start(dir.path(), &[&node], &[]);
+    let args = vec![
+        "--gateway".to_owned(),
+        gateway.base.clone(),
+        "--admin".to_owned(),
+        gateway.admin.clone(),
+        "--node".to_owned(),
+        node.base.clone(),
+        "--control".to_owned(),
+        String::new(),
+        "--ops-token".to_owned(),
+        weak.to_owned(),
+        "--data".to_owned(),
+        dir.path().join("none").display().to_string(),
+    ];
+    let (ok, table, report) = audit(&args, &dir.path().join("audit.json"));
+    assert!(!ok, "the audit must fail:\n{table}");
+    // The node takes the weak token; the gateway (started by the test helpers) takes the
+    // test suite's own token, which is public and therefore on the well-known list too.
+    assert_eq!(
+        statuses(&report, "no_default_tokens"),
+        ["fail", "fail"],
+        "{table}"
+    );
+    assert!(table.contains(&format!("[\"{weak}\"]")), "{table}");
+    assert!(table.contains(common::OPS_TOKEN), "{table}");
+    assert_eq!(statuses(&report, "ops_token_strength"), ["fail"], "{table}");
+    assert!(table.contains("FAIL"));
+    drop(gateway);
+    drop(node);
+    integrity_cli(&ledger_path(dir.path()));
+}

@@ -1,0 +1,387 @@
+//! Failover drills: each runs a bounded open-model load through the gateway of a real stack,
+//! injects one real fault, waits for the stack to be whole again, then runs the bank checks.
+//!
+//! - `kill-node`: `kill -9` of node-1's process; `croupier up` restarts it.
+//! - `restart-gateway`: SIGTERM to the gateway process (it stops: players get refused
+//!   connections); `croupier up` starts a new one.
+//! - `store-outage`: the SQLite ledger is made unavailable to every writer by holding its
+//!   write lock (`BEGIN EXCLUSIVE` from this process) for `outage`. SQLite has no server process
+//!   to restart, and moving or chmod-ing the file does nothing to the nodes' open descriptors
+//!   (a node opening it meanwhile would even create an empty ledger), so a held lock is the
+//!   honest outage: writers wait (up to the store's 10 s busy timeout, then fail with 503),
+//!   reads go on.
+//! - `drain-cycle`: each node in turn is drained at the gateway and on the node itself, its
+//!   requests in flight are waited for, then it is undrained and must be eligible again.
+//!
+//! The report: player-visible errors, time to recover (from the fault until the stack is whole
+//! and the last failed or stalled request after it), the bank checks and a verdict.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::json;
+
+use crate::bank::{self, BankReport};
+use crate::error::LoadError;
+use crate::http::{Call, HttpClient};
+use crate::run::{self, LoadConfig, Model};
+use crate::stack::{Stack, alive};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DrillKind {
+    KillNode,
+    RestartGateway,
+    StoreOutage,
+    DrainCycle,
+}
+
+impl DrillKind {
+    pub const ALL: [DrillKind; 4] = [
+        DrillKind::KillNode,
+        DrillKind::RestartGateway,
+        DrillKind::StoreOutage,
+        DrillKind::DrainCycle,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DrillKind::KillNode => "kill-node",
+            DrillKind::RestartGateway => "restart-gateway",
+            DrillKind::StoreOutage => "store-outage",
+            DrillKind::DrainCycle => "drain-cycle",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<DrillKind> {
+        DrillKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            DrillKind::KillNode => "kn",
+            DrillKind::RestartGateway => "rg",
+            DrillKind::StoreOutage => "so",
+            DrillKind::DrainCycle => "dc",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DrillSettings {
+    /// Bets per second during the drill (open model).
+    pub rate: f64,
+    pub players: usize,
+    /// How long the load runs; the fault comes `fault_after` into it.
+    pub load: Duration,
+    pub fault_after: Duration,
+    /// How long the store stays unavailable (store-outage).
+    pub outage: Duration,
+    /// The stack must be whole again within this after the fault.
+    pub recover_within: Duration,
+    /// Fail the drill when players saw more errors than this.
+    pub max_errors: Option<u64>,
+    /// Every n-th acknowledged bet is replayed with its key (0 = never).
+    pub replay_every: u64,
+    /// Every n-th blackjack round is left open for the bank checks to resume (0 = never).
+    pub abandon_every: u64,
+}
+
+impl Default for DrillSettings {
+    fn default() -> Self {
+        DrillSettings {
+            rate: 50.0,
+            players: 20,
+            load: Duration::from_secs(12),
+            fault_after: Duration::from_secs(3),
+            outage: Duration::from_secs(3),
+            recover_within: Duration::from_secs(30),
+            max_errors: None,
+            replay_every: 10,
+            abandon_every: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Fault {
+    pub detail: String,
+    /// Since the load started.
+    pub at_ms: u64,
+    pub lasted_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadFigures {
+    pub requests: u64,
+    pub bets: u64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    pub websocket_reconnects: u64,
+}
+
+/// What a drill found; POSTed as JSON to the control plane when asked.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillReport {
+    pub drill: DrillKind,
+    /// "pass" or "fail".
+    pub verdict: &'static str,
+    pub reasons: Vec<String>,
+    pub started_unix_ms: u64,
+    pub fault: Fault,
+    /// Failed requests the simulated players saw, over the whole load and after the fault.
+    pub player_visible_errors: u64,
+    pub errors_after_fault: u64,
+    /// From the fault until the stack was whole and no request failed or stalled (> 1 s)
+    /// any more; `None` when it did not recover in time.
+    pub time_to_recover_ms: Option<u64>,
+    pub load: LoadFigures,
+    pub bank: BankReport,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn signal(pid: i32, signal: i32) -> Result<(), LoadError> {
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        return Err(LoadError::io(
+            format!("signalling pid {pid}"),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}
+
+async fn wait_gone(pid: i32, within: Duration) -> Result<(), LoadError> {
+    let deadline = Instant::now() + within;
+    while alive(pid) {
+        if Instant::now() > deadline {
+            return Err(LoadError::Stack(format!(
+                "pid {pid} did not stop within {within:?}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+async fn ops(
+    http: &HttpClient,
+    stack: &Stack,
+    call: Call<'_>,
+) -> Result<serde_json::Value, LoadError> {
+    let url = call.url.clone();
+    let answer = http.send(0, call.token(&stack.ops_token)).await?;
+    if !answer.is_success() {
+        return Err(LoadError::Http {
+            url,
+            reason: format!("{} {}", answer.status, answer.json()),
+        });
+    }
+    Ok(answer.json())
+}
+
+fn put(url: String, body: &serde_json::Value) -> Call<'static> {
+    let mut call = Call::post(url, body);
+    call.method = hyper::Method::PUT;
+    call
+}
+
+/// Drains and undrains each node in turn, at the gateway and on the node.
+async fn drain_cycle(stack: &Stack, http: &HttpClient) -> Result<String, LoadError> {
+    let mut done = Vec::new();
+    for (i, name) in stack.node_names().iter().enumerate() {
+        let admin = format!("{}/admin/nodes/{name}", stack.admin());
+        let drain = format!("{}/ops/drain", stack.node_url(i));
+        ops(
+            http,
+            stack,
+            put(admin.clone(), &json!({"state": "draining"})),
+        )
+        .await?;
+        ops(
+            http,
+            stack,
+            Call::post(drain.clone(), &json!({"draining": true})),
+        )
+        .await?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let report = ops(http, stack, Call::get(drain.clone())).await?;
+            if report["in_flight_requests"].as_i64() == Some(0) || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        ops(http, stack, Call::post(drain, &json!({"draining": false}))).await?;
+        ops(http, stack, put(admin, &json!({"state": "active"}))).await?;
+        stack.wait_whole(Duration::from_secs(10)).await?;
+        done.push(name.clone());
+    }
+    Ok(format!(
+        "drained and undrained {} in turn (gateway state and node drain)",
+        done.join(", ")
+    ))
+}
+
+/// Holds the ledger's write lock for `outage`.
+async fn store_outage(stack: &Stack, outage: Duration) -> Result<String, LoadError> {
+    let db = stack.db();
+    tokio::task::spawn_blocking(move || -> Result<(), LoadError> {
+        let conn = croupier_ledger::sqlite::connect(&db, false)?;
+        conn.execute_batch("BEGIN EXCLUSIVE")
+            .map_err(croupier_ledger::LedgerError::from)?;
+        std::thread::sleep(outage);
+        conn.execute_batch("COMMIT")
+            .map_err(croupier_ledger::LedgerError::from)?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| LoadError::Stack(format!("the outage task failed: {e}")))??;
+    Ok(format!(
+        "the ledger's write lock was held for {} ms (every writer blocked, reads went on)",
+        outage.as_millis()
+    ))
+}
+
+/// Injects the fault; returns what was done.
+async fn inject(
+    kind: DrillKind,
+    stack: &Stack,
+    settings: &DrillSettings,
+) -> Result<String, LoadError> {
+    let http = HttpClient::new(1, Duration::from_secs(10));
+    match kind {
+        DrillKind::KillNode => {
+            let pid = stack
+                .node_pid(0)
+                .ok_or_else(|| LoadError::Stack("node-1's process was not found".into()))?;
+            signal(pid, libc::SIGKILL)?;
+            Ok(format!("kill -9 of node-1 (pid {pid})"))
+        }
+        DrillKind::RestartGateway => {
+            let pid = stack
+                .gateway_pid()
+                .ok_or_else(|| LoadError::Stack("the gateway's process was not found".into()))?;
+            signal(pid, libc::SIGTERM)?;
+            wait_gone(pid, Duration::from_secs(30)).await?;
+            Ok(format!(
+                "the gateway (pid {pid}) was stopped with SIGTERM; the supervisor starts a new one"
+            ))
+        }
+        DrillKind::StoreOutage => store_outage(stack, settings.outage).await,
+        DrillKind::DrainCycle => drain_cycle(stack, &http).await,
+    }
+}
+
+/// Runs one drill against `stack`.
+pub async fn run(
+    kind: DrillKind,
+    stack: &Stack,
+    settings: &DrillSettings,
+) -> Result<DrillReport, LoadError> {
+    let started_unix_ms = unix_ms();
+    let mut config = LoadConfig::new(
+        stack.gateway(),
+        Model::Open {
+            rate: settings.rate,
+            new_players_per_s: 0.0,
+        },
+    );
+    config.players = settings.players;
+    config.duration = settings.load;
+    config.replay_every = settings.replay_every;
+    config.abandon_every = settings.abandon_every;
+    config.player_prefix = format!("{}{}", kind.prefix(), run::default_prefix());
+    let running = run::start(config)?;
+    let shared = running.shared.clone();
+    // The fault comes `fault_after` into the load itself, after the players signed in.
+    while !shared.stats.lock().expect("stats").measuring() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(settings.fault_after).await;
+    let fault_at = Instant::now();
+    let detail = inject(kind, stack, settings).await?;
+    let fault_ended = Instant::now();
+    let whole = stack.wait_whole(settings.recover_within).await;
+    let result = running.finish().await?;
+    let (last_trouble, errors_after_fault, load_start) = {
+        let stats = shared.stats.lock().expect("stats");
+        (
+            stats.last_trouble_since(fault_at).map(|i| i.at),
+            stats.failures_between(fault_at, Instant::now()),
+            stats.start,
+        )
+    };
+    let time_to_recover_ms = whole.as_ref().ok().map(|back| {
+        let recovered = last_trouble.map_or(*back, |t| t.max(*back));
+        recovered.duration_since(fault_at).as_millis() as u64
+    });
+    let mut reasons = Vec::new();
+    if let Err(e) = &whole {
+        reasons.push(format!("did not recover: {e}"));
+        // Give it the same time again so the bank checks can reach the players' API.
+        let _ = stack.wait_whole(settings.recover_within).await;
+    }
+    let mut history = result.history;
+    let http = HttpClient::new(1, Duration::from_secs(15));
+    let bank = bank::check(&stack.db(), &mut history, &stack.gateway(), &http).await?;
+    for check in bank.checks.iter().filter(|c| !c.ok) {
+        reasons.push(format!(
+            "bank check {} failed: {}",
+            check.name,
+            check.failures.first().cloned().unwrap_or_default()
+        ));
+    }
+    let summary = result.summary;
+    if let Some(max) = settings.max_errors
+        && summary.errors > max
+    {
+        reasons.push(format!(
+            "{} player-visible errors, more than the {max} allowed",
+            summary.errors
+        ));
+    }
+    Ok(DrillReport {
+        drill: kind,
+        verdict: if reasons.is_empty() { "pass" } else { "fail" },
+        reasons,
+        started_unix_ms,
+        fault: Fault {
+            detail,
+            at_ms: fault_at.saturating_duration_since(load_start).as_millis() as u64,
+            lasted_ms: fault_ended.duration_since(fault_at).as_millis() as u64,
+        },
+        player_visible_errors: summary.errors,
+        errors_after_fault,
+        time_to_recover_ms,
+        load: LoadFigures {
+            requests: summary.requests,
+            bets: summary.bets,
+            errors: summary.errors,
+            p50_ms: summary.latency_ms.p50,
+            p99_ms: summary.latency_ms.p99,
+            max_ms: summary.latency_ms.max,
+            websocket_reconnects: summary.websockets.reconnects,
+        },
+        bank,
+    })
+}
+
+/// POSTs a drill report to the control plane (`url`, with the ops token); the HTTP status.
+pub async fn send_report(url: &str, token: &str, report: &DrillReport) -> Result<u16, LoadError> {
+    let body = serde_json::to_value(report).map_err(|e| LoadError::Config(e.to_string()))?;
+    let http = HttpClient::new(1, Duration::from_secs(10));
+    Ok(http
+        .send(0, Call::post(url, &body).token(token))
+        .await?
+        .status)
+}

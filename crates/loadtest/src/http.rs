@@ -1,0 +1,171 @@
+//! A small HTTP/1.1 JSON client on hyper-util's pooled client. Requests can leave from several
+//! loopback source addresses (127.0.0.1, .2, …) so that simulated players look like many
+//! clients to the gateway's per-address rate limit, as real players would.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::{Method, Request};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+use crate::error::LoadError;
+
+type Pooled = Client<HttpConnector, Full<Bytes>>;
+
+/// An answer: status, headers and the body, read as JSON only when asked for (a load test
+/// reading the lobby has no use for it, and parsing it costs more than the request).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub bytes: Bytes,
+}
+
+impl Answer {
+    /// The body as JSON, or as a JSON string when it is not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&self.bytes).into_owned()))
+    }
+
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// One request; everything optional has a builder-like constructor.
+pub struct Call<'a> {
+    pub method: Method,
+    pub url: String,
+    pub token: Option<&'a str>,
+    pub key: Option<&'a str>,
+    pub body: Option<Vec<u8>>,
+    pub extra_headers: Vec<(&'a str, String)>,
+}
+
+impl<'a> Call<'a> {
+    pub fn get(url: impl Into<String>) -> Self {
+        Call {
+            method: Method::GET,
+            url: url.into(),
+            token: None,
+            key: None,
+            body: None,
+            extra_headers: Vec::new(),
+        }
+    }
+
+    pub fn post(url: impl Into<String>, body: &Value) -> Self {
+        Call {
+            method: Method::POST,
+            body: Some(body.to_string().into_bytes()),
+            ..Call::get(url)
+        }
+    }
+
+    pub fn token(mut self, token: &'a str) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    pub fn key(mut self, key: &'a str) -> Self {
+        self.key = Some(key);
+        self
+    }
+}
+
+#[derive(Clone)]
+pub struct HttpClient {
+    lanes: Vec<Pooled>,
+    timeout: Duration,
+}
+
+impl HttpClient {
+    /// A client with `source_addresses` lanes (127.0.0.1 upwards; 1 = the default address).
+    pub fn new(source_addresses: u8, timeout: Duration) -> Self {
+        let lanes = (0..source_addresses.max(1))
+            .map(|i| {
+                let mut connector = HttpConnector::new();
+                connector.set_nodelay(true);
+                connector.set_connect_timeout(Some(Duration::from_secs(2)));
+                if source_addresses > 1 {
+                    connector.set_local_address(Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, i + 1))));
+                }
+                Client::builder(TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .pool_max_idle_per_host(1024)
+                    .build(connector)
+            })
+            .collect();
+        HttpClient { lanes, timeout }
+    }
+
+    pub fn lanes(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// Sends `call` on lane `lane`; a transport failure or timeout is an error, any status is
+    /// an answer.
+    pub async fn send(&self, lane: usize, call: Call<'_>) -> Result<Answer, LoadError> {
+        let fail = |reason: String| LoadError::Http {
+            url: call.url.clone(),
+            reason,
+        };
+        let mut builder = Request::builder()
+            .method(call.method.clone())
+            .uri(&call.url);
+        if let Some(token) = call.token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        if let Some(key) = call.key {
+            builder = builder.header("idempotency-key", key);
+        }
+        if call.body.is_some() {
+            builder = builder.header("content-type", "application/json");
+        }
+        for (name, value) in &call.extra_headers {
+            builder = builder.header(*name, value);
+        }
+        let request = builder
+            .body(Full::new(Bytes::from(
+                call.body.clone().unwrap_or_default(),
+            )))
+            .map_err(|e| fail(e.to_string()))?;
+        let client = &self.lanes[lane % self.lanes.len()];
+        let exchange = async {
+            let response = client.request(request).await.map_err(|e| {
+                if e.is_connect() {
+                    LoadError::Connect {
+                        url: call.url.clone(),
+                        reason: format!("{e:?}"),
+                    }
+                } else {
+                    fail(format!("{e:?}"))
+                }
+            })?;
+            let (parts, body) = response.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| fail(e.to_string()))?
+                .to_bytes();
+            Ok(Answer {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                bytes,
+            })
+        };
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| fail(format!("no answer within {:?}", self.timeout)))?
+    }
+}

@@ -1,0 +1,298 @@
+//! One simulated player's requests: sign in, open the lobby, keep a WebSocket open (and
+//! reconnect after a 1012 or a cut), and play rounds of each game — blackjack to the end with
+//! a simple hit-below-17 strategy. Money-moving requests carry an idempotency key and are
+//! retried with the same key when the answer is lost, as a careful client does; every n-th
+//! acknowledged bet is sent once more with its key, which must be answered as a replay, and
+//! every n-th blackjack hand may be abandoned mid-round (the bank checks resume it).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::history::round_of;
+use crate::http::{Answer, Call};
+use crate::run::Shared;
+
+/// Tries of one money-moving request (same key each time).
+const MAX_TRIES: u32 = 4;
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+/// Blackjack actions before a round is left open (never reached with hit-below-17).
+const MAX_ACTIONS: usize = 12;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Game {
+    Dice,
+    Roulette,
+    Slot,
+    Blackjack,
+}
+
+impl Game {
+    pub const ALL: [Game; 4] = [Game::Dice, Game::Roulette, Game::Slot, Game::Blackjack];
+
+    pub fn parse(name: &str) -> Option<Game> {
+        Game::ALL.into_iter().find(|g| g.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Game::Dice => "dice",
+            Game::Roulette => "roulette",
+            Game::Slot => "slot",
+            Game::Blackjack => "blackjack",
+        }
+    }
+
+    /// The bet body; `stake` is a multiple of 10 (the slot spreads it over 10 lines).
+    pub fn bet(self, stake: i64) -> Value {
+        match self {
+            Game::Dice => {
+                json!({"game": "dice", "stake": stake, "bet": {"target": 5000, "direction": "over"}})
+            }
+            Game::Roulette => {
+                json!({"game": "roulette", "stake": stake, "bet": {"bets": [{"type": "red", "amount": stake}]}})
+            }
+            Game::Slot => json!({"game": "slot", "stake": stake}),
+            Game::Blackjack => json!({"game": "blackjack", "stake": stake}),
+        }
+    }
+}
+
+pub struct Player {
+    pub name: String,
+    pub token: String,
+    pub lane: usize,
+    next_key: AtomicU64,
+}
+
+impl Player {
+    fn key(&self) -> String {
+        format!(
+            "{}-{}",
+            self.name,
+            self.next_key.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+fn outcome_label(result: &Result<Answer, crate::LoadError>) -> String {
+    match result {
+        Ok(answer) => answer.status.to_string(),
+        Err(crate::LoadError::Connect { .. }) => "connect".to_owned(),
+        Err(_) => "transport".to_owned(),
+    }
+}
+
+/// Signs `name` in; `None` (and a counted error) if that fails.
+pub async fn sign_in(shared: &Shared, name: String, lane: usize) -> Option<Arc<Player>> {
+    let due = Instant::now();
+    let url = format!("{}/api/v1/sessions", shared.config.target);
+    let result = shared
+        .http
+        .send(lane, Call::post(url, &json!({"player": name})))
+        .await;
+    let ok = matches!(&result, Ok(a) if a.status == 201);
+    shared.record("sign_in", due, &outcome_label(&result), ok);
+    let answer = result.ok().filter(|_| ok)?;
+    let token = answer.json()["token"].as_str()?.to_owned();
+    let balance = answer.json()["balance"].as_i64().unwrap_or(0);
+    shared
+        .history
+        .lock()
+        .expect("history")
+        .signed_in(&name, &token, balance);
+    Some(Arc::new(Player {
+        name,
+        token,
+        lane,
+        next_key: AtomicU64::new(0),
+    }))
+}
+
+/// A GET as `player`, measured from `due`.
+pub async fn read(shared: &Shared, player: &Player, op: &'static str, path: &str, due: Instant) {
+    let url = format!("{}{path}", shared.config.target);
+    let result = shared
+        .http
+        .send(player.lane, Call::get(url).token(&player.token))
+        .await;
+    let ok = matches!(&result, Ok(a) if a.is_success());
+    shared.record(op, due, &outcome_label(&result), ok);
+}
+
+/// Keeps a WebSocket open for `player` until the run stops, reconnecting when it is closed.
+pub fn keep_websocket(shared: Arc<Shared>, player: Arc<Player>) {
+    tokio::spawn(async move {
+        let mut stop = shared.stop.subscribe();
+        let url = format!("{}/api/v1/ws", shared.config.target).replacen("http://", "ws://", 1);
+        let mut first = true;
+        while !*stop.borrow() {
+            let Ok(mut request) = url.as_str().into_client_request() else {
+                return;
+            };
+            if let Ok(value) = format!("Bearer {}", player.token).parse() {
+                request.headers_mut().insert("authorization", value);
+            }
+            match tokio_tungstenite::connect_async(request).await {
+                Ok((mut socket, _)) => {
+                    shared.ws_event(|s| {
+                        s.ws_opened += 1;
+                        if !first {
+                            s.ws_reconnects += 1;
+                        }
+                    });
+                    first = false;
+                    loop {
+                        tokio::select! {
+                            _ = stop.changed() => {
+                                let _ = socket.close(None).await;
+                                return;
+                            }
+                            message = socket.next() => match message {
+                                Some(Ok(m)) if m.is_text() => shared.ws_event(|s| s.ws_messages += 1),
+                                Some(Ok(m)) if m.is_close() => break,
+                                Some(Ok(_)) => {}
+                                Some(Err(_)) | None => break,
+                            },
+                        }
+                    }
+                }
+                Err(_) => shared.ws_event(|s| s.ws_failures += 1),
+            }
+            tokio::select! {
+                _ = stop.changed() => return,
+                _ = tokio::time::sleep(RETRY_PAUSE) => {}
+            }
+        }
+    });
+}
+
+/// POSTs a money-moving request under `key`, retrying with the same key while the answer is
+/// lost or the service is briefly unavailable. `None` when refused or never answered.
+async fn keyed_post(
+    shared: &Shared,
+    player: &Player,
+    op: &'static str,
+    path: &str,
+    key: &str,
+    body: &Value,
+    due: Instant,
+) -> Option<Answer> {
+    let url = format!("{}{path}", shared.config.target);
+    let mut due = due;
+    for attempt in 1..=MAX_TRIES {
+        let result = shared
+            .http
+            .send(
+                player.lane,
+                Call::post(url.clone(), body).token(&player.token).key(key),
+            )
+            .await;
+        let label = outcome_label(&result);
+        match result {
+            Ok(answer) if answer.is_success() => {
+                shared.record(op, due, &label, true);
+                return Some(answer);
+            }
+            // A refusal (bad request, conflict, not found): nothing moved.
+            Ok(answer) if answer.status < 500 && answer.status != 429 => {
+                shared.record(op, due, &label, false);
+                return None;
+            }
+            Ok(answer) => {
+                shared.record(op, due, &label, false);
+                // 429 and 503 are refusals before anything moved; other 5xx may hide a commit.
+                if ![429, 503].contains(&answer.status) {
+                    shared
+                        .history
+                        .lock()
+                        .expect("history")
+                        .unanswered(&player.name, key);
+                }
+            }
+            // Never sent: nothing can have moved.
+            Err(crate::LoadError::Connect { .. }) => shared.record(op, due, &label, false),
+            Err(_) => {
+                shared.record(op, due, &label, false);
+                shared
+                    .history
+                    .lock()
+                    .expect("history")
+                    .unanswered(&player.name, key);
+            }
+        }
+        if attempt == MAX_TRIES || *shared.stop.borrow() {
+            break;
+        }
+        tokio::time::sleep(RETRY_PAUSE * attempt).await;
+        due = Instant::now();
+    }
+    None
+}
+
+/// Plays one round of `game`, meant to start at `due`.
+pub async fn play_round(shared: &Shared, player: &Player, game: Game, due: Instant) {
+    let body = game.bet(shared.config.stake);
+    let key = player.key();
+    let Some(answer) = keyed_post(shared, player, "bet", "/api/v1/rounds", &key, &body, due).await
+    else {
+        return;
+    };
+    shared.acknowledge(&player.name, &key, &answer.json(), true);
+    if shared.replay_due() {
+        let again = keyed_post(
+            shared,
+            player,
+            "replay",
+            "/api/v1/rounds",
+            &key,
+            &body,
+            Instant::now(),
+        )
+        .await;
+        if let Some(again) = again {
+            shared.acknowledge(&player.name, &key, &again.json(), false);
+        }
+    }
+    if game == Game::Blackjack && !shared.abandon_due() {
+        finish_blackjack(shared, player, &key, answer.json()).await;
+    }
+}
+
+/// Hits below 17, then stands, until the round is settled.
+async fn finish_blackjack(shared: &Shared, player: &Player, key: &str, mut state: Value) {
+    for n in 0..MAX_ACTIONS {
+        let Some((id, round)) = round_of(&state) else {
+            return;
+        };
+        if round.settled {
+            return;
+        }
+        let total = state["round"]["outcome"]["player_total"]
+            .as_u64()
+            .unwrap_or(21);
+        let action = if total < 17 { "hit" } else { "stand" };
+        let action_key = format!("{key}-a{n}");
+        let path = format!("/api/v1/rounds/{id}/actions");
+        let body = json!({"action": action});
+        let Some(answer) = keyed_post(
+            shared,
+            player,
+            "action",
+            &path,
+            &action_key,
+            &body,
+            Instant::now(),
+        )
+        .await
+        else {
+            return;
+        };
+        shared.acknowledge(&player.name, &action_key, &answer.json(), false);
+        state = answer.json();
+    }
+}
