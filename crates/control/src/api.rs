@@ -14,7 +14,6 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 
 use crate::components::{COMPONENTS, is_incident_component, level};
 use crate::{Control, now_ms};
@@ -50,10 +49,12 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/api/v1/maintenance/{id}", delete(cancel_window))
         .route("/api/v1/rollouts", get(rollouts).post(start_rollout))
         .route("/api/v1/rollouts/{id}", get(rollout))
+        .route("/api/v1/drills", get(drills).post(add_drill))
         .merge(crate::pages::router())
         .fallback(|| async {
             refuse(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
         })
+        .layer(axum::middleware::map_response(croupier_web::secure_headers))
         .with_state(control)
 }
 
@@ -92,11 +93,7 @@ fn unavailable(e: crate::state::StateError) -> Refusal {
 
 /// The ops token a request carries: a bearer token, or the dashboard's cookie.
 fn presented_token(headers: &HeaderMap) -> Option<&str> {
-    if let Some(bearer) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    {
+    if let Some(bearer) = croupier_web::bearer(headers) {
         return Some(bearer);
     }
     headers
@@ -109,8 +106,10 @@ fn presented_token(headers: &HeaderMap) -> Option<&str> {
 
 /// Whether the request carries the ops token.
 pub fn is_operator(control: &Control, headers: &HeaderMap) -> bool {
-    let token = presented_token(headers).unwrap_or("");
-    bool::from(token.as_bytes().ct_eq(control.config.ops_token.as_bytes()))
+    croupier_web::same_token(
+        presented_token(headers).unwrap_or(""),
+        &control.config.ops_token,
+    )
 }
 
 /// Admits operators; returns who they say they are (`X-Croupier-Operator`, for the audit log).
@@ -913,6 +912,52 @@ async fn start_rollout(
     result
 }
 
+async fn drills(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    operator(&control, &headers)?;
+    let reports = control.state.drill_reports(50).map_err(unavailable)?;
+    Ok(Json(json!({"drills": reports})).into_response())
+}
+
+/// A drill's report, as `croupier drill --report-to` sends it.
+async fn add_drill(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, Refusal> {
+    let actor = operator(&control, &headers)?;
+    let result = (|| {
+        let report: Value = parse(&body)?;
+        let (Some(drill), Some(verdict)) = (report["drill"].as_str(), report["verdict"].as_str())
+        else {
+            return Err(refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "a drill report has \"drill\" and \"verdict\"",
+            ));
+        };
+        if !["pass", "fail"].contains(&verdict) {
+            return Err(refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "verdict is pass or fail",
+            ));
+        }
+        let id = control
+            .state
+            .add_drill_report(drill, verdict, &report, now_ms())
+            .map_err(unavailable)?;
+        Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
+    })();
+    let summary = serde_json::from_slice::<Value>(&body)
+        .map(|r| json!({"drill": r["drill"], "verdict": r["verdict"]}))
+        .unwrap_or(Value::Null);
+    audit(&control, &actor, "drill.report", "drill", &summary, &result);
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -988,6 +1033,31 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[tokio::test]
+    async fn drill_reports_are_kept_and_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let router = router(control(dir.path()));
+        let (status, answer) = call(
+            &router,
+            "POST",
+            "/api/v1/drills",
+            Some(TOKEN),
+            r#"{"drill":"kill-node"}"#,
+        )
+        .await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body"))
+        );
+        let report = r#"{"drill":"kill-node","verdict":"pass","player_visible_errors":0}"#;
+        let (status, _) = call(&router, "POST", "/api/v1/drills", Some(TOKEN), report).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (_, listed) = call(&router, "GET", "/api/v1/drills", Some(TOKEN), "").await;
+        let drills = listed["drills"].as_array().unwrap();
+        assert_eq!(drills.len(), 1);
+        assert_eq!(drills[0]["report"]["player_visible_errors"], 0);
     }
 
     #[tokio::test]

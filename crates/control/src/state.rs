@@ -86,6 +86,10 @@ CREATE TABLE IF NOT EXISTS rollout_steps (
     id INTEGER PRIMARY KEY, rollout_id INTEGER NOT NULL, ts_ms INTEGER NOT NULL,
     node TEXT NOT NULL, step TEXT NOT NULL, ok INTEGER NOT NULL, message TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS drill_reports (
+    id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, drill TEXT NOT NULL, verdict TEXT NOT NULL,
+    report TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rollups (
     component TEXT NOT NULL, resolution_s INTEGER NOT NULL, start_s INTEGER NOT NULL,
     up_s INTEGER NOT NULL, total_s INTEGER NOT NULL,
@@ -529,6 +533,39 @@ impl State {
                 .collect::<Result<_, _>>()?;
         }
         Ok(rollouts)
+    }
+
+    /// Keeps a failover drill's report (from `croupier drill --report-to`).
+    pub fn add_drill_report(
+        &self,
+        drill: &str,
+        verdict: &str,
+        report: &serde_json::Value,
+        now_ms: i64,
+    ) -> Result<i64, StateError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO drill_reports (ts_ms, drill, verdict, report) VALUES (?1, ?2, ?3, ?4)",
+            params![now_ms, drill, verdict, report.to_string()],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Drill reports, newest first.
+    pub fn drill_reports(&self, limit: i64) -> Result<Vec<serde_json::Value>, StateError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT id, ts_ms, report FROM drill_reports ORDER BY id DESC LIMIT ?1")?;
+        Ok(stmt
+            .query_map([limit], |r| {
+                let report: String = r.get(2)?;
+                Ok(serde_json::json!({
+                    "id": r.get::<_, i64>(0)?,
+                    "received_ms": r.get::<_, i64>(1)?,
+                    "report": serde_json::from_str::<serde_json::Value>(&report).unwrap_or_default(),
+                }))
+            })?
+            .collect::<Result<_, _>>()?)
     }
 
     /// Adds observed seconds to every resolution's bucket of each component, and drops

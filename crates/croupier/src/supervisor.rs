@@ -12,12 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 
 /// First restart delay; doubled for each crash in a row, up to `MAX_BACKOFF`. Two scrape
 /// intervals, so the control plane (which wants two failed scrapes in a row before it calls a
@@ -225,12 +224,7 @@ fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 fn authorized(supervisor: &Supervisor, headers: &HeaderMap) -> bool {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    bool::from(token.as_bytes().ct_eq(supervisor.ops_token.as_bytes()))
+    croupier_web::is_ops(headers, &supervisor.ops_token)
 }
 
 pub fn router(supervisor: Supervisor) -> Router {

@@ -57,7 +57,8 @@ fn report_receiver() -> (String, Received) {
 fn drill(data: &Path, which: &str, env: &[(&str, &str)], extra: &[&str]) -> (bool, Vec<Value>) {
     let nodes = free_ports(3);
     let gateway = free_ports(2);
-    let control = free_ports(1);
+    // The control plane's port and its supervisor's, next to it.
+    let control = free_ports(2);
     let report = data.join("reports.json");
     let output = croupier()
         .args(["drill", which, "--data"])

@@ -11,7 +11,6 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 
 use crate::Gateway;
 use crate::pool::AdminState;
@@ -25,7 +24,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/admin/nodes", get(list_nodes))
         .route("/admin/nodes/{name}", put(set_node))
         .fallback(|| async { refusal(StatusCode::NOT_FOUND, "not_found", "no such route") })
-        .layer(axum::middleware::map_response(crate::headers::secure))
+        .layer(axum::middleware::map_response(croupier_web::secure_headers))
         .with_state(gateway)
 }
 
@@ -58,16 +57,7 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
 
 /// Whether the request carries the ops token.
 fn authorized(gateway: &Gateway, headers: &HeaderMap) -> bool {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    bool::from(
-        token
-            .as_bytes()
-            .ct_eq(gateway.config.admin_token.as_bytes()),
-    )
+    croupier_web::is_ops(headers, &gateway.config.admin_token)
 }
 
 fn unauthorized() -> Response {

@@ -9,7 +9,6 @@
 
 pub mod admin;
 pub mod budget;
-pub mod headers;
 pub mod health;
 pub mod limits;
 pub mod metrics;

@@ -44,7 +44,7 @@ const HOP_BY_HOP: [&str; 8] = [
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .fallback(handle)
-        .layer(axum::middleware::map_response(crate::headers::secure))
+        .layer(axum::middleware::map_response(croupier_web::secure_headers))
         .with_state(gateway)
 }
 
@@ -77,18 +77,7 @@ pub fn no_node(gateway: &Gateway) -> Response {
 /// The player's bearer token (header, or `token` query parameter for WebSockets), hashed with
 /// this process's random SipHash key: the key for affinity and the per-player rate limit.
 pub fn player_key(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<PlayerKey> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned)
-        .or_else(|| {
-            uri.query().and_then(|q| {
-                q.split('&')
-                    .find_map(|p| p.strip_prefix("token="))
-                    .map(str::to_owned)
-            })
-        })?;
+    let token = croupier_web::bearer_or_query(headers, uri)?;
     static KEYS: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
     Some(
         KEYS.get_or_init(std::hash::RandomState::new)

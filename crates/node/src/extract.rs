@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
@@ -81,18 +81,7 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for PathParam<T> {
 /// The bearer token of a request, from the Authorization header or, for WebSockets whose
 /// browser API cannot set headers, a `token` query parameter.
 fn bearer(parts: &Parts) -> Option<String> {
-    if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-        return value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| t.trim().to_owned());
-    }
-    parts.uri.query().and_then(|q| {
-        q.split('&')
-            .find_map(|pair| pair.strip_prefix("token="))
-            .map(str::to_owned)
-    })
+    croupier_web::bearer_or_query(&parts.headers, &parts.uri)
 }
 
 pub fn token_hash(token: &str) -> String {
@@ -154,30 +143,21 @@ async fn player_for_token(state: &AppState, token: &str) -> Result<Option<String
 /// An operator: the bearer token equals the node's ops token. Player tokens are refused.
 pub struct OpsAuth;
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    bool::from(subtle::ConstantTimeEq::ct_eq(a, b))
-}
-
 impl FromRequestParts<AppState> for OpsAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(token) = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-        else {
+        let Some(token) = croupier_web::bearer(&parts.headers) else {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "missing_token",
                 "the ops API needs Authorization: Bearer <ops token>",
             ));
         };
-        if constant_time_eq(token.trim().as_bytes(), state.ops_token.as_bytes()) {
+        if croupier_web::same_token(token, &state.ops_token) {
             return Ok(OpsAuth);
         }
-        if player_for_token(state, token.trim()).await?.is_some() {
+        if player_for_token(state, token).await?.is_some() {
             return Err(ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",

@@ -5,7 +5,6 @@
 pub mod build;
 pub mod error;
 pub mod extract;
-pub mod headers;
 pub mod metrics;
 pub mod ops_api;
 pub mod player_api;
@@ -70,7 +69,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::map_response(headers::secure))
+        .layer(axum::middleware::map_response(croupier_web::secure_headers))
         .with_state(state)
 }
 

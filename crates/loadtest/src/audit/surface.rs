@@ -70,9 +70,9 @@ impl Auditor {
         if let Some(admin) = &self.targets.admin {
             probes.push((format!("{admin}/admin/nodes"), None, Status::Fail));
         }
-        // The control plane is not a players' surface; missing headers there are a warning.
+        // The status feed is public: players read it.
         if let Some(control) = &self.targets.control {
-            probes.push((format!("{control}/api/v1/status"), None, Status::Warn));
+            probes.push((format!("{control}/api/v1/status"), None, Status::Fail));
         }
         for (url, token, severity) in probes {
             let mut call = Call::get(&url);

@@ -1,0 +1,109 @@
+//! HTTP pieces every Croupier server shares (node, gateway, control plane, `up`'s
+//! supervisor): reading a bearer token, comparing tokens in constant time, and the security
+//! headers put on every answer.
+
+use axum::http::{HeaderMap, HeaderValue, Uri, header};
+use axum::response::Response;
+use subtle::ConstantTimeEq;
+
+/// The token of `Authorization: Bearer <token>`.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
+/// The bearer token, or for WebSockets (whose browser API cannot set headers) a `token`
+/// query parameter.
+pub fn bearer_or_query(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return bearer(headers).map(str::to_owned);
+    }
+    uri.query().and_then(|q| {
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix("token="))
+            .map(str::to_owned)
+    })
+}
+
+/// Whether `presented` is `expected`, in time that does not depend on where they differ.
+pub fn same_token(presented: &str, expected: &str) -> bool {
+    bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
+}
+
+/// Whether the request carries `ops_token` as its bearer token.
+pub fn is_ops(headers: &HeaderMap, ops_token: &str) -> bool {
+    same_token(bearer(headers).unwrap_or(""), ops_token)
+}
+
+/// Security headers on every answer: no MIME sniffing, no framing, no referrer, and (unless a
+/// handler set its own) a closed content policy and no caching, since answers carry balances
+/// and tokens. For `axum::middleware::map_response`.
+pub async fn secure_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(
+            "default-src 'none'; frame-ancestors 'none'",
+        ));
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_auth(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn tokens_come_from_the_header_or_the_query() {
+        assert_eq!(bearer(&with_auth("Bearer abc ")), Some("abc"));
+        assert_eq!(bearer(&with_auth("Basic abc")), None);
+        let uri: Uri = "/api/v1/ws?x=1&token=t0k".parse().unwrap();
+        assert_eq!(bearer_or_query(&HeaderMap::new(), &uri), Some("t0k".into()));
+        assert_eq!(
+            bearer_or_query(&with_auth("Bearer h"), &uri),
+            Some("h".into())
+        );
+        assert!(is_ops(&with_auth("Bearer s3cret"), "s3cret"));
+        assert!(!is_ops(&with_auth("Bearer s3cre"), "s3cret"));
+        assert!(!is_ops(&HeaderMap::new(), "s3cret"));
+    }
+
+    #[tokio::test]
+    async fn a_handler_s_own_policy_and_caching_stay() {
+        let mut response = Response::new(axum::body::Body::empty());
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("max-age=60"),
+        );
+        let response = secure_headers(response).await;
+        assert_eq!(response.headers()[header::CACHE_CONTROL], "max-age=60");
+        assert_eq!(
+            response.headers()[header::X_CONTENT_TYPE_OPTIONS],
+            "nosniff"
+        );
+        assert_eq!(
+            response.headers()[header::CONTENT_SECURITY_POLICY],
+            "default-src 'none'; frame-ancestors 'none'"
+        );
+    }
+}
