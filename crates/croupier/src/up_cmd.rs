@@ -164,12 +164,19 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let api = tokio::net::TcpListener::bind(("127.0.0.1", args.control_port + 1))
-            .await
-            .with_context(|| format!("supervisor API on port {}", args.control_port + 1))?;
-        tokio::spawn(
-            async move { axum::serve(api, crate::supervisor::router(supervisor_api)).await },
-        );
+        // Without its API the casino still runs; only rolling updates cannot swap builds.
+        match tokio::net::TcpListener::bind(("127.0.0.1", args.control_port + 1)).await {
+            Ok(api) => {
+                tokio::spawn(async move {
+                    axum::serve(api, crate::supervisor::router(supervisor_api)).await
+                });
+            }
+            Err(e) => tracing::error!(
+                port = args.control_port + 1,
+                error = %e,
+                "no supervisor API: rolling updates cannot replace builds"
+            ),
+        }
         let mut term = signal(SignalKind::terminate())?;
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {

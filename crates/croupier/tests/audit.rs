@@ -21,7 +21,7 @@ struct Up {
 
 impl Up {
     fn start(data: &std::path::Path) -> Up {
-        let (nodes, gateway, control) = (free_ports(3), free_ports(2), free_ports(1));
+        let (nodes, gateway, control) = (free_ports(3), free_ports(2), free_ports(2));
         let child = croupier()
             .arg("up")
             .arg("--data")

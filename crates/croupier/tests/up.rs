@@ -65,7 +65,7 @@ fn got(received: &Arc<Mutex<Vec<Value>>>, status: &str, key: &str) -> bool {
 fn up_supervises_nodes_and_gateway_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (nodes, gateway, control) = (free_ports(3), free_ports(2), free_ports(1));
+    let (nodes, gateway, control) = (free_ports(3), free_ports(2), free_ports(2));
     let (hook, received) = webhook_receiver();
     let mut up = Up(croupier()
         .arg("up")
