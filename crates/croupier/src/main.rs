@@ -1,6 +1,7 @@
 //! The `croupier` binary: one subcommand per component (see DESIGN.md). Parses arguments,
 //! sets up logging and hands over to the library crates.
 
+mod backup_cmd;
 mod control_cmd;
 mod gateway_cmd;
 mod node_cmd;
@@ -30,6 +31,8 @@ enum Command {
     Verify(tools_cmd::VerifyArgs),
     /// Check every ledger invariant of a store and print the report.
     Integrity(tools_cmd::IntegrityArgs),
+    /// Backups proven by restores: snapshot, ship, restore, verify, list, prune, run.
+    Backup(backup_cmd::BackupArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,5 +49,6 @@ fn main() -> anyhow::Result<()> {
         Command::Control(args) => control_cmd::run(args),
         Command::Verify(args) => tools_cmd::verify(args),
         Command::Integrity(args) => tools_cmd::integrity(args),
+        Command::Backup(args) => backup_cmd::run(args),
     }
 }
