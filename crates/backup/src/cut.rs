@@ -30,10 +30,7 @@ impl Cutter {
     /// Opens the live ledger file (which must exist) for cuts.
     pub fn open(db: &Path) -> Result<Cutter, BackupError> {
         if !db.exists() {
-            return Err(BackupError::NotCovered(format!(
-                "{}: no such ledger file",
-                db.display()
-            )));
+            return Err(BackupError::NoLedger(db.display().to_string()));
         }
         let lock = Connection::open_with_flags(
             db,

@@ -37,6 +37,8 @@ pub enum BackupError {
     TargetExists(String),
     #[error("backup key: {0}")]
     Key(String),
+    #[error("no ledger file at {0}")]
+    NoLedger(String),
     #[error("bad backup target {0}")]
     BadTarget(String),
     #[error("object storage: {0}")]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::Catalog;
 use crate::error::BackupError;
 use crate::manifest::BackupKind;
-use crate::plan::{Policy, plan};
+use crate::plan::{Plan, Policy, plan};
 use crate::progress::Silent;
 use crate::seal::BackupKey;
 use crate::snapshot::{take_full, take_incremental};
@@ -32,6 +32,26 @@ pub struct SchedulerConfig {
     pub scratch_dir: PathBuf,
     /// The sessions' lifetime (see `delta::read`).
     pub session_ttl_ms: i64,
+}
+
+/// Deletes what `plan` says to prune. A backup's manifest goes first, so a backup deleted
+/// halfway is seen as interrupted, never as complete with pieces missing.
+pub fn execute_prune(target: &Target, catalog: &Catalog, plan: &Plan) -> Result<(), BackupError> {
+    for backup in catalog
+        .backups
+        .iter()
+        .filter(|b| plan.prune_backups.contains(&b.id))
+    {
+        let mut objects = backup.objects.clone();
+        objects.sort_by_key(|name| !name.ends_with("/manifest"));
+        for name in objects {
+            target.delete(&name)?;
+        }
+    }
+    for name in &plan.prune_segments {
+        target.delete(name)?;
+    }
+    Ok(())
 }
 
 /// What one `run_due` did.
@@ -117,19 +137,7 @@ impl BackupScheduler {
         }
         let catalog = Catalog::load(&self.target)?;
         let prune = plan(&catalog, now_ms, &self.config.policy);
-        for id in &prune.prune_backups {
-            if let Some(backup) = catalog.backups.iter().find(|b| &b.id == id) {
-                // The manifest goes first: a half-deleted backup is then "interrupted".
-                let mut objects = backup.objects.clone();
-                objects.sort_by_key(|name| !name.ends_with("/manifest"));
-                for name in objects {
-                    self.target.delete(&name)?;
-                }
-            }
-        }
-        for name in &prune.prune_segments {
-            self.target.delete(name)?;
-        }
+        execute_prune(&self.target, &catalog, &prune)?;
         outcome.pruned_backups = prune.prune_backups;
         outcome.pruned_segments = prune.prune_segments.len();
         let verify_due = self

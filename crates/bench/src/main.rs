@@ -8,6 +8,7 @@
 //!   bet, which isolates what group commit buys;
 //! - `http`: the same bets through a real `croupier node` process over HTTP.
 
+mod backup;
 mod baseline;
 mod gateway;
 mod http;
@@ -68,6 +69,26 @@ enum Command {
         #[arg(long)]
         croupier: Option<std::path::PathBuf>,
     },
+    /// Write a large ledger of real dice rounds quickly (for bench/backup.sh).
+    FillLedger {
+        #[arg(long)]
+        db: std::path::PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        rounds: u64,
+        #[arg(long, default_value_t = 256)]
+        players: usize,
+    },
+    /// Data age of shipped backups under a steady bet load through a real node.
+    BackupRpo {
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Bets per second, all players together.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// The croupier binary (default: next to this one).
+        #[arg(long)]
+        croupier: Option<std::path::PathBuf>,
+    },
     /// All of them, one after the other, and the ratios.
     All(Common),
 }
@@ -85,6 +106,16 @@ fn main() -> anyhow::Result<()> {
             rows.extend(http::run(&common.players, seconds(&common), croupier)?)
         }
         Command::Gateway { seconds, croupier } => return gateway::run(seconds, croupier),
+        Command::FillLedger {
+            db,
+            rounds,
+            players,
+        } => return backup::fill(&db, rounds, players),
+        Command::BackupRpo {
+            seconds,
+            rate,
+            croupier,
+        } => return backup::rpo(seconds, rate, croupier),
         Command::All(c) => {
             rows.extend(baseline::run(&c.players, seconds(&c))?);
             rows.extend(store::run(&c.players, seconds(&c), 1)?);

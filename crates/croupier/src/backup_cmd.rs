@@ -5,6 +5,8 @@
 use std::cell::RefCell;
 use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -304,18 +306,7 @@ pub fn run(args: BackupArgs) -> anyhow::Result<()> {
             let target = Target::open(&place.target)?;
             let catalog = Catalog::load(&target)?;
             let plan = plan(&catalog, now_ms(), &retention.policy());
-            for backup in catalog
-                .backups
-                .iter()
-                .filter(|b| plan.prune_backups.contains(&b.id))
-            {
-                for name in &backup.objects {
-                    target.delete(name)?;
-                }
-            }
-            for name in &plan.prune_segments {
-                target.delete(name)?;
-            }
+            croupier_backup::scheduler::execute_prune(&target, &catalog, &plan)?;
             print(&json!({"pruned_backups": plan.prune_backups,
                           "pruned_segments": plan.prune_segments.len()}))
         }
@@ -341,18 +332,36 @@ pub fn run(args: BackupArgs) -> anyhow::Result<()> {
             tracing::info!(outcome = ?first, "backup schedule");
             let target = Target::open(&place.target)?;
             let mut shipper = Shipper::resume(&live.db, &target, &key, SESSION_TTL_MS)?;
-            let mut last_schedule = Instant::now();
-            run_every(1000, seconds, || {
-                shipper.ship_once(&target, &key)?;
-                if last_schedule.elapsed() >= Duration::from_secs(60) {
-                    last_schedule = Instant::now();
-                    let outcome = scheduler.run_due(now_ms())?;
-                    if outcome.took.is_some() || outcome.verify.is_some() {
-                        tracing::info!(outcome = ?outcome, "backup schedule");
+            // Backups, pruning and restore tests take a while: they run on their own thread so
+            // shipping keeps its one-second pace.
+            let stop = Arc::new(AtomicBool::new(false));
+            let schedule = {
+                let stop = stop.clone();
+                std::thread::spawn(move || -> anyhow::Result<BackupScheduler> {
+                    let mut last = Instant::now();
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(200));
+                        if last.elapsed() >= Duration::from_secs(60) {
+                            last = Instant::now();
+                            let outcome = scheduler.run_due(now_ms())?;
+                            if outcome.took.is_some() || outcome.verify.is_some() {
+                                tracing::info!(outcome = ?outcome, "backup schedule");
+                            }
+                        }
                     }
-                }
+                    Ok(scheduler)
+                })
+            };
+            let shipped = run_every(1000, seconds, || {
+                anyhow::ensure!(!schedule.is_finished(), "the backup schedule stopped");
+                shipper.ship_once(&target, &key)?;
                 Ok(())
-            })?;
+            });
+            stop.store(true, Ordering::Relaxed);
+            let scheduler = schedule
+                .join()
+                .map_err(|_| anyhow::anyhow!("the backup schedule panicked"))??;
+            shipped?;
             print(&scheduler.health(now_ms()))
         }
     }
