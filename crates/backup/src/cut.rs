@@ -5,8 +5,9 @@
 //! clock after taking the lock, rows committed after the cut carry times at or after the cut,
 //! and rows in the snapshot carry times at or before it: "changed since cut C" is exact.
 
+use std::cell::Cell;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -24,6 +25,8 @@ pub fn now_ms() -> i64 {
 pub struct Cutter {
     lock: Connection,
     read: Connection,
+    /// How long the last cut held the write lock (writers waited at most this long).
+    last_lock_hold: Cell<Duration>,
 }
 
 impl Cutter {
@@ -38,7 +41,16 @@ impl Cutter {
         )?;
         lock.busy_timeout(LOCK_WAIT)?;
         let read = croupier_ledger::sqlite::connect(db, true)?;
-        Ok(Cutter { lock, read })
+        Ok(Cutter {
+            lock,
+            read,
+            last_lock_hold: Cell::new(Duration::ZERO),
+        })
+    }
+
+    /// How long the last cut held the write lock.
+    pub fn last_lock_hold(&self) -> Duration {
+        self.last_lock_hold.get()
     }
 
     /// Runs `read` on a snapshot pinned at a cut; gives it the connection and the cut's time.
@@ -47,6 +59,7 @@ impl Cutter {
         read: impl FnOnce(&Connection, i64) -> Result<T, BackupError>,
     ) -> Result<T, BackupError> {
         self.lock.execute_batch("BEGIN IMMEDIATE")?;
+        let locked = Instant::now();
         let pinned = (|| {
             let cut_ms = now_ms();
             self.read.execute_batch("BEGIN")?;
@@ -55,6 +68,7 @@ impl Cutter {
             Ok::<_, BackupError>(cut_ms)
         })();
         self.lock.execute_batch("ROLLBACK")?;
+        self.last_lock_hold.set(locked.elapsed());
         let cut_ms = match pinned {
             Ok(cut_ms) => cut_ms,
             Err(e) => {

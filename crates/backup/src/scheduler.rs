@@ -87,6 +87,8 @@ pub struct BackupScheduler {
     key: BackupKey,
     started_ms: i64,
     last_verify: Option<VerifyReport>,
+    /// The `now_ms` of the run that made the last report (the caller's clock).
+    last_verify_ms: i64,
 }
 
 impl BackupScheduler {
@@ -102,11 +104,13 @@ impl BackupScheduler {
             key,
             started_ms: now_ms,
             last_verify: None,
+            last_verify_ms: now_ms,
         })
     }
 
     /// Seeds the last verify report (e.g. from the control plane's catalog after a restart).
     pub fn set_last_verify(&mut self, report: VerifyReport) {
+        self.last_verify_ms = report.verified_at_ms;
         self.last_verify = Some(report);
     }
 
@@ -140,10 +144,8 @@ impl BackupScheduler {
         execute_prune(&self.target, &catalog, &prune)?;
         outcome.pruned_backups = prune.prune_backups;
         outcome.pruned_segments = prune.prune_segments.len();
-        let verify_due = self
-            .last_verify
-            .as_ref()
-            .is_none_or(|v| now_ms - v.verified_at_ms >= self.config.verify_every_ms);
+        let verify_due = self.last_verify.is_none()
+            || now_ms - self.last_verify_ms >= self.config.verify_every_ms;
         if verify_due {
             std::fs::create_dir_all(&self.config.scratch_dir)?;
             let report = verify(
@@ -154,6 +156,7 @@ impl BackupScheduler {
                 &Silent,
             );
             self.last_verify = Some(report.clone());
+            self.last_verify_ms = now_ms;
             outcome.verify = Some(report);
         }
         Ok(outcome)
@@ -167,7 +170,7 @@ impl BackupScheduler {
             Some(v) if !v.ok => BackupHealth::Failed {
                 last_verify: v.clone(),
             },
-            Some(v) if now_ms - v.verified_at_ms <= limit => BackupHealth::Ok {
+            Some(v) if now_ms - self.last_verify_ms <= limit => BackupHealth::Ok {
                 last_verify: v.clone(),
             },
             None if now_ms - self.started_ms <= limit => BackupHealth::Pending,

@@ -33,6 +33,8 @@ pub struct Shipped {
     pub cut_ms: i64,
     pub entries: usize,
     pub bytes: u64,
+    /// How long the cut held the write lock.
+    pub lock_held_us: u64,
 }
 
 /// Reads a stored segment.
@@ -107,6 +109,7 @@ impl Shipper {
             cut_ms: delta.cut_ms,
             entries: delta.journal.len(),
             bytes,
+            lock_held_us: self.cutter.last_lock_hold().as_micros() as u64,
         }))
     }
 }

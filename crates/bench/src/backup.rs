@@ -144,14 +144,14 @@ pub fn rpo(seconds: u64, rate: u64, croupier: Option<PathBuf>) -> anyhow::Result
             .success(),
         "snapshot failed"
     );
-    let _shipper = Process(
+    let mut shipper = Process(
         backup_command(&binary, &key)
             .args(["ship", "--db"])
             .arg(&db)
             .arg("--target")
             .arg(&target)
             .args(["--seconds", &(seconds + 3).to_string()])
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()?,
     );
     let stop = Arc::new(AtomicBool::new(false));
@@ -196,6 +196,13 @@ pub fn rpo(seconds: u64, rate: u64, croupier: Option<PathBuf>) -> anyhow::Result
     }
     stop.store(true, Ordering::Relaxed);
     let bets: u64 = workers.into_iter().map(|w| w.join().unwrap_or(0)).sum();
+    let mut out = String::new();
+    std::io::Read::read_to_string(
+        shipper.0.stdout.as_mut().context("the shipper's output")?,
+        &mut out,
+    )?;
+    anyhow::ensure!(shipper.0.wait()?.success(), "the shipper failed: {out}");
+    let shipped: Value = serde_json::from_str(&out)?;
     println!(
         "rpo_bets_per_second {:.0}\nrpo_samples {}\nrpo_p50_ms {}\nrpo_p99_ms {}\nrpo_max_ms {}",
         bets as f64 / (seconds + 2) as f64,
@@ -203,6 +210,10 @@ pub fn rpo(seconds: u64, rate: u64, croupier: Option<PathBuf>) -> anyhow::Result
         ages.value_at_quantile(0.5),
         ages.value_at_quantile(0.99),
         ages.max()
+    );
+    println!(
+        "segments {}\ncut_write_lock_held_us_p50 {}\ncut_write_lock_held_us_max {}",
+        shipped["segments"], shipped["lock_held_us_p50"], shipped["lock_held_us_max"]
     );
     Ok(())
 }

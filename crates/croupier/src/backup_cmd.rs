@@ -249,11 +249,12 @@ pub fn run(args: BackupArgs) -> anyhow::Result<()> {
             let key = key(&place)?;
             let target = Target::open(&place.target)?;
             let mut shipper = Shipper::resume(&live.db, &target, &key, SESSION_TTL_MS)?;
-            let (mut count, mut entries) = (0u64, 0usize);
+            let (mut count, mut entries, mut lock_held_us) = (0u64, 0usize, Vec::new());
             run_every(every_ms, seconds, || {
                 if let Some(shipped) = shipper.ship_once(&target, &key)? {
                     count += 1;
                     entries += shipped.entries;
+                    lock_held_us.push(shipped.lock_held_us);
                     tracing::debug!(segment = %shipped.name, entries = shipped.entries, "shipped");
                 }
                 Ok(())

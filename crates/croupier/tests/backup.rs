@@ -454,3 +454,91 @@ fn backups_to_s3_compatible_storage_restore_and_verify() {
     assert_eq!(restored_balances(&dest), Source::open(&db).balances());
     drop(node);
 }
+
+#[test]
+fn backup_run_takes_verifies_and_reports_and_bad_input_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    let node = Node::start(data, "n1");
+    let db = ledger_path(data);
+    let db_arg = db.to_str().unwrap();
+    let target = data.join("backups");
+    let target_arg = target.to_str().unwrap();
+    let key = keygen(data);
+    let token = sign_in(&node, "grace");
+    for i in 0..5 {
+        let (status, body) = post(
+            &node.url("/api/v1/rounds"),
+            Some(&token),
+            Some(&format!("g{i}")),
+            &dice_bet(10),
+        )
+        .unwrap();
+        assert_eq!(status, 201, "{body}");
+    }
+
+    let scratch = data.join("scratch");
+    let health = ok_json(backup(
+        &[
+            "run",
+            "--db",
+            db_arg,
+            "--target",
+            target_arg,
+            "--scratch",
+            scratch.to_str().unwrap(),
+            "--seconds",
+            "2",
+        ],
+        &key,
+        &[],
+    ));
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["last_verify"]["ok"], true);
+    let listed = ok_json(backup(&["list", "--target", target_arg], &key, &[]));
+    assert_eq!(listed["backups"][0]["kind"], "full", "{listed}");
+
+    let into = data.join("never.db");
+    let into_arg = into.to_str().unwrap();
+    for (args, expected) in [
+        (
+            vec![
+                "restore", "--target", target_arg, "--into", into_arg, "--at", "soon",
+            ],
+            "not Unix milliseconds nor an RFC 3339 time",
+        ),
+        (
+            vec![
+                "restore",
+                "--target",
+                target_arg,
+                "--into",
+                into_arg,
+                "--at",
+                "2000-01-01T00:00:00Z",
+            ],
+            "no backup covers",
+        ),
+        (
+            vec!["snapshot", "--db", "no-such.db", "--target", target_arg],
+            "no ledger file at no-such.db",
+        ),
+        (
+            vec!["list", "--target", "ftp://somewhere/x"],
+            "only s3:// URLs and folder paths",
+        ),
+    ] {
+        let message = failure(backup(&args, &key, &[]));
+        assert!(message.contains(expected), "{args:?}: {message}");
+    }
+    assert!(!into.exists());
+    let output = croupier()
+        .args(["backup", "verify", "--target", target_arg])
+        .env_remove("CROUPIER_BACKUP_KEY_FILE")
+        .env_remove("CROUPIER_BACKUP_KEY")
+        .output()
+        .unwrap();
+    let message = failure(output);
+    assert!(message.contains("CROUPIER_BACKUP_KEY"), "{message}");
+    drop(node);
+}
