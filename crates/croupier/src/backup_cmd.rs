@@ -259,9 +259,15 @@ pub fn run(args: BackupArgs) -> anyhow::Result<()> {
                 }
                 Ok(())
             })?;
-            print(
-                &json!({"segments": count, "entries": entries, "last_cut_ms": shipper.since_ms()}),
-            )
+            lock_held_us.sort_unstable();
+            print(&json!({
+                "segments": count,
+                "entries": entries,
+                "last_cut_ms": shipper.since_ms(),
+                // How long each cut held the write lock (bets waited at most this long).
+                "lock_held_us_p50": lock_held_us.get(lock_held_us.len() / 2),
+                "lock_held_us_max": lock_held_us.last(),
+            }))
         }
         BackupCommand::Restore { place, into, at } => {
             let key = key(&place)?;
