@@ -364,3 +364,91 @@ fn each_kind_of_damage_is_caught_and_named() {
     assert!(!broken.ok);
     assert!(broken.reason.unwrap().contains("another key"));
 }
+
+impl Ledger {
+    /// Starts a blackjack hand; its status afterwards ("open" unless dealt a natural).
+    fn deal(&self, player: usize, id: &str) -> String {
+        let bet = croupier_games::parse_bet(GameId::Blackjack, 10, &json!(null)).unwrap();
+        let new = NewRound {
+            id: id.to_owned(),
+            player: format!("p{player}"),
+            game: GameId::Blackjack,
+            stake: 10,
+            bet_json: json!(null),
+            bet,
+            node: "test".into(),
+        };
+        let answer = self
+            .runtime
+            .block_on(
+                self.store
+                    .transact(None, move |tx| rounds::start_round(tx, new)),
+            )
+            .unwrap();
+        answer.value()["round"]["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    fn hit(&self, player: usize, id: &str) -> String {
+        let id = id.to_owned();
+        let answer = self
+            .runtime
+            .block_on(self.store.transact(None, move |tx| {
+                rounds::act(
+                    tx,
+                    &format!("p{player}"),
+                    &id,
+                    croupier_games::blackjack::Action::Hit,
+                    "test",
+                )
+            }))
+            .unwrap();
+        answer.value()["round"]["status"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+#[test]
+fn an_open_blackjack_hand_is_restored_at_every_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(dir.path(), 1);
+    let target = Target::open(dir.path().join("backups").to_str().unwrap()).unwrap();
+    let key = key();
+    take_full(&ledger.db, &target, &key, &Silent).unwrap();
+    let mut shipper = Shipper::resume(&ledger.db, &target, &key, SESSION_TTL_MS).unwrap();
+    let mut checked = Vec::new();
+    let mut hit_and_still_open = false;
+    for hand in 0..40 {
+        let id = rounds::new_round_id();
+        std::thread::sleep(Duration::from_millis(2));
+        let dealt = ledger.deal(0, &id);
+        std::thread::sleep(Duration::from_millis(2));
+        shipper.ship_once(&target, &key).unwrap();
+        checked.push((croupier_backup::cut::now_ms(), rows_of(&ledger.db)));
+        if dealt != "open" {
+            continue; // a natural: settled at once
+        }
+        // A hit moves no money while the hand stays open: only the round's state changes.
+        let mut status = ledger.hit(0, &id);
+        while status == "open" {
+            hit_and_still_open = true;
+            std::thread::sleep(Duration::from_millis(2));
+            shipper.ship_once(&target, &key).unwrap();
+            checked.push((croupier_backup::cut::now_ms(), rows_of(&ledger.db)));
+            status = ledger.hit(0, &id);
+        }
+        if hit_and_still_open && hand >= 3 {
+            break;
+        }
+    }
+    assert!(hit_and_still_open, "no hand stayed open after a hit");
+    for (i, (at, expected)) in checked.iter().enumerate() {
+        let dest = dir.path().join(format!("step-{i}.db"));
+        restore(&target, &key, &dest, Some(*at), &Silent).unwrap();
+        assert_eq!(&rows_of(&dest), expected, "step {i}");
+    }
+}

@@ -410,3 +410,19 @@ fn keygen(out: &std::path::Path) -> anyhow::Result<()> {
     writeln!(file, "{}", BackupKey::generate_hex()?)?;
     print(&json!({"key_file": out}))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_at;
+
+    #[test]
+    fn instants_are_unix_ms_or_rfc3339() {
+        assert_eq!(parse_at("1764007205000").unwrap(), 1_764_007_205_000);
+        assert_eq!(parse_at("2025-11-24T18:00:05Z").unwrap(), 1_764_007_205_000);
+        assert_eq!(
+            parse_at("2025-11-24T18:00:05.250Z").unwrap(),
+            1_764_007_205_250
+        );
+        assert!(parse_at("yesterday").is_err());
+    }
+}
