@@ -215,5 +215,18 @@ pub fn rpo(seconds: u64, rate: u64, croupier: Option<PathBuf>) -> anyhow::Result
         "segments {}\ncut_write_lock_held_us_p50 {}\ncut_write_lock_held_us_max {}",
         shipped["segments"], shipped["lock_held_us_p50"], shipped["lock_held_us_max"]
     );
+    // Restore + verify of that backup: the snapshot and every segment shipped since.
+    let verify = backup_command(&binary, &key)
+        .args(["verify", "--target"])
+        .arg(&target)
+        .arg("--scratch")
+        .arg(dir.path())
+        .output()?;
+    let report: Value = serde_json::from_slice(&verify.stdout)?;
+    anyhow::ensure!(report["ok"] == true, "verify failed: {report}");
+    println!(
+        "verify_segments_applied {}\nverify_rto_ms {}\nverify_rounds {}",
+        report["segments_applied"], report["rto_ms"], report["state"]["counts"]["rounds"]
+    );
     Ok(())
 }
