@@ -91,6 +91,18 @@ const GAME_STATUS: Table = Table {
     columns: &["game", "status"],
 };
 
+/// Every ledger table a delta carries, the journal first (`balances` is rebuilt from the
+/// journal; `schema_migrations` comes with the full backup).
+const CARRIED: [&Table; 7] = [
+    &JOURNAL,
+    &ROUNDS,
+    &SEEDS,
+    &PLAYERS,
+    &SESSIONS,
+    &IDEMPOTENCY,
+    &GAME_STATUS,
+];
+
 type Rows = Vec<Vec<Value>>;
 
 /// Everything that changed in `[since_ms, cut_ms]`, journal entries `from_seq..=last_seq`.
@@ -313,6 +325,19 @@ impl Delta {
                 .any(|r| r[updated_col].as_i64().unwrap_or(0) >= self.since_ms)
     }
 
+    fn rows(&self, table: &Table) -> &Rows {
+        match table.name {
+            "journal" => &self.journal,
+            "rounds" => &self.rounds,
+            "seeds" => &self.seeds,
+            "players" => &self.players,
+            "sessions" => &self.sessions,
+            "idempotency" => &self.idempotency,
+            "game_status" => &self.game_status,
+            other => unreachable!("{other} is not carried"),
+        }
+    }
+
     /// Applies the delta inside the caller's transaction. The store must already hold every
     /// entry before `from_seq`; entries it holds already are checked, not written again.
     pub fn apply(&self, conn: &Connection) -> Result<(), BackupError> {
@@ -356,14 +381,8 @@ impl Delta {
             move_money.execute((to_sql(&row[debit]), to_sql(&row[currency]), -value))?;
             move_money.execute((to_sql(&row[credit]), to_sql(&row[currency]), value))?;
         }
-        for (table, rows) in [
-            (&ROUNDS, &self.rounds),
-            (&SEEDS, &self.seeds),
-            (&PLAYERS, &self.players),
-            (&SESSIONS, &self.sessions),
-            (&IDEMPOTENCY, &self.idempotency),
-            (&GAME_STATUS, &self.game_status),
-        ] {
+        for table in &CARRIED[1..] {
+            let rows = self.rows(table);
             let mut upsert = conn.prepare_cached(&insert_sql(table, true))?;
             for row in rows {
                 upsert.execute(params_from_iter(row.iter().map(to_sql)))?;
@@ -394,4 +413,50 @@ fn insert_sql(table: &Table, upsert: bool) -> String {
         ));
     }
     sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table or column added to the ledger must be added here too, or restores would lose it.
+    #[test]
+    fn deltas_carry_every_table_and_column_of_the_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        drop(
+            croupier_ledger::sqlite::SqliteStore::open(croupier_ledger::sqlite::SqliteConfig::new(
+                &path,
+            ))
+            .unwrap(),
+        );
+        let conn = Connection::open(&path).unwrap();
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let mut known: Vec<String> = CARRIED
+            .iter()
+            .map(|t| t.name.to_owned())
+            .chain(["balances".to_owned(), "schema_migrations".to_owned()])
+            .collect();
+        known.sort();
+        assert_eq!(tables, known);
+        for table in CARRIED {
+            let columns: Vec<String> = conn
+                .prepare(&format!(
+                    "SELECT name FROM pragma_table_info('{}')",
+                    table.name
+                ))
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(columns, table.columns, "columns of {}", table.name);
+        }
+    }
 }
