@@ -11,6 +11,7 @@
 //! Also `gateway` (against HAProxy) and `control` (scrape and rule evaluation against
 //! Prometheus).
 
+mod backup;
 mod baseline;
 mod control;
 mod gateway;
@@ -84,6 +85,26 @@ enum Command {
         #[arg(long)]
         croupier: Option<std::path::PathBuf>,
     },
+    /// Write a large ledger of real dice rounds quickly (for bench/backup.sh).
+    FillLedger {
+        #[arg(long)]
+        db: std::path::PathBuf,
+        #[arg(long, default_value_t = 1_000_000)]
+        rounds: u64,
+        #[arg(long, default_value_t = 256)]
+        players: usize,
+    },
+    /// Data age of shipped backups under a steady bet load through a real node.
+    BackupRpo {
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Bets per second, all players together.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// The croupier binary (default: next to this one).
+        #[arg(long)]
+        croupier: Option<std::path::PathBuf>,
+    },
     /// All of them, one after the other, and the ratios.
     All(Common),
 }
@@ -106,6 +127,16 @@ fn main() -> anyhow::Result<()> {
             seconds,
             croupier,
         } => return control::run(&targets, Duration::from_secs_f64(seconds), croupier),
+        Command::FillLedger {
+            db,
+            rounds,
+            players,
+        } => return backup::fill(&db, rounds, players),
+        Command::BackupRpo {
+            seconds,
+            rate,
+            croupier,
+        } => return backup::rpo(seconds, rate, croupier),
         Command::All(c) => {
             rows.extend(baseline::run(&c.players, seconds(&c))?);
             rows.extend(store::run(&c.players, seconds(&c), 1)?);

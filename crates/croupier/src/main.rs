@@ -2,6 +2,7 @@
 //! sets up logging and hands over to the library crates.
 
 mod audit_cmd;
+mod backup_cmd;
 mod control_client;
 mod control_cmd;
 mod ctl_cmd;
@@ -47,6 +48,8 @@ enum Command {
     Drill(drill_cmd::DrillArgs),
     /// Security sweep of a running deployment.
     Audit(audit_cmd::AuditArgs),
+    /// Backups proven by restores: snapshot, ship, restore, verify, list, prune, run.
+    Backup(backup_cmd::BackupArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,5 +71,6 @@ fn main() -> anyhow::Result<()> {
         Command::Loadtest(args) => loadtest_cmd::run(args),
         Command::Drill(args) => drill_cmd::run(args),
         Command::Audit(args) => audit_cmd::run(args),
+        Command::Backup(args) => backup_cmd::run(args),
     }
 }

@@ -102,6 +102,25 @@ pub fn connect(path: &Path, read_only: bool) -> Result<Connection, LedgerError> 
     Ok(conn)
 }
 
+/// Runs every ledger invariant check on a connection of its own (a copied or restored file),
+/// in one read snapshot, without starting a store.
+pub fn check_integrity(
+    conn: &Connection,
+    currency: &str,
+) -> Result<crate::IntegrityReport, LedgerError> {
+    conn.execute_batch("BEGIN")?;
+    let mut tx = SqliteTx {
+        conn,
+        currency,
+        now_ms: now_ms(),
+        head: None,
+        balances: None,
+    };
+    let report = crate::integrity::check(&mut tx);
+    conn.execute_batch("COMMIT")?;
+    report
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the ledger file, migrates it and starts the writer thread.
     pub fn open(config: SqliteConfig) -> Result<SqliteStore, LedgerError> {

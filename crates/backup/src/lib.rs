@@ -1,0 +1,42 @@
+//! Backups of the ledger that are proven by restores (DESIGN.md, Operations data).
+//!
+//! - `snapshot`: full backups with SQLite's online backup API at a consistent `cut` while
+//!   nodes write; incremental backups as one `delta` since the last full.
+//! - `ship`: a segment of changed rows every second, so the recovery point is seconds old.
+//! - `pieces` + `seal`: zstd, XChaCha20-Poly1305, BLAKE3 checksums listed in the `manifest`.
+//! - `target`: a local folder or S3-compatible storage through `object_store`.
+//! - `restore`: into a new file only, to the newest state or any shipped cut (point in time).
+//! - `verify`: restore into scratch, every invariant, manifest totals and chain head, RTO/RPO.
+//! - `plan` + `scheduler`: weekly full / daily incremental, retention, scheduled verifies;
+//!   `BackupScheduler` is what the control plane runs.
+
+pub mod catalog;
+pub mod cut;
+pub mod delta;
+pub mod error;
+pub mod manifest;
+pub mod pieces;
+pub mod plan;
+pub mod progress;
+pub mod restore;
+pub mod scheduler;
+pub mod seal;
+pub mod ship;
+pub mod snapshot;
+pub mod state;
+pub mod target;
+pub mod verify;
+
+pub use catalog::Catalog;
+pub use error::BackupError;
+pub use manifest::{BackupKind, Manifest};
+pub use plan::Policy;
+pub use progress::{Progress, Silent};
+pub use restore::{Restored, restore};
+pub use scheduler::{BackupHealth, BackupScheduler, RunOutcome, SchedulerConfig};
+pub use seal::BackupKey;
+pub use ship::{Shipped, Shipper};
+pub use snapshot::{take_full, take_incremental};
+pub use state::LedgerState;
+pub use target::Target;
+pub use verify::{VerifyReport, verify};

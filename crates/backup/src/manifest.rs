@@ -1,0 +1,136 @@
+//! The manifest of a backup and where a backup's objects live in the target:
+//! `backups/<id>/manifest` (sealed JSON), `backups/<id>/piece-NNNN` (the pieces it lists) and
+//! `segments/<cut ms>.seg` (the shipped journal segments, one per cut, outside any backup).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::BackupError;
+use crate::pieces::{self, PieceRef};
+use crate::seal::BackupKey;
+use crate::state::LedgerState;
+use crate::target::Target;
+
+pub const FORMAT: u32 = 1;
+pub const BACKUPS: &str = "backups";
+pub const SEGMENTS: &str = "segments";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupKind {
+    /// A whole copy of the store.
+    Full,
+    /// The rows changed since a full backup (its `parent`): one delta.
+    Incremental,
+}
+
+impl BackupKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupKind::Full => "full",
+            BackupKind::Incremental => "incr",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: u32,
+    pub id: String,
+    pub kind: BackupKind,
+    pub parent: Option<String>,
+    /// The cut the backup holds: the store exactly as committed at this instant.
+    pub cut_ms: i64,
+    pub written_ms: i64,
+    /// Journal entries the pieces carry (1..=last for a full backup).
+    pub first_seq: i64,
+    pub last_seq: i64,
+    /// Schema version, counts, totals and chain head of the store at the cut.
+    pub state: LedgerState,
+    pub key_id: String,
+    pub pieces: Vec<PieceRef>,
+}
+
+pub fn backup_id(kind: BackupKind, cut_ms: i64) -> String {
+    format!("{cut_ms:013}-{}", kind.as_str())
+}
+
+/// The cut and kind a backup id names.
+pub fn parse_backup_id(id: &str) -> Option<(i64, BackupKind)> {
+    let (cut, kind) = id.split_once('-')?;
+    let kind = match kind {
+        "full" => BackupKind::Full,
+        "incr" => BackupKind::Incremental,
+        _ => return None,
+    };
+    Some((cut.parse().ok()?, kind))
+}
+
+pub fn manifest_name(id: &str) -> String {
+    format!("{BACKUPS}/{id}/manifest")
+}
+
+pub fn piece_name(id: &str, index: usize) -> String {
+    format!("{BACKUPS}/{id}/piece-{index:04}")
+}
+
+pub fn segment_name(cut_ms: i64) -> String {
+    format!("{SEGMENTS}/{cut_ms:013}.seg")
+}
+
+pub fn parse_segment_name(name: &str) -> Option<i64> {
+    name.strip_prefix(SEGMENTS)?
+        .strip_prefix('/')?
+        .strip_suffix(".seg")?
+        .parse()
+        .ok()
+}
+
+impl Manifest {
+    pub fn store(&self, target: &Target, key: &BackupKey) -> Result<(), BackupError> {
+        pieces::put_unlisted(
+            target,
+            key,
+            &manifest_name(&self.id),
+            &serde_json::to_vec(self)?,
+        )?;
+        Ok(())
+    }
+
+    pub fn load(target: &Target, key: &BackupKey, id: &str) -> Result<Manifest, BackupError> {
+        let name = manifest_name(id);
+        let raw = pieces::get_unlisted(target, key, &name)?;
+        let manifest: Manifest =
+            serde_json::from_slice(&raw).map_err(|e| BackupError::CorruptPiece {
+                name: name.clone(),
+                reason: format!("not a manifest: {e}"),
+            })?;
+        if manifest.id != id || manifest.format != FORMAT {
+            return Err(BackupError::CorruptPiece {
+                name,
+                reason: format!(
+                    "manifest of {} (format {}) stored as {id}",
+                    manifest.id, manifest.format
+                ),
+            });
+        }
+        Ok(manifest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_back() {
+        let id = backup_id(BackupKind::Incremental, 1_700_000_000_123);
+        assert_eq!(id, "1700000000123-incr");
+        assert_eq!(
+            parse_backup_id(&id),
+            Some((1_700_000_000_123, BackupKind::Incremental))
+        );
+        assert_eq!(parse_backup_id("x-full"), None);
+        assert_eq!(parse_segment_name(&segment_name(42)), Some(42));
+        assert_eq!(parse_segment_name("segments/abc.seg"), None);
+    }
+}

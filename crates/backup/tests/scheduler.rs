@@ -1,0 +1,128 @@
+//! The scheduler the control plane runs, on a real ledger and a real folder: a full backup
+//! on an empty target, an incremental a day later, a full a week later, restore tests when
+//! due, and health that turns to failed when a piece is damaged and to overdue when tests stop.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use croupier_backup::plan::DAY_MS;
+use croupier_backup::{
+    BackupHealth, BackupKey, BackupScheduler, Catalog, Policy, SchedulerConfig, cut::now_ms,
+};
+use croupier_games::GameId;
+use croupier_ledger::sqlite::{SqliteConfig, SqliteStore};
+use croupier_ledger::{Idempotency, Store};
+use croupier_node::rounds::{self, NewRound, SESSION_TTL_MS};
+use serde_json::json;
+
+const HOUR_MS: i64 = 3_600_000;
+
+fn play(runtime: &tokio::runtime::Runtime, store: &Arc<dyn Store>, from: u64, bets: u64) {
+    for n in from..from + bets {
+        let bet_json = json!({"target": 5000, "direction": "over"});
+        let bet = croupier_games::parse_bet(GameId::Dice, 10, &bet_json).unwrap();
+        let new = NewRound {
+            id: rounds::new_round_id(),
+            player: "p0".into(),
+            game: GameId::Dice,
+            stake: 10,
+            bet_json,
+            bet,
+            node: "test".into(),
+        };
+        let idem = Idempotency {
+            key: format!("p0:{n}"),
+            fingerprint: n.to_string(),
+        };
+        runtime
+            .block_on(store.transact(Some(idem), move |tx| rounds::start_round(tx, new)))
+            .unwrap();
+    }
+}
+
+fn config(dir: &Path) -> SchedulerConfig {
+    SchedulerConfig {
+        db: dir.join("ledger.db"),
+        target: dir.join("backups").to_string_lossy().into_owned(),
+        policy: Policy::default(),
+        verify_every_ms: HOUR_MS,
+        scratch_dir: dir.join("scratch"),
+        session_ttl_ms: SESSION_TTL_MS,
+    }
+}
+
+#[test]
+fn scheduler_takes_prunes_verifies_and_reports_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(SqliteConfig::new(dir.path().join("ledger.db"))).unwrap());
+    runtime
+        .block_on(store.transact(None, |tx| rounds::sign_in(tx, "p0", "t0")))
+        .unwrap();
+    play(&runtime, &store, 0, 20);
+    let key = BackupKey::from_hex(&BackupKey::generate_hex().unwrap()).unwrap();
+    let start = now_ms();
+    let mut scheduler = BackupScheduler::new(config(dir.path()), key, start).unwrap();
+    assert_eq!(scheduler.health(start), BackupHealth::Pending);
+
+    let first = scheduler.run_due(start).unwrap();
+    let full = first.took.expect("a full backup on an empty target");
+    assert!(full.ends_with("-full"));
+    let report = first.verify.expect("the first restore test runs at once");
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.backup_id.as_deref(), Some(full.as_str()));
+    assert!(matches!(scheduler.health(start), BackupHealth::Ok { .. }));
+
+    // Within the hour: nothing due.
+    let quiet = scheduler.run_due(start + HOUR_MS / 2).unwrap();
+    assert!(quiet.took.is_none() && quiet.verify.is_none());
+
+    // A day later: an incremental, and a restore test that goes through it.
+    play(&runtime, &store, 20, 10);
+    let day = scheduler.run_due(start + DAY_MS + 60_000).unwrap();
+    let incremental = day.took.expect("an incremental a day later");
+    assert!(incremental.ends_with("-incr"));
+    let report = day.verify.unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.backup_id.as_deref(), Some(incremental.as_str()));
+    assert_eq!(report.state.unwrap().counts.rounds, 30);
+
+    // Overdue when no restore test passed in twice the interval.
+    assert!(matches!(
+        scheduler.health(start + DAY_MS + 3 * HOUR_MS),
+        BackupHealth::Overdue { .. }
+    ));
+
+    // A damaged piece of the full backup (every incremental needs it): the next restore test
+    // fails, and health says so.
+    let target = scheduler.target();
+    let catalog = Catalog::load(target).unwrap();
+    let piece = catalog
+        .backups
+        .iter()
+        .find(|b| b.id == full)
+        .unwrap()
+        .objects
+        .iter()
+        .find(|o| o.ends_with("piece-0000"))
+        .unwrap()
+        .clone();
+    target.put(&piece, b"garbage".to_vec()).unwrap();
+    let failed = scheduler.run_due(start + DAY_MS + 2 * HOUR_MS).unwrap();
+    let report = failed.verify.unwrap();
+    assert!(!report.ok);
+    assert!(
+        report.reason.as_deref().unwrap().contains("piece-0000"),
+        "{report:?}"
+    );
+    assert!(matches!(
+        scheduler.health(start + DAY_MS + 2 * HOUR_MS),
+        BackupHealth::Failed { .. }
+    ));
+
+    // A week later: a new full backup; the restore test passes again.
+    let week = scheduler.run_due(start + 7 * DAY_MS + HOUR_MS).unwrap();
+    assert!(week.took.unwrap().ends_with("-full"));
+    assert!(week.verify.unwrap().ok);
+}

@@ -1,0 +1,232 @@
+//! For bench/backup.sh: `fill-ledger` writes a large ledger (real dice rounds through the
+//! store, group-committed, so it passes every invariant) quickly; `backup-rpo` measures the
+//! data age of the shipped backups while a real node takes a steady bet load.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use croupier_games::GameId;
+use croupier_ledger::sqlite::{SqliteConfig, SqliteStore};
+use croupier_ledger::{Idempotency, Store};
+use croupier_node::rounds::{self, NewRound};
+use serde_json::{Value, json};
+
+use crate::procs::{Process, agent, croupier_binary, free_port, start_node};
+use crate::report::new_histogram;
+
+/// Plays `rounds` dice rounds from `players` players straight into the store at `db`.
+pub fn fill(db: &Path, rounds: u64, players: usize) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut config = SqliteConfig::new(db);
+    config.max_batch = 2048;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(config)?);
+    let started = Instant::now();
+    runtime.block_on(async {
+        for p in 0..players {
+            store
+                .transact(None, move |tx| {
+                    rounds::sign_in(tx, &format!("p{p}"), &format!("t{p}"))
+                })
+                .await?;
+        }
+        let per_player = rounds.div_ceil(players as u64);
+        let tasks: Vec<_> = (0..players)
+            .map(|p| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let bet_json = json!({"target": 5000, "direction": "over"});
+                    let bet = croupier_games::parse_bet(GameId::Dice, 10, &bet_json)?;
+                    for n in 0..per_player {
+                        let new = NewRound {
+                            id: rounds::new_round_id(),
+                            player: format!("p{p}"),
+                            game: GameId::Dice,
+                            stake: 10,
+                            bet_json: bet_json.clone(),
+                            bet: bet.clone(),
+                            node: "fill".into(),
+                        };
+                        let idem = Idempotency {
+                            key: format!("p{p}:{n}"),
+                            fingerprint: n.to_string(),
+                        };
+                        store
+                            .transact(Some(idem), move |tx| rounds::start_round(tx, new))
+                            .await?;
+                    }
+                    anyhow::Ok(())
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await??;
+        }
+        anyhow::Ok(())
+    })?;
+    eprintln!(
+        "filled {} with {rounds} rounds in {:.1}s",
+        db.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The cut of the newest shipped segment in a local backup folder.
+fn newest_cut(target: &Path) -> Option<i64> {
+    std::fs::read_dir(target.join("segments"))
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".seg")?
+                .parse::<i64>()
+                .ok()
+        })
+        .max()
+}
+
+fn backup_command(binary: &Path, key: &Path) -> Command {
+    let mut command = Command::new(binary);
+    command
+        .arg("backup")
+        .env("CROUPIER_BACKUP_KEY_FILE", key)
+        .env("RUST_LOG", "warn");
+    command
+}
+
+/// Steady bets at `rate` per second through a real node for `seconds`, shipping every
+/// second; samples the data age (now minus the newest shipped cut) every 100 ms.
+pub fn rpo(seconds: u64, rate: u64, croupier: Option<PathBuf>) -> anyhow::Result<()> {
+    let binary = croupier_binary(croupier)?;
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let _node = start_node(&binary, dir.path(), port, "bench")?;
+    let base = format!("http://127.0.0.1:{port}");
+    let (key, target) = (dir.path().join("key"), dir.path().join("backups"));
+    let db = dir.path().join("ledger.db");
+    anyhow::ensure!(
+        Command::new(&binary)
+            .args(["backup", "keygen", "--out"])
+            .arg(&key)
+            .stdout(Stdio::null())
+            .status()?
+            .success()
+    );
+    let players = 8u64;
+    let mut tokens = Vec::new();
+    for p in 0..players {
+        let mut response = agent()
+            .post(&format!("{base}/api/v1/sessions"))
+            .send_json(json!({"player": format!("p{p}")}))?;
+        let body: Value = response.body_mut().read_json()?;
+        tokens.push(body["token"].as_str().context("a token")?.to_owned());
+    }
+    anyhow::ensure!(
+        backup_command(&binary, &key)
+            .args(["snapshot", "--db"])
+            .arg(&db)
+            .arg("--target")
+            .arg(&target)
+            .stdout(Stdio::null())
+            .status()?
+            .success(),
+        "snapshot failed"
+    );
+    let mut shipper = Process(
+        backup_command(&binary, &key)
+            .args(["ship", "--db"])
+            .arg(&db)
+            .arg("--target")
+            .arg(&target)
+            .args(["--seconds", &(seconds + 3).to_string()])
+            .stdout(Stdio::piped())
+            .spawn()?,
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let interval = Duration::from_secs_f64(players as f64 / rate.max(1) as f64);
+    let workers: Vec<_> = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(p, token)| {
+            let (stop, url) = (stop.clone(), format!("{base}/api/v1/rounds"));
+            std::thread::spawn(move || {
+                let agent = agent();
+                let body = json!({"game": "dice", "stake": 10, "bet": {"target": 5000, "direction": "over"}});
+                let (mut n, mut next) = (0u64, Instant::now());
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let sent = agent
+                        .post(&url)
+                        .header("Authorization", &format!("Bearer {token}"))
+                        .header("Idempotency-Key", &format!("{p}-{n}"))
+                        .send_json(&body);
+                    if let Ok(mut r) = sent {
+                        let _ = r.body_mut().read_to_vec();
+                    }
+                    next += interval;
+                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+                n
+            })
+        })
+        .collect();
+    // Let the shipper start, then sample.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut ages = new_histogram();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < deadline {
+        if let Some(cut) = newest_cut(&target) {
+            ages.record((now_ms() - cut).max(0) as u64)?;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let bets: u64 = workers.into_iter().map(|w| w.join().unwrap_or(0)).sum();
+    let mut out = String::new();
+    std::io::Read::read_to_string(
+        shipper.0.stdout.as_mut().context("the shipper's output")?,
+        &mut out,
+    )?;
+    anyhow::ensure!(shipper.0.wait()?.success(), "the shipper failed: {out}");
+    let shipped: Value = serde_json::from_str(&out)?;
+    println!(
+        "rpo_bets_per_second {:.0}\nrpo_samples {}\nrpo_p50_ms {}\nrpo_p99_ms {}\nrpo_max_ms {}",
+        bets as f64 / (seconds + 2) as f64,
+        ages.len(),
+        ages.value_at_quantile(0.5),
+        ages.value_at_quantile(0.99),
+        ages.max()
+    );
+    println!(
+        "segments {}\ncut_write_lock_held_us_p50 {}\ncut_write_lock_held_us_max {}",
+        shipped["segments"], shipped["lock_held_us_p50"], shipped["lock_held_us_max"]
+    );
+    // Restore + verify of that backup: the snapshot and every segment shipped since.
+    let verify = backup_command(&binary, &key)
+        .args(["verify", "--target"])
+        .arg(&target)
+        .arg("--scratch")
+        .arg(dir.path())
+        .output()?;
+    let report: Value = serde_json::from_slice(&verify.stdout)?;
+    anyhow::ensure!(report["ok"] == true, "verify failed: {report}");
+    println!(
+        "verify_segments_applied {}\nverify_rto_ms {}\nverify_rounds {}",
+        report["segments_applied"], report["rto_ms"], report["state"]["counts"]["rounds"]
+    );
+    Ok(())
+}

@@ -1,0 +1,428 @@
+//! `croupier backup ...`: snapshots, continuous shipping, restore (to the newest state or a
+//! point in time), verify, list, prune and the scheduled loop, on a local folder or S3. The
+//! key comes from `--key-file`, `CROUPIER_BACKUP_KEY_FILE` or `CROUPIER_BACKUP_KEY`.
+
+use std::cell::RefCell;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use croupier_backup::plan::{DAY_MS, plan};
+use croupier_backup::{
+    BackupKey, BackupScheduler, Catalog, Policy, Progress, SchedulerConfig, Shipper, Target,
+    cut::now_ms,
+};
+use croupier_node::rounds::SESSION_TTL_MS;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+
+#[derive(Args)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    command: BackupCommand,
+}
+
+#[derive(Args, Clone)]
+struct Where {
+    /// A folder or s3://bucket/prefix (endpoint and credentials from AWS_* variables).
+    #[arg(long, default_value = "data/backups")]
+    target: String,
+    /// File holding the 64-hex-digit key (else CROUPIER_BACKUP_KEY).
+    #[arg(long, env = "CROUPIER_BACKUP_KEY_FILE")]
+    key_file: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct Live {
+    /// The live SQLite ledger file.
+    #[arg(long, default_value = "data/ledger.db")]
+    db: PathBuf,
+}
+
+#[derive(Args, Clone)]
+struct Retention {
+    /// Days between full backups.
+    #[arg(long, default_value_t = 7)]
+    full_every_days: i64,
+    /// Hours between incremental backups.
+    #[arg(long, default_value_t = 24)]
+    incremental_every_hours: i64,
+    #[arg(long, default_value_t = 7)]
+    keep_daily: usize,
+    #[arg(long, default_value_t = 4)]
+    keep_weekly: usize,
+    #[arg(long, default_value_t = 12)]
+    keep_monthly: usize,
+    /// Days of per-second point-in-time restore (shipped segments kept).
+    #[arg(long, default_value_t = 7)]
+    keep_segments_days: i64,
+}
+
+impl Retention {
+    fn policy(&self) -> Policy {
+        Policy {
+            full_every_ms: self.full_every_days * DAY_MS,
+            incremental_every_ms: self.incremental_every_hours * 3_600_000,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_segments_ms: self.keep_segments_days * DAY_MS,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Write a new random key to a file (mode 0600); keep it out of the repository.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Take a full backup (or an incremental one since the newest full) of the live store.
+    Snapshot {
+        #[command(flatten)]
+        live: Live,
+        #[command(flatten)]
+        place: Where,
+        #[arg(long)]
+        incremental: bool,
+    },
+    /// Ship the rows changed since the last cut, every interval.
+    Ship {
+        #[command(flatten)]
+        live: Live,
+        #[command(flatten)]
+        place: Where,
+        #[arg(long, default_value_t = 1000)]
+        every_ms: u64,
+        /// Stop after this many seconds (0: run until killed).
+        #[arg(long, default_value_t = 0)]
+        seconds: u64,
+    },
+    /// Restore into a new file: the newest state, or the state at --at.
+    Restore {
+        #[command(flatten)]
+        place: Where,
+        /// The new ledger file; refused if it exists.
+        #[arg(long)]
+        into: PathBuf,
+        /// Unix milliseconds or RFC 3339 (e.g. 2026-11-24T18:00:05Z).
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// Restore into a scratch store, check everything, report RTO and RPO as JSON.
+    Verify {
+        #[command(flatten)]
+        place: Where,
+        #[arg(long, default_value = "data")]
+        scratch: PathBuf,
+        #[arg(long)]
+        at: Option<String>,
+    },
+    /// The backups and segments in the target.
+    List {
+        #[command(flatten)]
+        place: Where,
+    },
+    /// Delete what the retention policy no longer keeps.
+    Prune {
+        #[command(flatten)]
+        place: Where,
+        #[command(flatten)]
+        retention: Retention,
+    },
+    /// Ship every second and take, prune and verify on schedule.
+    Run {
+        #[command(flatten)]
+        live: Live,
+        #[command(flatten)]
+        place: Where,
+        #[command(flatten)]
+        retention: Retention,
+        #[arg(long, default_value_t = 3600)]
+        verify_every_seconds: i64,
+        #[arg(long, default_value = "data")]
+        scratch: PathBuf,
+        /// Stop after this many seconds (0: run until killed).
+        #[arg(long, default_value_t = 0)]
+        seconds: u64,
+    },
+}
+
+/// Progress bars on stderr when it is a terminal; nothing otherwise.
+struct Bars(RefCell<Option<ProgressBar>>);
+
+impl Bars {
+    fn new() -> Bars {
+        Bars(RefCell::new(None))
+    }
+}
+
+impl Progress for Bars {
+    fn begin(&self, step: &str, total: u64) {
+        let bar = if std::io::stderr().is_terminal() {
+            ProgressBar::new(total)
+        } else {
+            ProgressBar::hidden()
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{msg:24} [{bar:40}] {percent:>3}% {elapsed}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_message(step.to_owned());
+        *self.0.borrow_mut() = Some(bar);
+    }
+    fn advance(&self, done: u64) {
+        if let Some(bar) = &*self.0.borrow() {
+            bar.set_position(done);
+        }
+    }
+    fn end(&self) {
+        if let Some(bar) = self.0.borrow_mut().take() {
+            bar.finish();
+        }
+    }
+}
+
+fn key(place: &Where) -> anyhow::Result<BackupKey> {
+    Ok(match &place.key_file {
+        Some(path) => BackupKey::from_file(path)?,
+        None => BackupKey::from_env()?,
+    })
+}
+
+fn parse_at(text: &str) -> anyhow::Result<i64> {
+    if let Ok(ms) = text.parse::<i64>() {
+        return Ok(ms);
+    }
+    let at = humantime::parse_rfc3339_weak(text)
+        .with_context(|| format!("--at {text}: not Unix milliseconds nor an RFC 3339 time"))?;
+    Ok(at.duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64)
+}
+
+fn print(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub fn run(args: BackupArgs) -> anyhow::Result<()> {
+    match args.command {
+        BackupCommand::Keygen { out } => keygen(&out),
+        BackupCommand::Snapshot {
+            live,
+            place,
+            incremental,
+        } => {
+            let key = key(&place)?;
+            let target = Target::open(&place.target)?;
+            let started = Instant::now();
+            let manifest = if incremental {
+                croupier_backup::take_incremental(&live.db, &target, &key, SESSION_TTL_MS)?
+            } else {
+                croupier_backup::take_full(&live.db, &target, &key, &Bars::new())?
+            };
+            let stored: u64 = manifest.pieces.iter().map(|p| p.size).sum();
+            let raw: u64 = manifest.pieces.iter().map(|p| p.raw_size).sum();
+            print(&json!({
+                "id": manifest.id,
+                "kind": manifest.kind,
+                "cut_ms": manifest.cut_ms,
+                "journal": [manifest.first_seq, manifest.last_seq],
+                "state": manifest.state,
+                "raw_bytes": raw,
+                "stored_bytes": stored,
+                "pieces": manifest.pieces.len(),
+                "seconds": started.elapsed().as_secs_f64(),
+            }))
+        }
+        BackupCommand::Ship {
+            live,
+            place,
+            every_ms,
+            seconds,
+        } => {
+            let key = key(&place)?;
+            let target = Target::open(&place.target)?;
+            let mut shipper = Shipper::resume(&live.db, &target, &key, SESSION_TTL_MS)?;
+            let (mut count, mut entries, mut lock_held_us) = (0u64, 0usize, Vec::new());
+            run_every(every_ms, seconds, || {
+                if let Some(shipped) = shipper.ship_once(&target, &key)? {
+                    count += 1;
+                    entries += shipped.entries;
+                    lock_held_us.push(shipped.lock_held_us);
+                    tracing::debug!(segment = %shipped.name, entries = shipped.entries, "shipped");
+                }
+                Ok(())
+            })?;
+            lock_held_us.sort_unstable();
+            print(&json!({
+                "segments": count,
+                "entries": entries,
+                "last_cut_ms": shipper.since_ms(),
+                // How long each cut held the write lock (bets waited at most this long).
+                "lock_held_us_p50": lock_held_us.get(lock_held_us.len() / 2),
+                "lock_held_us_max": lock_held_us.last(),
+            }))
+        }
+        BackupCommand::Restore { place, into, at } => {
+            let key = key(&place)?;
+            let at = at.as_deref().map(parse_at).transpose()?;
+            let target = Target::open(&place.target)?;
+            let restored = croupier_backup::restore(&target, &key, &into, at, &Bars::new())?;
+            print(&restored)
+        }
+        BackupCommand::Verify { place, scratch, at } => {
+            let key = key(&place)?;
+            let at = at.as_deref().map(parse_at).transpose()?;
+            let target = Target::open(&place.target)?;
+            std::fs::create_dir_all(&scratch)?;
+            let report = croupier_backup::verify(&target, &key, &scratch, at, &Bars::new());
+            print(&report)?;
+            anyhow::ensure!(
+                report.ok,
+                "backup verify failed: {}",
+                report.reason.unwrap_or_default()
+            );
+            Ok(())
+        }
+        BackupCommand::List { place } => {
+            let target = Target::open(&place.target)?;
+            let catalog = Catalog::load(&target)?;
+            let backups: Vec<_> = catalog
+                .backups
+                .iter()
+                .map(|b| {
+                    json!({"id": b.id, "kind": b.kind, "cut_ms": b.cut_ms,
+                           "complete": b.complete, "bytes": b.bytes})
+                })
+                .collect();
+            print(&json!({
+                "backups": backups,
+                "segments": catalog.segments.len(),
+                "segment_bytes": catalog.segments.iter().map(|s| s.bytes).sum::<u64>(),
+                "first_segment_cut_ms": catalog.segments.first().map(|s| s.cut_ms),
+                "last_segment_cut_ms": catalog.segments.last().map(|s| s.cut_ms),
+            }))
+        }
+        BackupCommand::Prune { place, retention } => {
+            let target = Target::open(&place.target)?;
+            let catalog = Catalog::load(&target)?;
+            let plan = plan(&catalog, now_ms(), &retention.policy());
+            croupier_backup::scheduler::execute_prune(&target, &catalog, &plan)?;
+            print(&json!({"pruned_backups": plan.prune_backups,
+                          "pruned_segments": plan.prune_segments.len()}))
+        }
+        BackupCommand::Run {
+            live,
+            place,
+            retention,
+            verify_every_seconds,
+            scratch,
+            seconds,
+        } => {
+            let key = key(&place)?;
+            let config = SchedulerConfig {
+                db: live.db.clone(),
+                target: place.target.clone(),
+                policy: retention.policy(),
+                verify_every_ms: verify_every_seconds * 1000,
+                scratch_dir: scratch,
+                session_ttl_ms: SESSION_TTL_MS,
+            };
+            let mut scheduler = BackupScheduler::new(config, key.clone(), now_ms())?;
+            let first = scheduler.run_due(now_ms())?;
+            tracing::info!(outcome = ?first, "backup schedule");
+            let target = Target::open(&place.target)?;
+            let mut shipper = Shipper::resume(&live.db, &target, &key, SESSION_TTL_MS)?;
+            // Backups, pruning and restore tests take a while: they run on their own thread so
+            // shipping keeps its one-second pace.
+            let stop = Arc::new(AtomicBool::new(false));
+            let schedule = {
+                let stop = stop.clone();
+                std::thread::spawn(move || -> anyhow::Result<BackupScheduler> {
+                    let mut last = Instant::now();
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(200));
+                        if last.elapsed() >= Duration::from_secs(60) {
+                            last = Instant::now();
+                            let outcome = scheduler.run_due(now_ms())?;
+                            if outcome.took.is_some() || outcome.verify.is_some() {
+                                tracing::info!(outcome = ?outcome, "backup schedule");
+                            }
+                        }
+                    }
+                    Ok(scheduler)
+                })
+            };
+            let shipped = run_every(1000, seconds, || {
+                anyhow::ensure!(!schedule.is_finished(), "the backup schedule stopped");
+                shipper.ship_once(&target, &key)?;
+                Ok(())
+            });
+            stop.store(true, Ordering::Relaxed);
+            let scheduler = schedule
+                .join()
+                .map_err(|_| anyhow::anyhow!("the backup schedule panicked"))??;
+            shipped?;
+            print(&scheduler.health(now_ms()))
+        }
+    }
+}
+
+/// Calls `step` every `every_ms` for `seconds` (forever when 0).
+fn run_every(
+    every_ms: u64,
+    seconds: u64,
+    mut step: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let interval = Duration::from_millis(every_ms.max(1));
+    let mut next = Instant::now();
+    loop {
+        step()?;
+        if seconds > 0 && started.elapsed() >= Duration::from_secs(seconds) {
+            return Ok(());
+        }
+        next += interval;
+        let now = Instant::now();
+        if next > now {
+            std::thread::sleep(next - now);
+        } else {
+            next = now;
+        }
+    }
+}
+
+fn keygen(out: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("cannot create {} (it must not exist)", out.display()))?;
+    writeln!(file, "{}", BackupKey::generate_hex()?)?;
+    print(&json!({"key_file": out}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_at;
+
+    #[test]
+    fn instants_are_unix_ms_or_rfc3339() {
+        assert_eq!(parse_at("1764007205000").unwrap(), 1_764_007_205_000);
+        assert_eq!(parse_at("2025-11-24T18:00:05Z").unwrap(), 1_764_007_205_000);
+        assert_eq!(
+            parse_at("2025-11-24T18:00:05.250Z").unwrap(),
+            1_764_007_205_250
+        );
+        assert!(parse_at("yesterday").is_err());
+    }
+}
