@@ -144,6 +144,21 @@ async function pollLists() {
     el("a", { href: "/api/v1/incidents/" + i.id + "/postmortem" }, "postmortem skeleton"))));
 }
 
+async function pollBackups() {
+  const body = await api("/api/v1/backups");
+  const health = document.getElementById("backup-health");
+  if (!body.enabled) { health.textContent = "Backups are not run by this control plane."; return; }
+  const status = body.status.health ? body.status.health.status : "starting";
+  health.replaceChildren(el("span", { class: "pill " + (status === "ok" ? "ok" : "firing") }, status),
+    " newest shipped cut " + (body.rpo_seconds_now == null ? "none yet" : body.rpo_seconds_now.toFixed(1) + " s ago") +
+    (body.status.error ? " · " + body.status.error : ""));
+  document.querySelector("#backups tbody").replaceChildren(...body.verifies.slice(0, 5).map(v => el("tr", {},
+    el("td", {}, new Date(v.verified_at_ms).toISOString().slice(0, 19)),
+    el("td", {}, el("span", { class: "pill " + (v.ok ? "ok" : "firing") }, v.ok ? "restored, invariants hold" : v.reason)),
+    el("td", {}, v.rto_ms + " ms"), el("td", {}, v.rpo_seconds == null ? "" : v.rpo_seconds.toFixed(1) + " s"),
+    el("td", {}, v.backup_id || ""))));
+}
+
 async function pollMaintenance() {
   const [rollouts, windows] = await Promise.all([api("/api/v1/rollouts"), api("/api/v1/maintenance")]);
   document.getElementById("rollouts").replaceChildren(...rollouts.rollouts.slice(0, 3).map(r => el("article", { class: "incident", "data-rollout": String(r.id) },
@@ -183,3 +198,4 @@ every(1000, pollSeries);
 every(2000, pollNodes);
 every(2000, pollLists);
 every(2000, pollMaintenance);
+every(5000, pollBackups);

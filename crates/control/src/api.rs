@@ -50,6 +50,7 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/api/v1/rollouts", get(rollouts).post(start_rollout))
         .route("/api/v1/rollouts/{id}", get(rollout))
         .route("/api/v1/drills", get(drills).post(add_drill))
+        .route("/api/v1/backups", get(backups))
         .merge(crate::pages::router())
         .fallback(|| async {
             refuse(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
@@ -912,6 +913,25 @@ async fn start_rollout(
     result
 }
 
+async fn backups(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    operator(&control, &headers)?;
+    let Some(status) = &control.backup_status else {
+        return Ok(Json(json!({"enabled": false})).into_response());
+    };
+    let status = status.lock().expect("backup status").clone();
+    let rpo_s = status
+        .last_cut_ms
+        .map(|cut| (now_ms() - cut) as f64 / 1000.0);
+    Ok(Json(json!({
+        "enabled": true, "status": status, "rpo_seconds_now": rpo_s,
+        "verifies": crate::backups::recent(&control.state),
+    }))
+    .into_response())
+}
+
 async fn drills(
     State(control): State<Arc<Control>>,
     headers: HeaderMap,
@@ -976,6 +996,7 @@ mod tests {
                 rules: crate::engine::default_rules(),
                 slos: crate::slo::default_slos(0.999),
                 update: Default::default(),
+                backup: None,
             },
             crate::state::State::open(&dir.join("control.db")).unwrap(),
         )

@@ -8,6 +8,7 @@
 //! `pages` the status page and the dashboard.
 
 pub mod api;
+pub mod backups;
 pub mod burn;
 pub mod checks;
 pub mod components;
@@ -63,17 +64,22 @@ pub struct ControlConfig {
     pub slos: Vec<SloDef>,
     /// How rolling updates replace a node's build.
     pub update: rollout::UpdateConfig,
+    /// What to back up and prove by restores, when backups are on.
+    pub backup: Option<backups::BackupConfig>,
 }
 
 pub struct Control {
     pub config: ControlConfig,
     checks: Option<checks::Checks>,
-    pub state: State,
+    pub state: Arc<State>,
     pub engine: Mutex<Engine>,
     /// Recent points of each target, in the order of `config.targets`.
     pub series: Mutex<Vec<TargetSeries>>,
     pub slos: Mutex<Vec<SloTracker>>,
     uptime: Mutex<UptimeAccumulator>,
+    /// The backups' health, when the control plane runs them.
+    pub backup_status: Option<Arc<Mutex<backups::BackupStatus>>>,
+    backup_alerts: Mutex<backups::BackupAlerts>,
     /// Games a maintenance window has closed.
     games_in_maintenance: Mutex<HashSet<String>>,
     pub client: HttpClient,
@@ -108,6 +114,11 @@ impl Control {
             .map(|_| TargetSeries::default())
             .collect();
         let slos = config.slos.iter().cloned().map(SloTracker::new).collect();
+        let state = Arc::new(state);
+        let backup_status = config
+            .backup
+            .clone()
+            .map(|backup| backups::spawn(backup, state.clone()));
         Arc::new(Control {
             config,
             checks,
@@ -117,6 +128,8 @@ impl Control {
             slos: Mutex::new(slos),
             uptime: Mutex::new(UptimeAccumulator::default()),
             games_in_maintenance: Mutex::new(HashSet::new()),
+            backup_status,
+            backup_alerts: Mutex::new(backups::BackupAlerts::default()),
             client,
         })
     }
@@ -197,6 +210,15 @@ impl Control {
         let windows = self.upkeep_windows(now).await;
         let excluded: Vec<&str> = windows.iter().flat_map(|w| w.scope.components()).collect();
         events.extend(self.evaluate_slos(now_s, &scrapes, &excluded));
+        if let Some(status) = &self.backup_status {
+            let health = status.lock().expect("backup status").health.clone();
+            events.extend(
+                self.backup_alerts
+                    .lock()
+                    .expect("backup alerts")
+                    .evaluate(now_s, health.as_ref()),
+            );
+        }
         self.act(events, &windows, now).await;
         self.roll_up_uptime(now, &excluded);
     }

@@ -430,6 +430,8 @@ async fn dashboard(State(control): State<Arc<Control>>, headers: HeaderMap) -> R
          <div><h2>SLO budgets</h2><table id=\"slos\"><thead><tr><th>SLO</th><th>Objective</th><th>Budget left</th>\
          <th>Burn</th></tr></thead><tbody></tbody></table></div></section>\
          <section><h2>Incidents</h2><div id=\"incidents\"></div></section>\
+         <section><h2>Backups</h2><p id=\"backup-health\" class=\"quiet\"></p><table id=\"backups\"><thead><tr>\
+         <th>Restore test</th><th>Result</th><th>RTO</th><th>RPO</th><th>Backup</th></tr></thead><tbody></tbody></table></section>\
          <section><h2>Maintenance</h2><form id=\"rollout-form\" class=\"inline-form\"><label>New build (path) \
          <input name=\"binary\" required></label><label>Batch <input name=\"batch\" type=\"number\" value=\"1\" min=\"1\"></label>\
          <button type=\"submit\">Start rolling update</button></form><p id=\"rollout-message\" class=\"quiet\"></p>\

@@ -90,6 +90,9 @@ CREATE TABLE IF NOT EXISTS drill_reports (
     id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, drill TEXT NOT NULL, verdict TEXT NOT NULL,
     report TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS backup_verifies (
+    id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, ok INTEGER NOT NULL, report TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS rollups (
     component TEXT NOT NULL, resolution_s INTEGER NOT NULL, start_s INTEGER NOT NULL,
     up_s INTEGER NOT NULL, total_s INTEGER NOT NULL,
@@ -533,6 +536,43 @@ impl State {
                 .collect::<Result<_, _>>()?;
         }
         Ok(rollouts)
+    }
+
+    /// Keeps a restore test's report (the backup catalog's proof).
+    pub fn add_backup_verify(
+        &self,
+        report: &croupier_backup::VerifyReport,
+    ) -> Result<(), StateError> {
+        self.conn().execute(
+            "INSERT INTO backup_verifies (ts_ms, ok, report) VALUES (?1, ?2, ?3)",
+            params![
+                report.verified_at_ms,
+                report.ok,
+                serde_json::to_string(report).unwrap_or_default()
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Restore tests' reports, newest first.
+    pub fn backup_verifies(
+        &self,
+        limit: i64,
+    ) -> Result<Vec<croupier_backup::VerifyReport>, StateError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare("SELECT report FROM backup_verifies ORDER BY id DESC LIMIT ?1")?;
+        let reports: Vec<String> = stmt
+            .query_map([limit], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(reports
+            .iter()
+            .filter_map(|r| serde_json::from_str(r).ok())
+            .collect())
+    }
+
+    pub fn last_backup_verify(&self) -> Result<Option<croupier_backup::VerifyReport>, StateError> {
+        Ok(self.backup_verifies(1)?.into_iter().next())
     }
 
     /// Keeps a failover drill's report (from `croupier drill --report-to`).

@@ -399,6 +399,12 @@ fn run_every(
 }
 
 fn keygen(out: &std::path::Path) -> anyhow::Result<()> {
+    keygen_file(out)?;
+    print(&json!({"key_file": out}))
+}
+
+/// Writes a new backup key to `out` (which must not exist), readable only by its owner.
+pub fn keygen_file(out: &std::path::Path) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
@@ -408,7 +414,7 @@ fn keygen(out: &std::path::Path) -> anyhow::Result<()> {
         .open(out)
         .with_context(|| format!("cannot create {} (it must not exist)", out.display()))?;
     writeln!(file, "{}", BackupKey::generate_hex()?)?;
-    print(&json!({"key_file": out}))
+    Ok(())
 }
 
 #[cfg(test)]

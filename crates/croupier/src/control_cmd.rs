@@ -35,6 +35,20 @@ pub struct ControlArgs {
     /// real test bet every five seconds.
     #[arg(long)]
     check_url: Option<String>,
+    /// Back up this ledger file: ship its new rows every second, take the scheduled backups
+    /// and prove them by restore tests (alerts when one fails or is overdue).
+    #[arg(long)]
+    backup_db: Option<PathBuf>,
+    /// Where backups go: a folder or s3://bucket/prefix [default: <data>/backups].
+    #[arg(long)]
+    backup_target: Option<String>,
+    /// The backup key file (64 hex digits; `croupier backup keygen`); otherwise
+    /// CROUPIER_BACKUP_KEY or CROUPIER_BACKUP_KEY_FILE.
+    #[arg(long)]
+    backup_key_file: Option<PathBuf>,
+    /// Seconds between restore tests.
+    #[arg(long, default_value_t = 3_600)]
+    backup_verify_every_s: u64,
     /// `croupier up`'s supervisor API, through which rolling updates replace a node's build.
     #[arg(long)]
     supervisor: Option<String>,
@@ -109,6 +123,28 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
             })),
     );
     let check_url = args.check_url.or_else(|| deployment.check_url.clone());
+    let backup = match &args.backup_db {
+        None => None,
+        Some(db) => {
+            let key = match &args.backup_key_file {
+                Some(path) => croupier_backup::BackupKey::from_file(path),
+                None => croupier_backup::BackupKey::from_env(),
+            }
+            .context("backups need a key")?;
+            Some(croupier_control::backups::BackupConfig {
+                db: db.clone(),
+                target: args
+                    .backup_target
+                    .clone()
+                    .unwrap_or_else(|| data.join("backups").display().to_string()),
+                key,
+                verify_every: std::time::Duration::from_secs(args.backup_verify_every_s.max(1)),
+                policy: croupier_backup::Policy::default(),
+                scratch_dir: data.join("restore-tests"),
+                session_ttl_ms: croupier_node::rounds::SESSION_TTL_MS,
+            })
+        }
+    };
     let mut update = deployment.update.clone();
     if args.supervisor.is_some() {
         update.supervisor = args.supervisor;
@@ -127,6 +163,7 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
                 rules: deployment.rules(),
                 slos: deployment.slos(),
                 update,
+                backup,
             },
             state,
         );

@@ -30,6 +30,9 @@ pub struct UpArgs {
     /// Port of the control plane; its supervisor API (for rolling updates) is the next one.
     #[arg(long, default_value_t = 8080)]
     control_port: u16,
+    /// Seconds between the control plane's restore tests of the local backups.
+    #[arg(long, default_value_t = 600)]
+    backup_verify_every_s: u64,
     /// A webhook for alerts (generic JSON); repeat for each.
     #[arg(long = "webhook")]
     webhooks: Vec<String>,
@@ -43,6 +46,11 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     let data = std::fs::canonicalize(&args.data)?;
     let token_path = data.join("ops-token");
     ops_token_file(&token_path)?;
+    // Backups go to <data>/backups, sealed with a key made here on the first run.
+    let backup_key = data.join("backup-key");
+    if !backup_key.exists() {
+        crate::backup_cmd::keygen_file(&backup_key)?;
+    }
     let data_arg = data.display().to_string();
     let binary = std::env::current_exe()?;
     let mut children = Vec::new();
@@ -67,6 +75,12 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         format!("http://127.0.0.1:{}", args.gateway_port),
         "--supervisor".to_owned(),
         format!("http://127.0.0.1:{}", args.control_port + 1),
+        "--backup-db".to_owned(),
+        data.join("ledger.db").display().to_string(),
+        "--backup-key-file".to_owned(),
+        backup_key.display().to_string(),
+        "--backup-verify-every-s".to_owned(),
+        args.backup_verify_every_s.to_string(),
     ];
     for url in &args.webhooks {
         control_args.extend(["--webhook".to_owned(), url.clone()]);

@@ -306,3 +306,73 @@ fn failing_synthetic_checks_alert_on_the_wallet_and_the_lobby() {
     }
     assert_eq!(feed["incidents"].as_array().unwrap().len(), 3);
 }
+
+#[test]
+fn up_backs_up_and_a_failed_restore_test_pages_the_operators() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (hook, received) = webhook_receiver();
+    let stack = UpStack::start(&data, &["--backup-verify-every-s", "2", "--webhook", &hook]);
+    let backups = || {
+        get(&stack.control_url("/api/v1/backups"), Some(OPS_TOKEN))
+            .unwrap()
+            .1
+    };
+    // The first restore test runs at start and passes.
+    wait_for("a passing restore test", || {
+        backups()["status"]["health"]["status"] == "ok"
+    });
+    let token = sign_in_at(&stack.players_url(""), "backed-up");
+    let (status, _, _) = post_via(
+        &stack.players_url("/api/v1/rounds"),
+        Some(&token),
+        Some("backed-up-1"),
+        &dice_bet(10),
+    )
+    .unwrap();
+    assert_eq!(status, 201);
+    wait_for("the bet shipped", || {
+        std::fs::read_dir(data.join("backups/segments")).is_ok_and(|d| d.count() > 0)
+    });
+
+    // A flipped byte in the full backup's piece: the next restore test fails and pages.
+    let full = std::fs::read_dir(data.join("backups/backups"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with("-full"))
+        .unwrap()
+        .path()
+        .join("piece-0000");
+    let mut bytes = std::fs::read(&full).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&full, bytes).unwrap();
+    wait_for("the backup_failed alert", || {
+        got(&received, "firing", "backup_failed/backups")
+    });
+    let report = backups();
+    assert_eq!(report["status"]["health"]["status"], "failed", "{report}");
+    let reason = report["verifies"][0]["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains("piece-0000"),
+        "the damaged piece is named: {reason}"
+    );
+    let (_, feed) = get(&stack.control_url("/api/v1/status"), None).unwrap();
+    assert_eq!(feed["components"][0]["id"], "wallet");
+    assert_eq!(
+        feed["components"][0]["status"], "operational",
+        "players lose nothing yet: {feed}"
+    );
+    let (_, incidents) = get(&stack.control_url("/api/v1/incidents"), Some(OPS_TOKEN)).unwrap();
+    let incident = &incidents["incidents"][0];
+    assert_eq!(
+        (
+            incident["component"].as_str(),
+            incident["severity"].as_str()
+        ),
+        (Some("backups"), Some("critical")),
+        "{incidents}"
+    );
+    drop(stack);
+    integrity_cli(&ledger_path(&data));
+}
