@@ -852,6 +852,8 @@ struct NewRollout {
     binary: String,
     batch_size: Option<usize>,
     drain_deadline_s: Option<u64>,
+    /// Rehearse on a staging node started from the newest backup first.
+    staging: Option<bool>,
 }
 
 async fn start_rollout(
@@ -893,8 +895,17 @@ async fn start_rollout(
             .state
             .start_rollout(&new.binary, batch_size as i64, &actor, now_ms())
             .map_err(unavailable)?;
+        let staging = new.staging.unwrap_or(false);
+        if staging && control.config.backup.is_none() {
+            return Err(refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no_backups",
+                "a staging rehearsal starts from the newest backup; this control plane runs none",
+            ));
+        }
         let plan = crate::rollout::RolloutPlan {
             binary: new.binary,
+            staging,
             batch_size,
             drain_deadline: std::time::Duration::from_secs(drain_deadline_s),
             actor: actor.clone(),

@@ -25,6 +25,7 @@ pub mod promtext;
 pub mod rollout;
 pub mod series;
 pub mod slo;
+pub mod staging;
 pub mod state;
 pub mod threshold;
 pub mod window;

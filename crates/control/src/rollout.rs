@@ -31,6 +31,8 @@ pub struct UpdateConfig {
 #[derive(Debug, Clone)]
 pub struct RolloutPlan {
     pub binary: String,
+    /// Rehearse first on a staging node started from the newest backup.
+    pub staging: bool,
     pub batch_size: usize,
     pub drain_deadline: Duration,
     pub actor: String,
@@ -172,27 +174,6 @@ impl Run {
         }
     }
 
-    /// The lobby, a real test bet and the integrity check, on the node itself.
-    async fn smoke_test(&self, node: &Target) -> Result<String, String> {
-        let checks = crate::checks::Checks::new(&node.base);
-        checks
-            .lobby(&self.control.client)
-            .await
-            .ok_or("the lobby check failed")?;
-        checks
-            .bet(&self.control.client)
-            .await
-            .ok_or("the test bet failed")?;
-        let integrity = self
-            .ops(node, hyper::Method::GET, "/ops/integrity")
-            .await
-            .map_err(|e| format!("integrity: {e}"))?;
-        Ok(format!(
-            "lobby, test bet and integrity passed ({})",
-            integrity["ok"]
-        ))
-    }
-
     /// Updates one node; on failure, says what failed (the node is then rolled back).
     async fn update_node(&self, node: &Target, binary: &str) -> Result<(), String> {
         let expected = self.install(node, binary).await?;
@@ -216,7 +197,7 @@ impl Run {
                 &format!("reports {version}; the build is a script, so not compared"),
             ),
         }
-        let smoke = self.smoke_test(node).await?;
+        let smoke = smoke_test(&self.control, node).await?;
         self.step(&node.name, "smoke_test", true, &smoke);
         Ok(())
     }
@@ -297,6 +278,31 @@ impl Run {
     }
 }
 
+/// The lobby, a real test bet and the integrity check, on `node` itself.
+pub async fn smoke_test(control: &Control, node: &Target) -> Result<String, String> {
+    let checks = crate::checks::Checks::new(&node.base);
+    checks
+        .lobby(&control.client)
+        .await
+        .ok_or("the lobby check failed")?;
+    checks
+        .bet(&control.client)
+        .await
+        .ok_or("the test bet failed")?;
+    let url = format!("{}/ops/integrity", node.base);
+    let integrity = call(
+        control,
+        &node.name,
+        request(control, hyper::Method::GET, url, None),
+    )
+    .await
+    .map_err(|e| format!("integrity: {e}"))?;
+    Ok(format!(
+        "lobby, test bet and integrity passed ({})",
+        integrity["ok"]
+    ))
+}
+
 /// Runs a rollout to the end (a task of its own); its progress is in the state.
 pub async fn run(control: Arc<Control>, id: i64, plan: RolloutPlan) {
     let run = Run {
@@ -311,6 +317,20 @@ pub async fn run(control: Arc<Control>, id: i64, plan: RolloutPlan) {
         .filter(|t| t.kind == Kind::Node)
         .cloned()
         .collect();
+    if plan.staging {
+        match crate::staging::rehearse(&control, &plan.binary).await {
+            Ok(steps) => {
+                for step in steps {
+                    run.step("staging", "rehearsal", true, &step);
+                }
+            }
+            Err(why) => {
+                run.step("staging", "rehearsal", false, &why);
+                let _ = control.state.finish_rollout(id, "failed", None, now_ms());
+                return;
+            }
+        }
+    }
     for batch in nodes.chunks(plan.batch_size.max(1)) {
         for node in batch {
             match run.set_state(node, "draining").await {

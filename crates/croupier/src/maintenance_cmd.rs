@@ -33,6 +33,9 @@ enum MaintenanceCommand {
         /// How long to wait for a drained node's requests and rounds in flight, e.g. 30s.
         #[arg(long, default_value = "30s", value_parser = parse_duration)]
         drain_deadline: u64,
+        /// First run the smoke test on a staging node started from the newest backup.
+        #[arg(long)]
+        staging: bool,
     },
     /// Plan a window: one-off (--at) or recurring (--cron, --timezone).
     Schedule {
@@ -82,13 +85,15 @@ pub fn run(args: MaintenanceArgs) -> anyhow::Result<()> {
             binary,
             batch_size,
             drain_deadline,
+            staging,
         } => {
             let binary = std::fs::canonicalize(&binary)
                 .with_context(|| format!("{} is not there", binary.display()))?;
             let started: Value = serde_json::from_str(&client.call(
                 "POST",
                 "/api/v1/rollouts",
-                Some(json!({"binary": binary, "batch_size": batch_size, "drain_deadline_s": drain_deadline})),
+                Some(json!({"binary": binary, "batch_size": batch_size,
+                    "drain_deadline_s": drain_deadline, "staging": staging})),
             )?)?;
             let id = started["id"].as_i64().context("a rollout id")?;
             eprintln!("rolling update #{id} of {} started", binary.display());

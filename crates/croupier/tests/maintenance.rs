@@ -84,7 +84,7 @@ impl Load {
     }
 }
 
-fn maintenance(stack: &UpStack, binary: &Path) -> std::process::Output {
+fn maintenance(stack: &UpStack, binary: &Path, extra: &[&str]) -> std::process::Output {
     croupier()
         .args([
             "maintenance",
@@ -95,6 +95,7 @@ fn maintenance(stack: &UpStack, binary: &Path) -> std::process::Output {
         ])
         .args(["run", "--drain-deadline", "3s", "--binary"])
         .arg(binary)
+        .args(extra)
         .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
         .env("RUST_BACKTRACE", "0")
         .output()
@@ -159,7 +160,8 @@ fn a_rolling_update_under_load_cuts_no_player_and_a_broken_build_is_rolled_back(
     let load = Load::start(&stack, 4, "steady");
     std::thread::sleep(Duration::from_millis(500));
     let started = Instant::now();
-    let run = maintenance(&stack, &new_build);
+    // Rehearsed first on a staging node started from the newest backup.
+    let run = maintenance(&stack, &new_build, &["--staging"]);
     let took = started.elapsed();
     std::thread::sleep(Duration::from_millis(500));
     let (acknowledged, errors) = load.finish();
@@ -185,6 +187,10 @@ fn a_rolling_update_under_load_cuts_no_player_and_a_broken_build_is_rolled_back(
     for node in ["node-1", "node-2", "node-3"] {
         assert!(output.contains(&format!("{node}   smoke_test")), "{output}");
     }
+    assert!(
+        output.contains("staging  rehearsal   lobby, test bet and integrity passed"),
+        "{output}"
+    );
 
     // The open round survived: the player finishes it.
     let (status, body, _) = post_via(
@@ -208,8 +214,24 @@ fn a_rolling_update_under_load_cuts_no_player_and_a_broken_build_is_rolled_back(
     )
     .unwrap();
     std::fs::set_permissions(&broken, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    // Its rehearsal fails on the staging node: production is not touched.
+    let rehearsal = maintenance(&stack, &broken, &["--staging"]);
+    assert!(!rehearsal.status.success());
+    let staged = &api(&stack, "/api/v1/rollouts")["rollouts"][0];
+    assert_eq!(staged["status"], "failed", "{staged}");
+    assert!(
+        staged["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["node"] == "staging"),
+        "{staged}"
+    );
+    assert_eq!(versions(&stack), after);
+
+    // Run without the rehearsal, it fails its smoke test on node-1.
     let load = Load::start(&stack, 4, "during-broken");
-    let run = maintenance(&stack, &broken);
+    let run = maintenance(&stack, &broken, &[]);
     std::thread::sleep(Duration::from_millis(500));
     let (acknowledged, errors) = load.finish();
     assert!(!run.status.success(), "the broken rollout must fail");

@@ -1,0 +1,91 @@
+//! The rehearsal before a rolling update touches production: the newest backup is restored
+//! into a scratch store (every piece and invariant checked on the way), the new build is
+//! started on it as a staging node on the loopback, and the same smoke test runs against it
+//! (lobby, a real test bet, integrity). The staging node and its store are removed after.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::Control;
+use crate::backups::BackupConfig;
+use crate::engine::{Kind, Target};
+
+const READY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A free loopback port.
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Restores the newest backup into `dir/ledger.db`; what it restored.
+async fn restore_newest(backup: &BackupConfig, dir: &Path) -> Result<String, String> {
+    let (backup, dest) = (backup.clone(), dir.join("ledger.db"));
+    tokio::task::spawn_blocking(move || {
+        let target = croupier_backup::Target::open(&backup.target).map_err(|e| e.to_string())?;
+        let restored =
+            croupier_backup::restore(&target, &backup.key, &dest, None, &croupier_backup::Silent)
+                .map_err(|e| e.to_string())?;
+        Ok(format!(
+            "restored backup {} at cut {} ({} segments) in {} ms",
+            restored.backup_id, restored.cut_ms, restored.segments_applied, restored.elapsed_ms
+        ))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+}
+
+/// Runs the rehearsal with `binary`; the steps it went through, or why it failed.
+pub async fn rehearse(control: &Control, binary: &str) -> Result<Vec<String>, String> {
+    let backup = control
+        .config
+        .backup
+        .as_ref()
+        .ok_or("no backups are configured, so there is nothing to stage from")?;
+    let dir = tempfile::Builder::new()
+        .prefix("croupier-staging-")
+        .tempdir_in(&backup.scratch_dir)
+        .or_else(|_| tempfile::tempdir())
+        .map_err(|e| format!("a scratch folder: {e}"))?;
+    let mut steps = vec![restore_newest(backup, dir.path()).await?];
+    let port = free_port().map_err(|e| e.to_string())?;
+    let mut node = tokio::process::Command::new(binary)
+        .args(["node", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--node-id", "staging"])
+        .arg("--data")
+        .arg(dir.path())
+        .env("CROUPIER_OPS_TOKEN", &control.config.ops_token)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot start {binary}: {e}"))?;
+    let staging = Target::new("staging", Kind::Node, &format!("http://127.0.0.1:{port}"));
+    let started = Instant::now();
+    loop {
+        let ready = hyper::Request::get(format!("{}/readyz", staging.base))
+            .body(http_body_util::Full::new(hyper::body::Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        if let Ok(Ok(answer)) =
+            tokio::time::timeout(Duration::from_secs(1), control.client.request(ready)).await
+            && answer.status().is_success()
+        {
+            break;
+        }
+        if let Ok(Some(status)) = node.try_wait() {
+            return Err(format!("the staging node exited ({status})"));
+        }
+        if started.elapsed() > READY_DEADLINE {
+            return Err("the staging node was not ready in 30 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    steps.push(format!("staging node ready on port {port}"));
+    let smoke = crate::rollout::smoke_test(control, &staging).await;
+    let _ = node.kill().await;
+    steps.push(smoke?);
+    Ok(steps)
+}
