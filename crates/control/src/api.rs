@@ -565,21 +565,36 @@ async fn add_silence(
     result
 }
 
+/// The answer to ending something by id: `{"id", <done>: true}`, or 404 when there was none.
+fn ended(
+    outcome: Result<bool, crate::state::StateError>,
+    what: &str,
+    id: i64,
+    done: &str,
+) -> Result<Response, Refusal> {
+    match outcome {
+        Ok(true) => Ok(Json(json!({"id": id, done: true})).into_response()),
+        Ok(false) => Err(refuse(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("no {what} {id}"),
+        )),
+        Err(e) => Err(unavailable(e)),
+    }
+}
+
 async fn expire_silence(
     State(control): State<Arc<Control>>,
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Result<Response, Refusal> {
     let actor = operator(&control, &headers)?;
-    let result = match control.state.expire_silence(id, now_ms()) {
-        Ok(true) => Ok(Json(json!({"id": id, "expired": true})).into_response()),
-        Ok(false) => Err(refuse(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("no silence {id}"),
-        )),
-        Err(e) => Err(unavailable(e)),
-    };
+    let result = ended(
+        control.state.expire_silence(id, now_ms()),
+        "silence",
+        id,
+        "expired",
+    );
     audit(
         &control,
         &actor,
@@ -794,15 +809,12 @@ async fn cancel_window(
     Path(id): Path<i64>,
 ) -> Result<Response, Refusal> {
     let actor = operator(&control, &headers)?;
-    let result = match control.state.cancel_window(id, now_ms()) {
-        Ok(true) => Ok(Json(json!({"id": id, "cancelled": true})).into_response()),
-        Ok(false) => Err(refuse(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("no window {id}"),
-        )),
-        Err(e) => Err(unavailable(e)),
-    };
+    let result = ended(
+        control.state.cancel_window(id, now_ms()),
+        "window",
+        id,
+        "cancelled",
+    );
     audit(
         &control,
         &actor,

@@ -28,7 +28,8 @@ pub struct Checks {
     last_bet: Mutex<(i64, Option<Vec<Sample>>)>,
 }
 
-async fn call(client: &HttpClient, request: hyper::Request<Full<Bytes>>) -> Option<(u16, Value)> {
+/// The status and body of one request, within `TIMEOUT` each.
+async fn fetch(client: &HttpClient, request: hyper::Request<Full<Bytes>>) -> Option<(u16, Bytes)> {
     let response = tokio::time::timeout(TIMEOUT, client.request(request))
         .await
         .ok()?
@@ -37,11 +38,14 @@ async fn call(client: &HttpClient, request: hyper::Request<Full<Bytes>>) -> Opti
     let body = tokio::time::timeout(TIMEOUT, response.into_body().collect())
         .await
         .ok()?
-        .ok()?;
-    Some((
-        status,
-        serde_json::from_slice(&body.to_bytes()).unwrap_or(Value::Null),
-    ))
+        .ok()?
+        .to_bytes();
+    Some((status, body))
+}
+
+async fn call(client: &HttpClient, request: hyper::Request<Full<Bytes>>) -> Option<(u16, Value)> {
+    let (status, body) = fetch(client, request).await?;
+    Some((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
 }
 
 fn result(ok: bool, started: Instant) -> Option<Vec<Sample>> {
@@ -168,16 +172,7 @@ pub async fn http(client: &HttpClient, url: &str, check: &HttpCheck) -> Option<V
     let request = hyper::Request::get(url)
         .body(Full::new(Bytes::new()))
         .ok()?;
-    let response = tokio::time::timeout(TIMEOUT, client.request(request))
-        .await
-        .ok()?
-        .ok()?;
-    let status = response.status().as_u16();
-    let body = tokio::time::timeout(TIMEOUT, response.into_body().collect())
-        .await
-        .ok()?
-        .ok()?
-        .to_bytes();
+    let (status, body) = fetch(client, request).await?;
     let passed = check.passes(status, started.elapsed(), &String::from_utf8_lossy(&body));
     result(passed, started)
 }

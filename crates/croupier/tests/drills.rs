@@ -4,54 +4,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
-use common::{croupier, free_ports, integrity_cli, ledger_path};
+use common::{croupier, free_ports, integrity_cli, json_receiver, ledger_path};
 use serde_json::Value;
-
-/// Each POSTed report with its Authorization header.
-type Received = Arc<Mutex<Vec<(String, Value)>>>;
-
-/// Stands in for the control plane's drills endpoint: keeps each POSTed JSON body with its
-/// Authorization header.
-fn report_receiver() -> (String, Received) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/api/v1/drills", listener.local_addr().unwrap());
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let store = received.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let (mut length, mut auth) = (0, String::new());
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                let lower = line.to_ascii_lowercase();
-                if let Some(value) = lower.strip_prefix("content-length:") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-                if lower.starts_with("authorization:") {
-                    auth = line["authorization:".len()..].trim().to_owned();
-                }
-            }
-            let mut body = vec![0; length];
-            if reader.read_exact(&mut body).is_ok()
-                && let Ok(json) = serde_json::from_slice::<Value>(&body)
-            {
-                store.lock().unwrap().push((auth, json));
-            }
-            let _ = stream.write_all(
-                b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-            );
-        }
-    });
-    (url, received)
-}
 
 /// Runs `croupier drill <which>` with a small load on a fresh stack; exit status and reports.
 fn drill(data: &Path, which: &str, env: &[(&str, &str)], extra: &[&str]) -> (bool, Vec<Value>) {
@@ -103,7 +59,7 @@ fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
 #[test]
 fn every_drill_passes_with_its_bank_checks_on_a_sound_build() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, received) = report_receiver();
+    let (url, received) = json_receiver("/api/v1/drills");
     let (ok, reports) = drill(dir.path(), "all", &[], &["--report-to", &url]);
     let names: Vec<&str> = reports
         .iter()

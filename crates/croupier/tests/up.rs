@@ -6,57 +6,33 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
 
-/// A webhook receiver: a plain HTTP server on a thread, keeping every JSON body it gets.
-fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let store = received.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = value.trim().parse().unwrap_or(0);
-                }
-            }
-            let mut body = vec![0; length];
-            // Each message is one component's group; keep its alerts, each stamped with it.
-            if reader.read_exact(&mut body).is_ok()
-                && let Ok(message) = serde_json::from_slice::<Value>(&body)
-            {
-                for alert in message["alerts"].as_array().into_iter().flatten() {
-                    assert_eq!(alert["status"], message["status"], "{message}");
-                    assert_eq!(alert["component"], message["group"], "{message}");
-                    store.lock().unwrap().push(alert.clone());
-                }
-            }
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-        }
-    });
-    (url, received)
+/// A webhook receiver: every alert of every message it got. Each message is one
+/// component's group; each alert is checked to be stamped with it.
+fn webhook_receiver() -> (String, Received) {
+    json_receiver("/hook")
 }
 
-fn got(received: &Arc<Mutex<Vec<Value>>>, status: &str, key: &str) -> bool {
-    received
-        .lock()
-        .unwrap()
+fn alerts(received: &Received) -> Vec<Value> {
+    let mut alerts = Vec::new();
+    for (_, message) in received.lock().unwrap().iter() {
+        for alert in message["alerts"].as_array().into_iter().flatten() {
+            assert_eq!(alert["status"], message["status"], "{message}");
+            assert_eq!(alert["component"], message["group"], "{message}");
+            alerts.push(alert.clone());
+        }
+    }
+    alerts
+}
+
+fn got(received: &Received, status: &str, key: &str) -> bool {
+    alerts(received)
         .iter()
         .any(|m| m["status"] == status && m["key"] == key)
 }
@@ -144,7 +120,7 @@ fn up_supervises_nodes_and_gateway_and_stops_cleanly() {
         assert!(
             killed.elapsed() < Duration::from_secs(5),
             "no alert within 5 s: {:?}",
-            received.lock().unwrap()
+            alerts(&received)
         );
         std::thread::sleep(Duration::from_millis(20));
     };
@@ -152,9 +128,7 @@ fn up_supervises_nodes_and_gateway_and_stops_cleanly() {
         get(&format!("{control_url}/api/v1/incidents"), Some(OPS_TOKEN)).unwrap();
     assert_eq!(status, 200);
     // The incident the first firing message names.
-    let incident_id = received
-        .lock()
-        .unwrap()
+    let incident_id = alerts(&received)
         .iter()
         .find(|m| m["status"] == "firing" && m["key"] == "down/node-2")
         .map(|m| m["incident_id"].clone())
@@ -177,7 +151,7 @@ fn up_supervises_nodes_and_gateway_and_stops_cleanly() {
     });
 
     wait_for("the alert to resolve", || {
-        received.lock().unwrap().iter().any(|m| {
+        alerts(&received).iter().any(|m| {
             m["status"] == "resolved"
                 && m["key"] == "down/node-2"
                 && m["incident_id"] == incident_id
@@ -277,12 +251,9 @@ fn failing_synthetic_checks_alert_on_the_wallet_and_the_lobby() {
             && got(&received, "firing", "down/dice-page")
     });
     assert!(!got(&received, "firing", "down/healthz"), "a passing check");
-    let bet = received
-        .lock()
-        .unwrap()
-        .iter()
+    let bet = alerts(&received)
+        .into_iter()
         .find(|m| m["key"] == "down/check-bet")
-        .cloned()
         .unwrap();
     assert_eq!(
         (bet["component"].as_str(), bet["severity"].as_str()),

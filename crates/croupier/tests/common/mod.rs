@@ -453,3 +453,46 @@ impl UpStack {
         format!("http://127.0.0.1:{}{path}", self.control_port)
     }
 }
+
+/// What a `json_receiver` got: each JSON body with its Authorization header.
+pub type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+
+/// A stand-in for a webhook or report endpoint: a plain HTTP server on a thread at `path`
+/// that answers 201 and keeps each JSON body with its Authorization header.
+pub fn json_receiver(path: &str) -> (String, Received) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}{path}", listener.local_addr().unwrap());
+    let received = Received::default();
+    let store = received.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut length, mut auth) = (0, String::new());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(value) = lower.strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                if lower.starts_with("authorization:") {
+                    auth = line["authorization:".len()..].trim().to_owned();
+                }
+            }
+            let mut body = vec![0; length];
+            if reader.read_exact(&mut body).is_ok()
+                && let Ok(json) = serde_json::from_slice::<Value>(&body)
+            {
+                store.lock().unwrap().push((auth, json));
+            }
+            let _ = stream.write_all(
+                b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+        }
+    });
+    (url, received)
+}
