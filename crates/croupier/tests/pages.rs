@@ -2,8 +2,9 @@
 //! an operator opens an incident with `croupier ctl`; then Debian's chromium (headless,
 //! driven by playwright-core from tests/browser/pages.mjs) checks the status page (six
 //! components, 90-day bars, the incident), both feeds, the dashboard's sign-in, live charts
-//! and a drain button. The drain is checked on the gateway itself and in the audit log;
-//! screenshots land in target/screenshots/ (copies are in docs/).
+//! and a drain button, and the backups panel with a passed restore test. The drain is
+//! checked on the gateway itself and in the audit log; screenshots land in
+//! target/screenshots/ (copies are in docs/).
 
 mod common;
 
