@@ -97,6 +97,38 @@ fn status_page_and_dashboard_render_live_data_and_a_drain_button_drains() {
             "20",
         ],
     );
+    // A window the day after tomorrow: on the status page under scheduled maintenance.
+    let planned = croupier()
+        .args([
+            "maintenance",
+            "--url",
+            &stack.control_url(""),
+            "--as",
+            "browser-test",
+        ])
+        .args([
+            "schedule",
+            "--title",
+            "Roulette wheel upgrade",
+            "--scope",
+            "component:roulette",
+        ])
+        .args([
+            "--cron",
+            "0 4 * * *",
+            "--timezone",
+            "Europe/Malta",
+            "--duration",
+            "30m",
+        ])
+        .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        planned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&planned.stderr)
+    );
     // Today's uptime bar is written every ten seconds.
     wait_for("today's uptime", || {
         let (_, status) = get(&stack.control_url("/api/v1/status"), None).unwrap();

@@ -36,6 +36,8 @@ try {
   seen.incident = await page.locator("#incidents .incident h3").first().textContent();
   expect(seen.incident === incident, "the active incident");
   seen.slot = await page.locator(".component[data-component=slot] .state").textContent();
+  seen.maintenance = await page.locator("#maintenance .window h3").first().textContent();
+  expect(seen.maintenance === "Roulette wheel upgrade", "the scheduled maintenance");
   await page.screenshot({ path: out + "/status-page.png", fullPage: true });
 
   const atom = await (await page.request.get(control + "/status/feed.atom")).text();
