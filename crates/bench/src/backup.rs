@@ -9,10 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use croupier_games::GameId;
+use croupier_ledger::Store;
 use croupier_ledger::sqlite::{SqliteConfig, SqliteStore};
-use croupier_ledger::{Idempotency, Store};
-use croupier_node::rounds::{self, NewRound};
 use serde_json::{Value, json};
 
 use crate::procs::{Process, agent, croupier_binary, free_port, start_node};
@@ -26,37 +24,14 @@ pub fn fill(db: &Path, rounds: u64, players: usize) -> anyhow::Result<()> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(config)?);
     let started = Instant::now();
     runtime.block_on(async {
-        for p in 0..players {
-            store
-                .transact(None, move |tx| {
-                    rounds::sign_in(tx, &format!("p{p}"), &format!("t{p}"))
-                })
-                .await?;
-        }
+        crate::store::sign_in_players(store.as_ref(), players).await?;
         let per_player = rounds.div_ceil(players as u64);
         let tasks: Vec<_> = (0..players)
             .map(|p| {
                 let store = store.clone();
                 tokio::spawn(async move {
-                    let bet_json = json!({"target": 5000, "direction": "over"});
-                    let bet = croupier_games::parse_bet(GameId::Dice, 10, &bet_json)?;
                     for n in 0..per_player {
-                        let new = NewRound {
-                            id: rounds::new_round_id(),
-                            player: format!("p{p}"),
-                            game: GameId::Dice,
-                            stake: 10,
-                            bet_json: bet_json.clone(),
-                            bet: bet.clone(),
-                            node: "fill".into(),
-                        };
-                        let idem = Idempotency {
-                            key: format!("p{p}:{n}"),
-                            fingerprint: n.to_string(),
-                        };
-                        store
-                            .transact(Some(idem), move |tx| rounds::start_round(tx, new))
-                            .await?;
+                        crate::store::dice_round(store.as_ref(), p, n, "fill").await?;
                     }
                     anyhow::Ok(())
                 })

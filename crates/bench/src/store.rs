@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use croupier_games::GameId;
 use croupier_ledger::sqlite::{SqliteConfig, SqliteStore};
-use croupier_ledger::{Idempotency, Store};
+use croupier_ledger::{Committed, Idempotency, LedgerError, Store};
 use croupier_node::rounds::{self, NewRound};
 use serde_json::json;
 
@@ -35,7 +35,8 @@ pub fn run(players: &[usize], duration: Duration, max_batch: usize) -> anyhow::R
     Ok(rows)
 }
 
-async fn measure(store: Arc<dyn Store>, players: usize, duration: Duration) -> anyhow::Result<Row> {
+/// Signs in players `p0` … `p<players - 1>` (each gets the demo grant).
+pub async fn sign_in_players(store: &dyn Store, players: usize) -> Result<(), LedgerError> {
     for p in 0..players {
         store
             .transact(None, move |tx| {
@@ -43,6 +44,40 @@ async fn measure(store: Arc<dyn Store>, players: usize, duration: Duration) -> a
             })
             .await?;
     }
+    Ok(())
+}
+
+/// Bet `n` of player `p`: a complete 0.10 dice round in one transaction, under its own
+/// idempotency key.
+pub async fn dice_round(
+    store: &dyn Store,
+    p: usize,
+    n: u64,
+    node: &str,
+) -> Result<Committed, LedgerError> {
+    let bet_json = json!({"target": 5000, "direction": "over"});
+    let bet = croupier_games::parse_bet(GameId::Dice, 10, &bet_json)
+        .map_err(|e| LedgerError::Storage(e.to_string()))?;
+    let new = NewRound {
+        id: rounds::new_round_id(),
+        player: format!("p{p}"),
+        game: GameId::Dice,
+        stake: 10,
+        bet_json,
+        bet,
+        node: node.to_owned(),
+    };
+    let idem = Idempotency {
+        key: format!("p{p}:{n}"),
+        fingerprint: n.to_string(),
+    };
+    store
+        .transact(Some(idem), move |tx| rounds::start_round(tx, new))
+        .await
+}
+
+async fn measure(store: Arc<dyn Store>, players: usize, duration: Duration) -> anyhow::Result<Row> {
+    sign_in_players(store.as_ref(), players).await?;
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = (0..players)
@@ -50,30 +85,11 @@ async fn measure(store: Arc<dyn Store>, players: usize, duration: Duration) -> a
             let store = store.clone();
             tokio::spawn(async move {
                 let (mut ok, mut errors, mut latency) = (0u64, 0u64, new_histogram());
-                let bet_json = json!({"target": 5000, "direction": "over"});
-                let bet =
-                    croupier_games::parse_bet(GameId::Dice, 10, &bet_json).expect("valid bet");
                 let mut n = 0u64;
                 while Instant::now() < deadline {
                     n += 1;
-                    let new = NewRound {
-                        id: rounds::new_round_id(),
-                        player: format!("p{p}"),
-                        game: GameId::Dice,
-                        stake: 10,
-                        bet_json: bet_json.clone(),
-                        bet: bet.clone(),
-                        node: "bench".into(),
-                    };
-                    let idem = Idempotency {
-                        key: format!("p{p}:{n}"),
-                        fingerprint: n.to_string(),
-                    };
                     let began = Instant::now();
-                    match store
-                        .transact(Some(idem), move |tx| rounds::start_round(tx, new))
-                        .await
-                    {
+                    match dice_round(store.as_ref(), p, n, "bench").await {
                         Ok(_) => ok += 1,
                         Err(_) => errors += 1,
                     }

@@ -432,6 +432,15 @@ async fn update_incident_checked(
     Ok(Json(json!({"id": id, "status": update.status})).into_response())
 }
 
+/// A query string, or a 400 naming what is wrong with it.
+fn query_or_refuse<T>(
+    query: Result<Query<T>, axum::extract::rejection::QueryRejection>,
+) -> Result<T, Refusal> {
+    query
+        .map(|Query(q)| q)
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, "invalid_query", &e.body_text()))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SeriesQuery {
@@ -445,8 +454,7 @@ async fn series(
     query: Result<Query<SeriesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Refusal> {
     operator(&control, &headers)?;
-    let Query(query) =
-        query.map_err(|e| refuse(StatusCode::BAD_REQUEST, "invalid_query", &e.body_text()))?;
+    let query = query_or_refuse(query)?;
     let since = query.since_s.unwrap_or(0);
     let series = control.series.lock().expect("series lock");
     let list: Vec<Value> = control
@@ -699,8 +707,7 @@ async fn audit_log(
     query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Refusal> {
     operator(&control, &headers)?;
-    let Query(query) =
-        query.map_err(|e| refuse(StatusCode::BAD_REQUEST, "invalid_query", &e.body_text()))?;
+    let query = query_or_refuse(query)?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let entries = control.state.audit_log(limit).map_err(unavailable)?;
     Ok(Json(json!({"entries": entries})).into_response())
@@ -950,7 +957,7 @@ async fn backups(
         .map(|cut| (now_ms() - cut) as f64 / 1000.0);
     Ok(Json(json!({
         "enabled": true, "status": status, "rpo_seconds_now": rpo_s,
-        "verifies": crate::backups::recent(&control.state),
+        "verifies": control.state.backup_verifies(20).unwrap_or_default(),
     }))
     .into_response())
 }

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use croupier_backup::{
     BackupHealth, BackupKey, BackupScheduler, Policy, SchedulerConfig, Shipper, Target,
-    VerifyReport,
 };
 use serde::Serialize;
 
@@ -175,14 +174,10 @@ impl BackupAlerts {
     }
 }
 
-/// The last reports, for the API.
-pub fn recent(state: &State) -> Vec<VerifyReport> {
-    state.backup_verifies(20).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use croupier_backup::VerifyReport;
 
     fn report(ok: bool) -> VerifyReport {
         VerifyReport {

@@ -157,21 +157,14 @@ impl Run {
         }
     }
 
+    /// Waits for the node's `/readyz`; the version its `/healthz` then reports.
     async fn wait_ready(&self, node: &Target) -> Result<String, String> {
-        let started = Instant::now();
-        loop {
-            if self.ops(node, hyper::Method::GET, "/readyz").await.is_ok() {
-                let health = self
-                    .ops(node, hyper::Method::GET, "/healthz")
-                    .await
-                    .map_err(|e| e.to_string())?;
-                return Ok(health["version"].as_str().unwrap_or("").to_owned());
-            }
-            if started.elapsed() > READY_DEADLINE {
-                return Err(format!("not ready within {} s", READY_DEADLINE.as_secs()));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        until_ready(&self.control, node, || None).await?;
+        let health = self
+            .ops(node, hyper::Method::GET, "/healthz")
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(health["version"].as_str().unwrap_or("").to_owned())
     }
 
     /// Updates one node; on failure, says what failed (the node is then rolled back).
@@ -275,6 +268,40 @@ impl Run {
                 now_ms(),
             )
             .ok()
+    }
+}
+
+/// Polls `node`'s `/readyz` until it answers 200, for at most `READY_DEADLINE`; `gone` may
+/// say why waiting is pointless (the process exited).
+pub async fn until_ready(
+    control: &Control,
+    node: &Target,
+    mut gone: impl FnMut() -> Option<String>,
+) -> Result<(), String> {
+    let started = Instant::now();
+    loop {
+        let url = format!("{}/readyz", node.base);
+        if call(
+            control,
+            &node.name,
+            request(control, hyper::Method::GET, url, None),
+        )
+        .await
+        .is_ok()
+        {
+            return Ok(());
+        }
+        if let Some(why) = gone() {
+            return Err(why);
+        }
+        if started.elapsed() > READY_DEADLINE {
+            return Err(format!(
+                "{} not ready within {} s",
+                node.name,
+                READY_DEADLINE.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

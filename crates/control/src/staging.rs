@@ -5,13 +5,10 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use crate::Control;
 use crate::backups::BackupConfig;
 use crate::engine::{Kind, Target};
-
-const READY_DEADLINE: Duration = Duration::from_secs(30);
 
 /// A free loopback port.
 fn free_port() -> std::io::Result<u16> {
@@ -64,25 +61,11 @@ pub async fn rehearse(control: &Control, binary: &str) -> Result<Vec<String>, St
         .spawn()
         .map_err(|e| format!("cannot start {binary}: {e}"))?;
     let staging = Target::new("staging", Kind::Node, &format!("http://127.0.0.1:{port}"));
-    let started = Instant::now();
-    loop {
-        let ready = hyper::Request::get(format!("{}/readyz", staging.base))
-            .body(http_body_util::Full::new(hyper::body::Bytes::new()))
-            .map_err(|e| e.to_string())?;
-        if let Ok(Ok(answer)) =
-            tokio::time::timeout(Duration::from_secs(1), control.client.request(ready)).await
-            && answer.status().is_success()
-        {
-            break;
-        }
-        if let Ok(Some(status)) = node.try_wait() {
-            return Err(format!("the staging node exited ({status})"));
-        }
-        if started.elapsed() > READY_DEADLINE {
-            return Err("the staging node was not ready in 30 s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    crate::rollout::until_ready(control, &staging, || {
+        let exited = node.try_wait().ok().flatten()?;
+        Some(format!("the staging node exited ({exited})"))
+    })
+    .await?;
     steps.push(format!("staging node ready on port {port}"));
     let smoke = crate::rollout::smoke_test(control, &staging).await;
     let _ = node.kill().await;
