@@ -10,8 +10,10 @@ pub mod integrity;
 pub mod model;
 pub mod sqlite;
 pub mod store;
+#[cfg(test)]
+mod testkit;
 
 pub use error::LedgerError;
 pub use integrity::{IntegrityReport, Violation};
 pub use model::{Account, EntryKind, JournalEntry, Round, RoundStatus, Seed, Transfer};
-pub use store::{Committed, Idempotency, LedgerTx, Store, TxOp};
+pub use store::{Committed, Idempotency, LedgerTx, Store};
