@@ -5,9 +5,11 @@
 //! any backend by replaying the journal.
 
 pub mod chain;
+pub mod clock;
 pub mod error;
 pub mod integrity;
 pub mod model;
+pub mod pg;
 pub mod sqlite;
 pub mod store;
 #[cfg(test)]

@@ -12,11 +12,12 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::clock::now_ms;
 use crate::error::LedgerError;
 use crate::store::{
     BoxFuture, ErasedCommitted, Idempotency, OpOutput, ReadOp, Store, TxOp, WriteFailure,
@@ -29,13 +30,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const QUEUE_DEPTH: usize = 16_384;
 /// Prepared statements kept per connection: more than the ledger uses, so none is re-parsed.
 const STATEMENT_CACHE: usize = 64;
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 #[derive(Debug, Clone)]
 pub struct SqliteConfig {
