@@ -2,11 +2,10 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
-use croupier_ledger::sqlite::{SqliteConfig, SqliteStore};
+use croupier_ledger::StoreLocation;
 use croupier_node::AppState;
 use croupier_node::rounds::random_hex;
 
@@ -18,9 +17,11 @@ pub struct NodeArgs {
     /// Data folder: holds the SQLite ledger and the ops token unless given elsewhere.
     #[arg(long, default_value = "data")]
     data: PathBuf,
-    /// SQLite ledger file (default: <data>/ledger.db). Several nodes may share one file.
-    #[arg(long)]
-    db: Option<PathBuf>,
+    /// The ledger: `postgres://user@host:port/db` (several hosts allowed, with
+    /// `?target_session_attrs=read-write`), `sqlite://PATH` or a SQLite file path (default:
+    /// <data>/ledger.db). Several nodes may share one.
+    #[arg(long, alias = "db")]
+    store: Option<StoreLocation>,
     /// This node's name in metrics, rounds and logs (default: node-<port>).
     #[arg(long)]
     node_id: Option<String>,
@@ -83,10 +84,10 @@ pub fn ops_token_file(path: &Path) -> anyhow::Result<String> {
 }
 
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
-    let db = args
-        .db
+    let store_location = args
+        .store
         .clone()
-        .unwrap_or_else(|| args.data.join("ledger.db"));
+        .unwrap_or_else(|| StoreLocation::Sqlite(args.data.join("ledger.db")));
     let ops_token = match args.ops_token {
         Some(token) => {
             anyhow::ensure!(
@@ -103,13 +104,13 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("node-{}", args.listen.port()));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let mut config = SqliteConfig::new(&db);
-        config.currency = args.currency;
-        let store = SqliteStore::open(config).with_context(|| format!("opening the ledger {}", db.display()))?;
+        let store = store_location
+            .open(&args.currency)
+            .with_context(|| format!("opening the ledger {store_location}"))?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
-        let state = AppState::new(Arc::new(store), node_id.clone(), ops_token);
+        let state = AppState::new(store, node_id.clone(), ops_token);
         if break_idempotency {
             state.break_idempotency();
         }
@@ -117,7 +118,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             "croupier node {node_id} on http://{}  (player API /api/v1, ops API /ops with the token in {}, ledger {})",
             listener.local_addr()?,
             args.data.join("ops-token").display(),
-            db.display()
+            store_location
         );
         croupier_node::serve(listener, state, shutdown_signal()).await?;
         Ok(())
