@@ -13,6 +13,7 @@ pub mod model;
 pub mod pg;
 pub mod sqlite;
 pub mod store;
+pub mod test_store;
 #[cfg(test)]
 mod testkit;
 
