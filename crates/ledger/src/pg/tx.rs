@@ -167,8 +167,7 @@ impl PgTx<'_> {
         Ok(seed)
     }
 
-    /// The player's active seed in a batch, read and locked once (with the player's balance
-    /// in the same round trip, as a bet needs both).
+    /// The player's active seed in a batch, read and locked once.
     fn batch_active_seed(&mut self, player: &str) -> Result<Option<Seed>, LedgerError> {
         if let Some(known) = self.batch()?.active_seeds.get(&player.to_owned()) {
             let id = known.copied();
@@ -183,15 +182,47 @@ impl PgTx<'_> {
             ),
             &[&player],
         )?;
-        let seed = row.as_ref().map(seed_from);
-        let batch = self.batch()?;
-        batch
-            .active_seeds
-            .load(player.to_owned(), seed.as_ref().map(|s| s.id));
-        if let Some(seed) = &seed {
-            batch.seeds.load(seed.id, Some(seed.clone()));
+        self.remember_active_seed(player, row.as_ref().map(seed_from));
+        self.batch_active_seed(player)
+    }
+
+    fn remember_active_seed(&mut self, player: &str, seed: Option<Seed>) {
+        if let Some(batch) = self.batch.as_deref_mut() {
+            batch
+                .active_seeds
+                .load(player.to_owned(), seed.as_ref().map(|s| s.id));
+            if let Some(seed) = seed {
+                batch.seeds.load(seed.id, Some(seed));
+            }
         }
-        Ok(seed)
+    }
+
+    /// What a bet needs of its player, the active seed and the balance, read and locked in
+    /// one round trip when the batch knows neither yet.
+    fn lock_player(&mut self, player: &str) -> Result<(), LedgerError> {
+        let account = Account::player(player).to_string();
+        let batch = self.batch()?;
+        if batch.active_seeds.get(&player.to_owned()).is_some()
+            || batch.balances.get(&account).is_some()
+        {
+            return Ok(());
+        }
+        let currency = self.currency.to_owned();
+        let seed_sql = format!(
+            "SELECT {SEED_COLUMNS} FROM seeds WHERE player = $1 AND revealed_ms IS NULL FOR UPDATE"
+        );
+        let result = self.conn.query_both(
+            (&seed_sql, &[&player]),
+            (
+                "SELECT balance FROM balances WHERE account = $1 AND currency = $2 AND shard = 0 FOR UPDATE",
+                &[&account, &currency],
+            ),
+        );
+        let (seeds, balances) = self.db(result)?;
+        self.remember_active_seed(player, seeds.first().map(seed_from));
+        let balance: Option<i64> = balances.first().map(|r| r.get(0));
+        self.batch()?.balances.load(account, balance);
+        Ok(())
     }
 
     fn batch_round(&mut self, id: &str) -> Result<Option<Round>, LedgerError> {
@@ -420,11 +451,11 @@ impl LedgerTx for PgTx<'_> {
     }
 
     fn take_nonce(&mut self, player: &str) -> Result<Option<(Seed, u64)>, LedgerError> {
+        // A bet also needs the player's balance: both are read (and locked) at once.
+        self.lock_player(player)?;
         let Some(seed) = self.batch_active_seed(player)? else {
             return Ok(None);
         };
-        // A bet also needs the player's balance: read (and lock) it now, while here.
-        self.locked_player_balance(&Account::player(player).to_string())?;
         let nonce = seed.next_nonce;
         let advanced = Seed {
             next_nonce: nonce + 1,
