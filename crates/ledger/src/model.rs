@@ -108,6 +108,30 @@ pub struct Transfer {
     pub amount: i64,
 }
 
+impl Transfer {
+    /// What every backend checks before appending: a positive amount, and a player never
+    /// paying more than it holds (`debit_balance` is asked only for a player's account).
+    pub fn check(
+        &self,
+        debit_balance: impl FnOnce(&Account) -> Result<i64, crate::LedgerError>,
+    ) -> Result<(), crate::LedgerError> {
+        if self.amount <= 0 {
+            return Err(crate::LedgerError::InvalidAmount(self.amount));
+        }
+        if self.debit.is_player() {
+            let balance = debit_balance(&self.debit)?;
+            if balance < self.amount {
+                return Err(crate::LedgerError::InsufficientFunds {
+                    account: self.debit.to_string(),
+                    balance,
+                    needed: self.amount,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A journal entry as stored: a transfer with its place in the hash chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct JournalEntry {

@@ -178,10 +178,13 @@ pub fn integrity(node: &Node) -> Value {
 
 /// Runs `croupier integrity` on the ledger file itself, as an operator would.
 pub fn integrity_cli(db: &Path) {
+    integrity_of(&StoreLocation::Sqlite(db.to_owned()));
+}
+
+fn integrity_of(ledger: &StoreLocation) {
     let output = croupier()
         .arg("integrity")
-        .arg("--db")
-        .arg(db)
+        .args(["--store", &ledger.as_arg()])
         .output()
         .unwrap();
     assert!(
@@ -224,17 +227,7 @@ pub fn sqlite_only(why: &str) -> bool {
 
 /// Runs `croupier integrity` on the ledger of the processes started on `data`.
 pub fn ledger_integrity(data: &Path) {
-    let output = croupier()
-        .arg("integrity")
-        .args(["--store", &ledger(data).as_arg()])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "croupier integrity failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    integrity_of(&ledger(data));
 }
 
 /// A running `croupier gateway` process in front of `nodes`, killed when dropped.

@@ -349,20 +349,8 @@ impl LedgerTx for PgTx<'_> {
     }
 
     fn post(&mut self, transfer: &Transfer) -> Result<(), LedgerError> {
-        if transfer.amount <= 0 {
-            return Err(LedgerError::InvalidAmount(transfer.amount));
-        }
         self.batch()?;
-        if transfer.debit.is_player() {
-            let balance = self.balance(&transfer.debit)?;
-            if balance < transfer.amount {
-                return Err(LedgerError::InsufficientFunds {
-                    account: transfer.debit.to_string(),
-                    balance,
-                    needed: transfer.amount,
-                });
-            }
-        }
+        transfer.check(|debit| self.balance(debit))?;
         self.add_to_balance(&transfer.debit, -transfer.amount)?;
         self.add_to_balance(&transfer.credit, transfer.amount)?;
         self.batch()?.journal.push(transfer.clone());

@@ -261,19 +261,7 @@ impl LedgerTx for SqliteTx<'_> {
     }
 
     fn post(&mut self, transfer: &Transfer) -> Result<(), LedgerError> {
-        if transfer.amount <= 0 {
-            return Err(LedgerError::InvalidAmount(transfer.amount));
-        }
-        if transfer.debit.is_player() {
-            let balance = self.balance(&transfer.debit)?;
-            if balance < transfer.amount {
-                return Err(LedgerError::InsufficientFunds {
-                    account: transfer.debit.to_string(),
-                    balance,
-                    needed: transfer.amount,
-                });
-            }
-        }
+        transfer.check(|debit| self.balance(debit))?;
         let head = self
             .head
             .as_ref()
