@@ -31,7 +31,10 @@ pub mod threshold;
 pub mod window;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http_body_util::{BodyExt, Full};
@@ -84,7 +87,15 @@ pub struct Control {
     /// Games a maintenance window has closed.
     games_in_maintenance: Mutex<HashSet<String>>,
     pub client: HttpClient,
+    /// When the monitor loop last finished a round (ms since the epoch; 0: not yet).
+    last_round_ms: AtomicI64,
+    /// Test-only fault (`--fault panic-under-lock`): rounds left that panic while holding
+    /// the series lock.
+    panics_left: AtomicU32,
 }
+
+/// The monitor loop is called stuck (and `/healthz` fails) when no round finished for this long.
+pub const STUCK_AFTER_MS: i64 = 30_000;
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -132,6 +143,8 @@ impl Control {
             backup_status,
             backup_alerts: Mutex::new(backups::BackupAlerts::default()),
             client,
+            last_round_ms: AtomicI64::new(0),
+            panics_left: AtomicU32::new(0),
         })
     }
 
@@ -178,11 +191,33 @@ impl Control {
         }
     }
 
+    /// Test-only: the next `count` monitor rounds panic while they hold the series lock. The
+    /// lock cannot poison and the loop survives a round's panic: later rounds go on.
+    pub fn inject_panics(&self, count: u32) {
+        self.panics_left.store(count, Ordering::SeqCst);
+    }
+
+    fn injected_panic(&self) {
+        if self
+            .panics_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            panic!("injected fault: a panic while the series lock is held");
+        }
+    }
+
+    /// Whether the monitor loop finished a round lately (the control plane's liveness): a
+    /// process whose loop is stuck answers `/healthz` 503, so systemd or Kubernetes restart it.
+    pub fn monitor_alive(&self, now_ms: i64) -> bool {
+        let last = self.last_round_ms.load(Ordering::Relaxed);
+        last == 0 || now_ms - last < STUCK_AFTER_MS
+    }
+
     /// Whether each target answered its last scrape.
     pub fn up(&self) -> Vec<bool> {
         self.series
             .lock()
-            .expect("series lock")
             .iter()
             .map(|s| s.latest().is_some_and(|p| p.up))
             .collect()
@@ -196,29 +231,21 @@ impl Control {
         let now = now_ms();
         let now_s = (now / 1000) as u64;
         let points: Vec<Point> = {
-            let mut series = self.series.lock().expect("series lock");
+            let mut series = self.series.lock();
+            self.injected_panic();
             series
                 .iter_mut()
                 .zip(&scrapes)
                 .map(|(s, scrape)| s.record(now, scrape.as_deref()).clone())
                 .collect()
         };
-        let mut events = self
-            .engine
-            .lock()
-            .expect("engine lock")
-            .evaluate(now_s, &points);
+        let mut events = self.engine.lock().evaluate(now_s, &points);
         let windows = self.upkeep_windows(now).await;
         let excluded: Vec<&str> = windows.iter().flat_map(|w| w.scope.components()).collect();
         events.extend(self.evaluate_slos(now_s, &scrapes, &excluded));
         if let Some(status) = &self.backup_status {
-            let health = status.lock().expect("backup status").health.clone();
-            events.extend(
-                self.backup_alerts
-                    .lock()
-                    .expect("backup alerts")
-                    .evaluate(now_s, health.as_ref()),
-            );
+            let health = status.lock().health.clone();
+            events.extend(self.backup_alerts.lock().evaluate(now_s, health.as_ref()));
         }
         self.act(events, &windows, now).await;
         self.roll_up_uptime(now, &excluded);
@@ -258,7 +285,7 @@ impl Control {
             .map(str::to_owned)
             .collect();
         let (opened, closed) = {
-            let mut held = self.games_in_maintenance.lock().expect("games lock");
+            let mut held = self.games_in_maintenance.lock();
             let closed: Vec<String> = games.difference(&held).cloned().collect();
             let opened: Vec<String> = held.difference(&games).cloned().collect();
             *held = games;
@@ -299,7 +326,7 @@ impl Control {
         in_maintenance: &[&str],
     ) -> Vec<AlertEvent> {
         let mut events = Vec::new();
-        let mut slos = self.slos.lock().expect("slo lock");
+        let mut slos = self.slos.lock();
         for tracker in slos.iter_mut() {
             let wanted = if tracker.reads_gateways() {
                 Kind::Gateway
@@ -407,7 +434,7 @@ impl Control {
         };
         let now_s = now / 1000;
         let batch = {
-            let mut uptime = self.uptime.lock().expect("uptime lock");
+            let mut uptime = self.uptime.lock();
             uptime.observe(now_s, &active, in_maintenance);
             uptime.due(now_s + 1)
         };
@@ -480,14 +507,24 @@ impl Control {
     }
 }
 
-/// Scrapes and evaluates once a second until the process stops.
+/// Scrapes and evaluates once a second until the process stops. A round that panics is
+/// logged and counted, and the next round runs as usual: the state it left is plain data.
 pub fn spawn_monitor(control: Arc<Control>) {
+    use futures_util::FutureExt;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(SCRAPE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            control.tick().await;
+            let round = std::panic::AssertUnwindSafe(control.tick()).catch_unwind();
+            if let Err(panic) = round.await {
+                croupier_vitals::panics::record();
+                tracing::error!(
+                    panic = croupier_vitals::panics::message(panic.as_ref()),
+                    "a monitor round panicked; the next one runs as usual"
+                );
+            }
+            control.last_round_ms.store(now_ms(), Ordering::Relaxed);
         }
     });
 }

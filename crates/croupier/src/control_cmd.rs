@@ -61,6 +61,10 @@ pub struct ControlArgs {
     /// Token for the operators' API (default: read from, or created in, <data>/ops-token).
     #[arg(long, env = "CROUPIER_OPS_TOKEN", hide_env_values = true)]
     ops_token: Option<String>,
+    /// Test-only fault injection: `panic-under-lock` makes the first three monitor rounds
+    /// panic while holding the series lock. Refused unless CROUPIER_TEST_FAULTS=1.
+    #[arg(long, hide = true)]
+    fault: Option<String>,
 }
 
 fn parse_target(text: &str) -> Result<(String, String), String> {
@@ -152,6 +156,7 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
     let state_path = data.join("control.db");
     let state =
         State::open(&state_path).with_context(|| format!("opening {}", state_path.display()))?;
+    let inject_panics = crate::test_faults::panic_under_lock(args.fault.as_deref())?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let control = Control::new(
@@ -171,11 +176,14 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {listen}"))?;
         let address = listener.local_addr()?;
-        eprintln!(
+        tracing::info!(
             "croupier control on http://{address}: status page http://{address}/status, \
              dashboard http://{address}/dashboard ({} targets)",
             control.config.targets.len()
         );
+        if inject_panics {
+            control.inject_panics(3);
+        }
         croupier_control::spawn_monitor(control.clone());
         axum::serve(listener, croupier_control::api::router(control))
             .with_graceful_shutdown(async {

@@ -113,7 +113,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         if break_idempotency {
             state.break_idempotency();
         }
-        eprintln!(
+        tracing::info!(
             "croupier node {node_id} on http://{}  (player API /api/v1, ops API /ops with the token in {}, ledger {})",
             listener.local_addr()?,
             args.data.join("ops-token").display(),

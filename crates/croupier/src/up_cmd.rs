@@ -4,12 +4,15 @@
 //! is restarted with back-off; Ctrl-C or SIGTERM stops them all gracefully. The supervisor's
 //! API (loopback, ops token) lets the control plane's rolling update swap a node's binary.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 
+use croupier_vitals::logs;
+
+use crate::log_args::{LogArgs, LogTo};
 use crate::node_cmd::ops_token_file;
 use crate::supervisor::{Supervised, Supervisor};
 
@@ -41,7 +44,17 @@ pub struct UpArgs {
     slack_webhooks: Vec<String>,
 }
 
-pub fn run(args: UpArgs) -> anyhow::Result<()> {
+/// Each child's log: a rotated file in `<data>/logs` (options passed on), or, when this
+/// supervisor's own output is collected by systemd or Kubernetes or `--log-to stdout` was
+/// asked for, the supervisor's stderr.
+fn child_logging(log: &LogArgs, data: &Path, name: &str) -> Vec<String> {
+    if log.log_to == LogTo::Stdout || (log.log_to == LogTo::Auto && logs::managed_output()) {
+        return Vec::new();
+    }
+    log.for_child(data.join("logs").join(format!("{name}.log")))
+}
+
+pub fn run(args: UpArgs, log: &LogArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data)?;
     let data = std::fs::canonicalize(&args.data)?;
     let token_path = data.join("ops-token");
@@ -99,28 +112,21 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             "--node".to_owned(),
             format!("{name}=http://127.0.0.1:{port}"),
         ]);
-        children.push(Supervised::new(
-            &name,
-            binary.clone(),
-            vec![
-                "node".into(),
-                "--listen".into(),
-                format!("127.0.0.1:{port}"),
-                "--node-id".into(),
-                name.clone(),
-                "--data".into(),
-                data_arg.clone(),
-            ],
-            data.join(format!("{name}.log")),
-        ));
+        let mut node_args = vec![
+            "node".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--node-id".into(),
+            name.clone(),
+            "--data".into(),
+            data_arg.clone(),
+        ];
+        node_args.extend(child_logging(log, &data, &name));
+        children.push(Supervised::new(&name, binary.clone(), node_args, None));
     }
-    for (name, args) in [("gateway", gateway_args), ("control", control_args)] {
-        children.push(Supervised::new(
-            name,
-            binary.clone(),
-            args,
-            data.join(format!("{name}.log")),
-        ));
+    for (name, mut args) in [("gateway", gateway_args), ("control", control_args)] {
+        args.extend(child_logging(log, &data, name));
+        children.push(Supervised::new(name, binary.clone(), args, None));
     }
     for child in &mut children {
         child.spawn()?;
@@ -160,7 +166,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     println!("  ops token:     {}", token_path.display());
     println!(
-        "  ledger:        {}   logs: {}/*.log",
+        "  ledger:        {}   logs: {}/logs/*.log",
         data.join("ledger.db").display(),
         data.display()
     );

@@ -225,7 +225,10 @@ impl Metrics {
     /// Samples the host; called about once a second so CPU usage and network deltas mean
     /// "over the last second".
     pub fn sample_host(&self) {
-        let mut probe = self.host.lock().expect("host probe");
+        let mut probe = self
+            .host
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let HostProbe {
             system,
             networks,

@@ -33,7 +33,10 @@ pub fn message(payload: &(dyn Any + Send)) -> &str {
 
 fn answer(payload: Box<dyn Any + Send + 'static>) -> Response {
     record();
-    tracing::error!(panic = message(payload.as_ref()), "a request handler panicked; answered 500");
+    tracing::error!(
+        panic = message(payload.as_ref()),
+        "a request handler panicked; answered 500"
+    );
     let body = serde_json::json!({
         "error": "internal",
         "message": "the server failed while answering this request; nothing was changed by the failure itself, please retry",
@@ -73,7 +76,11 @@ mod tests {
         let before = count();
         let boom = app
             .clone()
-            .oneshot(axum::http::Request::get("/boom").body(Body::empty()).unwrap())
+            .oneshot(
+                axum::http::Request::get("/boom")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
             .await
             .unwrap();
         assert_eq!(boom.status(), StatusCode::INTERNAL_SERVER_ERROR);

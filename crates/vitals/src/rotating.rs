@@ -155,11 +155,19 @@ mod tests {
         let names: Vec<&str> = found.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
-            ["gateway.log", "gateway.log.1", "gateway.log.2.gz", "gateway.log.3.gz"]
+            [
+                "gateway.log",
+                "gateway.log.1",
+                "gateway.log.2.gz",
+                "gateway.log.3.gz"
+            ]
         );
         let plain = found.iter().filter(|(n, _)| !n.ends_with(".gz"));
         for (name, size) in plain {
-            assert!(*size <= 1_100, "{name} is {size} bytes, past the rotation size");
+            assert!(
+                *size <= 1_100,
+                "{name} is {size} bytes, past the rotation size"
+            );
         }
         let total: u64 = found.iter().map(|(_, s)| s).sum();
         assert!(total < 4 * 1_100, "the logs take {total} bytes");
