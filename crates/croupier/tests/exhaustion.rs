@@ -265,3 +265,42 @@ fn out_of_descriptors_the_gateway_neither_spins_nor_dies_and_serves_again_after(
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn expired_sessions_disappear_and_live_ones_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _node = Up(croupier()
+        .args(["node", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--node-id", "node-1", "--housekeep-every-s", "1"])
+        .arg("--data")
+        .arg(dir.path())
+        .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for("the node", || {
+        get(&format!("{base}/readyz"), None).map(|r| r.0) == Ok(200)
+    });
+    let token = sign_in_at(&base, "housekept");
+    let db = dir.path().join("ledger.db");
+    let conn = croupier_ledger::sqlite::connect(&db, false).unwrap();
+    conn.execute_batch(
+        "INSERT INTO sessions (token_hash, player, expires_ms) VALUES ('expired-1', 'housekept', 1000);
+         INSERT INTO sessions (token_hash, player, expires_ms) VALUES ('expired-2', 'housekept', 2000);",
+    )
+    .unwrap();
+    let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    wait_for("the expired sessions to go", || {
+        count("SELECT count(*) FROM sessions WHERE token_hash LIKE 'expired-%'") == 0
+    });
+    assert_eq!(
+        count("SELECT count(*) FROM sessions"),
+        1,
+        "the live session stays"
+    );
+    let (status, _) = get(&format!("{base}/api/v1/wallet"), Some(&token)).unwrap();
+    assert_eq!(status, 200);
+}

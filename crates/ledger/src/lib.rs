@@ -8,6 +8,7 @@ pub mod chain;
 pub mod error;
 pub mod integrity;
 pub mod model;
+pub mod retention;
 pub mod sqlite;
 pub mod store;
 

@@ -139,6 +139,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// The schema version in the store, and whether migrations are complete.
     fn ready(&self) -> BoxFuture<'_, Result<bool, LedgerError>>;
+
+    /// Forgets what `policy` lets go (expired sessions, idempotency records past their
+    /// period) in short transactions, and bounds the write-ahead log; never the journal.
+    fn housekeep(
+        &self,
+        policy: crate::retention::RetentionPolicy,
+    ) -> BoxFuture<'_, Result<crate::retention::HousekeepReport, LedgerError>>;
 }
 
 impl dyn Store {
