@@ -1034,6 +1034,7 @@ mod tests {
     fn control(dir: &std::path::Path) -> Arc<Control> {
         Control::new(
             crate::ControlConfig {
+                reserve: None,
                 targets: Vec::new(),
                 check_url: None,
                 webhooks: Vec::new(),

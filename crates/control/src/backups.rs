@@ -152,6 +152,7 @@ impl BackupAlerts {
             return Vec::new();
         }
         let event = |rule: &str, firing: bool, since_s: u64| AlertEvent {
+            detail: None,
             key: format!("{rule}/backups"),
             rule: rule.into(),
             target: "backups".into(),

@@ -23,6 +23,7 @@ pub mod pages;
 pub mod postmortem;
 pub mod promtext;
 pub mod rollout;
+pub mod room;
 pub mod series;
 pub mod slo;
 pub mod staging;
@@ -70,6 +71,9 @@ pub struct ControlConfig {
     pub update: rollout::UpdateConfig,
     /// What to back up and prove by restores, when backups are on.
     pub backup: Option<backups::BackupConfig>,
+    /// Room kept back in the data folder so that an incident can still be recorded when the
+    /// disk is full.
+    pub reserve: Option<croupier_vitals::reserve::Reserve>,
 }
 
 pub struct Control {
@@ -249,6 +253,9 @@ impl Control {
         }
         self.act(events, &windows, now).await;
         self.roll_up_uptime(now, &excluded);
+        if let Some(reserve) = &self.config.reserve {
+            reserve.restore();
+        }
     }
 
     /// The maintenance windows active now; on the way, players are told of those coming
@@ -450,14 +457,27 @@ impl Control {
     /// resolves when its last alert does.
     fn record(&self, event: &AlertEvent, now: i64) -> Option<i64> {
         let what = if event.firing { "fired" } else { "resolved" };
-        if let Err(e) = self.state.record_alert(&event.key, what, now, event.value) {
-            tracing::error!(error = %e, "cannot record the alert");
-        }
-        let result = if event.firing {
-            self.join_or_open(event, now)
-        } else {
-            self.resolve_in_incident(event, now)
+        let write = || {
+            self.state
+                .record_alert(&event.key, what, now, event.value)?;
+            if event.firing {
+                self.join_or_open(event, now)
+            } else {
+                self.resolve_in_incident(event, now)
+            }
         };
+        let mut result = write();
+        // Out of space? Give the reserve back and write again: the incident that says why
+        // is the one record that must not be lost.
+        if result.is_err()
+            && self
+                .config
+                .reserve
+                .as_ref()
+                .is_some_and(croupier_vitals::reserve::Reserve::release)
+        {
+            result = write();
+        }
         result.unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot record the incident");
             None
@@ -465,7 +485,10 @@ impl Control {
     }
 
     fn join_or_open(&self, event: &AlertEvent, now: i64) -> Result<Option<i64>, state::StateError> {
-        let message = format!("Alert {} fired.", event.key);
+        let message = match &event.detail {
+            Some(detail) => format!("Alert {} fired: {detail}.", event.key),
+            None => format!("Alert {} fired.", event.key),
+        };
         if let Some(id) = self
             .state
             .open_alert_incident_for_component(&event.component)?
@@ -477,7 +500,10 @@ impl Control {
         }
         self.state
             .open_incident(
-                &format!("{} on {}", event.rule, event.target),
+                &match &event.detail {
+                    Some(detail) => format!("{} on {}: {detail}", event.rule, event.target),
+                    None => format!("{} on {}", event.rule, event.target),
+                },
                 &event.component,
                 &event.severity,
                 Some(&event.key),

@@ -10,6 +10,7 @@ use croupier_control::engine::{Kind, Target};
 use croupier_control::notify::{Format, Webhook};
 use croupier_control::state::State;
 use croupier_control::{Control, ControlConfig};
+use croupier_vitals::reserve::Reserve;
 
 use crate::node_cmd::ops_token_file;
 
@@ -75,6 +76,10 @@ fn parse_target(text: &str) -> Result<(String, String), String> {
         _ => Err(format!("'{text}' is not name=http://host:port")),
     }
 }
+
+/// Room kept back for the control plane's own records on a full disk (control.db grows by
+/// a few pages per incident; this is hundreds of incidents' worth).
+const RESERVE_BYTES: u64 = 8 * 1024 * 1024;
 
 pub fn run(args: ControlArgs) -> anyhow::Result<()> {
     let deployment = match &args.config {
@@ -161,6 +166,7 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let control = Control::new(
             ControlConfig {
+                reserve: Some(Reserve::keep(data.join("control-reserve"), RESERVE_BYTES)),
                 targets,
                 check_url,
                 webhooks,

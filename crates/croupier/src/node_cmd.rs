@@ -126,6 +126,9 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         let store: Arc<dyn Store> = Arc::new(store);
         spawn_housekeeping(store.clone(), retention, housekeep_every);
         let state = AppState::new(store, node_id.clone(), ops_token);
+        // The folder holding the ledger is the one whose filesystem must not fill.
+        let ledger_folder = db.parent().filter(|p| !p.as_os_str().is_empty());
+        state.metrics.vitals.watch_folder(ledger_folder.unwrap_or(Path::new(".")).to_path_buf());
         if break_idempotency {
             state.break_idempotency();
         }

@@ -74,6 +74,8 @@ pub struct Metrics {
     network_tx: Family<InterfaceLabels, Counter>,
     disk_total: Family<MountLabels, Gauge>,
     disk_available: Family<MountLabels, Gauge>,
+    /// The data folder's filesystem, descriptors, memory cap, panics, dropped log lines.
+    pub vitals: croupier_vitals::exporter::Vitals,
 }
 
 struct HostProbe {
@@ -143,6 +145,7 @@ impl Metrics {
             websockets.clone(),
         );
 
+        let vitals = croupier_vitals::exporter::Vitals::register(&mut registry);
         let host_registry = registry.sub_registry_with_prefix("host");
         let cpu_usage = Gauge::<f64, AtomicU64>::default();
         let memory_used = Gauge::default();
@@ -219,6 +222,7 @@ impl Metrics {
             network_tx,
             disk_total,
             disk_available,
+            vitals,
         }
     }
 
@@ -259,6 +263,7 @@ impl Metrics {
                 .get_or_create(&labels)
                 .inc_by(data.transmitted());
         }
+        self.vitals.sample();
         disks.refresh(true);
         for disk in disks.list() {
             let labels = MountLabels {

@@ -8,8 +8,10 @@
 //! (`logs`, `rotating`). `room` measures the filesystem under a data folder, `limits` the
 //! descriptors and memory a process may still use.
 
+pub mod exporter;
 pub mod limits;
 pub mod logs;
 pub mod panics;
+pub mod reserve;
 pub mod room;
 pub mod rotating;
