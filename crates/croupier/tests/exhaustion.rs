@@ -304,3 +304,42 @@ fn expired_sessions_disappear_and_live_ones_stay() {
     let (status, _) = get(&format!("{base}/api/v1/wallet"), Some(&token)).unwrap();
     assert_eq!(status, 200);
 }
+
+#[test]
+fn the_disk_full_drill_sees_only_503s_an_incident_naming_the_folder_and_play_resuming() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let report = dir.path().join("report.json");
+    let (nodes, gateway, control) = (free_ports(3), free_ports(2), free_ports(2));
+    let output = croupier()
+        .args(["drill", "disk-full", "--rate", "30"])
+        .arg("--data")
+        .arg(&data)
+        .args(["--first-node-port", &nodes.to_string()])
+        .args(["--gateway-port", &gateway.to_string()])
+        .args(["--control-port", &control.to_string()])
+        .arg("--report-json")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.contains("needs root") {
+        eprintln!("skipped: {stderr}");
+        return;
+    }
+    let reports: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap_or_else(|e| panic!("{e}: {stderr}")))
+            .unwrap();
+    let report = &reports[0];
+    assert_eq!(report["verdict"], "pass", "{report:#}");
+    assert!(output.status.success(), "{stderr}");
+    // The players saw errors while the disk was full (503s, checked by the drill), and the
+    // probe sign-in got a 503 with a JSON body saying what to do.
+    assert!(
+        report["player_visible_errors"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
+    let detail = report["fault"]["detail"].as_str().unwrap();
+    assert!(detail.contains("got 503 {"), "{detail}");
+    assert!(report["bank"]["ok"].as_bool().unwrap(), "{report:#}");
+}

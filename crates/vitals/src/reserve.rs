@@ -1,67 +1,96 @@
-//! Room kept back for a component's own records on a full disk: a file of real (allocated)
-//! blocks in its data folder, given back to the filesystem when a write of its own fails for
-//! lack of space, so that the write can be retried and the incident that says why the disk is
-//! full gets recorded; made again once the filesystem has room. The same trick as the ballast
-//! files operators keep on database volumes.
+//! Room kept back for a component's own records on a full disk: files of real (allocated)
+//! blocks in its data folder, given back to the filesystem one at a time when a write of its
+//! own fails for lack of space, so that the write can be retried and the incident that says
+//! why the disk is full gets recorded even while something else keeps eating every freed
+//! byte; made again once the filesystem has room. The same trick as the ballast files
+//! operators keep on database volumes.
 
 use std::path::PathBuf;
 
 use parking_lot::Mutex;
 
+/// Pieces the reserve is kept in: each failed write gives back one.
+const PIECES: usize = 16;
+
 pub struct Reserve {
-    path: PathBuf,
-    bytes: u64,
+    /// `<base>.<n>` for each piece.
+    base: PathBuf,
+    piece_bytes: u64,
     /// Serialises release and restore.
     busy: Mutex<()>,
 }
 
 impl Reserve {
-    /// Keeps `bytes` at `path` (made now if there is room; otherwise on a later `restore`).
-    pub fn keep(path: PathBuf, bytes: u64) -> Reserve {
+    /// Keeps `bytes` in pieces next to `base` (made now if there is room, or on a later
+    /// `restore`).
+    pub fn keep(base: PathBuf, bytes: u64) -> Reserve {
         let reserve = Reserve {
-            path,
-            bytes,
+            base,
+            piece_bytes: (bytes / PIECES as u64).max(4096),
             busy: Mutex::new(()),
         };
         reserve.restore();
         reserve
     }
 
-    pub fn is_held(&self) -> bool {
-        std::fs::metadata(&self.path).is_ok_and(|m| m.len() >= self.bytes)
+    fn piece(&self, n: usize) -> PathBuf {
+        let mut name = self.base.as_os_str().to_owned();
+        name.push(format!(".{n}"));
+        PathBuf::from(name)
     }
 
-    /// Gives the room back to the filesystem; whether there was any to give.
+    fn held(&self, n: usize) -> bool {
+        std::fs::metadata(self.piece(n)).is_ok_and(|m| m.len() >= self.piece_bytes)
+    }
+
+    /// Pieces held now.
+    pub fn pieces_held(&self) -> usize {
+        (0..PIECES).filter(|&n| self.held(n)).count()
+    }
+
+    /// Gives one piece back to the filesystem; whether there was one to give.
     pub fn release(&self) -> bool {
         let _busy = self.busy.lock();
-        let held = self.is_held();
-        let _ = std::fs::remove_file(&self.path);
-        if held {
-            tracing::warn!(file = %self.path.display(), bytes = self.bytes, "disk full: released the reserve to record what happens");
-        }
-        held
+        let Some(n) = (0..PIECES).find(|&n| self.held(n)) else {
+            return false;
+        };
+        let _ = std::fs::remove_file(self.piece(n));
+        tracing::warn!(
+            file = %self.piece(n).display(), bytes = self.piece_bytes,
+            "disk full: gave back a piece of the reserve to record what happens"
+        );
+        true
     }
 
-    /// Makes the reserve again when it is missing and the filesystem has four times its size
+    /// Makes the missing pieces again when the filesystem has four times the whole reserve
     /// free; a failed attempt leaves no partial file.
     pub fn restore(&self) {
         let _busy = self.busy.lock();
-        if self.is_held() {
+        let missing: Vec<usize> = (0..PIECES).filter(|&n| !self.held(n)).collect();
+        if missing.is_empty() {
             return;
         }
-        let Some(folder) = self.path.parent() else {
+        let Some(folder) = self.base.parent() else {
             return;
         };
-        let roomy = crate::room::of(folder).is_ok_and(|r| r.available_bytes >= 4 * self.bytes);
-        if !roomy {
+        let whole = self.piece_bytes * PIECES as u64;
+        if !crate::room::of(folder).is_ok_and(|r| r.available_bytes >= 4 * whole) {
             return;
         }
-        let made = std::fs::File::create(&self.path).and_then(|file| {
-            rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, self.bytes)?;
-            file.sync_all()
-        });
-        if made.is_err() {
-            let _ = std::fs::remove_file(&self.path);
+        for n in missing {
+            let path = self.piece(n);
+            let made = std::fs::File::create(&path).and_then(|file| {
+                rustix::fs::fallocate(
+                    &file,
+                    rustix::fs::FallocateFlags::empty(),
+                    0,
+                    self.piece_bytes,
+                )?;
+                file.sync_all()
+            });
+            if made.is_err() {
+                let _ = std::fs::remove_file(&path);
+            }
         }
     }
 }
@@ -71,13 +100,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_reserve_is_held_released_once_and_restored() {
+    fn the_reserve_is_held_given_back_piece_by_piece_and_restored() {
         let dir = tempfile::tempdir().unwrap();
-        let reserve = Reserve::keep(dir.path().join("reserve"), 1024 * 1024);
-        assert!(reserve.is_held());
+        let reserve = Reserve::keep(dir.path().join("reserve"), 16 * 64 * 1024);
+        assert_eq!(reserve.pieces_held(), PIECES);
         assert!(reserve.release());
-        assert!(!reserve.release(), "nothing left to give");
+        assert_eq!(reserve.pieces_held(), PIECES - 1);
+        while reserve.release() {}
+        assert_eq!(reserve.pieces_held(), 0);
         reserve.restore();
-        assert!(reserve.is_held());
+        assert_eq!(reserve.pieces_held(), PIECES);
     }
 }
