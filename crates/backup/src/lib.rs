@@ -1,4 +1,4 @@
-//! Backups of the ledger that are proven by restores (DESIGN.md, Operations data).
+//! Backups of the ledger that are proven by restores (docs/design.md, Operations data).
 //!
 //! - `snapshot`: full backups with SQLite's online backup API at a consistent `cut` while
 //!   nodes write; incremental backups as one `delta` since the last full.

@@ -60,7 +60,7 @@ impl Ledger {
         self.runtime
             .block_on(
                 self.store
-                    .transact(Some(idem), move |tx| rounds::start_round(tx, new)),
+                    .transact(Some(idem), move |tx| rounds::start_round(tx, &new)),
             )
             .unwrap();
     }
@@ -382,13 +382,10 @@ impl Ledger {
             .runtime
             .block_on(
                 self.store
-                    .transact(None, move |tx| rounds::start_round(tx, new)),
+                    .transact(None, move |tx| rounds::start_round(tx, &new)),
             )
             .unwrap();
-        answer.value()["round"]["status"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        answer.value().round.status.as_str().to_owned()
     }
 
     fn hit(&self, player: usize, id: &str) -> String {
@@ -405,10 +402,7 @@ impl Ledger {
                 )
             }))
             .unwrap();
-        answer.value()["round"]["status"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        answer.value().round.status.as_str().to_owned()
     }
 }
 

@@ -35,7 +35,7 @@ fn play(runtime: &tokio::runtime::Runtime, store: &Arc<dyn Store>, from: u64, be
             fingerprint: n.to_string(),
         };
         runtime
-            .block_on(store.transact(Some(idem), move |tx| rounds::start_round(tx, new)))
+            .block_on(store.transact(Some(idem), move |tx| rounds::start_round(tx, &new)))
             .unwrap();
     }
 }

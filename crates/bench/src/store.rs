@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use croupier_games::GameId;
 use croupier_ledger::sqlite::{SqliteConfig, SqliteStore};
-use croupier_ledger::{Committed, Idempotency, LedgerError, Store};
-use croupier_node::rounds::{self, NewRound};
+use croupier_ledger::{Committed, Idempotency, Store};
+use croupier_node::rounds::{self, NewRound, Played, RoundError};
 use serde_json::json;
 
 use crate::report::{Row, new_histogram};
@@ -36,7 +36,7 @@ pub fn run(players: &[usize], duration: Duration, max_batch: usize) -> anyhow::R
 }
 
 /// Signs in players `p0` … `p<players - 1>` (each gets the demo grant).
-pub async fn sign_in_players(store: &dyn Store, players: usize) -> Result<(), LedgerError> {
+pub async fn sign_in_players(store: &dyn Store, players: usize) -> Result<(), RoundError> {
     for p in 0..players {
         store
             .transact(None, move |tx| {
@@ -54,10 +54,9 @@ pub async fn dice_round(
     p: usize,
     n: u64,
     node: &str,
-) -> Result<Committed, LedgerError> {
+) -> Result<Committed<Played>, RoundError> {
     let bet_json = json!({"target": 5000, "direction": "over"});
-    let bet = croupier_games::parse_bet(GameId::Dice, 10, &bet_json)
-        .map_err(|e| LedgerError::Storage(e.to_string()))?;
+    let bet = croupier_games::parse_bet(GameId::Dice, 10, &bet_json)?;
     let new = NewRound {
         id: rounds::new_round_id(),
         player: format!("p{p}"),
@@ -72,7 +71,7 @@ pub async fn dice_round(
         fingerprint: n.to_string(),
     };
     store
-        .transact(Some(idem), move |tx| rounds::start_round(tx, new))
+        .transact(Some(idem), move |tx| rounds::start_round(tx, &new))
         .await
 }
 

@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use croupier_ledger::StoreLocation;
 use croupier_loadtest::disk_full;
 use croupier_loadtest::drill::{self, DrillKind, DrillSettings};
+use croupier_loadtest::pgcluster::PgCluster;
 use croupier_loadtest::stack::{Stack, StackSpec};
 
 #[derive(Args)]
@@ -21,6 +23,17 @@ pub struct DrillArgs {
     /// Use a stack already running with these ports and data folder instead of starting one.
     #[arg(long)]
     attach: bool,
+    /// The ledger's backend when the drill starts the stack: `sqlite` (a file in the data
+    /// folder) or `postgres` (a PostgreSQL cluster the drill creates with initdb in
+    /// <data>/pg, on --pg-port, so store-outage can crash and restart it for real).
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
+    backend: String,
+    /// Port of the drill's own PostgreSQL cluster (--backend postgres).
+    #[arg(long, default_value_t = 5499)]
+    pg_port: u16,
+    /// With --attach: the ledger of the running stack, when it is not <data>/ledger.db.
+    #[arg(long)]
+    store: Option<StoreLocation>,
     #[arg(long, default_value_t = 3)]
     nodes: u16,
     #[arg(long, default_value_t = 7101)]
@@ -63,6 +76,27 @@ pub struct DrillArgs {
     /// http://127.0.0.1:8080/api/v1/drills) with the ops token.
     #[arg(long)]
     report_to: Option<String>,
+}
+
+/// Starts the stack on its backend; for PostgreSQL, on a cluster made for the drill.
+async fn start_stack(
+    mut spec: StackSpec,
+    backend: &str,
+    pg_port: u16,
+    ready: Duration,
+) -> anyhow::Result<Stack> {
+    if backend != "postgres" {
+        return Ok(Stack::start(spec, ready).await?);
+    }
+    let dir = spec.data.join("pg");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    let cluster = tokio::task::spawn_blocking(move || PgCluster::create(&dir, pg_port)).await??;
+    spec.store = Some(StoreLocation::Postgres(cluster.url()));
+    let mut stack = Stack::start(spec, ready).await?;
+    stack.store_server = Some(cluster);
+    Ok(stack)
 }
 
 fn secs(value: f64, name: &str) -> anyhow::Result<Duration> {
@@ -119,6 +153,7 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
         first_node_port: args.first_node_port,
         gateway_port: args.gateway_port,
         control_port: args.control_port,
+        store: args.store.clone(),
     };
     let _mounted = if disk_full {
         match disk_full::mount(&spec.data) {
@@ -137,7 +172,7 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
         let mut stack = if args.attach {
             Stack::attach(spec, ready).await?
         } else {
-            Stack::start(spec, ready).await?
+            start_stack(spec, &args.backend, args.pg_port, ready).await?
         };
         let mut reports = Vec::new();
         for kind in kinds {

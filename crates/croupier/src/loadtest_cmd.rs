@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use croupier_ledger::StoreLocation;
 use croupier_loadtest::player::Game;
 use croupier_loadtest::run::{self, LoadConfig, Model, Scenario};
 use croupier_loadtest::threshold::Threshold;
@@ -90,9 +91,10 @@ pub struct LoadtestArgs {
     /// Write a self-contained HTML report here.
     #[arg(long)]
     report_html: Option<PathBuf>,
-    /// After the run, check the ledger file against the acknowledged bets (bank checks).
+    /// After the run, check the ledger (a SQLite file path, `sqlite://PATH` or a
+    /// `postgres://` URL) against the acknowledged bets (bank checks).
     #[arg(long)]
-    check_ledger: Option<PathBuf>,
+    check_ledger: Option<StoreLocation>,
     /// Worker threads of the generator (default: one per core).
     #[arg(long)]
     threads: Option<usize>,

@@ -1,4 +1,4 @@
-//! The `croupier` binary: one subcommand per component (see DESIGN.md). Parses arguments,
+//! The `croupier` binary: one subcommand per component (see docs/design.md). Parses arguments,
 //! sets up logging and hands over to the library crates.
 
 mod audit_cmd;

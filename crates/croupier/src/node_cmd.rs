@@ -2,15 +2,14 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use std::sync::Arc;
 use std::time::Duration;
 
-use croupier_ledger::Store;
 use croupier_ledger::retention::RetentionPolicy;
-use croupier_ledger::sqlite::{SqliteConfig, SqliteStore};
+use croupier_ledger::{Store, StoreLocation};
 use croupier_node::AppState;
 use croupier_node::rounds::random_hex;
 
@@ -22,9 +21,11 @@ pub struct NodeArgs {
     /// Data folder: holds the SQLite ledger and the ops token unless given elsewhere.
     #[arg(long, default_value = "data")]
     data: PathBuf,
-    /// SQLite ledger file (default: <data>/ledger.db). Several nodes may share one file.
-    #[arg(long)]
-    db: Option<PathBuf>,
+    /// The ledger: `postgres://user@host:port/db` (several hosts allowed, with
+    /// `?target_session_attrs=read-write`), `sqlite://PATH` or a SQLite file path (default:
+    /// <data>/ledger.db). Several nodes may share one.
+    #[arg(long, alias = "db")]
+    store: Option<StoreLocation>,
     /// This node's name in metrics, rounds and logs (default: node-<port>).
     #[arg(long)]
     node_id: Option<String>,
@@ -94,10 +95,10 @@ pub fn ops_token_file(path: &Path) -> anyhow::Result<String> {
 }
 
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
-    let db = args
-        .db
+    let store_location = args
+        .store
         .clone()
-        .unwrap_or_else(|| args.data.join("ledger.db"));
+        .unwrap_or_else(|| StoreLocation::Sqlite(args.data.join("ledger.db")));
     let ops_token = match args.ops_token {
         Some(token) => {
             anyhow::ensure!(
@@ -117,18 +118,22 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("node-{}", args.listen.port()));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let mut config = SqliteConfig::new(&db);
-        config.currency = args.currency;
-        let store = SqliteStore::open(config).with_context(|| format!("opening the ledger {}", db.display()))?;
+        let store = store_location
+            .open(&args.currency)
+            .with_context(|| format!("opening the ledger {store_location}"))?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
-        let store: Arc<dyn Store> = Arc::new(store);
         spawn_housekeeping(store.clone(), retention, housekeep_every);
         let state = AppState::new(store, node_id.clone(), ops_token);
         // The folder holding the ledger is the one whose filesystem must not fill.
-        let ledger_folder = db.parent().filter(|p| !p.as_os_str().is_empty());
-        state.metrics.vitals.watch_folder(ledger_folder.unwrap_or(Path::new(".")).to_path_buf());
+        // (A PostgreSQL server's disk is watched on its own host: here, the node's folder.)
+        let ledger_folder = match &store_location {
+            StoreLocation::Sqlite(db) => db.parent().filter(|p| !p.as_os_str().is_empty()),
+            StoreLocation::Postgres(_) => None,
+        };
+        let folder = ledger_folder.unwrap_or(args.data.as_path()).to_path_buf();
+        state.metrics.vitals.watch_folder(folder);
         if break_idempotency {
             state.break_idempotency();
         }
@@ -136,7 +141,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             "croupier node {node_id} on http://{}  (player API /api/v1, ops API /ops with the token in {}, ledger {})",
             listener.local_addr()?,
             args.data.join("ops-token").display(),
-            db.display()
+            store_location
         );
         croupier_node::serve(listener, state, shutdown_signal()).await?;
         Ok(())

@@ -1,15 +1,11 @@
 //! Offline tools: `croupier verify` recomputes a provably fair round; `croupier integrity`
 //! checks a ledger file's invariants.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use anyhow::Context;
 use clap::Args;
 use croupier_games::blackjack::Action;
 use croupier_games::{GameId, server_seed_hash};
-use croupier_ledger::Store;
-use croupier_ledger::sqlite::{SqliteConfig, SqliteStore};
+use croupier_ledger::StoreLocation;
 use serde_json::json;
 
 #[derive(Args)]
@@ -62,16 +58,18 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
 
 #[derive(Args)]
 pub struct IntegrityArgs {
-    /// SQLite ledger file.
-    #[arg(long, default_value = "data/ledger.db")]
-    db: PathBuf,
+    /// The ledger: a `postgres://` URL, `sqlite://PATH` or a SQLite file path.
+    #[arg(long, alias = "db", default_value = "data/ledger.db")]
+    store: StoreLocation,
 }
 
 pub fn integrity(args: IntegrityArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.db.exists(), "{} does not exist", args.db.display());
+    if let StoreLocation::Sqlite(path) = &args.store {
+        anyhow::ensure!(path.exists(), "{} does not exist", path.display());
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(async {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(SqliteConfig::new(&args.db))?);
+        let store = args.store.open("EUR")?;
         store.integrity().await
     })?;
     println!("{}", serde_json::to_string_pretty(&report)?);

@@ -1,5 +1,6 @@
 //! `croupier up`: everything on one machine, for a first look and for small casinos. Starts
-//! three game nodes on one SQLite ledger under the data folder, the gateway in front of them
+//! three game nodes on one ledger (a SQLite file under the data folder, or a PostgreSQL
+//! database with `--store`), the gateway in front of them
 //! and the control plane watching them all, as supervised child processes: a child that dies
 //! is restarted with back-off; Ctrl-C or SIGTERM stops them all gracefully. The supervisor's
 //! API (loopback, ops token) lets the control plane's rolling update swap a node's binary.
@@ -10,6 +11,7 @@ use std::time::Duration;
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 
+use croupier_ledger::StoreLocation;
 use croupier_vitals::logs;
 
 use crate::log_args::{LogArgs, LogTo};
@@ -21,6 +23,10 @@ pub struct UpArgs {
     /// Data folder: the ledger, the ops token and the children's logs.
     #[arg(long, default_value = "data")]
     data: PathBuf,
+    /// The ledger every node shares: `postgres://user@host:port/db` for a PostgreSQL server,
+    /// or a SQLite file (default: <data>/ledger.db, backed up into <data>/backups).
+    #[arg(long)]
+    store: Option<StoreLocation>,
     /// How many game nodes.
     #[arg(long, default_value_t = 3)]
     nodes: u16,
@@ -64,6 +70,10 @@ pub fn run(args: UpArgs, log: &LogArgs) -> anyhow::Result<()> {
     if !backup_key.exists() {
         crate::backup_cmd::keygen_file(&backup_key)?;
     }
+    let store = args
+        .store
+        .clone()
+        .unwrap_or_else(|| StoreLocation::Sqlite(data.join("ledger.db")));
     let data_arg = data.display().to_string();
     let binary = std::env::current_exe()?;
     let mut children = Vec::new();
@@ -88,13 +98,19 @@ pub fn run(args: UpArgs, log: &LogArgs) -> anyhow::Result<()> {
         format!("http://127.0.0.1:{}", args.gateway_port),
         "--supervisor".to_owned(),
         format!("http://127.0.0.1:{}", args.control_port + 1),
-        "--backup-db".to_owned(),
-        data.join("ledger.db").display().to_string(),
-        "--backup-key-file".to_owned(),
-        backup_key.display().to_string(),
-        "--backup-verify-every-s".to_owned(),
-        args.backup_verify_every_s.to_string(),
     ];
+    // The control plane ships and restore-tests a SQLite ledger itself; a PostgreSQL ledger
+    // is backed up by the database's own tools (docs/backups.md).
+    if let StoreLocation::Sqlite(db) = &store {
+        control_args.extend([
+            "--backup-db".to_owned(),
+            db.display().to_string(),
+            "--backup-key-file".to_owned(),
+            backup_key.display().to_string(),
+            "--backup-verify-every-s".to_owned(),
+            args.backup_verify_every_s.to_string(),
+        ]);
+    }
     for url in &args.webhooks {
         control_args.extend(["--webhook".to_owned(), url.clone()]);
     }
@@ -120,6 +136,8 @@ pub fn run(args: UpArgs, log: &LogArgs) -> anyhow::Result<()> {
             name.clone(),
             "--data".into(),
             data_arg.clone(),
+            "--store".into(),
+            store.as_arg(),
         ];
         node_args.extend(child_logging(log, &data, &name));
         children.push(Supervised::new(&name, binary.clone(), node_args, None));
@@ -166,8 +184,7 @@ pub fn run(args: UpArgs, log: &LogArgs) -> anyhow::Result<()> {
     );
     println!("  ops token:     {}", token_path.display());
     println!(
-        "  ledger:        {}   logs: {}/logs/*.log",
-        data.join("ledger.db").display(),
+        "  ledger:        {store}   logs: {}/logs/*.log",
         data.display()
     );
     println!("Ctrl-C stops everything.");

@@ -23,9 +23,6 @@ pub enum LedgerError {
     Unavailable(String),
     #[error("storage error: {0}")]
     Storage(String),
-    /// A refusal raised by the operation itself (a game rule, say); the caller downcasts it.
-    #[error("{0}")]
-    Refused(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl From<rusqlite::Error> for LedgerError {

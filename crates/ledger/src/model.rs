@@ -4,7 +4,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// An account in the ledger. Written as `player:<id>`, `house` or `in_round`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -151,9 +150,11 @@ pub struct Round {
     pub stake: i64,
     /// Total paid back, stakes included; `None` while open.
     pub payout: Option<i64>,
-    pub bet: Value,
-    /// Game state (for multi-step games) or outcome detail.
-    pub state: Value,
+    /// The bet as the node recorded it: a JSON document the ledger stores as it is.
+    pub bet: String,
+    /// Game state (for multi-step games) or outcome detail: a JSON document the ledger stores
+    /// as it is.
+    pub state: String,
     pub seed_id: i64,
     pub nonce: u64,
     /// The node that last advanced the round.

@@ -1,12 +1,21 @@
 //! The store trait every backend implements. Writes go through `transact`: an operation runs
 //! inside one transaction with the ledger primitives of `LedgerTx`, guarded by an idempotency
 //! key, and is acknowledged only once durably committed. Backends batch many operations into
-//! one commit (group commit). Reads run the same primitives on a read-only snapshot.
+//! one commit (group commit), and may run an operation again when nothing of its first run
+//! committed (a lost connection, a deadlock): operations are `Fn`, not `FnOnce`. Reads run the
+//! same primitives on a read-only snapshot.
+//!
+//! Results are typed for the caller. Inside the backend an operation is type-erased: its value
+//! travels as `Box<dyn Any>` back to the typed wrapper that created it, and, when the write is
+//! keyed, also as the JSON document stored in the idempotency record, which is what a replay
+//! returns.
 
+use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 
-use serde_json::Value;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
 use crate::error::LedgerError;
@@ -14,9 +23,20 @@ use crate::model::{Account, JournalEntry, Round, Seed, Transfer};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// An operation run inside a write transaction; its JSON result is what an idempotent replay
-/// returns.
-pub type TxOp = Box<dyn FnOnce(&mut dyn LedgerTx) -> Result<Value, LedgerError> + Send>;
+/// What a type-erased operation hands back to the backend.
+pub struct OpOutput {
+    /// The operation's typed result, returned to its caller after a fresh commit.
+    pub value: Box<dyn Any + Send>,
+    /// The result as JSON, stored with the idempotency key (only for keyed writes).
+    pub record: Option<String>,
+}
+
+/// The refusal of an operation, in the operation's own error type (boxed).
+pub type OpRefusal = Box<dyn Any + Send>;
+
+/// An operation run inside a write transaction. It may run more than once: a backend runs it
+/// again only when nothing of the earlier run was committed.
+pub type TxOp = Box<dyn Fn(&mut dyn LedgerTx) -> Result<OpOutput, OpRefusal> + Send>;
 
 /// A read-only operation; it sends its own result back.
 pub type ReadOp = Box<dyn FnOnce(&mut dyn LedgerTx) + Send>;
@@ -31,21 +51,47 @@ pub struct Idempotency {
 
 /// The result of a write.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Committed {
+pub enum Committed<T> {
     /// The operation ran now and is durable.
-    Fresh(Value),
+    Fresh(T),
     /// The key was seen before: this is the first result, and nothing moved.
-    Replayed(Value),
+    Replayed(T),
 }
 
-impl Committed {
-    pub fn value(&self) -> &Value {
+impl<T> Committed<T> {
+    pub fn value(&self) -> &T {
+        match self {
+            Committed::Fresh(v) | Committed::Replayed(v) => v,
+        }
+    }
+    pub fn into_value(self) -> T {
         match self {
             Committed::Fresh(v) | Committed::Replayed(v) => v,
         }
     }
     pub fn is_replay(&self) -> bool {
         matches!(self, Committed::Replayed(_))
+    }
+}
+
+/// A write's result as the backend sees it.
+pub enum ErasedCommitted {
+    Fresh(Box<dyn Any + Send>),
+    /// The JSON document stored with the key.
+    Replayed(String),
+}
+
+/// Why a write did not commit.
+pub enum WriteFailure {
+    /// The store refused or failed (unavailable, key reused with another request, …).
+    Ledger(LedgerError),
+    /// The operation refused, in its own error type.
+    Op(OpRefusal),
+}
+
+impl From<LedgerError> for WriteFailure {
+    fn from(e: LedgerError) -> Self {
+        WriteFailure::Ledger(e)
     }
 }
 
@@ -68,8 +114,9 @@ pub trait LedgerTx {
 
     fn balance(&mut self, account: &Account) -> Result<i64, LedgerError>;
     /// Appends a transfer to the journal and updates both balances. Refuses (changing
-    /// nothing) a non-positive amount or one that would take a player below zero.
-    fn post(&mut self, transfer: &Transfer) -> Result<JournalEntry, LedgerError>;
+    /// nothing) a non-positive amount or one that would take a player below zero. The entry's
+    /// place in the hash chain is fixed when the batch commits.
+    fn post(&mut self, transfer: &Transfer) -> Result<(), LedgerError>;
     /// Entries touching `account`, newest first, with `seq` below `before_seq`.
     fn history(
         &mut self,
@@ -115,7 +162,7 @@ pub trait LedgerTx {
         &mut self,
         visit: &mut dyn FnMut(JournalEntry) -> Result<(), LedgerError>,
     ) -> Result<(), LedgerError>;
-    /// Every stored balance: (account, currency, balance).
+    /// Every account's balance: (account, currency, balance).
     fn all_balances(&mut self) -> Result<Vec<(String, String, i64)>, LedgerError>;
     /// Streams every round.
     fn for_each_round(
@@ -128,16 +175,16 @@ pub trait LedgerTx {
 pub trait Store: Send + Sync + 'static {
     /// Runs `op` in a write transaction, at most once per idempotency key, and resolves once
     /// the result is durable.
-    fn transact_boxed(
+    fn transact_erased(
         &self,
         idempotency: Option<Idempotency>,
         op: TxOp,
-    ) -> BoxFuture<'_, Result<Committed, LedgerError>>;
+    ) -> BoxFuture<'_, Result<ErasedCommitted, WriteFailure>>;
 
     /// Runs `op` on a read-only snapshot.
     fn read_boxed(&self, op: ReadOp) -> BoxFuture<'_, Result<(), LedgerError>>;
 
-    /// The schema version in the store, and whether migrations are complete.
+    /// Whether the store is reachable and its migrations are complete.
     fn ready(&self) -> BoxFuture<'_, Result<bool, LedgerError>>;
 
     /// Forgets what `policy` lets go (expired sessions, idempotency records past their
@@ -148,13 +195,70 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<crate::retention::HousekeepReport, LedgerError>>;
 }
 
+/// Wraps a typed operation for the backend: its value boxed, and serialised when keyed.
+fn erase<T, E, F>(keyed: bool, op: F) -> TxOp
+where
+    T: Serialize + Send + 'static,
+    E: From<LedgerError> + Send + 'static,
+    F: Fn(&mut dyn LedgerTx) -> Result<T, E> + Send + 'static,
+{
+    Box::new(move |tx| {
+        let value = op(tx).map_err(|e| Box::new(e) as OpRefusal)?;
+        let record = match keyed.then(|| serde_json::to_string(&value)).transpose() {
+            Ok(record) => record,
+            Err(e) => {
+                let error = E::from(LedgerError::Storage(format!(
+                    "the result cannot be recorded: {e}"
+                )));
+                return Err(Box::new(error));
+            }
+        };
+        Ok(OpOutput {
+            value: Box::new(value),
+            record,
+        })
+    })
+}
+
+/// Turns the backend's answer back into the caller's types.
+fn unerase<T, E>(result: Result<ErasedCommitted, WriteFailure>) -> Result<Committed<T>, E>
+where
+    T: DeserializeOwned + 'static,
+    E: From<LedgerError> + 'static,
+{
+    let unexpected = || E::from(LedgerError::Storage("an operation changed type".into()));
+    match result {
+        Ok(ErasedCommitted::Fresh(value)) => value
+            .downcast::<T>()
+            .map(|v| Committed::Fresh(*v))
+            .map_err(|_| unexpected()),
+        Ok(ErasedCommitted::Replayed(record)) => serde_json::from_str(&record)
+            .map(Committed::Replayed)
+            .map_err(|e| E::from(LedgerError::from(e))),
+        Err(WriteFailure::Ledger(e)) => Err(E::from(e)),
+        Err(WriteFailure::Op(refusal)) => refusal
+            .downcast::<E>()
+            .map(|e| Err(*e))
+            .unwrap_or_else(|_| Err(unexpected())),
+    }
+}
+
 impl dyn Store {
-    pub async fn transact(
+    /// Runs `op` in a write transaction (see `Store::transact_erased`). `op` may run more than
+    /// once, so it must not have effects outside the transaction; its result is what a replay
+    /// of the same key returns, so it must survive a JSON round trip.
+    pub async fn transact<T, E, F>(
         &self,
         idempotency: Option<Idempotency>,
-        op: impl FnOnce(&mut dyn LedgerTx) -> Result<Value, LedgerError> + Send + 'static,
-    ) -> Result<Committed, LedgerError> {
-        self.transact_boxed(idempotency, Box::new(op)).await
+        op: F,
+    ) -> Result<Committed<T>, E>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        E: From<LedgerError> + Send + 'static,
+        F: Fn(&mut dyn LedgerTx) -> Result<T, E> + Send + 'static,
+    {
+        let keyed = idempotency.is_some();
+        unerase(self.transact_erased(idempotency, erase(keyed, op)).await)
     }
 
     pub async fn read<T: Send + 'static>(

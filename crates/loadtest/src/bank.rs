@@ -1,5 +1,5 @@
-//! The money checks of a Jepsen bank test, run after a load test or a drill: the ledger file
-//! (read with croupier_ledger) against the client's history of acknowledged bets.
+//! The money checks of a Jepsen bank test, run after a load test or a drill: the ledger (a
+//! SQLite file or a PostgreSQL database, read with croupier_ledger) against the client's history of acknowledged bets.
 //!
 //! - `money_conserved`: every ledger invariant holds (balances sum to zero, projections equal
 //!   the journal replayed, hash chain, one stake and at most one settlement per round, no
@@ -14,11 +14,9 @@
 //!   players' API.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::Arc;
 
-use croupier_ledger::sqlite::{SqliteConfig, SqliteStore};
-use croupier_ledger::{Account, IntegrityReport, RoundStatus, Store};
+use croupier_ledger::{Account, IntegrityReport, RoundStatus, Store, StoreLocation};
 use serde::Serialize;
 use serde_json::json;
 
@@ -252,18 +250,20 @@ async fn resume_open_rounds(
 
 /// Runs every check on the ledger file `db`; open rounds are finished through `target`.
 pub async fn check(
-    db: &Path,
+    ledger: &StoreLocation,
     history: &mut History,
     target: &str,
     http: &HttpClient,
 ) -> Result<BankReport, LoadError> {
-    if !db.exists() {
+    if let StoreLocation::Sqlite(db) = ledger
+        && !db.exists()
+    {
         return Err(LoadError::Config(format!(
             "{} does not exist",
             db.display()
         )));
     }
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(SqliteConfig::new(db))?);
+    let store = ledger.open("EUR")?;
     let players: BTreeSet<String> = history.players.keys().cloned().collect();
     let before = snapshot(&store, players.clone()).await?;
     let (resumed, mut resume_failures) = resume_open_rounds(history, &before, target, http).await;

@@ -4,12 +4,13 @@
 //! - `kill-node`: `kill -9` of node-1's process; `croupier up` restarts it.
 //! - `restart-gateway`: SIGTERM to the gateway process (it stops: players get refused
 //!   connections); `croupier up` starts a new one.
-//! - `store-outage`: the SQLite ledger is made unavailable to every writer by holding its
-//!   write lock (`BEGIN EXCLUSIVE` from this process) for `outage`. SQLite has no server process
-//!   to restart, and moving or chmod-ing the file does nothing to the nodes' open descriptors
-//!   (a node opening it meanwhile would even create an empty ledger), so a held lock is the
-//!   honest outage: writers wait (up to the store's 10 s busy timeout, then fail with 503),
-//!   reads go on.
+//! - `store-outage`: on PostgreSQL, the drill's own server is crashed (`pg_ctl stop -m
+//!   immediate`), kept down for `outage` and started again. A SQLite ledger is made unavailable
+//!   to every writer by holding its write lock (`BEGIN EXCLUSIVE` from this process) for
+//!   `outage`: SQLite has no server process to restart, and moving or chmod-ing the file does
+//!   nothing to the nodes' open descriptors (a node opening it meanwhile would even create an
+//!   empty ledger), so a held lock is the honest outage: writers wait (up to the store's 10 s
+//!   busy timeout, then fail with 503), reads go on.
 //! - `drain-cycle`: each node in turn is drained at the gateway and on the node itself, its
 //!   requests in flight are waited for, then it is undrained and must be eligible again.
 //!
@@ -24,8 +25,10 @@ use serde_json::json;
 use crate::bank::{self, BankReport};
 use crate::error::LoadError;
 use crate::http::{Call, HttpClient};
+use crate::pgcluster::PgCluster;
 use crate::run::{self, LoadConfig, Model};
 use crate::stack::{Stack, alive};
+use croupier_ledger::StoreLocation;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -239,9 +242,42 @@ async fn drain_cycle(stack: &Stack, http: &HttpClient) -> Result<String, LoadErr
     ))
 }
 
-/// Holds the ledger's write lock for `outage`.
+/// Makes the ledger unavailable for `outage`: a PostgreSQL server is stopped for real (as by
+/// a crash) and started again; a SQLite file has its write lock held.
 async fn store_outage(stack: &Stack, outage: Duration) -> Result<String, LoadError> {
-    let db = stack.db();
+    match (stack.store(), &stack.store_server) {
+        (StoreLocation::Sqlite(db), _) => hold_sqlite_lock(db, outage).await,
+        (StoreLocation::Postgres(_), Some(server)) => restart_postgres(server, outage).await,
+        (StoreLocation::Postgres(_), None) => Err(LoadError::Config(
+            "store-outage on PostgreSQL restarts the server, so it needs the drill's own cluster \
+             (run the drill with --backend postgres, not --attach)"
+                .into(),
+        )),
+    }
+}
+
+/// Crashes the PostgreSQL server (`pg_ctl stop -m immediate`), keeps it down for `outage`,
+/// starts it again (crash recovery) and waits until it accepts connections. The load goes
+/// on meanwhile: `pg_ctl` runs outside the runtime's workers.
+async fn restart_postgres(server: &PgCluster, outage: Duration) -> Result<String, LoadError> {
+    let stopped = Instant::now();
+    tokio::task::block_in_place(|| server.stop("immediate"))?;
+    tokio::time::sleep(outage).await;
+    tokio::task::block_in_place(|| {
+        server.start()?;
+        server.wait_accepting(Duration::from_secs(30))
+    })?;
+    Ok(format!(
+        "PostgreSQL on port {} was stopped with -m immediate (a crash), kept down {} ms and \
+         started again; it accepted connections after {} ms",
+        server.port(),
+        outage.as_millis(),
+        stopped.elapsed().as_millis()
+    ))
+}
+
+/// Holds the SQLite ledger's write lock for `outage`.
+async fn hold_sqlite_lock(db: std::path::PathBuf, outage: Duration) -> Result<String, LoadError> {
     tokio::task::spawn_blocking(move || -> Result<(), LoadError> {
         let conn = croupier_ledger::sqlite::connect(&db, false)?;
         conn.execute_batch("BEGIN EXCLUSIVE")
@@ -356,7 +392,7 @@ pub async fn run(
     }
     let mut history = result.history;
     let http = HttpClient::new(1, Duration::from_secs(15));
-    let bank = bank::check(&stack.db(), &mut history, &stack.gateway(), &http).await?;
+    let bank = bank::check(&stack.store(), &mut history, &stack.gateway(), &http).await?;
     for check in bank.checks.iter().filter(|c| !c.ok) {
         reasons.push(format!(
             "bank check {} failed: {}",

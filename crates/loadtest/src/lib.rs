@@ -11,6 +11,7 @@ pub mod drill;
 pub mod error;
 pub mod history;
 pub mod http;
+pub mod pgcluster;
 pub mod player;
 pub mod report;
 pub mod run;

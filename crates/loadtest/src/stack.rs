@@ -1,6 +1,6 @@
 //! A `croupier up` stack of real processes for the drills: started as a child (the drill
 //! stops it at the end) or attached to when already running. Knows its addresses, its ops
-//! token and ledger file, finds the pid of each node and of the gateway (from
+//! token and ledger, finds the pid of each node and of the gateway (from
 //! /proc/<pid>/cmdline), and tells when every part is serving again.
 
 use std::os::unix::process::CommandExt;
@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use croupier_ledger::StoreLocation;
 use serde_json::Value;
 
 use crate::error::LoadError;
 use crate::http::{Call, HttpClient};
+use crate::pgcluster::PgCluster;
 
 #[derive(Debug, Clone)]
 pub struct StackSpec {
@@ -22,6 +24,8 @@ pub struct StackSpec {
     pub first_node_port: u16,
     pub gateway_port: u16,
     pub control_port: u16,
+    /// The ledger `up` runs on; `None`: the SQLite file in the data folder.
+    pub store: Option<StoreLocation>,
 }
 
 pub struct Stack {
@@ -29,6 +33,8 @@ pub struct Stack {
     child: Option<Child>,
     pub ops_token: String,
     http: HttpClient,
+    /// The PostgreSQL server the ledger is on, when the drill runs it (it outlives the stack).
+    pub store_server: Option<PgCluster>,
 }
 
 const STOP_GRACE: Duration = Duration::from_secs(30);
@@ -94,6 +100,11 @@ impl Stack {
             .args(["--first-node-port", &spec.first_node_port.to_string()])
             .args(["--gateway-port", &spec.gateway_port.to_string()])
             .args(["--control-port", &spec.control_port.to_string()])
+            .args(
+                spec.store
+                    .iter()
+                    .flat_map(|s| ["--store".to_owned(), s.as_arg()]),
+            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
@@ -113,6 +124,7 @@ impl Stack {
             child: Some(child),
             ops_token,
             http: HttpClient::new(1, Duration::from_secs(2)),
+            store_server: None,
         };
         stack.wait_whole(ready_within).await?;
         Ok(stack)
@@ -126,6 +138,7 @@ impl Stack {
             child: None,
             ops_token,
             http: HttpClient::new(1, Duration::from_secs(2)),
+            store_server: None,
         };
         stack.wait_whole(ready_within).await?;
         Ok(stack)
@@ -154,8 +167,12 @@ impl Stack {
         )
     }
 
-    pub fn db(&self) -> PathBuf {
-        self.spec.data.join("ledger.db")
+    /// The ledger the stack's nodes share.
+    pub fn store(&self) -> StoreLocation {
+        self.spec
+            .store
+            .clone()
+            .unwrap_or_else(|| StoreLocation::Sqlite(self.spec.data.join("ledger.db")))
     }
 
     pub fn node_pid(&self, index: usize) -> Option<i32> {

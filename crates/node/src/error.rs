@@ -6,6 +6,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use croupier_games::BetError;
 use croupier_ledger::LedgerError;
+
+use crate::rounds::RoundError;
 use serde_json::json;
 
 /// Seconds a client should wait before retrying a refused request.
@@ -102,13 +104,6 @@ impl From<LedgerError> for ApiError {
                 "invalid_amount",
                 format!("amount {amount} must be a positive number of minor units"),
             ),
-            LedgerError::Refused(inner) => match inner.downcast::<ApiError>() {
-                Ok(api) => *api,
-                Err(inner) => match inner.downcast::<BetError>() {
-                    Ok(bet) => (*bet).into(),
-                    Err(other) => ApiError::unprocessable("refused", other.to_string()),
-                },
-            },
             LedgerError::Unavailable(what) => {
                 tracing::warn!(error = %what, "store unavailable");
                 ApiError::new(
@@ -129,8 +124,17 @@ impl From<LedgerError> for ApiError {
     }
 }
 
-impl From<ApiError> for LedgerError {
-    fn from(e: ApiError) -> Self {
-        LedgerError::Refused(Box::new(e))
+impl From<RoundError> for ApiError {
+    fn from(e: RoundError) -> Self {
+        match e {
+            RoundError::Ledger(e) => e.into(),
+            RoundError::Bet(e) => e.into(),
+            RoundError::Settled(_) => {
+                ApiError::new(StatusCode::CONFLICT, "round_settled", e.to_string())
+            }
+            RoundError::OpenRounds => {
+                ApiError::new(StatusCode::CONFLICT, "open_rounds", e.to_string())
+            }
+        }
     }
 }

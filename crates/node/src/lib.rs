@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod metrics;
 pub mod ops_api;

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::error::ApiError;
+use crate::events::PlayerMessage;
 use crate::extract::{JsonBody, OpsAuth, PathParam};
 use crate::state::AppState;
 
@@ -143,7 +144,10 @@ pub async fn notice(
     }
     state.publish(
         None,
-        json!({"type": "notice", "level": level, "message": message}),
+        PlayerMessage::Notice {
+            level: level.clone(),
+            message: message.clone(),
+        },
     );
     Ok(Json(
         json!({"delivered_to": state.metrics.websockets.get()}),
@@ -173,11 +177,9 @@ pub async fn set_game_status(
     let stored = status.clone();
     state
         .store
-        .transact(None, move |tx| {
-            tx.set_game_status(game.as_str(), &stored)?;
-            Ok(Value::Null)
-        })
-        .await?;
+        .transact(None, move |tx| tx.set_game_status(game.as_str(), &stored))
+        .await
+        .map_err(ApiError::from)?;
     state
         .game_status
         .write()
@@ -185,7 +187,10 @@ pub async fn set_game_status(
         .insert(game.to_string(), status.clone());
     state.publish(
         None,
-        json!({"type": "game_status", "game": game, "status": status}),
+        PlayerMessage::GameStatus {
+            game: game.to_string(),
+            status: status.clone(),
+        },
     );
     Ok(Json(json!({"game": game, "status": status})))
 }

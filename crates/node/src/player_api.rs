@@ -5,14 +5,17 @@ use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use croupier_games::blackjack::Action;
-use croupier_games::{GameId, catalog};
-use croupier_ledger::{Account, Committed, Idempotency};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use croupier_games::{GameId, GameInfo, catalog};
+use croupier_ledger::{Account, Committed, EntryKind, Idempotency};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::events::PlayerMessage;
 use crate::extract::{IdempotencyKey, JsonBody, PathParam, PlayerAuth, QueryParams, token_hash};
-use crate::rounds::{self, NewRound, random_hex};
+use crate::rounds::{
+    self, ActiveSeed, NewRound, Played, Rotated, RoundView, SignedIn, Verification, random_hex,
+};
 use crate::state::AppState;
 use axum::extract::State;
 
@@ -52,35 +55,70 @@ pub async fn sign_in(
         .store
         .transact(None, move |tx| rounds::sign_in(tx, &player, &hash))
         .await?;
-    let mut body = committed.value().clone();
-    body["token"] = json!(token);
+    let body = SessionCreated {
+        signed_in: committed.into_value(),
+        token,
+    };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-pub async fn lobby(State(state): State<AppState>, _: PlayerAuth) -> Json<Value> {
-    let games: Vec<Value> = catalog()
+/// A new session: who signed in, and the bearer token to use from now on.
+#[derive(Serialize)]
+pub struct SessionCreated {
+    #[serde(flatten)]
+    signed_in: SignedIn,
+    token: String,
+}
+
+/// A game in the lobby with its status on this node.
+#[derive(Serialize)]
+pub struct LobbyGame {
+    #[serde(flatten)]
+    info: GameInfo,
+    status: String,
+}
+
+#[derive(Serialize)]
+pub struct Lobby {
+    games: Vec<LobbyGame>,
+    node: String,
+}
+
+pub async fn lobby(State(state): State<AppState>, _: PlayerAuth) -> Json<Lobby> {
+    let games = catalog()
         .into_iter()
-        .map(|info| {
-            let mut game = serde_json::to_value(&info).expect("game info serialises");
-            game["status"] = json!(state.game_status(info.id.as_str()));
-            game
+        .map(|info| LobbyGame {
+            status: state.game_status(info.id.as_str()),
+            info,
         })
         .collect();
-    Json(json!({"games": games, "node": state.node_id}))
+    Json(Lobby {
+        games,
+        node: state.node_id.clone(),
+    })
+}
+
+#[derive(Serialize)]
+pub struct Wallet {
+    player: String,
+    balance: i64,
+    currency: String,
 }
 
 pub async fn wallet(
     State(state): State<AppState>,
     PlayerAuth(player): PlayerAuth,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Wallet>, ApiError> {
     let account = Account::player(&player);
     let (balance, currency) = state
         .store
         .read(move |tx| Ok((tx.balance(&account)?, tx.currency().to_owned())))
         .await?;
-    Ok(Json(
-        json!({"player": player, "balance": balance, "currency": currency}),
-    ))
+    Ok(Json(Wallet {
+        player,
+        balance,
+        currency,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -103,11 +141,28 @@ impl Page {
     }
 }
 
+/// A journal entry as the player sees it: the amount is signed (negative when money left).
+#[derive(Serialize)]
+pub struct HistoryEntry {
+    seq: i64,
+    ts_ms: i64,
+    kind: EntryKind,
+    round_id: Option<String>,
+    amount: i64,
+    currency: String,
+}
+
+#[derive(Serialize)]
+pub struct HistoryPage {
+    entries: Vec<HistoryEntry>,
+    next_before: Option<i64>,
+}
+
 pub async fn history(
     State(state): State<AppState>,
     PlayerAuth(player): PlayerAuth,
     QueryParams(page): QueryParams<Page>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<HistoryPage>, ApiError> {
     let limit = page.limit()?;
     let account = Account::player(&player);
     let entries = state
@@ -115,20 +170,24 @@ pub async fn history(
         .read(move |tx| tx.history(&account, page.before, limit))
         .await?;
     let me = Account::player(&player);
-    let items: Vec<Value> = entries
-        .iter()
-        .map(|e| {
-            let signed = if e.credit == me { e.amount } else { -e.amount };
-            json!({
-                "seq": e.seq, "ts_ms": e.ts_ms, "kind": e.kind, "round_id": e.round_id,
-                "amount": signed, "currency": e.currency,
-            })
-        })
-        .collect();
-    let next = (entries.len() as u32 == limit)
+    let next_before = (entries.len() as u32 == limit)
         .then(|| entries.last().map(|e| e.seq))
         .flatten();
-    Ok(Json(json!({"entries": items, "next_before": next})))
+    let entries = entries
+        .into_iter()
+        .map(|e| HistoryEntry {
+            amount: if e.credit == me { e.amount } else { -e.amount },
+            seq: e.seq,
+            ts_ms: e.ts_ms,
+            kind: e.kind,
+            round_id: e.round_id,
+            currency: e.currency,
+        })
+        .collect();
+    Ok(Json(HistoryPage {
+        entries,
+        next_before,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -140,14 +199,14 @@ pub struct Play {
     bet: Value,
 }
 
-fn respond(committed: Committed, created: bool) -> Response {
+fn respond(committed: Committed<Played>, created: bool) -> Response {
     let replayed = committed.is_replay();
     let status = if created && !replayed {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    let mut response = (status, Json(committed.value().clone())).into_response();
+    let mut response = (status, Json(committed.into_value())).into_response();
     if replayed {
         response
             .headers_mut()
@@ -156,24 +215,22 @@ fn respond(committed: Committed, created: bool) -> Response {
     response
 }
 
-fn after_commit(
-    state: &AppState,
-    player: &str,
-    committed: &Committed,
-    raised: impl Fn(&Value) -> i64,
-) {
+/// Counts a fresh round's money in the metrics and tells the player's sockets the balance.
+fn after_commit(state: &AppState, player: &str, committed: &Committed<Played>, raised: i64) {
     if committed.is_replay() {
         return;
     }
-    let value = committed.value();
-    let round = &value["round"];
-    let game = round["game"].as_str().unwrap_or("unknown");
+    let played = committed.value();
+    let round = &played.round;
     state
         .metrics
-        .record_round(game, raised(round), round["payout"].as_i64());
+        .record_round(&round.game, raised, round.payout);
     state.publish(
         Some(player.to_owned()),
-        json!({"type": "balance", "balance": value["balance"], "round_id": round["id"]}),
+        PlayerMessage::Balance {
+            balance: played.balance,
+            round_id: round.id.clone(),
+        },
     );
 }
 
@@ -222,7 +279,7 @@ pub async fn play(
     let committed = state
         .store
         .transact(state.idempotency(idempotency), move |tx| {
-            rounds::start_round(tx, new_round)
+            rounds::start_round(tx, &new_round)
         })
         .await?;
     if !committed.is_replay() {
@@ -234,7 +291,7 @@ pub async fn play(
             })
             .inc();
     }
-    after_commit(&state, &player, &committed, |_| stake);
+    after_commit(&state, &player, &committed, stake);
     Ok(respond(committed, true))
 }
 
@@ -264,13 +321,12 @@ pub async fn act(
             rounds::act(tx, &who, &round_id, action, &node)
         })
         .await?;
-    after_commit(&state, &player, &committed, |round| {
-        if action == Action::Double {
-            round["stake"].as_i64().unwrap_or(0) / 2
-        } else {
-            0
-        }
-    });
+    let raised = if action == Action::Double {
+        committed.value().round.stake / 2
+    } else {
+        0
+    };
+    after_commit(&state, &player, &committed, raised);
     Ok(respond(committed, false))
 }
 
@@ -281,11 +337,17 @@ pub struct RoundPage {
     limit: Option<u32>,
 }
 
+#[derive(Serialize)]
+pub struct RoundList {
+    rounds: Vec<RoundView>,
+    next_before_ms: Option<i64>,
+}
+
 pub async fn list_rounds(
     State(state): State<AppState>,
     PlayerAuth(player): PlayerAuth,
     QueryParams(page): QueryParams<RoundPage>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RoundList>, ApiError> {
     let limit = Page {
         before: None,
         limit: page.limit,
@@ -298,8 +360,11 @@ pub async fn list_rounds(
     let next = (list.len() as u32 == limit)
         .then(|| list.last().map(|r| r.created_ms))
         .flatten();
-    let rounds: Vec<Value> = list.iter().map(|r| rounds::round_view(r, None)).collect();
-    Ok(Json(json!({"rounds": rounds, "next_before_ms": next})))
+    let rounds = list.iter().map(|r| RoundView::new(r, None)).collect();
+    Ok(Json(RoundList {
+        rounds,
+        next_before_ms: next,
+    }))
 }
 
 /// The player's own round with its seed; another player's round is "not found".
@@ -326,32 +391,32 @@ pub async fn show_round(
     State(state): State<AppState>,
     PlayerAuth(player): PlayerAuth,
     PathParam(round_id): PathParam<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RoundView>, ApiError> {
     let (round, seed) = own_round(&state, player, &round_id).await?;
-    Ok(Json(rounds::round_view(&round, seed.as_ref())))
+    Ok(Json(RoundView::new(&round, seed.as_ref())))
 }
 
 pub async fn verify_round(
     State(state): State<AppState>,
     PlayerAuth(player): PlayerAuth,
     PathParam(round_id): PathParam<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Verification>, ApiError> {
     let (round, seed) = own_round(&state, player, &round_id).await?;
     let seed = seed.ok_or_else(|| ApiError::not_found(format!("the seed of round {round_id}")))?;
-    Ok(Json(rounds::verification(&round, &seed)?))
+    Ok(Json(Verification::of(&round, &seed)?))
 }
 
 pub async fn seeds(
     State(state): State<AppState>,
     PlayerAuth(player): PlayerAuth,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ActiveSeed>, ApiError> {
     let seed = state.store.read(move |tx| tx.active_seed(&player)).await?;
     let seed = seed.ok_or_else(|| ApiError::not_found("no active seed"))?;
-    Ok(Json(json!({
-        "server_seed_hash": seed.server_seed_hash,
-        "client_seed": seed.client_seed,
-        "next_nonce": seed.next_nonce,
-    })))
+    Ok(Json(ActiveSeed {
+        server_seed_hash: seed.server_seed_hash,
+        client_seed: seed.client_seed,
+        next_nonce: seed.next_nonce,
+    }))
 }
 
 #[derive(Deserialize, Default)]
@@ -365,7 +430,7 @@ pub async fn rotate_seed(
     PlayerAuth(player): PlayerAuth,
     headers: HeaderMap,
     body: JsonBody<Rotate>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Rotated>, ApiError> {
     let client_seed = body.value.client_seed;
     if let Some(seed) = &client_seed
         && (seed.is_empty()
@@ -387,8 +452,8 @@ pub async fn rotate_seed(
     let committed = state
         .store
         .transact(idempotency, move |tx| {
-            rounds::rotate_seed(tx, &player, client_seed)
+            rounds::rotate_seed(tx, &player, client_seed.as_deref())
         })
         .await?;
-    Ok(Json(committed.value().clone()))
+    Ok(Json(committed.into_value()))
 }

@@ -7,17 +7,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use croupier_ledger::{Idempotency, Store};
-use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
+use crate::events::{PlayerEvent, PlayerMessage};
 use crate::metrics::Metrics;
-
-/// A message for connected players: to one player, or to all when `player` is `None`.
-#[derive(Debug, Clone)]
-pub struct PlayerEvent {
-    pub player: Option<String>,
-    pub message: Value,
-}
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -94,7 +87,7 @@ impl AppState {
         (!self.skip_idempotency.load(Ordering::SeqCst)).then_some(guard)
     }
 
-    pub fn publish(&self, player: Option<String>, message: Value) {
+    pub fn publish(&self, player: Option<String>, message: PlayerMessage) {
         // No subscriber is not an error: nobody is connected.
         let _ = self.events.send(PlayerEvent { player, message });
     }

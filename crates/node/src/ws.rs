@@ -7,10 +7,10 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use croupier_ledger::Account;
-use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::error::ApiError;
+use crate::events::PlayerMessage;
 use crate::extract::PlayerAuth;
 use crate::state::AppState;
 
@@ -37,10 +37,13 @@ async fn session(state: AppState, player: String, mut socket: WebSocket) {
     drain.borrow_and_update();
     let account = Account::player(&player);
     let balance = state.store.read(move |tx| tx.balance(&account)).await.ok();
-    let hello =
-        json!({"type": "hello", "player": player, "balance": balance, "node": state.node_id});
+    let hello = PlayerMessage::Hello {
+        player: player.clone(),
+        balance,
+        node: state.node_id.clone(),
+    };
     if socket
-        .send(Message::Text(hello.to_string().into()))
+        .send(Message::Text(hello.to_json().into()))
         .await
         .is_err()
     {
@@ -51,7 +54,7 @@ async fn session(state: AppState, player: String, mut socket: WebSocket) {
         tokio::select! {
             event = events.recv() => match event {
                 Ok(event) if event.player.as_deref().is_none_or(|p| p == player) => {
-                    if socket.send(Message::Text(event.message.to_string().into())).await.is_err() {
+                    if socket.send(Message::Text(event.message.to_json().into())).await.is_err() {
                         break;
                     }
                 }

@@ -13,13 +13,16 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::clock::now_ms;
 use crate::error::LedgerError;
-use crate::store::{BoxFuture, Committed, Idempotency, ReadOp, Store, TxOp};
+use crate::store::{
+    BoxFuture, ErasedCommitted, Idempotency, OpOutput, ReadOp, Store, TxOp, WriteFailure,
+};
 pub use schema::MIGRATIONS;
 use tx::{BatchBalances, ChainHead, SqliteTx};
 
@@ -28,13 +31,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const QUEUE_DEPTH: usize = 16_384;
 /// Prepared statements kept per connection: more than the ledger uses, so none is re-parsed.
 const STATEMENT_CACHE: usize = 64;
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 #[derive(Debug, Clone)]
 pub struct SqliteConfig {
@@ -56,10 +52,12 @@ impl SqliteConfig {
     }
 }
 
+type Reply = Result<ErasedCommitted, WriteFailure>;
+
 struct Job {
     idempotency: Option<Idempotency>,
     op: TxOp,
-    reply: oneshot::Sender<Result<Committed, LedgerError>>,
+    reply: oneshot::Sender<Reply>,
 }
 
 pub struct SqliteStore {
@@ -168,42 +166,39 @@ fn write_loop(conn: Connection, currency: &str, mut queue: mpsc::Receiver<Job>, 
 }
 
 /// Runs a batch in one transaction; replies only after the commit is durable.
-fn commit_batch(conn: &Connection, currency: &str, batch: Vec<Job>) {
-    let fail_all = |batch: Vec<Job>, error: &LedgerError| {
-        for job in batch {
+fn commit_batch(conn: &Connection, currency: &str, jobs: Vec<Job>) {
+    let fail_all = |jobs: Vec<Job>, error: &LedgerError| {
+        for job in jobs {
             let _ = job
                 .reply
-                .send(Err(LedgerError::Unavailable(error.to_string())));
+                .send(Err(LedgerError::Unavailable(error.to_string()).into()));
         }
     };
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        fail_all(batch, &e.into());
+        fail_all(jobs, &e.into());
         return;
     }
-    let mut head = match ChainHead::read(conn) {
+    let head = match ChainHead::read(conn) {
         Ok(head) => head,
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
-            fail_all(batch, &e);
+            fail_all(jobs, &e);
             return;
         }
     };
-    let now = now_ms();
-    let mut balances = BatchBalances::default();
-    let mut replies = Vec::with_capacity(batch.len());
-    for job in batch {
-        let result = run_job(
-            conn,
-            currency,
-            now,
-            &mut head,
-            &mut balances,
-            job.idempotency,
-            job.op,
-        );
-        replies.push((job.reply, result));
-    }
-    let committed = balances
+    let mut batch = Batch {
+        conn,
+        currency,
+        now: now_ms(),
+        head,
+        balances: BatchBalances::default(),
+    };
+    let replies: Vec<_> = jobs
+        .into_iter()
+        .map(|job| (job.reply, batch.run_job(job.idempotency, &job.op)))
+        .collect();
+    let committed = batch
+        .balances
         .flush(conn, currency)
         .and_then(|()| Ok(conn.execute_batch("COMMIT")?));
     match committed {
@@ -215,80 +210,106 @@ fn commit_batch(conn: &Connection, currency: &str, batch: Vec<Job>) {
         Err(e) => {
             tracing::error!(error = %e, "group commit failed; the whole batch is rolled back");
             let _ = conn.execute_batch("ROLLBACK");
-            let error = e;
             for (reply, _) in replies {
-                let _ = reply.send(Err(LedgerError::Unavailable(error.to_string())));
+                let _ = reply.send(Err(LedgerError::Unavailable(e.to_string()).into()));
             }
         }
     }
 }
 
-/// One operation in its own savepoint: refused or failed, it leaves no trace.
-fn run_job(
-    conn: &Connection,
-    currency: &str,
+/// A batch being built inside one write transaction.
+struct Batch<'c> {
+    conn: &'c Connection,
+    currency: &'c str,
     now: i64,
-    head: &mut ChainHead,
-    balances: &mut BatchBalances,
-    idempotency: Option<Idempotency>,
-    op: TxOp,
-) -> Result<Committed, LedgerError> {
-    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
-    let attempt = (|| {
-        if let Some(idem) = &idempotency {
-            let seen: Option<(String, String)> = conn
-                .prepare_cached("SELECT fingerprint, response FROM idempotency WHERE key = ?1")?
-                .query_row([&idem.key], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            if let Some((fingerprint, response)) = seen {
-                return if fingerprint == idem.fingerprint {
-                    Ok((Committed::Replayed(serde_json::from_str(&response)?), None))
-                } else {
-                    Err(LedgerError::IdempotencyKeyReused)
-                };
+    /// Where the next accepted operation's entries link.
+    head: ChainHead,
+    balances: BatchBalances,
+}
+
+impl Batch<'_> {
+    /// One operation in its own savepoint: refused or failed, it leaves no trace.
+    fn run_job(&mut self, idempotency: Option<Idempotency>, op: &TxOp) -> Reply {
+        self.execute("SAVEPOINT job")?;
+        match self.run_in_savepoint(&idempotency, op) {
+            Ok((committed, new_head)) => {
+                self.execute("RELEASE job")?;
+                self.balances.accept();
+                if let Some(new_head) = new_head {
+                    self.head = new_head;
+                }
+                Ok(committed)
             }
+            Err(e) => {
+                self.balances.discard();
+                self.execute("ROLLBACK TO job")?;
+                self.execute("RELEASE job")?;
+                Err(e)
+            }
+        }
+    }
+
+    fn execute(&self, sql: &str) -> Result<(), LedgerError> {
+        self.conn.prepare_cached(sql)?.execute([])?;
+        Ok(())
+    }
+
+    /// The idempotency check, the operation and its idempotency record; also returns where
+    /// the chain now ends.
+    fn run_in_savepoint(
+        &mut self,
+        idempotency: &Option<Idempotency>,
+        op: &TxOp,
+    ) -> Result<(ErasedCommitted, Option<ChainHead>), WriteFailure> {
+        if let Some(idem) = idempotency
+            && let Some(replay) = self.replay(idem)?
+        {
+            return Ok((replay, None));
         }
         let mut tx = SqliteTx {
-            conn,
-            currency,
-            now_ms: now,
-            head: Some(head.clone()),
-            balances: Some(&mut *balances),
+            conn: self.conn,
+            currency: self.currency,
+            now_ms: self.now,
+            head: Some(self.head.clone()),
+            balances: Some(&mut self.balances),
         };
-        let value = catch_unwind(AssertUnwindSafe(|| op(&mut tx)))
-            .map_err(|_| LedgerError::Storage("the operation panicked".into()))??;
-        if let Some(idem) = &idempotency {
-            conn.prepare_cached(
-                "INSERT INTO idempotency (key, fingerprint, response, created_ms) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![idem.key, idem.fingerprint, value.to_string(), now])?;
+        let output: OpOutput = catch_unwind(AssertUnwindSafe(|| op(&mut tx)))
+            .map_err(|_| LedgerError::Storage("the operation panicked".into()))?
+            .map_err(WriteFailure::Op)?;
+        let new_head = tx.head;
+        if let Some(idem) = idempotency {
+            let record = output.record.ok_or_else(|| {
+                LedgerError::Storage("a keyed write came without its record".into())
+            })?;
+            self.conn
+                .prepare_cached(
+                    "INSERT INTO idempotency (key, fingerprint, response, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .and_then(|mut s| s.execute(params![idem.key, idem.fingerprint, record, self.now]))
+                .map_err(LedgerError::from)?;
         }
-        Ok((Committed::Fresh(value), tx.head))
-    })();
-    match attempt {
-        Ok((committed, new_head)) => {
-            conn.prepare_cached("RELEASE job")?.execute([])?;
-            balances.accept();
-            if let Some(new_head) = new_head {
-                *head = new_head;
+        Ok((ErasedCommitted::Fresh(output.value), new_head))
+    }
+
+    /// The first answer for a key seen before; a refusal when it guarded another request.
+    fn replay(&self, idem: &Idempotency) -> Result<Option<ErasedCommitted>, LedgerError> {
+        let seen: Option<(String, String)> = self
+            .conn
+            .prepare_cached("SELECT fingerprint, response FROM idempotency WHERE key = ?1")?
+            .query_row([&idem.key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        match seen {
+            None => Ok(None),
+            Some((fingerprint, response)) if fingerprint == idem.fingerprint => {
+                Ok(Some(ErasedCommitted::Replayed(response)))
             }
-            Ok(committed)
-        }
-        Err(e) => {
-            balances.discard();
-            conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
-            conn.prepare_cached("RELEASE job")?.execute([])?;
-            Err(e)
+            Some(_) => Err(LedgerError::IdempotencyKeyReused),
         }
     }
 }
 
 impl Store for SqliteStore {
-    fn transact_boxed(
-        &self,
-        idempotency: Option<Idempotency>,
-        op: TxOp,
-    ) -> BoxFuture<'_, Result<Committed, LedgerError>> {
+    fn transact_erased(&self, idempotency: Option<Idempotency>, op: TxOp) -> BoxFuture<'_, Reply> {
         Box::pin(async move {
             let (reply, result) = oneshot::channel();
             self.jobs

@@ -109,7 +109,7 @@ pub fn migrate(conn: &mut Connection) -> Result<usize, LedgerError> {
         tx.execute_batch(sql)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied_ms) VALUES (?1, ?2)",
-            rusqlite::params![index as i64 + 1, super::now_ms()],
+            rusqlite::params![index as i64 + 1, crate::clock::now_ms()],
         )?;
     }
     tx.commit()?;

@@ -124,7 +124,7 @@ fn finish_entry(
 
 const ROUND_COLUMNS: &str = "id, player, game, status, stake, payout, bet, state, seed_id, nonce, node, created_ms, updated_ms";
 
-type RawRound = (Round, String, String, String);
+type RawRound = (Round, String);
 
 fn round_from_row(r: &Row<'_>) -> rusqlite::Result<RawRound> {
     Ok((
@@ -135,8 +135,8 @@ fn round_from_row(r: &Row<'_>) -> rusqlite::Result<RawRound> {
             status: RoundStatus::Open,
             stake: r.get(4)?,
             payout: r.get(5)?,
-            bet: serde_json::Value::Null,
-            state: serde_json::Value::Null,
+            bet: r.get(6)?,
+            state: r.get(7)?,
             seed_id: r.get(8)?,
             nonce: r.get::<_, i64>(9)? as u64,
             node: r.get(10)?,
@@ -144,19 +144,15 @@ fn round_from_row(r: &Row<'_>) -> rusqlite::Result<RawRound> {
             updated_ms: r.get(12)?,
         },
         r.get(3)?,
-        r.get(6)?,
-        r.get(7)?,
     ))
 }
 
-fn finish_round((mut round, status, bet, state): RawRound) -> Result<Round, LedgerError> {
+fn finish_round((mut round, status): RawRound) -> Result<Round, LedgerError> {
     round.status = match status.as_str() {
         "open" => RoundStatus::Open,
         "settled" => RoundStatus::Settled,
         other => return Err(storage(format!("unknown round status '{other}'"))),
     };
-    round.bet = serde_json::from_str(&bet)?;
-    round.state = serde_json::from_str(&state)?;
     Ok(round)
 }
 
@@ -264,7 +260,7 @@ impl LedgerTx for SqliteTx<'_> {
         Ok(stored)
     }
 
-    fn post(&mut self, transfer: &Transfer) -> Result<JournalEntry, LedgerError> {
+    fn post(&mut self, transfer: &Transfer) -> Result<(), LedgerError> {
         if transfer.amount <= 0 {
             return Err(LedgerError::InvalidAmount(transfer.amount));
         }
@@ -321,7 +317,7 @@ impl LedgerTx for SqliteTx<'_> {
             seq: entry.seq,
             hash: entry.hash.clone(),
         });
-        Ok(entry)
+        Ok(())
     }
 
     fn history(
@@ -425,8 +421,8 @@ impl LedgerTx for SqliteTx<'_> {
                 round.status.as_str(),
                 round.stake,
                 round.payout,
-                round.bet.to_string(),
-                round.state.to_string(),
+                round.bet,
+                round.state,
                 round.seed_id,
                 round.nonce as i64,
                 round.node,
@@ -448,7 +444,7 @@ impl LedgerTx for SqliteTx<'_> {
                 round.status.as_str(),
                 round.stake,
                 round.payout,
-                round.state.to_string(),
+                round.state,
                 round.node,
                 round.updated_ms
             ])?;

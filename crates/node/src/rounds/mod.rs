@@ -8,9 +8,15 @@ use croupier_games::{Bet, FairRng, GameId, server_seed_hash};
 use croupier_ledger::{
     Account, EntryKind, LedgerError, LedgerTx, Round, RoundStatus, Seed, Transfer,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::error::ApiError;
+mod error;
+mod views;
+
+pub use error::RoundError;
+pub use views::{
+    ActiveSeed, Fairness, Played, RevealedSeed, Rotated, RoundView, SignedIn, Verification,
+};
 
 /// A demo player's starting balance in minor units (1 000.00).
 pub const STARTING_BALANCE: i64 = 100_000;
@@ -37,7 +43,7 @@ pub fn sign_in(
     tx: &mut dyn LedgerTx,
     player: &str,
     token_hash: &str,
-) -> Result<Value, LedgerError> {
+) -> Result<SignedIn, RoundError> {
     let created = !tx.player_exists(player)?;
     if created {
         tx.create_player(player)?;
@@ -58,45 +64,13 @@ pub fn sign_in(
     }
     let expires_ms = tx.now_ms() + SESSION_TTL_MS;
     tx.insert_session(token_hash, player, expires_ms)?;
-    let balance = tx.balance(&Account::player(player))?;
-    Ok(json!({
-        "player": player,
-        "created": created,
-        "balance": balance,
-        "currency": tx.currency(),
-        "expires_ms": expires_ms,
-    }))
-}
-
-/// The public view of a round: the dealer's hole card stays hidden while a hand is open.
-pub fn round_view(round: &Round, seed: Option<&Seed>) -> Value {
-    let outcome = if round.game == GameId::Blackjack.as_str() {
-        serde_json::from_value::<Hand>(round.state.clone())
-            .map(|hand| hand.outcome().detail)
-            .unwrap_or(Value::Null)
-    } else {
-        round.state.clone()
-    };
-    let mut view = json!({
-        "id": round.id,
-        "game": round.game,
-        "status": round.status,
-        "stake": round.stake,
-        "payout": round.payout,
-        "bet": round.bet,
-        "outcome": outcome,
-        "nonce": round.nonce,
-        "created_ms": round.created_ms,
-        "updated_ms": round.updated_ms,
-    });
-    if let Some(seed) = seed {
-        view["fair"] = json!({
-            "server_seed_hash": seed.server_seed_hash,
-            "client_seed": seed.client_seed,
-            "nonce": round.nonce,
-        });
-    }
-    view
+    Ok(SignedIn {
+        player: player.to_owned(),
+        created,
+        balance: tx.balance(&Account::player(player))?,
+        currency: tx.currency().to_owned(),
+        expires_ms,
+    })
 }
 
 fn settle(tx: &mut dyn LedgerTx, round: &mut Round, payout: i64) -> Result<(), LedgerError> {
@@ -136,7 +110,7 @@ pub struct NewRound {
     pub node: String,
 }
 
-pub fn start_round(tx: &mut dyn LedgerTx, new: NewRound) -> Result<Value, LedgerError> {
+pub fn start_round(tx: &mut dyn LedgerTx, new: &NewRound) -> Result<Played, RoundError> {
     let (seed, nonce) = tx.take_nonce(&new.player)?.ok_or_else(|| {
         LedgerError::Conflict(format!("player {} has no active seed", new.player))
     })?;
@@ -150,24 +124,24 @@ pub fn start_round(tx: &mut dyn LedgerTx, new: NewRound) -> Result<Value, Ledger
     let mut rng = FairRng::new(&seed.server_seed, &seed.client_seed, nonce);
     let (state, payout) = if new.game == GameId::Blackjack {
         let hand = Hand::deal(new.stake, &mut rng);
-        (serde_json::to_value(&hand)?, hand.payout())
+        (serde_json::to_string(&hand)?, hand.payout())
     } else {
         let outcome = croupier_games::play(&new.bet, new.stake, &mut rng);
-        (outcome.detail, outcome.payout)
+        (outcome.detail.to_string(), outcome.payout)
     };
     let now = tx.now_ms();
     let mut round = Round {
-        id: new.id,
-        player: new.player,
+        id: new.id.clone(),
+        player: new.player.clone(),
         game: new.game.as_str().to_owned(),
         status: RoundStatus::Open,
         stake: new.stake,
         payout: None,
-        bet: new.bet_json,
+        bet: new.bet_json.to_string(),
         state,
         seed_id: seed.id,
         nonce,
-        node: new.node,
+        node: new.node.clone(),
         created_ms: now,
         updated_ms: now,
     };
@@ -176,7 +150,10 @@ pub fn start_round(tx: &mut dyn LedgerTx, new: NewRound) -> Result<Value, Ledger
     }
     tx.insert_round(&round)?;
     let balance = tx.balance(&Account::player(&round.player))?;
-    Ok(json!({"round": round_view(&round, Some(&seed)), "balance": balance}))
+    Ok(Played {
+        round: RoundView::new(&round, Some(&seed)),
+        balance,
+    })
 }
 
 pub fn act(
@@ -185,20 +162,15 @@ pub fn act(
     round_id: &str,
     action: Action,
     node: &str,
-) -> Result<Value, LedgerError> {
+) -> Result<Played, RoundError> {
     let mut round = tx
         .round(round_id)?
         .filter(|r| r.player == player)
         .ok_or_else(|| LedgerError::NotFound(format!("round {round_id}")))?;
     if round.status != RoundStatus::Open {
-        return Err(ApiError::new(
-            axum::http::StatusCode::CONFLICT,
-            "round_settled",
-            format!("round {round_id} is already settled"),
-        )
-        .into());
+        return Err(RoundError::Settled(round_id.to_owned()));
     }
-    let mut hand: Hand = serde_json::from_value(round.state.clone())?;
+    let mut hand: Hand = serde_json::from_str(&round.state)?;
     let seed = tx.seed(round.seed_id)?.ok_or_else(|| {
         LedgerError::Storage(format!(
             "seed {} of round {round_id} is missing",
@@ -209,8 +181,7 @@ pub fn act(
     hand.act(
         action,
         &mut FairRng::new(&seed.server_seed, &seed.client_seed, round.nonce),
-    )
-    .map_err(|e| LedgerError::Refused(Box::new(e)))?;
+    )?;
     if extra > 0 {
         tx.post(&Transfer {
             kind: EntryKind::Raise,
@@ -221,7 +192,7 @@ pub fn act(
         })?;
     }
     round.stake = hand.total_stake();
-    round.state = serde_json::to_value(&hand)?;
+    round.state = serde_json::to_string(&hand)?;
     round.node = node.to_owned();
     round.updated_ms = tx.now_ms();
     if let Some(payout) = hand.payout() {
@@ -229,85 +200,39 @@ pub fn act(
     }
     tx.update_round(&round)?;
     let balance = tx.balance(&Account::player(player))?;
-    Ok(json!({"round": round_view(&round, Some(&seed)), "balance": balance}))
+    Ok(Played {
+        round: RoundView::new(&round, Some(&seed)),
+        balance,
+    })
 }
 
 pub fn rotate_seed(
     tx: &mut dyn LedgerTx,
     player: &str,
-    client_seed: Option<String>,
-) -> Result<Value, LedgerError> {
+    client_seed: Option<&str>,
+) -> Result<Rotated, RoundError> {
     if tx.open_round_count(player)? > 0 {
-        return Err(ApiError::new(
-            axum::http::StatusCode::CONFLICT,
-            "open_rounds",
-            "finish your open rounds before rotating the seed: revealing it would reveal their cards",
-        )
-        .into());
+        return Err(RoundError::OpenRounds);
     }
     let old = active_seed(tx, player)?;
     tx.reveal_seed(old.id)?;
     let server_seed = random_hex(32);
     let hash = server_seed_hash(&server_seed);
-    let client_seed = client_seed.unwrap_or_else(|| random_hex(8));
+    let client_seed = client_seed.map_or_else(|| random_hex(8), str::to_owned);
     tx.insert_seed(player, &server_seed, &hash, &client_seed)?;
-    Ok(json!({
-        "revealed": {
-            "server_seed": old.server_seed,
-            "server_seed_hash": old.server_seed_hash,
-            "client_seed": old.client_seed,
-            "rounds_played": old.next_nonce,
+    Ok(Rotated {
+        revealed: RevealedSeed {
+            server_seed: old.server_seed,
+            server_seed_hash: old.server_seed_hash,
+            client_seed: old.client_seed,
+            rounds_played: old.next_nonce,
         },
-        "active": {"server_seed_hash": hash, "client_seed": client_seed, "next_nonce": 0},
-    }))
-}
-
-/// Recomputes a round from its seed, if the seed has been revealed.
-pub fn verification(round: &Round, seed: &Seed) -> Result<Value, ApiError> {
-    let mut report = json!({
-        "round_id": round.id,
-        "game": round.game,
-        "server_seed_hash": seed.server_seed_hash,
-        "client_seed": seed.client_seed,
-        "nonce": round.nonce,
-        "revealed": seed.revealed_ms.is_some(),
-    });
-    if seed.revealed_ms.is_none() {
-        report["message"] =
-            json!("the server seed is still secret: rotate your seed to reveal it, then verify");
-        return Ok(report);
-    }
-    let game: GameId = round.game.parse()?;
-    let actions = if game == GameId::Blackjack {
-        serde_json::from_value::<Hand>(round.state.clone())
-            .map(|h| h.actions)
-            .unwrap_or_default()
-    } else {
-        Vec::new()
-    };
-    let first_stake = if game == GameId::Blackjack {
-        serde_json::from_value::<Hand>(round.state.clone())
-            .map(|h| h.stake)
-            .unwrap_or(round.stake)
-    } else {
-        round.stake
-    };
-    let recomputed = croupier_games::replay(
-        game,
-        first_stake,
-        &round.bet,
-        &actions,
-        &seed.server_seed,
-        &seed.client_seed,
-        round.nonce,
-    )?;
-    let recorded = round_view(round, None)["outcome"].clone();
-    report["server_seed"] = json!(seed.server_seed);
-    report["hash_matches"] = json!(server_seed_hash(&seed.server_seed) == seed.server_seed_hash);
-    report["recomputed"] = json!({"outcome": recomputed.detail, "payout": recomputed.payout});
-    report["recorded"] = json!({"outcome": recorded, "payout": round.payout});
-    report["matches"] = json!(recomputed.detail == recorded && recomputed.payout == round.payout);
-    Ok(report)
+        active: ActiveSeed {
+            server_seed_hash: hash,
+            client_seed,
+            next_nonce: 0,
+        },
+    })
 }
 
 #[cfg(test)]

@@ -85,7 +85,7 @@ impl Keyed {
         store: &dyn Store,
         key: &str,
         fingerprint: &str,
-    ) -> Result<croupier_ledger::Committed, LedgerError> {
+    ) -> Result<croupier_ledger::Committed<Played>, RoundError> {
         let idem = Some(Idempotency {
             key: format!("{}:{key}", PLAYERS[self.player()]),
             fingerprint: fingerprint.to_owned(),
@@ -109,7 +109,7 @@ impl Keyed {
                     bet: parsed,
                     node: "prop".into(),
                 };
-                store.transact(idem, move |tx| start_round(tx, new)).await
+                store.transact(idem, move |tx| start_round(tx, &new)).await
             }
             Keyed::Act {
                 player,
@@ -142,7 +142,7 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
             .await
             .unwrap();
     }
-    let mut keyed: Vec<(String, String, Keyed, Value)> = Vec::new();
+    let mut keyed: Vec<(String, String, Keyed, Played)> = Vec::new();
     let mut open_rounds: HashMap<usize, Vec<String>> = HashMap::new();
 
     for (n, step) in steps.into_iter().enumerate() {
@@ -183,12 +183,12 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 match request.run(&*store, &key, &key).await {
                     Ok(committed) => {
                         let value = committed.value().clone();
-                        if value["round"]["status"] == "open" {
+                        if value.round.status == RoundStatus::Open {
                             open_rounds.entry(player).or_default().push(format!("r{n}"));
                         }
                         keyed.push((key.clone(), key, request, value));
                     }
-                    Err(LedgerError::InsufficientFunds { .. }) => {
+                    Err(RoundError::Ledger(LedgerError::InsufficientFunds { .. })) => {
                         prop_assert_eq!(balance(&*store, player).await, before);
                     }
                     Err(e) => return Err(TestCaseError::fail(format!("bet failed: {e}"))),
@@ -209,7 +209,7 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 match request.run(&*store, &key, &key).await {
                     Ok(committed) => {
                         let value = committed.value().clone();
-                        if value["round"]["status"] == "settled"
+                        if value.round.status == RoundStatus::Settled
                             && let Some(open) = open_rounds.get_mut(&player)
                         {
                             open.pop();
@@ -240,7 +240,10 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
                 let (key, _, request, _) = keyed[which % keyed.len()].clone();
                 let before = balance(&*store, request.player()).await;
                 let reused = request.run(&*store, &key, "another request").await;
-                prop_assert!(matches!(reused, Err(LedgerError::IdempotencyKeyReused)));
+                prop_assert!(matches!(
+                    reused,
+                    Err(RoundError::Ledger(LedgerError::IdempotencyKeyReused))
+                ));
                 prop_assert_eq!(balance(&*store, request.player()).await, before);
             }
             Step::Replay { .. } | Step::ReuseKey { .. } => {}
@@ -255,7 +258,7 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
                             credit: Account::InRound,
                             amount: stake,
                         })?;
-                        Err(LedgerError::Conflict(
+                        Err::<(), _>(LedgerError::Conflict(
                             "the node failed after taking the stake".into(),
                         ))
                     })

@@ -1,0 +1,450 @@
+//! A write batch on PostgreSQL: what its operations read (rows they will change are locked
+//! with `FOR UPDATE` as they are read) and what they changed, staged in memory, then flushed
+//! in two pipelined round trips: every table but the journal, with the chain head locked last;
+//! then the journal, linked to the head, the new head, and the commit. The chain head is thus
+//! held only for the journal insert and the commit, so several nodes' batches overlap.
+
+use std::collections::HashMap;
+
+use futures_util::future::try_join_all;
+use tokio_postgres::types::ToSql;
+
+use super::conn::Conn;
+use super::error::pg_error;
+use super::staged::{Appended, Tracked};
+use crate::chain::entry_hash;
+use crate::error::LedgerError;
+use crate::model::{Account, JournalEntry, Round, Seed, Transfer};
+
+/// An idempotency record: the request's fingerprint and the first answer (JSON).
+pub type Record = (String, String);
+
+pub struct NewSession {
+    pub token_hash: String,
+    pub player: String,
+    pub expires_ms: i64,
+}
+
+/// Everything a batch has read and changed so far.
+#[derive(Default)]
+pub struct BatchState {
+    pub players: Tracked<String, ()>,
+    pub sessions: Appended<NewSession>,
+    /// Player balances (locked as read).
+    pub balances: Tracked<String, i64>,
+    /// Changes to the house and escrow balances, applied as deltas to this writer's shard.
+    pub deltas: Tracked<String, i64>,
+    pub seeds: Tracked<i64, Seed>,
+    /// The active seed of each player read so far.
+    pub active_seeds: Tracked<String, i64>,
+    pub rounds: Tracked<String, Round>,
+    pub journal: Appended<Transfer>,
+    pub idempotency: Tracked<String, Record>,
+    pub game_status: Tracked<String, String>,
+    /// The first database failure: it aborted the transaction, so the batch cannot commit.
+    pub failure: Option<LedgerError>,
+}
+
+impl BatchState {
+    pub fn accept(&mut self) {
+        self.players.accept();
+        self.sessions.accept();
+        self.balances.accept();
+        self.deltas.accept();
+        self.seeds.accept();
+        self.active_seeds.accept();
+        self.rounds.accept();
+        self.journal.accept();
+        self.idempotency.accept();
+        self.game_status.accept();
+    }
+
+    pub fn discard(&mut self) {
+        self.players.discard();
+        self.sessions.discard();
+        self.balances.discard();
+        self.deltas.discard();
+        self.seeds.discard();
+        self.active_seeds.discard();
+        self.rounds.discard();
+        self.journal.discard();
+        self.idempotency.discard();
+        self.game_status.discard();
+    }
+}
+
+/// One statement of the flush and its parameters.
+struct Statement {
+    sql: &'static str,
+    params: Vec<Box<dyn ToSql + Sync + Send>>,
+}
+
+impl Statement {
+    fn new(sql: &'static str, params: Vec<Box<dyn ToSql + Sync + Send>>) -> Statement {
+        Statement { sql, params }
+    }
+}
+
+/// Writes the batch and commits it. `shard` is this writer's row of the house and escrow.
+pub fn flush(
+    conn: Conn<'_>,
+    state: &BatchState,
+    currency: &str,
+    now_ms: i64,
+    shard: i16,
+) -> Result<(), LedgerError> {
+    let mut statements = projections(state, currency, now_ms, shard);
+    statements.push(Statement::new(
+        "SELECT seq, hash FROM chain_head WHERE id = 1 FOR UPDATE",
+        vec![],
+    ));
+    let rows = run_pipelined(conn, &statements)?;
+    let head = rows
+        .last()
+        .and_then(|rows| rows.first())
+        .ok_or_else(|| LedgerError::Storage("the chain head row is missing".into()))?;
+    let (seq, hash): (i64, String) = (head.get(0), head.get(1));
+    let mut finish = link_journal(state.journal.accepted(), currency, now_ms, seq, hash);
+    finish.push(Statement::new("COMMIT", vec![]));
+    run_pipelined(conn, &finish)?;
+    Ok(())
+}
+
+/// Sends every statement before reading any answer (one round trip), in order.
+fn run_pipelined(
+    conn: Conn<'_>,
+    statements: &[Statement],
+) -> Result<Vec<Vec<tokio_postgres::Row>>, LedgerError> {
+    conn.driver
+        .run(try_join_all(statements.iter().map(|s| async move {
+            let prepared = conn.client.prepare_cached(s.sql).await?;
+            let params: Vec<&(dyn ToSql + Sync)> = s
+                .params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                .collect();
+            conn.client.query(&prepared, &params).await
+        })))
+        .map_err(pg_error)
+}
+
+/// The journal entries with their place in the chain, and the new head.
+fn link_journal(
+    transfers: &[Transfer],
+    currency: &str,
+    now_ms: i64,
+    mut seq: i64,
+    mut prev_hash: String,
+) -> Vec<Statement> {
+    if transfers.is_empty() {
+        return Vec::new();
+    }
+    let mut columns = JournalColumns::default();
+    for t in transfers {
+        seq += 1;
+        let mut entry = JournalEntry {
+            seq,
+            ts_ms: now_ms,
+            kind: t.kind,
+            round_id: t.round_id.clone(),
+            debit: t.debit.clone(),
+            credit: t.credit.clone(),
+            amount: t.amount,
+            currency: currency.to_owned(),
+            prev_hash,
+            hash: String::new(),
+        };
+        entry.hash = entry_hash(&entry);
+        prev_hash = entry.hash.clone();
+        columns.push(entry);
+    }
+    vec![
+        columns.insert(),
+        Statement::new(
+            "UPDATE chain_head SET seq = $1, hash = $2 WHERE id = 1",
+            vec![Box::new(seq), Box::new(prev_hash)],
+        ),
+    ]
+}
+
+#[derive(Default)]
+struct JournalColumns {
+    seq: Vec<i64>,
+    ts_ms: Vec<i64>,
+    kind: Vec<String>,
+    round_id: Vec<Option<String>>,
+    debit: Vec<String>,
+    credit: Vec<String>,
+    amount: Vec<i64>,
+    currency: Vec<String>,
+    prev_hash: Vec<String>,
+    hash: Vec<String>,
+    player: Vec<Option<String>>,
+}
+
+impl JournalColumns {
+    fn push(&mut self, e: JournalEntry) {
+        self.player.push(
+            [&e.debit, &e.credit]
+                .into_iter()
+                .find(|a| a.is_player())
+                .map(Account::to_string),
+        );
+        self.seq.push(e.seq);
+        self.ts_ms.push(e.ts_ms);
+        self.kind.push(e.kind.as_str().to_owned());
+        self.round_id.push(e.round_id);
+        self.debit.push(e.debit.to_string());
+        self.credit.push(e.credit.to_string());
+        self.amount.push(e.amount);
+        self.currency.push(e.currency);
+        self.prev_hash.push(e.prev_hash);
+        self.hash.push(e.hash);
+    }
+
+    fn insert(self) -> Statement {
+        Statement::new(
+            "INSERT INTO journal (seq, ts_ms, kind, round_id, debit, credit, amount, currency, prev_hash, hash, player)
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
+                                  $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[])",
+            vec![
+                Box::new(self.seq),
+                Box::new(self.ts_ms),
+                Box::new(self.kind),
+                Box::new(self.round_id),
+                Box::new(self.debit),
+                Box::new(self.credit),
+                Box::new(self.amount),
+                Box::new(self.currency),
+                Box::new(self.prev_hash),
+                Box::new(self.hash),
+                Box::new(self.player),
+            ],
+        )
+    }
+}
+
+/// Every statement but the journal's, for the tables the batch changed.
+fn projections(state: &BatchState, currency: &str, now_ms: i64, shard: i16) -> Vec<Statement> {
+    let mut out = Vec::new();
+    out.extend(players(state, now_ms));
+    out.extend(sessions(state));
+    out.extend(balances(state, currency, shard));
+    out.extend(seeds(state));
+    out.extend(rounds(state));
+    out.extend(idempotency(state, now_ms));
+    out.extend(game_status(state));
+    out
+}
+
+fn players(state: &BatchState, now_ms: i64) -> Option<Statement> {
+    let new: Vec<String> = state
+        .players
+        .changes()
+        .filter(|(_, before, now)| before.is_none() && now.is_some())
+        .map(|(id, _, _)| id.clone())
+        .collect();
+    (!new.is_empty()).then(|| {
+        Statement::new(
+            "INSERT INTO players (id, created_ms) SELECT unnest($1::text[]), $2",
+            vec![Box::new(new), Box::new(now_ms)],
+        )
+    })
+}
+
+fn sessions(state: &BatchState) -> Option<Statement> {
+    let rows = state.sessions.accepted();
+    (!rows.is_empty()).then(|| {
+        Statement::new(
+            "INSERT INTO sessions (token_hash, player, expires_ms)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])",
+            vec![
+                Box::new(
+                    rows.iter()
+                        .map(|s| s.token_hash.clone())
+                        .collect::<Vec<_>>(),
+                ),
+                Box::new(rows.iter().map(|s| s.player.clone()).collect::<Vec<_>>()),
+                Box::new(rows.iter().map(|s| s.expires_ms).collect::<Vec<_>>()),
+            ],
+        )
+    })
+}
+
+fn balances(state: &BatchState, currency: &str, shard: i16) -> Vec<Statement> {
+    let mut out = Vec::new();
+    let (accounts, values): (Vec<String>, Vec<i64>) = state
+        .balances
+        .changes()
+        .filter_map(|(account, _, now)| now.map(|v| (account.clone(), *v)))
+        .unzip();
+    if !accounts.is_empty() {
+        out.push(Statement::new(
+            "INSERT INTO balances (account, currency, shard, balance)
+             SELECT a, $2, 0, b FROM unnest($1::text[], $3::bigint[]) AS t(a, b)
+             ON CONFLICT (account, currency, shard) DO UPDATE SET balance = EXCLUDED.balance",
+            vec![
+                Box::new(accounts),
+                Box::new(currency.to_owned()),
+                Box::new(values),
+            ],
+        ));
+    }
+    let (accounts, deltas): (Vec<String>, Vec<i64>) = state
+        .deltas
+        .changes()
+        .filter_map(|(account, _, now)| now.map(|v| (account.clone(), *v)))
+        .unzip();
+    if !accounts.is_empty() {
+        out.push(Statement::new(
+            "INSERT INTO balances (account, currency, shard, balance)
+             SELECT a, $2, $3, d FROM unnest($1::text[], $4::bigint[]) AS t(a, d)
+             ON CONFLICT (account, currency, shard) DO UPDATE SET balance = balances.balance + EXCLUDED.balance",
+            vec![
+                Box::new(accounts),
+                Box::new(currency.to_owned()),
+                Box::new(shard),
+                Box::new(deltas),
+            ],
+        ));
+    }
+    out
+}
+
+/// Changed seeds are updated before new ones are inserted: a rotation reveals the old seed
+/// first, so the "one active seed per player" index holds at every statement.
+fn seeds(state: &BatchState) -> Vec<Statement> {
+    let mut updated: (Vec<i64>, Vec<i64>, Vec<Option<i64>>) = Default::default();
+    let mut new: Vec<&Seed> = Vec::new();
+    for (id, before, now) in state.seeds.changes() {
+        match (before, now) {
+            (Some(_), Some(seed)) => {
+                updated.0.push(*id);
+                updated.1.push(seed.next_nonce as i64);
+                updated.2.push(seed.revealed_ms);
+            }
+            (None, Some(seed)) => new.push(seed),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if !updated.0.is_empty() {
+        out.push(Statement::new(
+            "UPDATE seeds SET next_nonce = t.n, revealed_ms = t.r
+             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS t(id, n, r) WHERE seeds.id = t.id",
+            vec![Box::new(updated.0), Box::new(updated.1), Box::new(updated.2)],
+        ));
+    }
+    if !new.is_empty() {
+        out.push(Statement::new(
+            "INSERT INTO seeds (id, player, server_seed, server_seed_hash, client_seed, next_nonce, created_ms, revealed_ms)
+             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                  $6::bigint[], $7::bigint[], $8::bigint[])",
+            vec![
+                Box::new(new.iter().map(|s| s.id).collect::<Vec<_>>()),
+                Box::new(new.iter().map(|s| s.player.clone()).collect::<Vec<_>>()),
+                Box::new(new.iter().map(|s| s.server_seed.clone()).collect::<Vec<_>>()),
+                Box::new(new.iter().map(|s| s.server_seed_hash.clone()).collect::<Vec<_>>()),
+                Box::new(new.iter().map(|s| s.client_seed.clone()).collect::<Vec<_>>()),
+                Box::new(new.iter().map(|s| s.next_nonce as i64).collect::<Vec<_>>()),
+                Box::new(new.iter().map(|s| s.created_ms).collect::<Vec<_>>()),
+                Box::new(new.iter().map(|s| s.revealed_ms).collect::<Vec<_>>()),
+            ],
+        ));
+    }
+    out
+}
+
+fn rounds(state: &BatchState) -> Vec<Statement> {
+    let (mut new, mut changed): (Vec<&Round>, Vec<&Round>) = (Vec::new(), Vec::new());
+    for (_, before, now) in state.rounds.changes() {
+        match (before, now) {
+            (None, Some(round)) => new.push(round),
+            (Some(_), Some(round)) => changed.push(round),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if !new.is_empty() {
+        out.push(insert_rounds(&new));
+    }
+    if !changed.is_empty() {
+        out.push(Statement::new(
+            "UPDATE rounds SET status = t.status, stake = t.stake, payout = t.payout, state = t.state,
+                               node = t.node, updated_ms = t.updated_ms
+             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bigint[])
+                  AS t(id, status, stake, payout, state, node, updated_ms)
+             WHERE rounds.id = t.id",
+            vec![
+                Box::new(changed.iter().map(|r| r.id.clone()).collect::<Vec<_>>()),
+                Box::new(changed.iter().map(|r| r.status.as_str().to_owned()).collect::<Vec<_>>()),
+                Box::new(changed.iter().map(|r| r.stake).collect::<Vec<_>>()),
+                Box::new(changed.iter().map(|r| r.payout).collect::<Vec<_>>()),
+                Box::new(changed.iter().map(|r| r.state.clone()).collect::<Vec<_>>()),
+                Box::new(changed.iter().map(|r| r.node.clone()).collect::<Vec<_>>()),
+                Box::new(changed.iter().map(|r| r.updated_ms).collect::<Vec<_>>()),
+            ],
+        ));
+    }
+    out
+}
+
+fn insert_rounds(new: &[&Round]) -> Statement {
+    let text = |f: fn(&Round) -> String| Box::new(new.iter().map(|r| f(r)).collect::<Vec<_>>());
+    let int = |f: fn(&Round) -> i64| Box::new(new.iter().map(|r| f(r)).collect::<Vec<_>>());
+    Statement::new(
+        "INSERT INTO rounds (id, player, game, status, stake, payout, bet, state, seed_id, nonce, node, created_ms, updated_ms)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[],
+                              $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::text[], $12::bigint[], $13::bigint[])",
+        vec![
+            text(|r| r.id.clone()),
+            text(|r| r.player.clone()),
+            text(|r| r.game.clone()),
+            text(|r| r.status.as_str().to_owned()),
+            int(|r| r.stake),
+            Box::new(new.iter().map(|r| r.payout).collect::<Vec<_>>()),
+            text(|r| r.bet.clone()),
+            text(|r| r.state.clone()),
+            int(|r| r.seed_id),
+            int(|r| r.nonce as i64),
+            text(|r| r.node.clone()),
+            int(|r| r.created_ms),
+            int(|r| r.updated_ms),
+        ],
+    )
+}
+
+fn idempotency(state: &BatchState, now_ms: i64) -> Option<Statement> {
+    let new: HashMap<&String, &Record> = state
+        .idempotency
+        .changes()
+        .filter_map(|(key, before, now)| before.is_none().then_some((key, now?)))
+        .collect();
+    (!new.is_empty()).then(|| {
+        Statement::new(
+            "INSERT INTO idempotency (key, fingerprint, response, created_ms)
+             SELECT k, f, r, $4 FROM unnest($1::text[], $2::text[], $3::text[]) AS t(k, f, r)",
+            vec![
+                Box::new(new.keys().map(|k| (*k).clone()).collect::<Vec<_>>()),
+                Box::new(new.values().map(|r| r.0.clone()).collect::<Vec<_>>()),
+                Box::new(new.values().map(|r| r.1.clone()).collect::<Vec<_>>()),
+                Box::new(now_ms),
+            ],
+        )
+    })
+}
+
+fn game_status(state: &BatchState) -> Option<Statement> {
+    let (games, statuses): (Vec<String>, Vec<String>) = state
+        .game_status
+        .changes()
+        .filter_map(|(game, _, now)| now.map(|s| (game.clone(), s.clone())))
+        .unzip();
+    (!games.is_empty()).then(|| {
+        Statement::new(
+            "INSERT INTO game_status (game, status) SELECT * FROM unnest($1::text[], $2::text[])
+             ON CONFLICT (game) DO UPDATE SET status = EXCLUDED.status",
+            vec![Box::new(games), Box::new(statuses)],
+        )
+    })
+}

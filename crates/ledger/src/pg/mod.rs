@@ -1,0 +1,309 @@
+//! The PostgreSQL backend: the ledger on a database server, so several node processes on
+//! several machines share it. Selected by a `postgres://` URL, which may name several hosts
+//! (`postgres://h1:5432,h2:5433/db?target_session_attrs=read-write`): connections go to the
+//! one that accepts writes, and after a failover to the new primary.
+//!
+//! Writes: one writer thread per store does group commit (see `writer` and `batch`): many
+//! operations per transaction, rows locked as they are read, changes staged in memory and
+//! flushed in two pipelined round trips, one hash-chain link per batch. Reads: a pool of
+//! connections (deadpool), each read one repeatable-read snapshot. Every connection carries
+//! timeouts so a frozen node cannot hold rows locked for everyone.
+
+mod batch;
+mod conn;
+pub mod error;
+mod retention;
+mod schema;
+pub mod scratch;
+mod staged;
+mod tx;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::runtime::{Builder, Runtime};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::NoTls;
+
+use crate::error::LedgerError;
+use crate::store::{BoxFuture, Idempotency, ReadOp, Store, TxOp};
+use conn::{Conn, Driver};
+pub use schema::SHARDS;
+use tx::PgTx;
+use writer::{Job, Reply, Writer};
+
+const QUEUE_DEPTH: usize = 16_384;
+
+/// Settings every connection gets. A transaction left idle (its process frozen) is ended by
+/// the server after a second, releasing its locks; no statement waits on a lock or runs for
+/// longer than a few seconds (the whole-ledger scans of integrity checks lift the limit).
+const SESSION_OPTIONS: &str =
+    "-c idle_in_transaction_session_timeout=1000 -c lock_timeout=3000 -c statement_timeout=5000";
+
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    /// `postgres://user@host:port[,host:port…]/database[?target_session_attrs=read-write]`
+    pub url: String,
+    pub currency: String,
+    /// Most operations committed together in one transaction.
+    pub max_batch: usize,
+    /// Connections for reads.
+    pub readers: usize,
+    /// How long a batch is retried (server restarting, failover) before it is refused.
+    pub retry_for: Duration,
+}
+
+impl PgConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        PgConfig {
+            url: url.into(),
+            currency: "EUR".to_owned(),
+            max_batch: 512,
+            readers: 4,
+            retry_for: Duration::from_secs(3),
+        }
+    }
+}
+
+pub struct PgStore {
+    jobs: mpsc::Sender<Job>,
+    readers: Pool,
+    /// Drives the readers' connections; shut down (not dropped in place) with the store.
+    reader_runtime: Option<Runtime>,
+    currency: Arc<str>,
+}
+
+/// The connection settings of `url`, with the store's session options.
+pub fn connection_config(url: &str) -> Result<tokio_postgres::Config, LedgerError> {
+    let mut config = tokio_postgres::Config::from_str(url)
+        .map_err(|e| LedgerError::Storage(format!("invalid PostgreSQL URL: {e}")))?;
+    let options = match config.get_options() {
+        Some(own) => format!("{SESSION_OPTIONS} {own}"),
+        None => SESSION_OPTIONS.to_owned(),
+    };
+    config
+        .options(options)
+        .application_name("croupier")
+        .connect_timeout(Duration::from_secs(2))
+        .keepalives_idle(Duration::from_secs(10));
+    Ok(config)
+}
+
+fn pool(config: tokio_postgres::Config, size: usize) -> Result<Pool, LedgerError> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(Duration::from_secs(5)))
+        .create_timeout(Some(Duration::from_secs(3)))
+        .build()
+        .map_err(|e| LedgerError::Storage(format!("cannot build the connection pool: {e}")))
+}
+
+fn runtime(name: &str, multi_thread: bool) -> Result<Runtime, LedgerError> {
+    let mut builder = if multi_thread {
+        let mut b = Builder::new_multi_thread();
+        b.worker_threads(1);
+        b
+    } else {
+        Builder::new_current_thread()
+    };
+    builder
+        .enable_all()
+        .thread_name(name)
+        .build()
+        .map_err(|e| LedgerError::Storage(format!("cannot start the {name} runtime: {e}")))
+}
+
+impl PgStore {
+    /// Connects, migrates (once, under an advisory lock) and starts the writer.
+    pub fn open(config: PgConfig) -> Result<PgStore, LedgerError> {
+        let pg = connection_config(&config.url)?;
+        let reader_runtime = runtime("ledger-pg-read", true)?;
+        let readers = {
+            let _guard = reader_runtime.enter();
+            pool(pg.clone(), config.readers.max(1))?
+        };
+        migrate_on(&reader_runtime, &readers)?;
+        let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+        let writer_config = pg;
+        let currency = config.currency.clone();
+        let (started, ready) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("ledger-pg-writer".into())
+            .spawn(move || {
+                let writer = runtime("ledger-pg-write", false).and_then(|runtime| {
+                    let pool = {
+                        let _guard = runtime.enter();
+                        pool(writer_config, 1)?
+                    };
+                    Ok(Writer {
+                        runtime,
+                        pool,
+                        currency,
+                        shard: random_shard(),
+                        max_batch: config.max_batch.max(1),
+                        retry_for: config.retry_for,
+                    })
+                });
+                match writer {
+                    Ok(writer) => {
+                        let _ = started.send(Ok(()));
+                        writer.run(queue);
+                    }
+                    Err(e) => {
+                        let _ = started.send(Err(e));
+                    }
+                }
+            })
+            .map_err(|e| LedgerError::Storage(format!("cannot start the writer: {e}")))?;
+        ready
+            .recv()
+            .map_err(|_| LedgerError::Storage("the writer did not start".into()))??;
+        Ok(PgStore {
+            jobs,
+            readers,
+            reader_runtime: Some(reader_runtime),
+            currency: config.currency.into(),
+        })
+    }
+}
+
+/// Applies the migrations from a thread of its own, so `open` may be called from anywhere
+/// (inside an async runtime too).
+fn migrate_on(runtime: &Runtime, readers: &Pool) -> Result<(), LedgerError> {
+    let handle = runtime.handle().clone();
+    let readers = readers.clone();
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                handle.block_on(async {
+                    let mut client = readers.get().await.map_err(|e| {
+                        LedgerError::Unavailable(format!("cannot connect to the store: {e}"))
+                    })?;
+                    schema::migrate(&mut client).await
+                })
+            })
+            .join()
+            .map_err(|_| LedgerError::Storage("the migration thread panicked".into()))?
+    })?;
+    Ok(())
+}
+
+/// A shard for this writer's house and escrow rows, so writers rarely share one.
+fn random_shard() -> i16 {
+    let mut byte = [0u8; 1];
+    let _ = getrandom::fill(&mut byte);
+    i16::from(byte[0]) % SHARDS
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.reader_runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Store for PgStore {
+    fn transact_erased(&self, idempotency: Option<Idempotency>, op: TxOp) -> BoxFuture<'_, Reply> {
+        Box::pin(async move {
+            let (reply, result) = oneshot::channel();
+            self.jobs
+                .send(Job {
+                    idempotency,
+                    op,
+                    reply,
+                })
+                .await
+                .map_err(|_| LedgerError::Unavailable("the ledger writer has stopped".into()))?;
+            result
+                .await
+                .map_err(|_| LedgerError::Unavailable("the ledger writer has stopped".into()))?
+        })
+    }
+
+    fn read_boxed(&self, op: ReadOp) -> BoxFuture<'_, Result<(), LedgerError>> {
+        let readers = self.readers.clone();
+        let currency = self.currency.clone();
+        let handle = self.reader_handle();
+        Box::pin(async move {
+            let handle = handle?;
+            tokio::task::spawn_blocking(move || read_on(&handle, &readers, &currency, op))
+                .await
+                .map_err(|e| LedgerError::Storage(format!("read failed: {e}")))?
+        })
+    }
+
+    fn ready(&self) -> BoxFuture<'_, Result<bool, LedgerError>> {
+        let readers = self.readers.clone();
+        Box::pin(async move {
+            let client = readers.get().await.map_err(|e| {
+                LedgerError::Unavailable(format!("no connection to the store: {e}"))
+            })?;
+            Ok(schema::version(&client).await? == schema::migrations().len())
+        })
+    }
+
+    fn housekeep(
+        &self,
+        policy: crate::retention::RetentionPolicy,
+    ) -> BoxFuture<'_, Result<crate::retention::HousekeepReport, LedgerError>> {
+        let readers = self.readers.clone();
+        let handle = self.reader_handle();
+        Box::pin(async move {
+            let handle = handle?;
+            tokio::task::spawn_blocking(move || {
+                handle.block_on(retention::housekeep(&readers, &policy))
+            })
+            .await
+            .map_err(|e| LedgerError::Storage(format!("housekeeping failed: {e}")))?
+        })
+    }
+}
+
+impl PgStore {
+    fn reader_handle(&self) -> Result<tokio::runtime::Handle, LedgerError> {
+        self.reader_runtime
+            .as_ref()
+            .map(|r| r.handle().clone())
+            .ok_or_else(|| LedgerError::Unavailable("the store is closing".into()))
+    }
+}
+
+/// Runs a read operation in one repeatable-read snapshot on a pooled connection.
+fn read_on(
+    handle: &tokio::runtime::Handle,
+    readers: &Pool,
+    currency: &str,
+    op: ReadOp,
+) -> Result<(), LedgerError> {
+    let client = handle
+        .block_on(readers.get())
+        .map_err(|e| LedgerError::Unavailable(format!("no connection to the store: {e}")))?;
+    let conn = Conn {
+        client: &client,
+        driver: Driver::Handle(handle),
+    };
+    conn.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;
+    let mut tx = PgTx {
+        conn,
+        currency,
+        now_ms: crate::clock::now_ms(),
+        batch: None,
+    };
+    op(&mut tx);
+    conn.batch_execute("COMMIT")
+}

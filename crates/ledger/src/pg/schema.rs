@@ -1,0 +1,166 @@
+//! The PostgreSQL schema and its migrations. Several nodes may start at once: each applies
+//! the missing migrations inside one transaction holding a transaction-level advisory lock,
+//! so exactly one of them migrates and the others find the work done.
+//!
+//! The same ledger as the SQLite schema, with two differences made for concurrent writers:
+//! the head of the hash chain is a row of its own (`chain_head`, locked once per batch), and
+//! the house and escrow balances are split over `SHARDS` rows that writers update by delta,
+//! so no single row is written by every batch of every node; readers sum the shards.
+
+use tokio_postgres::Client;
+
+use super::error::pg_error;
+use crate::chain::GENESIS;
+use crate::error::LedgerError;
+
+/// Rows the house and escrow balances are spread over.
+pub const SHARDS: i16 = 16;
+
+/// The advisory lock key that serialises migrations ("croupier" in ASCII).
+const MIGRATION_LOCK: i64 = 0x63_726f_7570_6965;
+
+pub fn migrations() -> Vec<String> {
+    vec![format!(
+        r#"
+CREATE TABLE journal (
+    seq BIGINT PRIMARY KEY,
+    ts_ms BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    round_id TEXT,
+    debit TEXT NOT NULL,
+    credit TEXT NOT NULL,
+    amount BIGINT NOT NULL CHECK (amount > 0),
+    currency TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    -- The player account the entry touches (at most one does), for wallet history.
+    player TEXT
+);
+CREATE INDEX journal_by_player ON journal (player, seq) WHERE player IS NOT NULL;
+CREATE FUNCTION journal_is_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'the journal is append-only'; END $$;
+CREATE TRIGGER journal_no_update_or_delete BEFORE UPDATE OR DELETE ON journal
+    FOR EACH ROW EXECUTE FUNCTION journal_is_append_only();
+CREATE TRIGGER journal_no_truncate BEFORE TRUNCATE ON journal
+    FOR EACH STATEMENT EXECUTE FUNCTION journal_is_append_only();
+
+CREATE TABLE chain_head (
+    id SMALLINT PRIMARY KEY CHECK (id = 1),
+    seq BIGINT NOT NULL,
+    hash TEXT NOT NULL
+);
+INSERT INTO chain_head (id, seq, hash) VALUES (1, 0, '{GENESIS}');
+
+CREATE TABLE balances (
+    account TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    shard SMALLINT NOT NULL CHECK (shard >= 0 AND shard < {SHARDS}),
+    balance BIGINT NOT NULL,
+    PRIMARY KEY (account, currency, shard),
+    CONSTRAINT players_never_negative CHECK (account NOT LIKE 'player:%' OR balance >= 0),
+    CONSTRAINT players_have_one_row CHECK (account NOT LIKE 'player:%' OR shard = 0)
+);
+
+CREATE TABLE players (id TEXT PRIMARY KEY, created_ms BIGINT NOT NULL);
+CREATE INDEX players_by_time ON players (created_ms);
+
+CREATE TABLE sessions (
+    token_hash TEXT PRIMARY KEY,
+    player TEXT NOT NULL,
+    expires_ms BIGINT NOT NULL
+);
+CREATE INDEX sessions_by_expiry ON sessions (expires_ms);
+
+CREATE TABLE seeds (
+    id BIGINT PRIMARY KEY,
+    player TEXT NOT NULL,
+    server_seed TEXT NOT NULL,
+    server_seed_hash TEXT NOT NULL,
+    client_seed TEXT NOT NULL,
+    next_nonce BIGINT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    revealed_ms BIGINT
+);
+CREATE SEQUENCE seeds_id_seq OWNED BY seeds.id;
+CREATE UNIQUE INDEX seeds_one_active ON seeds (player) WHERE revealed_ms IS NULL;
+CREATE INDEX seeds_by_time ON seeds (created_ms);
+
+CREATE TABLE rounds (
+    id TEXT PRIMARY KEY,
+    player TEXT NOT NULL,
+    game TEXT NOT NULL,
+    status TEXT NOT NULL,
+    stake BIGINT NOT NULL,
+    payout BIGINT,
+    bet TEXT NOT NULL,
+    state TEXT NOT NULL,
+    seed_id BIGINT NOT NULL,
+    nonce BIGINT NOT NULL,
+    node TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    updated_ms BIGINT NOT NULL
+);
+CREATE INDEX rounds_by_player ON rounds (player, created_ms);
+CREATE INDEX rounds_open ON rounds (node) WHERE status = 'open';
+CREATE INDEX rounds_open_by_player ON rounds (player) WHERE status = 'open';
+
+CREATE TABLE idempotency (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created_ms BIGINT NOT NULL
+);
+CREATE INDEX idempotency_by_time ON idempotency (created_ms);
+
+CREATE TABLE game_status (game TEXT PRIMARY KEY, status TEXT NOT NULL);
+"#
+    )]
+}
+
+/// Brings the schema up to date under the migration lock; returns the version now in force.
+pub async fn migrate(client: &mut Client) -> Result<usize, LedgerError> {
+    let tx = client.transaction().await.map_err(pg_error)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(pg_error)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_ms BIGINT NOT NULL)",
+    )
+    .await
+    .map_err(pg_error)?;
+    let current = version_in(&tx).await?;
+    let all = migrations();
+    for (index, sql) in all.iter().enumerate().skip(current) {
+        tx.batch_execute(sql).await.map_err(pg_error)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)",
+            &[&(index as i32 + 1), &crate::clock::now_ms()],
+        )
+        .await
+        .map_err(pg_error)?;
+    }
+    tx.commit().await.map_err(pg_error)?;
+    Ok(all.len())
+}
+
+/// The version recorded in the database (0 before the first migration).
+pub async fn version(client: &Client) -> Result<usize, LedgerError> {
+    let exists: bool = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await
+        .map_err(pg_error)?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    version_in(client).await
+}
+
+async fn version_in(client: &impl tokio_postgres::GenericClient) -> Result<usize, LedgerError> {
+    let v: Option<i32> = client
+        .query_one("SELECT max(version) FROM schema_migrations", &[])
+        .await
+        .map_err(pg_error)?
+        .get(0);
+    Ok(v.unwrap_or(0) as usize)
+}

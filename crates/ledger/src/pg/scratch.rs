@@ -1,0 +1,122 @@
+//! Scratch databases on a PostgreSQL server, for tests and drills: each is created with a
+//! unique name and dropped (with its connections) when the handle goes. The server comes from
+//! `CROUPIER_TEST_PG` (default: the local server, as user `root`).
+
+use std::str::FromStr;
+
+use tokio_postgres::NoTls;
+
+use crate::error::LedgerError;
+
+pub const DEFAULT_SERVER: &str = "postgres://root@127.0.0.1:5432/postgres";
+
+/// A database that exists as long as this value does.
+pub struct ScratchDb {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+/// The server tests use: `CROUPIER_TEST_PG` or the local one.
+pub fn test_server() -> String {
+    std::env::var("CROUPIER_TEST_PG").unwrap_or_else(|_| DEFAULT_SERVER.to_owned())
+}
+
+impl ScratchDb {
+    /// Creates `croupier_<prefix>_<random>` on the server `admin_url` names.
+    pub fn create(admin_url: &str, prefix: &str) -> Result<ScratchDb, LedgerError> {
+        let mut random = [0u8; 6];
+        getrandom::fill(&mut random)
+            .map_err(|e| LedgerError::Storage(format!("no randomness: {e}")))?;
+        let name = format!("croupier_{prefix}_{}", hex::encode(random));
+        admin(admin_url, &format!("CREATE DATABASE {name}"))?;
+        let mut config = tokio_postgres::Config::from_str(admin_url)
+            .map_err(|e| LedgerError::Storage(format!("invalid PostgreSQL URL: {e}")))?;
+        config.dbname(&name);
+        let url = url_for(admin_url, &name);
+        Ok(ScratchDb {
+            admin_url: admin_url.to_owned(),
+            name,
+            url,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for ScratchDb {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        if let Err(e) = admin(&self.admin_url, &sql) {
+            tracing::warn!(database = %self.name, error = %e, "scratch database not dropped");
+        }
+    }
+}
+
+/// `admin_url` with its database replaced by `name` (the path of the URL).
+fn url_for(admin_url: &str, name: &str) -> String {
+    let (base, query) = admin_url
+        .split_once('?')
+        .map_or((admin_url, None), |(b, q)| (b, Some(q)));
+    let authority_end = base
+        .find("://")
+        .map(|i| i + 3)
+        .and_then(|start| base[start..].find('/').map(|j| start + j))
+        .unwrap_or(base.len());
+    let mut url = format!("{}/{name}", &base[..authority_end]);
+    if let Some(query) = query {
+        url.push('?');
+        url.push_str(query);
+    }
+    url
+}
+
+/// Runs one statement on the server, from a thread of its own (callable from anywhere).
+fn admin(url: &str, sql: &str) -> Result<(), LedgerError> {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| LedgerError::Storage(e.to_string()))?;
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, NoTls)
+                .await
+                .map_err(super::error::pg_error)?;
+            tokio::spawn(connection);
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(super::error::pg_error)
+        })
+    })
+    .join()
+    .map_err(|_| LedgerError::Storage("the admin thread panicked".into()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_for;
+
+    #[test]
+    fn the_database_of_a_url_is_replaced() {
+        assert_eq!(
+            url_for("postgres://root@127.0.0.1:5432/postgres", "x"),
+            "postgres://root@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            url_for(
+                "postgres://u@h1:1,h2:2/db?target_session_attrs=read-write",
+                "x"
+            ),
+            "postgres://u@h1:1,h2:2/x?target_session_attrs=read-write"
+        );
+        assert_eq!(url_for("postgres://u@h", "x"), "postgres://u@h/x");
+    }
+}

@@ -1,0 +1,149 @@
+//! The store contract on PostgreSQL (each test on a scratch database of the local server),
+//! and what only this backend has: the append-only trigger, concurrent migrations, the
+//! chain head, sharded house rows and riding through lost connections.
+
+use std::sync::Arc;
+
+use super::scratch::{ScratchDb, test_server};
+use super::*;
+use crate::integrity;
+use crate::model::Account;
+use crate::testkit::{self, balance, grant, post_all, store_contract_tests};
+
+/// A scratch database; every `open` is another store (another node) on it.
+struct TempDb(ScratchDb);
+
+impl TempDb {
+    fn new() -> TempDb {
+        TempDb(ScratchDb::create(&test_server(), "ledger").unwrap())
+    }
+
+    fn store(&self) -> PgStore {
+        PgStore::open(PgConfig::new(self.0.url())).unwrap()
+    }
+}
+
+impl testkit::Opener for TempDb {
+    fn open(&self) -> Arc<dyn Store> {
+        Arc::new(self.store())
+    }
+}
+
+store_contract_tests!(async { TempDb::new() });
+
+/// Runs `sql` on the scratch database directly.
+async fn raw(db: &TempDb, sql: &str) -> Result<(), tokio_postgres::Error> {
+    let (client, connection) = tokio_postgres::connect(db.0.url(), NoTls).await?;
+    tokio::spawn(connection);
+    client.batch_execute(sql).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_is_append_only_and_tampering_is_detected() {
+    let db = TempDb::new();
+    let store: Arc<dyn Store> = Arc::new(db.store());
+    for _ in 0..3 {
+        post_all(&*store, None, vec![grant("eve", 100)])
+            .await
+            .unwrap();
+    }
+    assert!(
+        raw(&db, "UPDATE journal SET amount = 1 WHERE seq = 2")
+            .await
+            .is_err()
+    );
+    assert!(raw(&db, "DELETE FROM journal WHERE seq = 2").await.is_err());
+    assert!(raw(&db, "TRUNCATE journal").await.is_err());
+    raw(
+        &db,
+        "ALTER TABLE journal DISABLE TRIGGER journal_no_update_or_delete;
+         UPDATE journal SET amount = 1000 WHERE seq = 2;
+         UPDATE balances SET balance = balance - 5 WHERE account = 'player:eve';",
+    )
+    .await
+    .unwrap();
+    let report = store.integrity().await.unwrap();
+    assert!(!report.ok);
+    assert!(report.violated(integrity::HASH_CHAIN), "{report:#?}");
+    assert!(report.violated(integrity::PROJECTIONS), "{report:#?}");
+    assert!(report.violated(integrity::SUM_ZERO), "{report:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_starting_at_once_migrate_once() {
+    let db = TempDb::new();
+    let url = db.0.url().to_owned();
+    let opened: Vec<_> = (0..4)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || PgStore::open(PgConfig::new(url)).map(|_| ()))
+        })
+        .collect();
+    for handle in opened {
+        handle.join().unwrap().unwrap();
+    }
+    let store: Arc<dyn Store> = Arc::new(db.store());
+    assert!(store.ready().await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_house_is_spread_over_shards_and_read_as_one() {
+    let db = TempDb::new();
+    let stores: Vec<Arc<dyn Store>> = (0..6).map(|_| Arc::new(db.store()) as _).collect();
+    for (i, store) in stores.iter().enumerate() {
+        post_all(&**store, None, vec![grant(&format!("s{i}"), 10)])
+            .await
+            .unwrap();
+    }
+    let house = stores[0]
+        .read(|tx| tx.balance(&Account::House))
+        .await
+        .unwrap();
+    assert_eq!(house, -60);
+    testkit::assert_sound(&*stores[0]).await;
+}
+
+/// Every connection of the store is killed by the server under load; batches are retried on
+/// fresh connections, keyed ones found as replays where their commit got through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_connection_is_retried_without_moving_money_twice() {
+    let db = TempDb::new();
+    let store: Arc<dyn Store> = Arc::new(db.store());
+    let bets: Vec<_> = (0..300)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let key = Some(Idempotency {
+                    key: format!("kim:{i}"),
+                    fingerprint: "f".into(),
+                });
+                post_all(&*store, key, vec![grant("kim", 1)]).await
+            })
+        })
+        .collect();
+    let kill = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        db.0.name()
+    );
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        raw(&db, &kill).await.unwrap();
+    }
+    let mut acknowledged = 0;
+    for bet in bets {
+        if bet.await.unwrap().is_ok() {
+            acknowledged += 1;
+        }
+    }
+    assert_eq!(
+        acknowledged, 300,
+        "every write is committed after the retries"
+    );
+    assert_eq!(
+        balance(&*store, "kim").await,
+        300,
+        "each key moved money once"
+    );
+    testkit::assert_sound(&*store).await;
+}

@@ -1,0 +1,213 @@
+//! The writer of a PostgreSQL store: a thread with its own single-threaded runtime and
+//! connection, taking operations off the store's queue and committing them in batches (group
+//! commit). A batch that fails for a reason a retry may cure (the connection dropped, the
+//! server restarted or became a standby, a deadlock, a key committed meanwhile by another
+//! node) is run again from the start, on a fresh connection if needed, until
+//! `retry_for` has passed; keyed operations committed by an attempt whose answer was lost are
+//! then found as replays. Nothing is acknowledged before its commit.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Object, Pool};
+use tokio::runtime::Runtime;
+use tokio::sync::{mpsc, oneshot};
+
+use super::batch::{BatchState, flush};
+use super::conn::{Conn, Driver};
+use super::tx::PgTx;
+use crate::clock::now_ms;
+use crate::error::LedgerError;
+use crate::store::{ErasedCommitted, Idempotency, OpOutput, TxOp, WriteFailure};
+
+pub type Reply = Result<ErasedCommitted, WriteFailure>;
+
+pub struct Job {
+    pub idempotency: Option<Idempotency>,
+    pub op: TxOp,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+pub struct Writer {
+    pub runtime: Runtime,
+    pub pool: Pool,
+    pub currency: String,
+    /// This writer's row of the house and escrow balances.
+    pub shard: i16,
+    pub max_batch: usize,
+    /// How long a batch is retried before its operations are answered "unavailable".
+    pub retry_for: Duration,
+}
+
+impl Writer {
+    pub fn run(self, mut queue: mpsc::Receiver<Job>) {
+        while let Some(first) = queue.blocking_recv() {
+            let mut jobs = vec![first];
+            while jobs.len() < self.max_batch {
+                match queue.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.commit(jobs);
+        }
+    }
+
+    /// Commits `jobs` in one transaction (retried while it may succeed) and answers each.
+    fn commit(&self, jobs: Vec<Job>) {
+        let deadline = Instant::now() + self.retry_for;
+        let mut pause = Duration::from_millis(20);
+        let outcome = loop {
+            match self.attempt(&jobs) {
+                Ok(replies) => break Ok(replies),
+                Err(e @ LedgerError::Unavailable(_)) if Instant::now() + pause < deadline => {
+                    tracing::warn!(error = %e, jobs = jobs.len(), "batch not committed; retrying");
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        match outcome {
+            Ok(replies) => {
+                for (job, reply) in jobs.into_iter().zip(replies) {
+                    let _ = job.reply.send(reply);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "batch not committed; its operations are refused");
+                for job in jobs {
+                    let _ = job.reply.send(Err(unavailable(&e).into()));
+                }
+            }
+        }
+    }
+
+    /// One try: a transaction running every job, flushed and committed.
+    fn attempt(&self, jobs: &[Job]) -> Result<Vec<Reply>, LedgerError> {
+        let client = self
+            .runtime
+            .block_on(self.pool.get())
+            .map_err(|e| LedgerError::Unavailable(format!("no connection to the store: {e}")))?;
+        let conn = Conn {
+            client: &client,
+            driver: Driver::Runtime(&self.runtime),
+        };
+        let result = self.run_batch(conn, jobs);
+        if result.is_err() {
+            discard_transaction(&self.runtime, client);
+        }
+        result
+    }
+
+    fn run_batch(&self, conn: Conn<'_>, jobs: &[Job]) -> Result<Vec<Reply>, LedgerError> {
+        let now = now_ms();
+        let mut state = BatchState::default();
+        let keys: Vec<&str> = jobs
+            .iter()
+            .filter_map(|j| j.idempotency.as_ref().map(|i| i.key.as_str()))
+            .collect();
+        begin_and_prefetch(conn, &keys, &mut state)?;
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let reply = self.run_job(conn, now, &mut state, job);
+            if let Some(failure) = state.failure.take() {
+                return Err(failure);
+            }
+            replies.push(reply);
+        }
+        flush(conn, &state, &self.currency, now, self.shard)?;
+        Ok(replies)
+    }
+
+    /// One operation: its changes are kept if it succeeds and thrown away if it is refused.
+    fn run_job(&self, conn: Conn<'_>, now: i64, state: &mut BatchState, job: &Job) -> Reply {
+        let result = self.run_op(conn, now, state, job);
+        if result.is_ok() {
+            state.accept();
+        } else {
+            state.discard();
+        }
+        result
+    }
+
+    fn run_op(&self, conn: Conn<'_>, now: i64, state: &mut BatchState, job: &Job) -> Reply {
+        if let Some(idem) = &job.idempotency
+            && let Some(Some((fingerprint, response))) = state.idempotency.get(&idem.key)
+        {
+            return if *fingerprint == idem.fingerprint {
+                Ok(ErasedCommitted::Replayed(response.clone()))
+            } else {
+                Err(LedgerError::IdempotencyKeyReused.into())
+            };
+        }
+        let mut tx = PgTx {
+            conn,
+            currency: &self.currency,
+            now_ms: now,
+            batch: Some(&mut *state),
+        };
+        let output: OpOutput = catch_unwind(AssertUnwindSafe(|| (job.op)(&mut tx)))
+            .map_err(|_| LedgerError::Storage("the operation panicked".into()))?
+            .map_err(WriteFailure::Op)?;
+        if let Some(idem) = &job.idempotency {
+            let record = output.record.ok_or_else(|| {
+                LedgerError::Storage("a keyed write came without its record".into())
+            })?;
+            state
+                .idempotency
+                .set(idem.key.clone(), Some((idem.fingerprint.clone(), record)));
+        }
+        Ok(ErasedCommitted::Fresh(output.value))
+    }
+}
+
+/// Opens the transaction and reads the batch's idempotency keys, in one round trip.
+fn begin_and_prefetch(
+    conn: Conn<'_>,
+    keys: &[&str],
+    state: &mut BatchState,
+) -> Result<(), LedgerError> {
+    let rows = conn
+        .driver
+        .run(async {
+            let select = conn
+                .client
+                .prepare_cached(
+                    "SELECT key, fingerprint, response FROM idempotency WHERE key = ANY($1)",
+                )
+                .await?;
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&keys];
+            let begin = conn.client.batch_execute("BEGIN");
+            let found = conn.client.query(&select, &params);
+            let (begun, found) = futures_util::future::join(begin, found).await;
+            begun?;
+            found
+        })
+        .map_err(super::error::pg_error)?;
+    for row in rows {
+        state
+            .idempotency
+            .load(row.get(0), Some((row.get(1), row.get(2))));
+    }
+    for key in keys {
+        // Keys not found are known to be new (a load never overwrites an earlier one).
+        state.idempotency.load((*key).to_owned(), None);
+    }
+    Ok(())
+}
+
+/// Rolls back what a failed attempt left open; a connection that cannot even do that is
+/// dropped instead of going back to the pool.
+fn discard_transaction(runtime: &Runtime, client: Object) {
+    if client.is_closed() || runtime.block_on(client.batch_execute("ROLLBACK")).is_err() {
+        drop(Object::take(client));
+    }
+}
+
+fn unavailable(e: &LedgerError) -> LedgerError {
+    match e {
+        LedgerError::Unavailable(m) => LedgerError::Unavailable(m.clone()),
+        other => LedgerError::Unavailable(other.to_string()),
+    }
+}
