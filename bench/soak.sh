@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-600}"
 rate="${2:-100}"
 interval="${3:-30}"
-for tool in jq curl; do
+for tool in jq curl bc; do
   command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$tool" >/dev/null; }
 done
 cargo build --release -p croupier --quiet
@@ -75,13 +75,18 @@ done
 wait "$lt_pid" || true
 elapsed=$(( $(date +%s) - start ))
 total_bets=$(( $(bets) - first_bets ))
-ledger_growth=$(( $(cat "$data"/ledger.db* | wc -c) - first_ledger ))
 echo
 jq -r '"loadtest: \(.requests) requests, \(.errors) errors, p99 \(.latency_ms.p99) ms"' "$work/soak.json" 2>/dev/null || true
-awk -v b="$total_bets" -v g="$ledger_growth" -v s="$elapsed" -v all="$(bytes "$data")" 'BEGIN {
+# Stop the stack: the last connection checkpoints the WAL into ledger.db, so its size is the
+# ledger itself (the WAL is bounded separately, ~16 MiB).
+kill -TERM "$up_pid"; wait "$up_pid" 2>/dev/null || true
+ledger_growth=$(( $(cat "$data"/ledger.db* | wc -c) - first_ledger ))
+awk -v b="$total_bets" -v g="$ledger_growth" -v s="$elapsed" -v all="$(bytes "$data")" \
+  -v backups="$(bytes "$data/backups")" -v logs="$(bytes "$data/logs")" 'BEGIN {
   if (b == 0) { print "no bets"; exit 1 }
   per_m = g / b * 1e6 / 1048576
-  printf "ledger (journal, rounds, idempotency; WAL checkpointed): %.0f MiB per million bets\n", per_m
-  printf "measured rate %.0f bets/s; 30 days at this rate: %.0f million bets, ledger +%.1f GiB\n", b/s, b/s*86400*30/1e6, per_m*b/s*86400*30/1e6/1024
-  printf "whole data folder now: %.1f MiB\n", all/1048576
+  printf "ledger.db after checkpoint: %.0f MiB per million bets (journal, rounds, seeds, idempotency)\n", per_m
+  printf "backups: %.0f MiB per million bets; logs: %.1f MiB in %d s\n", backups / b * 1e6 / 1048576, logs/1048576, s
+  printf "measured %.0f bets/s; 30 days at this rate: %.0f million bets, ledger +%.1f GiB\n", b/s, b/s*86400*30/1e6, per_m*b/s*86400*30/1e6/1024
+  printf "whole data folder at the end: %.1f MiB\n", all/1048576
 }'
