@@ -267,7 +267,11 @@ async fn try_node(
             {
                 return Try::Retry("draining");
             }
-            if matches!(status.as_u16(), 502..=504) || status == StatusCode::INTERNAL_SERVER_ERROR {
+            // A 503 is the node, alive, saying it cannot serve now (its store is unavailable,
+            // a full disk): every node would say the same, so the answer goes to the player
+            // and is not held against the node. Ejecting for it kept players out for the
+            // whole ejection back-off after the store came back.
+            if matches!(status.as_u16(), 502 | 504) || status == StatusCode::INTERNAL_SERVER_ERROR {
                 error("5xx");
                 eject(false);
             } else {
