@@ -7,6 +7,8 @@
 #     p99 < 50 ms and errors < 0.1%: open model through the gateway, every game (blackjack
 #     played to the end), the rate stepped up until a step fails, then one step between.
 # The generator runs on the same 2 cores as the stack. Usage: bench/loadtest.sh [seconds]
+# CROUPIER_BENCH_STORE=postgres runs the stack on a scratch database of the PostgreSQL server
+# at CROUPIER_TEST_PG (default: the local one) instead of the SQLite file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-10}"
@@ -18,12 +20,21 @@ fi
 cargo build --release -p croupier --quiet
 bin="${CARGO_TARGET_DIR:-$PWD/target}/release/croupier"
 work="$(mktemp -d)"
-"$bin" up --data "$work/data" --first-node-port 7301 --gateway-port 8300 --control-port 8380 \
-  >"$work/up.log" 2>&1 &
+store="$work/data/ledger.db"
+pg_db=""
+if [ "${CROUPIER_BENCH_STORE:-sqlite}" = postgres ]; then
+  server="${CROUPIER_TEST_PG:-postgres://root@127.0.0.1:5432/postgres}"
+  pg_db="croupier_bench_$(date +%s)_stack"
+  psql "$server" -qc "CREATE DATABASE $pg_db"
+  store="${server%/*}/$pg_db"
+fi
+"$bin" up --data "$work/data" --store "$store" --first-node-port 7301 --gateway-port 8300 \
+  --control-port 8380 >"$work/up.log" 2>&1 &
 up_pid=$!
 cleanup() {
   kill -TERM "$up_pid" 2>/dev/null || true
   wait "$up_pid" 2>/dev/null || true
+  [ -z "$pg_db" ] || psql "$server" -qc "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -95,4 +106,4 @@ if [ "$first_fail" -gt 0 ] && [ $(( first_fail - last_pass )) -gt 100 ]; then
 fi
 echo
 echo "peak: ${peak} bets/s with p99 < 50 ms and errors < 0.1% (generator on the same cores)"
-echo "ledger integrity after all runs: $("$bin" integrity --db "$work/data/ledger.db" | jq -r 'if .ok then "ok (\(.entries) entries)" else "VIOLATED" end')"
+echo "ledger (${CROUPIER_BENCH_STORE:-sqlite}) integrity after all runs: $("$bin" integrity --store "$store" | jq -r 'if .ok then "ok (\(.entries) entries)" else "VIOLATED" end')"

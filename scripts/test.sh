@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The test command (README): installs what the whole-process tests drive — Debian's chromium
 # for the browser test, playwright-core from npm (pinned by package-lock.json), moto's S3
-# server from PyPI for the S3 backup test — when it is missing, then runs every test of the workspace in release mode (the build the
-# benchmarks use too). Extra arguments go to `cargo test`.
+# server from PyPI for the S3 backup test — when it is missing, then runs every test of the
+# workspace in release mode (the build the benchmarks use too) on the SQLite ledger, and the
+# tests of every crate that touches the ledger again on PostgreSQL (CROUPIER_TEST_STORE=postgres:
+# each test on a scratch database of the server at CROUPIER_TEST_PG, default the local one).
+# Extra arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,4 +25,22 @@ if ! command -v moto_server >/dev/null 2>&1; then
   python3 -m pip install --quiet 'moto[server]'
 fi
 
+export CROUPIER_TEST_PG="${CROUPIER_TEST_PG:-postgres://root@127.0.0.1:5432/postgres}"
+started=$(date +%s)
+# Scratch databases are named croupier_<kind>_<unix seconds>_<random>; drop those of this run,
+# and any older than a day (left by an interrupted run).
+drop_scratch() {
+  psql "$CROUPIER_TEST_PG" -Atc "SELECT datname FROM pg_database WHERE datname ~ '^croupier_[a-z]+_[0-9]+_[0-9a-f]+$'" 2>/dev/null |
+    while read -r name; do
+      created=$(echo "$name" | sed -E 's/^croupier_[a-z]+_([0-9]+)_.*/\1/')
+      if [ "$created" -ge "$started" ] || [ "$created" -lt $((started - 86400)) ]; then
+        psql "$CROUPIER_TEST_PG" -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null 2>&1 || true
+      fi
+    done
+}
+trap drop_scratch EXIT
+
 cargo test --release --workspace "$@"
+echo "== the ledger's crates again, on PostgreSQL" >&2
+CROUPIER_TEST_STORE=postgres cargo test --release \
+  -p croupier-ledger -p croupier-node -p croupier-loadtest -p croupier "$@"

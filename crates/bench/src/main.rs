@@ -16,6 +16,7 @@ mod baseline;
 mod control;
 mod gateway;
 mod http;
+mod pg;
 mod procs;
 mod report;
 mod store;
@@ -105,6 +106,18 @@ enum Command {
         #[arg(long)]
         croupier: Option<std::path::PathBuf>,
     },
+    /// The PostgreSQL store against pgbench running the same bet one transaction per bet, and
+    /// against the SQLite store; then 1, 2 and 3 writers (nodes) on one database.
+    Pg {
+        #[command(flatten)]
+        common: Common,
+        /// The server; each measurement gets a scratch database on it.
+        #[arg(long, default_value = "postgres://root@127.0.0.1:5432/postgres")]
+        server: String,
+        /// Writers (node stores) for the scaling table, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
+        writers: Vec<usize>,
+    },
     /// All of them, one after the other, and the ratios.
     All(Common),
 }
@@ -122,6 +135,11 @@ fn main() -> anyhow::Result<()> {
             rows.extend(http::run(&common.players, seconds(&common), croupier)?)
         }
         Command::Gateway { seconds, croupier } => return gateway::run(seconds, croupier),
+        Command::Pg {
+            common,
+            server,
+            writers,
+        } => return pg::run(&server, &common.players, &writers, seconds(&common)),
         Command::Control {
             targets,
             seconds,

@@ -76,12 +76,25 @@ pub async fn dice_round(
 }
 
 async fn measure(store: Arc<dyn Store>, players: usize, duration: Duration) -> anyhow::Result<Row> {
-    sign_in_players(store.as_ref(), players).await?;
+    measure_on(std::slice::from_ref(&store), players, duration, true).await
+}
+
+/// `players` betting as fast as they can for `duration`, spread over `stores` (player p on
+/// store p % n, as a node would serve its players); signs them in first when `sign_in`.
+pub async fn measure_on(
+    stores: &[Arc<dyn Store>],
+    players: usize,
+    duration: Duration,
+    sign_in: bool,
+) -> anyhow::Result<Row> {
+    if sign_in {
+        sign_in_players(stores[0].as_ref(), players).await?;
+    }
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = (0..players)
         .map(|p| {
-            let store = store.clone();
+            let store = stores[p % stores.len()].clone();
             tokio::spawn(async move {
                 let (mut ok, mut errors, mut latency) = (0u64, 0u64, new_histogram());
                 let mut n = 0u64;

@@ -60,6 +60,52 @@ fn child_logging(log: &LogArgs, data: &Path, name: &str) -> Vec<String> {
     log.for_child(data.join("logs").join(format!("{name}.log")))
 }
 
+/// How long `up` waits for each tier to serve before starting the next one anyway.
+const TIER_READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// Starts the children in the order players need them: the nodes; the gateway once they are
+/// ready; the control plane once the gateway can route to one. The control plane's first
+/// checks then see a serving casino instead of paging for one still starting (a node on a
+/// PostgreSQL ledger takes a moment to connect).
+fn start_in_order(children: &mut [Supervised], args: &UpArgs) -> anyhow::Result<()> {
+    let nodes = usize::from(args.nodes);
+    for child in children.iter_mut().take(nodes) {
+        child.spawn()?;
+    }
+    for i in 0..args.nodes {
+        wait_ready(&format!(
+            "http://127.0.0.1:{}/readyz",
+            args.first_node_port + i
+        ));
+    }
+    for child in children.iter_mut().skip(nodes) {
+        child.spawn()?;
+        if child.name == "gateway" {
+            wait_ready(&format!(
+                "http://127.0.0.1:{}/readyz",
+                args.gateway_port + 1
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Waits until `url` answers 200, for at most `TIER_READY_WITHIN`; says so if it never does.
+fn wait_ready(url: &str) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(1)))
+        .build()
+        .into();
+    let deadline = std::time::Instant::now() + TIER_READY_WITHIN;
+    while std::time::Instant::now() < deadline {
+        if agent.get(url).call().is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    tracing::warn!(%url, "not ready in time; starting the next tier anyway");
+}
+
 pub fn run(args: UpArgs, log: &LogArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data)?;
     let data = std::fs::canonicalize(&args.data)?;
@@ -146,9 +192,7 @@ pub fn run(args: UpArgs, log: &LogArgs) -> anyhow::Result<()> {
         args.extend(child_logging(log, &data, name));
         children.push(Supervised::new(name, binary.clone(), args, None));
     }
-    for child in &mut children {
-        child.spawn()?;
-    }
+    start_in_order(&mut children, &args)?;
     let children = children;
     println!("croupier is up (supervisor pid {})", std::process::id());
     println!(

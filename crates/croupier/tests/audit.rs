@@ -7,7 +7,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    GatewayProcess, Node, croupier, free_port, free_ports, get, integrity_cli, ledger_path,
+    GatewayProcess, Node, croupier, free_port, free_ports, get, ledger, ledger_integrity,
 };
 use serde_json::Value;
 
@@ -22,10 +22,12 @@ struct Up {
 impl Up {
     fn start(data: &std::path::Path) -> Up {
         let (nodes, gateway, control) = (free_ports(3), free_ports(2), free_ports(2));
+        std::fs::create_dir_all(data).unwrap();
         let child = croupier()
             .arg("up")
             .arg("--data")
             .arg(data)
+            .args(["--store", &ledger(data).as_arg()])
             .args(["--first-node-port", &nodes.to_string()])
             .args(["--gateway-port", &gateway.to_string()])
             .args(["--control-port", &control.to_string()])
@@ -134,7 +136,7 @@ fn a_fresh_stack_passes_the_audit() {
     assert_eq!(statuses(&report, "tls"), ["skip"], "{table}");
     assert!(table.contains("skipped: TLS off"));
     drop(up);
-    integrity_cli(&ledger_path(dir.path()));
+    ledger_integrity(dir.path());
 }
 
 #[test]
@@ -153,6 +155,7 @@ fn a_weak_ops_token_is_caught() {
             ])
             .arg("--data")
             .arg(dir.path())
+            .args(["--store", &ledger(dir.path()).as_arg()])
             .env("CROUPIER_OPS_TOKEN", weak)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -192,5 +195,5 @@ fn a_weak_ops_token_is_caught() {
     assert!(table.contains("FAIL"));
     drop(gateway);
     drop(node);
-    integrity_cli(&ledger_path(dir.path()));
+    ledger_integrity(dir.path());
 }

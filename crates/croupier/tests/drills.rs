@@ -6,8 +6,33 @@ mod common;
 
 use std::path::Path;
 
-use common::{croupier, free_ports, integrity_cli, json_receiver, ledger_path};
+use common::{croupier, free_port, free_ports, json_receiver, ledger_integrity};
+use croupier_ledger::test_store;
 use serde_json::Value;
+
+/// The drill's backend: on PostgreSQL the drill runs its own cluster (so it can restart it).
+fn backend_args() -> Vec<String> {
+    if test_store::postgres() {
+        [
+            "--backend",
+            "postgres",
+            "--pg-port",
+            &free_port().to_string(),
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    } else {
+        Vec::new()
+    }
+}
+
+/// The ledger invariants once the drill is over. On PostgreSQL the drill's cluster is gone
+/// with the drill: its own bank checks ran every invariant on it (`money_conserved`).
+fn integrity_after(data: &Path) {
+    if !test_store::postgres() {
+        ledger_integrity(&data.join("stack"));
+    }
+}
 
 /// Runs `croupier drill <which>` with a small load on a fresh stack; exit status and reports.
 fn drill(data: &Path, which: &str, env: &[(&str, &str)], extra: &[&str]) -> (bool, Vec<Value>) {
@@ -35,6 +60,7 @@ fn drill(data: &Path, which: &str, env: &[(&str, &str)], extra: &[&str]) -> (boo
         .args(["--outage-ms", "2000", "--replay-every", "5"])
         .arg("--report-json")
         .arg(&report)
+        .args(backend_args())
         .args(extra)
         .envs(env.iter().copied())
         .output()
@@ -129,7 +155,7 @@ fn every_drill_passes_with_its_bank_checks_on_a_sound_build() {
         assert_eq!(body, report);
     }
     drop(received);
-    integrity_cli(&ledger_path(&dir.path().join("stack")));
+    integrity_after(dir.path());
 }
 
 #[test]
@@ -155,5 +181,5 @@ fn a_build_that_skips_the_idempotency_check_fails_the_bank_check() {
     // The ledger's own invariants cannot see it: each round is consistent in itself. Only
     // the client's history of acknowledged bets shows the double charge.
     assert_eq!(check(report, "money_conserved")["ok"], true, "{report:#}");
-    integrity_cli(&ledger_path(&dir.path().join("stack")));
+    integrity_after(dir.path());
 }

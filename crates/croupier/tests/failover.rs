@@ -127,5 +127,5 @@ fn blackjack_round_survives_kill_9_of_its_node() {
     let report = integrity(&b);
     assert!(report["rounds"].as_u64().unwrap() > acknowledged.len() as u64);
     drop(b);
-    integrity_cli(&ledger_path(dir.path()));
+    ledger_integrity(dir.path());
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{GatewayProcess, Node, croupier, integrity_cli, ledger_path};
+use common::{GatewayProcess, Node, croupier, ledger, ledger_integrity};
 use serde_json::Value;
 
 fn loadtest(target: &str, extra: &[&str]) -> (bool, String) {
@@ -33,7 +33,7 @@ fn a_run_plays_every_game_writes_reports_and_passes_the_bank_checks() {
         dir.path().join("summary.json"),
         dir.path().join("report.html"),
     );
-    let db = ledger_path(dir.path());
+    let db = ledger(dir.path()).as_arg();
     let (ok, text) = loadtest(
         &gateway.base,
         &[
@@ -58,7 +58,7 @@ fn a_run_plays_every_game_writes_reports_and_passes_the_bank_checks() {
             "--report-html",
             html.to_str().unwrap(),
             "--check-ledger",
-            db.to_str().unwrap(),
+            &db,
         ],
     );
     assert!(ok, "{text}");
@@ -99,7 +99,7 @@ fn a_run_plays_every_game_writes_reports_and_passes_the_bank_checks() {
     assert!(summary["timeline"].as_array().unwrap().len() >= 4);
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("<svg") && page.contains("p99") && !page.contains("<script"));
-    integrity_cli(&db);
+    ledger_integrity(dir.path());
 
     // A closed model with an impossible threshold fails the run.
     let (ok, text) = loadtest(
@@ -124,7 +124,7 @@ fn a_run_plays_every_game_writes_reports_and_passes_the_bank_checks() {
         text.contains("FAIL p99<1us") && text.contains("thresholds failed"),
         "{text}"
     );
-    integrity_cli(&db);
+    ledger_integrity(dir.path());
 }
 
 #[test]

@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
+use croupier_ledger::test_store;
 use serde_json::json;
 
 fn browser_dir() -> PathBuf {
@@ -152,6 +153,14 @@ fn status_page_and_dashboard_render_live_data_and_a_drain_button_drains() {
         ])
         .arg("--out")
         .arg(&out)
+        .args([
+            "--backups",
+            if test_store::postgres() {
+                "none"
+            } else {
+                "local"
+            },
+        ])
         .output()
         .expect("node runs");
     assert!(
@@ -215,5 +224,5 @@ fn status_page_and_dashboard_render_live_data_and_a_drain_button_drains() {
         json!("active")
     );
     drop(stack);
-    integrity_cli(&ledger_path(&data));
+    ledger_integrity(&data);
 }

@@ -463,5 +463,34 @@ fn metrics_expose_requests_bets_rounds_and_host() {
         .parse()
         .unwrap();
     assert!(total > 100e6, "{total}");
+    // The store's stages: the sign-in and three bets went through at least one batch each
+    // way (queued, built, committed), on the backend the suite runs on.
+    let backend = if croupier_ledger::test_store::postgres() {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    assert!(
+        text.contains(&format!("croupier_store_info{{backend=\"{backend}\"}} 1")),
+        "{text}"
+    );
+    let count = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("croupier_store_{name}_count ")))
+            .unwrap_or_else(|| panic!("no {name}: {text}"))
+            .parse()
+            .unwrap()
+    };
+    for stage in [
+        "queue_wait_seconds",
+        "batch_build_seconds",
+        "commit_seconds",
+    ] {
+        assert!(count(stage) >= 2.0, "{stage}: {text}");
+    }
+    assert!(
+        text.contains("croupier_store_batches_total{outcome=\"committed\"}"),
+        "{text}"
+    );
     integrity(&node);
 }

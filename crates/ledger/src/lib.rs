@@ -10,10 +10,12 @@ pub mod error;
 pub mod integrity;
 pub mod locator;
 pub mod model;
+pub mod observe;
 pub mod pg;
 pub mod retention;
 pub mod sqlite;
 pub mod store;
+pub mod test_store;
 #[cfg(test)]
 mod testkit;
 
@@ -21,4 +23,5 @@ pub use error::LedgerError;
 pub use integrity::{IntegrityReport, Violation};
 pub use locator::StoreLocation;
 pub use model::{Account, EntryKind, JournalEntry, Round, RoundStatus, Seed, Transfer};
+pub use observe::{BatchTimings, StoreObserver};
 pub use store::{Committed, Idempotency, LedgerTx, Store};

@@ -13,6 +13,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,6 +21,7 @@ use tokio::sync::oneshot;
 
 use crate::error::LedgerError;
 use crate::model::{Account, JournalEntry, Round, Seed, Transfer};
+use crate::observe::StoreObserver;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -193,6 +195,12 @@ pub trait Store: Send + Sync + 'static {
         &self,
         policy: crate::retention::RetentionPolicy,
     ) -> BoxFuture<'_, Result<crate::retention::HousekeepReport, LedgerError>>;
+
+    /// Reports each committed (or failed) batch to `observer` from now on.
+    fn observe(&self, observer: Arc<dyn StoreObserver>);
+
+    /// The backend's name (`sqlite`, `postgres`), for metrics and pages.
+    fn backend(&self) -> &'static str;
 }
 
 /// Wraps a typed operation for the backend: its value boxed, and serialised when keyed.

@@ -11,6 +11,7 @@ pub mod ops_api;
 pub mod player_api;
 pub mod rounds;
 pub mod state;
+pub mod store_metrics;
 pub mod ws;
 
 use std::collections::HashMap;

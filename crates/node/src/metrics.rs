@@ -1,8 +1,8 @@
 //! Prometheus metrics: HTTP requests and latency by route, bets and money by game, rounds in
 //! flight, drain state, WebSockets, and the host's CPU, memory, network and disk (sysinfo).
 
-use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -17,6 +17,7 @@ use prometheus_client::registry::Registry;
 use sysinfo::{Disks, Networks, System};
 
 use crate::state::AppState;
+use crate::store_metrics::StoreMetrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -65,6 +66,7 @@ pub struct Metrics {
     /// 1 when the last read of the store (at scrape time) succeeded.
     pub store_up: Gauge,
     pub websockets: Gauge,
+    pub store: Arc<StoreMetrics>,
     host: Mutex<HostProbe>,
     cpu_usage: Gauge<f64, AtomicU64>,
     memory_used: Gauge,
@@ -146,6 +148,7 @@ impl Metrics {
         );
 
         let vitals = croupier_vitals::exporter::Vitals::register(&mut registry);
+        let store = Arc::new(StoreMetrics::register(&mut registry));
         let host_registry = registry.sub_registry_with_prefix("host");
         let cpu_usage = Gauge::<f64, AtomicU64>::default();
         let memory_used = Gauge::default();
@@ -208,6 +211,7 @@ impl Metrics {
             draining,
             store_up,
             websockets,
+            store,
             host: Mutex::new(HostProbe {
                 system: System::new(),
                 networks: Networks::new_with_refreshed_list(),

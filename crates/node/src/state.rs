@@ -44,6 +44,15 @@ impl AppState {
     pub fn new(store: Arc<dyn Store>, node_id: String, ops_token: String) -> Self {
         let (events, _) = broadcast::channel(1024);
         let (drain_signal, _) = watch::channel(false);
+        let metrics = Metrics::new();
+        metrics
+            .store
+            .info
+            .get_or_create(&crate::store_metrics::BackendLabels {
+                backend: store.backend().to_owned(),
+            })
+            .set(1);
+        store.observe(metrics.store.clone());
         AppState(Arc::new(Inner {
             store,
             node_id,
@@ -55,7 +64,7 @@ impl AppState {
             sessions: Mutex::new(HashMap::new()),
             game_status: RwLock::new(HashMap::new()),
             events,
-            metrics: Metrics::new(),
+            metrics,
         }))
     }
 

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use croupier_ledger::StoreLocation;
+use croupier_ledger::pg::scratch::{ScratchDb, test_server};
+use croupier_ledger::test_store;
 use serde_json::{Value, json};
 
 pub const OPS_TOKEN: &str = "test-ops-token-0123456789abcdef0123456789";
@@ -44,6 +47,7 @@ impl Node {
             ])
             .arg("--data")
             .arg(data)
+            .args(["--store", &ledger(data).as_arg()])
             .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
             .stdout(Stdio::null())
             .stderr(log)
@@ -190,6 +194,47 @@ pub fn integrity_cli(db: &Path) {
 
 pub fn ledger_path(data: &Path) -> PathBuf {
     data.join("ledger.db")
+}
+
+/// The ledger of the processes a test starts on `data`: the SQLite file in it, or, when the
+/// suite runs on PostgreSQL (`CROUPIER_TEST_STORE=postgres`), a scratch database made for this
+/// folder on first use (its URL kept in `data/ledger.url`; scripts/test.sh drops it after).
+pub fn ledger(data: &Path) -> StoreLocation {
+    if !test_store::postgres() {
+        return StoreLocation::Sqlite(ledger_path(data));
+    }
+    let marker = data.join("ledger.url");
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return StoreLocation::Postgres(url);
+    }
+    let url = ScratchDb::create(&test_server(), "test").unwrap().keep();
+    std::fs::write(&marker, &url).unwrap();
+    StoreLocation::Postgres(url)
+}
+
+/// For a test that only means something on SQLite: true (and says why) when the suite runs
+/// on PostgreSQL, so the test returns early.
+pub fn sqlite_only(why: &str) -> bool {
+    let skip = test_store::postgres();
+    if skip {
+        eprintln!("skipped on PostgreSQL: {why}");
+    }
+    skip
+}
+
+/// Runs `croupier integrity` on the ledger of the processes started on `data`.
+pub fn ledger_integrity(data: &Path) {
+    let output = croupier()
+        .arg("integrity")
+        .args(["--store", &ledger(data).as_arg()])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "croupier integrity failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// A running `croupier gateway` process in front of `nodes`, killed when dropped.
@@ -400,6 +445,20 @@ pub fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// Waits until the gateway whose admin API is at `admin` routes to `nodes` nodes: a node is
+/// ready before the gateway's health checks have seen it rise.
+pub fn wait_eligible(admin: &str, nodes: usize) {
+    let url = format!("{admin}/admin/nodes");
+    wait_for("every node eligible at the gateway", || {
+        get(&url, Some(OPS_TOKEN)).is_ok_and(|(status, body)| {
+            status == 200
+                && body["nodes"]
+                    .as_array()
+                    .is_some_and(|n| n.iter().filter(|n| n["eligible"] == true).count() == nodes)
+        })
+    });
+}
+
 /// A whole `croupier up` stack on free ports: three nodes, the gateway, the control plane.
 pub struct UpStack {
     pub up: Up,
@@ -414,10 +473,12 @@ impl UpStack {
     pub fn start(data: &Path, extra: &[&str]) -> UpStack {
         // The control plane's port and the supervisor's, next to it.
         let (nodes, gateway, control) = (free_ports(3), free_ports(2), free_ports(2));
+        std::fs::create_dir_all(data).unwrap();
         let up = Up(croupier()
             .arg("up")
             .arg("--data")
             .arg(data)
+            .args(["--store", &ledger(data).as_arg()])
             .args(["--first-node-port", &nodes.to_string()])
             .args(["--gateway-port", &gateway.to_string()])
             .args(["--control-port", &control.to_string()])
@@ -438,6 +499,7 @@ impl UpStack {
         for url in ready {
             wait_for(&url, || get(&url, None).map(|r| r.0) == Ok(200));
         }
+        wait_eligible(&stack.admin_url(""), 3);
         stack
     }
 

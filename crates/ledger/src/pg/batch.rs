@@ -110,21 +110,28 @@ pub fn flush(
     Ok(())
 }
 
-/// Sends every statement before reading any answer (one round trip), in order.
+/// Sends every statement before reading any answer (one round trip), in order. Statements
+/// not yet prepared on this connection are prepared first, all of them, before any is sent:
+/// an execution waiting for its own preparation would let the ones after it (the commit
+/// among them) overtake it.
 fn run_pipelined(
     conn: Conn<'_>,
     statements: &[Statement],
 ) -> Result<Vec<Vec<tokio_postgres::Row>>, LedgerError> {
     conn.driver
-        .run(try_join_all(statements.iter().map(|s| async move {
-            let prepared = conn.client.prepare_cached(s.sql).await?;
-            let params: Vec<&(dyn ToSql + Sync)> = s
-                .params
-                .iter()
-                .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-                .collect();
-            conn.client.query(&prepared, &params).await
-        })))
+        .run(async {
+            let prepared =
+                try_join_all(statements.iter().map(|s| conn.client.prepare_cached(s.sql))).await?;
+            try_join_all(statements.iter().zip(&prepared).map(|(s, prepared)| {
+                let params: Vec<&(dyn ToSql + Sync)> = s
+                    .params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                    .collect();
+                async move { conn.client.query(prepared, &params).await }
+            }))
+            .await
+        })
         .map_err(pg_error)
 }
 
@@ -271,31 +278,49 @@ fn sessions(state: &BatchState) -> Option<Statement> {
     })
 }
 
+/// Balances change by delta. A player's existing row is locked when read and updated; a row
+/// that did not exist yet cannot be locked, so two batches may both create it: adding the
+/// second to the first keeps both. (An insert carries the whole new balance, never a negative
+/// delta: PostgreSQL checks a row's constraints before it finds the conflict.) The house and
+/// escrow change by delta on this writer's shard.
 fn balances(state: &BatchState, currency: &str, shard: i16) -> Vec<Statement> {
-    let mut out = Vec::new();
-    let (accounts, values): (Vec<String>, Vec<i64>) = state
-        .balances
-        .changes()
-        .filter_map(|(account, _, now)| now.map(|v| (account.clone(), *v)))
-        .unzip();
-    if !accounts.is_empty() {
-        out.push(Statement::new(
-            "INSERT INTO balances (account, currency, shard, balance)
-             SELECT a, $2, 0, b FROM unnest($1::text[], $3::bigint[]) AS t(a, b)
-             ON CONFLICT (account, currency, shard) DO UPDATE SET balance = EXCLUDED.balance",
-            vec![
-                Box::new(accounts),
-                Box::new(currency.to_owned()),
-                Box::new(values),
-            ],
-        ));
+    let mut updated: (Vec<String>, Vec<i64>) = Default::default();
+    let mut created: (Vec<String>, Vec<i64>) = Default::default();
+    for (account, before, now) in state.balances.changes() {
+        let now = now.copied().unwrap_or(0);
+        match before {
+            Some(before) => {
+                updated.0.push(account.clone());
+                updated.1.push(now - before);
+            }
+            None => {
+                created.0.push(account.clone());
+                created.1.push(now);
+            }
+        }
     }
-    let (accounts, deltas): (Vec<String>, Vec<i64>) = state
+    let shared: (Vec<String>, Vec<i64>) = state
         .deltas
         .changes()
         .filter_map(|(account, _, now)| now.map(|v| (account.clone(), *v)))
         .unzip();
-    if !accounts.is_empty() {
+    let mut out = Vec::new();
+    if !updated.0.is_empty() {
+        out.push(Statement::new(
+            "UPDATE balances SET balance = balances.balance + t.d
+             FROM unnest($1::text[], $3::bigint[]) AS t(a, d)
+             WHERE balances.account = t.a AND balances.currency = $2 AND balances.shard = 0",
+            vec![
+                Box::new(updated.0),
+                Box::new(currency.to_owned()),
+                Box::new(updated.1),
+            ],
+        ));
+    }
+    for ((accounts, values), row_shard) in [(created, 0), (shared, shard)] {
+        if accounts.is_empty() {
+            continue;
+        }
         out.push(Statement::new(
             "INSERT INTO balances (account, currency, shard, balance)
              SELECT a, $2, $3, d FROM unnest($1::text[], $4::bigint[]) AS t(a, d)
@@ -303,8 +328,8 @@ fn balances(state: &BatchState, currency: &str, shard: i16) -> Vec<Statement> {
             vec![
                 Box::new(accounts),
                 Box::new(currency.to_owned()),
-                Box::new(shard),
-                Box::new(deltas),
+                Box::new(row_shard),
+                Box::new(values),
             ],
         ));
     }

@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
 
 use crate::error::LedgerError;
+use crate::observe::{ObserverSlot, StoreObserver};
 use crate::store::{BoxFuture, Idempotency, ReadOp, Store, TxOp};
 use conn::{Conn, Driver};
 pub use schema::SHARDS;
@@ -73,6 +74,7 @@ impl PgConfig {
 
 pub struct PgStore {
     jobs: mpsc::Sender<Job>,
+    observer: ObserverSlot,
     readers: Pool,
     /// Drives the readers' connections; shut down (not dropped in place) with the store.
     reader_runtime: Option<Runtime>,
@@ -140,6 +142,8 @@ impl PgStore {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let writer_config = pg;
         let currency = config.currency.clone();
+        let observer = ObserverSlot::default();
+        let writer_observer = observer.clone();
         let (started, ready) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("ledger-pg-writer".into())
@@ -156,6 +160,7 @@ impl PgStore {
                         shard: random_shard(),
                         max_batch: config.max_batch.max(1),
                         retry_for: config.retry_for,
+                        observer: writer_observer,
                     })
                 });
                 match writer {
@@ -174,6 +179,7 @@ impl PgStore {
             .map_err(|_| LedgerError::Storage("the writer did not start".into()))??;
         Ok(PgStore {
             jobs,
+            observer,
             readers,
             reader_runtime: Some(reader_runtime),
             currency: config.currency.into(),
@@ -226,6 +232,7 @@ impl Store for PgStore {
                     idempotency,
                     op,
                     reply,
+                    queued: std::time::Instant::now(),
                 })
                 .await
                 .map_err(|_| LedgerError::Unavailable("the ledger writer has stopped".into()))?;
@@ -245,6 +252,14 @@ impl Store for PgStore {
                 .await
                 .map_err(|e| LedgerError::Storage(format!("read failed: {e}")))?
         })
+    }
+
+    fn observe(&self, observer: Arc<dyn StoreObserver>) {
+        self.observer.set(observer);
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
     }
 
     fn ready(&self) -> BoxFuture<'_, Result<bool, LedgerError>> {

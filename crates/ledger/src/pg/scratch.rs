@@ -2,8 +2,6 @@
 //! unique name and dropped (with its connections) when the handle goes. The server comes from
 //! `CROUPIER_TEST_PG` (default: the local server, as user `root`).
 
-use std::str::FromStr;
-
 use tokio_postgres::NoTls;
 
 use crate::error::LedgerError;
@@ -23,16 +21,18 @@ pub fn test_server() -> String {
 }
 
 impl ScratchDb {
-    /// Creates `croupier_<prefix>_<random>` on the server `admin_url` names.
+    /// Creates `croupier_<prefix>_<unix seconds>_<random>` on the server `admin_url` names
+    /// (the time in the name lets a clean-up tell leftovers by age).
     pub fn create(admin_url: &str, prefix: &str) -> Result<ScratchDb, LedgerError> {
-        let mut random = [0u8; 6];
+        let mut random = [0u8; 4];
         getrandom::fill(&mut random)
             .map_err(|e| LedgerError::Storage(format!("no randomness: {e}")))?;
-        let name = format!("croupier_{prefix}_{}", hex::encode(random));
+        let name = format!(
+            "croupier_{prefix}_{}_{}",
+            crate::clock::now_ms() / 1000,
+            hex::encode(random)
+        );
         admin(admin_url, &format!("CREATE DATABASE {name}"))?;
-        let mut config = tokio_postgres::Config::from_str(admin_url)
-            .map_err(|e| LedgerError::Storage(format!("invalid PostgreSQL URL: {e}")))?;
-        config.dbname(&name);
         let url = url_for(admin_url, &name);
         Ok(ScratchDb {
             admin_url: admin_url.to_owned(),
@@ -47,6 +47,14 @@ impl ScratchDb {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Keeps the database after this value is gone (for processes that outlive it, such as a
+    /// test's stack); `scripts/test.sh` drops leftover test databases by their prefix.
+    pub fn keep(self) -> String {
+        let url = self.url.clone();
+        std::mem::forget(self);
+        url
     }
 }
 

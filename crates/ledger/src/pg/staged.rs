@@ -62,7 +62,7 @@ impl<K: Eq + Hash + Clone, V: Clone + PartialEq> Tracked<K, V> {
         })
     }
 
-    /// Every current value (accepted and pending over loaded) matching `keep`.
+    /// Every known row as it is now (pending over accepted over loaded).
     pub fn current_values(&self) -> impl Iterator<Item = (&K, &V)> {
         self.loaded
             .keys()

@@ -147,3 +147,69 @@ async fn a_killed_connection_is_retried_without_moving_money_twice() {
     );
     testkit::assert_sound(&*store).await;
 }
+
+/// A node frozen inside a transaction (SIGSTOP, a stuck VM) holds the chain head; the server
+/// ends its transaction after the idle timeout every store connection carries, and the other
+/// nodes' writes go through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_node_cannot_hold_the_ledger_locked() {
+    let db = TempDb::new();
+    let store: Arc<dyn Store> = Arc::new(db.store());
+    post_all(&*store, None, vec![grant("ida", 1)])
+        .await
+        .unwrap();
+    let config = connection_config(db.0.url()).unwrap();
+    let (frozen, connection) = config.connect(NoTls).await.unwrap();
+    tokio::spawn(connection);
+    frozen
+        .batch_execute("BEGIN; SELECT * FROM chain_head FOR UPDATE")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    post_all(&*store, None, vec![grant("ida", 1)])
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited < Duration::from_secs(3),
+        "a write waited {waited:?} behind a frozen transaction"
+    );
+    assert!(
+        frozen.batch_execute("COMMIT").await.is_err(),
+        "the frozen session was ended"
+    );
+    assert_eq!(balance(&*store, "ida").await, 2);
+}
+
+/// Two nodes writing at once to accounts that have no balance row yet lose nothing: a row
+/// that does not exist cannot be locked, so both may create it. And a connection that first
+/// commits a batch without journal entries has its `COMMIT` prepared before the journal's
+/// statements: the next batch must still run them inside its transaction, under the
+/// chain-head lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_writing_new_accounts_at_once_lose_nothing() {
+    for _ in 0..3 {
+        let db = TempDb::new();
+        let stores: Vec<Arc<dyn Store>> = (0..2).map(|_| Arc::new(db.store()) as _).collect();
+        for store in &stores {
+            store
+                .transact(None, |tx| tx.set_game_status("dice", "open"))
+                .await
+                .unwrap();
+        }
+        let writes: Vec<_> = (0..200)
+            .map(|i| {
+                let store = stores[i % 2].clone();
+                tokio::spawn(async move {
+                    post_all(&*store, None, vec![grant(&format!("c{}", i % 7), 1)]).await
+                })
+            })
+            .collect();
+        for write in writes {
+            write.await.unwrap().unwrap();
+        }
+        let report = stores[0].integrity().await.unwrap();
+        assert!(report.ok, "{report:#?}");
+        assert_eq!(report.entries, 200);
+    }
+}

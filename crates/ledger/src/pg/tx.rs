@@ -124,11 +124,10 @@ impl PgTx<'_> {
             "SELECT balance FROM balances WHERE account = $1 AND currency = $2 AND shard = 0 FOR UPDATE",
             &[&account, &currency],
         )?;
-        let balance = row.map_or(0, |r| r.get(0));
-        self.batch()?
-            .balances
-            .load(account.to_owned(), Some(balance));
-        Ok(balance)
+        // No row yet is loaded as such (not as 0): the flush then inserts the row.
+        let balance: Option<i64> = row.map(|r| r.get(0));
+        self.batch()?.balances.load(account.to_owned(), balance);
+        Ok(balance.unwrap_or(0))
     }
 
     /// The sum of an account's rows as committed (all shards).

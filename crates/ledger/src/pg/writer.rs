@@ -18,6 +18,7 @@ use super::conn::{Conn, Driver};
 use super::tx::PgTx;
 use crate::clock::now_ms;
 use crate::error::LedgerError;
+use crate::observe::{BatchTimings, ObserverSlot};
 use crate::store::{ErasedCommitted, Idempotency, OpOutput, TxOp, WriteFailure};
 
 pub type Reply = Result<ErasedCommitted, WriteFailure>;
@@ -26,6 +27,7 @@ pub struct Job {
     pub idempotency: Option<Idempotency>,
     pub op: TxOp,
     pub reply: oneshot::Sender<Reply>,
+    pub queued: Instant,
 }
 
 pub struct Writer {
@@ -37,6 +39,14 @@ pub struct Writer {
     pub max_batch: usize,
     /// How long a batch is retried before its operations are answered "unavailable".
     pub retry_for: Duration,
+    pub observer: ObserverSlot,
+}
+
+/// How long the last attempt of a batch spent building and committing.
+#[derive(Default, Clone, Copy)]
+struct Stages {
+    build: Duration,
+    commit: Duration,
 }
 
 impl Writer {
@@ -55,19 +65,33 @@ impl Writer {
 
     /// Commits `jobs` in one transaction (retried while it may succeed) and answers each.
     fn commit(&self, jobs: Vec<Job>) {
-        let deadline = Instant::now() + self.retry_for;
+        let started = Instant::now();
+        let deadline = started + self.retry_for;
         let mut pause = Duration::from_millis(20);
+        let mut retries = 0;
+        let mut stages = Stages::default();
         let outcome = loop {
-            match self.attempt(&jobs) {
+            match self.attempt(&jobs, &mut stages) {
                 Ok(replies) => break Ok(replies),
                 Err(e @ LedgerError::Unavailable(_)) if Instant::now() + pause < deadline => {
                     tracing::warn!(error = %e, jobs = jobs.len(), "batch not committed; retrying");
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(500));
+                    retries += 1;
                 }
                 Err(e) => break Err(e),
             }
         };
+        self.observer.report(&BatchTimings {
+            jobs: jobs.len(),
+            queue_wait: jobs
+                .first()
+                .map_or(Duration::ZERO, |j| started.duration_since(j.queued)),
+            build: stages.build,
+            commit: stages.commit,
+            retries,
+            committed: outcome.is_ok(),
+        });
         match outcome {
             Ok(replies) => {
                 for (job, reply) in jobs.into_iter().zip(replies) {
@@ -84,7 +108,7 @@ impl Writer {
     }
 
     /// One try: a transaction running every job, flushed and committed.
-    fn attempt(&self, jobs: &[Job]) -> Result<Vec<Reply>, LedgerError> {
+    fn attempt(&self, jobs: &[Job], stages: &mut Stages) -> Result<Vec<Reply>, LedgerError> {
         let client = self
             .runtime
             .block_on(self.pool.get())
@@ -93,14 +117,20 @@ impl Writer {
             client: &client,
             driver: Driver::Runtime(&self.runtime),
         };
-        let result = self.run_batch(conn, jobs);
+        let result = self.run_batch(conn, jobs, stages);
         if result.is_err() {
             discard_transaction(&self.runtime, client);
         }
         result
     }
 
-    fn run_batch(&self, conn: Conn<'_>, jobs: &[Job]) -> Result<Vec<Reply>, LedgerError> {
+    fn run_batch(
+        &self,
+        conn: Conn<'_>,
+        jobs: &[Job],
+        stages: &mut Stages,
+    ) -> Result<Vec<Reply>, LedgerError> {
+        let started = Instant::now();
         let now = now_ms();
         let mut state = BatchState::default();
         let keys: Vec<&str> = jobs
@@ -116,7 +146,11 @@ impl Writer {
             }
             replies.push(reply);
         }
-        flush(conn, &state, &self.currency, now, self.shard)?;
+        let built = Instant::now();
+        stages.build = built.duration_since(started);
+        let flushed = flush(conn, &state, &self.currency, now, self.shard);
+        stages.commit = built.elapsed();
+        flushed?;
         Ok(replies)
     }
 

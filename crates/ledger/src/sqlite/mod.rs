@@ -13,13 +13,14 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::clock::now_ms;
 use crate::error::LedgerError;
+use crate::observe::{BatchTimings, ObserverSlot, StoreObserver};
 use crate::store::{
     BoxFuture, ErasedCommitted, Idempotency, OpOutput, ReadOp, Store, TxOp, WriteFailure,
 };
@@ -58,11 +59,13 @@ struct Job {
     idempotency: Option<Idempotency>,
     op: TxOp,
     reply: oneshot::Sender<Reply>,
+    queued: Instant,
 }
 
 pub struct SqliteStore {
     path: PathBuf,
     jobs: mpsc::Sender<Job>,
+    observer: ObserverSlot,
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: AtomicUsize,
     currency: Arc<str>,
@@ -138,13 +141,16 @@ impl SqliteStore {
         let currency: Arc<str> = config.currency.clone().into();
         let writer_currency = currency.clone();
         let max_batch = config.max_batch.max(1);
+        let observer = ObserverSlot::default();
+        let writer_observer = observer.clone();
         std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || write_loop(writer, &writer_currency, queue, max_batch))
+            .spawn(move || write_loop(writer, &writer_currency, queue, max_batch, &writer_observer))
             .map_err(|e| LedgerError::Storage(format!("cannot start the writer: {e}")))?;
         Ok(SqliteStore {
             path: config.path.clone(),
             jobs,
+            observer,
             readers: Arc::new(readers),
             next_reader: AtomicUsize::new(0),
             currency,
@@ -152,7 +158,13 @@ impl SqliteStore {
     }
 }
 
-fn write_loop(conn: Connection, currency: &str, mut queue: mpsc::Receiver<Job>, max_batch: usize) {
+fn write_loop(
+    conn: Connection,
+    currency: &str,
+    mut queue: mpsc::Receiver<Job>,
+    max_batch: usize,
+    observer: &ObserverSlot,
+) {
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < max_batch {
@@ -161,12 +173,24 @@ fn write_loop(conn: Connection, currency: &str, mut queue: mpsc::Receiver<Job>, 
                 Err(_) => break,
             }
         }
-        commit_batch(&conn, currency, batch);
+        let timings = commit_batch(&conn, currency, batch);
+        observer.report(&timings);
     }
 }
 
 /// Runs a batch in one transaction; replies only after the commit is durable.
-fn commit_batch(conn: &Connection, currency: &str, jobs: Vec<Job>) {
+fn commit_batch(conn: &Connection, currency: &str, jobs: Vec<Job>) -> BatchTimings {
+    let started = Instant::now();
+    let mut timings = BatchTimings {
+        jobs: jobs.len(),
+        queue_wait: jobs
+            .first()
+            .map_or(Duration::ZERO, |j| started.duration_since(j.queued)),
+        build: Duration::ZERO,
+        commit: Duration::ZERO,
+        retries: 0,
+        committed: false,
+    };
     let fail_all = |jobs: Vec<Job>, error: &LedgerError| {
         for job in jobs {
             let _ = job
@@ -176,14 +200,14 @@ fn commit_batch(conn: &Connection, currency: &str, jobs: Vec<Job>) {
     };
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         fail_all(jobs, &e.into());
-        return;
+        return timings;
     }
     let head = match ChainHead::read(conn) {
         Ok(head) => head,
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
             fail_all(jobs, &e);
-            return;
+            return timings;
         }
     };
     let mut batch = Batch {
@@ -197,12 +221,16 @@ fn commit_batch(conn: &Connection, currency: &str, jobs: Vec<Job>) {
         .into_iter()
         .map(|job| (job.reply, batch.run_job(job.idempotency, &job.op)))
         .collect();
+    let built = Instant::now();
+    timings.build = built.duration_since(started);
     let committed = batch
         .balances
         .flush(conn, currency)
         .and_then(|()| Ok(conn.execute_batch("COMMIT")?));
+    timings.commit = built.elapsed();
     match committed {
         Ok(()) => {
+            timings.committed = true;
             for (reply, result) in replies {
                 let _ = reply.send(result);
             }
@@ -215,6 +243,7 @@ fn commit_batch(conn: &Connection, currency: &str, jobs: Vec<Job>) {
             }
         }
     }
+    timings
 }
 
 /// A batch being built inside one write transaction.
@@ -317,6 +346,7 @@ impl Store for SqliteStore {
                     idempotency,
                     op,
                     reply,
+                    queued: Instant::now(),
                 })
                 .await
                 .map_err(|_| LedgerError::Unavailable("the ledger writer has stopped".into()))?;
@@ -351,6 +381,14 @@ impl Store for SqliteStore {
             .await
             .map_err(|e| LedgerError::Storage(format!("read failed: {e}")))?
         })
+    }
+
+    fn observe(&self, observer: Arc<dyn StoreObserver>) {
+        self.observer.set(observer);
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
     }
 
     fn ready(&self) -> BoxFuture<'_, Result<bool, LedgerError>> {

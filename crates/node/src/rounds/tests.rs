@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use croupier_games::GameId;
 use croupier_games::blackjack::Action;
-use croupier_ledger::sqlite::{SqliteConfig, SqliteStore};
+use croupier_ledger::test_store::TestLedger;
 use croupier_ledger::{Account, EntryKind, Idempotency, LedgerError, RoundStatus, Store, Transfer};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -133,8 +133,8 @@ async fn balance(store: &dyn Store, player: usize) -> i64 {
 
 async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(SqliteConfig::new(dir.path().join("ledger.db"))).unwrap());
+    let ledger = TestLedger::new(dir.path()).unwrap();
+    let store: Arc<dyn Store> = ledger.open().unwrap();
     for (i, name) in PLAYERS.iter().enumerate() {
         let name = name.to_string();
         store

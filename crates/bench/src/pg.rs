@@ -1,0 +1,245 @@
+//! The PostgreSQL store against the same bet done the simple way, in one run on one server:
+//! - `pgbench, 1 bet per txn`: real pgbench running a dice bet as one transaction per bet on
+//!   the ledger's own schema and rows (the chain head locked, the seed's nonce, the player's
+//!   balance, escrow and house, two or three journal rows, the round, the idempotency
+//!   record), one pgbench client per player;
+//! - `postgres store`: Croupier's store (group commit, one chain link per batch, house and
+//!   escrow on shard rows), each bet a full dice round through `Store::transact`;
+//! - `sqlite store`: the same through the SQLite backend, for comparison;
+//! - `postgres store, N writers`: 1, 2 and 3 stores (each a node's writer with its own
+//!   connections) sharing the database, the players spread over them.
+//!
+//! Every measurement starts on a fresh scratch database and ends with the ledger's integrity
+//! check.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use croupier_ledger::pg::scratch::ScratchDb;
+use croupier_ledger::{Store, StoreLocation};
+
+use crate::report::{Row, new_histogram};
+use crate::store::{measure_on, sign_in_players};
+
+/// One dice bet of 0.10 as one transaction, on the ledger's tables (client n plays as pn).
+const PGBENCH_BET: &str = r#"\set r random(1, 9000000000000000000)
+\set win random(0, 1)
+BEGIN;
+SELECT seq AS head FROM chain_head WHERE id = 1 FOR UPDATE \gset
+SELECT id AS seed, next_nonce AS nonce FROM seeds WHERE player = 'p' || :client_id AND revealed_ms IS NULL FOR UPDATE \gset
+UPDATE seeds SET next_nonce = next_nonce + 1 WHERE id = :seed;
+SELECT balance FROM balances WHERE account = 'player:p' || :client_id AND currency = 'EUR' AND shard = 0 FOR UPDATE;
+SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now \gset
+UPDATE balances SET balance = balance - 10 WHERE account = 'player:p' || :client_id AND currency = 'EUR' AND shard = 0;
+UPDATE balances SET balance = balance + 10 WHERE account = 'in_round' AND currency = 'EUR' AND shard = 0;
+INSERT INTO journal (seq, ts_ms, kind, round_id, debit, credit, amount, currency, prev_hash, hash, player)
+  SELECT :head + 1, :now, 'stake', 'b' || :r, 'player:p' || :client_id, 'in_round', 10, 'EUR', hash,
+         encode(sha256(convert_to(hash || '|stake|b' || :r, 'UTF8')), 'hex'), 'player:p' || :client_id
+  FROM chain_head WHERE id = 1;
+UPDATE balances SET balance = balance - 10 WHERE account = 'in_round' AND currency = 'EUR' AND shard = 0;
+UPDATE balances SET balance = balance + 10 WHERE account = 'house' AND currency = 'EUR' AND shard = 0;
+INSERT INTO journal (seq, ts_ms, kind, round_id, debit, credit, amount, currency, prev_hash, hash, player)
+  SELECT :head + 2, :now, 'settle', 'b' || :r, 'in_round', 'house', 10, 'EUR', hash,
+         encode(sha256(convert_to(hash || '|settle', 'UTF8')), 'hex'), NULL FROM journal WHERE seq = :head + 1;
+\if :win
+UPDATE balances SET balance = balance - 20 WHERE account = 'house' AND currency = 'EUR' AND shard = 0;
+UPDATE balances SET balance = balance + 20 WHERE account = 'player:p' || :client_id AND currency = 'EUR' AND shard = 0;
+INSERT INTO journal (seq, ts_ms, kind, round_id, debit, credit, amount, currency, prev_hash, hash, player)
+  SELECT :head + 3, :now, 'payout', 'b' || :r, 'house', 'player:p' || :client_id, 20, 'EUR', hash,
+         encode(sha256(convert_to(hash || '|payout', 'UTF8')), 'hex'), 'player:p' || :client_id FROM journal WHERE seq = :head + 2;
+UPDATE chain_head SET seq = :head + 3, hash = (SELECT hash FROM journal WHERE seq = :head + 3) WHERE id = 1;
+\else
+UPDATE chain_head SET seq = :head + 2, hash = (SELECT hash FROM journal WHERE seq = :head + 2) WHERE id = 1;
+\endif
+INSERT INTO rounds (id, player, game, status, stake, payout, bet, state, seed_id, nonce, node, created_ms, updated_ms)
+  VALUES ('b' || :r, 'p' || :client_id, 'dice', 'settled', 10, 20 * :win, '{"target":5000,"direction":"over"}',
+          '{"roll":1,"won":false}', :seed, :nonce, 'pgbench', :now, :now);
+INSERT INTO idempotency (key, fingerprint, response, created_ms)
+  VALUES ('p' || :client_id || ':' || :r, 'f', '{"round":{}}', :now);
+COMMIT;
+"#;
+
+/// A fresh ledger database with `players` signed in (seeds, balances), and its URL.
+async fn ledger_with_players(server: &str, players: usize) -> anyhow::Result<ScratchDb> {
+    let db = ScratchDb::create(server, "bench")?;
+    let store = StoreLocation::Postgres(db.url().to_owned()).open("EUR")?;
+    sign_in_players(store.as_ref(), players).await?;
+    Ok(db)
+}
+
+/// pgbench running the bet script, one client per player, for `duration`.
+fn pgbench(db: &ScratchDb, players: usize, duration: Duration, work: &Path) -> anyhow::Result<Row> {
+    let script = work.join("bet.sql");
+    std::fs::write(&script, PGBENCH_BET)?;
+    let log_prefix = work.join("pgbench-log");
+    let output = Command::new("pgbench")
+        .args(["-n", "-f"])
+        .arg(&script)
+        .args([
+            "-c",
+            &players.to_string(),
+            "-j",
+            &players.min(2).to_string(),
+        ])
+        .args([
+            "-T",
+            &duration.as_secs().max(1).to_string(),
+            "-l",
+            "--log-prefix",
+        ])
+        .arg(&log_prefix)
+        .arg(db.url())
+        .current_dir(work)
+        .output()?;
+    anyhow::ensure!(
+        output.status.success(),
+        "pgbench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut row = Row {
+        path: "pgbench, 1 bet per txn",
+        players,
+        ops: 0,
+        errors: 0,
+        seconds: duration.as_secs().max(1) as f64,
+        latency_us: new_histogram(),
+    };
+    // Each log line: client, transaction, latency (µs), script, epoch, µs.
+    for entry in std::fs::read_dir(work)?.flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("pgbench-log")
+        {
+            continue;
+        }
+        for line in std::fs::read_to_string(entry.path())?.lines() {
+            let latency: Option<u64> = line.split_whitespace().nth(2).and_then(|v| v.parse().ok());
+            match latency {
+                Some(us) => {
+                    row.ops += 1;
+                    row.latency_us.record(us.max(1))?;
+                }
+                None => row.errors += 1,
+            }
+        }
+    }
+    Ok(row)
+}
+
+/// Bets through `writers` stores on one fresh database, `players` spread over them.
+async fn store_row(
+    server: &str,
+    writers: usize,
+    players: usize,
+    duration: Duration,
+) -> anyhow::Result<Row> {
+    let db = ledger_with_players(server, players).await?;
+    let location = StoreLocation::Postgres(db.url().to_owned());
+    let stores: Vec<Arc<dyn Store>> = (0..writers)
+        .map(|_| location.open("EUR"))
+        .collect::<Result<_, _>>()?;
+    let row = measure_on(&stores, players, duration, false).await?;
+    let report = stores[0].integrity().await?;
+    anyhow::ensure!(
+        report.ok,
+        "integrity violated after the benchmark: {report:?}"
+    );
+    Ok(row)
+}
+
+async fn sqlite_row(players: usize, duration: Duration) -> anyhow::Result<Row> {
+    let dir = tempfile::tempdir()?;
+    let store = StoreLocation::Sqlite(dir.path().join("ledger.db")).open("EUR")?;
+    let row = measure_on(std::slice::from_ref(&store), players, duration, true).await?;
+    let report = store.integrity().await?;
+    anyhow::ensure!(
+        report.ok,
+        "integrity violated after the benchmark: {report:?}"
+    );
+    Ok(row)
+}
+
+pub fn run(
+    server: &str,
+    players: &[usize],
+    writers: &[usize],
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let mut rows = Vec::new();
+    for &count in players {
+        let work = tempfile::tempdir()?;
+        let db = runtime.block_on(ledger_with_players(server, count))?;
+        rows.push(pgbench(&db, count, duration, work.path())?);
+        drop(db);
+        let mut row = runtime.block_on(store_row(server, 1, count, duration))?;
+        row.path = "postgres store";
+        rows.push(row);
+        let mut row = runtime.block_on(sqlite_row(count, duration))?;
+        row.path = "sqlite store";
+        rows.push(row);
+    }
+    print_comparison(&rows);
+    let scaling: Vec<Row> = writers
+        .iter()
+        .map(|&n| {
+            let players = *players.last().unwrap_or(&64);
+            let mut row = runtime.block_on(store_row(server, n, players, duration))?;
+            row.path = Box::leak(format!("postgres store, {n} writer(s)").into_boxed_str());
+            Ok(row)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    print_scaling(&scaling);
+    Ok(())
+}
+
+fn ms(row: &Row, q: f64) -> f64 {
+    row.latency_us.value_at_quantile(q) as f64 / 1000.0
+}
+
+fn print_comparison(rows: &[Row]) {
+    println!(
+        "| players | path | bets/s | p50 ms | p99 ms | errors | vs pgbench | vs sqlite store |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        let ratio = |path: &str| {
+            rows.iter()
+                .find(|b| b.path == path && b.players == row.players)
+                .map_or("-".into(), |b| {
+                    format!("{:.2}x", row.per_second() / b.per_second())
+                })
+        };
+        println!(
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
+            row.players,
+            row.path,
+            row.per_second(),
+            ms(row, 0.5),
+            ms(row, 0.99),
+            row.errors,
+            ratio("pgbench, 1 bet per txn"),
+            ratio("sqlite store"),
+        );
+    }
+}
+
+fn print_scaling(rows: &[Row]) {
+    println!();
+    println!("| writers (nodes) | players | bets/s | p50 ms | p99 ms | errors |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for row in rows {
+        println!(
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} |",
+            row.path,
+            row.players,
+            row.per_second(),
+            ms(row, 0.5),
+            ms(row, 0.99),
+            row.errors
+        );
+    }
+}

@@ -1,0 +1,44 @@
+//! What a backend tells about each batch it commits, so the node can export where a bet's
+//! time goes (waiting in the queue, running the operations, committing) and how batches and
+//! retries behave. The ledger stays free of any metrics library: the node plugs in an
+//! observer.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+/// One batch, from the moment its oldest operation was queued until its commit ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchTimings {
+    /// Operations in the batch.
+    pub jobs: usize,
+    /// How long the oldest operation waited in the queue before the batch started.
+    pub queue_wait: Duration,
+    /// Running the operations: reads, locks, game logic (last attempt).
+    pub build: Duration,
+    /// Writing the changes and committing: the flush, the fsync (last attempt).
+    pub commit: Duration,
+    /// Attempts after the first (a lost connection, a deadlock, a server restart).
+    pub retries: u32,
+    /// Whether the batch committed.
+    pub committed: bool,
+}
+
+pub trait StoreObserver: Send + Sync {
+    fn batch(&self, timings: &BatchTimings);
+}
+
+/// The observer a store reports to, set once after the store is opened.
+#[derive(Clone, Default)]
+pub struct ObserverSlot(Arc<OnceLock<Arc<dyn StoreObserver>>>);
+
+impl ObserverSlot {
+    pub fn set(&self, observer: Arc<dyn StoreObserver>) {
+        let _ = self.0.set(observer);
+    }
+
+    pub fn report(&self, timings: &BatchTimings) {
+        if let Some(observer) = self.0.get() {
+            observer.batch(timings);
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Where a bet's time goes inside the store, per batch: waiting in the writer's queue,
+//! running the operations (reads, locks, game logic), committing (flush and fsync); how many
+//! operations share a commit; how often a batch was retried or failed. Registered as
+//! `croupier_store_*`; the store reports to it through `StoreObserver`.
+
+use croupier_ledger::{BatchTimings, StoreObserver};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub backend: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+pub struct StoreMetrics {
+    pub info: Family<BackendLabels, Gauge>,
+    queue_wait: Histogram,
+    build: Histogram,
+    commit: Histogram,
+    batch_size: Histogram,
+    batches: Family<OutcomeLabels, Counter>,
+    retries: Counter,
+}
+
+/// 50 µs to about 1.6 s, doubling.
+fn seconds() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+impl StoreMetrics {
+    pub fn register(registry: &mut Registry) -> StoreMetrics {
+        let metrics = StoreMetrics {
+            info: Family::default(),
+            queue_wait: seconds(),
+            build: seconds(),
+            commit: seconds(),
+            batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
+            batches: Family::default(),
+            retries: Counter::default(),
+        };
+        let store = registry.sub_registry_with_prefix("store");
+        store.register(
+            "info",
+            "1, labelled with the ledger's backend",
+            metrics.info.clone(),
+        );
+        store.register(
+            "queue_wait_seconds",
+            "How long a batch's oldest operation waited for the writer",
+            metrics.queue_wait.clone(),
+        );
+        store.register(
+            "batch_build_seconds",
+            "Running a batch's operations: reads, row locks, game logic",
+            metrics.build.clone(),
+        );
+        store.register(
+            "commit_seconds",
+            "Writing a batch and committing it (flush, fsync)",
+            metrics.commit.clone(),
+        );
+        store.register(
+            "batch_operations",
+            "Operations committed together in one transaction",
+            metrics.batch_size.clone(),
+        );
+        store.register(
+            "batches",
+            "Batches by outcome (committed, failed)",
+            metrics.batches.clone(),
+        );
+        store.register(
+            "batch_retries",
+            "Attempts after the first (lost connection, server restart, deadlock)",
+            metrics.retries.clone(),
+        );
+        metrics
+    }
+}
+
+impl StoreObserver for StoreMetrics {
+    fn batch(&self, t: &BatchTimings) {
+        self.queue_wait.observe(t.queue_wait.as_secs_f64());
+        self.build.observe(t.build.as_secs_f64());
+        self.commit.observe(t.commit.as_secs_f64());
+        self.batch_size.observe(t.jobs as f64);
+        let outcome = if t.committed { "committed" } else { "failed" };
+        self.batches
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.retries.inc_by(u64::from(t.retries));
+    }
+}
