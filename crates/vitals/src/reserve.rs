@@ -21,16 +21,14 @@ pub struct Reserve {
 }
 
 impl Reserve {
-    /// Keeps `bytes` in pieces next to `base` (made now if there is room, or on a later
-    /// `restore`).
+    /// Keeps `bytes` in pieces next to `base`, made by the first `restore` (not here: a
+    /// process serves first and makes its reserve after).
     pub fn keep(base: PathBuf, bytes: u64) -> Reserve {
-        let reserve = Reserve {
+        Reserve {
             base,
             piece_bytes: (bytes / PIECES as u64).max(4096),
             busy: Mutex::new(()),
-        };
-        reserve.restore();
-        reserve
+        }
     }
 
     fn piece(&self, n: usize) -> PathBuf {
@@ -103,6 +101,8 @@ mod tests {
     fn the_reserve_is_held_given_back_piece_by_piece_and_restored() {
         let dir = tempfile::tempdir().unwrap();
         let reserve = Reserve::keep(dir.path().join("reserve"), 16 * 64 * 1024);
+        assert_eq!(reserve.pieces_held(), 0, "made by the first restore");
+        reserve.restore();
         assert_eq!(reserve.pieces_held(), PIECES);
         assert!(reserve.release());
         assert_eq!(reserve.pieces_held(), PIECES - 1);
