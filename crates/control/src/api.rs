@@ -26,7 +26,7 @@ pub const OPS_COOKIE: &str = "croupier_ops";
 
 pub fn router(control: Arc<Control>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route(
             "/api/v1/openapi.json",
@@ -55,6 +55,7 @@ pub fn router(control: Arc<Control>) -> Router {
         .fallback(|| async {
             refuse(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
         })
+        .layer(croupier_vitals::panics::layer())
         .layer(axum::middleware::map_response(croupier_web::secure_headers))
         .with_state(control)
 }
@@ -155,6 +156,20 @@ fn audit<T>(
     }
 }
 
+/// Alive while the monitor loop finishes rounds: a stuck loop is a restart.
+async fn healthz(State(control): State<Arc<Control>>) -> Response {
+    if control.monitor_alive(crate::now_ms()) {
+        Json(json!({"status": "ok"})).into_response()
+    } else {
+        refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "monitor_stuck",
+            "the monitor loop finished no round lately; restart this process",
+        )
+        .into_response()
+    }
+}
+
 async fn readyz(State(control): State<Arc<Control>>) -> Result<Response, Refusal> {
     control.state.incidents(true).map_err(unavailable)?;
     Ok(Json(json!({"ready": true})).into_response())
@@ -250,7 +265,7 @@ async fn alerts(
     headers: HeaderMap,
 ) -> Result<Response, Refusal> {
     operator(&control, &headers)?;
-    let active = control.engine.lock().expect("engine lock").active();
+    let active = control.engine.lock().active();
     let now = now_ms();
     let silences = control.state.silences(now).map_err(unavailable)?;
     let list: Vec<Value> = active
@@ -273,7 +288,7 @@ async fn slos(
 ) -> Result<Response, Refusal> {
     operator(&control, &headers)?;
     let now_s = (now_ms() / 1000) as u64;
-    let slos = control.slos.lock().expect("slo lock");
+    let slos = control.slos.lock();
     let list: Vec<Value> = slos
         .iter()
         .map(|t| {
@@ -456,7 +471,7 @@ async fn series(
     operator(&control, &headers)?;
     let query = query_or_refuse(query)?;
     let since = query.since_s.unwrap_or(0);
-    let series = control.series.lock().expect("series lock");
+    let series = control.series.lock();
     let list: Vec<Value> = control
         .config
         .targets
@@ -951,7 +966,7 @@ async fn backups(
     let Some(status) = &control.backup_status else {
         return Ok(Json(json!({"enabled": false})).into_response());
     };
-    let status = status.lock().expect("backup status").clone();
+    let status = status.lock().clone();
     let rpo_s = status
         .last_cut_ms
         .map(|cut| (now_ms() - cut) as f64 / 1000.0);
@@ -1019,6 +1034,7 @@ mod tests {
     fn control(dir: &std::path::Path) -> Arc<Control> {
         Control::new(
             crate::ControlConfig {
+                reserve: None,
                 targets: Vec::new(),
                 check_url: None,
                 webhooks: Vec::new(),

@@ -5,7 +5,9 @@
 //! any other, and `/api/v1/backups` and the dashboard show the last results.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use croupier_backup::{
@@ -57,7 +59,7 @@ pub fn spawn(config: BackupConfig, state: Arc<State>) -> Arc<Mutex<BackupStatus>
 }
 
 fn set(status: &Mutex<BackupStatus>, change: impl FnOnce(&mut BackupStatus)) {
-    change(&mut status.lock().unwrap_or_else(|p| p.into_inner()));
+    change(&mut status.lock());
 }
 
 fn run(config: BackupConfig, state: Arc<State>, status: Arc<Mutex<BackupStatus>>) {
@@ -150,6 +152,7 @@ impl BackupAlerts {
             return Vec::new();
         }
         let event = |rule: &str, firing: bool, since_s: u64| AlertEvent {
+            detail: None,
             key: format!("{rule}/backups"),
             rule: rule.into(),
             target: "backups".into(),

@@ -4,7 +4,7 @@
 //! rules alert on it: the lobby check speaks for the lobby, the bet check for the wallet.
 //! Deployments add their own HTTP checks (`[[check]]`: status, latency, body), like Gatus.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
@@ -70,7 +70,7 @@ impl Checks {
     /// The test player's token; a new test player each day, so its balance never runs out.
     async fn token(&self, client: &HttpClient) -> Option<String> {
         let day = now_ms() / 86_400_000;
-        if let Some((token, for_day)) = self.token.lock().expect("token lock").clone()
+        if let Some((token, for_day)) = self.token.lock().clone()
             && for_day == day
         {
             return Some(token);
@@ -83,7 +83,7 @@ impl Checks {
             .ok()?;
         let (status, body) = call(client, request).await?;
         let token = body["token"].as_str().filter(|_| status == 201)?.to_owned();
-        *self.token.lock().expect("token lock") = Some((token.clone(), day));
+        *self.token.lock() = Some((token.clone(), day));
         Some(token)
     }
 
@@ -106,7 +106,7 @@ impl Checks {
     pub async fn bet(&self, client: &HttpClient) -> Option<Vec<Sample>> {
         let now = now_ms();
         {
-            let last = self.last_bet.lock().expect("bet lock");
+            let last = self.last_bet.lock();
             if now - last.0 < BET_EVERY_S * 1000 {
                 return last.1.clone();
             }
@@ -126,7 +126,7 @@ impl Checks {
             result(status == 201 && body["round"]["status"] == "settled", started)
         }
         .await;
-        *self.last_bet.lock().expect("bet lock") = (now, outcome.clone());
+        *self.last_bet.lock() = (now, outcome.clone());
         outcome
     }
 }

@@ -66,6 +66,10 @@ pub enum Metric {
     ErrorRatio,
     /// 1 when a node could read the store.
     StoreUp,
+    /// Used share of the filesystem holding the target's data folder.
+    DataDisk,
+    /// Seconds until that filesystem is full at the trend of the last five minutes.
+    DataFullInS,
 }
 
 impl Metric {
@@ -80,6 +84,8 @@ impl Metric {
             Metric::LatencyP99Ms => point.p99_ms,
             Metric::ErrorRatio => point.error_ratio,
             Metric::StoreUp => point.store_up,
+            Metric::DataDisk => point.data_used,
+            Metric::DataFullInS => point.data_full_in_s,
         }
     }
 }
@@ -167,7 +173,33 @@ pub fn default_rules() -> Vec<RuleDef> {
     );
     // Without the store no money moves.
     store_down.component = Some("wallet".into());
+    // The ledger's disk: full is a wallet outage (no bet can be written); filling pages
+    // while there is still time, like predict_linear(free[5m], 4h) < 0.
+    let mut data_disk_full = rule(
+        "data_disk_full",
+        Metric::DataDisk,
+        Above,
+        (0.97, Some(0.95)),
+        0,
+        (2, 3),
+        "critical",
+        &[Kind::Node],
+    );
+    data_disk_full.component = Some("wallet".into());
+    let mut data_disk_filling = rule(
+        "data_disk_filling",
+        Metric::DataFullInS,
+        Below,
+        (4.0 * 3_600.0, Some(8.0 * 3_600.0)),
+        30,
+        (10, 30),
+        "major",
+        &[Kind::Node],
+    );
+    data_disk_filling.component = Some("wallet".into());
     vec![
+        data_disk_full,
+        data_disk_filling,
         // One slow scrape is not an outage; two in a row (2 s) are.
         rule(
             "down",
@@ -275,6 +307,10 @@ pub struct AlertEvent {
     pub firing: bool,
     pub since_s: u64,
     pub value: Option<f64>,
+    /// What the alert is about in words, when the target's point says more than its name
+    /// (the data folder that is filling).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -330,6 +366,9 @@ impl Engine {
                     firing,
                     since_s,
                     value,
+                    detail: matches!(def.metric, Metric::DataDisk | Metric::DataFullInS)
+                        .then(|| crate::room::detail(point))
+                        .flatten(),
                 });
             }
         }

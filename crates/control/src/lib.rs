@@ -23,6 +23,7 @@ pub mod pages;
 pub mod postmortem;
 pub mod promtext;
 pub mod rollout;
+pub mod room;
 pub mod series;
 pub mod slo;
 pub mod staging;
@@ -31,7 +32,10 @@ pub mod threshold;
 pub mod window;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http_body_util::{BodyExt, Full};
@@ -67,6 +71,9 @@ pub struct ControlConfig {
     pub update: rollout::UpdateConfig,
     /// What to back up and prove by restores, when backups are on.
     pub backup: Option<backups::BackupConfig>,
+    /// Room kept back in the data folder so that an incident can still be recorded when the
+    /// disk is full.
+    pub reserve: Option<croupier_vitals::reserve::Reserve>,
 }
 
 pub struct Control {
@@ -84,7 +91,15 @@ pub struct Control {
     /// Games a maintenance window has closed.
     games_in_maintenance: Mutex<HashSet<String>>,
     pub client: HttpClient,
+    /// When the monitor loop last finished a round (ms since the epoch; 0: not yet).
+    last_round_ms: AtomicI64,
+    /// Test-only fault (`--fault panic-under-lock`): rounds left that panic while holding
+    /// the series lock.
+    panics_left: AtomicU32,
 }
+
+/// The monitor loop is called stuck (and `/healthz` fails) when no round finished for this long.
+pub const STUCK_AFTER_MS: i64 = 30_000;
 
 pub fn now_ms() -> i64 {
     SystemTime::now()
@@ -132,6 +147,8 @@ impl Control {
             backup_status,
             backup_alerts: Mutex::new(backups::BackupAlerts::default()),
             client,
+            last_round_ms: AtomicI64::new(0),
+            panics_left: AtomicU32::new(0),
         })
     }
 
@@ -178,11 +195,33 @@ impl Control {
         }
     }
 
+    /// Test-only: the next `count` monitor rounds panic while they hold the series lock. The
+    /// lock cannot poison and the loop survives a round's panic: later rounds go on.
+    pub fn inject_panics(&self, count: u32) {
+        self.panics_left.store(count, Ordering::SeqCst);
+    }
+
+    fn injected_panic(&self) {
+        if self
+            .panics_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            panic!("injected fault: a panic while the series lock is held");
+        }
+    }
+
+    /// Whether the monitor loop finished a round lately (the control plane's liveness): a
+    /// process whose loop is stuck answers `/healthz` 503, so systemd or Kubernetes restart it.
+    pub fn monitor_alive(&self, now_ms: i64) -> bool {
+        let last = self.last_round_ms.load(Ordering::Relaxed);
+        last == 0 || now_ms - last < STUCK_AFTER_MS
+    }
+
     /// Whether each target answered its last scrape.
     pub fn up(&self) -> Vec<bool> {
         self.series
             .lock()
-            .expect("series lock")
             .iter()
             .map(|s| s.latest().is_some_and(|p| p.up))
             .collect()
@@ -196,32 +235,27 @@ impl Control {
         let now = now_ms();
         let now_s = (now / 1000) as u64;
         let points: Vec<Point> = {
-            let mut series = self.series.lock().expect("series lock");
+            let mut series = self.series.lock();
+            self.injected_panic();
             series
                 .iter_mut()
                 .zip(&scrapes)
                 .map(|(s, scrape)| s.record(now, scrape.as_deref()).clone())
                 .collect()
         };
-        let mut events = self
-            .engine
-            .lock()
-            .expect("engine lock")
-            .evaluate(now_s, &points);
+        let mut events = self.engine.lock().evaluate(now_s, &points);
         let windows = self.upkeep_windows(now).await;
         let excluded: Vec<&str> = windows.iter().flat_map(|w| w.scope.components()).collect();
         events.extend(self.evaluate_slos(now_s, &scrapes, &excluded));
         if let Some(status) = &self.backup_status {
-            let health = status.lock().expect("backup status").health.clone();
-            events.extend(
-                self.backup_alerts
-                    .lock()
-                    .expect("backup alerts")
-                    .evaluate(now_s, health.as_ref()),
-            );
+            let health = status.lock().health.clone();
+            events.extend(self.backup_alerts.lock().evaluate(now_s, health.as_ref()));
         }
         self.act(events, &windows, now).await;
         self.roll_up_uptime(now, &excluded);
+        if let Some(reserve) = &self.config.reserve {
+            reserve.restore();
+        }
     }
 
     /// The maintenance windows active now; on the way, players are told of those coming
@@ -258,7 +292,7 @@ impl Control {
             .map(str::to_owned)
             .collect();
         let (opened, closed) = {
-            let mut held = self.games_in_maintenance.lock().expect("games lock");
+            let mut held = self.games_in_maintenance.lock();
             let closed: Vec<String> = games.difference(&held).cloned().collect();
             let opened: Vec<String> = held.difference(&games).cloned().collect();
             *held = games;
@@ -299,7 +333,7 @@ impl Control {
         in_maintenance: &[&str],
     ) -> Vec<AlertEvent> {
         let mut events = Vec::new();
-        let mut slos = self.slos.lock().expect("slo lock");
+        let mut slos = self.slos.lock();
         for tracker in slos.iter_mut() {
             let wanted = if tracker.reads_gateways() {
                 Kind::Gateway
@@ -407,7 +441,7 @@ impl Control {
         };
         let now_s = now / 1000;
         let batch = {
-            let mut uptime = self.uptime.lock().expect("uptime lock");
+            let mut uptime = self.uptime.lock();
             uptime.observe(now_s, &active, in_maintenance);
             uptime.due(now_s + 1)
         };
@@ -423,14 +457,27 @@ impl Control {
     /// resolves when its last alert does.
     fn record(&self, event: &AlertEvent, now: i64) -> Option<i64> {
         let what = if event.firing { "fired" } else { "resolved" };
-        if let Err(e) = self.state.record_alert(&event.key, what, now, event.value) {
-            tracing::error!(error = %e, "cannot record the alert");
-        }
-        let result = if event.firing {
-            self.join_or_open(event, now)
-        } else {
-            self.resolve_in_incident(event, now)
+        let write = || {
+            self.state
+                .record_alert(&event.key, what, now, event.value)?;
+            if event.firing {
+                self.join_or_open(event, now)
+            } else {
+                self.resolve_in_incident(event, now)
+            }
         };
+        let mut result = write();
+        // Out of space? Give the reserve back and write again: the incident that says why
+        // is the one record that must not be lost.
+        if result.is_err()
+            && self
+                .config
+                .reserve
+                .as_ref()
+                .is_some_and(croupier_vitals::reserve::Reserve::release)
+        {
+            result = write();
+        }
         result.unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot record the incident");
             None
@@ -438,7 +485,10 @@ impl Control {
     }
 
     fn join_or_open(&self, event: &AlertEvent, now: i64) -> Result<Option<i64>, state::StateError> {
-        let message = format!("Alert {} fired.", event.key);
+        let message = match &event.detail {
+            Some(detail) => format!("Alert {} fired: {detail}.", event.key),
+            None => format!("Alert {} fired.", event.key),
+        };
         if let Some(id) = self
             .state
             .open_alert_incident_for_component(&event.component)?
@@ -450,7 +500,10 @@ impl Control {
         }
         self.state
             .open_incident(
-                &format!("{} on {}", event.rule, event.target),
+                &match &event.detail {
+                    Some(detail) => format!("{} on {}: {detail}", event.rule, event.target),
+                    None => format!("{} on {}", event.rule, event.target),
+                },
                 &event.component,
                 &event.severity,
                 Some(&event.key),
@@ -480,14 +533,24 @@ impl Control {
     }
 }
 
-/// Scrapes and evaluates once a second until the process stops.
+/// Scrapes and evaluates once a second until the process stops. A round that panics is
+/// logged and counted, and the next round runs as usual: the state it left is plain data.
 pub fn spawn_monitor(control: Arc<Control>) {
+    use futures_util::FutureExt;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(SCRAPE_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            control.tick().await;
+            let round = std::panic::AssertUnwindSafe(control.tick()).catch_unwind();
+            if let Err(panic) = round.await {
+                croupier_vitals::panics::record();
+                tracing::error!(
+                    panic = croupier_vitals::panics::message(panic.as_ref()),
+                    "a monitor round panicked; the next one runs as usual"
+                );
+            }
+            control.last_round_ms.store(now_ms(), Ordering::Relaxed);
         }
     });
 }

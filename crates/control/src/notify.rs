@@ -55,6 +55,7 @@ pub fn body(format: Format, group: &Group, now_ms: i64) -> Value {
                         "value": event.value,
                         "since_s": event.since_s,
                         "incident_id": incident,
+                        "detail": event.detail,
                     })
                 })
                 .collect();
@@ -74,7 +75,14 @@ pub fn body(format: Format, group: &Group, now_ms: i64) -> Value {
             let lines: Vec<String> = group
                 .alerts
                 .iter()
-                .map(|(e, _)| format!("• {} on {} ({})", e.rule, e.target, e.severity))
+                .map(|(e, _)| {
+                    let detail = e
+                        .detail
+                        .as_deref()
+                        .map(|d| format!(": {d}"))
+                        .unwrap_or_default();
+                    format!("• {} on {} ({}){detail}", e.rule, e.target, e.severity)
+                })
                 .collect();
             json!({"text": format!(
                 "{mark} [{}] {}: {} alert(s)\n{}",

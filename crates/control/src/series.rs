@@ -35,6 +35,13 @@ pub struct Point {
     pub bets_ps: Option<f64>,
     pub rounds_in_flight: Option<f64>,
     pub store_up: Option<f64>,
+    /// The data folder whose filesystem the next fields describe (`room`).
+    pub data_folder: Option<String>,
+    /// Used share of that filesystem.
+    pub data_used: Option<f64>,
+    pub data_available_bytes: Option<f64>,
+    /// Seconds until it is full at the recent trend; `None` when not filling.
+    pub data_full_in_s: Option<f64>,
 }
 
 /// Counters of one scrape that rates are computed from.
@@ -210,6 +217,7 @@ impl TargetSeries {
             point.rounds_in_flight = gauge(samples, "croupier_rounds_in_flight");
             point.store_up =
                 gauge(samples, "croupier_store_up").or_else(|| gauge(samples, "pg_up"));
+            crate::room::fill(&mut point, samples, &self.points);
             let now = counters(samples, ts_ms);
             if let Some(before) = &self.previous {
                 rates(&mut point, &now, before);

@@ -159,6 +159,7 @@ impl SloTracker {
             _ => severity,
         };
         AlertEvent {
+            detail: None,
             key: format!("{rule}/{}", self.slo.name),
             rule: rule.into(),
             target: self.slo.name.clone(),

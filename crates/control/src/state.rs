@@ -4,8 +4,8 @@
 //! (1 min, 1 h, 1 d, kept a year). Small and rare writes: one connection behind a
 //! mutex.
 
+use parking_lot::Mutex;
 use std::path::Path;
-use std::sync::Mutex;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
@@ -181,8 +181,8 @@ impl State {
         Ok(State(Mutex::new(conn)))
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    fn conn(&self) -> parking_lot::MutexGuard<'_, Connection> {
+        self.0.lock()
     }
 
     pub fn record_alert(

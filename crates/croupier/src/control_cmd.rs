@@ -10,6 +10,7 @@ use croupier_control::engine::{Kind, Target};
 use croupier_control::notify::{Format, Webhook};
 use croupier_control::state::State;
 use croupier_control::{Control, ControlConfig};
+use croupier_vitals::reserve::Reserve;
 
 use crate::node_cmd::ops_token_file;
 
@@ -61,6 +62,10 @@ pub struct ControlArgs {
     /// Token for the operators' API (default: read from, or created in, <data>/ops-token).
     #[arg(long, env = "CROUPIER_OPS_TOKEN", hide_env_values = true)]
     ops_token: Option<String>,
+    /// Test-only fault injection: `panic-under-lock` makes the first three monitor rounds
+    /// panic while holding the series lock. Refused unless CROUPIER_TEST_FAULTS=1.
+    #[arg(long, hide = true)]
+    fault: Option<String>,
 }
 
 fn parse_target(text: &str) -> Result<(String, String), String> {
@@ -71,6 +76,10 @@ fn parse_target(text: &str) -> Result<(String, String), String> {
         _ => Err(format!("'{text}' is not name=http://host:port")),
     }
 }
+
+/// Room kept back for the control plane's own records on a full disk (control.db grows by
+/// a few pages per incident; this is hundreds of incidents' worth).
+const RESERVE_BYTES: u64 = 8 * 1024 * 1024;
 
 pub fn run(args: ControlArgs) -> anyhow::Result<()> {
     let deployment = match &args.config {
@@ -152,10 +161,12 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
     let state_path = data.join("control.db");
     let state =
         State::open(&state_path).with_context(|| format!("opening {}", state_path.display()))?;
+    let inject_panics = crate::test_faults::panic_under_lock(args.fault.as_deref())?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let control = Control::new(
             ControlConfig {
+                reserve: Some(Reserve::keep(data.join("control-reserve"), RESERVE_BYTES)),
                 targets,
                 check_url,
                 webhooks,
@@ -171,11 +182,14 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {listen}"))?;
         let address = listener.local_addr()?;
-        eprintln!(
+        tracing::info!(
             "croupier control on http://{address}: status page http://{address}/status, \
              dashboard http://{address}/dashboard ({} targets)",
             control.config.targets.len()
         );
+        if inject_panics {
+            control.inject_panics(3);
+        }
         croupier_control::spawn_monitor(control.clone());
         axum::serve(listener, croupier_control::api::router(control))
             .with_graceful_shutdown(async {

@@ -7,13 +7,15 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use croupier_ledger::StoreLocation;
+use croupier_loadtest::disk_full;
 use croupier_loadtest::drill::{self, DrillKind, DrillSettings};
 use croupier_loadtest::pgcluster::PgCluster;
 use croupier_loadtest::stack::{Stack, StackSpec};
 
 #[derive(Args)]
 pub struct DrillArgs {
-    /// kill-node, restart-gateway, store-outage, drain-cycle, or all.
+    /// kill-node, restart-gateway, store-outage, drain-cycle, or all; or disk-full (alone:
+    /// it mounts a 64 MiB tmpfs on the data folder, so it needs root, and skips without).
     drill: String,
     /// Data folder of the stack (created when the drill starts the stack).
     #[arg(long, default_value = "drill-data")]
@@ -111,17 +113,30 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
     } else {
         vec![DrillKind::parse(&args.drill).with_context(|| {
             format!(
-                "unknown drill '{}': kill-node, restart-gateway, store-outage, drain-cycle or all",
+                "unknown drill '{}': kill-node, restart-gateway, store-outage, drain-cycle, all or disk-full",
                 args.drill
             )
         })?]
     };
+    let disk_full = kinds.contains(&DrillKind::DiskFull);
+    let mut load = secs(args.load_secs, "--load-secs")?;
+    let fault_after = secs(args.fault_after_secs, "--fault-after-secs")?;
+    let outage = Duration::from_millis(args.outage_ms);
+    if disk_full {
+        anyhow::ensure!(
+            !args.attach,
+            "the disk-full drill starts its own stack on a small filesystem"
+        );
+        // Load on both sides of the full disk, and long enough after it to see play resume.
+        let hold = outage.max(disk_full::MIN_HOLD);
+        load = load.max(fault_after + hold + disk_full::RESUME_WITHIN * 2);
+    }
     let settings = DrillSettings {
         rate: args.rate,
         players: args.players,
-        load: secs(args.load_secs, "--load-secs")?,
-        fault_after: secs(args.fault_after_secs, "--fault-after-secs")?,
-        outage: Duration::from_millis(args.outage_ms),
+        load,
+        fault_after,
+        outage,
         recover_within: secs(args.recover_within_secs, "--recover-within-secs")?,
         max_errors: args.max_errors,
         replay_every: args.replay_every,
@@ -139,6 +154,17 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
         gateway_port: args.gateway_port,
         control_port: args.control_port,
         store: args.store.clone(),
+    };
+    let _mounted = if disk_full {
+        match disk_full::mount(&spec.data) {
+            Ok(mounted) => Some(mounted),
+            Err(e) => {
+                eprintln!("drill disk-full: {e}");
+                return Ok(());
+            }
+        }
+    } else {
+        None
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let reports = runtime.block_on(async {

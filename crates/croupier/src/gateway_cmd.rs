@@ -61,6 +61,10 @@ pub struct GatewayArgs {
     /// Milliseconds to wait for a node's response headers.
     #[arg(long, default_value_t = 10_000)]
     upstream_timeout_ms: u64,
+    /// Test-only fault injection: `panic-under-lock` makes the first three picks of a node
+    /// panic while holding the affinity lock. Refused unless CROUPIER_TEST_FAULTS=1.
+    #[arg(long, hide = true)]
+    fault: Option<String>,
 }
 
 fn parse_node(text: &str) -> Result<(String, String), String> {
@@ -103,7 +107,8 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let player = tokio::net::TcpListener::from_std(player)?;
         let admin = tokio::net::TcpListener::from_std(admin)?;
-        eprintln!(
+        // Through the log, never straight to stderr: a failed eprintln! panics (full disk).
+        tracing::info!(
             "croupier gateway (pid {}) for players on http://{}, admin on http://{} ({} nodes)",
             std::process::id(),
             player.local_addr()?,
@@ -113,6 +118,9 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         // Kept to hand the sockets over on SIGUSR2.
         let handover = (player.local_addr()?, std_clone(&player)?, std_clone(&admin)?);
         let gateway = Gateway::new(config);
+        if crate::test_faults::panic_under_lock(args.fault.as_deref())? {
+            gateway.pool.inject_panics(3);
+        }
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
             let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");

@@ -9,9 +9,11 @@ mod ctl_cmd;
 mod drill_cmd;
 mod gateway_cmd;
 mod loadtest_cmd;
+mod log_args;
 mod maintenance_cmd;
 mod node_cmd;
 mod supervisor;
+mod test_faults;
 mod tools_cmd;
 mod up_cmd;
 
@@ -22,6 +24,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    log: log_args::LogArgs,
 }
 
 #[derive(Subcommand)]
@@ -53,14 +57,11 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
-        Command::Up(args) => up_cmd::run(args),
+    let cli = Cli::parse();
+    // Flushes the log's queue when main returns.
+    let _log = cli.log.init()?;
+    match cli.command {
+        Command::Up(args) => up_cmd::run(args, &cli.log),
         Command::Node(args) => node_cmd::run(args),
         Command::Gateway(args) => gateway_cmd::run(args),
         Command::Control(args) => control_cmd::run(args),

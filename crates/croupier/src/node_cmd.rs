@@ -5,7 +5,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
-use croupier_ledger::StoreLocation;
+use std::sync::Arc;
+use std::time::Duration;
+
+use croupier_ledger::retention::RetentionPolicy;
+use croupier_ledger::{Store, StoreLocation};
 use croupier_node::AppState;
 use croupier_node::rounds::random_hex;
 
@@ -35,6 +39,13 @@ pub struct NodeArgs {
     /// move money again. Refused unless CROUPIER_I_KNOW_THIS_BREAKS_MONEY=1 is also set.
     #[arg(long, env = "CROUPIER_FAULT", hide = true)]
     fault: Option<String>,
+    /// Days idempotency records are kept (at least 1; keep it longer than your reconciliation
+    /// window: a key replayed after that runs again as a new request).
+    #[arg(long, default_value_t = 35)]
+    idempotency_days: u32,
+    /// Seconds between housekeeping passes (expired sessions, old idempotency records, WAL).
+    #[arg(long, default_value_t = 600)]
+    housekeep_every_s: u64,
 }
 
 /// The env var that must accompany `--fault`, so no deployment breaks its money by accident.
@@ -99,6 +110,9 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         None => ops_token_file(&args.data.join("ops-token"))?,
     };
     let break_idempotency = broken_idempotency(args.fault.as_deref())?;
+    let retention = RetentionPolicy::with_idempotency_days(args.idempotency_days)
+        .map_err(anyhow::Error::msg)?;
+    let housekeep_every = Duration::from_secs(args.housekeep_every_s.max(1));
     let node_id = args
         .node_id
         .unwrap_or_else(|| format!("node-{}", args.listen.port()));
@@ -110,11 +124,20 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
+        spawn_housekeeping(store.clone(), retention, housekeep_every);
         let state = AppState::new(store, node_id.clone(), ops_token);
+        // The folder holding the ledger is the one whose filesystem must not fill.
+        // (A PostgreSQL server's disk is watched on its own host: here, the node's folder.)
+        let ledger_folder = match &store_location {
+            StoreLocation::Sqlite(db) => db.parent().filter(|p| !p.as_os_str().is_empty()),
+            StoreLocation::Postgres(_) => None,
+        };
+        let folder = ledger_folder.unwrap_or(args.data.as_path()).to_path_buf();
+        state.metrics.vitals.watch_folder(folder);
         if break_idempotency {
             state.break_idempotency();
         }
-        eprintln!(
+        tracing::info!(
             "croupier node {node_id} on http://{}  (player API /api/v1, ops API /ops with the token in {}, ledger {})",
             listener.local_addr()?,
             args.data.join("ops-token").display(),
@@ -123,6 +146,25 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         croupier_node::serve(listener, state, shutdown_signal()).await?;
         Ok(())
     })
+}
+
+/// Runs `Store::housekeep` every `every` (the first pass soon after start); several nodes on
+/// one ledger each run it, which is harmless: the deletes are idempotent and short.
+fn spawn_housekeeping(store: Arc<dyn Store>, policy: RetentionPolicy, every: Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match store.housekeep(policy).await {
+                Ok(report) if report.sessions_removed + report.idempotency_removed > 0 => {
+                    tracing::info!(?report, "housekeeping removed expired rows");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "housekeeping failed; next pass as usual"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -33,7 +33,9 @@ pub struct Supervised {
     /// The executable: this binary, or a build a rolling update put in.
     pub binary: PathBuf,
     pub args: Vec<String>,
-    pub log: PathBuf,
+    /// A file that takes the child's stdout and stderr; `None`: this process's own (the
+    /// child logs to a rotated file of its own, or to the journal).
+    pub log: Option<PathBuf>,
     child: Option<Child>,
     started: Instant,
     crashes_in_a_row: u32,
@@ -42,7 +44,7 @@ pub struct Supervised {
 }
 
 impl Supervised {
-    pub fn new(name: &str, binary: PathBuf, args: Vec<String>, log: PathBuf) -> Supervised {
+    pub fn new(name: &str, binary: PathBuf, args: Vec<String>, log: Option<PathBuf>) -> Supervised {
         Supervised {
             name: name.to_owned(),
             binary,
@@ -57,11 +59,17 @@ impl Supervised {
     }
 
     pub fn spawn(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .with_context(|| format!("opening {}", self.log.display()))?;
+        let (stdout, stderr) = match &self.log {
+            Some(path) => {
+                let log = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                (Stdio::from(log.try_clone()?), Stdio::from(log))
+            }
+            None => (Stdio::inherit(), Stdio::inherit()),
+        };
         let mut command = Command::new(&self.binary);
         // SAFETY: prctl is async-signal-safe; the child dies with the supervisor.
         unsafe {
@@ -73,8 +81,8 @@ impl Supervised {
         let child = command
             .args(&self.args)
             .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .with_context(|| format!("starting {} ({})", self.name, self.binary.display()))?;
         tracing::info!(child = %self.name, pid = child.id(), binary = %self.binary.display(), "started");
@@ -231,6 +239,7 @@ pub fn router(supervisor: Supervisor) -> Router {
     Router::new()
         .route("/supervisor/children", get(list))
         .route("/supervisor/children/{name}/restart", post(restart))
+        .layer(croupier_vitals::panics::layer())
         .with_state(supervisor)
 }
 

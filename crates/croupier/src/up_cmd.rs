@@ -5,14 +5,16 @@
 //! is restarted with back-off; Ctrl-C or SIGTERM stops them all gracefully. The supervisor's
 //! API (loopback, ops token) lets the control plane's rolling update swap a node's binary.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 
 use croupier_ledger::StoreLocation;
+use croupier_vitals::logs;
 
+use crate::log_args::{LogArgs, LogTo};
 use crate::node_cmd::ops_token_file;
 use crate::supervisor::{Supervised, Supervisor};
 
@@ -46,6 +48,16 @@ pub struct UpArgs {
     /// A Slack-compatible incoming webhook for alerts; repeat for each.
     #[arg(long = "slack-webhook")]
     slack_webhooks: Vec<String>,
+}
+
+/// Each child's log: a rotated file in `<data>/logs` (options passed on), or, when this
+/// supervisor's own output is collected by systemd or Kubernetes or `--log-to stdout` was
+/// asked for, the supervisor's stderr.
+fn child_logging(log: &LogArgs, data: &Path, name: &str) -> Vec<String> {
+    if log.log_to == LogTo::Stdout || (log.log_to == LogTo::Auto && logs::managed_output()) {
+        return Vec::new();
+    }
+    log.for_child(data.join("logs").join(format!("{name}.log")))
 }
 
 /// How long `up` waits for each tier to serve before starting the next one anyway.
@@ -94,7 +106,7 @@ fn wait_ready(url: &str) {
     tracing::warn!(%url, "not ready in time; starting the next tier anyway");
 }
 
-pub fn run(args: UpArgs) -> anyhow::Result<()> {
+pub fn run(args: UpArgs, log: &LogArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data)?;
     let data = std::fs::canonicalize(&args.data)?;
     let token_path = data.join("ops-token");
@@ -162,30 +174,23 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             "--node".to_owned(),
             format!("{name}=http://127.0.0.1:{port}"),
         ]);
-        children.push(Supervised::new(
-            &name,
-            binary.clone(),
-            vec![
-                "node".into(),
-                "--listen".into(),
-                format!("127.0.0.1:{port}"),
-                "--node-id".into(),
-                name.clone(),
-                "--data".into(),
-                data_arg.clone(),
-                "--store".into(),
-                store.as_arg(),
-            ],
-            data.join(format!("{name}.log")),
-        ));
+        let mut node_args = vec![
+            "node".into(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--node-id".into(),
+            name.clone(),
+            "--data".into(),
+            data_arg.clone(),
+            "--store".into(),
+            store.as_arg(),
+        ];
+        node_args.extend(child_logging(log, &data, &name));
+        children.push(Supervised::new(&name, binary.clone(), node_args, None));
     }
-    for (name, args) in [("gateway", gateway_args), ("control", control_args)] {
-        children.push(Supervised::new(
-            name,
-            binary.clone(),
-            args,
-            data.join(format!("{name}.log")),
-        ));
+    for (name, mut args) in [("gateway", gateway_args), ("control", control_args)] {
+        args.extend(child_logging(log, &data, name));
+        children.push(Supervised::new(name, binary.clone(), args, None));
     }
     start_in_order(&mut children, &args)?;
     let children = children;
@@ -222,7 +227,10 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
         args.control_port + 1
     );
     println!("  ops token:     {}", token_path.display());
-    println!("  ledger:        {store}   logs: {}/*.log", data.display());
+    println!(
+        "  ledger:        {store}   logs: {}/logs/*.log",
+        data.display()
+    );
     println!("Ctrl-C stops everything.");
 
     // The children read CROUPIER_OPS_TOKEN when it is set, like every croupier command.

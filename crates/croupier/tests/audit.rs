@@ -43,6 +43,7 @@ impl Up {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while get(&format!("http://127.0.0.1:{}/readyz", gateway + 1), None).map(|r| r.0) != Ok(200)
+            || get(&format!("http://127.0.0.1:{control}/readyz"), None).map(|r| r.0) != Ok(200)
             || (0..3).any(|i| {
                 get(&format!("http://127.0.0.1:{}/readyz", nodes + i), None).map(|r| r.0) != Ok(200)
             })

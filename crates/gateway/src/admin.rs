@@ -24,6 +24,7 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .route("/admin/nodes", get(list_nodes))
         .route("/admin/nodes/{name}", put(set_node))
         .fallback(|| async { refusal(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(croupier_vitals::panics::layer())
         .layer(axum::middleware::map_response(croupier_web::secure_headers))
         .with_state(gateway)
 }

@@ -1,7 +1,7 @@
 //! Retry budget: retries may add at most a fixed share of the traffic (plus a small floor per
 //! second), so that when every node struggles, retries cannot multiply the load.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Instant;
 
 /// Tokens are counted in thousandths, so that shares like 0.2 add up exactly.
@@ -39,7 +39,7 @@ impl RetryBudget {
 
     /// Called for each request.
     pub fn deposit(&self) {
-        let mut guard = self.state.lock().expect("budget lock");
+        let mut guard = self.state.lock();
         let (tokens, at) = &mut *guard;
         self.refill(tokens, at);
         *tokens = (*tokens + self.per_request).min(self.capacity);
@@ -47,7 +47,7 @@ impl RetryBudget {
 
     /// Takes one retry from the budget, if there is one.
     pub fn try_withdraw(&self) -> bool {
-        let mut guard = self.state.lock().expect("budget lock");
+        let mut guard = self.state.lock();
         let (tokens, at) = &mut *guard;
         self.refill(tokens, at);
         if *tokens >= MILLI {

@@ -7,6 +7,7 @@
 //! maintenance) are set through an authenticated admin API; WebSockets are proxied and closed
 //! with 1012 on drain so clients reconnect elsewhere. See ARCHITECTURE.md for why hyper.
 
+pub mod access_log;
 pub mod admin;
 pub mod budget;
 pub mod health;
@@ -89,6 +90,7 @@ pub struct Gateway {
     pub limits: RateLimits,
     /// Set when the gateway stops: proxied WebSockets close with 1012.
     pub stopping: watch::Sender<bool>,
+    pub access_log: access_log::AccessLog,
 }
 
 impl Gateway {
@@ -120,6 +122,7 @@ impl Gateway {
             budget: RetryBudget::new(config.retry_ratio, config.retry_floor_per_second),
             limits: RateLimits::new(config.rate_per_ip, config.rate_per_player),
             stopping: watch::Sender::new(false),
+            access_log: access_log::AccessLog::default(),
             config,
         })
     }
@@ -135,6 +138,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     health::spawn_checks(gateway.clone());
     limits::spawn_sweeper(gateway.clone());
+    let summaries = gateway.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(access_log::SUMMARY_EVERY);
+        loop {
+            every.tick().await;
+            summaries.access_log.summarise();
+        }
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopping = gateway.clone();
     tokio::spawn(async move {

@@ -3,8 +3,8 @@
 //! back-off, and requests outstanding. New work goes to the eligible node with the fewest
 //! requests outstanding; a player sticks to one node while it stays eligible.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -103,7 +103,7 @@ impl Backend {
     }
 
     pub fn is_ejected(&self) -> bool {
-        let until = self.ejected_until.lock().expect("ejection lock");
+        let until = self.ejected_until.lock();
         until.is_some_and(|t| Instant::now() < t)
     }
 
@@ -124,7 +124,7 @@ impl Backend {
         if !immediate && errors < outlier.consecutive_errors {
             return false;
         }
-        let mut until = self.ejected_until.lock().expect("ejection lock");
+        let mut until = self.ejected_until.lock();
         if until.is_some_and(|t| Instant::now() < t) {
             return false;
         }
@@ -151,6 +151,9 @@ pub struct Pool {
     pub backends: Vec<Backend>,
     affinity: Mutex<HashMap<PlayerKey, (usize, Instant)>>,
     picks: AtomicUsize,
+    /// Test-only fault (`--fault panic-under-lock`): picks left that panic while holding the
+    /// affinity lock.
+    panics_left: AtomicU32,
 }
 
 impl Pool {
@@ -159,7 +162,14 @@ impl Pool {
             backends,
             affinity: Mutex::new(HashMap::new()),
             picks: AtomicUsize::new(0),
+            panics_left: AtomicU32::new(0),
         }
+    }
+
+    /// Test-only: the next `count` picks panic while they hold the affinity lock, as a failed
+    /// log write once did. The lock cannot poison: later picks go on as if nothing happened.
+    pub fn inject_panics(&self, count: u32) {
+        self.panics_left.store(count, Ordering::SeqCst);
     }
 
     pub fn find(&self, name: &str) -> Option<&Backend> {
@@ -175,7 +185,14 @@ impl Pool {
     /// node with the fewest requests outstanding (ties rotate).
     pub fn pick(&self, affinity_key: Option<PlayerKey>, tried: &[usize]) -> Option<usize> {
         let usable = |i: usize| !tried.contains(&i) && self.backends[i].eligible();
-        let mut table = self.affinity.lock().expect("affinity lock");
+        let mut table = self.affinity.lock();
+        if self
+            .panics_left
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            panic!("injected fault: a panic while the affinity lock is held");
+        }
         let picks = self.picks.fetch_add(1, Ordering::Relaxed);
         if picks.is_multiple_of(AFFINITY_SWEEP_EVERY) {
             table.retain(|_, (_, seen)| seen.elapsed() < AFFINITY_IDLE);

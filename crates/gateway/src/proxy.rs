@@ -44,6 +44,7 @@ const HOP_BY_HOP: [&str; 8] = [
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
         .fallback(handle)
+        .layer(croupier_vitals::panics::layer())
         .layer(axum::middleware::map_response(croupier_web::secure_headers))
         .with_state(gateway)
 }
@@ -143,7 +144,21 @@ async fn handle(
         }
     };
     gateway.budget.deposit();
-    forward(&gateway, &parts, body, player, client).await
+    let started = Instant::now();
+    let response = forward(&gateway, &parts, body, player, client).await;
+    let status = response.status().as_u16();
+    if gateway.access_log.keep(status) {
+        let node = response
+            .headers()
+            .get(NODE_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
+        tracing::info!(
+            method = %parts.method, path = %parts.uri.path(), status, node,
+            ms = started.elapsed().as_secs_f64() * 1000.0, client = %client.ip(), "request"
+        );
+    }
+    response
 }
 
 fn too_many() -> Response {
@@ -252,7 +267,11 @@ async fn try_node(
             {
                 return Try::Retry("draining");
             }
-            if matches!(status.as_u16(), 502..=504) || status == StatusCode::INTERNAL_SERVER_ERROR {
+            // A 503 is the node, alive, saying it cannot serve now (its store is unavailable,
+            // a full disk): every node would say the same, so the answer goes to the player
+            // and is not held against the node. Ejecting for it kept players out for the
+            // whole ejection back-off after the store came back.
+            if matches!(status.as_u16(), 502 | 504) || status == StatusCode::INTERNAL_SERVER_ERROR {
                 error("5xx");
                 eject(false);
             } else {
@@ -324,7 +343,6 @@ async fn forward(
     client: SocketAddr,
 ) -> Response {
     let idempotent = is_idempotent(&parts.method, &parts.headers);
-    let started = Instant::now();
     let mut tried = Vec::new();
     loop {
         let Some(index) = gateway.pool.pick(player, &tried) else {
@@ -333,14 +351,7 @@ async fn forward(
         tried.push(index);
         let outcome = try_node(gateway, index, parts, body.clone(), idempotent, client).await;
         let reason = match outcome {
-            Try::Answer(response) => {
-                tracing::info!(
-                    method = %parts.method, path = %parts.uri.path(), status = response.status().as_u16(),
-                    node = %gateway.pool.backends[index].name, tries = tried.len(),
-                    ms = started.elapsed().as_secs_f64() * 1000.0, client = %client.ip(), "request"
-                );
-                return response;
-            }
+            Try::Answer(response) => return response,
             Try::Fail(kind) => {
                 return refusal(
                     StatusCode::BAD_GATEWAY,

@@ -19,6 +19,9 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
 /// Longest wait for requests in flight once the gateway stops.
 pub const STOP_DEADLINE: Duration = Duration::from_secs(20);
+/// Pause after a failed accept: out of descriptors (`ulimit -n`) the listener stays readable,
+/// and accepting again at once would spin a core without serving anyone.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 async fn stopped(stop: &mut watch::Receiver<bool>) {
     while !*stop.borrow_and_update() {
@@ -38,7 +41,8 @@ pub async fn serve(listener: TcpListener, router: Router, mut stop: watch::Recei
                 let (stream, remote) = match accepted {
                     Ok(accepted) => accepted,
                     Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
+                        tracing::warn!(error = %e, "accept failed; pausing before the next accept");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
                         continue;
                     }
                 };

@@ -12,6 +12,7 @@ pub mod locator;
 pub mod model;
 pub mod observe;
 pub mod pg;
+pub mod retention;
 pub mod sqlite;
 pub mod store;
 pub mod test_store;

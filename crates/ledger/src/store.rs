@@ -189,6 +189,13 @@ pub trait Store: Send + Sync + 'static {
     /// Whether the store is reachable and its migrations are complete.
     fn ready(&self) -> BoxFuture<'_, Result<bool, LedgerError>>;
 
+    /// Forgets what `policy` lets go (expired sessions, idempotency records past their
+    /// period) in short transactions, and bounds the write-ahead log; never the journal.
+    fn housekeep(
+        &self,
+        policy: crate::retention::RetentionPolicy,
+    ) -> BoxFuture<'_, Result<crate::retention::HousekeepReport, LedgerError>>;
+
     /// Reports each committed (or failed) batch to `observer` from now on.
     fn observe(&self, observer: Arc<dyn StoreObserver>);
 

@@ -37,6 +37,8 @@ pub enum DrillKind {
     RestartGateway,
     StoreOutage,
     DrainCycle,
+    /// Not part of `ALL`: it needs the data folder on a filesystem the drill mounts.
+    DiskFull,
 }
 
 impl DrillKind {
@@ -53,11 +55,15 @@ impl DrillKind {
             DrillKind::RestartGateway => "restart-gateway",
             DrillKind::StoreOutage => "store-outage",
             DrillKind::DrainCycle => "drain-cycle",
+            DrillKind::DiskFull => "disk-full",
         }
     }
 
     pub fn parse(name: &str) -> Option<DrillKind> {
-        DrillKind::ALL.into_iter().find(|k| k.name() == name)
+        DrillKind::ALL
+            .into_iter()
+            .chain([DrillKind::DiskFull])
+            .find(|k| k.name() == name)
     }
 
     fn prefix(self) -> &'static str {
@@ -66,6 +72,7 @@ impl DrillKind {
             DrillKind::RestartGateway => "rg",
             DrillKind::StoreOutage => "so",
             DrillKind::DrainCycle => "dc",
+            DrillKind::DiskFull => "df",
         }
     }
 }
@@ -315,6 +322,10 @@ async fn inject(
         }
         DrillKind::StoreOutage => store_outage(stack, settings.outage).await,
         DrillKind::DrainCycle => drain_cycle(stack, &http).await,
+        DrillKind::DiskFull => {
+            crate::disk_full::fill_and_free(stack, settings.outage.max(crate::disk_full::MIN_HOLD))
+                .await
+        }
     }
 }
 
@@ -362,6 +373,18 @@ pub async fn run(
         recovered.duration_since(fault_at).as_millis() as u64
     });
     let mut reasons = Vec::new();
+    if kind == DrillKind::DiskFull {
+        {
+            let stats = shared.stats.lock().expect("stats");
+            let after: Vec<&crate::stats::Incident> = stats
+                .incidents
+                .iter()
+                .filter(|i| i.at >= fault_at)
+                .collect();
+            reasons.extend(crate::disk_full::check_errors(&after, fault_ended));
+        }
+        reasons.extend(crate::disk_full::check_incident(stack).await);
+    }
     if let Err(e) = &whole {
         reasons.push(format!("did not recover: {e}"));
         // Give it the same time again so the bank checks can reach the players' API.

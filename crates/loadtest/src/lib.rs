@@ -6,6 +6,7 @@
 
 pub mod audit;
 pub mod bank;
+pub mod disk_full;
 pub mod drill;
 pub mod error;
 pub mod history;

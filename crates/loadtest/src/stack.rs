@@ -219,7 +219,7 @@ impl Stack {
             }
             if Instant::now() > deadline {
                 return Err(LoadError::Stack(format!(
-                    "not every node and the gateway served within {within:?} (see {}/*.log)",
+                    "not every node and the gateway served within {within:?} (see {}/logs/*.log)",
                     self.spec.data.display()
                 )));
             }

@@ -120,7 +120,11 @@ impl FromRequestParts<AppState> for PlayerAuth {
 
 async fn player_for_token(state: &AppState, token: &str) -> Result<Option<String>, ApiError> {
     let hash = token_hash(token);
-    if let Some((player, at)) = state.sessions.lock().expect("session cache").get(&hash)
+    if let Some((player, at)) = state
+        .sessions
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&hash)
         && at.elapsed() < SESSION_CACHE_TTL
     {
         return Ok(Some(player.clone()));
@@ -134,7 +138,7 @@ async fn player_for_token(state: &AppState, token: &str) -> Result<Option<String
         state
             .sessions
             .lock()
-            .expect("session cache")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(hash, (player.clone(), Instant::now()));
     }
     Ok(player)

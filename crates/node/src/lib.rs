@@ -71,6 +71,7 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(croupier_vitals::panics::layer())
         .layer(axum::middleware::map_response(croupier_web::secure_headers))
         .with_state(state)
 }
@@ -85,7 +86,10 @@ fn spawn_background(state: AppState) {
             let _ = tokio::task::spawn_blocking(move || metrics_state.metrics.sample_host()).await;
             if let Ok(statuses) = state.store.read(|tx| tx.game_statuses()).await {
                 let fresh: HashMap<String, String> = statuses.into_iter().collect();
-                *state.game_status.write().expect("game status cache") = fresh;
+                *state
+                    .game_status
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
             }
         }
     });

@@ -76,6 +76,8 @@ pub struct Metrics {
     network_tx: Family<InterfaceLabels, Counter>,
     disk_total: Family<MountLabels, Gauge>,
     disk_available: Family<MountLabels, Gauge>,
+    /// The data folder's filesystem, descriptors, memory cap, panics, dropped log lines.
+    pub vitals: croupier_vitals::exporter::Vitals,
 }
 
 struct HostProbe {
@@ -145,6 +147,7 @@ impl Metrics {
             websockets.clone(),
         );
 
+        let vitals = croupier_vitals::exporter::Vitals::register(&mut registry);
         let store = Arc::new(StoreMetrics::register(&mut registry));
         let host_registry = registry.sub_registry_with_prefix("host");
         let cpu_usage = Gauge::<f64, AtomicU64>::default();
@@ -223,13 +226,17 @@ impl Metrics {
             network_tx,
             disk_total,
             disk_available,
+            vitals,
         }
     }
 
     /// Samples the host; called about once a second so CPU usage and network deltas mean
     /// "over the last second".
     pub fn sample_host(&self) {
-        let mut probe = self.host.lock().expect("host probe");
+        let mut probe = self
+            .host
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let HostProbe {
             system,
             networks,
@@ -260,6 +267,7 @@ impl Metrics {
                 .get_or_create(&labels)
                 .inc_by(data.transmitted());
         }
+        self.vitals.sample();
         disks.refresh(true);
         for disk in disks.list() {
             let labels = MountLabels {

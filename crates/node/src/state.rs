@@ -104,7 +104,7 @@ impl AppState {
     pub fn game_status(&self, game: &str) -> String {
         self.game_status
             .read()
-            .expect("game status cache")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(game)
             .cloned()
             .unwrap_or_else(|| "open".to_owned())

@@ -12,6 +12,7 @@
 mod batch;
 mod conn;
 pub mod error;
+mod retention;
 mod schema;
 pub mod scratch;
 mod staged;
@@ -268,6 +269,22 @@ impl Store for PgStore {
                 LedgerError::Unavailable(format!("no connection to the store: {e}"))
             })?;
             Ok(schema::version(&client).await? == schema::migrations().len())
+        })
+    }
+
+    fn housekeep(
+        &self,
+        policy: crate::retention::RetentionPolicy,
+    ) -> BoxFuture<'_, Result<crate::retention::HousekeepReport, LedgerError>> {
+        let readers = self.readers.clone();
+        let handle = self.reader_handle();
+        Box::pin(async move {
+            let handle = handle?;
+            tokio::task::spawn_blocking(move || {
+                handle.block_on(retention::housekeep(&readers, &policy))
+            })
+            .await
+            .map_err(|e| LedgerError::Storage(format!("housekeeping failed: {e}")))?
         })
     }
 }

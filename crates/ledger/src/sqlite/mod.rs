@@ -5,6 +5,7 @@
 //! processes can share the file: `BEGIN IMMEDIATE` serialises their writers and each batch
 //! re-reads the chain head. Reads use a small pool of read-only connections.
 
+mod retention;
 mod schema;
 mod tx;
 
@@ -62,6 +63,7 @@ struct Job {
 }
 
 pub struct SqliteStore {
+    path: PathBuf,
     jobs: mpsc::Sender<Job>,
     observer: ObserverSlot,
     readers: Arc<Vec<Mutex<Connection>>>,
@@ -146,6 +148,7 @@ impl SqliteStore {
             .spawn(move || write_loop(writer, &writer_currency, queue, max_batch, &writer_observer))
             .map_err(|e| LedgerError::Storage(format!("cannot start the writer: {e}")))?;
         Ok(SqliteStore {
+            path: config.path.clone(),
             jobs,
             observer,
             readers: Arc::new(readers),
@@ -398,6 +401,18 @@ impl Store for SqliteStore {
             })
             .await
             .map_err(|e| LedgerError::Storage(format!("readiness check failed: {e}")))?
+        })
+    }
+
+    fn housekeep(
+        &self,
+        policy: crate::retention::RetentionPolicy,
+    ) -> BoxFuture<'_, Result<crate::retention::HousekeepReport, LedgerError>> {
+        let path = self.path.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || retention::housekeep(&path, &policy))
+                .await
+                .map_err(|e| LedgerError::Storage(format!("housekeeping failed: {e}")))?
         })
     }
 }

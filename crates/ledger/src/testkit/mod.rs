@@ -240,6 +240,44 @@ pub async fn reopen_keeps_data(opener: &dyn Opener) {
     assert_sound(&*store).await;
 }
 
+/// `Store::housekeep` removes expired sessions only, and a recent idempotency key still
+/// replays afterwards (money is never moved twice by housekeeping).
+pub async fn housekeeping_removes_expired_sessions_and_keeps_recent_keys(opener: &dyn Opener) {
+    let store = opener.open();
+    let now = crate::clock::now_ms();
+    store
+        .transact(None, move |tx| {
+            tx.create_player("ivy")?;
+            tx.insert_session("expired-hash", "ivy", 1_000)?;
+            tx.insert_session("live-hash", "ivy", now + 3_600_000)
+        })
+        .await
+        .unwrap();
+    let key = Some(Idempotency {
+        key: "ivy:k".into(),
+        fingerprint: "f".into(),
+    });
+    post_all(&*store, key.clone(), vec![grant("ivy", 5)])
+        .await
+        .unwrap();
+    let policy = crate::retention::RetentionPolicy::default();
+    let report = store.housekeep(policy).await.unwrap();
+    assert_eq!(
+        (report.sessions_removed, report.idempotency_removed),
+        (1, 0)
+    );
+    assert_eq!(store.housekeep(policy).await.unwrap().sessions_removed, 0);
+    let live = store
+        .read(|tx| tx.session_player("live-hash"))
+        .await
+        .unwrap();
+    assert_eq!(live.as_deref(), Some("ivy"));
+    let again = post_all(&*store, key, vec![grant("ivy", 5)]).await.unwrap();
+    assert!(again.is_replay());
+    assert_eq!(balance(&*store, "ivy").await, 5);
+    assert_sound(&*store).await;
+}
+
 /// One `#[tokio::test]` per contract test, each on a fresh ledger: `$fresh` is an async
 /// expression giving an `Opener`.
 macro_rules! store_contract_tests {
@@ -252,7 +290,8 @@ macro_rules! store_contract_tests {
             idempotency_key_replays_the_first_result_and_moves_nothing,
             one_key_sent_at_once_through_two_stores_moves_money_once,
             concurrent_writers_are_group_committed_on_one_chain,
-            reopen_keeps_data
+            reopen_keeps_data,
+            housekeeping_removes_expired_sessions_and_keeps_recent_keys
         );
     };
     (@each $fresh:expr; $($name:ident),*) => {
