@@ -28,7 +28,7 @@ if [ "${CROUPIER_BENCH_STORE:-sqlite}" = postgres ]; then
   psql "$server" -qc "CREATE DATABASE $pg_db"
   store="${server%/*}/$pg_db"
 fi
-"$bin" up --data "$work/data" --store "$store" --first-node-port 7301 --gateway-port 8300 \
+"$bin" up --demo --data "$work/data" --store "$store" --first-node-port 7301 --gateway-port 8300 \
   --control-port 8380 >"$work/up.log" 2>&1 &
 up_pid=$!
 cleanup() {

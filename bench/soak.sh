@@ -20,7 +20,7 @@ cargo build --release -p croupier --quiet
 bin="${CARGO_TARGET_DIR:-$PWD/target}/release/croupier"
 work="$(mktemp -d)"
 data="$work/data"
-"$bin" up --data "$data" --first-node-port 7401 --gateway-port 8400 --control-port 8480 \
+"$bin" up --demo --data "$data" --first-node-port 7401 --gateway-port 8400 --control-port 8480 \
   --backup-verify-every-s 120 >"$work/up.log" 2>&1 &
 up_pid=$!
 cleanup() {

@@ -31,6 +31,17 @@ pub enum BackupError {
     },
     #[error("restored store breaks {count} ledger invariant(s), first: {first}")]
     Invariants { count: u64, first: String },
+    #[error(
+        "rollback: the repository restores up to journal entry {restored_seq} (cut {restored_cut_ms}), \
+         but entry {pinned_seq} (cut {pinned_cut_ms}) was shipped: its newest pieces were removed \
+         or replaced by older ones"
+    )]
+    RolledBack {
+        restored_seq: i64,
+        restored_cut_ms: i64,
+        pinned_seq: i64,
+        pinned_cut_ms: i64,
+    },
     #[error("no backup covers {0}")]
     NotCovered(String),
     #[error("{0} already exists: a restore never writes over a store")]

@@ -6,9 +6,11 @@
 //! - `pieces` + `seal`: zstd, XChaCha20-Poly1305, BLAKE3 checksums listed in the `manifest`.
 //! - `target`: a local folder or S3-compatible storage through `object_store`.
 //! - `restore`: into a new file only, to the newest state or any shipped cut (point in time).
-//! - `verify`: restore into scratch, every invariant, manifest totals and chain head, RTO/RPO.
+//! - `verify`: restore into scratch, every invariant, manifest totals and chain head, RTO/RPO;
+//!   with a `pin` (the newest state shipped, kept outside the repository) a rollback fails.
 //! - `plan` + `scheduler`: weekly full / daily incremental, retention, scheduled verifies;
 //!   `BackupScheduler` is what the control plane runs.
+#![forbid(unsafe_code)]
 
 pub mod catalog;
 pub mod cut;
@@ -16,6 +18,7 @@ pub mod delta;
 pub mod error;
 pub mod manifest;
 pub mod pieces;
+pub mod pin;
 pub mod plan;
 pub mod progress;
 pub mod restore;
@@ -30,6 +33,7 @@ pub mod verify;
 pub use catalog::Catalog;
 pub use error::BackupError;
 pub use manifest::{BackupKind, Manifest};
+pub use pin::Pin;
 pub use plan::Policy;
 pub use progress::{Progress, Silent};
 pub use restore::{Restored, restore};

@@ -52,7 +52,8 @@ fn exists_with_side_files(path: &Path) -> bool {
 }
 
 /// Restores the state at `at_ms` (the newest shipped cut at or before it; the newest of all
-/// when `None`) into the new file `dest`.
+/// when `None`) into the new file `dest`: find the backup, materialise it in a scratch file,
+/// replay the segments after it, verify the invariants, then move the file into place.
 pub fn restore(
     target: &Target,
     key: &BackupKey,
@@ -70,6 +71,29 @@ pub fn restore(
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let catalog = Catalog::load(target)?;
+    let manifest = find(target, key, &catalog, at_ms)?;
+    let scratch = scratch_beside(dest, dir)?;
+    let conn = materialise(target, key, &manifest, &scratch.0, progress)?;
+    let (cut_ms, applied) = replay(target, key, &catalog, &manifest, at_ms, &conn, progress)?;
+    let state = verify(&conn)?;
+    drop(conn);
+    commit(&scratch.0, dest, dir)?;
+    Ok(Restored {
+        backup_id: manifest.id,
+        cut_ms,
+        segments_applied: applied,
+        state,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+/// The manifest of the newest backup at or before `at_ms`.
+fn find(
+    target: &Target,
+    key: &BackupKey,
+    catalog: &Catalog,
+    at_ms: Option<i64>,
+) -> Result<Manifest, BackupError> {
     let entry = catalog.newest_at(at_ms).ok_or_else(|| {
         BackupError::NotCovered(match at_ms {
             Some(at) => format!(
@@ -79,7 +103,11 @@ pub fn restore(
             None => format!("a restore: {} holds no backup", target.location()),
         })
     })?;
-    let manifest = Manifest::load(target, key, &entry.id)?;
+    Manifest::load(target, key, &entry.id)
+}
+
+/// A temporary file beside `dest`, removed unless the restore goes through.
+fn scratch_beside(dest: &Path, dir: &Path) -> Result<Scratch, BackupError> {
     let file_name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -88,7 +116,18 @@ pub fn restore(
     if exists_with_side_files(&scratch.0) {
         return Err(BackupError::TargetExists(scratch.0.display().to_string()));
     }
+    Ok(scratch)
+}
 
+/// The backup itself in `path`: its full backup, and its delta when it is incremental, each
+/// checked against the state its manifest recorded.
+fn materialise(
+    target: &Target,
+    key: &BackupKey,
+    manifest: &Manifest,
+    path: &Path,
+    progress: &dyn Progress,
+) -> Result<Connection, BackupError> {
     let full = match (manifest.kind, &manifest.parent) {
         (BackupKind::Full, _) => manifest.clone(),
         (BackupKind::Incremental, Some(parent)) => Manifest::load(target, key, parent)?,
@@ -99,8 +138,8 @@ pub fn restore(
             });
         }
     };
-    write_full(target, key, &full, &scratch.0, progress)?;
-    let conn = Connection::open(&scratch.0)?;
+    write_full(target, key, &full, path, progress)?;
+    let conn = Connection::open(path)?;
     // No fsync per applied segment: the file is synced once, after every check, before the
     // rename; a crash before that leaves only the temporary file, which is never used.
     conn.execute_batch("PRAGMA synchronous = OFF")?;
@@ -113,9 +152,22 @@ pub fn restore(
                 reason: format!("not a delta: {e}"),
             })?;
         apply_in_tx(&conn, &delta)?;
-        check_state(&conn, &manifest)?;
+        check_state(&conn, manifest)?;
     }
+    Ok(conn)
+}
 
+/// Applies the shipped segments after the backup up to `at_ms`, each continuing the one
+/// before and ending on the chain head it recorded; (cut reached, segments applied).
+fn replay(
+    target: &Target,
+    key: &BackupKey,
+    catalog: &Catalog,
+    manifest: &Manifest,
+    at_ms: Option<i64>,
+    conn: &Connection,
+    progress: &dyn Progress,
+) -> Result<(i64, usize), BackupError> {
     let mut cut_ms = manifest.cut_ms;
     let mut applied = 0;
     let segments: Vec<_> = catalog
@@ -134,8 +186,8 @@ pub fn restore(
                 ),
             });
         }
-        apply_in_tx(&conn, &delta)?;
-        let head = crate::state::chain_head(&conn)?;
+        apply_in_tx(conn, &delta)?;
+        let head = crate::state::chain_head(conn)?;
         if head != (delta.last_seq, delta.chain_head.clone()) {
             return Err(BackupError::Mismatch {
                 what: format!("the hash-chain head of {}", segment.name),
@@ -148,14 +200,18 @@ pub fn restore(
         progress.advance(applied as u64);
     }
     progress.end();
+    Ok((cut_ms, applied))
+}
 
-    let currency = LedgerState::read(&conn)?
+/// Every ledger invariant on the restored file; its state when they hold.
+fn verify(conn: &Connection) -> Result<LedgerState, BackupError> {
+    let currency = LedgerState::read(conn)?
         .totals
         .keys()
         .next()
         .cloned()
         .unwrap_or_else(|| "EUR".into());
-    let report = croupier_ledger::sqlite::check_integrity(&conn, &currency)?;
+    let report = croupier_ledger::sqlite::check_integrity(conn, &currency)?;
     if !report.ok {
         return Err(BackupError::Invariants {
             count: report.violation_count,
@@ -166,22 +222,20 @@ pub fn restore(
                 .unwrap_or_default(),
         });
     }
-    let state = LedgerState::read(&conn)?;
+    let state = LedgerState::read(conn)?;
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
-    drop(conn);
-    std::fs::File::open(&scratch.0)?.sync_all()?;
+    Ok(state)
+}
+
+/// Syncs the verified file and renames it to `dest` (never over an existing store).
+fn commit(scratch: &Path, dest: &Path, dir: &Path) -> Result<(), BackupError> {
+    std::fs::File::open(scratch)?.sync_all()?;
     if exists_with_side_files(dest) {
         return Err(BackupError::TargetExists(dest.display().to_string()));
     }
-    std::fs::rename(&scratch.0, dest)?;
+    std::fs::rename(scratch, dest)?;
     std::fs::File::open(dir)?.sync_all()?;
-    Ok(Restored {
-        backup_id: manifest.id,
-        cut_ms,
-        segments_applied: applied,
-        state,
-        elapsed_ms: started.elapsed().as_millis() as u64,
-    })
+    Ok(())
 }
 
 fn write_full(

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::Catalog;
 use crate::error::BackupError;
 use crate::manifest::BackupKind;
+use crate::pin::Pin;
 use crate::plan::{Plan, Policy, plan};
 use crate::progress::Silent;
 use crate::seal::BackupKey;
@@ -89,6 +90,8 @@ pub struct BackupScheduler {
     last_verify: Option<VerifyReport>,
     /// The `now_ms` of the run that made the last report (the caller's clock).
     last_verify_ms: i64,
+    /// The newest state shipped, which a restore test must reach.
+    pin: Option<Pin>,
 }
 
 impl BackupScheduler {
@@ -105,7 +108,13 @@ impl BackupScheduler {
             started_ms: now_ms,
             last_verify: None,
             last_verify_ms: now_ms,
+            pin: None,
         })
+    }
+
+    /// Moves the pin the restore tests must reach forward to `pin` (never back).
+    pub fn pin(&mut self, pin: Pin) {
+        self.pin = Some(self.pin.map_or(pin, |old| old.max(pin)));
     }
 
     /// Seeds the last verify report (e.g. from the control plane's catalog after a restart).
@@ -153,6 +162,7 @@ impl BackupScheduler {
                 &self.key,
                 &self.config.scratch_dir,
                 None,
+                self.pin.as_ref(),
                 &Silent,
             );
             self.last_verify = Some(report.clone());

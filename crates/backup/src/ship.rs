@@ -31,6 +31,8 @@ pub struct Shipper {
 pub struct Shipped {
     pub name: String,
     pub cut_ms: i64,
+    /// The last journal entry the store had at the cut.
+    pub last_seq: i64,
     pub entries: usize,
     pub bytes: u64,
     /// How long the cut held the write lock.
@@ -107,6 +109,7 @@ impl Shipper {
         Ok(Some(Shipped {
             name,
             cut_ms: delta.cut_ms,
+            last_seq: delta.last_seq,
             entries: delta.journal.len(),
             bytes,
             lock_held_us: self.cutter.last_lock_hold().as_micros() as u64,

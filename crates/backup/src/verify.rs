@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::cut::now_ms;
+use crate::pin::Pin;
 use crate::progress::Progress;
 use crate::restore::restore;
 use crate::seal::BackupKey;
@@ -33,12 +34,14 @@ pub struct VerifyReport {
 }
 
 /// Restores the newest state (or the state at `at_ms`) into `scratch_dir` and checks it;
-/// the scratch store is deleted afterwards. Failure is a report, not an error.
+/// the scratch store is deleted afterwards. With a `pin`, the newest state must reach it
+/// (`pin`: a rollback fails). Failure is a report, not an error.
 pub fn verify(
     target: &Target,
     key: &BackupKey,
     scratch_dir: &Path,
     at_ms: Option<i64>,
+    pin: Option<&Pin>,
     progress: &dyn Progress,
 ) -> VerifyReport {
     let verified_at_ms = now_ms();
@@ -51,6 +54,12 @@ pub fn verify(
             let result = restore(target, key, &dir.path().join("ledger.db"), at_ms, progress);
             drop(dir);
             result
+        })
+        .and_then(|restored| match (pin, at_ms) {
+            (Some(pin), None) => pin
+                .check(restored.state.last_seq, restored.cut_ms)
+                .map(|()| restored),
+            _ => Ok(restored),
         });
     let rto_ms = started.elapsed().as_millis() as u64;
     match outcome {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use croupier_backup::manifest::{manifest_name, piece_name};
 use croupier_backup::{
-    BackupError, BackupKey, Catalog, Manifest, Shipper, Silent, Target, restore, take_full,
+    BackupError, BackupKey, Catalog, Manifest, Pin, Shipper, Silent, Target, restore, take_full,
     take_incremental, verify,
 };
 use croupier_games::GameId;
@@ -217,7 +217,7 @@ fn backup_under_play_restores_exactly_and_to_chosen_instants() {
         Err(BackupError::TargetExists(_))
     ));
 
-    let report = verify(&target, &key, dir.path(), None, &Silent);
+    let report = verify(&target, &key, dir.path(), None, None, &Silent);
     assert!(report.ok, "{report:?}");
     assert_eq!(report.cut_ms, Some(restored_cut(&target, &key)));
     assert!(report.rpo_seconds.unwrap() < 60.0);
@@ -357,12 +357,50 @@ fn each_kind_of_damage_is_caught_and_named() {
     std::fs::write(&manifest_path, &manifest_bytes).unwrap();
 
     // Whole again: the restore goes through, and verify says so.
-    let report = verify(&target, &key, dir.path(), None, &Silent);
+    let report = verify(&target, &key, dir.path(), None, None, &Silent);
     assert!(report.ok, "{report:?}");
     assert_eq!(report.segments_applied, 2);
-    let broken = verify(&target, &self::key(), dir.path(), None, &Silent);
+    let broken = verify(&target, &self::key(), dir.path(), None, None, &Silent);
     assert!(!broken.ok);
     assert!(broken.reason.unwrap().contains("another key"));
+}
+
+#[test]
+fn a_repository_missing_its_newest_segment_fails_a_pinned_verify_as_a_rollback() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key();
+    let ledger = Ledger::open(dir.path(), 2);
+    let target = Target::open(dir.path().join("backups").to_str().unwrap()).unwrap();
+    for n in 0..10 {
+        ledger.bet(n % 2, n as u64);
+    }
+    take_full(&ledger.db, &target, &key, &Silent).unwrap();
+    let mut shipper = Shipper::resume(&ledger.db, &target, &key, SESSION_TTL_MS).unwrap();
+    let mut newest = None;
+    for round in 0..2 {
+        for n in 0..5 {
+            ledger.bet(n % 2, 100 + round * 10 + n as u64);
+        }
+        std::thread::sleep(Duration::from_millis(3));
+        newest = shipper.ship_once(&target, &key).unwrap();
+    }
+    let newest = newest.unwrap();
+    let pin = Pin {
+        last_seq: newest.last_seq,
+        cut_ms: newest.cut_ms,
+    };
+    let whole = verify(&target, &key, dir.path(), None, Some(&pin), &Silent);
+    assert!(whole.ok, "{whole:?}");
+
+    // Whoever can write the repository removes its newest segment: the rest still restores,
+    // chains and keeps every invariant, only older. Unpinned, verify calls that a success.
+    std::fs::remove_file(object_path(dir.path(), &newest.name)).unwrap();
+    let unpinned = verify(&target, &key, dir.path(), None, None, &Silent);
+    assert!(unpinned.ok && unpinned.state.unwrap().last_seq < pin.last_seq);
+    let pinned = verify(&target, &key, dir.path(), None, Some(&pin), &Silent);
+    assert!(!pinned.ok);
+    let reason = pinned.reason.unwrap();
+    assert!(reason.starts_with("rollback"), "{reason}");
 }
 
 impl Ledger {

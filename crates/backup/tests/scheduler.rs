@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use croupier_backup::plan::DAY_MS;
 use croupier_backup::{
-    BackupHealth, BackupKey, BackupScheduler, Catalog, Policy, SchedulerConfig, cut::now_ms,
+    BackupHealth, BackupKey, BackupScheduler, Catalog, Pin, Policy, SchedulerConfig, cut::now_ms,
 };
 use croupier_games::GameId;
 use croupier_ledger::sqlite::{SqliteConfig, SqliteStore};
@@ -51,15 +51,21 @@ fn config(dir: &Path) -> SchedulerConfig {
     }
 }
 
-#[test]
-fn scheduler_takes_prunes_verifies_and_reports_health() {
-    let dir = tempfile::tempdir().unwrap();
+/// A SQLite ledger in `dir` with player p0 signed in, and a runtime to play on it.
+fn ledger_with_a_player(dir: &Path) -> (tokio::runtime::Runtime, Arc<dyn Store>) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(SqliteConfig::new(dir.path().join("ledger.db"))).unwrap());
+        Arc::new(SqliteStore::open(SqliteConfig::new(dir.join("ledger.db"))).unwrap());
     runtime
         .block_on(store.transact(None, |tx| rounds::sign_in(tx, "p0", "t0")))
         .unwrap();
+    (runtime, store)
+}
+
+#[test]
+fn scheduler_takes_prunes_verifies_and_reports_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, store) = ledger_with_a_player(dir.path());
     play(&runtime, &store, 0, 20);
     let key = BackupKey::from_hex(&BackupKey::generate_hex().unwrap()).unwrap();
     let start = now_ms();
@@ -125,4 +131,30 @@ fn scheduler_takes_prunes_verifies_and_reports_health() {
     let week = scheduler.run_due(start + 7 * DAY_MS + HOUR_MS).unwrap();
     assert!(week.took.unwrap().ends_with("-full"));
     assert!(week.verify.unwrap().ok);
+}
+
+#[test]
+fn a_pinned_scheduler_fails_the_restore_test_of_a_rolled_back_repository() {
+    let dir = tempfile::tempdir().unwrap();
+    let (runtime, store) = ledger_with_a_player(dir.path());
+    play(&runtime, &store, 0, 10);
+    let key = BackupKey::from_hex(&BackupKey::generate_hex().unwrap()).unwrap();
+    let start = now_ms();
+    let mut scheduler = BackupScheduler::new(config(dir.path()), key, start).unwrap();
+    assert!(scheduler.run_due(start).unwrap().verify.unwrap().ok);
+    // The control plane pinned a state the repository no longer holds (its newest pieces
+    // were removed): the next restore test fails as a rollback, and health says so.
+    let restored = scheduler.last_verify().unwrap().state.clone().unwrap();
+    scheduler.pin(Pin {
+        last_seq: restored.last_seq + 5,
+        cut_ms: 0,
+    });
+    let later = start + 2 * HOUR_MS;
+    let report = scheduler.run_due(later).unwrap().verify.unwrap();
+    assert!(!report.ok);
+    assert!(report.reason.unwrap().starts_with("rollback"));
+    assert!(matches!(
+        scheduler.health(later),
+        BackupHealth::Failed { .. }
+    ));
 }

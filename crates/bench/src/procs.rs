@@ -1,5 +1,7 @@
 //! Real processes for the benchmarks: `croupier node` and `croupier gateway` from the same
 //! release build, HAProxy and wrk from the system; each killed when dropped.
+// libc calls for signals, process groups or descriptors; each block says why it is sound.
+#![allow(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -82,6 +84,7 @@ pub fn start_node(binary: &Path, data: &Path, port: u16, id: &str) -> anyhow::Re
                 &format!("127.0.0.1:{port}"),
                 "--node-id",
                 id,
+                "--demo",
             ])
             .arg("--data")
             .arg(data)

@@ -1,13 +1,20 @@
-// Croupier's operations dashboard: polls the control plane's API (the sign-in cookie
-// authenticates it) and draws the live charts with the vendored uPlot.
+// Croupier's operations dashboard: polls the control plane's API (the session cookie
+// authenticates it; every change also carries the session's CSRF token from the page) and
+// draws the live charts with the vendored uPlot.
 "use strict";
 
 const WINDOW_S = 300;
 const COLORS = ["#2364aa", "#d64545", "#1f9d55", "#e3b505", "#8e44ad", "#f0862a", "#16a085"];
 const state = { since: 0, points: new Map(), charts: new Map() };
 
+const CSRF = document.querySelector('meta[name="csrf-token"]').content;
+
 async function api(path, options) {
-  const response = await fetch(path, Object.assign({ credentials: "same-origin" }, options));
+  const request = Object.assign({ credentials: "same-origin" }, options);
+  if (request.method && request.method !== "GET") {
+    request.headers = Object.assign({ "x-csrf-token": CSRF }, request.headers || {});
+  }
+  const response = await fetch(path, request);
   if (response.status === 401) { location.href = "/login"; throw new Error("signed out"); }
   const body = await response.json();
   if (!response.ok) throw new Error(body.message || response.statusText);
@@ -33,6 +40,7 @@ const CHARTS = {
   errors: { kinds: ["gateway"], value: p => p.error_ratio == null ? null : p.error_ratio * 100 },
   bets: { kinds: ["node"], sum: true, value: p => p.bets_ps },
   rounds: { kinds: ["node"], sum: true, value: p => p.rounds_in_flight },
+  store: { kinds: ["node"], series: [["queue", p => p.store_queue_p99_ms], ["turn", p => p.store_turn_p99_ms], ["commit", p => p.store_commit_p99_ms], ["checkpoint", p => p.store_checkpoint_p99_ms]] },
 };
 
 function chartData(name, targets) {
@@ -189,6 +197,36 @@ document.getElementById("rollout-form").addEventListener("submit", async event =
   pollMaintenance();
 });
 
+async function pageAction(id, action) {
+  const message = document.getElementById("page-message");
+  try {
+    const page = await api("/api/v1/pages/" + id + "/" + action, { method: "POST" });
+    message.textContent = "Page #" + id + " " + page.status + ".";
+  } catch (e) {
+    message.textContent = "Could not " + action + " page #" + id + ": " + e.message;
+  }
+  pollOnCall();
+}
+
+async function pollOnCall() {
+  const body = await api("/api/v1/oncall");
+  const tbody = document.querySelector("#oncall tbody");
+  if (!body.configured) {
+    tbody.replaceChildren(el("tr", {}, el("td", { colspan: "4" }, "No [oncall] section in the deployment file.")));
+    return;
+  }
+  tbody.replaceChildren(...body.schedules.map(s => el("tr", { "data-schedule": s.name },
+    el("td", {}, s.name), el("td", { class: "now" }, s.now), el("td", { class: "next" }, s.next),
+    el("td", {}, new Date(s.next_at_ms).toISOString().slice(0, 16).replace("T", " ") + " UTC"))));
+  const rows = body.pages.map(p => el("tr", { "data-page": String(p.id) },
+    el("td", {}, "#" + p.id), el("td", {}, "#" + p.incident_id), el("td", {}, String(p.level + 1)),
+    el("td", {}, p.person), el("td", {}, el("span", { class: "pill " + (p.status === "open" ? "firing" : "ok") }, p.status)),
+    el("td", {},
+      p.status === "open" ? el("button", { class: "ack", onclick: () => pageAction(p.id, "ack") }, "Acknowledge") : "",
+      el("button", { class: "resolve", onclick: () => pageAction(p.id, "resolve") }, "Resolve"))));
+  document.querySelector("#pages tbody").replaceChildren(...(rows.length ? rows : [el("tr", {}, el("td", { colspan: "6" }, "No open pages."))]));
+}
+
 function every(ms, f) {
   const run = () => f().catch(e => console.warn(e)).finally(() => setTimeout(run, ms));
   run();
@@ -199,3 +237,4 @@ every(2000, pollNodes);
 every(2000, pollLists);
 every(2000, pollMaintenance);
 every(5000, pollBackups);
+every(2000, pollOnCall);

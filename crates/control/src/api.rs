@@ -1,6 +1,6 @@
 //! The control plane's REST API (described in `openapi.json`, served at
 //! `/api/v1/openapi.json`): `/healthz`, `/readyz`; for players, `/api/v1/status`; for
-//! operators (ops token as a bearer token, or the dashboard's cookie) targets, recent series,
+//! operators (ops token as a bearer token, or a dashboard session) targets, recent series,
 //! alerts, SLOs, incidents (open by hand, post updates, postmortem skeleton), silences, the
 //! nodes as the gateways see them (drain, undrain) and the audit log. Every operator action is
 //! written to the audit log with its outcome.
@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
@@ -16,18 +16,17 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::components::{COMPONENTS, is_incident_component, level};
+use crate::operator_sessions;
 use crate::{Control, now_ms};
 
 /// The OpenAPI document of this API.
 pub const OPENAPI: &str = include_str!("../openapi.json");
 
-/// The cookie the dashboard's sign-in sets (the ops token, HttpOnly, SameSite=Strict).
-pub const OPS_COOKIE: &str = "croupier_ops";
-
 pub fn router(control: Arc<Control>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route(
             "/api/v1/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
@@ -51,20 +50,58 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/api/v1/rollouts/{id}", get(rollout))
         .route("/api/v1/drills", get(drills).post(add_drill))
         .route("/api/v1/backups", get(backups))
+        .route("/api/v1/sla", get(crate::sla_api::sla))
+        .route("/api/v1/oncall", get(crate::page_api::oncall))
+        .route("/api/v1/pages", get(crate::page_api::pages))
+        .route(
+            "/api/v1/pages/{id}/{action}",
+            post(crate::page_api::operator_action),
+        )
+        .route(
+            "/api/v1/subscriptions",
+            get(crate::subscription_api::list).post(crate::subscription_api::subscribe),
+        )
+        .route(
+            "/subscriptions/{id}/{action}",
+            get(crate::subscription_api::link_form).post(crate::subscription_api::link_action),
+        )
+        .route(
+            "/pages/{id}/{action}",
+            get(crate::page_api::link_form).post(crate::page_api::link_action),
+        )
+        .merge(crate::blocks::router())
         .merge(crate::pages::router())
+        .layer(axum::middleware::from_fn_with_state(
+            control.lockout.clone(),
+            croupier_web::lockout::guard,
+        ))
         .fallback(|| async {
             refuse(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
         })
+        .layer(axum::middleware::from_fn_with_state(
+            control.clone(),
+            leader_only_changes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            control.clone(),
+            same_site_changes,
+        ))
         .layer(croupier_vitals::panics::layer())
         .layer(axum::middleware::map_response(croupier_web::secure_headers))
         .with_state(control)
 }
 
 /// A refusal: status plus `{"error": code, "message": …}`.
-pub struct Refusal {
+pub(crate) struct Refusal {
     status: StatusCode,
     code: &'static str,
     message: String,
+}
+
+impl Refusal {
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
 }
 
 impl IntoResponse for Refusal {
@@ -77,7 +114,7 @@ impl IntoResponse for Refusal {
     }
 }
 
-fn refuse(status: StatusCode, code: &'static str, message: &str) -> Refusal {
+pub(crate) fn refuse(status: StatusCode, code: &'static str, message: &str) -> Refusal {
     Refusal {
         status,
         code,
@@ -85,7 +122,7 @@ fn refuse(status: StatusCode, code: &'static str, message: &str) -> Refusal {
     }
 }
 
-fn unavailable(e: crate::state::StateError) -> Refusal {
+pub(crate) fn unavailable(e: crate::state::StateError) -> Refusal {
     refuse(
         StatusCode::SERVICE_UNAVAILABLE,
         "state_unavailable",
@@ -93,46 +130,84 @@ fn unavailable(e: crate::state::StateError) -> Refusal {
     )
 }
 
-/// The ops token a request carries: a bearer token, or the dashboard's cookie.
-fn presented_token(headers: &HeaderMap) -> Option<&str> {
+/// Who is calling, from the credential: `token:<name>` for the ops token as a bearer token
+/// (the name is what the caller says in `X-Croupier-Operator`), `session:<name>` for a
+/// dashboard session (the name given at its sign-in); None for anyone else.
+pub fn credential_actor(control: &Control, headers: &HeaderMap) -> Option<String> {
     if let Some(bearer) = croupier_web::bearer(headers) {
-        return Some(bearer);
+        if !croupier_web::same_token(bearer, &control.config.ops_token) {
+            return None;
+        }
+        let claimed = headers
+            .get("x-croupier-operator")
+            .and_then(|v| v.to_str().ok())
+            .and_then(operator_sessions::plain_name)
+            .unwrap_or("operator");
+        return Some(format!("token:{claimed}"));
     }
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix(OPS_COOKIE)?.strip_prefix('='))
+    let (_, session) = control.sessions.of_request(headers, now_ms())?;
+    Some(format!("session:{}", session.name))
 }
 
-/// Whether the request carries the ops token.
+/// Whether the request carries the ops token or a live dashboard session.
 pub fn is_operator(control: &Control, headers: &HeaderMap) -> bool {
-    croupier_web::same_token(
-        presented_token(headers).unwrap_or(""),
-        &control.config.ops_token,
-    )
+    credential_actor(control, headers).is_some()
 }
 
-/// Admits operators; returns who they say they are (`X-Croupier-Operator`, for the audit log).
-fn operator(control: &Control, headers: &HeaderMap) -> Result<String, Refusal> {
-    if !is_operator(control, headers) {
-        return Err(refuse(
+/// Admits operators; returns who is calling for the audit log (`credential_actor`).
+pub(crate) fn operator(control: &Control, headers: &HeaderMap) -> Result<String, Refusal> {
+    credential_actor(control, headers).ok_or_else(|| {
+        refuse(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "needs Authorization: Bearer <ops token>",
-        ));
+        )
+    })
+}
+
+/// Paths that change nothing of an operator's, or check their own credential: no CSRF
+/// token is asked there (sign-in and sign-out, players' subscriptions, signed page links).
+fn csrf_exempt(path: &str) -> bool {
+    matches!(path, "/login" | "/logout" | "/api/v1/subscriptions")
+        || path.starts_with("/subscriptions/")
+        || path.starts_with("/pages/")
+}
+
+/// A change authenticated by a dashboard session's cookie must carry the session's CSRF
+/// token and come from this origin (`operator_sessions::forged`): a page elsewhere that
+/// makes the browser post with the cookie gets 403 `csrf`, audited. Bearer-token calls
+/// carry no ambient credential and pass.
+async fn same_site_changes(
+    State(control): State<Arc<Control>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let safe = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if safe
+        || croupier_web::bearer(request.headers()).is_some()
+        || csrf_exempt(request.uri().path())
+    {
+        return next.run(request).await;
     }
-    Ok(headers
-        .get("x-croupier-operator")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64)
-        .unwrap_or("operator")
-        .to_owned())
+    let Some((_, session)) = control.sessions.of_request(request.headers(), now_ms()) else {
+        return next.run(request).await;
+    };
+    let Some(why) = operator_sessions::forged(request.headers(), &session) else {
+        return next.run(request).await;
+    };
+    let refusal = || refuse(StatusCode::FORBIDDEN, "csrf", why);
+    let detail = json!({"method": request.method().as_str(), "path": request.uri().path()});
+    let actor = format!("session:{}", session.name);
+    tracing::warn!(path = %request.uri().path(), why, "refused a cookie-authenticated change");
+    audit::<()>(&control, &actor, "change", "csrf", &detail, &Err(refusal()));
+    refusal().into_response()
 }
 
 /// Writes an operator's action and its outcome to the audit log.
-fn audit<T>(
+pub(crate) fn audit<T>(
     control: &Control,
     actor: &str,
     action: &str,
@@ -156,10 +231,107 @@ fn audit<T>(
     }
 }
 
-/// Alive while the monitor loop finishes rounds: a stuck loop is a restart.
+/// A follower serves reads; an operator's change (any other method under `/api/`) is
+/// refused with 503 `not_leader` and audited, so that no change is made where it would not
+/// be acted on. Callers without the ops token get the 401 the leader would give them.
+async fn leader_only_changes(
+    State(control): State<Arc<Control>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let change = !matches!(*request.method(), Method::GET | Method::HEAD)
+        && request.uri().path().starts_with("/api/");
+    if !change || control.config.leadership.is_leader() {
+        return next.run(request).await;
+    }
+    let actor = match operator(&control, request.headers()) {
+        Ok(actor) => actor,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let refusal = || {
+        refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_leader",
+            "this control plane follows; send changes to the leader (GET /healthz says which one leads)",
+        )
+    };
+    let detail = json!({"method": request.method().as_str(), "path": request.uri().path()});
+    audit::<()>(
+        &control,
+        &actor,
+        "change",
+        "leadership",
+        &detail,
+        &Err(refusal()),
+    );
+    let mut response = refusal().into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response
+}
+
+/// Whether this control plane leads, and what its last scrape or check of each target
+/// found, as Prometheus text (`docs/metrics.md`).
+async fn metrics(State(control): State<Arc<Control>>) -> Response {
+    let leadership = &control.config.leadership;
+    let mut body = format!(
+        "# HELP croupier_control_leader 1 while this control plane holds the lease and acts, 0 while it follows.\n\
+         # TYPE croupier_control_leader gauge\n\
+         croupier_control_leader {}\n\
+         # HELP croupier_control_leader_terms_total Times this process took the lease.\n\
+         # TYPE croupier_control_leader_terms_total counter\n\
+         croupier_control_leader_terms_total {}\n",
+        u8::from(leadership.is_leader()),
+        leadership.terms()
+    );
+    body.push_str(
+        "# HELP croupier_control_target_up 1 when the target's last scrape or synthetic check passed, 0 when it failed.\n\
+         # TYPE croupier_control_target_up gauge\n",
+    );
+    let series = control.series.lock();
+    for (target, series) in control.config.targets.iter().zip(series.iter()) {
+        if let Some(point) = series.latest() {
+            let kind = serde_json::to_value(target.kind).unwrap_or_default();
+            body.push_str(&format!(
+                "croupier_control_target_up{{target=\"{}\",kind=\"{}\"}} {}\n",
+                label_value(&target.name),
+                kind.as_str().unwrap_or(""),
+                u8::from(point.up)
+            ));
+        }
+    }
+    drop(series);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// A Prometheus label value: backslash, double quote and newline escaped.
+fn label_value(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Alive while the monitor loop finishes rounds: a stuck loop is a restart. Says whether
+/// this control plane leads (a follower is alive too).
 async fn healthz(State(control): State<Arc<Control>>) -> Response {
     if control.monitor_alive(crate::now_ms()) {
-        Json(json!({"status": "ok"})).into_response()
+        let leadership = &control.config.leadership;
+        let leader = leadership.is_leader();
+        Json(json!({
+            "status": "ok",
+            "leader": leader,
+            "role": if leader { "leader" } else { "follower" },
+            "leader_since_ms": leader.then(|| leadership.since_ms()),
+        }))
+        .into_response()
     } else {
         refuse(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -198,13 +370,15 @@ pub fn public_status(control: &Control) -> Result<Value, crate::state::StateErro
             "days": days,
         }));
     }
+    // Incidents of internal components (security) are for operators only.
     let incidents: Vec<Value> = active
         .iter()
+        .filter(|i| is_incident_component(&i.component))
         .map(|i| {
             json!({
                 "id": i.id, "title": i.title, "component": i.component, "status": i.status,
                 "severity": i.severity, "opened_ms": i.opened_ms, "eta_ms": i.eta_ms,
-                "updates": i.timeline,
+                "updates": i.timeline.iter().filter(|u| u.is_public()).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -448,7 +622,7 @@ async fn update_incident_checked(
 }
 
 /// A query string, or a 400 naming what is wrong with it.
-fn query_or_refuse<T>(
+pub(crate) fn query_or_refuse<T>(
     query: Result<Query<T>, axum::extract::rejection::QueryRejection>,
 ) -> Result<T, Refusal> {
     query
@@ -888,6 +1062,8 @@ struct NewRollout {
     drain_deadline_s: Option<u64>,
     /// Rehearse on a staging node started from the newest backup first.
     staging: Option<bool>,
+    /// Nodes that must stay eligible on every gateway while a batch is out (default 1).
+    min_eligible: Option<usize>,
 }
 
 async fn start_rollout(
@@ -897,7 +1073,7 @@ async fn start_rollout(
 ) -> Result<Response, Refusal> {
     let actor = operator(&control, &headers)?;
     let detail: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let result = (|| {
+    let result = async {
         let new: NewRollout = parse(&body)?;
         let batch_size = new.batch_size.unwrap_or(1);
         let drain_deadline_s = new.drain_deadline_s.unwrap_or(30);
@@ -925,10 +1101,8 @@ async fn start_rollout(
                 "a rolling update is already running",
             ));
         }
-        let id = control
-            .state
-            .start_rollout(&new.binary, batch_size as i64, &actor, now_ms())
-            .map_err(unavailable)?;
+        // Every refusal comes before the rollout is recorded: a recorded rollout stays
+        // `running` until its task finishes it, and blocks every later one.
         let staging = new.staging.unwrap_or(false);
         if staging && control.config.backup.is_none() {
             return Err(refuse(
@@ -937,16 +1111,24 @@ async fn start_rollout(
                 "a staging rehearsal starts from the newest backup; this control plane runs none",
             ));
         }
+        let min_eligible = new.min_eligible.unwrap_or(1);
+        leaves_enough(&control, batch_size, min_eligible).await?;
+        let id = control
+            .state
+            .start_rollout(&new.binary, batch_size as i64, &actor, now_ms())
+            .map_err(unavailable)?;
         let plan = crate::rollout::RolloutPlan {
             binary: new.binary,
             staging,
             batch_size,
             drain_deadline: std::time::Duration::from_secs(drain_deadline_s),
+            min_eligible,
             actor: actor.clone(),
         };
         tokio::spawn(crate::rollout::run(control.clone(), id, plan));
         Ok((StatusCode::ACCEPTED, Json(json!({"id": id}))).into_response())
-    })();
+    }
+    .await;
     audit(
         &control,
         &actor,
@@ -956,6 +1138,62 @@ async fn start_rollout(
         &result,
     );
     result
+}
+
+/// Refuses a rollout whose batches would leave fewer than `min` nodes serving players (or
+/// fewer than the current load needs, when a node's capacity is known): too few nodes
+/// configured (422), or too few eligible on every gateway now (409). A deployment with no
+/// node has no batch to drain.
+async fn leaves_enough(control: &Control, batch_size: usize, min: usize) -> Result<(), Refusal> {
+    let nodes: Vec<crate::engine::Target> = control
+        .config
+        .targets
+        .iter()
+        .filter(|t| t.kind == crate::engine::Kind::Node)
+        .cloned()
+        .collect();
+    if nodes.is_empty() {
+        return Ok(());
+    }
+    let out = batch_size.min(nodes.len());
+    let (min, need) = crate::capacity::minimum(control, min);
+    if let Some(need) = need
+        && nodes.len() - out < min
+    {
+        return Err(refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "load_needs_more_nodes",
+            &format!(
+                "{}; batches of {out} of the {} nodes would leave {}: wait for a quieter \
+                 hour, add nodes, or raise node_capacity_rps if a node serves more",
+                need.describe(),
+                nodes.len(),
+                nodes.len() - out
+            ),
+        ));
+    }
+    if nodes.len() - out < min {
+        return Err(refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_few_nodes",
+            &format!(
+                "batches of {out} of the {} nodes would leave {} to serve players, fewer than min_eligible {min}",
+                nodes.len(),
+                nodes.len() - out
+            ),
+        ));
+    }
+    let has_gateway = control
+        .config
+        .targets
+        .iter()
+        .any(|t| t.kind == crate::engine::Kind::Gateway);
+    if has_gateway {
+        crate::eligibility::room_now(control, &nodes, &nodes[..out], min)
+            .await
+            .map_err(|why| refuse(StatusCode::CONFLICT, "too_few_eligible", &why))?;
+    }
+    Ok(())
 }
 
 async fn backups(
@@ -1032,20 +1270,37 @@ mod tests {
     const TOKEN: &str = "a-test-token-that-is-long-enough-000000";
 
     fn control(dir: &std::path::Path) -> Arc<Control> {
+        control_leading(dir, crate::lease::Leadership::sole())
+    }
+
+    fn control_leading(
+        dir: &std::path::Path,
+        leadership: Arc<crate::lease::Leadership>,
+    ) -> Arc<Control> {
         Control::new(
             crate::ControlConfig {
                 reserve: None,
                 targets: Vec::new(),
                 check_url: None,
+                test_players: Default::default(),
                 webhooks: Vec::new(),
                 ops_token: TOKEN.into(),
                 rules: crate::engine::default_rules(),
                 slos: crate::slo::default_slos(0.999),
+                sla_credits: Vec::new(),
+                pager: None,
+                subscriptions: None,
                 update: Default::default(),
                 backup: None,
+                leadership,
+                shared_alert_log: None,
+                lockout: Default::default(),
+                client_tls: Default::default(),
+                secure_cookies: false,
             },
             crate::state::State::open(&dir.join("control.db")).unwrap(),
         )
+        .unwrap()
     }
 
     async fn call(
@@ -1059,6 +1314,19 @@ mod tests {
         if let Some(token) = token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
+        let (status, bytes) = answer(router, request, body).await;
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Sends `request` with `body` to the router: the status and the body's bytes.
+    async fn answer(
+        router: &Router,
+        request: axum::http::request::Builder,
+        body: &str,
+    ) -> (StatusCode, Vec<u8>) {
         let response = router
             .clone()
             .oneshot(request.body(Body::from(body.to_owned())).unwrap())
@@ -1068,10 +1336,7 @@ mod tests {
         let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
             .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        (status, bytes.to_vec())
     }
 
     #[tokio::test]
@@ -1083,7 +1348,10 @@ mod tests {
         let paths = doc["paths"].as_object().unwrap();
         assert!(paths.len() >= 20);
         for (path, operations) in paths {
-            let concrete = path.replace("{id}", "1").replace("{name}", "node-1");
+            let concrete = path
+                .replace("{id}", "1")
+                .replace("{name}", "node-1")
+                .replace("{action}", "ack");
             for (method, operation) in operations.as_object().unwrap() {
                 let (status, body) =
                     call(&router, &method.to_uppercase(), &concrete, None, "{}").await;
@@ -1100,6 +1368,84 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_follower_serves_reads_and_refuses_changes_with_an_audit_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let follower = control_leading(dir.path(), Arc::default());
+        let router = router(follower.clone());
+        let silence = r#"{"matcher":"down/node-1","duration_s":60,"comment":"x"}"#;
+        let (status, answer) =
+            call(&router, "POST", "/api/v1/silences", Some(TOKEN), silence).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("not_leader"))
+        );
+        let (status, _) = call(&router, "POST", "/api/v1/silences", None, silence).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(follower.state.silences(now_ms()).unwrap().is_empty());
+        let audit = follower.state.audit_log(10).unwrap();
+        assert_eq!(audit.len(), 1, "the operator's refused change only");
+        assert_eq!(audit[0].outcome, "refused: not_leader");
+        let (status, health) = call(&router, "GET", "/healthz", None, "").await;
+        assert_eq!(
+            (status, health["role"].as_str()),
+            (StatusCode::OK, Some("follower"))
+        );
+        let (status, _) = call(&router, "GET", "/api/v1/incidents", Some(TOKEN), "").await;
+        assert_eq!(status, StatusCode::OK);
+        let response = router
+            .clone()
+            .oneshot(
+                axum::http::Request::get("/metrics")
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let text = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        assert!(String::from_utf8_lossy(&text).contains("croupier_control_leader 0\n"));
+    }
+
+    #[tokio::test]
+    async fn a_new_leader_fails_the_rollout_its_predecessor_left_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let control = control(dir.path());
+        let orphan = control
+            .state
+            .start_rollout("/opt/croupier/next", 1, "operator", now_ms())
+            .unwrap();
+        control.tick().await;
+        let rollouts = control.state.rollouts(5).unwrap();
+        assert_eq!(
+            (rollouts[0].id, rollouts[0].status.as_str()),
+            (orphan, "failed")
+        );
+        assert_eq!(rollouts[0].steps.last().unwrap().step, "orphaned");
+        let router = router(control);
+        let plain = r#"{"binary":"/opt/croupier/next"}"#;
+        let (status, answer) = call(&router, "POST", "/api/v1/rollouts", Some(TOKEN), plain).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_refused_rollout_records_nothing_and_the_next_one_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let router = router(control(dir.path()));
+        let staged = r#"{"binary":"/opt/croupier/next","staging":true}"#;
+        let (status, answer) = call(&router, "POST", "/api/v1/rollouts", Some(TOKEN), staged).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("no_backups"))
+        );
+        let (_, listed) = call(&router, "GET", "/api/v1/rollouts", Some(TOKEN), "").await;
+        assert_eq!(listed["rollouts"].as_array().unwrap().len(), 0, "{listed}");
+        let plain = r#"{"binary":"/opt/croupier/next"}"#;
+        let (status, answer) = call(&router, "POST", "/api/v1/rollouts", Some(TOKEN), plain).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     }
 
     #[tokio::test]
@@ -1206,5 +1552,141 @@ mod tests {
             (status, answer["error"].as_str()),
             (StatusCode::BAD_REQUEST, Some("invalid_query"))
         );
+    }
+
+    /// A request as a browser with the session `cookie` sends it: a Host, and for changes
+    /// the Origin it comes from and (when given) the CSRF token.
+    async fn browser(
+        router: &Router,
+        method: &str,
+        path: &str,
+        cookie: &str,
+        origin: Option<&str>,
+        csrf: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, String) {
+        let mut request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "ops.example:8080")
+            .header("cookie", cookie)
+            .header("content-type", "text/plain");
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        if let Some(csrf) = csrf {
+            request = request.header("x-csrf-token", csrf);
+        }
+        let (status, bytes) = answer(router, request, body).await;
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// Signs in on the form as alice: the session cookie and the dashboard's CSRF token.
+    async fn sign_in(router: &Router) -> (String, String) {
+        let request = axum::http::Request::builder()
+            .method("POST")
+            .uri("/login")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(Body::from(format!("token={TOKEN}&name=alice")))
+            .unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let set = response.headers()[header::SET_COOKIE].to_str().unwrap();
+        assert!(
+            set.contains("HttpOnly") && set.contains("SameSite=Strict"),
+            "{set}"
+        );
+        let cookie = set.split(';').next().unwrap().to_owned();
+        assert!(
+            !cookie.contains(TOKEN),
+            "the cookie holds no token: {cookie}"
+        );
+        let (status, page) = browser(router, "GET", "/dashboard", &cookie, None, None, "").await;
+        assert_eq!(status, StatusCode::OK);
+        let csrf = page
+            .split("name=\"csrf-token\" content=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap()
+            .to_owned();
+        (cookie, csrf)
+    }
+
+    #[tokio::test]
+    async fn dashboard_sessions_refuse_cross_site_changes_and_end_at_sign_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let control = control(dir.path());
+        let router = router(control.clone());
+        let (cookie, csrf) = sign_in(&router).await;
+        let (status, _) = browser(&router, "GET", "/api/v1/alerts", &cookie, None, None, "").await;
+        assert_eq!(status, StatusCode::OK);
+
+        // A page elsewhere posting a text/plain silence with the cookie is refused.
+        let silence = r#"{"matcher":"down/node-1","comment":"deploy","duration_s":60}"#;
+        let evil = Some("https://evil.example");
+        for (origin, token) in [
+            (evil, Some(csrf.as_str())),
+            (None, None),
+            (None, Some("guess")),
+        ] {
+            let (status, body) = browser(
+                &router,
+                "POST",
+                "/api/v1/silences",
+                &cookie,
+                origin,
+                token,
+                silence,
+            )
+            .await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+            assert!(body.contains("\"csrf\""), "{body}");
+        }
+        let (_, listed) = call(&router, "GET", "/api/v1/silences", Some(TOKEN), "").await;
+        assert_eq!(
+            listed["silences"].as_array().map(Vec::len),
+            Some(0),
+            "{listed}"
+        );
+
+        // The dashboard itself: same origin, the session's token.
+        let own = Some("http://ops.example:8080");
+        let (status, body) = browser(
+            &router,
+            "POST",
+            "/api/v1/silences",
+            &cookie,
+            own,
+            Some(&csrf),
+            silence,
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (_, audit) = call(&router, "GET", "/api/v1/audit", Some(TOKEN), "").await;
+        let entries = audit["entries"].as_array().unwrap();
+        let by = |action: &str, outcome: &str| {
+            entries.iter().any(|e| {
+                e["actor"] == "session:alice"
+                    && e["action"] == action
+                    && e["outcome"].as_str().unwrap_or("").starts_with(outcome)
+            })
+        };
+        assert!(by("sign_in", "ok") && by("silence.add", "ok"), "{audit}");
+        assert!(by("change", "refused: csrf"), "{audit}");
+
+        // Signing out ends the session on the server.
+        let (status, _) = browser(&router, "POST", "/logout", &cookie, own, None, "").await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let (status, _) = browser(&router, "GET", "/api/v1/alerts", &cookie, None, None, "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn the_ops_token_is_no_cookie() {
+        let dir = tempfile::tempdir().unwrap();
+        let router = router(control(dir.path()));
+        let cookie = format!("croupier_ops={TOKEN}");
+        let (status, _) = browser(&router, "GET", "/api/v1/alerts", &cookie, None, None, "").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
 }

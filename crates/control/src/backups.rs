@@ -11,11 +11,12 @@ use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use croupier_backup::{
-    BackupHealth, BackupKey, BackupScheduler, Policy, SchedulerConfig, Shipper, Target,
+    BackupHealth, BackupKey, BackupScheduler, Pin, Policy, SchedulerConfig, Shipper, Target,
 };
 use serde::Serialize;
 
 use crate::engine::AlertEvent;
+use crate::lease::Leadership;
 use crate::state::State;
 
 /// What the control plane backs up, where, and how often it proves it.
@@ -42,18 +43,31 @@ pub struct BackupStatus {
     pub last_backup: Option<String>,
     /// The last error of the schedule or the shipping, if the last attempt failed.
     pub error: Option<String>,
+    /// The newest state shipped, kept in the control plane's state: restore tests must
+    /// reach it (a repository that restores less has been rolled back).
+    pub pinned: Option<Pin>,
 }
 
 /// How often the schedule is asked what is due.
 const SCHEDULE_EVERY: Duration = Duration::from_secs(10);
 
-/// Starts the backup thread; it runs until the process ends.
-pub fn spawn(config: BackupConfig, state: Arc<State>) -> Arc<Mutex<BackupStatus>> {
+/// Starts the backup thread; it runs until the process ends, and works only while this
+/// control plane leads (one shipper and one schedule per deployment).
+pub fn spawn(
+    config: BackupConfig,
+    state: Arc<State>,
+    leadership: Arc<Leadership>,
+) -> Arc<Mutex<BackupStatus>> {
     let status = Arc::new(Mutex::new(BackupStatus::default()));
     let shared = status.clone();
     std::thread::Builder::new()
         .name("backups".into())
-        .spawn(move || run(config, state, shared))
+        .spawn(move || {
+            while !leadership.is_leader() {
+                std::thread::sleep(crate::lease::POLL);
+            }
+            run(config, state, shared, &leadership)
+        })
         .expect("a backup thread");
     status
 }
@@ -62,7 +76,12 @@ fn set(status: &Mutex<BackupStatus>, change: impl FnOnce(&mut BackupStatus)) {
     change(&mut status.lock());
 }
 
-fn run(config: BackupConfig, state: Arc<State>, status: Arc<Mutex<BackupStatus>>) {
+fn run(
+    config: BackupConfig,
+    state: Arc<State>,
+    status: Arc<Mutex<BackupStatus>>,
+    leadership: &Leadership,
+) {
     let scheduler_config = SchedulerConfig {
         db: config.db.clone(),
         target: config.target.clone(),
@@ -89,9 +108,20 @@ fn run(config: BackupConfig, state: Arc<State>, status: Arc<Mutex<BackupStatus>>
     if let Ok(Some(last)) = state.last_backup_verify() {
         scheduler.set_last_verify(last);
     }
+    if let Ok(Some(pin)) = state.backup_pin(&config.target) {
+        scheduler.pin(pin);
+        set(&status, |s| s.pinned = Some(pin));
+    }
     let mut shipper: Option<Shipper> = None;
     let mut last_schedule: Option<Instant> = None;
     loop {
+        if !leadership.is_leader() {
+            // The lease was lost (a PostgreSQL lease whose session stopped answering): the
+            // new leader ships and schedules; this one waits to lead again.
+            shipper = None;
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        }
         if last_schedule.is_none_or(|at| at.elapsed() >= SCHEDULE_EVERY) {
             last_schedule = Some(Instant::now());
             match scheduler.run_due(crate::now_ms()) {
@@ -119,7 +149,12 @@ fn run(config: BackupConfig, state: Arc<State>, status: Arc<Mutex<BackupStatus>>
         }
         if let Some(active) = &mut shipper {
             match active.ship_once(&target, &config.key) {
-                Ok(_) => set(&status, |s| s.last_cut_ms = Some(active.since_ms())),
+                Ok(shipped) => {
+                    if let Some(shipped) = shipped {
+                        pin(&state, &config.target, &mut scheduler, &status, &shipped);
+                    }
+                    set(&status, |s| s.last_cut_ms = Some(active.since_ms()));
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "shipping");
                     set(&status, |s| s.error = Some(e.to_string()));
@@ -133,6 +168,28 @@ fn run(config: BackupConfig, state: Arc<State>, status: Arc<Mutex<BackupStatus>>
     }
 }
 
+/// Pins what was just shipped: in the state (it survives restarts, and the repository
+/// cannot rewrite it) and in the scheduler's next restore tests.
+fn pin(
+    state: &State,
+    target: &str,
+    scheduler: &mut BackupScheduler,
+    status: &Mutex<BackupStatus>,
+    shipped: &croupier_backup::Shipped,
+) {
+    let pin = Pin {
+        last_seq: shipped.last_seq,
+        cut_ms: shipped.cut_ms,
+    };
+    scheduler.pin(pin);
+    if let Err(e) = state.pin_backup(target, pin) {
+        tracing::error!(error = %e, "cannot pin the newest shipped state");
+    }
+    set(status, |s| {
+        s.pinned = Some(s.pinned.map_or(pin, |old| old.max(pin)))
+    });
+}
+
 /// Turns the backups' health into alert transitions: `backup_failed` while the last restore
 /// test failed, `backup_overdue` while none passed in time.
 #[derive(Debug, Default)]
@@ -142,6 +199,18 @@ pub struct BackupAlerts {
 }
 
 impl BackupAlerts {
+    /// Takes on the backup alert sent as firing, if any (`sent` holds the keys): what a new
+    /// leader does before its first evaluation.
+    pub fn assume(&mut self, sent: &std::collections::HashSet<String>, now_s: u64) {
+        let firing = ["backup_failed", "backup_overdue"]
+            .into_iter()
+            .find(|rule| sent.contains(&format!("{rule}/backups")));
+        if firing != self.firing {
+            self.firing = firing;
+            self.since_s = now_s;
+        }
+    }
+
     pub fn evaluate(&mut self, now_s: u64, health: Option<&BackupHealth>) -> Vec<AlertEvent> {
         let now = match health {
             Some(BackupHealth::Failed { .. }) => Some("backup_failed"),

@@ -3,9 +3,17 @@
 //! player. A check that fails is reported as a failed scrape of its own target, so the same
 //! rules alert on it: the lobby check speaks for the lobby, the bet check for the wallet.
 //! Deployments add their own HTTP checks (`[[check]]`: status, latency, body), like Gatus.
+//! The test player signs in with a launch token signed by the operator's key, under a name
+//! reserved for it (`synthetic-…`: nodes refuse it to sign-in by name), so no player can sign
+//! in as it and lose its balance to page the operators; without a key (a demo casino's
+//! control plane given none) it signs in by a name made random at start. A refusal for want
+//! of funds (a wallet that answered) passes: the test player's balance is not an outage.
 
 use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use croupier_web::launch::{SigningKey, claims_for};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -21,9 +29,65 @@ pub const BET_EVERY_S: i64 = 5;
 /// The test player's stake, in minor units.
 const TEST_STAKE: i64 = 10;
 
+/// How the synthetic checks' test player signs in, and whether the casino is a demo.
+#[derive(Clone)]
+pub struct TestPlayers {
+    /// The casino runs in demo mode (said on the status page).
+    pub demo: bool,
+    /// The operator's key for the test player's launch tokens; without it, sign-in by name.
+    pub launch_key: Option<Arc<SigningKey>>,
+    /// The ledger's currency, for those tokens.
+    pub currency: String,
+    /// The folder of the keys that verify them (given to the staging node).
+    pub launch_keys_dir: Option<std::path::PathBuf>,
+}
+
+impl Default for TestPlayers {
+    /// Sign-in by name, as in a demo casino.
+    fn default() -> Self {
+        TestPlayers {
+            demo: false,
+            launch_key: None,
+            currency: "EUR".into(),
+            launch_keys_dir: None,
+        }
+    }
+}
+
+impl TestPlayers {
+    /// The sign-in arguments of a node these test players can sign in on.
+    pub fn node_args(&self) -> Vec<std::ffi::OsString> {
+        let mut args = Vec::new();
+        if self.demo {
+            args.push("--demo".into());
+        }
+        if let Some(dir) = &self.launch_keys_dir {
+            args.extend(["--launch-keys".into(), dir.clone().into_os_string()]);
+        }
+        args
+    }
+
+    /// The sign-in body for `player`: a fresh launch token, or the name alone.
+    fn sign_in_body(&self, player: &str) -> Option<Value> {
+        let Some(key) = &self.launch_key else {
+            return Some(json!({ "player": player }));
+        };
+        let jti = format!("{player}-{}", now_ms());
+        let claims = claims_for(player, &self.currency, 300, jti);
+        let token = key
+            .sign(&claims)
+            .map_err(|e| tracing::warn!(error = %e, "cannot sign the test player's launch token"))
+            .ok()?;
+        Some(json!({ "launch_token": token }))
+    }
+}
+
 pub struct Checks {
     /// The players' address, e.g. http://127.0.0.1:8000.
     pub base: String,
+    players: TestPlayers,
+    /// The test player's name, before the day number.
+    player_prefix: String,
     token: Mutex<Option<(String, i64)>>,
     last_bet: Mutex<(i64, Option<Vec<Sample>>)>,
 }
@@ -58,10 +122,22 @@ fn result(ok: bool, started: Instant) -> Option<Vec<Sample>> {
     })
 }
 
+/// The test player's name before its day number: reserved with a launch key, else random.
+fn player_prefix(signed: bool) -> String {
+    use std::hash::BuildHasher;
+    if signed {
+        return format!("{}check-", croupier_web::launch::RESERVED_PREFIX);
+    }
+    let random = std::hash::RandomState::new().hash_one(now_ms());
+    format!("check{random:016x}-")
+}
+
 impl Checks {
-    pub fn new(base: &str) -> Checks {
+    pub fn new(base: &str, players: TestPlayers) -> Checks {
         Checks {
             base: base.trim_end_matches('/').to_owned(),
+            player_prefix: player_prefix(players.launch_key.is_some()),
+            players,
             token: Mutex::new(None),
             last_bet: Mutex::new((0, None)),
         }
@@ -78,7 +154,9 @@ impl Checks {
         let request = hyper::Request::post(format!("{}/api/v1/sessions", self.base))
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(
-                json!({"player": format!("synthetic-check-{day}")}).to_string(),
+                self.players
+                    .sign_in_body(&format!("{}{day}", self.player_prefix))?
+                    .to_string(),
             )))
             .ok()?;
         let (status, body) = call(client, request).await?;
@@ -123,7 +201,9 @@ impl Checks {
                 )))
                 .ok()?;
             let (status, body) = call(client, request).await?;
-            result(status == 201 && body["round"]["status"] == "settled", started)
+            let settled = status == 201 && body["round"]["status"] == "settled";
+            let unfunded = status == 422 && body["error"] == "insufficient_funds";
+            result(settled || unfunded, started)
         }
         .await;
         *self.last_bet.lock() = (now, outcome.clone());

@@ -25,7 +25,7 @@ pub fn is_incident_component(name: &str) -> bool {
     name == "games" || COMPONENTS.iter().any(|(id, _)| *id == name)
 }
 
-fn affects(incident_component: &str, component: &str) -> bool {
+pub fn affects(incident_component: &str, component: &str) -> bool {
     incident_component == component || (incident_component == "games" && GAMES.contains(&component))
 }
 
@@ -54,16 +54,21 @@ impl Level {
     }
 }
 
+/// The state an open incident of `severity` puts its components in.
+pub fn severity_level(severity: &str) -> Level {
+    match severity {
+        "critical" => Level::MajorOutage,
+        "major" => Level::PartialOutage,
+        _ => Level::Degraded,
+    }
+}
+
 /// The worst state the active incidents put `component` in.
 pub fn level(active: &[Incident], component: &str) -> Level {
     active
         .iter()
         .filter(|i| i.status != "resolved" && affects(&i.component, component))
-        .map(|i| match i.severity.as_str() {
-            "critical" => Level::MajorOutage,
-            "major" => Level::PartialOutage,
-            _ => Level::Degraded,
-        })
+        .map(|i| severity_level(&i.severity))
         .max()
         .unwrap_or(Level::Operational)
 }

@@ -10,8 +10,11 @@ use crate::checks::HttpCheck;
 use crate::components::is_incident_component;
 use crate::engine::{Kind, RuleDef, Target, default_rules};
 use crate::notify::{Format, Webhook};
+use crate::oncall::OnCall;
 use crate::rollout::UpdateConfig;
+use crate::sla::CreditTier;
 use crate::slo::{SloDef, default_slos};
+use crate::subscriptions::SubscriptionsConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -92,6 +95,21 @@ pub struct Deployment {
     /// How rolling updates replace a node's build.
     #[serde(default)]
     pub update: UpdateConfig,
+    /// The SLA contract's terms beyond the SLOs' targets.
+    #[serde(default)]
+    pub sla: SlaConfig,
+    /// Who is paged for major and critical incidents: people, schedules, escalation.
+    pub oncall: Option<OnCall>,
+    /// Status-page subscriptions: SMTP server, sender, link base.
+    pub subscriptions: Option<SubscriptionsConfig>,
+}
+
+/// `[sla]`: the service credit tiers (`[[sla.credits]] below = 99.9, credit_percent = 10`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlaConfig {
+    #[serde(default)]
+    pub credits: Vec<CreditTier>,
 }
 
 impl Deployment {
@@ -125,9 +143,9 @@ impl Deployment {
             }
         }
         for check in &self.check {
-            if !check.url.starts_with("http://") {
+            if !check.url.starts_with("http://") && !check.url.starts_with("https://") {
                 return Err(ConfigError::Invalid(format!(
-                    "check {}: url must start with http://",
+                    "check {}: url must start with http:// or https://",
                     check.name
                 )));
             }
@@ -152,6 +170,25 @@ impl Deployment {
                 )));
             }
         }
+        if let Some(oncall) = &self.oncall {
+            oncall.rotations().map_err(ConfigError::Invalid)?;
+            if oncall.mails() && self.page_smtp_url().is_none() {
+                return Err(ConfigError::Invalid(
+                    "oncall: a person has an email but neither [oncall] nor [subscriptions] has an smtp_url".into(),
+                ));
+            }
+        }
+        for tier in &self.sla.credits {
+            let valid = tier.below > 0.0
+                && tier.below <= 100.0
+                && (0.0..=100.0).contains(&tier.credit_percent);
+            if !valid {
+                return Err(ConfigError::Invalid(format!(
+                    "sla.credits: below ({}) is a percentage above 0 and at most 100, credit_percent ({}) between 0 and 100",
+                    tier.below, tier.credit_percent
+                )));
+            }
+        }
         for rule in &self.rule {
             if !["critical", "major", "minor"].contains(&rule.severity.as_str()) {
                 return Err(ConfigError::Invalid(format!(
@@ -161,6 +198,13 @@ impl Deployment {
             }
         }
         Ok(())
+    }
+
+    /// The SMTP server pages are e-mailed through: `[oncall]`'s, else `[subscriptions]`'s.
+    pub fn page_smtp_url(&self) -> Option<&str> {
+        let oncall = self.oncall.as_ref().and_then(|o| o.smtp_url.as_deref());
+        let subscriptions = self.subscriptions.as_ref();
+        oncall.or_else(|| subscriptions.and_then(|s| s.smtp_url.as_deref()))
     }
 
     /// Every target to scrape.
@@ -230,6 +274,22 @@ mod tests {
         assert!(!deployment.rules().is_empty());
         assert!(deployment.slos().iter().any(|s| s.name == "wallet"));
         assert_eq!(deployment.webhooks().len(), 2);
+        assert_eq!(deployment.sla.credits[0].below, 99.9);
+        let oncall = deployment.oncall.as_ref().unwrap();
+        assert_eq!(oncall.rotations().unwrap().len(), 2);
+        assert_eq!(
+            deployment.page_smtp_url(),
+            Some("smtp://mail.casino.example:587?tls=required"),
+            "pages are mailed through the subscriptions' server"
+        );
+        assert!(
+            deployment
+                .subscriptions
+                .as_ref()
+                .unwrap()
+                .smtp_url
+                .is_some()
+        );
     }
 
     #[test]
@@ -258,6 +318,25 @@ mod tests {
             rule.unwrap_err()
                 .to_string()
                 .contains("severity is critical")
+        );
+        let tier = Deployment::parse("[[sla.credits]]\nbelow = 99.9\ncredit_percent = 150\n");
+        assert!(tier.unwrap_err().to_string().contains("sla.credits"));
+        let mail_without_server = EXAMPLE.replace(
+            "smtp_url = \"smtp://mail.casino.example:587?tls=required\"",
+            "",
+        );
+        assert!(
+            Deployment::parse(&mail_without_server)
+                .unwrap_err()
+                .to_string()
+                .contains("neither [oncall] nor [subscriptions] has an smtp_url")
+        );
+        let bad_address = EXAMPLE.replace("ana@casino.example", "ana at the casino");
+        assert!(
+            Deployment::parse(&bad_address)
+                .unwrap_err()
+                .to_string()
+                .contains("email is not an e-mail address")
         );
     }
 

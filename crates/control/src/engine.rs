@@ -2,7 +2,7 @@
 //! memory is high. Each (rule, target) pair keeps its own `RuleState`; the engine returns the
 //! transitions, and the caller turns them into notifications and incidents.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +51,13 @@ impl Target {
     }
 }
 
+impl Kind {
+    /// A synthetic check (a test bet moves money): run by the leader alone.
+    pub fn is_synthetic(self) -> bool {
+        matches!(self, Kind::LobbyCheck | Kind::BetCheck | Kind::HttpCheck)
+    }
+}
+
 /// What a rule reads from a target's latest point.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -70,6 +77,8 @@ pub enum Metric {
     DataDisk,
     /// Seconds until that filesystem is full at the trend of the last five minutes.
     DataFullInS,
+    /// Addresses blocked now for guessing operator credentials (`croupier_security_blocked`).
+    SecurityBlocked,
 }
 
 impl Metric {
@@ -86,6 +95,7 @@ impl Metric {
             Metric::StoreUp => point.store_up,
             Metric::DataDisk => point.data_used,
             Metric::DataFullInS => point.data_full_in_s,
+            Metric::SecurityBlocked => point.security_blocked,
         }
     }
 }
@@ -117,7 +127,7 @@ impl RuleDef {
     }
 }
 
-fn component_of(kind: Kind) -> &'static str {
+pub(crate) fn component_of(kind: Kind) -> &'static str {
     match kind {
         // Every game runs on every node; with one node down the others carry on.
         Kind::Node => "games",
@@ -156,6 +166,9 @@ fn rule(
         kinds: kinds.to_vec(),
     }
 }
+
+/// The component of security alerts: operators only, never on the players' status page.
+pub const SECURITY_COMPONENT: &str = "security";
 
 /// The built-in rules, evaluated once a second; a deployment's TOML may replace them.
 pub fn default_rules() -> Vec<RuleDef> {
@@ -197,7 +210,21 @@ pub fn default_rules() -> Vec<RuleDef> {
         &[Kind::Node],
     );
     data_disk_filling.component = Some("wallet".into());
+    // Someone is guessing operator tokens: operators are told, players see nothing (an
+    // internal component, left off the status page).
+    let mut security_blocks = rule(
+        "security_blocks",
+        Metric::SecurityBlocked,
+        Above,
+        (0.5, None),
+        0,
+        (1, 5),
+        "minor",
+        &[Kind::Node, Kind::Gateway],
+    );
+    security_blocks.component = Some(SECURITY_COMPONENT.into());
     vec![
+        security_blocks,
         data_disk_full,
         data_disk_filling,
         // One slow scrape is not an outage; two in a row (2 s) are.
@@ -287,7 +314,7 @@ pub fn default_rules() -> Vec<RuleDef> {
 
 /// An outage's severity follows the component's priority: the wallet first (money), then
 /// live games and the lobby. Warnings (`minor` rules) stay minor wherever they are.
-fn severity(rule_severity: &str, component: &str) -> String {
+pub(crate) fn severity(rule_severity: &str, component: &str) -> String {
     match (rule_severity, component) {
         ("minor", _) => "minor",
         (_, "wallet") | ("critical", _) => "critical",
@@ -336,11 +363,13 @@ impl Engine {
         }
     }
 
-    /// Evaluates every rule on every target's latest point, in the order of `targets`.
-    pub fn evaluate(&mut self, now_s: u64, points: &[Point]) -> Vec<AlertEvent> {
+    /// Evaluates every rule on every target's latest point, in the order of `targets`; a
+    /// target without a point this round (a synthetic check a follower does not run) keeps
+    /// its state.
+    pub fn evaluate(&mut self, now_s: u64, points: &[Option<Point>]) -> Vec<AlertEvent> {
         let mut events = Vec::new();
         for (t, target) in self.targets.iter().enumerate() {
-            let Some(point) = points.get(t) else {
+            let Some(Some(point)) = points.get(t) else {
                 continue;
             };
             for (r, def) in self.rules.iter().enumerate() {
@@ -373,6 +402,25 @@ impl Engine {
             }
         }
         events
+    }
+
+    /// Takes on, for every rule on every target, whether its alert was sent as firing
+    /// (`sent` holds the keys): what a new leader does before its first evaluation.
+    pub fn assume(&mut self, sent: &HashSet<String>, now_s: u64) {
+        for (t, target) in self.targets.iter().enumerate() {
+            for (r, def) in self.rules.iter().enumerate() {
+                if !def.kinds.is_empty() && !def.kinds.contains(&target.kind) {
+                    continue;
+                }
+                let key = format!("{}/{}", def.rule.name, target.name);
+                let sent = sent.contains(&key);
+                match self.states.get_mut(&(r, t)) {
+                    Some(state) => state.assume(sent, now_s),
+                    None if sent => self.states.entry((r, t)).or_default().assume(true, now_s),
+                    None => {}
+                }
+            }
+        }
     }
 
     /// Alerts pending or firing now.
@@ -411,12 +459,12 @@ mod tests {
             ..Point::default()
         };
         let down = Point::default();
-        assert!(engine.evaluate(0, std::slice::from_ref(&ok)).is_empty());
+        assert!(engine.evaluate(0, &[Some(ok.clone())]).is_empty());
         assert!(
-            engine.evaluate(1, std::slice::from_ref(&down)).is_empty(),
+            engine.evaluate(1, &[Some(down.clone())]).is_empty(),
             "one failed scrape is not an outage"
         );
-        let fired = engine.evaluate(2, std::slice::from_ref(&down));
+        let fired = engine.evaluate(2, &[Some(down.clone())]);
         assert_eq!(fired.len(), 1);
         assert_eq!(
             (
@@ -427,9 +475,46 @@ mod tests {
             ("down/node-1", true, "games")
         );
         assert_eq!(engine.active().len(), 1);
-        assert!(engine.evaluate(3, std::slice::from_ref(&ok)).is_empty());
-        let resolved = engine.evaluate(4, std::slice::from_ref(&ok));
+        assert!(engine.evaluate(3, &[Some(ok.clone())]).is_empty());
+        let resolved = engine.evaluate(4, &[Some(ok.clone())]);
         assert_eq!((resolved.len(), resolved[0].firing), (1, false));
         assert!(engine.active().is_empty());
+    }
+
+    fn keys(events: &[AlertEvent]) -> Vec<(&str, bool)> {
+        events.iter().map(|e| (e.key.as_str(), e.firing)).collect()
+    }
+
+    #[test]
+    fn a_new_leader_sends_only_what_the_one_before_did_not() {
+        let targets = vec![
+            Target::new("node-1", Kind::Node, "http://x"),
+            Target::new("node-2", Kind::Node, "http://y"),
+        ];
+        let (ok, down) = (
+            Some(Point {
+                up: true,
+                cpu: Some(0.2),
+                ..Point::default()
+            }),
+            Some(Point::default()),
+        );
+        let both_down = [down.clone(), down.clone()];
+        // A follower's warm engine saw both nodes go down; the old leader sent node-1's alert
+        // and died before sending node-2's.
+        let mut warm = Engine::new(targets.clone(), default_rules());
+        for t in 0..3 {
+            warm.evaluate(t, &both_down);
+        }
+        let sent = HashSet::from(["down/node-1".to_owned()]);
+        warm.assume(&sent, 3);
+        let fired: Vec<AlertEvent> = (4..8).flat_map(|t| warm.evaluate(t, &both_down)).collect();
+        assert_eq!(keys(&fired), vec![("down/node-2", true)]);
+        // A leader restarted cold resolves, once, the alert sent before it when all is well.
+        let mut cold = Engine::new(targets, default_rules());
+        cold.assume(&sent, 0);
+        let both_ok = [ok.clone(), ok.clone()];
+        let resolved: Vec<AlertEvent> = (1..6).flat_map(|t| cold.evaluate(t, &both_ok)).collect();
+        assert_eq!(keys(&resolved), vec![("down/node-1", false)]);
     }
 }

@@ -3,31 +3,54 @@
 //! (`series`), evaluates the alert rules (`engine`, on the `threshold` logic) and the SLOs
 //! (`slo`, `window`, `burn`), leaves silenced alerts quiet, groups what fired by component
 //! into one webhook message (`notify`) and one incident (`state`), pushes incident updates to
-//! connected players through the nodes, and rolls component uptime up for the status page
-//! (`components`). `api` serves the operators' REST API and the players' status feeds,
+//! connected players through the nodes, pages the people on call and escalates what nobody
+//! acknowledges (`oncall`, `paging`), sends incident news to the status page's subscribers
+//! (`subscriptions`), and rolls component uptime up for the status page
+//! (`components`, read back by the SLA reports of `sla`). `api` serves the operators' REST API and the players' status feeds,
 //! `pages` the status page and the dashboard.
+#![forbid(unsafe_code)]
 
+pub mod alertlog;
 pub mod api;
 pub mod backups;
+pub mod blocks;
 pub mod burn;
+pub mod capacity;
 pub mod checks;
 pub mod components;
 pub mod config;
 pub mod dates;
+pub mod eligibility;
 pub mod engine;
 pub mod gateways;
+pub mod grafana;
+pub mod lease;
+pub mod mail;
 pub mod maintenance;
 pub mod notify;
+pub mod oncall;
+pub mod operator_sessions;
 pub mod ops_client;
+pub mod page_api;
+pub mod page_send;
 pub mod pages;
+pub mod paging;
 pub mod postmortem;
+pub mod promrules;
 pub mod promtext;
 pub mod rollout;
 pub mod room;
 pub mod series;
+pub mod sla;
+pub mod sla_api;
+pub mod sla_format;
 pub mod slo;
 pub mod staging;
 pub mod state;
+pub mod state_pages;
+pub mod state_subscriptions;
+pub mod subscription_api;
+pub mod subscriptions;
 pub mod threshold;
 pub mod window;
 
@@ -35,11 +58,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -52,7 +76,7 @@ use series::{Point, TargetSeries};
 use slo::{SloDef, SloTracker};
 use state::State;
 
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 pub const SCRAPE_INTERVAL: Duration = Duration::from_secs(1);
 const SCRAPE_TIMEOUT: Duration = Duration::from_millis(800);
@@ -63,10 +87,18 @@ pub struct ControlConfig {
     pub targets: Vec<Target>,
     /// The players' address for synthetic checks (lobby, test bet), if any.
     pub check_url: Option<String>,
+    /// How the test player of the synthetic checks and smoke tests signs in; demo mode.
+    pub test_players: checks::TestPlayers,
     pub webhooks: Vec<Webhook>,
     pub ops_token: String,
     pub rules: Vec<RuleDef>,
     pub slos: Vec<SloDef>,
+    /// The SLA contract's service credit tiers (SLA reports).
+    pub sla_credits: Vec<sla::CreditTier>,
+    /// Who is paged for incidents, when the deployment file has an `[oncall]` section.
+    pub pager: Option<paging::Pager>,
+    /// Status-page subscriptions, when the deployment file has a `[subscriptions]` section.
+    pub subscriptions: Option<subscriptions::Subscriptions>,
     /// How rolling updates replace a node's build.
     pub update: rollout::UpdateConfig,
     /// What to back up and prove by restores, when backups are on.
@@ -74,10 +106,23 @@ pub struct ControlConfig {
     /// Room kept back in the data folder so that an incident can still be recorded when the
     /// disk is full.
     pub reserve: Option<croupier_vitals::reserve::Reserve>,
+    /// Whether this control plane leads (`lease`); only the leader acts.
+    pub leadership: Arc<lease::Leadership>,
+    /// A PostgreSQL database where the leader also logs what it sent (`alertlog`), for
+    /// control planes on several machines; None: `control.db`'s history alone.
+    pub shared_alert_log: Option<String>,
+    /// When wrong ops tokens (API, dashboard sign-in) get an address blocked.
+    pub lockout: croupier_web::lockout::LockoutConfig,
+    /// What the control plane trusts and presents when it calls `https://` components.
+    pub client_tls: croupier_web::tls::ClientFiles,
+    /// The control plane serves HTTPS: the dashboard's session cookie is `Secure`.
+    pub secure_cookies: bool,
 }
 
 pub struct Control {
     pub config: ControlConfig,
+    /// The dashboard's signed-in operators.
+    pub sessions: operator_sessions::OperatorSessions,
     checks: Option<checks::Checks>,
     pub state: Arc<State>,
     pub engine: Mutex<Engine>,
@@ -93,9 +138,17 @@ pub struct Control {
     pub client: HttpClient,
     /// When the monitor loop last finished a round (ms since the epoch; 0: not yet).
     last_round_ms: AtomicI64,
+    /// What the leaders sent, shared across machines (`alertlog`).
+    alert_log: Option<alertlog::SharedLog>,
+    /// Whether the last monitor round ran as the leader: the first round that leads takes
+    /// over (`take_over`).
+    led: AtomicBool,
     /// Test-only fault (`--fault panic-under-lock`): rounds left that panic while holding
     /// the series lock.
     panics_left: AtomicU32,
+    /// Wrong ops tokens per address, and the addresses blocked for them (each block is an
+    /// audit entry).
+    pub lockout: Arc<croupier_web::lockout::Lockout>,
 }
 
 /// The monitor loop is called stuck (and `/healthz` fails) when no round finished for this long.
@@ -109,12 +162,22 @@ pub fn now_ms() -> i64 {
 }
 
 impl Control {
-    pub fn new(config: ControlConfig, state: State) -> Arc<Control> {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_millis(300)));
+    /// A control plane for `config`; fails when its TLS files cannot be read.
+    pub fn new(
+        config: ControlConfig,
+        state: State,
+    ) -> Result<Arc<Control>, croupier_web::tls::TlsError> {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_millis(300)));
+        http.set_nodelay(true);
+        let tls = croupier_web::tls::client_config(&config.client_tls)?;
+        let connector = croupier_web::tls::https_connector(http, tls);
         let client = Client::builder(TokioExecutor::new()).build(connector);
         let mut config = config;
-        let checks = config.check_url.as_deref().map(checks::Checks::new);
+        let checks = config
+            .check_url
+            .as_deref()
+            .map(|base| checks::Checks::new(base, config.test_players.clone()));
         if let Some(checks) = &checks {
             for (name, kind) in [
                 ("check-lobby", Kind::LobbyCheck),
@@ -134,8 +197,15 @@ impl Control {
         let backup_status = config
             .backup
             .clone()
-            .map(|backup| backups::spawn(backup, state.clone()));
-        Arc::new(Control {
+            .map(|backup| backups::spawn(backup, state.clone(), config.leadership.clone()));
+        let alert_log = config
+            .shared_alert_log
+            .as_deref()
+            .map(alertlog::SharedLog::new);
+        let lockout = Arc::new(blocks::lockout(config.lockout.clone(), state.clone()));
+        Ok(Arc::new(Control {
+            lockout,
+            sessions: Default::default(),
             config,
             checks,
             state,
@@ -148,8 +218,10 @@ impl Control {
             backup_alerts: Mutex::new(backups::BackupAlerts::default()),
             client,
             last_round_ms: AtomicI64::new(0),
+            led: AtomicBool::new(false),
+            alert_log,
             panics_left: AtomicU32::new(0),
-        })
+        }))
     }
 
     async fn scrape(&self, target: &Target) -> Option<Vec<promtext::Sample>> {
@@ -227,35 +299,116 @@ impl Control {
             .collect()
     }
 
-    /// One round: scrape all, evaluate, act on what changed.
+    /// One round: scrape all, evaluate, act on what changed. A follower scrapes and
+    /// evaluates too (its view stays warm for the day it leads) but runs no synthetic check
+    /// and acts on nothing.
     pub async fn tick(self: &Arc<Control>) {
-        let scrapes =
-            futures_util::future::join_all(self.config.targets.iter().map(|t| self.scrape(t)))
-                .await;
+        let leading = self.config.leadership.is_leader();
+        let scrapes = futures_util::future::join_all(self.config.targets.iter().map(|t| async {
+            if leading || !t.kind.is_synthetic() {
+                Some(self.scrape(t).await)
+            } else {
+                None
+            }
+        }))
+        .await;
         let now = now_ms();
         let now_s = (now / 1000) as u64;
-        let points: Vec<Point> = {
+        let points: Vec<Option<Point>> = {
             let mut series = self.series.lock();
             self.injected_panic();
             series
                 .iter_mut()
                 .zip(&scrapes)
-                .map(|(s, scrape)| s.record(now, scrape.as_deref()).clone())
+                .map(|(s, scrape)| {
+                    scrape
+                        .as_ref()
+                        .map(|got| s.record(now, got.as_deref()).clone())
+                })
                 .collect()
         };
+        let scrapes: Vec<Option<Vec<promtext::Sample>>> =
+            scrapes.into_iter().map(Option::flatten).collect();
+        if leading && !self.led.swap(true, Ordering::SeqCst) {
+            self.take_over(now_s).await;
+        } else if !leading {
+            self.led.store(false, Ordering::SeqCst);
+        }
         let mut events = self.engine.lock().evaluate(now_s, &points);
-        let windows = self.upkeep_windows(now).await;
+        let windows = if leading {
+            self.upkeep_windows(now).await
+        } else {
+            self.active_windows(now)
+        };
         let excluded: Vec<&str> = windows.iter().flat_map(|w| w.scope.components()).collect();
         events.extend(self.evaluate_slos(now_s, &scrapes, &excluded));
+        if !leading {
+            return;
+        }
         if let Some(status) = &self.backup_status {
             let health = status.lock().health.clone();
             events.extend(self.backup_alerts.lock().evaluate(now_s, health.as_ref()));
         }
         self.act(events, &windows, now).await;
+        paging::upkeep(self, now);
+        subscriptions::deliver(self);
         self.roll_up_uptime(now, &excluded);
         if let Some(reserve) = &self.config.reserve {
             reserve.restore();
         }
+    }
+
+    /// The first round this process leads: every evaluator takes on which alerts the leader
+    /// before it sent as firing (the state's alert history), so this round and the next ones
+    /// send exactly what it did not: an alert sent before the failover is not sent again, its
+    /// resolution is sent once, and an alert that fired while no one led is sent once.
+    async fn take_over(&self, now_s: u64) {
+        self.end_orphaned_rollouts();
+        let sent = match alertlog::sent(&self.state, self.alert_log.as_ref()).await {
+            Ok(sent) => sent,
+            Err(e) => {
+                // Keep what this process's own evaluators believe rather than forget it all.
+                tracing::error!(error = %e, "cannot read which alerts were sent; taking over as is");
+                return;
+            }
+        };
+        tracing::info!(firing = sent.len(), "taking over as leader");
+        self.engine.lock().assume(&sent, now_s);
+        for tracker in self.slos.lock().iter_mut() {
+            tracker.assume(&sent, now_s);
+        }
+        self.backup_alerts.lock().assume(&sent, now_s);
+    }
+
+    /// A rolling update runs in the leader's process: one the state says is running when a
+    /// process takes the lease was left by a leader that died, and would block every later
+    /// one. It is marked failed, with a step saying why (its node may be left drained).
+    fn end_orphaned_rollouts(&self) {
+        let Ok(rollouts) = self.state.rollouts(5) else {
+            return;
+        };
+        let now = now_ms();
+        for rollout in rollouts.iter().filter(|r| r.status == "running") {
+            let node = rollout.steps.last().map_or("", |s| s.node.as_str());
+            let why = "the control plane running it stopped; check the node's drain state and start the update again";
+            let _ = self
+                .state
+                .rollout_step(rollout.id, node, "orphaned", false, why, now);
+            let _ = self.state.finish_rollout(rollout.id, "failed", None, now);
+            tracing::warn!(
+                rollout = rollout.id,
+                "a rolling update left running by the last leader is marked failed"
+            );
+        }
+    }
+
+    /// The maintenance windows active now, with no side effect (what a follower reads).
+    fn active_windows(&self, now: i64) -> Vec<maintenance::Window> {
+        let windows = self.state.windows().unwrap_or_default();
+        windows
+            .into_iter()
+            .filter(|w| w.active_at(now).is_some())
+            .collect()
     }
 
     /// The maintenance windows active now; on the way, players are told of those coming
@@ -276,8 +429,14 @@ impl Control {
                         maintenance::utc_text(start),
                         window.duration_s / 60
                     );
+                    let news = subscriptions::Subscriptions::maintenance_news(window, &message);
                     let control = self.clone();
-                    tokio::spawn(async move { control.push_to_players(&message, "info").await });
+                    tokio::spawn(async move {
+                        control.push_to_players(&message, "info").await;
+                        if let Some(subscriptions) = &control.config.subscriptions {
+                            subscriptions.tell(&control, &news).await;
+                        }
+                    });
                 }
             }
         }
@@ -371,6 +530,7 @@ impl Control {
         windows: &[maintenance::Window],
         now: i64,
     ) {
+        let events = self.unsent(events).await;
         if events.is_empty() {
             return;
         }
@@ -392,9 +552,13 @@ impl Control {
                     "silenced"
                 };
                 let _ = self.state.record_alert(&event.key, why, now, event.value);
+                alertlog::record(self.alert_log.as_ref(), &event.key, why, now).await;
                 None
             } else {
-                self.record(&event, now)
+                let incident = self.record(&event, now);
+                let what = if event.firing { "fired" } else { "resolved" };
+                alertlog::record(self.alert_log.as_ref(), &event.key, what, now).await;
+                incident
             };
             if silenced {
                 continue;
@@ -433,6 +597,23 @@ impl Control {
             let level = if group.firing { "warning" } else { "info" };
             tokio::spawn(async move { control.push_to_players(&message, level).await });
         }
+    }
+
+    /// Keeps the transitions the state says were not sent yet: a firing alert not already
+    /// sent (or silenced), a resolution of one that was. After `take_over` the evaluators
+    /// agree with the state, so this drops nothing unless two leaders' rounds overlapped.
+    async fn unsent(&self, events: Vec<AlertEvent>) -> Vec<AlertEvent> {
+        let sent = match alertlog::sent(&self.state, self.alert_log.as_ref()).await {
+            Ok(sent) => sent,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read which alerts were sent");
+                return events;
+            }
+        };
+        events
+            .into_iter()
+            .filter(|e| e.firing != sent.contains(&e.key))
+            .collect()
     }
 
     fn roll_up_uptime(&self, now: i64, in_maintenance: &[&str]) {
@@ -542,6 +723,7 @@ pub fn spawn_monitor(control: Arc<Control>) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            control.lockout.sweep();
             let round = std::panic::AssertUnwindSafe(control.tick()).catch_unwind();
             if let Err(panic) = round.await {
                 croupier_vitals::panics::record();

@@ -82,6 +82,9 @@ impl Scope {
     }
 }
 
+/// The most occurrences of one window a report lists.
+pub const MAX_OCCURRENCES: usize = 2_000;
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Schedule {
     Once { starts_ms: i64 },
@@ -153,6 +156,40 @@ impl Window {
                 cron.find_next_occurrence(&now, false).ok().map(to_ms)
             }
         }
+    }
+
+    /// Starts of the occurrences overlapping [from_ms, until_ms), oldest first; at most
+    /// `MAX_OCCURRENCES` (a report over a year of a window every hour stays bounded).
+    pub fn occurrences(&self, from_ms: i64, until_ms: i64) -> Vec<i64> {
+        let length = self.duration_s * 1000;
+        let overlaps = |start: i64| start < until_ms && start + length > from_ms;
+        let (cron, timezone) = match &self.schedule {
+            Schedule::Once { starts_ms } => {
+                return Vec::from_iter(Some(*starts_ms).filter(|s| overlaps(*s)));
+            }
+            Schedule::Recurring { cron, timezone } => (cron, timezone),
+        };
+        let (Ok(cron), Ok(zone)) = (checked_cron(cron), checked_zone(timezone)) else {
+            return Vec::new();
+        };
+        let Some(mut at) = zone.timestamp_millis_opt(from_ms - length).single() else {
+            return Vec::new();
+        };
+        let mut starts = Vec::new();
+        while starts.len() < MAX_OCCURRENCES {
+            let Ok(next) = cron.find_next_occurrence(&at, false) else {
+                break;
+            };
+            let start = next.timestamp_millis();
+            if start >= until_ms {
+                break;
+            }
+            if overlaps(start) {
+                starts.push(start);
+            }
+            at = next;
+        }
+        starts
     }
 
     /// Announcements due at `now_ms`: (occurrence start, lead) pairs whose time has come
@@ -234,6 +271,35 @@ mod tests {
             Some(ms("2026-11-01T02:00:00Z"))
         );
         assert_eq!(w.active_at(ms("2026-11-01T02:40:00Z")), None);
+    }
+
+    #[test]
+    fn occurrences_overlapping_a_range_follow_local_time() {
+        let w = window(Schedule::Recurring {
+            cron: "0 3 * * SUN".into(),
+            timezone: "Europe/Malta".into(),
+        });
+        // October 2026: four Sundays in summer time (01:00 UTC), the 25th is the change.
+        let starts = w.occurrences(ms("2026-10-04T01:10:00Z"), ms("2026-11-02T00:00:00Z"));
+        assert_eq!(
+            starts.first(),
+            Some(&ms("2026-10-04T01:00:00Z")),
+            "still running at the start"
+        );
+        assert_eq!(starts.last(), Some(&ms("2026-11-01T02:00:00Z")));
+        assert_eq!(starts.len(), 5);
+        let once = window(Schedule::Once {
+            starts_ms: ms("2026-11-15T02:00:00Z"),
+        });
+        assert_eq!(
+            once.occurrences(ms("2026-11-01T00:00:00Z"), ms("2026-12-01T00:00:00Z"))
+                .len(),
+            1
+        );
+        assert!(
+            once.occurrences(ms("2026-11-15T02:30:00Z"), ms("2026-12-01T00:00:00Z"))
+                .is_empty()
+        );
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! components, current state, active incidents with their updates, 90-day uptime bars) with
 //! its JSON Feed (`/status/feed.json`) and Atom feed (`/status/feed.atom`); the operators'
 //! sign-in (`/login`) and dashboard (`/dashboard`, live charts drawn by the vendored uPlot
-//! from `/api/v1/series`, node states with drain buttons, alerts, incidents, SLO budgets).
+//! from `/api/v1/series`, node states with drain buttons, alerts, incidents, SLO budgets,
+//! who is on call now and next with the open pages (acknowledge, resolve), links to the
+//! printable SLA reports of last month and this month).
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -15,8 +17,11 @@ use axum::{Form, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::{OPS_COOKIE, UPTIME_DAYS, is_operator, public_status};
+use chrono::Datelike;
+
+use crate::api::{UPTIME_DAYS, audit, public_status};
 use crate::dates::{day, rfc3339, utc};
+use crate::operator_sessions::{SESSION_COOKIE, SESSION_LIFETIME, plain_name};
 use crate::{Control, now_ms};
 
 const STYLE: &str = include_str!("../assets/style.css");
@@ -58,7 +63,7 @@ async fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// Text made safe for HTML and XML.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -74,7 +79,7 @@ fn escape(text: &str) -> String {
 }
 
 /// A page with the common head and the pages' security headers.
-fn page(title: &str, head_extra: &str, body: &str) -> Response {
+pub(crate) fn page(title: &str, head_extra: &str, body: &str) -> Response {
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -201,10 +206,15 @@ async fn status_page(State(control): State<Arc<Control>>) -> Response {
         "partial_outage" => "Some systems are having problems",
         _ => "A major outage is under way",
     };
+    let demo = if control.config.test_players.demo {
+        "<p id=\"demo\" class=\"banner degraded\">Demo casino: play money only</p>"
+    } else {
+        ""
+    };
     let mut body = format!(
         "<main><header><h1>Croupier status</h1><p class=\"feeds\"><a href=\"/status/feed.atom\">Atom</a> · \
          <a href=\"/status/feed.json\">JSON feed</a></p></header>\
-         <p id=\"banner\" class=\"banner {worst}\">{banner}</p><section id=\"components\">"
+         <p id=\"banner\" class=\"banner {worst}\">{banner}</p>{demo}<section id=\"components\">"
     );
     for c in &components {
         let uptime = c["uptime_90d"]
@@ -276,6 +286,9 @@ fn feed_items(control: &Control) -> Result<Vec<(i64, String, String)>, crate::st
     let mut items = Vec::new();
     for incident in control.state.incidents(false)? {
         for (n, update) in incident.timeline.iter().enumerate() {
+            if !update.is_public() {
+                continue;
+            }
             items.push((
                 update.ts_ms,
                 format!("incident-{}-update-{n}", incident.id),
@@ -347,6 +360,8 @@ fn login_form(message: &str) -> String {
         "<main class=\"narrow\"><h1>Croupier operations</h1>{message}\
          <form method=\"post\" action=\"/login\"><label>Ops token \
          <input type=\"password\" name=\"token\" autocomplete=\"current-password\" required></label>\
+         <label>Your name (for the audit log) <input name=\"name\" autocomplete=\"username\" \
+         pattern=\"[A-Za-z0-9._@-]{{1,64}}\"></label>\
          <button type=\"submit\">Sign in</button></form></main>"
     )
 }
@@ -358,50 +373,95 @@ async fn login_page() -> Response {
 #[derive(Deserialize)]
 struct LoginForm {
     token: String,
+    #[serde(default)]
+    name: String,
 }
 
+/// Signs in: the ops token opens a server-side session; the cookie holds only its id.
 async fn login(State(control): State<Arc<Control>>, Form(form): Form<LoginForm>) -> Response {
-    let mut headers = HeaderMap::new();
-    let cookie = format!("{OPS_COOKIE}={}", form.token);
-    if let Ok(value) = cookie.parse() {
-        headers.insert(header::COOKIE, value);
-    }
-    if !is_operator(&control, &headers) {
+    let name = plain_name(form.name.trim()).unwrap_or("operator");
+    let actor = format!("session:{name}");
+    let detail = json!({});
+    if !croupier_web::same_token(&form.token, &control.config.ops_token) {
+        let refused = Err(crate::api::refuse(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "wrong ops token",
+        ));
+        audit::<()>(&control, &actor, "sign_in", "dashboard", &detail, &refused);
+        let message = "<p class=\"error\">That is not the ops token.</p>";
         return (
             StatusCode::UNAUTHORIZED,
-            page(
-                "Sign in",
-                "",
-                &login_form("<p class=\"error\">That is not the ops token.</p>"),
-            ),
+            page("Sign in", "", &login_form(message)),
         )
             .into_response();
     }
-    (
-        [(
-            header::SET_COOKIE,
-            format!("{cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200"),
-        )],
-        Redirect::to("/dashboard"),
-    )
-        .into_response()
+    let Some((id, _)) = control.sessions.open(name, now_ms()) else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no randomness for a session",
+        )
+            .into_response();
+    };
+    audit::<()>(&control, &actor, "sign_in", "dashboard", &detail, &Ok(()));
+    let secure = if control.config.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{SESSION_COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        SESSION_LIFETIME.as_secs()
+    );
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/dashboard")).into_response()
 }
 
-async fn logout() -> Response {
+/// Signs out: the session ends on the server, whatever the browser keeps.
+async fn logout(State(control): State<Arc<Control>>, headers: HeaderMap) -> Response {
+    if let Some((id, session)) = control.sessions.of_request(&headers, now_ms()) {
+        control.sessions.revoke(&id);
+        let actor = format!("session:{}", session.name);
+        audit::<()>(
+            &control,
+            &actor,
+            "sign_out",
+            "dashboard",
+            &json!({}),
+            &Ok(()),
+        );
+    }
     (
         [(
             header::SET_COOKIE,
-            format!("{OPS_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+            format!("{SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
         )],
         Redirect::to("/login"),
     )
         .into_response()
 }
 
+/// Links to the printable SLA reports of last month and of this month so far.
+fn sla_links(now_ms: i64) -> String {
+    let today = chrono::DateTime::from_timestamp_millis(now_ms)
+        .unwrap_or_default()
+        .date_naive();
+    let this_month = today.with_day(1).unwrap_or(today);
+    let last_month = this_month
+        .checked_sub_months(chrono::Months::new(1))
+        .unwrap_or(this_month);
+    let next_month = this_month
+        .checked_add_months(chrono::Months::new(1))
+        .unwrap_or(this_month);
+    format!(
+        "<a id=\"sla-last-month\" href=\"/api/v1/sla?format=html&amp;from={last_month}&amp;to={this_month}\">SLA report: last month</a> \
+         <a id=\"sla-this-month\" href=\"/api/v1/sla?format=html&amp;from={this_month}&amp;to={next_month}\">this month</a>"
+    )
+}
+
 async fn dashboard(State(control): State<Arc<Control>>, headers: HeaderMap) -> Response {
-    if !is_operator(&control, &headers) {
+    let Some((_, session)) = control.sessions.of_request(&headers, now_ms()) else {
         return Redirect::to("/login").into_response();
-    }
+    };
     let charts = [
         ("cpu", "CPU by host (%)"),
         ("memory", "Memory by host (%)"),
@@ -411,7 +471,12 @@ async fn dashboard(State(control): State<Arc<Control>>, headers: HeaderMap) -> R
         ("errors", "Error rate (%)"),
         ("bets", "Bets per second"),
         ("rounds", "Rounds in flight"),
+        (
+            "store",
+            "Ledger store p99 (ms): queue wait, turn wait, commit, checkpoint",
+        ),
     ];
+    let sla = sla_links(now_ms());
     let mut chart_html = String::new();
     for (id, title) in charts {
         let _ = write!(
@@ -421,6 +486,7 @@ async fn dashboard(State(control): State<Arc<Control>>, headers: HeaderMap) -> R
     }
     let body = format!(
         "<main class=\"wide\"><header><h1>Croupier operations</h1><nav><a href=\"/status\">Status page</a> \
+         {sla} \
          <form method=\"post\" action=\"/logout\" class=\"inline\"><button>Sign out</button></form></nav></header>\
          <section><h2>Nodes</h2><table id=\"nodes\"><thead><tr><th>Node</th><th>State</th><th>Healthy</th>\
          <th>In flight</th><th>WebSockets</th><th></th></tr></thead><tbody></tbody></table>\
@@ -429,6 +495,10 @@ async fn dashboard(State(control): State<Arc<Control>>, headers: HeaderMap) -> R
          <section class=\"columns\"><div><h2>Alerts</h2><table id=\"alerts\"><tbody></tbody></table></div>\
          <div><h2>SLO budgets</h2><table id=\"slos\"><thead><tr><th>SLO</th><th>Objective</th><th>Budget left</th>\
          <th>Burn</th></tr></thead><tbody></tbody></table></div></section>\
+         <section><h2>On call</h2><table id=\"oncall\"><thead><tr><th>Schedule</th><th>Now</th><th>Next</th>\
+         <th>From</th></tr></thead><tbody></tbody></table><table id=\"pages\"><thead><tr><th>Page</th><th>Incident</th>\
+         <th>Level</th><th>Paged</th><th>State</th><th></th></tr></thead><tbody></tbody></table>\
+         <p id=\"page-message\" class=\"quiet\"></p></section>\
          <section><h2>Incidents</h2><div id=\"incidents\"></div></section>\
          <section><h2>Backups</h2><p id=\"backup-health\" class=\"quiet\"></p><table id=\"backups\"><thead><tr>\
          <th>Restore test</th><th>Result</th><th>RTO</th><th>RPO</th><th>Backup</th></tr></thead><tbody></tbody></table></section>\
@@ -438,16 +508,32 @@ async fn dashboard(State(control): State<Arc<Control>>, headers: HeaderMap) -> R
          <div id=\"rollouts\"></div><h3>Windows</h3><table id=\"windows\"><tbody></tbody></table></section></main>\
          <script src=\"/assets/uplot.js\"></script><script src=\"/assets/dashboard.js\"></script>"
     );
-    page(
-        "Croupier operations",
-        "<link rel=\"stylesheet\" href=\"/assets/uplot.css\">",
-        &body,
-    )
+    // The session's CSRF token, for dashboard.js to send with every change.
+    let head = format!(
+        "<link rel=\"stylesheet\" href=\"/assets/uplot.css\">\
+         <meta name=\"csrf-token\" content=\"{}\">",
+        session.csrf
+    );
+    page("Croupier operations", &head, &body)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dashboard_links_last_and_this_months_reports() {
+        // 2026-11-30 00:04:05 UTC.
+        let links = sla_links(1_795_997_045_000);
+        assert!(
+            links.contains("from=2026-10-01&amp;to=2026-11-01"),
+            "{links}"
+        );
+        assert!(
+            links.contains("from=2026-11-01&amp;to=2026-12-01"),
+            "{links}"
+        );
+    }
 
     #[test]
     fn escaping_and_bar_colours() {

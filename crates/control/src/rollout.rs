@@ -3,7 +3,9 @@
 //! so one still open is resumed on another node), stop it and start the new build (through
 //! `croupier up`'s supervisor, or the deployment's update command), wait until it is ready
 //! and reports the new version, run the smoke test (lobby, a real test bet with a test
-//! account, integrity), undrain. On any failure the rollout stops, the node goes back to the
+//! account, integrity), undrain, and wait until every gateway routes to it again and it
+//! answered players (`eligibility`) before the next batch; a batch that would leave fewer
+//! than the minimum of eligible nodes waits for them, or fails. On any failure the rollout stops, the node goes back to the
 //! previous build and an incident is opened. Every step is written to the rollout's timeline
 //! and to the audit log.
 
@@ -26,6 +28,10 @@ pub struct UpdateConfig {
     /// Otherwise a shell command run with `NODE` and `BINARY` in its environment, which stops
     /// the node, installs the build and starts it (e.g. through systemd).
     pub update_command: Option<String>,
+    /// Player requests per second one node serves (measured with `croupier loadtest`): a
+    /// rolling update then never leaves fewer nodes eligible than the current load needs
+    /// (`capacity`).
+    pub node_capacity_rps: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -35,6 +41,8 @@ pub struct RolloutPlan {
     pub staging: bool,
     pub batch_size: usize,
     pub drain_deadline: Duration,
+    /// Nodes that stay eligible on every gateway while a batch is out.
+    pub min_eligible: usize,
     pub actor: String,
 }
 
@@ -271,6 +279,89 @@ impl Run {
     }
 }
 
+/// How a rollout ended early: its status and the incident it opened.
+type Stopped = (&'static str, Option<i64>);
+
+impl Run {
+    /// Drains, updates and brings back one batch; the rollout stops on an error.
+    async fn batch(
+        &self,
+        nodes: &[Target],
+        batch: &[Target],
+        plan: &RolloutPlan,
+    ) -> Result<(), Stopped> {
+        let first = &batch[0].name;
+        let (min, need) = crate::capacity::minimum(&self.control, plan.min_eligible);
+        let why = need
+            .map(|n| format!(" ({})", n.describe()))
+            .unwrap_or_default();
+        match crate::eligibility::wait_room(&self.control, nodes, batch, min).await {
+            Ok(room) => self.step(first, "room", true, &format!("{room}{why}")),
+            Err(refused) => {
+                self.step(first, "room", false, &format!("{refused}{why}"));
+                return Err(("failed", None));
+            }
+        }
+        for node in batch {
+            match self.set_state(node, "draining").await {
+                Ok(()) => self.step(&node.name, "drain", true, "draining on every gateway"),
+                Err(e) => {
+                    self.step(&node.name, "drain", false, &e);
+                    return Err(("failed", None));
+                }
+            }
+        }
+        for node in batch {
+            let waited = self.wait_drained(node, plan.drain_deadline).await;
+            self.step(&node.name, "wait", true, &waited);
+        }
+        let mut previous_builds = Vec::new();
+        for node in batch {
+            let previous = self.current_binary(node).await;
+            previous_builds.push(previous.clone());
+            if let Err(why) = self.update_node(node, &plan.binary).await {
+                let incident = self.roll_back(node, previous, &why).await;
+                // The rest of the batch goes back in service on the build it has.
+                for other in batch.iter().filter(|o| o.name != node.name) {
+                    let _ = self.set_state(other, "active").await;
+                }
+                return Err(("rolled_back", incident));
+            }
+        }
+        self.bring_back(batch, previous_builds).await
+    }
+
+    /// Undrains the batch, then waits until each node is back on every gateway and answered
+    /// players; a node that does not come back goes back to its `previous` build.
+    async fn bring_back(
+        &self,
+        batch: &[Target],
+        previous: Vec<Option<String>>,
+    ) -> Result<(), Stopped> {
+        let mut before = Vec::new();
+        for node in batch {
+            before.push(crate::eligibility::answered_now(&self.control, &node.name).await);
+            match self.set_state(node, "active").await {
+                Ok(()) => self.step(&node.name, "undrain", true, "active on every gateway"),
+                Err(e) => {
+                    self.step(&node.name, "undrain", false, &e);
+                    return Err(("failed", None));
+                }
+            }
+        }
+        for ((node, before), previous) in batch.iter().zip(before).zip(previous) {
+            match crate::eligibility::wait_back(&self.control, &node.name, before).await {
+                Ok(back) => self.step(&node.name, "back", true, &back),
+                Err(why) => {
+                    let incident = self.roll_back(node, previous, &why).await;
+                    return Err(("rolled_back", incident));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Polls `node`'s `/readyz` until it answers 200, for at most `READY_DEADLINE`; `gone` may
 /// say why waiting is pointless (the process exited).
 pub async fn until_ready(
@@ -307,7 +398,7 @@ pub async fn until_ready(
 
 /// The lobby, a real test bet and the integrity check, on `node` itself.
 pub async fn smoke_test(control: &Control, node: &Target) -> Result<String, String> {
-    let checks = crate::checks::Checks::new(&node.base);
+    let checks = crate::checks::Checks::new(&node.base, control.config.test_players.clone());
     checks
         .lobby(&control.client)
         .await
@@ -359,43 +450,9 @@ pub async fn run(control: Arc<Control>, id: i64, plan: RolloutPlan) {
         }
     }
     for batch in nodes.chunks(plan.batch_size.max(1)) {
-        for node in batch {
-            match run.set_state(node, "draining").await {
-                Ok(()) => run.step(&node.name, "drain", true, "draining on every gateway"),
-                Err(e) => {
-                    run.step(&node.name, "drain", false, &e);
-                    let _ = control.state.finish_rollout(id, "failed", None, now_ms());
-                    return;
-                }
-            }
-        }
-        for node in batch {
-            let waited = run.wait_drained(node, plan.drain_deadline).await;
-            run.step(&node.name, "wait", true, &waited);
-        }
-        for node in batch {
-            let previous = run.current_binary(node).await;
-            if let Err(why) = run.update_node(node, &plan.binary).await {
-                let incident = run.roll_back(node, previous, &why).await;
-                // The rest of the batch goes back in service on the build it has.
-                for other in batch.iter().filter(|o| o.name != node.name) {
-                    let _ = run.set_state(other, "active").await;
-                }
-                let _ = control
-                    .state
-                    .finish_rollout(id, "rolled_back", incident, now_ms());
-                return;
-            }
-        }
-        for node in batch {
-            match run.set_state(node, "active").await {
-                Ok(()) => run.step(&node.name, "undrain", true, "back in service"),
-                Err(e) => {
-                    run.step(&node.name, "undrain", false, &e);
-                    let _ = control.state.finish_rollout(id, "failed", None, now_ms());
-                    return;
-                }
-            }
+        if let Err((status, incident)) = run.batch(&nodes, batch, &plan).await {
+            let _ = control.state.finish_rollout(id, status, incident, now_ms());
+            return;
         }
     }
     let _ = control

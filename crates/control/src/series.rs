@@ -35,6 +35,14 @@ pub struct Point {
     pub bets_ps: Option<f64>,
     pub rounds_in_flight: Option<f64>,
     pub store_up: Option<f64>,
+    /// The ledger store's batches over the last second (a node's writer): p99 of the time a
+    /// batch's oldest operation waited for the writer, of the writer's wait for its turn while
+    /// other processes wrote (SQLite), of its commit (flush and fsync), and of the WAL
+    /// checkpoints run beside the writer (SQLite).
+    pub store_queue_p99_ms: Option<f64>,
+    pub store_turn_p99_ms: Option<f64>,
+    pub store_commit_p99_ms: Option<f64>,
+    pub store_checkpoint_p99_ms: Option<f64>,
     /// The data folder whose filesystem the next fields describe (`room`).
     pub data_folder: Option<String>,
     /// Used share of that filesystem.
@@ -42,6 +50,8 @@ pub struct Point {
     pub data_available_bytes: Option<f64>,
     /// Seconds until it is full at the recent trend; `None` when not filling.
     pub data_full_in_s: Option<f64>,
+    /// Source addresses the target blocks now for wrong operator credentials.
+    pub security_blocked: Option<f64>,
 }
 
 /// Counters of one scrape that rates are computed from.
@@ -58,6 +68,11 @@ struct Counters {
     bets: Option<f64>,
     /// Cumulative latency buckets by upper bound (seconds).
     buckets: BTreeMap<OrderedBound, f64>,
+    /// The store writer's queue wait and commit histograms, the same way.
+    store_queue: BTreeMap<OrderedBound, f64>,
+    store_turn: BTreeMap<OrderedBound, f64>,
+    store_commit: BTreeMap<OrderedBound, f64>,
+    store_checkpoint: BTreeMap<OrderedBound, f64>,
 }
 
 /// A bucket bound usable as a map key (bounds are never NaN).
@@ -120,18 +135,7 @@ fn counters(samples: &[Sample], ts_ms: i64) -> Counters {
             "croupier_http_request_duration_seconds_bucket",
         )
     };
-    let mut buckets = BTreeMap::new();
-    for s in samples
-        .iter()
-        .filter(|s| s.name == latency && is_player_route(s))
-    {
-        if let Some(le) = s.labels.get("le").and_then(|le| match le.as_str() {
-            "+Inf" => Some(f64::INFINITY),
-            text => text.parse().ok(),
-        }) {
-            *buckets.entry(OrderedBound(le)).or_insert(0.0) += s.value;
-        }
-    }
+    let buckets = histogram(samples, latency, is_player_route);
     let any = |_: &Sample| true;
     let requests_total = sum(samples, requests, is_player_route);
     Counters {
@@ -152,7 +156,30 @@ fn counters(samples: &[Sample], ts_ms: i64) -> Counters {
         bets: sum(samples, "croupier_bets_total", any)
             .or_else(|| gauge(samples, "croupier_rounds_in_flight").map(|_| 0.0)),
         buckets,
+        store_queue: histogram(samples, "croupier_store_queue_wait_seconds_bucket", any),
+        store_turn: histogram(samples, "croupier_store_turn_wait_seconds_bucket", any),
+        store_commit: histogram(samples, "croupier_store_commit_seconds_bucket", any),
+        store_checkpoint: histogram(samples, "croupier_store_checkpoint_seconds_bucket", any),
     }
+}
+
+/// The cumulative buckets of histogram series `name` (summed over the series `keep` picks),
+/// by upper bound.
+fn histogram(
+    samples: &[Sample],
+    name: &str,
+    keep: impl Fn(&Sample) -> bool,
+) -> BTreeMap<OrderedBound, f64> {
+    let mut buckets = BTreeMap::new();
+    for s in samples.iter().filter(|s| s.name == name && keep(s)) {
+        if let Some(le) = s.labels.get("le").and_then(|le| match le.as_str() {
+            "+Inf" => Some(f64::INFINITY),
+            text => text.parse().ok(),
+        }) {
+            *buckets.entry(OrderedBound(le)).or_insert(0.0) += s.value;
+        }
+    }
+    buckets
 }
 
 /// The `q` quantile of the observations between two cumulative histograms, interpolated
@@ -217,6 +244,7 @@ impl TargetSeries {
             point.rounds_in_flight = gauge(samples, "croupier_rounds_in_flight");
             point.store_up =
                 gauge(samples, "croupier_store_up").or_else(|| gauge(samples, "pg_up"));
+            point.security_blocked = gauge(samples, "croupier_security_blocked");
             crate::room::fill(&mut point, samples, &self.points);
             let now = counters(samples, ts_ms);
             if let Some(before) = &self.previous {
@@ -310,6 +338,11 @@ fn rates(point: &mut Point, now: &Counters, before: &Counters) {
     }
     point.p50_ms = quantile(0.5, &now.buckets, &before.buckets).map(|s| s * 1000.0);
     point.p99_ms = quantile(0.99, &now.buckets, &before.buckets).map(|s| s * 1000.0);
+    let p99_ms = |now, before| quantile(0.99, now, before).map(|s| s * 1000.0);
+    point.store_queue_p99_ms = p99_ms(&now.store_queue, &before.store_queue);
+    point.store_turn_p99_ms = p99_ms(&now.store_turn, &before.store_turn);
+    point.store_commit_p99_ms = p99_ms(&now.store_commit, &before.store_commit);
+    point.store_checkpoint_p99_ms = p99_ms(&now.store_checkpoint, &before.store_checkpoint);
 }
 
 #[cfg(test)]
@@ -354,6 +387,40 @@ mod tests {
         assert!((p50 - 10.0).abs() < 1e-9, "{p50}");
         let p99 = point.p99_ms.unwrap();
         assert!((p99 - 98.2).abs() < 1e-9, "{p99}");
+    }
+
+    #[test]
+    fn the_store_writers_stages_p99_come_from_its_histograms() {
+        let scrape = |fast: u64, slow: u64| {
+            let total = fast + slow;
+            parse(&format!(
+                "croupier_store_info{{backend=\"postgres\"}} 1\n\
+                 croupier_store_commit_seconds_bucket{{le=\"0.005\"}} {fast}\n\
+                 croupier_store_commit_seconds_bucket{{le=\"0.05\"}} {total}\n\
+                 croupier_store_commit_seconds_bucket{{le=\"+Inf\"}} {total}\n\
+                 croupier_store_queue_wait_seconds_bucket{{le=\"0.001\"}} {total}\n\
+                 croupier_store_queue_wait_seconds_bucket{{le=\"+Inf\"}} {total}\n\
+                 croupier_store_turn_wait_seconds_bucket{{le=\"0.002\"}} {total}\n\
+                 croupier_store_turn_wait_seconds_bucket{{le=\"+Inf\"}} {total}\n\
+                 croupier_store_checkpoint_seconds_bucket{{le=\"0.01\"}} {slow}\n\
+                 croupier_store_checkpoint_seconds_bucket{{le=\"+Inf\"}} {slow}\n"
+            ))
+        };
+        let mut series = TargetSeries::default();
+        series.record(1_000, Some(&scrape(10, 0)));
+        // 100 more batches: every one committed between 5 and 50 ms, waited under 1 ms.
+        let point = series.record(2_000, Some(&scrape(10, 100))).clone();
+        let commit = point.store_commit_p99_ms.unwrap();
+        assert!((commit - 49.55).abs() < 1e-9, "{commit}");
+        let queue = point.store_queue_p99_ms.unwrap();
+        assert!((queue - 0.99).abs() < 1e-9, "{queue}");
+        let turn = point.store_turn_p99_ms.unwrap();
+        assert!((turn - 1.98).abs() < 1e-9, "{turn}");
+        let checkpoint = point.store_checkpoint_p99_ms.unwrap();
+        assert!((checkpoint - 9.9).abs() < 1e-9, "{checkpoint}");
+        // No batch in the next second: no figure rather than a stale one.
+        let idle = series.record(3_000, Some(&scrape(10, 100)));
+        assert_eq!(idle.store_commit_p99_ms, None);
     }
 
     #[test]

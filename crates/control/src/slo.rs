@@ -171,6 +171,23 @@ impl SloTracker {
         }
     }
 
+    /// Takes on the urgency whose alert was sent (`sent` holds the keys of alerts sent as
+    /// firing): what a new leader does before its first evaluation, so that the next
+    /// evaluation sends only what the leader before it did not.
+    pub fn assume(&mut self, sent: &std::collections::HashSet<String>, now_s: u64) {
+        let urgency = if sent.contains(&format!("slo_burn_page/{}", self.slo.name)) {
+            Urgency::Page
+        } else if sent.contains(&format!("slo_burn_ticket/{}", self.slo.name)) {
+            Urgency::Ticket
+        } else {
+            Urgency::Ok
+        };
+        if urgency != self.urgency {
+            self.urgency = urgency;
+            self.since_s = now_s;
+        }
+    }
+
     /// Evaluates the burn rates; the page and the ticket are two alerts, each firing and
     /// resolving on its own (a page that calms down to a ticket resolves the page and fires
     /// the ticket).

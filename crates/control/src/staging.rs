@@ -51,6 +51,7 @@ pub async fn rehearse(control: &Control, binary: &str) -> Result<Vec<String>, St
     let mut node = tokio::process::Command::new(binary)
         .args(["node", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--node-id", "staging"])
+        .args(control.config.test_players.node_args())
         .arg("--data")
         .arg(dir.path())
         .env("CROUPIER_OPS_TOKEN", &control.config.ops_token)

@@ -5,9 +5,10 @@
 //! mutex.
 
 use parking_lot::Mutex;
+use std::collections::HashSet;
 use std::path::Path;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Params, Row, params};
 use serde::Serialize;
 
 use crate::maintenance::{Schedule, Scope, Window};
@@ -56,6 +57,7 @@ CREATE TABLE IF NOT EXISTS alert_history (
     id INTEGER PRIMARY KEY, alert_key TEXT NOT NULL, event TEXT NOT NULL, ts_ms INTEGER NOT NULL,
     value REAL
 );
+CREATE INDEX IF NOT EXISTS alert_history_by_key ON alert_history (alert_key, id);
 CREATE TABLE IF NOT EXISTS incident_alerts (
     incident_id INTEGER NOT NULL, alert_key TEXT NOT NULL, firing INTEGER NOT NULL,
     PRIMARY KEY (incident_id, alert_key)
@@ -90,6 +92,7 @@ CREATE TABLE IF NOT EXISTS drill_reports (
     id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, drill TEXT NOT NULL, verdict TEXT NOT NULL,
     report TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS backup_pins (target TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, cut_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS backup_verifies (
     id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, ok INTEGER NOT NULL, report TEXT NOT NULL
 );
@@ -97,7 +100,35 @@ CREATE TABLE IF NOT EXISTS rollups (
     component TEXT NOT NULL, resolution_s INTEGER NOT NULL, start_s INTEGER NOT NULL,
     up_s INTEGER NOT NULL, total_s INTEGER NOT NULL,
     PRIMARY KEY (component, resolution_s, start_s)
-) WITHOUT ROWID;";
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pages (
+    id INTEGER PRIMARY KEY, incident_id INTEGER NOT NULL UNIQUE, level INTEGER NOT NULL,
+    repeats INTEGER NOT NULL DEFAULT 0,
+    person TEXT NOT NULL, status TEXT NOT NULL, opened_ms INTEGER NOT NULL,
+    level_since_ms INTEGER NOT NULL, acked_by TEXT, acked_ms INTEGER, resolved_by TEXT,
+    resolved_ms INTEGER
+);
+CREATE TABLE IF NOT EXISTS used_links (digest TEXT PRIMARY KEY, used_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS subscribers (
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, address TEXT NOT NULL, components TEXT NOT NULL,
+    status TEXT NOT NULL, created_ms INTEGER NOT NULL, asked_ms INTEGER NOT NULL,
+    confirmed_ms INTEGER, UNIQUE (kind, address)
+);
+CREATE TABLE IF NOT EXISTS delivery_cursor (id INTEGER PRIMARY KEY, timeline_id INTEGER NOT NULL);";
+
+/// Adds a column a table made by an older build lacks (`CREATE TABLE IF NOT EXISTS` leaves
+/// such a table as it was).
+fn add_column(conn: &Connection, table: &str, column: &str, kind: &str) -> Result<(), StateError> {
+    let present: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = ?2",
+        params![table, column],
+        |r| r.get(0),
+    )?;
+    if !present {
+        conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+    }
+    Ok(())
+}
 
 /// Rollup resolutions: a minute, an hour, a day.
 pub const ROLLUP_RESOLUTIONS: [i64; 3] = [60, 3_600, 86_400];
@@ -178,11 +209,25 @@ impl State {
         let conn = Connection::open(path)?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
         conn.execute_batch(SCHEMA)?;
+        add_column(&conn, "pages", "repeats", "INTEGER NOT NULL DEFAULT 0")?;
         Ok(State(Mutex::new(conn)))
     }
 
-    fn conn(&self) -> parking_lot::MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> parking_lot::MutexGuard<'_, Connection> {
         self.0.lock()
+    }
+
+    /// Every row `sql` selects with `params`, each made into a `T` by `row`.
+    pub(crate) fn rows<T>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>, StateError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(sql)?;
+        let rows = stmt.query_map(params, row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn record_alert(
@@ -197,6 +242,21 @@ impl State {
             params![key, event, ts_ms, value],
         )?;
         Ok(())
+    }
+
+    /// The alerts whose last transition was sent as firing (or silenced, or held by a
+    /// maintenance window), not yet resolved: what the leader before a new one told the world.
+    pub fn sent_alerts(&self) -> Result<HashSet<String>, StateError> {
+        let conn = self.conn();
+        let mut statement = conn.prepare_cached(
+            "SELECT alert_key FROM alert_history WHERE id IN
+               (SELECT max(id) FROM alert_history GROUP BY alert_key)
+             AND event <> 'resolved'",
+        )?;
+        let keys = statement
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<HashSet<String>, _>>()?;
+        Ok(keys)
     }
 
     /// The open incident an alert is part of.
@@ -258,6 +318,40 @@ impl State {
             params![id, severity],
         )?;
         Ok(())
+    }
+}
+
+/// The timeline status of on-call lines (who was paged, who acknowledged): operators see
+/// them; the status page, its feeds and subscribers never do.
+pub const ONCALL_LINE: &str = "oncall";
+
+impl Update {
+    /// Whether players may see it.
+    pub fn is_public(&self) -> bool {
+        self.status != ONCALL_LINE
+    }
+}
+
+impl State {
+    /// Adds an on-call line (`ONCALL_LINE`) to an incident's timeline.
+    pub fn note_oncall(&self, id: i64, message: &str, ts_ms: i64) -> Result<(), StateError> {
+        self.conn().execute(
+            "INSERT INTO timeline (incident_id, ts_ms, status, message) VALUES (?1, ?2, ?3, ?4)",
+            params![id, ts_ms, ONCALL_LINE, message],
+        )?;
+        Ok(())
+    }
+
+    /// One timeline line.
+    pub fn timeline_line(&self, id: i64) -> Result<Option<Update>, StateError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT ts_ms, status, message FROM timeline WHERE id = ?1",
+                [id],
+                update,
+            )
+            .optional()?)
     }
 
     /// Adds a line to an incident's timeline without changing its status.
@@ -392,28 +486,50 @@ impl State {
 
     /// Windows not cancelled.
     pub fn windows(&self) -> Result<Vec<Window>, StateError> {
+        Ok(self
+            .read_windows(true)?
+            .into_iter()
+            .map(|(window, _)| window)
+            .collect())
+    }
+
+    /// Every window ever planned, with when it was cancelled (its occurrences before that
+    /// happened, and were left out of the uptime figures): what SLA reports list.
+    pub fn windows_ever(&self) -> Result<Vec<(Window, Option<i64>)>, StateError> {
+        self.read_windows(false)
+    }
+
+    fn read_windows(&self, live_only: bool) -> Result<Vec<(Window, Option<i64>)>, StateError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT id, title, scope, starts_ms, cron, timezone, duration_s, announce_s, created_by
-             FROM maintenance_windows WHERE cancelled_ms IS NULL ORDER BY id",
+            "SELECT id, title, scope, starts_ms, cron, timezone, duration_s, announce_s, created_by,
+             cancelled_ms FROM maintenance_windows WHERE (?1 = 0 OR cancelled_ms IS NULL) ORDER BY id",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map([i64::from(live_only)], |r| {
             Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<i64>>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<String>>(5)?,
+                (
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, Option<String>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ),
                 r.get::<_, i64>(6)?,
                 r.get::<_, String>(7)?,
                 r.get::<_, String>(8)?,
+                r.get::<_, Option<i64>>(9)?,
             ))
         })?;
         let mut windows = Vec::new();
         for row in rows {
-            let (id, title, scope, starts_ms, cron, timezone, duration_s, announce, created_by) =
-                row?;
+            let (
+                (id, title, scope, starts_ms, cron, timezone),
+                duration_s,
+                announce,
+                created_by,
+                cancelled,
+            ) = row?;
             let schedule = match (starts_ms, cron, timezone) {
                 (Some(starts_ms), _, _) => Schedule::Once { starts_ms },
                 (None, Some(cron), Some(timezone)) => Schedule::Recurring { cron, timezone },
@@ -422,7 +538,7 @@ impl State {
             let Ok(scope) = Scope::parse(&scope) else {
                 continue;
             };
-            windows.push(Window {
+            let window = Window {
                 id,
                 title,
                 scope,
@@ -430,7 +546,8 @@ impl State {
                 duration_s,
                 announce_s: serde_json::from_str(&announce).unwrap_or_default(),
                 created_by,
-            });
+            };
+            windows.push((window, cancelled));
         }
         Ok(windows)
     }
@@ -571,6 +688,34 @@ impl State {
             .collect())
     }
 
+    /// Moves the pin of `target` (the newest state shipped there) forward to `pin`.
+    pub fn pin_backup(&self, target: &str, pin: croupier_backup::Pin) -> Result<(), StateError> {
+        self.conn().execute(
+            "INSERT INTO backup_pins (target, last_seq, cut_ms) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (target) DO UPDATE SET last_seq = max(last_seq, excluded.last_seq), \
+             cut_ms = max(cut_ms, excluded.cut_ms)",
+            params![target, pin.last_seq, pin.cut_ms],
+        )?;
+        Ok(())
+    }
+
+    /// The pin of `target`, if anything was shipped there.
+    pub fn backup_pin(&self, target: &str) -> Result<Option<croupier_backup::Pin>, StateError> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT last_seq, cut_ms FROM backup_pins WHERE target = ?1",
+                [target],
+                |r| {
+                    Ok(croupier_backup::Pin {
+                        last_seq: r.get(0)?,
+                        cut_ms: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
     pub fn last_backup_verify(&self) -> Result<Option<croupier_backup::VerifyReport>, StateError> {
         Ok(self.backup_verifies(1)?.into_iter().next())
     }
@@ -661,6 +806,36 @@ impl State {
             .collect::<Result<_, _>>()?)
     }
 
+    /// Seconds up and observed of a component in the buckets of one resolution that start in
+    /// [from_s, to_s).
+    pub fn uptime_sum(
+        &self,
+        component: &str,
+        resolution_s: i64,
+        from_s: i64,
+        to_s: i64,
+    ) -> Result<(i64, i64), StateError> {
+        Ok(self.conn().query_row(
+            "SELECT coalesce(sum(up_s), 0), coalesce(sum(total_s), 0) FROM rollups
+             WHERE component = ?1 AND resolution_s = ?2 AND start_s >= ?3 AND start_s < ?4",
+            params![component, resolution_s, from_s, to_s],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    }
+
+    /// Incidents open at some time in [from_ms, to_ms), oldest first, without their timelines.
+    pub fn incidents_between(&self, from_ms: i64, to_ms: i64) -> Result<Vec<Incident>, StateError> {
+        self.rows(
+            &format!(
+                "SELECT {INCIDENT_COLUMNS} FROM incidents
+                 WHERE opened_ms < ?2 AND (resolved_ms IS NULL OR resolved_ms > ?1)
+                 ORDER BY opened_ms, id"
+            ),
+            [from_ms, to_ms],
+            incident,
+        )
+    }
+
     pub fn open_incident(
         &self,
         title: &str,
@@ -717,48 +892,70 @@ impl State {
 
     /// Incidents, newest first; only unresolved ones when `active_only`.
     pub fn incidents(&self, active_only: bool) -> Result<Vec<Incident>, StateError> {
-        let conn = self.conn();
-        let mut stmt = conn.prepare(
-            "SELECT id, title, component, severity, status, alert_key, opened_ms, resolved_ms, eta_ms
-             FROM incidents WHERE (?1 = 0 OR status <> 'resolved') ORDER BY id DESC LIMIT 200",
-        )?;
-        let mut incidents: Vec<Incident> = stmt
-            .query_map([i64::from(active_only)], |r| {
-                Ok(Incident {
-                    id: r.get(0)?,
-                    title: r.get(1)?,
-                    component: r.get(2)?,
-                    severity: r.get(3)?,
-                    status: r.get(4)?,
-                    alert_key: r.get(5)?,
-                    opened_ms: r.get(6)?,
-                    resolved_ms: r.get(7)?,
-                    eta_ms: r.get(8)?,
-                    timeline: Vec::new(),
-                })
-            })?
-            .collect::<Result<_, _>>()?;
-        let mut updates = conn.prepare(
-            "SELECT ts_ms, status, message FROM timeline WHERE incident_id = ?1 ORDER BY id",
+        let mut incidents = self.rows(
+            &format!(
+                "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE (?1 = 0 OR status <> 'resolved')
+                 ORDER BY id DESC LIMIT 200"
+            ),
+            [i64::from(active_only)],
+            incident,
         )?;
         for incident in &mut incidents {
-            incident.timeline = updates
-                .query_map([incident.id], |r| {
-                    Ok(Update {
-                        ts_ms: r.get(0)?,
-                        status: r.get(1)?,
-                        message: r.get(2)?,
-                    })
-                })?
-                .collect::<Result<_, _>>()?;
+            incident.timeline = self.rows(
+                "SELECT ts_ms, status, message FROM timeline WHERE incident_id = ?1 ORDER BY id",
+                [incident.id],
+                update,
+            )?;
         }
         Ok(incidents)
     }
 }
 
+const INCIDENT_COLUMNS: &str =
+    "id, title, component, severity, status, alert_key, opened_ms, resolved_ms, eta_ms";
+
+/// An incident from the `INCIDENT_COLUMNS` of a row, without its timeline.
+fn incident(r: &Row<'_>) -> rusqlite::Result<Incident> {
+    Ok(Incident {
+        id: r.get(0)?,
+        title: r.get(1)?,
+        component: r.get(2)?,
+        severity: r.get(3)?,
+        status: r.get(4)?,
+        alert_key: r.get(5)?,
+        opened_ms: r.get(6)?,
+        resolved_ms: r.get(7)?,
+        eta_ms: r.get(8)?,
+        timeline: Vec::new(),
+    })
+}
+
+/// A timeline line from `ts_ms, status, message`.
+fn update(r: &Row<'_>) -> rusqlite::Result<Update> {
+    Ok(Update {
+        ts_ms: r.get(0)?,
+        status: r.get(1)?,
+        message: r.get(2)?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backup_pin_only_moves_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = State::open(&dir.path().join("control.db")).unwrap();
+        assert_eq!(state.backup_pin("folder").unwrap(), None);
+        let pin = |last_seq, cut_ms| croupier_backup::Pin { last_seq, cut_ms };
+        state.pin_backup("folder", pin(10, 1_000)).unwrap();
+        state.pin_backup("folder", pin(7, 900)).unwrap();
+        assert_eq!(state.backup_pin("folder").unwrap(), Some(pin(10, 1_000)));
+        state.pin_backup("folder", pin(12, 1_100)).unwrap();
+        assert_eq!(state.backup_pin("folder").unwrap(), Some(pin(12, 1_100)));
+        assert_eq!(state.backup_pin("elsewhere").unwrap(), None);
+    }
 
     #[test]
     fn incidents_open_update_and_resolve_with_a_timeline() {
@@ -864,6 +1061,27 @@ mod tests {
         assert!(state.expire_silence(exact, 20).unwrap());
         assert!(!state.expire_silence(999, 20).unwrap());
         assert_eq!(state.silences(30).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_pages_table_of_an_older_build_gets_its_repeats_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("control.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TABLE pages (id INTEGER PRIMARY KEY, incident_id INTEGER NOT NULL UNIQUE,
+                 level INTEGER NOT NULL, person TEXT NOT NULL, status TEXT NOT NULL,
+                 opened_ms INTEGER NOT NULL, level_since_ms INTEGER NOT NULL, acked_by TEXT,
+                 acked_ms INTEGER, resolved_by TEXT, resolved_ms INTEGER);
+                 INSERT INTO pages VALUES (1, 7, 0, 'ana', 'open', 1, 1, NULL, NULL, NULL, NULL);",
+            )
+            .unwrap();
+        let state = State::open(&path).unwrap();
+        assert_eq!(state.page(1).unwrap().unwrap().repeats, 0);
+        assert!(state.repeat_page(1, 1, "ana", 2).unwrap());
+        drop(state);
+        assert!(State::open(&path).is_ok(), "opens again once migrated");
     }
 
     #[test]

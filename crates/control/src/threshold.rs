@@ -96,6 +96,25 @@ impl Default for RuleState {
 }
 
 impl RuleState {
+    /// Takes on what the leader before this one told the world: firing when its alert was
+    /// sent (so it is not sent again, and its resolution is), not firing when it was not (so
+    /// it fires, and is sent, once this process sees the breach last). A pending state is
+    /// kept when nothing was sent.
+    pub fn assume(&mut self, sent: bool, now: u64) {
+        match (sent, self.state) {
+            (true, AlertState::Firing { .. })
+            | (false, AlertState::Inactive | AlertState::Pending { .. }) => {}
+            (true, _) => {
+                self.state = AlertState::Firing { since: now };
+                self.cleared_streak = 0;
+            }
+            (false, AlertState::Firing { .. }) => {
+                self.state = AlertState::Inactive;
+                self.breaching_streak = 0;
+            }
+        }
+    }
+
     /// Evaluates `rule` on `value` at `now` (seconds).
     pub fn evaluate(
         &mut self,

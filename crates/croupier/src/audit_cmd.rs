@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use croupier_loadtest::audit::{self, AuditTargets};
+use croupier_loadtest::audit::{self, AuditTargets, LaunchKey};
+use croupier_web::launch::SigningKey;
 
 #[derive(Args)]
 pub struct AuditArgs {
@@ -30,9 +31,26 @@ pub struct AuditArgs {
     /// Requests in the rate-limit burst (one player).
     #[arg(long, default_value_t = 1_000)]
     burst: usize,
+    /// The operator's launch key (`<kid>.hs256` or an Ed25519 private key PEM) the probe
+    /// players sign in with, which also lets the audit try expired, foreign and replayed
+    /// tokens [default: the first *.hs256 of <data>/launch-keys, if any].
+    #[arg(long)]
+    launch_key: Option<PathBuf>,
+    /// The ledger's currency, for those tokens.
+    #[arg(long, default_value = "EUR")]
+    currency: String,
     /// Write the findings as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// CA certificates (PEM) trusted at https:// addresses (default: the system's roots).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// A client certificate (PEM) for nodes that ask for one (mutual TLS), with --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 pub fn run(args: AuditArgs) -> anyhow::Result<()> {
@@ -41,6 +59,16 @@ pub fn run(args: AuditArgs) -> anyhow::Result<()> {
             .ok()
             .map(|t| t.trim().to_owned())
     });
+    let launch_key = match args
+        .launch_key
+        .or_else(|| crate::launch_cmd::default_key(&args.data).ok())
+    {
+        Some(path) => Some(LaunchKey(std::sync::Arc::new(
+            SigningKey::from_file(&path, None)
+                .with_context(|| format!("reading the launch key {}", path.display()))?,
+        ))),
+        None => None,
+    };
     let trim = |url: String| url.trim_end_matches('/').to_owned();
     let targets = AuditTargets {
         gateway: trim(args.gateway),
@@ -49,6 +77,13 @@ pub fn run(args: AuditArgs) -> anyhow::Result<()> {
         control: Some(trim(args.control)).filter(|u| !u.is_empty()),
         ops_token,
         burst: args.burst,
+        launch_key,
+        currency: args.currency,
+        data: Some(args.data.clone()),
+        tls: croupier_web::tls::ClientFiles {
+            ca: args.tls_ca.clone(),
+            identity: args.tls_cert.clone().zip(args.tls_key.clone()),
+        },
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(audit::run(targets))?;

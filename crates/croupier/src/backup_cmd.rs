@@ -113,6 +113,10 @@ enum BackupCommand {
         /// Unix milliseconds or RFC 3339 (e.g. 2026-11-24T18:00:05Z).
         #[arg(long)]
         at: Option<String>,
+        /// The last journal entry known to have been shipped (the control plane's
+        /// `/api/v1/backups` says it): a repository restoring less has been rolled back.
+        #[arg(long)]
+        pinned_seq: Option<i64>,
     },
     /// Restore into a scratch store, check everything, report RTO and RPO as JSON.
     Verify {
@@ -122,6 +126,10 @@ enum BackupCommand {
         scratch: PathBuf,
         #[arg(long)]
         at: Option<String>,
+        /// The last journal entry known to have been shipped (the control plane's
+        /// `/api/v1/backups` says it): a repository restoring less has been rolled back.
+        #[arg(long)]
+        pinned_seq: Option<i64>,
     },
     /// The backups and segments in the target.
     List {
@@ -269,19 +277,36 @@ pub fn run(args: BackupArgs) -> anyhow::Result<()> {
                 "lock_held_us_max": lock_held_us.last(),
             }))
         }
-        BackupCommand::Restore { place, into, at } => {
+        BackupCommand::Restore {
+            place,
+            into,
+            at,
+            pinned_seq,
+        } => {
             let key = key(&place)?;
             let at = at.as_deref().map(parse_at).transpose()?;
             let target = Target::open(&place.target)?;
             let restored = croupier_backup::restore(&target, &key, &into, at, &Bars::new())?;
-            print(&restored)
+            print(&restored)?;
+            if let (Some(pin), None) = (pinned(pinned_seq), at) {
+                pin.check(restored.state.last_seq, restored.cut_ms)
+                    .with_context(|| format!("{} holds the older state", into.display()))?;
+            }
+            Ok(())
         }
-        BackupCommand::Verify { place, scratch, at } => {
+        BackupCommand::Verify {
+            place,
+            scratch,
+            at,
+            pinned_seq,
+        } => {
             let key = key(&place)?;
             let at = at.as_deref().map(parse_at).transpose()?;
             let target = Target::open(&place.target)?;
             std::fs::create_dir_all(&scratch)?;
-            let report = croupier_backup::verify(&target, &key, &scratch, at, &Bars::new());
+            let pin = pinned(pinned_seq);
+            let report =
+                croupier_backup::verify(&target, &key, &scratch, at, pin.as_ref(), &Bars::new());
             print(&report)?;
             anyhow::ensure!(
                 report.ok,
@@ -415,6 +440,14 @@ pub fn keygen_file(out: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {} (it must not exist)", out.display()))?;
     writeln!(file, "{}", BackupKey::generate_hex()?)?;
     Ok(())
+}
+
+/// The pin of `--pinned-seq` (the entry alone: its cut is not known from outside).
+fn pinned(seq: Option<i64>) -> Option<croupier_backup::Pin> {
+    seq.map(|last_seq| croupier_backup::Pin {
+        last_seq,
+        cut_ms: 0,
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The control plane's API from the command line (`croupier ctl`, `croupier maintenance`):
 //! where it is, the ops token, who is calling (for the audit log), and calls that turn a
-//! refusal into an error carrying the API's message.
+//! refusal into an error carrying the API's message. `croupier cashier` uses the same client
+//! with the cashier's address and token.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,6 +30,9 @@ pub struct Connection {
     /// Who you are, for the audit log.
     #[arg(long = "as", env = "USER", default_value = "operator")]
     actor: String,
+    /// CA certificates (PEM) trusted for an https:// control plane (default: the system's).
+    #[arg(long, env = "CROUPIER_TLS_CA")]
+    tls_ca: Option<PathBuf>,
 }
 
 impl Connection {
@@ -45,16 +49,11 @@ impl Connection {
                 ops_token_file(&path)?
             }
         };
-        Ok(Client {
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(15)))
-                .build()
-                .into(),
-            base: self.url,
-            token,
-            actor: self.actor,
-        })
+        let tls = crate::tls_args::ureq_tls(&croupier_web::tls::ClientFiles {
+            ca: self.tls_ca,
+            identity: None,
+        })?;
+        Ok(Client::new(self.url, token, self.actor, tls))
     }
 }
 
@@ -66,6 +65,21 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client of the API at `base` with the bearer `token`, calling as `actor`.
+    pub fn new(base: String, token: String, actor: String, tls: ureq::tls::TlsConfig) -> Client {
+        Client {
+            agent: ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(15)))
+                .tls_config(tls)
+                .build()
+                .into(),
+            base,
+            token,
+            actor,
+        }
+    }
+
     pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<String> {
         let url = format!("{}{path}", self.base.trim_end_matches('/'));
         let request = ureq::http::Request::builder()

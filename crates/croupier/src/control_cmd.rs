@@ -4,18 +4,26 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, Subcommand};
+use croupier_control::checks::TestPlayers;
 use croupier_control::config::Deployment;
 use croupier_control::engine::{Kind, Target};
+use croupier_control::lease::LeaseSource;
 use croupier_control::notify::{Format, Webhook};
+use croupier_control::paging::Pager;
 use croupier_control::state::State;
+use croupier_control::subscriptions::Subscriptions;
 use croupier_control::{Control, ControlConfig};
 use croupier_vitals::reserve::Reserve;
+use croupier_web::launch::SigningKey;
 
 use crate::node_cmd::ops_token_file;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ControlArgs {
+    #[command(subcommand)]
+    command: Option<ControlCommand>,
     /// A deployment file (TOML) naming the nodes, gateways, stores and hosts to watch, the
     /// webhooks, rules and SLOs; see deploy/croupier.example.toml. Flags add to it.
     #[arg(long)]
@@ -36,6 +44,17 @@ pub struct ControlArgs {
     /// real test bet every five seconds.
     #[arg(long)]
     check_url: Option<String>,
+    /// The casino runs in demo mode (`croupier node --demo`): said on the status page, and the
+    /// test player signs in by name.
+    #[arg(long)]
+    demo: bool,
+    /// The operator's launch-token key the test player signs in with outside demo mode: a
+    /// `<kid>.hs256` secret or an Ed25519 private key PEM (`croupier launch-token --help`).
+    #[arg(long)]
+    launch_key: Option<PathBuf>,
+    /// The ledger's currency, for the test player's launch tokens.
+    #[arg(long, default_value = "EUR")]
+    currency: String,
     /// Back up this ledger file: ship its new rows every second, take the scheduled backups
     /// and prove them by restore tests (alerts when one fails or is overdue).
     #[arg(long)]
@@ -53,6 +72,11 @@ pub struct ControlArgs {
     /// `croupier up`'s supervisor API, through which rolling updates replace a node's build.
     #[arg(long)]
     supervisor: Option<String>,
+    /// Player requests per second one node serves (overrides `node_capacity_rps` of the
+    /// deployment file's [update]): rolling updates then keep as many nodes eligible as the
+    /// current load needs.
+    #[arg(long)]
+    node_capacity_rps: Option<f64>,
     /// A webhook receiving alerts as generic JSON; repeat for each.
     #[arg(long = "webhook")]
     webhooks: Vec<String>,
@@ -62,18 +86,41 @@ pub struct ControlArgs {
     /// Token for the operators' API (default: read from, or created in, <data>/ops-token).
     #[arg(long, env = "CROUPIER_OPS_TOKEN", hide_env_values = true)]
     ops_token: Option<String>,
+    /// Where the lease that picks the one leader among several control planes of this
+    /// deployment lives: a postgres:// URL (control planes on several machines; a session
+    /// advisory lock), or, by default, a file lock on <data>/control.lock (control planes
+    /// sharing one data folder on one machine). Only the leader alerts, notifies and runs
+    /// backups, checks and rolling updates; the others follow and take over within a second
+    /// of its death.
+    #[arg(long, env = "CROUPIER_CONTROL_LEASE", hide_env_values = true)]
+    lease: Option<String>,
     /// Test-only fault injection: `panic-under-lock` makes the first three monitor rounds
     /// panic while holding the series lock. Refused unless CROUPIER_TEST_FAULTS=1.
     #[arg(long, hide = true)]
     fault: Option<String>,
+    #[command(flatten)]
+    lockout: crate::lockout_args::LockoutArgs,
+    /// TLS of the API, status page and dashboard, and of the calls to `https://` nodes,
+    /// gateways and checks.
+    #[command(flatten)]
+    tls: crate::tls_args::TlsArgs,
+}
+
+#[derive(Subcommand)]
+enum ControlCommand {
+    /// Write the alert rules, SLO burn-rate alerts and synthetic checks as a Prometheus rule
+    /// file, and a Grafana dashboard over the same metric names.
+    Export(Box<crate::control_export::ExportArgs>),
 }
 
 fn parse_target(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
-        Some((name, url)) if !name.is_empty() && url.starts_with("http://") => {
+        Some((name, url))
+            if !name.is_empty() && (url.starts_with("http://") || url.starts_with("https://")) =>
+        {
             Ok((name.to_owned(), url.trim_end_matches('/').to_owned()))
         }
-        _ => Err(format!("'{text}' is not name=http://host:port")),
+        _ => Err(format!("'{text}' is not name=http(s)://host:port")),
     }
 }
 
@@ -82,6 +129,11 @@ fn parse_target(text: &str) -> Result<(String, String), String> {
 const RESERVE_BYTES: u64 = 8 * 1024 * 1024;
 
 pub fn run(args: ControlArgs) -> anyhow::Result<()> {
+    if let Some(ControlCommand::Export(export)) = args.command {
+        return crate::control_export::run(*export);
+    }
+    let lockout = args.lockout.config();
+    let tls = args.tls.acceptor()?;
     let deployment = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -102,7 +154,7 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| deployment.data.as_ref().map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("data"));
-    std::fs::create_dir_all(&data)?;
+    crate::private_files::secure_data_folder(&data)?;
     let ops_token = match args.ops_token {
         Some(token) => token,
         None => ops_token_file(&data.join("ops-token"))?,
@@ -132,6 +184,23 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
             })),
     );
     let check_url = args.check_url.or_else(|| deployment.check_url.clone());
+    let launch_key = match &args.launch_key {
+        Some(path) => Some(std::sync::Arc::new(
+            SigningKey::from_file(path, None)
+                .with_context(|| format!("reading the launch key {}", path.display()))?,
+        )),
+        None => None,
+    };
+    let test_players = TestPlayers {
+        demo: args.demo,
+        launch_key,
+        currency: args.currency.clone(),
+        launch_keys_dir: args
+            .launch_key
+            .as_ref()
+            .and_then(|p| p.parent())
+            .map(|p| p.to_path_buf()),
+    };
     let backup = match &args.backup_db {
         None => None,
         Some(db) => {
@@ -158,50 +227,111 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
     if args.supervisor.is_some() {
         update.supervisor = args.supervisor;
     }
+    if args.node_capacity_rps.is_some() {
+        update.node_capacity_rps = args.node_capacity_rps;
+    }
+    anyhow::ensure!(
+        update
+            .node_capacity_rps
+            .is_none_or(|c| c.is_finite() && c > 0.0),
+        "node_capacity_rps must be above zero"
+    );
+    // The page key signs the links in pages and subscription messages (a server secret,
+    // kept beside the ops token).
+    let link_key = ops_token_file(&data.join("page-key"))?;
+    let pager = match deployment.oncall.clone() {
+        Some(oncall) => Some(
+            Pager::new(
+                oncall,
+                &link_key,
+                &format!("http://{listen}"),
+                deployment.page_smtp_url(),
+            )
+            .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
+    let subscriptions = match &deployment.subscriptions {
+        Some(config) => Some(
+            Subscriptions::new(config, &link_key, &format!("http://{listen}"))
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
     let state_path = data.join("control.db");
     let state =
         State::open(&state_path).with_context(|| format!("opening {}", state_path.display()))?;
     let inject_panics = crate::test_faults::panic_under_lock(args.fault.as_deref())?;
+    let lease = match args.lease.as_deref() {
+        None => LeaseSource::in_folder(&data),
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            LeaseSource::Postgres(url.to_owned())
+        }
+        Some(other) => anyhow::bail!("--lease {other:?} is not a postgres:// URL"),
+    };
+    // Control planes on several machines share what their leaders sent on the lease's database.
+    let shared_alert_log = match &lease {
+        LeaseSource::Postgres(url) => Some(url.clone()),
+        LeaseSource::File(_) => None,
+    };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
+        let leadership = croupier_control::lease::spawn(lease);
         let control = Control::new(
             ControlConfig {
                 reserve: Some(Reserve::keep(data.join("control-reserve"), RESERVE_BYTES)),
                 targets,
                 check_url,
+                test_players,
                 webhooks,
                 ops_token,
                 rules: deployment.rules(),
                 slos: deployment.slos(),
+                sla_credits: deployment.sla.credits.clone(),
+                pager,
+                subscriptions,
                 update,
                 backup,
+                leadership,
+                shared_alert_log,
+                lockout,
+                client_tls: args.tls.client(),
+                secure_cookies: tls.is_some(),
             },
             state,
-        );
+        )
+        .context("the TLS files for calling other components")?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;
         let address = listener.local_addr()?;
+        let scheme = args.tls.scheme();
         tracing::info!(
-            "croupier control on http://{address}: status page http://{address}/status, \
-             dashboard http://{address}/dashboard ({} targets)",
+            "croupier control on {scheme}://{address}: status page {scheme}://{address}/status, \
+             dashboard {scheme}://{address}/dashboard ({} targets)",
             control.config.targets.len()
         );
         if inject_panics {
             control.inject_panics(3);
         }
         croupier_control::spawn_monitor(control.clone());
-        axum::serve(listener, croupier_control::api::router(control))
-            .with_graceful_shutdown(async {
-                let mut term =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                        .expect("SIGTERM handler");
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            })
-            .await?;
+        let stop = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        };
+        croupier_web::serve::serve(
+            listener,
+            croupier_control::api::router(control),
+            stop,
+            croupier_web::serve::Hygiene::operators(),
+            tls,
+        )
+        .await;
         anyhow::Ok(())
     })
 }

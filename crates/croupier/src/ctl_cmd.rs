@@ -1,7 +1,9 @@
 //! `croupier ctl`: the control plane's REST API from a terminal — status, alerts, SLOs,
-//! incidents (open, update, postmortem), silences, nodes (drain, undrain) and the audit log.
+//! incidents (open, update, postmortem), silences, nodes (drain, undrain), SLA reports, who is
+//! on call and pages (ack, resolve), and the audit log.
 //! Prints the API's JSON answers; a refusal becomes an error carrying the API's message.
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -73,11 +75,60 @@ enum CtlCommand {
     Drain { node: String },
     /// Put a drained node back in service.
     Undrain { node: String },
+    /// The SLA report of a month (or --from/--to): targets, availability with planned
+    /// maintenance left out, downtime, incidents, error budget, met or missed, service credit.
+    Sla {
+        /// A month, as 2026-11.
+        #[arg(long, conflicts_with_all = ["from", "to"], required_unless_present = "from")]
+        month: Option<String>,
+        /// Start: a date (2026-11-01, midnight UTC) or an RFC 3339 time.
+        #[arg(long, requires = "to")]
+        from: Option<String>,
+        /// End (exclusive), as --from.
+        #[arg(long, requires = "from")]
+        to: Option<String>,
+        /// json, csv or html (printable; open it in a browser and print to PDF).
+        #[arg(long, default_value = "json")]
+        format: String,
+    },
+    /// Who is on call now and next on each schedule, and the pages not resolved.
+    Oncall,
+    /// Pages, newest first.
+    Pages,
+    /// Acknowledge (stops the escalation) or resolve a page.
+    Page {
+        #[command(subcommand)]
+        action: PageAction,
+    },
     /// The audit log, newest first.
     Audit {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
+    /// Addresses the control plane blocked for wrong ops tokens; `--lift ADDRESS` lifts one.
+    Blocks {
+        #[arg(long)]
+        lift: Option<std::net::IpAddr>,
+    },
+}
+
+#[derive(Subcommand)]
+enum PageAction {
+    /// Acknowledge: you are on it; nobody else is paged.
+    Ack { id: i64 },
+    /// Resolve the page (and its incident, if still open).
+    Resolve { id: i64 },
+}
+
+/// Text for a query string: `+` (an RFC 3339 offset) and the few other characters that
+/// would change its meaning are percent-encoded.
+fn query_value(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '+' | '&' | '=' | '#' | '%' | ' ' => format!("%{:02X}", c as u32),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// `90s`, `30m`, `2h`, `1d` (or bare seconds) as seconds.
@@ -156,13 +207,63 @@ pub fn run(args: CtlArgs) -> anyhow::Result<()> {
             &format!("/api/v1/nodes/{node}"),
             Some(json!({"state": "active"})),
         ),
+        CtlCommand::Sla {
+            month,
+            from,
+            to,
+            format,
+        } => {
+            let (from, to) = match (month, from, to) {
+                (Some(month), _, _) => {
+                    let (first, next) = croupier_control::sla::month_bounds(&month)
+                        .with_context(|| format!("--month {month}: give a month as 2026-11"))?;
+                    (first.to_string(), next.to_string())
+                }
+                (None, Some(from), Some(to)) => (from, to),
+                _ => anyhow::bail!("give --month, or --from and --to"),
+            };
+            let path = format!(
+                "/api/v1/sla?from={}&to={}&format={}",
+                query_value(&from),
+                query_value(&to),
+                query_value(&format)
+            );
+            if format == "json" {
+                client.print("GET", &path, None)
+            } else {
+                print!("{}", client.call("GET", &path, None)?);
+                Ok(())
+            }
+        }
+        CtlCommand::Oncall => client.print("GET", "/api/v1/oncall", None),
+        CtlCommand::Pages => client.print("GET", "/api/v1/pages", None),
+        CtlCommand::Page { action } => {
+            let (id, action) = match action {
+                PageAction::Ack { id } => (id, "ack"),
+                PageAction::Resolve { id } => (id, "resolve"),
+            };
+            client.print("POST", &format!("/api/v1/pages/{id}/{action}"), None)
+        }
         CtlCommand::Audit { limit } => client.print("GET", &format!("/api/v1/audit?limit={limit}"), None),
+        CtlCommand::Blocks { lift: None } => client.print("GET", "/api/v1/blocks", None),
+        CtlCommand::Blocks {
+            lift: Some(address),
+        } => client.print("DELETE", &format!("/api/v1/blocks/{address}"), None),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{parse_duration, query_value};
+
+    #[test]
+    fn query_values_keep_their_offsets() {
+        assert_eq!(
+            query_value("2026-11-01T00:00:00+01:00"),
+            "2026-11-01T00:00:00%2B01:00"
+        );
+        assert_eq!(query_value("2026-11-01"), "2026-11-01");
+    }
 
     #[test]
     fn durations() {

@@ -9,14 +9,23 @@ use clap::Args;
 use croupier_ledger::StoreLocation;
 use croupier_loadtest::disk_full;
 use croupier_loadtest::drill::{self, DrillKind, DrillSettings};
-use croupier_loadtest::pgcluster::PgCluster;
+use croupier_loadtest::failover;
+use croupier_loadtest::pgcluster::{PgCluster, Replication};
 use croupier_loadtest::stack::{Stack, StackSpec};
 
 #[derive(Args)]
 pub struct DrillArgs {
-    /// kill-node, restart-gateway, store-outage, drain-cycle, or all; or disk-full (alone:
-    /// it mounts a 64 MiB tmpfs on the data folder, so it needs root, and skips without).
+    /// kill-node, restart-gateway, store-outage, drain-cycle, freeze-node (node-1 stopped
+    /// with SIGSTOP for 4 s: fails when a player waited over a second), or all; or disk-full (alone:
+    /// it mounts a 64 MiB tmpfs on the data folder, so it needs root, and skips without); or
+    /// store-failover (alone: the ledger on a PostgreSQL primary and a streaming standby the
+    /// drill creates on --pg-port and the next port; the primary is SIGKILLed and the standby
+    /// promoted).
     drill: String,
+    /// store-failover: replicate asynchronously (the default is synchronous), to see how many
+    /// acknowledged bets a failover then loses.
+    #[arg(long = "async")]
+    asynchronous: bool,
     /// Data folder of the stack (created when the drill starts the stack).
     #[arg(long, default_value = "drill-data")]
     data: PathBuf,
@@ -55,6 +64,8 @@ pub struct DrillArgs {
     #[arg(long, default_value_t = 3.0)]
     fault_after_secs: f64,
     /// store-outage: milliseconds the ledger stays locked (over 10 000, writers give up with 503).
+    /// store-failover: milliseconds from the kill to the promotion (the HA manager noticing;
+    /// over 3 000, writers give up and players get 503 until the promotion).
     #[arg(long, default_value_t = 3_000)]
     outage_ms: u64,
     /// Seconds the stack has to be whole again after the fault.
@@ -78,6 +89,43 @@ pub struct DrillArgs {
     report_to: Option<String>,
 }
 
+/// Starts the stack on a PostgreSQL primary and a streaming standby made for the drill, the
+/// nodes on a multi-host URL naming both.
+async fn start_failover_stack(
+    mut spec: StackSpec,
+    pg_port: u16,
+    replication: Replication,
+    ready: Duration,
+) -> anyhow::Result<Stack> {
+    let dir = pg_folder(&spec.data);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    let standby_port = pg_port
+        .checked_add(1)
+        .context("--pg-port is the last port")?;
+    let (primary, standby) = tokio::task::spawn_blocking(move || {
+        let primary = PgCluster::create(&dir.join("primary"), pg_port)?;
+        let standby =
+            PgCluster::standby_of(&primary, &dir.join("standby"), standby_port, replication)?;
+        Ok::<_, croupier_loadtest::LoadError>((primary, standby))
+    })
+    .await??;
+    spec.store = Some(StoreLocation::Postgres(failover::url(&primary, &standby)));
+    let mut stack = Stack::start(spec, ready).await?;
+    stack.store_server = Some(primary);
+    stack.store_standby = Some((standby, replication));
+    Ok(stack)
+}
+
+/// Where the drill's PostgreSQL clusters live: beside the stack's data folder, never in it,
+/// since `up` makes that folder private to its owner and the server runs as another user.
+fn pg_folder(data: &std::path::Path) -> PathBuf {
+    let mut folder = data.as_os_str().to_owned();
+    folder.push("-pg");
+    PathBuf::from(folder)
+}
+
 /// Starts the stack on its backend; for PostgreSQL, on a cluster made for the drill.
 async fn start_stack(
     mut spec: StackSpec,
@@ -88,7 +136,7 @@ async fn start_stack(
     if backend != "postgres" {
         return Ok(Stack::start(spec, ready).await?);
     }
-    let dir = spec.data.join("pg");
+    let dir = pg_folder(&spec.data);
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
@@ -113,12 +161,19 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
     } else {
         vec![DrillKind::parse(&args.drill).with_context(|| {
             format!(
-                "unknown drill '{}': kill-node, restart-gateway, store-outage, drain-cycle, all or disk-full",
+                "unknown drill '{}': kill-node, restart-gateway, store-outage, drain-cycle, \
+                 freeze-node, all, \
+                 disk-full or store-failover",
                 args.drill
             )
         })?]
     };
     let disk_full = kinds.contains(&DrillKind::DiskFull);
+    let failover_drill = kinds.contains(&DrillKind::StoreFailover);
+    anyhow::ensure!(
+        !(failover_drill && args.attach),
+        "the store-failover drill starts its own stack on its own primary and standby"
+    );
     let mut load = secs(args.load_secs, "--load-secs")?;
     let fault_after = secs(args.fault_after_secs, "--fault-after-secs")?;
     let outage = Duration::from_millis(args.outage_ms);
@@ -171,6 +226,13 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
         let ready = Duration::from_secs(60);
         let mut stack = if args.attach {
             Stack::attach(spec, ready).await?
+        } else if failover_drill {
+            let replication = if args.asynchronous {
+                Replication::Async
+            } else {
+                Replication::Sync
+            };
+            start_failover_stack(spec, args.pg_port, replication, ready).await?
         } else {
             start_stack(spec, &args.backend, args.pg_port, ready).await?
         };
@@ -178,11 +240,32 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
         for kind in kinds {
             eprintln!("drill {}: running", kind.name());
             let report = drill::run(kind, &stack, &settings).await?;
+            if let Some(f) = &report.failover {
+                eprintln!(
+                    "drill {}: write outage {} ms (promoted after {} ms), {} errors other than \
+                     503, {} acknowledged bets lost ({:?} replication)",
+                    kind.name(),
+                    f.write_outage_ms
+                        .map_or("-".to_owned(), |ms| ms.to_string()),
+                    f.promoted_ms,
+                    f.non_503_errors,
+                    f.acknowledged_bets_lost,
+                    f.replication
+                );
+            }
+            let seen = &report.load.failures;
             eprintln!(
-                "drill {}: {} ({} player-visible errors, recovered in {} ms, bank checks {})",
+                "drill {}: {} ({} player-visible errors: {} non-2xx answers, {} refused and {} \
+                 reset connections, {} bets never acknowledged; slowest request {:.0} ms; \
+                 recovered in {} ms, bank checks {})",
                 kind.name(),
                 report.verdict,
                 report.player_visible_errors,
+                seen.non_2xx_answers,
+                seen.refused_connections,
+                seen.reset_connections,
+                seen.bets_never_acknowledged,
+                report.load.max_ms,
                 report
                     .time_to_recover_ms
                     .map_or("-".to_owned(), |ms| ms.to_string()),

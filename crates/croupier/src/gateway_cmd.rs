@@ -53,14 +53,50 @@ pub struct GatewayArgs {
     /// Requests per second per player (0 = no limit).
     #[arg(long, default_value_t = 200)]
     rate_per_player: u32,
+    /// Sign-ins (in demo mode, sign-ups) per client address and minute (0 = no limit).
+    #[arg(long, default_value_t = 120)]
+    sign_ins_per_minute: u32,
+    /// Connections open at once per client address on the players' port (0 = no cap).
+    #[arg(long, default_value_t = 512)]
+    conns_per_ip: usize,
+    /// WebSockets open at once per player (0 = no cap).
+    #[arg(long, default_value_t = 16)]
+    ws_per_player: usize,
+    /// WebSockets open at once per client address (0 = no cap).
+    #[arg(long, default_value_t = 256)]
+    ws_per_ip: usize,
     /// Worker threads (default: one per two cores; 1 runs everything on one thread). A proxy
     /// mostly waits on sockets, and fewer threads mean fewer cross-thread wake-ups: on 2 cores
     /// shared with the nodes, one thread served as many requests as two with 25% less CPU.
     #[arg(long)]
     threads: Option<usize>,
+    /// Milliseconds a request waits for an eligible node when none is (a node back from a
+    /// restart whose health checks have not caught up yet), before a 503; 0 answers at once.
+    #[arg(long, default_value_t = 3_000)]
+    queue_timeout_ms: u64,
+    /// Most requests waiting for an eligible node; more get a 503 at once.
+    #[arg(long, default_value_t = 1_000)]
+    queue_max: usize,
+    /// Lowest per-try timeout, in milliseconds, of a retry-safe request (GET/HEAD or with an
+    /// Idempotency-Key) that may still be retried: it waits the node's recent p99 times
+    /// --try-timeout-factor, at least this, before trying another node.
+    #[arg(long, default_value_t = 250)]
+    try_timeout_floor_ms: u64,
+    /// Per-try timeout of a retry-safe request, as a multiple of the node's recent p99.
+    #[arg(long, default_value_t = 4)]
+    try_timeout_factor: u32,
+    /// Highest per-try timeout, in milliseconds, of such a request, whatever the node's recent
+    /// latency (just after a slow spell, or before enough is known of the node).
+    #[arg(long, default_value_t = 750)]
+    try_timeout_cap_ms: u64,
     /// Milliseconds to wait for a node's response headers.
     #[arg(long, default_value_t = 10_000)]
     upstream_timeout_ms: u64,
+    #[command(flatten)]
+    lockout: crate::lockout_args::LockoutArgs,
+    /// TLS of both ports, and of the calls to `https://` nodes (mutual TLS when the nodes ask).
+    #[command(flatten)]
+    tls: crate::tls_args::TlsArgs,
     /// Test-only fault injection: `panic-under-lock` makes the first three picks of a node
     /// panic while holding the affinity lock. Refused unless CROUPIER_TEST_FAULTS=1.
     #[arg(long, hide = true)]
@@ -70,9 +106,9 @@ pub struct GatewayArgs {
 fn parse_node(text: &str) -> Result<(String, String), String> {
     let (name, url) = text
         .split_once('=')
-        .ok_or_else(|| format!("'{text}' is not name=http://host:port"))?;
-    if name.is_empty() || !url.starts_with("http://") {
-        return Err(format!("'{text}' is not name=http://host:port"));
+        .ok_or_else(|| format!("'{text}' is not name=http(s)://host:port"))?;
+    if name.is_empty() || !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!("'{text}' is not name=http(s)://host:port"));
     }
     Ok((name.to_owned(), url.to_owned()))
 }
@@ -91,7 +127,24 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     config.retry_ratio = args.retry_ratio;
     config.rate_per_ip = (args.rate_per_ip > 0).then_some(args.rate_per_ip);
     config.rate_per_player = (args.rate_per_player > 0).then_some(args.rate_per_player);
+    config.sign_ins_per_minute = (args.sign_ins_per_minute > 0).then_some(args.sign_ins_per_minute);
+    config.conns_per_ip = (args.conns_per_ip > 0).then_some(args.conns_per_ip);
+    config.ws_per_player = (args.ws_per_player > 0).then_some(args.ws_per_player);
+    config.ws_per_ip = (args.ws_per_ip > 0).then_some(args.ws_per_ip);
     config.upstream_timeout = Duration::from_millis(args.upstream_timeout_ms);
+    config.queue_timeout = Duration::from_millis(args.queue_timeout_ms);
+    config.try_timeout.floor = Duration::from_millis(args.try_timeout_floor_ms);
+    config.try_timeout.factor = args.try_timeout_factor.max(1);
+    config.try_timeout.cap = Duration::from_millis(args.try_timeout_cap_ms);
+    anyhow::ensure!(
+        config.try_timeout.cap >= config.try_timeout.floor,
+        "--try-timeout-cap-ms must be at least --try-timeout-floor-ms"
+    );
+    config.queue_max = args.queue_max;
+    config.lockout = args.lockout.config();
+    config.node_tls = args.tls.client();
+    let tls = args.tls.acceptor()?;
+    let scheme = args.tls.scheme();
     let (player, admin) = restart::listeners(args.listen, args.admin_listen)
         .with_context(|| format!("listening on {} and {}", args.listen, args.admin_listen))?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -109,7 +162,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         let admin = tokio::net::TcpListener::from_std(admin)?;
         // Through the log, never straight to stderr: a failed eprintln! panics (full disk).
         tracing::info!(
-            "croupier gateway (pid {}) for players on http://{}, admin on http://{} ({} nodes)",
+            "croupier gateway (pid {}) for players on {scheme}://{}, admin on {scheme}://{} ({} nodes)",
             std::process::id(),
             player.local_addr()?,
             admin.local_addr()?,
@@ -117,7 +170,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         );
         // Kept to hand the sockets over on SIGUSR2.
         let handover = (player.local_addr()?, std_clone(&player)?, std_clone(&admin)?);
-        let gateway = Gateway::new(config);
+        let gateway = Gateway::new(config).context("the TLS files for calling the nodes")?;
         if crate::test_faults::panic_under_lock(args.fault.as_deref())? {
             gateway.pool.inject_panics(3);
         }
@@ -129,20 +182,29 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => break,
                     _ = term.recv() => break,
-                    _ = upgrade.recv() => match restart::upgrade(&handover.1, &handover.2).await {
-                        Ok(pid) => {
-                            tracing::info!(new_pid = pid, listen = %handover.0, "replacement gateway serves; stopping this one");
-                            break;
+                    _ = upgrade.recv() => if let Some(supervisor) = restart::supervisor() {
+                        // The supervisor starts the new process and stops this one.
+                        match restart::ask_supervisor(supervisor) {
+                            Ok(()) => tracing::info!(supervisor, "graceful restart asked of the supervisor"),
+                            Err(e) => tracing::error!(error = %e, "cannot ask the supervisor for a graceful restart"),
                         }
-                        Err(e) => tracing::error!(error = %e, "graceful restart failed; still serving"),
+                    } else {
+                        match restart::upgrade(&handover.1, &handover.2).await {
+                            Ok(pid) => {
+                                tracing::info!(new_pid = pid, listen = %handover.0, "replacement gateway serves; stopping this one");
+                                break;
+                            }
+                            Err(e) => tracing::error!(error = %e, "graceful restart failed; still serving"),
+                        }
                     },
                 }
             }
             let _ = stop_tx.send(());
         });
-        let serving = croupier_gateway::serve(player, admin, gateway, async {
+        let stopped = async {
             let _ = stop_rx.await;
-        });
+        };
+        let serving = croupier_gateway::serve(player, admin, gateway, stopped, tls);
         restart::notify_parent_ready();
         serving.await?;
         Ok(())

@@ -30,9 +30,14 @@ enum ScenarioArg {
 
 #[derive(Args)]
 pub struct LoadtestArgs {
-    /// The players' address: the gateway (or a node).
-    #[arg(long, default_value = "http://127.0.0.1:8000")]
-    target: String,
+    /// The players' address: the gateway (or a node). Repeat for each address of the same
+    /// service (two gateways behind one name): players are spread over them and move to the
+    /// next when a connection is refused or cut.
+    #[arg(long = "target", default_value = "http://127.0.0.1:8000")]
+    targets: Vec<String>,
+    /// CA certificates (PEM) trusted for an https:// target (default: the system's roots).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "open")]
     model: ModelArg,
     #[arg(long, value_enum, default_value = "casino")]
@@ -121,7 +126,8 @@ fn config(args: &LoadtestArgs) -> anyhow::Result<LoadConfig> {
             think: Duration::from_millis(args.think_ms),
         },
     };
-    let mut config = LoadConfig::new(&args.target, model);
+    let mut config = LoadConfig::new(&args.targets[0], model);
+    config.also = args.targets[1..].to_vec();
     config.scenario = match args.scenario {
         ScenarioArg::Casino => Scenario::Casino,
         ScenarioArg::Lobby => Scenario::Lobby,
@@ -141,6 +147,7 @@ fn config(args: &LoadtestArgs) -> anyhow::Result<LoadConfig> {
     config.replay_every = args.replay_every;
     config.abandon_every = args.abandon_every;
     config.websockets = !args.no_websockets;
+    config.tls.ca = args.tls_ca.clone();
     config.source_addresses = args.source_addresses;
     config.max_in_flight = args.max_in_flight;
     config.progress = !args.quiet;
@@ -163,8 +170,13 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         let mut result = run::run(config).await?;
         let mut bank_ok = true;
         if let Some(db) = &args.check_ledger {
-            let http = croupier_loadtest::http::HttpClient::new(1, Duration::from_secs(15));
-            let report = bank::check(db, &mut result.history, &args.target, &http).await?;
+            let tls = croupier_web::tls::ClientFiles {
+                ca: args.tls_ca.clone(),
+                identity: None,
+            };
+            let http =
+                croupier_loadtest::http::HttpClient::with_tls(1, Duration::from_secs(15), &tls)?;
+            let report = bank::check(db, &mut result.history, &args.targets[0], &http).await?;
             for check in &report.checks {
                 println!(
                     "bank check {}: {}{}",

@@ -3,17 +3,26 @@
 
 mod audit_cmd;
 mod backup_cmd;
+mod cashier_cmd;
 mod control_client;
 mod control_cmd;
+mod control_export;
 mod ctl_cmd;
+mod drain_cmd;
 mod drill_cmd;
 mod gateway_cmd;
+mod launch_cmd;
 mod loadtest_cmd;
+mod lockout_args;
 mod log_args;
 mod maintenance_cmd;
 mod node_cmd;
+mod operator_args;
+mod private_files;
 mod supervisor;
 mod test_faults;
+mod tls_args;
+mod tls_cmd;
 mod tools_cmd;
 mod up_cmd;
 
@@ -38,6 +47,8 @@ enum Command {
     Gateway(gateway_cmd::GatewayArgs),
     /// Run the control plane: monitoring, alerts, SLOs, incidents, status page, dashboard.
     Control(control_cmd::ControlArgs),
+    /// Drain a node and wait until it has nothing in flight (a preStop hook, a stop by hand).
+    Drain(drain_cmd::DrainArgs),
     /// Talk to the control plane's API: status, alerts, incidents, silences, drain, audit.
     Ctl(ctl_cmd::CtlArgs),
     /// Rolling updates and maintenance windows, through the control plane.
@@ -54,6 +65,12 @@ enum Command {
     Audit(audit_cmd::AuditArgs),
     /// Backups proven by restores: snapshot, ship, restore, verify, list, prune, run.
     Backup(backup_cmd::BackupArgs),
+    /// Sign a player's launch token with an operator key, as the operator's platform does.
+    LaunchToken(launch_cmd::LaunchTokenArgs),
+    /// Certificates for TLS on one machine: a local CA and a certificate for its hosts.
+    Tls(tls_cmd::TlsCmdArgs),
+    /// The operator's cashier API on a node: deposit, withdraw, balance, lookup, export.
+    Cashier(cashier_cmd::CashierArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -66,6 +83,7 @@ fn main() -> anyhow::Result<()> {
         Command::Gateway(args) => gateway_cmd::run(args),
         Command::Control(args) => control_cmd::run(args),
         Command::Ctl(args) => ctl_cmd::run(args),
+        Command::Drain(args) => drain_cmd::run(args),
         Command::Maintenance(args) => maintenance_cmd::run(args),
         Command::Verify(args) => tools_cmd::verify(args),
         Command::Integrity(args) => tools_cmd::integrity(args),
@@ -73,5 +91,8 @@ fn main() -> anyhow::Result<()> {
         Command::Drill(args) => drill_cmd::run(args),
         Command::Audit(args) => audit_cmd::run(args),
         Command::Backup(args) => backup_cmd::run(args),
+        Command::LaunchToken(args) => launch_cmd::run(args),
+        Command::Tls(args) => tls_cmd::run(args),
+        Command::Cashier(args) => cashier_cmd::run(args),
     }
 }

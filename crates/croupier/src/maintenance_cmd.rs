@@ -36,6 +36,10 @@ enum MaintenanceCommand {
         /// First run the smoke test on a staging node started from the newest backup.
         #[arg(long)]
         staging: bool,
+        /// Nodes that must stay eligible on every gateway while a batch is out; a rollout
+        /// that would leave fewer is refused, and a batch waits for them.
+        #[arg(long, default_value_t = 1)]
+        min_eligible: usize,
     },
     /// Plan a window: one-off (--at) or recurring (--cron, --timezone).
     Schedule {
@@ -86,6 +90,7 @@ pub fn run(args: MaintenanceArgs) -> anyhow::Result<()> {
             batch_size,
             drain_deadline,
             staging,
+            min_eligible,
         } => {
             let binary = std::fs::canonicalize(&binary)
                 .with_context(|| format!("{} is not there", binary.display()))?;
@@ -93,7 +98,8 @@ pub fn run(args: MaintenanceArgs) -> anyhow::Result<()> {
                 "POST",
                 "/api/v1/rollouts",
                 Some(json!({"binary": binary, "batch_size": batch_size,
-                    "drain_deadline_s": drain_deadline, "staging": staging})),
+                    "drain_deadline_s": drain_deadline, "staging": staging,
+                    "min_eligible": min_eligible})),
             )?)?;
             let id = started["id"].as_i64().context("a rollout id")?;
             eprintln!("rolling update #{id} of {} started", binary.display());

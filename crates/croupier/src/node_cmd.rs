@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use croupier_ledger::retention::RetentionPolicy;
 use croupier_ledger::{Store, StoreLocation};
-use croupier_node::AppState;
 use croupier_node::rounds::random_hex;
+use croupier_node::{AppState, Players};
+use croupier_web::launch::LaunchKeys;
 
 #[derive(Args)]
 pub struct NodeArgs {
@@ -43,9 +44,27 @@ pub struct NodeArgs {
     /// window: a key replayed after that runs again as a new request).
     #[arg(long, default_value_t = 35)]
     idempotency_days: u32,
+    /// Demo mode: players sign in by name alone and each new player gets 1 000.00 of play
+    /// money. Off by default: then only the operator's launch tokens sign players in.
+    #[arg(long)]
+    demo: bool,
+    /// Folder of the operator's launch-token keys (`<kid>.hs256`, `<kid>.ed25519.pem`), read
+    /// again each second (default: <data>/launch-keys).
+    #[arg(long)]
+    launch_keys: Option<PathBuf>,
     /// Seconds between housekeeping passes (expired sessions, old idempotency records, WAL).
     #[arg(long, default_value_t = 600)]
     housekeep_every_s: u64,
+    #[command(flatten)]
+    lockout: crate::lockout_args::LockoutArgs,
+    /// The cashier API's credential (default: read from, or created in, <data>/cashier-token).
+    /// Give the operator's platform this secret; it must differ from the ops token.
+    #[arg(long, env = "CROUPIER_CASHIER_TOKEN", hide_env_values = true)]
+    cashier_token: Option<String>,
+    #[command(flatten)]
+    operator: crate::operator_args::OperatorArgs,
+    #[command(flatten)]
+    tls: crate::tls_args::TlsArgs,
 }
 
 /// The env var that must accompany `--fault`, so no deployment breaks its money by accident.
@@ -67,7 +86,10 @@ fn broken_idempotency(fault: Option<&str>) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// Reads the ops token from `path`, or creates one there readable only by its owner.
+/// Reads the ops token from `path`, or creates one there readable only by its owner. Several
+/// processes starting at once on one data folder agree on one token: each writes its own
+/// candidate to a temporary file and links it into place only if no token is there yet
+/// (`link` never replaces), so no process reads a half-written file.
 pub fn ops_token_file(path: &Path) -> anyhow::Result<String> {
     if let Ok(token) = std::fs::read_to_string(path) {
         let token = token.trim().to_owned();
@@ -78,27 +100,53 @@ pub fn ops_token_file(path: &Path) -> anyhow::Result<String> {
         );
         return Ok(token);
     }
-    let token = random_hex(32);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    let candidate = path.with_extension(format!("new-{}-{}", std::process::id(), random_hex(4)));
+    write_private(&candidate, &random_hex(32))?;
+    let linked = std::fs::hard_link(&candidate, path);
+    let _ = std::fs::remove_file(&candidate);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+    }
+    let token =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(token.trim().to_owned())
+}
+
+/// Writes `text` to a new file at `path` readable only by its owner.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create_new(true)
+        .create(true)
+        .truncate(true)
         .mode(0o600)
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(token.as_bytes())?;
-    Ok(token)
+    file.write_all(text.as_bytes())?;
+    Ok(())
 }
 
-pub fn run(args: NodeArgs) -> anyhow::Result<()> {
+pub fn run(mut args: NodeArgs) -> anyhow::Result<()> {
     let store_location = args
         .store
         .clone()
         .unwrap_or_else(|| StoreLocation::Sqlite(args.data.join("ledger.db")));
+    crate::private_files::secure_data_folder(&args.data)?;
+    if let StoreLocation::Sqlite(db) = &store_location {
+        // The ledger may live outside the data folder: tighten its files, not their folder.
+        for suffix in ["", "-wal", "-shm"] {
+            let file = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+            if file.exists() {
+                crate::private_files::lock_down(&file)?;
+            }
+        }
+    }
     let ops_token = match args.ops_token {
         Some(token) => {
             anyhow::ensure!(
@@ -109,6 +157,9 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         }
         None => ops_token_file(&args.data.join("ops-token"))?,
     };
+    let operator = args
+        .operator
+        .operator(args.cashier_token.take(), &args.data, &ops_token)?;
     let break_idempotency = broken_idempotency(args.fault.as_deref())?;
     let retention = RetentionPolicy::with_idempotency_days(args.idempotency_days)
         .map_err(anyhow::Error::msg)?;
@@ -118,6 +169,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| format!("node-{}", args.listen.port()));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
+        let tls = args.tls.acceptor()?;
         let store = store_location
             .open(&args.currency)
             .with_context(|| format!("opening the ledger {store_location}"))?;
@@ -125,7 +177,17 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", args.listen))?;
         spawn_housekeeping(store.clone(), retention, housekeep_every);
-        let state = AppState::new(store, node_id.clone(), ops_token);
+        let currency = store.read(|tx| Ok(tx.currency().to_owned())).await?;
+        let launch_dir = args.launch_keys.unwrap_or_else(|| args.data.join(LAUNCH_KEYS_DIR));
+        let players = players(args.demo, &launch_dir, currency);
+        let state = AppState::new(
+            store,
+            node_id.clone(),
+            ops_token,
+            players,
+            args.lockout.config(),
+            operator,
+        );
         // The folder holding the ledger is the one whose filesystem must not fill.
         // (A PostgreSQL server's disk is watched on its own host: here, the node's folder.)
         let ledger_folder = match &store_location {
@@ -138,14 +200,41 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             state.break_idempotency();
         }
         tracing::info!(
-            "croupier node {node_id} on http://{}  (player API /api/v1, ops API /ops with the token in {}, ledger {})",
+            "croupier node {node_id} on {}://{}  (player API /api/v1, ops API /ops with the token in {}, cashier API /cashier/v1, ledger {})",
+            args.tls.scheme(),
             listener.local_addr()?,
             args.data.join("ops-token").display(),
             store_location
         );
-        croupier_node::serve(listener, state, shutdown_signal()).await?;
+        croupier_node::serve(listener, state, shutdown_signal(), tls).await?;
         Ok(())
     })
+}
+
+/// The launch keys' folder inside the data folder.
+pub const LAUNCH_KEYS_DIR: &str = "launch-keys";
+
+/// How players sign in, said in the log: demo mode loudly, else the launch keys found.
+fn players(demo: bool, launch_dir: &Path, currency: String) -> Players {
+    let (launch_keys, problems) = LaunchKeys::open(launch_dir);
+    for problem in problems {
+        tracing::warn!(%problem, "a launch key file was skipped");
+    }
+    if demo {
+        tracing::warn!(
+            "DEMO MODE: players sign in by name alone and new players get play money; never for real money"
+        );
+    }
+    tracing::info!(
+        keys = ?launch_keys.kids(),
+        folder = %launch_dir.display(),
+        "launch tokens verified with these keys (the folder is re-read each second)"
+    );
+    Players {
+        demo,
+        launch_keys,
+        currency,
+    }
 }
 
 /// Runs `Store::housekeep` every `every` (the first pass soon after start); several nodes on
@@ -173,5 +262,44 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// Nodes started at once on one data folder (each making the cashier or ops token when
+    /// missing) all get the one token written, private, with nothing left beside it.
+    #[test]
+    fn processes_starting_at_once_agree_on_one_token() {
+        for round in 0..50 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("cashier-token");
+            let start = std::sync::Barrier::new(8);
+            let tokens: Vec<String> = std::thread::scope(|s| {
+                let makers: Vec<_> = (0..8)
+                    .map(|_| {
+                        s.spawn(|| {
+                            start.wait();
+                            ops_token_file(&path)
+                        })
+                    })
+                    .collect();
+                makers
+                    .into_iter()
+                    .map(|m| m.join().unwrap().unwrap())
+                    .collect()
+            });
+            assert!(
+                tokens.iter().all(|t| *t == tokens[0] && t.len() == 64),
+                "round {round}: {tokens:?}"
+            );
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        }
     }
 }

@@ -2,12 +2,23 @@
 //! with back-off when they die, and a small HTTP API on the loopback (ops token) through which
 //! the control plane's rolling update replaces a node's binary: `GET /supervisor/children`,
 //! `POST /supervisor/children/{name}/restart` `{"binary": path}` (stop gracefully, start the
-//! given build, answer with its pid and version).
+//! given build, answer with its pid and version). The gateway's listening sockets are held
+//! here and handed to each gateway process (systemd's `LISTEN_FDS`), so while a crashed
+//! gateway is replaced, players' connections wait in the kernel's backlog instead of being
+//! refused; such a child is restarted at once after its first crash. A graceful restart of
+//! such a child (SIGUSR2 to the gateway, which passes it on to this process) starts the new
+//! process on the same sockets first and stops the old one only once the new one signals that
+//! it serves (SIGUSR1), so the supervisor keeps track of the one gateway that runs.
+// libc calls for signals, process groups or descriptors; each block says why it is sound.
+#![allow(unsafe_code)]
 
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -41,7 +52,26 @@ pub struct Supervised {
     crashes_in_a_row: u32,
     restart_at: Option<Instant>,
     restarts: u32,
+    /// Listening sockets handed to every process of this child at descriptors 3, 4, …
+    sockets: Vec<OwnedFd>,
+    /// The process being replaced by a graceful restart, until it exits.
+    retiring: Option<Retiring>,
 }
+
+/// The old process of a graceful restart: serving until the new one is ready, then stopping.
+struct Retiring {
+    process: Child,
+    since: Instant,
+    /// SIGTERM sent: the new process serves.
+    stopping: bool,
+}
+
+/// How long a graceful restart waits for the new process to serve before giving up on it.
+const HANDOVER_WITHIN: Duration = Duration::from_secs(15);
+
+/// Most sockets handed to a child (no allocation between fork and exec).
+const MAX_SOCKETS: usize = 4;
+const FIRST_SOCKET_FD: RawFd = 3;
 
 impl Supervised {
     pub fn new(name: &str, binary: PathBuf, args: Vec<String>, log: Option<PathBuf>) -> Supervised {
@@ -55,7 +85,20 @@ impl Supervised {
             crashes_in_a_row: 0,
             restart_at: None,
             restarts: 0,
+            sockets: Vec::new(),
+            retiring: None,
         }
+    }
+
+    /// Hands `sockets` to each process of this child (systemd's socket activation protocol:
+    /// `LISTEN_FDS`, descriptors from 3); the supervisor keeps them open between processes.
+    pub fn with_sockets(mut self, sockets: Vec<OwnedFd>) -> Supervised {
+        assert!(
+            sockets.len() <= MAX_SOCKETS,
+            "at most {MAX_SOCKETS} sockets"
+        );
+        self.sockets = sockets;
+        self
     }
 
     pub fn spawn(&mut self) -> anyhow::Result<()> {
@@ -71,11 +114,30 @@ impl Supervised {
             None => (Stdio::inherit(), Stdio::inherit()),
         };
         let mut command = Command::new(&self.binary);
-        // SAFETY: prctl is async-signal-safe; the child dies with the supervisor.
+        // A child's TLS is what `up` passes (its own files, or none), never files meant
+        // for a component of another deployment that happen to be in the environment.
+        for name in crate::tls_args::ENVIRONMENT {
+            command.env_remove(name);
+        }
+        let mut fds = [-1 as RawFd; MAX_SOCKETS];
+        for (slot, socket) in fds.iter_mut().zip(&self.sockets) {
+            *slot = socket.as_raw_fd();
+        }
+        let count = self.sockets.len();
+        if count > 0 {
+            let me = std::process::id().to_string();
+            command
+                .env("LISTEN_FDS", count.to_string())
+                .env_remove("LISTEN_PID")
+                .env(croupier_gateway::restart::SUPERVISOR_ENV, &me)
+                .env(croupier_gateway::restart::PARENT_ENV, &me);
+        }
+        // SAFETY: prctl, fcntl and dup2 are async-signal-safe, and nothing is allocated; the
+        // child dies with the supervisor.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
+                place_sockets(&fds[..count])
             });
         }
         let child = command
@@ -92,15 +154,84 @@ impl Supervised {
         Ok(())
     }
 
+    /// A graceful restart of a child whose sockets are held here: the new process starts on
+    /// the same sockets while the old one still serves (`ready` then stops the old one).
+    pub fn replace(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !self.sockets.is_empty(),
+            "{} holds no sockets here: it cannot run twice",
+            self.name
+        );
+        anyhow::ensure!(
+            self.retiring.is_none(),
+            "a restart of {} is under way",
+            self.name
+        );
+        let Some(old) = self.child.take() else {
+            anyhow::bail!("{} is not running", self.name);
+        };
+        if let Err(e) = self.spawn() {
+            self.child = Some(old);
+            return Err(e);
+        }
+        tracing::info!(child = %self.name, old = old.id(), "graceful restart: the new process starts");
+        self.retiring = Some(Retiring {
+            process: old,
+            since: Instant::now(),
+            stopping: false,
+        });
+        Ok(())
+    }
+
+    /// The new process of a graceful restart serves: the old one stops (gracefully).
+    pub fn ready(&mut self) {
+        if let Some(old) = self.retiring.as_mut().filter(|r| !r.stopping) {
+            // SAFETY: plain kill(2) on our own child, not yet reaped.
+            unsafe {
+                libc::kill(old.process.id() as i32, libc::SIGTERM);
+            }
+            old.stopping = true;
+            tracing::info!(child = %self.name, old = old.process.id(), "graceful restart: the new process serves; the old one stops");
+        }
+    }
+
+    /// Reaps the old process of a graceful restart; one whose successor never served within
+    /// `HANDOVER_WITHIN` stays, and the successor is stopped.
+    fn retire(&mut self) -> anyhow::Result<()> {
+        let Some(old) = &mut self.retiring else {
+            return Ok(());
+        };
+        if old.process.try_wait()?.is_some() {
+            self.retiring = None;
+            return Ok(());
+        }
+        if !old.stopping && old.since.elapsed() > HANDOVER_WITHIN {
+            tracing::error!(child = %self.name, "graceful restart: the new process did not serve; keeping the old one");
+            if let Some(mut new) = self.child.take() {
+                let _ = new.kill();
+                let _ = new.wait();
+            }
+            self.child = self.retiring.take().map(|r| r.process);
+        }
+        Ok(())
+    }
+
     /// Restarts a child that exited, after its back-off.
     pub fn supervise(&mut self) -> anyhow::Result<()> {
+        self.retire()?;
         if let Some(child) = &mut self.child
             && let Some(status) = child.try_wait()?
         {
             if self.started.elapsed() > STABLE_AFTER {
                 self.crashes_in_a_row = 0;
             }
-            let delay = (FIRST_BACKOFF * 2u32.pow(self.crashes_in_a_row.min(8))).min(MAX_BACKOFF);
+            // A child whose sockets are held here loses no connection while it is down, so
+            // its first crash is repaired at once.
+            let delay = if !self.sockets.is_empty() && self.crashes_in_a_row == 0 {
+                Duration::ZERO
+            } else {
+                (FIRST_BACKOFF * 2u32.pow(self.crashes_in_a_row.min(8))).min(MAX_BACKOFF)
+            };
             self.crashes_in_a_row += 1;
             self.restarts += 1;
             tracing::warn!(child = %self.name, %status, restart_in_ms = delay.as_millis() as u64, "exited; restarting");
@@ -114,7 +245,8 @@ impl Supervised {
     }
 
     pub fn terminate(&mut self) {
-        if let Some(child) = &self.child {
+        let old = self.retiring.as_ref().map(|r| &r.process);
+        for child in self.child.iter().chain(old) {
             // SAFETY: plain kill(2) on our own child.
             unsafe {
                 libc::kill(child.id() as i32, libc::SIGTERM);
@@ -124,7 +256,8 @@ impl Supervised {
 
     /// Waits for the child to exit until `deadline`, then kills it.
     pub fn wait_stopped(&mut self, deadline: Instant) {
-        if let Some(process) = &mut self.child {
+        let old = self.retiring.take().map(|r| r.process);
+        for mut process in self.child.take().into_iter().chain(old) {
             while process.try_wait().ok().flatten().is_none() {
                 if Instant::now() > deadline {
                     let _ = process.kill();
@@ -134,15 +267,35 @@ impl Supervised {
             }
             let _ = process.wait();
         }
-        self.child = None;
     }
 
     fn describe(&self) -> Value {
         json!({
             "name": self.name, "binary": self.binary, "pid": self.child.as_ref().map(Child::id),
             "running": self.child.is_some(), "restarts": self.restarts,
+            "retiring_pid": self.retiring.as_ref().map(|r| r.process.id()),
         })
     }
+}
+
+/// In a forked child: puts `fds` at descriptors 3, 4, … (first moved above 100 so placing
+/// one cannot overwrite another; dup2 makes new descriptors, without close-on-exec).
+fn place_sockets(fds: &[RawFd]) -> std::io::Result<()> {
+    let mut high = [-1 as RawFd; MAX_SOCKETS];
+    for (slot, &fd) in high.iter_mut().zip(fds) {
+        // SAFETY: fcntl on a descriptor this process owns; async-signal-safe.
+        *slot = unsafe { libc::fcntl(fd, libc::F_DUPFD, 100) };
+        if *slot < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    for (offset, &fd) in high[..fds.len()].iter().enumerate() {
+        // SAFETY: dup2 onto the low descriptors the child expects; async-signal-safe.
+        if unsafe { libc::dup2(fd, FIRST_SOCKET_FD + offset as RawFd) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// The children, shared by the supervision loop and the API.
@@ -160,20 +313,36 @@ impl Supervisor {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Supervised>> {
-        self.children.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Vec<Supervised>> {
+        self.children.lock()
     }
 
     /// One pass of the supervision loop; skipped while a restart through the API holds the
     /// children.
     pub fn supervise_all(&self) {
-        let Ok(mut children) = self.children.try_lock() else {
+        let Some(mut children) = self.children.try_lock() else {
             return;
         };
         for child in children.iter_mut() {
             if let Err(e) = child.supervise() {
                 tracing::error!(child = %child.name, error = %e, "cannot restart");
             }
+        }
+    }
+
+    /// A graceful restart of every child whose sockets are held here (the gateway).
+    pub fn replace_socket_holders(&self) {
+        for child in self.lock().iter_mut().filter(|c| !c.sockets.is_empty()) {
+            if let Err(e) = child.replace() {
+                tracing::error!(child = %child.name, error = %e, "graceful restart refused");
+            }
+        }
+    }
+
+    /// A new process of a graceful restart serves (SIGUSR1): its predecessor stops.
+    pub fn replacement_ready(&self) {
+        for child in self.lock().iter_mut() {
+            child.ready();
         }
     }
 
@@ -235,10 +404,16 @@ fn authorized(supervisor: &Supervisor, headers: &HeaderMap) -> bool {
     croupier_web::is_ops(headers, &supervisor.ops_token)
 }
 
-pub fn router(supervisor: Supervisor) -> Router {
+/// The API; wrong tokens are counted per address and guessing gets the address blocked.
+pub fn router(supervisor: Supervisor, lockout: croupier_web::lockout::LockoutConfig) -> Router {
+    let lockout = Arc::new(croupier_web::lockout::Lockout::new("supervisor", lockout));
     Router::new()
         .route("/supervisor/children", get(list))
         .route("/supervisor/children/{name}/restart", post(restart))
+        .layer(axum::middleware::from_fn_with_state(
+            lockout,
+            croupier_web::lockout::guard,
+        ))
         .layer(croupier_vitals::panics::layer())
         .with_state(supervisor)
 }

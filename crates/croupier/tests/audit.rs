@@ -1,5 +1,6 @@
 //! `croupier audit` against real deployments: a fresh `croupier up` stack passes every check
-//! (TLS skipped: not implemented), and a deployment run with a weak ops token is caught.
+//! (TLS skipped: not implemented; the cashier closed to players included), and a deployment
+//! run with a weak ops token is caught.
 
 mod common;
 
@@ -31,6 +32,7 @@ impl Up {
             .args(["--first-node-port", &nodes.to_string()])
             .args(["--gateway-port", &gateway.to_string()])
             .args(["--control-port", &control.to_string()])
+            .arg("--demo")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -56,6 +58,7 @@ impl Up {
 }
 
 impl Drop for Up {
+    #[allow(unsafe_code)]
     fn drop(&mut self) {
         // SAFETY: signalling our own child; SIGTERM so `croupier up` stops its children too.
         unsafe {
@@ -124,6 +127,17 @@ fn a_fresh_stack_passes_the_audit() {
         "malformed_rejected",
         "player_isolation",
         "rate_limit_enforced",
+        "forged_launch_tokens",
+        "signed_launch_tokens",
+        "credential_lockout",
+        "players_port_only_player_api",
+        "slow_clients_cut",
+        "websockets_per_player",
+        "data_folder_private",
+        "dashboard_sessions",
+        "cashier_not_on_players_port",
+        "cashier_needs_credential",
+        "cashier_moved_nothing",
     ] {
         let found = statuses(&report, check);
         assert!(!found.is_empty(), "{check} missing:\n{table}");
@@ -134,8 +148,19 @@ fn a_fresh_stack_passes_the_audit() {
     }
     // Five ops surfaces (three nodes, the gateway's admin API, the control plane).
     assert_eq!(statuses(&report, "ops_api_needs_token").len(), 5);
-    assert_eq!(statuses(&report, "tls"), ["skip"], "{table}");
-    assert!(table.contains("skipped: TLS off"));
+    assert_eq!(statuses(&report, "credential_lockout").len(), 5);
+    assert_eq!(statuses(&report, "cashier_needs_credential").len(), 3);
+    // The gateway's two ports, three nodes, the control plane.
+    assert_eq!(statuses(&report, "slow_clients_cut").len(), 6);
+    // Every address is plain HTTP on loopback: TLS is not required there, and said so.
+    assert_eq!(statuses(&report, "tls_on"), ["skip"; 6], "{table}");
+    // This stack runs in demo mode, which the audit says.
+    assert_eq!(
+        statuses(&report, "launch_token_required"),
+        ["warn"],
+        "{table}"
+    );
+    assert!(table.contains("plain HTTP on loopback only"), "{table}");
     drop(up);
     ledger_integrity(dir.path());
 }
@@ -157,6 +182,7 @@ fn a_weak_ops_token_is_caught() {
             .arg("--data")
             .arg(dir.path())
             .args(["--store", &ledger(dir.path()).as_arg()])
+            .arg("--demo")
             .env("CROUPIER_OPS_TOKEN", weak)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -8,8 +8,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+
+use parking_lot::RwLock;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -131,7 +133,7 @@ impl Play {
                         if stop.load(Ordering::SeqCst) {
                             break;
                         }
-                        let _open = gate.read().unwrap();
+                        let _open = gate.read();
                         let (status, body) = post(
                             &format!("{base}/api/v1/rounds"),
                             Some(&token),
@@ -206,7 +208,7 @@ fn backup_under_live_play_restores_and_points_in_time_match_the_source() {
     let mut instants = Vec::new();
     for _ in 0..3 {
         thread::sleep(Duration::from_millis(1500));
-        let paused = play.gate.write().unwrap();
+        let paused = play.gate.write();
         // A quiet second: the shipper cuts at least once after the last bet.
         thread::sleep(Duration::from_millis(1000));
         instants.push((now_ms(), source.balances()));
@@ -296,6 +298,23 @@ fn backup_under_live_play_restores_and_points_in_time_match_the_source() {
     assert_eq!(report["ok"], true);
     assert!(report["rto_ms"].as_u64().is_some());
     assert!(report["rpo_seconds"].as_f64().is_some());
+    // A pin past what the repository holds (entries shipped, then removed) is a rollback.
+    let restored_seq = report["state"]["last_seq"].as_i64().unwrap();
+    let pinned = (restored_seq + 1).to_string();
+    let rolled_back = failure(backup(
+        &[
+            "verify",
+            "--target",
+            target_arg,
+            "--scratch",
+            scratch.to_str().unwrap(),
+            "--pinned-seq",
+            &pinned,
+        ],
+        &key,
+        &[],
+    ));
+    assert!(rolled_back.contains("rollback"), "{rolled_back}");
     let again = failure(backup(
         &[
             "restore",

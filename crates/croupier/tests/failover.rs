@@ -4,8 +4,10 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::thread;
 use std::time::Duration;
 
@@ -73,7 +75,6 @@ fn blackjack_round_survives_kill_9_of_its_node() {
                     ) {
                         Ok((201, body)) => acknowledged
                             .lock()
-                            .unwrap()
                             .push(body["round"]["id"].as_str().unwrap().to_owned()),
                         Ok((status, body)) => panic!("refused bet {status}: {body}"),
                         // The killed node: not acknowledged, so the player may not count on it.
@@ -85,7 +86,7 @@ fn blackjack_round_survives_kill_9_of_its_node() {
             })
         })
         .collect();
-    while acknowledged.lock().unwrap().len() < 100 {
+    while acknowledged.lock().len() < 100 {
         thread::sleep(Duration::from_millis(5));
     }
     a.kill_9();
@@ -113,7 +114,7 @@ fn blackjack_round_survives_kill_9_of_its_node() {
     assert_eq!(balance(&b, &alice), 100_000 - 200 + payout);
 
     // Every acknowledged bet is in the ledger.
-    let acknowledged = acknowledged.lock().unwrap().clone();
+    let acknowledged = acknowledged.lock().clone();
     assert!(
         acknowledged.len() >= 100,
         "only {} bets acknowledged",

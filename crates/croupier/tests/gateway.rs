@@ -4,8 +4,10 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -17,10 +19,8 @@ use tungstenite::Message;
 /// timing (rerouting within a second): they run one at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn exclusive() -> std::sync::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+fn exclusive() -> parking_lot::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock()
 }
 
 /// The load below plays far faster than a person: rate limits would (rightly) refuse it.
@@ -74,11 +74,10 @@ impl Load {
                         };
                         let ok = matches!(&result, Ok((200 | 201, _, _)));
                         if ok {
-                            served.lock().unwrap().push((began, result.unwrap().2));
+                            served.lock().push((began, result.unwrap().2));
                         } else {
                             failures
                                 .lock()
-                                .unwrap()
                                 .push((Instant::now(), format!("{result:?}")));
                         }
                         thread::sleep(pause);
@@ -99,8 +98,8 @@ impl Load {
         for t in self.threads {
             t.join().unwrap();
         }
-        let failures = self.failures.lock().unwrap().clone();
-        let served = self.served.lock().unwrap().clone();
+        let failures = self.failures.lock().clone();
+        let served = self.served.lock().clone();
         (failures, served)
     }
 }
@@ -351,5 +350,296 @@ fn graceful_restart_of_the_gateway_drops_no_request() {
         "requests failed during the restart: {failures:#?}"
     );
     assert!(served.len() > 100, "only {} requests served", served.len());
+    integrity(&nodes[0]);
+}
+
+fn signal(node: &Node, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([name, &node.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_health(gateway: &GatewayProcess, healthy: bool) {
+    let url = format!("{}/admin/nodes", gateway.admin);
+    wait_for("the gateway's health check", || {
+        get(&url, Some(OPS_TOKEN)).is_ok_and(|(_, body)| body["nodes"][0]["healthy"] == healthy)
+    });
+}
+
+/// Issue #13: when no node is eligible for a moment (here the only node fails its health
+/// checks, frozen), a request waits for one, up to `--queue-timeout-ms`, and is sent as soon
+/// as the node is back, instead of a 503 at once. A real outage still gets 503 with
+/// Retry-After: after the wait, when the queue is full, and at once when every node is
+/// deliberately out (maintenance).
+#[test]
+fn a_request_waits_for_a_node_coming_back_instead_of_a_503() {
+    let _serial = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), "a");
+    let queue = ["--queue-timeout-ms", "2500", "--queue-max", "1"];
+    let gateway = GatewayProcess::start(dir.path(), &[&node], &queue);
+    let token = sign_in_via(&gateway, "quinn");
+    let bet = |key: &str| {
+        post_via(
+            &gateway.url("/api/v1/rounds"),
+            Some(&token),
+            Some(key),
+            &dice_bet(10),
+        )
+    };
+
+    signal(&node, "-STOP");
+    wait_health(&gateway, false);
+    let resume = thread::spawn({
+        let pid = node.child.id();
+        move || {
+            thread::sleep(Duration::from_millis(800));
+            std::process::Command::new("kill")
+                .args(["-CONT", &pid.to_string()])
+                .status()
+                .unwrap();
+        }
+    });
+    let started = Instant::now();
+    let (status, queued, _) = bet("queued-1").unwrap();
+    let waited = started.elapsed();
+    resume.join().unwrap();
+    assert_eq!(status, 201, "{queued}");
+    assert!(
+        waited >= Duration::from_millis(700) && waited < Duration::from_millis(2_400),
+        "answered after {waited:?}, once the node was back"
+    );
+    assert_eq!(
+        gateway.metric("croupier_gateway_queued_total{reason=\"sent\"}"),
+        1.0
+    );
+
+    // Frozen for longer than the wait: 503 with Retry-After after it; a second request finds
+    // the queue (of one) full and gets its 503 at once.
+    wait_health(&gateway, true);
+    signal(&node, "-STOP");
+    wait_health(&gateway, false);
+    let waiting = thread::spawn({
+        let url = gateway.url("/api/v1/wallet");
+        let token = token.clone();
+        move || {
+            let started = Instant::now();
+            (get_via(&url, Some(&token)).unwrap(), started.elapsed())
+        }
+    });
+    thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let (status, body, _) = bet("queue-full").unwrap();
+    assert_eq!((status, body["error"].as_str()), (503, Some("maintenance")));
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    let ((status, body, _), waited) = waiting.join().unwrap();
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (503, Some("maintenance")),
+        "{body}"
+    );
+    assert!(waited >= Duration::from_millis(2_400), "{waited:?}");
+    signal(&node, "-CONT");
+    wait_health(&gateway, true);
+
+    // Every node in maintenance: nothing to wait for.
+    gateway.set_state("a", "maintenance");
+    let started = Instant::now();
+    let (status, _, _) = bet("in-maintenance").unwrap();
+    assert_eq!(status, 503);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    gateway.set_state("a", "active");
+    let (status, again, _) = bet("queued-1").unwrap();
+    assert_eq!(
+        (status, &again["round"]["id"]),
+        (201, &queued["round"]["id"]),
+        "the queued bet was placed once: its key replays it"
+    );
+    integrity(&node);
+}
+
+/// Players reading their wallet through the gateway every 20 ms until stopped: (slowest
+/// request, failures).
+fn readers(
+    gateway: &GatewayProcess,
+    stop: &Arc<AtomicBool>,
+) -> Vec<thread::JoinHandle<(Duration, Vec<String>)>> {
+    (0..4)
+        .map(|p| {
+            let token = sign_in_via(gateway, &format!("reader{p}"));
+            let (url, stop) = (gateway.url("/api/v1/wallet"), stop.clone());
+            thread::spawn(move || {
+                let (mut slowest, mut failures) = (Duration::ZERO, Vec::new());
+                while !stop.load(Ordering::SeqCst) {
+                    let started = Instant::now();
+                    let result = get_via(&url, Some(&token));
+                    slowest = slowest.max(started.elapsed());
+                    if !matches!(result, Ok((200, _, _))) {
+                        failures.push(format!("{result:?}"));
+                    }
+                    thread::sleep(Duration::from_millis(20));
+                }
+                (slowest, failures)
+            })
+        })
+        .collect()
+}
+
+/// Issue #13, gray failure: a node frozen for 4 s (SIGSTOP: a GC pause, a stuck disk, a hung
+/// VM) with a player's keyed bet sent into it. The gateway gives that try up after a few times
+/// the node's recent p99 (at least 250 ms) and the bet is answered by another node; readers
+/// whose node froze are moved the same way. When the node resumes it reads the same bet and
+/// its key replays it: nothing is settled twice. Readers carry no write, so no node holds the
+/// ledger's write lock when the freeze comes.
+#[test]
+fn a_frozen_node_costs_a_player_at_most_a_second_and_settles_nothing_twice() {
+    let _serial = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = three_nodes(dir.path());
+    let gateway = GatewayProcess::start(
+        dir.path(),
+        &nodes.iter().collect::<Vec<_>>(),
+        &NO_RATE_LIMITS,
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = readers(&gateway, &stop);
+    let player = sign_in_via(&gateway, "frozen-out");
+    let bet = |key: &str| {
+        let started = Instant::now();
+        let answer = post_via(
+            &gateway.url("/api/v1/rounds"),
+            Some(&player),
+            Some(key),
+            &dice_bet(10),
+        )
+        .unwrap();
+        (answer, started.elapsed())
+    };
+    // Enough answers for the gateway to know each node's latency.
+    let mut home = String::new();
+    for n in 0..30 {
+        home = bet(&format!("warm-{n}")).0.2;
+    }
+    let frozen = nodes.iter().find(|n| n.id == home).unwrap();
+
+    signal(frozen, "-STOP");
+    let frozen_at = Instant::now();
+    let ((status, inside, node), took) = bet("inside-the-freeze");
+    assert_eq!(status, 201, "{inside}");
+    assert_ne!(node, home, "answered by another node");
+    let mut slowest_bet = took;
+    let mut balance = inside["balance"].as_i64().unwrap();
+    let mut n = 0;
+    while frozen_at.elapsed() < Duration::from_secs(4) {
+        n += 1;
+        let ((status, body, _), took) = bet(&format!("during-{n}"));
+        assert_eq!(status, 201, "{body}");
+        slowest_bet = slowest_bet.max(took);
+        balance = body["balance"].as_i64().unwrap();
+        thread::sleep(Duration::from_millis(50));
+    }
+    signal(frozen, "-CONT");
+    thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::SeqCst);
+    let (mut slowest, mut failures) = (slowest_bet, Vec::new());
+    for reader in load {
+        let (took, failed) = reader.join().unwrap();
+        slowest = slowest.max(took);
+        failures.extend(failed);
+    }
+    eprintln!(
+        "node frozen 4 s: the bet sent into it took {took:?}, slowest player request {slowest:?}, {} failures",
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(
+        slowest <= Duration::from_secs(1),
+        "slowest player request {slowest:?}"
+    );
+
+    // The resumed node ran the same bet: its key replayed it, the balance moved once.
+    let (status, again, _) = post_via(
+        &gateway.url("/api/v1/rounds"),
+        Some(&player),
+        Some("inside-the-freeze"),
+        &dice_bet(10),
+    )
+    .unwrap();
+    assert_eq!(
+        (status, &again["round"]["id"]),
+        (201, &inside["round"]["id"])
+    );
+    let (_, wallet, _) = get_via(&gateway.url("/api/v1/wallet"), Some(&player)).unwrap();
+    assert_eq!(wallet["balance"].as_i64(), Some(balance), "{wallet}");
+    integrity(&nodes[0]);
+}
+
+/// Issue #13, several machines: two gateways in front of the same nodes, and one name for
+/// players that gives both addresses. What plays the "one address" here is the client: given
+/// both addresses (as a DNS name with two A records gives them), `croupier loadtest --target A
+/// --target B` spreads its players over the two and moves a player to the other address when
+/// a connection is refused or cut, sending a keyed bet again there at once with its key. One
+/// gateway is killed with -9 in the middle of the load: no keyed bet fails, and the players
+/// whose WebSocket it carried reconnect through the other within a second.
+#[test]
+fn with_two_gateways_behind_one_name_a_killed_gateway_fails_no_keyed_bet() {
+    let _serial = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = three_nodes(dir.path());
+    let refs: Vec<&Node> = nodes.iter().collect();
+    let first = GatewayProcess::start(dir.path(), &refs, &NO_RATE_LIMITS);
+    let mut second = GatewayProcess::start(dir.path(), &refs, &NO_RATE_LIMITS);
+    let summary = dir.path().join("summary.json");
+    let load = croupier()
+        .args([
+            "loadtest",
+            "--target",
+            &first.base,
+            "--target",
+            &second.base,
+        ])
+        .args(["--rate", "60", "--players", "8", "--duration-secs", "4"])
+        .args(["--games", "dice,slot", "--quiet", "--summary-json"])
+        .arg(&summary)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    thread::sleep(Duration::from_millis(2_000));
+    second.child.kill().unwrap();
+    let output = load.wait_with_output().unwrap();
+    let summary: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap_or_else(|e| {
+        panic!(
+            "no summary ({e}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }))
+    .unwrap();
+    let failures = &summary["failures"];
+    eprintln!(
+        "two gateways, one killed: {} bets, failures {failures}, websockets {}",
+        summary["bets"], summary["websockets"]
+    );
+    assert!(output.status.success(), "{summary:#}");
+    assert_eq!(failures["bets_never_acknowledged"], 0, "{summary:#}");
+    assert!(summary["bets"].as_u64().unwrap() > 100, "{summary:#}");
+    // The kill was seen: the players on the killed gateway found it refusing (or cut).
+    assert!(
+        failures["refused_connections"].as_u64().unwrap()
+            + failures["reset_connections"].as_u64().unwrap()
+            > 0,
+        "{summary:#}"
+    );
+    assert_eq!(summary["websockets"]["gaps_over_1s"], 0, "{summary:#}");
     integrity(&nodes[0]);
 }

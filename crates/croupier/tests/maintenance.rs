@@ -18,7 +18,8 @@ use common::*;
 use croupier_ledger::test_store;
 use serde_json::{Value, json};
 
-/// Players betting through the gateway until told to stop; counts what failed.
+/// Players betting through the gateway until told to stop; keeps what failed, each labelled
+/// non-2xx answer, refused or reset connection (`failure_kind`).
 struct Load {
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicU64>,
@@ -27,7 +28,7 @@ struct Load {
 }
 
 impl Load {
-    fn start(stack: &UpStack, players: usize, tag: &str) -> Load {
+    fn start(stack: &UpStack, players: usize, tag: &str, bet: &Value) -> Load {
         let (stop, ok, failed) = (
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicU64::new(0)),
@@ -38,24 +39,19 @@ impl Load {
                 let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
                 let url = stack.players_url("/api/v1/rounds");
                 let token = sign_in_at(&stack.players_url(""), &format!("{tag}-{p}"));
-                let tag = tag.to_owned();
+                let (tag, bet) = (tag.to_owned(), bet.clone());
                 std::thread::spawn(move || {
                     let mut errors = Vec::new();
                     let mut n = 0;
                     while !stop.load(Ordering::Relaxed) {
                         n += 1;
-                        match post_via(
-                            &url,
-                            Some(&token),
-                            Some(&format!("{tag}-{p}-{n}")),
-                            &dice_bet(10),
-                        ) {
+                        match post_via(&url, Some(&token), Some(&format!("{tag}-{p}-{n}")), &bet) {
                             Ok((201, _, _)) => {
                                 ok.fetch_add(1, Ordering::Relaxed);
                             }
                             other => {
                                 failed.fetch_add(1, Ordering::Relaxed);
-                                errors.push(format!("{other:?}"));
+                                errors.push(format!("{}: {other:?}", failure_kind(&other)));
                             }
                         }
                         std::thread::sleep(Duration::from_millis(20));
@@ -149,6 +145,18 @@ fn api(stack: &UpStack, path: &str) -> Value {
     body
 }
 
+/// This binary with a byte more: another build, another version; it runs the same.
+fn next_build(dir: &Path) -> std::path::PathBuf {
+    let new_build = dir.join("croupier-next");
+    std::fs::copy(env!("CARGO_BIN_EXE_croupier"), &new_build).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&new_build)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"\n"))
+        .unwrap();
+    new_build
+}
+
 #[test]
 fn a_rolling_update_under_load_cuts_no_player_and_a_broken_build_is_rolled_back() {
     let dir = tempfile::tempdir().unwrap();
@@ -157,18 +165,11 @@ fn a_rolling_update_under_load_cuts_no_player_and_a_broken_build_is_rolled_back(
     let before = versions(&stack);
     assert!(before.iter().all(|v| v == &before[0]), "{before:?}");
 
-    let new_build = dir.path().join("croupier-next");
-    std::fs::copy(env!("CARGO_BIN_EXE_croupier"), &new_build).unwrap();
-    // A byte more: another build, another version; it runs the same.
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&new_build)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, b"\n"))
-        .unwrap();
+    let new_build = next_build(dir.path());
 
     let gambler = sign_in_at(&stack.players_url(""), "blackjack-player");
     let open_round = open_blackjack(&stack, &gambler);
-    let load = Load::start(&stack, 4, "steady");
+    let load = Load::start(&stack, 4, "steady", &dice_bet(10));
     std::thread::sleep(Duration::from_millis(500));
     let started = Instant::now();
     // Rehearsed first on a staging node started from the newest backup (the control plane's
@@ -178,16 +179,18 @@ fn a_rolling_update_under_load_cuts_no_player_and_a_broken_build_is_rolled_back(
     std::thread::sleep(Duration::from_millis(500));
     let (acknowledged, errors) = load.finish();
     let output = String::from_utf8_lossy(&run.stdout);
+    let seen = tally(&errors);
     assert!(
         run.status.success(),
         "{output}\n{}",
         String::from_utf8_lossy(&run.stderr)
     );
     eprintln!(
-        "rolling update of 3 nodes under load: {:.1} s, {} bets acknowledged, {} player-visible errors",
+        "rolling update of 3 nodes under load: {:.1} s, {} bets acknowledged, {} player-visible errors ({})",
         took.as_secs_f64(),
         acknowledged,
-        errors.len()
+        errors.len(),
+        seen
     );
     assert!(errors.is_empty(), "players saw errors: {errors:?}");
     assert!(acknowledged > 50, "the load ran ({acknowledged} bets)");
@@ -245,7 +248,7 @@ fn a_rolling_update_under_load_cuts_no_player_and_a_broken_build_is_rolled_back(
     }
 
     // Run without the rehearsal, it fails its smoke test on node-1.
-    let load = Load::start(&stack, 4, "during-broken");
+    let load = Load::start(&stack, 4, "during-broken", &dice_bet(10));
     let run = maintenance(&stack, &broken, &[]);
     std::thread::sleep(Duration::from_millis(500));
     let (acknowledged, errors) = load.finish();
@@ -303,10 +306,126 @@ fn a_rolling_update_under_load_cuts_no_player_and_a_broken_build_is_rolled_back(
         .as_array()
         .unwrap()
         .iter()
-        .filter(|e| e["action"] == "maintenance.step" && e["actor"] == "release-bot")
+        .filter(|e| e["action"] == "maintenance.step" && e["actor"] == "token:release-bot")
         .count();
     assert_eq!(steps_audited, rollout_steps_total(&stack));
 
+    drop(stack);
+    ledger_integrity(&data);
+}
+
+/// Issue #13: with no round open, a drained node has nothing to wait for, so the update moves
+/// as fast as nodes restart. The next node may be drained only once every gateway routes to
+/// the last one again; before, for about two seconds no node was eligible and players got
+/// hundreds of 503s. A rollout that would drain below the minimum of eligible nodes is refused.
+#[test]
+fn a_rolling_update_without_open_rounds_leaves_players_no_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let stack = UpStack::start(&data, &[]);
+    let new_build = next_build(dir.path());
+
+    let load = Load::start(&stack, 4, "gapless", &json!({"game": "slot", "stake": 10}));
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let run = maintenance(&stack, &new_build, &[]);
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let (acknowledged, errors) = load.finish();
+    let output = String::from_utf8_lossy(&run.stdout);
+    let seen = tally(&errors);
+    assert!(
+        run.status.success(),
+        "{output}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    eprintln!(
+        "rolling update of 3 nodes, no open round: {:.1} s, {acknowledged} bets acknowledged, {} failed ({seen})",
+        took.as_secs_f64(),
+        errors.len()
+    );
+    assert!(
+        errors.is_empty(),
+        "{} of {} bets failed, e.g. {:?}\n{output}",
+        errors.len(),
+        acknowledged + errors.len() as u64,
+        &errors[..errors.len().min(3)]
+    );
+    assert!(acknowledged > 50, "the load ran ({acknowledged} bets)");
+    for node in ["node-1", "node-2", "node-3"] {
+        assert!(output.contains(&format!("{node}   back")), "{output}");
+    }
+    // Draining all three at once would leave no node: refused, and nothing recorded.
+    let refused = maintenance(&stack, &new_build, &["--batch-size", "3"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("(422") && stderr.contains("too_few_nodes"),
+        "{stderr}"
+    );
+    assert_eq!(
+        api(&stack, "/api/v1/rollouts")["rollouts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let after = versions(&stack);
+    assert!(after.iter().all(|v| v == &after[0]), "{after:?}");
+    drop(stack);
+    ledger_integrity(&data);
+}
+
+/// The players' requests per second through the gateway, as the control plane saw them last.
+fn gateway_rps(stack: &UpStack) -> f64 {
+    api(stack, "/api/v1/series")["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == "gateway")
+        .and_then(|t| t["points"].as_array()?.last()?["requests_ps"].as_f64())
+        .unwrap_or(0.0)
+}
+
+/// Issue #13: with a node's capacity known (`--node-capacity-rps`), a rolling update never
+/// drains below what the current load needs. Four players betting every 20 ms make well over
+/// 40 requests/s through the gateway; at 20 requests/s a node that needs all 3 nodes, so the
+/// rollout is refused with the load's figures (although the operator's minimum of 1 would
+/// allow it) and nothing is recorded. Once the load is gone, the same rollout runs.
+#[test]
+fn a_rolling_update_is_refused_when_the_load_needs_every_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let stack = UpStack::start(&data, &["--node-capacity-rps", "20"]);
+    let new_build = next_build(dir.path());
+    let load = Load::start(&stack, 4, "busy", &json!({"game": "slot", "stake": 10}));
+    wait_for("the control plane to see the load", || {
+        gateway_rps(&stack) > 45.0
+    });
+    let refused = maintenance(&stack, &new_build, &[]);
+    let (acknowledged, errors) = load.finish();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("(422") && stderr.contains("load_needs_more_nodes"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("node(s) of 20 requests/s each") && stderr.contains("would leave 2"),
+        "{stderr}"
+    );
+    assert_eq!(api(&stack, "/api/v1/rollouts")["rollouts"], json!([]));
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(acknowledged > 50, "the load ran ({acknowledged} bets)");
+    // The load is measured as its peak over the last 10 s: once that is past, it runs.
+    std::thread::sleep(Duration::from_secs(11));
+    let run = maintenance(&stack, &new_build, &[]);
+    assert!(
+        run.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
     drop(stack);
     ledger_integrity(&data);
 }
@@ -452,9 +571,16 @@ fn a_maintenance_window_is_announced_closes_its_game_and_holds_its_alerts_back()
     });
     std::thread::sleep(Duration::from_millis(1_500));
     signal("-CONT");
+    // Node-3's own alert opens no incident. (The window covers node-3 only: a synthetic bet
+    // the gateway sent to the frozen node and that timed out is the wallet's alert, outside
+    // it, and may fire on a loaded machine.)
     let incidents = api(&stack, "/api/v1/incidents");
     assert!(
-        incidents["incidents"].as_array().unwrap().is_empty(),
+        !incidents["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["alert_key"] == "down/node-3"),
         "node-3 is in its window: {incidents}"
     );
 

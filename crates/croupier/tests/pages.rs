@@ -8,17 +8,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use croupier_ledger::test_store;
 use serde_json::json;
-
-fn browser_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
-}
 
 fn ctl(stack: &UpStack, args: &[&str]) -> serde_json::Value {
     let output = croupier()
@@ -43,15 +38,7 @@ fn ctl(stack: &UpStack, args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn status_page_and_dashboard_render_live_data_and_a_drain_button_drains() {
-    assert!(
-        browser_dir().join("node_modules/playwright-core").exists(),
-        "playwright-core is missing: run scripts/test.sh (or npm ci --prefix {})",
-        browser_dir().display()
-    );
-    assert!(
-        Path::new("/usr/bin/chromium").exists(),
-        "chromium is missing: run scripts/test.sh (or apt-get install chromium)"
-    );
+    require_browser();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let stack = UpStack::start(&data, &[]);
@@ -140,42 +127,28 @@ fn status_page_and_dashboard_render_live_data_and_a_drain_button_drains() {
 
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     std::fs::create_dir_all(&out).unwrap();
-    let run = Command::new("node")
-        .arg(browser_dir().join("pages.mjs"))
-        .args(["--control", &stack.control_url("")])
-        .args([
+    let backups = if test_store::postgres() {
+        "none"
+    } else {
+        "local"
+    };
+    let seen = run_browser(
+        "pages.mjs",
+        &[
+            "--control",
+            &stack.control_url(""),
             "--token",
             OPS_TOKEN,
             "--drain",
             "node-2",
             "--incident",
             title,
-        ])
-        .arg("--out")
-        .arg(&out)
-        .args([
+            "--out",
+            out.to_str().unwrap(),
             "--backups",
-            if test_store::postgres() {
-                "none"
-            } else {
-                "local"
-            },
-        ])
-        .output()
-        .expect("node runs");
-    assert!(
-        run.status.success(),
-        "the browser check failed:\n{}\n{}",
-        String::from_utf8_lossy(&run.stdout),
-        String::from_utf8_lossy(&run.stderr)
+            backups,
+        ],
     );
-    let seen: serde_json::Value = serde_json::from_slice(
-        run.stdout
-            .split(|b| *b == b'\n')
-            .find(|l| l.starts_with(b"{"))
-            .expect("a JSON line"),
-    )
-    .unwrap();
     assert_eq!(seen["slot"], "Degraded performance", "{seen}");
     assert_eq!(seen["refused"], "That is not the ops token.", "{seen}");
     for shot in ["status-page.png", "dashboard.png"] {
@@ -208,14 +181,14 @@ fn status_page_and_dashboard_render_live_data_and_a_drain_button_drains() {
     assert_eq!(
         actions[0],
         (
-            "operator".into(),
+            "session:operator".into(),
             "node.set_state".into(),
             "node/node-2".into()
         ),
         "the dashboard's drain comes first: {actions:?}"
     );
     assert!(actions.contains(&(
-        "browser-test".into(),
+        "token:browser-test".into(),
         "incident.open".into(),
         "incident".into()
     )));

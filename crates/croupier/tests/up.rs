@@ -8,6 +8,8 @@ mod common;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -21,7 +23,7 @@ fn webhook_receiver() -> (String, Received) {
 
 fn alerts(received: &Received) -> Vec<Value> {
     let mut alerts = Vec::new();
-    for (_, message) in received.lock().unwrap().iter() {
+    for (_, message) in received.lock().iter() {
         for alert in message["alerts"].as_array().into_iter().flatten() {
             assert_eq!(alert["status"], message["status"], "{message}");
             assert_eq!(alert["component"], message["group"], "{message}");
@@ -52,6 +54,7 @@ fn up_supervises_nodes_and_gateway_and_stops_cleanly() {
         .args(["--first-node-port", &nodes.to_string()])
         .args(["--gateway-port", &gateway.to_string()])
         .args(["--control-port", &control.to_string(), "--webhook", &hook])
+        .arg("--demo")
         .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -360,5 +363,189 @@ fn up_backs_up_and_a_failed_restore_test_pages_the_operators() {
         "{incidents}"
     );
     drop(stack);
+    ledger_integrity(&data);
+}
+
+/// Issue #13: `kill -9` of the gateway under load refuses no connection. `croupier up` holds
+/// the gateway's listening sockets and hands them to each gateway process, so while the
+/// crashed one is replaced (at once, the first time) new connections wait in the kernel's
+/// backlog. A request in flight at the kill may be cut: the player retries it with its key.
+#[test]
+fn kill_9_of_the_gateway_refuses_no_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let stack = UpStack::start(&data, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let players = keyed_players(&stack, "steady", &stop);
+    std::thread::sleep(Duration::from_millis(500));
+    let port = format!("127.0.0.1:{}", stack.gateway_port);
+    let victim = find_process(&["gateway --listen", &port]).expect("the gateway runs");
+    Command::new("kill")
+        .args(["-9", &victim.to_string()])
+        .status()
+        .unwrap();
+    let killed = Instant::now();
+    wait_for("the gateway's restart", || {
+        find_process(&["gateway --listen", &port]).is_some_and(|pid| pid != victim)
+    });
+    let replaced_in = killed.elapsed();
+    std::thread::sleep(Duration::from_millis(1_500));
+    stop.store(true, Ordering::SeqCst);
+    let Seen {
+        bets,
+        cut,
+        refused,
+        failed,
+    } = all_seen(players);
+    eprintln!(
+        "gateway killed: replaced in {replaced_in:?}; {bets} bets, {} refused connections, {cut} cut in flight (retried), {} failed",
+        refused.len(),
+        failed.len()
+    );
+    assert!(refused.is_empty(), "{refused:?}");
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(bets > 50, "the load ran ({bets} bets)");
+    drop(stack);
+    ledger_integrity(&data);
+}
+
+#[derive(Default)]
+struct Seen {
+    bets: u64,
+    cut: u64,
+    refused: Vec<String>,
+    failed: Vec<String>,
+}
+
+/// A player betting every 20 ms, each bet on a new connection with its own key; a bet cut in
+/// flight is sent again with the same key, as the API asks of clients.
+/// Four players betting through the gateway with keys until `stop`, each on a thread.
+fn keyed_players(
+    stack: &UpStack,
+    prefix: &str,
+    stop: &Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<Seen>> {
+    (0..4)
+        .map(|p| {
+            let token = sign_in_at(&stack.players_url(""), &format!("{prefix}-{p}"));
+            let (url, stop) = (stack.players_url("/api/v1/rounds"), stop.clone());
+            std::thread::spawn(move || keyed_player(&url, &token, p, &stop))
+        })
+        .collect()
+}
+
+/// What every player saw, once they stopped.
+fn all_seen(players: Vec<std::thread::JoinHandle<Seen>>) -> Seen {
+    let mut all = Seen::default();
+    for player in players {
+        let seen = player.join().unwrap();
+        all.bets += seen.bets;
+        all.cut += seen.cut;
+        all.refused.extend(seen.refused);
+        all.failed.extend(seen.failed);
+    }
+    all
+}
+
+fn keyed_player(url: &str, token: &str, p: usize, stop: &AtomicBool) -> Seen {
+    let mut seen = Seen::default();
+    let mut n = 0;
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        let key = format!("steady-{p}-{n}");
+        for attempt in 0..3 {
+            match post_via(url, Some(token), Some(&key), &dice_bet(10)) {
+                Ok((200 | 201, _, _)) => seen.bets += 1,
+                Ok(other) => seen.failed.push(format!("{other:?}")),
+                Err(e) if e.to_lowercase().contains("refused") => seen.refused.push(e),
+                Err(e) if attempt < 2 => {
+                    seen.cut += 1;
+                    eprintln!("cut in flight, sent again: {e}");
+                    continue;
+                }
+                Err(e) => seen.failed.push(e),
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    seen
+}
+
+/// Issue #13: SIGUSR2 to the gateway under `croupier up` is a graceful restart the supervisor
+/// keeps track of. The gateway passes the signal on; the supervisor starts a new gateway on
+/// the sockets it holds and stops the old one once the new one serves. Players betting the
+/// whole time see no refused, cut or failed request; afterwards exactly one gateway runs, the
+/// supervisor's own child, and none is left when `up` stops. (Before, the old gateway started
+/// its successor itself and exited; the supervisor, seeing its child exit, started another:
+/// two gateways, one of them unsupervised and left running after `up` stopped.)
+#[test]
+fn sigusr2_restarts_the_gateway_through_the_supervisor_without_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let stack = UpStack::start(&data, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let players = keyed_players(&stack, "usr2", &stop);
+    std::thread::sleep(Duration::from_millis(500));
+    let listen = format!("gateway --listen 127.0.0.1:{}", stack.gateway_port);
+    let old = find_process(&[&listen]).expect("the gateway runs");
+    Command::new("kill")
+        .args(["-USR2", &old.to_string()])
+        .status()
+        .unwrap();
+    let asked = Instant::now();
+    wait_for("the old gateway to stop", || {
+        let running = find_processes(&[&listen]);
+        !running.contains(&old) && !running.is_empty()
+    });
+    let handed_over_in = asked.elapsed();
+    // Long enough for a supervisor that took the old one's exit for a crash to start another.
+    std::thread::sleep(Duration::from_millis(1_500));
+    stop.store(true, Ordering::SeqCst);
+    let Seen {
+        bets,
+        cut,
+        refused,
+        failed,
+    } = all_seen(players);
+    let gateways = find_processes(&[&listen]);
+    let supervised = get(
+        &format!(
+            "http://127.0.0.1:{}/supervisor/children",
+            stack.control_port + 1
+        ),
+        Some(OPS_TOKEN),
+    )
+    .unwrap()
+    .1;
+    let child = supervised["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "gateway")
+        .unwrap()
+        .clone();
+    eprintln!(
+        "SIGUSR2 under up: handed over in {handed_over_in:?}; {bets} bets, {} refused, {cut} cut, {} failed; gateways now {gateways:?}, supervisor's {child}",
+        refused.len(),
+        failed.len()
+    );
+    assert_eq!(gateways.len(), 1, "one gateway runs: {gateways:?}");
+    assert_eq!(
+        child["pid"].as_u64(),
+        Some(u64::from(gateways[0])),
+        "{child}"
+    );
+    assert_eq!(child["retiring_pid"], Value::Null, "{child}");
+    assert!(refused.is_empty(), "{refused:?}");
+    assert_eq!(cut, 0, "no bet was cut in flight");
+    assert!(failed.is_empty(), "{failed:?}");
+    assert!(bets > 50, "the load ran ({bets} bets)");
+    drop(stack);
+    assert!(
+        find_processes(&[&listen]).is_empty(),
+        "no gateway outlives up: {:?}",
+        find_processes(&[&listen])
+    );
     ledger_integrity(&data);
 }

@@ -1,6 +1,7 @@
 //! Croupier's games: pure, deterministic functions from a bet and a provably fair random
 //! stream to an outcome and a payout. Nothing here touches money or storage: the node moves
 //! the money through the ledger; this crate only says what the outcome is and what it pays.
+#![forbid(unsafe_code)]
 
 pub mod blackjack;
 pub mod catalog;

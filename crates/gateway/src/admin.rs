@@ -1,5 +1,6 @@
 //! The gateway's operator listener: `/healthz`, `/readyz` (at least one node can serve),
-//! `/metrics`, and, with the ops token, `/admin/nodes` to see and set each node's state.
+//! `/metrics`, and, with the ops token, `/admin/nodes` to see and set each node's state
+//! (wrong tokens counted per address: `croupier_web::lockout`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -17,12 +18,19 @@ use crate::pool::AdminState;
 use crate::proxy::refusal;
 
 pub fn router(gateway: Arc<Gateway>) -> Router {
+    // Wrong tokens on the admin routes are counted per address; guessing gets it blocked.
+    let admin = Router::new()
+        .route("/admin/nodes", get(list_nodes))
+        .route("/admin/nodes/{name}", put(set_node))
+        .route_layer(axum::middleware::from_fn_with_state(
+            gateway.lockout.clone(),
+            croupier_web::lockout::guard,
+        ));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/admin/nodes", get(list_nodes))
-        .route("/admin/nodes/{name}", put(set_node))
+        .merge(admin)
         .fallback(|| async { refusal(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(croupier_vitals::panics::layer())
         .layer(axum::middleware::map_response(croupier_web::secure_headers))
@@ -80,6 +88,7 @@ fn nodes(gateway: &Gateway) -> Value {
                 "healthy": b.is_healthy(), "ejected": b.is_ejected(), "eligible": b.eligible(),
                 "outstanding_requests": b.outstanding.load(Ordering::Relaxed),
                 "websockets": b.websockets.load(Ordering::Relaxed),
+                "answered": b.answered(),
             })
         })
         .collect();
@@ -126,6 +135,9 @@ async fn set_node(
         }
     };
     backend.set_admin_state(wanted.state);
+    if wanted.state == AdminState::Active {
+        backend.clear_ejection();
+    }
     tracing::info!(node = %name, state = wanted.state.as_str(), "node state set by operator");
     Json(nodes(&gateway)).into_response()
 }

@@ -5,26 +5,33 @@
 //! draining node, is retried on another node, other failures only when the request is
 //! idempotent, all within a retry budget. Per-node operator states (active, draining,
 //! maintenance) are set through an authenticated admin API; WebSockets are proxied and closed
-//! with 1012 on drain so clients reconnect elsewhere. See ARCHITECTURE.md for why hyper.
+//! with 1012 on drain so clients reconnect elsewhere. When no node is eligible for a moment,
+//! requests wait a bounded time for one (`queue`) before a 503. See ARCHITECTURE.md for why hyper.
 
 pub mod access_log;
 pub mod admin;
 pub mod budget;
 pub mod health;
+pub mod latency;
 pub mod limits;
 pub mod metrics;
+pub mod paths;
 pub mod pool;
 pub mod proxy;
+pub mod queue;
 pub mod restart;
-pub mod server;
 pub mod ws_proxy;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use croupier_web::lockout::{Lockout, LockoutConfig};
+use croupier_web::serve::Hygiene;
+use croupier_web::tls::{Acceptor, ClientFiles, TlsError};
 use http_body_util::Full;
 use hyper::body::Bytes;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -37,7 +44,7 @@ use limits::RateLimits;
 use metrics::Metrics;
 use pool::{Backend, OutlierConfig, Pool};
 
-pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -53,12 +60,29 @@ pub struct GatewayConfig {
     pub connect_timeout: Duration,
     /// Longest wait for a node's response headers, per try.
     pub upstream_timeout: Duration,
+    /// Shorter per-try limit of retry-safe requests, from the node's recent latency.
+    pub try_timeout: latency::TryTimeout,
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,
     /// Requests per second allowed per client address and per player; `None` = no limit.
     pub rate_per_ip: Option<u32>,
     pub rate_per_player: Option<u32>,
+    /// Sign-ins (sign-ups in demo mode) per client address and minute; `None` = no limit.
+    pub sign_ins_per_minute: Option<u32>,
+    /// Longest wait for an eligible node when none is (0: answer 503 at once).
+    pub queue_timeout: Duration,
+    /// Most requests waiting for a node; more get 503 at once.
+    pub queue_max: usize,
+    /// Most connections open at once from one client address on the players' port.
+    pub conns_per_ip: Option<usize>,
+    /// Most WebSockets open at once per player and per client address.
+    pub ws_per_player: Option<usize>,
+    pub ws_per_ip: Option<usize>,
+    /// When wrong admin tokens get an address blocked.
+    pub lockout: LockoutConfig,
     pub admin_token: String,
+    /// What the gateway trusts and presents when it calls `https://` nodes.
+    pub node_tls: ClientFiles,
 }
 
 impl GatewayConfig {
@@ -72,11 +96,20 @@ impl GatewayConfig {
             retry_floor_per_second: 10.0,
             connect_timeout: Duration::from_millis(250),
             upstream_timeout: Duration::from_secs(10),
+            try_timeout: latency::TryTimeout::default(),
             max_body_bytes: 64 * 1024,
             max_header_bytes: 16 * 1024,
             rate_per_ip: Some(2_000),
             rate_per_player: Some(200),
+            sign_ins_per_minute: Some(120),
+            queue_timeout: Duration::from_secs(3),
+            queue_max: 1_000,
+            conns_per_ip: Some(512),
+            ws_per_player: Some(16),
+            ws_per_ip: Some(256),
+            lockout: LockoutConfig::default(),
             admin_token,
+            node_tls: ClientFiles::default(),
         }
     }
 }
@@ -91,13 +124,25 @@ pub struct Gateway {
     /// Set when the gateway stops: proxied WebSockets close with 1012.
     pub stopping: watch::Sender<bool>,
     pub access_log: access_log::AccessLog,
+    /// Requests waiting for an eligible node.
+    pub queue: queue::Queue,
+    /// WebSockets open now, per client address and per player.
+    pub ws_caps: ws_proxy::WsCaps,
+    /// TLS of WebSockets to `https://` nodes (the HTTP client has its own copy).
+    pub node_tls: Arc<rustls::ClientConfig>,
+    /// Wrong admin tokens per address, and the addresses blocked for them.
+    pub lockout: Arc<Lockout>,
 }
 
 impl Gateway {
-    pub fn new(config: GatewayConfig) -> Arc<Gateway> {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.set_nodelay(true);
+    /// A gateway for `config`; fails when its TLS files for the nodes cannot be read.
+    pub fn new(config: GatewayConfig) -> Result<Arc<Gateway>, TlsError> {
+        let tls = croupier_web::tls::client_config(&config.node_tls)?;
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_nodelay(true);
+        let connector = croupier_web::tls::https_connector(http, tls.clone());
+        let node_tls = Arc::new(tls);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(512)
@@ -109,22 +154,30 @@ impl Gateway {
                 .map(|(name, base)| Backend::new(name, base))
                 .collect(),
         );
-        Arc::new(Gateway {
+        let mut metrics = Metrics::new(
+            &config
+                .nodes
+                .iter()
+                .map(|(name, _)| name.clone())
+                .collect::<Vec<_>>(),
+        );
+        let lockout = Arc::new(Lockout::new("gateway_admin", config.lockout.clone()));
+        lockout.register(metrics.security_mut());
+        Ok(Arc::new(Gateway {
             pool,
+            node_tls,
             client,
-            metrics: Metrics::new(
-                &config
-                    .nodes
-                    .iter()
-                    .map(|(name, _)| name.clone())
-                    .collect::<Vec<_>>(),
-            ),
+            metrics,
+            lockout,
             budget: RetryBudget::new(config.retry_ratio, config.retry_floor_per_second),
-            limits: RateLimits::new(config.rate_per_ip, config.rate_per_player),
+            limits: RateLimits::new(config.rate_per_ip, config.rate_per_player)
+                .with_sign_ins(config.sign_ins_per_minute),
             stopping: watch::Sender::new(false),
             access_log: access_log::AccessLog::default(),
+            queue: queue::Queue::default(),
+            ws_caps: ws_proxy::WsCaps::new(config.ws_per_ip, config.ws_per_player),
             config,
-        })
+        }))
     }
 }
 
@@ -135,6 +188,7 @@ pub async fn serve(
     admin: TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    tls: Option<Acceptor>,
 ) -> std::io::Result<()> {
     health::spawn_checks(gateway.clone());
     limits::spawn_sweeper(gateway.clone());
@@ -157,9 +211,22 @@ pub async fn serve(
     let wait = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let players = server::serve(player, proxy::router(gateway.clone()), stop_rx.clone());
-    let operators =
-        axum::serve(admin, admin::router(gateway)).with_graceful_shutdown(wait(stop_rx));
-    let ((), operators) = tokio::join!(players, operators.into_future());
-    operators
+    let mut players = Hygiene::players();
+    players.conns_per_ip = gateway.config.conns_per_ip;
+    let players = croupier_web::serve::serve(
+        player,
+        proxy::router(gateway.clone()),
+        wait(stop_rx.clone()),
+        players,
+        tls.clone(),
+    );
+    let operators = croupier_web::serve::serve(
+        admin,
+        admin::router(gateway),
+        wait(stop_rx),
+        Hygiene::operators(),
+        tls,
+    );
+    tokio::join!(players, operators);
+    Ok(())
 }

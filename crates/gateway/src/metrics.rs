@@ -55,12 +55,15 @@ pub struct NodeMetrics {
 
 pub struct Metrics {
     registry: Registry,
+    /// Series named as on every server (`croupier_security_*`), not under the gateway's prefix.
+    security: Registry,
     nodes: Vec<NodeMetrics>,
     pub requests: Family<NodeStatus, Counter>,
     pub latency: Latency,
     pub upstream_errors: Family<NodeKind, Counter>,
     pub retries: Family<Reason, Counter>,
     pub refused: Family<Reason, Counter>,
+    pub queued: Family<Reason, Counter>,
     pub ejections: Family<NodeLabel, Counter>,
     state: Family<NodeState, Gauge>,
     healthy: Family<NodeLabel, Gauge>,
@@ -76,6 +79,7 @@ impl Metrics {
         let upstream_errors = Family::<NodeKind, Counter>::default();
         let retries = Family::<Reason, Counter>::default();
         let refused = Family::<Reason, Counter>::default();
+        let queued = Family::<Reason, Counter>::default();
         let ejections = Family::<NodeLabel, Counter>::default();
         let state = Family::<NodeState, Gauge>::default();
         let healthy = Family::<NodeLabel, Gauge>::default();
@@ -101,7 +105,12 @@ impl Metrics {
             "Retries on another node, by reason",
             retries.clone(),
         );
-        registry.register("refused", "Requests the gateway answered itself (no_node, retry_budget, rate_limit_ip, rate_limit_player, too_large)", refused.clone());
+        registry.register("refused", "Requests the gateway answered itself (no_node, retry_budget, rate_limit_ip, rate_limit_player, rate_limit_sign_in, too_large, not_player_api, websockets_per_ip, websockets_per_player)", refused.clone());
+        registry.register(
+            "queued",
+            "Requests that waited for an eligible node, by outcome (sent, timeout, full)",
+            queued.clone(),
+        );
         registry.register(
             "ejections",
             "Passive outlier ejections by node",
@@ -156,18 +165,25 @@ impl Metrics {
             .collect();
         Metrics {
             registry,
+            security: Registry::with_prefix("croupier"),
             nodes,
             requests,
             latency,
             upstream_errors,
             retries,
             refused,
+            queued,
             ejections,
             state,
             healthy,
             outstanding,
             websockets,
         }
+    }
+
+    /// Where the credential lockout's series go.
+    pub fn security_mut(&mut self) -> &mut Registry {
+        &mut self.security
     }
 
     pub fn node(&self, index: usize) -> &NodeMetrics {
@@ -208,7 +224,10 @@ impl Metrics {
                 .set(backend.websockets.load(Ordering::Relaxed));
         }
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
+        encode_registry(&mut out, &self.registry)
+            .and_then(|()| encode_registry(&mut out, &self.security))
+            .and_then(|()| encode_eof(&mut out))
             .expect("writing to a String cannot fail");
         out
     }

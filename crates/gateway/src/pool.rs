@@ -5,7 +5,7 @@
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -63,6 +63,11 @@ pub struct Backend {
     ejections_in_a_row: AtomicU32,
     ejected_until: Mutex<Option<Instant>>,
     pub websockets: AtomicI64,
+    /// Player requests the node answered (not counting 5xx failures): the proof a rolling
+    /// update waits for that a returned node serves real traffic again.
+    answered: AtomicU64,
+    /// Its recent latency: the per-try timeout of retry-safe requests.
+    pub recent: crate::latency::Recent,
 }
 
 impl Backend {
@@ -78,6 +83,8 @@ impl Backend {
             ejections_in_a_row: AtomicU32::new(0),
             ejected_until: Mutex::new(None),
             websockets: AtomicI64::new(0),
+            answered: AtomicU64::new(0),
+            recent: crate::latency::Recent::default(),
         }
     }
 
@@ -113,6 +120,19 @@ impl Backend {
     }
 
     pub fn record_success(&self) {
+        self.consecutive_errors.store(0, Ordering::SeqCst);
+        self.ejections_in_a_row.store(0, Ordering::SeqCst);
+        self.answered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn answered(&self) -> u64 {
+        self.answered.load(Ordering::Relaxed)
+    }
+
+    /// Forgets the passive ejection and its back-off: an operator put the node back in
+    /// service, so the refused connections of its restart no longer count against it.
+    pub fn clear_ejection(&self) {
+        *self.ejected_until.lock() = None;
         self.consecutive_errors.store(0, Ordering::SeqCst);
         self.ejections_in_a_row.store(0, Ordering::SeqCst);
     }
@@ -280,6 +300,21 @@ mod tests {
         );
         std::thread::sleep(Duration::from_millis(40));
         assert!(b.eligible());
+    }
+
+    #[test]
+    fn clearing_an_ejection_makes_the_node_eligible_at_once() {
+        let b = Backend::new("n", "http://x");
+        let outlier = OutlierConfig::default();
+        assert!(b.record_failure(true, &outlier));
+        assert!(!b.eligible());
+        b.clear_ejection();
+        assert!(b.eligible());
+        assert!(b.record_failure(true, &outlier));
+        assert!(b.is_ejected(), "a later refusal ejects it again");
+        assert_eq!(b.answered(), 0);
+        b.record_success();
+        assert_eq!(b.answered(), 1);
     }
 
     #[test]

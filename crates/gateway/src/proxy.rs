@@ -2,12 +2,14 @@
 //! tries on different nodes. A refused connection or a draining node's refusal is always
 //! retried; a reset or timeout only when the request is idempotent (GET/HEAD, or carries an
 //! Idempotency-Key, which the node uses to apply it at most once); every retry spends the
-//! retry budget. When no node can serve, players get a 503 maintenance notice.
+//! retry budget. A retry-safe try that is not the last waits only a few times the node's
+//! recent p99 (`latency`), so a frozen node costs a player that, not the whole freeze. When no node can serve, a request waits a bounded time for one (`queue`);
+//! then players get a 503 maintenance notice.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
@@ -79,11 +81,37 @@ pub fn no_node(gateway: &Gateway) -> Response {
 /// this process's random SipHash key: the key for affinity and the per-player rate limit.
 pub fn player_key(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<PlayerKey> {
     let token = croupier_web::bearer_or_query(headers, uri)?;
+    Some(key_of(token.trim()))
+}
+
+/// A token or a player name as a key (SipHash with this process's random key).
+fn key_of(text: &str) -> PlayerKey {
     static KEYS: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
-    Some(
-        KEYS.get_or_init(std::hash::RandomState::new)
-            .hash_one(token.trim()),
-    )
+    KEYS.get_or_init(std::hash::RandomState::new).hash_one(text)
+}
+
+const SIGN_IN: &str = "/api/v1/sessions";
+
+/// What the gateway reads of a node's answer to a sign-in: whose token it is.
+#[derive(serde::Deserialize)]
+struct SignedIn {
+    player: String,
+    token: String,
+}
+
+/// After a sign-in, remembers the new token's player for the per-player rate limit.
+async fn learn_player(gateway: &Gateway, response: Response) -> Response {
+    let (head, body) = response.into_parts();
+    let Ok(collected) = body.collect().await else {
+        return Response::from_parts(head, Body::empty());
+    };
+    let bytes = collected.to_bytes();
+    if let Ok(signed) = serde_json::from_slice::<SignedIn>(&bytes) {
+        gateway
+            .limits
+            .learn(key_of(&signed.token), key_of(&signed.player));
+    }
+    Response::from_parts(head, Body::from(bytes))
 }
 
 fn is_idempotent(method: &Method, headers: &HeaderMap) -> bool {
@@ -107,6 +135,14 @@ async fn handle(
         Metrics::count(&gateway.metrics.refused, "rate_limit_ip");
         return too_many();
     }
+    if !crate::paths::is_player_path(request.uri().path()) {
+        Metrics::count(&gateway.metrics.refused, "not_player_api");
+        return refusal(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such route on the players' address",
+        );
+    }
     if header_bytes(request.headers()) > gateway.config.max_header_bytes {
         Metrics::count(&gateway.metrics.refused, "headers_too_large");
         return refusal(
@@ -117,13 +153,18 @@ async fn handle(
     }
     let player = player_key(request.headers(), request.uri());
     if let Some(key) = player
-        && !gateway.limits.allow_player(key)
+        && !gateway.limits.allow_player(gateway.limits.player_of(key))
     {
         Metrics::count(&gateway.metrics.refused, "rate_limit_player");
         return too_many();
     }
+    let sign_in = request.method() == Method::POST && request.uri().path() == SIGN_IN;
+    if sign_in && !gateway.limits.allow_sign_in(client.ip()) {
+        Metrics::count(&gateway.metrics.refused, "rate_limit_sign_in");
+        return too_many();
+    }
     if crate::ws_proxy::is_upgrade(request.headers()) {
-        return crate::ws_proxy::handle(gateway, request, player).await;
+        return crate::ws_proxy::handle(gateway, request, player, client.ip()).await;
     }
     let (parts, body) = request.into_parts();
     let body = match Limited::new(body, gateway.config.max_body_bytes)
@@ -145,7 +186,10 @@ async fn handle(
     };
     gateway.budget.deposit();
     let started = Instant::now();
-    let response = forward(&gateway, &parts, body, player, client).await;
+    let mut response = forward(&gateway, &parts, body, player, client).await;
+    if sign_in && response.status() == StatusCode::CREATED {
+        response = learn_player(&gateway, response).await;
+    }
     let status = response.status().as_u16();
     if gateway.access_log.keep(status) {
         let node = response
@@ -215,6 +259,7 @@ async fn try_node(
     body: Bytes,
     idempotent: bool,
     client: SocketAddr,
+    limit: Duration,
 ) -> Try {
     let backend = &gateway.pool.backends[index];
     let Some(request) = upstream_request(&backend.base, parts, body, client) else {
@@ -249,16 +294,14 @@ async fn try_node(
     };
     backend.outstanding.fetch_add(1, Ordering::SeqCst);
     let started = Instant::now();
-    let result = tokio::time::timeout(
-        gateway.config.upstream_timeout,
-        gateway.client.request(request),
-    )
-    .await;
+    let result = tokio::time::timeout(limit, gateway.client.request(request)).await;
     backend.outstanding.fetch_sub(1, Ordering::SeqCst);
+    let took = started.elapsed();
+    backend.recent.observe(took);
     metrics
         .latency
         .get_or_create(&node)
-        .observe(started.elapsed().as_secs_f64());
+        .observe(took.as_secs_f64());
     match result {
         Ok(Ok(response)) => {
             let status = response.status();
@@ -335,6 +378,19 @@ async fn try_node(
     }
 }
 
+/// How long try number `tries` on node `index` may wait for its answer: a retry-safe try
+/// that is not the last gets the node's latency-derived limit, the others the full
+/// upstream timeout (a slow system still answers its last try).
+fn try_limit(gateway: &Gateway, index: usize, idempotent: bool, tries: usize) -> Duration {
+    let ceiling = gateway.config.upstream_timeout;
+    if !idempotent || tries >= gateway.config.max_tries.max(1) {
+        return ceiling;
+    }
+    gateway.pool.backends[index]
+        .recent
+        .try_timeout(&gateway.config.try_timeout, ceiling)
+}
+
 async fn forward(
     gateway: &Gateway,
     parts: &axum::http::request::Parts,
@@ -345,11 +401,21 @@ async fn forward(
     let idempotent = is_idempotent(&parts.method, &parts.headers);
     let mut tried = Vec::new();
     loop {
-        let Some(index) = gateway.pool.pick(player, &tried) else {
+        let Some(index) = crate::queue::pick_or_wait(gateway, player, &tried).await else {
             return no_node(gateway);
         };
         tried.push(index);
-        let outcome = try_node(gateway, index, parts, body.clone(), idempotent, client).await;
+        let limit = try_limit(gateway, index, idempotent, tried.len());
+        let outcome = try_node(
+            gateway,
+            index,
+            parts,
+            body.clone(),
+            idempotent,
+            client,
+            limit,
+        )
+        .await;
         let reason = match outcome {
             Try::Answer(response) => return response,
             Try::Fail(kind) => {
@@ -363,7 +429,7 @@ async fn forward(
             }
             Try::Retry(reason) => reason,
         };
-        if tried.len() >= gateway.config.max_tries.max(1) || !gateway.pool.any_eligible() {
+        if tried.len() >= gateway.config.max_tries.max(1) {
             return if reason == "draining" || !gateway.pool.any_eligible() {
                 no_node(gateway)
             } else {

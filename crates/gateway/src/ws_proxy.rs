@@ -3,6 +3,7 @@
 //! it dies, or when the gateway stops, the client gets a close frame 1012 ("service restart")
 //! and reconnects through the gateway to another node.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -10,6 +11,7 @@ use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use croupier_web::caps::Caps;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::{
     self, client::IntoClientRequest, protocol::frame::coding::CloseCode,
@@ -31,14 +33,57 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
+/// Names the player of a WebSocket in the node's 101 answer, for the per-player cap.
+pub const PLAYER_HEADER: &str = "croupier-player";
+
+/// WebSockets open now, per client address and per player.
+pub struct WsCaps {
+    pub per_ip: Caps<IpAddr>,
+    pub per_player: Caps<String>,
+}
+
+impl WsCaps {
+    pub fn new(per_ip: Option<usize>, per_player: Option<usize>) -> Self {
+        WsCaps {
+            per_ip: Caps::new(per_ip),
+            per_player: Caps::new(per_player),
+        }
+    }
+}
+
+fn too_many_sockets(gateway: &Gateway, per: &'static str) -> Response {
+    crate::metrics::Metrics::count(&gateway.metrics.refused, per);
+    refusal(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_websockets",
+        "too many WebSockets open; close some first",
+    )
+}
+
+/// The player a node's 101 answer names, else the token's key (a node without the header).
+fn player_of(
+    response: &tungstenite::handshake::client::Response,
+    player: Option<PlayerKey>,
+) -> String {
+    response
+        .headers()
+        .get(PLAYER_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| format!("~token:{}", player.unwrap_or(0)), str::to_owned)
+}
+
 pub async fn handle(
     gateway: Arc<Gateway>,
     request: Request,
     player: Option<PlayerKey>,
+    client: IpAddr,
 ) -> Response {
+    let Some(address_slot) = gateway.ws_caps.per_ip.try_take(client) else {
+        return too_many_sockets(&gateway, "websockets_per_ip");
+    };
     let (mut parts, _) = request.into_parts();
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-        Ok(upgrade) => upgrade,
+        Ok(upgrade) => upgrade.read_buffer_size(croupier_web::WEBSOCKET_READ_BUFFER),
         Err(rejection) => return rejection.into_response(),
     };
     let path = parts
@@ -49,12 +94,12 @@ pub async fn handle(
         .to_owned();
     let mut tried = Vec::new();
     loop {
-        let Some(index) = gateway.pool.pick(player, &tried) else {
+        let Some(index) = crate::queue::pick_or_wait(&gateway, player, &tried).await else {
             return no_node(&gateway);
         };
         tried.push(index);
         let backend = &gateway.pool.backends[index];
-        let url = format!("{}{path}", backend.base.replacen("http://", "ws://", 1));
+        let url = format!("{}{path}", croupier_web::websocket_base(&backend.base));
         let Ok(mut upstream_request) = url.into_client_request() else {
             return refusal(
                 StatusCode::BAD_REQUEST,
@@ -67,11 +112,28 @@ pub async fn handle(
                 .headers_mut()
                 .insert(header::AUTHORIZATION, auth.clone());
         }
-        let connect = tokio_tungstenite::connect_async(upstream_request);
+        let connect = tokio_tungstenite::connect_async_tls_with_config(
+            upstream_request,
+            Some(small_reads()),
+            true,
+            Some(tokio_tungstenite::Connector::Rustls(
+                gateway.node_tls.clone(),
+            )),
+        );
         match tokio::time::timeout(gateway.config.upstream_timeout, connect).await {
-            Ok(Ok((upstream, _))) => {
+            Ok(Ok((upstream, answer))) => {
+                let Some(player_slot) = gateway
+                    .ws_caps
+                    .per_player
+                    .try_take(player_of(&answer, player))
+                else {
+                    return too_many_sockets(&gateway, "websockets_per_player");
+                };
                 let gateway = gateway.clone();
-                return upgrade.on_upgrade(move |client| bridge(gateway, index, client, upstream));
+                return upgrade.on_upgrade(move |client| async move {
+                    let _slots = (address_slot, player_slot);
+                    bridge(gateway, index, client, upstream).await;
+                });
             }
             // The node answered without upgrading (bad token, draining…): pass it on, unless
             // it is draining, in which case another node may take the socket.
@@ -187,4 +249,10 @@ async fn bridge(
         }
     }
     backend.websockets.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// The node side of a bridged socket reads as little at a time as the player side.
+fn small_reads() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(croupier_web::WEBSOCKET_READ_BUFFER)
 }

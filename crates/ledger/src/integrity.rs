@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::chain::{GENESIS, entry_hash};
 use crate::error::LedgerError;
-use crate::model::{Account, EntryKind, JournalEntry, RoundStatus};
+use crate::model::{Account, EntryKind, JournalEntry, Round, RoundStatus};
 use crate::store::LedgerTx;
 
 pub const SUM_ZERO: &str = "sum_zero";
@@ -71,216 +71,257 @@ fn expected_direction(kind: EntryKind, e: &JournalEntry) -> bool {
         EntryKind::Stake | EntryKind::Raise => e.debit.is_player() && e.credit == Account::InRound,
         EntryKind::Settle => e.debit == Account::InRound && e.credit == Account::House,
         EntryKind::Payout => e.debit == Account::House && e.credit.is_player(),
+        EntryKind::Deposit => e.debit == Account::Operator && e.credit.is_player(),
+        EntryKind::Withdraw => e.debit.is_player() && e.credit == Account::Operator,
     }
 }
 
-/// Runs every check; a storage error aborts, a broken invariant is reported.
+/// Runs every check in one pass over the journal, then over the balances and the rounds; a
+/// storage error aborts, a broken invariant is reported.
 pub fn check(tx: &mut dyn LedgerTx) -> Result<IntegrityReport, LedgerError> {
-    let mut report = IntegrityReport {
-        ok: false,
-        entries: 0,
-        accounts: 0,
-        rounds: 0,
-        chain_head: GENESIS.to_owned(),
-        totals: BTreeMap::new(),
-        violation_count: 0,
-        violations: Vec::new(),
-    };
-    let mut replayed: HashMap<(String, String), i64> = HashMap::new();
-    let mut rounds: HashMap<String, RoundMoney> = HashMap::new();
-    let mut last_seq = 0i64;
+    let mut replay = Replay::default();
+    tx.for_each_entry(&mut |entry| {
+        replay.entry(entry);
+        Ok(())
+    })?;
+    replay.compare_balances(&tx.all_balances()?);
+    replay.check_sum_zero();
+    tx.for_each_round(&mut |round| {
+        replay.compare_round(&round);
+        Ok(())
+    })?;
+    Ok(replay.finish())
+}
 
-    tx.for_each_entry(&mut |e| {
-        report.entries += 1;
-        if e.seq != last_seq + 1 {
-            report.violate(
-                HASH_CHAIN,
-                format!("entry {} follows {}: a gap", e.seq, last_seq),
-            );
+/// What the journal says, accumulated entry by entry, and the report so far.
+struct Replay {
+    report: IntegrityReport,
+    /// Each (account, currency)'s balance by the journal.
+    balances: HashMap<(String, String), i64>,
+    rounds: HashMap<String, RoundMoney>,
+    last_seq: i64,
+}
+
+impl Default for Replay {
+    fn default() -> Replay {
+        Replay {
+            report: IntegrityReport {
+                ok: false,
+                entries: 0,
+                accounts: 0,
+                rounds: 0,
+                chain_head: GENESIS.to_owned(),
+                totals: BTreeMap::new(),
+                violation_count: 0,
+                violations: Vec::new(),
+            },
+            balances: HashMap::new(),
+            rounds: HashMap::new(),
+            last_seq: 0,
         }
-        if e.prev_hash != report.chain_head {
-            report.violate(
-                HASH_CHAIN,
-                format!("entry {} does not link to the one before", e.seq),
-            );
-        }
-        if entry_hash(&e) != e.hash {
-            report.violate(
-                HASH_CHAIN,
-                format!("entry {} does not match its hash", e.seq),
-            );
-        }
-        if e.amount <= 0 {
-            report.violate(PROJECTIONS, format!("entry {} moves {}", e.seq, e.amount));
-        }
-        if !expected_direction(e.kind, &e) {
-            report.violate(
-                ROUND_ENTRIES,
-                format!(
-                    "entry {} ({}) moves {} -> {}",
-                    e.seq,
-                    e.kind.as_str(),
-                    e.debit,
-                    e.credit
-                ),
-            );
-        }
-        *replayed
+    }
+}
+
+impl Replay {
+    fn entry(&mut self, e: JournalEntry) {
+        self.report.entries += 1;
+        self.check_link(&e);
+        self.check_shape(&e);
+        *self
+            .balances
             .entry((e.debit.to_string(), e.currency.clone()))
             .or_default() -= e.amount;
-        *replayed
+        *self
+            .balances
             .entry((e.credit.to_string(), e.currency.clone()))
             .or_default() += e.amount;
-        match (&e.round_id, e.kind) {
-            (None, EntryKind::Grant) => {}
-            (Some(id), kind) if kind != EntryKind::Grant => {
-                let money = rounds.entry(id.clone()).or_default();
-                match kind {
-                    EntryKind::Stake => {
-                        money.stakes += 1;
-                        money.staked += e.amount;
-                    }
-                    EntryKind::Raise => money.staked += e.amount,
-                    EntryKind::Settle => {
-                        money.settles += 1;
-                        money.settled += e.amount;
-                    }
-                    EntryKind::Payout => {
-                        money.payouts += 1;
-                        money.paid += e.amount;
-                    }
-                    EntryKind::Grant => unreachable!(),
-                }
-            }
-            _ => report.violate(
-                ROUND_ENTRIES,
-                format!(
-                    "entry {} ({}) has a wrong round reference",
-                    e.seq,
-                    e.kind.as_str()
-                ),
-            ),
-        }
-        last_seq = e.seq;
-        report.chain_head = e.hash;
-        Ok(())
-    })?;
-
-    let stored = tx.all_balances()?;
-    report.accounts = stored.len() as u64;
-    for (account, currency, balance) in &stored {
-        *report.totals.entry(currency.clone()).or_default() += balance;
-        let key = (account.clone(), currency.clone());
-        let expected = replayed.remove(&key).unwrap_or(0);
-        if expected != *balance {
-            report.violate(
-                PROJECTIONS,
-                format!("{account} holds {balance} {currency}, the journal says {expected}"),
-            );
-        }
-        if account.starts_with("player:") && *balance < 0 {
-            report.violate(
-                NO_NEGATIVE_PLAYER,
-                format!("{account} holds {balance} {currency}"),
-            );
-        }
-    }
-    for ((account, currency), amount) in replayed {
-        if amount != 0 {
-            report.violate(
-                PROJECTIONS,
-                format!("{account} has no stored balance, the journal says {amount} {currency}"),
-            );
-        }
-    }
-    let unbalanced: Vec<String> = report
-        .totals
-        .iter()
-        .filter(|(_, total)| **total != 0)
-        .map(|(currency, total)| format!("balances in {currency} add up to {total}"))
-        .collect();
-    for detail in unbalanced {
-        report.violate(SUM_ZERO, detail);
+        self.add_to_round(&e);
+        self.last_seq = e.seq;
+        self.report.chain_head = e.hash;
     }
 
-    let mut checked_rounds = 0u64;
-    let mut problems: Vec<(&'static str, String)> = Vec::new();
-    tx.for_each_round(&mut |round| {
-        checked_rounds += 1;
-        let Some(money) = rounds.remove(&round.id) else {
-            problems.push((
-                ROUND_ENTRIES,
-                format!("round {} has no stake in the journal", round.id),
-            ));
-            return Ok(());
+    /// The hash chain: no gap, each entry links to the one before and matches its hash.
+    fn check_link(&mut self, e: &JournalEntry) {
+        if e.seq != self.last_seq + 1 {
+            let gap = format!("entry {} follows {}: a gap", e.seq, self.last_seq);
+            self.report.violate(HASH_CHAIN, gap);
+        }
+        if e.prev_hash != self.report.chain_head {
+            let detail = format!("entry {} does not link to the one before", e.seq);
+            self.report.violate(HASH_CHAIN, detail);
+        }
+        if entry_hash(e) != e.hash {
+            let detail = format!("entry {} does not match its hash", e.seq);
+            self.report.violate(HASH_CHAIN, detail);
+        }
+    }
+
+    /// A positive amount, moved in the direction its kind allows.
+    fn check_shape(&mut self, e: &JournalEntry) {
+        if e.amount <= 0 {
+            let detail = format!("entry {} moves {}", e.seq, e.amount);
+            self.report.violate(PROJECTIONS, detail);
+        }
+        if !expected_direction(e.kind, e) {
+            let detail = format!(
+                "entry {} ({}) moves {} -> {}",
+                e.seq,
+                e.kind.as_str(),
+                e.debit,
+                e.credit
+            );
+            self.report.violate(ROUND_ENTRIES, detail);
+        }
+    }
+
+    /// Counts a round's entries. A grant has no reference; a cashier movement carries the
+    /// operator's transaction id in place of a round; every other kind has its round.
+    fn add_to_round(&mut self, e: &JournalEntry) {
+        let well_referenced = match e.kind {
+            EntryKind::Grant => e.round_id.is_none(),
+            _ => e.round_id.is_some(),
         };
-        let id = &round.id;
-        if money.stakes != 1 {
-            problems.push((
-                ROUND_ENTRIES,
-                format!("round {id} has {} stakes", money.stakes),
-            ));
+        if !well_referenced {
+            let detail = format!(
+                "entry {} ({}) has a wrong round reference",
+                e.seq,
+                e.kind.as_str()
+            );
+            self.report.violate(ROUND_ENTRIES, detail);
         }
-        if money.settles > 1 || money.payouts > 1 {
-            problems.push((
-                ROUND_ENTRIES,
-                format!(
-                    "round {id} settled {} times, paid {} times",
-                    money.settles, money.payouts
-                ),
-            ));
+        let Some(id) = e.round_id.as_ref().filter(|_| !e.kind.is_roundless()) else {
+            return;
+        };
+        let money = self.rounds.entry(id.clone()).or_default();
+        match e.kind {
+            EntryKind::Stake => {
+                money.stakes += 1;
+                money.staked += e.amount;
+            }
+            EntryKind::Raise => money.staked += e.amount,
+            EntryKind::Settle => {
+                money.settles += 1;
+                money.settled += e.amount;
+            }
+            EntryKind::Payout => {
+                money.payouts += 1;
+                money.paid += e.amount;
+            }
+            EntryKind::Grant | EntryKind::Deposit | EntryKind::Withdraw => {}
         }
-        if money.payouts > money.settles {
-            problems.push((
-                ROUND_ENTRIES,
-                format!("round {id} paid out without settling"),
-            ));
-        }
-        if money.settles == 1 && money.settled != money.staked {
-            problems.push((
-                ROUND_ENTRIES,
-                format!(
-                    "round {id} staked {} but settled {}",
-                    money.staked, money.settled
-                ),
-            ));
-        }
-        if round.stake != money.staked {
-            problems.push((
-                PROJECTIONS,
-                format!(
-                    "round {id} shows stake {}, the journal {}",
-                    round.stake, money.staked
-                ),
-            ));
-        }
-        let settled_in_journal = money.settles > 0;
-        let expected_payout = settled_in_journal.then_some(money.paid);
-        if (round.status == RoundStatus::Settled) != settled_in_journal
-            || round.payout != expected_payout
-        {
-            problems.push((
-                PROJECTIONS,
-                format!(
-                    "round {id} is {} with payout {:?}, the journal says payout {:?}",
-                    round.status.as_str(),
-                    round.payout,
-                    expected_payout
-                ),
-            ));
-        }
-        Ok(())
-    })?;
-    for (invariant, detail) in problems {
-        report.violate(invariant, detail);
     }
-    for id in rounds.keys() {
-        report.violate(
-            PROJECTIONS,
-            format!("round {id} is in the journal but not in rounds"),
-        );
+
+    /// Every stored balance equals the journal's, and no player's is negative.
+    fn compare_balances(&mut self, stored: &[(String, String, i64)]) {
+        self.report.accounts = stored.len() as u64;
+        for (account, currency, balance) in stored {
+            *self.report.totals.entry(currency.clone()).or_default() += balance;
+            let key = (account.clone(), currency.clone());
+            let expected = self.balances.remove(&key).unwrap_or(0);
+            if expected != *balance {
+                let detail =
+                    format!("{account} holds {balance} {currency}, the journal says {expected}");
+                self.report.violate(PROJECTIONS, detail);
+            }
+            if account.starts_with("player:") && *balance < 0 {
+                let detail = format!("{account} holds {balance} {currency}");
+                self.report.violate(NO_NEGATIVE_PLAYER, detail);
+            }
+        }
+        for ((account, currency), amount) in std::mem::take(&mut self.balances) {
+            if amount != 0 {
+                let detail = format!(
+                    "{account} has no stored balance, the journal says {amount} {currency}"
+                );
+                self.report.violate(PROJECTIONS, detail);
+            }
+        }
     }
-    report.rounds = checked_rounds;
-    report.ok = report.violation_count == 0;
-    Ok(report)
+
+    /// Money is only moved, never made: each currency's balances add up to zero.
+    fn check_sum_zero(&mut self) {
+        let unbalanced: Vec<String> = self
+            .report
+            .totals
+            .iter()
+            .filter(|(_, total)| **total != 0)
+            .map(|(currency, total)| format!("balances in {currency} add up to {total}"))
+            .collect();
+        for detail in unbalanced {
+            self.report.violate(SUM_ZERO, detail);
+        }
+    }
+
+    fn compare_round(&mut self, round: &Round) {
+        self.report.rounds += 1;
+        let Some(money) = self.rounds.remove(&round.id) else {
+            let detail = format!("round {} has no stake in the journal", round.id);
+            self.report.violate(ROUND_ENTRIES, detail);
+            return;
+        };
+        for detail in round_entry_problems(&round.id, &money) {
+            self.report.violate(ROUND_ENTRIES, detail);
+        }
+        for detail in round_projection_problems(round, &money) {
+            self.report.violate(PROJECTIONS, detail);
+        }
+    }
+
+    fn finish(mut self) -> IntegrityReport {
+        for id in self.rounds.keys() {
+            let detail = format!("round {id} is in the journal but not in rounds");
+            self.report.violate(PROJECTIONS, detail);
+        }
+        self.report.ok = self.report.violation_count == 0;
+        self.report
+    }
+}
+
+/// One stake, at most one settlement and one payout (after it), settling what was staked.
+fn round_entry_problems(id: &str, money: &RoundMoney) -> Vec<String> {
+    let mut problems = Vec::new();
+    if money.stakes != 1 {
+        problems.push(format!("round {id} has {} stakes", money.stakes));
+    }
+    if money.settles > 1 || money.payouts > 1 {
+        problems.push(format!(
+            "round {id} settled {} times, paid {} times",
+            money.settles, money.payouts
+        ));
+    }
+    if money.payouts > money.settles {
+        problems.push(format!("round {id} paid out without settling"));
+    }
+    if money.settles == 1 && money.settled != money.staked {
+        problems.push(format!(
+            "round {id} staked {} but settled {}",
+            money.staked, money.settled
+        ));
+    }
+    problems
+}
+
+/// The round's stored stake, status and payout as its entries say.
+fn round_projection_problems(round: &Round, money: &RoundMoney) -> Vec<String> {
+    let id = &round.id;
+    let mut problems = Vec::new();
+    if round.stake != money.staked {
+        problems.push(format!(
+            "round {id} shows stake {}, the journal {}",
+            round.stake, money.staked
+        ));
+    }
+    let settled_in_journal = money.settles > 0;
+    let expected_payout = settled_in_journal.then_some(money.paid);
+    if (round.status == RoundStatus::Settled) != settled_in_journal
+        || round.payout != expected_payout
+    {
+        problems.push(format!(
+            "round {id} is {} with payout {:?}, the journal says payout {:?}",
+            round.status.as_str(),
+            round.payout,
+            expected_payout
+        ));
+    }
+    problems
 }

@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// An account in the ledger. Written as `player:<id>`, `house` or `in_round`.
+/// An account in the ledger. Written as `player:<id>`, `house`, `in_round` or `operator`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Account {
     Player(String),
@@ -13,6 +13,9 @@ pub enum Account {
     House,
     /// Escrow for stakes of rounds not yet settled.
     InRound,
+    /// The operator's platform, the other side of every cashier deposit and withdrawal: its
+    /// balance is minus what the game wallets hold of the operator's money (may go negative).
+    Operator,
 }
 
 impl Account {
@@ -30,6 +33,7 @@ impl fmt::Display for Account {
             Account::Player(id) => write!(f, "player:{id}"),
             Account::House => f.write_str("house"),
             Account::InRound => f.write_str("in_round"),
+            Account::Operator => f.write_str("operator"),
         }
     }
 }
@@ -40,6 +44,7 @@ impl FromStr for Account {
         match s {
             "house" => Ok(Account::House),
             "in_round" => Ok(Account::InRound),
+            "operator" => Ok(Account::Operator),
             _ => s
                 .strip_prefix("player:")
                 .map(Account::player)
@@ -68,6 +73,10 @@ pub enum EntryKind {
     Settle,
     /// House to player: the round's winnings, stakes included (at most one, after settle).
     Payout,
+    /// Operator to player: the operator's cashier moved money into the game wallet.
+    Deposit,
+    /// Player to operator: the operator's cashier took money out of the game wallet.
+    Withdraw,
 }
 
 impl EntryKind {
@@ -78,7 +87,17 @@ impl EntryKind {
             EntryKind::Raise => "raise",
             EntryKind::Settle => "settle",
             EntryKind::Payout => "payout",
+            EntryKind::Deposit => "deposit",
+            EntryKind::Withdraw => "withdraw",
         }
+    }
+
+    /// Kinds that belong to no round: demo grants and the operator's cashier movements.
+    pub fn is_roundless(self) -> bool {
+        matches!(
+            self,
+            EntryKind::Grant | EntryKind::Deposit | EntryKind::Withdraw
+        )
     }
 }
 
@@ -91,6 +110,8 @@ impl FromStr for EntryKind {
             EntryKind::Raise,
             EntryKind::Settle,
             EntryKind::Payout,
+            EntryKind::Deposit,
+            EntryKind::Withdraw,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -102,6 +123,8 @@ impl FromStr for EntryKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transfer {
     pub kind: EntryKind,
+    /// The round the money belongs to; for a cashier movement (`Deposit`, `Withdraw`) the
+    /// operator's transaction id; none for a grant.
     pub round_id: Option<String>,
     pub debit: Account,
     pub credit: Account,
@@ -206,7 +229,12 @@ mod tests {
 
     #[test]
     fn accounts_round_trip_as_text() {
-        for a in [Account::player("alice"), Account::House, Account::InRound] {
+        for a in [
+            Account::player("alice"),
+            Account::House,
+            Account::InRound,
+            Account::Operator,
+        ] {
             assert_eq!(a.to_string().parse::<Account>().unwrap(), a);
         }
         assert!("bank".parse::<Account>().is_err());

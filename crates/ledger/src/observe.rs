@@ -11,8 +11,11 @@ use std::time::Duration;
 pub struct BatchTimings {
     /// Operations in the batch.
     pub jobs: usize,
-    /// How long the oldest operation waited in the queue before the batch started.
+    /// How long the oldest operation waited in the queue before its writer took its turn.
     pub queue_wait: Duration,
+    /// How long the writer waited for its turn at the store while another process wrote
+    /// (SQLite: the file's write turn; zero where the backend has no such turn).
+    pub turn_wait: Duration,
     /// Running the operations: reads, locks, game logic (last attempt).
     pub build: Duration,
     /// Writing the changes and committing: the flush, the fsync (last attempt).
@@ -25,6 +28,10 @@ pub struct BatchTimings {
 
 pub trait StoreObserver: Send + Sync {
     fn batch(&self, timings: &BatchTimings);
+
+    /// A WAL checkpoint that copied pages back into the database file, run beside the
+    /// writer (SQLite only), and how long it took.
+    fn checkpoint(&self, took: Duration);
 }
 
 /// The observer a store reports to, set once after the store is opened.
@@ -39,6 +46,12 @@ impl ObserverSlot {
     pub fn report(&self, timings: &BatchTimings) {
         if let Some(observer) = self.0.get() {
             observer.batch(timings);
+        }
+    }
+
+    pub fn report_checkpoint(&self, took: Duration) {
+        if let Some(observer) = self.0.get() {
+            observer.checkpoint(took);
         }
     }
 }

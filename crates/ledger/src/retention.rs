@@ -3,11 +3,16 @@
 //! design; expired sessions are removed; idempotency records are kept for a stated period,
 //! at least the operator's reconciliation window, then removed (a backup still holds them).
 //! A replay of a key older than that period would run as a new request: clients retry within
-//! seconds, and the period is days.
+//! seconds, and the period is days. The cashier's keys (`CASHIER_KEY_PREFIX`) are the
+//! exception: each is one money movement of the operator's, looked up by its transaction id
+//! for reconciliation, so they are kept as long as the journal.
 
 use serde::Serialize;
 
 pub const DAY_MS: i64 = 86_400_000;
+
+/// Idempotency keys of the operator's cashier: never forgotten by housekeeping.
+pub const CASHIER_KEY_PREFIX: &str = "cashier:";
 
 /// The shortest idempotency period accepted: a reconciliation window is never shorter.
 pub const MIN_IDEMPOTENCY_KEPT_MS: i64 = DAY_MS;

@@ -111,8 +111,9 @@ pub trait LedgerTx {
         player: &str,
         expires_ms: i64,
     ) -> Result<(), LedgerError>;
-    /// The player a live session token (by hash) belongs to.
-    fn session_player(&mut self, token_hash: &str) -> Result<Option<String>, LedgerError>;
+    /// The player a live session token (by hash) belongs to, and when the session expires
+    /// (ms since the epoch), so a cache of it never outlives it.
+    fn session_player(&mut self, token_hash: &str) -> Result<Option<(String, i64)>, LedgerError>;
 
     fn balance(&mut self, account: &Account) -> Result<i64, LedgerError>;
     /// Appends a transfer to the journal and updates both balances. Refuses (changing
@@ -153,6 +154,13 @@ pub trait LedgerTx {
         limit: u32,
     ) -> Result<Vec<Round>, LedgerError>;
     fn open_round_count(&mut self, player: &str) -> Result<i64, LedgerError>;
+    /// Open rounds last advanced before `before_ms`, least recently advanced first: the
+    /// candidates of the abandoned-round policy. Reads what is committed (use it on a read
+    /// snapshot).
+    fn idle_open_rounds(&mut self, before_ms: i64, limit: u32) -> Result<Vec<Round>, LedgerError>;
+    /// The fingerprint and recorded answer of an idempotency key while it is kept (what the
+    /// cashier's transaction lookup reads). Reads what is committed.
+    fn idempotency_record(&mut self, key: &str) -> Result<Option<(String, String)>, LedgerError>;
     fn open_rounds_on_node(&mut self, node: &str) -> Result<i64, LedgerError>;
 
     fn set_game_status(&mut self, game: &str, status: &str) -> Result<(), LedgerError>;

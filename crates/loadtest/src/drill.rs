@@ -2,8 +2,8 @@
 //! injects one real fault, waits for the stack to be whole again, then runs the bank checks.
 //!
 //! - `kill-node`: `kill -9` of node-1's process; `croupier up` restarts it.
-//! - `restart-gateway`: SIGTERM to the gateway process (it stops: players get refused
-//!   connections); `croupier up` starts a new one.
+//! - `restart-gateway`: SIGTERM to the gateway process; `croupier up`, which holds its
+//!   listening sockets, starts a new one at once (any refused connection is an error).
 //! - `store-outage`: on PostgreSQL, the drill's own server is crashed (`pg_ctl stop -m
 //!   immediate`), kept down for `outage` and started again. A SQLite ledger is made unavailable
 //!   to every writer by holding its write lock (`BEGIN EXCLUSIVE` from this process) for
@@ -13,9 +13,20 @@
 //!   busy timeout, then fail with 503), reads go on.
 //! - `drain-cycle`: each node in turn is drained at the gateway and on the node itself, its
 //!   requests in flight are waited for, then it is undrained and must be eligible again.
+//! - `freeze-node` (see `freeze`): node-1 is stopped with SIGSTOP for 4 s and continued; it
+//!   fails when a player's request took over a second.
 //!
-//! The report: player-visible errors, time to recover (from the fault until the stack is whole
-//! and the last failed or stalled request after it), the bank checks and a verdict.
+//! - `store-failover` (see `failover`): the PostgreSQL primary is SIGKILLed with all its
+//!   processes and its streaming standby promoted; the report adds the write outage, errors
+//!   other than 503 and acknowledged bets lost.
+//!
+//! The report: player-visible errors (non-2xx answers, refused connections and connections
+//! reset under a request counted apart), the slowest request, time to recover (from the fault
+//! until the stack is whole and the last failed or stalled request after it), the bank checks
+//! (a bet settled twice among them) and a verdict. A refused connection fails the
+//! restart-gateway drill: the supervisor holds the gateway's sockets.
+// libc calls for signals, process groups or descriptors; each block says why it is sound.
+#![allow(unsafe_code)]
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,8 +35,10 @@ use serde_json::json;
 
 use crate::bank::{self, BankReport};
 use crate::error::LoadError;
+use crate::failover::{self, Failover, FailoverFigures};
 use crate::http::{Call, HttpClient};
 use crate::pgcluster::PgCluster;
+use crate::report::Failures;
 use crate::run::{self, LoadConfig, Model};
 use crate::stack::{Stack, alive};
 use croupier_ledger::StoreLocation;
@@ -37,16 +50,20 @@ pub enum DrillKind {
     RestartGateway,
     StoreOutage,
     DrainCycle,
+    FreezeNode,
     /// Not part of `ALL`: it needs the data folder on a filesystem the drill mounts.
     DiskFull,
+    /// Not part of `ALL`: it needs a stack on the drill's own primary and standby.
+    StoreFailover,
 }
 
 impl DrillKind {
-    pub const ALL: [DrillKind; 4] = [
+    pub const ALL: [DrillKind; 5] = [
         DrillKind::KillNode,
         DrillKind::RestartGateway,
         DrillKind::StoreOutage,
         DrillKind::DrainCycle,
+        DrillKind::FreezeNode,
     ];
 
     pub fn name(self) -> &'static str {
@@ -55,14 +72,16 @@ impl DrillKind {
             DrillKind::RestartGateway => "restart-gateway",
             DrillKind::StoreOutage => "store-outage",
             DrillKind::DrainCycle => "drain-cycle",
+            DrillKind::FreezeNode => "freeze-node",
             DrillKind::DiskFull => "disk-full",
+            DrillKind::StoreFailover => "store-failover",
         }
     }
 
     pub fn parse(name: &str) -> Option<DrillKind> {
         DrillKind::ALL
             .into_iter()
-            .chain([DrillKind::DiskFull])
+            .chain([DrillKind::DiskFull, DrillKind::StoreFailover])
             .find(|k| k.name() == name)
     }
 
@@ -72,7 +91,9 @@ impl DrillKind {
             DrillKind::RestartGateway => "rg",
             DrillKind::StoreOutage => "so",
             DrillKind::DrainCycle => "dc",
+            DrillKind::FreezeNode => "fz",
             DrillKind::DiskFull => "df",
+            DrillKind::StoreFailover => "sf",
         }
     }
 }
@@ -85,7 +106,8 @@ pub struct DrillSettings {
     /// How long the load runs; the fault comes `fault_after` into it.
     pub load: Duration,
     pub fault_after: Duration,
-    /// How long the store stays unavailable (store-outage).
+    /// How long the store stays unavailable (store-outage); how long after the kill the
+    /// standby is promoted (store-failover).
     pub outage: Duration,
     /// The stack must be whole again within this after the fault.
     pub recover_within: Duration,
@@ -128,8 +150,15 @@ pub struct LoadFigures {
     pub errors: u64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// The slowest request.
     pub max_ms: f64,
+    /// Non-2xx answers, refused connections, connections reset under a request, other
+    /// transport failures, and bets never acknowledged after every retry with their key.
+    #[serde(flatten)]
+    pub failures: Failures,
     pub websocket_reconnects: u64,
+    /// Times a player was left without a WebSocket for more than a second.
+    pub players_without_socket_over_1s: u64,
 }
 
 /// What a drill found; POSTed as JSON to the control plane when asked.
@@ -149,6 +178,9 @@ pub struct DrillReport {
     pub time_to_recover_ms: Option<u64>,
     pub load: LoadFigures,
     pub bank: BankReport,
+    /// The store-failover drill's figures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverFigures>,
 }
 
 fn unix_ms() -> u64 {
@@ -158,7 +190,7 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn signal(pid: i32, signal: i32) -> Result<(), LoadError> {
+pub(crate) fn signal(pid: i32, signal: i32) -> Result<(), LoadError> {
     // SAFETY: kill(2) has no memory-safety preconditions.
     if unsafe { libc::kill(pid, signal) } != 0 {
         return Err(LoadError::io(
@@ -295,13 +327,26 @@ async fn hold_sqlite_lock(db: std::path::PathBuf, outage: Duration) -> Result<St
     ))
 }
 
-/// Injects the fault; returns what was done.
+/// Injects the fault; returns what was done (and, for store-failover, its timings).
 async fn inject(
     kind: DrillKind,
     stack: &Stack,
     settings: &DrillSettings,
+    shared: &run::Shared,
+) -> Result<(String, Option<Failover>), LoadError> {
+    if kind == DrillKind::StoreFailover {
+        let failover = failover::kill_and_promote(stack, shared, settings.outage).await?;
+        return Ok((failover.detail.clone(), Some(failover)));
+    }
+    inject_other(kind, stack, settings).await.map(|d| (d, None))
+}
+
+async fn inject_other(
+    kind: DrillKind,
+    stack: &Stack,
+    settings: &DrillSettings,
 ) -> Result<String, LoadError> {
-    let http = HttpClient::new(1, Duration::from_secs(10));
+    let http = HttpClient::new(1, Duration::from_secs(10))?;
     match kind {
         DrillKind::KillNode => {
             let pid = stack
@@ -322,10 +367,14 @@ async fn inject(
         }
         DrillKind::StoreOutage => store_outage(stack, settings.outage).await,
         DrillKind::DrainCycle => drain_cycle(stack, &http).await,
+        DrillKind::FreezeNode => crate::freeze::freeze_node(stack).await,
         DrillKind::DiskFull => {
             crate::disk_full::fill_and_free(stack, settings.outage.max(crate::disk_full::MIN_HOLD))
                 .await
         }
+        DrillKind::StoreFailover => Err(LoadError::Config(
+            "store-failover is injected with the load's statistics".into(),
+        )),
     }
 }
 
@@ -351,17 +400,17 @@ pub async fn run(
     let running = run::start(config)?;
     let shared = running.shared.clone();
     // The fault comes `fault_after` into the load itself, after the players signed in.
-    while !shared.stats.lock().expect("stats").measuring() {
+    while !shared.stats.lock().measuring() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     tokio::time::sleep(settings.fault_after).await;
     let fault_at = Instant::now();
-    let detail = inject(kind, stack, settings).await?;
+    let (detail, failover_fault) = inject(kind, stack, settings, &shared).await?;
     let fault_ended = Instant::now();
     let whole = stack.wait_whole(settings.recover_within).await;
     let result = running.finish().await?;
     let (last_trouble, errors_after_fault, load_start) = {
-        let stats = shared.stats.lock().expect("stats");
+        let stats = shared.stats.lock();
         (
             stats.last_trouble_since(fault_at).map(|i| i.at),
             stats.failures_between(fault_at, Instant::now()),
@@ -375,7 +424,7 @@ pub async fn run(
     let mut reasons = Vec::new();
     if kind == DrillKind::DiskFull {
         {
-            let stats = shared.stats.lock().expect("stats");
+            let stats = shared.stats.lock();
             let after: Vec<&crate::stats::Incident> = stats
                 .incidents
                 .iter()
@@ -391,16 +440,24 @@ pub async fn run(
         let _ = stack.wait_whole(settings.recover_within).await;
     }
     let mut history = result.history;
-    let http = HttpClient::new(1, Duration::from_secs(15));
+    let http = HttpClient::new(1, Duration::from_secs(15))?;
     let bank = bank::check(&stack.store(), &mut history, &stack.gateway(), &http).await?;
-    for check in bank.checks.iter().filter(|c| !c.ok) {
-        reasons.push(format!(
-            "bank check {} failed: {}",
-            check.name,
-            check.failures.first().cloned().unwrap_or_default()
-        ));
+    let mut failover_figures = None;
+    if let Some(fault) = &failover_fault {
+        let (figures, why) = failover::judge(fault, fault_at, &shared, &bank);
+        reasons.extend(why);
+        failover_figures = Some(figures);
+    } else {
+        for check in bank.checks.iter().filter(|c| !c.ok) {
+            reasons.push(format!(
+                "bank check {} failed: {}",
+                check.name,
+                check.failures.first().cloned().unwrap_or_default()
+            ));
+        }
     }
     let summary = result.summary;
+    reasons.extend(judge_kind(kind, &summary));
     if let Some(max) = settings.max_errors
         && summary.errors > max
     {
@@ -429,16 +486,32 @@ pub async fn run(
             p50_ms: summary.latency_ms.p50,
             p99_ms: summary.latency_ms.p99,
             max_ms: summary.latency_ms.max,
+            failures: summary.failures.clone(),
             websocket_reconnects: summary.websockets.reconnects,
+            players_without_socket_over_1s: summary.websockets.gaps_over_1s,
         },
         bank,
+        failover: failover_figures,
     })
+}
+
+/// What a drill's own fault promises the players, beyond the bank checks: a restarted
+/// gateway refuses no connection, a frozen node costs no player over a second.
+fn judge_kind(kind: DrillKind, summary: &crate::report::Summary) -> Option<String> {
+    match kind {
+        DrillKind::RestartGateway if summary.failures.refused_connections > 0 => Some(format!(
+            "{} connections refused while the gateway restarted (the supervisor holds its sockets)",
+            summary.failures.refused_connections
+        )),
+        DrillKind::FreezeNode => crate::freeze::judge(summary.latency_ms.max),
+        _ => None,
+    }
 }
 
 /// POSTs a drill report to the control plane (`url`, with the ops token); the HTTP status.
 pub async fn send_report(url: &str, token: &str, report: &DrillReport) -> Result<u16, LoadError> {
     let body = serde_json::to_value(report).map_err(|e| LoadError::Config(e.to_string()))?;
-    let http = HttpClient::new(1, Duration::from_secs(10));
+    let http = HttpClient::new(1, Duration::from_secs(10))?;
     Ok(http
         .send(0, Call::post(url, &body).token(token))
         .await?

@@ -3,19 +3,23 @@
 //! clients to the gateway's per-address rate limit, as real players would.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
+use croupier_web::tls::ClientFiles;
+
 use crate::error::LoadError;
 
-type Pooled = Client<HttpConnector, Full<Bytes>>;
+type Pooled = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// An answer: status, headers and the body, read as JSON only when asked for (a load test
 /// reading the lobby has no use for it, and parsing it costs more than the request).
@@ -87,11 +91,24 @@ impl<'a> Call<'a> {
 pub struct HttpClient {
     lanes: Vec<Pooled>,
     timeout: Duration,
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl HttpClient {
-    /// A client with `source_addresses` lanes (127.0.0.1 upwards; 1 = the default address).
-    pub fn new(source_addresses: u8, timeout: Duration) -> Self {
+    /// A client with `source_addresses` lanes (127.0.0.1 upwards; 1 = the default address)
+    /// for `http://` addresses and `https://` ones with certificates the system trusts.
+    pub fn new(source_addresses: u8, timeout: Duration) -> Result<Self, LoadError> {
+        Self::with_tls(source_addresses, timeout, &ClientFiles::default())
+    }
+
+    /// The same, trusting and presenting what `tls` says for `https://` addresses.
+    pub fn with_tls(
+        source_addresses: u8,
+        timeout: Duration,
+        tls: &ClientFiles,
+    ) -> Result<Self, LoadError> {
+        let config =
+            croupier_web::tls::client_config(tls).map_err(|e| LoadError::Config(e.to_string()))?;
         let lanes = (0..source_addresses.max(1))
             .map(|i| {
                 let mut connector = HttpConnector::new();
@@ -100,13 +117,23 @@ impl HttpClient {
                 if source_addresses > 1 {
                     connector.set_local_address(Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, i + 1))));
                 }
+                let connector = croupier_web::tls::https_connector(connector, config.clone());
                 Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(30))
                     .pool_max_idle_per_host(1024)
                     .build(connector)
             })
             .collect();
-        HttpClient { lanes, timeout }
+        Ok(HttpClient {
+            lanes,
+            timeout,
+            tls: Arc::new(config),
+        })
+    }
+
+    /// The TLS this client uses, for WebSockets to the same addresses.
+    pub fn tls(&self) -> Arc<rustls::ClientConfig> {
+        self.tls.clone()
     }
 
     pub fn lanes(&self) -> usize {
@@ -129,7 +156,11 @@ impl HttpClient {
         if let Some(key) = call.key {
             builder = builder.header("idempotency-key", key);
         }
-        if call.body.is_some() {
+        let typed = call
+            .extra_headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+        if call.body.is_some() && !typed {
             builder = builder.header("content-type", "application/json");
         }
         for (name, value) in &call.extra_headers {
@@ -143,20 +174,34 @@ impl HttpClient {
         let client = &self.lanes[lane % self.lanes.len()];
         let exchange = async {
             let response = client.request(request).await.map_err(|e| {
+                let (url, reason) = (call.url.clone(), format!("{e:?}"));
                 if e.is_connect() {
+                    let refused = io_kind(&e) == Some(std::io::ErrorKind::ConnectionRefused);
                     LoadError::Connect {
-                        url: call.url.clone(),
-                        reason: format!("{e:?}"),
+                        url,
+                        reason,
+                        refused,
                     }
+                } else if was_cut(&e) {
+                    LoadError::Reset { url, reason }
                 } else {
-                    fail(format!("{e:?}"))
+                    fail(reason)
                 }
             })?;
             let (parts, body) = response.into_parts();
             let bytes = body
                 .collect()
                 .await
-                .map_err(|e| fail(e.to_string()))?
+                .map_err(|e| {
+                    if was_cut(&e) {
+                        LoadError::Reset {
+                            url: call.url.clone(),
+                            reason: e.to_string(),
+                        }
+                    } else {
+                        fail(e.to_string())
+                    }
+                })?
                 .to_bytes();
             Ok(Answer {
                 status: parts.status.as_u16(),
@@ -168,4 +213,38 @@ impl HttpClient {
             .await
             .map_err(|_| fail(format!("no answer within {:?}", self.timeout)))?
     }
+}
+
+/// The kind of the first I/O error in `error`'s chain of causes.
+fn io_kind(error: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        cause = e.source();
+    }
+    None
+}
+
+/// Whether the connection was reset or closed under a request (by a peer that died or
+/// stopped), rather than the request failing some other way.
+fn was_cut(error: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    if matches!(
+        io_kind(error),
+        Some(ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof)
+    ) {
+        return true;
+    }
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        if let Some(hyper) = e.downcast_ref::<hyper::Error>()
+            && (hyper.is_incomplete_message() || hyper.is_canceled())
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }

@@ -9,6 +9,8 @@ pub mod bank;
 pub mod disk_full;
 pub mod drill;
 pub mod error;
+pub mod failover;
+pub mod freeze;
 pub mod history;
 pub mod http;
 pub mod pgcluster;

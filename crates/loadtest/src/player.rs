@@ -3,10 +3,12 @@
 //! a simple hit-below-17 strategy. Money-moving requests carry an idempotency key and are
 //! retried with the same key when the answer is lost, as a careful client does; every n-th
 //! acknowledged bet is sent once more with its key, which must be answered as a replay, and
-//! every n-th blackjack hand may be abandoned mid-round (the bank checks resume it).
+//! every n-th blackjack hand may be abandoned mid-round (the bank checks resume it). Given
+//! several addresses of the players' service, a player moves to the next one when a
+//! connection is refused or cut there.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -20,6 +22,12 @@ use crate::run::Shared;
 /// Tries of one money-moving request (same key each time).
 const MAX_TRIES: u32 = 4;
 const RETRY_PAUSE: Duration = Duration::from_millis(250);
+/// WebSocket reconnects, as documented for clients: the first soon after a close (1012:
+/// another node is ready), then doubling while attempts fail.
+const RECONNECT_FIRST: Duration = Duration::from_millis(50);
+const RECONNECT_MAX: Duration = Duration::from_secs(2);
+/// A player longer than this without a socket is counted: they would miss notices.
+const SOCKET_GAP: Duration = Duration::from_secs(1);
 /// Blackjack actions before a round is left open (never reached with hit-below-17).
 const MAX_ACTIONS: usize = 12;
 
@@ -67,9 +75,32 @@ pub struct Player {
     pub token: String,
     pub lane: usize,
     next_key: AtomicU64,
+    /// Which of the players' addresses this player uses (`Shared::address`).
+    at: AtomicUsize,
 }
 
 impl Player {
+    /// After a refused or cut connection: moves to the next address, when there is one and
+    /// no other request of this player moved already. Whether to send again there at once.
+    fn fail_over(
+        &self,
+        shared: &Shared,
+        result: &Result<Answer, crate::LoadError>,
+        from: usize,
+    ) -> bool {
+        let cut = matches!(
+            result,
+            Err(crate::LoadError::Connect { .. } | crate::LoadError::Reset { .. })
+        );
+        if !cut || shared.addresses() < 2 {
+            return false;
+        }
+        let _ = self
+            .at
+            .compare_exchange(from, from + 1, Ordering::Relaxed, Ordering::Relaxed);
+        true
+    }
+
     fn key(&self) -> String {
         format!(
             "{}-{}",
@@ -79,65 +110,115 @@ impl Player {
     }
 }
 
+/// The outcome labels of a refused connection (nothing listening: never sent) and of a
+/// connection reset or closed under a request (it may have been acted on).
+pub const REFUSED: &str = "refused";
+pub const RESET: &str = "reset";
+
 fn outcome_label(result: &Result<Answer, crate::LoadError>) -> String {
     match result {
         Ok(answer) => answer.status.to_string(),
+        Err(crate::LoadError::Connect { refused: true, .. }) => REFUSED.to_owned(),
         Err(crate::LoadError::Connect { .. }) => "connect".to_owned(),
+        Err(crate::LoadError::Reset { .. }) => RESET.to_owned(),
         Err(_) => "transport".to_owned(),
     }
 }
 
-/// Signs `name` in; `None` (and a counted error) if that fails.
-pub async fn sign_in(shared: &Shared, name: String, lane: usize) -> Option<Arc<Player>> {
+/// Signs `name` in at the `first`-th address (the next ones while a connection is refused or
+/// cut); `None` (and a counted error) if that fails.
+pub async fn sign_in(
+    shared: &Shared,
+    name: String,
+    lane: usize,
+    first: usize,
+) -> Option<Arc<Player>> {
     let due = Instant::now();
-    let url = format!("{}/api/v1/sessions", shared.config.target);
-    let result = shared
-        .http
-        .send(lane, Call::post(url, &json!({"player": name})))
-        .await;
+    let mut at = first;
+    let result = loop {
+        let url = format!("{}/api/v1/sessions", shared.address(at));
+        let result = shared
+            .http
+            .send(lane, Call::post(url, &json!({"player": name})))
+            .await;
+        let cut = matches!(
+            result,
+            Err(crate::LoadError::Connect { .. } | crate::LoadError::Reset { .. })
+        );
+        if !cut || at + 1 - first >= shared.addresses() {
+            break result;
+        }
+        at += 1;
+    };
     let ok = matches!(&result, Ok(a) if a.status == 201);
     shared.record("sign_in", due, &outcome_label(&result), ok);
     let answer = result.ok().filter(|_| ok)?;
     let token = answer.json()["token"].as_str()?.to_owned();
     let balance = answer.json()["balance"].as_i64().unwrap_or(0);
-    shared
-        .history
-        .lock()
-        .expect("history")
-        .signed_in(&name, &token, balance);
+    shared.history.lock().signed_in(&name, &token, balance);
     Some(Arc::new(Player {
         name,
         token,
         lane,
         next_key: AtomicU64::new(0),
+        at: AtomicUsize::new(at),
     }))
 }
 
 /// A GET as `player`, measured from `due`.
 pub async fn read(shared: &Shared, player: &Player, op: &'static str, path: &str, due: Instant) {
-    let url = format!("{}{path}", shared.config.target);
+    let at = player.at.load(Ordering::Relaxed);
+    let url = format!("{}{path}", shared.address(at));
     let result = shared
         .http
         .send(player.lane, Call::get(url).token(&player.token))
         .await;
     let ok = matches!(&result, Ok(a) if a.is_success());
     shared.record(op, due, &outcome_label(&result), ok);
+    player.fail_over(shared, &result, at);
 }
 
-/// Keeps a WebSocket open for `player` until the run stops, reconnecting when it is closed.
+/// Counts a time without a socket that ended (or the run stopped) after `lost`.
+fn socket_gap(shared: &Shared, lost: Option<Instant>) {
+    let Some(lost) = lost else { return };
+    let gap = lost.elapsed();
+    shared.ws_event(|s| {
+        s.ws_longest_gap_ms = s.ws_longest_gap_ms.max(gap.as_millis() as u64);
+        if gap > SOCKET_GAP {
+            s.ws_gaps_over_1s += 1;
+        }
+    });
+}
+
+/// Keeps a WebSocket open for `player` until the run stops, reconnecting with back-off when
+/// it is closed; counts the times the player was without one.
 pub fn keep_websocket(shared: Arc<Shared>, player: Arc<Player>) {
     tokio::spawn(async move {
         let mut stop = shared.stop.subscribe();
-        let url = format!("{}/api/v1/ws", shared.config.target).replacen("http://", "ws://", 1);
+        let tls = tokio_tungstenite::Connector::Rustls(shared.http.tls());
         let mut first = true;
+        let (mut lost, mut pause) = (None::<Instant>, RECONNECT_FIRST);
         while !*stop.borrow() {
+            let at = player.at.load(Ordering::Relaxed);
+            let url = format!(
+                "{}/api/v1/ws",
+                croupier_web::websocket_base(shared.address(at))
+            );
             let Ok(mut request) = url.as_str().into_client_request() else {
                 return;
             };
             if let Ok(value) = format!("Bearer {}", player.token).parse() {
                 request.headers_mut().insert("authorization", value);
             }
-            match tokio_tungstenite::connect_async(request).await {
+            let small_reads = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+                .read_buffer_size(croupier_web::WEBSOCKET_READ_BUFFER);
+            let connect = tokio_tungstenite::connect_async_tls_with_config(
+                request,
+                Some(small_reads),
+                true,
+                Some(tls.clone()),
+            );
+            match connect.await {
                 Ok((mut socket, _)) => {
                     shared.ws_event(|s| {
                         s.ws_opened += 1;
@@ -146,6 +227,8 @@ pub fn keep_websocket(shared: Arc<Shared>, player: Arc<Player>) {
                         }
                     });
                     first = false;
+                    socket_gap(&shared, lost.take());
+                    pause = RECONNECT_FIRST;
                     loop {
                         tokio::select! {
                             _ = stop.changed() => {
@@ -161,12 +244,27 @@ pub fn keep_websocket(shared: Arc<Shared>, player: Arc<Player>) {
                         }
                     }
                 }
-                Err(_) => shared.ws_event(|s| s.ws_failures += 1),
+                Err(_) => {
+                    shared.ws_event(|s| s.ws_failures += 1);
+                    if shared.addresses() > 1 {
+                        let _ = player.at.compare_exchange(
+                            at,
+                            at + 1,
+                            Ordering::Relaxed,
+                            Ordering::Relaxed,
+                        );
+                    }
+                }
             }
+            lost.get_or_insert_with(Instant::now);
             tokio::select! {
-                _ = stop.changed() => return,
-                _ = tokio::time::sleep(RETRY_PAUSE) => {}
+                _ = stop.changed() => {
+                    socket_gap(&shared, lost);
+                    return;
+                }
+                _ = tokio::time::sleep(pause) => {}
             }
+            pause = (pause * 2).min(RECONNECT_MAX);
         }
     });
 }
@@ -182,17 +280,19 @@ async fn keyed_post(
     body: &Value,
     due: Instant,
 ) -> Option<Answer> {
-    let url = format!("{}{path}", shared.config.target);
     let mut due = due;
     for attempt in 1..=MAX_TRIES {
+        let at = player.at.load(Ordering::Relaxed);
+        let url = format!("{}{path}", shared.address(at));
         let result = shared
             .http
             .send(
                 player.lane,
-                Call::post(url.clone(), body).token(&player.token).key(key),
+                Call::post(url, body).token(&player.token).key(key),
             )
             .await;
         let label = outcome_label(&result);
+        let moved = player.fail_over(shared, &result, at);
         match result {
             Ok(answer) if answer.is_success() => {
                 shared.record(op, due, &label, true);
@@ -207,28 +307,22 @@ async fn keyed_post(
                 shared.record(op, due, &label, false);
                 // 429 and 503 are refusals before anything moved; other 5xx may hide a commit.
                 if ![429, 503].contains(&answer.status) {
-                    shared
-                        .history
-                        .lock()
-                        .expect("history")
-                        .unanswered(&player.name, key);
+                    shared.history.lock().unanswered(&player.name, key);
                 }
             }
             // Never sent: nothing can have moved.
             Err(crate::LoadError::Connect { .. }) => shared.record(op, due, &label, false),
             Err(_) => {
                 shared.record(op, due, &label, false);
-                shared
-                    .history
-                    .lock()
-                    .expect("history")
-                    .unanswered(&player.name, key);
+                shared.history.lock().unanswered(&player.name, key);
             }
         }
         if attempt == MAX_TRIES || *shared.stop.borrow() {
             break;
         }
-        tokio::time::sleep(RETRY_PAUSE * attempt).await;
+        if !moved {
+            tokio::time::sleep(RETRY_PAUSE * attempt).await;
+        }
         due = Instant::now();
     }
     None
@@ -240,6 +334,7 @@ pub async fn play_round(shared: &Shared, player: &Player, game: Game, due: Insta
     let key = player.key();
     let Some(answer) = keyed_post(shared, player, "bet", "/api/v1/rounds", &key, &body, due).await
     else {
+        shared.bet_failed();
         return;
     };
     shared.acknowledge(&player.name, &key, &answer.json(), true);

@@ -2,9 +2,13 @@
 //! a schedule, each its own task, never waiting for earlier answers) or the closed model (each
 //! player plays, thinks, plays again), prints a progress line each second and returns the
 //! summary and the history of acknowledged bets.
+// libc calls for signals, process groups or descriptors; each block says why it is sound.
+#![allow(unsafe_code)]
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -41,6 +45,11 @@ pub enum Scenario {
 pub struct LoadConfig {
     /// The players' address (a gateway, or a node), e.g. http://127.0.0.1:8000.
     pub target: String,
+    /// Other addresses of the same service (a second gateway: two gateways behind one name
+    /// with two addresses). Players are spread over all of them; one whose connection is
+    /// refused or cut moves to the next address, where a keyed request is sent again at once,
+    /// as a client trying a name's next address does.
+    pub also: Vec<String>,
     pub model: Model,
     pub scenario: Scenario,
     /// Players signed in before the clock starts (closed model: the virtual users).
@@ -66,12 +75,15 @@ pub struct LoadConfig {
     /// Player names start with this (unique per run, so histories never mix).
     pub player_prefix: String,
     pub thresholds: Vec<Threshold>,
+    /// What the players trust for an `https://` target (default: the system's roots).
+    pub tls: croupier_web::tls::ClientFiles,
 }
 
 impl LoadConfig {
     pub fn new(target: impl Into<String>, model: Model) -> Self {
         LoadConfig {
             target: target.into().trim_end_matches('/').to_owned(),
+            also: Vec::new(),
             model,
             scenario: Scenario::Casino,
             players: 50,
@@ -88,13 +100,15 @@ impl LoadConfig {
             progress: false,
             player_prefix: default_prefix(),
             thresholds: Vec::new(),
+            tls: Default::default(),
         }
     }
 
     fn validate(&self) -> Result<(), LoadError> {
         let bad = |m: &str| Err(LoadError::Config(m.to_owned()));
-        if !self.target.starts_with("http://") {
-            return bad("the target is an http:// address (TLS is not supported)");
+        let web = |t: &String| t.starts_with("http://") || t.starts_with("https://");
+        if !std::iter::once(&self.target).chain(&self.also).all(web) {
+            return bad("the target is an http:// or https:// address");
         }
         if self.players == 0 {
             return bad("at least one player is needed");
@@ -156,29 +170,26 @@ pub struct Shared {
 impl Shared {
     pub fn record(&self, op: &'static str, due: Instant, outcome: &str, ok: bool) {
         let done = Instant::now();
-        self.stats.lock().expect("stats").record(
-            op,
-            due,
-            done,
-            outcome,
-            ok,
-            self.expected_interval,
-        );
+        self.stats
+            .lock()
+            .record(op, due, done, outcome, ok, self.expected_interval);
+    }
+
+    /// Counts a bet never acknowledged.
+    pub fn bet_failed(&self) {
+        self.stats.lock().bets_failed += 1;
     }
 
     pub fn ws_event(&self, change: impl FnOnce(&mut Stats)) {
-        change(&mut self.stats.lock().expect("stats"));
+        change(&mut self.stats.lock());
     }
 
     /// Notes an acknowledged bet or action in the history; `new_bet` counts a bet.
     pub fn acknowledge(&self, player: &str, key: &str, answer: &Value, new_bet: bool) {
-        self.history
-            .lock()
-            .expect("history")
-            .acknowledged(player, key, answer);
+        self.history.lock().acknowledged(player, key, answer);
         if new_bet {
             self.bets_acknowledged.fetch_add(1, Ordering::Relaxed);
-            self.stats.lock().expect("stats").count_bet(Instant::now());
+            self.stats.lock().count_bet(Instant::now());
         }
     }
 
@@ -197,6 +208,19 @@ impl Shared {
         let every = self.config.abandon_every;
         let n = self.blackjack_rounds.fetch_add(1, Ordering::Relaxed) + 1;
         every > 0 && n.is_multiple_of(every)
+    }
+
+    /// The players' addresses: `target`, then `also`.
+    pub fn addresses(&self) -> usize {
+        1 + self.config.also.len()
+    }
+
+    /// The `n`-th address (modulo their number).
+    pub fn address(&self, n: usize) -> &str {
+        match n % self.addresses() {
+            0 => &self.config.target,
+            i => &self.config.also[i - 1],
+        }
     }
 
     pub fn in_flight(&self) -> usize {
@@ -225,9 +249,9 @@ impl RunningLoad {
             .map_err(|e| LoadError::Config(format!("the load task failed: {e}")))?;
         let shared = self.shared;
         let _ = shared.stop.send(true);
-        let stats = shared.stats.lock().expect("stats");
+        let stats = shared.stats.lock();
         let summary = report::summarise(&shared.config, &stats, cpu_seconds);
-        let history = shared.history.lock().expect("history").clone();
+        let history = shared.history.lock().clone();
         if history.players.is_empty() {
             return Err(LoadError::NoPlayers(shared.config.target.clone()));
         }
@@ -255,7 +279,7 @@ pub fn start(config: LoadConfig) -> Result<RunningLoad, LoadError> {
         _ => None,
     };
     let shared = Arc::new(Shared {
-        http: HttpClient::new(config.source_addresses, config.timeout),
+        http: HttpClient::with_tls(config.source_addresses, config.timeout, &config.tls)?,
         stats: Mutex::new(Stats::new(Instant::now())),
         history: Mutex::new(History::default()),
         stop: watch::Sender::new(false),
@@ -266,7 +290,7 @@ pub fn start(config: LoadConfig) -> Result<RunningLoad, LoadError> {
         config,
     });
     if matches!(shared.config.model, Model::Open { .. }) {
-        shared.stats.lock().expect("stats").setting_up();
+        shared.stats.lock().setting_up();
     }
     let runner = shared.clone();
     let task = tokio::spawn(async move {
@@ -300,7 +324,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadResult, LoadError> {
 async fn arrive(shared: &Arc<Shared>, index: usize) -> Option<Arc<Player>> {
     let name = format!("{}-{index}", shared.config.player_prefix);
     let lane = index % shared.http.lanes();
-    let player = player::sign_in(shared, name, lane).await?;
+    let player = player::sign_in(shared, name, lane, index).await?;
     player::read(shared, &player, "lobby", "/api/v1/lobby", Instant::now()).await;
     if shared.config.websockets && shared.config.scenario == Scenario::Casino {
         player::keep_websocket(shared.clone(), player.clone());
@@ -323,7 +347,7 @@ async fn run_open(shared: &Arc<Shared>, rate: f64, new_players_per_s: f64) {
     }
     let players: Vec<Arc<Player>> = signing.join_all().await.into_iter().flatten().collect();
     let start = Instant::now();
-    shared.stats.lock().expect("stats").begin(start);
+    shared.stats.lock().begin(start);
     if players.is_empty() {
         return;
     }
@@ -347,7 +371,7 @@ async fn run_open(shared: &Arc<Shared>, rate: f64, new_players_per_s: f64) {
                 let index = s.config.players + k as usize;
                 arrivals.spawn(async move {
                     if let Some(player) = arrive(&s, index).await {
-                        pool.lock().expect("pool").push(player);
+                        pool.lock().push(player);
                     }
                 });
             }
@@ -362,11 +386,11 @@ async fn run_open(shared: &Arc<Shared>, rate: f64, new_players_per_s: f64) {
         let due = start + offset;
         tokio::time::sleep_until(due.into()).await;
         if shared.in_flight() >= config.max_in_flight {
-            shared.stats.lock().expect("stats").dropped += 1;
+            shared.stats.lock().dropped += 1;
             continue;
         }
         let (player, game) = {
-            let pool = pool.lock().expect("pool");
+            let pool = pool.lock();
             let n = pool.len() as u64;
             (
                 pool[(k % n) as usize].clone(),
@@ -419,7 +443,7 @@ fn spawn_progress(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
         loop {
             tick.tick().await;
             let line = {
-                let stats = shared.stats.lock().expect("stats");
+                let stats = shared.stats.lock();
                 report::progress_line(&stats, shared.in_flight())
             };
             eprintln!("{line}");

@@ -2,6 +2,8 @@
 //! stops it at the end) or attached to when already running. Knows its addresses, its ops
 //! token and ledger, finds the pid of each node and of the gateway (from
 //! /proc/<pid>/cmdline), and tells when every part is serving again.
+// libc calls for signals, process groups or descriptors; each block says why it is sound.
+#![allow(unsafe_code)]
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -13,7 +15,7 @@ use serde_json::Value;
 
 use crate::error::LoadError;
 use crate::http::{Call, HttpClient};
-use crate::pgcluster::PgCluster;
+use crate::pgcluster::{PgCluster, Replication};
 
 #[derive(Debug, Clone)]
 pub struct StackSpec {
@@ -35,6 +37,8 @@ pub struct Stack {
     http: HttpClient,
     /// The PostgreSQL server the ledger is on, when the drill runs it (it outlives the stack).
     pub store_server: Option<PgCluster>,
+    /// Its streaming standby and how it replicates (the store-failover drill).
+    pub store_standby: Option<(PgCluster, Replication)>,
 }
 
 const STOP_GRACE: Duration = Duration::from_secs(30);
@@ -94,6 +98,8 @@ impl Stack {
         let mut command = Command::new(&spec.bin);
         command
             .arg("up")
+            // Simulated players sign in by name and play with play money.
+            .arg("--demo")
             .arg("--data")
             .arg(&spec.data)
             .args(["--nodes", &spec.nodes.to_string()])
@@ -123,8 +129,9 @@ impl Stack {
             spec,
             child: Some(child),
             ops_token,
-            http: HttpClient::new(1, Duration::from_secs(2)),
+            http: HttpClient::new(1, Duration::from_secs(2))?,
             store_server: None,
+            store_standby: None,
         };
         stack.wait_whole(ready_within).await?;
         Ok(stack)
@@ -137,8 +144,9 @@ impl Stack {
             spec,
             child: None,
             ops_token,
-            http: HttpClient::new(1, Duration::from_secs(2)),
+            http: HttpClient::new(1, Duration::from_secs(2))?,
             store_server: None,
+            store_standby: None,
         };
         stack.wait_whole(ready_within).await?;
         Ok(stack)

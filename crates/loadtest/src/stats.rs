@@ -68,12 +68,21 @@ pub struct Stats {
     pub incidents: Vec<Incident>,
     /// Acknowledged new rounds (fresh bets).
     pub bets: u64,
+    /// Bets never acknowledged: refused, or unanswered after every try with their key.
+    pub bets_failed: u64,
     /// Open-model arrivals skipped because too many requests were in flight.
     pub dropped: u64,
     pub ws_opened: u64,
     pub ws_messages: u64,
     pub ws_reconnects: u64,
     pub ws_failures: u64,
+    /// Times a player was left without a WebSocket for more than a second, and the longest.
+    pub ws_gaps_over_1s: u64,
+    pub ws_longest_gap_ms: u64,
+    /// Set by a drill at its fault: the first fresh bet acknowledged at or after it is kept
+    /// in `first_bet_after_watch` (the end of a write outage).
+    watch_bets_from: Option<Instant>,
+    pub first_bet_after_watch: Option<Instant>,
 }
 
 const MAX_INCIDENTS: usize = 100_000;
@@ -90,12 +99,23 @@ impl Stats {
             outcomes: BTreeMap::new(),
             incidents: Vec::new(),
             bets: 0,
+            bets_failed: 0,
             dropped: 0,
             ws_opened: 0,
             ws_messages: 0,
             ws_reconnects: 0,
             ws_failures: 0,
+            ws_gaps_over_1s: 0,
+            ws_longest_gap_ms: 0,
+            watch_bets_from: None,
+            first_bet_after_watch: None,
         }
+    }
+
+    /// Keeps the first fresh bet acknowledged from `from` on.
+    pub fn watch_bets_from(&mut self, from: Instant) {
+        self.watch_bets_from = Some(from);
+        self.first_bet_after_watch = None;
     }
 
     /// Records into `setup` until `begin`.
@@ -188,6 +208,9 @@ impl Stats {
     }
 
     pub fn count_bet(&mut self, at: Instant) {
+        if self.first_bet_after_watch.is_none() && self.watch_bets_from.is_some_and(|w| at >= w) {
+            self.first_bet_after_watch = Some(at);
+        }
         self.bets += 1;
         self.second(at).bets += 1;
     }

@@ -118,30 +118,48 @@ impl FromRequestParts<AppState> for PlayerAuth {
     }
 }
 
+/// The player of a live session. A cached answer is used while it is younger than
+/// `SESSION_CACHE_TTL` and the session itself has not expired: no node keeps serving an
+/// expired session from its cache.
 async fn player_for_token(state: &AppState, token: &str) -> Result<Option<String>, ApiError> {
     let hash = token_hash(token);
-    if let Some((player, at)) = state
-        .sessions
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .get(&hash)
-        && at.elapsed() < SESSION_CACHE_TTL
     {
-        return Ok(Some(player.clone()));
+        let mut sessions = state.sessions.lock();
+        if let Some((player, at, expires_ms)) = sessions.get(&hash) {
+            if at.elapsed() < SESSION_CACHE_TTL && now_ms() < *expires_ms {
+                return Ok(Some(player.clone()));
+            }
+            sessions.remove(&hash);
+        }
     }
     let lookup = hash.clone();
-    let player = state
+    let session = state
         .store
         .read(move |tx| tx.session_player(&lookup))
         .await?;
-    if let Some(player) = &player {
-        state
-            .sessions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(hash, (player.clone(), Instant::now()));
-    }
-    Ok(player)
+    let Some((player, expires_ms)) = session else {
+        return Ok(None);
+    };
+    state
+        .sessions
+        .lock()
+        .insert(hash, (player.clone(), Instant::now(), expires_ms));
+    Ok(Some(player))
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The bearer token of an operator surface (header only), or a 401 saying what is needed.
+pub(crate) fn required_bearer<'a>(
+    parts: &'a Parts,
+    needed: &'static str,
+) -> Result<&'a str, ApiError> {
+    croupier_web::bearer(&parts.headers)
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing_token", needed))
 }
 
 /// An operator: the bearer token equals the node's ops token. Player tokens are refused.
@@ -151,13 +169,7 @@ impl FromRequestParts<AppState> for OpsAuth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(token) = croupier_web::bearer(&parts.headers) else {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "missing_token",
-                "the ops API needs Authorization: Bearer <ops token>",
-            ));
-        };
+        let token = required_bearer(parts, "the ops API needs Authorization: Bearer <ops token>")?;
         if croupier_web::same_token(token, &state.ops_token) {
             return Ok(OpsAuth);
         }

@@ -1,8 +1,10 @@
 //! Prometheus metrics: HTTP requests and latency by route, bets and money by game, rounds in
 //! flight, drain state, WebSockets, and the host's CPU, memory, network and disk (sysinfo).
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -233,10 +235,7 @@ impl Metrics {
     /// Samples the host; called about once a second so CPU usage and network deltas mean
     /// "over the last second".
     pub fn sample_host(&self) {
-        let mut probe = self
-            .host
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut probe = self.host.lock();
         let HostProbe {
             system,
             networks,
@@ -283,6 +282,11 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
+    /// The registry, for pieces that add their own series (the credential lockout).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)

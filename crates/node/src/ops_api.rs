@@ -183,7 +183,6 @@ pub async fn set_game_status(
     state
         .game_status
         .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .insert(game.to_string(), status.clone());
     state.publish(
         None,

@@ -1,4 +1,4 @@
-//! The player API, `/api/v1/...`: sign in, lobby, wallet and its history, rounds (play, act,
+//! The player API, `/api/v1/...` (sign-in is `sessions`): lobby, wallet and its history, rounds (play, act,
 //! list, show, verify) and fairness seeds.
 
 use axum::Json;
@@ -12,63 +12,14 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::events::PlayerMessage;
-use crate::extract::{IdempotencyKey, JsonBody, PathParam, PlayerAuth, QueryParams, token_hash};
-use crate::rounds::{
-    self, ActiveSeed, NewRound, Played, Rotated, RoundView, SignedIn, Verification, random_hex,
-};
+use crate::extract::{IdempotencyKey, JsonBody, PathParam, PlayerAuth, QueryParams};
+use crate::rounds::{self, ActiveSeed, NewRound, Played, Rotated, RoundView, Verification};
 use crate::state::AppState;
 use axum::extract::State;
 
 const MAX_PAGE: u32 = 200;
 const DEFAULT_PAGE: u32 = 50;
-const MAX_PLAYER_NAME: usize = 32;
 const MAX_CLIENT_SEED: usize = 64;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignIn {
-    player: String,
-}
-
-pub async fn sign_in(
-    State(state): State<AppState>,
-    body: JsonBody<SignIn>,
-) -> Result<Response, ApiError> {
-    if state.is_draining() {
-        return Err(ApiError::draining());
-    }
-    let player = body.value.player;
-    let valid = !player.is_empty()
-        && player.len() <= MAX_PLAYER_NAME
-        && player
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if !valid {
-        return Err(ApiError::unprocessable(
-            "invalid_player",
-            format!("player names are 1 to {MAX_PLAYER_NAME} letters, digits, '_' or '-'"),
-        ));
-    }
-    let token = random_hex(32);
-    let hash = token_hash(&token);
-    let committed = state
-        .store
-        .transact(None, move |tx| rounds::sign_in(tx, &player, &hash))
-        .await?;
-    let body = SessionCreated {
-        signed_in: committed.into_value(),
-        token,
-    };
-    Ok((StatusCode::CREATED, Json(body)).into_response())
-}
-
-/// A new session: who signed in, and the bearer token to use from now on.
-#[derive(Serialize)]
-pub struct SessionCreated {
-    #[serde(flatten)]
-    signed_in: SignedIn,
-    token: String,
-}
 
 /// A game in the lobby with its status on this node.
 #[derive(Serialize)]
@@ -82,6 +33,8 @@ pub struct LobbyGame {
 pub struct Lobby {
     games: Vec<LobbyGame>,
     node: String,
+    /// Demo mode: play money, sign-in by name.
+    demo: bool,
 }
 
 pub async fn lobby(State(state): State<AppState>, _: PlayerAuth) -> Json<Lobby> {
@@ -95,6 +48,7 @@ pub async fn lobby(State(state): State<AppState>, _: PlayerAuth) -> Json<Lobby> 
     Json(Lobby {
         games,
         node: state.node_id.clone(),
+        demo: state.players.demo,
     })
 }
 
@@ -148,6 +102,9 @@ pub struct HistoryEntry {
     ts_ms: i64,
     kind: EntryKind,
     round_id: Option<String>,
+    /// The operator's transaction id of a deposit or withdrawal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transaction_id: Option<String>,
     amount: i64,
     currency: String,
 }
@@ -175,13 +132,22 @@ pub async fn history(
         .flatten();
     let entries = entries
         .into_iter()
-        .map(|e| HistoryEntry {
-            amount: if e.credit == me { e.amount } else { -e.amount },
-            seq: e.seq,
-            ts_ms: e.ts_ms,
-            kind: e.kind,
-            round_id: e.round_id,
-            currency: e.currency,
+        .map(|e| {
+            let cashier = matches!(e.kind, EntryKind::Deposit | EntryKind::Withdraw);
+            let (round_id, transaction_id) = if cashier {
+                (None, e.round_id)
+            } else {
+                (e.round_id, None)
+            };
+            HistoryEntry {
+                amount: if e.credit == me { e.amount } else { -e.amount },
+                seq: e.seq,
+                ts_ms: e.ts_ms,
+                kind: e.kind,
+                round_id,
+                transaction_id,
+                currency: e.currency,
+            }
         })
         .collect();
     Ok(Json(HistoryPage {
@@ -199,9 +165,11 @@ pub struct Play {
     bet: Value,
 }
 
+/// A replay answers exactly as the first try did (status and body), marked by a header: a
+/// client or the gateway retrying after a lost answer must not see a different success.
 fn respond(committed: Committed<Played>, created: bool) -> Response {
     let replayed = committed.is_replay();
-    let status = if created && !replayed {
+    let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK

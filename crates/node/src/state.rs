@@ -1,14 +1,20 @@
 //! The node's shared state: the store, its identity and ops token, drain state, caches, the
-//! event bus for WebSockets, and metrics.
+//! event bus for WebSockets, metrics, and the operator's side (cashier, abandoned rounds).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+
+use parking_lot::{Mutex, RwLock};
 use std::time::Instant;
 
 use croupier_ledger::{Idempotency, Store};
+use croupier_web::launch::LaunchKeys;
+use croupier_web::lockout::{Lockout, LockoutConfig};
 use tokio::sync::{broadcast, watch};
 
+use crate::abandon::AbandonPolicy;
+use crate::cashier::auth::Cashier;
 use crate::events::{PlayerEvent, PlayerMessage};
 use crate::metrics::Metrics;
 
@@ -20,17 +26,33 @@ pub struct Inner {
     pub node_id: String,
     pub ops_token: String,
     pub version: &'static str,
+    /// How players sign in: demo mode, the operator's launch keys, the ledger's currency.
+    pub players: Players,
     draining: AtomicBool,
     /// Test-only fault: money-moving requests skip the idempotency check (see
     /// `break_idempotency`).
     skip_idempotency: AtomicBool,
     drain_signal: watch::Sender<bool>,
-    /// Token hash -> (player, when looked up).
-    pub sessions: Mutex<HashMap<String, (String, Instant)>>,
+    /// Token hash -> (player, when looked up, when the session expires in ms).
+    pub sessions: Mutex<HashMap<String, (String, Instant, i64)>>,
     /// Games whose status is not "open", refreshed from the store.
     pub game_status: RwLock<HashMap<String, String>>,
     pub events: broadcast::Sender<PlayerEvent>,
     pub metrics: Metrics,
+    /// Wrong ops tokens per source address, and the addresses blocked for them.
+    pub lockout: Arc<Lockout>,
+    /// WebSockets open now per player (`ws::WS_PER_PLAYER` at most).
+    pub websockets: croupier_web::caps::Caps<String>,
+    /// The operator's cashier: its credential and rate limit.
+    pub cashier: Cashier,
+    /// When an untouched round is closed by the nodes.
+    pub abandon: AbandonPolicy,
+}
+
+/// What the operator's platform has on a node: the cashier, and the abandoned-round policy.
+pub struct Operator {
+    pub cashier: Cashier,
+    pub abandon: AbandonPolicy,
 }
 
 impl std::ops::Deref for AppState {
@@ -40,11 +62,30 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// How players sign in on this node.
+pub struct Players {
+    /// Demo mode: sign-in by name, and each new player gets a demo balance. Off by default.
+    pub demo: bool,
+    /// The operator's keys for launch tokens (the only sign-in outside demo mode).
+    pub launch_keys: LaunchKeys,
+    /// The ledger's currency: launch tokens must be for it.
+    pub currency: String,
+}
+
 impl AppState {
-    pub fn new(store: Arc<dyn Store>, node_id: String, ops_token: String) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        node_id: String,
+        ops_token: String,
+        players: Players,
+        lockout: LockoutConfig,
+        operator: Operator,
+    ) -> Self {
         let (events, _) = broadcast::channel(1024);
         let (drain_signal, _) = watch::channel(false);
-        let metrics = Metrics::new();
+        let mut metrics = Metrics::new();
+        let lockout = Arc::new(Lockout::new("node", lockout));
+        lockout.register(metrics.registry_mut());
         metrics
             .store
             .info
@@ -52,12 +93,16 @@ impl AppState {
                 backend: store.backend().to_owned(),
             })
             .set(1);
-        store.observe(metrics.store.clone());
+        store.observe(Arc::new(crate::store_notice::NodeStoreObserver::new(
+            metrics.store.clone(),
+            events.clone(),
+        )));
         AppState(Arc::new(Inner {
             store,
             node_id,
             ops_token,
             version: crate::build::version(),
+            players,
             draining: AtomicBool::new(false),
             skip_idempotency: AtomicBool::new(false),
             drain_signal,
@@ -65,6 +110,10 @@ impl AppState {
             game_status: RwLock::new(HashMap::new()),
             events,
             metrics,
+            lockout,
+            websockets: croupier_web::caps::Caps::new(Some(crate::ws::WS_PER_PLAYER)),
+            cashier: operator.cashier,
+            abandon: operator.abandon,
         }))
     }
 
@@ -104,7 +153,6 @@ impl AppState {
     pub fn game_status(&self, game: &str) -> String {
         self.game_status
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(game)
             .cloned()
             .unwrap_or_else(|| "open".to_owned())

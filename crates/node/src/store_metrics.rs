@@ -1,7 +1,8 @@
 //! Where a bet's time goes inside the store, per batch: waiting in the writer's queue,
-//! running the operations (reads, locks, game logic), committing (flush and fsync); how many
-//! operations share a commit; how often a batch was retried or failed. Registered as
-//! `croupier_store_*`; the store reports to it through `StoreObserver`.
+//! waiting for the writer's turn while another process writes, running the operations
+//! (reads, locks, game logic), committing (flush and fsync); how many operations share a
+//! commit; how often a batch was retried or failed; WAL checkpoints beside the writer.
+//! Registered as `croupier_store_*`; the store reports to it through `StoreObserver`.
 
 use croupier_ledger::{BatchTimings, StoreObserver};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -24,8 +25,10 @@ pub struct OutcomeLabels {
 pub struct StoreMetrics {
     pub info: Family<BackendLabels, Gauge>,
     queue_wait: Histogram,
+    turn_wait: Histogram,
     build: Histogram,
     commit: Histogram,
+    checkpoint: Histogram,
     batch_size: Histogram,
     batches: Family<OutcomeLabels, Counter>,
     retries: Counter,
@@ -41,8 +44,10 @@ impl StoreMetrics {
         let metrics = StoreMetrics {
             info: Family::default(),
             queue_wait: seconds(),
+            turn_wait: seconds(),
             build: seconds(),
             commit: seconds(),
+            checkpoint: seconds(),
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
             batches: Family::default(),
             retries: Counter::default(),
@@ -59,6 +64,11 @@ impl StoreMetrics {
             metrics.queue_wait.clone(),
         );
         store.register(
+            "turn_wait_seconds",
+            "How long a batch's writer waited while another process wrote (SQLite file turns)",
+            metrics.turn_wait.clone(),
+        );
+        store.register(
             "batch_build_seconds",
             "Running a batch's operations: reads, row locks, game logic",
             metrics.build.clone(),
@@ -67,6 +77,11 @@ impl StoreMetrics {
             "commit_seconds",
             "Writing a batch and committing it (flush, fsync)",
             metrics.commit.clone(),
+        );
+        store.register(
+            "checkpoint_seconds",
+            "WAL checkpoints run beside the writer (SQLite), each that copied pages",
+            metrics.checkpoint.clone(),
         );
         store.register(
             "batch_operations",
@@ -90,6 +105,7 @@ impl StoreMetrics {
 impl StoreObserver for StoreMetrics {
     fn batch(&self, t: &BatchTimings) {
         self.queue_wait.observe(t.queue_wait.as_secs_f64());
+        self.turn_wait.observe(t.turn_wait.as_secs_f64());
         self.build.observe(t.build.as_secs_f64());
         self.commit.observe(t.commit.as_secs_f64());
         self.batch_size.observe(t.jobs as f64);
@@ -100,5 +116,9 @@ impl StoreObserver for StoreMetrics {
             })
             .inc();
         self.retries.inc_by(u64::from(t.retries));
+    }
+
+    fn checkpoint(&self, took: std::time::Duration) {
+        self.checkpoint.observe(took.as_secs_f64());
     }
 }

@@ -5,6 +5,7 @@
 
 use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use croupier_ledger::Account;
 use tokio::sync::broadcast::error::RecvError;
@@ -13,6 +14,13 @@ use crate::error::ApiError;
 use crate::events::PlayerMessage;
 use crate::extract::PlayerAuth;
 use crate::state::AppState;
+
+/// Most WebSockets one player holds open on this node; more are refused with 429. The gateway
+/// caps them per player across its nodes too, from the player the node names in its 101
+/// answer (`PLAYER_HEADER`).
+pub const WS_PER_PLAYER: usize = 16;
+/// Names the socket's player in the 101 answer, for the gateway's per-player cap.
+pub const PLAYER_HEADER: &str = "croupier-player";
 
 /// RFC 6455 close code 1012: the service is restarting; reconnect.
 pub const CLOSE_SERVICE_RESTART: u16 = 1012;
@@ -25,9 +33,25 @@ pub async fn connect(
     if state.is_draining() {
         return Err(ApiError::draining());
     }
-    Ok(upgrade
-        .on_upgrade(move |socket| session(state, player, socket))
-        .into_response())
+    let Some(slot) = state.websockets.try_take(player.clone()) else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_websockets",
+            format!("at most {WS_PER_PLAYER} WebSockets per player; close some first"),
+        ));
+    };
+    let name = HeaderValue::from_str(&player).ok();
+    let mut response = upgrade
+        .read_buffer_size(croupier_web::WEBSOCKET_READ_BUFFER)
+        .on_upgrade(move |socket| async move {
+            let _slot = slot;
+            session(state, player, socket).await;
+        })
+        .into_response();
+    if let Some(name) = name {
+        response.headers_mut().insert(PLAYER_HEADER, name);
+    }
+    Ok(response)
 }
 
 async fn session(state: AppState, player: String, mut socket: WebSocket) {

@@ -7,6 +7,7 @@
 //! supervisor restarts it. Logging never blocks a request nor panics when the disk is full
 //! (`logs`, `rotating`). `room` measures the filesystem under a data folder, `limits` the
 //! descriptors and memory a process may still use.
+#![forbid(unsafe_code)]
 
 pub mod exporter;
 pub mod limits;

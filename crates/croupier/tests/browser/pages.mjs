@@ -3,24 +3,13 @@
 // bars and the active incident; the feeds answer; the dashboard signs in, draws live charts
 // from real data and drains a node with its button. Screenshots of both pages go to --out.
 // Prints one JSON line with what it saw; exits non-zero on the first failed expectation.
-import { chromium } from "playwright-core";
+import { args, expect, launch, seen } from "./launch.mjs";
 
-const args = Object.fromEntries(
-  process.argv.slice(2).reduce((pairs, arg, i, all) => (arg.startsWith("--") ? pairs.concat([[arg.slice(2), all[i + 1]]]) : pairs), []),
-);
 const { control, token, out, drain, incident } = args;
 // The control plane backs up a SQLite ledger itself; a PostgreSQL one is pgBackRest's.
 const backups = args.backups !== "none";
-const seen = {};
 
-function expect(condition, what) {
-  if (!condition) throw new Error("expected " + what + "; saw " + JSON.stringify(seen));
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
   const errors = [];
@@ -62,7 +51,7 @@ try {
   const before = Number(await page.locator("#chart-cpu").getAttribute("data-points"));
   await page.waitForFunction(n => Number(document.querySelector("#chart-cpu").dataset.points) > n, before, { timeout: 10000 });
   seen.canvases = await page.locator(".chart canvas").count();
-  expect(seen.canvases === 8, "eight drawn charts");
+  expect(seen.canvases === 9, "nine drawn charts");
   seen.nodes = await page.locator("#nodes tbody tr").count();
   expect(seen.nodes === 3, "three nodes");
   await page.waitForFunction(() => document.querySelectorAll("#slos tbody tr").length >= 4, null, { timeout: 10000 });

@@ -12,6 +12,13 @@ use croupier_ledger::pg::scratch::{ScratchDb, test_server};
 use croupier_ledger::test_store;
 use serde_json::{Value, json};
 
+mod browser;
+mod smtp;
+#[allow(unused_imports)] // each test binary uses its own subset
+pub use browser::*;
+#[allow(unused_imports)]
+pub use smtp::*;
+
 pub const OPS_TOKEN: &str = "test-ops-token-0123456789abcdef0123456789";
 
 pub fn free_port() -> u16 {
@@ -34,7 +41,13 @@ pub struct Node {
 }
 
 impl Node {
+    /// A node in demo mode (sign-in by name, play money), as most tests want.
     pub fn start(data: &Path, id: &str) -> Node {
+        Node::start_with(data, id, &["--demo"])
+    }
+
+    /// A node with `extra` arguments (no `--demo` unless given).
+    pub fn start_with(data: &Path, id: &str, extra: &[&str]) -> Node {
         let port = free_port();
         let log = std::fs::File::create(data.join(format!("{id}.log"))).unwrap();
         let child = croupier()
@@ -48,6 +61,7 @@ impl Node {
             .arg("--data")
             .arg(data)
             .args(["--store", &ledger(data).as_arg()])
+            .args(extra)
             .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
             .stdout(Stdio::null())
             .stderr(log)
@@ -353,6 +367,43 @@ pub fn get_via(url: &str, token: Option<&str>) -> Result<(u16, Value, String), S
     with_node(request.call())
 }
 
+/// What a failed player request was, counted apart as issue #13 asks: a non-2xx answer, a
+/// refused connection (never sent), a connection reset or closed before the answer (it may
+/// have been acted on), or another transport failure (a timeout).
+pub fn failure_kind(result: &Result<(u16, Value, String), String>) -> &'static str {
+    match result {
+        Ok((200..=299, _, _)) => "ok",
+        Ok(_) => "non_2xx",
+        Err(e) => {
+            let e = e.to_lowercase();
+            if e.contains("refused") {
+                "refused"
+            } else if ["reset", "eof", "closed", "broken pipe"]
+                .iter()
+                .any(|w| e.contains(w))
+            {
+                "reset"
+            } else {
+                "other"
+            }
+        }
+    }
+}
+
+/// "non_2xx N, refused N, reset N, other N" for failures labelled by `failure_kind`
+/// ("kind: what").
+pub fn tally(failures: &[String]) -> String {
+    ["non_2xx", "refused", "reset", "other"]
+        .map(|kind| {
+            let n = failures
+                .iter()
+                .filter(|f| f.starts_with(&format!("{kind}:")))
+                .count();
+            format!("{kind} {n}")
+        })
+        .join(", ")
+}
+
 pub type Socket = tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>>;
 
 /// A player's WebSocket at `base` (a node or the gateway), with a 10 s read timeout.
@@ -385,6 +436,24 @@ pub fn sign_in_at(base: &str, player: &str) -> String {
     body["token"].as_str().unwrap().to_owned()
 }
 
+/// `croupier launch-token` with `args`, signing with the keys of `data`, as the operator's
+/// platform would.
+pub fn launch_token(data: &Path, args: &[&str]) -> String {
+    let out = croupier()
+        .arg("launch-token")
+        .arg("--data")
+        .arg(data)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 /// `count` consecutive free ports.
 pub fn free_ports(count: u16) -> u16 {
     for _ in 0..100 {
@@ -398,17 +467,25 @@ pub fn free_ports(count: u16) -> u16 {
     panic!("no {count} consecutive free ports");
 }
 
-/// The pid of the process whose command line holds all of `needles`.
+/// The pid of a process whose command line holds all of `needles`.
 pub fn find_process(needles: &[&str]) -> Option<u32> {
-    std::fs::read_dir("/proc")
-        .ok()?
+    find_processes(needles).into_iter().next()
+}
+
+/// The pids of every live process whose command line holds all of `needles`.
+pub fn find_processes(needles: &[&str]) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
         .flatten()
-        .find_map(|entry| {
+        .filter_map(|entry| {
             let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
             let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
             let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             needles.iter().all(|n| cmdline.contains(n)).then_some(pid)
         })
+        .collect()
 }
 
 /// A croupier process (`up`, `control`), stopped with SIGTERM (then SIGKILL) if the test ends
@@ -461,9 +538,14 @@ pub struct UpStack {
 }
 
 impl UpStack {
-    /// Starts `croupier up` on `data` with `extra` arguments and waits until every part is
-    /// ready.
+    /// Starts `croupier up --demo` on `data` with `extra` arguments and waits until every
+    /// part is ready.
     pub fn start(data: &Path, extra: &[&str]) -> UpStack {
+        UpStack::start_with(data, true, extra)
+    }
+
+    /// `start`, in demo mode or not.
+    pub fn start_with(data: &Path, demo: bool, extra: &[&str]) -> UpStack {
         // The control plane's port and the supervisor's, next to it.
         let (nodes, gateway, control) = (free_ports(3), free_ports(2), free_ports(2));
         std::fs::create_dir_all(data).unwrap();
@@ -475,6 +557,7 @@ impl UpStack {
             .args(["--first-node-port", &nodes.to_string()])
             .args(["--gateway-port", &gateway.to_string()])
             .args(["--control-port", &control.to_string()])
+            .args(demo.then_some("--demo"))
             .args(extra)
             .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
             .stdout(Stdio::null())
@@ -510,7 +593,7 @@ impl UpStack {
 }
 
 /// What a `json_receiver` got: each JSON body with its Authorization header.
-pub type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+pub type Received = std::sync::Arc<parking_lot::Mutex<Vec<(String, Value)>>>;
 
 /// A stand-in for a webhook or report endpoint: a plain HTTP server on a thread at `path`
 /// that answers 201 and keeps each JSON body with its Authorization header.
@@ -542,7 +625,7 @@ pub fn json_receiver(path: &str) -> (String, Received) {
             if reader.read_exact(&mut body).is_ok()
                 && let Ok(json) = serde_json::from_slice::<Value>(&body)
             {
-                store.lock().unwrap().push((auth, json));
+                store.lock().push((auth, json));
             }
             let _ = stream.write_all(
                 b"HTTP/1.1 201 Created\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
@@ -550,4 +633,36 @@ pub fn json_receiver(path: &str) -> (String, Received) {
         }
     });
     (url, received)
+}
+
+/// `croupier control` on `port` with `data` and `data/deploy.toml` (and `extra` arguments),
+/// its log in `data/control.log`; not waited for.
+pub fn control_with_config(data: &Path, port: u16, extra: &[&str]) -> Up {
+    let log = std::fs::File::create(data.join("control.log")).unwrap();
+    Up(croupier()
+        .args(["control", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data")
+        .arg(data)
+        .arg("--config")
+        .arg(data.join("deploy.toml"))
+        .args(extra)
+        .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap())
+}
+
+/// A control plane on `data` with `data/deploy.toml`, watching `node` as node-1; returns
+/// once it sees the node up (the process and its base URL).
+pub fn control_watching(data: &Path, node: &Node) -> (Up, String) {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let watched = format!("node-1={}", node.base);
+    let control = control_with_config(data, port, &["--node", &watched]);
+    wait_for("the node watched", || {
+        get(&format!("{base}/api/v1/targets"), Some(OPS_TOKEN))
+            .is_ok_and(|(_, t)| t["targets"][0]["up"] == true)
+    });
+    (control, base)
 }

@@ -1,9 +1,11 @@
 //! A write batch on PostgreSQL: what its operations read (rows they will change are locked
 //! with `FOR UPDATE` as they are read) and what they changed, staged in memory, then flushed
 //! in two pipelined round trips: every table but the journal, with the chain head locked last;
-//! then the journal, linked to the head, the new head, and the commit. The chain head is thus
-//! held only for the journal insert and the commit, so several nodes' batches overlap.
+//! then the journal, linked to the head, the new head, the commit, and a durability barrier.
+//! The chain head is thus held only for the journal insert and a commit that does not wait
+//! for the disk (the barrier after it does), so several nodes' batches overlap.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use futures_util::future::try_join_all;
@@ -11,6 +13,7 @@ use tokio_postgres::types::ToSql;
 
 use super::conn::Conn;
 use super::error::pg_error;
+use super::prefetch::Needs;
 use super::staged::{Appended, Tracked};
 use crate::chain::entry_hash;
 use crate::error::LedgerError;
@@ -41,6 +44,8 @@ pub struct BatchState {
     pub journal: Appended<Transfer>,
     pub idempotency: Tracked<String, Record>,
     pub game_status: Tracked<String, String>,
+    /// Set while the operations run once only to find the rows they need (see `prefetch`).
+    pub discovery: Option<Needs>,
     /// The first database failure: it aborted the transaction, so the batch cannot commit.
     pub failure: Option<LedgerError>,
 }
@@ -73,15 +78,21 @@ impl BatchState {
     }
 }
 
-/// One statement of the flush and its parameters.
-struct Statement {
-    sql: &'static str,
+/// One statement of a pipeline and its parameters.
+pub struct Statement {
+    sql: Cow<'static, str>,
     params: Vec<Box<dyn ToSql + Sync + Send>>,
 }
 
 impl Statement {
-    fn new(sql: &'static str, params: Vec<Box<dyn ToSql + Sync + Send>>) -> Statement {
-        Statement { sql, params }
+    pub fn new(
+        sql: impl Into<Cow<'static, str>>,
+        params: Vec<Box<dyn ToSql + Sync + Send>>,
+    ) -> Statement {
+        Statement {
+            sql: sql.into(),
+            params,
+        }
     }
 }
 
@@ -104,24 +115,49 @@ pub fn flush(
         .and_then(|rows| rows.first())
         .ok_or_else(|| LedgerError::Storage("the chain head row is missing".into()))?;
     let (seq, hash): (i64, String) = (head.get(0), head.get(1));
-    let mut finish = link_journal(state.journal.accepted(), currency, now_ms, seq, hash);
+    let mut finish = vec![Statement::new("SET LOCAL synchronous_commit = off", vec![])];
+    finish.extend(link_journal(
+        state.journal.accepted(),
+        currency,
+        now_ms,
+        seq,
+        hash,
+    ));
     finish.push(Statement::new("COMMIT", vec![]));
+    finish.push(Statement::new(DURABILITY_BARRIER, vec![]));
     run_pipelined(conn, &finish)?;
     Ok(())
 }
+
+/// A transaction of its own after the batch's commit, committed as the session says
+/// (synchronously by default): PostgreSQL acknowledges it only once the WAL up to its commit
+/// record is on disk (and on a synchronous standby), and the batch's commit record is before
+/// it. So the batch commits without waiting for the disk while it holds the chain head, the
+/// next batch (of any writer) links on at once, and their waits for the disk are flushed
+/// together; nothing is acknowledged before the barrier returns. (Taking a transaction id
+/// is not enough: PostgreSQL flushes a commit, and waits for a synchronous standby, only when
+/// the transaction wrote WAL before its commit record, and an xid alone writes none, so that
+/// barrier returned at once and an acknowledged bet could be lost with the primary. A
+/// transactional logical message takes an xid and writes one small WAL record, needs no
+/// table, no privilege and no `wal_level = logical`.)
+const DURABILITY_BARRIER: &str = "SELECT pg_logical_emit_message(true, 'croupier', '')";
 
 /// Sends every statement before reading any answer (one round trip), in order. Statements
 /// not yet prepared on this connection are prepared first, all of them, before any is sent:
 /// an execution waiting for its own preparation would let the ones after it (the commit
 /// among them) overtake it.
-fn run_pipelined(
+pub fn run_pipelined(
     conn: Conn<'_>,
     statements: &[Statement],
 ) -> Result<Vec<Vec<tokio_postgres::Row>>, LedgerError> {
     conn.driver
         .run(async {
-            let prepared =
-                try_join_all(statements.iter().map(|s| conn.client.prepare_cached(s.sql))).await?;
+            let prepared = try_join_all(
+                statements
+                    .iter()
+                    .map(|s| conn.client.prepare_cached(&s.sql)),
+            )
+            .await?;
             try_join_all(statements.iter().zip(&prepared).map(|(s, prepared)| {
                 let params: Vec<&(dyn ToSql + Sync)> = s
                     .params

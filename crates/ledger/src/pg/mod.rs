@@ -1,7 +1,10 @@
 //! The PostgreSQL backend: the ledger on a database server, so several node processes on
 //! several machines share it. Selected by a `postgres://` URL, which may name several hosts
 //! (`postgres://h1:5432,h2:5433/db?target_session_attrs=read-write`): connections go to the
-//! one that accepts writes, and after a failover to the new primary.
+//! one that accepts writes, and after a failover to the new primary. While no host accepts
+//! writes (the primary is lost and no standby promoted yet), writes are retried for
+//! `retry_for` and then refused as unavailable, and reads fall back to a standby's
+//! connection (`any` host), so wallets, history and sign-in checks keep working.
 //!
 //! Writes: one writer thread per store does group commit (see `writer` and `batch`): many
 //! operations per transaction, rows locked as they are read, changes staged in memory and
@@ -12,6 +15,7 @@
 mod batch;
 mod conn;
 pub mod error;
+mod prefetch;
 mod retention;
 mod schema;
 pub mod scratch;
@@ -30,6 +34,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::runtime::{Builder, Runtime};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
+use tokio_postgres::config::TargetSessionAttrs;
 
 use crate::error::LedgerError;
 use crate::observe::{ObserverSlot, StoreObserver};
@@ -76,6 +81,9 @@ pub struct PgStore {
     jobs: mpsc::Sender<Job>,
     observer: ObserverSlot,
     readers: Pool,
+    /// For a multi-host URL that asks for the read-write host: connections to any host, used
+    /// by reads only while no host accepts writes.
+    standby_readers: Option<Pool>,
     /// Drives the readers' connections; shut down (not dropped in place) with the store.
     reader_runtime: Option<Runtime>,
     currency: Arc<str>,
@@ -93,8 +101,23 @@ pub fn connection_config(url: &str) -> Result<tokio_postgres::Config, LedgerErro
         .options(options)
         .application_name("croupier")
         .connect_timeout(Duration::from_secs(2))
-        .keepalives_idle(Duration::from_secs(10));
+        .keepalives_idle(Duration::from_secs(10))
+        // A server whose machine vanished (no reset ever comes) fails the connection within
+        // seconds rather than after the kernel's retransmissions (about 15 minutes).
+        .tcp_user_timeout(Duration::from_secs(5));
     Ok(config)
+}
+
+/// The same connection settings, but to whichever host answers first (a standby too), when
+/// `config` names several hosts and asks for the read-write one; `None` otherwise.
+fn standby_config(config: &tokio_postgres::Config) -> Option<tokio_postgres::Config> {
+    let failover = config.get_hosts().len() > 1
+        && config.get_target_session_attrs() == TargetSessionAttrs::ReadWrite;
+    failover.then(|| {
+        let mut any = config.clone();
+        any.target_session_attrs(TargetSessionAttrs::Any);
+        any
+    })
 }
 
 fn pool(config: tokio_postgres::Config, size: usize) -> Result<Pool, LedgerError> {
@@ -134,9 +157,12 @@ impl PgStore {
     pub fn open(config: PgConfig) -> Result<PgStore, LedgerError> {
         let pg = connection_config(&config.url)?;
         let reader_runtime = runtime("ledger-pg-read", true)?;
-        let readers = {
+        let (readers, standby_readers) = {
             let _guard = reader_runtime.enter();
-            pool(pg.clone(), config.readers.max(1))?
+            let standby = standby_config(&pg)
+                .map(|any| pool(any, config.readers.max(1)))
+                .transpose()?;
+            (pool(pg.clone(), config.readers.max(1))?, standby)
         };
         migrate_on(&reader_runtime, &readers)?;
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
@@ -181,6 +207,7 @@ impl PgStore {
             jobs,
             observer,
             readers,
+            standby_readers,
             reader_runtime: Some(reader_runtime),
             currency: config.currency.into(),
         })
@@ -244,13 +271,17 @@ impl Store for PgStore {
 
     fn read_boxed(&self, op: ReadOp) -> BoxFuture<'_, Result<(), LedgerError>> {
         let readers = self.readers.clone();
+        let standby = self.standby_readers.clone();
         let currency = self.currency.clone();
         let handle = self.reader_handle();
         Box::pin(async move {
             let handle = handle?;
-            tokio::task::spawn_blocking(move || read_on(&handle, &readers, &currency, op))
-                .await
-                .map_err(|e| LedgerError::Storage(format!("read failed: {e}")))?
+            tokio::task::spawn_blocking(move || {
+                let conn = reader_connection(&handle, &readers, standby.as_ref())?;
+                read_on(&handle, &conn, &currency, op)
+            })
+            .await
+            .map_err(|e| LedgerError::Storage(format!("read failed: {e}")))?
         })
     }
 
@@ -262,12 +293,19 @@ impl Store for PgStore {
         "postgres"
     }
 
+    /// Ready while reads can be served: by the primary, or during a failover by a standby
+    /// (writes are then refused as unavailable, one by one, with a retry hint).
     fn ready(&self) -> BoxFuture<'_, Result<bool, LedgerError>> {
         let readers = self.readers.clone();
+        let standby = self.standby_readers.clone();
         Box::pin(async move {
-            let client = readers.get().await.map_err(|e| {
-                LedgerError::Unavailable(format!("no connection to the store: {e}"))
-            })?;
+            let client = match readers.get().await {
+                Ok(client) => client,
+                Err(e) => match &standby {
+                    Some(standby) => standby.get().await.map_err(|e| no_connection(&e))?,
+                    None => return Err(no_connection(&e)),
+                },
+            };
             Ok(schema::version(&client).await? == schema::migrations().len())
         })
     }
@@ -298,18 +336,37 @@ impl PgStore {
     }
 }
 
+fn no_connection(e: &deadpool_postgres::PoolError) -> LedgerError {
+    LedgerError::Unavailable(format!("no connection to the store: {e}"))
+}
+
+/// A connection for a read: to the primary, or, when none accepts writes and a standby pool
+/// exists, to a standby.
+fn reader_connection(
+    handle: &tokio::runtime::Handle,
+    readers: &Pool,
+    standby: Option<&Pool>,
+) -> Result<deadpool_postgres::Object, LedgerError> {
+    match handle.block_on(readers.get()) {
+        Ok(client) => Ok(client),
+        Err(e) => match standby {
+            Some(standby) => handle
+                .block_on(standby.get())
+                .map_err(|e| no_connection(&e)),
+            None => Err(no_connection(&e)),
+        },
+    }
+}
+
 /// Runs a read operation in one repeatable-read snapshot on a pooled connection.
 fn read_on(
     handle: &tokio::runtime::Handle,
-    readers: &Pool,
+    client: &deadpool_postgres::Object,
     currency: &str,
     op: ReadOp,
 ) -> Result<(), LedgerError> {
-    let client = handle
-        .block_on(readers.get())
-        .map_err(|e| LedgerError::Unavailable(format!("no connection to the store: {e}")))?;
     let conn = Conn {
-        client: &client,
+        client,
         driver: Driver::Handle(handle),
     };
     conn.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")?;

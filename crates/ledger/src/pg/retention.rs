@@ -51,7 +51,7 @@ pub async fn housekeep(
     let idempotency_removed = delete_in_batches(
         &client,
         "DELETE FROM idempotency WHERE key IN
-         (SELECT key FROM idempotency WHERE created_ms < $1 LIMIT $2)",
+         (SELECT key FROM idempotency WHERE created_ms < $1 AND key NOT LIKE 'cashier:%' LIMIT $2)",
         now - policy.idempotency_kept_ms.max(MIN_IDEMPOTENCY_KEPT_MS),
         batch,
     )

@@ -9,6 +9,7 @@ use tokio_postgres::Row;
 
 use super::batch::{BatchState, NewSession};
 use super::conn::{Conn, Params};
+use super::prefetch::Needs;
 use crate::error::LedgerError;
 use crate::model::{Account, JournalEntry, Round, RoundStatus, Seed, Transfer};
 use crate::store::LedgerTx;
@@ -21,9 +22,9 @@ pub struct PgTx<'a> {
     pub batch: Option<&'a mut BatchState>,
 }
 
-const SEED_COLUMNS: &str =
+pub const SEED_COLUMNS: &str =
     "id, player, server_seed, server_seed_hash, client_seed, next_nonce, created_ms, revealed_ms";
-const ROUND_COLUMNS: &str = "id, player, game, status, stake, payout, bet, state, seed_id, nonce, node, created_ms, updated_ms";
+pub const ROUND_COLUMNS: &str = "id, player, game, status, stake, payout, bet, state, seed_id, nonce, node, created_ms, updated_ms";
 const ENTRY_COLUMNS: &str =
     "seq, ts_ms, kind, round_id, debit, credit, amount, currency, prev_hash, hash";
 
@@ -35,7 +36,7 @@ fn read_only() -> LedgerError {
     storage("cannot write on a read snapshot")
 }
 
-fn seed_from(row: &Row) -> Seed {
+pub fn seed_from(row: &Row) -> Seed {
     Seed {
         id: row.get(0),
         player: row.get(1),
@@ -48,7 +49,7 @@ fn seed_from(row: &Row) -> Seed {
     }
 }
 
-fn round_from(row: &Row) -> Result<Round, LedgerError> {
+pub fn round_from(row: &Row) -> Result<Round, LedgerError> {
     let status: String = row.get(3);
     Ok(Round {
         id: row.get(0),
@@ -100,12 +101,25 @@ impl PgTx<'_> {
         result
     }
 
+    /// In a discovery run (see `prefetch`), notes what the operation needs and stops it.
+    fn defer(&mut self, note: impl FnOnce(&mut Needs)) -> Result<(), LedgerError> {
+        if let Some(needs) = self.batch.as_deref_mut().and_then(|b| b.discovery.as_mut()) {
+            note(needs);
+            return Err(LedgerError::Unavailable(
+                "deferred to the batch's prefetch".into(),
+            ));
+        }
+        Ok(())
+    }
+
     fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, LedgerError> {
+        self.defer(|_| {})?;
         let result = self.conn.query(sql, params);
         self.db(result)
     }
 
     fn query_opt(&mut self, sql: &str, params: Params<'_>) -> Result<Option<Row>, LedgerError> {
+        self.defer(|_| {})?;
         let result = self.conn.query_opt(sql, params);
         self.db(result)
     }
@@ -119,6 +133,9 @@ impl PgTx<'_> {
         if let Some(known) = self.batch()?.balances.get(&account.to_owned()) {
             return Ok(known.copied().unwrap_or(0));
         }
+        self.defer(|needs| {
+            needs.balances.insert(account.to_owned());
+        })?;
         let currency = self.currency.to_owned();
         let row = self.query_opt(
             "SELECT balance FROM balances WHERE account = $1 AND currency = $2 AND shard = 0 FOR UPDATE",
@@ -158,6 +175,9 @@ impl PgTx<'_> {
         if let Some(known) = self.batch()?.seeds.get(&id) {
             return Ok(known.cloned());
         }
+        self.defer(|needs| {
+            needs.seeds.insert(id);
+        })?;
         let row = self.query_opt(
             &format!("SELECT {SEED_COLUMNS} FROM seeds WHERE id = $1 FOR UPDATE"),
             &[&id],
@@ -176,6 +196,9 @@ impl PgTx<'_> {
                 None => Ok(None),
             };
         }
+        self.defer(|needs| {
+            needs.active_seeds.insert(player.to_owned());
+        })?;
         let row = self.query_opt(
             &format!(
                 "SELECT {SEED_COLUMNS} FROM seeds WHERE player = $1 AND revealed_ms IS NULL FOR UPDATE"
@@ -207,6 +230,10 @@ impl PgTx<'_> {
         {
             return Ok(());
         }
+        self.defer(|needs| {
+            needs.active_seeds.insert(player.to_owned());
+            needs.balances.insert(account.clone());
+        })?;
         let currency = self.currency.to_owned();
         let seed_sql = format!(
             "SELECT {SEED_COLUMNS} FROM seeds WHERE player = $1 AND revealed_ms IS NULL FOR UPDATE"
@@ -229,6 +256,9 @@ impl PgTx<'_> {
         if let Some(known) = self.batch()?.rounds.get(&id.to_owned()) {
             return Ok(known.cloned());
         }
+        self.defer(|needs| {
+            needs.rounds.insert(id.to_owned());
+        })?;
         let row = self.query_opt(
             &format!("SELECT {ROUND_COLUMNS} FROM rounds WHERE id = $1 FOR UPDATE"),
             &[&id],
@@ -243,6 +273,7 @@ impl PgTx<'_> {
         sql: &str,
         visit: &mut dyn FnMut(&Row) -> Result<(), LedgerError>,
     ) -> Result<(), LedgerError> {
+        self.defer(|_| {})?;
         let conn = self.conn;
         let result = conn.driver.run(async {
             use futures_util::TryStreamExt;
@@ -317,7 +348,7 @@ impl LedgerTx for PgTx<'_> {
         Ok(())
     }
 
-    fn session_player(&mut self, token_hash: &str) -> Result<Option<String>, LedgerError> {
+    fn session_player(&mut self, token_hash: &str) -> Result<Option<(String, i64)>, LedgerError> {
         if let Some(batch) = self.batch.as_deref()
             && let Some(new) = batch
                 .sessions
@@ -325,15 +356,15 @@ impl LedgerTx for PgTx<'_> {
                 .iter()
                 .find(|s| s.token_hash == token_hash && s.expires_ms > self.now_ms)
         {
-            return Ok(Some(new.player.clone()));
+            return Ok(Some((new.player.clone(), new.expires_ms)));
         }
         let now = self.now_ms;
         Ok(self
             .query_opt(
-                "SELECT player FROM sessions WHERE token_hash = $1 AND expires_ms > $2",
+                "SELECT player, expires_ms FROM sessions WHERE token_hash = $1 AND expires_ms > $2",
                 &[&token_hash, &now],
             )?
-            .map(|r| r.get(0)))
+            .map(|r| (r.get(0), r.get(1))))
     }
 
     fn balance(&mut self, account: &Account) -> Result<i64, LedgerError> {
@@ -473,8 +504,11 @@ impl LedgerTx for PgTx<'_> {
         Ok(())
     }
 
+    /// A round id the batch has not seen is not looked up: ids are made unique (time and 80
+    /// random bits), and the primary key refuses a duplicate at the flush. A read per bet
+    /// would cost a round trip while the whole batch waits.
     fn insert_round(&mut self, round: &Round) -> Result<(), LedgerError> {
-        if self.batch_round(&round.id)?.is_some() {
+        if let Some(Some(_)) = self.batch()?.rounds.get(&round.id) {
             return Err(LedgerError::Conflict(format!("round {} exists", round.id)));
         }
         self.batch()?
@@ -549,6 +583,29 @@ impl LedgerTx for PgTx<'_> {
             }
         }
         Ok(open.len() as i64)
+    }
+
+    fn idle_open_rounds(&mut self, before_ms: i64, limit: u32) -> Result<Vec<Round>, LedgerError> {
+        let limit = i64::from(limit);
+        self.query(
+            &format!(
+                "SELECT {ROUND_COLUMNS} FROM rounds WHERE status = 'open' AND updated_ms < $1
+                 ORDER BY updated_ms LIMIT $2"
+            ),
+            &[&before_ms, &limit],
+        )?
+        .iter()
+        .map(round_from)
+        .collect()
+    }
+
+    fn idempotency_record(&mut self, key: &str) -> Result<Option<(String, String)>, LedgerError> {
+        Ok(self
+            .query_opt(
+                "SELECT fingerprint, response FROM idempotency WHERE key = $1",
+                &[&key],
+            )?
+            .map(|r| (r.get(0), r.get(1))))
     }
 
     fn open_rounds_on_node(&mut self, node: &str) -> Result<i64, LedgerError> {

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::batch::{BatchState, flush};
 use super::conn::{Conn, Driver};
+use super::prefetch::{DISCOVERY_PASSES, Needs, prefetch};
 use super::tx::PgTx;
 use crate::clock::now_ms;
 use crate::error::LedgerError;
@@ -76,7 +77,8 @@ impl Writer {
                 Err(e @ LedgerError::Unavailable(_)) if Instant::now() + pause < deadline => {
                     tracing::warn!(error = %e, jobs = jobs.len(), "batch not committed; retrying");
                     std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(500));
+                    // Capped low: a promoted standby is found within 200 ms of accepting writes.
+                    pause = (pause * 2).min(Duration::from_millis(200));
                     retries += 1;
                 }
                 Err(e) => break Err(e),
@@ -87,6 +89,8 @@ impl Writer {
             queue_wait: jobs
                 .first()
                 .map_or(Duration::ZERO, |j| started.duration_since(j.queued)),
+            // Waits for another node's locks are part of `build` (rows locked as read).
+            turn_wait: Duration::ZERO,
             build: stages.build,
             commit: stages.commit,
             retries,
@@ -119,7 +123,7 @@ impl Writer {
         };
         let result = self.run_batch(conn, jobs, stages);
         if result.is_err() {
-            discard_transaction(&self.runtime, client);
+            discard_connection(client);
         }
         result
     }
@@ -138,6 +142,9 @@ impl Writer {
             .filter_map(|j| j.idempotency.as_ref().map(|i| i.key.as_str()))
             .collect();
         begin_and_prefetch(conn, &keys, &mut state)?;
+        if jobs.len() > 1 {
+            self.discover(conn, now, &mut state, jobs)?;
+        }
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs {
             let reply = self.run_job(conn, now, &mut state, job);
@@ -152,6 +159,31 @@ impl Writer {
         stages.commit = built.elapsed();
         flushed?;
         Ok(replies)
+    }
+
+    /// Runs every operation once to learn which rows it reads, then reads them all in one
+    /// round trip (see `prefetch`); again while new rows are asked for, a few times at most.
+    fn discover(
+        &self,
+        conn: Conn<'_>,
+        now: i64,
+        state: &mut BatchState,
+        jobs: &[Job],
+    ) -> Result<(), LedgerError> {
+        for _ in 0..DISCOVERY_PASSES {
+            state.discovery = Some(Needs::default());
+            for job in jobs {
+                // The answer of a discovery run is never used, and its changes are dropped.
+                let _ = self.run_op(conn, now, state, job);
+                state.discard();
+            }
+            let needs = state.discovery.take().unwrap_or_default();
+            if needs.is_empty() {
+                break;
+            }
+            prefetch(conn, &self.currency, needs, state)?;
+        }
+        Ok(())
     }
 
     /// One operation: its changes are kept if it succeeds and thrown away if it is refused.
@@ -231,12 +263,13 @@ fn begin_and_prefetch(
     Ok(())
 }
 
-/// Rolls back what a failed attempt left open; a connection that cannot even do that is
-/// dropped instead of going back to the pool.
-fn discard_transaction(runtime: &Runtime, client: Object) {
-    if client.is_closed() || runtime.block_on(client.batch_execute("ROLLBACK")).is_err() {
-        drop(Object::take(client));
-    }
+/// Throws away the connection of a failed attempt instead of handing it back to the pool, so
+/// the next attempt connects afresh: after a failover a connection that still answers may be
+/// to the old primary, now a standby or being fenced, while a new one goes (through
+/// `target_session_attrs=read-write`) to whichever host accepts writes. The server rolls back
+/// what the attempt left open when the connection closes.
+fn discard_connection(client: Object) {
+    drop(Object::take(client));
 }
 
 fn unavailable(e: &LedgerError) -> LedgerError {

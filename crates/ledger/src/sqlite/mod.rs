@@ -5,14 +5,18 @@
 //! processes can share the file: `BEGIN IMMEDIATE` serialises their writers and each batch
 //! re-reads the chain head. Reads use a small pool of read-only connections.
 
+mod checkpoint;
 mod retention;
 mod schema;
+pub mod turns;
 mod tx;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -24,10 +28,12 @@ use crate::observe::{BatchTimings, ObserverSlot, StoreObserver};
 use crate::store::{
     BoxFuture, ErasedCommitted, Idempotency, OpOutput, ReadOp, Store, TxOp, WriteFailure,
 };
+use checkpoint::Checkpointer;
 pub use schema::MIGRATIONS;
+use turns::WriterTurns;
 use tx::{BatchBalances, ChainHead, SqliteTx};
 
-/// How long a writer waits for another process's write lock before giving up.
+/// How long a writer waits for another process's write turn (or SQLite's lock) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const QUEUE_DEPTH: usize = 16_384;
 /// Prepared statements kept per connection: more than the ledger uses, so none is re-parsed.
@@ -40,6 +46,9 @@ pub struct SqliteConfig {
     /// Most operations committed together in one transaction.
     pub max_batch: usize,
     pub readers: usize,
+    /// WAL length (frames, about a KiB each) past which the checkpointer takes the write
+    /// turn so the WAL can rewind (`checkpoint`).
+    pub wal_restart_frames: i64,
 }
 
 impl SqliteConfig {
@@ -49,6 +58,7 @@ impl SqliteConfig {
             currency: "EUR".to_owned(),
             max_batch: 512,
             readers: 4,
+            wal_restart_frames: 8 * 1024,
         }
     }
 }
@@ -66,6 +76,7 @@ pub struct SqliteStore {
     path: PathBuf,
     jobs: mpsc::Sender<Job>,
     observer: ObserverSlot,
+    _checkpoints: Checkpointer,
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: AtomicUsize,
     currency: Arc<str>,
@@ -134,6 +145,10 @@ impl SqliteStore {
         }
         let mut writer = connect(&config.path, false)?;
         schema::migrate(&mut writer)?;
+        // Checkpoints run beside the writer, never inside its commits (`checkpoint`); when
+        // the WAL rewinds, its file is cut back to 16 MiB.
+        writer
+            .execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 16777216")?;
         let readers = (0..config.readers.max(1))
             .map(|_| connect(&config.path, true).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
@@ -143,14 +158,31 @@ impl SqliteStore {
         let max_batch = config.max_batch.max(1);
         let observer = ObserverSlot::default();
         let writer_observer = observer.clone();
+        let turns = WriterTurns::open(&config.path, BUSY_TIMEOUT)?;
+        let checkpoints = Checkpointer::start(
+            &config.path,
+            config.wal_restart_frames,
+            WriterTurns::open(&config.path, BUSY_TIMEOUT)?,
+            observer.clone(),
+        )?;
         std::thread::Builder::new()
             .name("ledger-writer".into())
-            .spawn(move || write_loop(writer, &writer_currency, queue, max_batch, &writer_observer))
+            .spawn(move || {
+                let writer = Writer {
+                    conn: writer,
+                    turns,
+                    currency: &writer_currency,
+                    max_batch,
+                    observer: &writer_observer,
+                };
+                writer.run(queue)
+            })
             .map_err(|e| LedgerError::Storage(format!("cannot start the writer: {e}")))?;
         Ok(SqliteStore {
             path: config.path.clone(),
             jobs,
             observer,
+            _checkpoints: checkpoints,
             readers: Arc::new(readers),
             next_reader: AtomicUsize::new(0),
             currency,
@@ -158,45 +190,69 @@ impl SqliteStore {
     }
 }
 
-fn write_loop(
+/// The process's one writer: takes its turn at the file, commits what has queued meanwhile.
+struct Writer<'a> {
     conn: Connection,
-    currency: &str,
-    mut queue: mpsc::Receiver<Job>,
+    turns: WriterTurns,
+    currency: &'a str,
     max_batch: usize,
-    observer: &ObserverSlot,
-) {
-    while let Some(first) = queue.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < max_batch {
-            match queue.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+    observer: &'a ObserverSlot,
+}
+
+impl Writer<'_> {
+    fn run(&self, mut queue: mpsc::Receiver<Job>) {
+        while let Some(first) = queue.blocking_recv() {
+            let turn = self.turns.take();
+            let mut batch = vec![first];
+            while batch.len() < self.max_batch {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
             }
+            let turn_wait = match turn {
+                Ok(waited) => waited,
+                Err(e) => {
+                    fail_all(batch, &e);
+                    continue;
+                }
+            };
+            let timings = commit_batch(&self.conn, self.currency, batch, turn_wait);
+            if let Err(e) = self.turns.pass() {
+                tracing::error!(error = %e, "cannot pass the ledger's write turn");
+            }
+            self.observer.report(&timings);
         }
-        let timings = commit_batch(&conn, currency, batch);
-        observer.report(&timings);
+    }
+}
+
+/// Answers every job of a batch that could not run with why.
+fn fail_all(jobs: Vec<Job>, error: &LedgerError) {
+    for job in jobs {
+        let _ = job
+            .reply
+            .send(Err(LedgerError::Unavailable(error.to_string()).into()));
     }
 }
 
 /// Runs a batch in one transaction; replies only after the commit is durable.
-fn commit_batch(conn: &Connection, currency: &str, jobs: Vec<Job>) -> BatchTimings {
+fn commit_batch(
+    conn: &Connection,
+    currency: &str,
+    jobs: Vec<Job>,
+    turn_wait: Duration,
+) -> BatchTimings {
     let started = Instant::now();
     let mut timings = BatchTimings {
         jobs: jobs.len(),
-        queue_wait: jobs
-            .first()
-            .map_or(Duration::ZERO, |j| started.duration_since(j.queued)),
+        queue_wait: jobs.first().map_or(Duration::ZERO, |j| {
+            started.duration_since(j.queued).saturating_sub(turn_wait)
+        }),
+        turn_wait,
         build: Duration::ZERO,
         commit: Duration::ZERO,
         retries: 0,
         committed: false,
-    };
-    let fail_all = |jobs: Vec<Job>, error: &LedgerError| {
-        for job in jobs {
-            let _ = job
-                .reply
-                .send(Err(LedgerError::Unavailable(error.to_string()).into()));
-        }
     };
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         fail_all(jobs, &e.into());
@@ -362,7 +418,7 @@ impl Store for SqliteStore {
         let currency = self.currency.clone();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
-                let conn = readers[index].lock().unwrap_or_else(|p| p.into_inner());
+                let conn = readers[index].lock();
                 if !conn.is_autocommit() {
                     conn.execute_batch("ROLLBACK")?;
                 }
@@ -396,7 +452,7 @@ impl Store for SqliteStore {
         let index = self.next_reader.fetch_add(1, Ordering::Relaxed) % readers.len();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
-                let conn = readers[index].lock().unwrap_or_else(|p| p.into_inner());
+                let conn = readers[index].lock();
                 Ok(schema::version(&conn)? == MIGRATIONS.len())
             })
             .await

@@ -71,7 +71,7 @@ pub fn housekeep(db: &Path, policy: &RetentionPolicy) -> Result<HousekeepReport,
         &conn,
         "idempotency",
         "key",
-        "created_ms < ?1",
+        "created_ms < ?1 AND key NOT LIKE 'cashier:%'",
         now - policy
             .idempotency_kept_ms
             .max(crate::retention::MIN_IDEMPOTENCY_KEPT_MS),

@@ -231,13 +231,15 @@ impl LedgerTx for SqliteTx<'_> {
         Ok(())
     }
 
-    fn session_player(&mut self, token_hash: &str) -> Result<Option<String>, LedgerError> {
+    fn session_player(&mut self, token_hash: &str) -> Result<Option<(String, i64)>, LedgerError> {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT player FROM sessions WHERE token_hash = ?1 AND expires_ms > ?2",
+                "SELECT player, expires_ms FROM sessions WHERE token_hash = ?1 AND expires_ms > ?2",
             )?
-            .query_row(params![token_hash, self.now_ms], |r| r.get(0))
+            .query_row(params![token_hash, self.now_ms], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?)
     }
 
@@ -473,6 +475,23 @@ impl LedgerTx for SqliteTx<'_> {
             .conn
             .prepare_cached("SELECT count(*) FROM rounds WHERE player = ?1 AND status = 'open'")?
             .query_row([player], |r| r.get(0))?)
+    }
+
+    fn idle_open_rounds(&mut self, before_ms: i64, limit: u32) -> Result<Vec<Round>, LedgerError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ROUND_COLUMNS} FROM rounds WHERE status = 'open' AND updated_ms < ?1
+             ORDER BY updated_ms LIMIT ?2"
+        ))?;
+        let rows = stmt.query_map(params![before_ms, limit], round_from_row)?;
+        rows.map(|r| finish_round(r?)).collect()
+    }
+
+    fn idempotency_record(&mut self, key: &str) -> Result<Option<(String, String)>, LedgerError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT fingerprint, response FROM idempotency WHERE key = ?1")?
+            .query_row([key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?)
     }
 
     fn open_rounds_on_node(&mut self, node: &str) -> Result<i64, LedgerError> {

@@ -5,17 +5,30 @@
 //!   token, with a wrong one, and with a player's token;
 //! - none of them accepts a default or well-known token, and the ops token given to the audit
 //!   is long and random enough;
-//! - TLS settings where TLS is on (Croupier serves plain HTTP today: skipped, said so);
+//! - TLS where other hosts can reach an address; on every HTTPS address TLS 1.2+ only, no
+//!   plain HTTP, a trusted certificate valid for two more weeks, HSTS;
 //! - security headers on the players' answers (nosniff, frame denial, referrer policy,
 //!   `Cache-Control: no-store`; HSTS only with TLS);
 //! - the per-player rate limit answers 429 under a burst;
 //! - oversized bodies and headers get 413/431, malformed requests 4xx with a JSON error, and
 //!   none of them moves money;
-//! - one player cannot read or act on another's round, nor move their money.
+//! - one player cannot read or act on another's round, nor move their money;
+//! - the players' port forwards only the player API, every server cuts a client that sends
+//!   its headers a byte at a time, one player's WebSockets are capped, and (on the
+//!   deployment's host) the data folder is private to its owner;
+//! - the dashboard's cookie is a session id, not the token; a cross-site change posted
+//!   with it is refused; sign-out ends the session;
+//! - the operator's cashier API is not on the players' port, and refuses (moving nothing) a
+//!   call without its credential, with a player's token or with the ops token.
 
+mod cashier;
+mod dashboard;
+mod doors;
 mod input;
 mod isolation;
+mod launch;
 mod surface;
+mod tls;
 mod tokens;
 
 use std::fmt::Write;
@@ -41,6 +54,26 @@ pub struct AuditTargets {
     pub ops_token: Option<String>,
     /// Requests in the rate-limit burst.
     pub burst: usize,
+    /// The operator's launch key, when the auditor has it: its probe players sign in with
+    /// launch tokens, and expiry, replay and currency are checked too.
+    pub launch_key: Option<LaunchKey>,
+    /// The ledger's currency, for those tokens.
+    pub currency: String,
+    /// The deployment's data folder, when the audit runs on its host (modes are checked).
+    pub data: Option<std::path::PathBuf>,
+    /// What the audit trusts and presents at `https://` addresses (nodes ask for a client
+    /// certificate under mutual TLS).
+    pub tls: croupier_web::tls::ClientFiles,
+}
+
+/// The operator's signing key, shown in debug output without its secret.
+#[derive(Clone)]
+pub struct LaunchKey(pub std::sync::Arc<croupier_web::launch::SigningKey>);
+
+impl std::fmt::Debug for LaunchKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LaunchKey(..)")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -96,9 +129,11 @@ impl Auditor {
 
     async fn sign_in(&self, name: &str) -> Result<String, LoadError> {
         let url = format!("{}/api/v1/sessions", self.targets.gateway);
-        let answer = self
-            .send(Call::post(&url, &json!({"player": name})))
-            .await?;
+        let body = match self.launch_token(name, 300, None) {
+            Some(token) => json!({ "launch_token": token }),
+            None => json!({ "player": name }),
+        };
+        let answer = self.send(Call::post(&url, &body)).await?;
         answer.json()["token"]
             .as_str()
             .map(str::to_owned)
@@ -134,20 +169,31 @@ impl Auditor {
 /// Runs every check against the deployment.
 pub async fn run(targets: AuditTargets) -> Result<AuditReport, LoadError> {
     let mut auditor = Auditor {
-        http: HttpClient::new(1, Duration::from_secs(10)),
+        http: HttpClient::with_tls(1, Duration::from_secs(10), &targets.tls)?,
         targets,
         findings: Vec::new(),
     };
     let stamp = crate::run::default_prefix();
-    let alice = auditor.sign_in(&format!("audit-{stamp}-a")).await?;
+    let alice_name = format!("audit-{stamp}-a");
+    let alice = auditor.sign_in(&alice_name).await?;
     let mallory = auditor.sign_in(&format!("audit-{stamp}-b")).await?;
     let burst = auditor.sign_in(&format!("audit-{stamp}-c")).await?;
+    // Before the guessing checks get this address blocked on the control plane.
+    auditor.dashboard_sessions().await;
+    // Before `ops_auth`, which gets the auditor's address blocked on the nodes' lockout.
+    auditor.cashier_closed(&alice_name, &alice, &stamp).await;
     auditor.ops_auth(&mallory).await;
-    auditor.tls();
+    auditor.tls().await;
     auditor.headers(&alice).await;
     auditor.bad_input(&mallory).await;
     auditor.isolation(&alice, &mallory).await;
     auditor.rate_limit(&burst).await;
+    auditor.launch_tokens(&stamp).await;
+    let sockets = auditor.sign_in(&format!("audit-{stamp}-d")).await?;
+    auditor.players_port_paths().await;
+    auditor.websocket_cap(&sockets).await;
+    auditor.slow_clients().await;
+    auditor.data_modes();
     let failed = auditor
         .findings
         .iter()

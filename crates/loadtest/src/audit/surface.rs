@@ -1,23 +1,9 @@
-//! What every answer carries: TLS (not built: reported as skipped) and the security headers.
+//! What every answer carries: the security headers.
 
 use super::{Auditor, Status};
 use crate::http::{Answer, Call};
 
 impl Auditor {
-    pub(super) fn tls(&mut self) {
-        let mut all: Vec<String> = vec![self.targets.gateway.clone()];
-        all.extend(self.targets.nodes.iter().cloned());
-        all.extend(self.targets.admin.iter().cloned());
-        all.extend(self.targets.control.iter().cloned());
-        let plain = all.iter().filter(|u| u.starts_with("http://")).count();
-        self.note(
-            "tls",
-            "all",
-            Status::Skip,
-            format!("skipped: TLS off ({plain} of {} addresses are plain http; croupier does not terminate TLS yet, so there are no TLS settings or HSTS to check)", all.len()),
-        );
-    }
-
     fn header_problems(answer: &Answer) -> Vec<String> {
         let mut problems = Vec::new();
         if !answer

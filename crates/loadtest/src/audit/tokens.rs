@@ -50,7 +50,51 @@ pub fn weakness(token: &str) -> Option<String> {
     (bits < 128.0).then(|| format!("its characters carry about {bits:.0} bits, fewer than 128"))
 }
 
+/// Wrong tokens the lockout check sends at most before it expects the address blocked.
+const GUESSES: usize = 30;
+
 impl Auditor {
+    /// After the guesses above (and more, up to `GUESSES`), the auditor's address must be
+    /// blocked: the right token refused too. Leaves the address blocked on `url` for a while
+    /// (a minute by default), as it would an attacker's.
+    async fn lockout(&mut self, url: &str) {
+        let Some(token) = self.targets.ops_token.clone() else {
+            self.note(
+                "credential_lockout",
+                url,
+                Status::Skip,
+                "no ops token given to the audit (--ops-token or --data)",
+            );
+            return;
+        };
+        let mut blocked = false;
+        for guess in 0..GUESSES {
+            let wrong = format!("audit-guess-{guess:04}-{}", "0".repeat(32));
+            if let Ok(a) = self.send(Call::get(url).token(&wrong)).await
+                && a.status == 429
+            {
+                blocked = true;
+                break;
+            }
+        }
+        let (status, detail) = match self.send(Call::get(url).token(&token)).await {
+            Ok(a) if blocked && a.status == 429 => (
+                Status::Pass,
+                "guessing got this address blocked: the right token is refused too (429), for now"
+                    .to_owned(),
+            ),
+            Ok(a) => (
+                Status::Fail,
+                format!(
+                    "{GUESSES}+ wrong tokens in a row and the right one answered {}: guessing is not throttled",
+                    a.status
+                ),
+            ),
+            Err(e) => (Status::Fail, format!("could not be checked: {e}")),
+        };
+        self.note("credential_lockout", url, status, detail);
+    }
+
     pub(super) async fn ops_auth(&mut self, player_token: &str) {
         for url in self.ops_urls() {
             let attempts = [
@@ -115,6 +159,7 @@ impl Auditor {
                     format!("accepts the well-known token(s) {accepted:?}"),
                 );
             }
+            self.lockout(&url).await;
         }
         match self.targets.ops_token.clone() {
             None => self.note(

@@ -61,6 +61,42 @@ pub struct WebSockets {
     pub messages: u64,
     pub reconnects: u64,
     pub failures: u64,
+    /// Times a player was without a socket for more than a second, and the longest time.
+    pub gaps_over_1s: u64,
+    pub longest_gap_ms: u64,
+}
+
+/// What the players saw go wrong, told apart: answers that were not 2xx, connections refused
+/// (nothing listening: the request was never sent), connections reset or closed before the
+/// answer (it may have been acted on), other transport failures (timeouts, failed connects),
+/// and bets never acknowledged after every retry with their key.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Failures {
+    pub non_2xx_answers: u64,
+    pub refused_connections: u64,
+    pub reset_connections: u64,
+    pub other_transport: u64,
+    pub bets_never_acknowledged: u64,
+}
+
+impl Failures {
+    /// From the count of each outcome label ("201", "503", "refused", "reset", …).
+    pub fn of(outcomes: &BTreeMap<String, u64>, bets_never_acknowledged: u64) -> Failures {
+        let mut failures = Failures {
+            bets_never_acknowledged,
+            ..Failures::default()
+        };
+        for (label, &count) in outcomes {
+            match (label.as_str(), label.parse::<u16>()) {
+                (_, Ok(status)) if (200..300).contains(&status) => {}
+                (_, Ok(_)) => failures.non_2xx_answers += count,
+                (crate::player::REFUSED, _) => failures.refused_connections += count,
+                (crate::player::RESET, _) => failures.reset_connections += count,
+                _ => failures.other_transport += count,
+            }
+        }
+        failures
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -87,6 +123,7 @@ pub struct Summary {
     /// Open model: the initial players' sign-in and lobby, before measuring began.
     pub setup: BTreeMap<String, OpSummary>,
     pub outcomes: BTreeMap<String, u64>,
+    pub failures: Failures,
     pub websockets: WebSockets,
     pub cpu_seconds: f64,
     pub requests_per_cpu_second: f64,
@@ -221,11 +258,14 @@ pub fn summarise(config: &LoadConfig, stats: &Stats, cpu_seconds: f64) -> Summar
             })
             .collect(),
         outcomes: stats.outcomes.clone(),
+        failures: Failures::of(&stats.outcomes, stats.bets_failed),
         websockets: WebSockets {
             opened: stats.ws_opened,
             messages: stats.ws_messages,
             reconnects: stats.ws_reconnects,
             failures: stats.ws_failures,
+            gaps_over_1s: stats.ws_gaps_over_1s,
+            longest_gap_ms: stats.ws_longest_gap_ms,
         },
         cpu_seconds,
         requests_per_cpu_second: requests as f64 / cpu_seconds.max(1e-9),
@@ -268,6 +308,33 @@ pub fn progress_line(stats: &Stats, in_flight: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn refused_and_reset_connections_are_told_apart_from_non_2xx_answers() {
+        let outcomes = [
+            ("200", 5),
+            ("201", 7),
+            ("503", 2),
+            ("409", 1),
+            ("refused", 3),
+            ("reset", 4),
+            ("transport", 1),
+            ("connect", 1),
+        ]
+        .map(|(label, n)| (label.to_owned(), n))
+        .into_iter()
+        .collect();
+        assert_eq!(
+            super::Failures::of(&outcomes, 6),
+            super::Failures {
+                non_2xx_answers: 3,
+                refused_connections: 3,
+                reset_connections: 4,
+                other_transport: 2,
+                bets_never_acknowledged: 6,
+            }
+        );
+    }
+
     use super::*;
     use crate::run::LoadConfig;
     use crate::threshold::Threshold;

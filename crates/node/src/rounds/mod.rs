@@ -39,29 +39,24 @@ pub fn new_round_id() -> String {
     format!("r_{now_ms:012x}{}", random_hex(10))
 }
 
+/// A demo sign-in: a new player gets `STARTING_BALANCE`.
 pub fn sign_in(
     tx: &mut dyn LedgerTx,
     player: &str,
     token_hash: &str,
 ) -> Result<SignedIn, RoundError> {
-    let created = !tx.player_exists(player)?;
-    if created {
-        tx.create_player(player)?;
-        tx.post(&Transfer {
-            kind: EntryKind::Grant,
-            round_id: None,
-            debit: Account::House,
-            credit: Account::player(player),
-            amount: STARTING_BALANCE,
-        })?;
-        let server_seed = random_hex(32);
-        tx.insert_seed(
-            player,
-            &server_seed,
-            &server_seed_hash(&server_seed),
-            &random_hex(8),
-        )?;
-    }
+    open_session(tx, player, token_hash, true)
+}
+
+/// Opens a session for `player`, creating the player (with a seed pair, and with
+/// `STARTING_BALANCE` when `demo_grant`; else an empty wallet the operator's cashier funds).
+pub fn open_session(
+    tx: &mut dyn LedgerTx,
+    player: &str,
+    token_hash: &str,
+    demo_grant: bool,
+) -> Result<SignedIn, RoundError> {
+    let created = ensure_player(tx, player, demo_grant)?;
     let expires_ms = tx.now_ms() + SESSION_TTL_MS;
     tx.insert_session(token_hash, player, expires_ms)?;
     Ok(SignedIn {
@@ -73,7 +68,41 @@ pub fn sign_in(
     })
 }
 
-fn settle(tx: &mut dyn LedgerTx, round: &mut Round, payout: i64) -> Result<(), LedgerError> {
+/// Creates `player` if new, with a seed pair (and `STARTING_BALANCE` when `demo_grant`);
+/// whether it was created. A launch and a cashier deposit may each be a player's first call.
+pub fn ensure_player(
+    tx: &mut dyn LedgerTx,
+    player: &str,
+    demo_grant: bool,
+) -> Result<bool, LedgerError> {
+    if tx.player_exists(player)? {
+        return Ok(false);
+    }
+    tx.create_player(player)?;
+    if demo_grant {
+        tx.post(&Transfer {
+            kind: EntryKind::Grant,
+            round_id: None,
+            debit: Account::House,
+            credit: Account::player(player),
+            amount: STARTING_BALANCE,
+        })?;
+    }
+    let server_seed = random_hex(32);
+    tx.insert_seed(
+        player,
+        &server_seed,
+        &server_seed_hash(&server_seed),
+        &random_hex(8),
+    )?;
+    Ok(true)
+}
+
+pub(crate) fn settle(
+    tx: &mut dyn LedgerTx,
+    round: &mut Round,
+    payout: i64,
+) -> Result<(), LedgerError> {
     tx.post(&Transfer {
         kind: EntryKind::Settle,
         round_id: Some(round.id.clone()),

@@ -7,6 +7,7 @@ use croupier_ledger::{Round, RoundStatus, Seed};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::abandon::{Closure, SettledAs};
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +43,15 @@ pub struct RoundView {
     pub updated_ms: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fair: Option<Fairness>,
+    /// Why the node closed the round itself (an abandoned round), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_by: Option<Closure>,
+}
+
+/// The node's closure of a round, from its state (`crate::abandon`).
+fn closure(round: &Round) -> Option<Closure> {
+    let state: Value = serde_json::from_str(&round.state).ok()?;
+    serde_json::from_value(state.get("closed_by")?.clone()).ok()
 }
 
 impl RoundView {
@@ -62,6 +72,7 @@ impl RoundView {
                 client_seed: seed.client_seed.clone(),
                 nonce: round.nonce,
             }),
+            closed_by: closure(round),
         }
     }
 }
@@ -188,8 +199,14 @@ fn recompute(round: &Round, seed: &Seed) -> Result<Recomputed, ApiError> {
         &seed.client_seed,
         round.nonce,
     )?;
+    // A hand the node refunded stays unfinished: the refund rule gives back what was staked.
+    let refunded = closure(round).is_some_and(|c| c.settled_as == SettledAs::Refund);
+    let payout = match outcome.payout {
+        None if refunded => Some(round.stake),
+        payout => payout,
+    };
     Ok(Recomputed {
         outcome: outcome.detail,
-        payout: outcome.payout,
+        payout,
     })
 }

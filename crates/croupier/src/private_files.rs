@@ -1,0 +1,86 @@
+//! Secrets at rest: the data folder holds the ledger (with the unrevealed server seeds, from
+//! which the next outcomes can be computed), the ops token, the backup and launch keys,
+//! backups and logs. Only their owner may read them: `croupier up`, `node` and `control` set
+//! the umask to 077 (so every file they and their children create is 0600, every folder
+//! 0700) and repair what is already there, with a warning per path they had to tighten.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// Group and other permission bits: none may be set on anything in the data folder.
+const OPEN_TO_OTHERS: u32 = 0o077;
+
+/// From now on, files this process and its children create are private to their owner.
+pub fn private_umask() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(OPEN_TO_OTHERS));
+}
+
+/// Takes group and other permissions off `folder` and everything under it (symbolic links
+/// are not followed); returns how many paths were repaired.
+pub fn lock_down(folder: &Path) -> std::io::Result<usize> {
+    let mut repaired = 0;
+    let mut pending = vec![folder.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let meta = std::fs::symlink_metadata(&path)?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        let mode = meta.permissions().mode();
+        if mode & OPEN_TO_OTHERS != 0 {
+            let tight = mode & 0o7777 & !OPEN_TO_OTHERS;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(tight))?;
+            tracing::warn!(
+                path = %path.display(), was = format!("{:o}", mode & 0o7777), now = format!("{tight:o}"),
+                "a data file was readable by other users; repaired"
+            );
+            repaired += 1;
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                pending.push(entry?.path());
+            }
+        }
+    }
+    Ok(repaired)
+}
+
+/// `private_umask` and `lock_down` of `folder` (created if missing), for a command's start.
+pub fn secure_data_folder(folder: &Path) -> anyhow::Result<()> {
+    private_umask();
+    std::fs::create_dir_all(folder)?;
+    lock_down(folder).map_err(|e| anyhow::anyhow!("securing {}: {e}", folder.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn looser_modes_are_repaired_and_tight_ones_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(data.join("backups")).unwrap();
+        for (file, m) in [
+            ("ledger.db", 0o644),
+            ("backups/seg", 0o666),
+            ("ops-token", 0o600),
+        ] {
+            std::fs::write(data.join(file), b"x").unwrap();
+            std::fs::set_permissions(data.join(file), std::fs::Permissions::from_mode(m)).unwrap();
+        }
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(data.join("backups"), std::fs::Permissions::from_mode(0o775))
+            .unwrap();
+        assert_eq!(lock_down(&data).unwrap(), 4);
+        assert_eq!(mode(&data), 0o700);
+        assert_eq!(mode(&data.join("backups")), 0o700);
+        assert_eq!(mode(&data.join("ledger.db")), 0o600);
+        assert_eq!(mode(&data.join("backups/seg")), 0o600);
+        assert_eq!(lock_down(&data).unwrap(), 0, "nothing left to repair");
+    }
+}

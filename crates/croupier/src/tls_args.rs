@@ -1,0 +1,124 @@
+//! The TLS options every component takes, one set for its listeners and its calls to other
+//! components: its certificate and key (served on its listeners, and presented to a peer that
+//! asks for a client certificate), the CA it trusts when it calls other components, and the
+//! CA whose certificates its clients must present (mutual TLS, for nodes). `croupier up`
+//! hands them on to its children.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use croupier_web::tls::{Acceptor, ClientFiles, ServerFiles};
+
+/// The environment variables of these options.
+pub const ENVIRONMENT: [&str; 4] = [
+    "CROUPIER_TLS_CERT",
+    "CROUPIER_TLS_KEY",
+    "CROUPIER_TLS_CA",
+    "CROUPIER_TLS_CLIENT_CA",
+];
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct TlsArgs {
+    /// Certificate chain (PEM) served on this component's listeners (HTTPS instead of HTTP),
+    /// and presented to peers that ask for a client certificate. Read again when it changes.
+    #[arg(long, env = "CROUPIER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, env = "CROUPIER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) trusted when calling other components over HTTPS (default: the
+    /// system's trusted roots).
+    #[arg(long, env = "CROUPIER_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Mutual TLS: clients must present a certificate signed by this CA (PEM).
+    #[arg(long, env = "CROUPIER_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The listeners' TLS, loaded now (a broken certificate stops the start), or none.
+    pub fn acceptor(&self) -> anyhow::Result<Option<Acceptor>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let files = ServerFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: self.tls_client_ca.clone(),
+        };
+        Acceptor::load(files)
+            .map(Some)
+            .context("loading the TLS certificate")
+    }
+
+    /// What this component trusts and presents when it calls another one.
+    pub fn client(&self) -> ClientFiles {
+        ClientFiles {
+            ca: self.tls_ca.clone(),
+            identity: self.tls_cert.clone().zip(self.tls_key.clone()),
+        }
+    }
+
+    /// The scheme of this component's own listeners.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The options as arguments for a child process.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        let mut push = |flag: &str, value: &Option<PathBuf>| {
+            if let Some(value) = value {
+                args.push(flag.to_owned());
+                args.push(value.display().to_string());
+            }
+        };
+        push("--tls-cert", &self.tls_cert);
+        push("--tls-key", &self.tls_key);
+        push("--tls-ca", &self.tls_ca);
+        push("--tls-client-ca", &self.tls_client_ca);
+        args
+    }
+}
+
+/// The TLS of this program's blocking HTTP calls (ureq: `ctl`, `maintenance`, `drain`, `up`'s
+/// readiness waits): TLS 1.2+ with ring, trusting `files.ca` or else the system's roots,
+/// presenting `files.identity` when the server asks.
+pub fn ureq_tls(files: &ClientFiles) -> anyhow::Result<ureq::tls::TlsConfig> {
+    use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
+    let roots: Vec<Certificate<'static>> = match &files.ca {
+        Some(ca) => ureq::tls::parse_pem(&read(ca)?)
+            .filter_map(|item| match item {
+                Ok(PemItem::Certificate(cert)) => Some(cert),
+                _ => None,
+            })
+            .collect(),
+        None => rustls_native_certs::load_native_certs()
+            .certs
+            .iter()
+            .map(|der| Certificate::from_der(der.as_ref()).to_owned())
+            .collect(),
+    };
+    let client_cert = match &files.identity {
+        None => None,
+        Some((cert, key)) => Some(ClientCert::new_with_certs(
+            &[Certificate::from_pem(&read(cert)?)?],
+            PrivateKey::from_pem(&read(key)?)?,
+        )),
+    };
+    Ok(TlsConfig::builder()
+        .root_certs(RootCerts::new_with_certs(&roots))
+        .client_cert(client_cert)
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .build())
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}

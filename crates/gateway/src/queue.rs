@@ -1,0 +1,90 @@
+//! When no node is eligible for a moment (a node just restarted, the health checks not yet
+//! caught up, a passive ejection running out), a request waits for one instead of getting a
+//! 503 at once, like HAProxy's `timeout queue`: for at most `queue_timeout`, with at most
+//! `queue_max` requests waiting. It is sent as soon as a node is eligible. Only a node the
+//! operators keep `active` can come back by itself, so with none active (every node drained
+//! or in maintenance, a deliberate outage) there is nothing to wait for: 503 at once, as after
+//! the timeout or with the queue full.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::Gateway;
+use crate::metrics::Metrics;
+use crate::pool::{AdminState, PlayerKey};
+
+/// How often a waiting request looks for an eligible node again: ejections end on a clock,
+/// not an event, so waiting requests look rather than being woken.
+const LOOK_EVERY: Duration = Duration::from_millis(10);
+
+/// The requests waiting for a node.
+#[derive(Default)]
+pub struct Queue {
+    waiting: AtomicUsize,
+}
+
+/// Leaves the queue when the waiting request is answered or abandoned.
+struct Place<'a>(&'a AtomicUsize);
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Queue {
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    fn enter(&self, max: usize) -> Option<Place<'_>> {
+        self.waiting
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Place(&self.waiting))
+    }
+}
+
+/// A node for new work, skipping `tried`: at once when one is eligible, else after waiting
+/// in the queue for any node to be eligible again (a node tried already may take the
+/// request once it is back: the tries that lead here are those that can be repeated);
+/// `None` when none came (the caller answers 503).
+pub async fn pick_or_wait(
+    gateway: &Gateway,
+    player: Option<PlayerKey>,
+    tried: &[usize],
+) -> Option<usize> {
+    if let Some(index) = gateway.pool.pick(player, tried) {
+        return Some(index);
+    }
+    let config = &gateway.config;
+    if config.queue_timeout.is_zero() || !may_come_back(gateway) {
+        return None;
+    }
+    let Some(_place) = gateway.queue.enter(config.queue_max) else {
+        Metrics::count(&gateway.metrics.queued, "full");
+        return None;
+    };
+    let deadline = Instant::now() + config.queue_timeout;
+    while Instant::now() < deadline {
+        tokio::time::sleep(LOOK_EVERY).await;
+        if let Some(index) = gateway.pool.pick(player, &[]) {
+            Metrics::count(&gateway.metrics.queued, "sent");
+            return Some(index);
+        }
+    }
+    Metrics::count(&gateway.metrics.queued, "timeout");
+    None
+}
+
+/// Whether a node is one the operators keep active (so only its health check or an
+/// ejection holds it out, and both end by themselves).
+fn may_come_back(gateway: &Gateway) -> bool {
+    gateway
+        .pool
+        .backends
+        .iter()
+        .any(|b| b.admin_state() == AdminState::Active)
+}

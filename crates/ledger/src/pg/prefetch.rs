@@ -1,0 +1,170 @@
+//! Reading a batch's rows together instead of one operation at a time. Inside a batch every
+//! row an operation may change is read (and locked) when it first asks for it; asked one by
+//! one, that is a round trip per bet while the whole batch waits. So before a batch of several
+//! operations runs for real, each runs once in discovery: its first read of a row the batch
+//! has not loaded yet is noted here and stops it (its changes are thrown away). The rows every
+//! operation asked for are then read and locked in one pipelined round trip, in key order (so
+//! two writers lock shared rows in the same order), and the real run finds them loaded.
+//! Discovery repeats while operations ask for new rows (an action reads its round, then the
+//! player), a few times at most; whatever is still missing is read as before.
+
+use std::collections::BTreeSet;
+
+use tokio_postgres::Row;
+
+use super::batch::{BatchState, Statement, run_pipelined};
+use super::conn::Conn;
+use super::tx::{ROUND_COLUMNS, SEED_COLUMNS, round_from, seed_from};
+use crate::error::LedgerError;
+
+/// How many discovery runs a batch makes at most before it runs for real.
+pub const DISCOVERY_PASSES: usize = 3;
+
+/// The rows the operations of a discovery run asked for and the batch had not loaded.
+#[derive(Default)]
+pub struct Needs {
+    /// Players whose active seed is needed.
+    pub active_seeds: BTreeSet<String>,
+    pub seeds: BTreeSet<i64>,
+    /// Player accounts whose balance is needed (the house and escrow are never locked).
+    pub balances: BTreeSet<String>,
+    pub rounds: BTreeSet<String>,
+}
+
+impl Needs {
+    pub fn is_empty(&self) -> bool {
+        self.active_seeds.is_empty()
+            && self.seeds.is_empty()
+            && self.balances.is_empty()
+            && self.rounds.is_empty()
+    }
+}
+
+/// Reads and locks every needed row in one round trip and loads it (or its absence) into the
+/// batch.
+pub fn prefetch(
+    conn: Conn<'_>,
+    currency: &str,
+    needs: Needs,
+    state: &mut BatchState,
+) -> Result<(), LedgerError> {
+    let (kinds, statements): (Vec<Kind>, Vec<Statement>) =
+        statements(currency, &needs).into_iter().unzip();
+    let answers = run_pipelined(conn, &statements)?;
+    for (kind, rows) in kinds.iter().zip(answers) {
+        match kind {
+            Kind::ActiveSeeds => load_active_seeds(&rows, &needs.active_seeds, state),
+            Kind::Seeds => load_seeds(&rows, &needs.seeds, state),
+            Kind::Balances => load_balances(&rows, &needs.balances, state),
+            Kind::Rounds => load_rounds(&rows, &needs.rounds, state)?,
+        }
+    }
+    Ok(())
+}
+
+enum Kind {
+    ActiveSeeds,
+    Seeds,
+    Balances,
+    Rounds,
+}
+
+fn statements(currency: &str, needs: &Needs) -> Vec<(Kind, Statement)> {
+    let mut out = Vec::new();
+    if !needs.active_seeds.is_empty() {
+        let players: Vec<String> = needs.active_seeds.iter().cloned().collect();
+        out.push((
+            Kind::ActiveSeeds,
+            Statement::new(
+                format!(
+                    "SELECT {SEED_COLUMNS} FROM seeds WHERE player = ANY($1) AND revealed_ms IS NULL
+                     ORDER BY player FOR UPDATE"
+                ),
+                vec![Box::new(players)],
+            ),
+        ));
+    }
+    if !needs.seeds.is_empty() {
+        let ids: Vec<i64> = needs.seeds.iter().copied().collect();
+        out.push((
+            Kind::Seeds,
+            Statement::new(
+                format!(
+                    "SELECT {SEED_COLUMNS} FROM seeds WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+                ),
+                vec![Box::new(ids)],
+            ),
+        ));
+    }
+    if !needs.balances.is_empty() {
+        let accounts: Vec<String> = needs.balances.iter().cloned().collect();
+        out.push((
+            Kind::Balances,
+            Statement::new(
+                "SELECT account, balance FROM balances
+                 WHERE account = ANY($1) AND currency = $2 AND shard = 0 ORDER BY account FOR UPDATE",
+                vec![Box::new(accounts), Box::new(currency.to_owned())],
+            ),
+        ));
+    }
+    if !needs.rounds.is_empty() {
+        let ids: Vec<String> = needs.rounds.iter().cloned().collect();
+        out.push((
+            Kind::Rounds,
+            Statement::new(
+                format!(
+                    "SELECT {ROUND_COLUMNS} FROM rounds WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+                ),
+                vec![Box::new(ids)],
+            ),
+        ));
+    }
+    out
+}
+
+fn load_active_seeds(rows: &[Row], players: &BTreeSet<String>, state: &mut BatchState) {
+    for row in rows {
+        let seed = seed_from(row);
+        state.active_seeds.load(seed.player.clone(), Some(seed.id));
+        state.seeds.load(seed.id, Some(seed));
+    }
+    for player in players {
+        // A load never overwrites an earlier one: players with a seed keep theirs.
+        state.active_seeds.load(player.clone(), None);
+    }
+}
+
+fn load_seeds(rows: &[Row], ids: &BTreeSet<i64>, state: &mut BatchState) {
+    for row in rows {
+        let seed = seed_from(row);
+        state.seeds.load(seed.id, Some(seed));
+    }
+    for id in ids {
+        state.seeds.load(*id, None);
+    }
+}
+
+fn load_balances(rows: &[Row], accounts: &BTreeSet<String>, state: &mut BatchState) {
+    for row in rows {
+        state.balances.load(row.get(0), Some(row.get(1)));
+    }
+    for account in accounts {
+        // No row yet is loaded as such (not as 0): the flush then inserts the row.
+        state.balances.load(account.clone(), None);
+    }
+}
+
+fn load_rounds(
+    rows: &[Row],
+    ids: &BTreeSet<String>,
+    state: &mut BatchState,
+) -> Result<(), LedgerError> {
+    for row in rows {
+        let round = round_from(row)?;
+        state.rounds.load(round.id.clone(), Some(round));
+    }
+    for id in ids {
+        state.rounds.load(id.clone(), None);
+    }
+    Ok(())
+}

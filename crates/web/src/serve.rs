@@ -1,0 +1,231 @@
+//! One way to serve HTTP for every Croupier server (node, the gateway's two ports, control
+//! plane, `up`'s supervisor API), with the same connection hygiene everywhere:
+//!
+//! - a client has `header_read` to send its request headers (slowloris) and `body_read` to
+//!   send its body (slow bodies): past either the connection is closed (headers) or the
+//!   request answered 408 and the connection closed (body);
+//! - one client address holds at most `conns_per_ip` connections; more are closed at once;
+//! - stopping is gentle: first stop accepting, then give connections accepted a moment ago
+//!   the time to send their request, then ask every connection to finish what it is doing and
+//!   close, within `stop_deadline`. A request that reached the server is answered; only a
+//!   keep-alive connection idle at that moment is closed.
+//!
+//! With TLS (`tls::Acceptor`) the handshake must also finish within `header_read`.
+//!
+//! Handlers find the client's address in `ConnectInfo<SocketAddr>`.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::caps::Caps;
+use crate::tls::Acceptor;
+
+/// After accepting stops: time for just-accepted connections to send their request.
+pub const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
+/// Pause after a failed accept: out of descriptors (`ulimit -n`) the listener stays readable,
+/// and accepting again at once would spin a core without serving anyone.
+pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The connection hygiene of one listener.
+#[derive(Debug, Clone, Copy)]
+pub struct Hygiene {
+    /// How long a client has to send its request headers.
+    pub header_read: Duration,
+    /// How long a client has to send its request body, once the headers are in.
+    pub body_read: Duration,
+    /// Largest body read (each route may refuse smaller ones).
+    pub max_body_bytes: usize,
+    /// Most connections open at once from one client address (`None`: no cap).
+    pub conns_per_ip: Option<usize>,
+    /// Longest wait for requests in flight once the server stops.
+    pub stop_deadline: Duration,
+}
+
+impl Hygiene {
+    /// An operator listener (admin, control plane, supervisor): few clients, each with few
+    /// connections.
+    pub fn operators() -> Self {
+        Hygiene {
+            header_read: Duration::from_secs(10),
+            body_read: Duration::from_secs(10),
+            max_body_bytes: 1024 * 1024,
+            conns_per_ip: Some(64),
+            stop_deadline: Duration::from_secs(20),
+        }
+    }
+
+    /// A listener players reach: many players may share an address (a carrier's NAT).
+    pub fn players() -> Self {
+        Hygiene {
+            conns_per_ip: Some(512),
+            ..Hygiene::operators()
+        }
+    }
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    while !*stop.borrow_and_update() {
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `stop` resolves, with `hygiene`, over TLS when given.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    stop: impl Future<Output = ()> + Send + 'static,
+    hygiene: Hygiene,
+    tls: Option<Acceptor>,
+) {
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        stop.await;
+        stop_tx.send_replace(true);
+    });
+    let mut router = router.layer(axum::middleware::from_fn(move |request, next| {
+        read_body(request, next, hygiene)
+    }));
+    if tls.is_some() {
+        router = router.layer(axum::middleware::map_response(strict_transport));
+    }
+    let per_ip: Arc<Caps<IpAddr>> = Arc::new(Caps::new(hygiene.conns_per_ip));
+    // Each connection task holds a sender; when all are gone, every connection has closed.
+    let (alive, mut all_closed) = mpsc::channel::<()>(1);
+    let (close_now, _) = watch::channel(false);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed; pausing before the next accept");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut stop_rx) => break,
+        };
+        let Some(slot) = per_ip.try_take(remote.ip()) else {
+            tracing::debug!(client = %remote.ip(), "too many connections from one address; closed");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(
+            router
+                .clone()
+                .layer(axum::Extension(ConnectInfo::<SocketAddr>(remote))),
+        );
+        let (alive, closing) = (alive.clone(), close_now.subscribe());
+        let tls = tls.as_ref().map(Acceptor::current);
+        tokio::spawn(async move {
+            let (_alive, _slot) = (alive, slot);
+            let Some(tls) = tls else {
+                return run_connection(TokioIo::new(stream), service, hygiene, closing).await;
+            };
+            match tokio::time::timeout(hygiene.header_read, tls.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    run_connection(TokioIo::new(stream), service, hygiene, closing).await
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(client = %remote.ip(), error = %e, "TLS handshake failed")
+                }
+                Err(_) => tracing::debug!(client = %remote.ip(), "TLS handshake not done in time"),
+            }
+        });
+    }
+    drop(listener);
+    drop(alive);
+    tokio::time::sleep(FIRST_REQUEST_GRACE).await;
+    close_now.send_replace(true);
+    let _ = tokio::time::timeout(hygiene.stop_deadline, all_closed.recv()).await;
+}
+
+type Service = TowerToHyperService<Router>;
+
+/// Serves one connection until it closes, or until `closing` asks it to finish what it is
+/// doing and close.
+async fn run_connection<I>(
+    io: I,
+    service: Service,
+    hygiene: Hygiene,
+    mut closing: watch::Receiver<bool>,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(hygiene.header_read)
+        .serve_connection(io, service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = stopped(&mut closing) => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
+}
+
+/// Reads the whole body within `body_read` (bodies are small JSON everywhere), so a handler
+/// never waits on a client that sends its body a byte at a time.
+async fn read_body(request: Request, next: Next, hygiene: Hygiene) -> Response {
+    let (parts, body) = request.into_parts();
+    let read = axum::body::to_bytes(body, hygiene.max_body_bytes);
+    let bytes = match tokio::time::timeout(hygiene.body_read, read).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return refusal(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is too large or was cut",
+            );
+        }
+        Err(_) => {
+            tracing::info!(path = %parts.uri.path(), "request body not received in time; connection closed");
+            return refusal(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body did not arrive in time",
+            );
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// HSTS on every answer of a TLS listener: browsers that saw it never fall back to plain
+/// HTTP for this host for a year.
+async fn strict_transport(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    response
+}
+
+/// A JSON refusal that also closes the connection (what is left of the body is unread).
+fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = format!(r#"{{"error":"{code}","message":"{message}"}}"#);
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}

@@ -1,0 +1,257 @@
+//! TLS for every listener that can leave the host and for every hop between components
+//! (gateway → node, control plane → nodes and gateways, load generator → gateway), with
+//! rustls: TLS 1.2 and 1.3 only, the ring provider's AEAD suites only.
+//!
+//! A server reads its certificate chain and key from PEM files and reads them again when
+//! they change (checked at most once per `RELOAD_CHECK_EVERY`, on accept): a renewed
+//! certificate serves new connections at once, connections already open keep theirs. A file
+//! that fails to parse keeps the previous certificate and says why in the log. With a client
+//! CA, clients must present a certificate it signed (mutual TLS: the gateway → node hop).
+//!
+//! A client trusts the CA file it is given (an internal CA, as `croupier tls init` makes) or
+//! else the system's roots, and may present its own certificate for mutual TLS.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use parking_lot::Mutex;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::ServerCertVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+pub mod local_ca;
+
+/// How often, at most, a server looks at its certificate files for a change.
+pub const RELOAD_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{what} {path}: {message}")]
+    File {
+        what: &'static str,
+        path: PathBuf,
+        message: String,
+    },
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+    #[error("client certificate verifier: {0}")]
+    Verifier(String),
+    #[error("making a certificate: {0}")]
+    Generate(String),
+}
+
+/// Where a server finds its certificate chain, its key and (for mutual TLS) the CA its
+/// clients' certificates must chain to.
+#[derive(Debug, Clone)]
+pub struct ServerFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+impl ServerFiles {
+    fn paths(&self) -> impl Iterator<Item = &Path> {
+        [Some(&self.cert), Some(&self.key), self.client_ca.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path)
+    }
+
+    fn stamp(&self) -> Vec<Option<SystemTime>> {
+        self.paths()
+            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+            .collect()
+    }
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let fail = |message: String| TlsError::File {
+        what,
+        path: path.to_path_buf(),
+        message,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| fail(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(fail("no certificate in it".into()));
+    }
+    Ok(certs)
+}
+
+fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::File {
+        what: "private key",
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in certs(path, "CA certificates")? {
+        roots.add(cert)?;
+    }
+    Ok(roots)
+}
+
+/// A server configuration from `files`: TLS 1.2+ only; mutual TLS when a client CA is given.
+pub fn server_config(files: &ServerFiles) -> Result<ServerConfig, TlsError> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match &files.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
+                    .build()
+                    .map_err(|e| TlsError::Verifier(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config =
+        builder.with_single_cert(certs(&files.cert, "certificate")?, key(&files.key)?)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// A server's TLS, reloaded when its files change.
+#[derive(Clone)]
+pub struct Acceptor {
+    files: Arc<ServerFiles>,
+    current: Arc<Mutex<Loaded>>,
+}
+
+struct Loaded {
+    acceptor: tokio_rustls::TlsAcceptor,
+    stamp: Vec<Option<SystemTime>>,
+    checked: Instant,
+}
+
+impl Acceptor {
+    /// Loads `files` now: a server with a broken certificate must not start.
+    pub fn load(files: ServerFiles) -> Result<Acceptor, TlsError> {
+        let config = server_config(&files)?;
+        let loaded = Loaded {
+            acceptor: Arc::new(config).into(),
+            stamp: files.stamp(),
+            checked: Instant::now(),
+        };
+        Ok(Acceptor {
+            files: Arc::new(files),
+            current: Arc::new(Mutex::new(loaded)),
+        })
+    }
+
+    /// The acceptor for a new connection: the files' newest good contents.
+    pub fn current(&self) -> tokio_rustls::TlsAcceptor {
+        let mut loaded = self.current.lock();
+        if loaded.checked.elapsed() >= RELOAD_CHECK_EVERY {
+            loaded.checked = Instant::now();
+            let stamp = self.files.stamp();
+            if stamp != loaded.stamp {
+                loaded.stamp = stamp;
+                match server_config(&self.files) {
+                    Ok(config) => {
+                        loaded.acceptor = Arc::new(config).into();
+                        tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
+                    }
+                    Err(e) => tracing::warn!(
+                        error = %e,
+                        "TLS files changed but cannot be used; keeping the previous certificate"
+                    ),
+                }
+            }
+        }
+        loaded.acceptor.clone()
+    }
+}
+
+/// What a client presents and trusts.
+#[derive(Debug, Clone, Default)]
+pub struct ClientFiles {
+    /// CA certificates to trust instead of the system's roots.
+    pub ca: Option<PathBuf>,
+    /// Certificate and key presented for mutual TLS.
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+/// A client configuration: TLS 1.2+ only, trusting `files.ca` (or the system's roots), with
+/// the client certificate of `files.identity` when given.
+pub fn client_config(files: &ClientFiles) -> Result<ClientConfig, TlsError> {
+    let roots = match &files.ca {
+        Some(ca) => roots(ca)?,
+        None => system_roots(),
+    };
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots);
+    Ok(match &files.identity {
+        None => builder.with_no_client_auth(),
+        Some((cert, key_path)) => {
+            builder.with_client_auth_cert(certs(cert, "client certificate")?, key(key_path)?)?
+        }
+    })
+}
+
+/// Whether the chain `end` + `intermediates` is valid for `name` at `time`, by what `files`
+/// trusts: a handshake checks now, this checks the certificate still will be (the audit's
+/// "renewed in time").
+pub fn verify_at(
+    files: &ClientFiles,
+    end: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    name: &ServerName<'_>,
+    time: UnixTime,
+) -> Result<(), TlsError> {
+    let roots = match &files.ca {
+        Some(ca) => roots(ca)?,
+        None => system_roots(),
+    };
+    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    verifier.verify_server_cert(end, intermediates, name, &[], time)?;
+    Ok(())
+}
+
+/// `http` (its timeouts, socket options and source address as the caller set them) for
+/// `http://` and `https://` addresses alike, TLS as `tls` says (`client_config`).
+pub fn https_connector(
+    mut http: HttpConnector,
+    tls: ClientConfig,
+) -> HttpsConnector<HttpConnector> {
+    http.enforce_http(false);
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http)
+}
+
+/// The operating system's trusted roots (unreadable ones are skipped: a client that needs
+/// them fails its handshake with a clear certificate error instead).
+fn system_roots() -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    let found = rustls_native_certs::load_native_certs();
+    for error in &found.errors {
+        tracing::debug!(error = %error, "a system root certificate could not be read");
+    }
+    roots.add_parsable_certificates(found.certs);
+    roots
+}
+
+#[cfg(test)]
+mod tests;

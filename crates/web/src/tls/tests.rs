@@ -1,0 +1,198 @@
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use http_body_util::Empty;
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::ServerName;
+use tokio::net::{TcpListener, TcpStream};
+
+use super::local_ca::{LocalCa, LocalFiles};
+use super::*;
+use crate::serve::{Hygiene, serve};
+
+fn hosts() -> Vec<String> {
+    vec!["localhost".into(), "127.0.0.1".into()]
+}
+
+/// A server on loopback with `files`, answering 200 "ok" on `/`.
+async fn server(files: ServerFiles) -> SocketAddr {
+    let acceptor = Acceptor::load(files).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = Router::new().route("/", get(|| async { "ok" }));
+    tokio::spawn(serve(
+        listener,
+        router,
+        std::future::pending(),
+        Hygiene::operators(),
+        Some(acceptor),
+    ));
+    addr
+}
+
+fn server_files(files: &LocalFiles, client_ca: bool) -> ServerFiles {
+    ServerFiles {
+        cert: files.cert.clone(),
+        key: files.key.clone(),
+        client_ca: client_ca.then(|| files.ca.clone()),
+    }
+}
+
+/// An open TLS connection: the server's certificate and a request sender.
+struct Open {
+    peer_cert: Vec<u8>,
+    send: hyper::client::conn::http1::SendRequest<Empty<Bytes>>,
+}
+
+async fn open(addr: SocketAddr, config: ClientConfig) -> Result<Open, String> {
+    let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let name = ServerName::try_from("localhost").unwrap();
+    let tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let peer_cert = tls.get_ref().1.peer_certificates().unwrap()[0].to_vec();
+    let (send, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    Ok(Open { peer_cert, send })
+}
+
+async fn status(open: &mut Open) -> Result<u16, String> {
+    let request = hyper::Request::get("/")
+        .header("host", "localhost")
+        .body(Empty::new())
+        .unwrap();
+    let answer = open
+        .send
+        .send_request(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(answer.status().as_u16())
+}
+
+fn trusting(files: &LocalFiles, identity: bool) -> ClientConfig {
+    client_config(&ClientFiles {
+        ca: Some(files.ca.clone()),
+        identity: identity.then(|| (files.cert.clone(), files.key.clone())),
+    })
+    .unwrap()
+}
+
+fn local(folder: &Path) -> LocalFiles {
+    LocalCa::write(folder, &hosts()).unwrap()
+}
+
+#[tokio::test]
+async fn a_client_trusting_the_ca_is_served_and_others_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = local(dir.path());
+    let addr = server(server_files(&files, false)).await;
+    let mut open = open(addr, trusting(&files, false)).await.unwrap();
+    assert_eq!(status(&mut open).await, Ok(200));
+    let system = client_config(&ClientFiles::default()).unwrap();
+    let refused = self::open(addr, system).await.err().unwrap();
+    assert!(refused.contains("certificate"), "{refused}");
+    let other = local(&dir.path().join("other"));
+    assert!(self::open(addr, trusting(&other, false)).await.is_err());
+}
+
+#[tokio::test]
+async fn plain_http_on_a_tls_port_gets_no_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = local(dir.path());
+    let addr = server(server_files(&files, false)).await;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut send, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = hyper::Request::get("/")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    assert!(send.send_request(request).await.is_err());
+}
+
+#[tokio::test]
+async fn with_a_client_ca_only_clients_with_its_certificates_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = local(dir.path());
+    let addr = server(server_files(&files, true)).await;
+    let mut with = open(addr, trusting(&files, true)).await.unwrap();
+    assert_eq!(status(&mut with).await, Ok(200));
+    // TLS 1.3 reports a missing client certificate after the client's handshake ends: the
+    // first request is where it shows.
+    let refused = match open(addr, trusting(&files, false)).await {
+        Err(e) => e,
+        Ok(mut open) => status(&mut open).await.unwrap_err(),
+    };
+    assert!(!refused.is_empty());
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_serves_new_connections_and_open_ones_keep_going() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = local(dir.path());
+    let addr = server(server_files(&files, false)).await;
+    let mut before = open(addr, trusting(&files, false)).await.unwrap();
+    assert_eq!(status(&mut before).await, Ok(200));
+
+    // The same folder gets a new CA and certificate (as `croupier tls init` would make).
+    let renewed = local(&dir.path().join("renewed"));
+    tokio::time::sleep(RELOAD_CHECK_EVERY + Duration::from_millis(100)).await;
+    std::fs::copy(&renewed.cert, &files.cert).unwrap();
+    std::fs::copy(&renewed.key, &files.key).unwrap();
+    let mut after = None;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Ok(open) = open(addr, trusting(&renewed, false)).await {
+            after = Some(open);
+            break;
+        }
+    }
+    let mut after = after.expect("the renewed certificate is served within seconds");
+    assert_ne!(after.peer_cert, before.peer_cert);
+    assert_eq!(status(&mut after).await, Ok(200));
+    assert_eq!(
+        status(&mut before).await,
+        Ok(200),
+        "the open connection kept going"
+    );
+}
+
+#[tokio::test]
+async fn a_broken_renewal_keeps_the_previous_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = local(dir.path());
+    let addr = server(server_files(&files, false)).await;
+    tokio::time::sleep(RELOAD_CHECK_EVERY + Duration::from_millis(100)).await;
+    std::fs::write(&files.cert, "not a certificate").unwrap();
+    tokio::time::sleep(RELOAD_CHECK_EVERY + Duration::from_millis(100)).await;
+    let mut open = open(addr, trusting(&files, false)).await.unwrap();
+    assert_eq!(status(&mut open).await, Ok(200));
+}
+
+#[test]
+fn a_server_refuses_to_start_with_a_broken_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = local(dir.path());
+    std::fs::write(&files.cert, "garbage").unwrap();
+    let error = Acceptor::load(server_files(&files, false)).err().unwrap();
+    assert!(error.to_string().contains("cert.pem"), "{error}");
+}
+
+#[test]
+fn the_key_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let files = local(dir.path());
+    let mode = std::fs::metadata(&files.key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
