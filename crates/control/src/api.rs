@@ -652,7 +652,7 @@ async fn series(
         .iter()
         .zip(series.iter())
         .map(|(t, s)| {
-            let points: Vec<&crate::series::Point> =
+            let points: Vec<&croupier_monitor::series::Point> =
                 s.points.iter().filter(|p| p.ts_s > since).collect();
             json!({"target": t.name, "kind": t.kind, "points": points})
         })
@@ -1145,11 +1145,11 @@ async fn start_rollout(
 /// configured (422), or too few eligible on every gateway now (409). A deployment with no
 /// node has no batch to drain.
 async fn leaves_enough(control: &Control, batch_size: usize, min: usize) -> Result<(), Refusal> {
-    let nodes: Vec<crate::engine::Target> = control
+    let nodes: Vec<croupier_monitor::engine::Target> = control
         .config
         .targets
         .iter()
-        .filter(|t| t.kind == crate::engine::Kind::Node)
+        .filter(|t| t.kind == croupier_monitor::engine::Kind::Node)
         .cloned()
         .collect();
     if nodes.is_empty() {
@@ -1187,7 +1187,7 @@ async fn leaves_enough(control: &Control, batch_size: usize, min: usize) -> Resu
         .config
         .targets
         .iter()
-        .any(|t| t.kind == crate::engine::Kind::Gateway);
+        .any(|t| t.kind == croupier_monitor::engine::Kind::Gateway);
     if has_gateway {
         crate::eligibility::room_now(control, &nodes, &nodes[..out], min)
             .await
@@ -1285,8 +1285,8 @@ mod tests {
                 test_players: Default::default(),
                 webhooks: Vec::new(),
                 ops_token: TOKEN.into(),
-                rules: crate::engine::default_rules(),
-                slos: crate::slo::default_slos(0.999),
+                rules: croupier_monitor::engine::default_rules(),
+                slos: croupier_monitor::slo::default_slos(0.999),
                 sla_credits: Vec::new(),
                 pager: None,
                 subscriptions: None,

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::Control;
-use crate::engine::Kind;
+use croupier_monitor::engine::Kind;
 use crate::ops_client::{CallError, call, request};
 
 /// The nodes as each gateway sees them: `[{"gateway": name, "nodes": [...]}]`.

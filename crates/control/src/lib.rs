@@ -14,16 +14,13 @@ pub mod alertlog;
 pub mod api;
 pub mod backups;
 pub mod blocks;
-pub mod burn;
 pub mod capacity;
 pub mod checks;
 pub mod components;
 pub mod config;
 pub mod dates;
 pub mod eligibility;
-pub mod engine;
 pub mod gateways;
-pub mod grafana;
 pub mod lease;
 pub mod mail;
 pub mod maintenance;
@@ -36,23 +33,16 @@ pub mod page_send;
 pub mod pages;
 pub mod paging;
 pub mod postmortem;
-pub mod promrules;
-pub mod promtext;
 pub mod rollout;
-pub mod room;
-pub mod series;
 pub mod sla;
 pub mod sla_api;
 pub mod sla_format;
-pub mod slo;
 pub mod staging;
 pub mod state;
 pub mod state_pages;
 pub mod state_subscriptions;
 pub mod subscription_api;
 pub mod subscriptions;
-pub mod threshold;
-pub mod window;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -70,10 +60,11 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 
 use components::UptimeAccumulator;
-use engine::{AlertEvent, Engine, Kind, RuleDef, Target};
+use croupier_monitor::engine::{AlertEvent, Engine, Kind, RuleDef, Target};
+use croupier_monitor::promtext::{self, Sample};
 use notify::Webhook;
-use series::{Point, TargetSeries};
-use slo::{SloDef, SloTracker};
+use croupier_monitor::series::{Point, TargetSeries};
+use croupier_monitor::slo::{SloDef, SloTracker};
 use state::State;
 
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -224,7 +215,7 @@ impl Control {
         }))
     }
 
-    async fn scrape(&self, target: &Target) -> Option<Vec<promtext::Sample>> {
+    async fn scrape(&self, target: &Target) -> Option<Vec<Sample>> {
         match (target.kind, &self.checks, &target.http_check) {
             (Kind::LobbyCheck, Some(checks), _) => return checks.lobby(&self.client).await,
             (Kind::BetCheck, Some(checks), _) => return checks.bet(&self.client).await,
@@ -327,7 +318,7 @@ impl Control {
                 })
                 .collect()
         };
-        let scrapes: Vec<Option<Vec<promtext::Sample>>> =
+        let scrapes: Vec<Option<Vec<Sample>>> =
             scrapes.into_iter().map(Option::flatten).collect();
         if leading && !self.led.swap(true, Ordering::SeqCst) {
             self.take_over(now_s).await;
@@ -488,7 +479,7 @@ impl Control {
     fn evaluate_slos(
         &self,
         now_s: u64,
-        scrapes: &[Option<Vec<promtext::Sample>>],
+        scrapes: &[Option<Vec<Sample>>],
         in_maintenance: &[&str],
     ) -> Vec<AlertEvent> {
         let mut events = Vec::new();
@@ -499,7 +490,7 @@ impl Control {
             } else {
                 Kind::Node
             };
-            let feeding: Vec<&Option<Vec<promtext::Sample>>> = self
+            let feeding: Vec<&Option<Vec<Sample>>> = self
                 .config
                 .targets
                 .iter()
@@ -513,7 +504,7 @@ impl Control {
                 // A missing process's counters would look like a drop: skip the interval.
                 tracker.gap();
             } else {
-                let answered: Vec<&[promtext::Sample]> =
+                let answered: Vec<&[Sample]> =
                     feeding.iter().filter_map(|s| s.as_deref()).collect();
                 tracker.observe(now_s, &answered);
             }
@@ -675,7 +666,7 @@ impl Control {
             .open_alert_incident_for_component(&event.component)?
         {
             self.state.set_incident_alert(id, &event.key, true)?;
-            self.state.raise_severity(id, &event.severity)?;
+            self.state.raise_severity(id, event.severity)?;
             self.state.note_incident(id, &message, now)?;
             return Ok(Some(id));
         }
@@ -686,7 +677,7 @@ impl Control {
                     None => format!("{} on {}", event.rule, event.target),
                 },
                 &event.component,
-                &event.severity,
+                event.severity,
                 Some(&event.key),
                 &message,
                 now,

@@ -19,6 +19,7 @@ use crate::mail::Mailer;
 use crate::oncall::{OnCall, Rotation};
 use crate::state::Incident;
 use crate::state_pages::Page;
+use croupier_monitor::severity::Severity;
 
 /// A day: how long a page's links work unless the file says otherwise.
 const LINK_TTL_S: u64 = 86_400;
@@ -169,7 +170,7 @@ pub fn upkeep(control: &Arc<Control>, now: i64) {
     ) else {
         return;
     };
-    for incident in active.iter().filter(|i| i.severity != "minor") {
+    for incident in active.iter().filter(|i| i.severity != Severity::Minor) {
         let Some(person) = pager.on_call(0, now) else {
             return;
         };

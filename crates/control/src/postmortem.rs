@@ -75,6 +75,7 @@ pub fn skeleton(incident: &Incident, now_ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use croupier_monitor::severity::Severity;
     use crate::state::Update;
 
     #[test]
@@ -83,7 +84,7 @@ mod tests {
             id: 7,
             title: "down on node-2".into(),
             component: "games".into(),
-            severity: "major".into(),
+            severity: Severity::Major,
             status: "resolved".into(),
             alert_key: Some("down/node-2".into()),
             opened_ms: 1_000,

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::engine::{Kind, Target};
+use croupier_monitor::engine::{Kind, Target};
 use crate::ops_client::{CallError, call, call_within, request};
 use crate::{Control, now_ms};
+use croupier_monitor::severity::Severity;
 
 /// How the control plane replaces a node's build.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -270,7 +271,7 @@ impl Run {
             .open_incident(
                 &format!("Rolling update failed on {}", node.name),
                 "games",
-                "major",
+                Severity::Major,
                 None,
                 &message,
                 now_ms(),

@@ -164,7 +164,7 @@ fn component_html(c: &ComponentReport) -> String {
                  <td><a href=\"{}\">postmortem</a></td></tr>",
                 i.id,
                 escape(&i.title),
-                escape(&i.severity),
+                escape(i.severity.as_str()),
                 utc(i.opened_ms),
                 i.resolved_ms.map_or("open".to_owned(), utc),
                 i.minutes,

@@ -8,7 +8,7 @@ use std::process::Stdio;
 
 use crate::Control;
 use crate::backups::BackupConfig;
-use crate::engine::{Kind, Target};
+use croupier_monitor::engine::{Kind, Target};
 
 /// A free loopback port.
 fn free_port() -> std::io::Result<u16> {

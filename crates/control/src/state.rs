@@ -12,6 +12,7 @@ use rusqlite::{Connection, OptionalExtension, Params, Row, params};
 use serde::Serialize;
 
 use crate::maintenance::{Schedule, Scope, Window};
+use croupier_monitor::severity::Severity;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -33,7 +34,7 @@ pub struct Incident {
     pub id: i64,
     pub title: String,
     pub component: String,
-    pub severity: String,
+    pub severity: Severity,
     pub status: String,
     pub alert_key: Option<String>,
     pub opened_ms: i64,
@@ -310,12 +311,12 @@ impl State {
     }
 
     /// Raises an incident's severity to `severity` if that is worse.
-    pub fn raise_severity(&self, id: i64, severity: &str) -> Result<(), StateError> {
+    pub fn raise_severity(&self, id: i64, severity: Severity) -> Result<(), StateError> {
         self.conn().execute(
             "UPDATE incidents SET severity = ?2 WHERE id = ?1 AND
              (CASE severity WHEN 'critical' THEN 3 WHEN 'major' THEN 2 ELSE 1 END) <
              (CASE ?2 WHEN 'critical' THEN 3 WHEN 'major' THEN 2 ELSE 1 END)",
-            params![id, severity],
+            params![id, severity.as_str()],
         )?;
         Ok(())
     }
@@ -840,7 +841,7 @@ impl State {
         &self,
         title: &str,
         component: &str,
-        severity: &str,
+        severity: Severity,
         alert_key: Option<&str>,
         message: &str,
         ts_ms: i64,
@@ -849,7 +850,7 @@ impl State {
         conn.execute(
             "INSERT INTO incidents (title, component, severity, status, alert_key, opened_ms)
              VALUES (?1, ?2, ?3, 'investigating', ?4, ?5)",
-            params![title, component, severity, alert_key, ts_ms],
+            params![title, component, severity.as_str(), alert_key, ts_ms],
         )?;
         let id = conn.last_insert_rowid();
         conn.execute(
@@ -920,13 +921,25 @@ fn incident(r: &Row<'_>) -> rusqlite::Result<Incident> {
         id: r.get(0)?,
         title: r.get(1)?,
         component: r.get(2)?,
-        severity: r.get(3)?,
+        severity: severity_at(r, 3)?,
         status: r.get(4)?,
         alert_key: r.get(5)?,
         opened_ms: r.get(6)?,
         resolved_ms: r.get(7)?,
         eta_ms: r.get(8)?,
         timeline: Vec::new(),
+    })
+}
+
+/// The severity in column `i` of a row; another word than the three is a conversion error.
+fn severity_at(r: &Row<'_>, i: usize) -> rusqlite::Result<Severity> {
+    let word: String = r.get(i)?;
+    Severity::parse(&word).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("no severity {word:?}").into(),
+        )
     })
 }
 
@@ -965,7 +978,7 @@ mod tests {
             .open_incident(
                 "node-2 down",
                 "games",
-                "major",
+                Severity::Major,
                 Some("down/node-2"),
                 "alert fired",
                 1,
@@ -1003,7 +1016,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open(&dir.path().join("control.db")).unwrap();
         let id = state
-            .open_incident("down", "games", "major", Some("down/node-1"), "fired", 1)
+            .open_incident("down", "games", Severity::Major, Some("down/node-1"), "fired", 1)
             .unwrap();
         assert_eq!(
             state.open_alert_incident_for_component("games").unwrap(),

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use croupier_control::checks::TestPlayers;
 use croupier_control::config::Deployment;
-use croupier_control::engine::{Kind, Target};
+use croupier_monitor::engine::{Kind, Target};
 use croupier_control::lease::LeaseSource;
 use croupier_control::notify::{Format, Webhook};
 use croupier_control::paging::Pager;
