@@ -6,29 +6,9 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::catalog::{COMPONENTS, affects};
 use crate::state::{Incident, Uptime};
 use croupier_monitor::severity::Severity;
-
-/// Component ids with the names players see, in the order of the status page.
-pub const COMPONENTS: [(&str, &str); 6] = [
-    ("wallet", "Wallet"),
-    ("dice", "Dice"),
-    ("roulette", "Roulette"),
-    ("slot", "Slot"),
-    ("blackjack", "Blackjack"),
-    ("lobby", "Lobby"),
-];
-
-pub const GAMES: [&str; 4] = ["dice", "roulette", "slot", "blackjack"];
-
-/// Components an incident can be opened on: each of the above, or `games` for all games.
-pub fn is_incident_component(name: &str) -> bool {
-    name == "games" || COMPONENTS.iter().any(|(id, _)| *id == name)
-}
-
-pub fn affects(incident_component: &str, component: &str) -> bool {
-    incident_component == component || (incident_component == "games" && GAMES.contains(&component))
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]

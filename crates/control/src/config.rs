@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::AVAILABILITY_OBJECTIVE;
 use crate::checks::HttpCheck;
-use crate::components::is_incident_component;
+use crate::catalog::is_incident_component;
 use croupier_monitor::engine::{Kind, RuleDef, Target, default_rules};
 use crate::notify::{Format, Webhook};
 use crate::oncall::OnCall;

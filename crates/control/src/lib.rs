@@ -13,35 +13,36 @@
 pub mod alertlog;
 pub mod api;
 pub mod backups;
-pub mod blocks;
 pub mod capacity;
+pub mod catalog;
 pub mod checks;
 pub mod components;
 pub mod config;
 pub mod dates;
 pub mod eligibility;
 pub mod gateways;
+pub mod html;
 pub mod lease;
 pub mod mail;
 pub mod maintenance;
+pub mod node_probe;
 pub mod notify;
 pub mod oncall;
+pub mod operator;
 pub mod operator_sessions;
 pub mod ops_client;
-pub mod page_api;
-pub mod page_send;
 pub mod pages;
 pub mod paging;
 pub mod postmortem;
+pub mod public_status;
+pub mod refusal;
 pub mod rollout;
 pub mod sla;
-pub mod sla_api;
 pub mod sla_format;
 pub mod staging;
 pub mod state;
 pub mod state_pages;
 pub mod state_subscriptions;
-pub mod subscription_api;
 pub mod subscriptions;
 
 use std::collections::HashSet;
@@ -193,7 +194,7 @@ impl Control {
             .shared_alert_log
             .as_deref()
             .map(alertlog::SharedLog::new);
-        let lockout = Arc::new(blocks::lockout(config.lockout.clone(), state.clone()));
+        let lockout = Arc::new(api::blocks::lockout(config.lockout.clone(), state.clone()));
         Ok(Arc::new(Control {
             lockout,
             sessions: Default::default(),
@@ -438,7 +439,7 @@ impl Control {
         let games: HashSet<String> = active
             .iter()
             .flat_map(|w| w.scope.components())
-            .filter(|c| components::GAMES.contains(c))
+            .filter(|c| catalog::GAMES.contains(c))
             .map(str::to_owned)
             .collect();
         let (opened, closed) = {

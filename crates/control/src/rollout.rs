@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use croupier_monitor::engine::{Kind, Target};
 use crate::ops_client::{CallError, call, call_within, request};
+use crate::node_probe::{smoke_test, until_ready};
 use crate::{Control, now_ms};
 use croupier_monitor::severity::Severity;
 
@@ -47,7 +48,6 @@ pub struct RolloutPlan {
     pub actor: String,
 }
 
-const READY_DEADLINE: Duration = Duration::from_secs(30);
 /// A node's graceful stop plus its start.
 const RESTART_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -361,65 +361,6 @@ impl Run {
         }
         Ok(())
     }
-}
-
-/// Polls `node`'s `/readyz` until it answers 200, for at most `READY_DEADLINE`; `gone` may
-/// say why waiting is pointless (the process exited).
-pub async fn until_ready(
-    control: &Control,
-    node: &Target,
-    mut gone: impl FnMut() -> Option<String>,
-) -> Result<(), String> {
-    let started = Instant::now();
-    loop {
-        let url = format!("{}/readyz", node.base);
-        if call(
-            control,
-            &node.name,
-            request(control, hyper::Method::GET, url, None),
-        )
-        .await
-        .is_ok()
-        {
-            return Ok(());
-        }
-        if let Some(why) = gone() {
-            return Err(why);
-        }
-        if started.elapsed() > READY_DEADLINE {
-            return Err(format!(
-                "{} not ready within {} s",
-                node.name,
-                READY_DEADLINE.as_secs()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The lobby, a real test bet and the integrity check, on `node` itself.
-pub async fn smoke_test(control: &Control, node: &Target) -> Result<String, String> {
-    let checks = crate::checks::Checks::new(&node.base, control.config.test_players.clone());
-    checks
-        .lobby(&control.client)
-        .await
-        .ok_or("the lobby check failed")?;
-    checks
-        .bet(&control.client)
-        .await
-        .ok_or("the test bet failed")?;
-    let url = format!("{}/ops/integrity", node.base);
-    let integrity = call(
-        control,
-        &node.name,
-        request(control, hyper::Method::GET, url, None),
-    )
-    .await
-    .map_err(|e| format!("integrity: {e}"))?;
-    Ok(format!(
-        "lobby, test bet and integrity passed ({})",
-        integrity["ok"]
-    ))
 }
 
 /// Runs a rollout to the end (a task of its own); its progress is in the state.

@@ -10,7 +10,8 @@ use chrono::{Months, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use crate::AVAILABILITY_OBJECTIVE;
-use crate::components::{COMPONENTS, GAMES, affects, severity_level};
+use crate::catalog::{COMPONENTS, GAMES, affects};
+use crate::components::severity_level;
 use crate::maintenance::Window;
 use croupier_monitor::slo::SloDef;
 use crate::state::{Incident, State, StateError};

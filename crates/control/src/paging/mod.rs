@@ -3,10 +3,12 @@
 //! acknowledges within its level's `ack_within_s` goes to the next level, and at the last
 //! level to its person again, `repeat` times at most (so it neither goes silent at once nor
 //! wakes people forever); a page whose incident resolved is resolved. Each page goes out
-//! through the person's own senders (`page_send`: webhook, Slack, e-mail) and carries signed,
+//! through the person's own senders (`send`: webhook, Slack, e-mail) and carries signed,
 //! expiring, single-use links (HMAC-SHA256 with the control plane's page key) to acknowledge
 //! or resolve it. Every page, escalation, repeat, acknowledgement and resolution goes on the
 //! incident's timeline and in the audit log; so does every refused acknowledgement (`audit`).
+
+mod send;
 
 use std::sync::Arc;
 
@@ -186,7 +188,7 @@ pub fn upkeep(control: &Arc<Control>, now: i64) {
                 &message,
                 now,
             );
-            crate::page_send::send(control, pager, &page, incident, now);
+            send::send(control, pager, &page, incident, now);
         }
     }
     for page in pages {
@@ -252,7 +254,7 @@ fn escalate(control: &Arc<Control>, pager: &Pager, page: &Page, incident: &Incid
         && let Ok(Some(moved)) = control.state.page(page.id)
     {
         record(control, &moved, "control-plane", action, &message, now);
-        crate::page_send::send(control, pager, &moved, incident, now);
+        send::send(control, pager, &moved, incident, now);
     }
 }
 

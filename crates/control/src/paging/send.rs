@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use crate::Control;
-use crate::paging::Pager;
+use super::Pager;
 use crate::state::Incident;
 use crate::state_pages::Page;
 
