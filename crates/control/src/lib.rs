@@ -1,13 +1,13 @@
 //! `croupier control`: the control plane. Once a second it scrapes every component's
-//! `/metrics` and runs the synthetic checks, turns each scrape into a point of recent metrics
-//! (`series`), evaluates the alert rules (`engine`, on the `threshold` logic) and the SLOs
-//! (`slo`, `window`, `burn`), leaves silenced alerts quiet, groups what fired by component
-//! into one webhook message (`notify`) and one incident (`state`), pushes incident updates to
-//! connected players through the nodes, pages the people on call and escalates what nobody
-//! acknowledges (`oncall`, `paging`), sends incident news to the status page's subscribers
-//! (`subscriptions`), and rolls component uptime up for the status page
-//! (`components`, read back by the SLA reports of `sla`). `api` serves the operators' REST API and the players' status feeds,
-//! `pages` the status page and the dashboard.
+//! `/metrics` and runs the synthetic checks, hands each scrape to the monitoring core
+//! (`croupier-monitor`: series, alert rules, SLOs and burn rates), leaves silenced alerts
+//! quiet, groups what fired by component into one webhook message (`notify`) and one
+//! incident (`state`), pushes incident updates to connected players through the nodes, pages
+//! the people on call and escalates what nobody acknowledges (`oncall`, `paging`), sends
+//! incident news to the status page's subscribers (`subscriptions`), and rolls component
+//! uptime up for the status page (`components`, read back by the SLA reports of `sla`).
+//! `api` serves the operators' REST API and the players' status feed, `pages` the status
+//! page and the dashboard.
 #![forbid(unsafe_code)]
 
 pub mod alertlog;

@@ -65,7 +65,7 @@ impl FromRequestParts<Arc<Control>> for Operator {
 /// Who is calling, from the credential: `token:<name>` for the ops token as a bearer token
 /// (the name is what the caller says in `X-Croupier-Operator`), `session:<name>` for a
 /// dashboard session (the name given at its sign-in); None for anyone else.
-pub fn credential_actor(control: &Control, headers: &HeaderMap) -> Option<String> {
+fn credential_actor(control: &Control, headers: &HeaderMap) -> Option<String> {
     if let Some(bearer) = croupier_web::bearer(headers) {
         if !croupier_web::same_token(bearer, &control.config.ops_token) {
             return None;
