@@ -66,7 +66,7 @@ use croupier_monitor::promtext::{self, Sample};
 use notify::Webhook;
 use croupier_monitor::series::{Point, TargetSeries};
 use croupier_monitor::slo::{SloDef, SloTracker};
-use state::State;
+use state::{RolloutStatus, State};
 
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -380,13 +380,13 @@ impl Control {
             return;
         };
         let now = now_ms();
-        for rollout in rollouts.iter().filter(|r| r.status == "running") {
+        for rollout in rollouts.iter().filter(|r| r.status == RolloutStatus::Running) {
             let node = rollout.steps.last().map_or("", |s| s.node.as_str());
             let why = "the control plane running it stopped; check the node's drain state and start the update again";
             let _ = self
                 .state
                 .rollout_step(rollout.id, node, "orphaned", false, why, now);
-            let _ = self.state.finish_rollout(rollout.id, "failed", None, now);
+            let _ = self.state.finish_rollout(rollout.id, RolloutStatus::Failed, None, now);
             tracing::warn!(
                 rollout = rollout.id,
                 "a rolling update left running by the last leader is marked failed"

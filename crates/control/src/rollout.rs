@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use croupier_monitor::engine::{Kind, Target};
 use crate::ops_client::{CallError, call, call_within, request};
+use crate::state::RolloutStatus;
 use crate::node_probe::{smoke_test, until_ready};
 use crate::{Control, now_ms};
 use croupier_monitor::severity::Severity;
@@ -281,7 +282,7 @@ impl Run {
 }
 
 /// How a rollout ended early: its status and the incident it opened.
-type Stopped = (&'static str, Option<i64>);
+type Stopped = (RolloutStatus, Option<i64>);
 
 impl Run {
     /// Drains, updates and brings back one batch; the rollout stops on an error.
@@ -300,7 +301,7 @@ impl Run {
             Ok(room) => self.step(first, "room", true, &format!("{room}{why}")),
             Err(refused) => {
                 self.step(first, "room", false, &format!("{refused}{why}"));
-                return Err(("failed", None));
+                return Err((RolloutStatus::Failed, None));
             }
         }
         for node in batch {
@@ -308,7 +309,7 @@ impl Run {
                 Ok(()) => self.step(&node.name, "drain", true, "draining on every gateway"),
                 Err(e) => {
                     self.step(&node.name, "drain", false, &e);
-                    return Err(("failed", None));
+                    return Err((RolloutStatus::Failed, None));
                 }
             }
         }
@@ -326,7 +327,7 @@ impl Run {
                 for other in batch.iter().filter(|o| o.name != node.name) {
                     let _ = self.set_state(other, "active").await;
                 }
-                return Err(("rolled_back", incident));
+                return Err((RolloutStatus::RolledBack, incident));
             }
         }
         self.bring_back(batch, previous_builds).await
@@ -346,7 +347,7 @@ impl Run {
                 Ok(()) => self.step(&node.name, "undrain", true, "active on every gateway"),
                 Err(e) => {
                     self.step(&node.name, "undrain", false, &e);
-                    return Err(("failed", None));
+                    return Err((RolloutStatus::Failed, None));
                 }
             }
         }
@@ -355,7 +356,7 @@ impl Run {
                 Ok(back) => self.step(&node.name, "back", true, &back),
                 Err(why) => {
                     let incident = self.roll_back(node, previous, &why).await;
-                    return Err(("rolled_back", incident));
+                    return Err((RolloutStatus::RolledBack, incident));
                 }
             }
         }
@@ -386,7 +387,7 @@ pub async fn run(control: Arc<Control>, id: i64, plan: RolloutPlan) {
             }
             Err(why) => {
                 run.step("staging", "rehearsal", false, &why);
-                let _ = control.state.finish_rollout(id, "failed", None, now_ms());
+                let _ = control.state.finish_rollout(id, RolloutStatus::Failed, None, now_ms());
                 return;
             }
         }
@@ -399,5 +400,5 @@ pub async fn run(control: Arc<Control>, id: i64, plan: RolloutPlan) {
     }
     let _ = control
         .state
-        .finish_rollout(id, "succeeded", None, now_ms());
+        .finish_rollout(id, RolloutStatus::Succeeded, None, now_ms());
 }

@@ -172,6 +172,37 @@ pub struct RolloutStep {
     pub message: String,
 }
 
+/// Where a rolling update is: only `Running` blocks the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutStatus {
+    Running,
+    Succeeded,
+    /// A node failed and went back to its previous build (an incident says which).
+    RolledBack,
+    Failed,
+}
+
+impl RolloutStatus {
+    /// The word stored and sent.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RolloutStatus::Running => "running",
+            RolloutStatus::Succeeded => "succeeded",
+            RolloutStatus::RolledBack => "rolled_back",
+            RolloutStatus::Failed => "failed",
+        }
+    }
+
+    /// The status a stored word names, if any.
+    pub fn parse(word: &str) -> Option<RolloutStatus> {
+        use RolloutStatus::{Failed, RolledBack, Running, Succeeded};
+        [Running, Succeeded, RolledBack, Failed]
+            .into_iter()
+            .find(|s| s.as_str() == word)
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Rollout {
     pub id: i64,
@@ -180,8 +211,7 @@ pub struct Rollout {
     pub created_by: String,
     pub started_ms: i64,
     pub finished_ms: Option<i64>,
-    /// running, succeeded, rolled_back or failed.
-    pub status: String,
+    pub status: RolloutStatus,
     pub incident_id: Option<i64>,
     pub steps: Vec<RolloutStep>,
 }
@@ -604,13 +634,13 @@ impl State {
     pub fn finish_rollout(
         &self,
         rollout: i64,
-        status: &str,
+        status: RolloutStatus,
         incident: Option<i64>,
         now_ms: i64,
     ) -> Result<(), StateError> {
         self.conn().execute(
             "UPDATE rollouts SET status = ?2, incident_id = ?3, finished_ms = ?4 WHERE id = ?1",
-            params![rollout, status, incident, now_ms],
+            params![rollout, status.as_str(), incident, now_ms],
         )?;
         Ok(())
     }
@@ -631,7 +661,7 @@ impl State {
                     created_by: r.get(3)?,
                     started_ms: r.get(4)?,
                     finished_ms: r.get(5)?,
-                    status: r.get(6)?,
+                    status: rollout_status_at(r, 6)?,
                     incident_id: r.get(7)?,
                     steps: Vec::new(),
                 })
@@ -928,6 +958,18 @@ fn incident(r: &Row<'_>) -> rusqlite::Result<Incident> {
         resolved_ms: r.get(7)?,
         eta_ms: r.get(8)?,
         timeline: Vec::new(),
+    })
+}
+
+/// The rollout status in column `i` of a row; another word is a conversion error.
+fn rollout_status_at(r: &Row<'_>, i: usize) -> rusqlite::Result<RolloutStatus> {
+    let word: String = r.get(i)?;
+    RolloutStatus::parse(&word).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("no rollout status {word:?}").into(),
+        )
     })
 }
 

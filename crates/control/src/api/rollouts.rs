@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::operator::{Operator, body_detail};
 use crate::refusal::{Refusal, parse, refuse, unavailable};
 use crate::rollout::RolloutPlan;
+use crate::state::RolloutStatus;
 use crate::{Control, now_ms};
 
 pub(super) async fn list(
@@ -76,7 +77,7 @@ async fn plan(control: &Control, new: NewRollout, actor: &str) -> Result<Rollout
         return invalid("invalid_binary", &format!("{} is not a file", new.binary));
     }
     let running = control.state.rollouts(1).map_err(unavailable)?;
-    if running.first().is_some_and(|r| r.status == "running") {
+    if running.first().is_some_and(|r| r.status == RolloutStatus::Running) {
         return Err(refuse(
             StatusCode::CONFLICT,
             "rollout_running",
