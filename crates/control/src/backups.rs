@@ -15,9 +15,9 @@ use croupier_backup::{
 };
 use serde::Serialize;
 
-use croupier_monitor::engine::AlertEvent;
 use crate::lease::Leadership;
 use crate::state::State;
+use croupier_monitor::engine::AlertEvent;
 use croupier_monitor::severity::Severity;
 
 /// What the control plane backs up, where, and how often it proves it.
@@ -277,11 +277,7 @@ mod tests {
         let fired = alerts.evaluate(2, Some(&failed));
         assert_eq!(fired.len(), 1);
         assert_eq!(
-            (
-                fired[0].key.as_str(),
-                fired[0].firing,
-                fired[0].severity
-            ),
+            (fired[0].key.as_str(), fired[0].firing, fired[0].severity),
             ("backup_failed/backups", true, Severity::Critical)
         );
         assert!(alerts.evaluate(3, Some(&failed)).is_empty());

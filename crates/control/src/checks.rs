@@ -17,12 +17,11 @@ use croupier_web::launch::{SigningKey, claims_for};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::{HttpClient, now_ms};
 use croupier_monitor::engine::HttpCheck;
 use croupier_monitor::promtext::Sample;
-use crate::{HttpClient, now_ms};
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// Seconds between test bets.
@@ -222,4 +221,3 @@ pub async fn http(client: &HttpClient, url: &str, check: &HttpCheck) -> Option<V
     let passed = check.passes(status, started.elapsed(), &String::from_utf8_lossy(&body));
     result(passed, started)
 }
-

@@ -6,15 +6,14 @@
 use serde::Deserialize;
 
 use crate::AVAILABILITY_OBJECTIVE;
-use crate::checks::HttpCheck;
 use crate::catalog::is_incident_component;
-use croupier_monitor::engine::{Kind, RuleDef, Target, default_rules};
 use crate::notify::{Format, Webhook};
 use crate::oncall::OnCall;
 use crate::rollout::UpdateConfig;
 use crate::sla::CreditTier;
-use croupier_monitor::slo::{SloDef, default_slos};
 use crate::subscriptions::SubscriptionsConfig;
+use croupier_monitor::engine::{HttpCheck, Kind, RuleDef, Target, default_rules};
+use croupier_monitor::slo::{SloDef, default_slos};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

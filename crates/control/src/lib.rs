@@ -63,9 +63,9 @@ use serde_json::json;
 use components::UptimeAccumulator;
 use croupier_monitor::engine::{AlertEvent, Engine, Kind, RuleDef, Target};
 use croupier_monitor::promtext::{self, Sample};
-use notify::Webhook;
 use croupier_monitor::series::{Point, TargetSeries};
 use croupier_monitor::slo::{SloDef, SloTracker};
+use notify::Webhook;
 use state::{RolloutStatus, State};
 
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -319,8 +319,7 @@ impl Control {
                 })
                 .collect()
         };
-        let scrapes: Vec<Option<Vec<Sample>>> =
-            scrapes.into_iter().map(Option::flatten).collect();
+        let scrapes: Vec<Option<Vec<Sample>>> = scrapes.into_iter().map(Option::flatten).collect();
         if leading && !self.led.swap(true, Ordering::SeqCst) {
             self.take_over(now_s).await;
         } else if !leading {
@@ -380,13 +379,18 @@ impl Control {
             return;
         };
         let now = now_ms();
-        for rollout in rollouts.iter().filter(|r| r.status == RolloutStatus::Running) {
+        for rollout in rollouts
+            .iter()
+            .filter(|r| r.status == RolloutStatus::Running)
+        {
             let node = rollout.steps.last().map_or("", |s| s.node.as_str());
             let why = "the control plane running it stopped; check the node's drain state and start the update again";
             let _ = self
                 .state
                 .rollout_step(rollout.id, node, "orphaned", false, why, now);
-            let _ = self.state.finish_rollout(rollout.id, RolloutStatus::Failed, None, now);
+            let _ = self
+                .state
+                .finish_rollout(rollout.id, RolloutStatus::Failed, None, now);
             tracing::warn!(
                 rollout = rollout.id,
                 "a rolling update left running by the last leader is marked failed"

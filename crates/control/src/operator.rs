@@ -24,7 +24,10 @@ pub(crate) struct Operator {
 
 impl Operator {
     /// Admits the ops token or a dashboard session; anyone else gets 401 `unauthorized`.
-    pub(crate) fn from_headers(control: &Control, headers: &HeaderMap) -> Result<Operator, Refusal> {
+    pub(crate) fn from_headers(
+        control: &Control,
+        headers: &HeaderMap,
+    ) -> Result<Operator, Refusal> {
         credential_actor(control, headers)
             .map(|actor| Operator { actor })
             .ok_or_else(|| {

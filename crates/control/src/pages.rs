@@ -19,11 +19,11 @@ use serde_json::{Value, json};
 
 use chrono::Datelike;
 
+use crate::dates::{day, rfc3339, utc};
 use crate::html::{escape, page};
 use crate::operator::audit;
-use crate::public_status::{UPTIME_DAYS, public_status};
-use crate::dates::{day, rfc3339, utc};
 use crate::operator_sessions::{SESSION_COOKIE, SESSION_LIFETIME, plain_name};
+use crate::public_status::{UPTIME_DAYS, public_status};
 use crate::{Control, now_ms};
 
 const STYLE: &str = include_str!("../assets/style.css");

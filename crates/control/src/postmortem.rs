@@ -75,8 +75,8 @@ pub fn skeleton(incident: &Incident, now_ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use croupier_monitor::severity::Severity;
     use crate::state::Update;
+    use croupier_monitor::severity::Severity;
 
     #[test]
     fn the_skeleton_carries_the_facts_and_the_timeline() {

@@ -2,11 +2,11 @@
 //! handler (the API's, the dashboard's guards, the operator check) refuses through it, so a
 //! caller always gets the same JSON shape and the audit log the same `refused: <code>`.
 
+use axum::Json;
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde_json::json;
 
 use crate::state::StateError;

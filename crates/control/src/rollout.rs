@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use croupier_monitor::engine::{Kind, Target};
+use crate::node_probe::{smoke_test, until_ready};
 use crate::ops_client::{CallError, call, call_within, request};
 use crate::state::RolloutStatus;
-use crate::node_probe::{smoke_test, until_ready};
 use crate::{Control, now_ms};
+use croupier_monitor::engine::{Kind, Target};
 use croupier_monitor::severity::Severity;
 
 /// How the control plane replaces a node's build.
@@ -387,7 +387,9 @@ pub async fn run(control: Arc<Control>, id: i64, plan: RolloutPlan) {
             }
             Err(why) => {
                 run.step("staging", "rehearsal", false, &why);
-                let _ = control.state.finish_rollout(id, RolloutStatus::Failed, None, now_ms());
+                let _ = control
+                    .state
+                    .finish_rollout(id, RolloutStatus::Failed, None, now_ms());
                 return;
             }
         }

@@ -13,9 +13,9 @@ use crate::AVAILABILITY_OBJECTIVE;
 use crate::catalog::{COMPONENTS, GAMES, affects};
 use crate::components::severity_level;
 use crate::maintenance::Window;
-use croupier_monitor::slo::SloDef;
 use crate::state::{Incident, State, StateError};
 use croupier_monitor::severity::Severity;
+use croupier_monitor::slo::SloDef;
 
 /// A row of the contract's credit table: availability below `below` percent earns
 /// `credit_percent` of the month's fee. The largest credit whose tier applies wins.

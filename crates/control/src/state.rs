@@ -1058,7 +1058,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open(&dir.path().join("control.db")).unwrap();
         let id = state
-            .open_incident("down", "games", Severity::Major, Some("down/node-1"), "fired", 1)
+            .open_incident(
+                "down",
+                "games",
+                Severity::Major,
+                Some("down/node-1"),
+                "fired",
+                1,
+            )
             .unwrap();
         assert_eq!(
             state.open_alert_incident_for_component("games").unwrap(),

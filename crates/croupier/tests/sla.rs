@@ -84,8 +84,20 @@ fn seed_month(state: &State, start: i64, days: i64) {
             day(10, 14, 0),
             50,
         ),
-        ("Dice rounds refused", "dice", Severity::Critical, day(5, 8, 0), 12),
-        ("Games slow to load", "games", Severity::Minor, day(20, 10, 0), 30),
+        (
+            "Dice rounds refused",
+            "dice",
+            Severity::Critical,
+            day(5, 8, 0),
+            12,
+        ),
+        (
+            "Games slow to load",
+            "games",
+            Severity::Minor,
+            day(20, 10, 0),
+            30,
+        ),
     ] {
         let id = state
             .open_incident(title, component, severity, None, "opened", opened)

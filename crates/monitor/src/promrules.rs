@@ -341,7 +341,10 @@ fn slo_rules(def: &SloDef) -> Vec<PromRule> {
             .collect::<Vec<_>>()
             .join(" or ");
         let labels = BTreeMap::from([
-            ("severity".into(), rule_severity.on(&def.component).to_string()),
+            (
+                "severity".into(),
+                rule_severity.on(&def.component).to_string(),
+            ),
             ("component".into(), def.component.clone()),
             ("slo".into(), def.name.clone()),
         ]);

@@ -16,7 +16,7 @@ use crate::refusal::{Refusal, query_or_refuse, unavailable};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AuditQuery {
+pub(super) struct AuditQuery {
     limit: Option<i64>,
 }
 

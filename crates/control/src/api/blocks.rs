@@ -47,10 +47,7 @@ pub fn router() -> Router<Arc<Control>> {
         .route("/api/v1/blocks/{address}", delete(lift))
 }
 
-async fn list(
-    _: Operator,
-    State(control): State<Arc<Control>>,
-) -> Result<Response, Refusal> {
+async fn list(_: Operator, State(control): State<Arc<Control>>) -> Result<Response, Refusal> {
     Ok(Json(json!({"blocks": control.lockout.blocks()})).into_response())
 }
 
@@ -76,5 +73,7 @@ async fn lift(
         }
     };
     let action = ("block.lift", subject.as_str());
-    operator.audited(&control, action, &Value::Null, change).await
+    operator
+        .audited(&control, action, &Value::Null, change)
+        .await
 }

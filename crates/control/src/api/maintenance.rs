@@ -121,5 +121,7 @@ pub(super) async fn cancel(
         ended(outcome, "window", id, "cancelled")
     };
     let action = ("maintenance.cancel", subject.as_str());
-    operator.audited(&control, action, &Value::Null, change).await
+    operator
+        .audited(&control, action, &Value::Null, change)
+        .await
 }

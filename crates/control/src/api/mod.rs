@@ -11,8 +11,8 @@
 
 mod alerts;
 mod audit;
-pub mod blocks;
 mod backups;
+pub mod blocks;
 mod drills;
 mod guards;
 mod health;
@@ -59,27 +59,39 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/api/v1/series", get(monitoring::series))
         .route("/api/v1/alerts", get(alerts::alerts))
         .route("/api/v1/slos", get(monitoring::slos))
-        .route("/api/v1/incidents", get(incidents::list).post(incidents::open))
+        .route(
+            "/api/v1/incidents",
+            get(incidents::list).post(incidents::open),
+        )
         .route("/api/v1/incidents/{id}/updates", post(incidents::update))
-        .route("/api/v1/incidents/{id}/postmortem", get(incidents::postmortem))
-        .route("/api/v1/silences", get(alerts::silences).post(alerts::add_silence))
+        .route(
+            "/api/v1/incidents/{id}/postmortem",
+            get(incidents::postmortem),
+        )
+        .route(
+            "/api/v1/silences",
+            get(alerts::silences).post(alerts::add_silence),
+        )
         .route("/api/v1/silences/{id}", delete(alerts::expire_silence))
         .route("/api/v1/nodes", get(nodes::list))
         .route("/api/v1/nodes/{name}", put(nodes::set_state))
         .route("/api/v1/audit", get(audit::log))
-        .route("/api/v1/maintenance", get(maintenance::list).post(maintenance::schedule))
+        .route(
+            "/api/v1/maintenance",
+            get(maintenance::list).post(maintenance::schedule),
+        )
         .route("/api/v1/maintenance/{id}", delete(maintenance::cancel))
-        .route("/api/v1/rollouts", get(rollouts::list).post(rollouts::start))
+        .route(
+            "/api/v1/rollouts",
+            get(rollouts::list).post(rollouts::start),
+        )
         .route("/api/v1/rollouts/{id}", get(rollouts::one))
         .route("/api/v1/drills", get(drills::list).post(drills::report))
         .route("/api/v1/backups", get(backups::status))
         .route("/api/v1/sla", get(sla::sla))
         .route("/api/v1/oncall", get(oncall::oncall))
         .route("/api/v1/pages", get(oncall::pages))
-        .route(
-            "/api/v1/pages/{id}/{action}",
-            post(oncall::operator_action),
-        )
+        .route("/api/v1/pages/{id}/{action}", post(oncall::operator_action))
         .route(
             "/api/v1/subscriptions",
             get(subscriptions::list).post(subscriptions::subscribe),

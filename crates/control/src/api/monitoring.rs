@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Query, State};
 use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -37,7 +37,7 @@ pub(super) async fn targets(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SeriesQuery {
+pub(super) struct SeriesQuery {
     /// Only points newer than this (Unix seconds).
     since_s: Option<u64>,
 }

@@ -11,10 +11,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::Control;
 use crate::operator::{Operator, body_detail};
 use crate::ops_client::CallError as GatewayError;
 use crate::refusal::{Refusal, parse, refuse};
-use crate::Control;
 
 /// A gateway's answer as the operator's: its 404 and 422 passed on, anything else a 502.
 fn gateway_refusal(e: GatewayError) -> Refusal {

@@ -17,8 +17,8 @@ use serde_json::json;
 
 use crate::html::{escape, page};
 use crate::operator::Operator;
-use crate::refusal::{Refusal, query_or_refuse, refuse, unavailable};
 use crate::paging::{Link, LinkError, Pager, audit, record};
+use crate::refusal::{Refusal, query_or_refuse, refuse, unavailable};
 use crate::state_pages::Page;
 use crate::{Control, now_ms};
 

@@ -63,7 +63,8 @@ struct NewRollout {
 
 /// The plan of the rollout asked for, once every check passed; nothing is recorded here.
 async fn plan(control: &Control, new: NewRollout, actor: &str) -> Result<RolloutPlan, Refusal> {
-    let invalid = |code, message: &str| Err(refuse(StatusCode::UNPROCESSABLE_ENTITY, code, message));
+    let invalid =
+        |code, message: &str| Err(refuse(StatusCode::UNPROCESSABLE_ENTITY, code, message));
     let batch_size = new.batch_size.unwrap_or(1);
     let drain_deadline_s = new.drain_deadline_s.unwrap_or(30);
     if batch_size == 0 || !(1..=3_600).contains(&drain_deadline_s) {
@@ -72,12 +73,14 @@ async fn plan(control: &Control, new: NewRollout, actor: &str) -> Result<Rollout
             "batch_size is at least 1 and drain_deadline_s between 1 and 3600",
         );
     }
-    if control.config.update.supervisor.is_some() && !std::path::Path::new(&new.binary).is_file()
-    {
+    if control.config.update.supervisor.is_some() && !std::path::Path::new(&new.binary).is_file() {
         return invalid("invalid_binary", &format!("{} is not a file", new.binary));
     }
     let running = control.state.rollouts(1).map_err(unavailable)?;
-    if running.first().is_some_and(|r| r.status == RolloutStatus::Running) {
+    if running
+        .first()
+        .is_some_and(|r| r.status == RolloutStatus::Running)
+    {
         return Err(refuse(
             StatusCode::CONFLICT,
             "rollout_running",

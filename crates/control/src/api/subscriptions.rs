@@ -13,10 +13,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::operator::Operator;
-use crate::refusal::{Refusal, query_or_refuse, refuse, unavailable};
 use crate::catalog::COMPONENTS;
 use crate::html::page;
+use crate::operator::Operator;
+use crate::refusal::{Refusal, query_or_refuse, refuse, unavailable};
 use crate::subscriptions::Subscriptions;
 use crate::{Control, now_ms};
 

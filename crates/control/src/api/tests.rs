@@ -94,8 +94,7 @@ async fn every_documented_operation_is_routed_and_guarded() {
             .replace("{name}", "node-1")
             .replace("{action}", "ack");
         for (method, operation) in operations.as_object().unwrap() {
-            let (status, body) =
-                call(&router, &method.to_uppercase(), &concrete, None, "{}").await;
+            let (status, body) = call(&router, &method.to_uppercase(), &concrete, None, "{}").await;
             assert!(
                 body["message"] != "no such route" && status != StatusCode::METHOD_NOT_ALLOWED,
                 "{method} {path} is documented but not routed"
@@ -117,8 +116,7 @@ async fn a_follower_serves_reads_and_refuses_changes_with_an_audit_entry() {
     let follower = control_leading(dir.path(), Arc::default());
     let router = router(follower.clone());
     let silence = r#"{"matcher":"down/node-1","duration_s":60,"comment":"x"}"#;
-    let (status, answer) =
-        call(&router, "POST", "/api/v1/silences", Some(TOKEN), silence).await;
+    let (status, answer) = call(&router, "POST", "/api/v1/silences", Some(TOKEN), silence).await;
     assert_eq!(
         (status, answer["error"].as_str()),
         (StatusCode::SERVICE_UNAVAILABLE, Some("not_leader"))
@@ -236,8 +234,7 @@ async fn bad_silences_are_refused_named_and_audited() {
             "invalid_body",
         ),
     ] {
-        let (status, answer) =
-            call(&router, "POST", "/api/v1/silences", Some(TOKEN), body).await;
+        let (status, answer) = call(&router, "POST", "/api/v1/silences", Some(TOKEN), body).await;
         assert_eq!(
             (status, answer["error"].as_str()),
             (StatusCode::UNPROCESSABLE_ENTITY, Some(code)),
