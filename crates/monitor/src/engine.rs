@@ -422,7 +422,7 @@ impl Engine {
                     since_s,
                     value,
                     detail: matches!(def.metric, Metric::DataDisk | Metric::DataFullInS)
-                        .then(|| crate::room::detail(point))
+                        .then(|| crate::series::room::detail(point))
                         .flatten(),
                 });
             }
