@@ -3,10 +3,12 @@
 //! transitions, and the caller turns them into notifications and incidents.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::series::Point;
+use crate::severity::Severity;
 use crate::threshold::{Comparison, RuleState, ThresholdRule, Transition};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -36,7 +38,7 @@ pub struct Target {
     pub component: Option<String>,
     /// What an HTTP check expects.
     #[serde(skip)]
-    pub http_check: Option<crate::checks::HttpCheck>,
+    pub http_check: Option<HttpCheck>,
 }
 
 impl Target {
@@ -48,6 +50,41 @@ impl Target {
             component: None,
             http_check: None,
         }
+    }
+}
+
+/// What an HTTP check's answer must be.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheck {
+    /// The status code expected (default 200).
+    #[serde(default = "ok_status")]
+    pub status: u16,
+    /// The slowest acceptable answer, in milliseconds (default 1000).
+    #[serde(default = "one_second")]
+    pub max_latency_ms: u64,
+    /// Text the body must contain, if any.
+    #[serde(default)]
+    pub body_contains: Option<String>,
+}
+
+fn ok_status() -> u16 {
+    200
+}
+
+fn one_second() -> u64 {
+    1_000
+}
+
+impl HttpCheck {
+    /// Whether an answer passes: status, latency, body.
+    pub fn passes(&self, status: u16, latency: Duration, body: &str) -> bool {
+        status == self.status
+            && latency <= Duration::from_millis(self.max_latency_ms)
+            && self
+                .body_contains
+                .as_deref()
+                .is_none_or(|needle| body.contains(needle))
     }
 }
 
@@ -106,8 +143,8 @@ pub struct RuleDef {
     #[serde(flatten)]
     pub rule: ThresholdRule,
     pub metric: Metric,
-    /// `critical`, `major` or `minor`; an outage on the wallet is always critical.
-    pub severity: String,
+    /// How bad it is for players; an outage on the wallet is always critical.
+    pub severity: Severity,
     /// The player-facing component it affects; by default the target's own.
     #[serde(default)]
     pub component: Option<String>,
@@ -146,7 +183,7 @@ fn rule(
     (threshold, clear_threshold): (f64, Option<f64>),
     for_duration_s: u64,
     (fire_after, resolve_after): (u32, u32),
-    severity: &str,
+    severity: Severity,
     kinds: &[Kind],
 ) -> RuleDef {
     RuleDef {
@@ -161,7 +198,7 @@ fn rule(
             missing_breaches: metric == Metric::Up,
         },
         metric,
-        severity: severity.into(),
+        severity,
         component: None,
         kinds: kinds.to_vec(),
     }
@@ -181,7 +218,7 @@ pub fn default_rules() -> Vec<RuleDef> {
         (1.0, None),
         0,
         (2, 2),
-        "major",
+        Severity::Major,
         &[Kind::Node, Kind::Store],
     );
     // Without the store no money moves.
@@ -195,7 +232,7 @@ pub fn default_rules() -> Vec<RuleDef> {
         (0.97, Some(0.95)),
         0,
         (2, 3),
-        "critical",
+        Severity::Critical,
         &[Kind::Node],
     );
     data_disk_full.component = Some("wallet".into());
@@ -206,7 +243,7 @@ pub fn default_rules() -> Vec<RuleDef> {
         (4.0 * 3_600.0, Some(8.0 * 3_600.0)),
         30,
         (10, 30),
-        "major",
+        Severity::Major,
         &[Kind::Node],
     );
     data_disk_filling.component = Some("wallet".into());
@@ -219,7 +256,7 @@ pub fn default_rules() -> Vec<RuleDef> {
         (0.5, None),
         0,
         (1, 5),
-        "minor",
+        Severity::Minor,
         &[Kind::Node, Kind::Gateway],
     );
     security_blocks.component = Some(SECURITY_COMPONENT.into());
@@ -235,7 +272,7 @@ pub fn default_rules() -> Vec<RuleDef> {
             (1.0, None),
             0,
             (2, 2),
-            "major",
+            Severity::Major,
             &[],
         ),
         store_down,
@@ -246,7 +283,7 @@ pub fn default_rules() -> Vec<RuleDef> {
             (0.9, Some(0.8)),
             60,
             (3, 5),
-            "minor",
+            Severity::Minor,
             &servers,
         ),
         rule(
@@ -256,7 +293,7 @@ pub fn default_rules() -> Vec<RuleDef> {
             (0.9, Some(0.85)),
             60,
             (3, 5),
-            "minor",
+            Severity::Minor,
             &servers,
         ),
         rule(
@@ -266,7 +303,7 @@ pub fn default_rules() -> Vec<RuleDef> {
             (0.9, Some(0.85)),
             60,
             (3, 5),
-            "minor",
+            Severity::Minor,
             &servers,
         ),
         rule(
@@ -276,7 +313,7 @@ pub fn default_rules() -> Vec<RuleDef> {
             (100e6, Some(80e6)),
             60,
             (3, 5),
-            "minor",
+            Severity::Minor,
             &servers,
         ),
         rule(
@@ -286,7 +323,7 @@ pub fn default_rules() -> Vec<RuleDef> {
             (100e6, Some(80e6)),
             60,
             (3, 5),
-            "minor",
+            Severity::Minor,
             &servers,
         ),
         rule(
@@ -296,7 +333,7 @@ pub fn default_rules() -> Vec<RuleDef> {
             (250.0, Some(150.0)),
             30,
             (5, 10),
-            "major",
+            Severity::Major,
             &servers,
         ),
         rule(
@@ -306,21 +343,10 @@ pub fn default_rules() -> Vec<RuleDef> {
             (0.05, Some(0.01)),
             30,
             (5, 10),
-            "major",
+            Severity::Major,
             &servers,
         ),
     ]
-}
-
-/// An outage's severity follows the component's priority: the wallet first (money), then
-/// live games and the lobby. Warnings (`minor` rules) stay minor wherever they are.
-pub(crate) fn severity(rule_severity: &str, component: &str) -> String {
-    match (rule_severity, component) {
-        ("minor", _) => "minor",
-        (_, "wallet") | ("critical", _) => "critical",
-        _ => "major",
-    }
-    .to_owned()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -329,7 +355,7 @@ pub struct AlertEvent {
     pub key: String,
     pub rule: String,
     pub target: String,
-    pub severity: String,
+    pub severity: Severity,
     pub component: String,
     pub firing: bool,
     pub since_s: u64,
@@ -344,7 +370,7 @@ pub struct AlertEvent {
 pub struct ActiveAlert {
     pub key: String,
     pub component: String,
-    pub severity: String,
+    pub severity: Severity,
     pub state: crate::threshold::AlertState,
 }
 
@@ -390,13 +416,13 @@ impl Engine {
                     key: format!("{}/{}", def.rule.name, target.name),
                     rule: def.rule.name.clone(),
                     target: target.name.clone(),
-                    severity: severity(&def.severity, &component),
+                    severity: def.severity.on(&component),
                     component,
                     firing,
                     since_s,
                     value,
                     detail: matches!(def.metric, Metric::DataDisk | Metric::DataFullInS)
-                        .then(|| crate::room::detail(point))
+                        .then(|| crate::series::room::detail(point))
                         .flatten(),
                 });
             }
@@ -434,7 +460,7 @@ impl Engine {
                 let component = def.component_for(target);
                 ActiveAlert {
                     key: format!("{}/{}", def.rule.name, target.name),
-                    severity: severity(&def.severity, &component),
+                    severity: def.severity.on(&component),
                     component,
                     state: s.state,
                 }
@@ -448,6 +474,20 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_latency_and_body_all_count() {
+        let check = HttpCheck {
+            status: 200,
+            max_latency_ms: 100,
+            body_contains: Some("\"games\"".into()),
+        };
+        let fast = Duration::from_millis(5);
+        assert!(check.passes(200, fast, r#"{"games":[]}"#));
+        assert!(!check.passes(503, fast, r#"{"games":[]}"#));
+        assert!(!check.passes(200, Duration::from_millis(150), r#"{"games":[]}"#));
+        assert!(!check.passes(200, fast, "maintenance"));
+    }
 
     #[test]
     fn two_failed_scrapes_fire_down_and_two_good_ones_resolve_it() {
