@@ -70,6 +70,7 @@ pub fn router(control: Arc<Control>) -> Router {
             get(crate::page_api::link_form).post(crate::page_api::link_action),
         )
         .merge(crate::blocks::router())
+        .merge(crate::flags_api::router())
         .merge(crate::pages::router())
         .layer(axum::middleware::from_fn_with_state(
             control.lockout.clone(),
