@@ -97,8 +97,8 @@ impl Auditor {
     pub(super) async fn session_cap(&mut self, name: &str) {
         let gateway = self.targets.gateway.clone();
         let mut tokens = Vec::new();
-        for _ in 0..SIGN_INS {
-            match self.sign_in(name).await {
+        for n in 0..SIGN_INS {
+            match self.sign_in_for(name, 300 - n as i64).await {
                 Ok(token) => tokens.push(token),
                 Err(e) => {
                     let detail = format!("could not be checked: {e}");
