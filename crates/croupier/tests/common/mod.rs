@@ -17,9 +17,9 @@ mod ports;
 mod smtp;
 #[allow(unused_imports)] // each test binary uses its own subset
 pub use browser::*;
+pub use ports::{free_port, free_ports};
 #[allow(unused_imports)]
 pub use smtp::*;
-pub use ports::{free_port, free_ports};
 
 pub const OPS_TOKEN: &str = "test-ops-token-0123456789abcdef0123456789";
 
