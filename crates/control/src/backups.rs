@@ -32,6 +32,9 @@ pub struct BackupConfig {
     pub policy: Policy,
     pub scratch_dir: PathBuf,
     pub session_ttl_ms: i64,
+    /// The nodes' seed key file: a node started on a restore (staging) needs it to deal
+    /// from the restored, sealed seeds. Backups never hold it.
+    pub seed_key_file: Option<PathBuf>,
 }
 
 /// What the dashboard and the alerts read.

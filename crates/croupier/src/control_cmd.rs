@@ -69,6 +69,10 @@ pub struct ControlArgs {
     /// Seconds between restore tests.
     #[arg(long, default_value_t = 3_600)]
     backup_verify_every_s: u64,
+    /// The nodes' seed key file, for the staging node started on a restored backup (its
+    /// unrevealed seeds are sealed with it) [default: <data>/seed-key when there is one].
+    #[arg(long, env = "CROUPIER_SEED_KEY_FILE")]
+    seed_key_file: Option<PathBuf>,
     /// `croupier up`'s supervisor API, through which rolling updates replace a node's build.
     #[arg(long)]
     supervisor: Option<String>,
@@ -220,6 +224,10 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
                 policy: croupier_backup::Policy::default(),
                 scratch_dir: data.join("restore-tests"),
                 session_ttl_ms: croupier_node::rounds::SESSION_TTL_MS,
+                seed_key_file: args.seed_key_file.clone().or_else(|| {
+                    let path = data.join(crate::seed_key_args::SEED_KEY_FILE);
+                    path.exists().then_some(path)
+                }),
             })
         }
     };

@@ -114,8 +114,11 @@ pub enum Metric {
     DataDisk,
     /// Seconds until that filesystem is full at the trend of the last five minutes.
     DataFullInS,
-    /// Addresses blocked now for guessing operator credentials (`croupier_security_blocked`).
+    /// Addresses blocked now for guessing operator credentials (`croupier_security_blocked`)
+    /// or for scanning the players' port (`croupier_security_scan_blocked`).
     SecurityBlocked,
+    /// Players flagged now for unusual play (`croupier_play_flags`).
+    PlayFlags,
 }
 
 impl Metric {
@@ -133,6 +136,7 @@ impl Metric {
             Metric::DataDisk => point.data_used,
             Metric::DataFullInS => point.data_full_in_s,
             Metric::SecurityBlocked => point.security_blocked,
+            Metric::PlayFlags => point.play_flags,
         }
     }
 }
@@ -247,8 +251,9 @@ pub fn default_rules() -> Vec<RuleDef> {
         &[Kind::Node],
     );
     data_disk_filling.component = Some("wallet".into());
-    // Someone is guessing operator tokens: operators are told, players see nothing (an
-    // internal component, left off the status page).
+    // Someone is guessing operator tokens, or scanning or flooding the players' port:
+    // operators are told, players see nothing (an internal component, left off the status
+    // page).
     let mut security_blocks = rule(
         "security_blocks",
         Metric::SecurityBlocked,
@@ -260,8 +265,21 @@ pub fn default_rules() -> Vec<RuleDef> {
         &[Kind::Node, Kind::Gateway],
     );
     security_blocks.component = Some(SECURITY_COMPONENT.into());
+    // A node flags unusual play (`croupier_node::flags`): operators look at `/api/v1/flags`.
+    let mut unusual_play = rule(
+        "unusual_play",
+        Metric::PlayFlags,
+        Above,
+        (0.5, None),
+        0,
+        (1, 5),
+        Severity::Minor,
+        &[Kind::Node],
+    );
+    unusual_play.component = Some(SECURITY_COMPONENT.into());
     vec![
         security_blocks,
+        unusual_play,
         data_disk_full,
         data_disk_filling,
         // One slow scrape is not an outage; two in a row (2 s) are.
