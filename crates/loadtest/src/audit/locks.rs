@@ -3,9 +3,11 @@
 //! sessions, and scanning of the players' port blocked.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::doors::host_port;
 use super::{Auditor, Status};
@@ -36,17 +38,53 @@ fn clear_unrevealed_seeds(db: &std::path::Path) -> Result<(u64, u64), String> {
     Ok((clear as u64, seeds.len() as u64))
 }
 
-/// One plain-HTTP request from `source` to `target`; the answer's status (0: none).
-async fn status_from(source: IpAddr, target: SocketAddr, request: &str) -> u16 {
+/// Where the scanning probe connects from and to on a loopback deployment; with TLS, the
+/// name its certificate is checked against.
+struct LoopbackProbe {
+    target: SocketAddr,
+    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+}
+
+/// The gateway's players' address when it is on loopback (plain HTTP or HTTPS).
+fn loopback_probe(gateway: &str, tls: Arc<rustls::ClientConfig>) -> Option<LoopbackProbe> {
+    let secure = gateway.starts_with("https://");
+    let target = host_port(gateway)?.parse::<SocketAddr>().ok()?;
+    if !target.ip().is_loopback() {
+        return None;
+    }
+    let tls = match secure {
+        true => Some((tls, ServerName::IpAddress(target.ip().into()))),
+        false => None,
+    };
+    Some(LoopbackProbe { target, tls })
+}
+
+/// One HTTP request from `source` to the probe's target (over TLS when it has one); the
+/// answer's status (0: none).
+async fn status_from(source: IpAddr, probe: &LoopbackProbe, request: &str) -> u16 {
     let Ok(socket) = tokio::net::TcpSocket::new_v4() else {
         return 0;
     };
     if socket.bind(SocketAddr::new(source, 0)).is_err() {
         return 0;
     }
-    let Ok(mut stream) = socket.connect(target).await else {
+    let Ok(stream) = socket.connect(probe.target).await else {
         return 0;
     };
+    match &probe.tls {
+        None => exchange(stream, request).await,
+        Some((config, name)) => {
+            let connector = tokio_rustls::TlsConnector::from(config.clone());
+            match connector.connect(name.clone(), stream).await {
+                Ok(stream) => exchange(stream, request).await,
+                Err(_) => 0,
+            }
+        }
+    }
+}
+
+/// Writes `request`, reads the status line of the answer (0: none within 5 s).
+async fn exchange(mut stream: impl AsyncRead + AsyncWrite + Unpin, request: &str) -> u16 {
     if stream.write_all(request.as_bytes()).await.is_err() {
         return 0;
     }
@@ -130,24 +168,20 @@ impl Auditor {
     }
 
     /// Paths that are not there, asked for until the players' port blocks the asker. On a
-    /// plain-HTTP loopback deployment the probe comes from `PROBE_SOURCE`; elsewhere from the
+    /// loopback deployment (plain HTTP or TLS) the probe comes from `PROBE_SOURCE`; elsewhere from the
     /// auditor's own address, which stays blocked on the players' port for a while (run it
     /// last).
     pub(super) async fn scanning_blocked(&mut self) {
         let gateway = self.targets.gateway.clone();
-        let loopback = gateway
-            .strip_prefix("http://")
-            .and_then(|_| host_port(&gateway))
-            .and_then(|a| a.parse::<SocketAddr>().ok())
-            .filter(|a| a.ip().is_loopback());
+        let loopback = loopback_probe(&gateway, self.http.tls());
         let mut blocked_after = None;
         for i in 0..PROBES {
             let path = format!("/audit-scan-{i}.php");
-            let status = match loopback {
-                Some(target) => {
+            let status = match &loopback {
+                Some(probe) => {
                     let request =
                         format!("GET {path} HTTP/1.1\r\nHost: audit\r\nConnection: close\r\n\r\n");
-                    status_from(IpAddr::V4(PROBE_SOURCE), target, &request).await
+                    status_from(IpAddr::V4(PROBE_SOURCE), probe, &request).await
                 }
                 None => self
                     .send(Call::get(format!("{gateway}{path}")))
