@@ -50,6 +50,7 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/api/v1/rollouts/{id}", get(rollout))
         .route("/api/v1/drills", get(drills).post(add_drill))
         .route("/api/v1/backups", get(backups))
+        .route("/api/v1/replication", get(replication))
         .route("/api/v1/sla", get(crate::sla_api::sla))
         .route("/api/v1/oncall", get(crate::page_api::oncall))
         .route("/api/v1/pages", get(crate::page_api::pages))
@@ -429,7 +430,10 @@ async fn targets(
         .targets
         .iter()
         .zip(up)
-        .map(|(t, up)| json!({"name": t.name, "kind": t.kind, "base": t.base, "up": up}))
+        .map(|(t, up)| {
+            let base = crate::replication::masked(&t.base);
+            json!({"name": t.name, "kind": t.kind, "base": base, "up": up})
+        })
         .collect();
     Ok(Json(json!({"targets": list})).into_response())
 }
@@ -1213,6 +1217,15 @@ async fn backups(
         "verifies": control.state.backup_verifies(20).unwrap_or_default(),
     }))
     .into_response())
+}
+
+async fn replication(
+    State(control): State<Arc<Control>>,
+    headers: HeaderMap,
+) -> Result<Response, Refusal> {
+    operator(&control, &headers)?;
+    let stores = control.replication.lock().clone();
+    Ok(Json(json!({"stores": stores})).into_response())
 }
 
 async fn drills(

@@ -30,7 +30,9 @@ pub enum Kind {
 pub struct Target {
     pub name: String,
     pub kind: Kind,
-    /// Base URL; metrics are at `/metrics` (an HTTP check's own URL).
+    /// Base URL; metrics are at `/metrics` (an HTTP check's own URL; a store's `postgres://`
+    /// URL, shown with its password masked).
+    #[serde(serialize_with = "crate::replication::serialize_masked")]
     pub base: String,
     /// The player-facing component its alerts affect, when not the kind's own.
     pub component: Option<String>,
@@ -79,6 +81,8 @@ pub enum Metric {
     DataFullInS,
     /// Addresses blocked now for guessing operator credentials (`croupier_security_blocked`).
     SecurityBlocked,
+    /// The largest replay lag of the ledger's standbys, seconds (`replication`).
+    ReplicationLagS,
 }
 
 impl Metric {
@@ -96,6 +100,7 @@ impl Metric {
             Metric::DataDisk => point.data_used,
             Metric::DataFullInS => point.data_full_in_s,
             Metric::SecurityBlocked => point.security_blocked,
+            Metric::ReplicationLagS => point.replication_lag_s,
         }
     }
 }
@@ -223,8 +228,22 @@ pub fn default_rules() -> Vec<RuleDef> {
         &[Kind::Node, Kind::Gateway],
     );
     security_blocks.component = Some(SECURITY_COMPONENT.into());
+    // A standby far behind: a failover now would wait for it to replay, and reads it serves
+    // are stale. Players lose nothing yet: an operators' component.
+    let mut replication_lag = rule(
+        "replication_lag",
+        Metric::ReplicationLagS,
+        Above,
+        (10.0, Some(5.0)),
+        0,
+        (3, 5),
+        "minor",
+        &[Kind::Store],
+    );
+    replication_lag.component = Some(crate::replication::STORE_COMPONENT.into());
     vec![
         security_blocks,
+        replication_lag,
         data_disk_full,
         data_disk_filling,
         // One slow scrape is not an outage; two in a row (2 s) are.

@@ -52,6 +52,8 @@ pub struct Point {
     pub data_full_in_s: Option<f64>,
     /// Source addresses the target blocks now for wrong operator credentials.
     pub security_blocked: Option<f64>,
+    /// The largest replay lag of a store's standbys, seconds.
+    pub replication_lag_s: Option<f64>,
 }
 
 /// Counters of one scrape that rates are computed from.
@@ -245,6 +247,8 @@ impl TargetSeries {
             point.store_up =
                 gauge(samples, "croupier_store_up").or_else(|| gauge(samples, "pg_up"));
             point.security_blocked = gauge(samples, "croupier_security_blocked");
+            point.replication_lag_s =
+                gauge(samples, "croupier_replication_max_replay_lag_seconds");
             crate::room::fill(&mut point, samples, &self.points);
             let now = counters(samples, ts_ms);
             if let Some(before) = &self.previous {
