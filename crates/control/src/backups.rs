@@ -113,7 +113,14 @@ pub fn spawn(
                 match daemon(&config, &hooks) {
                     Ok(daemon) => break daemon,
                     Err(e) => {
+                        // Nothing can be backed up (no data folder, a stanza that cannot be
+                        // written): as much a failed backup as one pgBackRest refused.
                         hooks.failed("schedule", &e);
+                        hooks.health(BackupHealth::BackupFailed {
+                            reason: e.to_string(),
+                            failed_at_ms: crate::now_ms(),
+                            last_verify: None,
+                        });
                         std::thread::sleep(croupier_backup::daemon::SCHEDULE_EVERY);
                     }
                 }
@@ -346,5 +353,24 @@ mod tests {
         };
         let resolved = alerts.evaluate(5, Some(&ok));
         assert_eq!((resolved.len(), resolved[0].firing), (1, false));
+    }
+
+    #[test]
+    fn a_failed_backup_fires_backup_failed_too() {
+        let mut alerts = BackupAlerts::default();
+        let failed = BackupHealth::BackupFailed {
+            reason: "pgbackrest backup failed: unable to open repo".into(),
+            failed_at_ms: 1_000,
+            last_verify: Some(report(true)),
+        };
+        let fired = alerts.evaluate(1, Some(&failed));
+        assert_eq!(
+            fired.iter().map(|e| (e.key.as_str(), e.firing)).collect::<Vec<_>>(),
+            vec![("backup_failed/backups", true)]
+        );
+        let ok = BackupHealth::Ok {
+            last_verify: report(true),
+        };
+        assert!(!alerts.evaluate(2, Some(&ok))[0].firing);
     }
 }
