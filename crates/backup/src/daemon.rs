@@ -167,7 +167,12 @@ impl Schedule {
 
 /// Ships every second while active, until `stop`; each shipped state is handed to the
 /// schedule's restore tests through `pins`.
-fn ship(shipping: &Shipping, hooks: &dyn DaemonHooks, stop: &AtomicBool, pins: &Mutex<Option<Pin>>) {
+fn ship(
+    shipping: &Shipping,
+    hooks: &dyn DaemonHooks,
+    stop: &AtomicBool,
+    pins: &Mutex<Option<Pin>>,
+) {
     let mut shipper: Option<(Shipper, Target)> = None;
     let mut next = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -195,7 +200,12 @@ fn ship_once(
 ) -> Result<(), BackupError> {
     if shipper.is_none() {
         let target = Target::open(&shipping.target)?;
-        let resumed = Shipper::resume(&shipping.db, &target, &shipping.key, shipping.session_ttl_ms)?;
+        let resumed = Shipper::resume(
+            &shipping.db,
+            &target,
+            &shipping.key,
+            shipping.session_ttl_ms,
+        )?;
         *shipper = Some((resumed, target));
     }
     let Some((active, target)) = shipper else {

@@ -38,14 +38,14 @@ pub mod target;
 pub mod verify;
 
 pub use catalog::Catalog;
+pub use daemon::{BackupDaemon, DaemonHooks};
 pub use error::BackupError;
+pub use health::BackupHealth;
 pub use manifest::{BackupKind, Manifest};
 pub use pin::Pin;
 pub use plan::Policy;
 pub use progress::{Progress, Silent};
 pub use restore::{Restored, restore};
-pub use daemon::{BackupDaemon, DaemonHooks};
-pub use health::BackupHealth;
 pub use scheduler::{BackupScheduler, RunOutcome, SchedulerConfig};
 pub use seal::BackupKey;
 pub use ship::{Shipped, Shipper};

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use croupier_ledger::{Store, StoreLocation};
 use croupier_ledger::sqlite::{SqliteConfig, SqliteStore};
+use croupier_ledger::{Store, StoreLocation};
 use serde_json::{Value, json};
 
 use crate::procs::{Process, agent, croupier_binary, free_port, start_node};

@@ -151,7 +151,8 @@ fn daemon(config: &BackupConfig, hooks: &Hooks) -> Result<BackupDaemon, BackupEr
                 scratch_dir: config.scratch_dir.clone(),
                 session_ttl_ms: *session_ttl_ms,
             };
-            let mut scheduler = BackupScheduler::new(scheduler_config, key.clone(), crate::now_ms())?;
+            let mut scheduler =
+                BackupScheduler::new(scheduler_config, key.clone(), crate::now_ms())?;
             if let Some(last) = last_verify {
                 scheduler.set_last_verify(last);
             }
@@ -176,8 +177,11 @@ fn daemon(config: &BackupConfig, hooks: &Hooks) -> Result<BackupDaemon, BackupEr
                 scratch_dir: config.scratch_dir.clone(),
                 ..schedule.clone()
             };
-            let mut scheduler =
-                PgBackrestScheduler::new(PgBackrest::new(pgbackrest.clone())?, schedule, crate::now_ms());
+            let mut scheduler = PgBackrestScheduler::new(
+                PgBackrest::new(pgbackrest.clone())?,
+                schedule,
+                crate::now_ms(),
+            );
             if let Some(last) = last_verify {
                 scheduler.set_last_verify(last);
             }
@@ -365,7 +369,10 @@ mod tests {
         };
         let fired = alerts.evaluate(1, Some(&failed));
         assert_eq!(
-            fired.iter().map(|e| (e.key.as_str(), e.firing)).collect::<Vec<_>>(),
+            fired
+                .iter()
+                .map(|e| (e.key.as_str(), e.firing))
+                .collect::<Vec<_>>(),
             vec![("backup_failed/backups", true)]
         );
         let ok = BackupHealth::Ok {

@@ -250,7 +250,10 @@ impl Deployment {
         }
         let mut rules = default_rules();
         if let Some(limit) = self.replication_lag_alert_s {
-            for def in rules.iter_mut().filter(|d| d.rule.name == "replication_lag") {
+            for def in rules
+                .iter_mut()
+                .filter(|d| d.rule.name == "replication_lag")
+            {
                 def.rule.threshold = limit;
                 def.rule.clear_threshold = Some(limit / 2.0);
             }

@@ -134,7 +134,11 @@ pub fn samples(replication: &Replication) -> Vec<Sample> {
         ),
     ];
     if let Some(max) = replication.max_replay_lag_s() {
-        samples.push(sample("croupier_replication_max_replay_lag_seconds", &[], max));
+        samples.push(sample(
+            "croupier_replication_max_replay_lag_seconds",
+            &[],
+            max,
+        ));
     }
     for standby in &replication.standbys {
         for (kind, value) in [
@@ -151,7 +155,11 @@ pub fn samples(replication: &Replication) -> Vec<Sample> {
         }
         if let Some(bytes) = standby.replay_lag_bytes {
             let labels = [("standby", standby.name.as_str())];
-            samples.push(sample("croupier_replication_replay_lag_bytes", &labels, bytes));
+            samples.push(sample(
+                "croupier_replication_replay_lag_bytes",
+                &labels,
+                bytes,
+            ));
         }
     }
     samples
@@ -233,13 +241,25 @@ mod tests {
         let value = |name: &str, kind: Option<&str>| {
             samples
                 .iter()
-                .find(|s| s.name == name && kind.is_none_or(|k| s.labels.get("kind").map(String::as_str) == Some(k)))
+                .find(|s| {
+                    s.name == name
+                        && kind.is_none_or(|k| s.labels.get("kind").map(String::as_str) == Some(k))
+                })
                 .map(|s| s.value)
         };
         assert_eq!(value("croupier_store_up", None), Some(1.0));
-        assert_eq!(value("croupier_replication_max_replay_lag_seconds", None), Some(7.5));
-        assert_eq!(value("croupier_replication_lag_seconds", Some("flush")), Some(0.002));
-        assert_eq!(value("croupier_replication_replay_lag_bytes", None), Some(90_000.0));
+        assert_eq!(
+            value("croupier_replication_max_replay_lag_seconds", None),
+            Some(7.5)
+        );
+        assert_eq!(
+            value("croupier_replication_lag_seconds", Some("flush")),
+            Some(0.002)
+        );
+        assert_eq!(
+            value("croupier_replication_replay_lag_bytes", None),
+            Some(90_000.0)
+        );
     }
 
     #[test]
@@ -248,7 +268,10 @@ mod tests {
             masked("postgres://app:s3cret@db1:5432,db2:5433/casino"),
             "postgres://app:***@db1:5432,db2:5433/casino"
         );
-        assert_eq!(masked("postgres://app@db/casino"), "postgres://app@db/casino");
+        assert_eq!(
+            masked("postgres://app@db/casino"),
+            "postgres://app@db/casino"
+        );
         assert!(is_postgres("postgresql://x/y") && !is_postgres("http://x:9187"));
     }
 }

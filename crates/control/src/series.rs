@@ -247,8 +247,7 @@ impl TargetSeries {
             point.store_up =
                 gauge(samples, "croupier_store_up").or_else(|| gauge(samples, "pg_up"));
             point.security_blocked = gauge(samples, "croupier_security_blocked");
-            point.replication_lag_s =
-                gauge(samples, "croupier_replication_max_replay_lag_seconds");
+            point.replication_lag_s = gauge(samples, "croupier_replication_max_replay_lag_seconds");
             crate::room::fill(&mut point, samples, &self.points);
             let now = counters(samples, ts_ms);
             if let Some(before) = &self.previous {

@@ -20,9 +20,11 @@ fn free_port() -> std::io::Result<u16> {
 /// Restores the newest backup into `dir/ledger.db`; what it restored.
 async fn restore_newest(backup: &BackupConfig, dir: &Path) -> Result<String, String> {
     let BackupLedger::Sqlite { target, key, .. } = &backup.ledger else {
-        return Err("the rehearsal stages from a SQLite ledger's backups; a PostgreSQL \
+        return Err(
+            "the rehearsal stages from a SQLite ledger's backups; a PostgreSQL \
                     ledger's pgBackRest backups are proven by the restore tests instead"
-            .into());
+                .into(),
+        );
     };
     let (target, key, dest) = (target.clone(), key.clone(), dir.join("ledger.db"));
     tokio::task::spawn_blocking(move || {

@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use croupier_backup::plan::{DAY_MS, plan};
 use croupier_backup::daemon::Shipping;
 use croupier_backup::pgbackrest::scheduler::PgSchedule;
+use croupier_backup::plan::{DAY_MS, plan};
 use croupier_backup::{
     BackupDaemon, BackupKey, BackupScheduler, Catalog, Policy, Progress, SchedulerConfig, Shipper,
     Target, cut::now_ms,
@@ -270,7 +270,9 @@ pub fn run(args: BackupArgs) -> anyhow::Result<()> {
             pg,
             archive_timeout_s,
         } => {
-            let config = pg.config(&place.target)?.context("pg-setup needs --pg-data")?;
+            let config = pg
+                .config(&place.target)?
+                .context("pg-setup needs --pg-data")?;
             backup_pg_cmd::setup(config, archive_timeout_s)
         }
         BackupCommand::Ship {
@@ -305,7 +307,12 @@ pub fn run(args: BackupArgs) -> anyhow::Result<()> {
                     let scratch = scratch.unwrap_or_else(backup_pg_cmd::default_scratch);
                     backup_pg_cmd::verify(config, &pg.pg_database, &scratch, at)
                 }
-                None => verify(&place, &scratch.unwrap_or_else(|| "data".into()), at, pinned_seq),
+                None => verify(
+                    &place,
+                    &scratch.unwrap_or_else(|| "data".into()),
+                    at,
+                    pinned_seq,
+                ),
             }
         }
         BackupCommand::List { place, pg } => match pg.config(&place.target)? {

@@ -70,7 +70,10 @@ fn ok_json(output: Output) -> Value {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// A cluster whose WAL is archived into `repo` through the stanza `croupier backup pg-setup`
@@ -90,19 +93,31 @@ fn archived_cluster(dir: &Path, repo: &Path) -> (PgCluster, Vec<String>) {
 fn bets(node: &Node, token: &str, prefix: &str, count: usize) {
     for n in 0..count {
         let key = format!("{prefix}{n}");
-        let (status, body) = post(&node.url("/api/v1/rounds"), Some(token), Some(&key), &dice_bet(10)).unwrap();
+        let (status, body) = post(
+            &node.url("/api/v1/rounds"),
+            Some(token),
+            Some(&key),
+            &dice_bet(10),
+        )
+        .unwrap();
         assert_eq!(status, 201, "{body}");
     }
 }
 
 fn journal_count(cluster: &PgCluster) -> i64 {
-    cluster.sql("SELECT count(*) FROM journal").unwrap().parse().unwrap()
+    cluster
+        .sql("SELECT count(*) FROM journal")
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// Switches to a new WAL segment and waits until the last one is in the repository, so a
 /// restore reaches every commit made so far.
 fn archive_now(cluster: &PgCluster) {
-    let segment = cluster.sql("SELECT pg_walfile_name(pg_switch_wal())").unwrap();
+    let segment = cluster
+        .sql("SELECT pg_walfile_name(pg_switch_wal())")
+        .unwrap();
     wait_for("the WAL segment archived", || {
         cluster
             .sql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
@@ -128,11 +143,18 @@ fn pgbackrest_backs_up_a_postgres_ledger_and_restores_it_now_and_at_an_instant()
     // The daemon: the stanza, a full backup, a restore test into a scratch cluster.
     let scratch = dir.path().join("scratch");
     let scratch_arg = scratch.to_str().unwrap();
-    let health = ok_json(backup("run", &pg, &["--scratch", scratch_arg, "--seconds", "1"]));
+    let health = ok_json(backup(
+        "run",
+        &pg,
+        &["--scratch", scratch_arg, "--seconds", "1"],
+    ));
     assert_eq!(health["status"], "ok", "{health:#}");
     let verify = &health["last_verify"];
     assert_eq!(verify["ok"], true, "{verify:#}");
-    assert_eq!(verify["state"]["counts"]["journal"], journal_count(&cluster));
+    assert_eq!(
+        verify["state"]["counts"]["journal"],
+        journal_count(&cluster)
+    );
     let rpo = verify["rpo_seconds"].as_f64().unwrap();
     assert!((0.0..120.0).contains(&rpo), "RPO {rpo} s");
     println!("restore test: RTO {} ms, RPO {rpo} s", verify["rto_ms"]);
@@ -148,11 +170,18 @@ fn pgbackrest_backs_up_a_postgres_ledger_and_restores_it_now_and_at_an_instant()
     bets(&node, &token, "b", 5);
     archive_now(&cluster);
     let at = instant.to_string();
-    let then = ok_json(backup("verify", &pg, &["--scratch", scratch_arg, "--at", &at]));
+    let then = ok_json(backup(
+        "verify",
+        &pg,
+        &["--scratch", scratch_arg, "--at", &at],
+    ));
     assert_eq!(then["ok"], true, "{then:#}");
     assert_eq!(then["state"]["counts"]["journal"], before, "{then:#}");
     let newest = ok_json(backup("verify", &pg, &["--scratch", scratch_arg]));
-    assert_eq!(newest["state"]["counts"]["journal"], journal_count(&cluster));
+    assert_eq!(
+        newest["state"]["counts"]["journal"],
+        journal_count(&cluster)
+    );
     assert!(before < journal_count(&cluster));
 
     // A restore never writes over a folder that holds something.
@@ -161,7 +190,10 @@ fn pgbackrest_backs_up_a_postgres_ledger_and_restores_it_now_and_at_an_instant()
     let message = String::from_utf8_lossy(&refused.stderr);
     assert!(message.contains("already exists"), "{message}");
     common::integrity(&node);
-    assert!(std::fs::read_dir(&scratch).unwrap().next().is_none(), "scratch clusters left");
+    assert!(
+        std::fs::read_dir(&scratch).unwrap().next().is_none(),
+        "scratch clusters left"
+    );
 }
 
 /// GETs a control plane route with the ops token.
@@ -201,9 +233,11 @@ fn a_pgbackrest_that_cannot_write_its_repository_raises_backup_failed() {
     assert!(reason.contains("pgbackrest"), "{reason}");
     wait_for("the backup_failed incident", || {
         get(&format!("{base}/api/v1/incidents"), Some(OPS_TOKEN)).is_ok_and(|(_, b)| {
-            b["incidents"].as_array().unwrap().iter().any(|i| {
-                i["component"] == "backups" && i["alert_key"] == "backup_failed/backups"
-            })
+            b["incidents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["component"] == "backups" && i["alert_key"] == "backup_failed/backups")
         })
     });
 }
@@ -215,9 +249,13 @@ fn a_standby_behind_raises_replication_lag_and_a_promotion_is_a_failover_on_the_
     }
     let dir = tempfile::tempdir().unwrap();
     let primary = PgCluster::create(&dir.path().join("primary"), free_port()).unwrap();
-    let standby =
-        PgCluster::standby_of(&primary, &dir.path().join("standby"), free_port(), Replication::Async)
-            .unwrap();
+    let standby = PgCluster::standby_of(
+        &primary,
+        &dir.path().join("standby"),
+        free_port(),
+        Replication::Async,
+    )
+    .unwrap();
     let url = format!(
         "postgres://postgres:secret@127.0.0.1:{},127.0.0.1:{}/croupier?target_session_attrs=read-write",
         standby.port(),
@@ -225,7 +263,8 @@ fn a_standby_behind_raises_replication_lag_and_a_promotion_is_a_failover_on_the_
     );
     let data = dir.path().join("control");
     std::fs::create_dir(&data).unwrap();
-    let deploy = format!("replication_lag_alert_s = 2.0\n[[store]]\nname = \"ledger\"\nurl = \"{url}\"\n");
+    let deploy =
+        format!("replication_lag_alert_s = 2.0\n[[store]]\nname = \"ledger\"\nurl = \"{url}\"\n");
     std::fs::write(data.join("deploy.toml"), deploy).unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -234,31 +273,42 @@ fn a_standby_behind_raises_replication_lag_and_a_promotion_is_a_failover_on_the_
     wait_for("the primary and its standby seen", || {
         get(&format!("{base}/api/v1/replication"), Some(OPS_TOKEN)).is_ok_and(|(_, b)| {
             b["stores"]["ledger"]["primary"] == primary_addr.as_str()
-                && b["stores"]["ledger"]["standbys"].as_array().is_some_and(|s| s.len() == 1)
+                && b["stores"]["ledger"]["standbys"]
+                    .as_array()
+                    .is_some_and(|s| s.len() == 1)
         })
     });
     let targets = control_get(&base, "/api/v1/targets").to_string();
-    assert!(targets.contains("postgres:***@") && !targets.contains("secret"), "{targets}");
+    assert!(
+        targets.contains("postgres:***@") && !targets.contains("secret"),
+        "{targets}"
+    );
 
     // Replay paused on the standby while the primary takes writes: its replay lag grows.
     standby.sql("SELECT pg_wal_replay_pause()").unwrap();
     primary.sql("CREATE TABLE writes (n int)").unwrap();
     let firing = |base: &str| {
         get(&format!("{base}/api/v1/alerts"), Some(OPS_TOKEN)).is_ok_and(|(_, b)| {
-            b["alerts"].as_array().unwrap().iter().any(|a| {
-                a["key"] == "replication_lag/ledger" && a["state"] == "firing"
-            })
+            b["alerts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["key"] == "replication_lag/ledger" && a["state"] == "firing")
         })
     };
     let mut n = 0;
     wait_for("replication_lag firing", || {
         n += 1;
-        primary.sql(&format!("INSERT INTO writes VALUES ({n})")).unwrap();
+        primary
+            .sql(&format!("INSERT INTO writes VALUES ({n})"))
+            .unwrap();
         std::thread::sleep(Duration::from_millis(200));
         firing(&base)
     });
     let lag = control_get(&base, "/api/v1/replication");
-    let replay = lag["stores"]["ledger"]["standbys"][0]["replay_lag_s"].as_f64().unwrap();
+    let replay = lag["stores"]["ledger"]["standbys"][0]["replay_lag_s"]
+        .as_f64()
+        .unwrap();
     assert!(replay > 2.0, "{lag:#}");
     standby.sql("SELECT pg_wal_replay_resume()").unwrap();
     wait_for("replication_lag resolved", || {
@@ -270,13 +320,18 @@ fn a_standby_behind_raises_replication_lag_and_a_promotion_is_a_failover_on_the_
     // The primary is lost and the standby promoted: a failover on the timeline.
     primary.kill().unwrap();
     standby.promote().unwrap();
-    let moved = format!("the primary moved from {primary_addr} to 127.0.0.1:{}", standby.port());
+    let moved = format!(
+        "the primary moved from {primary_addr} to 127.0.0.1:{}",
+        standby.port()
+    );
     wait_for("the failover on the timeline", || {
         get(&format!("{base}/api/v1/incidents"), Some(OPS_TOKEN)).is_ok_and(|(_, b)| {
             b["incidents"].as_array().unwrap().iter().any(|i| {
-                i["timeline"].as_array().unwrap().iter().any(|u| {
-                    u["message"].as_str().is_some_and(|m| m.contains(&moved))
-                })
+                i["timeline"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|u| u["message"].as_str().is_some_and(|m| m.contains(&moved)))
             })
         })
     });

@@ -41,9 +41,8 @@ impl Repo {
                 "{target}: no bucket after s3://"
             )));
         }
-        let env = |name: &str, default: &str| {
-            std::env::var(name).unwrap_or_else(|_| default.to_owned())
-        };
+        let env =
+            |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
         Ok(Repo::S3 {
             bucket: bucket.to_owned(),
             path: format!("/{}", prefix.trim_matches('/')),
@@ -77,7 +76,13 @@ pub struct PgBackrestConfig {
 impl PgBackrestConfig {
     /// A stanza with the usual defaults for the rest: `pgbackrest` on the PATH, role
     /// `postgres`, two fulls kept.
-    pub fn new(conf_path: &Path, pg_data: &Path, pg_port: u16, pg_socket: &Path, repo: Repo) -> Self {
+    pub fn new(
+        conf_path: &Path,
+        pg_data: &Path,
+        pg_port: u16,
+        pg_socket: &Path,
+        repo: Repo,
+    ) -> Self {
         PgBackrestConfig {
             stanza: "croupier".into(),
             conf_path: conf_path.to_owned(),
@@ -110,7 +115,9 @@ impl PgBackrestConfig {
 
     /// The text of `pgbackrest.conf`.
     pub fn render(&self) -> String {
-        let mut text = String::from("# Written by Croupier (croupier-backup); changes are overwritten.\n[global]\n");
+        let mut text = String::from(
+            "# Written by Croupier (croupier-backup); changes are overwritten.\n[global]\n",
+        );
         match &self.repo {
             Repo::Folder(path) => {
                 let _ = writeln!(text, "repo1-path={}", path.display());
@@ -201,7 +208,10 @@ mod tests {
             "pg1-port=5433",
             "pg1-socket-path=/run/postgresql",
         ] {
-            assert!(text.lines().any(|l| l == line), "{line} missing from\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
         }
         let archive = config.archive_settings(60);
         assert!(archive.contains(
@@ -215,7 +225,10 @@ mod tests {
         let Repo::S3 { bucket, path, .. } = &repo else {
             panic!("not s3: {repo:?}");
         };
-        assert_eq!((bucket.as_str(), path.as_str()), ("casino-backups", "/ledger/pg"));
+        assert_eq!(
+            (bucket.as_str(), path.as_str()),
+            ("casino-backups", "/ledger/pg")
+        );
         let mut config = PgBackrestConfig::new(
             Path::new("/c/p.conf"),
             Path::new("/d"),
@@ -225,7 +238,9 @@ mod tests {
         );
         config.retention_full = 4;
         let text = config.render();
-        assert!(text.contains("repo1-type=s3\nrepo1-path=/ledger/pg\nrepo1-s3-bucket=casino-backups"));
+        assert!(
+            text.contains("repo1-type=s3\nrepo1-path=/ledger/pg\nrepo1-s3-bucket=casino-backups")
+        );
         assert!(!text.contains("key"), "no secret in the file:\n{text}");
         assert!(Repo::parse("ftp://x").is_err());
         assert!(Repo::parse("s3:///x").is_err());

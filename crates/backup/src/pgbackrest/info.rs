@@ -115,7 +115,10 @@ mod tests {
         assert_eq!(full.label, "20261201-163904F");
         assert_eq!(full.info.as_ref().unwrap().repository.size, 2_827_937);
         let newest = stanza.newest(None).unwrap();
-        assert_eq!((newest.kind.as_str(), newest.prior.as_deref()), ("diff", Some(full.label.as_str())));
+        assert_eq!(
+            (newest.kind.as_str(), newest.prior.as_deref()),
+            ("diff", Some(full.label.as_str()))
+        );
         assert_eq!(newest.stop_ms(), 1_796_144_402_000);
     }
 

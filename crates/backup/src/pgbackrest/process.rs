@@ -61,7 +61,11 @@ pub fn output_of(mut cmd: Command, what: &str) -> Result<String, BackupError> {
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let stdout = String::from_utf8_lossy(&output.stdout);
-        let detail = if stderr.trim().is_empty() { stdout } else { stderr };
+        let detail = if stderr.trim().is_empty() {
+            stdout
+        } else {
+            stderr
+        };
         return Err(BackupError::Tool {
             command: what.to_owned(),
             detail: format!("{} ({})", detail.trim(), output.status),
@@ -176,8 +180,14 @@ mod tests {
     #[test]
     fn a_failing_command_says_why() {
         let mut cmd = Command::new("sh");
-        cmd.args(["-c", "echo 'ERROR: [041]: unable to open repo' >&2; exit 41"]);
+        cmd.args([
+            "-c",
+            "echo 'ERROR: [041]: unable to open repo' >&2; exit 41",
+        ]);
         let error = output_of(cmd, "pgbackrest backup").unwrap_err().to_string();
-        assert!(error.contains("pgbackrest backup") && error.contains("[041]"), "{error}");
+        assert!(
+            error.contains("pgbackrest backup") && error.contains("[041]"),
+            "{error}"
+        );
     }
 }

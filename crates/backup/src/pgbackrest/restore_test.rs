@@ -36,10 +36,14 @@ pub fn server_bin() -> Result<PathBuf, BackupError> {
         })
         .collect();
     versions.sort();
-    versions.pop().map(|(_, bin)| bin).ok_or_else(|| BackupError::Tool {
-        command: "pg_ctl".into(),
-        detail: "no PostgreSQL server binaries in /usr/lib/postgresql (set CROUPIER_PG_BIN)".into(),
-    })
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .ok_or_else(|| BackupError::Tool {
+            command: "pg_ctl".into(),
+            detail: "no PostgreSQL server binaries in /usr/lib/postgresql (set CROUPIER_PG_BIN)"
+                .into(),
+        })
 }
 
 /// A restored cluster running from a scratch folder; stopped and removed when dropped.
@@ -92,7 +96,10 @@ impl ScratchCluster {
 
     /// The URL of `database` on this cluster.
     pub fn url(&self, database: &str) -> String {
-        format!("postgres://{}@127.0.0.1:{}/{database}", self.user, self.port)
+        format!(
+            "postgres://{}@127.0.0.1:{}/{database}",
+            self.user, self.port
+        )
     }
 
     fn tool(&self, program: &str) -> Command {
@@ -113,7 +120,13 @@ impl ScratchCluster {
         let mut cmd = self.tool("pg_ctl");
         cmd.arg("-D")
             .arg(self.data())
-            .args(["-w", "-t", &RECOVERY_LIMIT.as_secs().to_string(), "-o", &options])
+            .args([
+                "-w",
+                "-t",
+                &RECOVERY_LIMIT.as_secs().to_string(),
+                "-o",
+                &options,
+            ])
             .arg("-l")
             .arg(self.dir.join("server.log"))
             .arg("start");

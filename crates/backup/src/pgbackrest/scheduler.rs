@@ -160,9 +160,15 @@ mod tests {
         let one_full = info(&[("full", 1_000_000)]);
         let after_full = 1_000_000_000;
         assert_eq!(due(&one_full, after_full + HOUR, &s), None);
-        assert_eq!(due(&one_full, after_full + 24 * HOUR, &s), Some(PgBackupType::Diff));
+        assert_eq!(
+            due(&one_full, after_full + 24 * HOUR, &s),
+            Some(PgBackupType::Diff)
+        );
         let with_diffs = info(&[("full", 1_000_000), ("diff", 1_000_000 + 6 * day_s)]);
-        assert_eq!(due(&with_diffs, after_full + 6 * 24 * HOUR + HOUR, &s), None);
+        assert_eq!(
+            due(&with_diffs, after_full + 6 * 24 * HOUR + HOUR, &s),
+            None
+        );
         assert_eq!(
             due(&with_diffs, after_full + 7 * 24 * HOUR, &s),
             Some(PgBackupType::Full)
