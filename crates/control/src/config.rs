@@ -133,10 +133,18 @@ impl Deployment {
             ("host", &self.host),
         ] {
             for target in list {
-                if !target.url.starts_with("http://") && !target.url.starts_with("https://") {
+                let http = target.url.starts_with("http://") || target.url.starts_with("https://");
+                // A store may be the ledger's own PostgreSQL URL (`replication`).
+                let postgres = kind == "store" && crate::replication::is_postgres(&target.url);
+                if !http && !postgres {
                     return Err(ConfigError::Invalid(format!(
-                        "{kind} {}: url must start with http:// or https://",
-                        target.name
+                        "{kind} {}: url must start with http:// or https://{}",
+                        target.name,
+                        if kind == "store" {
+                            " (or postgres://)"
+                        } else {
+                            ""
+                        }
                     )));
                 }
                 if !names.insert(target.name.as_str()) {

@@ -14,7 +14,7 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Output;
+use std::process::{Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{
@@ -89,6 +89,41 @@ fn archived_cluster(dir: &Path, repo: &Path) -> (PgCluster, Vec<String>) {
     (cluster, pg)
 }
 
+/// A demo node on the ledger at `url` (the cluster's, whatever `CROUPIER_TEST_STORE` says).
+fn node_on(data: &Path, url: &str) -> Node {
+    let port = free_port();
+    let log = std::fs::File::create(data.join("node.log")).unwrap();
+    let child = croupier()
+        .args(["node", "--demo", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--node-id", "n1", "--store", url])
+        .arg("--data")
+        .arg(data)
+        .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let node = Node {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        id: "n1".into(),
+    };
+    node.wait_ready();
+    node
+}
+
+/// Waits like `wait_for`, and shows the control plane's log in `data` when it times out.
+fn wait_control(data: &Path, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !ready() {
+        if std::time::Instant::now() > deadline {
+            let log = std::fs::read_to_string(data.join("control.log")).unwrap_or_default();
+            panic!("{what} did not happen in time; the control plane's log:\n{log}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// `count` dice bets of `player` through the node, keys `<prefix><n>`.
 fn bets(node: &Node, token: &str, prefix: &str, count: usize) {
     for n in 0..count {
@@ -135,8 +170,7 @@ fn pgbackrest_backs_up_a_postgres_ledger_and_restores_it_now_and_at_an_instant()
     let (cluster, pg) = archived_cluster(dir.path(), &repo);
     let data = dir.path().join("node");
     std::fs::create_dir(&data).unwrap();
-    std::fs::write(data.join("ledger.url"), cluster.url()).unwrap();
-    let node = Node::start(&data, "n1");
+    let node = node_on(&data, &cluster.url());
     let token = sign_in(&node, "ada");
     bets(&node, &token, "a", 5);
 
@@ -223,7 +257,7 @@ fn a_pgbackrest_that_cannot_write_its_repository_raises_backup_failed() {
     let base = format!("http://127.0.0.1:{port}");
     let extra: Vec<&str> = pg.iter().map(String::as_str).collect();
     let _control = control_with_config(&data, port, &extra);
-    wait_for("backup_failed on the backups", || {
+    wait_control(&data, "backup_failed on the backups", || {
         get(&format!("{base}/api/v1/backups"), Some(OPS_TOKEN))
             .is_ok_and(|(_, b)| b["status"]["health"]["status"] == "backup_failed")
     });
@@ -231,7 +265,7 @@ fn a_pgbackrest_that_cannot_write_its_repository_raises_backup_failed() {
     assert_eq!(backups["status"]["backend"], "postgres", "{backups:#}");
     let reason = backups["status"]["health"]["reason"].as_str().unwrap();
     assert!(reason.contains("pgbackrest"), "{reason}");
-    wait_for("the backup_failed incident", || {
+    wait_control(&data, "the backup_failed incident", || {
         get(&format!("{base}/api/v1/incidents"), Some(OPS_TOKEN)).is_ok_and(|(_, b)| {
             b["incidents"]
                 .as_array()
@@ -270,7 +304,7 @@ fn a_standby_behind_raises_replication_lag_and_a_promotion_is_a_failover_on_the_
     let base = format!("http://127.0.0.1:{port}");
     let _control = control_with_config(&data, port, &[]);
     let primary_addr = format!("127.0.0.1:{}", primary.port());
-    wait_for("the primary and its standby seen", || {
+    wait_control(&data, "the primary and its standby seen", || {
         get(&format!("{base}/api/v1/replication"), Some(OPS_TOKEN)).is_ok_and(|(_, b)| {
             b["stores"]["ledger"]["primary"] == primary_addr.as_str()
                 && b["stores"]["ledger"]["standbys"]
@@ -293,11 +327,11 @@ fn a_standby_behind_raises_replication_lag_and_a_promotion_is_a_failover_on_the_
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|a| a["key"] == "replication_lag/ledger" && a["state"] == "firing")
+                .any(|a| a["key"] == "replication_lag/ledger" && a["state"]["state"] == "firing")
         })
     };
     let mut n = 0;
-    wait_for("replication_lag firing", || {
+    wait_control(&data, "replication_lag firing", || {
         n += 1;
         primary
             .sql(&format!("INSERT INTO writes VALUES ({n})"))
@@ -311,7 +345,7 @@ fn a_standby_behind_raises_replication_lag_and_a_promotion_is_a_failover_on_the_
         .unwrap();
     assert!(replay > 2.0, "{lag:#}");
     standby.sql("SELECT pg_wal_replay_resume()").unwrap();
-    wait_for("replication_lag resolved", || {
+    wait_control(&data, "replication_lag resolved", || {
         primary.sql("INSERT INTO writes VALUES (0)").unwrap();
         std::thread::sleep(Duration::from_millis(200));
         !firing(&base)
@@ -324,7 +358,7 @@ fn a_standby_behind_raises_replication_lag_and_a_promotion_is_a_failover_on_the_
         "the primary moved from {primary_addr} to 127.0.0.1:{}",
         standby.port()
     );
-    wait_for("the failover on the timeline", || {
+    wait_control(&data, "the failover on the timeline", || {
         get(&format!("{base}/api/v1/incidents"), Some(OPS_TOKEN)).is_ok_and(|(_, b)| {
             b["incidents"].as_array().unwrap().iter().any(|i| {
                 i["timeline"]
