@@ -22,9 +22,10 @@ use croupier_backup::{
 };
 use serde::Serialize;
 
-use crate::engine::AlertEvent;
 use crate::lease::Leadership;
 use crate::state::State;
+use croupier_monitor::engine::AlertEvent;
+use croupier_monitor::severity::Severity;
 
 /// Which ledger the control plane backs up, and how.
 #[derive(Debug, Clone)]
@@ -286,7 +287,7 @@ impl BackupAlerts {
             target: "backups".into(),
             // Unproven backups put the players' money at risk: the wallet's priority. Players
             // lose nothing yet, so it is an operators' component, not on the status page.
-            severity: "critical".into(),
+            severity: Severity::Critical,
             component: "backups".into(),
             firing,
             since_s,
@@ -335,12 +336,8 @@ mod tests {
         let fired = alerts.evaluate(2, Some(&failed));
         assert_eq!(fired.len(), 1);
         assert_eq!(
-            (
-                fired[0].key.as_str(),
-                fired[0].firing,
-                fired[0].severity.as_str()
-            ),
-            ("backup_failed/backups", true, "critical")
+            (fired[0].key.as_str(), fired[0].firing, fired[0].severity),
+            ("backup_failed/backups", true, Severity::Critical)
         );
         assert!(alerts.evaluate(3, Some(&failed)).is_empty());
         let overdue = BackupHealth::Overdue { last_verify: None };

@@ -7,7 +7,7 @@
 //! figure only the operator's `min_eligible` holds.
 
 use crate::Control;
-use crate::engine::Kind;
+use croupier_monitor::engine::Kind;
 
 /// Seconds of recent points the load is the peak of.
 pub const WINDOW_S: usize = 10;

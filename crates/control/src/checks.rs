@@ -17,11 +17,11 @@ use croupier_web::launch::{SigningKey, claims_for};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::promtext::Sample;
 use crate::{HttpClient, now_ms};
+use croupier_monitor::engine::HttpCheck;
+use croupier_monitor::promtext::Sample;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// Seconds between test bets.
@@ -211,41 +211,6 @@ impl Checks {
     }
 }
 
-/// What an HTTP check's answer must be.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpCheck {
-    /// The status code expected (default 200).
-    #[serde(default = "ok_status")]
-    pub status: u16,
-    /// The slowest acceptable answer, in milliseconds (default 1000).
-    #[serde(default = "one_second")]
-    pub max_latency_ms: u64,
-    /// Text the body must contain, if any.
-    #[serde(default)]
-    pub body_contains: Option<String>,
-}
-
-fn ok_status() -> u16 {
-    200
-}
-
-fn one_second() -> u64 {
-    1_000
-}
-
-impl HttpCheck {
-    /// Whether an answer passes: status, latency, body.
-    pub fn passes(&self, status: u16, latency: Duration, body: &str) -> bool {
-        status == self.status
-            && latency <= Duration::from_millis(self.max_latency_ms)
-            && self
-                .body_contains
-                .as_deref()
-                .is_none_or(|needle| body.contains(needle))
-    }
-}
-
 /// Runs one HTTP check; `None` when it fails.
 pub async fn http(client: &HttpClient, url: &str, check: &HttpCheck) -> Option<Vec<Sample>> {
     let started = Instant::now();
@@ -255,23 +220,4 @@ pub async fn http(client: &HttpClient, url: &str, check: &HttpCheck) -> Option<V
     let (status, body) = fetch(client, request).await?;
     let passed = check.passes(status, started.elapsed(), &String::from_utf8_lossy(&body));
     result(passed, started)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_latency_and_body_all_count() {
-        let check = HttpCheck {
-            status: 200,
-            max_latency_ms: 100,
-            body_contains: Some("\"games\"".into()),
-        };
-        let fast = Duration::from_millis(5);
-        assert!(check.passes(200, fast, r#"{"games":[]}"#));
-        assert!(!check.passes(503, fast, r#"{"games":[]}"#));
-        assert!(!check.passes(200, Duration::from_millis(150), r#"{"games":[]}"#));
-        assert!(!check.passes(200, fast, "maintenance"));
-    }
 }

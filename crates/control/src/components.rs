@@ -6,28 +6,9 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use crate::catalog::{COMPONENTS, affects};
 use crate::state::{Incident, Uptime};
-
-/// Component ids with the names players see, in the order of the status page.
-pub const COMPONENTS: [(&str, &str); 6] = [
-    ("wallet", "Wallet"),
-    ("dice", "Dice"),
-    ("roulette", "Roulette"),
-    ("slot", "Slot"),
-    ("blackjack", "Blackjack"),
-    ("lobby", "Lobby"),
-];
-
-pub const GAMES: [&str; 4] = ["dice", "roulette", "slot", "blackjack"];
-
-/// Components an incident can be opened on: each of the above, or `games` for all games.
-pub fn is_incident_component(name: &str) -> bool {
-    name == "games" || COMPONENTS.iter().any(|(id, _)| *id == name)
-}
-
-pub fn affects(incident_component: &str, component: &str) -> bool {
-    incident_component == component || (incident_component == "games" && GAMES.contains(&component))
-}
+use croupier_monitor::severity::Severity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -55,11 +36,11 @@ impl Level {
 }
 
 /// The state an open incident of `severity` puts its components in.
-pub fn severity_level(severity: &str) -> Level {
+pub fn severity_level(severity: Severity) -> Level {
     match severity {
-        "critical" => Level::MajorOutage,
-        "major" => Level::PartialOutage,
-        _ => Level::Degraded,
+        Severity::Critical => Level::MajorOutage,
+        Severity::Major => Level::PartialOutage,
+        Severity::Minor => Level::Degraded,
     }
 }
 
@@ -68,7 +49,7 @@ pub fn level(active: &[Incident], component: &str) -> Level {
     active
         .iter()
         .filter(|i| i.status != "resolved" && affects(&i.component, component))
-        .map(|i| severity_level(&i.severity))
+        .map(|i| severity_level(i.severity))
         .max()
         .unwrap_or(Level::Operational)
 }
@@ -119,12 +100,12 @@ impl UptimeAccumulator {
 mod tests {
     use super::*;
 
-    fn incident(component: &str, severity: &str) -> Incident {
+    fn incident(component: &str, severity: Severity) -> Incident {
         Incident {
             id: 1,
             title: "t".into(),
             component: component.into(),
-            severity: severity.into(),
+            severity,
             status: "investigating".into(),
             alert_key: None,
             opened_ms: 0,
@@ -136,7 +117,10 @@ mod tests {
 
     #[test]
     fn a_games_incident_touches_every_game_and_the_worst_wins() {
-        let active = [incident("games", "major"), incident("dice", "critical")];
+        let active = [
+            incident("games", Severity::Major),
+            incident("dice", Severity::Critical),
+        ];
         assert_eq!(level(&active, "dice"), Level::MajorOutage);
         assert_eq!(level(&active, "slot"), Level::PartialOutage);
         assert_eq!(level(&active, "wallet"), Level::Operational);
@@ -146,7 +130,7 @@ mod tests {
     #[test]
     fn uptime_batches_never_straddle_a_minute() {
         let mut acc = UptimeAccumulator::default();
-        let outage = [incident("lobby", "major")];
+        let outage = [incident("lobby", Severity::Major)];
         acc.observe(55, &[], &[]);
         assert!(acc.due(56).is_none());
         acc.observe(57, &outage, &["lobby"]);

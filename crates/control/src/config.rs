@@ -6,15 +6,14 @@
 use serde::Deserialize;
 
 use crate::AVAILABILITY_OBJECTIVE;
-use crate::checks::HttpCheck;
-use crate::components::is_incident_component;
-use crate::engine::{Kind, RuleDef, Target, default_rules};
+use crate::catalog::is_incident_component;
 use crate::notify::{Format, Webhook};
 use crate::oncall::OnCall;
 use crate::rollout::UpdateConfig;
 use crate::sla::CreditTier;
-use crate::slo::{SloDef, default_slos};
 use crate::subscriptions::SubscriptionsConfig;
+use croupier_monitor::engine::{HttpCheck, Kind, RuleDef, Target, default_rules};
+use croupier_monitor::slo::{SloDef, default_slos};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -199,14 +198,6 @@ impl Deployment {
                 return Err(ConfigError::Invalid(format!(
                     "sla.credits: below ({}) is a percentage above 0 and at most 100, credit_percent ({}) between 0 and 100",
                     tier.below, tier.credit_percent
-                )));
-            }
-        }
-        for rule in &self.rule {
-            if !["critical", "major", "minor"].contains(&rule.severity.as_str()) {
-                return Err(ConfigError::Invalid(format!(
-                    "rule {}: severity is critical, major or minor",
-                    rule.rule.name
                 )));
             }
         }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use crate::Control;
-use crate::engine::{Kind, Target};
 use crate::ops_client::{CallError, call, request};
+use croupier_monitor::engine::{Kind, Target};
 
 /// Longest wait for a node to be eligible on every gateway (after its restart, or for enough
 /// other nodes before a drain).

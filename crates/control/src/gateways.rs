@@ -5,8 +5,8 @@
 use serde_json::{Value, json};
 
 use crate::Control;
-use crate::engine::Kind;
 use crate::ops_client::{CallError, call, request};
+use croupier_monitor::engine::Kind;
 
 /// The nodes as each gateway sees them: `[{"gateway": name, "nodes": [...]}]`.
 pub async fn nodes(control: &Control) -> Result<Value, CallError> {

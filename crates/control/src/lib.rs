@@ -1,59 +1,50 @@
 //! `croupier control`: the control plane. Once a second it scrapes every component's
-//! `/metrics` and runs the synthetic checks, turns each scrape into a point of recent metrics
-//! (`series`), evaluates the alert rules (`engine`, on the `threshold` logic) and the SLOs
-//! (`slo`, `window`, `burn`), leaves silenced alerts quiet, groups what fired by component
-//! into one webhook message (`notify`) and one incident (`state`), pushes incident updates to
-//! connected players through the nodes, pages the people on call and escalates what nobody
-//! acknowledges (`oncall`, `paging`), sends incident news to the status page's subscribers
-//! (`subscriptions`), and rolls component uptime up for the status page
-//! (`components`, read back by the SLA reports of `sla`). `api` serves the operators' REST API and the players' status feeds,
-//! `pages` the status page and the dashboard.
+//! `/metrics` and runs the synthetic checks, hands each scrape to the monitoring core
+//! (`croupier-monitor`: series, alert rules, SLOs and burn rates), leaves silenced alerts
+//! quiet, groups what fired by component into one webhook message (`notify`) and one
+//! incident (`state`), pushes incident updates to connected players through the nodes, pages
+//! the people on call and escalates what nobody acknowledges (`oncall`, `paging`), sends
+//! incident news to the status page's subscribers (`subscriptions`), and rolls component
+//! uptime up for the status page (`components`, read back by the SLA reports of `sla`).
+//! `api` serves the operators' REST API and the players' status feed, `pages` the status
+//! page and the dashboard.
 #![forbid(unsafe_code)]
 
 pub mod alertlog;
 pub mod api;
 pub mod backups;
-pub mod blocks;
-pub mod burn;
 pub mod capacity;
+pub mod catalog;
 pub mod checks;
 pub mod components;
 pub mod config;
 pub mod dates;
 pub mod eligibility;
-pub mod engine;
 pub mod gateways;
-pub mod grafana;
+pub mod html;
 pub mod lease;
 pub mod mail;
 pub mod maintenance;
+pub mod node_probe;
 pub mod notify;
 pub mod oncall;
+pub mod operator;
 pub mod operator_sessions;
 pub mod ops_client;
-pub mod page_api;
-pub mod page_send;
 pub mod pages;
 pub mod paging;
 pub mod postmortem;
-pub mod promrules;
-pub mod promtext;
+pub mod public_status;
+pub mod refusal;
 pub mod replication;
 pub mod rollout;
-pub mod room;
-pub mod series;
 pub mod sla;
-pub mod sla_api;
 pub mod sla_format;
-pub mod slo;
 pub mod staging;
 pub mod state;
 pub mod state_pages;
 pub mod state_subscriptions;
-pub mod subscription_api;
 pub mod subscriptions;
-pub mod threshold;
-pub mod window;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -71,11 +62,12 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::json;
 
 use components::UptimeAccumulator;
-use engine::{AlertEvent, Engine, Kind, RuleDef, Target};
+use croupier_monitor::engine::{AlertEvent, Engine, Kind, RuleDef, Target};
+use croupier_monitor::promtext::{self, Sample};
+use croupier_monitor::series::{Point, TargetSeries};
+use croupier_monitor::slo::{SloDef, SloTracker};
 use notify::Webhook;
-use series::{Point, TargetSeries};
-use slo::{SloDef, SloTracker};
-use state::State;
+use state::{RolloutStatus, State};
 
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -205,7 +197,7 @@ impl Control {
             .shared_alert_log
             .as_deref()
             .map(alertlog::SharedLog::new);
-        let lockout = Arc::new(blocks::lockout(config.lockout.clone(), state.clone()));
+        let lockout = Arc::new(api::blocks::lockout(config.lockout.clone(), state.clone()));
         Ok(Arc::new(Control {
             lockout,
             sessions: Default::default(),
@@ -228,7 +220,7 @@ impl Control {
         }))
     }
 
-    async fn scrape(&self, target: &Target) -> Option<Vec<promtext::Sample>> {
+    async fn scrape(&self, target: &Target) -> Option<Vec<Sample>> {
         match (target.kind, &self.checks, &target.http_check) {
             (Kind::LobbyCheck, Some(checks), _) => return checks.lobby(&self.client).await,
             (Kind::BetCheck, Some(checks), _) => return checks.bet(&self.client).await,
@@ -366,8 +358,7 @@ impl Control {
                 })
                 .collect()
         };
-        let scrapes: Vec<Option<Vec<promtext::Sample>>> =
-            scrapes.into_iter().map(Option::flatten).collect();
+        let scrapes: Vec<Option<Vec<Sample>>> = scrapes.into_iter().map(Option::flatten).collect();
         if leading && !self.led.swap(true, Ordering::SeqCst) {
             self.take_over(now_s).await;
         } else if !leading {
@@ -427,13 +418,18 @@ impl Control {
             return;
         };
         let now = now_ms();
-        for rollout in rollouts.iter().filter(|r| r.status == "running") {
+        for rollout in rollouts
+            .iter()
+            .filter(|r| r.status == RolloutStatus::Running)
+        {
             let node = rollout.steps.last().map_or("", |s| s.node.as_str());
             let why = "the control plane running it stopped; check the node's drain state and start the update again";
             let _ = self
                 .state
                 .rollout_step(rollout.id, node, "orphaned", false, why, now);
-            let _ = self.state.finish_rollout(rollout.id, "failed", None, now);
+            let _ = self
+                .state
+                .finish_rollout(rollout.id, RolloutStatus::Failed, None, now);
             tracing::warn!(
                 rollout = rollout.id,
                 "a rolling update left running by the last leader is marked failed"
@@ -486,7 +482,7 @@ impl Control {
         let games: HashSet<String> = active
             .iter()
             .flat_map(|w| w.scope.components())
-            .filter(|c| components::GAMES.contains(c))
+            .filter(|c| catalog::GAMES.contains(c))
             .map(str::to_owned)
             .collect();
         let (opened, closed) = {
@@ -527,7 +523,7 @@ impl Control {
     fn evaluate_slos(
         &self,
         now_s: u64,
-        scrapes: &[Option<Vec<promtext::Sample>>],
+        scrapes: &[Option<Vec<Sample>>],
         in_maintenance: &[&str],
     ) -> Vec<AlertEvent> {
         let mut events = Vec::new();
@@ -538,7 +534,7 @@ impl Control {
             } else {
                 Kind::Node
             };
-            let feeding: Vec<&Option<Vec<promtext::Sample>>> = self
+            let feeding: Vec<&Option<Vec<Sample>>> = self
                 .config
                 .targets
                 .iter()
@@ -552,7 +548,7 @@ impl Control {
                 // A missing process's counters would look like a drop: skip the interval.
                 tracker.gap();
             } else {
-                let answered: Vec<&[promtext::Sample]> =
+                let answered: Vec<&[Sample]> =
                     feeding.iter().filter_map(|s| s.as_deref()).collect();
                 tracker.observe(now_s, &answered);
             }
@@ -714,7 +710,7 @@ impl Control {
             .open_alert_incident_for_component(&event.component)?
         {
             self.state.set_incident_alert(id, &event.key, true)?;
-            self.state.raise_severity(id, &event.severity)?;
+            self.state.raise_severity(id, event.severity)?;
             self.state.note_incident(id, &message, now)?;
             return Ok(Some(id));
         }
@@ -725,7 +721,7 @@ impl Control {
                     None => format!("{} on {}", event.rule, event.target),
                 },
                 &event.component,
-                &event.severity,
+                event.severity,
                 Some(&event.key),
                 &message,
                 now,

@@ -12,7 +12,7 @@ use chrono_tz::Tz;
 use croner::Cron;
 use serde::{Deserialize, Serialize};
 
-use crate::components::is_incident_component;
+use crate::catalog::is_incident_component;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum WindowError {
@@ -67,7 +67,7 @@ impl Scope {
     /// none for a single node (the others carry on).
     pub fn components(&self) -> Vec<&str> {
         match self {
-            Scope::Component(name) if name == "games" => crate::components::GAMES.to_vec(),
+            Scope::Component(name) if name == "games" => crate::catalog::GAMES.to_vec(),
             Scope::Component(name) => vec![name.as_str()],
             Scope::Node(_) => Vec::new(),
         }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Form, Router};
 use serde::Deserialize;
@@ -19,9 +19,11 @@ use serde_json::{Value, json};
 
 use chrono::Datelike;
 
-use crate::api::{UPTIME_DAYS, audit, public_status};
 use crate::dates::{day, rfc3339, utc};
+use crate::html::{escape, page};
+use crate::operator::audit;
 use crate::operator_sessions::{SESSION_COOKIE, SESSION_LIFETIME, plain_name};
+use crate::public_status::{UPTIME_DAYS, public_status};
 use crate::{Control, now_ms};
 
 const STYLE: &str = include_str!("../assets/style.css");
@@ -58,45 +60,6 @@ async fn asset(content_type: &'static str, body: &'static str) -> Response {
             (header::CACHE_CONTROL, "public, max-age=300"),
         ],
         body,
-    )
-        .into_response()
-}
-
-/// Text made safe for HTML and XML.
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// A page with the common head and the pages' security headers.
-pub(crate) fn page(title: &str, head_extra: &str, body: &str) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{}</title><link rel=\"stylesheet\" href=\"/assets/style.css\">{head_extra}</head>\
-         <body>{body}</body></html>",
-        escape(title)
-    );
-    (
-        [
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
-            ),
-            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-            (header::REFERRER_POLICY, "no-referrer"),
-        ],
-        Html(html),
     )
         .into_response()
 }
@@ -383,7 +346,7 @@ async fn login(State(control): State<Arc<Control>>, Form(form): Form<LoginForm>)
     let actor = format!("session:{name}");
     let detail = json!({});
     if !croupier_web::same_token(&form.token, &control.config.ops_token) {
-        let refused = Err(crate::api::refuse(
+        let refused = Err(crate::refusal::refuse(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
             "wrong ops token",

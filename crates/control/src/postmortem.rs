@@ -76,6 +76,7 @@ pub fn skeleton(incident: &Incident, now_ms: i64) -> String {
 mod tests {
     use super::*;
     use crate::state::Update;
+    use croupier_monitor::severity::Severity;
 
     #[test]
     fn the_skeleton_carries_the_facts_and_the_timeline() {
@@ -83,7 +84,7 @@ mod tests {
             id: 7,
             title: "down on node-2".into(),
             component: "games".into(),
-            severity: "major".into(),
+            severity: Severity::Major,
             status: "resolved".into(),
             alert_key: Some("down/node-2".into()),
             opened_ms: 1_000,

@@ -15,12 +15,10 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio_postgres::NoTls;
 
-use crate::promtext::Sample;
 use crate::state::{State, StateError};
+use croupier_monitor::promtext::Sample;
 
-/// The internal component of replication alerts and failovers (not on the status page: a
-/// standby's lag or a failover that worked costs players nothing by itself).
-pub const STORE_COMPONENT: &str = "store";
+pub use croupier_monitor::engine::STORE_COMPONENT;
 
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -182,35 +180,20 @@ pub fn record_failover(
         return Ok(id);
     }
     let title = format!("Failover of {store}");
-    let id = state.open_incident(&title, STORE_COMPONENT, "minor", None, &message, now_ms)?;
+    let id = state.open_incident(
+        &title,
+        STORE_COMPONENT,
+        croupier_monitor::severity::Severity::Minor,
+        None,
+        &message,
+        now_ms,
+    )?;
     let done = format!("Writes go to {to}");
     state.update_incident(id, "resolved", &done, None, now_ms)?;
     Ok(id)
 }
 
-/// A PostgreSQL URL with its password masked, for pages and the API.
-pub fn masked(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-    match (authority.rfind('@'), authority.find(':')) {
-        (Some(at), Some(colon)) if colon < at => format!(
-            "{}{}:***{}",
-            &url[..scheme_end],
-            &rest[..colon],
-            &rest[at..]
-        ),
-        _ => url.to_owned(),
-    }
-}
-
-/// Serialises a target's URL with its password masked.
-#[allow(clippy::ptr_arg)] // serde's `serialize_with` hands the field as it is: &String.
-pub fn serialize_masked<S: serde::Serializer>(url: &String, to: S) -> Result<S::Ok, S::Error> {
-    to.serialize_str(&masked(url))
-}
+pub use croupier_monitor::engine::masked_url as masked;
 
 /// Whether a target's URL is a PostgreSQL server the control plane reads itself.
 pub fn is_postgres(url: &str) -> bool {

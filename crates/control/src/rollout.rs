@@ -15,9 +15,12 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::engine::{Kind, Target};
+use crate::node_probe::{smoke_test, until_ready};
 use crate::ops_client::{CallError, call, call_within, request};
+use crate::state::RolloutStatus;
 use crate::{Control, now_ms};
+use croupier_monitor::engine::{Kind, Target};
+use croupier_monitor::severity::Severity;
 
 /// How the control plane replaces a node's build.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -46,7 +49,6 @@ pub struct RolloutPlan {
     pub actor: String,
 }
 
-const READY_DEADLINE: Duration = Duration::from_secs(30);
 /// A node's graceful stop plus its start.
 const RESTART_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -270,7 +272,7 @@ impl Run {
             .open_incident(
                 &format!("Rolling update failed on {}", node.name),
                 "games",
-                "major",
+                Severity::Major,
                 None,
                 &message,
                 now_ms(),
@@ -280,7 +282,7 @@ impl Run {
 }
 
 /// How a rollout ended early: its status and the incident it opened.
-type Stopped = (&'static str, Option<i64>);
+type Stopped = (RolloutStatus, Option<i64>);
 
 impl Run {
     /// Drains, updates and brings back one batch; the rollout stops on an error.
@@ -299,7 +301,7 @@ impl Run {
             Ok(room) => self.step(first, "room", true, &format!("{room}{why}")),
             Err(refused) => {
                 self.step(first, "room", false, &format!("{refused}{why}"));
-                return Err(("failed", None));
+                return Err((RolloutStatus::Failed, None));
             }
         }
         for node in batch {
@@ -307,7 +309,7 @@ impl Run {
                 Ok(()) => self.step(&node.name, "drain", true, "draining on every gateway"),
                 Err(e) => {
                     self.step(&node.name, "drain", false, &e);
-                    return Err(("failed", None));
+                    return Err((RolloutStatus::Failed, None));
                 }
             }
         }
@@ -325,7 +327,7 @@ impl Run {
                 for other in batch.iter().filter(|o| o.name != node.name) {
                     let _ = self.set_state(other, "active").await;
                 }
-                return Err(("rolled_back", incident));
+                return Err((RolloutStatus::RolledBack, incident));
             }
         }
         self.bring_back(batch, previous_builds).await
@@ -345,7 +347,7 @@ impl Run {
                 Ok(()) => self.step(&node.name, "undrain", true, "active on every gateway"),
                 Err(e) => {
                     self.step(&node.name, "undrain", false, &e);
-                    return Err(("failed", None));
+                    return Err((RolloutStatus::Failed, None));
                 }
             }
         }
@@ -354,71 +356,12 @@ impl Run {
                 Ok(back) => self.step(&node.name, "back", true, &back),
                 Err(why) => {
                     let incident = self.roll_back(node, previous, &why).await;
-                    return Err(("rolled_back", incident));
+                    return Err((RolloutStatus::RolledBack, incident));
                 }
             }
         }
         Ok(())
     }
-}
-
-/// Polls `node`'s `/readyz` until it answers 200, for at most `READY_DEADLINE`; `gone` may
-/// say why waiting is pointless (the process exited).
-pub async fn until_ready(
-    control: &Control,
-    node: &Target,
-    mut gone: impl FnMut() -> Option<String>,
-) -> Result<(), String> {
-    let started = Instant::now();
-    loop {
-        let url = format!("{}/readyz", node.base);
-        if call(
-            control,
-            &node.name,
-            request(control, hyper::Method::GET, url, None),
-        )
-        .await
-        .is_ok()
-        {
-            return Ok(());
-        }
-        if let Some(why) = gone() {
-            return Err(why);
-        }
-        if started.elapsed() > READY_DEADLINE {
-            return Err(format!(
-                "{} not ready within {} s",
-                node.name,
-                READY_DEADLINE.as_secs()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// The lobby, a real test bet and the integrity check, on `node` itself.
-pub async fn smoke_test(control: &Control, node: &Target) -> Result<String, String> {
-    let checks = crate::checks::Checks::new(&node.base, control.config.test_players.clone());
-    checks
-        .lobby(&control.client)
-        .await
-        .ok_or("the lobby check failed")?;
-    checks
-        .bet(&control.client)
-        .await
-        .ok_or("the test bet failed")?;
-    let url = format!("{}/ops/integrity", node.base);
-    let integrity = call(
-        control,
-        &node.name,
-        request(control, hyper::Method::GET, url, None),
-    )
-    .await
-    .map_err(|e| format!("integrity: {e}"))?;
-    Ok(format!(
-        "lobby, test bet and integrity passed ({})",
-        integrity["ok"]
-    ))
 }
 
 /// Runs a rollout to the end (a task of its own); its progress is in the state.
@@ -444,7 +387,9 @@ pub async fn run(control: Arc<Control>, id: i64, plan: RolloutPlan) {
             }
             Err(why) => {
                 run.step("staging", "rehearsal", false, &why);
-                let _ = control.state.finish_rollout(id, "failed", None, now_ms());
+                let _ = control
+                    .state
+                    .finish_rollout(id, RolloutStatus::Failed, None, now_ms());
                 return;
             }
         }
@@ -457,5 +402,5 @@ pub async fn run(control: Arc<Control>, id: i64, plan: RolloutPlan) {
     }
     let _ = control
         .state
-        .finish_rollout(id, "succeeded", None, now_ms());
+        .finish_rollout(id, RolloutStatus::Succeeded, None, now_ms());
 }

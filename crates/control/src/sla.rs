@@ -10,10 +10,12 @@ use chrono::{Months, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 use crate::AVAILABILITY_OBJECTIVE;
-use crate::components::{COMPONENTS, GAMES, affects, severity_level};
+use crate::catalog::{COMPONENTS, GAMES, affects};
+use crate::components::severity_level;
 use crate::maintenance::Window;
-use crate::slo::SloDef;
 use crate::state::{Incident, State, StateError};
+use croupier_monitor::severity::Severity;
+use croupier_monitor::slo::SloDef;
 
 /// A row of the contract's credit table: availability below `below` percent earns
 /// `credit_percent` of the month's fee. The largest credit whose tier applies wins.
@@ -49,7 +51,7 @@ pub struct MaintenanceSpan {
 pub struct IncidentSpan {
     pub id: i64,
     pub title: String,
-    pub severity: String,
+    pub severity: Severity,
     pub status: String,
     pub opened_ms: i64,
     pub resolved_ms: Option<i64>,
@@ -197,12 +199,12 @@ fn incident_span(incident: &Incident, from: i64, until: i64) -> IncidentSpan {
     IncidentSpan {
         id: incident.id,
         title: incident.title.clone(),
-        severity: incident.severity.clone(),
+        severity: incident.severity,
         status: incident.status.clone(),
         opened_ms: incident.opened_ms,
         resolved_ms: incident.resolved_ms,
         minutes: minutes((end - incident.opened_ms.max(from)).max(0)),
-        counts_as_downtime: !severity_level(&incident.severity).is_up(),
+        counts_as_downtime: !severity_level(incident.severity).is_up(),
         postmortem: format!("/api/v1/incidents/{}/postmortem", incident.id),
     }
 }
@@ -338,7 +340,7 @@ mod tests {
 
     #[test]
     fn targets_come_from_the_strictest_slo_on_the_component() {
-        let slos = crate::slo::default_slos(0.995);
+        let slos = croupier_monitor::slo::default_slos(0.995);
         assert_eq!(target(&slos, "dice"), 0.995);
         let mut stricter = slos.clone();
         stricter[1].objective = 0.9995; // the wallet's

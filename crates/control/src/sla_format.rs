@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use crate::dates::{rfc3339, utc};
-use crate::pages::escape;
+use crate::html::escape;
 use crate::sla::{ComponentReport, Report};
 
 fn percent(value: Option<f64>) -> String {
@@ -164,7 +164,7 @@ fn component_html(c: &ComponentReport) -> String {
                  <td><a href=\"{}\">postmortem</a></td></tr>",
                 i.id,
                 escape(&i.title),
-                escape(&i.severity),
+                escape(i.severity.as_str()),
                 utc(i.opened_ms),
                 i.resolved_ms.map_or("open".to_owned(), utc),
                 i.minutes,
@@ -201,7 +201,7 @@ fn component_html(c: &ComponentReport) -> String {
     html
 }
 
-/// The report's body (inside `pages::page`).
+/// The report's body (inside `html::page`).
 pub fn html(report: &Report) -> String {
     let mut html = format!(
         "{PRINT_CSS}<main class=\"sla\"><p class=\"no-print\"><a href=\"/dashboard\">Dashboard</a> · \

@@ -8,7 +8,7 @@ use std::process::Stdio;
 
 use crate::Control;
 use crate::backups::{BackupConfig, BackupLedger};
-use crate::engine::{Kind, Target};
+use croupier_monitor::engine::{Kind, Target};
 
 /// A free loopback port.
 fn free_port() -> std::io::Result<u16> {
@@ -69,13 +69,13 @@ pub async fn rehearse(control: &Control, binary: &str) -> Result<Vec<String>, St
         .spawn()
         .map_err(|e| format!("cannot start {binary}: {e}"))?;
     let staging = Target::new("staging", Kind::Node, &format!("http://127.0.0.1:{port}"));
-    crate::rollout::until_ready(control, &staging, || {
+    crate::node_probe::until_ready(control, &staging, || {
         let exited = node.try_wait().ok().flatten()?;
         Some(format!("the staging node exited ({exited})"))
     })
     .await?;
     steps.push(format!("staging node ready on port {port}"));
-    let smoke = crate::rollout::smoke_test(control, &staging).await;
+    let smoke = crate::node_probe::smoke_test(control, &staging).await;
     let _ = node.kill().await;
     steps.push(smoke?);
     Ok(steps)

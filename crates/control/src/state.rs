@@ -12,6 +12,7 @@ use rusqlite::{Connection, OptionalExtension, Params, Row, params};
 use serde::Serialize;
 
 use crate::maintenance::{Schedule, Scope, Window};
+use croupier_monitor::severity::Severity;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -33,7 +34,7 @@ pub struct Incident {
     pub id: i64,
     pub title: String,
     pub component: String,
-    pub severity: String,
+    pub severity: Severity,
     pub status: String,
     pub alert_key: Option<String>,
     pub opened_ms: i64,
@@ -171,6 +172,37 @@ pub struct RolloutStep {
     pub message: String,
 }
 
+/// Where a rolling update is: only `Running` blocks the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutStatus {
+    Running,
+    Succeeded,
+    /// A node failed and went back to its previous build (an incident says which).
+    RolledBack,
+    Failed,
+}
+
+impl RolloutStatus {
+    /// The word stored and sent.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RolloutStatus::Running => "running",
+            RolloutStatus::Succeeded => "succeeded",
+            RolloutStatus::RolledBack => "rolled_back",
+            RolloutStatus::Failed => "failed",
+        }
+    }
+
+    /// The status a stored word names, if any.
+    pub fn parse(word: &str) -> Option<RolloutStatus> {
+        use RolloutStatus::{Failed, RolledBack, Running, Succeeded};
+        [Running, Succeeded, RolledBack, Failed]
+            .into_iter()
+            .find(|s| s.as_str() == word)
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Rollout {
     pub id: i64,
@@ -179,8 +211,7 @@ pub struct Rollout {
     pub created_by: String,
     pub started_ms: i64,
     pub finished_ms: Option<i64>,
-    /// running, succeeded, rolled_back or failed.
-    pub status: String,
+    pub status: RolloutStatus,
     pub incident_id: Option<i64>,
     pub steps: Vec<RolloutStep>,
 }
@@ -310,12 +341,12 @@ impl State {
     }
 
     /// Raises an incident's severity to `severity` if that is worse.
-    pub fn raise_severity(&self, id: i64, severity: &str) -> Result<(), StateError> {
+    pub fn raise_severity(&self, id: i64, severity: Severity) -> Result<(), StateError> {
         self.conn().execute(
             "UPDATE incidents SET severity = ?2 WHERE id = ?1 AND
              (CASE severity WHEN 'critical' THEN 3 WHEN 'major' THEN 2 ELSE 1 END) <
              (CASE ?2 WHEN 'critical' THEN 3 WHEN 'major' THEN 2 ELSE 1 END)",
-            params![id, severity],
+            params![id, severity.as_str()],
         )?;
         Ok(())
     }
@@ -603,13 +634,13 @@ impl State {
     pub fn finish_rollout(
         &self,
         rollout: i64,
-        status: &str,
+        status: RolloutStatus,
         incident: Option<i64>,
         now_ms: i64,
     ) -> Result<(), StateError> {
         self.conn().execute(
             "UPDATE rollouts SET status = ?2, incident_id = ?3, finished_ms = ?4 WHERE id = ?1",
-            params![rollout, status, incident, now_ms],
+            params![rollout, status.as_str(), incident, now_ms],
         )?;
         Ok(())
     }
@@ -630,7 +661,7 @@ impl State {
                     created_by: r.get(3)?,
                     started_ms: r.get(4)?,
                     finished_ms: r.get(5)?,
-                    status: r.get(6)?,
+                    status: rollout_status_at(r, 6)?,
                     incident_id: r.get(7)?,
                     steps: Vec::new(),
                 })
@@ -840,7 +871,7 @@ impl State {
         &self,
         title: &str,
         component: &str,
-        severity: &str,
+        severity: Severity,
         alert_key: Option<&str>,
         message: &str,
         ts_ms: i64,
@@ -849,7 +880,7 @@ impl State {
         conn.execute(
             "INSERT INTO incidents (title, component, severity, status, alert_key, opened_ms)
              VALUES (?1, ?2, ?3, 'investigating', ?4, ?5)",
-            params![title, component, severity, alert_key, ts_ms],
+            params![title, component, severity.as_str(), alert_key, ts_ms],
         )?;
         let id = conn.last_insert_rowid();
         conn.execute(
@@ -920,13 +951,37 @@ fn incident(r: &Row<'_>) -> rusqlite::Result<Incident> {
         id: r.get(0)?,
         title: r.get(1)?,
         component: r.get(2)?,
-        severity: r.get(3)?,
+        severity: severity_at(r, 3)?,
         status: r.get(4)?,
         alert_key: r.get(5)?,
         opened_ms: r.get(6)?,
         resolved_ms: r.get(7)?,
         eta_ms: r.get(8)?,
         timeline: Vec::new(),
+    })
+}
+
+/// The rollout status in column `i` of a row; another word is a conversion error.
+fn rollout_status_at(r: &Row<'_>, i: usize) -> rusqlite::Result<RolloutStatus> {
+    let word: String = r.get(i)?;
+    RolloutStatus::parse(&word).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("no rollout status {word:?}").into(),
+        )
+    })
+}
+
+/// The severity in column `i` of a row; another word than the three is a conversion error.
+fn severity_at(r: &Row<'_>, i: usize) -> rusqlite::Result<Severity> {
+    let word: String = r.get(i)?;
+    Severity::parse(&word).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("no severity {word:?}").into(),
+        )
     })
 }
 
@@ -965,7 +1020,7 @@ mod tests {
             .open_incident(
                 "node-2 down",
                 "games",
-                "major",
+                Severity::Major,
                 Some("down/node-2"),
                 "alert fired",
                 1,
@@ -1003,7 +1058,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open(&dir.path().join("control.db")).unwrap();
         let id = state
-            .open_incident("down", "games", "major", Some("down/node-1"), "fired", 1)
+            .open_incident(
+                "down",
+                "games",
+                Severity::Major,
+                Some("down/node-1"),
+                "fired",
+                1,
+            )
             .unwrap();
         assert_eq!(
             state.open_alert_incident_for_component("games").unwrap(),

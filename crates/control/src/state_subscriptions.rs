@@ -163,6 +163,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use croupier_monitor::severity::Severity;
 
     #[test]
     fn subscribers_confirm_once_choose_components_and_leave_no_trace() {
@@ -194,11 +195,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = State::open(&dir.path().join("control.db")).unwrap();
         state
-            .open_incident("old", "dice", "major", None, "before", 1)
+            .open_incident("old", "dice", Severity::Major, None, "before", 1)
             .unwrap();
         assert!(state.undelivered_lines().unwrap().is_empty(), "no history");
         let id = state
-            .open_incident("new", "dice", "major", None, "opened", 2)
+            .open_incident("new", "dice", Severity::Major, None, "opened", 2)
             .unwrap();
         assert_eq!(state.undelivered_lines().unwrap().len(), 1);
         state

@@ -175,7 +175,7 @@ impl Subscriptions {
 /// The components an incident touches (an incident on `games` touches every game).
 fn components_of(incident: &Incident) -> Vec<String> {
     if incident.component == "games" {
-        crate::components::GAMES
+        crate::catalog::GAMES
             .iter()
             .map(|g| (*g).to_owned())
             .collect()

@@ -7,13 +7,13 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use croupier_control::checks::TestPlayers;
 use croupier_control::config::Deployment;
-use croupier_control::engine::{Kind, Target};
 use croupier_control::lease::LeaseSource;
 use croupier_control::notify::{Format, Webhook};
 use croupier_control::paging::Pager;
 use croupier_control::state::State;
 use croupier_control::subscriptions::Subscriptions;
 use croupier_control::{Control, ControlConfig};
+use croupier_monitor::engine::{Kind, Target};
 use croupier_vitals::reserve::Reserve;
 use croupier_web::launch::SigningKey;
 

@@ -1,12 +1,12 @@
 //! `croupier control export`: the control plane's alerting as files for the operators' own
-//! Prometheus and Grafana (`croupier_control::promrules`, `croupier_control::grafana`).
+//! Prometheus and Grafana (`croupier_monitor::promrules`, `croupier_monitor::grafana`).
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
 use croupier_control::config::Deployment;
-use croupier_control::{grafana, promrules};
+use croupier_monitor::{grafana, promrules};
 
 #[derive(Args)]
 pub struct ExportArgs {

@@ -44,9 +44,13 @@ pub struct GatewayArgs {
     /// Most tries of one request, on different nodes.
     #[arg(long, default_value_t = 3)]
     max_tries: usize,
-    /// Retries allowed as a share of requests (0.2 = 20%).
+    /// Retries and hedges allowed as a share of requests (0.2 = 20%).
     #[arg(long, default_value_t = 0.2)]
     retry_ratio: f64,
+    /// Retries and hedges allowed per second whatever the traffic (ten seconds' worth can be
+    /// saved up).
+    #[arg(long, default_value_t = 10.0)]
+    retry_floor_per_second: f64,
     /// Requests per second per client address (0 = no limit).
     #[arg(long, default_value_t = 2_000)]
     rate_per_ip: u32,
@@ -77,16 +81,17 @@ pub struct GatewayArgs {
     /// Most requests waiting for an eligible node; more get a 503 at once.
     #[arg(long, default_value_t = 1_000)]
     queue_max: usize,
-    /// Lowest per-try timeout, in milliseconds, of a retry-safe request (GET/HEAD or with an
-    /// Idempotency-Key) that may still be retried: it waits the node's recent p99 times
-    /// --try-timeout-factor, at least this, before trying another node.
+    /// Lowest hedge delay, in milliseconds, of a retry-safe request (GET/HEAD or with an
+    /// Idempotency-Key): after the node's recent p99 times --try-timeout-factor, at least
+    /// this, without an answer, the request also goes to another node (within the retry
+    /// budget) and the first answer wins; the first try is not given up.
     #[arg(long, default_value_t = 250)]
     try_timeout_floor_ms: u64,
-    /// Per-try timeout of a retry-safe request, as a multiple of the node's recent p99.
+    /// Hedge delay of a retry-safe request, as a multiple of the node's recent p99.
     #[arg(long, default_value_t = 4)]
     try_timeout_factor: u32,
-    /// Highest per-try timeout, in milliseconds, of such a request, whatever the node's recent
-    /// latency (just after a slow spell, or before enough is known of the node).
+    /// Highest hedge delay, in milliseconds, whatever the node's recent latency (just after
+    /// a slow spell, or before enough is known of the node).
     #[arg(long, default_value_t = 750)]
     try_timeout_cap_ms: u64,
     /// Milliseconds to wait for a node's response headers.
@@ -125,6 +130,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     config.health.fall = args.fall;
     config.max_tries = args.max_tries;
     config.retry_ratio = args.retry_ratio;
+    config.retry_floor_per_second = args.retry_floor_per_second.max(0.0);
     config.rate_per_ip = (args.rate_per_ip > 0).then_some(args.rate_per_ip);
     config.rate_per_player = (args.rate_per_player > 0).then_some(args.rate_per_player);
     config.sign_ins_per_minute = (args.sign_ins_per_minute > 0).then_some(args.sign_ins_per_minute);

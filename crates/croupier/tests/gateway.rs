@@ -584,6 +584,77 @@ fn a_frozen_node_costs_a_player_at_most_a_second_and_settles_nothing_twice() {
     integrity(&nodes[0]);
 }
 
+/// Every node slow at once (all three stopped for 2 s: a store stall, a noisy neighbour)
+/// with 20 keyed bets in flight and a retry budget of about ten tries. Giving a slow try up
+/// to retry elsewhere cannot help then: every retry meets another slow node, doubles the
+/// work, and once the budget is spent the player got a 503 (before: 14 of 20 bets refused
+/// `retry_budget_exhausted`; seen in the PostgreSQL stack under load as 1 000 refusals in
+/// 10 s). The gateway hedges instead: the first try goes on, a second one is sent only while
+/// the budget has a token, and the first answer wins. Every bet is answered 201, once.
+#[test]
+fn when_every_node_is_slow_no_bet_is_refused_for_want_of_a_retry() {
+    let _serial = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = three_nodes(dir.path());
+    let mut args = NO_RATE_LIMITS.to_vec();
+    args.extend(["--retry-ratio", "0", "--retry-floor-per-second", "1"]);
+    let gateway = GatewayProcess::start(dir.path(), &nodes.iter().collect::<Vec<_>>(), &args);
+    let players: Vec<String> = (0..20)
+        .map(|p| sign_in_via(&gateway, &format!("slow{p}")))
+        .collect();
+    let rounds = gateway.url("/api/v1/rounds");
+    // Enough answers for the gateway to know each node's latency (a few ms).
+    for n in 0..30 {
+        let key = format!("warm-{n}");
+        let answer = post_via(&rounds, Some(&players[0]), Some(&key), &dice_bet(10));
+        assert_eq!(answer.unwrap().0, 201);
+    }
+    thread::sleep(Duration::from_secs(2)); // the budget refills its ten tokens
+    for node in &nodes {
+        signal(node, "-STOP");
+    }
+    let bets: Vec<_> = players
+        .iter()
+        .enumerate()
+        .map(|(p, token)| {
+            let (rounds, token) = (rounds.clone(), token.clone());
+            thread::spawn(move || {
+                post_via(
+                    &rounds,
+                    Some(&token),
+                    Some(&format!("stalled-{p}")),
+                    &dice_bet(10),
+                )
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_secs(2));
+    for node in &nodes {
+        signal(node, "-CONT");
+    }
+    let answers: Vec<_> = bets.into_iter().map(|b| b.join().unwrap()).collect();
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|a| !matches!(a, Ok((201, _, _))))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "{} of 20 bets not answered 201: {refused:?}",
+        refused.len()
+    );
+    let hedges = gateway.metric("croupier_gateway_hedges_total{reason=\"sent\"}");
+    assert!(hedges <= 12.0, "{hedges} hedges with a budget of about ten");
+    // Each key moved money once: replays answer the same round.
+    for (p, token) in players.iter().enumerate() {
+        let key = format!("stalled-{p}");
+        let again = post_via(&rounds, Some(token), Some(&key), &dice_bet(10)).unwrap();
+        assert_eq!(again.0, 201);
+        let first = answers[p].as_ref().unwrap();
+        assert_eq!(again.1["round"]["id"], first.1["round"]["id"]);
+    }
+    integrity(&nodes[0]);
+}
+
 /// Issue #13, several machines: two gateways in front of the same nodes, and one name for
 /// players that gives both addresses. What plays the "one address" here is the client: given
 /// both addresses (as a DNS name with two A records gives them), `croupier loadtest --target A

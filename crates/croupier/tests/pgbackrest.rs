@@ -321,15 +321,14 @@ fn a_standby_behind_raises_replication_lag_and_a_promotion_is_a_failover_on_the_
     // Replay paused on the standby while the primary takes writes: its replay lag grows.
     standby.sql("SELECT pg_wal_replay_pause()").unwrap();
     primary.sql("CREATE TABLE writes (n int)").unwrap();
-    let firing = |base: &str| {
-        get(&format!("{base}/api/v1/alerts"), Some(OPS_TOKEN)).is_ok_and(|(_, b)| {
-            b["alerts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|a| a["key"] == "replication_lag/ledger" && a["state"]["state"] == "firing")
-        })
-    };
+    let firing =
+        |base: &str| {
+            get(&format!("{base}/api/v1/alerts"), Some(OPS_TOKEN)).is_ok_and(|(_, b)| {
+                b["alerts"].as_array().unwrap().iter().any(|a| {
+                    a["key"] == "replication_lag/ledger" && a["state"]["state"] == "firing"
+                })
+            })
+        };
     let mut n = 0;
     wait_control(&data, "replication_lag firing", || {
         n += 1;

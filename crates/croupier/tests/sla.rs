@@ -18,6 +18,7 @@ use common::*;
 use croupier_control::components::UptimeAccumulator;
 use croupier_control::maintenance::{Schedule, Scope, Window};
 use croupier_control::state::{Incident, State, Uptime};
+use croupier_monitor::severity::Severity;
 use serde_json::Value;
 
 const MINUTE: i64 = 60_000;
@@ -79,12 +80,24 @@ fn seed_month(state: &State, start: i64, days: i64) {
         (
             "Wallet writes failing",
             "wallet",
-            "major",
+            Severity::Major,
             day(10, 14, 0),
             50,
         ),
-        ("Dice rounds refused", "dice", "critical", day(5, 8, 0), 12),
-        ("Games slow to load", "games", "minor", day(20, 10, 0), 30),
+        (
+            "Dice rounds refused",
+            "dice",
+            Severity::Critical,
+            day(5, 8, 0),
+            12,
+        ),
+        (
+            "Games slow to load",
+            "games",
+            Severity::Minor,
+            day(20, 10, 0),
+            30,
+        ),
     ] {
         let id = state
             .open_incident(title, component, severity, None, "opened", opened)

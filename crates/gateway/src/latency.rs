@@ -1,8 +1,8 @@
-//! A node's recent latency, and from it the per-try timeout of requests that are safe to
-//! retry (GET/HEAD/OPTIONS, or carrying an Idempotency-Key): a frozen node (SIGSTOP, a GC
-//! pause, a stuck disk, a hung VM) holds a request for the whole freeze, so such a request is
-//! given up after `factor` times the node's p99 (never under `floor`, never over `cap`) and
-//! retried on another node, where the key makes sure it is applied at most once. The cap keeps
+//! A node's recent latency, and from it the hedge delay of requests that are safe to retry
+//! (GET/HEAD/OPTIONS, or carrying an Idempotency-Key): a frozen node (SIGSTOP, a GC pause, a
+//! stuck disk, a hung VM) holds a request for the whole freeze, so such a request also goes
+//! to another node after `factor` times the node's p99 (never under `floor`, never over
+//! `cap`), where the key makes sure it is applied at most once. The cap keeps
 //! that promise just after a slow spell (a store outage leaves a p99 of seconds behind it for
 //! a thousand answers) and while too little is known of the node: a frozen node then costs a
 //! player the cap, not `factor` times the outage. The p99 comes from a small

@@ -60,7 +60,7 @@ pub struct GatewayConfig {
     pub connect_timeout: Duration,
     /// Longest wait for a node's response headers, per try.
     pub upstream_timeout: Duration,
-    /// Shorter per-try limit of retry-safe requests, from the node's recent latency.
+    /// Hedge delay of retry-safe requests, from the node's recent latency.
     pub try_timeout: latency::TryTimeout,
     pub max_body_bytes: usize,
     pub max_header_bytes: usize,

@@ -62,6 +62,7 @@ pub struct Metrics {
     pub latency: Latency,
     pub upstream_errors: Family<NodeKind, Counter>,
     pub retries: Family<Reason, Counter>,
+    pub hedges: Family<Reason, Counter>,
     pub refused: Family<Reason, Counter>,
     pub queued: Family<Reason, Counter>,
     pub ejections: Family<NodeLabel, Counter>,
@@ -78,6 +79,7 @@ impl Metrics {
         let latency: Latency = Family::new_with_constructor(latency_histogram);
         let upstream_errors = Family::<NodeKind, Counter>::default();
         let retries = Family::<Reason, Counter>::default();
+        let hedges = Family::<Reason, Counter>::default();
         let refused = Family::<Reason, Counter>::default();
         let queued = Family::<Reason, Counter>::default();
         let ejections = Family::<NodeLabel, Counter>::default();
@@ -104,6 +106,11 @@ impl Metrics {
             "retries",
             "Retries on another node, by reason",
             retries.clone(),
+        );
+        registry.register(
+            "hedges",
+            "Second tries sent while a slow node's first try went on (sent), the ones that answered first (won), and those the retry budget did not allow (no_budget)",
+            hedges.clone(),
         );
         registry.register("refused", "Requests the gateway answered itself (no_node, retry_budget, rate_limit_ip, rate_limit_player, rate_limit_sign_in, too_large, not_player_api, websockets_per_ip, websockets_per_player)", refused.clone());
         registry.register(
@@ -171,6 +178,7 @@ impl Metrics {
             latency,
             upstream_errors,
             retries,
+            hedges,
             refused,
             queued,
             ejections,

@@ -66,7 +66,7 @@ pub struct Backend {
     /// Player requests the node answered (not counting 5xx failures): the proof a rolling
     /// update waits for that a returned node serves real traffic again.
     answered: AtomicU64,
-    /// Its recent latency: the per-try timeout of retry-safe requests.
+    /// Its recent latency: the hedge delay of retry-safe requests.
     pub recent: crate::latency::Recent,
 }
 

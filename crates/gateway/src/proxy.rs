@@ -23,7 +23,7 @@ use std::hash::BuildHasher;
 
 use crate::Gateway;
 use crate::metrics::{Metrics, NodeKind, NodeLabel, NodeStatus};
-use crate::pool::PlayerKey;
+use crate::pool::{Backend, PlayerKey};
 
 /// Seconds players are told to wait when no node can serve.
 pub const NO_NODE_RETRY_AFTER: u32 = 5;
@@ -292,12 +292,9 @@ async fn try_node(
                 .inc();
         }
     };
-    backend.outstanding.fetch_add(1, Ordering::SeqCst);
-    let started = Instant::now();
+    let in_flight = InFlight::start(backend);
     let result = tokio::time::timeout(limit, gateway.client.request(request)).await;
-    backend.outstanding.fetch_sub(1, Ordering::SeqCst);
-    let took = started.elapsed();
-    backend.recent.observe(took);
+    let took = in_flight.finish();
     metrics
         .latency
         .get_or_create(&node)
@@ -378,17 +375,130 @@ async fn try_node(
     }
 }
 
-/// How long try number `tries` on node `index` may wait for its answer: a retry-safe try
-/// that is not the last gets the node's latency-derived limit, the others the full
-/// upstream timeout (a slow system still answers its last try).
-fn try_limit(gateway: &Gateway, index: usize, idempotent: bool, tries: usize) -> Duration {
-    let ceiling = gateway.config.upstream_timeout;
-    if !idempotent || tries >= gateway.config.max_tries.max(1) {
-        return ceiling;
+/// A try in flight on a node: counted in the node's outstanding requests until it ends, its
+/// time in the node's recent latency, also when it is dropped unanswered (a hedge answered
+/// first): that time is a lower bound of the node's answer.
+struct InFlight<'a> {
+    backend: &'a Backend,
+    started: Instant,
+}
+
+impl<'a> InFlight<'a> {
+    fn start(backend: &'a Backend) -> Self {
+        backend.outstanding.fetch_add(1, Ordering::SeqCst);
+        InFlight {
+            backend,
+            started: Instant::now(),
+        }
     }
-    gateway.pool.backends[index]
+
+    /// The try got its answer (or failed) after the time returned.
+    fn finish(self) -> Duration {
+        self.started.elapsed()
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.backend.outstanding.fetch_sub(1, Ordering::SeqCst);
+        self.backend.recent.observe(self.started.elapsed());
+    }
+}
+
+/// One retry-safe try on node `index`, hedged (as in "The Tail at Scale"): when the node has
+/// not answered within its hedge delay (a few times its recent p99, see `latency`), the same
+/// request also goes to another node if the retry budget has a token, and the first answer
+/// wins; the slower try is dropped, and the node that lost is counted as slow (ejected after
+/// several in a row: a frozen node). The first try is never given up for the hedge: when
+/// every node is slow, a second try only doubles the work, so once the budget is spent the
+/// player simply gets the first node's answer, where giving it up answered 503.
+async fn hedged(
+    gateway: &Gateway,
+    index: usize,
+    request: &Forwarded<'_>,
+    tried: &mut Vec<usize>,
+) -> Try {
+    let ceiling = gateway.config.upstream_timeout;
+    let hedge_after = gateway.pool.backends[index]
         .recent
-        .try_timeout(&gateway.config.try_timeout, ceiling)
+        .try_timeout(&gateway.config.try_timeout, ceiling);
+    let first = request.to(gateway, index, ceiling);
+    tokio::pin!(first);
+    if let Ok(outcome) = tokio::time::timeout(hedge_after, &mut first).await {
+        return outcome;
+    }
+    let Some(other) = gateway.pool.pick(request.player, tried) else {
+        return first.await;
+    };
+    if !gateway.budget.try_withdraw() {
+        Metrics::count(&gateway.metrics.hedges, "no_budget");
+        return first.await;
+    }
+    tried.push(other);
+    Metrics::count(&gateway.metrics.hedges, "sent");
+    let second = request.to(gateway, other, ceiling);
+    tokio::pin!(second);
+    tokio::select! {
+        outcome = &mut first => match outcome {
+            Try::Answer(_) => outcome,
+            Try::Retry(_) | Try::Fail(_) => second.await,
+        },
+        outcome = &mut second => match outcome {
+            Try::Answer(_) => {
+                Metrics::count(&gateway.metrics.hedges, "won");
+                slower_than_a_hedge(gateway, index);
+                outcome
+            }
+            Try::Retry(_) | Try::Fail(_) => first.await,
+        },
+    }
+}
+
+/// Node `index` lost to a hedge: a failed try for the outlier detection (a node that keeps
+/// losing, frozen or far slower than its peers, is ejected).
+fn slower_than_a_hedge(gateway: &Gateway, index: usize) {
+    let backend = &gateway.pool.backends[index];
+    gateway
+        .metrics
+        .upstream_errors
+        .get_or_create(&NodeKind {
+            node: backend.name.clone(),
+            kind: "slow".to_owned(),
+        })
+        .inc();
+    if backend.record_failure(false, &gateway.config.outlier) {
+        gateway
+            .metrics
+            .ejections
+            .get_or_create(&NodeLabel {
+                node: backend.name.clone(),
+            })
+            .inc();
+    }
+}
+
+/// What one request sends to a node, whichever node that is.
+struct Forwarded<'a> {
+    parts: &'a axum::http::request::Parts,
+    body: &'a Bytes,
+    player: Option<PlayerKey>,
+    client: SocketAddr,
+    idempotent: bool,
+}
+
+impl Forwarded<'_> {
+    async fn to(&self, gateway: &Gateway, index: usize, limit: Duration) -> Try {
+        try_node(
+            gateway,
+            index,
+            self.parts,
+            self.body.clone(),
+            self.idempotent,
+            self.client,
+            limit,
+        )
+        .await
+    }
 }
 
 async fn forward(
@@ -398,24 +508,26 @@ async fn forward(
     player: Option<PlayerKey>,
     client: SocketAddr,
 ) -> Response {
-    let idempotent = is_idempotent(&parts.method, &parts.headers);
+    let request = Forwarded {
+        parts,
+        body: &body,
+        player,
+        client,
+        idempotent: is_idempotent(&parts.method, &parts.headers),
+    };
     let mut tried = Vec::new();
     loop {
         let Some(index) = crate::queue::pick_or_wait(gateway, player, &tried).await else {
             return no_node(gateway);
         };
         tried.push(index);
-        let limit = try_limit(gateway, index, idempotent, tried.len());
-        let outcome = try_node(
-            gateway,
-            index,
-            parts,
-            body.clone(),
-            idempotent,
-            client,
-            limit,
-        )
-        .await;
+        let outcome = if request.idempotent && tried.len() < gateway.config.max_tries.max(1) {
+            hedged(gateway, index, &request, &mut tried).await
+        } else {
+            request
+                .to(gateway, index, gateway.config.upstream_timeout)
+                .await
+        };
         let reason = match outcome {
             Try::Answer(response) => return response,
             Try::Fail(kind) => {

@@ -123,7 +123,9 @@ fn all_threads_stopped(pid: i32) -> Result<bool, LoadError> {
             .and_then(|e| std::fs::read_to_string(e.path().join("stat")))
             .map_err(|e| LoadError::io(format!("reading {tasks}"), e))?;
         // The state follows the command name, which is in parentheses and may hold spaces.
-        let state = stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next());
+        let state = stat
+            .rsplit_once(") ")
+            .and_then(|(_, rest)| rest.chars().next());
         if !matches!(state, Some('T' | 't')) {
             return Ok(false);
         }

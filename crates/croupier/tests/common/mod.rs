@@ -13,21 +13,15 @@ use croupier_ledger::test_store;
 use serde_json::{Value, json};
 
 mod browser;
+mod ports;
 mod smtp;
 #[allow(unused_imports)] // each test binary uses its own subset
 pub use browser::*;
+pub use ports::{free_port, free_ports};
 #[allow(unused_imports)]
 pub use smtp::*;
 
 pub const OPS_TOKEN: &str = "test-ops-token-0123456789abcdef0123456789";
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 pub fn croupier() -> Command {
     Command::new(env!("CARGO_BIN_EXE_croupier"))
@@ -454,19 +448,6 @@ pub fn launch_token(data: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-/// `count` consecutive free ports.
-pub fn free_ports(count: u16) -> u16 {
-    for _ in 0..100 {
-        let first = free_port();
-        if first.checked_add(count).is_some()
-            && (0..count).all(|i| std::net::TcpListener::bind(("127.0.0.1", first + i)).is_ok())
-        {
-            return first;
-        }
-    }
-    panic!("no {count} consecutive free ports");
-}
-
 /// The pid of a process whose command line holds all of `needles`.
 pub fn find_process(needles: &[&str]) -> Option<u32> {
     find_processes(needles).into_iter().next()
@@ -507,12 +488,23 @@ impl Drop for Up {
 }
 
 /// Polls `ready` until it holds, failing after 20 s.
-pub fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+pub fn wait_for(what: &str, ready: impl FnMut() -> bool) {
+    assert!(
+        within(Duration::from_secs(20), ready),
+        "{what} did not happen in time"
+    );
+}
+
+/// Polls `ready` every 50 ms until it holds (true) or `limit` has passed (false).
+pub fn within(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
     while !ready() {
-        assert!(Instant::now() < deadline, "{what} did not happen in time");
+        if Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
+    true
 }
 
 /// Waits until the gateway whose admin API is at `admin` routes to `nodes` nodes: a node is
@@ -549,6 +541,8 @@ impl UpStack {
         // The control plane's port and the supervisor's, next to it.
         let (nodes, gateway, control) = (free_ports(3), free_ports(2), free_ports(2));
         std::fs::create_dir_all(data).unwrap();
+        let log_path = data.with_extension("up.log");
+        let log = std::fs::File::create(&log_path).unwrap();
         let up = Up(croupier()
             .arg("up")
             .arg("--data")
@@ -561,7 +555,7 @@ impl UpStack {
             .args(extra)
             .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap());
         let stack = UpStack {
@@ -573,7 +567,15 @@ impl UpStack {
         let mut ready = vec![stack.admin_url("/readyz"), stack.control_url("/readyz")];
         ready.extend((0..3).map(|i| format!("http://127.0.0.1:{}/readyz", nodes + i)));
         for url in ready {
-            wait_for(&url, || get(&url, None).map(|r| r.0) == Ok(200));
+            let up = || get(&url, None).map(|r| r.0) == Ok(200);
+            if !within(Duration::from_secs(20), up) {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                panic!(
+                    "{url} did not answer 200 within 20 s; the end of up's log:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
         }
         wait_eligible(&stack.admin_url(""), 3);
         stack

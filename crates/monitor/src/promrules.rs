@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::burn::{BurnCondition, PAGE, TICKET};
-use crate::engine::{Kind, Metric, RuleDef, component_of, severity};
+use crate::engine::{Kind, Metric, RuleDef, component_of};
+use crate::severity::Severity;
 use crate::slo::{SloDef, Source};
 use crate::threshold::Comparison;
 
@@ -245,7 +246,7 @@ fn threshold_alerts(def: &RuleDef) -> Vec<(bool, PromRule)> {
         .map(|((synthetic, component), conditions)| {
             let source = if synthetic { "check" } else { "scrape" };
             let labels = BTreeMap::from([
-                ("severity".into(), severity(&def.severity, &component)),
+                ("severity".into(), def.severity.on(&component).to_string()),
                 ("component".into(), component),
                 ("source".into(), source.into()),
             ]);
@@ -335,8 +336,8 @@ fn slo_rules(def: &SloDef) -> Vec<PromRule> {
     }
     let budget = 1.0 - def.objective;
     for (alert, conditions, rule_severity) in [
-        ("slo_burn_page", &PAGE, "major"),
-        ("slo_burn_ticket", &TICKET, "minor"),
+        ("slo_burn_page", &PAGE, Severity::Major),
+        ("slo_burn_ticket", &TICKET, Severity::Minor),
     ] {
         let expr = conditions
             .iter()
@@ -344,7 +345,10 @@ fn slo_rules(def: &SloDef) -> Vec<PromRule> {
             .collect::<Vec<_>>()
             .join(" or ");
         let labels = BTreeMap::from([
-            ("severity".into(), severity(rule_severity, &def.component)),
+            (
+                "severity".into(),
+                rule_severity.on(&def.component).to_string(),
+            ),
             ("component".into(), def.component.clone()),
             ("slo".into(), def.name.clone()),
         ]);
@@ -379,7 +383,7 @@ fn control_rules() -> Vec<PromRule> {
         for_s: 30,
         keep_firing_for_s: 0,
         labels: BTreeMap::from([
-            ("severity".into(), "critical".into()),
+            ("severity".into(), Severity::Critical.to_string()),
             ("component".into(), "control".into()),
         ]),
         summary: summary.into(),

@@ -3,10 +3,12 @@
 //! transitions, and the caller turns them into notifications and incidents.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::series::Point;
+use crate::severity::Severity;
 use crate::threshold::{Comparison, RuleState, ThresholdRule, Transition};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -32,13 +34,13 @@ pub struct Target {
     pub kind: Kind,
     /// Base URL; metrics are at `/metrics` (an HTTP check's own URL; a store's `postgres://`
     /// URL, shown with its password masked).
-    #[serde(serialize_with = "crate::replication::serialize_masked")]
+    #[serde(serialize_with = "serialize_masked")]
     pub base: String,
     /// The player-facing component its alerts affect, when not the kind's own.
     pub component: Option<String>,
     /// What an HTTP check expects.
     #[serde(skip)]
-    pub http_check: Option<crate::checks::HttpCheck>,
+    pub http_check: Option<HttpCheck>,
 }
 
 impl Target {
@@ -50,6 +52,41 @@ impl Target {
             component: None,
             http_check: None,
         }
+    }
+}
+
+/// What an HTTP check's answer must be.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheck {
+    /// The status code expected (default 200).
+    #[serde(default = "ok_status")]
+    pub status: u16,
+    /// The slowest acceptable answer, in milliseconds (default 1000).
+    #[serde(default = "one_second")]
+    pub max_latency_ms: u64,
+    /// Text the body must contain, if any.
+    #[serde(default)]
+    pub body_contains: Option<String>,
+}
+
+fn ok_status() -> u16 {
+    200
+}
+
+fn one_second() -> u64 {
+    1_000
+}
+
+impl HttpCheck {
+    /// Whether an answer passes: status, latency, body.
+    pub fn passes(&self, status: u16, latency: Duration, body: &str) -> bool {
+        status == self.status
+            && latency <= Duration::from_millis(self.max_latency_ms)
+            && self
+                .body_contains
+                .as_deref()
+                .is_none_or(|needle| body.contains(needle))
     }
 }
 
@@ -111,8 +148,8 @@ pub struct RuleDef {
     #[serde(flatten)]
     pub rule: ThresholdRule,
     pub metric: Metric,
-    /// `critical`, `major` or `minor`; an outage on the wallet is always critical.
-    pub severity: String,
+    /// How bad it is for players; an outage on the wallet is always critical.
+    pub severity: Severity,
     /// The player-facing component it affects; by default the target's own.
     #[serde(default)]
     pub component: Option<String>,
@@ -151,7 +188,7 @@ fn rule(
     (threshold, clear_threshold): (f64, Option<f64>),
     for_duration_s: u64,
     (fire_after, resolve_after): (u32, u32),
-    severity: &str,
+    severity: Severity,
     kinds: &[Kind],
 ) -> RuleDef {
     RuleDef {
@@ -166,7 +203,7 @@ fn rule(
             missing_breaches: metric == Metric::Up,
         },
         metric,
-        severity: severity.into(),
+        severity,
         component: None,
         kinds: kinds.to_vec(),
     }
@@ -174,6 +211,35 @@ fn rule(
 
 /// The component of security alerts: operators only, never on the players' status page.
 pub const SECURITY_COMPONENT: &str = "security";
+
+/// The component of the ledger's replication alerts and failovers: operators only (a
+/// standby's lag or a failover that worked costs players nothing by itself).
+pub const STORE_COMPONENT: &str = "store";
+
+/// A URL with its password masked (a store's `postgres://user:password@…`), for pages and
+/// the API.
+pub fn masked_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        _ => url.to_owned(),
+    }
+}
+
+/// Serialises a target's URL with its password masked.
+#[allow(clippy::ptr_arg)] // serde's `serialize_with` hands the field as it is: &String.
+fn serialize_masked<S: serde::Serializer>(url: &String, to: S) -> Result<S::Ok, S::Error> {
+    to.serialize_str(&masked_url(url))
+}
 
 /// The built-in rules, evaluated once a second; a deployment's TOML may replace them.
 pub fn default_rules() -> Vec<RuleDef> {
@@ -186,7 +252,7 @@ pub fn default_rules() -> Vec<RuleDef> {
         (1.0, None),
         0,
         (2, 2),
-        "major",
+        Severity::Major,
         &[Kind::Node, Kind::Store],
     );
     // Without the store no money moves.
@@ -200,7 +266,7 @@ pub fn default_rules() -> Vec<RuleDef> {
         (0.97, Some(0.95)),
         0,
         (2, 3),
-        "critical",
+        Severity::Critical,
         &[Kind::Node],
     );
     data_disk_full.component = Some("wallet".into());
@@ -211,7 +277,7 @@ pub fn default_rules() -> Vec<RuleDef> {
         (4.0 * 3_600.0, Some(8.0 * 3_600.0)),
         30,
         (10, 30),
-        "major",
+        Severity::Major,
         &[Kind::Node],
     );
     data_disk_filling.component = Some("wallet".into());
@@ -224,7 +290,7 @@ pub fn default_rules() -> Vec<RuleDef> {
         (0.5, None),
         0,
         (1, 5),
-        "minor",
+        Severity::Minor,
         &[Kind::Node, Kind::Gateway],
     );
     security_blocks.component = Some(SECURITY_COMPONENT.into());
@@ -237,10 +303,10 @@ pub fn default_rules() -> Vec<RuleDef> {
         (10.0, Some(5.0)),
         0,
         (3, 5),
-        "minor",
+        Severity::Minor,
         &[Kind::Store],
     );
-    replication_lag.component = Some(crate::replication::STORE_COMPONENT.into());
+    replication_lag.component = Some(STORE_COMPONENT.into());
     vec![
         security_blocks,
         replication_lag,
@@ -254,7 +320,7 @@ pub fn default_rules() -> Vec<RuleDef> {
             (1.0, None),
             0,
             (2, 2),
-            "major",
+            Severity::Major,
             &[],
         ),
         store_down,
@@ -265,7 +331,7 @@ pub fn default_rules() -> Vec<RuleDef> {
             (0.9, Some(0.8)),
             60,
             (3, 5),
-            "minor",
+            Severity::Minor,
             &servers,
         ),
         rule(
@@ -275,7 +341,7 @@ pub fn default_rules() -> Vec<RuleDef> {
             (0.9, Some(0.85)),
             60,
             (3, 5),
-            "minor",
+            Severity::Minor,
             &servers,
         ),
         rule(
@@ -285,7 +351,7 @@ pub fn default_rules() -> Vec<RuleDef> {
             (0.9, Some(0.85)),
             60,
             (3, 5),
-            "minor",
+            Severity::Minor,
             &servers,
         ),
         rule(
@@ -295,7 +361,7 @@ pub fn default_rules() -> Vec<RuleDef> {
             (100e6, Some(80e6)),
             60,
             (3, 5),
-            "minor",
+            Severity::Minor,
             &servers,
         ),
         rule(
@@ -305,7 +371,7 @@ pub fn default_rules() -> Vec<RuleDef> {
             (100e6, Some(80e6)),
             60,
             (3, 5),
-            "minor",
+            Severity::Minor,
             &servers,
         ),
         rule(
@@ -315,7 +381,7 @@ pub fn default_rules() -> Vec<RuleDef> {
             (250.0, Some(150.0)),
             30,
             (5, 10),
-            "major",
+            Severity::Major,
             &servers,
         ),
         rule(
@@ -325,21 +391,10 @@ pub fn default_rules() -> Vec<RuleDef> {
             (0.05, Some(0.01)),
             30,
             (5, 10),
-            "major",
+            Severity::Major,
             &servers,
         ),
     ]
-}
-
-/// An outage's severity follows the component's priority: the wallet first (money), then
-/// live games and the lobby. Warnings (`minor` rules) stay minor wherever they are.
-pub(crate) fn severity(rule_severity: &str, component: &str) -> String {
-    match (rule_severity, component) {
-        ("minor", _) => "minor",
-        (_, "wallet") | ("critical", _) => "critical",
-        _ => "major",
-    }
-    .to_owned()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -348,7 +403,7 @@ pub struct AlertEvent {
     pub key: String,
     pub rule: String,
     pub target: String,
-    pub severity: String,
+    pub severity: Severity,
     pub component: String,
     pub firing: bool,
     pub since_s: u64,
@@ -363,7 +418,7 @@ pub struct AlertEvent {
 pub struct ActiveAlert {
     pub key: String,
     pub component: String,
-    pub severity: String,
+    pub severity: Severity,
     pub state: crate::threshold::AlertState,
 }
 
@@ -409,13 +464,13 @@ impl Engine {
                     key: format!("{}/{}", def.rule.name, target.name),
                     rule: def.rule.name.clone(),
                     target: target.name.clone(),
-                    severity: severity(&def.severity, &component),
+                    severity: def.severity.on(&component),
                     component,
                     firing,
                     since_s,
                     value,
                     detail: matches!(def.metric, Metric::DataDisk | Metric::DataFullInS)
-                        .then(|| crate::room::detail(point))
+                        .then(|| crate::series::room::detail(point))
                         .flatten(),
                 });
             }
@@ -453,7 +508,7 @@ impl Engine {
                 let component = def.component_for(target);
                 ActiveAlert {
                     key: format!("{}/{}", def.rule.name, target.name),
-                    severity: severity(&def.severity, &component),
+                    severity: def.severity.on(&component),
                     component,
                     state: s.state,
                 }
@@ -467,6 +522,20 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn status_latency_and_body_all_count() {
+        let check = HttpCheck {
+            status: 200,
+            max_latency_ms: 100,
+            body_contains: Some("\"games\"".into()),
+        };
+        let fast = Duration::from_millis(5);
+        assert!(check.passes(200, fast, r#"{"games":[]}"#));
+        assert!(!check.passes(503, fast, r#"{"games":[]}"#));
+        assert!(!check.passes(200, Duration::from_millis(150), r#"{"games":[]}"#));
+        assert!(!check.passes(200, fast, "maintenance"));
+    }
 
     #[test]
     fn two_failed_scrapes_fire_down_and_two_good_ones_resolve_it() {

@@ -3,10 +3,12 @@
 //! acknowledges within its level's `ack_within_s` goes to the next level, and at the last
 //! level to its person again, `repeat` times at most (so it neither goes silent at once nor
 //! wakes people forever); a page whose incident resolved is resolved. Each page goes out
-//! through the person's own senders (`page_send`: webhook, Slack, e-mail) and carries signed,
+//! through the person's own senders (`send`: webhook, Slack, e-mail) and carries signed,
 //! expiring, single-use links (HMAC-SHA256 with the control plane's page key) to acknowledge
 //! or resolve it. Every page, escalation, repeat, acknowledgement and resolution goes on the
 //! incident's timeline and in the audit log; so does every refused acknowledgement (`audit`).
+
+mod send;
 
 use std::sync::Arc;
 
@@ -19,6 +21,7 @@ use crate::mail::Mailer;
 use crate::oncall::{OnCall, Rotation};
 use crate::state::Incident;
 use crate::state_pages::Page;
+use croupier_monitor::severity::Severity;
 
 /// A day: how long a page's links work unless the file says otherwise.
 const LINK_TTL_S: u64 = 86_400;
@@ -169,7 +172,7 @@ pub fn upkeep(control: &Arc<Control>, now: i64) {
     ) else {
         return;
     };
-    for incident in active.iter().filter(|i| i.severity != "minor") {
+    for incident in active.iter().filter(|i| i.severity != Severity::Minor) {
         let Some(person) = pager.on_call(0, now) else {
             return;
         };
@@ -185,7 +188,7 @@ pub fn upkeep(control: &Arc<Control>, now: i64) {
                 &message,
                 now,
             );
-            crate::page_send::send(control, pager, &page, incident, now);
+            send::send(control, pager, &page, incident, now);
         }
     }
     for page in pages {
@@ -251,7 +254,7 @@ fn escalate(control: &Arc<Control>, pager: &Pager, page: &Page, incident: &Incid
         && let Ok(Some(moved)) = control.state.page(page.id)
     {
         record(control, &moved, "control-plane", action, &message, now);
-        crate::page_send::send(control, pager, &moved, incident, now);
+        send::send(control, pager, &moved, incident, now);
     }
 }
 

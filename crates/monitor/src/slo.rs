@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::burn::{Slo, SloStatus, Urgency};
 use crate::engine::AlertEvent;
 use crate::promtext::Sample;
+use crate::severity::Severity;
 use crate::window::EventWindow;
 
 /// The series the gateway exports per node and status.
@@ -153,17 +154,13 @@ impl SloTracker {
         self.slo.evaluate(&self.events, now_s)
     }
 
-    fn event(&self, rule: &str, severity: &str, firing: bool, since_s: u64) -> AlertEvent {
-        let severity = match (severity, self.def.component.as_str()) {
-            ("major", "wallet") => "critical",
-            _ => severity,
-        };
+    fn event(&self, rule: &str, severity: Severity, firing: bool, since_s: u64) -> AlertEvent {
         AlertEvent {
             detail: None,
             key: format!("{rule}/{}", self.slo.name),
             rule: rule.into(),
             target: self.slo.name.clone(),
-            severity: severity.into(),
+            severity: severity.on(&self.def.component),
             component: self.def.component.clone(),
             firing,
             since_s,
@@ -196,8 +193,8 @@ impl SloTracker {
         let previous = std::mem::replace(&mut self.urgency, urgency);
         let mut events = Vec::new();
         for (level, rule, severity) in [
-            (Urgency::Page, "slo_burn_page", "major"),
-            (Urgency::Ticket, "slo_burn_ticket", "minor"),
+            (Urgency::Page, "slo_burn_page", Severity::Major),
+            (Urgency::Ticket, "slo_burn_ticket", Severity::Minor),
         ] {
             match (previous == level, urgency == level) {
                 (false, true) => {

@@ -10,14 +10,15 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{Refusal, operator, query_or_refuse, refuse, unavailable};
-use crate::pages::{escape, page};
+use crate::html::{escape, page};
+use crate::operator::Operator;
 use crate::paging::{Link, LinkError, Pager, audit, record};
+use crate::refusal::{Refusal, query_or_refuse, refuse, unavailable};
 use crate::state_pages::Page;
 use crate::{Control, now_ms};
 
@@ -32,10 +33,9 @@ fn pager(control: &Control) -> Result<&Pager, Refusal> {
 }
 
 pub(crate) async fn oncall(
+    _: Operator,
     State(control): State<Arc<Control>>,
-    headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    operator(&control, &headers)?;
     let Some(pager) = &control.config.pager else {
         return Ok(Json(
             json!({"configured": false, "schedules": [], "escalation": [], "pages": []}),
@@ -58,10 +58,9 @@ pub(crate) async fn oncall(
 }
 
 pub(crate) async fn pages(
+    _: Operator,
     State(control): State<Arc<Control>>,
-    headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    operator(&control, &headers)?;
     let pages = control.state.pages(false, 200).map_err(unavailable)?;
     Ok(Json(json!({"pages": pages})).into_response())
 }
@@ -154,13 +153,12 @@ async fn act_checked(
 }
 
 pub(crate) async fn operator_action(
+    operator: Operator,
     State(control): State<Arc<Control>>,
-    headers: HeaderMap,
     Path((id, action)): Path<(i64, String)>,
 ) -> Result<Response, Refusal> {
-    let actor = operator(&control, &headers)?;
     pager(&control)?;
-    let page = act(&control, id, &action, &actor, "API").await?;
+    let page = act(&control, id, &action, &operator.actor, "API").await?;
     Ok(Json(page).into_response())
 }
 

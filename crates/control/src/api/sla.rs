@@ -11,7 +11,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::api::{Refusal, operator, query_or_refuse, refuse, unavailable};
+use crate::operator::Operator;
+use crate::refusal::{Refusal, query_or_refuse, refuse, unavailable};
 use crate::sla::{Terms, report};
 use crate::{Control, now_ms};
 
@@ -86,11 +87,11 @@ fn format(query: &SlaQuery, headers: &HeaderMap) -> Result<Format, Refusal> {
 }
 
 pub(crate) async fn sla(
+    _: Operator,
     State(control): State<Arc<Control>>,
     headers: HeaderMap,
     query: Result<Query<SlaQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Refusal> {
-    operator(&control, &headers)?;
     let query = query_or_refuse(query)?;
     let (from, to) = range(&query)?;
     let format = format(&query, &headers)?;
@@ -116,7 +117,7 @@ pub(crate) async fn sla(
             )
                 .into_response()
         }
-        Format::Html => crate::pages::page(
+        Format::Html => crate::html::page(
             "Service level report",
             "",
             &crate::sla_format::html(&report),

@@ -7,14 +7,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use croupier_web::lockout::{Block, Lockout, LockoutConfig};
 use serde_json::{Value, json};
 
-use crate::api::{Refusal, audit, operator, refuse};
+use crate::operator::Operator;
+use crate::refusal::{Refusal, refuse};
 use crate::state::State as ControlState;
 use crate::{Control, now_ms};
 
@@ -46,40 +47,33 @@ pub fn router() -> Router<Arc<Control>> {
         .route("/api/v1/blocks/{address}", delete(lift))
 }
 
-async fn list(
-    State(control): State<Arc<Control>>,
-    headers: HeaderMap,
-) -> Result<Response, Refusal> {
-    operator(&control, &headers)?;
+async fn list(_: Operator, State(control): State<Arc<Control>>) -> Result<Response, Refusal> {
     Ok(Json(json!({"blocks": control.lockout.blocks()})).into_response())
 }
 
 async fn lift(
+    operator: Operator,
     State(control): State<Arc<Control>>,
-    headers: HeaderMap,
     Path(address): Path<String>,
 ) -> Result<Response, Refusal> {
-    let actor = operator(&control, &headers)?;
-    let result = match address.parse::<IpAddr>() {
-        Err(_) => Err(refuse(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_address",
-            "not an IP address",
-        )),
-        Ok(ip) if control.lockout.lift(ip) => Ok(Json(json!({"lifted": ip})).into_response()),
-        Ok(_) => Err(refuse(
-            StatusCode::NOT_FOUND,
-            "not_blocked",
-            "that address is not blocked",
-        )),
+    let subject = format!("address/{address}");
+    let change = async {
+        match address.parse::<IpAddr>() {
+            Err(_) => Err(refuse(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_address",
+                "not an IP address",
+            )),
+            Ok(ip) if control.lockout.lift(ip) => Ok(Json(json!({"lifted": ip})).into_response()),
+            Ok(_) => Err(refuse(
+                StatusCode::NOT_FOUND,
+                "not_blocked",
+                "that address is not blocked",
+            )),
+        }
     };
-    audit(
-        &control,
-        &actor,
-        "block.lift",
-        &format!("address/{address}"),
-        &Value::Null,
-        &result,
-    );
-    result
+    let action = ("block.lift", subject.as_str());
+    operator
+        .audited(&control, action, &Value::Null, change)
+        .await
 }

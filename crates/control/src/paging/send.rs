@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::Pager;
 use crate::Control;
-use crate::paging::Pager;
 use crate::state::Incident;
 use crate::state_pages::Page;
 

@@ -6,8 +6,8 @@
 
 use std::collections::VecDeque;
 
+use super::Point;
 use crate::promtext::Sample;
-use crate::series::Point;
 
 /// Seconds of points the prediction is fitted on.
 pub const WINDOW_S: u64 = 300;

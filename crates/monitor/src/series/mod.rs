@@ -6,6 +6,8 @@
 //! node_exporter and stores through postgres_exporter give the same fields from their own
 //! series.
 
+pub mod room;
+
 use std::collections::{BTreeMap, VecDeque};
 
 use serde::Serialize;
@@ -248,7 +250,7 @@ impl TargetSeries {
                 gauge(samples, "croupier_store_up").or_else(|| gauge(samples, "pg_up"));
             point.security_blocked = gauge(samples, "croupier_security_blocked");
             point.replication_lag_s = gauge(samples, "croupier_replication_max_replay_lag_seconds");
-            crate::room::fill(&mut point, samples, &self.points);
+            room::fill(&mut point, samples, &self.points);
             let now = counters(samples, ts_ms);
             if let Some(before) = &self.previous {
                 rates(&mut point, &now, before);

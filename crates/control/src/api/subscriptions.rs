@@ -8,14 +8,15 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{Refusal, operator, query_or_refuse, refuse, unavailable};
-use crate::components::COMPONENTS;
-use crate::pages::page;
+use crate::catalog::COMPONENTS;
+use crate::html::page;
+use crate::operator::Operator;
+use crate::refusal::{Refusal, query_or_refuse, refuse, unavailable};
 use crate::subscriptions::Subscriptions;
 use crate::{Control, now_ms};
 
@@ -211,10 +212,9 @@ pub(crate) async fn link_action(
 }
 
 pub(crate) async fn list(
+    _: Operator,
     State(control): State<Arc<Control>>,
-    headers: HeaderMap,
 ) -> Result<Response, Refusal> {
-    operator(&control, &headers)?;
     let subscribers = control.state.subscribers(false).map_err(unavailable)?;
     Ok(Json(json!({"subscribers": subscribers})).into_response())
 }

@@ -1,0 +1,32 @@
+//! `GET /api/v1/audit`: the newest entries of the audit log (who did what, on what, with
+//! which outcome), for operators.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::Control;
+use crate::operator::Operator;
+use crate::refusal::{Refusal, query_or_refuse, unavailable};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuditQuery {
+    limit: Option<i64>,
+}
+
+pub(super) async fn log(
+    _: Operator,
+    State(control): State<Arc<Control>>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Response, Refusal> {
+    let query = query_or_refuse(query)?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let entries = control.state.audit_log(limit).map_err(unavailable)?;
+    Ok(Json(json!({"entries": entries})).into_response())
+}
