@@ -134,3 +134,57 @@ mod tests {
         assert_eq!(parse_segment_name("segments/abc.seg"), None);
     }
 }
+
+/// Property tests: whatever bytes a repository holds where a manifest or a segment should be
+/// (sealed with the right key, so they reach the parser), loading them is a typed error or a
+/// manifest, never a panic.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn repository() -> (tempfile::TempDir, Target, BackupKey) {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target::open(&dir.path().display().to_string()).unwrap();
+        (dir, target, BackupKey::from_bytes(&[7; 32]))
+    }
+
+    /// JSON-ish text: random bytes, or a manifest's own fields with random values.
+    fn manifest_like() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..512),
+            (any::<u32>(), "[a-z0-9-]{0,24}", any::<i64>(), "\\PC{0,40}").prop_map(
+                |(format, id, cut, junk)| {
+                    format!(
+                        r#"{{"format":{format},"id":"{id}","kind":"full","parent":null,"cut_ms":{cut},"x":"{junk}"}}"#
+                    )
+                    .into_bytes()
+                }
+            ),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        #[test]
+        fn any_manifest_bytes_load_or_fail_typed(bytes in manifest_like()) {
+            let (_dir, target, key) = repository();
+            let id = backup_id(BackupKind::Full, 1_700_000_000_000);
+            pieces::put_unlisted(&target, &key, &manifest_name(&id), &bytes).unwrap();
+            let _ = Manifest::load(&target, &key, &id);
+            let segment = segment_name(1_700_000_000_000);
+            pieces::put_unlisted(&target, &key, &segment, &bytes).unwrap();
+            let _ = crate::ship::load_segment(&target, &key, &segment);
+        }
+
+        #[test]
+        fn unsealed_bytes_in_place_of_a_manifest_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let (_dir, target, key) = repository();
+            let id = backup_id(BackupKind::Incremental, 1_700_000_000_001);
+            target.put(&manifest_name(&id), bytes.clone()).unwrap();
+            prop_assert!(Manifest::load(&target, &key, &id).is_err());
+        }
+    }
+}

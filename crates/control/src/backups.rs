@@ -53,6 +53,9 @@ pub struct BackupConfig {
     pub ledger: BackupLedger,
     pub verify_every: Duration,
     pub scratch_dir: PathBuf,
+    /// The nodes' seed key file: a node started on a restore (staging) needs it to deal
+    /// from the restored, sealed seeds. Backups never hold it.
+    pub seed_key_file: Option<PathBuf>,
 }
 
 impl BackupConfig {

@@ -368,3 +368,63 @@ mod tests {
         );
     }
 }
+
+/// Property tests of the deployment file's parser: the example file with any line replaced,
+/// or any text at all, is a deployment or a typed `ConfigError`, never a panic; a deployment
+/// that parses gives its targets, rules, SLOs and webhooks without one either.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../deploy/croupier.example.toml");
+
+    fn exercise(text: &str) {
+        if let Ok(deployment) = Deployment::parse(text) {
+            let _ = deployment.targets();
+            let _ = deployment.rules();
+            let _ = deployment.slos();
+            let _ = deployment.webhooks();
+            let _ = deployment.page_smtp_url();
+        }
+    }
+
+    /// A TOML value of some kind, or text that is not one.
+    fn value() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            any::<f64>().prop_map(|f| f.to_string()),
+            "\"\\PC{0,24}\"",
+            Just("[]".to_owned()),
+            Just("{}".to_owned()),
+            Just("true".to_owned()),
+            "\\PC{0,24}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_example_with_a_line_changed_parses_or_fails_typed(line in any::<prop::sample::Index>(), new in value()) {
+            let lines: Vec<&str> = EXAMPLE.lines().collect();
+            let at = line.index(lines.len());
+            let changed: Vec<String> = lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| match (i == at, l.split_once('=')) {
+                    (true, Some((key, _))) => format!("{key}= {new}"),
+                    (true, None) => new.clone(),
+                    (false, _) => (*l).to_owned(),
+                })
+                .collect();
+            exercise(&changed.join("\n"));
+        }
+
+        #[test]
+        fn any_text_parses_or_fails_typed(text in "\\PC{0,400}") {
+            exercise(&text);
+        }
+    }
+}

@@ -65,3 +65,59 @@ pub async fn set_node_state(
     }
     last
 }
+
+/// The addresses each gateway blocks now (both its ports), each with `gateway` set to its
+/// name; a gateway that does not answer is left out (and logged).
+pub async fn blocks(control: &Control) -> Vec<Value> {
+    let mut all = Vec::new();
+    for gateway in control
+        .config
+        .targets
+        .iter()
+        .filter(|t| t.kind == Kind::Gateway)
+    {
+        let url = format!("{}/admin/blocks", gateway.base);
+        match call(
+            control,
+            &gateway.name,
+            request(control, hyper::Method::GET, url, None),
+        )
+        .await
+        {
+            Ok(body) => {
+                let listed = body["blocks"].as_array().cloned().unwrap_or_default();
+                all.extend(listed.into_iter().map(|mut block| {
+                    block["gateway"] = json!(gateway.name);
+                    block
+                }));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot list a gateway's blocks"),
+        }
+    }
+    all
+}
+
+/// Lifts `address`'s blocks on every gateway; whether any gateway had it blocked.
+pub async fn lift_block(control: &Control, address: std::net::IpAddr) -> bool {
+    let mut lifted = false;
+    for gateway in control
+        .config
+        .targets
+        .iter()
+        .filter(|t| t.kind == Kind::Gateway)
+    {
+        let url = format!("{}/admin/blocks/{address}", gateway.base);
+        let answer = call(
+            control,
+            &gateway.name,
+            request(control, hyper::Method::DELETE, url, None),
+        )
+        .await;
+        match answer {
+            Ok(_) => lifted = true,
+            Err(CallError::Refused { status: 404, .. }) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot lift a block on a gateway"),
+        }
+    }
+    lifted
+}

@@ -144,6 +144,8 @@ pub struct Control {
     /// Wrong ops tokens per address, and the addresses blocked for them (each block is an
     /// audit entry).
     pub lockout: Arc<croupier_web::lockout::Lockout>,
+    /// The gateways' blocks already in the audit log (`api::blocks::audit_gateway_blocks`).
+    gateway_blocks: Mutex<api::blocks::SeenBlocks>,
 }
 
 /// The monitor loop is called stuck (and `/healthz` fails) when no round finished for this long.
@@ -215,6 +217,7 @@ impl Control {
             client,
             last_round_ms: AtomicI64::new(0),
             led: AtomicBool::new(false),
+            gateway_blocks: Mutex::new(api::blocks::SeenBlocks::default()),
             alert_log,
             panics_left: AtomicU32::new(0),
         }))
@@ -380,6 +383,8 @@ impl Control {
             events.extend(self.backup_alerts.lock().evaluate(now_s, health.as_ref()));
         }
         self.act(events, &windows, now).await;
+        let gateway_scrapes = self.config.targets.iter().zip(&scrapes);
+        api::blocks::audit_gateway_blocks(self, gateway_scrapes).await;
         paging::upkeep(self, now);
         subscriptions::deliver(self);
         self.roll_up_uptime(now, &excluded);

@@ -55,12 +55,17 @@ pub async fn rehearse(control: &Control, binary: &str) -> Result<Vec<String>, St
         .map_err(|e| format!("a scratch folder: {e}"))?;
     let mut steps = vec![restore_newest(backup, dir.path()).await?];
     let port = free_port().map_err(|e| e.to_string())?;
-    let mut node = tokio::process::Command::new(binary)
+    let mut command = tokio::process::Command::new(binary);
+    command
         .args(["node", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--node-id", "staging"])
         .args(control.config.test_players.node_args())
         .arg("--data")
-        .arg(dir.path())
+        .arg(dir.path());
+    if let Some(seed_key) = &backup.seed_key_file {
+        command.arg("--seed-key-file").arg(seed_key);
+    }
+    let mut node = command
         .env("CROUPIER_OPS_TOKEN", &control.config.ops_token)
         .stdin(Stdio::null())
         .stdout(Stdio::null())

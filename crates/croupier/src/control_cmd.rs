@@ -137,6 +137,10 @@ struct BackupFlags {
     /// cluster (--pg-data …) and stanza; --backup-target is the repository.
     #[command(flatten)]
     pub backup_pg: crate::backup_pg_cmd::PgArgs,
+    /// The nodes' seed key file, for the staging node started on a restored backup (its
+    /// unrevealed seeds are sealed with it) [default: <data>/seed-key when there is one].
+    #[arg(long, env = "CROUPIER_SEED_KEY_FILE")]
+    pub seed_key_file: Option<PathBuf>,
 }
 
 pub fn run(args: ControlArgs) -> anyhow::Result<()> {
@@ -334,6 +338,10 @@ fn backup_config(
 ) -> anyhow::Result<Option<croupier_control::backups::BackupConfig>> {
     use croupier_control::backups::{BackupConfig, BackupLedger};
     let verify_every = std::time::Duration::from_secs(args.backup_verify_every_s.max(1));
+    let seed_key_file = args.seed_key_file.clone().or_else(|| {
+        let path = data.join(crate::seed_key_args::SEED_KEY_FILE);
+        path.exists().then_some(path)
+    });
     let target = args
         .backup_target
         .clone()
@@ -359,6 +367,7 @@ fn backup_config(
             },
             verify_every,
             scratch_dir,
+            seed_key_file,
         }));
     }
     let Some(db) = &args.backup_db else {
@@ -379,5 +388,6 @@ fn backup_config(
         },
         verify_every,
         scratch_dir: data.join("restore-tests"),
+        seed_key_file,
     }))
 }

@@ -99,6 +99,11 @@ pub struct GatewayArgs {
     upstream_timeout_ms: u64,
     #[command(flatten)]
     lockout: crate::lockout_args::LockoutArgs,
+    /// Refused requests (404, 405, 401, odd methods, the address's rate limits) from one
+    /// address within a minute that block it on the players' port (for 1 minute, twice as
+    /// long each further time, up to an hour; never the --allow-networks); 0: never.
+    #[arg(long, default_value_t = 100)]
+    scan_failures: u32,
     /// TLS of both ports, and of the calls to `https://` nodes (mutual TLS when the nodes ask).
     #[command(flatten)]
     tls: crate::tls_args::TlsArgs,
@@ -148,6 +153,15 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     );
     config.queue_max = args.queue_max;
     config.lockout = args.lockout.config();
+    config.scanning = croupier_web::lockout::LockoutConfig {
+        max_failures: if args.scan_failures == 0 {
+            u32::MAX
+        } else {
+            args.scan_failures
+        },
+        allow: config.lockout.allow.clone(),
+        ..croupier_gateway::scanning_defaults()
+    };
     config.node_tls = args.tls.client();
     let tls = args.tls.acceptor()?;
     let scheme = args.tls.scheme();

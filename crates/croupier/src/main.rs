@@ -20,6 +20,7 @@ mod maintenance_cmd;
 mod node_cmd;
 mod operator_args;
 mod private_files;
+mod seed_key_args;
 mod supervisor;
 mod test_faults;
 mod tls_args;

@@ -52,6 +52,11 @@ pub struct NodeArgs {
     /// again each second (default: <data>/launch-keys).
     #[arg(long)]
     launch_keys: Option<PathBuf>,
+    /// Open sessions one player keeps at most (at least 1): signing in once more revokes the
+    /// oldest (on other nodes within a minute, as their cache of it lapses).
+    #[arg(long, default_value_t = croupier_node::rounds::MAX_SESSIONS_PER_PLAYER,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    max_sessions_per_player: u32,
     /// Seconds between housekeeping passes (expired sessions, old idempotency records, WAL).
     #[arg(long, default_value_t = 600)]
     housekeep_every_s: u64,
@@ -63,6 +68,8 @@ pub struct NodeArgs {
     cashier_token: Option<String>,
     #[command(flatten)]
     operator: crate::operator_args::OperatorArgs,
+    #[command(flatten)]
+    seeds: crate::seed_key_args::SeedKeyArgs,
     #[command(flatten)]
     tls: crate::tls_args::TlsArgs,
 }
@@ -161,6 +168,7 @@ pub fn run(mut args: NodeArgs) -> anyhow::Result<()> {
         .operator
         .operator(args.cashier_token.take(), &args.data, &ops_token)?;
     let break_idempotency = broken_idempotency(args.fault.as_deref())?;
+    let seeds = args.seeds.vault(&args.data)?;
     let retention = RetentionPolicy::with_idempotency_days(args.idempotency_days)
         .map_err(anyhow::Error::msg)?;
     let housekeep_every = Duration::from_secs(args.housekeep_every_s.max(1));
@@ -171,7 +179,7 @@ pub fn run(mut args: NodeArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let tls = args.tls.acceptor()?;
         let store = store_location
-            .open(&args.currency)
+            .open_with_seeds(&args.currency, seeds)
             .with_context(|| format!("opening the ledger {store_location}"))?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
@@ -179,7 +187,8 @@ pub fn run(mut args: NodeArgs) -> anyhow::Result<()> {
         spawn_housekeeping(store.clone(), retention, housekeep_every);
         let currency = store.read(|tx| Ok(tx.currency().to_owned())).await?;
         let launch_dir = args.launch_keys.unwrap_or_else(|| args.data.join(LAUNCH_KEYS_DIR));
-        let players = players(args.demo, &launch_dir, currency);
+        let mut players = players(args.demo, &launch_dir, currency);
+        players.max_sessions = args.max_sessions_per_player;
         let state = AppState::new(
             store,
             node_id.clone(),
@@ -234,6 +243,7 @@ fn players(demo: bool, launch_dir: &Path, currency: String) -> Players {
         demo,
         launch_keys,
         currency,
+        max_sessions: croupier_node::rounds::MAX_SESSIONS_PER_PLAYER,
     }
 }
 

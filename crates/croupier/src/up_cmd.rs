@@ -203,6 +203,8 @@ pub fn run(args: UpArgs, log: &LogArgs) -> anyhow::Result<()> {
     ops_token_file(&token_path)?;
     // The operator's cashier credential, made here once so the nodes do not race to make it.
     ops_token_file(&data.join(crate::operator_args::CASHIER_TOKEN_FILE))?;
+    // The key sealing unrevealed seeds at rest, shared by the nodes (and the staging node).
+    crate::seed_key_args::ensure_seed_key(&data)?;
     // Backups go to <data>/backups, sealed with a key made here on the first run.
     let backup_key = data.join("backup-key");
     if !backup_key.exists() {

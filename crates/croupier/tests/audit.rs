@@ -138,6 +138,9 @@ fn a_fresh_stack_passes_the_audit() {
         "cashier_not_on_players_port",
         "cashier_needs_credential",
         "cashier_moved_nothing",
+        "seeds_sealed",
+        "sessions_per_player",
+        "scanning_blocked",
     ] {
         let found = statuses(&report, check);
         assert!(!found.is_empty(), "{check} missing:\n{table}");
@@ -223,4 +226,53 @@ fn a_weak_ops_token_is_caught() {
     drop(gateway);
     drop(node);
     ledger_integrity(dir.path());
+}
+
+/// A deployment with the old behaviour (seeds in clear, sessions without a cap, scanning
+/// never blocked), configured so: the audit fails each of those checks.
+#[test]
+fn the_old_behaviour_fails_the_new_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = !croupier_ledger::test_store::postgres();
+    let node = Node::start_with(
+        dir.path(),
+        "old-1",
+        &["--demo", "--max-sessions-per-player", "1000"],
+    );
+    let gateway = GatewayProcess::start(dir.path(), &[&node], &["--scan-failures", "0"]);
+    // A seed of an older build, in clear (a node opening the ledger would seal it).
+    common::sign_in(&node, "old-player");
+    if sqlite {
+        rusqlite::Connection::open(common::ledger_path(dir.path()))
+            .unwrap()
+            .execute(
+                "UPDATE seeds SET server_seed = 'clear-seed' WHERE player = 'old-player'",
+                [],
+            )
+            .unwrap();
+    }
+    let args = vec![
+        "--gateway".to_owned(),
+        gateway.base.clone(),
+        "--admin".to_owned(),
+        gateway.admin.clone(),
+        "--node".to_owned(),
+        node.base.clone(),
+        "--control".to_owned(),
+        String::new(),
+        "--data".to_owned(),
+        dir.path().display().to_string(),
+    ];
+    let (ok, table, report) = audit(&args, &dir.path().join("audit.json"));
+    assert!(!ok, "the audit must fail:\n{table}");
+    assert_eq!(
+        statuses(&report, "sessions_per_player"),
+        ["fail"],
+        "{table}"
+    );
+    assert_eq!(statuses(&report, "scanning_blocked"), ["fail"], "{table}");
+    let seeds = if sqlite { ["fail"] } else { ["skip"] };
+    assert_eq!(statuses(&report, "seeds_sealed"), seeds, "{table}");
+    drop(gateway);
+    drop(node);
 }

@@ -485,3 +485,395 @@ fn signing_in_again_gives_no_fresh_bucket_and_sign_ups_are_limited_per_address()
     assert!(statuses.iter().all(|s| *s == 201 || *s == 429));
     ledger_integrity(dir.path());
 }
+
+/// Rows of `sql` (every column text) on a ledger, read as an intruder would: SQL on the
+/// copied file or the database, no croupier code.
+fn stolen_rows(ledger: &croupier_ledger::StoreLocation, sql: &str) -> Vec<Vec<String>> {
+    match ledger {
+        croupier_ledger::StoreLocation::Sqlite(path) => {
+            let conn = rusqlite::Connection::open(path).unwrap();
+            let mut stmt = conn.prepare(sql).unwrap();
+            let columns = stmt.column_count();
+            stmt.query_map([], |r| {
+                (0..columns).map(|i| r.get::<_, String>(i)).collect()
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+        }
+        croupier_ledger::StoreLocation::Postgres(url) => {
+            let output = std::process::Command::new("psql")
+                .args([url.as_str(), "-At", "-F", "|", "-c", sql])
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "psql: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            String::from_utf8(output.stdout)
+                .unwrap()
+                .lines()
+                .map(|line| line.split('|').map(str::to_owned).collect())
+                .collect()
+        }
+    }
+}
+
+/// What a copy of the ledger says of `player`'s unrevealed seed: the stored server seed, the
+/// client seed and the next nonce.
+fn stolen_active_seed(
+    ledger: &croupier_ledger::StoreLocation,
+    player: &str,
+) -> (String, String, u64) {
+    let rows = stolen_rows(
+        ledger,
+        &format!(
+            "SELECT server_seed, client_seed, CAST(next_nonce AS TEXT) FROM seeds
+             WHERE player = '{player}' AND revealed_ms IS NULL"
+        ),
+    );
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    (
+        rows[0][0].clone(),
+        rows[0][1].clone(),
+        rows[0][2].parse().unwrap(),
+    )
+}
+
+/// A copy of the ledger's files (the SQLite file and its WAL) in `into`; on PostgreSQL the
+/// database itself stands for its dump.
+fn copy_ledger(data: &std::path::Path, into: &std::path::Path) -> croupier_ledger::StoreLocation {
+    let live = ledger(data);
+    let croupier_ledger::StoreLocation::Sqlite(db) = &live else {
+        return live;
+    };
+    std::fs::create_dir_all(into).unwrap();
+    for suffix in ["", "-wal"] {
+        let from = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        if from.exists() {
+            std::fs::copy(&from, into.join(format!("ledger.db{suffix}"))).unwrap();
+        }
+    }
+    croupier_ledger::StoreLocation::Sqlite(into.join("ledger.db"))
+}
+
+/// `croupier verify` of a dice bet of 100 with the given seeds: what an intruder computes.
+fn predicted_dice(server_seed: &str, client_seed: &str, nonce: u64) -> Value {
+    let output = croupier()
+        .args(["verify", "--game", "dice", "--server-seed", server_seed])
+        .args(["--client-seed", client_seed, "--nonce", &nonce.to_string()])
+        .args(["--stake", "100", "--bet", &dice_bet(100)["bet"].to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn a_copy_of_the_ledger_or_of_a_backup_does_not_tell_the_next_roll() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let node = Node::start(&data, "node-1");
+    let token = sign_in(&node, "seer");
+    let (_, active) = get(&node.url("/api/v1/seeds"), Some(&token)).unwrap();
+    let committed = active["server_seed_hash"].as_str().unwrap().to_owned();
+    let mut copies = Vec::new();
+    let mut every_roll_foretold = true;
+    for n in 0..3 {
+        let copy = copy_ledger(&data, &dir.path().join(format!("stolen-{n}")));
+        let (server_seed, client_seed, nonce) = stolen_active_seed(&copy, "seer");
+        let prediction = predicted_dice(&server_seed, &client_seed, nonce);
+        assert_ne!(
+            prediction["server_seed_hash"], committed,
+            "the copy holds the seed that deals the next roll"
+        );
+        let (status, played) = post(
+            &node.url("/api/v1/rounds"),
+            Some(&token),
+            Some(&format!("seer-{n}")),
+            &dice_bet(100),
+        )
+        .unwrap();
+        assert_eq!(status, 201, "{played}");
+        assert_eq!(played["round"]["nonce"], nonce, "{played}");
+        every_roll_foretold &= prediction["outcome"] == played["round"]["outcome"];
+        copies.push(copy);
+    }
+    assert!(
+        !every_roll_foretold,
+        "three rolls foretold from copies of the ledger"
+    );
+
+    // Rotation reveals the seed: in clear in the ledger from then on (players verify with
+    // it), and found in none of the copies taken while it dealt.
+    let (status, rotated) = post(
+        &node.url("/api/v1/seeds/rotate"),
+        Some(&token),
+        None,
+        &serde_json::json!({}),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{rotated}");
+    let revealed = rotated["revealed"]["server_seed"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        predicted_dice(&revealed, "x", 0)["server_seed_hash"],
+        committed
+    );
+    for copy in &copies {
+        if let croupier_ledger::StoreLocation::Sqlite(db) = copy {
+            for file in [db.clone(), db.with_extension("db-wal")] {
+                let bytes = std::fs::read(&file).unwrap_or_default();
+                assert!(
+                    !bytes
+                        .windows(revealed.len())
+                        .any(|w| w == revealed.as_bytes()),
+                    "{} holds the server seed before it was revealed",
+                    file.display()
+                );
+            }
+        }
+    }
+    let stored_revealed = stolen_rows(
+        &ledger(&data),
+        &format!("SELECT server_seed FROM seeds WHERE server_seed_hash = '{committed}'"),
+    );
+    let stored_revealed = stored_revealed[0][0].clone();
+    assert_eq!(
+        stored_revealed, revealed,
+        "a revealed seed is stored in clear"
+    );
+
+    // A backup, restored by someone who holds the backup key as well: the new seed is not in it.
+    if !croupier_ledger::test_store::postgres() {
+        let (_, active) = get(&node.url("/api/v1/seeds"), Some(&token)).unwrap();
+        let key = dir.path().join("backup-key");
+        let target = dir.path().join("backups");
+        let restored = dir.path().join("restored.db");
+        let db = ledger_path(&data);
+        for args in [
+            vec!["keygen", "--out", key.to_str().unwrap()],
+            vec![
+                "snapshot",
+                "--db",
+                db.to_str().unwrap(),
+                "--target",
+                target.to_str().unwrap(),
+                "--key-file",
+                key.to_str().unwrap(),
+            ],
+            vec![
+                "restore",
+                "--target",
+                target.to_str().unwrap(),
+                "--key-file",
+                key.to_str().unwrap(),
+                "--into",
+                restored.to_str().unwrap(),
+            ],
+        ] {
+            let output = croupier().arg("backup").args(&args).output().unwrap();
+            assert!(
+                output.status.success(),
+                "backup {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let restored = croupier_ledger::StoreLocation::Sqlite(restored);
+        let (server_seed, client_seed, nonce) = stolen_active_seed(&restored, "seer");
+        assert_eq!(nonce, 0);
+        let prediction = predicted_dice(&server_seed, &client_seed, nonce);
+        assert_ne!(prediction["server_seed_hash"], active["server_seed_hash"]);
+    }
+    drop(node);
+    ledger_integrity(&data);
+}
+
+#[test]
+fn a_player_keeps_only_the_newest_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start_with(
+        dir.path(),
+        "node-1",
+        &["--demo", "--max-sessions-per-player", "2"],
+    );
+    let wallet = |token: &str| get(&node.url("/api/v1/wallet"), Some(token)).unwrap();
+    let mut tokens: Vec<String> = (0..2).map(|_| sign_in(&node, "many-devices")).collect();
+    let other = sign_in(&node, "someone-else");
+    // The first token is used (so the node caches it), then a third sign-in revokes it.
+    assert_eq!(wallet(&tokens[0]).0, 200);
+    tokens.push(sign_in(&node, "many-devices"));
+    let (status, reply) = wallet(&tokens[0]);
+    assert_eq!(status, 401, "the oldest session outlived the cap: {reply}");
+    assert_eq!(reply["error"], "invalid_token", "{reply}");
+    for token in tokens[1..].iter().chain([&other]) {
+        assert_eq!(wallet(token).0, 200);
+    }
+    let fourth = sign_in(&node, "many-devices");
+    assert_eq!(wallet(&tokens[1]).0, 401);
+    assert_eq!((wallet(&tokens[2]).0, wallet(&fourth).0), (200, 200));
+    drop(node);
+    ledger_integrity(dir.path());
+}
+
+#[test]
+fn scanning_the_players_port_gets_the_address_blocked_and_operators_see_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let stack = UpStack::start(&data, &["--allow-networks", "127.0.0.3"]);
+    let players = address(&stack.players_url(""));
+    let token = sign_in_at(&stack.players_url(""), "scanned");
+    // Paths and methods probed without a token; the lobby asked for with the player's.
+    let probe = |source: &str, method: &str, path: &str| {
+        let auth = if path == "/api/v1/lobby" && method == "GET" {
+            format!("Authorization: Bearer {token}\r\n")
+        } else {
+            String::new()
+        };
+        raw_from(
+            source,
+            players,
+            &format!("{method} {path} HTTP/1.1\r\nHost: t\r\n{auth}Connection: close\r\n\r\n"),
+        )
+    };
+    // A scanner: paths that are not there, then methods no client uses. The 100th refusal
+    // within a minute blocks it; from then on it gets 429 `blocked`, a lobby request too.
+    let mut statuses: Vec<u16> = (0..60)
+        .map(|i| probe("127.0.0.2", "GET", &format!("/wp-admin/{i}.php")).0)
+        .collect();
+    statuses.extend((0..40).map(|_| probe("127.0.0.2", "TRACE", "/api/v1/lobby").0));
+    assert!(statuses[..99].iter().all(|s| *s != 429), "{statuses:?}");
+    assert_eq!(statuses[99], 429, "{statuses:?}");
+    let (status, body) = probe("127.0.0.2", "GET", "/api/v1/lobby");
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("blocked")),
+        "{body}"
+    );
+    // Players elsewhere, and the operators' allow-listed network, are not affected.
+    assert_eq!(probe("127.0.0.1", "GET", "/api/v1/lobby").0, 200);
+    for i in 0..150 {
+        assert_eq!(probe("127.0.0.3", "GET", &format!("/.env{i}")).0, 404);
+    }
+    assert_eq!(probe("127.0.0.3", "GET", "/api/v1/lobby").0, 200);
+
+    // A metric on the gateway; on the control plane an alert, an audit entry and the block
+    // listed with the gateway's own; lifted everywhere at once.
+    let admin_metrics = agent()
+        .get(&stack.admin_url("/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    assert!(
+        admin_metrics.contains("croupier_security_scan_blocks_total 1")
+            && admin_metrics.contains("croupier_security_scan_blocked 1"),
+        "{admin_metrics}"
+    );
+    wait_for("the security alert", || {
+        operator_get(&stack, "/api/v1/alerts")
+            .1
+            .to_string()
+            .contains("security_blocks")
+    });
+    wait_for("the gateway's block in the audit log", || {
+        let (_, audit) = operator_get(&stack, "/api/v1/audit");
+        audit.to_string().contains("address/127.0.0.2")
+    });
+    let listed = ctl(&stack, &["blocks"]);
+    let block = &listed["blocks"][0];
+    assert_eq!(
+        (&block["address"], &block["surface"], &block["gateway"]),
+        (&"127.0.0.2".into(), &"players".into(), &"gateway".into()),
+        "{listed}"
+    );
+    let lifted = ctl(&stack, &["blocks", "--lift", "127.0.0.2"]);
+    assert_eq!(lifted["lifted"], "127.0.0.2");
+    assert_eq!(probe("127.0.0.2", "GET", "/api/v1/lobby").0, 200);
+    assert_eq!(ctl(&stack, &["blocks"])["blocks"], serde_json::json!([]));
+
+    // Unusual play on a node (a sign-in storm): the control plane lists the flag with the
+    // node's name and raises the `unusual_play` alert.
+    let node = format!("http://127.0.0.1:{}", stack.first_node_port);
+    for _ in 0..30 {
+        sign_in_at(&node, "farmer");
+    }
+    wait_for("the unusual-play alert", || {
+        operator_get(&stack, "/api/v1/alerts")
+            .1
+            .to_string()
+            .contains("unusual_play")
+    });
+    let (status, flags) = operator_get(&stack, "/api/v1/flags");
+    assert_eq!(status, 200, "{flags}");
+    let flag = &flags["flags"][0];
+    assert_eq!(
+        (&flag["player"], &flag["signal"], &flag["node"]),
+        (&"farmer".into(), &"many_sessions".into(), &"node-1".into()),
+        "{flags}"
+    );
+}
+
+#[test]
+fn bursts_of_key_conflicts_and_sign_in_storms_are_flagged_for_operators() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(dir.path(), "node-1");
+    let flags = || get(&node.url("/ops/flags"), Some(OPS_TOKEN)).unwrap();
+    let token = sign_in(&node, "replayer");
+    let rounds = node.url("/api/v1/rounds");
+    let (status, body) = post(&rounds, Some(&token), Some("same-key"), &dice_bet(100)).unwrap();
+    assert_eq!(status, 201, "{body}");
+    for stake in 101..121 {
+        let (status, body) =
+            post(&rounds, Some(&token), Some("same-key"), &dice_bet(stake)).unwrap();
+        assert_eq!(status, 422, "{body}");
+    }
+    for _ in 0..30 {
+        sign_in(&node, "farmer");
+    }
+    assert_eq!(get(&node.url("/ops/flags"), None).unwrap().0, 401);
+    let (status, listed) = flags();
+    assert_eq!(status, 200, "{listed}");
+    let mut found: Vec<(String, String)> = listed["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["player"].as_str().unwrap().into(),
+                f["signal"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            ("farmer".to_owned(), "many_sessions".to_owned()),
+            ("replayer".to_owned(), "idempotency_conflicts".to_owned()),
+        ]
+    );
+    let metrics = get_text(&node.url("/metrics"));
+    assert!(metrics.contains("croupier_play_flags 2"), "{metrics}");
+    drop(node);
+    ledger_integrity(dir.path());
+}
+
+fn get_text(url: &str) -> String {
+    agent()
+        .get(url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+}

@@ -1,6 +1,7 @@
 //! The gateway's operator listener: `/healthz`, `/readyz` (at least one node can serve),
-//! `/metrics`, and, with the ops token, `/admin/nodes` to see and set each node's state
-//! (wrong tokens counted per address: `croupier_web::lockout`).
+//! `/metrics`, and, with the ops token, `/admin/nodes` to see and set each node's state and
+//! `/admin/blocks` to list and lift the addresses blocked on either port (wrong tokens
+//! counted per address: `croupier_web::lockout`; scanning: `croupier_web::scanning`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,7 +9,7 @@ use std::sync::atomic::Ordering;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{delete, get, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -22,6 +23,8 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
     let admin = Router::new()
         .route("/admin/nodes", get(list_nodes))
         .route("/admin/nodes/{name}", put(set_node))
+        .route("/admin/blocks", get(list_blocks))
+        .route("/admin/blocks/{address}", delete(lift_block))
         .route_layer(axum::middleware::from_fn_with_state(
             gateway.lockout.clone(),
             croupier_web::lockout::guard,
@@ -140,4 +143,43 @@ async fn set_node(
     }
     tracing::info!(node = %name, state = wanted.state.as_str(), "node state set by operator");
     Json(nodes(&gateway)).into_response()
+}
+
+/// The addresses blocked now on both ports.
+async fn list_blocks(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
+    if !authorized(&gateway, &headers) {
+        return unauthorized();
+    }
+    let mut blocks = gateway.lockout.blocks();
+    blocks.extend(gateway.scanning.blocks());
+    Json(json!({ "blocks": blocks })).into_response()
+}
+
+/// Lifts `address`'s blocks on both ports.
+async fn lift_block(
+    State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path(address): Path<String>,
+) -> Response {
+    if !authorized(&gateway, &headers) {
+        return unauthorized();
+    }
+    let Ok(ip) = address.parse::<std::net::IpAddr>() else {
+        return refusal(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_address",
+            "not an IP address",
+        );
+    };
+    // Both, not the first that had it: `|` does not short-circuit.
+    if gateway.lockout.lift(ip) | gateway.scanning.lift(ip) {
+        tracing::info!(client = %ip, "block lifted by operator");
+        Json(json!({ "lifted": ip })).into_response()
+    } else {
+        refusal(
+            StatusCode::NOT_FOUND,
+            "not_blocked",
+            "that address is not blocked",
+        )
+    }
 }

@@ -80,6 +80,8 @@ pub struct GatewayConfig {
     pub ws_per_ip: Option<usize>,
     /// When wrong admin tokens get an address blocked.
     pub lockout: LockoutConfig,
+    /// When refused requests on the players' port (scanning, floods) get an address blocked.
+    pub scanning: LockoutConfig,
     pub admin_token: String,
     /// What the gateway trusts and presents when it calls `https://` nodes.
     pub node_tls: ClientFiles,
@@ -108,9 +110,19 @@ impl GatewayConfig {
             ws_per_player: Some(16),
             ws_per_ip: Some(256),
             lockout: LockoutConfig::default(),
+            scanning: scanning_defaults(),
             admin_token,
             node_tls: ClientFiles::default(),
         }
+    }
+}
+
+/// A player's client sees a few refusals a minute at most; a scanner or a flood, hundreds.
+pub fn scanning_defaults() -> LockoutConfig {
+    LockoutConfig {
+        max_failures: 100,
+        window: Duration::from_secs(60),
+        ..LockoutConfig::default()
     }
 }
 
@@ -132,6 +144,8 @@ pub struct Gateway {
     pub node_tls: Arc<rustls::ClientConfig>,
     /// Wrong admin tokens per address, and the addresses blocked for them.
     pub lockout: Arc<Lockout>,
+    /// Refused requests per address on the players' port, and the addresses blocked for them.
+    pub scanning: Arc<Lockout>,
 }
 
 impl Gateway {
@@ -163,12 +177,17 @@ impl Gateway {
         );
         let lockout = Arc::new(Lockout::new("gateway_admin", config.lockout.clone()));
         lockout.register(metrics.security_mut());
+        let scanning = Arc::new(
+            Lockout::new("players", config.scanning.clone()).reason(croupier_web::scanning::REASON),
+        );
+        scanning.register_as(metrics.security_mut(), "security_scan");
         Ok(Arc::new(Gateway {
             pool,
             node_tls,
             client,
             metrics,
             lockout,
+            scanning,
             budget: RetryBudget::new(config.retry_ratio, config.retry_floor_per_second),
             limits: RateLimits::new(config.rate_per_ip, config.rate_per_player)
                 .with_sign_ins(config.sign_ins_per_minute),

@@ -110,6 +110,7 @@ pub fn spawn_sweeper(gateway: Arc<Gateway>) {
             tick.tick().await;
             gateway.limits.sweep();
             gateway.lockout.sweep();
+            gateway.scanning.sweep();
         }
     });
 }

@@ -44,9 +44,14 @@ const HOP_BY_HOP: [&str; 8] = [
 ];
 
 pub fn router(gateway: Arc<Gateway>) -> Router {
+    let scanning = gateway.scanning.clone();
     Router::new()
         .fallback(handle)
         .layer(croupier_vitals::panics::layer())
+        .layer(axum::middleware::from_fn_with_state(
+            scanning,
+            croupier_web::scanning::guard,
+        ))
         .layer(axum::middleware::map_response(croupier_web::secure_headers))
         .with_state(gateway)
 }
@@ -133,7 +138,7 @@ async fn handle(
 ) -> Response {
     if !gateway.limits.allow_ip(client.ip()) {
         Metrics::count(&gateway.metrics.refused, "rate_limit_ip");
-        return too_many();
+        return flood();
     }
     if !crate::paths::is_player_path(request.uri().path()) {
         Metrics::count(&gateway.metrics.refused, "not_player_api");
@@ -161,7 +166,7 @@ async fn handle(
     let sign_in = request.method() == Method::POST && request.uri().path() == SIGN_IN;
     if sign_in && !gateway.limits.allow_sign_in(client.ip()) {
         Metrics::count(&gateway.metrics.refused, "rate_limit_sign_in");
-        return too_many();
+        return flood();
     }
     if crate::ws_proxy::is_upgrade(request.headers()) {
         return crate::ws_proxy::handle(gateway, request, player, client.ip()).await;
@@ -214,6 +219,16 @@ fn too_many() -> Response {
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(1));
+    response
+}
+
+/// A refusal of one address's flood (its own rate limit, or its sign-ins'): it counts toward
+/// blocking the address (`croupier_web::scanning`). A player over their own limit does not.
+fn flood() -> Response {
+    let mut response = too_many();
+    response
+        .extensions_mut()
+        .insert(croupier_web::scanning::Flood);
     response
 }
 

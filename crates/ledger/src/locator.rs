@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::error::LedgerError;
 use crate::pg::{PgConfig, PgStore};
+use crate::seed_seal::SeedVault;
 use crate::sqlite::{SqliteConfig, SqliteStore};
 use crate::store::Store;
 
@@ -89,17 +90,30 @@ impl StoreLocation {
         }
     }
 
-    /// Opens (creating and migrating where needed) the store.
+    /// Opens (creating and migrating where needed) the store, for a command that deals no
+    /// seeds (checks, tools): new seeds would be stored as given, sealed ones stay shut.
     pub fn open(&self, currency: &str) -> Result<Arc<dyn Store>, LedgerError> {
+        self.open_with_seeds(currency, SeedVault::default())
+    }
+
+    /// Opens the store with the seed keys of a node: unrevealed seeds are sealed at rest
+    /// (and those that are not yet, sealed now).
+    pub fn open_with_seeds(
+        &self,
+        currency: &str,
+        seeds: SeedVault,
+    ) -> Result<Arc<dyn Store>, LedgerError> {
         Ok(match self {
             StoreLocation::Sqlite(path) => {
                 let mut config = SqliteConfig::new(path);
                 config.currency = currency.to_owned();
+                config.seeds = seeds;
                 Arc::new(SqliteStore::open(config)?)
             }
             StoreLocation::Postgres(url) => {
                 let mut config = PgConfig::new(url);
                 config.currency = currency.to_owned();
+                config.seeds = seeds;
                 Arc::new(PgStore::open(config)?)
             }
         })

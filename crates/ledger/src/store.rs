@@ -114,6 +114,9 @@ pub trait LedgerTx {
     /// The player a live session token (by hash) belongs to, and when the session expires
     /// (ms since the epoch), so a cache of it never outlives it.
     fn session_player(&mut self, token_hash: &str) -> Result<Option<(String, i64)>, LedgerError>;
+    /// Revokes `player`'s sessions but the newest `keep` (the one expiring last are newest:
+    /// every session lives as long), so no player holds more than `keep` open sessions.
+    fn keep_newest_sessions(&mut self, player: &str, keep: u32) -> Result<(), LedgerError>;
 
     fn balance(&mut self, account: &Account) -> Result<i64, LedgerError>;
     /// Appends a transfer to the journal and updates both balances. Refuses (changing

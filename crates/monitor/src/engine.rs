@@ -116,10 +116,13 @@ pub enum Metric {
     DataDisk,
     /// Seconds until that filesystem is full at the trend of the last five minutes.
     DataFullInS,
-    /// Addresses blocked now for guessing operator credentials (`croupier_security_blocked`).
+    /// Addresses blocked now for guessing operator credentials (`croupier_security_blocked`)
+    /// or for scanning the players' port (`croupier_security_scan_blocked`).
     SecurityBlocked,
     /// The largest replay lag of the ledger's standbys, seconds (`replication`).
     ReplicationLagS,
+    /// Players flagged now for unusual play (`croupier_play_flags`).
+    PlayFlags,
 }
 
 impl Metric {
@@ -138,6 +141,7 @@ impl Metric {
             Metric::DataFullInS => point.data_full_in_s,
             Metric::SecurityBlocked => point.security_blocked,
             Metric::ReplicationLagS => point.replication_lag_s,
+            Metric::PlayFlags => point.play_flags,
         }
     }
 }
@@ -281,8 +285,9 @@ pub fn default_rules() -> Vec<RuleDef> {
         &[Kind::Node],
     );
     data_disk_filling.component = Some("wallet".into());
-    // Someone is guessing operator tokens: operators are told, players see nothing (an
-    // internal component, left off the status page).
+    // Someone is guessing operator tokens, or scanning or flooding the players' port:
+    // operators are told, players see nothing (an internal component, left off the status
+    // page).
     let mut security_blocks = rule(
         "security_blocks",
         Metric::SecurityBlocked,
@@ -294,6 +299,18 @@ pub fn default_rules() -> Vec<RuleDef> {
         &[Kind::Node, Kind::Gateway],
     );
     security_blocks.component = Some(SECURITY_COMPONENT.into());
+    // A node flags unusual play (`croupier_node::flags`): operators look at `/api/v1/flags`.
+    let mut unusual_play = rule(
+        "unusual_play",
+        Metric::PlayFlags,
+        Above,
+        (0.5, None),
+        0,
+        (1, 5),
+        Severity::Minor,
+        &[Kind::Node],
+    );
+    unusual_play.component = Some(SECURITY_COMPONENT.into());
     // A standby far behind: a failover now would wait for it to replay, and reads it serves
     // are stale. Players lose nothing yet: an operators' component.
     let mut replication_lag = rule(
@@ -309,6 +326,7 @@ pub fn default_rules() -> Vec<RuleDef> {
     replication_lag.component = Some(STORE_COMPONENT.into());
     vec![
         security_blocks,
+        unusual_play,
         replication_lag,
         data_disk_full,
         data_disk_filling,

@@ -139,8 +139,13 @@ fn value_expr(metric: Metric, kind: Kind) -> Option<String> {
         }
         Metric::LatencyP99Ms | Metric::ErrorRatio => return traffic_expr(metric, kind),
         Metric::SecurityBlocked if on(&[Node, Gateway]) => {
-            format!("croupier_security_blocked{{{job}}}")
+            // Both kinds of block (the scanning one labelled apart, so `or` keeps it).
+            format!(
+                "sum by (job, instance) (croupier_security_blocked{{{job}}} or \
+                 label_replace(croupier_security_scan_blocked{{{job}}}, \"port\", \"players\", \"\", \"\"))"
+            )
         }
+        Metric::PlayFlags if kind == Node => format!("croupier_play_flags{{{job}}}"),
         Metric::StoreUp if kind == Node => format!("croupier_store_up{{{job}}}"),
         Metric::StoreUp if kind == Store => format!("pg_up{{{job}}}"),
         // postgres_exporter's, read on each standby: now() - pg_last_xact_replay_timestamp().

@@ -10,6 +10,7 @@ pub mod cashier;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod flags;
 pub mod metrics;
 pub mod ops_api;
 pub mod player_api;
@@ -72,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ops/notices", post(ops_api::notice))
         .route("/ops/games/{game}", put(ops_api::set_game_status))
         .route("/ops/players/{player}/recall", get(recall::any))
+        .route("/ops/flags", get(ops_api::flags))
         .route_layer(axum::middleware::from_fn_with_state(
             state.lockout.clone(),
             croupier_web::lockout::guard,
@@ -100,6 +102,7 @@ fn spawn_background(state: AppState) {
         loop {
             tick.tick().await;
             state.lockout.sweep();
+            state.flags.sweep();
             let metrics_state = state.clone();
             let _ = tokio::task::spawn_blocking(move || metrics_state.metrics.sample_host()).await;
             if let Ok(statuses) = state.store.read(|tx| tx.game_statuses()).await {

@@ -193,3 +193,8 @@ pub async fn set_game_status(
     );
     Ok(Json(json!({"game": game, "status": status})))
 }
+
+/// The players flagged for unusual play within the last day (`crate::flags`), newest first.
+pub async fn flags(State(state): State<AppState>, _: OpsAuth) -> Json<Value> {
+    Json(json!({ "flags": state.flags.list() }))
+}

@@ -6,14 +6,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use croupier_games::blackjack::Action;
 use croupier_games::{GameId, GameInfo, catalog};
-use croupier_ledger::{Account, Committed, EntryKind, Idempotency};
+use croupier_ledger::{Account, Committed, EntryKind, Idempotency, LedgerError};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::events::PlayerMessage;
 use crate::extract::{IdempotencyKey, JsonBody, PathParam, PlayerAuth, QueryParams};
-use crate::rounds::{self, ActiveSeed, NewRound, Played, Rotated, RoundView, Verification};
+use crate::rounds::{
+    self, ActiveSeed, NewRound, Played, Rotated, RoundError, RoundView, Verification,
+};
 use crate::state::AppState;
 use axum::extract::State;
 
@@ -193,6 +195,9 @@ fn after_commit(state: &AppState, player: &str, committed: &Committed<Played>, r
     state
         .metrics
         .record_round(&round.game, raised, round.payout);
+    if let (Some(payout), Ok(game)) = (round.payout, round.game.parse::<GameId>()) {
+        state.flags.settled(player, game, round.stake, payout);
+    }
     state.publish(
         Some(player.to_owned()),
         PlayerMessage::Balance {
@@ -200,6 +205,13 @@ fn after_commit(state: &AppState, player: &str, committed: &Committed<Played>, r
             round_id: round.id.clone(),
         },
     );
+}
+
+/// A key reused for a different request counts toward the player's conflict flag.
+fn note_refusal(state: &AppState, player: &str, error: &RoundError) {
+    if matches!(error, RoundError::Ledger(LedgerError::IdempotencyKeyReused)) {
+        state.flags.conflict(player);
+    }
 }
 
 pub async fn play(
@@ -249,7 +261,8 @@ pub async fn play(
         .transact(state.idempotency(idempotency), move |tx| {
             rounds::start_round(tx, &new_round)
         })
-        .await?;
+        .await
+        .inspect_err(|e| note_refusal(&state, &player, e))?;
     if !committed.is_replay() {
         state
             .metrics
@@ -288,7 +301,8 @@ pub async fn act(
         .transact(state.idempotency(idempotency), move |tx| {
             rounds::act(tx, &who, &round_id, action, &node)
         })
-        .await?;
+        .await
+        .inspect_err(|e| note_refusal(&state, &player, e))?;
     let raised = if action == Action::Double {
         committed.value().round.stake / 2
     } else {

@@ -101,10 +101,12 @@ pub async fn sign_in(
     let token = random_hex(32);
     let hash = token_hash(&token);
     let demo = state.players.demo;
+    let max_sessions = state.players.max_sessions;
+    let signed_in = player.clone();
     let committed = state
         .store
         .transact(idempotency, move |tx| {
-            rounds::open_session(tx, &player, &hash, demo)
+            rounds::open_session(tx, &player, &hash, demo, max_sessions)
         })
         .await
         .map_err(|e| match e {
@@ -116,6 +118,13 @@ pub async fn sign_in(
     if committed.is_replay() {
         return Err(launch_refused(&LaunchError::Replayed));
     }
+    // Sessions this sign-in revoked may be cached here: look the player's tokens up again.
+    // (Other nodes drop theirs within `SESSION_CACHE_TTL`.)
+    state
+        .sessions
+        .lock()
+        .retain(|_, (player, _, _)| *player != signed_in);
+    state.flags.signed_in(&signed_in);
     let body = SessionCreated {
         signed_in: committed.into_value(),
         token,

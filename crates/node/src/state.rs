@@ -47,6 +47,8 @@ pub struct Inner {
     pub cashier: Cashier,
     /// When an untouched round is closed by the nodes.
     pub abandon: AbandonPolicy,
+    /// Unusual play of the players this node serves (`crate::flags`).
+    pub flags: crate::flags::PlayFlags,
 }
 
 /// What the operator's platform has on a node: the cashier, and the abandoned-round policy.
@@ -70,6 +72,8 @@ pub struct Players {
     pub launch_keys: LaunchKeys,
     /// The ledger's currency: launch tokens must be for it.
     pub currency: String,
+    /// Open sessions one player keeps at most; signing in once more revokes the oldest.
+    pub max_sessions: u32,
 }
 
 impl AppState {
@@ -86,6 +90,12 @@ impl AppState {
         let mut metrics = Metrics::new();
         let lockout = Arc::new(Lockout::new("node", lockout));
         lockout.register(metrics.registry_mut());
+        let flags = crate::flags::PlayFlags::new(crate::flags::FlagConfig::default());
+        metrics.registry_mut().register(
+            "play_flags",
+            "Players flagged for unusual play now",
+            flags.gauge(),
+        );
         metrics
             .store
             .info
@@ -114,6 +124,7 @@ impl AppState {
             websockets: croupier_web::caps::Caps::new(Some(crate::ws::WS_PER_PLAYER)),
             cashier: operator.cashier,
             abandon: operator.abandon,
+            flags,
         }))
     }
 

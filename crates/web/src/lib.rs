@@ -7,6 +7,7 @@
 pub mod caps;
 pub mod launch;
 pub mod lockout;
+pub mod scanning;
 pub mod serve;
 pub mod tls;
 

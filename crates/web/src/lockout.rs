@@ -95,6 +95,8 @@ pub struct Lockout {
     on_block: Option<OnBlock>,
     /// Paths whose POST is a sign-in form (a credential without a bearer token).
     sign_in: &'static [&'static str],
+    /// What the blocked address did, as its answer and the log say it.
+    reason: &'static str,
 }
 
 fn unix_ms_in(left: Duration) -> i64 {
@@ -113,7 +115,15 @@ impl Lockout {
             blocked: Gauge::default(),
             on_block: None,
             sign_in: &[],
+            reason: "too many wrong operator credentials",
         }
+    }
+
+    /// What a blocked address did, for its answer and the log (by default: too many wrong
+    /// operator credentials).
+    pub fn reason(mut self, reason: &'static str) -> Self {
+        self.reason = reason;
+        self
     }
 
     /// Paths whose POST is a sign-in form: a 401 there is a failure too.
@@ -130,13 +140,19 @@ impl Lockout {
 
     /// Adds `security_blocks_total` and `security_blocked` to `registry`.
     pub fn register(&self, registry: &mut Registry) {
+        self.register_as(registry, "security");
+    }
+
+    /// Adds `<prefix>_blocks_total` and `<prefix>_blocked` to `registry` (a second lockout of
+    /// one process counts apart).
+    pub fn register_as(&self, registry: &mut Registry, prefix: &str) {
         registry.register(
-            "security_blocks",
-            "Source addresses blocked for guessing operator credentials",
+            format!("{prefix}_blocks"),
+            format!("Source addresses blocked: {}", self.reason),
             self.blocks_total.clone(),
         );
         registry.register(
-            "security_blocked",
+            format!("{prefix}_blocked"),
             "Source addresses blocked now",
             self.blocked.clone(),
         );
@@ -144,6 +160,12 @@ impl Lockout {
 
     fn allowed(&self, address: IpAddr) -> bool {
         self.config.allow.iter().any(|net| net.contains(&address))
+    }
+
+    /// Whether any address may be blocked now (a lock-free look before `blocked_for`, for
+    /// surfaces that see every request).
+    pub fn may_block(&self) -> bool {
+        self.blocked.get() > 0
     }
 
     /// Time left on `address`'s block, if it is blocked.
@@ -187,7 +209,7 @@ impl Lockout {
         self.refresh_gauge();
         tracing::warn!(
             client = %address, surface = self.surface, seconds = block.seconds_left,
-            blocks = block.blocks, "address blocked: too many wrong operator credentials"
+            blocks = block.blocks, reason = self.reason, "address blocked"
         );
         if let Some(notify) = &self.on_block {
             notify(&block);
@@ -258,18 +280,24 @@ impl Lockout {
     }
 }
 
+/// The JSON body of a refusal to a blocked address.
+#[derive(Serialize)]
+struct BlockedBody {
+    error: &'static str,
+    message: String,
+    retry_after_s: u64,
+}
+
 /// The answer to a blocked address.
-fn blocked(left: Duration) -> Response {
+pub(crate) fn blocked(reason: &str, left: Duration) -> Response {
     let seconds = left.as_secs().max(1);
-    let body = format!(
-        r#"{{"error":"blocked","message":"too many wrong operator credentials from this address; try again in {seconds} s","retry_after_s":{seconds}}}"#
-    );
-    let mut response = (StatusCode::TOO_MANY_REQUESTS, body).into_response();
+    let body = BlockedBody {
+        error: "blocked",
+        message: format!("{reason} from this address; try again in {seconds} s"),
+        retry_after_s: seconds,
+    };
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
     headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     response
 }
@@ -294,14 +322,14 @@ pub async fn guard(State(lockout): State<Arc<Lockout>>, request: Request, next: 
         return next.run(request).await;
     };
     if let Some(left) = lockout.blocked_for(address) {
-        return blocked(left);
+        return blocked(lockout.reason, left);
     }
     let credential = presents_credential(&request, lockout.sign_in);
     let response = next.run(request).await;
     if credential {
         if response.status() == StatusCode::UNAUTHORIZED {
             if let Some(block) = lockout.failure(address) {
-                return blocked(Duration::from_secs(block.seconds_left));
+                return blocked(lockout.reason, Duration::from_secs(block.seconds_left));
             }
         } else {
             lockout.success(address);

@@ -33,6 +33,8 @@ pub struct NewSession {
 pub struct BatchState {
     pub players: Tracked<String, ()>,
     pub sessions: Appended<NewSession>,
+    /// Players whose sessions but the newest N go, after the new ones are in.
+    pub session_caps: Appended<(String, u32)>,
     /// Player balances (locked as read).
     pub balances: Tracked<String, i64>,
     /// Changes to the house and escrow balances, applied as deltas to this writer's shard.
@@ -54,6 +56,7 @@ impl BatchState {
     pub fn accept(&mut self) {
         self.players.accept();
         self.sessions.accept();
+        self.session_caps.accept();
         self.balances.accept();
         self.deltas.accept();
         self.seeds.accept();
@@ -67,6 +70,7 @@ impl BatchState {
     pub fn discard(&mut self) {
         self.players.discard();
         self.sessions.discard();
+        self.session_caps.discard();
         self.balances.discard();
         self.deltas.discard();
         self.seeds.discard();
@@ -295,10 +299,12 @@ fn players(state: &BatchState, now_ms: i64) -> Option<Statement> {
     })
 }
 
-fn sessions(state: &BatchState) -> Option<Statement> {
+/// New sessions, then the players' sessions beyond their cap revoked (oldest first).
+fn sessions(state: &BatchState) -> Vec<Statement> {
     let rows = state.sessions.accepted();
-    (!rows.is_empty()).then(|| {
-        Statement::new(
+    let mut out = Vec::new();
+    if !rows.is_empty() {
+        out.push(Statement::new(
             "INSERT INTO sessions (token_hash, player, expires_ms)
              SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])",
             vec![
@@ -310,8 +316,31 @@ fn sessions(state: &BatchState) -> Option<Statement> {
                 Box::new(rows.iter().map(|s| s.player.clone()).collect::<Vec<_>>()),
                 Box::new(rows.iter().map(|s| s.expires_ms).collect::<Vec<_>>()),
             ],
-        )
-    })
+        ));
+    }
+    // One row per player (the smallest cap asked for): a player listed twice would count
+    // each of their sessions twice.
+    let mut caps: std::collections::BTreeMap<&str, u32> = std::collections::BTreeMap::new();
+    for (player, keep) in state.session_caps.accepted() {
+        caps.entry(player)
+            .and_modify(|k| *k = (*k).min(*keep))
+            .or_insert(*keep);
+    }
+    if !caps.is_empty() {
+        out.push(Statement::new(
+            "DELETE FROM sessions s USING (
+                 SELECT token_hash, t.keep, row_number() OVER (
+                     PARTITION BY sessions.player ORDER BY expires_ms DESC, token_hash DESC) AS n
+                 FROM sessions JOIN unnest($1::text[], $2::bigint[]) AS t(player, keep)
+                     ON sessions.player = t.player
+             ) r WHERE s.token_hash = r.token_hash AND r.n > r.keep",
+            vec![
+                Box::new(caps.keys().map(|p| (*p).to_owned()).collect::<Vec<_>>()),
+                Box::new(caps.values().map(|k| i64::from(*k)).collect::<Vec<_>>()),
+            ],
+        ));
+    }
+    out
 }
 
 /// Balances change by delta. A player's existing row is locked when read and updated; a row
@@ -373,16 +402,22 @@ fn balances(state: &BatchState, currency: &str, shard: i16) -> Vec<Statement> {
 }
 
 /// Changed seeds are updated before new ones are inserted: a rotation reveals the old seed
-/// first, so the "one active seed per player" index holds at every statement.
+/// first, so the "one active seed per player" index holds at every statement. A seed revealed
+/// by the batch is written back with its server seed in clear (`seed_seal`).
 fn seeds(state: &BatchState) -> Vec<Statement> {
-    let mut updated: (Vec<i64>, Vec<i64>, Vec<Option<i64>>) = Default::default();
+    type Updates = (Vec<i64>, Vec<i64>, Vec<Option<i64>>, Vec<Option<String>>);
+    let mut updated: Updates = Default::default();
     let mut new: Vec<&Seed> = Vec::new();
     for (id, before, now) in state.seeds.changes() {
         match (before, now) {
-            (Some(_), Some(seed)) => {
+            (Some(before), Some(seed)) => {
                 updated.0.push(*id);
                 updated.1.push(seed.next_nonce as i64);
                 updated.2.push(seed.revealed_ms);
+                let revealed_now = before.revealed_ms.is_none() && seed.revealed_ms.is_some();
+                updated
+                    .3
+                    .push(revealed_now.then(|| seed.server_seed.clone()));
             }
             (None, Some(seed)) => new.push(seed),
             _ => {}
@@ -391,9 +426,15 @@ fn seeds(state: &BatchState) -> Vec<Statement> {
     let mut out = Vec::new();
     if !updated.0.is_empty() {
         out.push(Statement::new(
-            "UPDATE seeds SET next_nonce = t.n, revealed_ms = t.r
-             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS t(id, n, r) WHERE seeds.id = t.id",
-            vec![Box::new(updated.0), Box::new(updated.1), Box::new(updated.2)],
+            "UPDATE seeds SET next_nonce = t.n, revealed_ms = t.r, server_seed = COALESCE(t.s, seeds.server_seed)
+             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS t(id, n, r, s)
+             WHERE seeds.id = t.id",
+            vec![
+                Box::new(updated.0),
+                Box::new(updated.1),
+                Box::new(updated.2),
+                Box::new(updated.3),
+            ],
         ));
     }
     if !new.is_empty() {

@@ -16,6 +16,7 @@ mod batch;
 mod conn;
 pub mod error;
 mod prefetch;
+mod reseal;
 mod retention;
 mod schema;
 pub mod scratch;
@@ -38,6 +39,7 @@ use tokio_postgres::config::TargetSessionAttrs;
 
 use crate::error::LedgerError;
 use crate::observe::{ObserverSlot, StoreObserver};
+use crate::seed_seal::SeedVault;
 use crate::store::{BoxFuture, Idempotency, ReadOp, Store, TxOp};
 use conn::{Conn, Driver};
 pub use schema::SHARDS;
@@ -63,6 +65,8 @@ pub struct PgConfig {
     pub readers: usize,
     /// How long a batch is retried (server restarting, failover) before it is refused.
     pub retry_for: Duration,
+    /// How unrevealed server seeds are stored (sealed when it has keys).
+    pub seeds: SeedVault,
 }
 
 impl PgConfig {
@@ -73,6 +77,7 @@ impl PgConfig {
             max_batch: 512,
             readers: 4,
             retry_for: Duration::from_secs(3),
+            seeds: SeedVault::default(),
         }
     }
 }
@@ -87,6 +92,7 @@ pub struct PgStore {
     /// Drives the readers' connections; shut down (not dropped in place) with the store.
     reader_runtime: Option<Runtime>,
     currency: Arc<str>,
+    seeds: SeedVault,
 }
 
 /// The connection settings of `url`, with the store's session options.
@@ -164,12 +170,17 @@ impl PgStore {
                 .transpose()?;
             (pool(pg.clone(), config.readers.max(1))?, standby)
         };
-        migrate_on(&reader_runtime, &readers)?;
+        if let Err(e) = migrate_on(&reader_runtime, &readers, &config.seeds) {
+            // Dropped in place, a runtime panics inside an async context.
+            reader_runtime.shutdown_background();
+            return Err(e);
+        }
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let writer_config = pg;
         let currency = config.currency.clone();
         let observer = ObserverSlot::default();
         let writer_observer = observer.clone();
+        let writer_seeds = config.seeds.clone();
         let (started, ready) = std::sync::mpsc::channel();
         std::thread::Builder::new()
             .name("ledger-pg-writer".into())
@@ -187,6 +198,7 @@ impl PgStore {
                         max_batch: config.max_batch.max(1),
                         retry_for: config.retry_for,
                         observer: writer_observer,
+                        seeds: writer_seeds,
                     })
                 });
                 match writer {
@@ -210,13 +222,14 @@ impl PgStore {
             standby_readers,
             reader_runtime: Some(reader_runtime),
             currency: config.currency.into(),
+            seeds: config.seeds,
         })
     }
 }
 
-/// Applies the migrations from a thread of its own, so `open` may be called from anywhere
-/// (inside an async runtime too).
-fn migrate_on(runtime: &Runtime, readers: &Pool) -> Result<(), LedgerError> {
+/// Applies the migrations, then seals the unrevealed seeds that need it (`reseal`), from a
+/// thread of its own, so `open` may be called from anywhere (inside an async runtime too).
+fn migrate_on(runtime: &Runtime, readers: &Pool, seeds: &SeedVault) -> Result<(), LedgerError> {
     let handle = runtime.handle().clone();
     let readers = readers.clone();
     std::thread::scope(|scope| {
@@ -226,7 +239,9 @@ fn migrate_on(runtime: &Runtime, readers: &Pool) -> Result<(), LedgerError> {
                     let mut client = readers.get().await.map_err(|e| {
                         LedgerError::Unavailable(format!("cannot connect to the store: {e}"))
                     })?;
-                    schema::migrate(&mut client).await
+                    schema::migrate(&mut client).await?;
+                    reseal::reseal_unrevealed(&mut client, seeds).await?.log();
+                    Ok::<(), LedgerError>(())
                 })
             })
             .join()
@@ -273,12 +288,13 @@ impl Store for PgStore {
         let readers = self.readers.clone();
         let standby = self.standby_readers.clone();
         let currency = self.currency.clone();
+        let seeds = self.seeds.clone();
         let handle = self.reader_handle();
         Box::pin(async move {
             let handle = handle?;
             tokio::task::spawn_blocking(move || {
                 let conn = reader_connection(&handle, &readers, standby.as_ref())?;
-                read_on(&handle, &conn, &currency, op)
+                read_on(&handle, &conn, &currency, &seeds, op)
             })
             .await
             .map_err(|e| LedgerError::Storage(format!("read failed: {e}")))?
@@ -363,6 +379,7 @@ fn read_on(
     handle: &tokio::runtime::Handle,
     client: &deadpool_postgres::Object,
     currency: &str,
+    seeds: &SeedVault,
     op: ReadOp,
 ) -> Result<(), LedgerError> {
     let conn = Conn {
@@ -375,6 +392,7 @@ fn read_on(
         currency,
         now_ms: crate::clock::now_ms(),
         batch: None,
+        seeds,
     };
     op(&mut tx);
     conn.batch_execute("COMMIT")

@@ -20,8 +20,9 @@ pub const SHARDS: i16 = 16;
 const MIGRATION_LOCK: i64 = 0x63_726f_7570_6965;
 
 pub fn migrations() -> Vec<String> {
-    vec![format!(
-        r#"
+    vec![
+        format!(
+            r#"
 CREATE TABLE journal (
     seq BIGINT PRIMARY KEY,
     ts_ms BIGINT NOT NULL,
@@ -114,7 +115,13 @@ CREATE INDEX idempotency_by_time ON idempotency (created_ms);
 
 CREATE TABLE game_status (game TEXT PRIMARY KEY, status TEXT NOT NULL);
 "#
-    )]
+        ),
+        // 2: a player's sessions, to keep the newest few (the cap of open sessions per player).
+        // From this version on, unrevealed server seeds are sealed at rest (crate::seed_seal):
+        // a node of an older build finds a newer schema, is not ready, and so never deals
+        // from a sealed seed.
+        "CREATE INDEX sessions_by_player ON sessions (player, expires_ms);".to_owned(),
+    ]
 }
 
 /// Brings the schema up to date under the migration lock; returns the version now in force.

@@ -213,3 +213,40 @@ async fn two_nodes_writing_new_accounts_at_once_lose_nothing() {
         assert_eq!(report.entries, 200);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeds_are_sealed_at_rest() {
+    let db = TempDb::new();
+    let url = db.0.url().to_owned();
+    let open = |seeds: crate::SeedVault| -> Result<Arc<dyn Store>, LedgerError> {
+        let mut config = PgConfig::new(&url);
+        config.seeds = seeds;
+        Ok(Arc::new(PgStore::open(config)?) as Arc<dyn Store>)
+    };
+    let stored = |player: &str| -> Vec<String> {
+        let (url, player) = (url.clone(), player.to_owned());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let (client, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+                tokio::spawn(connection);
+                client
+                    .query(
+                        "SELECT server_seed FROM seeds WHERE player = $1 ORDER BY id",
+                        &[&player],
+                    )
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|row| row.get(0))
+                    .collect()
+            })
+        })
+        .join()
+        .unwrap()
+    };
+    testkit::sealed_seeds::seeds_are_sealed_at_rest(&open, &stored).await;
+}

@@ -12,6 +12,7 @@ use super::conn::{Conn, Params};
 use super::prefetch::Needs;
 use crate::error::LedgerError;
 use crate::model::{Account, JournalEntry, Round, RoundStatus, Seed, Transfer};
+use crate::seed_seal::SeedVault;
 use crate::store::LedgerTx;
 
 pub struct PgTx<'a> {
@@ -20,6 +21,8 @@ pub struct PgTx<'a> {
     pub now_ms: i64,
     /// The batch being built; `None` on a read snapshot.
     pub batch: Option<&'a mut BatchState>,
+    /// Seals new server seeds and opens stored ones; the batch keeps seeds as stored.
+    pub seeds: &'a SeedVault,
 }
 
 pub const SEED_COLUMNS: &str =
@@ -348,6 +351,11 @@ impl LedgerTx for PgTx<'_> {
         Ok(())
     }
 
+    fn keep_newest_sessions(&mut self, player: &str, keep: u32) -> Result<(), LedgerError> {
+        self.batch()?.session_caps.push((player.to_owned(), keep));
+        Ok(())
+    }
+
     fn session_player(&mut self, token_hash: &str) -> Result<Option<(String, i64)>, LedgerError> {
         if let Some(batch) = self.batch.as_deref()
             && let Some(new) = batch
@@ -414,31 +422,33 @@ impl LedgerTx for PgTx<'_> {
     }
 
     fn active_seed(&mut self, player: &str) -> Result<Option<Seed>, LedgerError> {
-        if self.batch.is_some() {
-            return self.batch_active_seed(player);
-        }
-        Ok(self
-            .query_opt(
+        let stored = if self.batch.is_some() {
+            self.batch_active_seed(player)?
+        } else {
+            self.query_opt(
                 &format!(
                     "SELECT {SEED_COLUMNS} FROM seeds WHERE player = $1 AND revealed_ms IS NULL"
                 ),
                 &[&player],
             )?
             .as_ref()
-            .map(seed_from))
+            .map(seed_from)
+        };
+        stored.map(|seed| self.seeds.opened(seed)).transpose()
     }
 
     fn seed(&mut self, id: i64) -> Result<Option<Seed>, LedgerError> {
-        if self.batch.is_some() {
-            return self.batch_seed(id);
-        }
-        Ok(self
-            .query_opt(
+        let stored = if self.batch.is_some() {
+            self.batch_seed(id)?
+        } else {
+            self.query_opt(
                 &format!("SELECT {SEED_COLUMNS} FROM seeds WHERE id = $1"),
                 &[&id],
             )?
             .as_ref()
-            .map(seed_from))
+            .map(seed_from)
+        };
+        stored.map(|seed| self.seeds.opened(seed)).transpose()
     }
 
     fn insert_seed(
@@ -449,6 +459,9 @@ impl LedgerTx for PgTx<'_> {
         client_seed: &str,
     ) -> Result<i64, LedgerError> {
         self.batch()?;
+        let stored = self
+            .seeds
+            .to_stored(player, server_seed_hash, server_seed)?;
         let id: i64 = self
             .query_opt("SELECT nextval('seeds_id_seq')", &[])?
             .map(|r| r.get(0))
@@ -456,7 +469,7 @@ impl LedgerTx for PgTx<'_> {
         let seed = Seed {
             id,
             player: player.to_owned(),
-            server_seed: server_seed.to_owned(),
+            server_seed: stored,
             server_seed_hash: server_seed_hash.to_owned(),
             client_seed: client_seed.to_owned(),
             next_nonce: 0,
@@ -481,9 +494,10 @@ impl LedgerTx for PgTx<'_> {
             ..seed.clone()
         };
         self.batch()?.seeds.set(seed.id, Some(advanced));
-        Ok(Some((seed, nonce)))
+        Ok(Some((self.seeds.opened(seed)?, nonce)))
     }
 
+    /// Marks the seed revealed; the flush writes its server seed back in clear.
     fn reveal_seed(&mut self, seed_id: i64) -> Result<(), LedgerError> {
         let Some(seed) = self.batch_seed(seed_id)? else {
             return Err(LedgerError::NotFound(format!("seed {seed_id}")));
@@ -496,7 +510,7 @@ impl LedgerTx for PgTx<'_> {
         let player = seed.player.clone();
         let revealed = Seed {
             revealed_ms: Some(self.now_ms),
-            ..seed
+            ..self.seeds.opened(seed)?
         };
         let batch = self.batch()?;
         batch.seeds.set(seed_id, Some(revealed));

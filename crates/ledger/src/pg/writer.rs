@@ -20,6 +20,7 @@ use super::tx::PgTx;
 use crate::clock::now_ms;
 use crate::error::LedgerError;
 use crate::observe::{BatchTimings, ObserverSlot};
+use crate::seed_seal::SeedVault;
 use crate::store::{ErasedCommitted, Idempotency, OpOutput, TxOp, WriteFailure};
 
 pub type Reply = Result<ErasedCommitted, WriteFailure>;
@@ -41,6 +42,7 @@ pub struct Writer {
     /// How long a batch is retried before its operations are answered "unavailable".
     pub retry_for: Duration,
     pub observer: ObserverSlot,
+    pub seeds: SeedVault,
 }
 
 /// How long the last attempt of a batch spent building and committing.
@@ -212,6 +214,7 @@ impl Writer {
             currency: &self.currency,
             now_ms: now,
             batch: Some(&mut *state),
+            seeds: &self.seeds,
         };
         let output: OpOutput = catch_unwind(AssertUnwindSafe(|| (job.op)(&mut tx)))
             .map_err(|_| LedgerError::Storage("the operation panicked".into()))?

@@ -6,6 +6,7 @@
 //! re-reads the chain head. Reads use a small pool of read-only connections.
 
 mod checkpoint;
+mod reseal;
 mod retention;
 mod schema;
 pub mod turns;
@@ -25,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::clock::now_ms;
 use crate::error::LedgerError;
 use crate::observe::{BatchTimings, ObserverSlot, StoreObserver};
+use crate::seed_seal::SeedVault;
 use crate::store::{
     BoxFuture, ErasedCommitted, Idempotency, OpOutput, ReadOp, Store, TxOp, WriteFailure,
 };
@@ -49,6 +51,8 @@ pub struct SqliteConfig {
     /// WAL length (frames, about a KiB each) past which the checkpointer takes the write
     /// turn so the WAL can rewind (`checkpoint`).
     pub wal_restart_frames: i64,
+    /// How unrevealed server seeds are stored (sealed when it has keys).
+    pub seeds: SeedVault,
 }
 
 impl SqliteConfig {
@@ -59,6 +63,7 @@ impl SqliteConfig {
             max_batch: 512,
             readers: 4,
             wal_restart_frames: 8 * 1024,
+            seeds: SeedVault::default(),
         }
     }
 }
@@ -80,6 +85,7 @@ pub struct SqliteStore {
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: AtomicUsize,
     currency: Arc<str>,
+    seeds: SeedVault,
 }
 
 /// Opens a connection with the settings every connection to the ledger uses.
@@ -129,6 +135,7 @@ pub fn check_integrity(
         now_ms: now_ms(),
         head: None,
         balances: None,
+        seeds: &SeedVault::default(),
     };
     let report = crate::integrity::check(&mut tx);
     conn.execute_batch("COMMIT")?;
@@ -145,6 +152,7 @@ impl SqliteStore {
         }
         let mut writer = connect(&config.path, false)?;
         schema::migrate(&mut writer)?;
+        reseal::reseal_unrevealed(&writer, &config.seeds)?;
         // Checkpoints run beside the writer, never inside its commits (`checkpoint`); when
         // the WAL rewinds, its file is cut back to 16 MiB.
         writer
@@ -158,6 +166,7 @@ impl SqliteStore {
         let max_batch = config.max_batch.max(1);
         let observer = ObserverSlot::default();
         let writer_observer = observer.clone();
+        let writer_seeds = config.seeds.clone();
         let turns = WriterTurns::open(&config.path, BUSY_TIMEOUT)?;
         let checkpoints = Checkpointer::start(
             &config.path,
@@ -174,6 +183,7 @@ impl SqliteStore {
                     currency: &writer_currency,
                     max_batch,
                     observer: &writer_observer,
+                    seeds: &writer_seeds,
                 };
                 writer.run(queue)
             })
@@ -186,6 +196,7 @@ impl SqliteStore {
             readers: Arc::new(readers),
             next_reader: AtomicUsize::new(0),
             currency,
+            seeds: config.seeds.clone(),
         })
     }
 }
@@ -197,6 +208,7 @@ struct Writer<'a> {
     currency: &'a str,
     max_batch: usize,
     observer: &'a ObserverSlot,
+    seeds: &'a SeedVault,
 }
 
 impl Writer<'_> {
@@ -217,7 +229,7 @@ impl Writer<'_> {
                     continue;
                 }
             };
-            let timings = commit_batch(&self.conn, self.currency, batch, turn_wait);
+            let timings = commit_batch(&self.conn, self.currency, self.seeds, batch, turn_wait);
             if let Err(e) = self.turns.pass() {
                 tracing::error!(error = %e, "cannot pass the ledger's write turn");
             }
@@ -239,6 +251,7 @@ fn fail_all(jobs: Vec<Job>, error: &LedgerError) {
 fn commit_batch(
     conn: &Connection,
     currency: &str,
+    seeds: &SeedVault,
     jobs: Vec<Job>,
     turn_wait: Duration,
 ) -> BatchTimings {
@@ -269,6 +282,7 @@ fn commit_batch(
     let mut batch = Batch {
         conn,
         currency,
+        seeds,
         now: now_ms(),
         head,
         balances: BatchBalances::default(),
@@ -306,6 +320,7 @@ fn commit_batch(
 struct Batch<'c> {
     conn: &'c Connection,
     currency: &'c str,
+    seeds: &'c SeedVault,
     now: i64,
     /// Where the next accepted operation's entries link.
     head: ChainHead,
@@ -357,6 +372,7 @@ impl Batch<'_> {
             now_ms: self.now,
             head: Some(self.head.clone()),
             balances: Some(&mut self.balances),
+            seeds: self.seeds,
         };
         let output: OpOutput = catch_unwind(AssertUnwindSafe(|| op(&mut tx)))
             .map_err(|_| LedgerError::Storage("the operation panicked".into()))?
@@ -416,6 +432,7 @@ impl Store for SqliteStore {
         let readers = self.readers.clone();
         let index = self.next_reader.fetch_add(1, Ordering::Relaxed) % readers.len();
         let currency = self.currency.clone();
+        let seeds = self.seeds.clone();
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 let conn = readers[index].lock();
@@ -429,6 +446,7 @@ impl Store for SqliteStore {
                     now_ms: now_ms(),
                     head: None,
                     balances: None,
+                    seeds: &seeds,
                 };
                 op(&mut tx);
                 conn.execute_batch("COMMIT")?;

@@ -90,6 +90,12 @@ CREATE INDEX sessions_by_expiry ON sessions (expires_ms);
 CREATE INDEX seeds_by_time ON seeds (created_ms);
 CREATE INDEX seeds_revealed ON seeds (revealed_ms) WHERE revealed_ms IS NOT NULL;
 "#,
+    r#"
+-- 3: a player's sessions, to keep the newest few (the cap of open sessions per player). From
+-- this version on, unrevealed server seeds are sealed at rest (crate::seed_seal): a node of an
+-- older build finds a newer schema, is not ready, and so never deals from a sealed seed.
+CREATE INDEX sessions_by_player ON sessions (player, expires_ms);
+"#,
 ];
 
 /// Brings the schema up to date; returns the version now in force.

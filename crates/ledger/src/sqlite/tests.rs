@@ -45,3 +45,25 @@ async fn journal_is_append_only_and_tampering_is_detected() {
     assert!(report.violated(integrity::PROJECTIONS), "{report:#?}");
     assert!(report.violated(integrity::SUM_ZERO), "{report:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeds_are_sealed_at_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ledger.db");
+    let open = |seeds: crate::SeedVault| -> Result<Arc<dyn Store>, LedgerError> {
+        let mut config = SqliteConfig::new(&db);
+        config.seeds = seeds;
+        Ok(Arc::new(SqliteStore::open(config)?) as Arc<dyn Store>)
+    };
+    let stored = |player: &str| -> Vec<String> {
+        connect(&db, true)
+            .unwrap()
+            .prepare("SELECT server_seed FROM seeds WHERE player = ?1 ORDER BY id")
+            .unwrap()
+            .query_map([player], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    testkit::sealed_seeds::seeds_are_sealed_at_rest(&open, &stored).await;
+}

@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use crate::chain::{GENESIS, entry_hash};
 use crate::error::LedgerError;
 use crate::model::{Account, JournalEntry, Round, RoundStatus, Seed, Transfer};
+use crate::seed_seal::SeedVault;
 use crate::store::LedgerTx;
 
 /// The last entry of the journal: where the next one links.
@@ -83,6 +84,8 @@ pub struct SqliteTx<'c> {
     pub(super) head: Option<ChainHead>,
     /// The batch's balances; `None` on a read snapshot, which reads the file.
     pub(super) balances: Option<&'c mut BatchBalances>,
+    /// Seals new server seeds and opens stored ones.
+    pub(super) seeds: &'c SeedVault,
 }
 
 fn storage(what: String) -> LedgerError {
@@ -156,7 +159,7 @@ fn finish_round((mut round, status): RawRound) -> Result<Round, LedgerError> {
     Ok(round)
 }
 
-fn seed_from_row(r: &Row<'_>) -> rusqlite::Result<Seed> {
+pub(super) fn seed_from_row(r: &Row<'_>) -> rusqlite::Result<Seed> {
     Ok(Seed {
         id: r.get(0)?,
         player: r.get(1)?,
@@ -169,7 +172,7 @@ fn seed_from_row(r: &Row<'_>) -> rusqlite::Result<Seed> {
     })
 }
 
-const SEED_COLUMNS: &str =
+pub(super) const SEED_COLUMNS: &str =
     "id, player, server_seed, server_seed_hash, client_seed, next_nonce, created_ms, revealed_ms";
 
 impl SqliteTx<'_> {
@@ -228,6 +231,17 @@ impl LedgerTx for SqliteTx<'_> {
                 "INSERT INTO sessions (token_hash, player, expires_ms) VALUES (?1, ?2, ?3)",
             )?
             .execute(params![token_hash, player, expires_ms])?;
+        Ok(())
+    }
+
+    fn keep_newest_sessions(&mut self, player: &str, keep: u32) -> Result<(), LedgerError> {
+        self.conn
+            .prepare_cached(
+                "DELETE FROM sessions WHERE player = ?1 AND token_hash IN
+                 (SELECT token_hash FROM sessions WHERE player = ?1
+                  ORDER BY expires_ms DESC, token_hash DESC LIMIT -1 OFFSET ?2)",
+            )?
+            .execute(params![player, keep])?;
         Ok(())
     }
 
@@ -335,21 +349,23 @@ impl LedgerTx for SqliteTx<'_> {
     }
 
     fn active_seed(&mut self, player: &str) -> Result<Option<Seed>, LedgerError> {
-        Ok(self
-            .conn
+        self.conn
             .prepare_cached(&format!(
                 "SELECT {SEED_COLUMNS} FROM seeds WHERE player = ?1 AND revealed_ms IS NULL"
             ))?
             .query_row([player], seed_from_row)
-            .optional()?)
+            .optional()?
+            .map(|seed| self.seeds.opened(seed))
+            .transpose()
     }
 
     fn seed(&mut self, id: i64) -> Result<Option<Seed>, LedgerError> {
-        Ok(self
-            .conn
+        self.conn
             .prepare_cached(&format!("SELECT {SEED_COLUMNS} FROM seeds WHERE id = ?1"))?
             .query_row([id], seed_from_row)
-            .optional()?)
+            .optional()?
+            .map(|seed| self.seeds.opened(seed))
+            .transpose()
     }
 
     fn insert_seed(
@@ -359,17 +375,20 @@ impl LedgerTx for SqliteTx<'_> {
         server_seed_hash: &str,
         client_seed: &str,
     ) -> Result<i64, LedgerError> {
+        let stored = self
+            .seeds
+            .to_stored(player, server_seed_hash, server_seed)?;
         self.conn
             .prepare_cached(
                 "INSERT INTO seeds (player, server_seed, server_seed_hash, client_seed, next_nonce, created_ms)
                  VALUES (?1, ?2, ?3, ?4, 0, ?5)",
             )?
-            .execute(params![player, server_seed, server_seed_hash, client_seed, self.now_ms])?;
+            .execute(params![player, stored, server_seed_hash, client_seed, self.now_ms])?;
         Ok(self.conn.last_insert_rowid())
     }
 
     fn take_nonce(&mut self, player: &str) -> Result<Option<(Seed, u64)>, LedgerError> {
-        Ok(self
+        let Some(mut seed) = self
             .conn
             .prepare_cached(&format!(
                 "UPDATE seeds SET next_nonce = next_nonce + 1 WHERE player = ?1 AND revealed_ms IS NULL
@@ -377,20 +396,25 @@ impl LedgerTx for SqliteTx<'_> {
             ))?
             .query_row([player], seed_from_row)
             .optional()?
-            .map(|mut seed| {
-                seed.next_nonce -= 1;
-                let nonce = seed.next_nonce;
-                (seed, nonce)
-            }))
+        else {
+            return Ok(None);
+        };
+        seed.next_nonce -= 1;
+        let nonce = seed.next_nonce;
+        Ok(Some((self.seeds.opened(seed)?, nonce)))
     }
 
+    /// Marks the seed revealed and writes its server seed back in clear.
     fn reveal_seed(&mut self, seed_id: i64) -> Result<(), LedgerError> {
+        let seed = self
+            .seed(seed_id)?
+            .ok_or_else(|| LedgerError::NotFound(format!("seed {seed_id}")))?;
         let changed = self
             .conn
             .prepare_cached(
-                "UPDATE seeds SET revealed_ms = ?2 WHERE id = ?1 AND revealed_ms IS NULL",
+                "UPDATE seeds SET revealed_ms = ?2, server_seed = ?3 WHERE id = ?1 AND revealed_ms IS NULL",
             )?
-            .execute(params![seed_id, self.now_ms])?;
+            .execute(params![seed_id, self.now_ms, seed.server_seed])?;
         if changed == 0 {
             return Err(LedgerError::Conflict(format!(
                 "seed {seed_id} is already revealed"

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+pub mod sealed_seeds;
+
 use crate::error::LedgerError;
 use crate::integrity;
 use crate::model::{Account, EntryKind, Round, RoundStatus, Transfer};
@@ -395,6 +397,47 @@ pub async fn housekeeping_removes_expired_sessions_and_keeps_recent_keys(opener:
     assert_sound(&*store).await;
 }
 
+/// `keep_newest_sessions` leaves a player their newest sessions only (whether opened in one
+/// batch or several, through one store or another) and never touches another player's.
+pub async fn a_player_keeps_only_the_newest_sessions(opener: &dyn Opener) {
+    let (first, second) = (opener.open(), opener.open());
+    let now = crate::clock::now_ms();
+    first
+        .transact(None, move |tx| {
+            tx.create_player("kim")?;
+            tx.create_player("lee")?;
+            tx.insert_session("lee-0", "lee", now + 1_000)
+        })
+        .await
+        .unwrap();
+    for n in 0..5_i64 {
+        let store = if n % 2 == 0 { &first } else { &second };
+        store
+            .transact(None, move |tx| {
+                tx.insert_session(&format!("kim-{n}"), "kim", now + 10_000 + n)?;
+                tx.keep_newest_sessions("kim", 3)
+            })
+            .await
+            .unwrap();
+    }
+    let live = |hash: &'static str| {
+        let store = first.clone();
+        async move {
+            store
+                .read(move |tx| tx.session_player(hash))
+                .await
+                .unwrap()
+                .is_some()
+        }
+    };
+    let mut kept = Vec::new();
+    for hash in ["kim-0", "kim-1", "kim-2", "kim-3", "kim-4", "lee-0"] {
+        kept.push(live(hash).await);
+    }
+    assert_eq!(kept, [false, false, true, true, true, true]);
+    assert_sound(&*first).await;
+}
+
 fn cashier(kind: EntryKind, player: &str, reference: Option<&str>, amount: i64) -> Transfer {
     let (debit, credit) = match kind {
         EntryKind::Deposit => (Account::Operator, Account::player(player)),
@@ -470,6 +513,7 @@ macro_rules! store_contract_tests {
             operations_in_one_batch_see_each_others_changes,
             reopen_keeps_data,
             housekeeping_removes_expired_sessions_and_keeps_recent_keys,
+            a_player_keeps_only_the_newest_sessions,
             cashier_movements_keep_invariants_and_are_found_by_key
         );
     };

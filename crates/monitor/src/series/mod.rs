@@ -52,10 +52,13 @@ pub struct Point {
     pub data_available_bytes: Option<f64>,
     /// Seconds until it is full at the recent trend; `None` when not filling.
     pub data_full_in_s: Option<f64>,
-    /// Source addresses the target blocks now for wrong operator credentials.
+    /// Source addresses the target blocks now for wrong operator credentials (or, a
+    /// gateway, for scanning its players' port).
     pub security_blocked: Option<f64>,
     /// The largest replay lag of a store's standbys, seconds.
     pub replication_lag_s: Option<f64>,
+    /// Players a node flags now for unusual play (`croupier_play_flags`).
+    pub play_flags: Option<f64>,
 }
 
 /// Counters of one scrape that rates are computed from.
@@ -115,6 +118,17 @@ fn sum(samples: &[Sample], name: &str, keep: impl Fn(&Sample) -> bool) -> Option
 
 fn gauge(samples: &[Sample], name: &str) -> Option<f64> {
     samples.iter().find(|s| s.name == name).map(|s| s.value)
+}
+
+/// Addresses blocked now, for guessing operator credentials or (the gateway's players' port)
+/// for scanning and floods.
+fn blocked_addresses(samples: &[Sample]) -> Option<f64> {
+    let credentials = gauge(samples, "croupier_security_blocked");
+    let scanning = gauge(samples, "croupier_security_scan_blocked");
+    match (credentials, scanning) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+    }
 }
 
 fn is_5xx(sample: &Sample) -> bool {
@@ -248,7 +262,8 @@ impl TargetSeries {
             point.rounds_in_flight = gauge(samples, "croupier_rounds_in_flight");
             point.store_up =
                 gauge(samples, "croupier_store_up").or_else(|| gauge(samples, "pg_up"));
-            point.security_blocked = gauge(samples, "croupier_security_blocked");
+            point.security_blocked = blocked_addresses(samples);
+            point.play_flags = gauge(samples, "croupier_play_flags");
             point.replication_lag_s = gauge(samples, "croupier_replication_max_replay_lag_seconds");
             room::fill(&mut point, samples, &self.points);
             let now = counters(samples, ts_ms);

@@ -21,6 +21,8 @@ pub use views::{
 /// A demo player's starting balance in minor units (1 000.00).
 pub const STARTING_BALANCE: i64 = 100_000;
 pub const SESSION_TTL_MS: i64 = 24 * 3600 * 1000;
+/// Open sessions a player keeps by default: signing in once more revokes the oldest.
+pub const MAX_SESSIONS_PER_PLAYER: u32 = 10;
 
 /// Random bytes from the OS, hex-encoded: tokens, seeds, round ids.
 pub fn random_hex(bytes: usize) -> String {
@@ -45,20 +47,23 @@ pub fn sign_in(
     player: &str,
     token_hash: &str,
 ) -> Result<SignedIn, RoundError> {
-    open_session(tx, player, token_hash, true)
+    open_session(tx, player, token_hash, true, MAX_SESSIONS_PER_PLAYER)
 }
 
 /// Opens a session for `player`, creating the player (with a seed pair, and with
 /// `STARTING_BALANCE` when `demo_grant`; else an empty wallet the operator's cashier funds).
+/// The player keeps `max_sessions` open sessions at most: the oldest beyond are revoked.
 pub fn open_session(
     tx: &mut dyn LedgerTx,
     player: &str,
     token_hash: &str,
     demo_grant: bool,
+    max_sessions: u32,
 ) -> Result<SignedIn, RoundError> {
     let created = ensure_player(tx, player, demo_grant)?;
     let expires_ms = tx.now_ms() + SESSION_TTL_MS;
     tx.insert_session(token_hash, player, expires_ms)?;
+    tx.keep_newest_sessions(player, max_sessions)?;
     Ok(SignedIn {
         player: player.to_owned(),
         created,
