@@ -4,7 +4,8 @@
 # (pinned by package-lock.json), moto's S3 server and aiosmtpd (the subscriptions test's SMTP
 # server) from PyPI, and the tools the deployment files are checked with (tests/deploy.rs):
 # promtool (Debian's prometheus), systemd-analyze (systemd), kubectl (Debian's
-# kubernetes-client, when the machine has none) and kubernetes-validate from PyPI — when it is
+# kubernetes-client, when the machine has none), kubernetes-validate from PyPI, and pgBackRest
+# (Debian's pgbackrest, which backs up the PostgreSQL ledger in tests/pgbackrest.rs) — when it is
 # missing, then runs every test of the workspace in release mode (the build the benchmarks use
 # too) on the SQLite ledger, and the tests of every crate that touches the ledger again on
 # PostgreSQL (CROUPIER_TEST_STORE=postgres: each test on a scratch database of the server at
@@ -20,8 +21,9 @@ command -v promtool >/dev/null 2>&1 || apt_packages+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || apt_packages+=(systemd)
 command -v kubectl >/dev/null 2>&1 || apt_packages+=(kubernetes-client)
 command -v pdftotext >/dev/null 2>&1 || apt_packages+=(poppler-utils)
+command -v pgbackrest >/dev/null 2>&1 || apt_packages+=(pgbackrest)
 if [ ${#apt_packages[@]} -gt 0 ]; then
-  echo "installing ${apt_packages[*]} (apt) for the browser and deployment tests" >&2
+  echo "installing ${apt_packages[*]} (apt) for the browser, deployment and pgBackRest tests" >&2
   sudo_if_needed apt-get update -qq
   DEBIAN_FRONTEND=noninteractive sudo_if_needed apt-get install -y -qq "${apt_packages[@]}" >/dev/null
 fi

@@ -50,6 +50,8 @@ pub enum BackupError {
     Key(String),
     #[error("no ledger file at {0}")]
     NoLedger(String),
+    #[error("{command} failed: {detail}")]
+    Tool { command: String, detail: String },
     #[error("bad backup target {0}")]
     BadTarget(String),
     #[error("object storage: {0}")]

@@ -2,8 +2,8 @@
 //! the plan says is due (weekly full, daily incremental), prunes by the retention policy, and
 //! runs `verify` when that is due, keeping the last report for the dashboard and the alerts
 //! (`health`: failed or overdue). Blocking: call it from a plain thread or `spawn_blocking`.
-//! Continuous shipping is a separate loop (`Shipper`), run each second by `croupier backup
-//! run` next to it.
+//! Continuous shipping is a separate loop (`Shipper`), run each second beside it by the
+//! `daemon`.
 
 use std::path::PathBuf;
 
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
 use crate::error::BackupError;
+use crate::health::{BackupHealth, Proofs};
 use crate::manifest::BackupKind;
 use crate::pin::Pin;
 use crate::plan::{Plan, Policy, plan};
@@ -62,34 +63,15 @@ pub struct RunOutcome {
     pub pruned_backups: Vec<String>,
     pub pruned_segments: usize,
     pub verify: Option<VerifyReport>,
-}
-
-/// What the alerts and the dashboard need to know.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum BackupHealth {
-    /// No restore test has run yet, and none is overdue.
-    Pending,
-    Ok {
-        last_verify: VerifyReport,
-    },
-    Failed {
-        last_verify: VerifyReport,
-    },
-    /// No restore test passed within twice the verify interval.
-    Overdue {
-        last_verify: Option<VerifyReport>,
-    },
+    /// The repository as `pgbackrest info` showed it after this run (PostgreSQL ledgers).
+    pub pgbackrest: Option<crate::pgbackrest::StanzaInfo>,
 }
 
 pub struct BackupScheduler {
     config: SchedulerConfig,
     target: Target,
     key: BackupKey,
-    started_ms: i64,
-    last_verify: Option<VerifyReport>,
-    /// The `now_ms` of the run that made the last report (the caller's clock).
-    last_verify_ms: i64,
+    proofs: Proofs,
     /// The newest state shipped, which a restore test must reach.
     pin: Option<Pin>,
 }
@@ -102,12 +84,10 @@ impl BackupScheduler {
     ) -> Result<BackupScheduler, BackupError> {
         let target = Target::open(&config.target)?;
         Ok(BackupScheduler {
+            proofs: Proofs::new(config.verify_every_ms, now_ms),
             config,
             target,
             key,
-            started_ms: now_ms,
-            last_verify: None,
-            last_verify_ms: now_ms,
             pin: None,
         })
     }
@@ -119,12 +99,11 @@ impl BackupScheduler {
 
     /// Seeds the last verify report (e.g. from the control plane's catalog after a restart).
     pub fn set_last_verify(&mut self, report: VerifyReport) {
-        self.last_verify_ms = report.verified_at_ms;
-        self.last_verify = Some(report);
+        self.proofs.seed(report);
     }
 
     pub fn last_verify(&self) -> Option<&VerifyReport> {
-        self.last_verify.as_ref()
+        self.proofs.last_verify()
     }
 
     pub fn target(&self) -> &Target {
@@ -137,25 +116,32 @@ impl BackupScheduler {
         let catalog = Catalog::load(&self.target)?;
         let due = plan(&catalog, now_ms, &self.config.policy);
         if let Some(kind) = due.take {
-            let manifest = match kind {
-                BackupKind::Full => take_full(&self.config.db, &self.target, &self.key, &Silent)?,
+            let taken = match kind {
+                BackupKind::Full => take_full(&self.config.db, &self.target, &self.key, &Silent),
                 BackupKind::Incremental => take_incremental(
                     &self.config.db,
                     &self.target,
                     &self.key,
                     self.config.session_ttl_ms,
-                )?,
+                ),
             };
-            outcome.took = Some(manifest.id);
+            match taken {
+                Ok(manifest) => {
+                    self.proofs.backup_succeeded();
+                    outcome.took = Some(manifest.id);
+                }
+                Err(e) => {
+                    self.proofs.backup_failed(e.to_string(), now_ms);
+                    return Err(e);
+                }
+            }
         }
         let catalog = Catalog::load(&self.target)?;
         let prune = plan(&catalog, now_ms, &self.config.policy);
         execute_prune(&self.target, &catalog, &prune)?;
         outcome.pruned_backups = prune.prune_backups;
         outcome.pruned_segments = prune.prune_segments.len();
-        let verify_due = self.last_verify.is_none()
-            || now_ms - self.last_verify_ms >= self.config.verify_every_ms;
-        if verify_due {
+        if self.proofs.verify_due(now_ms) {
             std::fs::create_dir_all(&self.config.scratch_dir)?;
             let report = verify(
                 &self.target,
@@ -165,28 +151,14 @@ impl BackupScheduler {
                 self.pin.as_ref(),
                 &Silent,
             );
-            self.last_verify = Some(report.clone());
-            self.last_verify_ms = now_ms;
+            self.proofs.verified(report.clone(), now_ms);
             outcome.verify = Some(report);
         }
         Ok(outcome)
     }
 
-    /// Failed when the last restore test failed; overdue when none passed in twice the
-    /// interval (counted from the scheduler's start when there is none yet).
+    /// The verdict the alerts read (see `Proofs::health`).
     pub fn health(&self, now_ms: i64) -> BackupHealth {
-        let limit = 2 * self.config.verify_every_ms;
-        match &self.last_verify {
-            Some(v) if !v.ok => BackupHealth::Failed {
-                last_verify: v.clone(),
-            },
-            Some(v) if now_ms - self.last_verify_ms <= limit => BackupHealth::Ok {
-                last_verify: v.clone(),
-            },
-            None if now_ms - self.started_ms <= limit => BackupHealth::Pending,
-            other => BackupHealth::Overdue {
-                last_verify: other.clone(),
-            },
-        }
+        self.proofs.health(now_ms)
     }
 }

@@ -158,3 +158,25 @@ fn a_pinned_scheduler_fails_the_restore_test_of_a_rolled_back_repository() {
         BackupHealth::Failed { .. }
     ));
 }
+
+#[test]
+fn a_backup_that_fails_is_backup_failed_until_one_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = BackupKey::from_hex(&BackupKey::generate_hex().unwrap()).unwrap();
+    let start = now_ms();
+    // No ledger file yet: the full backup the schedule takes fails.
+    let mut scheduler = BackupScheduler::new(config(dir.path()), key, start).unwrap();
+    let error = scheduler.run_due(start).unwrap_err().to_string();
+    assert!(error.contains("no ledger file"), "{error}");
+    match scheduler.health(start) {
+        BackupHealth::BackupFailed { reason, .. } => assert_eq!(reason, error),
+        other => panic!("not backup_failed: {other:?}"),
+    }
+    // The ledger is there again: the backup and its restore test pass, and health says so.
+    let (runtime, store) = ledger_with_a_player(dir.path());
+    play(&runtime, &store, 0, 3);
+    let later = start + 1000;
+    let outcome = scheduler.run_due(later).unwrap();
+    assert!(outcome.took.is_some() && outcome.verify.unwrap().ok);
+    assert!(matches!(scheduler.health(later), BackupHealth::Ok { .. }));
+}

@@ -9,19 +9,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use croupier_ledger::Store;
 use croupier_ledger::sqlite::{SqliteConfig, SqliteStore};
+use croupier_ledger::{Store, StoreLocation};
 use serde_json::{Value, json};
 
 use crate::procs::{Process, agent, croupier_binary, free_port, start_node};
 use crate::report::new_histogram;
 
 /// Plays `rounds` dice rounds from `players` players straight into the store at `db`.
-pub fn fill(db: &Path, rounds: u64, players: usize) -> anyhow::Result<()> {
+pub fn fill(db: &StoreLocation, rounds: u64, players: usize) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
-    let mut config = SqliteConfig::new(db);
-    config.max_batch = 2048;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(config)?);
+    let store: Arc<dyn Store> = match db {
+        StoreLocation::Sqlite(path) => {
+            let mut config = SqliteConfig::new(path);
+            config.max_batch = 2048;
+            Arc::new(SqliteStore::open(config)?)
+        }
+        StoreLocation::Postgres(_) => db.open("EUR")?,
+    };
     let started = Instant::now();
     runtime.block_on(async {
         crate::store::sign_in_players(store.as_ref(), players).await?;
@@ -43,8 +48,7 @@ pub fn fill(db: &Path, rounds: u64, players: usize) -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     eprintln!(
-        "filled {} with {rounds} rounds in {:.1}s",
-        db.display(),
+        "filled {db} with {rounds} rounds in {:.1}s",
         started.elapsed().as_secs_f64()
     );
     Ok(())

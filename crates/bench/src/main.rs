@@ -86,10 +86,11 @@ enum Command {
         #[arg(long)]
         croupier: Option<std::path::PathBuf>,
     },
-    /// Write a large ledger of real dice rounds quickly (for bench/backup.sh).
+    /// Write a large ledger of real dice rounds quickly (for bench/backup.sh and
+    /// bench/pgbackrest.sh): a SQLite file or a `postgres://` URL.
     FillLedger {
-        #[arg(long)]
-        db: std::path::PathBuf,
+        #[arg(long, alias = "store")]
+        db: croupier_ledger::StoreLocation,
         #[arg(long, default_value_t = 1_000_000)]
         rounds: u64,
         #[arg(long, default_value_t = 256)]

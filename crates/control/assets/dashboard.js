@@ -152,13 +152,36 @@ async function pollLists() {
     el("a", { href: "/api/v1/incidents/" + i.id + "/postmortem" }, "postmortem skeleton"))));
 }
 
+// A PostgreSQL ledger's repository as pgbackrest info showed it: the newest backup and WAL.
+function pgBackRestLine(info) {
+  if (!info || !info.backup.length) return " pgBackRest: no backup yet";
+  const newest = info.backup[info.backup.length - 1];
+  const wal = info.archive.length ? info.archive[info.archive.length - 1].max : "none";
+  return " pgBackRest: newest " + newest.type + " " + newest.label + " (" +
+    new Date(newest.timestamp.stop * 1000).toISOString().slice(0, 19) + "), " + info.backup.length +
+    " backups kept, WAL archived up to " + wal;
+}
+
+async function pollReplication() {
+  const body = await api("/api/v1/replication");
+  const secs = v => v == null ? "" : v.toFixed(2) + " s";
+  const rows = Object.entries(body.stores).flatMap(([name, r]) => (r.standbys.length ? r.standbys : [null]).map(s =>
+    el("tr", {}, el("td", {}, name), el("td", {}, r.primary), el("td", {}, s ? s.name + (s.client_addr ? " @ " + s.client_addr : "") : "none"),
+      el("td", {}, s ? s.state + " · " + s.sync_state : ""), el("td", {}, s ? secs(s.write_lag_s) : ""),
+      el("td", {}, s ? secs(s.flush_lag_s) : ""), el("td", {}, s ? secs(s.replay_lag_s) : ""),
+      el("td", {}, s && s.replay_lag_bytes != null ? Math.round(s.replay_lag_bytes) + " B" : ""))));
+  document.querySelector("#replication tbody").replaceChildren(...(rows.length ? rows
+    : [el("tr", {}, el("td", { colspan: "8" }, "No postgres:// store is watched."))]));
+}
+
 async function pollBackups() {
   const body = await api("/api/v1/backups");
   const health = document.getElementById("backup-health");
   if (!body.enabled) { health.textContent = "Backups are not run by this control plane."; return; }
   const status = body.status.health ? body.status.health.status : "starting";
   health.replaceChildren(el("span", { class: "pill " + (status === "ok" ? "ok" : "firing") }, status),
-    " newest shipped cut " + (body.rpo_seconds_now == null ? "none yet" : body.rpo_seconds_now.toFixed(1) + " s ago") +
+    (body.status.backend === "postgres" ? pgBackRestLine(body.status.pgbackrest)
+      : " newest shipped cut " + (body.rpo_seconds_now == null ? "none yet" : body.rpo_seconds_now.toFixed(1) + " s ago")) +
     (body.status.error ? " · " + body.status.error : ""));
   document.querySelector("#backups tbody").replaceChildren(...body.verifies.slice(0, 5).map(v => el("tr", {},
     el("td", {}, new Date(v.verified_at_ms).toISOString().slice(0, 19)),
@@ -237,4 +260,5 @@ every(2000, pollNodes);
 every(2000, pollLists);
 every(2000, pollMaintenance);
 every(5000, pollBackups);
+every(2000, pollReplication);
 every(2000, pollOnCall);

@@ -1,17 +1,24 @@
-//! The control plane's backup duty: on a thread of its own it ships the ledger's new rows
-//! every second and runs the backup schedule (weekly full, daily incremental, retention,
-//! restore tests) from `croupier-backup`; every restore test's report is kept in the state;
-//! a failed or overdue restore test becomes an alert (`backup_failed`, `backup_overdue`) like
+//! The control plane's backup duty: on a thread of its own it runs the one backup daemon of
+//! `croupier-backup` (the same one `croupier backup run` runs): for a SQLite ledger, shipping
+//! each second and the schedule (weekly full, daily incremental, retention, restore tests);
+//! for a PostgreSQL ledger, pgBackRest's full and differential backups and restore tests into
+//! a scratch cluster. Every restore test's report is kept in the state; a failed backup or
+//! restore test, or an overdue one, becomes an alert (`backup_failed`, `backup_overdue`) like
 //! any other, and `/api/v1/backups` and the dashboard show the last results.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use parking_lot::Mutex;
-use std::time::{Duration, Instant};
 
+use croupier_backup::daemon::Shipping;
+use croupier_backup::pgbackrest::scheduler::PgSchedule;
+use croupier_backup::pgbackrest::{PgBackrest, PgBackrestConfig, PgBackrestScheduler, StanzaInfo};
 use croupier_backup::{
-    BackupHealth, BackupKey, BackupScheduler, Pin, Policy, SchedulerConfig, Shipper, Target,
+    BackupDaemon, BackupError, BackupHealth, BackupKey, BackupScheduler, DaemonHooks, Pin, Policy,
+    RunOutcome, SchedulerConfig, Shipped,
 };
 use serde::Serialize;
 
@@ -20,28 +27,54 @@ use crate::state::State;
 use croupier_monitor::engine::AlertEvent;
 use croupier_monitor::severity::Severity;
 
+/// Which ledger the control plane backs up, and how.
+#[derive(Debug, Clone)]
+pub enum BackupLedger {
+    /// A SQLite ledger file, shipped and backed up by Croupier itself.
+    Sqlite {
+        db: PathBuf,
+        /// A folder or `s3://bucket/prefix`.
+        target: String,
+        key: BackupKey,
+        policy: Policy,
+        session_ttl_ms: i64,
+    },
+    /// A PostgreSQL ledger, backed up by pgBackRest (`schedule.verify_every_ms` and
+    /// `schedule.scratch_dir` are this config's own).
+    Postgres {
+        pgbackrest: PgBackrestConfig,
+        schedule: PgSchedule,
+    },
+}
+
 /// What the control plane backs up, where, and how often it proves it.
 #[derive(Debug, Clone)]
 pub struct BackupConfig {
-    /// The live ledger file.
-    pub db: PathBuf,
-    /// A folder or `s3://bucket/prefix`.
-    pub target: String,
-    pub key: BackupKey,
+    pub ledger: BackupLedger,
     pub verify_every: Duration,
-    pub policy: Policy,
     pub scratch_dir: PathBuf,
-    pub session_ttl_ms: i64,
     /// The nodes' seed key file: a node started on a restore (staging) needs it to deal
     /// from the restored, sealed seeds. Backups never hold it.
     pub seed_key_file: Option<PathBuf>,
 }
 
+impl BackupConfig {
+    /// The repository's location, as the reports name it.
+    pub fn target(&self) -> String {
+        match &self.ledger {
+            BackupLedger::Sqlite { target, .. } => target.clone(),
+            BackupLedger::Postgres { pgbackrest, .. } => pgbackrest.repo_location(),
+        }
+    }
+}
+
 /// What the dashboard and the alerts read.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct BackupStatus {
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
     pub health: Option<BackupHealth>,
-    /// The newest shipped cut.
+    /// The newest shipped cut (SQLite).
     pub last_cut_ms: Option<i64>,
     /// The newest backup taken by the schedule.
     pub last_backup: Option<String>,
@@ -50,10 +83,9 @@ pub struct BackupStatus {
     /// The newest state shipped, kept in the control plane's state: restore tests must
     /// reach it (a repository that restores less has been rolled back).
     pub pinned: Option<Pin>,
+    /// The repository as `pgbackrest info` showed it last (PostgreSQL).
+    pub pgbackrest: Option<StanzaInfo>,
 }
-
-/// How often the schedule is asked what is due.
-const SCHEDULE_EVERY: Duration = Duration::from_secs(10);
 
 /// Starts the backup thread; it runs until the process ends, and works only while this
 /// control plane leads (one shipper and one schedule per deployment).
@@ -62,136 +94,161 @@ pub fn spawn(
     state: Arc<State>,
     leadership: Arc<Leadership>,
 ) -> Arc<Mutex<BackupStatus>> {
-    let status = Arc::new(Mutex::new(BackupStatus::default()));
-    let shared = status.clone();
+    let status = Arc::new(Mutex::new(BackupStatus {
+        backend: match config.ledger {
+            BackupLedger::Sqlite { .. } => "sqlite",
+            BackupLedger::Postgres { .. } => "postgres",
+        },
+        ..BackupStatus::default()
+    }));
+    let hooks = Arc::new(Hooks {
+        state,
+        status: status.clone(),
+        leadership,
+        target: config.target(),
+    });
     std::thread::Builder::new()
         .name("backups".into())
         .spawn(move || {
-            while !leadership.is_leader() {
+            while !hooks.leadership.is_leader() {
                 std::thread::sleep(crate::lease::POLL);
             }
-            run(config, state, shared, &leadership)
+            let daemon = loop {
+                match daemon(&config, &hooks) {
+                    Ok(daemon) => break daemon,
+                    Err(e) => {
+                        // Nothing can be backed up (no data folder, a stanza that cannot be
+                        // written): as much a failed backup as one pgBackRest refused.
+                        hooks.failed("schedule", &e);
+                        hooks.health(BackupHealth::BackupFailed {
+                            reason: e.to_string(),
+                            failed_at_ms: crate::now_ms(),
+                            last_verify: None,
+                        });
+                        std::thread::sleep(croupier_backup::daemon::SCHEDULE_EVERY);
+                    }
+                }
+            };
+            daemon.run(hooks, Arc::new(AtomicBool::new(false)));
         })
         .expect("a backup thread");
     status
 }
 
-fn set(status: &Mutex<BackupStatus>, change: impl FnOnce(&mut BackupStatus)) {
-    change(&mut status.lock());
+/// The daemon for `config`, seeded with what the state remembers (the last restore test,
+/// the newest state shipped).
+fn daemon(config: &BackupConfig, hooks: &Hooks) -> Result<BackupDaemon, BackupError> {
+    let last_verify = hooks.state.last_backup_verify().ok().flatten();
+    match &config.ledger {
+        BackupLedger::Sqlite {
+            db,
+            target,
+            key,
+            policy,
+            session_ttl_ms,
+        } => {
+            let scheduler_config = SchedulerConfig {
+                db: db.clone(),
+                target: target.clone(),
+                policy: policy.clone(),
+                verify_every_ms: config.verify_every.as_millis() as i64,
+                scratch_dir: config.scratch_dir.clone(),
+                session_ttl_ms: *session_ttl_ms,
+            };
+            let mut scheduler =
+                BackupScheduler::new(scheduler_config, key.clone(), crate::now_ms())?;
+            if let Some(last) = last_verify {
+                scheduler.set_last_verify(last);
+            }
+            if let Ok(Some(pin)) = hooks.state.backup_pin(target) {
+                scheduler.pin(pin);
+                hooks.status.lock().pinned = Some(pin);
+            }
+            let shipping = Shipping {
+                db: db.clone(),
+                target: target.clone(),
+                key: key.clone(),
+                session_ttl_ms: *session_ttl_ms,
+            };
+            Ok(BackupDaemon::sqlite(scheduler, shipping))
+        }
+        BackupLedger::Postgres {
+            pgbackrest,
+            schedule,
+        } => {
+            let schedule = PgSchedule {
+                verify_every_ms: config.verify_every.as_millis() as i64,
+                scratch_dir: config.scratch_dir.clone(),
+                ..schedule.clone()
+            };
+            let mut scheduler = PgBackrestScheduler::new(
+                PgBackrest::new(pgbackrest.clone())?,
+                schedule,
+                crate::now_ms(),
+            );
+            if let Some(last) = last_verify {
+                scheduler.set_last_verify(last);
+            }
+            Ok(BackupDaemon::postgres(scheduler))
+        }
+    }
 }
 
-fn run(
-    config: BackupConfig,
+/// What the daemon's news does here: the state keeps restore tests and pins, the status
+/// keeps the rest for the dashboard and the alerts.
+struct Hooks {
     state: Arc<State>,
     status: Arc<Mutex<BackupStatus>>,
-    leadership: &Leadership,
-) {
-    let scheduler_config = SchedulerConfig {
-        db: config.db.clone(),
-        target: config.target.clone(),
-        policy: config.policy.clone(),
-        verify_every_ms: config.verify_every.as_millis() as i64,
-        scratch_dir: config.scratch_dir.clone(),
-        session_ttl_ms: config.session_ttl_ms,
-    };
-    let (mut scheduler, target) = loop {
-        let opened = BackupScheduler::new(
-            scheduler_config.clone(),
-            config.key.clone(),
-            crate::now_ms(),
-        )
-        .and_then(|s| Ok((s, Target::open(&config.target)?)));
-        match opened {
-            Ok(opened) => break opened,
-            Err(e) => {
-                set(&status, |s| s.error = Some(e.to_string()));
-                std::thread::sleep(SCHEDULE_EVERY);
-            }
-        }
-    };
-    if let Ok(Some(last)) = state.last_backup_verify() {
-        scheduler.set_last_verify(last);
-    }
-    if let Ok(Some(pin)) = state.backup_pin(&config.target) {
-        scheduler.pin(pin);
-        set(&status, |s| s.pinned = Some(pin));
-    }
-    let mut shipper: Option<Shipper> = None;
-    let mut last_schedule: Option<Instant> = None;
-    loop {
-        if !leadership.is_leader() {
-            // The lease was lost (a PostgreSQL lease whose session stopped answering): the
-            // new leader ships and schedules; this one waits to lead again.
-            shipper = None;
-            std::thread::sleep(Duration::from_secs(1));
-            continue;
-        }
-        if last_schedule.is_none_or(|at| at.elapsed() >= SCHEDULE_EVERY) {
-            last_schedule = Some(Instant::now());
-            match scheduler.run_due(crate::now_ms()) {
-                Ok(outcome) => {
-                    if let Some(report) = &outcome.verify
-                        && let Err(e) = state.add_backup_verify(report)
-                    {
-                        tracing::error!(error = %e, "cannot record a restore test");
-                    }
-                    set(&status, |s| {
-                        if outcome.took.is_some() {
-                            s.last_backup = outcome.took.clone();
-                        }
-                        s.error = None;
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "backup schedule");
-                    set(&status, |s| s.error = Some(e.to_string()));
-                }
-            }
-        }
-        if shipper.is_none() {
-            shipper = Shipper::resume(&config.db, &target, &config.key, config.session_ttl_ms).ok();
-        }
-        if let Some(active) = &mut shipper {
-            match active.ship_once(&target, &config.key) {
-                Ok(shipped) => {
-                    if let Some(shipped) = shipped {
-                        pin(&state, &config.target, &mut scheduler, &status, &shipped);
-                    }
-                    set(&status, |s| s.last_cut_ms = Some(active.since_ms()));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "shipping");
-                    set(&status, |s| s.error = Some(e.to_string()));
-                    shipper = None;
-                }
-            }
-        }
-        let health = scheduler.health(crate::now_ms());
-        set(&status, |s| s.health = Some(health));
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    leadership: Arc<Leadership>,
+    target: String,
 }
 
-/// Pins what was just shipped: in the state (it survives restarts, and the repository
-/// cannot rewrite it) and in the scheduler's next restore tests.
-fn pin(
-    state: &State,
-    target: &str,
-    scheduler: &mut BackupScheduler,
-    status: &Mutex<BackupStatus>,
-    shipped: &croupier_backup::Shipped,
-) {
-    let pin = Pin {
-        last_seq: shipped.last_seq,
-        cut_ms: shipped.cut_ms,
-    };
-    scheduler.pin(pin);
-    if let Err(e) = state.pin_backup(target, pin) {
-        tracing::error!(error = %e, "cannot pin the newest shipped state");
+impl DaemonHooks for Hooks {
+    /// The lease was lost (a PostgreSQL lease whose session stopped answering): the new
+    /// leader ships and schedules; this one waits to lead again.
+    fn active(&self) -> bool {
+        self.leadership.is_leader()
     }
-    set(status, |s| {
-        s.pinned = Some(s.pinned.map_or(pin, |old| old.max(pin)))
-    });
+
+    fn ran(&self, outcome: &RunOutcome) {
+        if let Some(report) = &outcome.verify
+            && let Err(e) = self.state.add_backup_verify(report)
+        {
+            tracing::error!(error = %e, "cannot record a restore test");
+        }
+        let mut status = self.status.lock();
+        if outcome.took.is_some() {
+            status.last_backup = outcome.took.clone();
+        }
+        if outcome.pgbackrest.is_some() {
+            status.pgbackrest = outcome.pgbackrest.clone();
+        }
+        status.error = None;
+    }
+
+    /// Pins what was just shipped: in the state (it survives restarts, and the repository
+    /// cannot rewrite it) and on the status.
+    fn shipped(&self, shipped: &Shipped, since_ms: i64) {
+        let pin = Pin {
+            last_seq: shipped.last_seq,
+            cut_ms: shipped.cut_ms,
+        };
+        if let Err(e) = self.state.pin_backup(&self.target, pin) {
+            tracing::error!(error = %e, "cannot pin the newest shipped state");
+        }
+        let mut status = self.status.lock();
+        status.pinned = Some(status.pinned.map_or(pin, |old| old.max(pin)));
+        status.last_cut_ms = Some(since_ms);
+    }
+
+    fn failed(&self, what: &'static str, error: &BackupError) {
+        tracing::warn!(error = %error, "backup {what}");
+        self.status.lock().error = Some(error.to_string());
+    }
+
+    fn health(&self, health: BackupHealth) {
+        self.status.lock().health = Some(health);
+    }
 }
 
 /// Turns the backups' health into alert transitions: `backup_failed` while the last restore
@@ -217,7 +274,9 @@ impl BackupAlerts {
 
     pub fn evaluate(&mut self, now_s: u64, health: Option<&BackupHealth>) -> Vec<AlertEvent> {
         let now = match health {
-            Some(BackupHealth::Failed { .. }) => Some("backup_failed"),
+            Some(BackupHealth::Failed { .. } | BackupHealth::BackupFailed { .. }) => {
+                Some("backup_failed")
+            }
             Some(BackupHealth::Overdue { .. }) => Some("backup_overdue"),
             _ => None,
         };
@@ -298,5 +357,27 @@ mod tests {
         };
         let resolved = alerts.evaluate(5, Some(&ok));
         assert_eq!((resolved.len(), resolved[0].firing), (1, false));
+    }
+
+    #[test]
+    fn a_failed_backup_fires_backup_failed_too() {
+        let mut alerts = BackupAlerts::default();
+        let failed = BackupHealth::BackupFailed {
+            reason: "pgbackrest backup failed: unable to open repo".into(),
+            failed_at_ms: 1_000,
+            last_verify: Some(report(true)),
+        };
+        let fired = alerts.evaluate(1, Some(&failed));
+        assert_eq!(
+            fired
+                .iter()
+                .map(|e| (e.key.as_str(), e.firing))
+                .collect::<Vec<_>>(),
+            vec![("backup_failed/backups", true)]
+        );
+        let ok = BackupHealth::Ok {
+            last_verify: report(true),
+        };
+        assert!(!alerts.evaluate(2, Some(&ok))[0].firing);
     }
 }

@@ -74,9 +74,14 @@ pub struct Deployment {
     /// Gateways: their admin address.
     #[serde(default)]
     pub gateway: Vec<NamedUrl>,
-    /// Stores' exporters (postgres_exporter: `pg_up`); a store that is down alerts on the wallet.
+    /// Stores' exporters (postgres_exporter: `pg_up`), or the ledger's own `postgres://` URL
+    /// (the control plane then reads the primary and its standbys' lag itself); a store that
+    /// is down alerts on the wallet.
     #[serde(default)]
     pub store: Vec<NamedUrl>,
+    /// The replay lag (seconds) of a standby above which `replication_lag` fires (10 by
+    /// default; it resolves below half of it). Applies to the built-in rules.
+    pub replication_lag_alert_s: Option<f64>,
     /// Hosts' node_exporter: CPU, memory and disk alerts.
     #[serde(default)]
     pub host: Vec<NamedUrl>,
@@ -127,10 +132,18 @@ impl Deployment {
             ("host", &self.host),
         ] {
             for target in list {
-                if !target.url.starts_with("http://") && !target.url.starts_with("https://") {
+                let http = target.url.starts_with("http://") || target.url.starts_with("https://");
+                // A store may be the ledger's own PostgreSQL URL (`replication`).
+                let postgres = kind == "store" && crate::replication::is_postgres(&target.url);
+                if !http && !postgres {
                     return Err(ConfigError::Invalid(format!(
-                        "{kind} {}: url must start with http:// or https://",
-                        target.name
+                        "{kind} {}: url must start with http:// or https://{}",
+                        target.name,
+                        if kind == "store" {
+                            " (or postgres://)"
+                        } else {
+                            ""
+                        }
                     )));
                 }
                 if !names.insert(target.name.as_str()) {
@@ -231,11 +244,20 @@ impl Deployment {
     }
 
     pub fn rules(&self) -> Vec<RuleDef> {
-        if self.rule.is_empty() {
-            default_rules()
-        } else {
-            self.rule.clone()
+        if !self.rule.is_empty() {
+            return self.rule.clone();
         }
+        let mut rules = default_rules();
+        if let Some(limit) = self.replication_lag_alert_s {
+            for def in rules
+                .iter_mut()
+                .filter(|d| d.rule.name == "replication_lag")
+            {
+                def.rule.threshold = limit;
+                def.rule.clear_threshold = Some(limit / 2.0);
+            }
+        }
+        rules
     }
 
     pub fn slos(&self) -> Vec<SloDef> {

@@ -36,6 +36,7 @@ pub mod paging;
 pub mod postmortem;
 pub mod public_status;
 pub mod refusal;
+pub mod replication;
 pub mod rollout;
 pub mod sla;
 pub mod sla_format;
@@ -45,7 +46,7 @@ pub mod state_pages;
 pub mod state_subscriptions;
 pub mod subscriptions;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -125,6 +126,8 @@ pub struct Control {
     /// The backups' health, when the control plane runs them.
     pub backup_status: Option<Arc<Mutex<backups::BackupStatus>>>,
     backup_alerts: Mutex<backups::BackupAlerts>,
+    /// The last replication state read from each `postgres://` store target, by name.
+    pub replication: Mutex<HashMap<String, replication::Replication>>,
     /// Games a maintenance window has closed.
     games_in_maintenance: Mutex<HashSet<String>>,
     pub client: HttpClient,
@@ -210,6 +213,7 @@ impl Control {
             games_in_maintenance: Mutex::new(HashSet::new()),
             backup_status,
             backup_alerts: Mutex::new(backups::BackupAlerts::default()),
+            replication: Mutex::new(HashMap::new()),
             client,
             last_round_ms: AtomicI64::new(0),
             led: AtomicBool::new(false),
@@ -225,6 +229,9 @@ impl Control {
             (Kind::BetCheck, Some(checks), _) => return checks.bet(&self.client).await,
             (Kind::HttpCheck, _, Some(check)) => {
                 return checks::http(&self.client, &target.base, check).await;
+            }
+            (Kind::Store, _, _) if replication::is_postgres(&target.base) => {
+                return self.read_replication(target).await;
             }
             _ => {}
         }
@@ -244,6 +251,38 @@ impl Control {
             .ok()?
             .ok()?;
         Some(promtext::parse(&String::from_utf8_lossy(&body.to_bytes())))
+    }
+
+    /// Reads a PostgreSQL store's replication (see `replication`); a changed primary is a
+    /// failover, put on the timeline by the leader.
+    async fn read_replication(&self, target: &Target) -> Option<Vec<promtext::Sample>> {
+        let read = match replication::read(&target.base).await {
+            Ok(read) => read,
+            Err(e) => {
+                tracing::debug!(store = %target.name, error = %e, "no primary answers");
+                return None;
+            }
+        };
+        let before = self
+            .replication
+            .lock()
+            .insert(target.name.clone(), read.clone());
+        if let Some(before) = before
+            && before.primary != read.primary
+            && self.config.leadership.is_leader()
+        {
+            let recorded = replication::record_failover(
+                &self.state,
+                &target.name,
+                &before.primary,
+                &read.primary,
+                now_ms(),
+            );
+            if let Err(e) = recorded {
+                tracing::error!(error = %e, "cannot record a failover");
+            }
+        }
+        Some(replication::samples(&read))
     }
 
     /// Tells every connected player, through each node, about an incident.

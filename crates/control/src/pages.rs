@@ -465,6 +465,9 @@ async fn dashboard(State(control): State<Arc<Control>>, headers: HeaderMap) -> R
          <section><h2>Incidents</h2><div id=\"incidents\"></div></section>\
          <section><h2>Backups</h2><p id=\"backup-health\" class=\"quiet\"></p><table id=\"backups\"><thead><tr>\
          <th>Restore test</th><th>Result</th><th>RTO</th><th>RPO</th><th>Backup</th></tr></thead><tbody></tbody></table></section>\
+         <section><h2>Replication</h2><table id=\"replication\"><thead><tr><th>Store</th><th>Primary</th>\
+         <th>Standby</th><th>State</th><th>Write lag</th><th>Flush lag</th><th>Replay lag</th><th>Replay behind</th>\
+         </tr></thead><tbody></tbody></table></section>\
          <section><h2>Maintenance</h2><form id=\"rollout-form\" class=\"inline-form\"><label>New build (path) \
          <input name=\"binary\" required></label><label>Batch <input name=\"batch\" type=\"number\" value=\"1\" min=\"1\"></label>\
          <button type=\"submit\">Start rolling update</button></form><p id=\"rollout-message\" class=\"quiet\"></p>\

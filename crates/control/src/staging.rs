@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Stdio;
 
 use crate::Control;
-use crate::backups::BackupConfig;
+use crate::backups::{BackupConfig, BackupLedger};
 use croupier_monitor::engine::{Kind, Target};
 
 /// A free loopback port.
@@ -19,11 +19,18 @@ fn free_port() -> std::io::Result<u16> {
 
 /// Restores the newest backup into `dir/ledger.db`; what it restored.
 async fn restore_newest(backup: &BackupConfig, dir: &Path) -> Result<String, String> {
-    let (backup, dest) = (backup.clone(), dir.join("ledger.db"));
+    let BackupLedger::Sqlite { target, key, .. } = &backup.ledger else {
+        return Err(
+            "the rehearsal stages from a SQLite ledger's backups; a PostgreSQL \
+                    ledger's pgBackRest backups are proven by the restore tests instead"
+                .into(),
+        );
+    };
+    let (target, key, dest) = (target.clone(), key.clone(), dir.join("ledger.db"));
     tokio::task::spawn_blocking(move || {
-        let target = croupier_backup::Target::open(&backup.target).map_err(|e| e.to_string())?;
+        let target = croupier_backup::Target::open(&target).map_err(|e| e.to_string())?;
         let restored =
-            croupier_backup::restore(&target, &backup.key, &dest, None, &croupier_backup::Silent)
+            croupier_backup::restore(&target, &key, &dest, None, &croupier_backup::Silent)
                 .map_err(|e| e.to_string())?;
         Ok(format!(
             "restored backup {} at cut {} ({} segments) in {} ms",

@@ -1,24 +1,28 @@
 //! `croupier backup ...`: snapshots, continuous shipping, restore (to the newest state or a
-//! point in time), verify, list, prune and the scheduled loop, on a local folder or S3. The
-//! key comes from `--key-file`, `CROUPIER_BACKUP_KEY_FILE` or `CROUPIER_BACKUP_KEY`.
+//! point in time), verify, list, prune and the scheduled loop (the one backup daemon), on a
+//! local folder or S3. The key comes from `--key-file`, `CROUPIER_BACKUP_KEY_FILE` or
+//! `CROUPIER_BACKUP_KEY`. With `--pg-data`, the same commands back up a PostgreSQL ledger
+//! through pgBackRest (`backup_pg_cmd`).
 
 use std::cell::RefCell;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use croupier_backup::daemon::Shipping;
+use croupier_backup::pgbackrest::scheduler::PgSchedule;
 use croupier_backup::plan::{DAY_MS, plan};
 use croupier_backup::{
-    BackupKey, BackupScheduler, Catalog, Policy, Progress, SchedulerConfig, Shipper, Target,
-    cut::now_ms,
+    BackupDaemon, BackupKey, BackupScheduler, Catalog, Policy, Progress, SchedulerConfig, Shipper,
+    Target, cut::now_ms,
 };
 use croupier_node::rounds::SESSION_TTL_MS;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
+
+use crate::backup_pg_cmd::{self, PgArgs};
 
 #[derive(Args)]
 pub struct BackupArgs {
@@ -82,7 +86,8 @@ enum BackupCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Take a full backup (or an incremental one since the newest full) of the live store.
+    /// Take a full backup (or an incremental one since the newest full; with --pg-data a
+    /// differential one) of the live store.
     Snapshot {
         #[command(flatten)]
         live: Live,
@@ -90,6 +95,19 @@ enum BackupCommand {
         place: Where,
         #[arg(long)]
         incremental: bool,
+        #[command(flatten)]
+        pg: PgArgs,
+    },
+    /// Write the pgBackRest stanza of a PostgreSQL ledger (--pg-data) and print the
+    /// postgresql.conf lines that archive its WAL into the repository.
+    PgSetup {
+        #[command(flatten)]
+        place: Where,
+        #[command(flatten)]
+        pg: PgArgs,
+        /// Seconds after which a partly filled WAL segment is archived (bounds the RPO).
+        #[arg(long, default_value_t = 60)]
+        archive_timeout_s: u32,
     },
     /// Ship the rows changed since the last cut, every interval.
     Ship {
@@ -103,11 +121,12 @@ enum BackupCommand {
         #[arg(long, default_value_t = 0)]
         seconds: u64,
     },
-    /// Restore into a new file: the newest state, or the state at --at.
+    /// Restore into a new file (with --pg-data: a new data folder): the newest state, or the
+    /// state at --at.
     Restore {
         #[command(flatten)]
         place: Where,
-        /// The new ledger file; refused if it exists.
+        /// The new ledger file (or data folder); refused if it exists (a folder: unless empty).
         #[arg(long)]
         into: PathBuf,
         /// Unix milliseconds or RFC 3339 (e.g. 2026-11-24T18:00:05Z).
@@ -117,24 +136,32 @@ enum BackupCommand {
         /// `/api/v1/backups` says it): a repository restoring less has been rolled back.
         #[arg(long)]
         pinned_seq: Option<i64>,
+        #[command(flatten)]
+        pg: PgArgs,
     },
     /// Restore into a scratch store, check everything, report RTO and RPO as JSON.
     Verify {
         #[command(flatten)]
         place: Where,
-        #[arg(long, default_value = "data")]
-        scratch: PathBuf,
+        /// Where the scratch store goes [default: data; with --pg-data the system's
+        /// temporary folder, which the cluster's owner can reach].
+        #[arg(long)]
+        scratch: Option<PathBuf>,
         #[arg(long)]
         at: Option<String>,
         /// The last journal entry known to have been shipped (the control plane's
         /// `/api/v1/backups` says it): a repository restoring less has been rolled back.
         #[arg(long)]
         pinned_seq: Option<i64>,
+        #[command(flatten)]
+        pg: PgArgs,
     },
     /// The backups and segments in the target.
     List {
         #[command(flatten)]
         place: Where,
+        #[command(flatten)]
+        pg: PgArgs,
     },
     /// Delete what the retention policy no longer keeps.
     Prune {
@@ -143,7 +170,8 @@ enum BackupCommand {
         #[command(flatten)]
         retention: Retention,
     },
-    /// Ship every second and take, prune and verify on schedule.
+    /// The backup daemon: ship every second and take, prune and verify on schedule (with
+    /// --pg-data: pgBackRest full and differential backups and restore tests).
     Run {
         #[command(flatten)]
         live: Live,
@@ -153,11 +181,18 @@ enum BackupCommand {
         retention: Retention,
         #[arg(long, default_value_t = 3600)]
         verify_every_seconds: i64,
-        #[arg(long, default_value = "data")]
-        scratch: PathBuf,
+        /// How often the schedule is asked what is due.
+        #[arg(long, default_value_t = 10)]
+        schedule_every_seconds: u64,
+        /// Where restore tests build their scratch store [default: data; with --pg-data the
+        /// system's temporary folder].
+        #[arg(long)]
+        scratch: Option<PathBuf>,
         /// Stop after this many seconds (0: run until killed).
         #[arg(long, default_value_t = 0)]
         seconds: u64,
+        #[command(flatten)]
+        pg: PgArgs,
     },
 }
 
@@ -225,115 +260,65 @@ pub fn run(args: BackupArgs) -> anyhow::Result<()> {
             live,
             place,
             incremental,
+            pg,
+        } => match pg.config(&place.target)? {
+            Some(config) => backup_pg_cmd::snapshot(config, incremental),
+            None => snapshot(&live, &place, incremental),
+        },
+        BackupCommand::PgSetup {
+            place,
+            pg,
+            archive_timeout_s,
         } => {
-            let key = key(&place)?;
-            let target = Target::open(&place.target)?;
-            let started = Instant::now();
-            let manifest = if incremental {
-                croupier_backup::take_incremental(&live.db, &target, &key, SESSION_TTL_MS)?
-            } else {
-                croupier_backup::take_full(&live.db, &target, &key, &Bars::new())?
-            };
-            let stored: u64 = manifest.pieces.iter().map(|p| p.size).sum();
-            let raw: u64 = manifest.pieces.iter().map(|p| p.raw_size).sum();
-            print(&json!({
-                "id": manifest.id,
-                "kind": manifest.kind,
-                "cut_ms": manifest.cut_ms,
-                "journal": [manifest.first_seq, manifest.last_seq],
-                "state": manifest.state,
-                "raw_bytes": raw,
-                "stored_bytes": stored,
-                "pieces": manifest.pieces.len(),
-                "seconds": started.elapsed().as_secs_f64(),
-            }))
+            let config = pg
+                .config(&place.target)?
+                .context("pg-setup needs --pg-data")?;
+            backup_pg_cmd::setup(config, archive_timeout_s)
         }
         BackupCommand::Ship {
             live,
             place,
             every_ms,
             seconds,
-        } => {
-            let key = key(&place)?;
-            let target = Target::open(&place.target)?;
-            let mut shipper = Shipper::resume(&live.db, &target, &key, SESSION_TTL_MS)?;
-            let (mut count, mut entries, mut lock_held_us) = (0u64, 0usize, Vec::new());
-            run_every(every_ms, seconds, || {
-                if let Some(shipped) = shipper.ship_once(&target, &key)? {
-                    count += 1;
-                    entries += shipped.entries;
-                    lock_held_us.push(shipped.lock_held_us);
-                    tracing::debug!(segment = %shipped.name, entries = shipped.entries, "shipped");
-                }
-                Ok(())
-            })?;
-            lock_held_us.sort_unstable();
-            print(&json!({
-                "segments": count,
-                "entries": entries,
-                "last_cut_ms": shipper.since_ms(),
-                // How long each cut held the write lock (bets waited at most this long).
-                "lock_held_us_p50": lock_held_us.get(lock_held_us.len() / 2),
-                "lock_held_us_max": lock_held_us.last(),
-            }))
-        }
+        } => ship(&live, &place, every_ms, seconds),
         BackupCommand::Restore {
             place,
             into,
             at,
             pinned_seq,
+            pg,
         } => {
-            let key = key(&place)?;
             let at = at.as_deref().map(parse_at).transpose()?;
-            let target = Target::open(&place.target)?;
-            let restored = croupier_backup::restore(&target, &key, &into, at, &Bars::new())?;
-            print(&restored)?;
-            if let (Some(pin), None) = (pinned(pinned_seq), at) {
-                pin.check(restored.state.last_seq, restored.cut_ms)
-                    .with_context(|| format!("{} holds the older state", into.display()))?;
+            match pg.config(&place.target)? {
+                Some(config) => backup_pg_cmd::restore(config, &into, at),
+                None => restore(&place, &into, at, pinned_seq),
             }
-            Ok(())
         }
         BackupCommand::Verify {
             place,
             scratch,
             at,
             pinned_seq,
+            pg,
         } => {
-            let key = key(&place)?;
             let at = at.as_deref().map(parse_at).transpose()?;
-            let target = Target::open(&place.target)?;
-            std::fs::create_dir_all(&scratch)?;
-            let pin = pinned(pinned_seq);
-            let report =
-                croupier_backup::verify(&target, &key, &scratch, at, pin.as_ref(), &Bars::new());
-            print(&report)?;
-            anyhow::ensure!(
-                report.ok,
-                "backup verify failed: {}",
-                report.reason.unwrap_or_default()
-            );
-            Ok(())
+            match pg.config(&place.target)? {
+                Some(config) => {
+                    let scratch = scratch.unwrap_or_else(backup_pg_cmd::default_scratch);
+                    backup_pg_cmd::verify(config, &pg.pg_database, &scratch, at)
+                }
+                None => verify(
+                    &place,
+                    &scratch.unwrap_or_else(|| "data".into()),
+                    at,
+                    pinned_seq,
+                ),
+            }
         }
-        BackupCommand::List { place } => {
-            let target = Target::open(&place.target)?;
-            let catalog = Catalog::load(&target)?;
-            let backups: Vec<_> = catalog
-                .backups
-                .iter()
-                .map(|b| {
-                    json!({"id": b.id, "kind": b.kind, "cut_ms": b.cut_ms,
-                           "complete": b.complete, "bytes": b.bytes})
-                })
-                .collect();
-            print(&json!({
-                "backups": backups,
-                "segments": catalog.segments.len(),
-                "segment_bytes": catalog.segments.iter().map(|s| s.bytes).sum::<u64>(),
-                "first_segment_cut_ms": catalog.segments.first().map(|s| s.cut_ms),
-                "last_segment_cut_ms": catalog.segments.last().map(|s| s.cut_ms),
-            }))
-        }
+        BackupCommand::List { place, pg } => match pg.config(&place.target)? {
+            Some(config) => backup_pg_cmd::list(config),
+            None => list(&place),
+        },
         BackupCommand::Prune { place, retention } => {
             let target = Target::open(&place.target)?;
             let catalog = Catalog::load(&target)?;
@@ -347,56 +332,166 @@ pub fn run(args: BackupArgs) -> anyhow::Result<()> {
             place,
             retention,
             verify_every_seconds,
+            schedule_every_seconds,
             scratch,
             seconds,
+            pg,
         } => {
-            let key = key(&place)?;
-            let config = SchedulerConfig {
-                db: live.db.clone(),
-                target: place.target.clone(),
-                policy: retention.policy(),
-                verify_every_ms: verify_every_seconds * 1000,
-                scratch_dir: scratch,
-                session_ttl_ms: SESSION_TTL_MS,
-            };
-            let mut scheduler = BackupScheduler::new(config, key.clone(), now_ms())?;
-            let first = scheduler.run_due(now_ms())?;
-            tracing::info!(outcome = ?first, "backup schedule");
-            let target = Target::open(&place.target)?;
-            let mut shipper = Shipper::resume(&live.db, &target, &key, SESSION_TTL_MS)?;
-            // Backups, pruning and restore tests take a while: they run on their own thread so
-            // shipping keeps its one-second pace.
-            let stop = Arc::new(AtomicBool::new(false));
-            let schedule = {
-                let stop = stop.clone();
-                std::thread::spawn(move || -> anyhow::Result<BackupScheduler> {
-                    let mut last = Instant::now();
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_millis(200));
-                        if last.elapsed() >= Duration::from_secs(60) {
-                            last = Instant::now();
-                            let outcome = scheduler.run_due(now_ms())?;
-                            if outcome.took.is_some() || outcome.verify.is_some() {
-                                tracing::info!(outcome = ?outcome, "backup schedule");
-                            }
-                        }
-                    }
-                    Ok(scheduler)
-                })
-            };
-            let shipped = run_every(1000, seconds, || {
-                anyhow::ensure!(!schedule.is_finished(), "the backup schedule stopped");
-                shipper.ship_once(&target, &key)?;
-                Ok(())
-            });
-            stop.store(true, Ordering::Relaxed);
-            let scheduler = schedule
-                .join()
-                .map_err(|_| anyhow::anyhow!("the backup schedule panicked"))??;
-            shipped?;
-            print(&scheduler.health(now_ms()))
+            let every = Duration::from_secs(schedule_every_seconds.max(1));
+            match pg.config(&place.target)? {
+                Some(config) => {
+                    let policy = retention.policy();
+                    let schedule = PgSchedule {
+                        full_every_ms: policy.full_every_ms,
+                        diff_every_ms: policy.incremental_every_ms,
+                        verify_every_ms: verify_every_seconds * 1000,
+                        scratch_dir: scratch.unwrap_or_else(backup_pg_cmd::default_scratch),
+                        database: pg.pg_database.clone(),
+                    };
+                    backup_pg_cmd::run(config, schedule, every, seconds)
+                }
+                None => {
+                    let config = SchedulerConfig {
+                        db: live.db.clone(),
+                        target: place.target.clone(),
+                        policy: retention.policy(),
+                        verify_every_ms: verify_every_seconds * 1000,
+                        scratch_dir: scratch.unwrap_or_else(|| "data".into()),
+                        session_ttl_ms: SESSION_TTL_MS,
+                    };
+                    run_sqlite(config, &place, every, seconds)
+                }
+            }
         }
     }
+}
+
+fn snapshot(live: &Live, place: &Where, incremental: bool) -> anyhow::Result<()> {
+    let key = key(place)?;
+    let target = Target::open(&place.target)?;
+    let started = Instant::now();
+    let manifest = if incremental {
+        croupier_backup::take_incremental(&live.db, &target, &key, SESSION_TTL_MS)?
+    } else {
+        croupier_backup::take_full(&live.db, &target, &key, &Bars::new())?
+    };
+    let stored: u64 = manifest.pieces.iter().map(|p| p.size).sum();
+    let raw: u64 = manifest.pieces.iter().map(|p| p.raw_size).sum();
+    print(&json!({
+        "id": manifest.id,
+        "kind": manifest.kind,
+        "cut_ms": manifest.cut_ms,
+        "journal": [manifest.first_seq, manifest.last_seq],
+        "state": manifest.state,
+        "raw_bytes": raw,
+        "stored_bytes": stored,
+        "pieces": manifest.pieces.len(),
+        "seconds": started.elapsed().as_secs_f64(),
+    }))
+}
+
+fn ship(live: &Live, place: &Where, every_ms: u64, seconds: u64) -> anyhow::Result<()> {
+    let key = key(place)?;
+    let target = Target::open(&place.target)?;
+    let mut shipper = Shipper::resume(&live.db, &target, &key, SESSION_TTL_MS)?;
+    let (mut count, mut entries, mut lock_held_us) = (0u64, 0usize, Vec::new());
+    run_every(every_ms, seconds, || {
+        if let Some(shipped) = shipper.ship_once(&target, &key)? {
+            count += 1;
+            entries += shipped.entries;
+            lock_held_us.push(shipped.lock_held_us);
+            tracing::debug!(segment = %shipped.name, entries = shipped.entries, "shipped");
+        }
+        Ok(())
+    })?;
+    lock_held_us.sort_unstable();
+    print(&json!({
+        "segments": count,
+        "entries": entries,
+        "last_cut_ms": shipper.since_ms(),
+        // How long each cut held the write lock (bets waited at most this long).
+        "lock_held_us_p50": lock_held_us.get(lock_held_us.len() / 2),
+        "lock_held_us_max": lock_held_us.last(),
+    }))
+}
+
+fn restore(
+    place: &Where,
+    into: &std::path::Path,
+    at: Option<i64>,
+    pinned_seq: Option<i64>,
+) -> anyhow::Result<()> {
+    let key = key(place)?;
+    let target = Target::open(&place.target)?;
+    let restored = croupier_backup::restore(&target, &key, into, at, &Bars::new())?;
+    print(&restored)?;
+    if let (Some(pin), None) = (pinned(pinned_seq), at) {
+        pin.check(restored.state.last_seq, restored.cut_ms)
+            .with_context(|| format!("{} holds the older state", into.display()))?;
+    }
+    Ok(())
+}
+
+fn verify(
+    place: &Where,
+    scratch: &std::path::Path,
+    at: Option<i64>,
+    pinned_seq: Option<i64>,
+) -> anyhow::Result<()> {
+    let key = key(place)?;
+    let target = Target::open(&place.target)?;
+    std::fs::create_dir_all(scratch)?;
+    let pin = pinned(pinned_seq);
+    let report = croupier_backup::verify(&target, &key, scratch, at, pin.as_ref(), &Bars::new());
+    print(&report)?;
+    anyhow::ensure!(
+        report.ok,
+        "backup verify failed: {}",
+        report.reason.unwrap_or_default()
+    );
+    Ok(())
+}
+
+fn list(place: &Where) -> anyhow::Result<()> {
+    let target = Target::open(&place.target)?;
+    let catalog = Catalog::load(&target)?;
+    let backups: Vec<_> = catalog
+        .backups
+        .iter()
+        .map(|b| {
+            json!({"id": b.id, "kind": b.kind, "cut_ms": b.cut_ms,
+                   "complete": b.complete, "bytes": b.bytes})
+        })
+        .collect();
+    print(&json!({
+        "backups": backups,
+        "segments": catalog.segments.len(),
+        "segment_bytes": catalog.segments.iter().map(|s| s.bytes).sum::<u64>(),
+        "first_segment_cut_ms": catalog.segments.first().map(|s| s.cut_ms),
+        "last_segment_cut_ms": catalog.segments.last().map(|s| s.cut_ms),
+    }))
+}
+
+/// The backup daemon on a SQLite ledger (the control plane runs the same one); prints the
+/// health when it stops.
+fn run_sqlite(
+    config: SchedulerConfig,
+    place: &Where,
+    every: Duration,
+    seconds: u64,
+) -> anyhow::Result<()> {
+    let key = key(place)?;
+    let shipping = Shipping {
+        db: config.db.clone(),
+        target: place.target.clone(),
+        key: key.clone(),
+        session_ttl_ms: SESSION_TTL_MS,
+    };
+    let scheduler = BackupScheduler::new(config, key, now_ms())?;
+    let health = BackupDaemon::sqlite(scheduler, shipping)
+        .schedule_every(every)
+        .run(backup_pg_cmd::logged(), backup_pg_cmd::stop_after(seconds));
+    backup_pg_cmd::finish(&health)
 }
 
 /// Calls `step` every `every_ms` for `seconds` (forever when 0).

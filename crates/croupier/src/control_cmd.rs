@@ -55,24 +55,8 @@ pub struct ControlArgs {
     /// The ledger's currency, for the test player's launch tokens.
     #[arg(long, default_value = "EUR")]
     currency: String,
-    /// Back up this ledger file: ship its new rows every second, take the scheduled backups
-    /// and prove them by restore tests (alerts when one fails or is overdue).
-    #[arg(long)]
-    backup_db: Option<PathBuf>,
-    /// Where backups go: a folder or s3://bucket/prefix [default: <data>/backups].
-    #[arg(long)]
-    backup_target: Option<String>,
-    /// The backup key file (64 hex digits; `croupier backup keygen`); otherwise
-    /// CROUPIER_BACKUP_KEY or CROUPIER_BACKUP_KEY_FILE.
-    #[arg(long)]
-    backup_key_file: Option<PathBuf>,
-    /// Seconds between restore tests.
-    #[arg(long, default_value_t = 3_600)]
-    backup_verify_every_s: u64,
-    /// The nodes' seed key file, for the staging node started on a restored backup (its
-    /// unrevealed seeds are sealed with it) [default: <data>/seed-key when there is one].
-    #[arg(long, env = "CROUPIER_SEED_KEY_FILE")]
-    seed_key_file: Option<PathBuf>,
+    #[command(flatten)]
+    backup: BackupFlags,
     /// `croupier up`'s supervisor API, through which rolling updates replace a node's build.
     #[arg(long)]
     supervisor: Option<String>,
@@ -131,6 +115,33 @@ fn parse_target(text: &str) -> Result<(String, String), String> {
 /// Room kept back for the control plane's own records on a full disk (control.db grows by
 /// a few pages per incident; this is hundreds of incidents' worth).
 const RESERVE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The control plane's backups (the one backup daemon of `croupier-backup`).
+#[derive(Args)]
+struct BackupFlags {
+    /// Back up this ledger file: ship its new rows every second, take the scheduled backups
+    /// and prove them by restore tests (alerts when one fails or is overdue).
+    #[arg(long)]
+    pub backup_db: Option<PathBuf>,
+    /// Where backups go: a folder or s3://bucket/prefix [default: <data>/backups].
+    #[arg(long)]
+    pub backup_target: Option<String>,
+    /// The backup key file (64 hex digits; `croupier backup keygen`); otherwise
+    /// CROUPIER_BACKUP_KEY or CROUPIER_BACKUP_KEY_FILE.
+    #[arg(long)]
+    pub backup_key_file: Option<PathBuf>,
+    /// Seconds between restore tests.
+    #[arg(long, default_value_t = 3_600)]
+    pub backup_verify_every_s: u64,
+    /// A ledger on PostgreSQL to back up with pgBackRest (instead of --backup-db): its
+    /// cluster (--pg-data …) and stanza; --backup-target is the repository.
+    #[command(flatten)]
+    pub backup_pg: crate::backup_pg_cmd::PgArgs,
+    /// The nodes' seed key file, for the staging node started on a restored backup (its
+    /// unrevealed seeds are sealed with it) [default: <data>/seed-key when there is one].
+    #[arg(long, env = "CROUPIER_SEED_KEY_FILE")]
+    pub seed_key_file: Option<PathBuf>,
+}
 
 pub fn run(args: ControlArgs) -> anyhow::Result<()> {
     if let Some(ControlCommand::Export(export)) = args.command {
@@ -205,32 +216,7 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
             .and_then(|p| p.parent())
             .map(|p| p.to_path_buf()),
     };
-    let backup = match &args.backup_db {
-        None => None,
-        Some(db) => {
-            let key = match &args.backup_key_file {
-                Some(path) => croupier_backup::BackupKey::from_file(path),
-                None => croupier_backup::BackupKey::from_env(),
-            }
-            .context("backups need a key")?;
-            Some(croupier_control::backups::BackupConfig {
-                db: db.clone(),
-                target: args
-                    .backup_target
-                    .clone()
-                    .unwrap_or_else(|| data.join("backups").display().to_string()),
-                key,
-                verify_every: std::time::Duration::from_secs(args.backup_verify_every_s.max(1)),
-                policy: croupier_backup::Policy::default(),
-                scratch_dir: data.join("restore-tests"),
-                session_ttl_ms: croupier_node::rounds::SESSION_TTL_MS,
-                seed_key_file: args.seed_key_file.clone().or_else(|| {
-                    let path = data.join(crate::seed_key_args::SEED_KEY_FILE);
-                    path.exists().then_some(path)
-                }),
-            })
-        }
-    };
+    let backup = backup_config(&args.backup, &data)?;
     let mut update = deployment.update.clone();
     if args.supervisor.is_some() {
         update.supervisor = args.supervisor;
@@ -342,4 +328,66 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
         .await;
         anyhow::Ok(())
     })
+}
+
+/// What the control plane backs up: a SQLite file (`--backup-db`) or a PostgreSQL ledger
+/// through pgBackRest (`--pg-data`); nothing without either.
+fn backup_config(
+    args: &BackupFlags,
+    data: &std::path::Path,
+) -> anyhow::Result<Option<croupier_control::backups::BackupConfig>> {
+    use croupier_control::backups::{BackupConfig, BackupLedger};
+    let verify_every = std::time::Duration::from_secs(args.backup_verify_every_s.max(1));
+    let seed_key_file = args.seed_key_file.clone().or_else(|| {
+        let path = data.join(crate::seed_key_args::SEED_KEY_FILE);
+        path.exists().then_some(path)
+    });
+    let target = args
+        .backup_target
+        .clone()
+        .unwrap_or_else(|| data.join("backups").display().to_string());
+    if let Some(pgbackrest) = args.backup_pg.config(&target)? {
+        anyhow::ensure!(
+            args.backup_db.is_none(),
+            "--backup-db (a SQLite ledger) and --pg-data (a PostgreSQL one) exclude each other"
+        );
+        let policy = croupier_backup::Policy::default();
+        let scratch_dir = crate::backup_pg_cmd::default_scratch();
+        let schedule = croupier_backup::pgbackrest::scheduler::PgSchedule {
+            full_every_ms: policy.full_every_ms,
+            diff_every_ms: policy.incremental_every_ms,
+            verify_every_ms: verify_every.as_millis() as i64,
+            scratch_dir: scratch_dir.clone(),
+            database: args.backup_pg.pg_database.clone(),
+        };
+        return Ok(Some(BackupConfig {
+            ledger: BackupLedger::Postgres {
+                pgbackrest,
+                schedule,
+            },
+            verify_every,
+            scratch_dir,
+            seed_key_file,
+        }));
+    }
+    let Some(db) = &args.backup_db else {
+        return Ok(None);
+    };
+    let key = match &args.backup_key_file {
+        Some(path) => croupier_backup::BackupKey::from_file(path),
+        None => croupier_backup::BackupKey::from_env(),
+    }
+    .context("backups need a key")?;
+    Ok(Some(BackupConfig {
+        ledger: BackupLedger::Sqlite {
+            db: db.clone(),
+            target,
+            key,
+            policy: croupier_backup::Policy::default(),
+            session_ttl_ms: croupier_node::rounds::SESSION_TTL_MS,
+        },
+        verify_every,
+        scratch_dir: data.join("restore-tests"),
+        seed_key_file,
+    }))
 }

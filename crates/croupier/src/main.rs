@@ -3,6 +3,7 @@
 
 mod audit_cmd;
 mod backup_cmd;
+mod backup_pg_cmd;
 mod cashier_cmd;
 mod control_client;
 mod control_cmd;
@@ -47,7 +48,7 @@ enum Command {
     /// Run the players' gateway in front of the game nodes.
     Gateway(gateway_cmd::GatewayArgs),
     /// Run the control plane: monitoring, alerts, SLOs, incidents, status page, dashboard.
-    Control(control_cmd::ControlArgs),
+    Control(Box<control_cmd::ControlArgs>),
     /// Drain a node and wait until it has nothing in flight (a preStop hook, a stop by hand).
     Drain(drain_cmd::DrainArgs),
     /// Talk to the control plane's API: status, alerts, incidents, silences, drain, audit.
@@ -82,7 +83,7 @@ fn main() -> anyhow::Result<()> {
         Command::Up(args) => up_cmd::run(args, &cli.log),
         Command::Node(args) => node_cmd::run(args),
         Command::Gateway(args) => gateway_cmd::run(args),
-        Command::Control(args) => control_cmd::run(args),
+        Command::Control(args) => control_cmd::run(*args),
         Command::Ctl(args) => ctl_cmd::run(args),
         Command::Drain(args) => drain_cmd::run(args),
         Command::Maintenance(args) => maintenance_cmd::run(args),

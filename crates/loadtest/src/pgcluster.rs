@@ -170,6 +170,16 @@ impl PgCluster {
         self.dir.join("data")
     }
 
+    /// The data folder (`PGDATA`), e.g. for pgBackRest's `pg1-path`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.data()
+    }
+
+    /// The folder of the server's Unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The server's settings: loopback only, durable commits, ready for a standby.
     fn configure(&self) -> Result<(), LoadError> {
         self.append_settings(&format!(
@@ -182,8 +192,9 @@ impl PgCluster {
         ))
     }
 
-    /// Appends lines to `postgresql.conf` (a later line wins over an earlier one).
-    fn append_settings(&self, lines: &str) -> Result<(), LoadError> {
+    /// Appends lines to `postgresql.conf` (a later line wins over an earlier one); a
+    /// `restart` (or a reload, for the settings that allow it) applies them.
+    pub fn append_settings(&self, lines: &str) -> Result<(), LoadError> {
         let conf = self.data().join("postgresql.conf");
         let mut text = std::fs::read_to_string(&conf)
             .map_err(|e| LoadError::io(format!("reading {}", conf.display()), e))?;
@@ -264,6 +275,12 @@ impl PgCluster {
     pub fn start(&self) -> Result<(), LoadError> {
         let log = self.dir.join("server.log").display().to_string();
         self.pg_ctl(&["start", "-w", "-t", "30", "-l", &log])
+    }
+
+    /// Stops the server cleanly and starts it again (what `archive_mode` needs).
+    pub fn restart(&self) -> Result<(), LoadError> {
+        self.stop("fast")?;
+        self.start()
     }
 
     /// Stops the server: `fast` (clients are disconnected, a clean shutdown) or `immediate`

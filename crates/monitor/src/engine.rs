@@ -32,7 +32,9 @@ pub enum Kind {
 pub struct Target {
     pub name: String,
     pub kind: Kind,
-    /// Base URL; metrics are at `/metrics` (an HTTP check's own URL).
+    /// Base URL; metrics are at `/metrics` (an HTTP check's own URL; a store's `postgres://`
+    /// URL, shown with its password masked).
+    #[serde(serialize_with = "serialize_masked")]
     pub base: String,
     /// The player-facing component its alerts affect, when not the kind's own.
     pub component: Option<String>,
@@ -117,6 +119,8 @@ pub enum Metric {
     /// Addresses blocked now for guessing operator credentials (`croupier_security_blocked`)
     /// or for scanning the players' port (`croupier_security_scan_blocked`).
     SecurityBlocked,
+    /// The largest replay lag of the ledger's standbys, seconds (`replication`).
+    ReplicationLagS,
     /// Players flagged now for unusual play (`croupier_play_flags`).
     PlayFlags,
 }
@@ -136,6 +140,7 @@ impl Metric {
             Metric::DataDisk => point.data_used,
             Metric::DataFullInS => point.data_full_in_s,
             Metric::SecurityBlocked => point.security_blocked,
+            Metric::ReplicationLagS => point.replication_lag_s,
             Metric::PlayFlags => point.play_flags,
         }
     }
@@ -211,6 +216,35 @@ fn rule(
 /// The component of security alerts: operators only, never on the players' status page.
 pub const SECURITY_COMPONENT: &str = "security";
 
+/// The component of the ledger's replication alerts and failovers: operators only (a
+/// standby's lag or a failover that worked costs players nothing by itself).
+pub const STORE_COMPONENT: &str = "store";
+
+/// A URL with its password masked (a store's `postgres://user:password@…`), for pages and
+/// the API.
+pub fn masked_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => format!(
+            "{}{}:***{}",
+            &url[..scheme_end],
+            &rest[..colon],
+            &rest[at..]
+        ),
+        _ => url.to_owned(),
+    }
+}
+
+/// Serialises a target's URL with its password masked.
+#[allow(clippy::ptr_arg)] // serde's `serialize_with` hands the field as it is: &String.
+fn serialize_masked<S: serde::Serializer>(url: &String, to: S) -> Result<S::Ok, S::Error> {
+    to.serialize_str(&masked_url(url))
+}
+
 /// The built-in rules, evaluated once a second; a deployment's TOML may replace them.
 pub fn default_rules() -> Vec<RuleDef> {
     use Comparison::{Above, Below};
@@ -277,9 +311,23 @@ pub fn default_rules() -> Vec<RuleDef> {
         &[Kind::Node],
     );
     unusual_play.component = Some(SECURITY_COMPONENT.into());
+    // A standby far behind: a failover now would wait for it to replay, and reads it serves
+    // are stale. Players lose nothing yet: an operators' component.
+    let mut replication_lag = rule(
+        "replication_lag",
+        Metric::ReplicationLagS,
+        Above,
+        (10.0, Some(5.0)),
+        0,
+        (3, 5),
+        Severity::Minor,
+        &[Kind::Store],
+    );
+    replication_lag.component = Some(STORE_COMPONENT.into());
     vec![
         security_blocks,
         unusual_play,
+        replication_lag,
         data_disk_full,
         data_disk_filling,
         // One slow scrape is not an outage; two in a row (2 s) are.

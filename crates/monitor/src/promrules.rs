@@ -148,6 +148,10 @@ fn value_expr(metric: Metric, kind: Kind) -> Option<String> {
         Metric::PlayFlags if kind == Node => format!("croupier_play_flags{{{job}}}"),
         Metric::StoreUp if kind == Node => format!("croupier_store_up{{{job}}}"),
         Metric::StoreUp if kind == Store => format!("pg_up{{{job}}}"),
+        // postgres_exporter's, read on each standby: now() - pg_last_xact_replay_timestamp().
+        Metric::ReplicationLagS if kind == Store => {
+            format!("max by (job) (pg_replication_lag_seconds{{{job}}})")
+        }
         Metric::DataDisk if kind == Node => format!(
             "max by (job, instance, folder) (1 - croupier_data_filesystem_available_bytes{{{job}}} \
              / croupier_data_filesystem_size_bytes{{{job}}})"

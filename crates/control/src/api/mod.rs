@@ -89,6 +89,7 @@ pub fn router(control: Arc<Control>) -> Router {
         .route("/api/v1/rollouts/{id}", get(rollouts::one))
         .route("/api/v1/drills", get(drills::list).post(drills::report))
         .route("/api/v1/backups", get(backups::status))
+        .route("/api/v1/replication", get(monitoring::replication))
         .route("/api/v1/flags", get(flags::list))
         .route("/api/v1/sla", get(sla::sla))
         .route("/api/v1/oncall", get(oncall::oncall))

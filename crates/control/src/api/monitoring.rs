@@ -1,6 +1,6 @@
 //! What the control plane sees now: for players, `/api/v1/status` (components, incidents,
 //! maintenance); for operators, the targets and whether each answered, the recent series
-//! the dashboard draws, and the SLOs with their budgets.
+//! the dashboard draws, the SLOs with their budgets, and the ledger's replication.
 
 use std::sync::Arc;
 
@@ -30,9 +30,21 @@ pub(super) async fn targets(
         .targets
         .iter()
         .zip(up)
-        .map(|(t, up)| json!({"name": t.name, "kind": t.kind, "base": t.base, "up": up}))
+        .map(|(t, up)| {
+            let base = croupier_monitor::engine::masked_url(&t.base);
+            json!({"name": t.name, "kind": t.kind, "base": base, "up": up})
+        })
         .collect();
     Ok(Json(json!({"targets": list})).into_response())
+}
+
+/// The last replication state read from each `postgres://` store target.
+pub(super) async fn replication(
+    _: Operator,
+    State(control): State<Arc<Control>>,
+) -> Result<Response, Refusal> {
+    let stores = control.replication.lock().clone();
+    Ok(Json(json!({"stores": stores})).into_response())
 }
 
 #[derive(Deserialize)]

@@ -55,6 +55,8 @@ pub struct Point {
     /// Source addresses the target blocks now for wrong operator credentials (or, a
     /// gateway, for scanning its players' port).
     pub security_blocked: Option<f64>,
+    /// The largest replay lag of a store's standbys, seconds.
+    pub replication_lag_s: Option<f64>,
     /// Players a node flags now for unusual play (`croupier_play_flags`).
     pub play_flags: Option<f64>,
 }
@@ -262,6 +264,7 @@ impl TargetSeries {
                 gauge(samples, "croupier_store_up").or_else(|| gauge(samples, "pg_up"));
             point.security_blocked = blocked_addresses(samples);
             point.play_flags = gauge(samples, "croupier_play_flags");
+            point.replication_lag_s = gauge(samples, "croupier_replication_max_replay_lag_seconds");
             room::fill(&mut point, samples, &self.points);
             let now = counters(samples, ts_ms);
             if let Some(before) = &self.previous {
