@@ -144,8 +144,14 @@ fn a_fresh_stack_passes_the_audit() {
     ] {
         let found = statuses(&report, check);
         assert!(!found.is_empty(), "{check} missing:\n{table}");
+        // The audit reads seeds only from a SQLite ledger on its host; a PostgreSQL ledger's
+        // sealing is proven by the security test on that backend (the audit is given no
+        // database credentials).
+        let skipped_here = check == "seeds_sealed" && croupier_ledger::test_store::postgres();
         assert!(
-            found.iter().all(|s| *s == "pass" || *s == "warn"),
+            found
+                .iter()
+                .all(|s| *s == "pass" || *s == "warn" || (skipped_here && *s == "skip")),
             "{check}: {found:?}\n{table}"
         );
     }
