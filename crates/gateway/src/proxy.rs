@@ -288,25 +288,7 @@ async fn try_node(
     let node = NodeLabel {
         node: backend.name.clone(),
     };
-    let error = |kind: &str| {
-        metrics
-            .upstream_errors
-            .get_or_create(&NodeKind {
-                node: backend.name.clone(),
-                kind: kind.to_owned(),
-            })
-            .inc();
-    };
-    let eject = |immediate: bool| {
-        if backend.record_failure(immediate, &gateway.config.outlier) {
-            metrics
-                .ejections
-                .get_or_create(&NodeLabel {
-                    node: backend.name.clone(),
-                })
-                .inc();
-        }
-    };
+    let failed = |kind: &str, immediate: bool| failed_try(gateway, backend, kind, immediate);
     let in_flight = InFlight::start(backend);
     let result = tokio::time::timeout(limit, gateway.client.request(request)).await;
     let took = in_flight.finish();
@@ -327,8 +309,7 @@ async fn try_node(
             // and is not held against the node. Ejecting for it kept players out for the
             // whole ejection back-off after the store came back.
             if matches!(status.as_u16(), 502 | 504) || status == StatusCode::INTERNAL_SERVER_ERROR {
-                error("5xx");
-                eject(false);
+                failed("5xx", false);
             } else {
                 backend.record_success();
             }
@@ -345,8 +326,7 @@ async fn try_node(
             let body = match Limited::new(body, MAX_ANSWER_BYTES).collect().await {
                 Ok(collected) => collected.to_bytes(),
                 Err(_) => {
-                    error("reset");
-                    eject(false);
+                    failed("reset", false);
                     return if idempotent {
                         Try::Retry("idempotent")
                     } else {
@@ -364,14 +344,12 @@ async fn try_node(
             Try::Answer(response)
         }
         Ok(Err(e)) if e.is_connect() => {
-            error("connect");
-            eject(true);
+            failed("connect", true);
             Try::Retry("connect")
         }
         Ok(Err(e)) => {
             tracing::debug!(node = %backend.name, error = %e, "request to node failed");
-            error("reset");
-            eject(false);
+            failed("reset", false);
             if idempotent {
                 Try::Retry("idempotent")
             } else {
@@ -379,8 +357,7 @@ async fn try_node(
             }
         }
         Err(_) => {
-            error("timeout");
-            eject(false);
+            failed("timeout", false);
             if idempotent {
                 Try::Retry("idempotent")
             } else {
@@ -461,7 +438,8 @@ async fn hedged(
         outcome = &mut second => match outcome {
             Try::Answer(_) => {
                 Metrics::count(&gateway.metrics.hedges, "won");
-                slower_than_a_hedge(gateway, index);
+                // Lost to a hedge: a frozen node, or one far slower than its peers.
+                failed_try(gateway, &gateway.pool.backends[index], "slow", false);
                 outcome
             }
             Try::Retry(_) | Try::Fail(_) => first.await,
@@ -469,21 +447,19 @@ async fn hedged(
     }
 }
 
-/// Node `index` lost to a hedge: a failed try for the outlier detection (a node that keeps
-/// losing, frozen or far slower than its peers, is ejected).
-fn slower_than_a_hedge(gateway: &Gateway, index: usize) {
-    let backend = &gateway.pool.backends[index];
-    gateway
-        .metrics
+/// A failed try on `backend`, by kind, for the metrics and the outlier detection
+/// (`immediate`: eject at once, as for a refused connection; else after several in a row).
+fn failed_try(gateway: &Gateway, backend: &Backend, kind: &str, immediate: bool) {
+    let metrics = &gateway.metrics;
+    metrics
         .upstream_errors
         .get_or_create(&NodeKind {
             node: backend.name.clone(),
-            kind: "slow".to_owned(),
+            kind: kind.to_owned(),
         })
         .inc();
-    if backend.record_failure(false, &gateway.config.outlier) {
-        gateway
-            .metrics
+    if backend.record_failure(immediate, &gateway.config.outlier) {
+        metrics
             .ejections
             .get_or_create(&NodeLabel {
                 node: backend.name.clone(),
