@@ -338,8 +338,18 @@ fn graceful_restart_of_the_gateway_drops_no_request() {
         assert!(Instant::now() < deadline, "the old gateway did not stop");
         thread::sleep(Duration::from_millis(20));
     }
+    // Then the load goes on through the new process until it has served some of it.
     let old_gone = Instant::now();
-    thread::sleep(Duration::from_millis(500));
+    let deadline = old_gone + Duration::from_secs(20);
+    while !load
+        .served
+        .lock()
+        .iter()
+        .any(|(began, _)| *began > old_gone)
+    {
+        assert!(Instant::now() < deadline, "the new gateway served nothing");
+        thread::sleep(Duration::from_millis(20));
+    }
     let (failures, served) = load.finish();
     let (_, health) = get(&format!("{}/healthz", gateway.admin), None).unwrap();
     let new_pid = health["pid"].as_u64().unwrap();
@@ -709,7 +719,16 @@ fn with_two_gateways_behind_one_name_a_killed_gateway_fails_no_keyed_bet() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    thread::sleep(Duration::from_millis(2_000));
+    // The kill lands in the middle of the load: once the second gateway has carried some
+    // of it (a loaded machine may take seconds to start the generator).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while second.metric_total("croupier_gateway_requests_total") < 20.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the load never reached the second gateway"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
     second.child.kill().unwrap();
     let output = load.wait_with_output().unwrap();
     let summary: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap_or_else(|e| {

@@ -289,19 +289,32 @@ impl GatewayProcess {
 
     /// A counter or gauge from the gateway's /metrics, 0 when absent.
     pub fn metric(&self, series: &str) -> f64 {
-        let text = agent()
-            .get(&format!("{}/metrics", self.admin))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap();
-        text.lines()
+        self.metrics_text()
+            .lines()
             .find_map(|l| {
                 l.strip_prefix(series)
                     .and_then(|rest| rest.trim().parse().ok())
             })
             .unwrap_or(0.0)
+    }
+
+    /// The sum of every series of the metric `name` (all label values).
+    pub fn metric_total(&self, name: &str) -> f64 {
+        self.metrics_text()
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    fn metrics_text(&self) -> String {
+        agent()
+            .get(&format!("{}/metrics", self.admin))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
     }
 }
 
