@@ -181,7 +181,7 @@ impl Request {
         Request::new("DELETE", path, None)
     }
 
-    fn as_text(self) -> Request {
+    fn printed_as_text(self) -> Request {
         Request { text: true, ..self }
     }
 }
@@ -214,7 +214,7 @@ impl CtlCommand {
                 Request::post(format!("/api/v1/incidents/{id}/updates"), body)
             }
             CtlCommand::Postmortem { id } => {
-                Request::get(format!("/api/v1/incidents/{id}/postmortem")).as_text()
+                Request::get(format!("/api/v1/incidents/{id}/postmortem")).printed_as_text()
             }
             CtlCommand::Silences => Request::get("/api/v1/silences"),
             CtlCommand::Silence {
@@ -289,7 +289,7 @@ fn sla_request(
     Ok(if format == "json" {
         request
     } else {
-        request.as_text()
+        request.printed_as_text()
     })
 }
 
