@@ -161,10 +161,17 @@ fn config(args: &LoadtestArgs) -> anyhow::Result<LoadConfig> {
 
 pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     let config = config(&args)?;
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = args.threads {
-        runtime.worker_threads(threads.max(1));
-    }
+    // One thread is a current-thread runtime: no work-stealing queues or cross-thread wake-ups
+    // for a generator that must cost less than what it measures.
+    let mut runtime = match args.threads {
+        Some(0 | 1) => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            runtime.worker_threads(threads);
+            runtime
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = runtime.enable_all().build()?;
     let summary = runtime.block_on(async {
         let mut result = run::run(config).await?;

@@ -7,6 +7,7 @@
 //! several addresses of the players' service, a player moves to the next one when a
 //! connection is refused or cut there.
 
+use parking_lot::Mutex;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::history::round_of;
-use crate::http::{Answer, Call};
+use crate::http::{Answer, Call, OwnConnection};
 use crate::run::Shared;
 
 /// Tries of one money-moving request (same key each time).
@@ -77,6 +78,8 @@ pub struct Player {
     next_key: AtomicU64,
     /// Which of the players' addresses this player uses (`Shared::address`).
     at: AtomicUsize,
+    /// The player's keep-alive connection, as a browser keeps one.
+    connection: Mutex<Option<OwnConnection>>,
 }
 
 impl Player {
@@ -162,6 +165,7 @@ pub async fn sign_in(
         lane,
         next_key: AtomicU64::new(0),
         at: AtomicUsize::new(at),
+        connection: Mutex::new(None),
     }))
 }
 
@@ -171,7 +175,11 @@ pub async fn read(shared: &Shared, player: &Player, op: &'static str, path: &str
     let url = format!("{}{path}", shared.address(at));
     let result = shared
         .http
-        .send(player.lane, Call::get(url).token(&player.token))
+        .send_as(
+            &player.connection,
+            player.lane,
+            Call::get(url).token(&player.token),
+        )
         .await;
     let ok = matches!(&result, Ok(a) if a.is_success());
     shared.record(op, due, &outcome_label(&result), ok);
@@ -286,7 +294,8 @@ async fn keyed_post(
         let url = format!("{}{path}", shared.address(at));
         let result = shared
             .http
-            .send(
+            .send_as(
+                &player.connection,
                 player.lane,
                 Call::post(url, body).token(&player.token).key(key),
             )
