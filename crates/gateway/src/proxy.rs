@@ -16,9 +16,10 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use croupier_web::wire::{self, Refusal};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
-use serde_json::json;
+use serde::Serialize;
 use std::hash::BuildHasher;
 
 use crate::Gateway;
@@ -27,11 +28,8 @@ use crate::pool::{Backend, PlayerKey};
 
 /// Seconds players are told to wait when no node can serve.
 pub const NO_NODE_RETRY_AFTER: u32 = 5;
-const DRAINING_HEADER: &str = "croupier-draining";
 /// Largest answer read from a node.
 const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
-/// Names the node that answered, for operators and tests.
-pub const NODE_HEADER: &str = "croupier-node";
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
@@ -57,25 +55,27 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
 }
 
 /// A JSON error the gateway answers itself.
-pub fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({"error": code, "message": message})),
-    )
-        .into_response()
+pub fn refusal(status: StatusCode, code: &'static str, message: &str) -> Response {
+    Refusal::new(status, code, message).into_response()
+}
+
+/// How long the maintenance notice asks players to wait.
+#[derive(Serialize)]
+struct RetryAfter {
+    retry_after_s: u32,
 }
 
 pub fn no_node(gateway: &Gateway) -> Response {
     Metrics::count(&gateway.metrics.refused, "no_node");
-    let mut response = (
+    let mut response = Refusal::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(json!({
-            "error": "maintenance",
-            "message": "The games are briefly unavailable while we restore service. Your balance and any round in progress are safe; please retry in a few seconds.",
-            "retry_after_s": NO_NODE_RETRY_AFTER,
-        })),
+        "maintenance",
+        "The games are briefly unavailable while we restore service. Your balance and any round in progress are safe; please retry in a few seconds.",
     )
-        .into_response();
+    .with(RetryAfter {
+        retry_after_s: NO_NODE_RETRY_AFTER,
+    })
+    .into_response();
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(NO_NODE_RETRY_AFTER));
@@ -121,7 +121,7 @@ async fn learn_player(gateway: &Gateway, response: Response) -> Response {
 
 fn is_idempotent(method: &Method, headers: &HeaderMap) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
-        || headers.contains_key("idempotency-key")
+        || headers.contains_key(wire::IDEMPOTENCY_KEY)
 }
 
 fn header_bytes(headers: &HeaderMap) -> usize {
@@ -199,7 +199,7 @@ async fn handle(
     if gateway.access_log.keep(status) {
         let node = response
             .headers()
-            .get(NODE_HEADER)
+            .get(wire::NODE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-");
         tracing::info!(
@@ -300,7 +300,7 @@ async fn try_node(
         Ok(Ok(response)) => {
             let status = response.status();
             if status == StatusCode::SERVICE_UNAVAILABLE
-                && response.headers().contains_key(DRAINING_HEADER)
+                && response.headers().contains_key(wire::DRAINING)
             {
                 return Try::Retry("draining");
             }
@@ -339,7 +339,7 @@ async fn try_node(
                 response.headers_mut().remove(name);
             }
             if let Ok(name) = HeaderValue::from_str(&backend.name) {
-                response.headers_mut().insert(NODE_HEADER, name);
+                response.headers_mut().insert(wire::NODE, name);
             }
             Try::Answer(response)
         }

@@ -12,6 +12,7 @@ use axum::extract::{FromRequestParts, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use croupier_web::caps::Caps;
+use croupier_web::wire;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::{
     self, client::IntoClientRequest, protocol::frame::coding::CloseCode,
@@ -32,9 +33,6 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
-
-/// Names the player of a WebSocket in the node's 101 answer, for the per-player cap.
-pub const PLAYER_HEADER: &str = "croupier-player";
 
 /// WebSockets open now, per client address and per player.
 pub struct WsCaps {
@@ -67,7 +65,7 @@ fn player_of(
 ) -> String {
     response
         .headers()
-        .get(PLAYER_HEADER)
+        .get(wire::PLAYER)
         .and_then(|v| v.to_str().ok())
         .map_or_else(|| format!("~token:{}", player.unwrap_or(0)), str::to_owned)
 }
@@ -138,7 +136,7 @@ pub async fn handle(
             // The node answered without upgrading (bad token, draining…): pass it on, unless
             // it is draining, in which case another node may take the socket.
             Ok(Err(tungstenite::Error::Http(response))) => {
-                if response.headers().contains_key("croupier-draining") {
+                if response.headers().contains_key(wire::DRAINING) {
                     continue;
                 }
                 let status = response.status();

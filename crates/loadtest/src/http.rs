@@ -16,6 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 use croupier_web::tls::ClientFiles;
+use croupier_web::wire;
 
 use crate::error::LoadError;
 
@@ -154,7 +155,7 @@ impl HttpClient {
             builder = builder.header("authorization", format!("Bearer {token}"));
         }
         if let Some(key) = call.key {
-            builder = builder.header("idempotency-key", key);
+            builder = builder.header(wire::IDEMPOTENCY_KEY, key);
         }
         let typed = call
             .extra_headers

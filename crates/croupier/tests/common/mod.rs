@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use croupier_ledger::StoreLocation;
 use croupier_ledger::pg::scratch::{ScratchDb, test_server};
 use croupier_ledger::test_store;
+use croupier_web::wire;
 use serde_json::{Value, json};
 
 mod browser;
@@ -140,7 +141,7 @@ pub fn post_raw(
         request = request.header("Authorization", &format!("Bearer {token}"));
     }
     if let Some(key) = key {
-        request = request.header("Idempotency-Key", key);
+        request = request.header(wire::IDEMPOTENCY_KEY, key);
     }
     finish(request.send(body))
 }
@@ -319,7 +320,7 @@ fn with_node(
     let mut response = response.map_err(|e| e.to_string())?;
     let node = response
         .headers()
-        .get("croupier-node")
+        .get(wire::NODE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
@@ -347,7 +348,7 @@ pub fn post_via(
         request = request.header("Authorization", &format!("Bearer {token}"));
     }
     if let Some(key) = key {
-        request = request.header("Idempotency-Key", key);
+        request = request.header(wire::IDEMPOTENCY_KEY, key);
     }
     with_node(request.send(body.to_string()))
 }
