@@ -148,47 +148,13 @@ impl HttpClient {
             url: call.url.clone(),
             reason,
         };
-        let mut builder = Request::builder()
-            .method(call.method.clone())
-            .uri(&call.url);
-        if let Some(token) = call.token {
-            builder = builder.header("authorization", format!("Bearer {token}"));
-        }
-        if let Some(key) = call.key {
-            builder = builder.header(wire::IDEMPOTENCY_KEY, key);
-        }
-        let typed = call
-            .extra_headers
-            .iter()
-            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
-        if call.body.is_some() && !typed {
-            builder = builder.header("content-type", "application/json");
-        }
-        for (name, value) in &call.extra_headers {
-            builder = builder.header(*name, value);
-        }
-        let request = builder
-            .body(Full::new(Bytes::from(
-                call.body.clone().unwrap_or_default(),
-            )))
-            .map_err(|e| fail(e.to_string()))?;
+        let request = call.request().map_err(|e| fail(e.to_string()))?;
         let client = &self.lanes[lane % self.lanes.len()];
         let exchange = async {
-            let response = client.request(request).await.map_err(|e| {
-                let (url, reason) = (call.url.clone(), format!("{e:?}"));
-                if e.is_connect() {
-                    let refused = io_kind(&e) == Some(std::io::ErrorKind::ConnectionRefused);
-                    LoadError::Connect {
-                        url,
-                        reason,
-                        refused,
-                    }
-                } else if was_cut(&e) {
-                    LoadError::Reset { url, reason }
-                } else {
-                    fail(reason)
-                }
-            })?;
+            let response = client
+                .request(request)
+                .await
+                .map_err(|e| request_error(&call.url, e))?;
             let (parts, body) = response.into_parts();
             let bytes = body
                 .collect()
@@ -213,6 +179,52 @@ impl HttpClient {
         tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| fail(format!("no answer within {:?}", self.timeout)))?
+    }
+}
+
+impl Call<'_> {
+    /// The HTTP request: token, idempotency key, JSON content type unless the call sets its
+    /// own, extra headers, body.
+    fn request(&self) -> Result<Request<Full<Bytes>>, hyper::http::Error> {
+        let mut builder = Request::builder()
+            .method(self.method.clone())
+            .uri(&self.url);
+        if let Some(token) = self.token {
+            builder = builder.header("authorization", format!("Bearer {token}"));
+        }
+        if let Some(key) = self.key {
+            builder = builder.header(wire::IDEMPOTENCY_KEY, key);
+        }
+        let typed = self
+            .extra_headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+        if self.body.is_some() && !typed {
+            builder = builder.header("content-type", "application/json");
+        }
+        for (name, value) in &self.extra_headers {
+            builder = builder.header(*name, value);
+        }
+        builder.body(Full::new(Bytes::from(
+            self.body.clone().unwrap_or_default(),
+        )))
+    }
+}
+
+/// A request that got no answer: a refused or failed connection, a cut, or another failure.
+fn request_error(url: &str, e: hyper_util::client::legacy::Error) -> LoadError {
+    let (url, reason) = (url.to_owned(), format!("{e:?}"));
+    if e.is_connect() {
+        let refused = io_kind(&e) == Some(std::io::ErrorKind::ConnectionRefused);
+        LoadError::Connect {
+            url,
+            reason,
+            refused,
+        }
+    } else if was_cut(&e) {
+        LoadError::Reset { url, reason }
+    } else {
+        LoadError::Http { url, reason }
     }
 }
 
