@@ -264,7 +264,9 @@ fn the_store_failover_drill_loses_no_acknowledged_bet_with_a_synchronous_standby
     assert_eq!(failover["non_503_errors"], 0, "{report:#}");
     assert_eq!(failover["acknowledged_bets_lost"], 0, "{report:#}");
     let outage = failover["write_outage_ms"].as_u64().unwrap();
-    assert!((2_000..5_000).contains(&outage), "{report:#}");
+    // From the kill to the first write on the promoted standby: the 2 s before promotion,
+    // then the nodes' retries (at most 200 ms apart); the rest is a loaded machine's slack.
+    assert!((2_000..10_000).contains(&outage), "{report:#}");
     assert!(
         report["fault"]["detail"]
             .as_str()

@@ -502,7 +502,7 @@ fn readers(
 /// its key replays it: nothing is settled twice. Readers carry no write, so no node holds the
 /// ledger's write lock when the freeze comes.
 #[test]
-fn a_frozen_node_costs_a_player_at_most_a_second_and_settles_nothing_twice() {
+fn a_frozen_node_holds_no_player_for_its_freeze_and_settles_nothing_twice() {
     let _serial = exclusive();
     let dir = tempfile::tempdir().unwrap();
     let nodes = three_nodes(dir.path());
@@ -562,8 +562,11 @@ fn a_frozen_node_costs_a_player_at_most_a_second_and_settles_nothing_twice() {
         failures.len()
     );
     assert!(failures.is_empty(), "{failures:?}");
+    // Held by the frozen node a request takes the whole 4 s; given up after a few of the
+    // node's p99 it takes about 0.3 s (1 s at most on a quiet machine). The bound leaves a
+    // loaded CI machine room and still tells the two apart.
     assert!(
-        slowest <= Duration::from_secs(1),
+        slowest <= Duration::from_secs(2),
         "slowest player request {slowest:?}"
     );
 
@@ -610,6 +613,8 @@ fn when_every_node_is_slow_no_bet_is_refused_for_want_of_a_retry() {
         assert_eq!(answer.unwrap().0, 201);
     }
     thread::sleep(Duration::from_secs(2)); // the budget refills its ten tokens
+    let hedges_before = gateway.metric("croupier_gateway_hedges_total{reason=\"sent\"}");
+    let stalled = std::time::Instant::now();
     for node in &nodes {
         signal(node, "-STOP");
     }
@@ -642,8 +647,14 @@ fn when_every_node_is_slow_no_bet_is_refused_for_want_of_a_retry() {
         "{} of 20 bets not answered 201: {refused:?}",
         refused.len()
     );
-    let hedges = gateway.metric("croupier_gateway_hedges_total{reason=\"sent\"}");
-    assert!(hedges <= 12.0, "{hedges} hedges with a budget of about ten");
+    // Ten tokens, then one a second while a loaded machine took its time; a hedge per bet
+    // would be 20.
+    let refilled = stalled.elapsed().as_secs_f64().ceil();
+    let hedges = gateway.metric("croupier_gateway_hedges_total{reason=\"sent\"}") - hedges_before;
+    assert!(
+        hedges <= 10.0 + refilled + 1.0,
+        "{hedges} hedges with a budget of ten and {refilled} refilled"
+    );
     // Each key moved money once: replays answer the same round.
     for (p, token) in players.iter().enumerate() {
         let key = format!("stalled-{p}");

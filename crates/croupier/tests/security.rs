@@ -454,11 +454,18 @@ fn signing_in_again_gives_no_fresh_bucket_and_sign_ups_are_limited_per_address()
         sign_in_at(&gateway.base, "one-bucket"),
     ];
     // A burst of 10 (two seconds' worth) for the player, whichever token asks.
+    // A bucket per token would allow 20 at once; the bound allows for what the bucket
+    // refilled while a loaded machine served the 30.
     let url = gateway.url("/api/v1/wallet");
+    let started = std::time::Instant::now();
     let allowed = (0..30)
         .filter(|i| get(&url, Some(&tokens[i % 2])).unwrap().0 == 200)
         .count();
-    assert!(allowed <= 13, "{allowed} of 30 allowed: a bucket per token");
+    let refilled = (5.0 * started.elapsed().as_secs_f64()).ceil() as usize;
+    assert!(
+        allowed <= 10 + refilled + 1,
+        "{allowed} of 30 allowed, {refilled} refilled: a bucket per token"
+    );
     // Demo sign-ups: 120 a minute from one address (two spent above), refilled at 2 a second
     // while the sign-ups run.
     let sessions = gateway.url("/api/v1/sessions");
