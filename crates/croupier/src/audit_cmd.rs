@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use croupier_loadtest::audit::{self, AuditTargets, LaunchKey};
+use croupier_loadtest::layout::OPS_TOKEN_FILE;
 use croupier_web::launch::SigningKey;
 
 #[derive(Args)]
@@ -55,7 +56,7 @@ pub struct AuditArgs {
 
 pub fn run(args: AuditArgs) -> anyhow::Result<()> {
     let ops_token = args.ops_token.or_else(|| {
-        std::fs::read_to_string(args.data.join("ops-token"))
+        std::fs::read_to_string(args.data.join(OPS_TOKEN_FILE))
             .ok()
             .map(|t| t.trim().to_owned())
     });

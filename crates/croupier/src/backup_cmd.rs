@@ -172,28 +172,32 @@ enum BackupCommand {
     },
     /// The backup daemon: ship every second and take, prune and verify on schedule (with
     /// --pg-data: pgBackRest full and differential backups and restore tests).
-    Run {
-        #[command(flatten)]
-        live: Live,
-        #[command(flatten)]
-        place: Where,
-        #[command(flatten)]
-        retention: Retention,
-        #[arg(long, default_value_t = 3600)]
-        verify_every_seconds: i64,
-        /// How often the schedule is asked what is due.
-        #[arg(long, default_value_t = 10)]
-        schedule_every_seconds: u64,
-        /// Where restore tests build their scratch store [default: data; with --pg-data the
-        /// system's temporary folder].
-        #[arg(long)]
-        scratch: Option<PathBuf>,
-        /// Stop after this many seconds (0: run until killed).
-        #[arg(long, default_value_t = 0)]
-        seconds: u64,
-        #[command(flatten)]
-        pg: PgArgs,
-    },
+    Run(DaemonArgs),
+}
+
+/// `backup run`'s options.
+#[derive(Args)]
+struct DaemonArgs {
+    #[command(flatten)]
+    live: Live,
+    #[command(flatten)]
+    place: Where,
+    #[command(flatten)]
+    retention: Retention,
+    #[arg(long, default_value_t = 3600)]
+    verify_every_seconds: i64,
+    /// How often the schedule is asked what is due.
+    #[arg(long, default_value_t = 10)]
+    schedule_every_seconds: u64,
+    /// Where restore tests build their scratch store [default: data; with --pg-data the
+    /// system's temporary folder].
+    #[arg(long)]
+    scratch: Option<PathBuf>,
+    /// Stop after this many seconds (0: run until killed).
+    #[arg(long, default_value_t = 0)]
+    seconds: u64,
+    #[command(flatten)]
+    pg: PgArgs,
 }
 
 /// Progress bars on stderr when it is a terminal; nothing otherwise.
@@ -302,66 +306,74 @@ pub fn run(args: BackupArgs) -> anyhow::Result<()> {
             pg,
         } => {
             let at = at.as_deref().map(parse_at).transpose()?;
-            match pg.config(&place.target)? {
-                Some(config) => {
-                    let scratch = scratch.unwrap_or_else(backup_pg_cmd::default_scratch);
-                    backup_pg_cmd::verify(config, &pg.pg_database, &scratch, at)
-                }
-                None => verify(
-                    &place,
-                    &scratch.unwrap_or_else(|| "data".into()),
-                    at,
-                    pinned_seq,
-                ),
-            }
+            verify_either(&place, scratch, at, pinned_seq, &pg)
         }
         BackupCommand::List { place, pg } => match pg.config(&place.target)? {
             Some(config) => backup_pg_cmd::list(config),
             None => list(&place),
         },
-        BackupCommand::Prune { place, retention } => {
-            let target = Target::open(&place.target)?;
-            let catalog = Catalog::load(&target)?;
-            let plan = plan(&catalog, now_ms(), &retention.policy());
-            croupier_backup::scheduler::execute_prune(&target, &catalog, &plan)?;
-            print(&json!({"pruned_backups": plan.prune_backups,
-                          "pruned_segments": plan.prune_segments.len()}))
+        BackupCommand::Prune { place, retention } => prune(&place, &retention),
+        BackupCommand::Run(daemon_args) => daemon(daemon_args),
+    }
+}
+
+/// A restore test: through pgBackRest with --pg-data, else of the SQLite backups.
+fn verify_either(
+    place: &Where,
+    scratch: Option<PathBuf>,
+    at: Option<i64>,
+    pinned_seq: Option<i64>,
+    pg: &PgArgs,
+) -> anyhow::Result<()> {
+    match pg.config(&place.target)? {
+        Some(config) => {
+            let scratch = scratch.unwrap_or_else(backup_pg_cmd::default_scratch);
+            backup_pg_cmd::verify(config, &pg.pg_database, &scratch, at)
         }
-        BackupCommand::Run {
-            live,
+        None => verify(
             place,
-            retention,
-            verify_every_seconds,
-            schedule_every_seconds,
-            scratch,
-            seconds,
-            pg,
-        } => {
-            let every = Duration::from_secs(schedule_every_seconds.max(1));
-            match pg.config(&place.target)? {
-                Some(config) => {
-                    let policy = retention.policy();
-                    let schedule = PgSchedule {
-                        full_every_ms: policy.full_every_ms,
-                        diff_every_ms: policy.incremental_every_ms,
-                        verify_every_ms: verify_every_seconds * 1000,
-                        scratch_dir: scratch.unwrap_or_else(backup_pg_cmd::default_scratch),
-                        database: pg.pg_database.clone(),
-                    };
-                    backup_pg_cmd::run(config, schedule, every, seconds)
-                }
-                None => {
-                    let config = SchedulerConfig {
-                        db: live.db.clone(),
-                        target: place.target.clone(),
-                        policy: retention.policy(),
-                        verify_every_ms: verify_every_seconds * 1000,
-                        scratch_dir: scratch.unwrap_or_else(|| "data".into()),
-                        session_ttl_ms: SESSION_TTL_MS,
-                    };
-                    run_sqlite(config, &place, every, seconds)
-                }
-            }
+            &scratch.unwrap_or_else(|| "data".into()),
+            at,
+            pinned_seq,
+        ),
+    }
+}
+
+fn prune(place: &Where, retention: &Retention) -> anyhow::Result<()> {
+    let target = Target::open(&place.target)?;
+    let catalog = Catalog::load(&target)?;
+    let plan = plan(&catalog, now_ms(), &retention.policy());
+    croupier_backup::scheduler::execute_prune(&target, &catalog, &plan)?;
+    print(&json!({"pruned_backups": plan.prune_backups,
+                  "pruned_segments": plan.prune_segments.len()}))
+}
+
+/// The backup daemon: pgBackRest's with --pg-data, else the SQLite one.
+fn daemon(args: DaemonArgs) -> anyhow::Result<()> {
+    let every = Duration::from_secs(args.schedule_every_seconds.max(1));
+    let policy = args.retention.policy();
+    let verify_every_ms = args.verify_every_seconds * 1000;
+    match args.pg.config(&args.place.target)? {
+        Some(config) => {
+            let schedule = PgSchedule {
+                full_every_ms: policy.full_every_ms,
+                diff_every_ms: policy.incremental_every_ms,
+                verify_every_ms,
+                scratch_dir: args.scratch.unwrap_or_else(backup_pg_cmd::default_scratch),
+                database: args.pg.pg_database.clone(),
+            };
+            backup_pg_cmd::run(config, schedule, every, args.seconds)
+        }
+        None => {
+            let config = SchedulerConfig {
+                db: args.live.db.clone(),
+                target: args.place.target.clone(),
+                policy,
+                verify_every_ms,
+                scratch_dir: args.scratch.unwrap_or_else(|| "data".into()),
+                session_ttl_ms: SESSION_TTL_MS,
+            };
+            run_sqlite(config, &args.place, every, args.seconds)
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use croupier_loadtest::layout::OPS_TOKEN_FILE;
 use croupier_web::wire::{self, ErrorBody};
 use serde_json::Value;
 
@@ -41,7 +42,7 @@ impl Connection {
         let token = match self.token {
             Some(token) => token,
             None => {
-                let path = self.data.join("ops-token");
+                let path = self.data.join(OPS_TOKEN_FILE);
                 anyhow::ensure!(
                     path.exists(),
                     "no --token and no {} (set CROUPIER_OPS_TOKEN or --data)",

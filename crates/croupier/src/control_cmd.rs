@@ -1,7 +1,7 @@
 //! `croupier control`: the control plane, until Ctrl-C or SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -10,9 +10,11 @@ use croupier_control::config::Deployment;
 use croupier_control::lease::LeaseSource;
 use croupier_control::notify::{Format, Webhook};
 use croupier_control::paging::Pager;
+use croupier_control::rollout::UpdateConfig;
 use croupier_control::state::State;
 use croupier_control::subscriptions::Subscriptions;
 use croupier_control::{Control, ControlConfig};
+use croupier_loadtest::layout::OPS_TOKEN_FILE;
 use croupier_monitor::engine::{Kind, Target};
 use croupier_vitals::reserve::Reserve;
 use croupier_web::launch::SigningKey;
@@ -143,62 +145,63 @@ struct BackupFlags {
     pub seed_key_file: Option<PathBuf>,
 }
 
-pub fn run(args: ControlArgs) -> anyhow::Result<()> {
-    if let Some(ControlCommand::Export(export)) = args.command {
-        return crate::control_export::run(*export);
-    }
-    let lockout = args.lockout.config();
-    let tls = args.tls.acceptor()?;
-    let deployment = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            Deployment::parse(&text).with_context(|| format!("in {}", path.display()))?
-        }
-        None => Deployment::default(),
+/// The deployment file, or an empty deployment without one (flags name everything).
+fn deployment(path: Option<&Path>) -> anyhow::Result<Deployment> {
+    let Some(path) = path else {
+        return Ok(Deployment::default());
     };
-    let listen: SocketAddr = match (args.listen, &deployment.listen) {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Deployment::parse(&text).with_context(|| format!("in {}", path.display()))
+}
+
+/// `--listen`, else the deployment file's, else 127.0.0.1:8080.
+fn listen_address(flag: Option<SocketAddr>, deployment: &Deployment) -> anyhow::Result<SocketAddr> {
+    Ok(match (flag, &deployment.listen) {
         (Some(listen), _) => listen,
         (None, Some(text)) => text
             .parse()
             .with_context(|| format!("listen = \"{text}\" is not host:port"))?,
         (None, None) => "127.0.0.1:8080".parse()?,
-    };
-    let data = args
-        .data
-        .clone()
-        .or_else(|| deployment.data.as_ref().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("data"));
-    crate::private_files::secure_data_folder(&data)?;
-    let ops_token = match args.ops_token {
-        Some(token) => token,
-        None => ops_token_file(&data.join("ops-token"))?,
-    };
+    })
+}
+
+/// The deployment file's targets, then the nodes and gateways named by flags.
+fn targets(
+    deployment: &Deployment,
+    nodes: Vec<(String, String)>,
+    gateways: Vec<(String, String)>,
+) -> Vec<Target> {
     let mut targets = deployment.targets();
     targets.extend(
-        args.nodes
+        nodes
             .into_iter()
             .map(|(name, base)| Target::new(&name, Kind::Node, &base))
             .chain(
-                args.gateways
+                gateways
                     .into_iter()
                     .map(|(name, base)| Target::new(&name, Kind::Gateway, &base)),
             ),
     );
+    targets
+}
+
+/// The deployment file's webhooks, then the generic and Slack ones named by flags.
+fn webhooks(deployment: &Deployment, generic: Vec<String>, slack: Vec<String>) -> Vec<Webhook> {
     let mut webhooks = deployment.webhooks();
+    let with = |format: Format| move |url| Webhook { url, format };
     webhooks.extend(
-        args.webhooks
+        generic
             .into_iter()
-            .map(|url| Webhook {
-                url,
-                format: Format::Generic,
-            })
-            .chain(args.slack_webhooks.into_iter().map(|url| Webhook {
-                url,
-                format: Format::Slack,
-            })),
+            .map(with(Format::Generic))
+            .chain(slack.into_iter().map(with(Format::Slack))),
     );
-    let check_url = args.check_url.or_else(|| deployment.check_url.clone());
+    webhooks
+}
+
+/// How the synthetic checks' test player signs in: by name in demo mode, else with a launch
+/// token signed by `--launch-key` (whose folder holds the keys the nodes accept).
+fn test_players(args: &ControlArgs) -> anyhow::Result<TestPlayers> {
     let launch_key = match &args.launch_key {
         Some(path) => Some(std::sync::Arc::new(
             SigningKey::from_file(path, None)
@@ -206,7 +209,7 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
         )),
         None => None,
     };
-    let test_players = TestPlayers {
+    Ok(TestPlayers {
         demo: args.demo,
         launch_key,
         currency: args.currency.clone(),
@@ -215,11 +218,14 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
             .as_ref()
             .and_then(|p| p.parent())
             .map(|p| p.to_path_buf()),
-    };
-    let backup = backup_config(&args.backup, &data)?;
+    })
+}
+
+/// The deployment file's `[update]` with the flags over it.
+fn update_config(args: &ControlArgs, deployment: &Deployment) -> anyhow::Result<UpdateConfig> {
     let mut update = deployment.update.clone();
     if args.supervisor.is_some() {
-        update.supervisor = args.supervisor;
+        update.supervisor = args.supervisor.clone();
     }
     if args.node_capacity_rps.is_some() {
         update.node_capacity_rps = args.node_capacity_rps;
@@ -230,39 +236,113 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
             .is_none_or(|c| c.is_finite() && c > 0.0),
         "node_capacity_rps must be above zero"
     );
-    // The page key signs the links in pages and subscription messages (a server secret,
-    // kept beside the ops token).
+    Ok(update)
+}
+
+/// Paging and status-page subscriptions, when the deployment file has their sections. The
+/// page key signs the links in pages and subscription messages (a server secret, kept beside
+/// the ops token).
+fn pager_and_subscriptions(
+    deployment: &Deployment,
+    data: &Path,
+    listen: SocketAddr,
+) -> anyhow::Result<(Option<Pager>, Option<Subscriptions>)> {
     let link_key = ops_token_file(&data.join("page-key"))?;
+    let base = format!("http://{listen}");
     let pager = match deployment.oncall.clone() {
         Some(oncall) => Some(
-            Pager::new(
-                oncall,
-                &link_key,
-                &format!("http://{listen}"),
-                deployment.page_smtp_url(),
-            )
-            .map_err(anyhow::Error::msg)?,
-        ),
-        None => None,
-    };
-    let subscriptions = match &deployment.subscriptions {
-        Some(config) => Some(
-            Subscriptions::new(config, &link_key, &format!("http://{listen}"))
+            Pager::new(oncall, &link_key, &base, deployment.page_smtp_url())
                 .map_err(anyhow::Error::msg)?,
         ),
         None => None,
     };
-    let state_path = data.join("control.db");
-    let state =
-        State::open(&state_path).with_context(|| format!("opening {}", state_path.display()))?;
-    let inject_panics = crate::test_faults::panic_under_lock(args.fault.as_deref())?;
-    let lease = match args.lease.as_deref() {
-        None => LeaseSource::in_folder(&data),
+    let subscriptions = match &deployment.subscriptions {
+        Some(config) => {
+            Some(Subscriptions::new(config, &link_key, &base).map_err(anyhow::Error::msg)?)
+        }
+        None => None,
+    };
+    Ok((pager, subscriptions))
+}
+
+/// Where the leader's lease lives: `--lease postgres://…`, else a file lock in the folder.
+fn lease_source(flag: Option<&str>, data: &Path) -> anyhow::Result<LeaseSource> {
+    Ok(match flag {
+        None => LeaseSource::in_folder(data),
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             LeaseSource::Postgres(url.to_owned())
         }
         Some(other) => anyhow::bail!("--lease {other:?} is not a postgres:// URL"),
+    })
+}
+
+/// Serves the API, status page and dashboard until Ctrl-C or SIGTERM, with the monitor
+/// running beside them.
+async fn serve(
+    control: std::sync::Arc<Control>,
+    listen: SocketAddr,
+    tls: Option<croupier_web::tls::Acceptor>,
+    scheme: &str,
+    inject_panics: bool,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let address = listener.local_addr()?;
+    tracing::info!(
+        "croupier control on {scheme}://{address}: status page {scheme}://{address}/status, \
+         dashboard {scheme}://{address}/dashboard ({} targets)",
+        control.config.targets.len()
+    );
+    if inject_panics {
+        control.inject_panics(3);
+    }
+    croupier_control::spawn_monitor(control.clone());
+    let stop = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
     };
+    croupier_web::serve::serve(
+        listener,
+        croupier_control::api::router(control),
+        stop,
+        croupier_web::serve::Hygiene::operators(),
+        tls,
+    )
+    .await;
+    Ok(())
+}
+
+pub fn run(args: ControlArgs) -> anyhow::Result<()> {
+    if let Some(ControlCommand::Export(export)) = args.command {
+        return crate::control_export::run(*export);
+    }
+    let tls = args.tls.acceptor()?;
+    let deployment = deployment(args.config.as_deref())?;
+    let listen = listen_address(args.listen, &deployment)?;
+    let data = args
+        .data
+        .clone()
+        .or_else(|| deployment.data.as_ref().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("data"));
+    crate::private_files::secure_data_folder(&data)?;
+    let ops_token = match args.ops_token.clone() {
+        Some(token) => token,
+        None => ops_token_file(&data.join(OPS_TOKEN_FILE))?,
+    };
+    let test_players = test_players(&args)?;
+    let backup = backup_config(&args.backup, &data)?;
+    let update = update_config(&args, &deployment)?;
+    let (pager, subscriptions) = pager_and_subscriptions(&deployment, &data, listen)?;
+    let state_path = data.join("control.db");
+    let state =
+        State::open(&state_path).with_context(|| format!("opening {}", state_path.display()))?;
+    let inject_panics = crate::test_faults::panic_under_lock(args.fault.as_deref())?;
+    let lease = lease_source(args.lease.as_deref(), &data)?;
     // Control planes on several machines share what their leaders sent on the lease's database.
     let shared_alert_log = match &lease {
         LeaseSource::Postgres(url) => Some(url.clone()),
@@ -270,63 +350,29 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let leadership = croupier_control::lease::spawn(lease);
-        let control = Control::new(
-            ControlConfig {
-                reserve: Some(Reserve::keep(data.join("control-reserve"), RESERVE_BYTES)),
-                targets,
-                check_url,
-                test_players,
-                webhooks,
-                ops_token,
-                rules: deployment.rules(),
-                slos: deployment.slos(),
-                sla_credits: deployment.sla.credits.clone(),
-                pager,
-                subscriptions,
-                update,
-                backup,
-                leadership,
-                shared_alert_log,
-                lockout,
-                client_tls: args.tls.client(),
-                secure_cookies: tls.is_some(),
-            },
-            state,
-        )
-        .context("the TLS files for calling other components")?;
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("listening on {listen}"))?;
-        let address = listener.local_addr()?;
-        let scheme = args.tls.scheme();
-        tracing::info!(
-            "croupier control on {scheme}://{address}: status page {scheme}://{address}/status, \
-             dashboard {scheme}://{address}/dashboard ({} targets)",
-            control.config.targets.len()
-        );
-        if inject_panics {
-            control.inject_panics(3);
-        }
-        croupier_control::spawn_monitor(control.clone());
-        let stop = async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
+        let config = ControlConfig {
+            reserve: Some(Reserve::keep(data.join("control-reserve"), RESERVE_BYTES)),
+            targets: targets(&deployment, args.nodes, args.gateways),
+            check_url: args.check_url.or_else(|| deployment.check_url.clone()),
+            test_players,
+            webhooks: webhooks(&deployment, args.webhooks, args.slack_webhooks),
+            ops_token,
+            rules: deployment.rules(),
+            slos: deployment.slos(),
+            sla_credits: deployment.sla.credits.clone(),
+            pager,
+            subscriptions,
+            update,
+            backup,
+            leadership: croupier_control::lease::spawn(lease),
+            shared_alert_log,
+            lockout: args.lockout.config(),
+            client_tls: args.tls.client(),
+            secure_cookies: tls.is_some(),
         };
-        croupier_web::serve::serve(
-            listener,
-            croupier_control::api::router(control),
-            stop,
-            croupier_web::serve::Hygiene::operators(),
-            tls,
-        )
-        .await;
-        anyhow::Ok(())
+        let control =
+            Control::new(config, state).context("the TLS files for calling other components")?;
+        serve(control, listen, tls, args.tls.scheme(), inject_panics).await
     })
 }
 

@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::control_client::Connection;
 
@@ -150,106 +150,160 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
     Ok(n * scale)
 }
 
+/// What a command asks of the control API.
+struct Request {
+    method: &'static str,
+    path: String,
+    body: Option<Value>,
+    /// The answer is printed as it comes (Markdown, CSV, HTML), never read as JSON.
+    text: bool,
+}
+
+impl Request {
+    fn new(method: &'static str, path: impl Into<String>, body: Option<Value>) -> Request {
+        Request {
+            method,
+            path: path.into(),
+            body,
+            text: false,
+        }
+    }
+
+    fn get(path: impl Into<String>) -> Request {
+        Request::new("GET", path, None)
+    }
+
+    fn post(path: impl Into<String>, body: Value) -> Request {
+        Request::new("POST", path, Some(body))
+    }
+
+    fn delete(path: impl Into<String>) -> Request {
+        Request::new("DELETE", path, None)
+    }
+
+    fn printed_as_text(self) -> Request {
+        Request { text: true, ..self }
+    }
+}
+
+impl CtlCommand {
+    fn request(self) -> anyhow::Result<Request> {
+        Ok(match self {
+            CtlCommand::Status => Request::get("/api/v1/status"),
+            CtlCommand::Targets => Request::get("/api/v1/targets"),
+            CtlCommand::Alerts => Request::get("/api/v1/alerts"),
+            CtlCommand::Slos => Request::get("/api/v1/slos"),
+            CtlCommand::Incidents => Request::get("/api/v1/incidents"),
+            CtlCommand::Open {
+                title,
+                component,
+                severity,
+                message,
+            } => {
+                let body = json!({"title": title, "component": component, "severity": severity, "message": message});
+                Request::post("/api/v1/incidents", body)
+            }
+            CtlCommand::Update {
+                id,
+                status,
+                message,
+                eta_minutes,
+            } => {
+                let eta_ms = eta_minutes.map(|m| croupier_control::now_ms() + m * 60_000);
+                let body = json!({"status": status, "message": message, "eta_ms": eta_ms});
+                Request::post(format!("/api/v1/incidents/{id}/updates"), body)
+            }
+            CtlCommand::Postmortem { id } => {
+                Request::get(format!("/api/v1/incidents/{id}/postmortem")).printed_as_text()
+            }
+            CtlCommand::Silences => Request::get("/api/v1/silences"),
+            CtlCommand::Silence {
+                matcher,
+                comment,
+                duration,
+            } => {
+                let body = json!({"matcher": matcher, "comment": comment, "duration_s": duration});
+                Request::post("/api/v1/silences", body)
+            }
+            CtlCommand::Unsilence { id } => Request::delete(format!("/api/v1/silences/{id}")),
+            CtlCommand::Nodes => Request::get("/api/v1/nodes"),
+            CtlCommand::Drain { node } => node_state(&node, "draining"),
+            CtlCommand::Undrain { node } => node_state(&node, "active"),
+            CtlCommand::Sla {
+                month,
+                from,
+                to,
+                format,
+            } => sla_request(month, from, to, &format)?,
+            CtlCommand::Oncall => Request::get("/api/v1/oncall"),
+            CtlCommand::Pages => Request::get("/api/v1/pages"),
+            CtlCommand::Page { action } => action.request(),
+            CtlCommand::Audit { limit } => Request::get(format!("/api/v1/audit?limit={limit}")),
+            CtlCommand::Blocks { lift: None } => Request::get("/api/v1/blocks"),
+            CtlCommand::Blocks {
+                lift: Some(address),
+            } => Request::delete(format!("/api/v1/blocks/{address}")),
+        })
+    }
+}
+
+impl PageAction {
+    fn request(self) -> Request {
+        let (id, action) = match self {
+            PageAction::Ack { id } => (id, "ack"),
+            PageAction::Resolve { id } => (id, "resolve"),
+        };
+        Request::new("POST", format!("/api/v1/pages/{id}/{action}"), None)
+    }
+}
+
+/// A node put in `state` on every gateway (drain, undrain).
+fn node_state(node: &str, state: &str) -> Request {
+    let body = json!({ "state": state });
+    Request::new("PUT", format!("/api/v1/nodes/{node}"), Some(body))
+}
+
+/// The SLA report of a month, or from..to; CSV and HTML printed as they come.
+fn sla_request(
+    month: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    format: &str,
+) -> anyhow::Result<Request> {
+    let (from, to) = match (month, from, to) {
+        (Some(month), _, _) => {
+            let (first, next) = croupier_control::sla::month_bounds(&month)
+                .with_context(|| format!("--month {month}: give a month as 2026-11"))?;
+            (first.to_string(), next.to_string())
+        }
+        (None, Some(from), Some(to)) => (from, to),
+        _ => anyhow::bail!("give --month, or --from and --to"),
+    };
+    let path = format!(
+        "/api/v1/sla?from={}&to={}&format={}",
+        query_value(&from),
+        query_value(&to),
+        query_value(format)
+    );
+    let request = Request::get(path);
+    Ok(if format == "json" {
+        request
+    } else {
+        request.printed_as_text()
+    })
+}
+
 pub fn run(args: CtlArgs) -> anyhow::Result<()> {
     let client = args.connection.client()?;
-    match args.command {
-        CtlCommand::Status => client.print("GET", "/api/v1/status", None),
-        CtlCommand::Targets => client.print("GET", "/api/v1/targets", None),
-        CtlCommand::Alerts => client.print("GET", "/api/v1/alerts", None),
-        CtlCommand::Slos => client.print("GET", "/api/v1/slos", None),
-        CtlCommand::Incidents => client.print("GET", "/api/v1/incidents", None),
-        CtlCommand::Open {
-            title,
-            component,
-            severity,
-            message,
-        } => client.print(
-            "POST",
-            "/api/v1/incidents",
-            Some(json!({"title": title, "component": component, "severity": severity, "message": message})),
-        ),
-        CtlCommand::Update {
-            id,
-            status,
-            message,
-            eta_minutes,
-        } => {
-            let eta_ms = eta_minutes.map(|m| croupier_control::now_ms() + m * 60_000);
-            client.print(
-                "POST",
-                &format!("/api/v1/incidents/{id}/updates"),
-                Some(json!({"status": status, "message": message, "eta_ms": eta_ms})),
-            )
-        }
-        CtlCommand::Postmortem { id } => {
-            print!("{}", client.call("GET", &format!("/api/v1/incidents/{id}/postmortem"), None)?);
-            Ok(())
-        }
-        CtlCommand::Silences => client.print("GET", "/api/v1/silences", None),
-        CtlCommand::Silence {
-            matcher,
-            comment,
-            duration,
-        } => client.print(
-            "POST",
-            "/api/v1/silences",
-            Some(json!({"matcher": matcher, "comment": comment, "duration_s": duration})),
-        ),
-        CtlCommand::Unsilence { id } => client.print("DELETE", &format!("/api/v1/silences/{id}"), None),
-        CtlCommand::Nodes => client.print("GET", "/api/v1/nodes", None),
-        CtlCommand::Drain { node } => client.print(
-            "PUT",
-            &format!("/api/v1/nodes/{node}"),
-            Some(json!({"state": "draining"})),
-        ),
-        CtlCommand::Undrain { node } => client.print(
-            "PUT",
-            &format!("/api/v1/nodes/{node}"),
-            Some(json!({"state": "active"})),
-        ),
-        CtlCommand::Sla {
-            month,
-            from,
-            to,
-            format,
-        } => {
-            let (from, to) = match (month, from, to) {
-                (Some(month), _, _) => {
-                    let (first, next) = croupier_control::sla::month_bounds(&month)
-                        .with_context(|| format!("--month {month}: give a month as 2026-11"))?;
-                    (first.to_string(), next.to_string())
-                }
-                (None, Some(from), Some(to)) => (from, to),
-                _ => anyhow::bail!("give --month, or --from and --to"),
-            };
-            let path = format!(
-                "/api/v1/sla?from={}&to={}&format={}",
-                query_value(&from),
-                query_value(&to),
-                query_value(&format)
-            );
-            if format == "json" {
-                client.print("GET", &path, None)
-            } else {
-                print!("{}", client.call("GET", &path, None)?);
-                Ok(())
-            }
-        }
-        CtlCommand::Oncall => client.print("GET", "/api/v1/oncall", None),
-        CtlCommand::Pages => client.print("GET", "/api/v1/pages", None),
-        CtlCommand::Page { action } => {
-            let (id, action) = match action {
-                PageAction::Ack { id } => (id, "ack"),
-                PageAction::Resolve { id } => (id, "resolve"),
-            };
-            client.print("POST", &format!("/api/v1/pages/{id}/{action}"), None)
-        }
-        CtlCommand::Audit { limit } => client.print("GET", &format!("/api/v1/audit?limit={limit}"), None),
-        CtlCommand::Blocks { lift: None } => client.print("GET", "/api/v1/blocks", None),
-        CtlCommand::Blocks {
-            lift: Some(address),
-        } => client.print("DELETE", &format!("/api/v1/blocks/{address}"), None),
+    let request = args.command.request()?;
+    if request.text {
+        print!(
+            "{}",
+            client.call(request.method, &request.path, request.body)?
+        );
+        return Ok(());
     }
+    client.print(request.method, &request.path, request.body)
 }
 
 #[cfg(test)]

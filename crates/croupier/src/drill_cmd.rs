@@ -8,8 +8,9 @@ use anyhow::Context;
 use clap::Args;
 use croupier_ledger::StoreLocation;
 use croupier_loadtest::disk_full;
-use croupier_loadtest::drill::{self, DrillKind, DrillSettings};
+use croupier_loadtest::drill::{self, DrillKind, DrillReport, DrillSettings};
 use croupier_loadtest::failover;
+use croupier_loadtest::layout::Layout;
 use croupier_loadtest::pgcluster::{PgCluster, Replication};
 use croupier_loadtest::stack::{Stack, StackSpec};
 
@@ -97,7 +98,7 @@ async fn start_failover_stack(
     replication: Replication,
     ready: Duration,
 ) -> anyhow::Result<Stack> {
-    let dir = pg_folder(&spec.data);
+    let dir = pg_folder(&spec.layout.data);
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
@@ -111,7 +112,7 @@ async fn start_failover_stack(
         Ok::<_, croupier_loadtest::LoadError>((primary, standby))
     })
     .await??;
-    spec.store = Some(StoreLocation::Postgres(failover::url(&primary, &standby)));
+    spec.layout.store = Some(StoreLocation::Postgres(failover::url(&primary, &standby)));
     let mut stack = Stack::start(spec, ready).await?;
     stack.store_server = Some(primary);
     stack.store_standby = Some((standby, replication));
@@ -136,12 +137,12 @@ async fn start_stack(
     if backend != "postgres" {
         return Ok(Stack::start(spec, ready).await?);
     }
-    let dir = pg_folder(&spec.data);
+    let dir = pg_folder(&spec.layout.data);
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
     let cluster = tokio::task::spawn_blocking(move || PgCluster::create(&dir, pg_port)).await??;
-    spec.store = Some(StoreLocation::Postgres(cluster.url()));
+    spec.layout.store = Some(StoreLocation::Postgres(cluster.url()));
     let mut stack = Stack::start(spec, ready).await?;
     stack.store_server = Some(cluster);
     Ok(stack)
@@ -155,25 +156,24 @@ fn secs(value: f64, name: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(value))
 }
 
-pub fn run(args: DrillArgs) -> anyhow::Result<()> {
-    let kinds: Vec<DrillKind> = if args.drill == "all" {
-        DrillKind::ALL.to_vec()
-    } else {
-        vec![DrillKind::parse(&args.drill).with_context(|| {
-            format!(
-                "unknown drill '{}': kill-node, restart-gateway, store-outage, drain-cycle, \
-                 freeze-node, all, \
-                 disk-full or store-failover",
-                args.drill
-            )
-        })?]
-    };
-    let disk_full = kinds.contains(&DrillKind::DiskFull);
-    let failover_drill = kinds.contains(&DrillKind::StoreFailover);
-    anyhow::ensure!(
-        !(failover_drill && args.attach),
-        "the store-failover drill starts its own stack on its own primary and standby"
-    );
+/// The drills asked for: one by name, or `all`.
+fn kinds(drill_name: &str) -> anyhow::Result<Vec<DrillKind>> {
+    if drill_name == "all" {
+        return Ok(DrillKind::ALL.to_vec());
+    }
+    let kind = DrillKind::parse(drill_name).with_context(|| {
+        format!(
+            "unknown drill '{drill_name}': kill-node, restart-gateway, store-outage, drain-cycle, \
+             freeze-node, all, \
+             disk-full or store-failover"
+        )
+    })?;
+    Ok(vec![kind])
+}
+
+/// The load and timing of each drill; the disk-full drill loads long enough to see play
+/// resume after the disk is freed.
+fn settings(args: &DrillArgs, disk_full: bool) -> anyhow::Result<DrillSettings> {
     let mut load = secs(args.load_secs, "--load-secs")?;
     let fault_after = secs(args.fault_after_secs, "--fault-after-secs")?;
     let outage = Duration::from_millis(args.outage_ms);
@@ -201,17 +201,136 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
         settings.fault_after < settings.load,
         "the fault must come before the load ends"
     );
-    let spec = StackSpec {
+    Ok(settings)
+}
+
+/// The stack the drills run against: this binary's `up` with the given ports and folder.
+fn spec(args: &DrillArgs) -> anyhow::Result<StackSpec> {
+    Ok(StackSpec {
         bin: std::env::current_exe()?,
-        data: std::path::absolute(&args.data)?,
-        nodes: args.nodes,
-        first_node_port: args.first_node_port,
-        gateway_port: args.gateway_port,
-        control_port: args.control_port,
-        store: args.store.clone(),
+        layout: Layout {
+            nodes: args.nodes,
+            first_node_port: args.first_node_port,
+            gateway_port: args.gateway_port,
+            control_port: args.control_port,
+            store: args.store.clone(),
+            ..Layout::new(std::path::absolute(&args.data)?)
+        },
+    })
+}
+
+/// Attaches to the running stack, or starts one on the drills' backend.
+async fn stack_for(
+    args: &DrillArgs,
+    spec: StackSpec,
+    failover_drill: bool,
+) -> anyhow::Result<Stack> {
+    let ready = Duration::from_secs(60);
+    if args.attach {
+        return Ok(Stack::attach(spec, ready).await?);
+    }
+    if !failover_drill {
+        return start_stack(spec, &args.backend, args.pg_port, ready).await;
+    }
+    let replication = if args.asynchronous {
+        Replication::Async
+    } else {
+        Replication::Sync
     };
+    start_failover_stack(spec, args.pg_port, replication, ready).await
+}
+
+/// One drill's outcome on stderr, as it ends.
+fn print_report(report: &DrillReport) {
+    let name = report.drill.name();
+    if let Some(f) = &report.failover {
+        eprintln!(
+            "drill {name}: write outage {} ms (promoted after {} ms), {} errors other than \
+             503, {} acknowledged bets lost ({:?} replication)",
+            f.write_outage_ms
+                .map_or("-".to_owned(), |ms| ms.to_string()),
+            f.promoted_ms,
+            f.non_503_errors,
+            f.acknowledged_bets_lost,
+            f.replication
+        );
+    }
+    let seen = &report.load.failures;
+    eprintln!(
+        "drill {name}: {} ({} player-visible errors: {} non-2xx answers, {} refused and {} \
+         reset connections, {} bets never acknowledged; slowest request {:.0} ms; \
+         recovered in {} ms, bank checks {})",
+        report.verdict,
+        report.player_visible_errors,
+        seen.non_2xx_answers,
+        seen.refused_connections,
+        seen.reset_connections,
+        seen.bets_never_acknowledged,
+        report.load.max_ms,
+        report
+            .time_to_recover_ms
+            .map_or("-".to_owned(), |ms| ms.to_string()),
+        if report.bank.ok { "ok" } else { "FAILED" }
+    );
+}
+
+/// Sends a report to `--report-to`; a failure is a warning, never the drill's verdict.
+async fn send_report(url: &str, stack: &Stack, report: &DrillReport) {
+    match drill::send_report(url, &stack.ops_token, report).await {
+        Ok(status) if (200..300).contains(&status) => {}
+        Ok(status) => eprintln!("warning: {url} answered {status} to the drill report"),
+        Err(e) => eprintln!("warning: could not send the drill report: {e}"),
+    }
+}
+
+/// Runs each drill in turn against `stack`, reporting as each ends.
+async fn run_drills(
+    kinds: Vec<DrillKind>,
+    stack: &Stack,
+    settings: &DrillSettings,
+    report_to: Option<&str>,
+) -> anyhow::Result<Vec<DrillReport>> {
+    let mut reports = Vec::new();
+    for kind in kinds {
+        eprintln!("drill {}: running", kind.name());
+        let report = drill::run(kind, stack, settings).await?;
+        print_report(&report);
+        if let Some(url) = report_to {
+            send_report(url, stack, &report).await;
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+/// Prints (and writes) the reports; fails when a drill did.
+fn conclude(reports: &[DrillReport], report_json: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let json = serde_json::to_string_pretty(reports)?;
+    println!("{json}");
+    if let Some(path) = report_json {
+        std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let failed: Vec<&str> = reports
+        .iter()
+        .filter(|r| r.verdict != "pass")
+        .map(|r| r.drill.name())
+        .collect();
+    anyhow::ensure!(failed.is_empty(), "drill(s) failed: {}", failed.join(", "));
+    Ok(())
+}
+
+pub fn run(args: DrillArgs) -> anyhow::Result<()> {
+    let kinds = kinds(&args.drill)?;
+    let disk_full = kinds.contains(&DrillKind::DiskFull);
+    let failover_drill = kinds.contains(&DrillKind::StoreFailover);
+    anyhow::ensure!(
+        !(failover_drill && args.attach),
+        "the store-failover drill starts its own stack on its own primary and standby"
+    );
+    let settings = settings(&args, disk_full)?;
+    let spec = spec(&args)?;
     let _mounted = if disk_full {
-        match disk_full::mount(&spec.data) {
+        match disk_full::mount(&spec.layout.data) {
             Ok(mounted) => Some(mounted),
             Err(e) => {
                 eprintln!("drill disk-full: {e}");
@@ -223,76 +342,10 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let reports = runtime.block_on(async {
-        let ready = Duration::from_secs(60);
-        let mut stack = if args.attach {
-            Stack::attach(spec, ready).await?
-        } else if failover_drill {
-            let replication = if args.asynchronous {
-                Replication::Async
-            } else {
-                Replication::Sync
-            };
-            start_failover_stack(spec, args.pg_port, replication, ready).await?
-        } else {
-            start_stack(spec, &args.backend, args.pg_port, ready).await?
-        };
-        let mut reports = Vec::new();
-        for kind in kinds {
-            eprintln!("drill {}: running", kind.name());
-            let report = drill::run(kind, &stack, &settings).await?;
-            if let Some(f) = &report.failover {
-                eprintln!(
-                    "drill {}: write outage {} ms (promoted after {} ms), {} errors other than \
-                     503, {} acknowledged bets lost ({:?} replication)",
-                    kind.name(),
-                    f.write_outage_ms
-                        .map_or("-".to_owned(), |ms| ms.to_string()),
-                    f.promoted_ms,
-                    f.non_503_errors,
-                    f.acknowledged_bets_lost,
-                    f.replication
-                );
-            }
-            let seen = &report.load.failures;
-            eprintln!(
-                "drill {}: {} ({} player-visible errors: {} non-2xx answers, {} refused and {} \
-                 reset connections, {} bets never acknowledged; slowest request {:.0} ms; \
-                 recovered in {} ms, bank checks {})",
-                kind.name(),
-                report.verdict,
-                report.player_visible_errors,
-                seen.non_2xx_answers,
-                seen.refused_connections,
-                seen.reset_connections,
-                seen.bets_never_acknowledged,
-                report.load.max_ms,
-                report
-                    .time_to_recover_ms
-                    .map_or("-".to_owned(), |ms| ms.to_string()),
-                if report.bank.ok { "ok" } else { "FAILED" }
-            );
-            if let Some(url) = &args.report_to {
-                match drill::send_report(url, &stack.ops_token, &report).await {
-                    Ok(status) if (200..300).contains(&status) => {}
-                    Ok(status) => eprintln!("warning: {url} answered {status} to the drill report"),
-                    Err(e) => eprintln!("warning: could not send the drill report: {e}"),
-                }
-            }
-            reports.push(report);
-        }
+        let mut stack = stack_for(&args, spec, failover_drill).await?;
+        let reports = run_drills(kinds, &stack, &settings, args.report_to.as_deref()).await?;
         stack.stop();
         anyhow::Ok(reports)
     })?;
-    let json = serde_json::to_string_pretty(&reports)?;
-    println!("{json}");
-    if let Some(path) = &args.report_json {
-        std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
-    }
-    let failed: Vec<&str> = reports
-        .iter()
-        .filter(|r| r.verdict != "pass")
-        .map(|r| r.drill.name())
-        .collect();
-    anyhow::ensure!(failed.is_empty(), "drill(s) failed: {}", failed.join(", "));
-    Ok(())
+    conclude(&reports, args.report_json.as_deref())
 }

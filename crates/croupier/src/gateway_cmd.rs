@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use croupier_gateway::{Gateway, GatewayConfig, restart};
+use croupier_loadtest::layout::OPS_TOKEN_FILE;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::node_cmd::ops_token_file;
@@ -123,52 +124,58 @@ fn parse_node(text: &str) -> Result<(String, String), String> {
     Ok((name.to_owned(), url.to_owned()))
 }
 
-pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
-    let token = match args.ops_token {
-        Some(token) => token,
-        None => ops_token_file(&args.data.join("ops-token"))?,
-    };
-    let mut config = GatewayConfig::new(args.nodes, token);
-    config.health.interval = Duration::from_millis(args.check_interval_ms);
-    config.health.timeout = Duration::from_millis(args.check_timeout_ms);
-    config.health.rise = args.rise;
-    config.health.fall = args.fall;
-    config.max_tries = args.max_tries;
-    config.retry_ratio = args.retry_ratio;
-    config.retry_floor_per_second = args.retry_floor_per_second.max(0.0);
-    config.rate_per_ip = (args.rate_per_ip > 0).then_some(args.rate_per_ip);
-    config.rate_per_player = (args.rate_per_player > 0).then_some(args.rate_per_player);
-    config.sign_ins_per_minute = (args.sign_ins_per_minute > 0).then_some(args.sign_ins_per_minute);
-    config.conns_per_ip = (args.conns_per_ip > 0).then_some(args.conns_per_ip);
-    config.ws_per_player = (args.ws_per_player > 0).then_some(args.ws_per_player);
-    config.ws_per_ip = (args.ws_per_ip > 0).then_some(args.ws_per_ip);
-    config.upstream_timeout = Duration::from_millis(args.upstream_timeout_ms);
-    config.queue_timeout = Duration::from_millis(args.queue_timeout_ms);
-    config.try_timeout.floor = Duration::from_millis(args.try_timeout_floor_ms);
-    config.try_timeout.factor = args.try_timeout_factor.max(1);
-    config.try_timeout.cap = Duration::from_millis(args.try_timeout_cap_ms);
-    anyhow::ensure!(
-        config.try_timeout.cap >= config.try_timeout.floor,
-        "--try-timeout-cap-ms must be at least --try-timeout-floor-ms"
-    );
-    config.queue_max = args.queue_max;
-    config.lockout = args.lockout.config();
-    config.scanning = croupier_web::lockout::LockoutConfig {
-        max_failures: if args.scan_failures == 0 {
-            u32::MAX
-        } else {
-            args.scan_failures
-        },
-        allow: config.lockout.allow.clone(),
-        ..croupier_gateway::scanning_defaults()
-    };
-    config.node_tls = args.tls.client();
-    let tls = args.tls.acceptor()?;
-    let scheme = args.tls.scheme();
-    let (player, admin) = restart::listeners(args.listen, args.admin_listen)
-        .with_context(|| format!("listening on {} and {}", args.listen, args.admin_listen))?;
+impl GatewayArgs {
+    /// The gateway's settings from the flags; `token` guards the admin API.
+    fn config(&self, token: String) -> anyhow::Result<GatewayConfig> {
+        let mut config = GatewayConfig::new(self.nodes.clone(), token);
+        config.health.interval = Duration::from_millis(self.check_interval_ms);
+        config.health.timeout = Duration::from_millis(self.check_timeout_ms);
+        config.health.rise = self.rise;
+        config.health.fall = self.fall;
+        config.max_tries = self.max_tries;
+        config.retry_ratio = self.retry_ratio;
+        config.retry_floor_per_second = self.retry_floor_per_second.max(0.0);
+        self.set_limits(&mut config);
+        config.upstream_timeout = Duration::from_millis(self.upstream_timeout_ms);
+        config.queue_timeout = Duration::from_millis(self.queue_timeout_ms);
+        config.try_timeout.floor = Duration::from_millis(self.try_timeout_floor_ms);
+        config.try_timeout.factor = self.try_timeout_factor.max(1);
+        config.try_timeout.cap = Duration::from_millis(self.try_timeout_cap_ms);
+        anyhow::ensure!(
+            config.try_timeout.cap >= config.try_timeout.floor,
+            "--try-timeout-cap-ms must be at least --try-timeout-floor-ms"
+        );
+        config.queue_max = self.queue_max;
+        config.node_tls = self.tls.client();
+        Ok(config)
+    }
+
+    /// Rate and connection limits (0: none), the operators' lockout and the scanners' blocks.
+    fn set_limits(&self, config: &mut GatewayConfig) {
+        config.rate_per_ip = (self.rate_per_ip > 0).then_some(self.rate_per_ip);
+        config.rate_per_player = (self.rate_per_player > 0).then_some(self.rate_per_player);
+        config.sign_ins_per_minute =
+            (self.sign_ins_per_minute > 0).then_some(self.sign_ins_per_minute);
+        config.conns_per_ip = (self.conns_per_ip > 0).then_some(self.conns_per_ip);
+        config.ws_per_player = (self.ws_per_player > 0).then_some(self.ws_per_player);
+        config.ws_per_ip = (self.ws_per_ip > 0).then_some(self.ws_per_ip);
+        config.lockout = self.lockout.config();
+        config.scanning = croupier_web::lockout::LockoutConfig {
+            max_failures: if self.scan_failures == 0 {
+                u32::MAX
+            } else {
+                self.scan_failures
+            },
+            allow: config.lockout.allow.clone(),
+            ..croupier_gateway::scanning_defaults()
+        };
+    }
+}
+
+/// `threads` worker threads (default: half the cores); one means a current-thread runtime.
+fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let runtime = match args.threads.unwrap_or((cores / 2).max(1)) {
+    Ok(match threads.unwrap_or((cores / 2).max(1)) {
         0 | 1 => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?,
@@ -176,8 +183,52 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
             .worker_threads(n)
             .enable_all()
             .build()?,
+    })
+}
+
+/// The players' address and second handles on both listening sockets, kept to hand them
+/// over on SIGUSR2.
+type Handover = (SocketAddr, std::os::fd::OwnedFd, std::os::fd::OwnedFd);
+
+/// Waits for Ctrl-C or SIGTERM, or for a SIGUSR2 restart that handed the sockets over; on
+/// SIGUSR2 under a supervisor, asks it for the restart instead (it stops this process).
+async fn until_stop(handover: Handover) {
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut upgrade = signal(SignalKind::user_defined2()).expect("SIGUSR2 handler");
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = upgrade.recv() => if let Some(supervisor) = restart::supervisor() {
+                // The supervisor starts the new process and stops this one.
+                match restart::ask_supervisor(supervisor) {
+                    Ok(()) => tracing::info!(supervisor, "graceful restart asked of the supervisor"),
+                    Err(e) => tracing::error!(error = %e, "cannot ask the supervisor for a graceful restart"),
+                }
+            } else {
+                match restart::upgrade(&handover.1, &handover.2).await {
+                    Ok(pid) => {
+                        tracing::info!(new_pid = pid, listen = %handover.0, "replacement gateway serves; stopping this one");
+                        break;
+                    }
+                    Err(e) => tracing::error!(error = %e, "graceful restart failed; still serving"),
+                }
+            },
+        }
+    }
+}
+
+pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
+    let token = match args.ops_token.clone() {
+        Some(token) => token,
+        None => ops_token_file(&args.data.join(OPS_TOKEN_FILE))?,
     };
-    runtime.block_on(async move {
+    let config = args.config(token)?;
+    let tls = args.tls.acceptor()?;
+    let scheme = args.tls.scheme();
+    let (player, admin) = restart::listeners(args.listen, args.admin_listen)
+        .with_context(|| format!("listening on {} and {}", args.listen, args.admin_listen))?;
+    runtime(args.threads)?.block_on(async move {
         let player = tokio::net::TcpListener::from_std(player)?;
         let admin = tokio::net::TcpListener::from_std(admin)?;
         // Through the log, never straight to stderr: a failed eprintln! panics (full disk).
@@ -188,7 +239,6 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
             admin.local_addr()?,
             config.nodes.len()
         );
-        // Kept to hand the sockets over on SIGUSR2.
         let handover = (player.local_addr()?, std_clone(&player)?, std_clone(&admin)?);
         let gateway = Gateway::new(config).context("the TLS files for calling the nodes")?;
         if crate::test_faults::panic_under_lock(args.fault.as_deref())? {
@@ -196,29 +246,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
         }
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-            let mut upgrade = signal(SignalKind::user_defined2()).expect("SIGUSR2 handler");
-            loop {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => break,
-                    _ = term.recv() => break,
-                    _ = upgrade.recv() => if let Some(supervisor) = restart::supervisor() {
-                        // The supervisor starts the new process and stops this one.
-                        match restart::ask_supervisor(supervisor) {
-                            Ok(()) => tracing::info!(supervisor, "graceful restart asked of the supervisor"),
-                            Err(e) => tracing::error!(error = %e, "cannot ask the supervisor for a graceful restart"),
-                        }
-                    } else {
-                        match restart::upgrade(&handover.1, &handover.2).await {
-                            Ok(pid) => {
-                                tracing::info!(new_pid = pid, listen = %handover.0, "replacement gateway serves; stopping this one");
-                                break;
-                            }
-                            Err(e) => tracing::error!(error = %e, "graceful restart failed; still serving"),
-                        }
-                    },
-                }
-            }
+            until_stop(handover).await;
             let _ = stop_tx.send(());
         });
         let stopped = async {

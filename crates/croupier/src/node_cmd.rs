@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use croupier_ledger::retention::RetentionPolicy;
 use croupier_ledger::{Store, StoreLocation};
+use croupier_loadtest::layout::{LEDGER_FILE, OPS_TOKEN_FILE};
 use croupier_node::rounds::random_hex;
 use croupier_node::{AppState, Players};
 use croupier_web::launch::LaunchKeys;
@@ -139,31 +140,53 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn run(mut args: NodeArgs) -> anyhow::Result<()> {
-    let store_location = args
-        .store
-        .clone()
-        .unwrap_or_else(|| StoreLocation::Sqlite(args.data.join("ledger.db")));
-    crate::private_files::secure_data_folder(&args.data)?;
-    if let StoreLocation::Sqlite(db) = &store_location {
-        // The ledger may live outside the data folder: tighten its files, not their folder.
-        for suffix in ["", "-wal", "-shm"] {
-            let file = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
-            if file.exists() {
-                crate::private_files::lock_down(&file)?;
-            }
+/// A SQLite ledger may live outside the data folder: its files are made private, not their
+/// folder.
+fn lock_down_ledger(store: &StoreLocation) -> anyhow::Result<()> {
+    let StoreLocation::Sqlite(db) = store else {
+        return Ok(());
+    };
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", db.display()));
+        if file.exists() {
+            crate::private_files::lock_down(&file)?;
         }
     }
-    let ops_token = match args.ops_token {
+    Ok(())
+}
+
+/// `--ops-token` (at least 32 characters), else the data folder's.
+fn ops_token(flag: Option<String>, data: &Path) -> anyhow::Result<String> {
+    match flag {
         Some(token) => {
             anyhow::ensure!(
                 token.len() >= 32,
                 "the ops token must be at least 32 characters"
             );
-            token
+            Ok(token)
         }
-        None => ops_token_file(&args.data.join("ops-token"))?,
+        None => ops_token_file(&data.join(OPS_TOKEN_FILE)),
+    }
+}
+
+/// The folder whose filesystem must not fill: the one holding the ledger. (A PostgreSQL
+/// server's disk is watched on its own host: here, the node's folder.)
+fn watched_folder(store: &StoreLocation, data: &Path) -> PathBuf {
+    let ledger_folder = match store {
+        StoreLocation::Sqlite(db) => db.parent().filter(|p| !p.as_os_str().is_empty()),
+        StoreLocation::Postgres(_) => None,
     };
+    ledger_folder.unwrap_or(data).to_path_buf()
+}
+
+pub fn run(mut args: NodeArgs) -> anyhow::Result<()> {
+    let store_location = args
+        .store
+        .clone()
+        .unwrap_or_else(|| StoreLocation::Sqlite(args.data.join(LEDGER_FILE)));
+    crate::private_files::secure_data_folder(&args.data)?;
+    lock_down_ledger(&store_location)?;
+    let ops_token = ops_token(args.ops_token.take(), &args.data)?;
     let operator = args
         .operator
         .operator(args.cashier_token.take(), &args.data, &ops_token)?;
@@ -189,21 +212,9 @@ pub fn run(mut args: NodeArgs) -> anyhow::Result<()> {
         let launch_dir = args.launch_keys.unwrap_or_else(|| args.data.join(LAUNCH_KEYS_DIR));
         let mut players = players(args.demo, &launch_dir, currency);
         players.max_sessions = args.max_sessions_per_player;
-        let state = AppState::new(
-            store,
-            node_id.clone(),
-            ops_token,
-            players,
-            args.lockout.config(),
-            operator,
-        );
-        // The folder holding the ledger is the one whose filesystem must not fill.
-        // (A PostgreSQL server's disk is watched on its own host: here, the node's folder.)
-        let ledger_folder = match &store_location {
-            StoreLocation::Sqlite(db) => db.parent().filter(|p| !p.as_os_str().is_empty()),
-            StoreLocation::Postgres(_) => None,
-        };
-        let folder = ledger_folder.unwrap_or(args.data.as_path()).to_path_buf();
+        let lockout = args.lockout.config();
+        let state = AppState::new(store, node_id.clone(), ops_token, players, lockout, operator);
+        let folder = watched_folder(&store_location, &args.data);
         state.metrics.vitals.watch_folder(folder);
         if break_idempotency {
             state.break_idempotency();
@@ -212,7 +223,7 @@ pub fn run(mut args: NodeArgs) -> anyhow::Result<()> {
             "croupier node {node_id} on {}://{}  (player API /api/v1, ops API /ops with the token in {}, cashier API /cashier/v1, ledger {})",
             args.tls.scheme(),
             listener.local_addr()?,
-            args.data.join("ops-token").display(),
+            args.data.join(OPS_TOKEN_FILE).display(),
             store_location
         );
         croupier_node::serve(listener, state, shutdown_signal(), tls).await?;

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use croupier_ledger::StoreLocation;
+use croupier_loadtest::layout::{CONTROL, GATEWAY, HOST, Layout};
 use croupier_vitals::logs;
 
 use crate::log_args::{LogArgs, LogTo};
@@ -74,25 +75,13 @@ struct ChildTls {
 }
 
 impl ChildTls {
-    fn new(tls: bool, data: &Path) -> anyhow::Result<ChildTls> {
-        let hosts = ["localhost".to_owned(), "127.0.0.1".to_owned()];
-        let files = tls
-            .then(|| crate::tls_cmd::ensure(&data.join("tls"), &hosts, false))
+    fn new(layout: &Layout) -> anyhow::Result<ChildTls> {
+        let hosts = ["localhost".to_owned(), HOST.to_owned()];
+        let files = layout
+            .tls
+            .then(|| crate::tls_cmd::ensure(&layout.tls_dir(), &hosts, false))
             .transpose()?;
         Ok(ChildTls { files })
-    }
-
-    fn scheme(&self) -> &'static str {
-        if self.files.is_some() {
-            "https"
-        } else {
-            "http"
-        }
-    }
-
-    /// `scheme://127.0.0.1:port`.
-    fn url(&self, port: u16) -> String {
-        format!("{}://127.0.0.1:{port}", self.scheme())
     }
 
     /// The TLS options of a child; nodes also ask their clients for the certificate.
@@ -112,24 +101,136 @@ impl ChildTls {
 /// Each child's log: a rotated file in `<data>/logs` (options passed on), or, when this
 /// supervisor's own output is collected by systemd or Kubernetes or `--log-to stdout` was
 /// asked for, the supervisor's stderr.
-fn child_logging(log: &LogArgs, data: &Path, name: &str) -> Vec<String> {
+fn child_logging(log: &LogArgs, layout: &Layout, name: &str) -> Vec<String> {
     if log.log_to == LogTo::Stdout || (log.log_to == LogTo::Auto && logs::managed_output()) {
         return Vec::new();
     }
-    log.for_child(data.join("logs").join(format!("{name}.log")))
+    log.for_child(layout.log_file(name))
 }
 
 /// The gateway's two listening sockets (players, admin), held by the supervisor so that they
 /// outlive every gateway process.
-fn gateway_sockets(port: u16) -> anyhow::Result<Vec<std::os::fd::OwnedFd>> {
-    [port, port + 1]
+fn gateway_sockets(layout: &Layout) -> anyhow::Result<Vec<std::os::fd::OwnedFd>> {
+    [layout.gateway_port, layout.admin_port()]
         .into_iter()
         .map(|p| {
-            let listener = std::net::TcpListener::bind(("127.0.0.1", p))
-                .with_context(|| format!("listening on 127.0.0.1:{p} for the gateway"))?;
+            let listener = std::net::TcpListener::bind((HOST, p))
+                .with_context(|| format!("listening on {HOST}:{p} for the gateway"))?;
             Ok(std::os::fd::OwnedFd::from(listener))
         })
         .collect()
+}
+
+/// The stack's layout from `up`'s options, on the data folder made private first (the
+/// ledger holds the unrevealed server seeds).
+fn layout(args: &UpArgs) -> anyhow::Result<Layout> {
+    crate::private_files::secure_data_folder(&args.data)?;
+    Ok(Layout {
+        data: std::fs::canonicalize(&args.data)?,
+        nodes: args.nodes,
+        first_node_port: args.first_node_port,
+        gateway_port: args.gateway_port,
+        control_port: args.control_port,
+        store: args.store.clone(),
+        tls: args.tls,
+    })
+}
+
+/// The files the children share, made here before any starts (so they do not race to make
+/// them); the operator's first launch key, which the control plane's test player signs with.
+fn prepare_data(layout: &Layout) -> anyhow::Result<PathBuf> {
+    ops_token_file(&layout.ops_token_file())?;
+    // The operator's cashier credential.
+    ops_token_file(&layout.data.join(crate::operator_args::CASHIER_TOKEN_FILE))?;
+    // The key sealing unrevealed seeds at rest, shared by the nodes (and the staging node).
+    crate::seed_key_args::ensure_seed_key(&layout.data)?;
+    // Backups go to <data>/backups, sealed with a key made here on the first run.
+    let backup_key = layout.backup_key_file();
+    if !backup_key.exists() {
+        crate::backup_cmd::keygen_file(&backup_key)?;
+    }
+    crate::launch_cmd::ensure_key(&layout.data)
+}
+
+/// What `up` builds its children from: its options, its own log settings, the layout and
+/// the children's TLS.
+struct Plan<'a> {
+    args: &'a UpArgs,
+    log: &'a LogArgs,
+    layout: &'a Layout,
+    tls: &'a ChildTls,
+}
+
+impl Plan<'_> {
+    /// The options every child takes from `up`'s own: its log, the lockout policy, TLS.
+    fn shared_options(&self, name: &str, node: bool) -> Vec<String> {
+        let mut options = child_logging(self.log, self.layout, name);
+        options.extend(self.args.lockout.to_args());
+        options.extend(self.tls.args(node).to_args());
+        options
+    }
+
+    fn node_args(&self, index: u16) -> Vec<String> {
+        let mut node_args = self.layout.node_command(index);
+        if self.args.demo {
+            node_args.push("--demo".into());
+        }
+        node_args.extend(self.shared_options(&self.layout.node_name(index), true));
+        node_args.extend(self.args.operator.to_args());
+        node_args
+    }
+
+    fn control_args(&self, launch_key: &Path) -> Vec<String> {
+        let args = self.args;
+        let mut control_args = self.layout.control_command();
+        if args.demo {
+            control_args.push("--demo".to_owned());
+        }
+        // Even in demo mode: the checks' test player signs in with a launch token, under a
+        // name no one may sign in as by name.
+        control_args.extend(["--launch-key".to_owned(), launch_key.display().to_string()]);
+        // The control plane ships and restore-tests a SQLite ledger itself; a PostgreSQL
+        // ledger is backed up by the database's own tools (docs/backups.md).
+        if let StoreLocation::Sqlite(db) = self.layout.store() {
+            control_args.extend([
+                "--backup-db".to_owned(),
+                db.display().to_string(),
+                "--backup-key-file".to_owned(),
+                self.layout.backup_key_file().display().to_string(),
+                "--backup-verify-every-s".to_owned(),
+                args.backup_verify_every_s.to_string(),
+            ]);
+        }
+        for url in &args.webhooks {
+            control_args.extend(["--webhook".to_owned(), url.clone()]);
+        }
+        for url in &args.slack_webhooks {
+            control_args.extend(["--slack-webhook".to_owned(), url.clone()]);
+        }
+        if let Some(capacity) = args.node_capacity_rps {
+            control_args.extend(["--node-capacity-rps".to_owned(), capacity.to_string()]);
+        }
+        control_args.extend(self.shared_options(CONTROL, false));
+        control_args
+    }
+
+    /// The nodes, then the gateway (holding the listening sockets) and the control plane.
+    fn children(&self, launch_key: &Path) -> anyhow::Result<Vec<Supervised>> {
+        let binary = std::env::current_exe()?;
+        let mut children: Vec<Supervised> = (0..self.layout.nodes)
+            .map(|i| {
+                let name = self.layout.node_name(i);
+                Supervised::new(&name, binary.clone(), self.node_args(i), None)
+            })
+            .collect();
+        let mut gateway_args = self.layout.gateway_command();
+        gateway_args.extend(self.shared_options(GATEWAY, false));
+        let gateway = Supervised::new(GATEWAY, binary.clone(), gateway_args, None);
+        children.push(gateway.with_sockets(gateway_sockets(self.layout)?));
+        let control_args = self.control_args(launch_key);
+        children.push(Supervised::new(CONTROL, binary, control_args, None));
+        Ok(children)
+    }
 }
 
 /// How long `up` waits for each tier to serve before starting the next one anyway.
@@ -141,7 +242,7 @@ const TIER_READY_WITHIN: Duration = Duration::from_secs(30);
 /// PostgreSQL ledger takes a moment to connect).
 fn start_in_order(
     children: &mut [Supervised],
-    args: &UpArgs,
+    layout: &Layout,
     tls: &ChildTls,
 ) -> anyhow::Result<()> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -149,19 +250,17 @@ fn start_in_order(
         .tls_config(crate::tls_args::ureq_tls(&tls.args(false).client())?)
         .build()
         .into();
-    let nodes = usize::from(args.nodes);
+    let nodes = usize::from(layout.nodes);
     for child in children.iter_mut().take(nodes) {
         child.spawn()?;
     }
-    for i in 0..args.nodes {
-        let node = tls.url(args.first_node_port + i);
-        wait_ready(&agent, &format!("{node}/readyz"));
+    for i in 0..layout.nodes {
+        wait_ready(&agent, &format!("{}/readyz", layout.node_url(i)));
     }
     for child in children.iter_mut().skip(nodes) {
         child.spawn()?;
-        if child.name == "gateway" {
-            let admin = tls.url(args.gateway_port + 1);
-            wait_ready(&agent, &format!("{admin}/readyz"));
+        if child.name == GATEWAY {
+            wait_ready(&agent, &format!("{}/readyz", layout.admin_url()));
         }
     }
     Ok(())
@@ -180,9 +279,9 @@ fn wait_ready(agent: &ureq::Agent, url: &str) {
 }
 
 /// How players sign in: by name in demo mode (said loudly), else with a launch token.
-fn print_sign_in(args: &UpArgs, data: &Path, tls: &ChildTls) {
-    let players = format!("{}/api/v1", tls.url(args.gateway_port));
-    if args.demo {
+fn print_sign_in(demo: bool, layout: &Layout) {
+    let players = format!("{}/api/v1", layout.players_url());
+    if demo {
         println!("  DEMO MODE: play money, players sign in by name alone");
         println!(
             "  players:       {players}   (sign in: POST /api/v1/sessions {{\"player\": \"alice\"}})"
@@ -190,151 +289,27 @@ fn print_sign_in(args: &UpArgs, data: &Path, tls: &ChildTls) {
     } else {
         println!(
             "  players:       {players}   (sign in: POST /api/v1/sessions {{\"launch_token\": \"$(croupier launch-token --data {} --player alice)\"}})",
-            data.display()
+            layout.data.display()
         );
     }
 }
 
-pub fn run(args: UpArgs, log: &LogArgs) -> anyhow::Result<()> {
-    // Before anything is written: the ledger holds the unrevealed server seeds.
-    crate::private_files::secure_data_folder(&args.data)?;
-    let data = std::fs::canonicalize(&args.data)?;
-    let token_path = data.join("ops-token");
-    ops_token_file(&token_path)?;
-    // The operator's cashier credential, made here once so the nodes do not race to make it.
-    ops_token_file(&data.join(crate::operator_args::CASHIER_TOKEN_FILE))?;
-    // The key sealing unrevealed seeds at rest, shared by the nodes (and the staging node).
-    crate::seed_key_args::ensure_seed_key(&data)?;
-    // Backups go to <data>/backups, sealed with a key made here on the first run.
-    let backup_key = data.join("backup-key");
-    if !backup_key.exists() {
-        crate::backup_cmd::keygen_file(&backup_key)?;
-    }
-    // The operator's first launch key, made on the first run; the test player signs with it.
-    let launch_key = crate::launch_cmd::ensure_key(&data)?;
-    let tls = ChildTls::new(args.tls, &data)?;
-    let store = args
-        .store
-        .clone()
-        .unwrap_or_else(|| StoreLocation::Sqlite(data.join("ledger.db")));
-    let data_arg = data.display().to_string();
-    let binary = std::env::current_exe()?;
-    let mut children = Vec::new();
-    let mut gateway_args = vec![
-        "gateway".to_owned(),
-        "--listen".to_owned(),
-        format!("127.0.0.1:{}", args.gateway_port),
-        "--admin-listen".to_owned(),
-        format!("127.0.0.1:{}", args.gateway_port + 1),
-        "--data".to_owned(),
-        data_arg.clone(),
-    ];
-    let mut control_args = vec![
-        "control".to_owned(),
-        "--listen".to_owned(),
-        format!("127.0.0.1:{}", args.control_port),
-        "--data".to_owned(),
-        data_arg.clone(),
-        "--gateway".to_owned(),
-        format!("gateway={}", tls.url(args.gateway_port + 1)),
-        "--check-url".to_owned(),
-        tls.url(args.gateway_port),
-        "--supervisor".to_owned(),
-        format!("http://127.0.0.1:{}", args.control_port + 1),
-    ];
-    if args.demo {
-        control_args.push("--demo".to_owned());
-    }
-    // Even in demo mode: the checks' test player signs in with a launch token, under a name
-    // no one may sign in as by name.
-    control_args.extend(["--launch-key".to_owned(), launch_key.display().to_string()]);
-    // The control plane ships and restore-tests a SQLite ledger itself; a PostgreSQL ledger
-    // is backed up by the database's own tools (docs/backups.md).
-    if let StoreLocation::Sqlite(db) = &store {
-        control_args.extend([
-            "--backup-db".to_owned(),
-            db.display().to_string(),
-            "--backup-key-file".to_owned(),
-            backup_key.display().to_string(),
-            "--backup-verify-every-s".to_owned(),
-            args.backup_verify_every_s.to_string(),
-        ]);
-    }
-    for url in &args.webhooks {
-        control_args.extend(["--webhook".to_owned(), url.clone()]);
-    }
-    for url in &args.slack_webhooks {
-        control_args.extend(["--slack-webhook".to_owned(), url.clone()]);
-    }
-    if let Some(capacity) = args.node_capacity_rps {
-        control_args.extend(["--node-capacity-rps".to_owned(), capacity.to_string()]);
-    }
-    for i in 0..args.nodes {
-        let port = args.first_node_port + i;
-        let name = format!("node-{}", i + 1);
-        control_args.extend(["--node".to_owned(), format!("{name}={}", tls.url(port))]);
-        gateway_args.extend(["--node".to_owned(), format!("{name}={}", tls.url(port))]);
-        let mut node_args = vec![
-            "node".into(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-            "--node-id".into(),
-            name.clone(),
-            "--data".into(),
-            data_arg.clone(),
-            "--store".into(),
-            store.as_arg(),
-        ];
-        if args.demo {
-            node_args.push("--demo".into());
-        }
-        node_args.extend(child_logging(log, &data, &name));
-        node_args.extend(args.lockout.to_args());
-        node_args.extend(tls.args(true).to_args());
-        node_args.extend(args.operator.to_args());
-        children.push(Supervised::new(&name, binary.clone(), node_args, None));
-    }
-    let mut sockets = gateway_sockets(args.gateway_port)?;
-    for (name, mut child_args) in [("gateway", gateway_args), ("control", control_args)] {
-        child_args.extend(child_logging(log, &data, name));
-        child_args.extend(args.lockout.to_args());
-        child_args.extend(tls.args(false).to_args());
-        let child = Supervised::new(name, binary.clone(), child_args, None);
-        children.push(if name == "gateway" {
-            child.with_sockets(std::mem::take(&mut sockets))
-        } else {
-            child
-        });
-    }
-    // A gateway signals SIGUSR1 once it serves and passes SIGUSR2 (a graceful restart) on to
-    // this process: both are handled before the first gateway starts, since their default
-    // action would end the supervisor.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let (mut restart_asked, mut new_gateway_serves) = {
-        let _entered = runtime.enter();
-        (
-            signal(SignalKind::user_defined2())?,
-            signal(SignalKind::user_defined1())?,
-        )
-    };
-    start_in_order(&mut children, &args, &tls)?;
-    let children = children;
+/// Where each part serves, for the operator at the terminal.
+fn print_addresses(demo: bool, layout: &Layout, tls: &ChildTls) {
     println!("croupier is up (supervisor pid {})", std::process::id());
-    print_sign_in(&args, &data, &tls);
+    print_sign_in(demo, layout);
     println!(
         "  gateway admin: {}/admin/nodes, /metrics",
-        tls.url(args.gateway_port + 1)
+        layout.admin_url()
     );
-    for i in 0..args.nodes {
+    for i in 0..layout.nodes {
         println!(
-            "  node-{}:        {}  (/healthz, /readyz, /metrics, /ops/...)",
-            i + 1,
-            tls.url(args.first_node_port + i)
+            "  {}:        {}  (/healthz, /readyz, /metrics, /ops/...)",
+            layout.node_name(i),
+            layout.node_url(i)
         );
     }
-    let control = tls.url(args.control_port);
+    let control = layout.control_url();
     println!("  status page:   {control}/status   (feeds: /status/feed.atom, /status/feed.json)");
     println!("  dashboard:     {control}/dashboard   (sign in with the ops token)");
     println!("  control API:   {control}/api/v1   (OpenAPI: /api/v1/openapi.json; `croupier ctl`)");
@@ -344,61 +319,123 @@ pub fn run(args: UpArgs, log: &LogArgs) -> anyhow::Result<()> {
             files.ca.display()
         );
     }
+    print_files(layout);
+    println!("Ctrl-C stops everything.");
+}
+
+/// The supervisor's API and the files an operator needs.
+fn print_files(layout: &Layout) {
     println!(
-        "  supervisor:    http://127.0.0.1:{}/supervisor/children   (ops token; used by rolling updates)",
-        args.control_port + 1
+        "  supervisor:    {}/supervisor/children   (ops token; used by rolling updates)",
+        layout.supervisor_url()
     );
-    println!("  ops token:     {}", token_path.display());
+    println!("  ops token:     {}", layout.ops_token_file().display());
     println!(
         "  cashier token: {}   (the operator's platform: /cashier/v1 on the nodes)",
-        data.join(crate::operator_args::CASHIER_TOKEN_FILE)
+        layout
+            .data
+            .join(crate::operator_args::CASHIER_TOKEN_FILE)
             .display()
     );
     println!(
-        "  ledger:        {store}   logs: {}/logs/*.log",
-        data.display()
+        "  ledger:        {}   logs: {}/*.log",
+        layout.store(),
+        layout.logs_dir().display()
     );
-    println!("Ctrl-C stops everything.");
+}
 
-    // The children read CROUPIER_OPS_TOKEN when it is set, like every croupier command.
-    let ops_token = match std::env::var("CROUPIER_OPS_TOKEN") {
-        Ok(token) if !token.is_empty() => token,
-        _ => ops_token_file(&token_path)?,
+/// The signals a gateway sends `up`: SIGUSR2 passed on (a graceful restart asked for) and
+/// SIGUSR1 (a new gateway serves).
+struct GatewaySignals {
+    restart_asked: Signal,
+    new_gateway_serves: Signal,
+}
+
+impl GatewaySignals {
+    /// Handled before the first gateway starts, since their default action would end the
+    /// supervisor.
+    fn handle(runtime: &tokio::runtime::Runtime) -> anyhow::Result<GatewaySignals> {
+        let _entered = runtime.enter();
+        Ok(GatewaySignals {
+            restart_asked: signal(SignalKind::user_defined2())?,
+            new_gateway_serves: signal(SignalKind::user_defined1())?,
+        })
+    }
+}
+
+/// The ops token of the supervisor's API: the children read CROUPIER_OPS_TOKEN when it is
+/// set, like every croupier command, else the data folder's.
+fn ops_token(layout: &Layout) -> anyhow::Result<String> {
+    match std::env::var("CROUPIER_OPS_TOKEN") {
+        Ok(token) if !token.is_empty() => Ok(token),
+        _ => ops_token_file(&layout.ops_token_file()),
+    }
+}
+
+/// Serves the supervisor's API next to the control plane. Without it the casino still runs;
+/// only rolling updates cannot swap builds.
+async fn serve_supervisor_api(
+    supervisor: Supervisor,
+    port: u16,
+    lockout: croupier_web::lockout::LockoutConfig,
+) {
+    match tokio::net::TcpListener::bind((HOST, port)).await {
+        Ok(api) => {
+            tokio::spawn(croupier_web::serve::serve(
+                api,
+                crate::supervisor::router(supervisor, lockout),
+                std::future::pending(),
+                croupier_web::serve::Hygiene::operators(),
+                None,
+            ));
+        }
+        Err(e) => tracing::error!(
+            port,
+            error = %e,
+            "no supervisor API: rolling updates cannot replace builds"
+        ),
+    }
+}
+
+/// Supervises the children until Ctrl-C or SIGTERM.
+async fn supervise(supervisor: &Supervisor, mut signals: GatewaySignals) -> anyhow::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = signals.restart_asked.recv() => supervisor.replace_socket_holders(),
+            _ = signals.new_gateway_serves.recv() => supervisor.replacement_ready(),
+            _ = tick.tick() => supervisor.supervise_all(),
+        }
+    }
+    Ok(())
+}
+
+pub fn run(args: UpArgs, log: &LogArgs) -> anyhow::Result<()> {
+    let layout = layout(&args)?;
+    let launch_key = prepare_data(&layout)?;
+    let tls = ChildTls::new(&layout)?;
+    let plan = Plan {
+        args: &args,
+        log,
+        layout: &layout,
+        tls: &tls,
     };
-    let supervisor = Supervisor::new(children, ops_token);
-    let supervisor_api = supervisor.clone();
+    let mut children = plan.children(&launch_key)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let signals = GatewaySignals::handle(&runtime)?;
+    start_in_order(&mut children, &layout, &tls)?;
+    print_addresses(args.demo, &layout, &tls);
+    let supervisor = Supervisor::new(children, ops_token(&layout)?);
     runtime.block_on(async {
-        // Without its API the casino still runs; only rolling updates cannot swap builds.
-        match tokio::net::TcpListener::bind(("127.0.0.1", args.control_port + 1)).await {
-            Ok(api) => {
-                tokio::spawn(croupier_web::serve::serve(
-                    api,
-                    crate::supervisor::router(supervisor_api, args.lockout.config()),
-                    std::future::pending(),
-                    croupier_web::serve::Hygiene::operators(),
-                    None,
-                ));
-            }
-            Err(e) => tracing::error!(
-                port = args.control_port + 1,
-                error = %e,
-                "no supervisor API: rolling updates cannot replace builds"
-            ),
-        }
-        let mut term = signal(SignalKind::terminate())?;
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => break,
-                _ = term.recv() => break,
-                _ = restart_asked.recv() => supervisor.replace_socket_holders(),
-                _ = new_gateway_serves.recv() => supervisor.replacement_ready(),
-                _ = tick.tick() => supervisor.supervise_all(),
-            }
-        }
-        anyhow::Ok(())
+        let lockout = args.lockout.config();
+        serve_supervisor_api(supervisor.clone(), layout.supervisor_port(), lockout).await;
+        supervise(&supervisor, signals).await
     })?;
-
     println!("stopping: draining nodes and the gateway");
     supervisor.stop_all();
     println!("stopped");

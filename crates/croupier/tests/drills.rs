@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{croupier, free_port, free_ports, json_receiver, ledger_integrity};
+use common::{croupier, free_layout, free_port, free_ports, json_receiver, ledger_integrity};
 use croupier_ledger::test_store;
 use serde_json::Value;
 
@@ -37,17 +37,10 @@ fn integrity_after(data: &Path) {
 
 /// Runs `croupier drill <which>` with a small load on a fresh stack; exit status and reports.
 fn drill(data: &Path, which: &str, env: &[(&str, &str)], extra: &[&str]) -> (bool, Vec<Value>) {
-    let nodes = free_ports(3);
-    let gateway = free_ports(2);
-    // The control plane's port and its supervisor's, next to it.
-    let control = free_ports(2);
     let report = data.join("reports.json");
     let output = croupier()
-        .args(["drill", which, "--data"])
-        .arg(data.join("stack"))
-        .args(["--first-node-port", &nodes.to_string()])
-        .args(["--gateway-port", &gateway.to_string()])
-        .args(["--control-port", &control.to_string()])
+        .args(["drill", which])
+        .args(free_layout(&data.join("stack")).stack_args())
         .args([
             "--rate",
             "25",

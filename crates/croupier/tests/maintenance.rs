@@ -102,7 +102,7 @@ fn maintenance(stack: &UpStack, binary: &Path, extra: &[&str]) -> std::process::
 fn versions(stack: &UpStack) -> Vec<String> {
     (0..3)
         .map(|i| {
-            let url = format!("http://127.0.0.1:{}/healthz", stack.first_node_port + i);
+            let url = format!("{}/healthz", stack.layout.node_url(i));
             get(&url, None).unwrap().1["version"]
                 .as_str()
                 .unwrap()

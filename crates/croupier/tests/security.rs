@@ -185,15 +185,13 @@ fn every_server_cuts_slow_clients_and_guessers_are_blocked_until_lifted() {
         &data,
         &["--lockout-failures", "5", "--allow-networks", "127.0.0.3"],
     );
+    let layout = &stack.layout;
     let servers = [
-        ("node", format!("127.0.0.1:{}", stack.first_node_port)),
-        ("players", format!("127.0.0.1:{}", stack.gateway_port)),
-        ("admin", format!("127.0.0.1:{}", stack.gateway_port + 1)),
-        ("control", format!("127.0.0.1:{}", stack.control_port)),
-        (
-            "supervisor",
-            format!("127.0.0.1:{}", stack.control_port + 1),
-        ),
+        ("node", layout.node_listen(0)),
+        ("players", layout.players_listen()),
+        ("admin", layout.admin_listen()),
+        ("control", layout.control_listen()),
+        ("supervisor", layout.supervisor_listen()),
     ];
     // Slow clients on every server, in the background while the guessing goes on.
     let slow: Vec<_> = servers
@@ -810,7 +808,7 @@ fn scanning_the_players_port_gets_the_address_blocked_and_operators_see_it() {
 
     // Unusual play on a node (a sign-in storm): the control plane lists the flag with the
     // node's name and raises the `unusual_play` alert.
-    let node = format!("http://127.0.0.1:{}", stack.first_node_port);
+    let node = stack.layout.node_url(0);
     for _ in 0..30 {
         sign_in_at(&node, "farmer");
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
+use croupier_loadtest::layout::Layout;
 use serde_json::{Value, json};
 use ureq::tls::{Certificate, ClientCert, PrivateKey, RootCerts, TlsConfig};
 
@@ -92,17 +93,14 @@ fn openssl_handshake(port: u16, ca: &Path, version: &str) -> Option<bool> {
 fn up_with_tls_serves_https_everywhere_and_the_nodes_only_to_their_peers() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (nodes, gateway, control) = (free_ports(3), free_ports(2), free_ports(2));
     std::fs::create_dir_all(&data).unwrap();
+    let layout = Layout {
+        tls: true,
+        ..up_layout(&data)
+    };
     let _up = Up(croupier()
-        .arg("up")
-        .arg("--data")
-        .arg(&data)
-        .args(["--store", &ledger(&data).as_arg()])
-        .args(["--first-node-port", &nodes.to_string()])
-        .args(["--gateway-port", &gateway.to_string()])
-        .args(["--control-port", &control.to_string()])
-        .args(["--demo", "--tls"])
+        .args(layout.up_command())
+        .arg("--demo")
         .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -113,10 +111,10 @@ fn up_with_tls_serves_https_everywhere_and_the_nodes_only_to_their_peers() {
     wait_for("the local CA", || ca.exists());
     let trusting = https_agent(Some(&ca), None);
     let peer = https_agent(Some(&ca), Some(&tls));
-    let players = format!("https://127.0.0.1:{gateway}");
-    let admin = format!("https://127.0.0.1:{}", gateway + 1);
-    let control_url = format!("https://127.0.0.1:{control}");
-    let node = format!("https://127.0.0.1:{nodes}");
+    let players = layout.players_url();
+    let admin = layout.admin_url();
+    let control_url = layout.control_url();
+    let node = layout.node_url(0);
     for (agent, url) in [
         (&peer, format!("{node}/readyz")),
         (&trusting, format!("{admin}/readyz")),
@@ -169,7 +167,10 @@ fn up_with_tls_serves_https_everywhere_and_the_nodes_only_to_their_peers() {
     assert_eq!(status, 201, "{round}");
 
     // What is not TLS from a trusted peer gets no answer.
-    let plain = get(&format!("http://127.0.0.1:{gateway}/api/v1/lobby"), None);
+    let plain = get(
+        &format!("http://{}/api/v1/lobby", layout.players_listen()),
+        None,
+    );
     assert!(plain.is_err(), "plain HTTP answered: {plain:?}");
     let untrusting = https_agent(None, None);
     let refused = call(
@@ -188,10 +189,16 @@ fn up_with_tls_serves_https_everywhere_and_the_nodes_only_to_their_peers() {
         anonymous.is_err(),
         "a node served a client without a certificate"
     );
-    if let Some(tls11) = openssl_handshake(gateway, &ca, "-tls1_1") {
+    if let Some(tls11) = openssl_handshake(layout.gateway_port, &ca, "-tls1_1") {
         assert!(!tls11, "TLS 1.1 was accepted");
-        assert_eq!(openssl_handshake(gateway, &ca, "-tls1_2"), Some(true));
-        assert_eq!(openssl_handshake(gateway, &ca, "-tls1_3"), Some(true));
+        assert_eq!(
+            openssl_handshake(layout.gateway_port, &ca, "-tls1_2"),
+            Some(true)
+        );
+        assert_eq!(
+            openssl_handshake(layout.gateway_port, &ca, "-tls1_3"),
+            Some(true)
+        );
     }
 
     // The control plane reaches every node and the gateway over TLS.
@@ -217,12 +224,7 @@ fn up_with_tls_serves_https_everywhere_and_the_nodes_only_to_their_peers() {
     audit
         .args(["audit", "--gateway", &players, "--admin", &admin])
         .args(["--control", &control_url])
-        .args((0..3).flat_map(|i| {
-            [
-                "--node".to_owned(),
-                format!("https://127.0.0.1:{}", nodes + i),
-            ]
-        }))
+        .args((0..3).flat_map(|i| ["--node".to_owned(), layout.node_url(i)]))
         .arg("--data")
         .arg(&data)
         .arg("--tls-ca")

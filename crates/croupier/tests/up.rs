@@ -43,33 +43,28 @@ fn got(received: &Received, status: &str, key: &str) -> bool {
 fn up_supervises_nodes_and_gateway_and_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let (nodes, gateway, control) = (free_ports(3), free_ports(2), free_ports(2));
     let (hook, received) = webhook_receiver();
     std::fs::create_dir_all(&data).unwrap();
+    let layout = up_layout(&data);
     let mut up = Up(croupier()
-        .arg("up")
-        .arg("--data")
-        .arg(&data)
-        .args(["--store", &ledger(&data).as_arg()])
-        .args(["--first-node-port", &nodes.to_string()])
-        .args(["--gateway-port", &gateway.to_string()])
-        .args(["--control-port", &control.to_string(), "--webhook", &hook])
-        .arg("--demo")
+        .args(layout.up_command())
+        .args(["--webhook", &hook, "--demo"])
         .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap());
-    let players = format!("http://127.0.0.1:{gateway}");
+    let players = layout.players_url();
+    let admin = layout.admin_url();
     wait_for("the gateway", || {
-        get(&format!("http://127.0.0.1:{}/readyz", gateway + 1), None).map(|r| r.0) == Ok(200)
+        get(&format!("{admin}/readyz"), None).map(|r| r.0) == Ok(200)
     });
     for i in 0..3 {
         wait_for("a node", || {
-            get(&format!("http://127.0.0.1:{}/readyz", nodes + i), None).map(|r| r.0) == Ok(200)
+            get(&format!("{}/readyz", layout.node_url(i)), None).map(|r| r.0) == Ok(200)
         });
     }
-    wait_eligible(&format!("http://127.0.0.1:{}", gateway + 1), 3);
+    wait_eligible(&admin, 3);
 
     let (status, body, _) = post_via(
         &format!("{players}/api/v1/sessions"),
@@ -81,7 +76,7 @@ fn up_supervises_nodes_and_gateway_and_stops_cleanly() {
     assert_eq!(status, 201, "{body}");
     let token = body["token"].as_str().unwrap().to_owned();
 
-    let control_url = format!("http://127.0.0.1:{control}");
+    let control_url = layout.control_url();
     wait_for("the control plane", || {
         get(&format!("{control_url}/readyz"), None).map(|r| r.0) == Ok(200)
     });
@@ -160,7 +155,7 @@ fn up_supervises_nodes_and_gateway_and_stops_cleanly() {
     );
     wait_for("node-2's restart", || {
         find_process(&["--node-id node-2", &data_text]).is_some_and(|pid| pid != victim)
-            && get(&format!("http://127.0.0.1:{}/readyz", nodes + 1), None).map(|r| r.0) == Ok(200)
+            && get(&format!("{}/readyz", layout.node_url(1)), None).map(|r| r.0) == Ok(200)
     });
 
     wait_for("the alert to resolve", || {
@@ -212,7 +207,7 @@ fn up_supervises_nodes_and_gateway_and_stops_cleanly() {
     assert!(status.success(), "croupier up exited with {status}");
     for i in 0..3 {
         assert!(
-            get(&format!("http://127.0.0.1:{}/healthz", nodes + i), None).is_err(),
+            get(&format!("{}/healthz", layout.node_url(i)), None).is_err(),
             "a node outlived up"
         );
     }
@@ -378,7 +373,7 @@ fn kill_9_of_the_gateway_refuses_no_connection() {
     let stop = Arc::new(AtomicBool::new(false));
     let players = keyed_players(&stack, "steady", &stop);
     std::thread::sleep(Duration::from_millis(500));
-    let port = format!("127.0.0.1:{}", stack.gateway_port);
+    let port = stack.layout.players_listen();
     let victim = find_process(&["gateway --listen", &port]).expect("the gateway runs");
     Command::new("kill")
         .args(["-9", &victim.to_string()])
@@ -487,7 +482,7 @@ fn sigusr2_restarts_the_gateway_through_the_supervisor_without_a_gap() {
     let stop = Arc::new(AtomicBool::new(false));
     let players = keyed_players(&stack, "usr2", &stop);
     std::thread::sleep(Duration::from_millis(500));
-    let listen = format!("gateway --listen 127.0.0.1:{}", stack.gateway_port);
+    let listen = format!("gateway --listen {}", stack.layout.players_listen());
     let old = find_process(&[&listen]).expect("the gateway runs");
     Command::new("kill")
         .args(["-USR2", &old.to_string()])
@@ -510,10 +505,7 @@ fn sigusr2_restarts_the_gateway_through_the_supervisor_without_a_gap() {
     } = all_seen(players);
     let gateways = find_processes(&[&listen]);
     let supervised = get(
-        &format!(
-            "http://127.0.0.1:{}/supervisor/children",
-            stack.control_port + 1
-        ),
+        &format!("{}/supervisor/children", stack.layout.supervisor_url()),
         Some(OPS_TOKEN),
     )
     .unwrap()

@@ -74,7 +74,7 @@ fn top_up(file: &mut std::fs::File, chunk: &[u8]) -> u64 {
 /// Fills `folder`'s filesystem and keeps it full for `hold` (topping up what anything else
 /// frees), probing the players' API once full; then deletes the ballast. Returns what was done.
 pub async fn fill_and_free(stack: &Stack, hold: Duration) -> Result<String, LoadError> {
-    let folder = stack.spec.data.clone();
+    let folder = stack.layout().data.clone();
     let path = folder.join(BALLAST);
     let filling = {
         let path = path.clone();
@@ -172,7 +172,7 @@ pub fn check_errors(incidents: &[&Incident], space_back: Instant) -> Vec<String>
 
 /// Whether the control plane opened an incident naming `folder`; the reason when not.
 pub async fn check_incident(stack: &Stack) -> Option<String> {
-    let folder = stack.spec.data.display().to_string();
+    let folder = stack.layout().data.display().to_string();
     let http = match HttpClient::new(1, Duration::from_secs(10)) {
         Ok(http) => http,
         Err(e) => return Some(format!("cannot ask the control plane: {e}")),

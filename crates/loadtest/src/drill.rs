@@ -239,7 +239,7 @@ fn put(url: String, body: &serde_json::Value) -> Call<'static> {
 /// Drains and undrains each node in turn, at the gateway and on the node.
 async fn drain_cycle(stack: &Stack, http: &HttpClient) -> Result<String, LoadError> {
     let mut done = Vec::new();
-    for (i, name) in stack.node_names().iter().enumerate() {
+    for (i, name) in (0..).zip(stack.node_names()) {
         let admin = format!("{}/admin/nodes/{name}", stack.admin());
         let drain = format!("{}/ops/drain", stack.node_url(i));
         ops(

@@ -13,6 +13,7 @@ pub mod failover;
 pub mod freeze;
 pub mod history;
 pub mod http;
+pub mod layout;
 pub mod pgcluster;
 pub mod player;
 pub mod report;

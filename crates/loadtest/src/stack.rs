@@ -1,7 +1,7 @@
 //! A `croupier up` stack of real processes for the drills: started as a child (the drill
-//! stops it at the end) or attached to when already running. Knows its addresses, its ops
-//! token and ledger, finds the pid of each node and of the gateway (from
-//! /proc/<pid>/cmdline), and tells when every part is serving again.
+//! stops it at the end) or attached to when already running. Its addresses and files come
+//! from its `Layout`; it holds its ops token, finds the pid of each node and of the gateway
+//! (from /proc/<pid>/cmdline), and tells when every part is serving again.
 // libc calls for signals, process groups or descriptors; each block says why it is sound.
 #![allow(unsafe_code)]
 
@@ -15,19 +15,15 @@ use serde_json::Value;
 
 use crate::error::LoadError;
 use crate::http::{Call, HttpClient};
+use crate::layout::Layout;
 use crate::pgcluster::{PgCluster, Replication};
 
 #[derive(Debug, Clone)]
 pub struct StackSpec {
     /// The croupier binary (for `up`).
     pub bin: PathBuf,
-    pub data: PathBuf,
-    pub nodes: u16,
-    pub first_node_port: u16,
-    pub gateway_port: u16,
-    pub control_port: u16,
-    /// The ledger `up` runs on; `None`: the SQLite file in the data folder.
-    pub store: Option<StoreLocation>,
+    /// Its data folder, ports and ledger (`None`: the SQLite file in the data folder).
+    pub layout: Layout,
 }
 
 pub struct Stack {
@@ -43,11 +39,10 @@ pub struct Stack {
 
 const STOP_GRACE: Duration = Duration::from_secs(30);
 
-fn read_token(data: &Path, wait: Duration) -> Result<String, LoadError> {
-    let path = data.join("ops-token");
+fn read_token(path: &Path, wait: Duration) -> Result<String, LoadError> {
     let deadline = Instant::now() + wait;
     loop {
-        match std::fs::read_to_string(&path) {
+        match std::fs::read_to_string(path) {
             Ok(token) if !token.trim().is_empty() => return Ok(token.trim().to_owned()),
             _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
             Ok(_) => return Err(LoadError::Stack(format!("{} is empty", path.display()))),
@@ -82,11 +77,12 @@ pub fn alive(pid: i32) -> bool {
 }
 
 impl Stack {
-    /// Starts `croupier up` on `spec.data` and waits until everything serves.
+    /// Starts `croupier up` on `spec.layout` and waits until everything serves.
     pub async fn start(spec: StackSpec, ready_within: Duration) -> Result<Stack, LoadError> {
-        std::fs::create_dir_all(&spec.data)
-            .map_err(|e| LoadError::io(format!("creating {}", spec.data.display()), e))?;
-        let log_path = spec.data.join("up.log");
+        let data = &spec.layout.data;
+        std::fs::create_dir_all(data)
+            .map_err(|e| LoadError::io(format!("creating {}", data.display()), e))?;
+        let log_path = data.join("up.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -97,20 +93,9 @@ impl Stack {
             .map_err(|e| LoadError::io("cloning the log handle", e))?;
         let mut command = Command::new(&spec.bin);
         command
-            .arg("up")
+            .args(spec.layout.up_command())
             // Simulated players sign in by name and play with play money.
             .arg("--demo")
-            .arg("--data")
-            .arg(&spec.data)
-            .args(["--nodes", &spec.nodes.to_string()])
-            .args(["--first-node-port", &spec.first_node_port.to_string()])
-            .args(["--gateway-port", &spec.gateway_port.to_string()])
-            .args(["--control-port", &spec.control_port.to_string()])
-            .args(
-                spec.store
-                    .iter()
-                    .flat_map(|s| ["--store".to_owned(), s.as_arg()]),
-            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
@@ -124,7 +109,7 @@ impl Stack {
         let child = command
             .spawn()
             .map_err(|e| LoadError::io(format!("starting {} up", spec.bin.display()), e))?;
-        let ops_token = read_token(&spec.data, Duration::from_secs(20))?;
+        let ops_token = read_token(&spec.layout.ops_token_file(), Duration::from_secs(20))?;
         let stack = Stack {
             spec,
             child: Some(child),
@@ -139,7 +124,7 @@ impl Stack {
 
     /// A stack already running with these addresses and data folder.
     pub async fn attach(spec: StackSpec, ready_within: Duration) -> Result<Stack, LoadError> {
-        let ops_token = read_token(&spec.data, Duration::ZERO)?;
+        let ops_token = read_token(&spec.layout.ops_token_file(), Duration::ZERO)?;
         let stack = Stack {
             spec,
             child: None,
@@ -152,46 +137,43 @@ impl Stack {
         Ok(stack)
     }
 
-    pub fn gateway(&self) -> String {
-        format!("http://127.0.0.1:{}", self.spec.gateway_port)
+    pub fn layout(&self) -> &Layout {
+        &self.spec.layout
     }
 
+    /// The players' address.
+    pub fn gateway(&self) -> String {
+        self.layout().players_url()
+    }
+
+    /// The gateway's admin API.
     pub fn admin(&self) -> String {
-        format!("http://127.0.0.1:{}", self.spec.gateway_port + 1)
+        self.layout().admin_url()
     }
 
     pub fn control(&self) -> String {
-        format!("http://127.0.0.1:{}", self.spec.control_port)
+        self.layout().control_url()
     }
 
     pub fn node_names(&self) -> Vec<String> {
-        (1..=self.spec.nodes).map(|i| format!("node-{i}")).collect()
+        self.layout().node_names()
     }
 
-    pub fn node_url(&self, index: usize) -> String {
-        format!(
-            "http://127.0.0.1:{}",
-            self.spec.first_node_port as usize + index
-        )
+    pub fn node_url(&self, index: u16) -> String {
+        self.layout().node_url(index)
     }
 
     /// The ledger the stack's nodes share.
     pub fn store(&self) -> StoreLocation {
-        self.spec
-            .store
-            .clone()
-            .unwrap_or_else(|| StoreLocation::Sqlite(self.spec.data.join("ledger.db")))
+        self.layout().store()
     }
 
-    pub fn node_pid(&self, index: usize) -> Option<i32> {
-        find_pid(
-            "node",
-            &format!("127.0.0.1:{}", self.spec.first_node_port as usize + index),
-        )
+    pub fn node_pid(&self, index: u16) -> Option<i32> {
+        find_pid("node", &self.layout().node_listen(index))
     }
 
     pub fn gateway_pid(&self) -> Option<i32> {
-        find_pid("gateway", &format!("127.0.0.1:{}", self.spec.gateway_port))
+        find_pid(crate::layout::GATEWAY, &self.layout().players_listen())
     }
 
     /// The gateway's view of its nodes (ops token), or `None` when it does not answer.
@@ -203,7 +185,7 @@ impl Stack {
 
     /// Every node ready and eligible at the gateway, and the players' address answering.
     pub async fn whole(&self) -> bool {
-        for i in 0..self.spec.nodes as usize {
+        for i in 0..self.layout().nodes {
             let ready = self
                 .http
                 .send(0, Call::get(format!("{}/readyz", self.node_url(i))))
@@ -215,7 +197,8 @@ impl Stack {
         let Some(nodes) = self.gateway_nodes().await else {
             return false;
         };
-        nodes.len() == self.spec.nodes as usize && nodes.iter().all(|n| n["eligible"] == true)
+        nodes.len() == usize::from(self.layout().nodes)
+            && nodes.iter().all(|n| n["eligible"] == true)
     }
 
     /// Waits until the stack is whole; the moment it was.
@@ -228,7 +211,7 @@ impl Stack {
             if Instant::now() > deadline {
                 return Err(LoadError::Stack(format!(
                     "not every node and the gateway served within {within:?} (see {}/logs/*.log)",
-                    self.spec.data.display()
+                    self.layout().data.display()
                 )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

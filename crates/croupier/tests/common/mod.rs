@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use croupier_ledger::StoreLocation;
 use croupier_ledger::pg::scratch::{ScratchDb, test_server};
 use croupier_ledger::test_store;
+use croupier_loadtest::layout::{LEDGER_FILE, Layout};
 use croupier_web::wire;
 use serde_json::{Value, json};
 
@@ -205,7 +206,7 @@ fn integrity_of(ledger: &StoreLocation) {
 }
 
 pub fn ledger_path(data: &Path) -> PathBuf {
-    data.join("ledger.db")
+    data.join(LEDGER_FILE)
 }
 
 /// The ledger of the processes a test starts on `data`: the SQLite file in it, or, when the
@@ -290,19 +291,32 @@ impl GatewayProcess {
 
     /// A counter or gauge from the gateway's /metrics, 0 when absent.
     pub fn metric(&self, series: &str) -> f64 {
-        let text = agent()
-            .get(&format!("{}/metrics", self.admin))
-            .call()
-            .unwrap()
-            .body_mut()
-            .read_to_string()
-            .unwrap();
-        text.lines()
+        self.metrics_text()
+            .lines()
             .find_map(|l| {
                 l.strip_prefix(series)
                     .and_then(|rest| rest.trim().parse().ok())
             })
             .unwrap_or(0.0)
+    }
+
+    /// The sum of every series of the metric `name` (all label values).
+    pub fn metric_total(&self, name: &str) -> f64 {
+        self.metrics_text()
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    fn metrics_text(&self) -> String {
+        agent()
+            .get(&format!("{}/metrics", self.admin))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
     }
 }
 
@@ -522,12 +536,29 @@ pub fn wait_eligible(admin: &str, nodes: usize) {
     });
 }
 
+/// The layout of a `croupier up` stack on `data` on free ports: three nodes, the gateway
+/// and the control plane (each with the port next to it free too); the ledger left to `up`.
+pub fn free_layout(data: &Path) -> Layout {
+    Layout {
+        first_node_port: free_ports(3),
+        gateway_port: free_ports(2),
+        control_port: free_ports(2),
+        ..Layout::new(data.to_owned())
+    }
+}
+
+/// `free_layout` on the test run's ledger (`ledger`).
+pub fn up_layout(data: &Path) -> Layout {
+    Layout {
+        store: Some(ledger(data)),
+        ..free_layout(data)
+    }
+}
+
 /// A whole `croupier up` stack on free ports: three nodes, the gateway, the control plane.
 pub struct UpStack {
     pub up: Up,
-    pub first_node_port: u16,
-    pub gateway_port: u16,
-    pub control_port: u16,
+    pub layout: Layout,
 }
 
 impl UpStack {
@@ -539,19 +570,12 @@ impl UpStack {
 
     /// `start`, in demo mode or not.
     pub fn start_with(data: &Path, demo: bool, extra: &[&str]) -> UpStack {
-        // The control plane's port and the supervisor's, next to it.
-        let (nodes, gateway, control) = (free_ports(3), free_ports(2), free_ports(2));
         std::fs::create_dir_all(data).unwrap();
+        let layout = up_layout(data);
         let log_path = data.with_extension("up.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let up = Up(croupier()
-            .arg("up")
-            .arg("--data")
-            .arg(data)
-            .args(["--store", &ledger(data).as_arg()])
-            .args(["--first-node-port", &nodes.to_string()])
-            .args(["--gateway-port", &gateway.to_string()])
-            .args(["--control-port", &control.to_string()])
+            .args(layout.up_command())
             .args(demo.then_some("--demo"))
             .args(extra)
             .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
@@ -559,14 +583,9 @@ impl UpStack {
             .stderr(log)
             .spawn()
             .unwrap());
-        let stack = UpStack {
-            up,
-            first_node_port: nodes,
-            gateway_port: gateway,
-            control_port: control,
-        };
+        let stack = UpStack { up, layout };
         let mut ready = vec![stack.admin_url("/readyz"), stack.control_url("/readyz")];
-        ready.extend((0..3).map(|i| format!("http://127.0.0.1:{}/readyz", nodes + i)));
+        ready.extend((0..3).map(|i| format!("{}/readyz", stack.layout.node_url(i))));
         for url in ready {
             let up = || get(&url, None).map(|r| r.0) == Ok(200);
             if !within(Duration::from_secs(20), up) {
@@ -583,15 +602,15 @@ impl UpStack {
     }
 
     pub fn players_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.gateway_port)
+        format!("{}{path}", self.layout.players_url())
     }
 
     pub fn admin_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.gateway_port + 1)
+        format!("{}{path}", self.layout.admin_url())
     }
 
     pub fn control_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.control_port)
+        format!("{}{path}", self.layout.control_url())
     }
 }
 

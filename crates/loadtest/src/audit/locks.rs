@@ -104,7 +104,12 @@ impl Auditor {
     /// On the host of a SQLite ledger (`--data` holds `ledger.db`): no unrevealed server
     /// seed may be in clear, or a copy of the file tells the next outcomes.
     pub(super) fn seeds_sealed(&mut self) {
-        let Some(db) = self.targets.data.as_ref().map(|d| d.join("ledger.db")) else {
+        let Some(db) = self
+            .targets
+            .data
+            .as_ref()
+            .map(|d| d.join(crate::layout::LEDGER_FILE))
+        else {
             return;
         };
         let target = db.display().to_string();
