@@ -227,87 +227,81 @@ pub fn read(
     session_ttl_ms: i64,
 ) -> Result<Delta, BackupError> {
     let (last_seq, head) = chain_head(conn)?;
-    let mut delta = Delta {
+    let since = [SqlValue::Integer(since_ms)];
+    let journal = rows(
+        conn,
+        &JOURNAL,
+        "WHERE seq >= ?1 ORDER BY seq",
+        &[SqlValue::Integer(from_seq)],
+    )?;
+    let rounds = rounds_of(conn, &journal)?;
+    let seeds = seeds_of(conn, &since, &rounds)?;
+    let expiring = [SqlValue::Integer(since_ms.saturating_add(session_ttl_ms))];
+    Ok(Delta {
         since_ms,
         cut_ms,
         from_seq,
         last_seq,
         chain_head: head,
-        journal: Vec::new(),
-        rounds: Vec::new(),
-        seeds: Vec::new(),
-        players: Vec::new(),
-        sessions: Vec::new(),
-        idempotency: Vec::new(),
-        game_status: Vec::new(),
-    };
-    let since = SqlValue::Integer(since_ms);
-    select(
-        conn,
-        &JOURNAL,
-        "WHERE seq >= ?1 ORDER BY seq",
-        &[SqlValue::Integer(from_seq)],
-        &mut delta.journal,
-    )?;
+        journal,
+        rounds,
+        seeds,
+        players: rows(conn, &PLAYERS, "WHERE created_ms >= ?1", &since)?,
+        sessions: rows(conn, &SESSIONS, "WHERE expires_ms >= ?1", &expiring)?,
+        idempotency: rows(conn, &IDEMPOTENCY, "WHERE created_ms >= ?1", &since)?,
+        game_status: rows(conn, &GAME_STATUS, "", &[])?,
+    })
+}
+
+/// `select` into rows of its own.
+fn rows(
+    conn: &Connection,
+    table: &Table,
+    filter: &str,
+    args: &[SqlValue],
+) -> Result<Rows, BackupError> {
+    let mut rows = Rows::new();
+    select(conn, table, filter, args, &mut rows)?;
+    Ok(rows)
+}
+
+/// Every open round (always carried), then the other rounds `journal`'s entries name.
+fn rounds_of(conn: &Connection, journal: &Rows) -> Result<Rows, BackupError> {
     let round_col = column(&JOURNAL, "round_id");
-    let mut round_ids: BTreeSet<SqlKey> = delta
-        .journal
+    let mut round_ids: BTreeSet<SqlKey> = journal
         .iter()
         .filter_map(|row| SqlKey::of(&row[round_col]))
         .collect();
-    let mut open = Vec::new();
-    select(conn, &ROUNDS, "WHERE status = 'open'", &[], &mut open)?;
-    for row in &open {
+    let mut rounds = rows(conn, &ROUNDS, "WHERE status = 'open'", &[])?;
+    for row in &rounds {
         round_ids.remove(&SqlKey::of(&row[0]).expect("round id"));
     }
-    delta.rounds = open;
-    select_keys(conn, &ROUNDS, &round_ids, &mut delta.rounds)?;
+    select_keys(conn, &ROUNDS, &round_ids, &mut rounds)?;
+    Ok(rounds)
+}
 
-    select(
+/// Seeds created or revealed since `since`, then the other seeds `rounds` name; revealed
+/// seeds first: a rotation reveals the old seed and adds the new active one, and a player has
+/// at most one active seed at any moment of the apply.
+fn seeds_of(conn: &Connection, since: &[SqlValue], rounds: &Rows) -> Result<Rows, BackupError> {
+    let mut seeds = rows(
         conn,
         &SEEDS,
         "WHERE created_ms >= ?1 OR revealed_ms >= ?1",
-        std::slice::from_ref(&since),
-        &mut delta.seeds,
+        since,
     )?;
     let seed_col = column(&ROUNDS, "seed_id");
-    let mut seed_ids: BTreeSet<SqlKey> = delta
-        .rounds
+    let mut seed_ids: BTreeSet<SqlKey> = rounds
         .iter()
         .filter_map(|row| SqlKey::of(&row[seed_col]))
         .collect();
-    for row in &delta.seeds {
+    for row in &seeds {
         seed_ids.remove(&SqlKey::of(&row[0]).expect("seed id"));
     }
-    select_keys(conn, &SEEDS, &seed_ids, &mut delta.seeds)?;
-    // Revealed seeds first: a rotation reveals the old seed and adds the new active one, and
-    // a player has at most one active seed at any moment of the apply.
+    select_keys(conn, &SEEDS, &seed_ids, &mut seeds)?;
     let revealed_col = column(&SEEDS, "revealed_ms");
-    delta.seeds.sort_by_key(|row| row[revealed_col].is_null());
-
-    select(
-        conn,
-        &PLAYERS,
-        "WHERE created_ms >= ?1",
-        std::slice::from_ref(&since),
-        &mut delta.players,
-    )?;
-    select(
-        conn,
-        &SESSIONS,
-        "WHERE expires_ms >= ?1",
-        &[SqlValue::Integer(since_ms.saturating_add(session_ttl_ms))],
-        &mut delta.sessions,
-    )?;
-    select(
-        conn,
-        &IDEMPOTENCY,
-        "WHERE created_ms >= ?1",
-        std::slice::from_ref(&since),
-        &mut delta.idempotency,
-    )?;
-    select(conn, &GAME_STATUS, "", &[], &mut delta.game_status)?;
-    Ok(delta)
+    seeds.sort_by_key(|row| row[revealed_col].is_null());
+    Ok(seeds)
 }
 
 impl Delta {

@@ -8,7 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::Catalog;
+use crate::catalog::{BackupEntry, Catalog};
 use crate::manifest::BackupKind;
 
 pub const DAY_MS: i64 = 86_400_000;
@@ -62,17 +62,58 @@ fn month(ms: i64) -> String {
 }
 
 pub fn plan(catalog: &Catalog, now_ms: i64, policy: &Policy) -> Plan {
-    let complete: Vec<_> = catalog.backups.iter().filter(|b| b.complete).collect();
+    let complete: Vec<&BackupEntry> = catalog.backups.iter().filter(|b| b.complete).collect();
+    let keep = kept(&complete, policy);
+    let newest_complete_cut = complete.last().map(|b| b.cut_ms).unwrap_or(i64::MIN);
+    let prune_backups = catalog
+        .backups
+        .iter()
+        .filter(|b| {
+            if b.complete {
+                !keep.contains(b.id.as_str())
+            } else {
+                // Interrupted: pieces without a manifest, older than a finished backup.
+                b.cut_ms < newest_complete_cut
+            }
+        })
+        .map(|b| b.id.clone())
+        .collect();
+    let oldest_kept_cut = complete
+        .iter()
+        .find(|b| keep.contains(b.id.as_str()))
+        .map(|b| b.cut_ms)
+        .unwrap_or(i64::MIN);
+    let segment_floor = (now_ms - policy.keep_segments_ms).max(oldest_kept_cut);
+    let prune_segments = catalog
+        .segments
+        .iter()
+        .filter(|s| s.cut_ms < segment_floor)
+        .map(|s| s.name.clone())
+        .collect();
+    Plan {
+        take: due(&complete, now_ms, policy),
+        prune_backups,
+        prune_segments,
+    }
+}
+
+/// The backup to take now, if any: a full when there is none or the newest is old enough,
+/// else an incremental when the newest backup is.
+fn due(complete: &[&BackupEntry], now_ms: i64, policy: &Policy) -> Option<BackupKind> {
     let newest_full = complete.iter().rev().find(|b| b.kind == BackupKind::Full);
-    let take = match (newest_full, complete.last()) {
+    match (newest_full, complete.last()) {
         (None, _) => Some(BackupKind::Full),
         (Some(full), _) if now_ms - full.cut_ms >= policy.full_every_ms => Some(BackupKind::Full),
         (_, Some(newest)) if now_ms - newest.cut_ms >= policy.incremental_every_ms => {
             Some(BackupKind::Incremental)
         }
         _ => None,
-    };
+    }
+}
 
+/// The complete backups retention keeps: the newest of each of the last days, weeks and
+/// months, the newest full, and the full each kept incremental was taken against.
+fn kept<'a>(complete: &[&'a BackupEntry], policy: &Policy) -> BTreeSet<&'a str> {
     let mut keep: BTreeSet<&str> = BTreeSet::new();
     let mut keep_newest_per = |count: usize, bucket: &dyn Fn(i64) -> String| {
         let mut buckets = BTreeSet::new();
@@ -88,54 +129,19 @@ pub fn plan(catalog: &Catalog, now_ms: i64, policy: &Policy) -> Plan {
     keep_newest_per(policy.keep_daily, &|ms| day(ms).to_string());
     keep_newest_per(policy.keep_weekly, &|ms| week(ms).to_string());
     keep_newest_per(policy.keep_monthly, &month);
-    if let Some(full) = newest_full {
+    let fulls = || complete.iter().rev().filter(|b| b.kind == BackupKind::Full);
+    if let Some(full) = fulls().next() {
         keep.insert(full.id.as_str());
     }
     // An incremental needs the full backup it was taken against: the newest full before it.
     let parents: Vec<&str> = complete
         .iter()
         .filter(|b| b.kind == BackupKind::Incremental && keep.contains(b.id.as_str()))
-        .filter_map(|incr| {
-            complete
-                .iter()
-                .rev()
-                .find(|b| b.kind == BackupKind::Full && b.cut_ms < incr.cut_ms)
-                .map(|b| b.id.as_str())
-        })
+        .filter_map(|incr| fulls().find(|b| b.cut_ms < incr.cut_ms))
+        .map(|b| b.id.as_str())
         .collect();
     keep.extend(parents);
-    let newest_complete_cut = complete.last().map(|b| b.cut_ms).unwrap_or(i64::MIN);
-    let prune_backups = catalog
-        .backups
-        .iter()
-        .filter(|b| {
-            if b.complete {
-                !keep.contains(b.id.as_str())
-            } else {
-                // Interrupted: pieces without a manifest, older than a finished backup.
-                b.cut_ms < newest_complete_cut
-            }
-        })
-        .map(|b| b.id.clone())
-        .collect();
-
-    let oldest_kept_cut = complete
-        .iter()
-        .find(|b| keep.contains(b.id.as_str()))
-        .map(|b| b.cut_ms)
-        .unwrap_or(i64::MIN);
-    let segment_floor = (now_ms - policy.keep_segments_ms).max(oldest_kept_cut);
-    let prune_segments = catalog
-        .segments
-        .iter()
-        .filter(|s| s.cut_ms < segment_floor)
-        .map(|s| s.name.clone())
-        .collect();
-    Plan {
-        take,
-        prune_backups,
-        prune_segments,
-    }
+    keep
 }
 
 #[cfg(test)]

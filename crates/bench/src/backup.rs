@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use croupier_ledger::sqlite::{SqliteConfig, SqliteStore};
 use croupier_ledger::{Store, StoreLocation};
+use croupier_web::wire;
 use serde_json::{Value, json};
 
 use crate::procs::{Process, agent, croupier_binary, free_port, start_node};
@@ -149,7 +150,7 @@ pub fn rpo(seconds: u64, rate: u64, croupier: Option<PathBuf>) -> anyhow::Result
                     let sent = agent
                         .post(&url)
                         .header("Authorization", &format!("Bearer {token}"))
-                        .header("Idempotency-Key", &format!("{p}-{n}"))
+                        .header(wire::IDEMPOTENCY_KEY, &format!("{p}-{n}"))
                         .send_json(&body);
                     if let Ok(mut r) = sent {
                         let _ = r.body_mut().read_to_vec();

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use croupier_web::wire;
 use serde_json::{Value, json};
 
 use crate::procs::{
@@ -148,7 +149,7 @@ fn failover(base: &str, tokens: &[String], victim: &mut Process) -> Failover {
                         agent
                             .post(&format!("{base}/api/v1/rounds"))
                             .header("Authorization", &auth)
-                            .header("Idempotency-Key", &format!("fo-{p}-{n}-{}", started.elapsed().as_nanos()))
+                            .header(wire::IDEMPOTENCY_KEY, &format!("fo-{p}-{n}-{}", started.elapsed().as_nanos()))
                             .send_json(json!({"game": "dice", "stake": 10, "bet": {"target": 5000, "direction": "over"}}))
                     }
                     .map(|mut r| {

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use croupier_web::wire;
 use serde_json::{Value, json};
 
 use crate::procs::{OPS_TOKEN, agent, croupier_binary, free_port, start_node};
@@ -71,7 +72,7 @@ fn measure(base: &str, players: usize, duration: Duration) -> anyhow::Result<Row
                     let sent = agent
                         .post(&url)
                         .header("Authorization", &auth)
-                        .header("Idempotency-Key", &format!("{p}-{n}"))
+                        .header(wire::IDEMPOTENCY_KEY, &format!("{p}-{n}"))
                         .send_json(&body);
                     match sent {
                         Ok(mut r) if r.status() == 201 => {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use croupier_web::launch::{SigningKey, claims_for};
+use croupier_web::wire;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -194,7 +195,7 @@ impl Checks {
             let token = self.token(client).await?;
             let request = hyper::Request::post(format!("{}/api/v1/rounds", self.base))
                 .header("authorization", format!("Bearer {token}"))
-                .header("idempotency-key", format!("synthetic-{now}"))
+                .header(wire::IDEMPOTENCY_KEY, format!("synthetic-{now}"))
                 .header("content-type", "application/json")
                 .body(Full::new(Bytes::from(
                     json!({"game": "dice", "stake": TEST_STAKE, "bet": {"target": 5000, "direction": "over"}}).to_string(),

@@ -116,6 +116,20 @@ pub struct SlaConfig {
     pub credits: Vec<CreditTier>,
 }
 
+/// `name` is not yet one of `names` (targets and checks share one namespace).
+fn unique<'a>(
+    names: &mut std::collections::HashSet<&'a str>,
+    name: &'a str,
+) -> Result<(), ConfigError> {
+    if names.insert(name) {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "the name {name} is used twice"
+        )))
+    }
+}
+
 impl Deployment {
     pub fn parse(text: &str) -> Result<Deployment, ConfigError> {
         let deployment: Deployment = toml::from_str(text)?;
@@ -125,55 +139,8 @@ impl Deployment {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let mut names = std::collections::HashSet::new();
-        for (kind, list) in [
-            ("node", &self.node),
-            ("gateway", &self.gateway),
-            ("store", &self.store),
-            ("host", &self.host),
-        ] {
-            for target in list {
-                let http = target.url.starts_with("http://") || target.url.starts_with("https://");
-                // A store may be the ledger's own PostgreSQL URL (`replication`).
-                let postgres = kind == "store" && crate::replication::is_postgres(&target.url);
-                if !http && !postgres {
-                    return Err(ConfigError::Invalid(format!(
-                        "{kind} {}: url must start with http:// or https://{}",
-                        target.name,
-                        if kind == "store" {
-                            " (or postgres://)"
-                        } else {
-                            ""
-                        }
-                    )));
-                }
-                if !names.insert(target.name.as_str()) {
-                    return Err(ConfigError::Invalid(format!(
-                        "the name {} is used twice",
-                        target.name
-                    )));
-                }
-            }
-        }
-        for check in &self.check {
-            if !check.url.starts_with("http://") && !check.url.starts_with("https://") {
-                return Err(ConfigError::Invalid(format!(
-                    "check {}: url must start with http:// or https://",
-                    check.name
-                )));
-            }
-            if !names.insert(check.name.as_str()) {
-                return Err(ConfigError::Invalid(format!(
-                    "the name {} is used twice",
-                    check.name
-                )));
-            }
-            if !is_incident_component(&check.component) {
-                return Err(ConfigError::Invalid(format!(
-                    "check {}: component {} is not one of wallet, dice, roulette, slot, blackjack, lobby, games",
-                    check.name, check.component
-                )));
-            }
-        }
+        self.validate_targets(&mut names)?;
+        self.validate_checks(&mut names)?;
         for slo in &self.slo {
             if !(0.0 < slo.objective && slo.objective < 1.0) {
                 return Err(ConfigError::Invalid(format!(
@@ -198,6 +165,61 @@ impl Deployment {
                 return Err(ConfigError::Invalid(format!(
                     "sla.credits: below ({}) is a percentage above 0 and at most 100, credit_percent ({}) between 0 and 100",
                     tier.below, tier.credit_percent
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every target's URL is HTTP (or, for a store, PostgreSQL) and its name unique.
+    fn validate_targets<'a>(
+        &'a self,
+        names: &mut std::collections::HashSet<&'a str>,
+    ) -> Result<(), ConfigError> {
+        for (kind, list) in [
+            ("node", &self.node),
+            ("gateway", &self.gateway),
+            ("store", &self.store),
+            ("host", &self.host),
+        ] {
+            for target in list {
+                let http = target.url.starts_with("http://") || target.url.starts_with("https://");
+                // A store may be the ledger's own PostgreSQL URL (`replication`).
+                let postgres = kind == "store" && crate::replication::is_postgres(&target.url);
+                if !http && !postgres {
+                    return Err(ConfigError::Invalid(format!(
+                        "{kind} {}: url must start with http:// or https://{}",
+                        target.name,
+                        if kind == "store" {
+                            " (or postgres://)"
+                        } else {
+                            ""
+                        }
+                    )));
+                }
+                unique(names, &target.name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every synthetic check's URL is HTTP, its name unique, its component a known one.
+    fn validate_checks<'a>(
+        &'a self,
+        names: &mut std::collections::HashSet<&'a str>,
+    ) -> Result<(), ConfigError> {
+        for check in &self.check {
+            if !check.url.starts_with("http://") && !check.url.starts_with("https://") {
+                return Err(ConfigError::Invalid(format!(
+                    "check {}: url must start with http:// or https://",
+                    check.name
+                )));
+            }
+            unique(names, &check.name)?;
+            if !is_incident_component(&check.component) {
+                return Err(ConfigError::Invalid(format!(
+                    "check {}: component {} is not one of wallet, dice, roulette, slot, blackjack, lobby, games",
+                    check.name, check.component
                 )));
             }
         }

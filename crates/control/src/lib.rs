@@ -577,32 +577,14 @@ impl Control {
         let silences = self.state.silences(now).unwrap_or_default();
         let mut groups: Vec<notify::Group> = Vec::new();
         for event in events {
-            let in_window = windows
-                .iter()
-                .any(|w| w.scope.covers_alert(&event.target, &event.component));
-            let silenced = event.firing
-                && (in_window
-                    || silences
-                        .iter()
-                        .any(|s| s.matches(&event.key, &event.component, now)));
-            let incident = if silenced {
-                let why = if in_window {
-                    "held (maintenance)"
-                } else {
-                    "silenced"
-                };
+            if let Some(why) = held(&event, windows, &silences, now) {
                 let _ = self.state.record_alert(&event.key, why, now, event.value);
                 alertlog::record(self.alert_log.as_ref(), &event.key, why, now).await;
-                None
-            } else {
-                let incident = self.record(&event, now);
-                let what = if event.firing { "fired" } else { "resolved" };
-                alertlog::record(self.alert_log.as_ref(), &event.key, what, now).await;
-                incident
-            };
-            if silenced {
                 continue;
             }
+            let incident = self.record(&event, now);
+            let what = if event.firing { "fired" } else { "resolved" };
+            alertlog::record(self.alert_log.as_ref(), &event.key, what, now).await;
             let position = groups
                 .iter()
                 .position(|g| g.component == event.component && g.firing == event.firing);
@@ -620,23 +602,28 @@ impl Control {
             group.alerts.push((event, incident));
         }
         for group in groups {
-            for hook in &self.config.webhooks {
-                let payload = notify::body(hook.format, &group, now);
-                let (control, url) = (self.clone(), hook.url.clone());
-                tokio::spawn(async move { notify::send(&control.client, &url, &payload).await });
-            }
-            let message = if group.firing {
-                format!(
-                    "We are looking into a problem affecting {}.",
-                    group.component
-                )
-            } else {
-                format!("The problem affecting {} is resolved.", group.component)
-            };
-            let control = self.clone();
-            let level = if group.firing { "warning" } else { "info" };
-            tokio::spawn(async move { control.push_to_players(&message, level).await });
+            self.announce(&group, now);
         }
+    }
+
+    /// Sends a group of transitions to every webhook and tells the players in a sentence.
+    fn announce(self: &Arc<Control>, group: &notify::Group, now: i64) {
+        for hook in &self.config.webhooks {
+            let payload = notify::body(hook.format, group, now);
+            let (control, url) = (self.clone(), hook.url.clone());
+            tokio::spawn(async move { notify::send(&control.client, &url, &payload).await });
+        }
+        let message = if group.firing {
+            format!(
+                "We are looking into a problem affecting {}.",
+                group.component
+            )
+        } else {
+            format!("The problem affecting {} is resolved.", group.component)
+        };
+        let control = self.clone();
+        let level = if group.firing { "warning" } else { "info" };
+        tokio::spawn(async move { control.push_to_players(&message, level).await });
     }
 
     /// Keeps the transitions the state says were not sent yet: a firing alert not already
@@ -775,4 +762,27 @@ pub fn spawn_monitor(control: Arc<Control>) {
             control.last_round_ms.store(now_ms(), Ordering::Relaxed);
         }
     });
+}
+
+/// Why a firing alert is held back rather than sent: a maintenance window covers it, or a
+/// silence matches it. A resolution is never held.
+fn held(
+    event: &AlertEvent,
+    windows: &[maintenance::Window],
+    silences: &[state::Silence],
+    now: i64,
+) -> Option<&'static str> {
+    if !event.firing {
+        return None;
+    }
+    if windows
+        .iter()
+        .any(|w| w.scope.covers_alert(&event.target, &event.component))
+    {
+        return Some("held (maintenance)");
+    }
+    silences
+        .iter()
+        .any(|s| s.matches(&event.key, &event.component, now))
+        .then_some("silenced")
 }

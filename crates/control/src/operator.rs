@@ -11,6 +11,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use croupier_web::wire;
 use serde_json::Value;
 
 use crate::operator_sessions;
@@ -74,7 +75,7 @@ fn credential_actor(control: &Control, headers: &HeaderMap) -> Option<String> {
             return None;
         }
         let claimed = headers
-            .get("x-croupier-operator")
+            .get(wire::OPERATOR)
             .and_then(|v| v.to_str().ok())
             .and_then(operator_sessions::plain_name)
             .unwrap_or("operator");
@@ -100,7 +101,7 @@ pub(crate) fn audit<T>(
 ) {
     let outcome = match result {
         Ok(_) => "ok".to_owned(),
-        Err(refusal) => format!("refused: {}", refusal.code()),
+        Err(refusal) => format!("refused: {}", refusal.body.error),
     };
     if let Err(e) = control.state.audit(
         actor,

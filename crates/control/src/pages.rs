@@ -150,52 +150,16 @@ async fn status_page(State(control): State<Arc<Control>>) -> Response {
         Ok(status) => status,
         Err(e) => return unavailable(e),
     };
-    let now_s = now_ms() / 1000;
-    let today_start = now_s - now_s.rem_euclid(86_400);
     let components = status["components"].as_array().cloned().unwrap_or_default();
-    let worst = components
-        .iter()
-        .filter_map(|c| c["status"].as_str())
-        .max_by_key(|s| match *s {
-            "major_outage" => 3,
-            "partial_outage" => 2,
-            "degraded" => 1,
-            _ => 0,
-        })
-        .unwrap_or("operational");
-    let banner = match worst {
-        "operational" => "All systems operational",
-        "degraded" => "Some systems are slower than usual",
-        "partial_outage" => "Some systems are having problems",
-        _ => "A major outage is under way",
-    };
-    let demo = if control.config.test_players.demo {
-        "<p id=\"demo\" class=\"banner degraded\">Demo casino: play money only</p>"
-    } else {
-        ""
-    };
     let mut body = format!(
         "<main><header><h1>Croupier status</h1><p class=\"feeds\"><a href=\"/status/feed.atom\">Atom</a> · \
-         <a href=\"/status/feed.json\">JSON feed</a></p></header>\
-         <p id=\"banner\" class=\"banner {worst}\">{banner}</p>{demo}<section id=\"components\">"
+         <a href=\"/status/feed.json\">JSON feed</a></p></header>{}<section id=\"components\">",
+        banners(&components, control.config.test_players.demo)
     );
+    let now_s = now_ms() / 1000;
+    let today_start = now_s - now_s.rem_euclid(86_400);
     for c in &components {
-        let uptime = c["uptime_90d"]
-            .as_f64()
-            .map_or("no data yet".to_owned(), |u| {
-                format!("{:.3}% uptime", u * 100.0)
-            });
-        let _ = write!(
-            body,
-            "<div class=\"component\" data-component=\"{id}\"><div class=\"row\"><span class=\"name\">{name}</span>\
-             <span class=\"state {state}\">{label}</span></div><div class=\"bars\">{bars}</div>\
-             <div class=\"row small\"><span>{UPTIME_DAYS} days ago</span><span>{uptime}</span><span>today</span></div></div>",
-            id = escape(c["id"].as_str().unwrap_or("")),
-            name = escape(c["name"].as_str().unwrap_or("")),
-            state = escape(c["status"].as_str().unwrap_or("")),
-            label = escape(c["status_label"].as_str().unwrap_or("")),
-            bars = uptime_bars(c["days"].as_array().map_or(&[][..], |v| v), today_start),
-        );
+        body.push_str(&component_html(c, today_start));
     }
     body.push_str("</section><section id=\"maintenance\"><h2>Scheduled maintenance</h2>");
     let windows = status["maintenance"]
@@ -206,21 +170,7 @@ async fn status_page(State(control): State<Arc<Control>>) -> Response {
         body.push_str("<p class=\"quiet\">None planned in the next 7 days.</p>");
     }
     for window in &windows {
-        let start = window["starts_ms"].as_i64().unwrap_or(0);
-        let end = window["ends_ms"].as_i64().unwrap_or(0);
-        let _ = write!(
-            body,
-            "<article class=\"window\"><h3>{}</h3><p class=\"meta\">{} · {} to {}{}</p></article>",
-            escape(window["title"].as_str().unwrap_or("")),
-            escape(window["scope"].as_str().unwrap_or("")),
-            utc(start),
-            utc(end),
-            if window["in_progress"] == true {
-                " · in progress"
-            } else {
-                ""
-            },
-        );
+        body.push_str(&window_html(window));
     }
     body.push_str("</section><section id=\"incidents\"><h2>Active incidents</h2>");
     let incidents = status["incidents"].as_array().cloned().unwrap_or_default();
@@ -241,6 +191,69 @@ async fn status_page(State(control): State<Arc<Control>>) -> Response {
          <link rel=\"alternate\" type=\"application/atom+xml\" href=\"/status/feed.atom\">\
          <link rel=\"alternate\" type=\"application/feed+json\" href=\"/status/feed.json\">",
         &body,
+    )
+}
+
+/// The banner of the worst component's status, and in demo mode the play-money notice.
+fn banners(components: &[Value], demo: bool) -> String {
+    let worst = components
+        .iter()
+        .filter_map(|c| c["status"].as_str())
+        .max_by_key(|s| match *s {
+            "major_outage" => 3,
+            "partial_outage" => 2,
+            "degraded" => 1,
+            _ => 0,
+        })
+        .unwrap_or("operational");
+    let banner = match worst {
+        "operational" => "All systems operational",
+        "degraded" => "Some systems are slower than usual",
+        "partial_outage" => "Some systems are having problems",
+        _ => "A major outage is under way",
+    };
+    let demo = if demo {
+        "<p id=\"demo\" class=\"banner degraded\">Demo casino: play money only</p>"
+    } else {
+        ""
+    };
+    format!("<p id=\"banner\" class=\"banner {worst}\">{banner}</p>{demo}")
+}
+
+/// A component's row: its state, its daily uptime bars and its 90-day uptime.
+fn component_html(c: &Value, today_start: i64) -> String {
+    let uptime = c["uptime_90d"]
+        .as_f64()
+        .map_or("no data yet".to_owned(), |u| {
+            format!("{:.3}% uptime", u * 100.0)
+        });
+    format!(
+        "<div class=\"component\" data-component=\"{id}\"><div class=\"row\"><span class=\"name\">{name}</span>\
+         <span class=\"state {state}\">{label}</span></div><div class=\"bars\">{bars}</div>\
+         <div class=\"row small\"><span>{UPTIME_DAYS} days ago</span><span>{uptime}</span><span>today</span></div></div>",
+        id = escape(c["id"].as_str().unwrap_or("")),
+        name = escape(c["name"].as_str().unwrap_or("")),
+        state = escape(c["status"].as_str().unwrap_or("")),
+        label = escape(c["status_label"].as_str().unwrap_or("")),
+        bars = uptime_bars(c["days"].as_array().map_or(&[][..], |v| v), today_start),
+    )
+}
+
+/// A scheduled maintenance window.
+fn window_html(window: &Value) -> String {
+    let start = window["starts_ms"].as_i64().unwrap_or(0);
+    let end = window["ends_ms"].as_i64().unwrap_or(0);
+    format!(
+        "<article class=\"window\"><h3>{}</h3><p class=\"meta\">{} · {} to {}{}</p></article>",
+        escape(window["title"].as_str().unwrap_or("")),
+        escape(window["scope"].as_str().unwrap_or("")),
+        utc(start),
+        utc(end),
+        if window["in_progress"] == true {
+            " · in progress"
+        } else {
+            ""
+        },
     )
 }
 

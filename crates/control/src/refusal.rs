@@ -2,45 +2,18 @@
 //! handler (the API's, the dashboard's guards, the operator check) refuses through it, so a
 //! caller always gets the same JSON shape and the audit log the same `refused: <code>`.
 
-use axum::Json;
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use crate::state::StateError;
 
-/// A refusal: status plus `{"error": code, "message": …}`.
-pub(crate) struct Refusal {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl Refusal {
-    /// The machine-readable reason (`error` in the body, `refused: <code>` in the audit log).
-    pub(crate) fn code(&self) -> &'static str {
-        self.code
-    }
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(json!({"error": self.code, "message": self.message})),
-        )
-            .into_response()
-    }
-}
+/// A refusal: status plus `{"error": code, "message": …}`; its code (`body.error`) is also
+/// what the audit log records as `refused: <code>`.
+pub(crate) use croupier_web::wire::Refusal;
 
 pub(crate) fn refuse(status: StatusCode, code: &'static str, message: &str) -> Refusal {
-    Refusal {
-        status,
-        code,
-        message: message.to_owned(),
-    }
+    Refusal::new(status, code, message)
 }
 
 /// The control plane's own records cannot be read or written: 503.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use croupier_loadtest::layout::OPS_TOKEN_FILE;
+use croupier_web::wire::{self, ErrorBody};
 use serde_json::Value;
 
 use crate::node_cmd::ops_token_file;
@@ -87,7 +88,7 @@ impl Client {
             .method(method)
             .uri(&url)
             .header("authorization", format!("Bearer {}", self.token))
-            .header("x-croupier-operator", &self.actor)
+            .header(wire::OPERATOR, &self.actor)
             .header("content-type", "application/json");
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let mut response = self
@@ -97,15 +98,8 @@ impl Client {
         let status = response.status();
         let text = response.body_mut().read_to_string()?;
         if !status.is_success() {
-            let message = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| {
-                    Some(format!(
-                        "{}: {}",
-                        v["error"].as_str()?,
-                        v["message"].as_str()?
-                    ))
-                })
+            let message = serde_json::from_str::<ErrorBody>(&text)
+                .map(|refusal| format!("{}: {}", refusal.error, refusal.message))
                 .unwrap_or(text);
             bail!("{method} {path} refused ({status}): {message}");
         }

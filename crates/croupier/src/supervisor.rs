@@ -27,6 +27,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use croupier_web::wire::Refusal;
 use serde_json::{Value, json};
 
 /// First restart delay; doubled for each crash in a row, up to `MAX_BACKOFF`. Two scrape
@@ -396,8 +397,8 @@ impl Supervisor {
     }
 }
 
-fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, Json(json!({"error": code, "message": message}))).into_response()
+fn refusal(status: StatusCode, code: &'static str, message: &str) -> Response {
+    Refusal::new(status, code, message).into_response()
 }
 
 fn authorized(supervisor: &Supervisor, headers: &HeaderMap) -> bool {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use common::{OPS_TOKEN, Socket, croupier, dice_bet, free_port, get, ws_connect};
 use croupier_ledger::test_store;
 use croupier_loadtest::pgcluster::{PgCluster, Replication};
+use croupier_web::wire;
 use serde_json::Value;
 
 struct NodeProcess(Child, String);
@@ -53,7 +54,7 @@ fn bet(base: &str, token: &str, key: &str) -> (u16, Option<String>, bool, Value)
     let mut response = common::agent()
         .post(&format!("{base}/api/v1/rounds"))
         .header("Authorization", &format!("Bearer {token}"))
-        .header("Idempotency-Key", key)
+        .header(wire::IDEMPOTENCY_KEY, key)
         .header("Content-Type", "application/json")
         .send(dice_bet(100).to_string())
         .unwrap();
@@ -65,7 +66,7 @@ fn bet(base: &str, token: &str, key: &str) -> (u16, Option<String>, bool, Value)
             .map(str::to_owned)
     };
     let retry_after = header("retry-after");
-    let replayed = header("idempotent-replayed").as_deref() == Some("true");
+    let replayed = header(wire::IDEMPOTENT_REPLAYED.as_str()).as_deref() == Some("true");
     let text = response.body_mut().read_to_string().unwrap();
     let status = response.status().as_u16();
     (

@@ -55,9 +55,10 @@ fn call(
         request = request.header("authorization", format!("Bearer {token}"));
     }
     if body.is_some() {
-        request = request
-            .header("content-type", "application/json")
-            .header("idempotency-key", format!("tls-{}", url.len()));
+        request = request.header("content-type", "application/json").header(
+            croupier_web::wire::IDEMPOTENCY_KEY,
+            format!("tls-{}", url.len()),
+        );
     }
     let request = request
         .body(body.map(Value::to_string).unwrap_or_default())

@@ -10,6 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use croupier_vitals::exporter::Register;
+
 use crate::pool::{AdminState, Pool};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -74,118 +76,74 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new(node_names: &[String]) -> Self {
-        let mut registry = Registry::with_prefix("croupier_gateway");
-        let requests = Family::<NodeStatus, Counter>::default();
-        let latency: Latency = Family::new_with_constructor(latency_histogram);
-        let upstream_errors = Family::<NodeKind, Counter>::default();
-        let retries = Family::<Reason, Counter>::default();
-        let hedges = Family::<Reason, Counter>::default();
-        let refused = Family::<Reason, Counter>::default();
-        let queued = Family::<Reason, Counter>::default();
-        let ejections = Family::<NodeLabel, Counter>::default();
-        let state = Family::<NodeState, Gauge>::default();
-        let healthy = Family::<NodeLabel, Gauge>::default();
-        let outstanding = Family::<NodeLabel, Gauge>::default();
-        let websockets = Family::<NodeLabel, Gauge>::default();
-        registry.register(
-            "requests",
-            "Requests answered, by node and status",
-            requests.clone(),
-        );
-        registry.register(
-            "upstream_duration_seconds",
-            "Time to a node's response headers",
-            latency.clone(),
-        );
-        registry.register(
-            "upstream_errors",
-            "Failed tries by node and kind (connect, timeout, reset, 5xx)",
-            upstream_errors.clone(),
-        );
-        registry.register(
-            "retries",
-            "Retries on another node, by reason",
-            retries.clone(),
-        );
-        registry.register(
-            "hedges",
-            "Second tries sent while a slow node's first try went on (sent), the ones that answered first (won), and those the retry budget did not allow (no_budget)",
-            hedges.clone(),
-        );
-        registry.register("refused", "Requests the gateway answered itself (no_node, retry_budget, rate_limit_ip, rate_limit_player, rate_limit_sign_in, too_large, not_player_api, websockets_per_ip, websockets_per_player)", refused.clone());
-        registry.register(
-            "queued",
-            "Requests that waited for an eligible node, by outcome (sent, timeout, full)",
-            queued.clone(),
-        );
-        registry.register(
-            "ejections",
-            "Passive outlier ejections by node",
-            ejections.clone(),
-        );
-        registry.register(
-            "node_state",
-            "1 for the node's operator state",
-            state.clone(),
-        );
-        registry.register(
-            "node_healthy",
-            "1 while the active health check passes",
-            healthy.clone(),
-        );
-        registry.register(
-            "node_outstanding_requests",
-            "Requests in flight to the node",
-            outstanding.clone(),
-        );
-        registry.register(
-            "node_websockets",
-            "WebSockets proxied to the node",
-            websockets.clone(),
-        );
-        let nodes = node_names
-            .iter()
-            .map(|name| {
-                // One statement each: a family's read guard must be gone before the next
-                // get_or_create takes its write lock.
-                let latency = latency
-                    .get_or_create(&NodeLabel { node: name.clone() })
-                    .clone();
-                let ok = requests
-                    .get_or_create(&NodeStatus {
-                        node: name.clone(),
-                        status: 200,
-                    })
-                    .clone();
-                let created = requests
-                    .get_or_create(&NodeStatus {
-                        node: name.clone(),
-                        status: 201,
-                    })
-                    .clone();
-                NodeMetrics {
-                    latency,
-                    ok,
-                    created,
-                }
-            })
-            .collect();
-        Metrics {
-            registry,
+        let mut metrics = Metrics {
+            registry: Registry::with_prefix("croupier_gateway"),
             security: Registry::with_prefix("croupier"),
-            nodes,
-            requests,
+            nodes: Vec::new(),
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            upstream_errors: Family::default(),
+            retries: Family::default(),
+            hedges: Family::default(),
+            refused: Family::default(),
+            queued: Family::default(),
+            ejections: Family::default(),
+            state: Family::default(),
+            healthy: Family::default(),
+            outstanding: Family::default(),
+            websockets: Family::default(),
+        };
+        metrics.register();
+        metrics.nodes = node_names
+            .iter()
+            .map(|name| metrics.handles(name))
+            .collect();
+        metrics
+    }
+
+    fn register(&mut self) {
+        self.registry
+            .add("requests", "Requests answered, by node and status", &self.requests)
+            .add("upstream_duration_seconds", "Time to a node's response headers", &self.latency)
+            .add(
+                "upstream_errors",
+                "Failed tries by node and kind (connect, timeout, reset, 5xx)",
+                &self.upstream_errors,
+            )
+            .add("retries", "Retries on another node, by reason", &self.retries)
+            .add("hedges", "Second tries sent while a slow node's first try went on (sent), the ones that answered first (won), and those the retry budget did not allow (no_budget)", &self.hedges)
+            .add("refused", "Requests the gateway answered itself (no_node, retry_budget, rate_limit_ip, rate_limit_player, rate_limit_sign_in, too_large, not_player_api, websockets_per_ip, websockets_per_player)", &self.refused)
+            .add(
+                "queued",
+                "Requests that waited for an eligible node, by outcome (sent, timeout, full)",
+                &self.queued,
+            )
+            .add("ejections", "Passive outlier ejections by node", &self.ejections)
+            .add("node_state", "1 for the node's operator state", &self.state)
+            .add("node_healthy", "1 while the active health check passes", &self.healthy)
+            .add("node_outstanding_requests", "Requests in flight to the node", &self.outstanding)
+            .add("node_websockets", "WebSockets proxied to the node", &self.websockets);
+    }
+
+    /// A node's hot-path handles. One statement each: a family's read guard must be gone
+    /// before the next get_or_create takes its write lock.
+    fn handles(&self, name: &str) -> NodeMetrics {
+        let node = |status| NodeStatus {
+            node: name.to_owned(),
+            status,
+        };
+        let latency = self
+            .latency
+            .get_or_create(&NodeLabel {
+                node: name.to_owned(),
+            })
+            .clone();
+        let ok = self.requests.get_or_create(&node(200)).clone();
+        let created = self.requests.get_or_create(&node(201)).clone();
+        NodeMetrics {
             latency,
-            upstream_errors,
-            retries,
-            hedges,
-            refused,
-            queued,
-            ejections,
-            state,
-            healthy,
-            outstanding,
-            websockets,
+            ok,
+            created,
         }
     }
 

@@ -16,9 +16,10 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use croupier_web::wire::{self, Refusal};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
-use serde_json::json;
+use serde::Serialize;
 use std::hash::BuildHasher;
 
 use crate::Gateway;
@@ -27,11 +28,8 @@ use crate::pool::{Backend, PlayerKey};
 
 /// Seconds players are told to wait when no node can serve.
 pub const NO_NODE_RETRY_AFTER: u32 = 5;
-const DRAINING_HEADER: &str = "croupier-draining";
 /// Largest answer read from a node.
 const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
-/// Names the node that answered, for operators and tests.
-pub const NODE_HEADER: &str = "croupier-node";
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
@@ -57,25 +55,27 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
 }
 
 /// A JSON error the gateway answers itself.
-pub fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        axum::Json(json!({"error": code, "message": message})),
-    )
-        .into_response()
+pub fn refusal(status: StatusCode, code: &'static str, message: &str) -> Response {
+    Refusal::new(status, code, message).into_response()
+}
+
+/// How long the maintenance notice asks players to wait.
+#[derive(Serialize)]
+struct RetryAfter {
+    retry_after_s: u32,
 }
 
 pub fn no_node(gateway: &Gateway) -> Response {
     Metrics::count(&gateway.metrics.refused, "no_node");
-    let mut response = (
+    let mut response = Refusal::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(json!({
-            "error": "maintenance",
-            "message": "The games are briefly unavailable while we restore service. Your balance and any round in progress are safe; please retry in a few seconds.",
-            "retry_after_s": NO_NODE_RETRY_AFTER,
-        })),
+        "maintenance",
+        "The games are briefly unavailable while we restore service. Your balance and any round in progress are safe; please retry in a few seconds.",
     )
-        .into_response();
+    .with(RetryAfter {
+        retry_after_s: NO_NODE_RETRY_AFTER,
+    })
+    .into_response();
     response
         .headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(NO_NODE_RETRY_AFTER));
@@ -121,7 +121,7 @@ async fn learn_player(gateway: &Gateway, response: Response) -> Response {
 
 fn is_idempotent(method: &Method, headers: &HeaderMap) -> bool {
     matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
-        || headers.contains_key("idempotency-key")
+        || headers.contains_key(wire::IDEMPOTENCY_KEY)
 }
 
 fn header_bytes(headers: &HeaderMap) -> usize {
@@ -136,78 +136,135 @@ async fn handle(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
+    let admitted = match admit(&gateway, client, &request) {
+        Ok(admitted) => admitted,
+        Err(limit) => return limit.refuse(&gateway),
+    };
+    if crate::ws_proxy::is_upgrade(request.headers()) {
+        return crate::ws_proxy::handle(gateway, request, admitted.player, client.ip()).await;
+    }
+    let (parts, body) = request.into_parts();
+    let body = match read_body(&gateway, body).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
+    gateway.budget.deposit();
+    let started = Instant::now();
+    let mut response = forward(&gateway, &parts, body, admitted.player, client).await;
+    if admitted.sign_in && response.status() == StatusCode::CREATED {
+        response = learn_player(&gateway, response).await;
+    }
+    log_access(&gateway, &parts, &response, started, client);
+    response
+}
+
+/// A request the limits let through: its player (when it names one), whether it signs in.
+struct Admitted {
+    player: Option<PlayerKey>,
+    sign_in: bool,
+}
+
+/// The limits every request passes before anything is read or forwarded: the address's rate,
+/// the player API only, the headers' size, the player's rate, the address's sign-in rate.
+fn admit(gateway: &Gateway, client: SocketAddr, request: &Request) -> Result<Admitted, Limit> {
     if !gateway.limits.allow_ip(client.ip()) {
-        Metrics::count(&gateway.metrics.refused, "rate_limit_ip");
-        return flood();
+        return Err(Limit::AddressRate);
     }
     if !crate::paths::is_player_path(request.uri().path()) {
-        Metrics::count(&gateway.metrics.refused, "not_player_api");
-        return refusal(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such route on the players' address",
-        );
+        return Err(Limit::NotPlayerApi);
     }
     if header_bytes(request.headers()) > gateway.config.max_header_bytes {
-        Metrics::count(&gateway.metrics.refused, "headers_too_large");
-        return refusal(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
-            "request headers are too large",
-        );
+        return Err(Limit::HeadersTooLarge);
     }
     let player = player_key(request.headers(), request.uri());
     if let Some(key) = player
         && !gateway.limits.allow_player(gateway.limits.player_of(key))
     {
-        Metrics::count(&gateway.metrics.refused, "rate_limit_player");
-        return too_many();
+        return Err(Limit::PlayerRate);
     }
     let sign_in = request.method() == Method::POST && request.uri().path() == SIGN_IN;
     if sign_in && !gateway.limits.allow_sign_in(client.ip()) {
-        Metrics::count(&gateway.metrics.refused, "rate_limit_sign_in");
-        return flood();
+        return Err(Limit::SignInRate);
     }
-    if crate::ws_proxy::is_upgrade(request.headers()) {
-        return crate::ws_proxy::handle(gateway, request, player, client.ip()).await;
+    Ok(Admitted { player, sign_in })
+}
+
+/// The limit a request was refused by.
+#[derive(Debug, Clone, Copy)]
+enum Limit {
+    AddressRate,
+    NotPlayerApi,
+    HeadersTooLarge,
+    PlayerRate,
+    SignInRate,
+}
+
+impl Limit {
+    /// Counts the refusal and answers it.
+    fn refuse(self, gateway: &Gateway) -> Response {
+        let (reason, answer) = match self {
+            Limit::AddressRate => ("rate_limit_ip", flood()),
+            Limit::NotPlayerApi => (
+                "not_player_api",
+                refusal(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such route on the players' address",
+                ),
+            ),
+            Limit::HeadersTooLarge => (
+                "headers_too_large",
+                refusal(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    "headers_too_large",
+                    "request headers are too large",
+                ),
+            ),
+            Limit::PlayerRate => ("rate_limit_player", too_many()),
+            Limit::SignInRate => ("rate_limit_sign_in", flood()),
+        };
+        Metrics::count(&gateway.metrics.refused, reason);
+        answer
     }
-    let (parts, body) = request.into_parts();
-    let body = match Limited::new(body, gateway.config.max_body_bytes)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
+}
+
+/// The whole body, or a 413 past the gateway's limit.
+async fn read_body(gateway: &Gateway, body: Body) -> Result<Bytes, Response> {
+    let limit = gateway.config.max_body_bytes;
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
         Err(_) => {
             Metrics::count(&gateway.metrics.refused, "too_large");
-            return refusal(
+            Err(refusal(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body_too_large",
-                &format!(
-                    "request bodies are limited to {} bytes",
-                    gateway.config.max_body_bytes
-                ),
-            );
+                &format!("request bodies are limited to {limit} bytes"),
+            ))
         }
-    };
-    gateway.budget.deposit();
-    let started = Instant::now();
-    let mut response = forward(&gateway, &parts, body, player, client).await;
-    if sign_in && response.status() == StatusCode::CREATED {
-        response = learn_player(&gateway, response).await;
     }
+}
+
+/// One line per request the access log keeps, naming the node that answered.
+fn log_access(
+    gateway: &Gateway,
+    parts: &axum::http::request::Parts,
+    response: &Response,
+    started: Instant,
+    client: SocketAddr,
+) {
     let status = response.status().as_u16();
-    if gateway.access_log.keep(status) {
-        let node = response
-            .headers()
-            .get(NODE_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-");
-        tracing::info!(
-            method = %parts.method, path = %parts.uri.path(), status, node,
-            ms = started.elapsed().as_secs_f64() * 1000.0, client = %client.ip(), "request"
-        );
+    if !gateway.access_log.keep(status) {
+        return;
     }
-    response
+    let node = response
+        .headers()
+        .get(wire::NODE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info!(
+        method = %parts.method, path = %parts.uri.path(), status, node,
+        ms = started.elapsed().as_secs_f64() * 1000.0, client = %client.ip(), "request"
+    );
 }
 
 fn too_many() -> Response {
@@ -284,7 +341,6 @@ async fn try_node(
             "the request cannot be forwarded",
         ));
     };
-    let metrics = &gateway.metrics;
     let node = NodeLabel {
         node: backend.name.clone(),
     };
@@ -292,57 +348,13 @@ async fn try_node(
     let in_flight = InFlight::start(backend);
     let result = tokio::time::timeout(limit, gateway.client.request(request)).await;
     let took = in_flight.finish();
-    metrics
+    gateway
+        .metrics
         .latency
         .get_or_create(&node)
         .observe(took.as_secs_f64());
     match result {
-        Ok(Ok(response)) => {
-            let status = response.status();
-            if status == StatusCode::SERVICE_UNAVAILABLE
-                && response.headers().contains_key(DRAINING_HEADER)
-            {
-                return Try::Retry("draining");
-            }
-            // A 503 is the node, alive, saying it cannot serve now (its store is unavailable,
-            // a full disk): every node would say the same, so the answer goes to the player
-            // and is not held against the node. Ejecting for it kept players out for the
-            // whole ejection back-off after the store came back.
-            if matches!(status.as_u16(), 502 | 504) || status == StatusCode::INTERNAL_SERVER_ERROR {
-                failed("5xx", false);
-            } else {
-                backend.record_success();
-            }
-            metrics
-                .requests
-                .get_or_create(&NodeStatus {
-                    node: backend.name.clone(),
-                    status: status.as_u16(),
-                })
-                .inc();
-            // Answers are small JSON: read them whole, so the player gets headers and body in
-            // one write, and a node that dies mid-answer is a failed try, not a cut response.
-            let (head, body) = response.into_parts();
-            let body = match Limited::new(body, MAX_ANSWER_BYTES).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(_) => {
-                    failed("reset", false);
-                    return if idempotent {
-                        Try::Retry("idempotent")
-                    } else {
-                        Try::Fail("reset")
-                    };
-                }
-            };
-            let mut response = Response::from_parts(head, Body::from(body));
-            for name in HOP_BY_HOP {
-                response.headers_mut().remove(name);
-            }
-            if let Ok(name) = HeaderValue::from_str(&backend.name) {
-                response.headers_mut().insert(NODE_HEADER, name);
-            }
-            Try::Answer(response)
-        }
+        Ok(Ok(response)) => answered(gateway, backend, response, idempotent).await,
         Ok(Err(e)) if e.is_connect() => {
             failed("connect", true);
             Try::Retry("connect")
@@ -350,21 +362,73 @@ async fn try_node(
         Ok(Err(e)) => {
             tracing::debug!(node = %backend.name, error = %e, "request to node failed");
             failed("reset", false);
-            if idempotent {
-                Try::Retry("idempotent")
-            } else {
-                Try::Fail("reset")
-            }
+            retry_if_idempotent(idempotent, "reset")
         }
         Err(_) => {
             failed("timeout", false);
-            if idempotent {
-                Try::Retry("idempotent")
-            } else {
-                Try::Fail("timeout")
-            }
+            retry_if_idempotent(idempotent, "timeout")
         }
     }
+}
+
+/// A try that failed after the request may have reached the node: another node may take it
+/// only when it is idempotent.
+fn retry_if_idempotent(idempotent: bool, kind: &'static str) -> Try {
+    if idempotent {
+        Try::Retry("idempotent")
+    } else {
+        Try::Fail(kind)
+    }
+}
+
+/// The node answered: a draining node's refusal is retried elsewhere; any other answer is
+/// counted, read whole and passed on, naming the node.
+async fn answered(
+    gateway: &Gateway,
+    backend: &Backend,
+    response: hyper::Response<hyper::body::Incoming>,
+    idempotent: bool,
+) -> Try {
+    let status = response.status();
+    if status == StatusCode::SERVICE_UNAVAILABLE && response.headers().contains_key(wire::DRAINING)
+    {
+        return Try::Retry("draining");
+    }
+    // A 503 is the node, alive, saying it cannot serve now (its store is unavailable, a full
+    // disk): every node would say the same, so the answer goes to the player and is not held
+    // against the node. Ejecting for it kept players out for the whole ejection back-off
+    // after the store came back.
+    if matches!(status.as_u16(), 502 | 504) || status == StatusCode::INTERNAL_SERVER_ERROR {
+        failed_try(gateway, backend, "5xx", false);
+    } else {
+        backend.record_success();
+    }
+    gateway
+        .metrics
+        .requests
+        .get_or_create(&NodeStatus {
+            node: backend.name.clone(),
+            status: status.as_u16(),
+        })
+        .inc();
+    // Answers are small JSON: read them whole, so the player gets headers and body in one
+    // write, and a node that dies mid-answer is a failed try, not a cut response.
+    let (head, body) = response.into_parts();
+    let body = match Limited::new(body, MAX_ANSWER_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            failed_try(gateway, backend, "reset", false);
+            return retry_if_idempotent(idempotent, "reset");
+        }
+    };
+    let mut response = Response::from_parts(head, Body::from(body));
+    for name in HOP_BY_HOP {
+        response.headers_mut().remove(name);
+    }
+    if let Ok(name) = HeaderValue::from_str(&backend.name) {
+        response.headers_mut().insert(wire::NODE, name);
+    }
+    Try::Answer(response)
 }
 
 /// A try in flight on a node: counted in the node's outstanding requests until it ends, its

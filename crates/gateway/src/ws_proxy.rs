@@ -12,6 +12,7 @@ use axum::extract::{FromRequestParts, Request};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use croupier_web::caps::Caps;
+use croupier_web::wire;
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::{
     self, client::IntoClientRequest, protocol::frame::coding::CloseCode,
@@ -32,9 +33,6 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
-
-/// Names the player of a WebSocket in the node's 101 answer, for the per-player cap.
-pub const PLAYER_HEADER: &str = "croupier-player";
 
 /// WebSockets open now, per client address and per player.
 pub struct WsCaps {
@@ -67,9 +65,25 @@ fn player_of(
 ) -> String {
     response
         .headers()
-        .get(PLAYER_HEADER)
+        .get(wire::PLAYER)
         .and_then(|v| v.to_str().ok())
         .map_or_else(|| format!("~token:{}", player.unwrap_or(0)), str::to_owned)
+}
+
+/// The request that opens the player's WebSocket on a node: same path, same credentials.
+fn upstream_request(
+    base: &str,
+    path: &str,
+    headers: &HeaderMap,
+) -> Option<tungstenite::handshake::client::Request> {
+    let url = format!("{}{path}", croupier_web::websocket_base(base));
+    let mut request = url.into_client_request().ok()?;
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        request
+            .headers_mut()
+            .insert(header::AUTHORIZATION, auth.clone());
+    }
+    Some(request)
 }
 
 pub async fn handle(
@@ -86,34 +100,50 @@ pub async fn handle(
         Ok(upgrade) => upgrade.read_buffer_size(croupier_web::WEBSOCKET_READ_BUFFER),
         Err(rejection) => return rejection.into_response(),
     };
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_owned();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let (index, upstream, answer) =
+        match open_upstream(&gateway, &parts.headers, path, player).await {
+            Ok(opened) => opened,
+            Err(answer) => return answer,
+        };
+    let Some(player_slot) = gateway
+        .ws_caps
+        .per_player
+        .try_take(player_of(&answer, player))
+    else {
+        return too_many_sockets(&gateway, "websockets_per_player");
+    };
+    upgrade.on_upgrade(move |client| async move {
+        let _slots = (address_slot, player_slot);
+        bridge(gateway, index, client, upstream).await;
+    })
+}
+
+/// Opens the player's WebSocket on a node, trying the next one when a node is draining or
+/// cannot be reached: the node's index, the socket and the node's 101 answer; or what the
+/// player is answered (the node's own refusal, or no node).
+async fn open_upstream(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    path: &str,
+    player: Option<PlayerKey>,
+) -> Result<(usize, Upstream, tungstenite::handshake::client::Response), Response> {
     let mut tried = Vec::new();
     loop {
-        let Some(index) = crate::queue::pick_or_wait(&gateway, player, &tried).await else {
-            return no_node(&gateway);
+        let Some(index) = crate::queue::pick_or_wait(gateway, player, &tried).await else {
+            return Err(no_node(gateway));
         };
         tried.push(index);
         let backend = &gateway.pool.backends[index];
-        let url = format!("{}{path}", croupier_web::websocket_base(&backend.base));
-        let Ok(mut upstream_request) = url.into_client_request() else {
-            return refusal(
+        let Some(request) = upstream_request(&backend.base, path, headers) else {
+            return Err(refusal(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 "cannot forward this WebSocket",
-            );
+            ));
         };
-        if let Some(auth) = parts.headers.get(header::AUTHORIZATION) {
-            upstream_request
-                .headers_mut()
-                .insert(header::AUTHORIZATION, auth.clone());
-        }
         let connect = tokio_tungstenite::connect_async_tls_with_config(
-            upstream_request,
+            request,
             Some(small_reads()),
             true,
             Some(tokio_tungstenite::Connector::Rustls(
@@ -121,35 +151,23 @@ pub async fn handle(
             )),
         );
         match tokio::time::timeout(gateway.config.upstream_timeout, connect).await {
-            Ok(Ok((upstream, answer))) => {
-                let Some(player_slot) = gateway
-                    .ws_caps
-                    .per_player
-                    .try_take(player_of(&answer, player))
-                else {
-                    return too_many_sockets(&gateway, "websockets_per_player");
-                };
-                let gateway = gateway.clone();
-                return upgrade.on_upgrade(move |client| async move {
-                    let _slots = (address_slot, player_slot);
-                    bridge(gateway, index, client, upstream).await;
-                });
-            }
+            Ok(Ok((upstream, answer))) => return Ok((index, upstream, answer)),
             // The node answered without upgrading (bad token, draining…): pass it on, unless
             // it is draining, in which case another node may take the socket.
             Ok(Err(tungstenite::Error::Http(response))) => {
-                if response.headers().contains_key("croupier-draining") {
+                if response.headers().contains_key(wire::DRAINING) {
                     continue;
                 }
                 let status = response.status();
                 let body = response.into_body().unwrap_or_default();
-                return (status, [(header::CONTENT_TYPE, "application/json")], body)
-                    .into_response();
+                return Err(
+                    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+                );
             }
             _ => {
                 backend.record_failure(true, &gateway.config.outlier);
                 if tried.len() >= gateway.pool.backends.len() {
-                    return no_node(&gateway);
+                    return Err(no_node(gateway));
                 }
             }
         }

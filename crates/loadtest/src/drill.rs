@@ -385,6 +385,65 @@ pub async fn run(
     settings: &DrillSettings,
 ) -> Result<DrillReport, LoadError> {
     let started_unix_ms = unix_ms();
+    let running = run::start(load_config(kind, stack, settings))?;
+    let shared = running.shared.clone();
+    // The fault comes `fault_after` into the load itself, after the players signed in.
+    while !shared.stats.lock().measuring() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(settings.fault_after).await;
+    let fault_at = Instant::now();
+    let (detail, failover_fault) = inject(kind, stack, settings, &shared).await?;
+    let fault_ended = Instant::now();
+    let whole = stack.wait_whole(settings.recover_within).await;
+    let result = running.finish().await?;
+    let recovery = Recovery::of(&shared, fault_at, whole.as_ref().ok());
+    let mut reasons = Vec::new();
+    if kind == DrillKind::DiskFull {
+        reasons.extend(disk_full_reasons(stack, &shared, fault_at, fault_ended).await);
+    }
+    if let Err(e) = &whole {
+        reasons.push(format!("did not recover: {e}"));
+        // Give it the same time again so the bank checks can reach the players' API.
+        let _ = stack.wait_whole(settings.recover_within).await;
+    }
+    let mut history = result.history;
+    let http = HttpClient::new(1, Duration::from_secs(15))?;
+    let bank = bank::check(&stack.store(), &mut history, &stack.gateway(), &http).await?;
+    let failover = failover_fault.map(|fault| {
+        let (figures, why) = failover::judge(&fault, fault_at, &shared, &bank);
+        reasons.extend(why);
+        figures
+    });
+    if failover.is_none() {
+        reasons.extend(bank_reasons(&bank));
+    }
+    let summary = result.summary;
+    reasons.extend(judge_kind(kind, &summary));
+    reasons.extend(judge_errors(settings.max_errors, summary.errors));
+    Ok(DrillReport {
+        drill: kind,
+        verdict: if reasons.is_empty() { "pass" } else { "fail" },
+        reasons,
+        started_unix_ms,
+        fault: Fault {
+            detail,
+            at_ms: fault_at
+                .saturating_duration_since(recovery.load_start)
+                .as_millis() as u64,
+            lasted_ms: fault_ended.duration_since(fault_at).as_millis() as u64,
+        },
+        player_visible_errors: summary.errors,
+        errors_after_fault: recovery.errors_after_fault,
+        time_to_recover_ms: recovery.time_to_recover_ms,
+        load: LoadFigures::of(&summary),
+        bank,
+        failover,
+    })
+}
+
+/// The drill's load: an open model at the drill's rate, its players named for the drill.
+fn load_config(kind: DrillKind, stack: &Stack, settings: &DrillSettings) -> LoadConfig {
     let mut config = LoadConfig::new(
         stack.gateway(),
         Model::Open {
@@ -397,89 +456,73 @@ pub async fn run(
     config.replay_every = settings.replay_every;
     config.abandon_every = settings.abandon_every;
     config.player_prefix = format!("{}{}", kind.prefix(), run::default_prefix());
-    let running = run::start(config)?;
-    let shared = running.shared.clone();
-    // The fault comes `fault_after` into the load itself, after the players signed in.
-    while !shared.stats.lock().measuring() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    tokio::time::sleep(settings.fault_after).await;
-    let fault_at = Instant::now();
-    let (detail, failover_fault) = inject(kind, stack, settings, &shared).await?;
-    let fault_ended = Instant::now();
-    let whole = stack.wait_whole(settings.recover_within).await;
-    let result = running.finish().await?;
-    let (last_trouble, errors_after_fault, load_start) = {
+    config
+}
+
+/// How the players fared from the fault on.
+struct Recovery {
+    load_start: Instant,
+    errors_after_fault: u64,
+    /// From the fault until the stack was whole again and players stopped seeing trouble.
+    time_to_recover_ms: Option<u64>,
+}
+
+impl Recovery {
+    fn of(shared: &run::Shared, fault_at: Instant, whole_at: Option<&Instant>) -> Self {
         let stats = shared.stats.lock();
-        (
-            stats.last_trouble_since(fault_at).map(|i| i.at),
-            stats.failures_between(fault_at, Instant::now()),
-            stats.start,
-        )
+        let last_trouble = stats.last_trouble_since(fault_at).map(|i| i.at);
+        Recovery {
+            load_start: stats.start,
+            errors_after_fault: stats.failures_between(fault_at, Instant::now()),
+            time_to_recover_ms: whole_at.map(|back| {
+                let recovered = last_trouble.map_or(*back, |t| t.max(*back));
+                recovered.duration_since(fault_at).as_millis() as u64
+            }),
+        }
+    }
+}
+
+/// What a full disk must not do to the players, and the incident it must open.
+async fn disk_full_reasons(
+    stack: &Stack,
+    shared: &run::Shared,
+    fault_at: Instant,
+    fault_ended: Instant,
+) -> Vec<String> {
+    let mut reasons = {
+        let stats = shared.stats.lock();
+        let after: Vec<&crate::stats::Incident> = stats
+            .incidents
+            .iter()
+            .filter(|i| i.at >= fault_at)
+            .collect();
+        crate::disk_full::check_errors(&after, fault_ended)
     };
-    let time_to_recover_ms = whole.as_ref().ok().map(|back| {
-        let recovered = last_trouble.map_or(*back, |t| t.max(*back));
-        recovered.duration_since(fault_at).as_millis() as u64
-    });
-    let mut reasons = Vec::new();
-    if kind == DrillKind::DiskFull {
-        {
-            let stats = shared.stats.lock();
-            let after: Vec<&crate::stats::Incident> = stats
-                .incidents
-                .iter()
-                .filter(|i| i.at >= fault_at)
-                .collect();
-            reasons.extend(crate::disk_full::check_errors(&after, fault_ended));
-        }
-        reasons.extend(crate::disk_full::check_incident(stack).await);
-    }
-    if let Err(e) = &whole {
-        reasons.push(format!("did not recover: {e}"));
-        // Give it the same time again so the bank checks can reach the players' API.
-        let _ = stack.wait_whole(settings.recover_within).await;
-    }
-    let mut history = result.history;
-    let http = HttpClient::new(1, Duration::from_secs(15))?;
-    let bank = bank::check(&stack.store(), &mut history, &stack.gateway(), &http).await?;
-    let mut failover_figures = None;
-    if let Some(fault) = &failover_fault {
-        let (figures, why) = failover::judge(fault, fault_at, &shared, &bank);
-        reasons.extend(why);
-        failover_figures = Some(figures);
-    } else {
-        for check in bank.checks.iter().filter(|c| !c.ok) {
-            reasons.push(format!(
-                "bank check {} failed: {}",
-                check.name,
-                check.failures.first().cloned().unwrap_or_default()
-            ));
-        }
-    }
-    let summary = result.summary;
-    reasons.extend(judge_kind(kind, &summary));
-    if let Some(max) = settings.max_errors
-        && summary.errors > max
-    {
-        reasons.push(format!(
-            "{} player-visible errors, more than the {max} allowed",
-            summary.errors
-        ));
-    }
-    Ok(DrillReport {
-        drill: kind,
-        verdict: if reasons.is_empty() { "pass" } else { "fail" },
-        reasons,
-        started_unix_ms,
-        fault: Fault {
-            detail,
-            at_ms: fault_at.saturating_duration_since(load_start).as_millis() as u64,
-            lasted_ms: fault_ended.duration_since(fault_at).as_millis() as u64,
-        },
-        player_visible_errors: summary.errors,
-        errors_after_fault,
-        time_to_recover_ms,
-        load: LoadFigures {
+    reasons.extend(crate::disk_full::check_incident(stack).await);
+    reasons
+}
+
+/// The bank checks that failed (a failover drill judges them itself).
+fn bank_reasons(bank: &BankReport) -> impl Iterator<Item = String> + '_ {
+    bank.checks.iter().filter(|c| !c.ok).map(|check| {
+        format!(
+            "bank check {} failed: {}",
+            check.name,
+            check.failures.first().cloned().unwrap_or_default()
+        )
+    })
+}
+
+/// More player-visible errors than the operator allows.
+fn judge_errors(max_errors: Option<u64>, errors: u64) -> Option<String> {
+    max_errors
+        .filter(|max| errors > *max)
+        .map(|max| format!("{errors} player-visible errors, more than the {max} allowed"))
+}
+
+impl LoadFigures {
+    fn of(summary: &crate::report::Summary) -> Self {
+        LoadFigures {
             requests: summary.requests,
             bets: summary.bets,
             errors: summary.errors,
@@ -489,10 +532,8 @@ pub async fn run(
             failures: summary.failures.clone(),
             websocket_reconnects: summary.websockets.reconnects,
             players_without_socket_over_1s: summary.websockets.gaps_over_1s,
-        },
-        bank,
-        failover: failover_figures,
-    })
+        }
+    }
 }
 
 /// What a drill's own fault promises the players, beyond the bank checks: a restarted

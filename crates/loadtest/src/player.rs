@@ -208,16 +208,9 @@ pub fn keep_websocket(shared: Arc<Shared>, player: Arc<Player>) {
         let (mut lost, mut pause) = (None::<Instant>, RECONNECT_FIRST);
         while !*stop.borrow() {
             let at = player.at.load(Ordering::Relaxed);
-            let url = format!(
-                "{}/api/v1/ws",
-                croupier_web::websocket_base(shared.address(at))
-            );
-            let Ok(mut request) = url.as_str().into_client_request() else {
+            let Some(request) = websocket_request(&shared, &player, at) else {
                 return;
             };
-            if let Ok(value) = format!("Bearer {}", player.token).parse() {
-                request.headers_mut().insert("authorization", value);
-            }
             let small_reads = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
                 .read_buffer_size(croupier_web::WEBSOCKET_READ_BUFFER);
             let connect = tokio_tungstenite::connect_async_tls_with_config(
@@ -227,7 +220,7 @@ pub fn keep_websocket(shared: Arc<Shared>, player: Arc<Player>) {
                 Some(tls.clone()),
             );
             match connect.await {
-                Ok((mut socket, _)) => {
+                Ok((socket, _)) => {
                     shared.ws_event(|s| {
                         s.ws_opened += 1;
                         if !first {
@@ -237,19 +230,8 @@ pub fn keep_websocket(shared: Arc<Shared>, player: Arc<Player>) {
                     first = false;
                     socket_gap(&shared, lost.take());
                     pause = RECONNECT_FIRST;
-                    loop {
-                        tokio::select! {
-                            _ = stop.changed() => {
-                                let _ = socket.close(None).await;
-                                return;
-                            }
-                            message = socket.next() => match message {
-                                Some(Ok(m)) if m.is_text() => shared.ws_event(|s| s.ws_messages += 1),
-                                Some(Ok(m)) if m.is_close() => break,
-                                Some(Ok(_)) => {}
-                                Some(Err(_)) | None => break,
-                            },
-                        }
+                    if listen(&shared, socket, &mut stop).await == Listened::Stopped {
+                        return;
                     }
                 }
                 Err(_) => {
@@ -275,6 +257,55 @@ pub fn keep_websocket(shared: Arc<Shared>, player: Arc<Player>) {
             pause = (pause * 2).min(RECONNECT_MAX);
         }
     });
+}
+
+/// The request that opens `player`'s WebSocket on address `at`, with their token.
+fn websocket_request(
+    shared: &Shared,
+    player: &Player,
+    at: usize,
+) -> Option<tokio_tungstenite::tungstenite::handshake::client::Request> {
+    let url = format!(
+        "{}/api/v1/ws",
+        croupier_web::websocket_base(shared.address(at))
+    );
+    let mut request = url.as_str().into_client_request().ok()?;
+    if let Ok(value) = format!("Bearer {}", player.token).parse() {
+        request.headers_mut().insert("authorization", value);
+    }
+    Some(request)
+}
+
+#[derive(PartialEq)]
+enum Listened {
+    /// The server closed the socket or it broke: reconnect.
+    Closed,
+    /// The run stopped (the socket was closed politely).
+    Stopped,
+}
+
+/// Counts the socket's messages until it closes or the run stops.
+async fn listen(
+    shared: &Shared,
+    mut socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Listened {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => {
+                let _ = socket.close(None).await;
+                return Listened::Stopped;
+            }
+            message = socket.next() => match message {
+                Some(Ok(m)) if m.is_text() => shared.ws_event(|s| s.ws_messages += 1),
+                Some(Ok(m)) if m.is_close() => return Listened::Closed,
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return Listened::Closed,
+            },
+        }
+    }
 }
 
 /// POSTs a money-moving request under `key`, retrying with the same key while the answer is

@@ -19,56 +19,65 @@ fn parse_line(line: &str) -> Option<Sample> {
         return None;
     }
     let name_end = line.find(|c: char| c == '{' || c.is_whitespace())?;
-    let name = &line[..name_end];
-    let mut rest = &line[name_end..];
-    let mut labels = BTreeMap::new();
-    if let Some(after_brace) = rest.strip_prefix('{') {
-        let mut chars = after_brace.char_indices().peekable();
-        let mut end = None;
-        while let Some((start, c)) = chars.next() {
-            if c == '}' {
-                end = Some(start + 1);
-                break;
-            }
-            if c == ',' || c.is_whitespace() {
-                continue;
-            }
-            let eq = after_brace[start..].find('=')? + start;
-            let key = after_brace[start..eq].trim().to_owned();
-            while chars.peek().is_some_and(|(i, _)| *i <= eq) {
-                chars.next();
-            }
-            if chars.next()?.1 != '"' {
-                return None;
-            }
-            let mut value = String::new();
-            loop {
-                let (_, c) = chars.next()?;
-                match c {
-                    '"' => break,
-                    '\\' => match chars.next()?.1 {
-                        'n' => value.push('\n'),
-                        other => value.push(other),
-                    },
-                    other => value.push(other),
-                }
-            }
-            labels.insert(key, value);
-        }
-        rest = &after_brace[end?..];
-    }
-    let value_text = rest.split_whitespace().next()?;
-    let value = match value_text {
-        "+Inf" | "Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        "NaN" => f64::NAN,
-        text => text.parse().ok()?,
+    let (name, rest) = line.split_at(name_end);
+    let (labels, rest) = match rest.strip_prefix('{') {
+        Some(after_brace) => parse_labels(after_brace)?,
+        None => (BTreeMap::new(), rest),
     };
     Some(Sample {
         name: name.to_owned(),
         labels,
-        value,
+        value: parse_value(rest.split_whitespace().next()?)?,
     })
+}
+
+/// `a="b",c="d"} …` (after the opening brace): the labels, and the text after the closing
+/// brace.
+fn parse_labels(text: &str) -> Option<(BTreeMap<String, String>, &str)> {
+    let mut labels = BTreeMap::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some((start, c)) = chars.next() {
+        if c == '}' {
+            return Some((labels, &text[start + 1..]));
+        }
+        if c == ',' || c.is_whitespace() {
+            continue;
+        }
+        let eq = text[start..].find('=')? + start;
+        let key = text[start..eq].trim().to_owned();
+        while chars.peek().is_some_and(|(i, _)| *i <= eq) {
+            chars.next();
+        }
+        if chars.next()?.1 != '"' {
+            return None;
+        }
+        labels.insert(key, quoted(&mut chars)?);
+    }
+    None
+}
+
+/// A label's value after its opening quote, unescaped, up to its closing quote.
+fn quoted(chars: &mut impl Iterator<Item = (usize, char)>) -> Option<String> {
+    let mut value = String::new();
+    loop {
+        match chars.next()?.1 {
+            '"' => return Some(value),
+            '\\' => match chars.next()?.1 {
+                'n' => value.push('\n'),
+                other => value.push(other),
+            },
+            other => value.push(other),
+        }
+    }
+}
+
+fn parse_value(text: &str) -> Option<f64> {
+    match text {
+        "+Inf" | "Inf" => Some(f64::INFINITY),
+        "-Inf" => Some(f64::NEG_INFINITY),
+        "NaN" => Some(f64::NAN),
+        text => text.parse().ok(),
+    }
 }
 
 pub fn parse(text: &str) -> Vec<Sample> {

@@ -1,19 +1,16 @@
 //! API errors: every refusal is a status code plus a JSON body `{"error": code, "message": …}`
-//! that says what is wrong. Refusals never move money.
+//! that says what is wrong (`croupier_web::wire::Refusal` answers it). Refusals never move money.
 
-use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use croupier_games::BetError;
 use croupier_ledger::LedgerError;
+use croupier_web::wire::{self, Refusal};
 
 use crate::rounds::RoundError;
-use serde_json::json;
 
 /// Seconds a client should wait before retrying a refused request.
 pub const RETRY_AFTER_SECS: u32 = 2;
-/// Header on a draining node's refusals, so the gateway retries them on another node at once.
-pub const DRAINING_HEADER: &str = "croupier-draining";
 
 #[derive(Debug, thiserror::Error)]
 #[error("{code}: {message}")]
@@ -55,11 +52,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (
-            self.status,
-            Json(json!({"error": self.code, "message": self.message})),
-        )
-            .into_response();
+        let mut response = Refusal::new(self.status, self.code, self.message).into_response();
         if self.status == StatusCode::SERVICE_UNAVAILABLE
             || self.status == StatusCode::TOO_MANY_REQUESTS
         {
@@ -70,7 +63,7 @@ impl IntoResponse for ApiError {
         if self.code == "draining" {
             response
                 .headers_mut()
-                .insert(DRAINING_HEADER, HeaderValue::from_static("true"));
+                .insert(wire::DRAINING, HeaderValue::from_static("true"));
         }
         response
     }

@@ -7,6 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use croupier_web::wire;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
@@ -199,7 +200,7 @@ impl FromRequestParts<AppState> for IdempotencyKey {
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
         let key = parts
             .headers
-            .get("idempotency-key")
+            .get(wire::IDEMPOTENCY_KEY)
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
             .filter(|k| !k.is_empty())

@@ -18,6 +18,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use sysinfo::{Disks, Networks, System};
 
+use croupier_vitals::exporter::Register;
+
 use crate::state::AppState;
 use crate::store_metrics::StoreMetrics;
 
@@ -69,224 +71,94 @@ pub struct Metrics {
     pub store_up: Gauge,
     pub websockets: Gauge,
     pub store: Arc<StoreMetrics>,
-    host: Mutex<HostProbe>,
-    cpu_usage: Gauge<f64, AtomicU64>,
-    memory_used: Gauge,
-    memory_total: Gauge,
-    process_memory: Gauge,
-    network_rx: Family<InterfaceLabels, Counter>,
-    network_tx: Family<InterfaceLabels, Counter>,
-    disk_total: Family<MountLabels, Gauge>,
-    disk_available: Family<MountLabels, Gauge>,
+    host: HostMetrics,
     /// The data folder's filesystem, descriptors, memory cap, panics, dropped log lines.
     pub vitals: croupier_vitals::exporter::Vitals,
-}
-
-struct HostProbe {
-    system: System,
-    networks: Networks,
-    disks: Disks,
-    pid: Option<sysinfo::Pid>,
 }
 
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("croupier");
-        let requests = Family::<RequestLabels, Counter>::default();
-        let latency: LatencyFamily = Family::new_with_constructor(latency_histogram);
-        let in_flight_requests = Gauge::default();
-        let bets = Family::<GameLabels, Counter>::default();
-        let staked = Family::<GameLabels, Counter>::default();
-        let paid = Family::<GameLabels, Counter>::default();
-        let rounds_in_flight = Gauge::default();
-        let draining = Gauge::default();
-        let store_up = Gauge::default();
-        let websockets = Gauge::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests by route and status",
-            requests.clone(),
-        );
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP request latency by route",
-            latency.clone(),
-        );
-        registry.register(
-            "http_requests_in_flight",
-            "HTTP requests being served",
-            in_flight_requests.clone(),
-        );
-        registry.register("bets", "Rounds started, by game", bets.clone());
-        registry.register(
-            "staked_minor_units",
-            "Money staked, in minor units, by game",
-            staked.clone(),
-        );
-        registry.register(
-            "paid_minor_units",
-            "Money paid out (stakes included), in minor units, by game",
-            paid.clone(),
-        );
-        registry.register(
-            "rounds_in_flight",
-            "Open multi-step rounds last advanced on this node",
-            rounds_in_flight.clone(),
-        );
-        registry.register(
-            "draining",
-            "1 while this node is draining",
-            draining.clone(),
-        );
-        registry.register(
-            "store_up",
-            "1 when this node's last read of the store succeeded",
-            store_up.clone(),
-        );
-        registry.register(
-            "websocket_connections",
-            "Open player WebSockets",
-            websockets.clone(),
-        );
-
-        let vitals = croupier_vitals::exporter::Vitals::register(&mut registry);
-        let store = Arc::new(StoreMetrics::register(&mut registry));
-        let host_registry = registry.sub_registry_with_prefix("host");
-        let cpu_usage = Gauge::<f64, AtomicU64>::default();
-        let memory_used = Gauge::default();
-        let memory_total = Gauge::default();
-        let process_memory = Gauge::default();
-        let network_rx = Family::<InterfaceLabels, Counter>::default();
-        let network_tx = Family::<InterfaceLabels, Counter>::default();
-        let disk_total = Family::<MountLabels, Gauge>::default();
-        let disk_available = Family::<MountLabels, Gauge>::default();
-        host_registry.register(
-            "cpu_usage_ratio",
-            "Host CPU busy, 0 to 1, over the last second",
-            cpu_usage.clone(),
-        );
-        host_registry.register(
-            "memory_used_bytes",
-            "Host memory in use",
-            memory_used.clone(),
-        );
-        host_registry.register(
-            "memory_total_bytes",
-            "Host memory in all",
-            memory_total.clone(),
-        );
-        host_registry.register(
-            "process_resident_memory_bytes",
-            "This process's resident memory",
-            process_memory.clone(),
-        );
-        host_registry.register(
-            "network_receive_bytes",
-            "Bytes received by interface",
-            network_rx.clone(),
-        );
-        host_registry.register(
-            "network_transmit_bytes",
-            "Bytes sent by interface",
-            network_tx.clone(),
-        );
-        host_registry.register(
-            "disk_total_bytes",
-            "Disk size by mount point",
-            disk_total.clone(),
-        );
-        host_registry.register(
-            "disk_available_bytes",
-            "Disk space available by mount point",
-            disk_available.clone(),
-        );
-
-        Metrics {
+        let mut metrics = Metrics {
+            vitals: croupier_vitals::exporter::Vitals::register(&mut registry),
+            store: Arc::new(StoreMetrics::register(&mut registry)),
+            host: HostMetrics::register(&mut registry),
             registry,
-            requests,
-            latency,
-            in_flight_requests,
-            bets,
-            staked,
-            paid,
-            rounds_in_flight,
-            draining,
-            store_up,
-            websockets,
-            store,
-            host: Mutex::new(HostProbe {
-                system: System::new(),
-                networks: Networks::new_with_refreshed_list(),
-                disks: Disks::new_with_refreshed_list(),
-                pid: sysinfo::get_current_pid().ok(),
-            }),
-            cpu_usage,
-            memory_used,
-            memory_total,
-            process_memory,
-            network_rx,
-            network_tx,
-            disk_total,
-            disk_available,
-            vitals,
-        }
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            in_flight_requests: Gauge::default(),
+            bets: Family::default(),
+            staked: Family::default(),
+            paid: Family::default(),
+            rounds_in_flight: Gauge::default(),
+            draining: Gauge::default(),
+            store_up: Gauge::default(),
+            websockets: Gauge::default(),
+        };
+        metrics.register_own();
+        metrics
     }
 
-    /// Samples the host; called about once a second so CPU usage and network deltas mean
-    /// "over the last second".
+    /// Registers the node's own series: requests, rounds and money, drain, WebSockets.
+    fn register_own(&mut self) {
+        self.registry
+            .add(
+                "http_requests",
+                "HTTP requests by route and status",
+                &self.requests,
+            )
+            .add(
+                "http_request_duration_seconds",
+                "HTTP request latency by route",
+                &self.latency,
+            )
+            .add(
+                "http_requests_in_flight",
+                "HTTP requests being served",
+                &self.in_flight_requests,
+            )
+            .add("bets", "Rounds started, by game", &self.bets)
+            .add(
+                "staked_minor_units",
+                "Money staked, in minor units, by game",
+                &self.staked,
+            )
+            .add(
+                "paid_minor_units",
+                "Money paid out (stakes included), in minor units, by game",
+                &self.paid,
+            )
+            .add(
+                "rounds_in_flight",
+                "Open multi-step rounds last advanced on this node",
+                &self.rounds_in_flight,
+            )
+            .add("draining", "1 while this node is draining", &self.draining)
+            .add(
+                "store_up",
+                "1 when this node's last read of the store succeeded",
+                &self.store_up,
+            )
+            .add(
+                "websocket_connections",
+                "Open player WebSockets",
+                &self.websockets,
+            );
+    }
+
+    /// Samples the host and the vitals; called about once a second so CPU usage and network
+    /// deltas mean "over the last second".
     pub fn sample_host(&self) {
-        let mut probe = self.host.lock();
-        let HostProbe {
-            system,
-            networks,
-            disks,
-            pid,
-        } = &mut *probe;
-        system.refresh_cpu_usage();
-        system.refresh_memory();
-        self.cpu_usage
-            .set(f64::from(system.global_cpu_usage()) / 100.0);
-        self.memory_used.set(system.used_memory() as i64);
-        self.memory_total.set(system.total_memory() as i64);
-        if let Some(pid) = *pid {
-            system.refresh_processes(sysinfo::ProcessesToUpdate::Some(&[pid]), true);
-            if let Some(process) = system.process(pid) {
-                self.process_memory.set(process.memory() as i64);
-            }
-        }
-        networks.refresh(true);
-        for (name, data) in networks.iter() {
-            let labels = InterfaceLabels {
-                interface: name.clone(),
-            };
-            self.network_rx
-                .get_or_create(&labels)
-                .inc_by(data.received());
-            self.network_tx
-                .get_or_create(&labels)
-                .inc_by(data.transmitted());
-        }
+        self.host.sample();
         self.vitals.sample();
-        disks.refresh(true);
-        for disk in disks.list() {
-            let labels = MountLabels {
-                mount: disk.mount_point().display().to_string(),
-            };
-            self.disk_total
-                .get_or_create(&labels)
-                .set(disk.total_space() as i64);
-            self.disk_available
-                .get_or_create(&labels)
-                .set(disk.available_space() as i64);
-        }
     }
 
-    /// The Prometheus text exposition of every metric.
     /// The registry, for pieces that add their own series (the credential lockout).
     pub fn registry_mut(&mut self) -> &mut Registry {
         &mut self.registry
     }
 
+    /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
@@ -303,6 +175,138 @@ impl Metrics {
         }
         if let Some(paid) = payout.filter(|p| *p > 0) {
             self.paid.get_or_create(&labels).inc_by(paid as u64);
+        }
+    }
+}
+
+struct HostProbe {
+    system: System,
+    networks: Networks,
+    disks: Disks,
+    pid: Option<sysinfo::Pid>,
+}
+
+/// The host's CPU, memory, network and disks, and this process's memory, from sysinfo.
+struct HostMetrics {
+    probe: Mutex<HostProbe>,
+    cpu_usage: Gauge<f64, AtomicU64>,
+    memory_used: Gauge,
+    memory_total: Gauge,
+    process_memory: Gauge,
+    network_rx: Family<InterfaceLabels, Counter>,
+    network_tx: Family<InterfaceLabels, Counter>,
+    disk_total: Family<MountLabels, Gauge>,
+    disk_available: Family<MountLabels, Gauge>,
+}
+
+impl HostMetrics {
+    /// Registers the host's series under `host_` in `registry`.
+    fn register(registry: &mut Registry) -> Self {
+        let host = HostMetrics {
+            probe: Mutex::new(HostProbe {
+                system: System::new(),
+                networks: Networks::new_with_refreshed_list(),
+                disks: Disks::new_with_refreshed_list(),
+                pid: sysinfo::get_current_pid().ok(),
+            }),
+            cpu_usage: Gauge::default(),
+            memory_used: Gauge::default(),
+            memory_total: Gauge::default(),
+            process_memory: Gauge::default(),
+            network_rx: Family::default(),
+            network_tx: Family::default(),
+            disk_total: Family::default(),
+            disk_available: Family::default(),
+        };
+        registry
+            .sub_registry_with_prefix("host")
+            .add(
+                "cpu_usage_ratio",
+                "Host CPU busy, 0 to 1, over the last second",
+                &host.cpu_usage,
+            )
+            .add("memory_used_bytes", "Host memory in use", &host.memory_used)
+            .add(
+                "memory_total_bytes",
+                "Host memory in all",
+                &host.memory_total,
+            )
+            .add(
+                "process_resident_memory_bytes",
+                "This process's resident memory",
+                &host.process_memory,
+            )
+            .add(
+                "network_receive_bytes",
+                "Bytes received by interface",
+                &host.network_rx,
+            )
+            .add(
+                "network_transmit_bytes",
+                "Bytes sent by interface",
+                &host.network_tx,
+            )
+            .add(
+                "disk_total_bytes",
+                "Disk size by mount point",
+                &host.disk_total,
+            )
+            .add(
+                "disk_available_bytes",
+                "Disk space available by mount point",
+                &host.disk_available,
+            );
+        host
+    }
+
+    fn sample(&self) {
+        let mut probe = self.probe.lock();
+        let HostProbe {
+            system,
+            networks,
+            disks,
+            pid,
+        } = &mut *probe;
+        self.sample_system(system, *pid);
+        networks.refresh(true);
+        for (name, data) in networks.iter() {
+            let labels = InterfaceLabels {
+                interface: name.clone(),
+            };
+            self.network_rx
+                .get_or_create(&labels)
+                .inc_by(data.received());
+            self.network_tx
+                .get_or_create(&labels)
+                .inc_by(data.transmitted());
+        }
+        disks.refresh(true);
+        for disk in disks.list() {
+            let labels = MountLabels {
+                mount: disk.mount_point().display().to_string(),
+            };
+            self.disk_total
+                .get_or_create(&labels)
+                .set(disk.total_space() as i64);
+            self.disk_available
+                .get_or_create(&labels)
+                .set(disk.available_space() as i64);
+        }
+    }
+
+    /// CPU and memory, the host's and this process's.
+    fn sample_system(&self, system: &mut System, pid: Option<sysinfo::Pid>) {
+        system.refresh_cpu_usage();
+        system.refresh_memory();
+        self.cpu_usage
+            .set(f64::from(system.global_cpu_usage()) / 100.0);
+        self.memory_used.set(system.used_memory() as i64);
+        self.memory_total.set(system.total_memory() as i64);
+        if let Some(pid) = pid {
+            system.refresh_processes(sysinfo::ProcessesToUpdate::Some(&[pid]), true);
+            if let Some(process) = system.process(pid) {
+                self.process_memory.set(process.memory() as i64);
+            }
         }
     }
 }

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use croupier_games::blackjack::Action;
 use croupier_games::{GameId, GameInfo, catalog};
 use croupier_ledger::{Account, Committed, EntryKind, Idempotency, LedgerError};
+use croupier_web::wire;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -180,7 +181,7 @@ fn respond(committed: Committed<Played>, created: bool) -> Response {
     if replayed {
         response
             .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            .insert(wire::IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
     response
 }
@@ -425,7 +426,7 @@ pub async fn rotate_seed(
         ));
     }
     let idempotency = headers
-        .get("idempotency-key")
+        .get(wire::IDEMPOTENCY_KEY)
         .and_then(|v| v.to_str().ok())
         .map(|key| Idempotency {
             key: format!("{player}:{key}"),

@@ -8,6 +8,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use croupier_ledger::Account;
+use croupier_web::wire;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::error::ApiError;
@@ -17,10 +18,8 @@ use crate::state::AppState;
 
 /// Most WebSockets one player holds open on this node; more are refused with 429. The gateway
 /// caps them per player across its nodes too, from the player the node names in its 101
-/// answer (`PLAYER_HEADER`).
+/// answer (`wire::PLAYER`).
 pub const WS_PER_PLAYER: usize = 16;
-/// Names the socket's player in the 101 answer, for the gateway's per-player cap.
-pub const PLAYER_HEADER: &str = "croupier-player";
 
 /// RFC 6455 close code 1012: the service is restarting; reconnect.
 pub const CLOSE_SERVICE_RESTART: u16 = 1012;
@@ -49,7 +48,7 @@ pub async fn connect(
         })
         .into_response();
     if let Some(name) = name {
-        response.headers_mut().insert(PLAYER_HEADER, name);
+        response.headers_mut().insert(wire::PLAYER, name);
     }
     Ok(response)
 }

@@ -13,6 +13,7 @@ use croupier_ledger::sqlite::{SqliteConfig, SqliteStore};
 use croupier_node::abandon::AbandonPolicy;
 use croupier_node::cashier::auth::Cashier;
 use croupier_node::{AppState, Operator, Players};
+use croupier_web::wire;
 use http_body_util::BodyExt;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -75,7 +76,7 @@ impl Harness {
             request = request.header("authorization", format!("Bearer {}", self.token));
         }
         if let Some(key) = key {
-            request = request.header("idempotency-key", key);
+            request = request.header(wire::IDEMPOTENCY_KEY, key);
         }
         let request = request.body(Body::from(body)).unwrap();
         self.runtime.block_on(async {

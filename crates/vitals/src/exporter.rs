@@ -10,7 +10,20 @@ use parking_lot::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
+
+/// Registering a server's metric handles as a list: each `add` registers a clone of the
+/// handle (the caller keeps the one it updates) and gives the registry back for the next.
+pub trait Register {
+    fn add<M: Metric + Clone>(&mut self, name: &str, help: &str, metric: &M) -> &mut Self;
+}
+
+impl Register for Registry {
+    fn add<M: Metric + Clone>(&mut self, name: &str, help: &str, metric: &M) -> &mut Self {
+        self.register(name, help, metric.clone());
+        self
+    }
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FolderLabels {

@@ -6,8 +6,9 @@
 use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use croupier_web::wire::Refusal;
 use tower_http::catch_panic::CatchPanicLayer;
 
 static PANICS: AtomicU64 = AtomicU64::new(0);
@@ -37,16 +38,12 @@ fn answer(payload: Box<dyn Any + Send + 'static>) -> Response {
         panic = message(payload.as_ref()),
         "a request handler panicked; answered 500"
     );
-    let body = serde_json::json!({
-        "error": "internal",
-        "message": "the server failed while answering this request; nothing was changed by the failure itself, please retry",
-    });
-    (
+    Refusal::new(
         StatusCode::INTERNAL_SERVER_ERROR,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+        "internal",
+        "the server failed while answering this request; nothing was changed by the failure itself, please retry",
     )
-        .into_response()
+    .into_response()
 }
 
 /// The layer every Croupier router wears outermost.

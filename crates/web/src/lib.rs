@@ -1,7 +1,7 @@
 //! HTTP pieces every Croupier server shares (node, gateway, control plane, `up`'s
 //! supervisor): serving a listener with the same connection hygiene (`serve`, `caps`),
-//! reading a bearer token, comparing tokens in constant time, and the security headers put on
-//! every answer.
+//! reading a bearer token, comparing tokens in constant time, the security headers put on
+//! every answer, and the wire vocabulary (`wire`: header names, the error envelope).
 #![forbid(unsafe_code)]
 
 pub mod caps;
@@ -10,6 +10,7 @@ pub mod lockout;
 pub mod scanning;
 pub mod serve;
 pub mod tls;
+pub mod wire;
 
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
 use axum::response::Response;

@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::caps::Caps;
 use crate::tls::Acceptor;
+use crate::wire::Refusal;
 
 /// After accepting stops: time for just-accepted connections to send their request.
 pub const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
@@ -218,14 +219,10 @@ async fn strict_transport(mut response: Response) -> Response {
 }
 
 /// A JSON refusal that also closes the connection (what is left of the body is unread).
-fn refusal(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = format!(r#"{{"error":"{code}","message":"{message}"}}"#);
-    let mut response = (status, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+fn refusal(status: StatusCode, code: &'static str, message: &'static str) -> Response {
+    let mut response = Refusal::new(status, code, message).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }

@@ -200,7 +200,7 @@ fn checked_link(
 
 /// Writes a refused action on page `id` to the audit log.
 fn refused(control: &Control, actor: &str, id: i64, action: &str, via: &str, refusal: &Refusal) {
-    let outcome = format!("refused: {}", refusal.code());
+    let outcome = format!("refused: {}", refusal.body.error);
     let detail = json!({"via": via});
     audit(
         control,

@@ -11,6 +11,7 @@ use croupier_ledger::StoreLocation;
 use croupier_ledger::pg::scratch::{ScratchDb, test_server};
 use croupier_ledger::test_store;
 use croupier_loadtest::layout::{LEDGER_FILE, Layout};
+use croupier_web::wire;
 use serde_json::{Value, json};
 
 mod browser;
@@ -141,7 +142,7 @@ pub fn post_raw(
         request = request.header("Authorization", &format!("Bearer {token}"));
     }
     if let Some(key) = key {
-        request = request.header("Idempotency-Key", key);
+        request = request.header(wire::IDEMPOTENCY_KEY, key);
     }
     finish(request.send(body))
 }
@@ -333,7 +334,7 @@ fn with_node(
     let mut response = response.map_err(|e| e.to_string())?;
     let node = response
         .headers()
-        .get("croupier-node")
+        .get(wire::NODE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
@@ -361,7 +362,7 @@ pub fn post_via(
         request = request.header("Authorization", &format!("Bearer {token}"));
     }
     if let Some(key) = key {
-        request = request.header("Idempotency-Key", key);
+        request = request.header(wire::IDEMPOTENCY_KEY, key);
     }
     with_node(request.send(body.to_string()))
 }

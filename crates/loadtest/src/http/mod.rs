@@ -16,6 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 use croupier_web::tls::ClientFiles;
+use croupier_web::wire;
 
 use crate::error::LoadError;
 
@@ -246,17 +247,17 @@ impl Call<'_> {
     fn request(&self, uri: hyper::Uri) -> Result<Request<Full<Bytes>>, LoadError> {
         let mut builder = Request::builder().method(self.method.clone()).uri(uri);
         if let Some(token) = self.token {
-            builder = builder.header("authorization", format!("Bearer {token}"));
+            builder = builder.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
         }
         if let Some(key) = self.key {
-            builder = builder.header("idempotency-key", key);
+            builder = builder.header(wire::IDEMPOTENCY_KEY, key);
         }
         let typed = self
             .extra_headers
             .iter()
             .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
         if self.body.is_some() && !typed {
-            builder = builder.header("content-type", "application/json");
+            builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
         }
         for (name, value) in &self.extra_headers {
             builder = builder.header(*name, value);

@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::run::{LoadConfig, Model, Scenario};
-use crate::stats::Stats;
+use crate::stats::{OpStats, Stats};
 use crate::threshold::{Figures, Verdict};
 
 pub use page::html;
@@ -184,30 +184,9 @@ pub fn summarise(config: &LoadConfig, stats: &Stats, cpu_seconds: f64) -> Summar
     let window = (config.ramp.as_secs_f64() / 2.0 + config.duration.as_secs_f64()).min(elapsed);
     let requests = stats.requests();
     let errors = stats.errors();
-    let timeline = stats
-        .seconds
-        .iter()
-        .enumerate()
-        .map(|(second, s)| Point {
-            second,
-            requests: s.ok + s.errors,
-            errors: s.errors,
-            bets: s.bets,
-            p50_ms: s.latency.value_at_quantile(0.5) as f64 / 1000.0,
-            p99_ms: s.latency.value_at_quantile(0.99) as f64 / 1000.0,
-        })
-        .collect();
     let mut summary = Summary {
         target: config.target.clone(),
-        model: match config.model {
-            Model::Open {
-                rate,
-                new_players_per_s,
-            } => {
-                format!("open: {rate}/s arrivals, {new_players_per_s} new players/s")
-            }
-            Model::Closed { think } => format!("closed: think {} ms", think.as_millis()),
-        },
+        model: model_name(&config.model),
         scenario: match config.scenario {
             Scenario::Casino => "casino".into(),
             Scenario::Lobby => "lobby".into(),
@@ -229,47 +208,14 @@ pub fn summarise(config: &LoadConfig, stats: &Stats, cpu_seconds: f64) -> Summar
         dropped: stats.dropped,
         latency_measured_from: "intended start (coordinated omission corrected)",
         latency_ms: Latency::of(&stats.all),
-        ops: stats
-            .ops
-            .iter()
-            .map(|(op, s)| {
-                (
-                    (*op).to_owned(),
-                    OpSummary {
-                        ok: s.ok,
-                        errors: s.errors,
-                        latency_ms: Latency::of(&s.latency),
-                    },
-                )
-            })
-            .collect(),
-        setup: stats
-            .setup
-            .iter()
-            .map(|(op, s)| {
-                (
-                    (*op).to_owned(),
-                    OpSummary {
-                        ok: s.ok,
-                        errors: s.errors,
-                        latency_ms: Latency::of(&s.latency),
-                    },
-                )
-            })
-            .collect(),
+        ops: op_summaries(&stats.ops),
+        setup: op_summaries(&stats.setup),
         outcomes: stats.outcomes.clone(),
         failures: Failures::of(&stats.outcomes, stats.bets_failed),
-        websockets: WebSockets {
-            opened: stats.ws_opened,
-            messages: stats.ws_messages,
-            reconnects: stats.ws_reconnects,
-            failures: stats.ws_failures,
-            gaps_over_1s: stats.ws_gaps_over_1s,
-            longest_gap_ms: stats.ws_longest_gap_ms,
-        },
+        websockets: WebSockets::of(stats),
         cpu_seconds,
         requests_per_cpu_second: requests as f64 / cpu_seconds.max(1e-9),
-        timeline,
+        timeline: timeline(stats),
         thresholds: Vec::new(),
         pass: true,
         all_quantiles: quantiles(&stats.all),
@@ -281,6 +227,59 @@ pub fn summarise(config: &LoadConfig, stats: &Stats, cpu_seconds: f64) -> Summar
         .collect();
     summary.pass = summary.thresholds.iter().all(|v| v.pass);
     summary
+}
+
+fn model_name(model: &Model) -> String {
+    match *model {
+        Model::Open {
+            rate,
+            new_players_per_s,
+        } => format!("open: {rate}/s arrivals, {new_players_per_s} new players/s"),
+        Model::Closed { think } => format!("closed: think {} ms", think.as_millis()),
+    }
+}
+
+fn op_summaries(ops: &BTreeMap<&'static str, OpStats>) -> BTreeMap<String, OpSummary> {
+    ops.iter()
+        .map(|(op, s)| {
+            let summary = OpSummary {
+                ok: s.ok,
+                errors: s.errors,
+                latency_ms: Latency::of(&s.latency),
+            };
+            ((*op).to_owned(), summary)
+        })
+        .collect()
+}
+
+/// Requests, errors, bets and latency second by second.
+fn timeline(stats: &Stats) -> Vec<Point> {
+    stats
+        .seconds
+        .iter()
+        .enumerate()
+        .map(|(second, s)| Point {
+            second,
+            requests: s.ok + s.errors,
+            errors: s.errors,
+            bets: s.bets,
+            p50_ms: s.latency.value_at_quantile(0.5) as f64 / 1000.0,
+            p99_ms: s.latency.value_at_quantile(0.99) as f64 / 1000.0,
+        })
+        .collect()
+}
+
+impl WebSockets {
+    fn of(stats: &Stats) -> Self {
+        WebSockets {
+            opened: stats.ws_opened,
+            messages: stats.ws_messages,
+            reconnects: stats.ws_reconnects,
+            failures: stats.ws_failures,
+            gaps_over_1s: stats.ws_gaps_over_1s,
+            longest_gap_ms: stats.ws_longest_gap_ms,
+        }
+    }
 }
 
 /// One line for stderr: the last complete second and the totals so far.

@@ -19,8 +19,8 @@ use axum::{Json, Router};
 use croupier_ledger::retention::CASHIER_KEY_PREFIX;
 use croupier_ledger::{Account, Committed, Idempotency, LedgerError};
 use croupier_web::launch::{reserved_player, valid_player};
+use croupier_web::wire::{self, Refusal};
 use serde::Serialize;
-use serde_json::json;
 
 use crate::error::ApiError;
 use crate::extract::{JsonBody, PathParam};
@@ -134,41 +134,47 @@ async fn move_money(
     if replayed {
         response
             .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+            .insert(wire::IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
     }
     Ok(response)
 }
 
 /// A refused movement as JSON: the balance is said when it is why.
 fn refusal(transaction_id: &str, error: CashierError) -> Response {
+    let conflict =
+        |code: &'static str, message: String| Refusal::new(StatusCode::CONFLICT, code, message);
     let message = error.to_string();
     match error {
-        CashierError::Ledger(LedgerError::IdempotencyKeyReused) => (
-            StatusCode::CONFLICT,
-            Json(json!({
-                "error": "transaction_id_reused",
-                "message": format!("transaction {transaction_id} was already used for a different request"),
-            })),
+        CashierError::Ledger(LedgerError::IdempotencyKeyReused) => conflict(
+            "transaction_id_reused",
+            format!("transaction {transaction_id} was already used for a different request"),
         )
-            .into_response(),
+        .into_response(),
         CashierError::Ledger(e) => ApiError::from(e).into_response(),
-        CashierError::InsufficientFunds { balance, .. } => (
-            StatusCode::CONFLICT,
-            Json(json!({"error": "insufficient_funds", "message": message, "balance": balance})),
-        )
+        CashierError::InsufficientFunds { balance, .. } => conflict("insufficient_funds", message)
+            .with(RefusedBalance {
+                balance,
+                open_rounds: None,
+            })
             .into_response(),
         CashierError::OpenRound {
             balance,
             open_rounds,
-        } => (
-            StatusCode::CONFLICT,
-            Json(json!({
-                "error": "open_round", "message": message,
-                "balance": balance, "open_rounds": open_rounds,
-            })),
-        )
+        } => conflict("open_round", message)
+            .with(RefusedBalance {
+                balance,
+                open_rounds: Some(open_rounds),
+            })
             .into_response(),
     }
+}
+
+/// What a refused movement says of the player's money.
+#[derive(Serialize)]
+struct RefusedBalance {
+    balance: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    open_rounds: Option<i64>,
 }
 
 #[derive(Serialize)]
