@@ -7,7 +7,6 @@
 //! several addresses of the players' service, a player moves to the next one when a
 //! connection is refused or cut there.
 
-use parking_lot::Mutex;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 use crate::history::round_of;
-use crate::http::{Answer, Call, OwnConnection};
+use crate::http::{Answer, Call};
 use crate::run::Shared;
 
 /// Tries of one money-moving request (same key each time).
@@ -78,8 +77,6 @@ pub struct Player {
     next_key: AtomicU64,
     /// Which of the players' addresses this player uses (`Shared::address`).
     at: AtomicUsize,
-    /// The player's keep-alive connection, as a browser keeps one.
-    connection: Mutex<Option<OwnConnection>>,
 }
 
 impl Player {
@@ -165,7 +162,6 @@ pub async fn sign_in(
         lane,
         next_key: AtomicU64::new(0),
         at: AtomicUsize::new(at),
-        connection: Mutex::new(None),
     }))
 }
 
@@ -175,11 +171,7 @@ pub async fn read(shared: &Shared, player: &Player, op: &'static str, path: &str
     let url = format!("{}{path}", shared.address(at));
     let result = shared
         .http
-        .send_as(
-            &player.connection,
-            player.lane,
-            Call::get(url).token(&player.token),
-        )
+        .send(player.lane, Call::get(url).token(&player.token))
         .await;
     let ok = matches!(&result, Ok(a) if a.is_success());
     shared.record(op, due, &outcome_label(&result), ok);
@@ -325,8 +317,7 @@ async fn keyed_post(
         let url = format!("{}{path}", shared.address(at));
         let result = shared
             .http
-            .send_as(
-                &player.connection,
+            .send(
                 player.lane,
                 Call::post(url, body).token(&player.token).key(key),
             )

@@ -20,9 +20,6 @@ use croupier_web::wire;
 
 use crate::error::LoadError;
 
-mod own;
-pub use own::OwnConnection;
-
 type Pooled = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// An answer: status, headers and the body, read as JSON only when asked for (a load test
@@ -94,8 +91,6 @@ impl<'a> Call<'a> {
 #[derive(Clone)]
 pub struct HttpClient {
     lanes: Vec<Pooled>,
-    /// Per lane, what opens a player's own connection (`send_as`).
-    connectors: Vec<HttpsConnector<HttpConnector>>,
     timeout: Duration,
     tls: Arc<rustls::ClientConfig>,
 }
@@ -115,7 +110,7 @@ impl HttpClient {
     ) -> Result<Self, LoadError> {
         let config =
             croupier_web::tls::client_config(tls).map_err(|e| LoadError::Config(e.to_string()))?;
-        let connectors: Vec<_> = (0..source_addresses.max(1))
+        let lanes = (0..source_addresses.max(1))
             .map(|i| {
                 let mut connector = HttpConnector::new();
                 connector.set_nodelay(true);
@@ -123,21 +118,15 @@ impl HttpClient {
                 if source_addresses > 1 {
                     connector.set_local_address(Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, i + 1))));
                 }
-                croupier_web::tls::https_connector(connector, config.clone())
-            })
-            .collect();
-        let lanes = connectors
-            .iter()
-            .map(|connector| {
+                let connector = croupier_web::tls::https_connector(connector, config.clone());
                 Client::builder(TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(30))
                     .pool_max_idle_per_host(1024)
-                    .build(connector.clone())
+                    .build(connector)
             })
             .collect();
         Ok(HttpClient {
             lanes,
-            connectors,
             timeout,
             tls: Arc::new(config),
         })
@@ -155,97 +144,51 @@ impl HttpClient {
     /// Sends `call` on lane `lane`; a transport failure or timeout is an error, any status is
     /// an answer.
     pub async fn send(&self, lane: usize, call: Call<'_>) -> Result<Answer, LoadError> {
-        let uri: hyper::Uri = call.url.parse().map_err(|e| call.failed(e))?;
-        let request = call.request(uri)?;
+        let fail = |reason: String| LoadError::Http {
+            url: call.url.clone(),
+            reason,
+        };
+        let request = call.request().map_err(|e| fail(e.to_string()))?;
         let client = &self.lanes[lane % self.lanes.len()];
         let exchange = async {
             let response = client
                 .request(request)
                 .await
-                .map_err(|e| call.failed_under_way(&e, e.is_connect()))?;
+                .map_err(|e| request_error(&call.url, e))?;
             let (parts, body) = response.into_parts();
             let bytes = body
                 .collect()
                 .await
-                .map_err(|e| call.failed_under_way(&e, false))?
+                .map_err(|e| {
+                    if was_cut(&e) {
+                        LoadError::Reset {
+                            url: call.url.clone(),
+                            reason: e.to_string(),
+                        }
+                    } else {
+                        fail(e.to_string())
+                    }
+                })?
                 .to_bytes();
-            Ok(Answer::new(parts, bytes))
+            Ok(Answer {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                bytes,
+            })
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| call.failed(format!("no answer within {:?}", self.timeout)))?
-    }
-
-    /// Sends `call` on the connection kept in `own` (opened on lane `lane` when there is none
-    /// to the call's origin, or it was closed), and keeps it there for the next call when it
-    /// stays open. Answers and errors as `send`.
-    pub async fn send_as(
-        &self,
-        own: &parking_lot::Mutex<Option<OwnConnection>>,
-        lane: usize,
-        call: Call<'_>,
-    ) -> Result<Answer, LoadError> {
-        let uri: hyper::Uri = call.url.parse().map_err(|e| call.failed(e))?;
-        let origin = match (uri.scheme_str(), uri.authority()) {
-            (Some(scheme), Some(authority)) => format!("{scheme}://{authority}"),
-            _ => return Err(call.failed("not an absolute http(s) address")),
-        };
-        let host = uri
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .unwrap_or_default();
-        let path = uri
-            .path_and_query()
-            .cloned()
-            .map_or_else(|| hyper::Uri::from_static("/"), hyper::Uri::from);
-        let mut request = call.request(path)?;
-        if let Ok(host) = hyper::header::HeaderValue::from_str(&host) {
-            request.headers_mut().insert(hyper::header::HOST, host);
-        }
-        let kept = own
-            .lock()
-            .take()
-            .and_then(|mut c| c.usable_for(&origin).then_some(c));
-        let exchange = async {
-            let mut connection = match kept {
-                Some(connection) => connection,
-                None => {
-                    let connector = &self.connectors[lane % self.connectors.len()];
-                    OwnConnection::open(connector, &origin)
-                        .await
-                        .map_err(|e| call.not_connected(&*e))?
-                }
-            };
-            let (parts, bytes) = connection
-                .exchange(request)
-                .await
-                .map_err(|e| call.failed_under_way(&e, false))?;
-            Ok::<_, LoadError>((Answer::new(parts, bytes), connection))
-        };
-        let (answer, mut connection) = tokio::time::timeout(self.timeout, exchange)
-            .await
-            .map_err(|_| call.failed(format!("no answer within {:?}", self.timeout)))??;
-        if connection.usable_for(&origin) {
-            own.lock().get_or_insert(connection);
-        }
-        Ok(answer)
-    }
-}
-
-impl Answer {
-    fn new(parts: hyper::http::response::Parts, bytes: Bytes) -> Self {
-        Answer {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            bytes,
-        }
+            .map_err(|_| fail(format!("no answer within {:?}", self.timeout)))?
     }
 }
 
 impl Call<'_> {
-    /// The request for `uri` (absolute for a pooled client, a path on an own connection).
-    fn request(&self, uri: hyper::Uri) -> Result<Request<Full<Bytes>>, LoadError> {
-        let mut builder = Request::builder().method(self.method.clone()).uri(uri);
+    /// The HTTP request: token, idempotency key, JSON content type unless the call sets its
+    /// own, extra headers, body.
+    fn request(&self) -> Result<Request<Full<Bytes>>, hyper::http::Error> {
+        let mut builder = Request::builder()
+            .method(self.method.clone())
+            .uri(&self.url);
         if let Some(token) = self.token {
             builder = builder.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
         }
@@ -262,45 +205,26 @@ impl Call<'_> {
         for (name, value) in &self.extra_headers {
             builder = builder.header(*name, value);
         }
-        builder
-            .body(Full::new(Bytes::from(
-                self.body.clone().unwrap_or_default(),
-            )))
-            .map_err(|e| self.failed(e))
+        builder.body(Full::new(Bytes::from(
+            self.body.clone().unwrap_or_default(),
+        )))
     }
+}
 
-    fn failed(&self, reason: impl ToString) -> LoadError {
-        LoadError::Http {
-            url: self.url.clone(),
-            reason: reason.to_string(),
-        }
-    }
-
-    /// Never sent: no connection could be made.
-    fn not_connected(&self, error: &(dyn std::error::Error + 'static)) -> LoadError {
+/// A request that got no answer: a refused or failed connection, a cut, or another failure.
+fn request_error(url: &str, e: hyper_util::client::legacy::Error) -> LoadError {
+    let (url, reason) = (url.to_owned(), format!("{e:?}"));
+    if e.is_connect() {
+        let refused = io_kind(&e) == Some(std::io::ErrorKind::ConnectionRefused);
         LoadError::Connect {
-            url: self.url.clone(),
-            reason: format!("{error:?}"),
-            refused: io_kind(error) == Some(std::io::ErrorKind::ConnectionRefused),
+            url,
+            reason,
+            refused,
         }
-    }
-
-    /// Failed once sent (or, for `connecting`, while connecting): cut or otherwise.
-    fn failed_under_way(
-        &self,
-        error: &(dyn std::error::Error + 'static),
-        connecting: bool,
-    ) -> LoadError {
-        if connecting {
-            self.not_connected(error)
-        } else if was_cut(error) {
-            LoadError::Reset {
-                url: self.url.clone(),
-                reason: error.to_string(),
-            }
-        } else {
-            self.failed(format!("{error:?}"))
-        }
+    } else if was_cut(&e) {
+        LoadError::Reset { url, reason }
+    } else {
+        LoadError::Http { url, reason }
     }
 }
 
