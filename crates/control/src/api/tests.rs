@@ -110,6 +110,51 @@ async fn every_documented_operation_is_routed_and_guarded() {
     }
 }
 
+/// The other way round: every `/api/v1` path the API's modules name is in openapi.json, so a
+/// route added without its documentation fails here (blocks and flags once were).
+#[test]
+fn every_routed_path_is_documented() {
+    let shape = |path: &str| -> String {
+        let mut shaped = String::new();
+        let mut in_parameter = false;
+        for c in path.chars() {
+            match c {
+                '{' => (in_parameter, shaped) = (true, shaped + "{}"),
+                '}' => in_parameter = false,
+                c if !in_parameter => shaped.push(c),
+                _ => {}
+            }
+        }
+        shaped
+    };
+    let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+    let documented: Vec<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|p| shape(p))
+        .collect();
+    let api = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api");
+    let mut named = 0;
+    for entry in std::fs::read_dir(api).unwrap() {
+        let file = entry.unwrap().path();
+        if file.file_name().is_some_and(|n| n == "tests.rs") {
+            continue;
+        }
+        let source = std::fs::read_to_string(&file).unwrap();
+        for literal in source.split("\"/api/v1/").skip(1) {
+            let path = format!("/api/v1/{}", literal.split('"').next().unwrap());
+            named += 1;
+            assert!(
+                documented.contains(&shape(&path)),
+                "{path} (in {}) is routed but not in openapi.json",
+                file.display()
+            );
+        }
+    }
+    assert!(named >= 20, "only {named} paths found in the API's modules");
+}
+
 #[tokio::test]
 async fn a_follower_serves_reads_and_refuses_changes_with_an_audit_entry() {
     let dir = tempfile::tempdir().unwrap();
