@@ -112,6 +112,13 @@ pub struct ControlConfig {
     pub secure_cookies: bool,
 }
 
+impl ControlConfig {
+    /// The game nodes among the targets.
+    pub fn nodes(&self) -> impl Iterator<Item = &Target> {
+        self.targets.iter().filter(|t| t.kind == Kind::Node)
+    }
+}
+
 pub struct Control {
     pub config: ControlConfig,
     /// The dashboard's signed-in operators.
@@ -287,7 +294,7 @@ impl Control {
 
     /// Tells every connected player, through each node, about an incident.
     pub async fn push_to_players(&self, message: &str, level: &str) {
-        for target in self.config.targets.iter().filter(|t| t.kind == Kind::Node) {
+        for target in self.config.nodes() {
             let Ok(request) = hyper::Request::post(format!("{}/ops/notices", target.base))
                 .header("content-type", "application/json")
                 .header("authorization", format!("Bearer {}", self.config.ops_token))
@@ -509,7 +516,7 @@ impl Control {
 
     /// Opens or closes a game on every node (each tells its players).
     async fn set_game_status(&self, game: &str, status: &str) {
-        for node in self.config.targets.iter().filter(|t| t.kind == Kind::Node) {
+        for node in self.config.nodes() {
             let url = format!("{}/ops/games/{game}", node.base);
             let call = ops_client::request(
                 self,

@@ -19,7 +19,7 @@ use crate::node_probe::{smoke_test, until_ready};
 use crate::ops_client::{CallError, call, call_within, request};
 use crate::state::RolloutStatus;
 use crate::{Control, now_ms};
-use croupier_monitor::engine::{Kind, Target};
+use croupier_monitor::engine::Target;
 use croupier_monitor::severity::Severity;
 
 /// How the control plane replaces a node's build.
@@ -371,13 +371,7 @@ pub async fn run(control: Arc<Control>, id: i64, plan: RolloutPlan) {
         id,
         actor: plan.actor.clone(),
     };
-    let nodes: Vec<Target> = control
-        .config
-        .targets
-        .iter()
-        .filter(|t| t.kind == Kind::Node)
-        .cloned()
-        .collect();
+    let nodes: Vec<Target> = control.config.nodes().cloned().collect();
     if plan.staging {
         match crate::staging::rehearse(&control, &plan.binary).await {
             Ok(steps) => {

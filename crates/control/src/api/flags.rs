@@ -8,7 +8,6 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use croupier_monitor::engine::Kind;
 use serde_json::{Value, json};
 
 use crate::Control;
@@ -21,12 +20,7 @@ pub(super) async fn list(
     State(control): State<Arc<Control>>,
 ) -> Result<Response, Refusal> {
     let (mut flags, mut unreachable) = (Vec::new(), Vec::new());
-    for node in control
-        .config
-        .targets
-        .iter()
-        .filter(|t| t.kind == Kind::Node)
-    {
+    for node in control.config.nodes() {
         let url = format!("{}/ops/flags", node.base);
         match call(
             &control,

@@ -132,13 +132,7 @@ pub(super) async fn start(
 /// configured (422), or too few eligible on every gateway now (409). A deployment with no
 /// node has no batch to drain.
 async fn leaves_enough(control: &Control, batch_size: usize, min: usize) -> Result<(), Refusal> {
-    let nodes: Vec<Target> = control
-        .config
-        .targets
-        .iter()
-        .filter(|t| t.kind == Kind::Node)
-        .cloned()
-        .collect();
+    let nodes: Vec<Target> = control.config.nodes().cloned().collect();
     if nodes.is_empty() {
         return Ok(());
     }
