@@ -9,7 +9,6 @@ use clap::Args;
 use croupier_ledger::StoreLocation;
 use croupier_loadtest::disk_full;
 use croupier_loadtest::drill::{self, DrillKind, DrillReport, DrillSettings};
-use croupier_loadtest::failover;
 use croupier_loadtest::layout::Layout;
 use croupier_loadtest::pgcluster::{PgCluster, Replication};
 use croupier_loadtest::stack::{Stack, StackSpec};
@@ -106,13 +105,12 @@ async fn start_failover_stack(
         .checked_add(1)
         .context("--pg-port is the last port")?;
     let (primary, standby) = tokio::task::spawn_blocking(move || {
-        let primary = PgCluster::create(&dir.join("primary"), pg_port)?;
-        let standby =
-            PgCluster::standby_of(&primary, &dir.join("standby"), standby_port, replication)?;
-        Ok::<_, croupier_loadtest::LoadError>((primary, standby))
+        PgCluster::primary_and_standby(&dir, pg_port, standby_port, replication)
     })
     .await??;
-    spec.layout.store = Some(StoreLocation::Postgres(failover::url(&primary, &standby)));
+    // The primary first, then the standby: the nodes find whichever accepts writes.
+    let url = PgCluster::read_write_url(&[&primary, &standby]);
+    spec.layout.store = Some(StoreLocation::Postgres(url));
     let mut stack = Stack::start(spec, ready).await?;
     stack.store_server = Some(primary);
     stack.store_standby = Some((standby, replication));

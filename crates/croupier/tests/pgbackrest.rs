@@ -282,18 +282,14 @@ fn a_standby_behind_raises_replication_lag_and_a_promotion_is_a_failover_on_the_
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let primary = PgCluster::create(&dir.path().join("primary"), free_port()).unwrap();
-    let standby = PgCluster::standby_of(
-        &primary,
-        &dir.path().join("standby"),
-        free_port(),
-        Replication::Async,
-    )
-    .unwrap();
-    let url = format!(
-        "postgres://postgres:secret@127.0.0.1:{},127.0.0.1:{}/croupier?target_session_attrs=read-write",
-        standby.port(),
-        primary.port()
+    let (primary, standby) =
+        PgCluster::primary_and_standby(dir.path(), free_port(), free_port(), Replication::Async)
+            .unwrap();
+    // With a password, which the control plane must never show.
+    let url = PgCluster::read_write_url(&[&standby, &primary]).replacen(
+        "postgres@",
+        "postgres:secret@",
+        1,
     );
     let data = dir.path().join("control");
     std::fs::create_dir(&data).unwrap();

@@ -99,20 +99,11 @@ fn a_node_rides_the_promotion_of_its_synchronous_standby() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let primary = PgCluster::create(&dir.path().join("primary"), free_port()).unwrap();
-    let standby = PgCluster::standby_of(
-        &primary,
-        &dir.path().join("standby"),
-        free_port(),
-        Replication::Sync,
-    )
-    .unwrap();
+    let (primary, standby) =
+        PgCluster::primary_and_standby(dir.path(), free_port(), free_port(), Replication::Sync)
+            .unwrap();
     // The standby first: a read-only host is skipped for the one that accepts writes.
-    let url = format!(
-        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/croupier?target_session_attrs=read-write",
-        standby.port(),
-        primary.port()
-    );
+    let url = PgCluster::read_write_url(&[&standby, &primary]);
     // The node's data folder apart from the clusters: the node makes it private to root.
     let data = dir.path().join("node");
     std::fs::create_dir(&data).unwrap();

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::bank::BankReport;
 use crate::error::LoadError;
-use crate::pgcluster::{PgCluster, Replication};
+use crate::pgcluster::Replication;
 use crate::run::Shared;
 use crate::stack::{Stack, alive};
 
@@ -24,18 +24,6 @@ const LOSS_CHECKS: [&str; 3] = [
     "no_unexplained_money",
     "incomplete_rounds_resumable",
 ];
-
-/// The ledger of a store-failover stack: the primary first, then the standby, asking for the
-/// host that accepts writes.
-pub fn url(primary: &PgCluster, standby: &PgCluster) -> String {
-    format!(
-        "postgres://{}@127.0.0.1:{},127.0.0.1:{}/{}?target_session_attrs=read-write",
-        crate::pgcluster::SUPERUSER,
-        primary.port(),
-        standby.port(),
-        crate::pgcluster::DATABASE
-    )
-}
 
 /// What the fault did and when, for the figures.
 pub struct Failover {

@@ -157,9 +157,36 @@ impl PgCluster {
         Ok(standby)
     }
 
+    /// A primary in `dir/primary` on `port` and its streaming standby in `dir/standby` on
+    /// `standby_port` (see `standby_of`).
+    pub fn primary_and_standby(
+        dir: &Path,
+        port: u16,
+        standby_port: u16,
+        replication: Replication,
+    ) -> Result<(PgCluster, PgCluster), LoadError> {
+        let primary = PgCluster::create(&dir.join("primary"), port)?;
+        let standby =
+            PgCluster::standby_of(&primary, &dir.join("standby"), standby_port, replication)?;
+        Ok((primary, standby))
+    }
+
     /// The URL of the `croupier` database.
     pub fn url(&self) -> String {
         format!("postgres://{SUPERUSER}@127.0.0.1:{}/{DATABASE}", self.port)
+    }
+
+    /// The `croupier` database on whichever of `hosts` accepts writes, asked in this order
+    /// (`target_session_attrs=read-write`).
+    pub fn read_write_url(hosts: &[&PgCluster]) -> String {
+        let addresses: Vec<String> = hosts
+            .iter()
+            .map(|h| format!("127.0.0.1:{}", h.port))
+            .collect();
+        format!(
+            "postgres://{SUPERUSER}@{}/{DATABASE}?target_session_attrs=read-write",
+            addresses.join(",")
+        )
     }
 
     pub fn port(&self) -> u16 {
