@@ -44,6 +44,18 @@ pub const TICKET: [BurnCondition; 2] = [
     },
 ];
 
+/// Every window the page and ticket conditions look at, in seconds, shortest first.
+pub fn windows() -> Vec<u64> {
+    let mut windows: Vec<u64> = PAGE
+        .iter()
+        .chain(&TICKET)
+        .flat_map(|c| [c.short_s, c.long_s])
+        .collect();
+    windows.sort_unstable();
+    windows.dedup();
+    windows
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Urgency {
@@ -96,14 +108,7 @@ impl Slo {
         } else {
             Urgency::Ok
         };
-        let mut windows: Vec<u64> = PAGE
-            .iter()
-            .chain(&TICKET)
-            .flat_map(|c| [c.short_s, c.long_s])
-            .collect();
-        windows.sort_unstable();
-        windows.dedup();
-        let burn_rates = windows
+        let burn_rates = windows()
             .iter()
             .map(|&w| (w, self.burn(events, now_s, w)))
             .collect();

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use crate::burn::{BurnCondition, PAGE, TICKET};
+use crate::burn::{BurnCondition, PAGE, TICKET, windows};
 use crate::engine::{Kind, Metric, RuleDef, component_of};
 use crate::severity::Severity;
 use crate::slo::{SloDef, Source};
@@ -318,13 +318,7 @@ fn window(seconds: u64) -> String {
 fn slo_rules(def: &SloDef) -> Vec<PromRule> {
     let (bad, all) = slo_selectors(&def.source);
     let slo_label = BTreeMap::from([("slo".to_owned(), def.name.clone())]);
-    let mut windows: Vec<u64> = PAGE
-        .iter()
-        .chain(&TICKET)
-        .flat_map(|c| [c.short_s, c.long_s])
-        .collect();
-    windows.sort_unstable();
-    windows.dedup();
+    let windows = windows();
     let mut rules = Vec::new();
     for w in &windows {
         let w = window(*w);
