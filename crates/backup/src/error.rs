@@ -65,3 +65,17 @@ pub enum BackupError {
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
 }
+
+impl BackupError {
+    /// A restored ledger whose invariants `report` finds broken: how many, and the first.
+    pub fn invariants(report: &croupier_ledger::IntegrityReport) -> Self {
+        BackupError::Invariants {
+            count: report.violation_count,
+            first: report
+                .violations
+                .first()
+                .map(|v| format!("{}: {}", v.invariant, v.detail))
+                .unwrap_or_default(),
+        }
+    }
+}

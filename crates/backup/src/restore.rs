@@ -213,14 +213,7 @@ fn verify(conn: &Connection) -> Result<LedgerState, BackupError> {
         .unwrap_or_else(|| "EUR".into());
     let report = croupier_ledger::sqlite::check_integrity(conn, &currency)?;
     if !report.ok {
-        return Err(BackupError::Invariants {
-            count: report.violation_count,
-            first: report
-                .violations
-                .first()
-                .map(|v| format!("{}: {}", v.invariant, v.detail))
-                .unwrap_or_default(),
-        });
+        return Err(BackupError::invariants(&report));
     }
     let state = LedgerState::read(conn)?;
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;

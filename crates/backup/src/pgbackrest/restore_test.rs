@@ -223,14 +223,7 @@ pub fn restore_test(
         if report.ok {
             Ok((report, newest))
         } else {
-            Err(BackupError::Invariants {
-                count: report.violation_count,
-                first: report
-                    .violations
-                    .first()
-                    .map(|v| format!("{}: {}", v.invariant, v.detail))
-                    .unwrap_or_default(),
-            })
+            Err(BackupError::invariants(&report))
         }
     });
     let target = pgbackrest.config().repo_location();
