@@ -5,7 +5,8 @@
 # server) from PyPI, and the tools the deployment files are checked with (tests/deploy.rs):
 # promtool (Debian's prometheus), systemd-analyze (systemd), kubectl (Debian's
 # kubernetes-client, when the machine has none), kubernetes-validate from PyPI, and pgBackRest
-# (Debian's pgbackrest, which backs up the PostgreSQL ledger in tests/pgbackrest.rs) — when it is
+# (Debian's pgbackrest, which backs up the PostgreSQL ledger in tests/pgbackrest.rs, and socat,
+# the TLS in front of moto for its S3 repository, which pgBackRest reaches over HTTPS only) — when it is
 # missing, then runs every test of the workspace in release mode (the build the benchmarks use
 # too) on the SQLite ledger, and the tests of every crate that touches the ledger again on
 # PostgreSQL (CROUPIER_TEST_STORE=postgres: each test on a scratch database of the server at
@@ -22,6 +23,7 @@ command -v systemd-analyze >/dev/null 2>&1 || apt_packages+=(systemd)
 command -v kubectl >/dev/null 2>&1 || apt_packages+=(kubernetes-client)
 command -v pdftotext >/dev/null 2>&1 || apt_packages+=(poppler-utils)
 command -v pgbackrest >/dev/null 2>&1 || apt_packages+=(pgbackrest)
+command -v socat >/dev/null 2>&1 || apt_packages+=(socat)
 if [ ${#apt_packages[@]} -gt 0 ]; then
   echo "installing ${apt_packages[*]} (apt) for the browser, deployment and pgBackRest tests" >&2
   sudo_if_needed apt-get update -qq

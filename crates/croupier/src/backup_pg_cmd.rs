@@ -71,6 +71,35 @@ impl PgArgs {
     }
 }
 
+impl PgArgs {
+    /// The same flags for another `croupier` process (`up` hands them to its control plane),
+    /// paths made absolute; none without `--pg-data`.
+    pub fn to_args(&self) -> anyhow::Result<Vec<String>> {
+        let Some(data) = &self.pg_data else {
+            return Ok(Vec::new());
+        };
+        let path = |p: &Path| -> anyhow::Result<String> {
+            Ok(std::path::absolute(p)?.display().to_string())
+        };
+        Ok(vec![
+            "--pg-data".into(),
+            path(data)?,
+            "--pg-port".into(),
+            self.pg_port.to_string(),
+            "--pg-socket".into(),
+            path(&self.pg_socket)?,
+            "--pg-database".into(),
+            self.pg_database.clone(),
+            "--pgbackrest-conf".into(),
+            path(&self.pgbackrest_conf)?,
+            "--stanza".into(),
+            self.stanza.clone(),
+            "--retention-full".into(),
+            self.retention_full.to_string(),
+        ])
+    }
+}
+
 /// Where restore tests of a PostgreSQL ledger build their scratch cluster by default: the
 /// cluster's owner must reach it, so not inside a private data folder.
 pub fn default_scratch() -> PathBuf {

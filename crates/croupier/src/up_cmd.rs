@@ -48,6 +48,15 @@ pub struct UpArgs {
     /// Seconds between the control plane's restore tests of the local backups.
     #[arg(long, default_value_t = 600)]
     backup_verify_every_s: u64,
+    /// With `--store postgres://…`: back the ledger up with pgBackRest from the control plane
+    /// (the flags of `croupier backup --pg-data`: the cluster's data folder, port, socket,
+    /// stanza); `--backup-target` is the repository.
+    #[command(flatten)]
+    backup_pg: crate::backup_pg_cmd::PgArgs,
+    /// pgBackRest's repository with `--pg-data`: a folder or s3://bucket/path (the S3 keys
+    /// from pgBackRest's own environment variables, which the control plane inherits).
+    #[arg(long, requires = "pg_data")]
+    backup_target: Option<String>,
     /// Demo mode: players sign in by name and get play money (the README's first bet).
     /// Without it, only launch tokens signed with a key of <data>/launch-keys sign players in.
     #[arg(long)]
@@ -180,7 +189,45 @@ impl Plan<'_> {
         node_args
     }
 
-    fn control_args(&self, launch_key: &Path) -> Vec<String> {
+    /// The control plane's backups: it ships and restore-tests a SQLite ledger itself; a
+    /// PostgreSQL ledger through pgBackRest when `--pg-data` names its cluster (otherwise the
+    /// database's own tools, docs/backups.md).
+    fn backup_args(&self) -> anyhow::Result<Vec<String>> {
+        let args = self.args;
+        let mut backup = match self.layout.store() {
+            StoreLocation::Sqlite(db) => {
+                anyhow::ensure!(
+                    args.backup_pg.pg_data.is_none(),
+                    "--pg-data backs up a PostgreSQL ledger: give --store postgres://…"
+                );
+                vec![
+                    "--backup-db".to_owned(),
+                    db.display().to_string(),
+                    "--backup-key-file".to_owned(),
+                    self.layout.backup_key_file().display().to_string(),
+                ]
+            }
+            StoreLocation::Postgres(_) if args.backup_pg.pg_data.is_some() => {
+                // Not a folder in <data> by default: that is private, and pgBackRest runs as
+                // the cluster's owner.
+                let target = args.backup_target.clone().context(
+                    "--pg-data needs --backup-target: pgBackRest's repository, a folder the \
+                     cluster's owner can write or s3://bucket/path",
+                )?;
+                let mut pg = args.backup_pg.to_args()?;
+                pg.extend(["--backup-target".to_owned(), target]);
+                pg
+            }
+            StoreLocation::Postgres(_) => return Ok(Vec::new()),
+        };
+        backup.extend([
+            "--backup-verify-every-s".to_owned(),
+            args.backup_verify_every_s.to_string(),
+        ]);
+        Ok(backup)
+    }
+
+    fn control_args(&self, launch_key: &Path) -> anyhow::Result<Vec<String>> {
         let args = self.args;
         let mut control_args = self.layout.control_command();
         if args.demo {
@@ -189,18 +236,7 @@ impl Plan<'_> {
         // Even in demo mode: the checks' test player signs in with a launch token, under a
         // name no one may sign in as by name.
         control_args.extend(["--launch-key".to_owned(), launch_key.display().to_string()]);
-        // The control plane ships and restore-tests a SQLite ledger itself; a PostgreSQL
-        // ledger is backed up by the database's own tools (docs/backups.md).
-        if let StoreLocation::Sqlite(db) = self.layout.store() {
-            control_args.extend([
-                "--backup-db".to_owned(),
-                db.display().to_string(),
-                "--backup-key-file".to_owned(),
-                self.layout.backup_key_file().display().to_string(),
-                "--backup-verify-every-s".to_owned(),
-                args.backup_verify_every_s.to_string(),
-            ]);
-        }
+        control_args.extend(self.backup_args()?);
         for url in &args.webhooks {
             control_args.extend(["--webhook".to_owned(), url.clone()]);
         }
@@ -211,7 +247,7 @@ impl Plan<'_> {
             control_args.extend(["--node-capacity-rps".to_owned(), capacity.to_string()]);
         }
         control_args.extend(self.shared_options(CONTROL, false));
-        control_args
+        Ok(control_args)
     }
 
     /// The nodes, then the gateway (holding the listening sockets) and the control plane.
@@ -227,7 +263,7 @@ impl Plan<'_> {
         gateway_args.extend(self.shared_options(GATEWAY, false));
         let gateway = Supervised::new(GATEWAY, binary.clone(), gateway_args, None);
         children.push(gateway.with_sockets(gateway_sockets(self.layout)?));
-        let control_args = self.control_args(launch_key);
+        let control_args = self.control_args(launch_key)?;
         children.push(Supervised::new(CONTROL, binary, control_args, None));
         Ok(children)
     }

@@ -370,45 +370,6 @@ fn backup_under_live_play_restores_and_points_in_time_match_the_source() {
     drop(node);
 }
 
-/// A moto S3 server on a free local port, stopped when dropped.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Moto {
-    fn start(log: &Path) -> Moto {
-        let port = free_port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "moto_server (pip install 'moto[server]') is needed for the S3 backup test: {e}"
-                )
-            });
-        let moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while get(&format!("{}/", moto.endpoint), None).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start");
-            thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn backups_to_s3_compatible_storage_restore_and_verify() {
     if sqlite_only(
@@ -419,11 +380,7 @@ fn backups_to_s3_compatible_storage_restore_and_verify() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path();
     let moto = Moto::start(&data.join("moto.log"));
-    let response = agent()
-        .put(&format!("{}/croupier-backups", moto.endpoint))
-        .send("")
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200, "bucket created");
+    moto.create_bucket("croupier-backups");
     let env = [
         ("AWS_ENDPOINT", moto.endpoint.clone()),
         ("AWS_ALLOW_HTTP", "true".to_owned()),

@@ -3,6 +3,10 @@
 //! backup` and `croupier control` processes:
 //! - the backup daemon takes a full backup and proves it by a restore test (integrity ok, an
 //!   RPO figure); a point-in-time restore reaches exactly the bets placed before the instant;
+//! - the same to an S3 repository (moto behind TLS): backup, archived WAL, restore, every
+//!   invariant, with the keys only in the environment;
+//! - `croupier up` on a PostgreSQL ledger with `--pg-data` runs those backups and restore
+//!   tests from its control plane;
 //! - a pgBackRest that cannot write its repository raises `backup_failed` on the control plane;
 //! - a standby whose replay is paused while writes go on raises `replication_lag`, and a
 //!   promotion of the standby is a failover on the incident timeline.
@@ -18,9 +22,11 @@ use std::process::{Output, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{
-    Node, OPS_TOKEN, control_with_config, croupier, dice_bet, free_port, get, post, sign_in,
-    sqlite_only, wait_for,
+    Moto, Node, OPS_TOKEN, TlsFront, Up, control_with_config, croupier, dice_bet, free_layout,
+    free_port, get, post, sign_in, sqlite_only, wait_for, within,
 };
+use croupier_ledger::StoreLocation;
+use croupier_loadtest::layout::Layout;
 use croupier_loadtest::pgcluster::{PgCluster, Replication};
 use serde_json::Value;
 
@@ -44,6 +50,11 @@ fn pg_args(cluster: &PgCluster, dir: &Path, repo: &Path) -> Vec<String> {
 
 /// `croupier backup <command> <pg> <extra>` (`--backup-target` is `--target` there).
 fn backup(command: &str, pg: &[String], extra: &[&str]) -> Output {
+    backup_with_env(command, pg, extra, &[])
+}
+
+/// `backup` with `env` added to the command's environment.
+fn backup_with_env(command: &str, pg: &[String], extra: &[&str], env: &[(&str, &str)]) -> Output {
     let pg = pg.iter().map(|a| {
         if a == "--backup-target" {
             "--target"
@@ -55,6 +66,7 @@ fn backup(command: &str, pg: &[String], extra: &[&str]) -> Output {
         .args(["backup", command])
         .args(pg)
         .args(extra)
+        .envs(env.iter().copied())
         .output()
         .unwrap()
 }
@@ -227,6 +239,143 @@ fn pgbackrest_backs_up_a_postgres_ledger_and_restores_it_now_and_at_an_instant()
     assert!(
         std::fs::read_dir(&scratch).unwrap().next().is_none(),
         "scratch clusters left"
+    );
+}
+
+/// The keys of the S3 test's repository: moto takes any, the test checks none leaks.
+const S3_KEY: &str = "croupier-test-key-id";
+const S3_SECRET: &str = "croupier-test-secret-0123456789";
+
+#[test]
+fn pgbackrest_backs_up_to_s3_over_tls_and_a_restore_from_it_passes_every_invariant() {
+    if sqlite_only(WHY) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let moto = Moto::start(&dir.path().join("moto.log"));
+    moto.create_bucket("croupier-pg");
+    let tls = TlsFront::start(&dir.path().join("tls"), moto.port);
+    let endpoint = format!("https://127.0.0.1:{}", tls.port);
+    let ca_file = tls.ca_file.display().to_string();
+    // The keys and the CA reach pgBackRest through the environment only: Croupier's (backup,
+    // restore and the restored cluster's archive-get) and the server's (archive-push).
+    let keys = [
+        ("PGBACKREST_REPO1_S3_KEY", S3_KEY),
+        ("PGBACKREST_REPO1_S3_KEY_SECRET", S3_SECRET),
+        ("PGBACKREST_REPO1_STORAGE_CA_FILE", ca_file.as_str()),
+    ];
+    let mut env = vec![("AWS_ENDPOINT", endpoint.as_str())];
+    env.extend(keys);
+
+    let cluster = PgCluster::create(&dir.path().join("pg"), free_port()).unwrap();
+    let pg = pg_args(&cluster, dir.path(), Path::new("s3://croupier-pg/ledger"));
+    let started = std::time::Instant::now();
+    let setup = ok_json(backup_with_env("pg-setup", &pg, &[], &env));
+    cluster
+        .append_settings(setup["postgresql_conf"].as_str().unwrap())
+        .unwrap();
+    cluster.restart_with_env(&keys).unwrap();
+    let data = dir.path().join("node");
+    std::fs::create_dir(&data).unwrap();
+    let node = node_on(&data, &cluster.url());
+    let token = sign_in(&node, "ada");
+    bets(&node, &token, "a", 5);
+
+    let snapshot = backup_with_env("snapshot", &pg, &[], &env);
+    let shown = format!("{snapshot:?}");
+    let taken = ok_json(snapshot);
+    assert_eq!(taken["backup"]["type"], "full", "{taken:#}");
+    println!("S3: stanza and full backup after {:?}", started.elapsed());
+    bets(&node, &token, "b", 5);
+    archive_now(&cluster);
+    let scratch = dir.path().join("scratch");
+    let verify = backup_with_env(
+        "verify",
+        &pg,
+        &["--scratch", scratch.to_str().unwrap()],
+        &env,
+    );
+    let shown = format!("{shown}{verify:?}");
+    let report = ok_json(verify);
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(
+        report["state"]["counts"]["journal"],
+        journal_count(&cluster)
+    );
+    println!("S3: restore test after {:?}", started.elapsed());
+
+    // The repository is in the bucket; no key in any output or in the stanza's file (0600).
+    let requests = std::fs::read_to_string(dir.path().join("moto.log")).unwrap();
+    for written in ["archive/croupier/archive.info", "backup/croupier/backup.info"] {
+        let put = format!("\"PUT /croupier-pg/ledger/{written} HTTP/1.1\" 200");
+        assert!(requests.contains(&put), "no {put} in moto's log");
+    }
+    let conf = dir.path().join("pgbackrest/croupier.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert!(
+        text.contains(&format!("repo1-storage-port={}", tls.port)),
+        "{text}"
+    );
+    let mode = std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    for secret in [S3_KEY, S3_SECRET] {
+        assert!(
+            !text.contains(secret) && !shown.contains(secret),
+            "{secret} leaked"
+        );
+    }
+    common::integrity(&node);
+}
+
+#[test]
+fn croupier_up_on_a_postgres_ledger_hands_pgbackrest_to_its_control_plane() {
+    if sqlite_only(WHY) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // --pg-data with a SQLite ledger is refused before anything starts.
+    let refused = croupier()
+        .args(["up", "--data"])
+        .arg(dir.path().join("sqlite"))
+        .args(["--pg-data", "/var/lib/postgresql/15/main"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("give --store postgres://"), "{message}");
+
+    let repo = dir.path().join("repo");
+    let (cluster, pg) = archived_cluster(dir.path(), &repo);
+    let data = dir.path().join("stack");
+    std::fs::create_dir(&data).unwrap();
+    let layout = Layout {
+        nodes: 1,
+        store: Some(StoreLocation::Postgres(cluster.url())),
+        ..free_layout(&data)
+    };
+    let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
+    let _up = Up(croupier()
+        .args(layout.up_command())
+        .arg("--demo")
+        .args(&pg)
+        .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap());
+    // The control plane's first scheduled backup, then its restore test (every invariant).
+    let backups = format!("{}/api/v1/backups", layout.control_url());
+    let proven = within(Duration::from_secs(120), || {
+        get(&backups, Some(OPS_TOKEN)).is_ok_and(|(_, b)| {
+            b["status"]["backend"] == "postgres"
+                && b["status"]["health"]["last_verify"]["ok"] == true
+        })
+    });
+    let (_, last) = get(&backups, Some(OPS_TOKEN)).unwrap_or_default();
+    let log = std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default();
+    assert!(
+        proven,
+        "no passing restore test: {last:#}\nup's log:\n{log}"
     );
 }
 

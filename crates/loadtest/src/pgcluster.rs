@@ -306,8 +306,18 @@ impl PgCluster {
 
     /// Stops the server cleanly and starts it again (what `archive_mode` needs).
     pub fn restart(&self) -> Result<(), LoadError> {
+        self.restart_with_env(&[])
+    }
+
+    /// `restart` with `env` added to the server's environment, and so to its
+    /// `archive_command`'s: e.g. the keys of an S3 repository, which stay out of every file
+    /// and command line.
+    pub fn restart_with_env(&self, env: &[(&str, &str)]) -> Result<(), LoadError> {
         self.stop("fast")?;
-        self.start()
+        let (data, log) = (self.data(), self.dir.join("server.log"));
+        let (data, log) = (data.display().to_string(), log.display().to_string());
+        let args = ["-D", &data, "start", "-w", "-t", "30", "-l", &log];
+        self.run_with_env("pg_ctl", &args, env).map(drop)
     }
 
     /// Stops the server: `fast` (clients are disconnected, a clean shutdown) or `immediate`
@@ -366,6 +376,15 @@ impl PgCluster {
     }
 
     fn run(&self, program: &str, args: &[&str]) -> Result<Output, LoadError> {
+        self.run_with_env(program, args, &[])
+    }
+
+    fn run_with_env(
+        &self,
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Output, LoadError> {
         let path = self.bin.join(program);
         let mut command = match &self.run_as {
             Some(user) => {
@@ -375,7 +394,10 @@ impl PgCluster {
             }
             None => Command::new(&path),
         };
-        command.args(args).current_dir("/");
+        command
+            .args(args)
+            .envs(env.iter().copied())
+            .current_dir("/");
         let output = command
             .output()
             .map_err(|e| LoadError::io(format!("running {program}"), e))?;

@@ -1,9 +1,12 @@
 //! The stanza Croupier generates for its ledger's cluster (`pgbackrest.conf`) and the lines
 //! `postgresql.conf` needs so that every WAL segment is archived into the same repository.
-//! The repository is a folder or S3 (configuration only: the keys come from pgBackRest's own
-//! `PGBACKREST_REPO1_S3_KEY` / `PGBACKREST_REPO1_S3_KEY_SECRET` variables, never a file).
+//! The repository is a folder or S3; the S3 keys come from pgBackRest's own
+//! `PGBACKREST_REPO1_S3_KEY` / `PGBACKREST_REPO1_S3_KEY_SECRET` variables, never a file or an
+//! argument. The file holds no secret and is still the cluster owner's alone (0600).
 
 use std::fmt::Write as _;
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -18,14 +21,38 @@ pub enum Repo {
         bucket: String,
         /// The path inside the bucket (`/` when none).
         path: String,
+        /// The host (`repo1-s3-endpoint`), without scheme or port.
         endpoint: String,
+        /// The port when not 443 (`repo1-storage-port`), e.g. MinIO's 9000.
+        port: Option<u16>,
         region: String,
     },
 }
 
+/// `AWS_ENDPOINT` as pgBackRest takes it: `[https://]host[:port]`. Its S3 driver speaks
+/// HTTPS only, so an `http://` endpoint is refused here rather than by a failing archive.
+fn s3_endpoint(endpoint: &str) -> Result<(String, Option<u16>), BackupError> {
+    if endpoint.starts_with("http://") {
+        return Err(BackupError::BadTarget(format!(
+            "{endpoint}: pgBackRest reaches S3 over HTTPS only (give https://host:port)"
+        )));
+    }
+    let hostport = endpoint
+        .strip_prefix("https://")
+        .unwrap_or(endpoint)
+        .trim_end_matches('/');
+    let Some((host, port)) = hostport.rsplit_once(':') else {
+        return Ok((hostport.to_owned(), None));
+    };
+    let port = port
+        .parse()
+        .map_err(|_| BackupError::BadTarget(format!("{endpoint}: bad port '{port}'")))?;
+    Ok((host.to_owned(), Some(port)))
+}
+
 impl Repo {
     /// A folder, or `s3://bucket/prefix` with the endpoint and region from `AWS_ENDPOINT`
-    /// and `AWS_REGION` (defaults `s3.amazonaws.com`, `us-east-1`).
+    /// (`[https://]host[:port]`) and `AWS_REGION` (defaults `s3.amazonaws.com`, `us-east-1`).
     pub fn parse(target: &str) -> Result<Repo, BackupError> {
         let Some(rest) = target.strip_prefix("s3://") else {
             if target.contains("://") {
@@ -43,10 +70,12 @@ impl Repo {
         }
         let env =
             |name: &str, default: &str| std::env::var(name).unwrap_or_else(|_| default.to_owned());
+        let (endpoint, port) = s3_endpoint(&env("AWS_ENDPOINT", "s3.amazonaws.com"))?;
         Ok(Repo::S3 {
             bucket: bucket.to_owned(),
             path: format!("/{}", prefix.trim_matches('/')),
-            endpoint: env("AWS_ENDPOINT", "s3.amazonaws.com"),
+            endpoint,
+            port,
             region: env("AWS_REGION", "us-east-1"),
         })
     }
@@ -126,13 +155,20 @@ impl PgBackrestConfig {
                 bucket,
                 path,
                 endpoint,
+                port,
                 region,
             } => {
+                // repo1-bundle: small files go into shared objects; a cluster is about a
+                // thousand files, each a request of its own (and a charge) without it.
                 let _ = writeln!(
                     text,
                     "repo1-type=s3\nrepo1-path={path}\nrepo1-s3-bucket={bucket}\n\
-                     repo1-s3-endpoint={endpoint}\nrepo1-s3-region={region}\nrepo1-s3-uri-style=path"
+                     repo1-s3-endpoint={endpoint}\nrepo1-s3-region={region}\nrepo1-s3-uri-style=path\n\
+                     repo1-bundle=y"
                 );
+                if let Some(port) = port {
+                    let _ = writeln!(text, "repo1-storage-port={port}");
+                }
             }
         }
         let _ = writeln!(
@@ -168,11 +204,20 @@ impl PgBackrestConfig {
         )
     }
 
-    /// Writes `pgbackrest.conf` and the lock folder, both the cluster owner's (`owner`).
+    /// Writes `pgbackrest.conf` (mode 0600) and the lock folder, both the cluster owner's
+    /// (`owner`).
     pub fn write(&self, owner: Option<(u32, u32)>) -> Result<(), BackupError> {
         let lock = self.lock_dir();
         std::fs::create_dir_all(&lock)?;
-        std::fs::write(&self.conf_path, self.render())?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&self.conf_path)?;
+        // An older file keeps its mode through `open`: set it.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(self.render().as_bytes())?;
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::chown(&lock, Some(uid), Some(gid))?;
             std::os::unix::fs::chown(&self.conf_path, Some(uid), Some(gid))?;
@@ -220,7 +265,7 @@ mod tests {
     }
 
     #[test]
-    fn s3_repositories_are_configuration_only() {
+    fn an_s3_repository_keeps_its_keys_out_of_the_file() {
         let repo = Repo::parse("s3://casino-backups/ledger/pg").unwrap();
         let Repo::S3 { bucket, path, .. } = &repo else {
             panic!("not s3: {repo:?}");
@@ -244,5 +289,61 @@ mod tests {
         assert!(!text.contains("key"), "no secret in the file:\n{text}");
         assert!(Repo::parse("ftp://x").is_err());
         assert!(Repo::parse("s3:///x").is_err());
+    }
+
+    #[test]
+    fn an_s3_endpoint_with_a_port_is_https_on_that_port() {
+        assert_eq!(
+            s3_endpoint("https://minio.internal:9000/").unwrap(),
+            ("minio.internal".to_owned(), Some(9000))
+        );
+        assert_eq!(
+            s3_endpoint("s3.eu-west-1.amazonaws.com").unwrap(),
+            ("s3.eu-west-1.amazonaws.com".to_owned(), None)
+        );
+        let refused = s3_endpoint("http://127.0.0.1:9000")
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("HTTPS only"), "{refused}");
+        assert!(s3_endpoint("https://h:port").is_err());
+        let repo = Repo::S3 {
+            bucket: "b".into(),
+            path: "/".into(),
+            endpoint: "127.0.0.1".into(),
+            port: Some(9443),
+            region: "us-east-1".into(),
+        };
+        let config = PgBackrestConfig::new(
+            Path::new("/c/p.conf"),
+            Path::new("/d"),
+            5432,
+            Path::new("/s"),
+            repo,
+        );
+        let text = config.render();
+        assert!(
+            text.contains("repo1-s3-endpoint=127.0.0.1\n")
+                && text.contains("repo1-storage-port=9443\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_stanza_file_is_the_owners_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("croupier.conf");
+        std::fs::write(&conf, "old").unwrap();
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let config = PgBackrestConfig::new(
+            &conf,
+            Path::new("/d"),
+            5432,
+            Path::new("/s"),
+            Repo::Folder(dir.path().join("repo")),
+        );
+        config.write(None).unwrap();
+        let mode = std::fs::metadata(&conf).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(std::fs::read_to_string(&conf).unwrap(), config.render());
     }
 }

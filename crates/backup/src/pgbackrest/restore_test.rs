@@ -64,7 +64,13 @@ impl ScratchCluster {
         target: &RestoreTarget,
     ) -> Result<ScratchCluster, BackupError> {
         let (port, bin) = (free_port()?, server_bin()?);
+        let made_here = !scratch_dir.exists();
         std::fs::create_dir_all(scratch_dir)?;
+        // A folder made here may be 0700 (the control plane's umask is 077): the cluster's
+        // owner must enter it. A folder that was there is the operator's to set.
+        if let (true, Some((uid, gid))) = (made_here, pgbackrest.owner()) {
+            std::os::unix::fs::chown(scratch_dir, Some(uid), Some(gid))?;
+        }
         // Kept past the temporary value: the cluster's `Drop` removes it.
         let dir = tempfile::Builder::new()
             .prefix(".croupier-pg-restore-")

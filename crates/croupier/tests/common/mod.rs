@@ -16,10 +16,13 @@ use serde_json::{Value, json};
 
 mod browser;
 mod ports;
+mod s3;
 mod smtp;
 #[allow(unused_imports)] // each test binary uses its own subset
 pub use browser::*;
 pub use ports::{free_port, free_ports};
+#[allow(unused_imports)]
+pub use s3::*;
 #[allow(unused_imports)]
 pub use smtp::*;
 
