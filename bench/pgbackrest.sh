@@ -4,12 +4,20 @@
 # `pg_basebackup -X stream`, plain), and restore + verify (`croupier backup verify --pg-data`:
 # pgbackrest restore into a scratch folder, start, recovery from the archive, every ledger
 # invariant; vs copying the base backup into place, starting it and `croupier integrity`).
+# Then the RPO under load with continuous WAL archiving: archive_timeout set to 1 s, a real
+# node takes a steady bet load on the same ledger while croupier-bench pg-backup-rpo samples
+# every 100 ms the data age of what a restore would get back (p50/p99/max), and a
+# point-in-time restore to the end of the load (`croupier backup verify --at`) must hold every
+# round played and pass every ledger invariant.
 # The ledger is filled with real dice rounds (croupier-bench fill-ledger) in a cluster of its
 # own (initdb in a temporary folder, as the postgres user when run as root), removed after.
-# Usage: bench/pgbackrest.sh [rounds, default 200000]
+# Usage: bench/pgbackrest.sh [rounds, default 200000] [RPO seconds, default 30] [bets/s, default 200]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-200000}"
+rpo_seconds="${2:-30}"
+rate="${3:-200}"
+archive_timeout_s=1
 target_dir="${CARGO_TARGET_DIR:-target}"
 cargo build --release -p croupier -p croupier-bench --quiet
 command -v pgbackrest >/dev/null || { apt-get update -qq && apt-get install -y -qq pgbackrest >/dev/null; }
@@ -80,3 +88,25 @@ printf '%-34s %11ss %11ss\n' "full backup" "$pgbackrest_backup" "$basebackup"
 printf '%-34s %10s MB %10s MB\n' "stored" "$repo_mb" "$basebackup_mb"
 printf '%-34s %11ss %11ss\n' "restore + start + every invariant" "$pgbackrest_restore" "$plain_restore"
 echo "(pgBackRest's own RTO figure from its report: ${rto_ms} ms)"
+
+echo "# RPO: ${rate} bets/s through a real node on this ledger for ${rpo_seconds}s, archive_timeout = ${archive_timeout_s}s"
+as_pg "$pgbin/psql" -h 127.0.0.1 -p "$port" -U postgres -d croupier -q \
+  -c "ALTER SYSTEM SET archive_timeout = '${archive_timeout_s}s'" -c "SELECT pg_reload_conf()" >/dev/null
+rounds_before=$(as_pg "$pgbin/psql" -h 127.0.0.1 -p "$port" -U postgres -d croupier -Atc "SELECT count(*) FROM rounds")
+"$bin/croupier-bench" pg-backup-rpo --store "$url" --seconds "$rpo_seconds" --rate "$rate" | tee "$work/rpo.txt"
+figure() { awk -v k="$1" '$1 == k { print $2 }' "$work/rpo.txt"; }
+t0=$(now)
+RUST_LOG=warn "$bin/croupier" backup verify "${pg[@]}" --pg-database croupier --scratch "$work/scratch" \
+  --at "$(figure end_ms)" >"$work/pitr.json"
+pitr=$(since "$t0")
+python3 - "$work/pitr.json" "$(figure rounds_at_end)" "$pitr" "$rounds_before" "$(figure rpo_bets_acknowledged)" <<'PY'
+import json, sys
+report, rounds, seconds = json.load(open(sys.argv[1])), int(sys.argv[2]), sys.argv[3]
+before, acknowledged = int(sys.argv[4]), int(sys.argv[5])
+got = report["state"]["counts"]["rounds"]
+assert report["ok"], report
+assert got == rounds, f"the restore holds {got} rounds, the ledger had {rounds} at the end"
+assert got - before >= acknowledged, f"{got - before} rounds played, {acknowledged} acknowledged"
+print(f"point-in-time restore to the end of the load: {got} rounds, {got - before} of them played "
+      f"under load ({acknowledged} acknowledged), every invariant ok, {seconds} s")
+PY

@@ -5,17 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use croupier_ledger::sqlite::{SqliteConfig, SqliteStore};
 use croupier_ledger::{Store, StoreLocation};
-use croupier_web::wire;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::procs::{Process, agent, croupier_binary, free_port, start_node};
+use crate::procs::{Process, croupier_binary, free_port, start_node};
 use crate::report::new_histogram;
+use crate::steady::SteadyBets;
 
 /// Plays `rounds` dice rounds from `players` players straight into the store at `db`.
 pub fn fill(db: &StoreLocation, rounds: u64, players: usize) -> anyhow::Result<()> {
@@ -104,15 +103,6 @@ pub fn rpo(seconds: u64, rate: u64, croupier: Option<PathBuf>) -> anyhow::Result
             .status()?
             .success()
     );
-    let players = 8u64;
-    let mut tokens = Vec::new();
-    for p in 0..players {
-        let mut response = agent()
-            .post(&format!("{base}/api/v1/sessions"))
-            .send_json(json!({"player": format!("p{p}")}))?;
-        let body: Value = response.body_mut().read_json()?;
-        tokens.push(body["token"].as_str().context("a token")?.to_owned());
-    }
     anyhow::ensure!(
         backup_command(&binary, &key)
             .args(["snapshot", "--db"])
@@ -134,36 +124,7 @@ pub fn rpo(seconds: u64, rate: u64, croupier: Option<PathBuf>) -> anyhow::Result
             .stdout(Stdio::piped())
             .spawn()?,
     );
-    let stop = Arc::new(AtomicBool::new(false));
-    let interval = Duration::from_secs_f64(players as f64 / rate.max(1) as f64);
-    let workers: Vec<_> = tokens
-        .into_iter()
-        .enumerate()
-        .map(|(p, token)| {
-            let (stop, url) = (stop.clone(), format!("{base}/api/v1/rounds"));
-            std::thread::spawn(move || {
-                let agent = agent();
-                let body = json!({"game": "dice", "stake": 10, "bet": {"target": 5000, "direction": "over"}});
-                let (mut n, mut next) = (0u64, Instant::now());
-                while !stop.load(Ordering::Relaxed) {
-                    n += 1;
-                    let sent = agent
-                        .post(&url)
-                        .header("Authorization", &format!("Bearer {token}"))
-                        .header(wire::IDEMPOTENCY_KEY, &format!("{p}-{n}"))
-                        .send_json(&body);
-                    if let Ok(mut r) = sent {
-                        let _ = r.body_mut().read_to_vec();
-                    }
-                    next += interval;
-                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
-                        std::thread::sleep(wait);
-                    }
-                }
-                n
-            })
-        })
-        .collect();
+    let load = SteadyBets::start(&base, "p", 8, rate)?;
     // Let the shipper start, then sample.
     std::thread::sleep(Duration::from_secs(2));
     let mut ages = new_histogram();
@@ -174,8 +135,7 @@ pub fn rpo(seconds: u64, rate: u64, croupier: Option<PathBuf>) -> anyhow::Result
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    stop.store(true, Ordering::Relaxed);
-    let bets: u64 = workers.into_iter().map(|w| w.join().unwrap_or(0)).sum();
+    let bets = load.stop().sent;
     let mut out = String::new();
     std::io::Read::read_to_string(
         shipper.0.stdout.as_mut().context("the shipper's output")?,

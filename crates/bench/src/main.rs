@@ -8,8 +8,8 @@
 //!   bet, which isolates what group commit buys;
 //! - `http`: the same bets through a real `croupier node` process over HTTP.
 //!
-//! Also `gateway` (against HAProxy) and `control` (scrape and rule evaluation against
-//! Prometheus).
+//! Also `gateway` (against HAProxy), `control` (scrape and rule evaluation against
+//! Prometheus), and the backups' RPO under load (`backup-rpo`, `pg-backup-rpo`).
 
 mod backup;
 mod baseline;
@@ -17,8 +17,10 @@ mod control;
 mod gateway;
 mod http;
 mod pg;
+mod pgrpo;
 mod procs;
 mod report;
+mod steady;
 mod store;
 
 use std::time::Duration;
@@ -107,6 +109,20 @@ enum Command {
         #[arg(long)]
         croupier: Option<std::path::PathBuf>,
     },
+    /// Data age of what a pgBackRest restore gets back (continuous WAL archiving) under a
+    /// steady bet load through a real node on the PostgreSQL ledger at `store`.
+    PgBackupRpo {
+        #[arg(long)]
+        store: String,
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Bets per second, all players together.
+        #[arg(long, default_value_t = 200)]
+        rate: u64,
+        /// The croupier binary (default: next to this one).
+        #[arg(long)]
+        croupier: Option<std::path::PathBuf>,
+    },
     /// The PostgreSQL store against pgbench running the same bet one transaction per bet, and
     /// against the SQLite store; then 1, 2 and 3 writers (nodes) on one database.
     Pg {
@@ -156,6 +172,12 @@ fn main() -> anyhow::Result<()> {
             rate,
             croupier,
         } => return backup::rpo(seconds, rate, croupier),
+        Command::PgBackupRpo {
+            store,
+            seconds,
+            rate,
+            croupier,
+        } => return pgrpo::run(&store, seconds, rate, croupier),
         Command::All(c) => {
             rows.extend(baseline::run(&c.players, seconds(&c))?);
             rows.extend(store::run(&c.players, seconds(&c), 1)?);

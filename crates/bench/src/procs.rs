@@ -76,18 +76,28 @@ pub fn wait_ok(url: &str) -> anyhow::Result<()> {
 }
 
 pub fn start_node(binary: &Path, data: &Path, port: u16, id: &str) -> anyhow::Result<Process> {
+    start_node_on(binary, data, port, id, None)
+}
+
+/// A demo node with its data in `data`, its ledger there (SQLite) or at `store`.
+pub fn start_node_on(
+    binary: &Path,
+    data: &Path,
+    port: u16,
+    id: &str,
+    store: Option<&str>,
+) -> anyhow::Result<Process> {
+    let mut command = Command::new(binary);
+    command
+        .args(["node", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--node-id", id, "--demo"])
+        .arg("--data")
+        .arg(data);
+    if let Some(store) = store {
+        command.args(["--store", store]);
+    }
     let node = Process(
-        Command::new(binary)
-            .args([
-                "node",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--node-id",
-                id,
-                "--demo",
-            ])
-            .arg("--data")
-            .arg(data)
+        command
             .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

@@ -306,7 +306,10 @@ fn pgbackrest_backs_up_to_s3_over_tls_and_a_restore_from_it_passes_every_invaria
 
     // The repository is in the bucket; no key in any output or in the stanza's file (0600).
     let requests = std::fs::read_to_string(dir.path().join("moto.log")).unwrap();
-    for written in ["archive/croupier/archive.info", "backup/croupier/backup.info"] {
+    for written in [
+        "archive/croupier/archive.info",
+        "backup/croupier/backup.info",
+    ] {
         let put = format!("\"PUT /croupier-pg/ledger/{written} HTTP/1.1\" 200");
         assert!(requests.contains(&put), "no {put} in moto's log");
     }
