@@ -270,4 +270,6 @@ pub fn rotate_seed(
 }
 
 #[cfg(test)]
+mod golden;
+#[cfg(test)]
 mod tests;
