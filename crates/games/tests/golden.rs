@@ -4,7 +4,7 @@
 //! were taken from the build that still carried outcomes as untyped JSON.
 
 use croupier_games::blackjack::{Action, Hand, total};
-use croupier_games::{FairRng, GameId, parse_bet, play};
+use croupier_games::{FairRng, GameId, parse_bet, play, validate};
 use serde_json::json;
 
 const SERVER: &str = "golden-server-seed";
@@ -16,7 +16,8 @@ fn rng(nonce: u64) -> FairRng {
 
 /// The outcome of one single-step round, as JSON, then its payout.
 fn single(game: GameId, stake: i64, bet: serde_json::Value, nonce: u64) -> String {
-    let parsed = parse_bet(game, stake, &bet).unwrap();
+    let request = parse_bet(game, stake, bet).unwrap();
+    let parsed = validate(stake, &request).unwrap();
     let outcome = play(&parsed, stake, &mut rng(nonce));
     format!(
         "{} pays {:?}",
@@ -192,4 +193,107 @@ fn every_game_keeps_its_outcome_and_state_json() {
     for ((label, text), (_, golden)) in seen.iter().zip(GOLDEN) {
         assert_eq!(text, golden, "{label} changed shape");
     }
+}
+
+/// Refusals of malformed bets, word for word: players and their clients see these messages.
+fn refusals() -> Vec<String> {
+    let bets = [
+        (GameId::Dice, 100, json!("x")),
+        (GameId::Dice, 100, json!({"target": 5000})),
+        (
+            GameId::Dice,
+            100,
+            json!({"target": 5000, "direction": "over", "x": 1}),
+        ),
+        (
+            GameId::Dice,
+            100,
+            json!({"target": 10000, "direction": "over"}),
+        ),
+        (
+            GameId::Dice,
+            100,
+            json!({"target": 50, "direction": "under"}),
+        ),
+        (GameId::Dice, 5, json!("x")),
+        (GameId::Roulette, 100, json!("x")),
+        (GameId::Roulette, 100, json!({"bets": ["x"]})),
+        (
+            GameId::Roulette,
+            100,
+            json!({"bets": [{"type": "red", "amount": 100, "x": 1}]}),
+        ),
+        (
+            GameId::Roulette,
+            100,
+            json!({"bets": [{"type": "red", "numbers": null, "amount": 100}]}),
+        ),
+        (
+            GameId::Roulette,
+            100,
+            json!({"bets": [{"type": "dozen", "which": null, "amount": 100}]}),
+        ),
+        (
+            GameId::Roulette,
+            100,
+            json!({"bets": [{"type": "dozen", "which": "2", "amount": 100}]}),
+        ),
+        (
+            GameId::Roulette,
+            100,
+            json!({"bets": [{"type": "split", "numbers": [3, 4], "amount": 100}]}),
+        ),
+        (
+            GameId::Roulette,
+            100,
+            json!({"bets": [{"type": "red", "numbers": [1], "amount": 100}]}),
+        ),
+        (
+            GameId::Roulette,
+            100,
+            json!({"bets": [{"type": "red", "amount": -100}]}),
+        ),
+        (
+            GameId::Roulette,
+            100,
+            json!({"bets": [{"type": "red", "amount": 60}]}),
+        ),
+        (GameId::Roulette, 100, json!({"bets": []})),
+        (GameId::Slot, 15, json!(null)),
+        (GameId::Blackjack, 1_000_000, json!(null)),
+    ];
+    bets.into_iter()
+        .map(|(game, stake, bet)| match parse_bet(game, stake, bet) {
+            Ok(_) => "accepted".to_owned(),
+            Err(refusal) => format!("{}: {refusal}", refusal.code()),
+        })
+        .collect()
+}
+
+/// As the untyped build refused them.
+const REFUSALS: &[&str] = &[
+    "invalid_bet: invalid bet: dice expects {\"target\": 0..9999, \"direction\": \"under\"|\"over\"}: invalid type: string \"x\", expected struct DiceBet",
+    "invalid_bet: invalid bet: dice expects {\"target\": 0..9999, \"direction\": \"under\"|\"over\"}: missing field `direction`",
+    "invalid_bet: invalid bet: dice expects {\"target\": 0..9999, \"direction\": \"under\"|\"over\"}: unknown field `x`, expected `target` or `direction`",
+    "invalid_bet: invalid bet: target 10000 is outside 0..9999",
+    "invalid_bet: invalid bet: win chance must be between 1% and 98%, this bet wins on 50 of 10000 rolls",
+    "stake_below_min: stake 5 is below the table minimum of 10",
+    "invalid_bet: invalid bet: roulette expects {\"bets\": [{\"type\": \"red\", \"amount\": 100}, {\"type\": \"straight\", \"numbers\": [17], \"amount\": 50}]}: invalid type: string \"x\", expected struct RawRouletteBet",
+    "invalid_bet: invalid bet: roulette expects {\"bets\": [{\"type\": \"red\", \"amount\": 100}, {\"type\": \"straight\", \"numbers\": [17], \"amount\": 50}]}: invalid type: string \"x\", expected struct RawBet",
+    "invalid_bet: invalid bet: roulette expects {\"bets\": [{\"type\": \"red\", \"amount\": 100}, {\"type\": \"straight\", \"numbers\": [17], \"amount\": 50}]}: unknown field `x`, expected one of `type`, `numbers`, `which`, `amount`",
+    "invalid_bet: invalid bet: roulette expects {\"bets\": [{\"type\": \"red\", \"amount\": 100}, {\"type\": \"straight\", \"numbers\": [17], \"amount\": 50}]}: invalid type: null, expected a sequence",
+    "invalid_bet: invalid bet: Dozen bets need \"which\": 1, 2 or 3",
+    "invalid_bet: invalid bet: roulette expects {\"bets\": [{\"type\": \"red\", \"amount\": 100}, {\"type\": \"straight\", \"numbers\": [17], \"amount\": 50}]}: invalid type: string \"2\", expected u8",
+    "invalid_bet: invalid bet: Split cannot cover numbers [3, 4]",
+    "invalid_bet: invalid bet: Red is an outside bet and takes no numbers",
+    "invalid_bet: invalid bet: bet amounts must be positive, got -100",
+    "invalid_bet: invalid bet: bet amounts add up to 60 but the stake is 100",
+    "invalid_bet: invalid bet: a spin takes 1 to 50 bets, got 0",
+    "invalid_bet: invalid bet: slot stakes are spread over 10 lines and must be a multiple of 10, got 15",
+    "stake_above_max: stake 1000000 is above the table maximum of 100000",
+];
+
+#[test]
+fn malformed_bets_are_refused_word_for_word() {
+    assert_eq!(refusals(), REFUSALS);
 }

@@ -41,10 +41,8 @@ async fn play(store: &dyn Store, id: &str, game: GameId, bet: Value) -> Played {
     let new = NewRound {
         id: id.to_owned(),
         player: PLAYER.to_owned(),
-        game,
         stake: 100,
-        bet: croupier_games::parse_bet(game, 100, &bet).unwrap(),
-        bet_json: bet,
+        bet: croupier_games::parse_bet(game, 100, bet).unwrap(),
         node: "n".into(),
     };
     let played = store.transact(None, move |tx| start_round(tx, &new)).await;
