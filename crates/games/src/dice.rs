@@ -120,19 +120,20 @@ mod tests {
         }
     }
 
-    fn parse(bet: serde_json::Value) -> Result<DiceBet, BetError> {
-        let bet = DiceBet::from_json(bet)?;
-        bet.validate().map(|()| bet)
-    }
-
     #[test]
     fn rejects_bad_targets() {
-        use serde_json::json;
-        assert!(parse(json!({"target": 50, "direction": "under"})).is_err());
-        assert!(parse(json!({"target": 10000, "direction": "over"})).is_err());
-        assert!(parse(json!({"target": 5000, "direction": "sideways"})).is_err());
-        assert!(parse(json!({"target": -1, "direction": "over"})).is_err());
-        assert!(parse(json!({"target": 5000, "direction": "over"})).is_ok());
+        let bet = |target, direction| DiceBet { target, direction }.validate();
+        assert!(bet(50, Direction::Under).is_err());
+        assert!(bet(10000, Direction::Over).is_err());
+        assert!(bet(9900, Direction::Over).is_err());
+        assert!(bet(5000, Direction::Over).is_ok());
+        for shape in [
+            r#"{"target": 5000, "direction": "sideways"}"#,
+            r#"{"target": -1, "direction": "over"}"#,
+        ] {
+            let sent = serde_json::from_str(shape).unwrap();
+            assert!(DiceBet::from_json(sent).is_err(), "{shape}");
+        }
     }
 
     #[test]

@@ -275,50 +275,59 @@ impl RouletteBet {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Value, json};
-
     use super::*;
 
-    fn parse(bet: Value, stake: i64) -> Result<RouletteBet, BetError> {
-        RouletteRequest::from_json(bet)?.validate(stake)
+    /// What a bet covers: its numbers, or which dozen or column.
+    enum Cover {
+        Numbers(&'static [u8]),
+        Which(u8),
+        Nothing,
     }
 
-    fn one(kind: &str, extra: Value, amount: i64) -> Result<RouletteBet, BetError> {
-        let mut bet = json!({"type": kind, "amount": amount});
-        if let (Some(obj), Some(extra)) = (bet.as_object_mut(), extra.as_object()) {
-            obj.extend(extra.clone());
+    fn chip(kind: BetKind, cover: Cover, amount: i64) -> Chip {
+        let (numbers, which) = match cover {
+            Cover::Numbers(numbers) => (Some(numbers.to_vec()), None),
+            Cover::Which(which) => (None, Some(Some(which))),
+            Cover::Nothing => (None, None),
+        };
+        Chip {
+            kind,
+            numbers,
+            which,
+            amount,
         }
-        parse(json!({ "bets": [bet] }), amount)
+    }
+
+    fn one(kind: BetKind, cover: Cover, amount: i64) -> Result<RouletteBet, BetError> {
+        let bets = vec![chip(kind, cover, amount)];
+        RouletteRequest { bets }.validate(amount)
     }
 
     #[test]
     fn payout_table_is_the_european_one() {
+        use BetKind::*;
+        use Cover::{Nothing, Numbers, Which};
         let cases = [
-            ("straight", json!({"numbers": [17]}), 17u8, 36),
-            ("split", json!({"numbers": [17, 20]}), 20, 18),
-            ("split", json!({"numbers": [0, 2]}), 0, 18),
-            ("street", json!({"numbers": [16, 17, 18]}), 18, 12),
-            ("trio", json!({"numbers": [0, 1, 2]}), 1, 12),
-            ("corner", json!({"numbers": [17, 18, 20, 21]}), 21, 9),
-            ("first_four", json!({"numbers": [0, 1, 2, 3]}), 3, 9),
-            (
-                "six_line",
-                json!({"numbers": [31, 32, 33, 34, 35, 36]}),
-                34,
-                6,
-            ),
-            ("dozen", json!({"which": 2}), 24, 3),
-            ("column", json!({"which": 1}), 34, 3),
-            ("red", json!({}), 1, 2),
-            ("black", json!({}), 2, 2),
-            ("odd", json!({}), 35, 2),
-            ("even", json!({}), 36, 2),
-            ("low", json!({}), 18, 2),
-            ("high", json!({}), 19, 2),
+            (Straight, Numbers(&[17]), 17u8, 36),
+            (Split, Numbers(&[17, 20]), 20, 18),
+            (Split, Numbers(&[0, 2]), 0, 18),
+            (Street, Numbers(&[16, 17, 18]), 18, 12),
+            (Trio, Numbers(&[0, 1, 2]), 1, 12),
+            (Corner, Numbers(&[17, 18, 20, 21]), 21, 9),
+            (FirstFour, Numbers(&[0, 1, 2, 3]), 3, 9),
+            (SixLine, Numbers(&[31, 32, 33, 34, 35, 36]), 34, 6),
+            (Dozen, Which(2), 24, 3),
+            (Column, Which(1), 34, 3),
+            (Red, Nothing, 1, 2),
+            (Black, Nothing, 2, 2),
+            (Odd, Nothing, 35, 2),
+            (Even, Nothing, 36, 2),
+            (Low, Nothing, 18, 2),
+            (High, Nothing, 19, 2),
         ];
-        for (kind, extra, winning_pocket, multiple) in cases {
-            let bet = one(kind, extra, 100).unwrap_or_else(|e| panic!("{kind}: {e}"));
-            assert_eq!(bet.payout_for(winning_pocket), 100 * multiple, "{kind}");
+        for (kind, cover, winning_pocket, multiple) in cases {
+            let bet = one(kind, cover, 100).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+            assert_eq!(bet.payout_for(winning_pocket), 100 * multiple, "{kind:?}");
             assert_eq!(bet.payout_for(0) == 0, !bet.bets[0].covered.contains(&0));
         }
     }
@@ -351,20 +360,26 @@ mod tests {
 
     #[test]
     fn rejects_invalid_bets() {
-        assert!(one("split", json!({"numbers": [3, 4]}), 100).is_err());
-        assert!(one("corner", json!({"numbers": [3, 4, 6, 7]}), 100).is_err());
-        assert!(one("straight", json!({"numbers": [37]}), 100).is_err());
-        assert!(one("dozen", json!({"which": 4}), 100).is_err());
-        assert!(one("red", json!({"numbers": [1]}), 100).is_err());
-        assert!(one("red", json!({}), -5).is_err());
-        assert!(parse(json!({"bets": [{"type": "red", "amount": 10}]}), 20).is_err());
-        assert!(parse(json!({"bets": []}), 0).is_err());
-        assert!(one("red", json!({"numbers": null}), 100).is_err());
+        use BetKind::*;
+        use Cover::{Nothing, Numbers, Which};
+        assert!(one(Split, Numbers(&[3, 4]), 100).is_err());
+        assert!(one(Corner, Numbers(&[3, 4, 6, 7]), 100).is_err());
+        assert!(one(Straight, Numbers(&[37]), 100).is_err());
+        assert!(one(Straight, Numbers(&[]), 100).is_err());
+        assert!(one(Dozen, Which(4), 100).is_err());
+        assert!(one(Dozen, Nothing, 100).is_err());
+        assert!(one(Red, Numbers(&[1]), 100).is_err());
+        assert!(one(Red, Nothing, -5).is_err());
+        let short = RouletteRequest {
+            bets: vec![chip(Red, Nothing, 10)],
+        };
+        assert!(short.validate(20).is_err());
+        assert!(RouletteRequest { bets: vec![] }.validate(0).is_err());
     }
 
     #[test]
     fn simulated_rtp_matches() {
-        let bet = one("straight", json!({"numbers": [7]}), 100).unwrap();
+        let bet = one(BetKind::Straight, Cover::Numbers(&[7]), 100).unwrap();
         let mut rng = FairRng::new("sim", "roulette", 1);
         let spins = 370_000;
         let paid: i64 = (0..spins).map(|_| bet.play(&mut rng).payout.unwrap()).sum();
