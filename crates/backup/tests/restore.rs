@@ -42,15 +42,12 @@ impl Ledger {
     }
 
     fn bet(&self, player: usize, n: u64) {
-        let bet_json = json!({"target": 5000, "direction": "over"});
-        let bet = croupier_games::parse_bet(GameId::Dice, 10, &bet_json).unwrap();
+        let bet = json!({"target": 5000, "direction": "over"});
         let new = NewRound {
             id: rounds::new_round_id(),
             player: format!("p{player}"),
-            game: GameId::Dice,
             stake: 10,
-            bet_json,
-            bet,
+            bet: croupier_games::parse_bet(GameId::Dice, 10, bet).unwrap(),
             node: "test".into(),
         };
         let idem = Idempotency {
@@ -406,14 +403,11 @@ fn a_repository_missing_its_newest_segment_fails_a_pinned_verify_as_a_rollback()
 impl Ledger {
     /// Starts a blackjack hand; its status afterwards ("open" unless dealt a natural).
     fn deal(&self, player: usize, id: &str) -> String {
-        let bet = croupier_games::parse_bet(GameId::Blackjack, 10, &json!(null)).unwrap();
         let new = NewRound {
             id: id.to_owned(),
             player: format!("p{player}"),
-            game: GameId::Blackjack,
             stake: 10,
-            bet_json: json!(null),
-            bet,
+            bet: croupier_games::parse_bet(GameId::Blackjack, 10, json!(null)).unwrap(),
             node: "test".into(),
         };
         let answer = self

@@ -19,15 +19,12 @@ const HOUR_MS: i64 = 3_600_000;
 
 fn play(runtime: &tokio::runtime::Runtime, store: &Arc<dyn Store>, from: u64, bets: u64) {
     for n in from..from + bets {
-        let bet_json = json!({"target": 5000, "direction": "over"});
-        let bet = croupier_games::parse_bet(GameId::Dice, 10, &bet_json).unwrap();
+        let bet = json!({"target": 5000, "direction": "over"});
         let new = NewRound {
             id: rounds::new_round_id(),
             player: "p0".into(),
-            game: GameId::Dice,
             stake: 10,
-            bet_json,
-            bet,
+            bet: croupier_games::parse_bet(GameId::Dice, 10, bet).unwrap(),
             node: "test".into(),
         };
         let idem = Idempotency {

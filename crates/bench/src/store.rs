@@ -55,15 +55,12 @@ pub async fn dice_round(
     n: u64,
     node: &str,
 ) -> Result<Committed<Played>, RoundError> {
-    let bet_json = json!({"target": 5000, "direction": "over"});
-    let bet = croupier_games::parse_bet(GameId::Dice, 10, &bet_json)?;
+    let bet = json!({"target": 5000, "direction": "over"});
     let new = NewRound {
         id: rounds::new_round_id(),
         player: format!("p{p}"),
-        game: GameId::Dice,
         stake: 10,
-        bet_json,
-        bet,
+        bet: croupier_games::parse_bet(GameId::Dice, 10, bet)?,
         node: node.to_owned(),
     };
     let idem = Idempotency {

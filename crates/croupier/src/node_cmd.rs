@@ -148,8 +148,12 @@ fn lock_down_ledger(store: &StoreLocation) -> anyhow::Result<()> {
     };
     for suffix in ["", "-wal", "-shm"] {
         let file = PathBuf::from(format!("{}{suffix}", db.display()));
-        if file.exists() {
-            crate::private_files::lock_down(&file)?;
+        match crate::private_files::lock_down(&file) {
+            // Not made yet, or removed by a sibling node closing the file: nothing to tighten.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            repaired => {
+                repaired.with_context(|| format!("securing {}", file.display()))?;
+            }
         }
     }
     Ok(())

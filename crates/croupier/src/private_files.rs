@@ -21,7 +21,13 @@ pub fn lock_down(folder: &Path) -> std::io::Result<usize> {
     let mut repaired = 0;
     let mut pending = vec![folder.to_path_buf()];
     while let Some(path) = pending.pop() {
-        let meta = std::fs::symlink_metadata(&path)?;
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            // Gone since its folder was listed: a sibling process's journal or temporary file
+            // (nodes started together share the folder). Nothing left to tighten.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path != folder => continue,
+            Err(e) => return Err(e),
+        };
         if meta.file_type().is_symlink() {
             continue;
         }
@@ -36,12 +42,20 @@ pub fn lock_down(folder: &Path) -> std::io::Result<usize> {
             repaired += 1;
         }
         if meta.is_dir() {
-            for entry in std::fs::read_dir(&path)? {
-                pending.push(entry?.path());
-            }
+            pending.extend(listing(&path, path != folder)?);
         }
     }
     Ok(repaired)
+}
+
+/// The paths in `folder`; none when it may vanish (`may_vanish`) and has.
+fn listing(folder: &Path, may_vanish: bool) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let entries = match std::fs::read_dir(folder) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && may_vanish => return Ok(vec![]),
+        Err(e) => return Err(e),
+    };
+    entries.map(|entry| entry.map(|e| e.path())).collect()
 }
 
 /// `private_umask` and `lock_down` of `folder` (created if missing), for a command's start.
@@ -82,5 +96,38 @@ mod tests {
         assert_eq!(mode(&data.join("ledger.db")), 0o600);
         assert_eq!(mode(&data.join("backups/seg")), 0o600);
         assert_eq!(lock_down(&data).unwrap(), 0, "nothing left to repair");
+    }
+
+    /// Nodes started together secure the folder while their siblings make and remove
+    /// journal files in it: a file gone mid-walk is not an error.
+    #[test]
+    fn files_that_vanish_during_the_walk_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let churn = {
+            let (data, stop) = (data.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for n in 0..20 {
+                        let sub = data.join(format!("tmp-{n}"));
+                        std::fs::create_dir_all(&sub).unwrap();
+                        std::fs::write(sub.join("journal"), b"x").unwrap();
+                    }
+                    for n in 0..20 {
+                        std::fs::remove_dir_all(data.join(format!("tmp-{n}"))).unwrap();
+                    }
+                }
+            })
+        };
+        let failures = (0..2_000).filter(|_| lock_down(&data).is_err()).count();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        churn.join().unwrap();
+        assert_eq!(failures, 0);
+        assert!(
+            lock_down(&dir.path().join("missing")).is_err(),
+            "the folder itself must exist"
+        );
     }
 }

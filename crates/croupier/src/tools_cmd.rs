@@ -4,7 +4,7 @@
 use anyhow::Context;
 use clap::Args;
 use croupier_games::blackjack::Action;
-use croupier_games::{GameId, server_seed_hash};
+use croupier_games::{BetRequest, GameId, server_seed_hash};
 use croupier_ledger::StoreLocation;
 use serde_json::json;
 
@@ -32,14 +32,14 @@ pub struct VerifyArgs {
 
 pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     let game: GameId = args.game.parse()?;
-    let bet: serde_json::Value = serde_json::from_str(&args.bet).context("--bet is not JSON")?;
+    let bet = serde_json::from_str(&args.bet).context("--bet is not JSON")?;
+    let bet = BetRequest::from_json(game, bet)?;
     let actions = args
         .actions
         .iter()
         .map(|a| Action::parse(a))
         .collect::<Result<Vec<_>, _>>()?;
     let outcome = croupier_games::replay(
-        game,
         args.stake,
         &bet,
         &actions,

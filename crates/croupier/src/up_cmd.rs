@@ -290,28 +290,32 @@ fn start_in_order(
     for child in children.iter_mut().take(nodes) {
         child.spawn()?;
     }
-    for i in 0..layout.nodes {
-        wait_ready(&agent, &format!("{}/readyz", layout.node_url(i)));
+    for (i, node) in (0..layout.nodes).zip(children.iter_mut()) {
+        wait_ready(&agent, &format!("{}/readyz", layout.node_url(i)), node)?;
     }
     for child in children.iter_mut().skip(nodes) {
         child.spawn()?;
         if child.name == GATEWAY {
-            wait_ready(&agent, &format!("{}/readyz", layout.admin_url()));
+            wait_ready(&agent, &format!("{}/readyz", layout.admin_url()), child)?;
         }
     }
     Ok(())
 }
 
 /// Waits until `url` answers 200, for at most `TIER_READY_WITHIN`; says so if it never does.
-fn wait_ready(agent: &ureq::Agent, url: &str) {
+/// The child is supervised meanwhile: one that exits while starting is restarted after its
+/// back-off, as it would be once everything runs.
+fn wait_ready(agent: &ureq::Agent, url: &str, child: &mut Supervised) -> anyhow::Result<()> {
     let deadline = std::time::Instant::now() + TIER_READY_WITHIN;
     while std::time::Instant::now() < deadline {
         if agent.get(url).call().is_ok() {
-            return;
+            return Ok(());
         }
+        child.supervise()?;
         std::thread::sleep(Duration::from_millis(50));
     }
     tracing::warn!(%url, "not ready in time; starting the next tier anyway");
+    Ok(())
 }
 
 /// How players sign in: by name in demo mode (said loudly), else with a launch token.

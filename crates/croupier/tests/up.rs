@@ -218,6 +218,42 @@ fn up_supervises_nodes_and_gateway_and_stops_cleanly() {
     ledger_integrity(Path::new(&data));
 }
 
+/// A node whose first process cannot start (here: its port is taken for a moment) is
+/// restarted by the supervisor while the stack is still starting, as it would be later: the
+/// stack does not wait out its start deadline (30 s) for a process that has exited.
+#[test]
+fn a_node_that_fails_while_the_stack_starts_is_restarted_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let layout = up_layout(&data);
+    let taken = std::net::TcpListener::bind(("127.0.0.1", layout.first_node_port + 1)).unwrap();
+    let started = Instant::now();
+    let _up = Up(croupier()
+        .args(layout.up_command())
+        .arg("--demo")
+        .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    std::thread::sleep(Duration::from_secs(2));
+    drop(taken);
+    let mut ready = vec![format!("{}/readyz", layout.admin_url())];
+    ready.extend((0..3).map(|i| format!("{}/readyz", layout.node_url(i))));
+    for url in ready {
+        let up = || get(&url, None).map(|r| r.0) == Ok(200);
+        assert!(
+            within(
+                Duration::from_secs(20).saturating_sub(started.elapsed()),
+                up
+            ),
+            "{url} not ready 20 s after the start"
+        );
+    }
+    wait_eligible(&layout.admin_url(), 3);
+}
+
 #[test]
 fn failing_synthetic_checks_alert_on_the_wallet_and_the_lobby() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,9 +6,8 @@
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::json;
 
-use crate::{BetError, FairRng, Outcome};
+use crate::{BetError, Detail, FairRng, Outcome};
 
 const DECK: usize = 52;
 const RANKS: [&str; 13] = [
@@ -50,16 +49,51 @@ impl Serialize for Card {
     }
 }
 
+impl Card {
+    /// The card written as `name` ("AS", "10H"…).
+    fn named(name: &str) -> Option<Card> {
+        let (rank, suit) = name.split_at(name.len().saturating_sub(1));
+        let r = RANKS.iter().position(|&x| x == rank)?;
+        let s = SUITS.iter().position(|&x| x == suit)?;
+        Some(Card((s * 13 + r) as u8))
+    }
+}
+
 impl<'de> Deserialize<'de> for Card {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        let (rank, suit) = text.split_at(text.len().saturating_sub(1));
-        let r = RANKS.iter().position(|&x| x == rank);
-        let s = SUITS.iter().position(|&x| x == suit);
-        match (r, s) {
-            (Some(r), Some(s)) => Ok(Card((s * 13 + r) as u8)),
-            _ => Err(serde::de::Error::custom(format!("not a card: {text}"))),
+        Card::named(&text).ok_or_else(|| serde::de::Error::custom(format!("not a card: {text}")))
+    }
+}
+
+/// A dealer's card as the player sees it: face up, or the hole card ("??") while the hand is
+/// open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shown {
+    Face(Card),
+    Hidden,
+}
+
+const HIDDEN: &str = "??";
+
+impl Serialize for Shown {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Shown::Face(card) => card.serialize(s),
+            Shown::Hidden => s.serialize_str(HIDDEN),
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for Shown {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == HIDDEN {
+            return Ok(Shown::Hidden);
+        }
+        Card::named(&text)
+            .map(Shown::Face)
+            .ok_or_else(|| serde::de::Error::custom(format!("not a card: {text}")))
     }
 }
 
@@ -119,6 +153,21 @@ pub enum HandResult {
     DealerBust,
     PlayerWins,
     DealerWins,
+}
+
+/// What the player sees of a hand: a blackjack round's outcome. Fields in alphabetical
+/// order: the stored and answered shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandView {
+    pub actions: Vec<Action>,
+    pub allowed_actions: Vec<Action>,
+    pub dealer: Vec<Shown>,
+    /// `None` while the hole card is hidden.
+    pub dealer_total: Option<u32>,
+    pub doubled: bool,
+    pub player: Vec<Card>,
+    pub player_total: u32,
+    pub result: Option<HandResult>,
 }
 
 /// A blackjack round's full state.
@@ -253,27 +302,24 @@ impl Hand {
 
     /// What the player may see: the dealer's hole card stays hidden while the round is open.
     pub fn outcome(&self) -> Outcome {
-        let dealer: Vec<String> = if self.is_finished() {
-            self.dealer.iter().map(Card::to_string).collect()
+        let (dealer, dealer_total) = if self.is_finished() {
+            let shown = self.dealer.iter().copied().map(Shown::Face).collect();
+            (shown, Some(total(&self.dealer).0))
         } else {
-            vec![self.dealer[0].to_string(), "??".to_owned()]
+            (vec![Shown::Face(self.dealer[0]), Shown::Hidden], None)
         };
-        let dealer_total = if self.is_finished() {
-            Some(total(&self.dealer).0)
-        } else {
-            None
+        let view = HandView {
+            actions: self.actions.clone(),
+            allowed_actions: self.allowed_actions(),
+            dealer,
+            dealer_total,
+            doubled: self.doubled,
+            player: self.player.clone(),
+            player_total: total(&self.player).0,
+            result: self.result,
         };
         Outcome {
-            detail: json!({
-                "player": self.player,
-                "player_total": total(&self.player).0,
-                "dealer": dealer,
-                "dealer_total": dealer_total,
-                "doubled": self.doubled,
-                "actions": self.actions,
-                "result": self.result,
-                "allowed_actions": self.allowed_actions(),
-            }),
+            detail: Detail::Blackjack(view),
             payout: self.payout(),
         }
     }
@@ -292,10 +338,7 @@ mod tests {
     use super::*;
 
     fn cards(names: &[&str]) -> Vec<Card> {
-        names
-            .iter()
-            .map(|n| serde_json::from_value(json!(n)).unwrap())
-            .collect()
+        names.iter().map(|n| Card::named(n).unwrap()).collect()
     }
 
     #[test]
@@ -317,7 +360,7 @@ mod tests {
     #[test]
     fn hand_state_round_trips_through_json() {
         let hand = Hand::deal(100, &mut FairRng::new("s", "c", 9));
-        let back: Hand = serde_json::from_value(serde_json::to_value(&hand).unwrap()).unwrap();
+        let back: Hand = serde_json::from_str(&serde_json::to_string(&hand).unwrap()).unwrap();
         assert_eq!(hand, back);
     }
 

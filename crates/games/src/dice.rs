@@ -1,10 +1,10 @@
 //! Dice: a roll from 0 to 9999; bet that it lands under or over a target. The payout is set so
 //! that every target returns 99% (1% house edge), rounded down to the minor unit.
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize, Serializer};
 
-use crate::{BetError, FairRng, Outcome};
+use crate::{BetError, Detail, FairRng, Outcome};
 
 pub const OUTCOMES: u32 = 10_000;
 /// Payout numerator: 99% of the outcome count.
@@ -12,13 +12,15 @@ const RETURN_NUMERATOR: i128 = 9_900;
 const MIN_WIN_OUTCOMES: u32 = 100;
 const MAX_WIN_OUTCOMES: u32 = 9_800;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Under,
     Over,
 }
 
+/// A dice bet as sent and stored. Its fields are read in this order (the order a refusal
+/// lists them in) and written in alphabetical order, the stored and answered shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiceBet {
@@ -26,27 +28,47 @@ pub struct DiceBet {
     pub direction: Direction,
 }
 
+impl Serialize for DiceBet {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut bet = s.serialize_struct("DiceBet", 2)?;
+        bet.serialize_field("direction", &self.direction)?;
+        bet.serialize_field("target", &self.target)?;
+        bet.end()
+    }
+}
+
+/// A roll and whether it won: a dice round's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiceRoll {
+    pub roll: u32,
+    pub won: bool,
+}
+
 impl DiceBet {
-    pub fn parse(bet: &Value) -> Result<Self, BetError> {
-        let parsed: DiceBet = serde_json::from_value(bet.clone()).map_err(|e| {
+    pub fn from_json(bet: serde_json::Value) -> Result<Self, BetError> {
+        serde_json::from_value(bet).map_err(|e| {
             BetError::Invalid(format!(
                 "dice expects {{\"target\": 0..9999, \"direction\": \"under\"|\"over\"}}: {e}"
             ))
-        })?;
-        if parsed.target >= OUTCOMES {
+        })
+    }
+
+    /// Checks the target and the win chance it gives.
+    pub fn validate(&self) -> Result<(), BetError> {
+        if self.target >= OUTCOMES {
             return Err(BetError::Invalid(format!(
                 "target {} is outside 0..{}",
-                parsed.target,
+                self.target,
                 OUTCOMES - 1
             )));
         }
-        let winning = parsed.winning_outcomes();
+        let winning = self.winning_outcomes();
         if !(MIN_WIN_OUTCOMES..=MAX_WIN_OUTCOMES).contains(&winning) {
             return Err(BetError::Invalid(format!(
                 "win chance must be between 1% and 98%, this bet wins on {winning} of {OUTCOMES} rolls"
             )));
         }
-        Ok(parsed)
+        Ok(())
     }
 
     /// How many of the 10 000 rolls win.
@@ -74,7 +96,7 @@ impl DiceBet {
         let roll = rng.below(OUTCOMES);
         let won = self.wins(roll);
         Outcome {
-            detail: json!({"roll": roll, "won": won}),
+            detail: Detail::Dice(DiceRoll { roll, won }),
             payout: Some(if won { self.win_payout(stake) } else { 0 }),
         }
     }
@@ -100,11 +122,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_targets() {
-        assert!(DiceBet::parse(&json!({"target": 50, "direction": "under"})).is_err());
-        assert!(DiceBet::parse(&json!({"target": 10000, "direction": "over"})).is_err());
-        assert!(DiceBet::parse(&json!({"target": 5000, "direction": "sideways"})).is_err());
-        assert!(DiceBet::parse(&json!({"target": -1, "direction": "over"})).is_err());
-        assert!(DiceBet::parse(&json!({"target": 5000, "direction": "over"})).is_ok());
+        let bet = |target, direction| DiceBet { target, direction }.validate();
+        assert!(bet(50, Direction::Under).is_err());
+        assert!(bet(10000, Direction::Over).is_err());
+        assert!(bet(9900, Direction::Over).is_err());
+        assert!(bet(5000, Direction::Over).is_ok());
+        for shape in [
+            r#"{"target": 5000, "direction": "sideways"}"#,
+            r#"{"target": -1, "direction": "over"}"#,
+        ] {
+            let sent = serde_json::from_str(shape).unwrap();
+            assert!(DiceBet::from_json(sent).is_err(), "{shape}");
+        }
     }
 
     #[test]

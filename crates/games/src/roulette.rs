@@ -1,10 +1,10 @@
 //! European roulette: one zero, 37 pockets. A round holds one or more bets on one spin; every
 //! bet covering k numbers returns 36/k times its amount, so each pays 36/37.
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::{BetError, FairRng, Outcome};
+use crate::{BetError, Detail, FairRng, Outcome};
 
 pub const POCKETS: u32 = 37;
 const MAX_BETS_PER_SPIN: usize = 50;
@@ -12,7 +12,7 @@ const RED: [u8; 18] = [
     1, 3, 5, 7, 9, 12, 14, 16, 18, 19, 21, 23, 25, 27, 30, 32, 34, 36,
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BetKind {
     Straight,
@@ -32,23 +32,66 @@ pub enum BetKind {
     High,
 }
 
+/// One bet of a spin as sent and stored. Fields are read in this order (the order a refusal
+/// lists them in) and written in alphabetical order, the stored and answered shape; an
+/// optional field is written back only if it was sent (`which` even when sent as `null`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBet {
+#[serde(deny_unknown_fields, expecting = "struct RawBet")]
+pub struct Chip {
     #[serde(rename = "type")]
-    kind: BetKind,
-    #[serde(default)]
-    numbers: Vec<u8>,
+    pub kind: BetKind,
+    #[serde(default, deserialize_with = "sent")]
+    pub numbers: Option<Vec<u8>>,
     /// For dozen and column: 1, 2 or 3.
-    #[serde(default)]
-    which: Option<u8>,
-    amount: i64,
+    #[serde(default, deserialize_with = "sent")]
+    pub which: Option<Option<u8>>,
+    pub amount: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRouletteBet {
-    bets: Vec<RawBet>,
+/// A field that was sent, read as its own type (so `numbers: null` is still refused).
+fn sent<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+impl Serialize for Chip {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut chip = s.serialize_struct("Chip", 4)?;
+        chip.serialize_field("amount", &self.amount)?;
+        match &self.numbers {
+            Some(numbers) => chip.serialize_field("numbers", numbers)?,
+            None => chip.skip_field("numbers")?,
+        }
+        chip.serialize_field("type", &self.kind)?;
+        match &self.which {
+            Some(which) => chip.serialize_field("which", which)?,
+            None => chip.skip_field("which")?,
+        }
+        chip.end()
+    }
+}
+
+/// A roulette round's bet as sent and stored: the bets on one spin. (This and `Chip` keep
+/// the names a refusal has always quoted: "expected struct RawBet".)
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "struct RawRouletteBet")]
+pub struct RouletteRequest {
+    pub bets: Vec<Chip>,
+}
+
+/// The colour of a pocket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Colour {
+    Green,
+    Red,
+    Black,
+}
+
+/// Where the ball landed: a roulette round's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouletteSpin {
+    pub colour: Colour,
+    pub pocket: u8,
 }
 
 /// One validated bet: the numbers it covers and its amount.
@@ -135,56 +178,36 @@ fn outside_set(kind: BetKind, which: Option<u8>) -> Result<Vec<u8>, BetError> {
     Ok(set)
 }
 
-impl RouletteBet {
-    /// Validates the bets; their amounts must add up to the round's stake.
-    pub fn parse(bet: &Value, stake: i64) -> Result<Self, BetError> {
-        let raw: RawRouletteBet = serde_json::from_value(bet.clone()).map_err(|e| {
+impl RouletteRequest {
+    pub fn from_json(bet: serde_json::Value) -> Result<Self, BetError> {
+        serde_json::from_value(bet).map_err(|e| {
             BetError::Invalid(format!(
                 "roulette expects {{\"bets\": [{{\"type\": \"red\", \"amount\": 100}}, {{\"type\": \"straight\", \"numbers\": [17], \"amount\": 50}}]}}: {e}"
             ))
-        })?;
-        if raw.bets.is_empty() || raw.bets.len() > MAX_BETS_PER_SPIN {
+        })
+    }
+
+    /// Validates the bets; their amounts must add up to the round's stake.
+    pub fn validate(&self, stake: i64) -> Result<RouletteBet, BetError> {
+        if self.bets.is_empty() || self.bets.len() > MAX_BETS_PER_SPIN {
             return Err(BetError::Invalid(format!(
                 "a spin takes 1 to {MAX_BETS_PER_SPIN} bets, got {}",
-                raw.bets.len()
+                self.bets.len()
             )));
         }
         let mut total: i64 = 0;
-        let mut bets = Vec::with_capacity(raw.bets.len());
-        for raw_bet in raw.bets {
-            if raw_bet.amount <= 0 {
+        let mut bets = Vec::with_capacity(self.bets.len());
+        for chip in &self.bets {
+            if chip.amount <= 0 {
                 return Err(BetError::Invalid(format!(
                     "bet amounts must be positive, got {}",
-                    raw_bet.amount
+                    chip.amount
                 )));
             }
             total = total
-                .checked_add(raw_bet.amount)
+                .checked_add(chip.amount)
                 .ok_or_else(|| BetError::Invalid("bet amounts overflow".into()))?;
-            let inside = inside_sets(raw_bet.kind);
-            let covered = if inside.is_empty() {
-                if !raw_bet.numbers.is_empty() {
-                    return Err(BetError::Invalid(format!(
-                        "{:?} is an outside bet and takes no numbers",
-                        raw_bet.kind
-                    )));
-                }
-                outside_set(raw_bet.kind, raw_bet.which)?
-            } else {
-                let wanted = sorted(raw_bet.numbers.clone());
-                if !inside.contains(&wanted) {
-                    return Err(BetError::Invalid(format!(
-                        "{:?} cannot cover numbers {:?}",
-                        raw_bet.kind, raw_bet.numbers
-                    )));
-                }
-                wanted
-            };
-            bets.push(PlacedBet {
-                kind: raw_bet.kind,
-                covered,
-                amount: raw_bet.amount,
-            });
+            bets.push(chip.place()?);
         }
         if total != stake {
             return Err(BetError::Invalid(format!(
@@ -193,7 +216,40 @@ impl RouletteBet {
         }
         Ok(RouletteBet { bets })
     }
+}
 
+impl Chip {
+    /// The numbers this bet covers, if they make a bet of its kind.
+    fn place(&self) -> Result<PlacedBet, BetError> {
+        let numbers = self.numbers.as_deref().unwrap_or_default();
+        let inside = inside_sets(self.kind);
+        let covered = if inside.is_empty() {
+            if !numbers.is_empty() {
+                return Err(BetError::Invalid(format!(
+                    "{:?} is an outside bet and takes no numbers",
+                    self.kind
+                )));
+            }
+            outside_set(self.kind, self.which.flatten())?
+        } else {
+            let wanted = sorted(numbers.to_vec());
+            if !inside.contains(&wanted) {
+                return Err(BetError::Invalid(format!(
+                    "{:?} cannot cover numbers {:?}",
+                    self.kind, numbers
+                )));
+            }
+            wanted
+        };
+        Ok(PlacedBet {
+            kind: self.kind,
+            covered,
+            amount: self.amount,
+        })
+    }
+}
+
+impl RouletteBet {
     /// Total returned (stakes included) when the ball lands on `pocket`.
     pub fn payout_for(&self, pocket: u8) -> i64 {
         self.bets
@@ -206,12 +262,12 @@ impl RouletteBet {
     pub fn play(&self, rng: &mut FairRng) -> Outcome {
         let pocket = rng.below(POCKETS) as u8;
         let colour = match pocket {
-            0 => "green",
-            n if is_red(n) => "red",
-            _ => "black",
+            0 => Colour::Green,
+            n if is_red(n) => Colour::Red,
+            _ => Colour::Black,
         };
         Outcome {
-            detail: json!({"pocket": pocket, "colour": colour}),
+            detail: Detail::Roulette(RouletteSpin { colour, pocket }),
             payout: Some(self.payout_for(pocket)),
         }
     }
@@ -221,42 +277,57 @@ impl RouletteBet {
 mod tests {
     use super::*;
 
-    fn one(kind: &str, extra: Value, amount: i64) -> Result<RouletteBet, BetError> {
-        let mut bet = json!({"type": kind, "amount": amount});
-        if let (Some(obj), Some(extra)) = (bet.as_object_mut(), extra.as_object()) {
-            obj.extend(extra.clone());
+    /// What a bet covers: its numbers, or which dozen or column.
+    enum Cover {
+        Numbers(&'static [u8]),
+        Which(u8),
+        Nothing,
+    }
+
+    fn chip(kind: BetKind, cover: Cover, amount: i64) -> Chip {
+        let (numbers, which) = match cover {
+            Cover::Numbers(numbers) => (Some(numbers.to_vec()), None),
+            Cover::Which(which) => (None, Some(Some(which))),
+            Cover::Nothing => (None, None),
+        };
+        Chip {
+            kind,
+            numbers,
+            which,
+            amount,
         }
-        RouletteBet::parse(&json!({ "bets": [bet] }), amount)
+    }
+
+    fn one(kind: BetKind, cover: Cover, amount: i64) -> Result<RouletteBet, BetError> {
+        let bets = vec![chip(kind, cover, amount)];
+        RouletteRequest { bets }.validate(amount)
     }
 
     #[test]
     fn payout_table_is_the_european_one() {
+        use BetKind::*;
+        use Cover::{Nothing, Numbers, Which};
         let cases = [
-            ("straight", json!({"numbers": [17]}), 17u8, 36),
-            ("split", json!({"numbers": [17, 20]}), 20, 18),
-            ("split", json!({"numbers": [0, 2]}), 0, 18),
-            ("street", json!({"numbers": [16, 17, 18]}), 18, 12),
-            ("trio", json!({"numbers": [0, 1, 2]}), 1, 12),
-            ("corner", json!({"numbers": [17, 18, 20, 21]}), 21, 9),
-            ("first_four", json!({"numbers": [0, 1, 2, 3]}), 3, 9),
-            (
-                "six_line",
-                json!({"numbers": [31, 32, 33, 34, 35, 36]}),
-                34,
-                6,
-            ),
-            ("dozen", json!({"which": 2}), 24, 3),
-            ("column", json!({"which": 1}), 34, 3),
-            ("red", json!({}), 1, 2),
-            ("black", json!({}), 2, 2),
-            ("odd", json!({}), 35, 2),
-            ("even", json!({}), 36, 2),
-            ("low", json!({}), 18, 2),
-            ("high", json!({}), 19, 2),
+            (Straight, Numbers(&[17]), 17u8, 36),
+            (Split, Numbers(&[17, 20]), 20, 18),
+            (Split, Numbers(&[0, 2]), 0, 18),
+            (Street, Numbers(&[16, 17, 18]), 18, 12),
+            (Trio, Numbers(&[0, 1, 2]), 1, 12),
+            (Corner, Numbers(&[17, 18, 20, 21]), 21, 9),
+            (FirstFour, Numbers(&[0, 1, 2, 3]), 3, 9),
+            (SixLine, Numbers(&[31, 32, 33, 34, 35, 36]), 34, 6),
+            (Dozen, Which(2), 24, 3),
+            (Column, Which(1), 34, 3),
+            (Red, Nothing, 1, 2),
+            (Black, Nothing, 2, 2),
+            (Odd, Nothing, 35, 2),
+            (Even, Nothing, 36, 2),
+            (Low, Nothing, 18, 2),
+            (High, Nothing, 19, 2),
         ];
-        for (kind, extra, winning_pocket, multiple) in cases {
-            let bet = one(kind, extra, 100).unwrap_or_else(|e| panic!("{kind}: {e}"));
-            assert_eq!(bet.payout_for(winning_pocket), 100 * multiple, "{kind}");
+        for (kind, cover, winning_pocket, multiple) in cases {
+            let bet = one(kind, cover, 100).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+            assert_eq!(bet.payout_for(winning_pocket), 100 * multiple, "{kind:?}");
             assert_eq!(bet.payout_for(0) == 0, !bet.bets[0].covered.contains(&0));
         }
     }
@@ -289,19 +360,26 @@ mod tests {
 
     #[test]
     fn rejects_invalid_bets() {
-        assert!(one("split", json!({"numbers": [3, 4]}), 100).is_err());
-        assert!(one("corner", json!({"numbers": [3, 4, 6, 7]}), 100).is_err());
-        assert!(one("straight", json!({"numbers": [37]}), 100).is_err());
-        assert!(one("dozen", json!({"which": 4}), 100).is_err());
-        assert!(one("red", json!({"numbers": [1]}), 100).is_err());
-        assert!(one("red", json!({}), -5).is_err());
-        assert!(RouletteBet::parse(&json!({"bets": [{"type": "red", "amount": 10}]}), 20).is_err());
-        assert!(RouletteBet::parse(&json!({"bets": []}), 0).is_err());
+        use BetKind::*;
+        use Cover::{Nothing, Numbers, Which};
+        assert!(one(Split, Numbers(&[3, 4]), 100).is_err());
+        assert!(one(Corner, Numbers(&[3, 4, 6, 7]), 100).is_err());
+        assert!(one(Straight, Numbers(&[37]), 100).is_err());
+        assert!(one(Straight, Numbers(&[]), 100).is_err());
+        assert!(one(Dozen, Which(4), 100).is_err());
+        assert!(one(Dozen, Nothing, 100).is_err());
+        assert!(one(Red, Numbers(&[1]), 100).is_err());
+        assert!(one(Red, Nothing, -5).is_err());
+        let short = RouletteRequest {
+            bets: vec![chip(Red, Nothing, 10)],
+        };
+        assert!(short.validate(20).is_err());
+        assert!(RouletteRequest { bets: vec![] }.validate(0).is_err());
     }
 
     #[test]
     fn simulated_rtp_matches() {
-        let bet = one("straight", json!({"numbers": [7]}), 100).unwrap();
+        let bet = one(BetKind::Straight, Cover::Numbers(&[7]), 100).unwrap();
         let mut rng = FairRng::new("sim", "roulette", 1);
         let spins = 370_000;
         let paid: i64 = (0..spins).map(|_| bet.play(&mut rng).payout.unwrap()).sum();

@@ -3,16 +3,15 @@
 //! The RTP is computed exactly from the strips and paytable (`exact_rtp`) and confirmed by
 //! simulation in the tests.
 
-use serde::Serialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
-use crate::{BetError, FairRng, Outcome};
+use crate::{BetError, Detail, FairRng, Outcome};
 
 pub const REELS: usize = 5;
 pub const ROWS: usize = 3;
 pub const LINES: usize = 10;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Symbol {
     Cherry,
@@ -106,12 +105,25 @@ pub fn check_stake(stake: i64) -> Result<(), BetError> {
     Ok(())
 }
 
-#[derive(Debug, Serialize)]
-struct LineWin {
-    line: usize,
-    symbol: Symbol,
-    count: usize,
-    pays: i64,
+/// A paying line. Fields in alphabetical order: the stored and answered shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineWin {
+    /// How many matching symbols from the left.
+    pub count: usize,
+    /// The payline, from 1.
+    pub line: usize,
+    pub pays: i64,
+    pub symbol: Symbol,
+}
+
+/// Where the reels stopped, what shows and what paid: a slot round's outcome. Fields in
+/// alphabetical order: the stored and answered shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotSpin {
+    /// The rows top to bottom, each reel left to right.
+    pub grid: [[Symbol; REELS]; ROWS],
+    pub stops: Vec<usize>,
+    pub wins: Vec<LineWin>,
 }
 
 pub fn spin(stake: i64, rng: &mut FairRng) -> Outcome {
@@ -141,7 +153,7 @@ pub fn spin(stake: i64, rng: &mut FairRng) -> Outcome {
     }
     let payout = wins.iter().map(|w| w.pays).sum();
     Outcome {
-        detail: json!({"stops": stops, "grid": grid, "wins": wins}),
+        detail: Detail::Slot(SlotSpin { grid, stops, wins }),
         payout: Some(payout),
     }
 }

@@ -1,9 +1,10 @@
 //! Property tests of every game's bet parser: any JSON, any stake, is a validated bet or a
 //! typed `BetError`, never a panic; a bet that parses plays (and replays to the same
-//! outcome) without a panic, paying nothing negative.
+//! outcome) without a panic, paying nothing negative. A bet and its outcome write the same
+//! JSON the untyped build stored (the bet as sent, keys sorted) and read back unchanged.
 
 use croupier_games::catalog::ALL_GAMES;
-use croupier_games::{FairRng, GameId, parse_bet, play, replay};
+use croupier_games::{BetRequest, Detail, FairRng, GameId, parse_bet, play, replay, validate};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -75,12 +76,17 @@ proptest! {
         game in 0..ALL_GAMES.len(),
     ) {
         let game: GameId = ALL_GAMES[game];
-        match parse_bet(game, stake, &bet) {
+        match parse_bet(game, stake, bet.clone()) {
             Err(refusal) => prop_assert!(!refusal.to_string().is_empty()),
-            Ok(parsed) => {
+            Ok(request) => {
+                let parsed = validate(stake, &request).expect("parse_bet validated it");
                 let outcome = play(&parsed, stake, &mut FairRng::new("s", "c", 7));
                 prop_assert!(outcome.payout.is_none_or(|p| p >= 0));
-                let replayed = replay(game, stake, &bet, &[], "s", "c", 7);
+                let replayed = replay(stake, &request, &[], "s", "c", 7);
+                prop_assert_eq!(request.to_text(), bet.to_string());
+                prop_assert_eq!(BetRequest::from_text(game, &request.to_text()), Ok(request));
+                let stored = outcome.detail.to_text();
+                prop_assert_eq!(Detail::from_text(game, &stored).ok(), Some(outcome.detail.clone()));
                 prop_assert_eq!(replayed.map(|o| o.detail), Ok(outcome.detail));
             }
         }

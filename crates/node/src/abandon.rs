@@ -12,11 +12,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use croupier_games::FairRng;
-use croupier_games::blackjack::{Action, Hand};
+use croupier_games::blackjack::Action;
 use croupier_ledger::{LedgerError, LedgerTx, RoundStatus};
 use serde::{Deserialize, Serialize};
 
-use crate::rounds::{RoundError, settle};
+use crate::rounds::{HandState, RoundError, RoundState, settle};
 use crate::state::AppState;
 
 /// The default idle limit of a round: a day.
@@ -102,7 +102,7 @@ pub fn close_if_abandoned(
     let seed = tx.seed(round.seed_id)?.ok_or_else(|| {
         LedgerError::Storage(format!("seed {} of round {id} is missing", round.seed_id))
     })?;
-    let hand: Hand = serde_json::from_str(&round.state)?;
+    let HandState { hand, .. } = RoundState::of(&round)?.into_hand(&round)?;
     let mut stood = hand.clone();
     stood.act(
         Action::Stand,
@@ -122,9 +122,11 @@ pub fn close_if_abandoned(
         idle_ms: now - round.updated_ms,
         node: node.to_owned(),
     };
-    let mut state = serde_json::to_value(&kept)?;
-    state["closed_by"] = serde_json::to_value(&closure)?;
-    round.state = state.to_string();
+    let closed = HandState {
+        hand: kept,
+        closed_by: Some(closure.clone()),
+    };
+    round.state = RoundState::Hand(closed).to_text();
     round.node = node.to_owned();
     round.updated_ms = now;
     settle(tx, &mut round, payout)?;
@@ -188,7 +190,6 @@ mod tests {
     use croupier_games::GameId;
     use croupier_ledger::Store;
     use croupier_ledger::test_store::TestLedger;
-    use serde_json::Value;
 
     use super::*;
     use crate::rounds::{NewRound, Verification, rotate_seed, sign_in, start_round};
@@ -197,10 +198,9 @@ mod tests {
         let new = NewRound {
             id: format!("r{n}"),
             player: "ann".into(),
-            game: GameId::Blackjack,
             stake: 100,
-            bet_json: Value::Null,
-            bet: croupier_games::parse_bet(GameId::Blackjack, 100, &Value::Null).unwrap(),
+            bet: croupier_games::parse_bet(GameId::Blackjack, 100, serde_json::Value::Null)
+                .unwrap(),
             node: "n".into(),
         };
         store

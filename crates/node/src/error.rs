@@ -130,6 +130,10 @@ impl From<RoundError> for ApiError {
             RoundError::OpenRounds => {
                 ApiError::new(StatusCode::CONFLICT, "open_rounds", e.to_string())
             }
+            RoundError::NotAHand(_) => {
+                ApiError::new(StatusCode::CONFLICT, "action_not_allowed", e.to_string())
+            }
+            RoundError::Unreadable { .. } => LedgerError::Storage(e.to_string()).into(),
         }
     }
 }

@@ -259,16 +259,20 @@ impl PlayFlags {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use croupier_games::{Bet, FairRng};
+    use croupier_games::dice::{DiceBet, Direction};
+    use croupier_games::{BetRequest, FairRng};
 
     fn flags() -> PlayFlags {
         PlayFlags::new(FlagConfig::default())
     }
 
     /// Plays `rounds` dice bets of 100 on `target` (over) with the fair stream.
-    fn dice(flags: &PlayFlags, player: &str, target: u64, rounds: u64) {
-        let bet_json = json!({"target": target, "direction": "over"});
-        let bet: Bet = croupier_games::parse_bet(GameId::Dice, 100, &bet_json).unwrap();
+    fn dice(flags: &PlayFlags, player: &str, target: u32, rounds: u64) {
+        let over = DiceBet {
+            target,
+            direction: Direction::Over,
+        };
+        let bet = croupier_games::validate(100, &BetRequest::Dice(over)).unwrap();
         for nonce in 0..rounds {
             let mut rng = FairRng::new("server", player, nonce);
             let outcome = croupier_games::play(&bet, 100, &mut rng);

@@ -159,6 +159,7 @@ pub async fn history(
     }))
 }
 
+/// A round request: the bet is JSON here, at the edge, and read by its game (`parse_bet`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Play {
@@ -224,11 +225,7 @@ pub async fn play(
     if state.is_draining() {
         return Err(ApiError::draining());
     }
-    let Play {
-        game,
-        stake,
-        bet: bet_json,
-    } = body.value;
+    let Play { game, stake, bet } = body.value;
     let game: GameId = game.parse()?;
     if state.game_status(game.as_str()) != "open" {
         return Err(ApiError::new(
@@ -243,13 +240,11 @@ pub async fn play(
             format!("stake must be positive, got {stake}"),
         ));
     }
-    let bet = croupier_games::parse_bet(game, stake, &bet_json)?;
+    let bet = croupier_games::parse_bet(game, stake, bet)?;
     let new_round = NewRound {
         id: rounds::new_round_id(),
         player: player.clone(),
-        game,
         stake,
-        bet_json,
         bet,
         node: state.node_id.clone(),
     };

@@ -558,6 +558,29 @@ pub fn up_layout(data: &Path) -> Layout {
     }
 }
 
+/// What a failed start's log says: every line that reports an error, a warning or a panic
+/// (a backtrace alone does not say what went wrong), then the last lines.
+fn log_summary(log: &str) -> String {
+    let telling = [
+        "ERROR",
+        "WARN",
+        "Error:",
+        "panicked",
+        "Caused by",
+        "exited",
+        "restart",
+    ];
+    let mut lines: Vec<&str> = log
+        .lines()
+        .filter(|line| telling.iter().any(|word| line.contains(word)))
+        .take(40)
+        .collect();
+    lines.push("…");
+    let tail: Vec<&str> = log.lines().rev().take(20).collect();
+    lines.extend(tail.into_iter().rev());
+    lines.join("\n")
+}
+
 /// A whole `croupier up` stack on free ports: three nodes, the gateway, the control plane.
 pub struct UpStack {
     pub up: Up,
@@ -593,10 +616,9 @@ impl UpStack {
             let up = || get(&url, None).map(|r| r.0) == Ok(200);
             if !within(Duration::from_secs(20), up) {
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
                 panic!(
-                    "{url} did not answer 200 within 20 s; the end of up's log:\n{}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                    "{url} did not answer 200 within 20 s; up's log said:\n{}",
+                    log_summary(&log)
                 );
             }
         }

@@ -1,9 +1,9 @@
 //! A write batch on PostgreSQL: what its operations read (rows they will change are locked
 //! with `FOR UPDATE` as they are read) and what they changed, staged in memory, then flushed
-//! in two pipelined round trips: every table but the journal, with the chain head locked last;
-//! then the journal, linked to the head, the new head, the commit, and a durability barrier.
-//! The chain head is thus held only for the journal insert and a commit that does not wait
-//! for the disk (the barrier after it does), so several nodes' batches overlap.
+//! in one pipelined round trip: every table but the journal; then the journal, linked onto
+//! the chain head by the server (which locks the head last), the commit, and a durability
+//! barrier. The chain head is thus held only for the journal insert and a commit that does not
+//! wait for the disk (the barrier after it does), so several nodes' batches overlap.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -15,9 +15,8 @@ use super::conn::Conn;
 use super::error::pg_error;
 use super::prefetch::Needs;
 use super::staged::{Appended, Tracked};
-use crate::chain::entry_hash;
 use crate::error::LedgerError;
-use crate::model::{Account, JournalEntry, Round, Seed, Transfer};
+use crate::model::{Account, Round, Seed, Transfer};
 
 /// An idempotency record: the request's fingerprint and the first answer (JSON).
 pub type Record = (String, String);
@@ -100,7 +99,10 @@ impl Statement {
     }
 }
 
-/// Writes the batch and commits it. `shard` is this writer's row of the house and escrow.
+/// Writes the batch and commits it, in one pipelined round trip: every table but the journal,
+/// then the journal linked onto the chain by the server (`schema::ROUTINES`), the commit
+/// (which does not wait for the disk) and the durability barrier (which does). `shard` is
+/// this writer's row of the house and escrow.
 pub fn flush(
     conn: Conn<'_>,
     state: &BatchState,
@@ -108,28 +110,12 @@ pub fn flush(
     now_ms: i64,
     shard: i16,
 ) -> Result<(), LedgerError> {
-    let mut statements = projections(state, currency, now_ms, shard);
-    statements.push(Statement::new(
-        "SELECT seq, hash FROM chain_head WHERE id = 1 FOR UPDATE",
-        vec![],
-    ));
-    let rows = run_pipelined(conn, &statements)?;
-    let head = rows
-        .last()
-        .and_then(|rows| rows.first())
-        .ok_or_else(|| LedgerError::Storage("the chain head row is missing".into()))?;
-    let (seq, hash): (i64, String) = (head.get(0), head.get(1));
-    let mut finish = vec![Statement::new("SET LOCAL synchronous_commit = off", vec![])];
-    finish.extend(link_journal(
-        state.journal.accepted(),
-        currency,
-        now_ms,
-        seq,
-        hash,
-    ));
-    finish.push(Statement::new("COMMIT", vec![]));
-    finish.push(Statement::new(DURABILITY_BARRIER, vec![]));
-    run_pipelined(conn, &finish)?;
+    let mut statements = vec![Statement::new("SET LOCAL synchronous_commit = off", vec![])];
+    statements.extend(projections(state, currency, now_ms, shard));
+    statements.extend(append_journal(state.journal.accepted(), currency, now_ms));
+    statements.push(Statement::new("COMMIT", vec![]));
+    statements.push(Statement::new(DURABILITY_BARRIER, vec![]));
+    run_pipelined(conn, &statements)?;
     Ok(())
 }
 
@@ -175,100 +161,36 @@ pub fn run_pipelined(
         .map_err(pg_error)
 }
 
-/// The journal entries with their place in the chain, and the new head.
-fn link_journal(
-    transfers: &[Transfer],
-    currency: &str,
-    now_ms: i64,
-    mut seq: i64,
-    mut prev_hash: String,
-) -> Vec<Statement> {
+/// The batch's transfers appended to the journal, linked onto the chain head by the server.
+fn append_journal(transfers: &[Transfer], currency: &str, now_ms: i64) -> Option<Statement> {
     if transfers.is_empty() {
-        return Vec::new();
+        return None;
     }
-    let mut columns = JournalColumns::default();
-    for t in transfers {
-        seq += 1;
-        let mut entry = JournalEntry {
-            seq,
-            ts_ms: now_ms,
-            kind: t.kind,
-            round_id: t.round_id.clone(),
-            debit: t.debit.clone(),
-            credit: t.credit.clone(),
-            amount: t.amount,
-            currency: currency.to_owned(),
-            prev_hash,
-            hash: String::new(),
-        };
-        entry.hash = entry_hash(&entry);
-        prev_hash = entry.hash.clone();
-        columns.push(entry);
-    }
-    vec![
-        columns.insert(),
-        Statement::new(
-            "UPDATE chain_head SET seq = $1, hash = $2 WHERE id = 1",
-            vec![Box::new(seq), Box::new(prev_hash)],
-        ),
-    ]
-}
-
-#[derive(Default)]
-struct JournalColumns {
-    seq: Vec<i64>,
-    ts_ms: Vec<i64>,
-    kind: Vec<String>,
-    round_id: Vec<Option<String>>,
-    debit: Vec<String>,
-    credit: Vec<String>,
-    amount: Vec<i64>,
-    currency: Vec<String>,
-    prev_hash: Vec<String>,
-    hash: Vec<String>,
-    player: Vec<Option<String>>,
-}
-
-impl JournalColumns {
-    fn push(&mut self, e: JournalEntry) {
-        self.player.push(
-            [&e.debit, &e.credit]
-                .into_iter()
-                .find(|a| a.is_player())
-                .map(Account::to_string),
-        );
-        self.seq.push(e.seq);
-        self.ts_ms.push(e.ts_ms);
-        self.kind.push(e.kind.as_str().to_owned());
-        self.round_id.push(e.round_id);
-        self.debit.push(e.debit.to_string());
-        self.credit.push(e.credit.to_string());
-        self.amount.push(e.amount);
-        self.currency.push(e.currency);
-        self.prev_hash.push(e.prev_hash);
-        self.hash.push(e.hash);
-    }
-
-    fn insert(self) -> Statement {
-        Statement::new(
-            "INSERT INTO journal (seq, ts_ms, kind, round_id, debit, credit, amount, currency, prev_hash, hash, player)
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[],
-                                  $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[])",
-            vec![
-                Box::new(self.seq),
-                Box::new(self.ts_ms),
-                Box::new(self.kind),
-                Box::new(self.round_id),
-                Box::new(self.debit),
-                Box::new(self.credit),
-                Box::new(self.amount),
-                Box::new(self.currency),
-                Box::new(self.prev_hash),
-                Box::new(self.hash),
-                Box::new(self.player),
-            ],
-        )
-    }
+    let column = |f: fn(&Transfer) -> String| transfers.iter().map(f).collect::<Vec<_>>();
+    let player = |t: &Transfer| {
+        [&t.debit, &t.credit]
+            .into_iter()
+            .find(|a| a.is_player())
+            .map(Account::to_string)
+    };
+    Some(Statement::new(
+        "SELECT croupier_append_journal_v1($1, $2, $3, $4, $5, $6, $7, $8)",
+        vec![
+            Box::new(now_ms),
+            Box::new(column(|t| t.kind.as_str().to_owned())),
+            Box::new(
+                transfers
+                    .iter()
+                    .map(|t| t.round_id.clone())
+                    .collect::<Vec<_>>(),
+            ),
+            Box::new(column(|t| t.debit.to_string())),
+            Box::new(column(|t| t.credit.to_string())),
+            Box::new(transfers.iter().map(|t| t.amount).collect::<Vec<_>>()),
+            Box::new(currency.to_owned()),
+            Box::new(transfers.iter().map(player).collect::<Vec<_>>()),
+        ],
+    ))
 }
 
 /// Every statement but the journal's, for the tables the batch changed.

@@ -8,7 +8,7 @@
 //!
 //! Writes: one writer thread per store does group commit (see `writer` and `batch`): many
 //! operations per transaction, rows locked as they are read, changes staged in memory and
-//! flushed in two pipelined round trips, one hash-chain link per batch. Reads: a pool of
+//! flushed in one pipelined round trip, one hash-chain link per batch. Reads: a pool of
 //! connections (deadpool), each read one repeatable-read snapshot. Every connection carries
 //! timeouts so a frozen node cannot hold rows locked for everyone.
 

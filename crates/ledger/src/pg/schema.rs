@@ -124,7 +124,53 @@ CREATE TABLE game_status (game TEXT PRIMARY KEY, status TEXT NOT NULL);
     ]
 }
 
-/// Brings the schema up to date under the migration lock; returns the version now in force.
+/// Server-side routines, (re)created at every start under the migration lock. They are not
+/// part of the schema's version, so builds with and without one share a database during a
+/// rolling update; a routine whose body changes gets a new name (its version suffix).
+///
+/// `croupier_append_journal_v1` links a batch's transfers onto the hash chain where the
+/// chain head lives: it locks the head, computes each entry's hash exactly as
+/// `crate::chain::entry_hash` does (SHA-256 of the `|`-joined fields, hex), inserts the
+/// entries and moves the head, all in the statement that sits just before the commit. The
+/// head is thus held for no client round trip, and a batch is flushed in one.
+pub const ROUTINES: &str = r#"
+CREATE OR REPLACE FUNCTION croupier_append_journal_v1(
+    p_ts_ms BIGINT, p_kind TEXT[], p_round_id TEXT[], p_debit TEXT[], p_credit TEXT[],
+    p_amount BIGINT[], p_currency TEXT, p_player TEXT[]
+) RETURNS BIGINT LANGUAGE plpgsql AS $$
+DECLARE
+    head_seq BIGINT;
+    head_hash TEXT;
+    seqs BIGINT[] := '{}';
+    prevs TEXT[] := '{}';
+    hashes TEXT[] := '{}';
+BEGIN
+    SELECT seq, hash INTO head_seq, head_hash FROM chain_head WHERE id = 1 FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'the chain head row is missing';
+    END IF;
+    FOR i IN 1 .. coalesce(array_length(p_kind, 1), 0) LOOP
+        head_seq := head_seq + 1;
+        prevs := prevs || head_hash;
+        head_hash := encode(sha256(convert_to(
+            head_hash || '|' || head_seq || '|' || p_ts_ms || '|' || p_kind[i] || '|'
+            || coalesce(p_round_id[i], '') || '|' || p_debit[i] || '|' || p_credit[i] || '|'
+            || p_amount[i] || '|' || p_currency, 'UTF8')), 'hex');
+        seqs := seqs || head_seq;
+        hashes := hashes || head_hash;
+    END LOOP;
+    INSERT INTO journal (seq, ts_ms, kind, round_id, debit, credit, amount, currency, prev_hash, hash, player)
+    SELECT u.seq, p_ts_ms, u.kind, u.round_id, u.debit, u.credit, u.amount, p_currency, u.prev, u.hash, u.player
+    FROM unnest(seqs, p_kind, p_round_id, p_debit, p_credit, p_amount, prevs, hashes, p_player)
+        AS u(seq, kind, round_id, debit, credit, amount, prev, hash, player);
+    UPDATE chain_head SET seq = head_seq, hash = head_hash WHERE id = 1;
+    RETURN head_seq;
+END
+$$;
+"#;
+
+/// Brings the schema up to date and (re)creates the routines under the migration lock;
+/// returns the version now in force.
 pub async fn migrate(client: &mut Client) -> Result<usize, LedgerError> {
     let tx = client.transaction().await.map_err(pg_error)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
@@ -146,6 +192,7 @@ pub async fn migrate(client: &mut Client) -> Result<usize, LedgerError> {
         .await
         .map_err(pg_error)?;
     }
+    tx.batch_execute(ROUTINES).await.map_err(pg_error)?;
     tx.commit().await.map_err(pg_error)?;
     Ok(all.len())
 }

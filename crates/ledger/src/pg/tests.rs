@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::scratch::{ScratchDb, test_server};
 use super::*;
 use crate::integrity;
-use crate::model::Account;
+use crate::model::{Account, EntryKind, Transfer};
 use crate::testkit::{self, balance, grant, post_all, store_contract_tests};
 
 /// A scratch database; every `open` is another store (another node) on it.
@@ -67,6 +67,52 @@ async fn journal_is_append_only_and_tampering_is_detected() {
     assert!(report.violated(integrity::HASH_CHAIN), "{report:#?}");
     assert!(report.violated(integrity::PROJECTIONS), "{report:#?}");
     assert!(report.violated(integrity::SUM_ZERO), "{report:#?}");
+}
+
+/// The server links the journal (`schema::ROUTINES`): every hash it computes is the one the
+/// Rust chain computes, for any text an operator may send as a transaction id (non-ASCII,
+/// the field separator, empty) and for batches of many entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_links_the_journal_exactly_as_the_chain_is_checked() {
+    let db = TempDb::new();
+    let store: Arc<dyn Store> = Arc::new(db.store());
+    let deposit = |reference: &str| Transfer {
+        kind: EntryKind::Deposit,
+        round_id: Some(reference.to_owned()),
+        debit: Account::Operator,
+        credit: Account::player("zoë"),
+        amount: 1_000,
+    };
+    for reference in ["tx-é✓-1", "a|b|c", "", "日本"] {
+        post_all(&*store, None, vec![deposit(reference)])
+            .await
+            .unwrap();
+    }
+    let many: Vec<Transfer> = (0..300).map(|n| deposit(&format!("bulk-{n}"))).collect();
+    post_all(&*store, None, many).await.unwrap();
+    let mut entries = store
+        .read(|tx| tx.history(&Account::player("zoë"), None, 1_000))
+        .await
+        .unwrap();
+    entries.reverse();
+    assert_eq!(entries.len(), 304);
+    let mut prev = crate::chain::GENESIS.to_owned();
+    for entry in &entries {
+        assert_eq!(
+            entry.prev_hash, prev,
+            "entry {} links to the one before",
+            entry.seq
+        );
+        assert_eq!(
+            entry.hash,
+            crate::chain::entry_hash(entry),
+            "entry {}",
+            entry.seq
+        );
+        prev = entry.hash.clone();
+    }
+    let report = store.integrity().await.unwrap();
+    assert!(report.ok, "{report:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -142,6 +142,15 @@ pub fn check_integrity(
     report
 }
 
+/// The writer's connection to a file in WAL mode at the current schema, its unrevealed seeds
+/// stored as `config.seeds` says.
+fn prepare_file(config: &SqliteConfig) -> Result<Connection, LedgerError> {
+    let mut writer = connect(&config.path, false)?;
+    schema::migrate(&mut writer)?;
+    reseal::reseal_unrevealed(&writer, &config.seeds)?;
+    Ok(writer)
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the ledger file, migrates it and starts the writer thread.
     pub fn open(config: SqliteConfig) -> Result<SqliteStore, LedgerError> {
@@ -150,9 +159,14 @@ impl SqliteStore {
                 LedgerError::Storage(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
-        let mut writer = connect(&config.path, false)?;
-        schema::migrate(&mut writer)?;
-        reseal::reseal_unrevealed(&writer, &config.seeds)?;
+        // Nodes started together open a file that does not exist yet at the same instant:
+        // making it (WAL mode, migrations, resealing) is a write, so it waits for the write
+        // turn like a batch does; SQLite alone answers "locked" at once to all but one.
+        let turns = WriterTurns::open(&config.path, BUSY_TIMEOUT)?;
+        turns.take()?;
+        let prepared = prepare_file(&config);
+        turns.pass()?;
+        let writer = prepared?;
         // Checkpoints run beside the writer, never inside its commits (`checkpoint`); when
         // the WAL rewinds, its file is cut back to 16 MiB.
         writer
@@ -167,7 +181,6 @@ impl SqliteStore {
         let observer = ObserverSlot::default();
         let writer_observer = observer.clone();
         let writer_seeds = config.seeds.clone();
-        let turns = WriterTurns::open(&config.path, BUSY_TIMEOUT)?;
         let checkpoints = Checkpointer::start(
             &config.path,
             config.wal_restart_frames,

@@ -67,3 +67,26 @@ async fn seeds_are_sealed_at_rest() {
     };
     testkit::sealed_seeds::seeds_are_sealed_at_rest(&open, &stored).await;
 }
+
+/// Nodes started together (`croupier up`) open a ledger file that does not exist yet at the
+/// same instant: each must open it, none may fail on another's half-made file.
+#[test]
+fn stores_opened_together_on_a_new_file_all_open() {
+    for _ in 0..40 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let start = Arc::new(std::sync::Barrier::new(3));
+        let openers: Vec<_> = (0..3)
+            .map(|_| {
+                let (path, start) = (path.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    SqliteStore::open(SqliteConfig::new(path)).map(|_| ())
+                })
+            })
+            .collect();
+        for opener in openers {
+            opener.join().unwrap().unwrap();
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! Handlers turn it into an HTTP answer (`ApiError`); nothing inside the ledger knows HTTP.
 
 use croupier_games::BetError;
-use croupier_ledger::LedgerError;
+use croupier_ledger::{LedgerError, Round};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RoundError {
@@ -16,10 +16,22 @@ pub enum RoundError {
         "finish your open rounds before rotating the seed: revealing it would reveal their cards"
     )]
     OpenRounds,
+    #[error("round {0} is not a hand of blackjack: it takes no actions")]
+    NotAHand(String),
+    #[error("round {round}: the stored {column} does not read: {reason}")]
+    Unreadable {
+        round: String,
+        column: &'static str,
+        reason: String,
+    },
 }
 
-impl From<serde_json::Error> for RoundError {
-    fn from(e: serde_json::Error) -> Self {
-        RoundError::Ledger(e.into())
+impl RoundError {
+    pub fn unreadable(round: &Round, column: &'static str, e: serde_json::Error) -> RoundError {
+        RoundError::Unreadable {
+            round: round.id.clone(),
+            column,
+            reason: e.to_string(),
+        }
     }
 }

@@ -4,16 +4,17 @@
 //! moves its stakes from escrow to the house and pays winnings from the house.
 
 use croupier_games::blackjack::{Action, Hand};
-use croupier_games::{Bet, FairRng, GameId, server_seed_hash};
+use croupier_games::{Bet, BetRequest, FairRng, server_seed_hash};
 use croupier_ledger::{
     Account, EntryKind, LedgerError, LedgerTx, Round, RoundStatus, Seed, Transfer,
 };
-use serde_json::Value;
 
 mod error;
+mod state;
 mod views;
 
 pub use error::RoundError;
+pub use state::{HandState, RoundState};
 pub use views::{
     ActiveSeed, Fairness, Played, RevealedSeed, Rotated, RoundView, SignedIn, Verification,
 };
@@ -134,17 +135,28 @@ fn active_seed(tx: &mut dyn LedgerTx, player: &str) -> Result<Seed, LedgerError>
         .ok_or_else(|| LedgerError::Conflict(format!("player {player} has no active seed")))
 }
 
+/// A round a player asked for: its bet was read and checked at the edge (`parse_bet`).
 pub struct NewRound {
     pub id: String,
     pub player: String,
-    pub game: GameId,
     pub stake: i64,
-    pub bet_json: Value,
-    pub bet: Bet,
+    pub bet: BetRequest,
     pub node: String,
 }
 
+/// The first step of a round: its state and, once it is over, its payout.
+fn first_step(bet: &Bet, stake: i64, rng: &mut FairRng) -> (RoundState, Option<i64>) {
+    if *bet == Bet::Blackjack {
+        let hand = Hand::deal(stake, rng);
+        let payout = hand.payout();
+        return (RoundState::hand(hand), payout);
+    }
+    let outcome = croupier_games::play(bet, stake, rng);
+    (RoundState::Outcome(outcome.detail), outcome.payout)
+}
+
 pub fn start_round(tx: &mut dyn LedgerTx, new: &NewRound) -> Result<Played, RoundError> {
+    let bet = croupier_games::validate(new.stake, &new.bet)?;
     let (seed, nonce) = tx.take_nonce(&new.player)?.ok_or_else(|| {
         LedgerError::Conflict(format!("player {} has no active seed", new.player))
     })?;
@@ -156,23 +168,17 @@ pub fn start_round(tx: &mut dyn LedgerTx, new: &NewRound) -> Result<Played, Roun
         amount: new.stake,
     })?;
     let mut rng = FairRng::new(&seed.server_seed, &seed.client_seed, nonce);
-    let (state, payout) = if new.game == GameId::Blackjack {
-        let hand = Hand::deal(new.stake, &mut rng);
-        (serde_json::to_string(&hand)?, hand.payout())
-    } else {
-        let outcome = croupier_games::play(&new.bet, new.stake, &mut rng);
-        (outcome.detail.to_string(), outcome.payout)
-    };
+    let (state, payout) = first_step(&bet, new.stake, &mut rng);
     let now = tx.now_ms();
     let mut round = Round {
         id: new.id.clone(),
         player: new.player.clone(),
-        game: new.game.as_str().to_owned(),
+        game: new.bet.game().as_str().to_owned(),
         status: RoundStatus::Open,
         stake: new.stake,
         payout: None,
-        bet: new.bet_json.to_string(),
-        state,
+        bet: new.bet.to_text(),
+        state: state.to_text(),
         seed_id: seed.id,
         nonce,
         node: new.node.clone(),
@@ -204,7 +210,7 @@ pub fn act(
     if round.status != RoundStatus::Open {
         return Err(RoundError::Settled(round_id.to_owned()));
     }
-    let mut hand: Hand = serde_json::from_str(&round.state)?;
+    let HandState { mut hand, .. } = RoundState::of(&round)?.into_hand(&round)?;
     let seed = tx.seed(round.seed_id)?.ok_or_else(|| {
         LedgerError::Storage(format!(
             "seed {} of round {round_id} is missing",
@@ -226,10 +232,11 @@ pub fn act(
         })?;
     }
     round.stake = hand.total_stake();
-    round.state = serde_json::to_string(&hand)?;
+    let payout = hand.payout();
+    round.state = RoundState::hand(hand).to_text();
     round.node = node.to_owned();
     round.updated_ms = tx.now_ms();
-    if let Some(payout) = hand.payout() {
+    if let Some(payout) = payout {
         settle(tx, &mut round, payout)?;
     }
     tx.update_round(&round)?;
@@ -269,5 +276,7 @@ pub fn rotate_seed(
     })
 }
 
+#[cfg(test)]
+mod golden;
 #[cfg(test)]
 mod tests;

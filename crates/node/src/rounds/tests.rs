@@ -98,15 +98,11 @@ impl Keyed {
                 bet,
                 round_id,
             } => {
-                let parsed =
-                    croupier_games::parse_bet(game, stake, &bet).expect("validated before");
                 let new = NewRound {
                     id: round_id,
                     player: PLAYERS[player].to_owned(),
-                    game,
                     stake,
-                    bet_json: bet,
-                    bet: parsed,
+                    bet: croupier_games::parse_bet(game, stake, bet).expect("validated before"),
                     node: "prop".into(),
                 };
                 store.transact(idem, move |tx| start_round(tx, &new)).await
@@ -169,7 +165,7 @@ async fn run_steps(steps: Vec<Step>) -> Result<(), TestCaseError> {
                     }
                     _ => Value::Null,
                 };
-                if croupier_games::parse_bet(game, stake, &bet).is_err() {
+                if croupier_games::parse_bet(game, stake, bet.clone()).is_err() {
                     continue; // refused before it reaches the ledger
                 }
                 let request = Keyed::Bet {

@@ -1,14 +1,14 @@
 //! What the player API answers for sign-ins, rounds and seeds: the typed results of the round
 //! operations, which are also what an idempotent replay returns (stored as JSON with the key).
 
-use croupier_games::blackjack::Hand;
-use croupier_games::{GameId, server_seed_hash};
+use croupier_games::{BetRequest, Detail, GameId, server_seed_hash};
 use croupier_ledger::{Round, RoundStatus, Seed};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
+use super::RoundError;
+use super::state::{self, HandState, RoundState};
 use crate::abandon::{Closure, SettledAs};
-use crate::error::ApiError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignedIn {
@@ -28,42 +28,40 @@ pub struct Fairness {
     pub nonce: u64,
 }
 
-/// The public view of a round: the dealer's hole card stays hidden while a hand is open.
+/// The public view of a round: the dealer's hole card stays hidden while a hand is open. The
+/// bet and the outcome are `null` if the round's stored documents do not read (as they were
+/// before these were typed). An idempotency record of it reads back through `RoundRecord`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RoundRecord")]
 pub struct RoundView {
     pub id: String,
     pub game: String,
     pub status: RoundStatus,
     pub stake: i64,
     pub payout: Option<i64>,
-    pub bet: Value,
-    pub outcome: Value,
+    pub bet: Option<BetRequest>,
+    pub outcome: Option<Detail>,
     pub nonce: u64,
     pub created_ms: i64,
     pub updated_ms: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub fair: Option<Fairness>,
     /// Why the node closed the round itself (an abandoned round), if it did.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub closed_by: Option<Closure>,
-}
-
-/// The node's closure of a round, from its state (`crate::abandon`).
-fn closure(round: &Round) -> Option<Closure> {
-    let state: Value = serde_json::from_str(&round.state).ok()?;
-    serde_json::from_value(state.get("closed_by")?.clone()).ok()
 }
 
 impl RoundView {
     pub fn new(round: &Round, seed: Option<&Seed>) -> RoundView {
+        let state = RoundState::of(round).ok();
         RoundView {
             id: round.id.clone(),
             game: round.game.clone(),
             status: round.status,
             stake: round.stake,
             payout: round.payout,
-            bet: serde_json::from_str(&round.bet).unwrap_or(Value::Null),
-            outcome: public_outcome(round),
+            bet: state::bet(round).ok(),
+            outcome: state.as_ref().map(RoundState::public),
             nonce: round.nonce,
             created_ms: round.created_ms,
             updated_ms: round.updated_ms,
@@ -72,18 +70,49 @@ impl RoundView {
                 client_seed: seed.client_seed.clone(),
                 nonce: round.nonce,
             }),
-            closed_by: closure(round),
+            closed_by: state.as_ref().and_then(RoundState::closure).cloned(),
         }
     }
 }
 
-fn public_outcome(round: &Round) -> Value {
-    if round.game == GameId::Blackjack.as_str() {
-        serde_json::from_str::<Hand>(&round.state)
-            .map(|hand| hand.outcome().detail)
-            .unwrap_or(Value::Null)
-    } else {
-        serde_json::from_str(&round.state).unwrap_or(Value::Null)
+/// A round view as its idempotency record keeps it: the bet and the outcome read by the game.
+#[derive(Deserialize)]
+struct RoundRecord {
+    id: String,
+    game: String,
+    status: RoundStatus,
+    stake: i64,
+    payout: Option<i64>,
+    bet: Box<RawValue>,
+    outcome: Box<RawValue>,
+    nonce: u64,
+    created_ms: i64,
+    updated_ms: i64,
+    #[serde(default)]
+    fair: Option<Fairness>,
+    #[serde(default)]
+    closed_by: Option<Closure>,
+}
+
+impl TryFrom<RoundRecord> for RoundView {
+    type Error = croupier_games::BetError;
+
+    fn try_from(record: RoundRecord) -> Result<RoundView, Self::Error> {
+        let game: GameId = record.game.parse()?;
+        Ok(RoundView {
+            bet: BetRequest::from_text(game, record.bet.get()).ok(),
+            outcome: Detail::from_text(game, record.outcome.get()).ok(),
+            id: record.id,
+            game: record.game,
+            status: record.status,
+            stake: record.stake,
+            payout: record.payout,
+            nonce: record.nonce,
+            created_ms: record.created_ms,
+            updated_ms: record.updated_ms,
+            fair: record.fair,
+            closed_by: record.closed_by,
+        })
     }
 }
 
@@ -115,14 +144,14 @@ pub struct Rotated {
     pub active: ActiveSeed,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recomputed {
-    pub outcome: Value,
+    pub outcome: Detail,
     pub payout: Option<i64>,
 }
 
 /// A round recomputed from its revealed seed next to what was recorded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Verification {
     pub round_id: String,
     pub game: String,
@@ -146,7 +175,7 @@ pub struct Verification {
 
 impl Verification {
     /// Recomputes `round` from `seed`, if the seed has been revealed.
-    pub fn of(round: &Round, seed: &Seed) -> Result<Verification, ApiError> {
+    pub fn of(round: &Round, seed: &Seed) -> Result<Verification, RoundError> {
         let mut report = Verification {
             round_id: round.id.clone(),
             game: round.game.clone(),
@@ -168,9 +197,10 @@ impl Verification {
             );
             return Ok(report);
         }
-        let recomputed = recompute(round, seed)?;
+        let state = RoundState::of(round)?;
+        let recomputed = recompute(round, &state, seed)?;
         let recorded = Recomputed {
-            outcome: public_outcome(round),
+            outcome: state.public(),
             payout: round.payout,
         };
         report.server_seed = Some(seed.server_seed.clone());
@@ -182,25 +212,23 @@ impl Verification {
     }
 }
 
-fn recompute(round: &Round, seed: &Seed) -> Result<Recomputed, ApiError> {
-    let game: GameId = round.game.parse()?;
-    let hand = (game == GameId::Blackjack)
-        .then(|| serde_json::from_str::<Hand>(&round.state).ok())
-        .flatten();
-    let actions = hand.as_ref().map(|h| h.actions.clone()).unwrap_or_default();
-    let first_stake = hand.as_ref().map_or(round.stake, |h| h.stake);
-    let bet: Value = serde_json::from_str(&round.bet).unwrap_or(Value::Null);
+fn recompute(round: &Round, state: &RoundState, seed: &Seed) -> Result<Recomputed, RoundError> {
+    let (actions, first_stake) = match state {
+        RoundState::Hand(HandState { hand, .. }) => (hand.actions.as_slice(), hand.stake),
+        RoundState::Outcome(_) => (&[][..], round.stake),
+    };
     let outcome = croupier_games::replay(
-        game,
         first_stake,
-        &bet,
-        &actions,
+        &state::bet(round)?,
+        actions,
         &seed.server_seed,
         &seed.client_seed,
         round.nonce,
     )?;
     // A hand the node refunded stays unfinished: the refund rule gives back what was staked.
-    let refunded = closure(round).is_some_and(|c| c.settled_as == SettledAs::Refund);
+    let refunded = state
+        .closure()
+        .is_some_and(|c| c.settled_as == SettledAs::Refund);
     let payout = match outcome.payout {
         None if refunded => Some(round.stake),
         payout => payout,
