@@ -306,3 +306,67 @@ async fn seeds_are_sealed_at_rest() {
     };
     testkit::sealed_seeds::seeds_are_sealed_at_rest(&open, &stored).await;
 }
+
+/// Counts the retried attempts of every batch a store reports.
+struct Retries(std::sync::atomic::AtomicU32);
+
+impl StoreObserver for Retries {
+    fn batch(&self, timings: &crate::observe::BatchTimings) {
+        self.0
+            .fetch_add(timings.retries, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn checkpoint(&self, _took: Duration) {}
+}
+
+/// The same key sent through two nodes at once (a gateway's hedge, a client's retry): while
+/// another node is committing it (here a raw connection following the store's protocol: it
+/// claims the key, writes its record, commits 300 ms later), this node's batch waits for the
+/// claim and answers the other's result as a replay. It is not aborted and retried, so the
+/// other bets of its batch are not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_another_node_is_committing_is_replayed_without_a_retry() {
+    let db = TempDb::new();
+    let store = Arc::new(db.store());
+    let retries = Arc::new(Retries(Default::default()));
+    store.observe(retries.clone());
+    post_all(&*store, None, vec![grant("ida", 1_000)])
+        .await
+        .unwrap();
+    let (other, connection) = tokio_postgres::connect(db.0.url(), NoTls).await.unwrap();
+    tokio::spawn(connection);
+    other.batch_execute("BEGIN").await.unwrap();
+    other
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&"ida:k"],
+        )
+        .await
+        .unwrap();
+    other
+        .execute(
+            "INSERT INTO idempotency (key, fingerprint, response, created_ms) VALUES ($1, 'f', 'null', 0)",
+            &[&"ida:k"],
+        )
+        .await
+        .unwrap();
+    let key = Some(Idempotency {
+        key: "ida:k".into(),
+        fingerprint: "f".into(),
+    });
+    let sent = {
+        let store = store.clone();
+        tokio::spawn(async move { post_all(&*store, key, vec![grant("ida", 5)]).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    other.batch_execute("COMMIT").await.unwrap();
+    let answer = sent.await.unwrap().unwrap();
+    assert!(answer.is_replay(), "the other node's answer");
+    assert_eq!(balance(&*store, "ida").await, 1_000, "nothing moved twice");
+    assert_eq!(
+        retries.0.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no batch aborted and retried"
+    );
+    testkit::assert_sound(&*store).await;
+}

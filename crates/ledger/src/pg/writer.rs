@@ -231,26 +231,43 @@ impl Writer {
     }
 }
 
-/// Opens the transaction and reads the batch's idempotency keys, in one round trip.
+/// Takes a transaction-level advisory lock per idempotency key, in the order given (sorted,
+/// so two batches sharing keys lock them in the same order). The same key sent through two
+/// nodes at once (a gateway's hedge or a client's retry) is then claimed by one batch; the
+/// other waits here, before it has read or locked anything, and its read of the keys, the
+/// next statement in a snapshot of its own, finds the first batch's answer as a replay.
+/// Without the claim the second batch ran the operation, and its insert of the key failed
+/// once the first committed, aborting the whole batch (every other bet in it) for a retry.
+const CLAIM_KEYS: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended(key, 0)) FROM unnest($1::text[]) AS k(key)";
+
+/// Opens the transaction, claims the batch's idempotency keys and reads them, in one round
+/// trip.
 fn begin_and_prefetch(
     conn: Conn<'_>,
     keys: &[&str],
     state: &mut BatchState,
 ) -> Result<(), LedgerError> {
+    let mut sorted: Vec<&str> = keys.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
     let rows = conn
         .driver
         .run(async {
+            let claim = conn.client.prepare_cached(CLAIM_KEYS).await?;
             let select = conn
                 .client
                 .prepare_cached(
                     "SELECT key, fingerprint, response FROM idempotency WHERE key = ANY($1)",
                 )
                 .await?;
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&keys];
+            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&sorted];
             let begin = conn.client.batch_execute("BEGIN");
+            let claimed = conn.client.query(&claim, &params);
             let found = conn.client.query(&select, &params);
-            let (begun, found) = futures_util::future::join(begin, found).await;
+            let (begun, claimed, found) = futures_util::future::join3(begin, claimed, found).await;
             begun?;
+            claimed?;
             found
         })
         .map_err(super::error::pg_error)?;
