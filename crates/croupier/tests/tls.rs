@@ -98,14 +98,7 @@ fn up_with_tls_serves_https_everywhere_and_the_nodes_only_to_their_peers() {
         tls: true,
         ..up_layout(&data)
     };
-    let _up = Up(croupier()
-        .args(layout.up_command())
-        .arg("--demo")
-        .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
+    let _up = Up::demo_quiet(&layout);
     let tls = data.join("tls");
     let ca = tls.join("ca.pem");
     wait_for("the local CA", || ca.exists());

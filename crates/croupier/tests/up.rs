@@ -229,14 +229,7 @@ fn a_node_that_fails_while_the_stack_starts_is_restarted_at_once() {
     let layout = up_layout(&data);
     let taken = std::net::TcpListener::bind(("127.0.0.1", layout.first_node_port + 1)).unwrap();
     let started = Instant::now();
-    let _up = Up(croupier()
-        .args(layout.up_command())
-        .arg("--demo")
-        .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
+    let _up = Up::demo_quiet(&layout);
     std::thread::sleep(Duration::from_secs(2));
     drop(taken);
     let mut ready = vec![format!("{}/readyz", layout.admin_url())];

@@ -491,6 +491,21 @@ pub fn find_processes(needles: &[&str]) -> Vec<u32> {
 /// early.
 pub struct Up(pub std::process::Child);
 
+impl Up {
+    /// `croupier up --demo` on `layout` with the test ops token, its output thrown away; not
+    /// waited for.
+    pub fn demo_quiet(layout: &Layout) -> Up {
+        Up(croupier()
+            .args(layout.up_command())
+            .arg("--demo")
+            .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap())
+    }
+}
+
 impl Drop for Up {
     fn drop(&mut self) {
         if self.0.try_wait().ok().flatten().is_none() {
