@@ -37,6 +37,19 @@ struct Cli {
     command: Command,
 }
 
+/// The steady bet load of the RPO measurements (SQLite shipping and pgBackRest archiving).
+#[derive(clap::Args, Clone)]
+struct SteadyLoadArgs {
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Bets per second, all players together.
+    #[arg(long, default_value_t = 200)]
+    rate: u64,
+    /// The croupier binary (default: next to this one).
+    #[arg(long)]
+    croupier: Option<std::path::PathBuf>,
+}
+
 #[derive(clap::Args, Clone)]
 struct Common {
     /// Concurrent players (or writer threads for the baseline), comma-separated.
@@ -100,28 +113,16 @@ enum Command {
     },
     /// Data age of shipped backups under a steady bet load through a real node.
     BackupRpo {
-        #[arg(long, default_value_t = 20)]
-        seconds: u64,
-        /// Bets per second, all players together.
-        #[arg(long, default_value_t = 200)]
-        rate: u64,
-        /// The croupier binary (default: next to this one).
-        #[arg(long)]
-        croupier: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        load: SteadyLoadArgs,
     },
     /// Data age of what a pgBackRest restore gets back (continuous WAL archiving) under a
     /// steady bet load through a real node on the PostgreSQL ledger at `store`.
     PgBackupRpo {
         #[arg(long)]
         store: String,
-        #[arg(long, default_value_t = 20)]
-        seconds: u64,
-        /// Bets per second, all players together.
-        #[arg(long, default_value_t = 200)]
-        rate: u64,
-        /// The croupier binary (default: next to this one).
-        #[arg(long)]
-        croupier: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        load: SteadyLoadArgs,
     },
     /// The PostgreSQL store against pgbench running the same bet one transaction per bet, and
     /// against the SQLite store; then 1, 2 and 3 writers (nodes) on one database.
@@ -167,17 +168,10 @@ fn main() -> anyhow::Result<()> {
             rounds,
             players,
         } => return backup::fill(&db, rounds, players),
-        Command::BackupRpo {
-            seconds,
-            rate,
-            croupier,
-        } => return backup::rpo(seconds, rate, croupier),
-        Command::PgBackupRpo {
-            store,
-            seconds,
-            rate,
-            croupier,
-        } => return pgrpo::run(&store, seconds, rate, croupier),
+        Command::BackupRpo { load } => return backup::rpo(load.seconds, load.rate, load.croupier),
+        Command::PgBackupRpo { store, load } => {
+            return pgrpo::run(&store, load.seconds, load.rate, load.croupier);
+        }
         Command::All(c) => {
             rows.extend(baseline::run(&c.players, seconds(&c))?);
             rows.extend(store::run(&c.players, seconds(&c), 1)?);
