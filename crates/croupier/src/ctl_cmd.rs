@@ -1,13 +1,16 @@
 //! `croupier ctl`: the control plane's REST API from a terminal — status, alerts, SLOs,
 //! incidents (open, update, postmortem), silences, nodes (drain, undrain), SLA reports, who is
 //! on call and pages (ack, resolve), and the audit log.
-//! Prints the API's JSON answers; a refusal becomes an error carrying the API's message.
+//! Sends the API's request types (`croupier_web::wire::control`) and prints its JSON answers;
+//! a refusal becomes an error carrying the API's message.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use croupier_web::wire::admin::NodeState;
+use croupier_web::wire::control::{IncidentUpdate, NewIncident, NewSilence, NodeStateChange};
+use serde::Serialize;
 
-use crate::control_client::Connection;
+use crate::control_client::{Connection, json};
 
 #[derive(Args)]
 pub struct CtlArgs {
@@ -154,13 +157,14 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
 struct Request {
     method: &'static str,
     path: String,
-    body: Option<Value>,
+    /// The request's JSON.
+    body: Option<String>,
     /// The answer is printed as it comes (Markdown, CSV, HTML), never read as JSON.
     text: bool,
 }
 
 impl Request {
-    fn new(method: &'static str, path: impl Into<String>, body: Option<Value>) -> Request {
+    fn new(method: &'static str, path: impl Into<String>, body: Option<String>) -> Request {
         Request {
             method,
             path: path.into(),
@@ -173,8 +177,8 @@ impl Request {
         Request::new("GET", path, None)
     }
 
-    fn post(path: impl Into<String>, body: Value) -> Request {
-        Request::new("POST", path, Some(body))
+    fn post(path: impl Into<String>, body: &impl Serialize) -> Request {
+        Request::new("POST", path, Some(json(body)))
     }
 
     fn delete(path: impl Into<String>) -> Request {
@@ -200,8 +204,13 @@ impl CtlCommand {
                 severity,
                 message,
             } => {
-                let body = json!({"title": title, "component": component, "severity": severity, "message": message});
-                Request::post("/api/v1/incidents", body)
+                let body = NewIncident {
+                    title,
+                    component,
+                    severity,
+                    message,
+                };
+                Request::post("/api/v1/incidents", &body)
             }
             CtlCommand::Update {
                 id,
@@ -210,8 +219,12 @@ impl CtlCommand {
                 eta_minutes,
             } => {
                 let eta_ms = eta_minutes.map(|m| croupier_control::now_ms() + m * 60_000);
-                let body = json!({"status": status, "message": message, "eta_ms": eta_ms});
-                Request::post(format!("/api/v1/incidents/{id}/updates"), body)
+                let body = IncidentUpdate {
+                    status,
+                    message,
+                    eta_ms,
+                };
+                Request::post(format!("/api/v1/incidents/{id}/updates"), &body)
             }
             CtlCommand::Postmortem { id } => {
                 Request::get(format!("/api/v1/incidents/{id}/postmortem")).printed_as_text()
@@ -222,13 +235,17 @@ impl CtlCommand {
                 comment,
                 duration,
             } => {
-                let body = json!({"matcher": matcher, "comment": comment, "duration_s": duration});
-                Request::post("/api/v1/silences", body)
+                let body = NewSilence {
+                    matcher,
+                    comment,
+                    duration_s: i64::try_from(duration).context("--duration is too long")?,
+                };
+                Request::post("/api/v1/silences", &body)
             }
             CtlCommand::Unsilence { id } => Request::delete(format!("/api/v1/silences/{id}")),
             CtlCommand::Nodes => Request::get("/api/v1/nodes"),
-            CtlCommand::Drain { node } => node_state(&node, "draining"),
-            CtlCommand::Undrain { node } => node_state(&node, "active"),
+            CtlCommand::Drain { node } => node_state(&node, NodeState::Draining),
+            CtlCommand::Undrain { node } => node_state(&node, NodeState::Active),
             CtlCommand::Sla {
                 month,
                 from,
@@ -258,9 +275,11 @@ impl PageAction {
 }
 
 /// A node put in `state` on every gateway (drain, undrain).
-fn node_state(node: &str, state: &str) -> Request {
-    let body = json!({ "state": state });
-    Request::new("PUT", format!("/api/v1/nodes/{node}"), Some(body))
+fn node_state(node: &str, state: NodeState) -> Request {
+    let body = NodeStateChange {
+        state: state.as_str().to_owned(),
+    };
+    Request::new("PUT", format!("/api/v1/nodes/{node}"), Some(json(&body)))
 }
 
 /// The SLA report of a month, or from..to; CSV and HTML printed as they come.

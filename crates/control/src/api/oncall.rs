@@ -61,8 +61,12 @@ pub(crate) async fn pages(
     _: Operator,
     State(control): State<Arc<Control>>,
 ) -> Result<Response, Refusal> {
+    #[derive(serde::Serialize)]
+    struct Pages {
+        pages: Vec<crate::state_pages::Page>,
+    }
     let pages = control.state.pages(false, 200).map_err(unavailable)?;
-    Ok(Json(json!({"pages": pages})).into_response())
+    Ok(Json(Pages { pages }).into_response())
 }
 
 /// Acknowledges or resolves a page as `by`; resolving also resolves its incident if still
@@ -144,7 +148,13 @@ async fn act_checked(
         if still_open {
             control
                 .state
-                .update_incident(page.incident_id, "resolved", &message, None, now)
+                .update_incident(
+                    page.incident_id,
+                    crate::state::IncidentStatus::Resolved,
+                    &message,
+                    None,
+                    now,
+                )
                 .map_err(unavailable)?;
             control.push_to_players(&message, "info").await;
         }
