@@ -33,43 +33,15 @@ enum CtlCommand {
     /// Incidents, newest first.
     Incidents,
     /// Open an incident by hand (players are told at once).
-    Open {
-        #[arg(long)]
-        title: String,
-        /// wallet, dice, roulette, slot, blackjack, lobby, or games (all games).
-        #[arg(long)]
-        component: String,
-        /// critical, major or minor.
-        #[arg(long)]
-        severity: String,
-        #[arg(long)]
-        message: String,
-    },
+    Open(OpenArgs),
     /// Post an update to an incident; --status resolved closes it.
-    Update {
-        id: i64,
-        /// investigating, identified, monitoring or resolved.
-        #[arg(long)]
-        status: String,
-        #[arg(long)]
-        message: String,
-        /// Expected fix, in minutes from now.
-        #[arg(long)]
-        eta_minutes: Option<i64>,
-    },
+    Update(UpdateArgs),
     /// Print an incident's postmortem skeleton (Markdown).
     Postmortem { id: i64 },
     /// Silences not yet over.
     Silences,
     /// Silence alerts: an alert key (rule/target), a prefix ending in *, or component:<name>.
-    Silence {
-        matcher: String,
-        #[arg(long)]
-        comment: String,
-        /// How long, e.g. 90s, 30m, 2h, 1d.
-        #[arg(long, value_parser = parse_duration)]
-        duration: u64,
-    },
+    Silence(SilenceArgs),
     /// End a silence now.
     Unsilence { id: i64 },
     /// The nodes as the gateways see them.
@@ -113,6 +85,79 @@ enum CtlCommand {
         #[arg(long)]
         lift: Option<std::net::IpAddr>,
     },
+}
+
+#[derive(Args)]
+struct OpenArgs {
+    #[arg(long)]
+    title: String,
+    /// wallet, dice, roulette, slot, blackjack, lobby, or games (all games).
+    #[arg(long)]
+    component: String,
+    /// critical, major or minor.
+    #[arg(long)]
+    severity: String,
+    #[arg(long)]
+    message: String,
+}
+
+impl OpenArgs {
+    fn request(self) -> Request {
+        let new = NewIncident {
+            title: self.title,
+            component: self.component,
+            severity: self.severity,
+            message: self.message,
+        };
+        Request::post("/api/v1/incidents", &new)
+    }
+}
+
+#[derive(Args)]
+struct UpdateArgs {
+    id: i64,
+    /// investigating, identified, monitoring or resolved.
+    #[arg(long)]
+    status: String,
+    #[arg(long)]
+    message: String,
+    /// Expected fix, in minutes from now.
+    #[arg(long)]
+    eta_minutes: Option<i64>,
+}
+
+impl UpdateArgs {
+    fn request(self) -> Request {
+        let update = IncidentUpdate {
+            status: self.status,
+            message: self.message,
+            eta_ms: self
+                .eta_minutes
+                .map(|m| croupier_control::now_ms() + m * 60_000),
+        };
+        Request::post(format!("/api/v1/incidents/{}/updates", self.id), &update)
+    }
+}
+
+#[derive(Args)]
+struct SilenceArgs {
+    matcher: String,
+    #[arg(long)]
+    comment: String,
+    /// How long, e.g. 90s, 30m, 2h, 1d.
+    #[arg(long, value_parser = parse_duration)]
+    duration: u64,
+}
+
+impl SilenceArgs {
+    fn request(self) -> anyhow::Result<Request> {
+        let new = NewSilence {
+            matcher: self.matcher,
+            comment: self.comment,
+            duration_s: i64::try_from(self.duration).context("--duration is too long")?,
+        };
+        Ok(Request::post("/api/v1/silences", &new))
+    }
 }
 
 #[derive(Subcommand)]
@@ -198,50 +243,13 @@ impl CtlCommand {
             CtlCommand::Alerts => Request::get("/api/v1/alerts"),
             CtlCommand::Slos => Request::get("/api/v1/slos"),
             CtlCommand::Incidents => Request::get("/api/v1/incidents"),
-            CtlCommand::Open {
-                title,
-                component,
-                severity,
-                message,
-            } => {
-                let body = NewIncident {
-                    title,
-                    component,
-                    severity,
-                    message,
-                };
-                Request::post("/api/v1/incidents", &body)
-            }
-            CtlCommand::Update {
-                id,
-                status,
-                message,
-                eta_minutes,
-            } => {
-                let eta_ms = eta_minutes.map(|m| croupier_control::now_ms() + m * 60_000);
-                let body = IncidentUpdate {
-                    status,
-                    message,
-                    eta_ms,
-                };
-                Request::post(format!("/api/v1/incidents/{id}/updates"), &body)
-            }
+            CtlCommand::Open(open) => open.request(),
+            CtlCommand::Update(update) => update.request(),
             CtlCommand::Postmortem { id } => {
                 Request::get(format!("/api/v1/incidents/{id}/postmortem")).printed_as_text()
             }
             CtlCommand::Silences => Request::get("/api/v1/silences"),
-            CtlCommand::Silence {
-                matcher,
-                comment,
-                duration,
-            } => {
-                let body = NewSilence {
-                    matcher,
-                    comment,
-                    duration_s: i64::try_from(duration).context("--duration is too long")?,
-                };
-                Request::post("/api/v1/silences", &body)
-            }
+            CtlCommand::Silence(silence) => silence.request()?,
             CtlCommand::Unsilence { id } => Request::delete(format!("/api/v1/silences/{id}")),
             CtlCommand::Nodes => Request::get("/api/v1/nodes"),
             CtlCommand::Drain { node } => node_state(&node, NodeState::Draining),

@@ -176,6 +176,21 @@ pub fn compare(history: &History, ledger: &LedgerView) -> Vec<Check> {
     ]
 }
 
+/// Records `round` as an answer showed it, if it read as one; whether it is settled.
+fn noted(history: &mut History, player: &str, round: Option<RoundSummary>) -> bool {
+    round.is_some_and(|round| {
+        history.observed(player, &round);
+        round.is_settled()
+    })
+}
+
+/// Standing is all a resumed round is asked to do.
+fn stand() -> Act {
+    Act {
+        action: "stand".to_owned(),
+    }
+}
+
 /// Fetches and finishes, through the players' API at `target`, every round of the history's
 /// players that the ledger has open; returns how many were finished and what failed.
 async fn resume_open_rounds(
@@ -209,22 +224,16 @@ async fn resume_open_rounds(
                 continue;
             }
         }
-        let mut settled = false;
+        let (mut settled, player) = (false, round.player.as_str());
         for n in 0..RESUME_ACTIONS {
             let key = format!("resume-{id}-{n}");
-            let stand = Act {
-                action: "stand".to_owned(),
-            };
-            let call = Call::post(format!("{url}/actions"), &stand)
+            let call = Call::post(format!("{url}/actions"), &stand())
                 .token(&token)
                 .key(&key);
             match http.send(0, call).await {
                 Ok(a) if a.is_success() => {
                     let played = a.read::<Played<RoundSummary>>();
-                    if let Some(played) = &played {
-                        history.observed(&round.player, &played.round);
-                    }
-                    if played.is_some_and(|p| p.round.is_settled()) {
+                    if noted(history, player, played.map(|p| p.round)) {
                         settled = true;
                         break;
                     }
@@ -232,9 +241,7 @@ async fn resume_open_rounds(
                 Ok(a) if a.status == 409 => {
                     // Settled meanwhile: read the final state.
                     let shown = http.send(0, Call::get(&url).token(&token)).await;
-                    if let Some(shown) = shown.ok().and_then(|a| a.read::<RoundSummary>()) {
-                        history.observed(&round.player, &shown);
-                    }
+                    noted(history, player, shown.ok().and_then(|a| a.read()));
                     settled = true;
                     break;
                 }
