@@ -196,17 +196,19 @@ fn banners(components: &[Component], demo: bool) -> String {
         .iter()
         .map(|c| c.status)
         .max_by_key(|s| match s {
-            MajorOutage => 3,
-            PartialOutage => 2,
-            Degraded => 1,
-            Operational | UnderMaintenance => 0,
+            MajorOutage => 4,
+            PartialOutage => 3,
+            Degraded => 2,
+            UnderMaintenance => 1,
+            Operational => 0,
         })
         .unwrap_or(Operational);
     let banner = match worst {
         Operational => "All systems operational",
+        UnderMaintenance => "Scheduled maintenance is in progress",
         Degraded => "Some systems are slower than usual",
         PartialOutage => "Some systems are having problems",
-        MajorOutage | UnderMaintenance => "A major outage is under way",
+        MajorOutage => "A major outage is under way",
     };
     let worst = worst.as_str();
     let demo = if demo {
@@ -529,6 +531,44 @@ mod tests {
             links.contains("from=2026-11-01&amp;to=2026-12-01"),
             "{links}"
         );
+    }
+
+    fn component(status: ComponentState) -> Component {
+        Component {
+            days: Vec::new(),
+            id: "games",
+            name: "Games",
+            status,
+            status_label: status.label(),
+            uptime_90d: None,
+        }
+    }
+
+    /// Maintenance is announced as maintenance, whatever its place in the list; it was the
+    /// "major outage" banner when the last component was the one under maintenance.
+    #[test]
+    fn the_banner_names_the_worst_state_and_maintenance_is_not_an_outage() {
+        use ComponentState::*;
+        let banner = |states: &[ComponentState]| {
+            let components: Vec<Component> = states.iter().map(|s| component(*s)).collect();
+            banners(&components, false)
+        };
+        for states in [
+            [Operational, UnderMaintenance],
+            [UnderMaintenance, Operational],
+        ] {
+            let shown = banner(&states);
+            assert!(
+                shown.contains("Scheduled maintenance is in progress"),
+                "{shown}"
+            );
+            assert!(shown.contains("under_maintenance"), "{shown}");
+        }
+        let shown = banner(&[MajorOutage, UnderMaintenance]);
+        assert!(shown.contains("A major outage is under way"), "{shown}");
+        let shown = banner(&[Degraded, UnderMaintenance, Operational]);
+        assert!(shown.contains("slower than usual"), "{shown}");
+        assert!(banner(&[Operational]).contains("All systems operational"));
     }
 
     #[test]
