@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use hyper::body::Bytes;
+use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
@@ -23,6 +23,9 @@ use super::wire::{self, Chunked, Framing, Target};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Room kept free in the read buffer for each read.
 const READ_CHUNK: usize = 8 * 1024;
+/// The read buffer's size. An answer is handed out as a piece of it (no copy), and the
+/// buffer's room is taken back once no answer holds a piece of it any more.
+const READ_BUFFER: usize = 32 * 1024;
 
 enum Stream {
     Plain(TcpStream),
@@ -121,7 +124,7 @@ impl Failure {
 /// A connection with its read and write buffers, kept between requests.
 pub(super) struct Conn {
     stream: Stream,
-    read: Vec<u8>,
+    read: BytesMut,
     pub write: Vec<u8>,
     /// When it was last put back idle.
     pub idle_since: Instant,
@@ -152,7 +155,7 @@ pub(super) async fn connect(
     };
     Ok(Conn {
         stream,
-        read: Vec::with_capacity(READ_CHUNK),
+        read: BytesMut::with_capacity(READ_BUFFER),
         write: Vec::with_capacity(512),
         idle_since: Instant::now(),
     })
@@ -234,6 +237,7 @@ impl Conn {
     /// Reads more into the buffer; `false` at the end of the stream.
     async fn fill(&mut self) -> Result<bool, Failure> {
         if self.read.capacity() - self.read.len() < READ_CHUNK / 2 {
+            // Takes the buffer's room back when no answer holds a piece of it.
             self.read.reserve(READ_CHUNK);
         }
         let unanswered = self.read.is_empty();
@@ -260,8 +264,8 @@ impl Conn {
             }
         };
         let body_at = start + head.len;
-        let (answer, end) = match head.framing {
-            Framing::Empty => (self.answer(head.status, start, body_at, body_at), body_at),
+        let (end, decoded) = match head.framing {
+            Framing::Empty => (body_at, None),
             Framing::Length(n) => {
                 let end = usize::try_from(n)
                     .ok()
@@ -272,7 +276,7 @@ impl Conn {
                         return Err(Failure::closed(false));
                     }
                 }
-                (self.answer(head.status, start, body_at, end), end)
+                (end, None)
             }
             Framing::Chunked => {
                 let mut chunked = Chunked::at(body_at);
@@ -281,39 +285,32 @@ impl Conn {
                         return Err(Failure::closed(false));
                     }
                 }
-                let answer = self.decoded(head.status, start, body_at, &chunked.body);
-                (answer, chunked.pos)
+                (chunked.pos, Some(chunked.body))
             }
             Framing::UntilClose => {
                 while self.fill().await? {}
-                let end = self.read.len();
-                (self.answer(head.status, start, body_at, end), end)
+                (self.read.len(), None)
             }
         };
         // Bytes past the answer were never asked for: the connection is not trusted again.
-        Ok((answer, head.keep_alive && end == self.read.len()))
-    }
-
-    /// The answer whose head is `read[start..body]` and body `read[body..end]`, copied once.
-    fn answer(&self, status: u16, start: usize, body: usize, end: usize) -> Answer {
-        let message = Bytes::copy_from_slice(&self.read[start..end]);
-        Answer {
-            status,
-            head: message.slice(..body - start),
-            bytes: message.slice(body - start..),
-        }
-    }
-
-    fn decoded(&self, status: u16, start: usize, body: usize, decoded: &[u8]) -> Answer {
-        let mut message = Vec::with_capacity(body - start + decoded.len());
-        message.extend_from_slice(&self.read[start..body]);
-        message.extend_from_slice(decoded);
-        let message = Bytes::from(message);
-        Answer {
-            status,
-            head: message.slice(..body - start),
-            bytes: message.slice(body - start..),
-        }
+        let reusable = head.keep_alive && end == self.read.len();
+        let mut message = self.read.split_to(end);
+        message.advance(start);
+        let head_len = body_at - start;
+        let message = match decoded {
+            None => message.freeze(),
+            Some(body) => {
+                message.truncate(head_len);
+                message.extend_from_slice(&body);
+                message.freeze()
+            }
+        };
+        let answer = Answer {
+            status: head.status,
+            head: message.slice(..head_len),
+            bytes: message.slice(head_len..),
+        };
+        Ok((answer, reusable))
     }
 }
 

@@ -4,6 +4,8 @@
 //! framing (length, chunked, until close). Kept apart from the sockets so that answers split
 //! across reads, chunked bodies and odd framings are tested on bytes alone.
 
+use std::mem::MaybeUninit;
+
 use super::Call;
 
 /// Headers an answer may have; more is refused as malformed.
@@ -35,7 +37,10 @@ pub(super) fn target(url: &str) -> Result<Target<'_>, String> {
     } else {
         return Err("not an http:// or https:// address".to_owned());
     };
-    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let end = rest
+        .bytes()
+        .position(|b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
     let authority = &rest[..end];
     let path = if end == rest.len() { "/" } else { &rest[end..] };
     if path.starts_with('?') {
@@ -45,7 +50,7 @@ pub(super) fn target(url: &str) -> Result<Target<'_>, String> {
         return Err("no host, or credentials in the address".to_owned());
     }
     let (host, port) = split_authority(authority)?;
-    if !path.bytes().all(|b| b.is_ascii_graphic()) {
+    if !visible(path.as_bytes(), false) {
         return Err("the path has spaces or control characters".to_owned());
     }
     Ok(Target {
@@ -74,12 +79,29 @@ fn split_authority(authority: &str) -> Result<(&str, Option<u16>), String> {
     }
 }
 
-/// Whether a header value may be sent as is (what `http::HeaderValue` accepts: visible
-/// ASCII, spaces, tabs and bytes past ASCII; never CR, LF or NUL).
-fn valid_value(value: &str) -> bool {
-    value
-        .bytes()
-        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+/// Whether `bytes` has no ASCII control character: none of 0x00-0x1f and 0x7f (but tabs and
+/// spaces when `blanks`), bytes past ASCII allowed. With `blanks`, what `http::HeaderValue`
+/// accepts (never CR, LF or NUL); without, what a request target may hold besides bytes past
+/// ASCII. Eight bytes at a time: a word with no byte below 0x21 (0x20 with `blanks`) nor
+/// 0x7f passes at once, any other is looked at byte by byte.
+fn visible(bytes: &[u8], blanks: bool) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let lowest: u8 = if blanks { 0x20 } else { 0x21 };
+    let allowed = |b: &u8| (*b >= lowest || (blanks && *b == b'\t')) && *b != 0x7f;
+    let clean = |word: &[u8]| {
+        // The last word is padded with letters.
+        let mut padded = [b'a'; 8];
+        padded[..word.len()].copy_from_slice(word);
+        let w = u64::from_le_bytes(padded);
+        // Bytes below `lowest`, then bytes equal to 0x7f: never a false negative, and a
+        // false positive only sends the word to the byte-by-byte check.
+        let low = w.wrapping_sub(ONES * u64::from(lowest)) & !w & HIGH;
+        let x = w ^ (ONES * 0x7f);
+        let del = x.wrapping_sub(ONES) & !x & HIGH;
+        low | del == 0 || word.iter().all(allowed)
+    };
+    bytes.chunks(8).all(clean)
 }
 
 /// Whether a header name is an HTTP token.
@@ -90,8 +112,10 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
+/// Writes header `name` (a known good name, or one checked with `valid_name`) with the
+/// parts of `value`, refusing a value HTTP does not allow.
 fn header(out: &mut Vec<u8>, name: &str, value: &[&str]) -> Result<(), String> {
-    if !valid_name(name) || !value.iter().all(|v| valid_value(v)) {
+    if !value.iter().all(|v| visible(v.as_bytes(), true)) {
         return Err(format!(
             "header {name:?} has a character HTTP does not allow"
         ));
@@ -133,6 +157,9 @@ pub(super) fn encode(
         header(out, "content-type", &["application/json"])?;
     }
     for (name, value) in &call.extra_headers {
+        if !valid_name(name) {
+            return Err(format!("{name:?} is not a header name"));
+        }
         header(out, name, &[value])?;
     }
     let body = call.body.as_deref().unwrap_or_default();
@@ -191,9 +218,14 @@ impl Head {
 
 /// Parses the head at the start of `buf`: `None` while it is incomplete.
 pub(super) fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<Head>, String> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    let len = match response.parse(buf) {
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut headers,
+    );
+    let len = match parsed {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
             return Err(format!("an answer's head over {MAX_HEAD} bytes"));
@@ -420,6 +452,21 @@ mod tests {
         put.method = Method::PUT;
         encode(&mut out, &put, &target(&put.url).unwrap()).unwrap();
         assert!(out.ends_with(b"content-length: 0\r\n\r\n"));
+    }
+
+    #[test]
+    fn control_characters_are_found_wherever_they_are() {
+        let clean = "Bearer abcdefghijklmnopqrstuvwxyz-ABC_0123456789.~+/= \u{e9}";
+        assert!(visible(clean.as_bytes(), true));
+        assert!(!visible(clean.as_bytes(), false));
+        assert!(visible(b"a\tb", true) && !visible(b"a\tb", false));
+        for at in 0..clean.len() {
+            for bad in [0u8, b'\r', b'\n', 0x1f, 0x7f] {
+                let mut bytes = clean.as_bytes().to_vec();
+                bytes[at] = bad;
+                assert!(!visible(&bytes, true), "{bad:#x} at {at}");
+            }
+        }
     }
 
     #[test]
