@@ -46,7 +46,7 @@ pub(super) fn target(url: &str) -> Result<Target<'_>, String> {
     if path.starts_with('?') {
         return Err("a query without a path".to_owned());
     }
-    if authority.is_empty() || authority.contains('@') {
+    if authority.is_empty() || authority.bytes().any(|b| b == b'@') {
         return Err("no host, or credentials in the address".to_owned());
     }
     let (host, port) = split_authority(authority)?;
@@ -73,8 +73,11 @@ fn split_authority(authority: &str) -> Result<(&str, Option<u16>), String> {
             None => Err("text after an IPv6 address".to_owned()),
         };
     }
-    match authority.split_once(':') {
-        Some((host, port)) => Ok((host, Some(port.parse().map_err(bad_port)?))),
+    match authority.bytes().position(|b| b == b':') {
+        Some(colon) => {
+            let port = authority[colon + 1..].parse().map_err(bad_port)?;
+            Ok((&authority[..colon], Some(port)))
+        }
         None => Ok((authority, None)),
     }
 }
@@ -89,19 +92,17 @@ fn visible(bytes: &[u8], blanks: bool) -> bool {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let lowest: u8 = if blanks { 0x20 } else { 0x21 };
     let allowed = |b: &u8| (*b >= lowest || (blanks && *b == b'\t')) && *b != 0x7f;
-    let clean = |word: &[u8]| {
-        // The last word is padded with letters.
-        let mut padded = [b'a'; 8];
-        padded[..word.len()].copy_from_slice(word);
-        let w = u64::from_le_bytes(padded);
+    let mut words = bytes.chunks_exact(8);
+    let clean = (&mut words).all(|word| {
+        let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
         // Bytes below `lowest`, then bytes equal to 0x7f: never a false negative, and a
         // false positive only sends the word to the byte-by-byte check.
         let low = w.wrapping_sub(ONES * u64::from(lowest)) & !w & HIGH;
         let x = w ^ (ONES * 0x7f);
         let del = x.wrapping_sub(ONES) & !x & HIGH;
         low | del == 0 || word.iter().all(allowed)
-    };
-    bytes.chunks(8).all(clean)
+    });
+    clean && words.remainder().iter().all(allowed)
 }
 
 /// Whether a header name is an HTTP token.
