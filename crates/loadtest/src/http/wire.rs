@@ -130,14 +130,18 @@ fn header(out: &mut Vec<u8>, name: &str, value: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes `call`'s request for `target` into `out` (cleared first): the head (Host, token,
-/// idempotency key, the JSON content type unless the call sets its own, extra headers, the
-/// body's length) and the body, so that it leaves in one write.
+/// Writes `call`'s request for `target` into `out`: the head (Host, token, idempotency key,
+/// the JSON content type unless the call sets its own, extra headers, the body's length) and
+/// the body, so that it leaves in one write. When `out` holds the same request already (a
+/// player reading the lobby again on its connection), it is kept as it is.
 pub(super) fn encode(
     out: &mut Vec<u8>,
     call: &Call<'_>,
     target: &Target<'_>,
 ) -> Result<(), String> {
+    if holds(out, call, target) {
+        return Ok(());
+    }
     out.clear();
     out.extend_from_slice(call.method.as_str().as_bytes());
     out.push(b' ');
@@ -172,6 +176,38 @@ pub(super) fn encode(
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
     Ok(())
+}
+
+/// Whether `out` is `call`'s request for `target` as `encode` writes it, for a request with
+/// nothing but a method without body, a path and perhaps a token.
+fn holds(out: &[u8], call: &Call<'_>, target: &Target<'_>) -> bool {
+    let plain = call.key.is_none() && call.body.is_none() && call.extra_headers.is_empty();
+    if !plain || matches!(call.method.as_str(), "POST" | "PUT" | "PATCH") {
+        return false;
+    }
+    let token: [&[u8]; 3] = match call.token {
+        Some(token) => [b"authorization: Bearer ", token.as_bytes(), b"\r\n"],
+        None => [b"", b"", b""],
+    };
+    let parts = [
+        call.method.as_str().as_bytes(),
+        b" ",
+        target.path.as_bytes(),
+        b" HTTP/1.1\r\nhost: ",
+        target.authority.as_bytes(),
+        b"\r\n",
+    ]
+    .into_iter()
+    .chain(token)
+    .chain([b"\r\n".as_slice()]);
+    let mut rest = out;
+    for part in parts {
+        match rest.strip_prefix(part) {
+            Some(after) => rest = after,
+            None => return false,
+        }
+    }
+    rest.is_empty()
 }
 
 /// `n` in decimal, written into `digits`.
@@ -467,6 +503,40 @@ mod tests {
                 bytes[at] = bad;
                 assert!(!visible(&bytes, true), "{bad:#x} at {at}");
             }
+        }
+    }
+
+    #[test]
+    fn a_request_written_again_is_the_same_as_written_anew() {
+        let lobby = |token| Call::get("http://127.0.0.1:8000/api/v1/lobby").token(token);
+        let mut other_path = lobby("a");
+        other_path.url = "http://127.0.0.1:8000/api/v1/wallet".to_owned();
+        let mut head = lobby("a");
+        head.method = Method::HEAD;
+        let mut put = lobby("a");
+        put.method = Method::PUT;
+        let calls = [
+            lobby("a"),
+            lobby("a"),
+            lobby("ab"),
+            lobby("a"),
+            Call::get("http://127.0.0.1:8000/api/v1/lobby"),
+            Call::get("http://127.0.0.1:8000/api/v1/lobby"),
+            lobby("a").key("k"),
+            lobby("a"),
+            other_path,
+            head,
+            put,
+            Call::post("http://127.0.0.1:8000/api/v1/lobby", &serde_json::json!({})).token("a"),
+            lobby("a"),
+        ];
+        let mut reused = Vec::new();
+        for call in &calls {
+            let target = target(&call.url).unwrap();
+            let mut fresh = Vec::new();
+            encode(&mut fresh, call, &target).unwrap();
+            encode(&mut reused, call, &target).unwrap();
+            assert_eq!(reused, fresh, "{}", String::from_utf8_lossy(&fresh));
         }
     }
 
