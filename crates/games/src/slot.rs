@@ -183,9 +183,14 @@ pub fn exact_rtp_fraction() -> (u128, u128) {
     }
 }
 
+/// The exact RTP as a number, enumerated once per process: the lobby shows it on every
+/// visit, and the enumeration costs about 10 000 instructions each time.
 pub fn exact_rtp() -> f64 {
-    let (num, den) = exact_rtp_fraction();
-    num as f64 / den as f64
+    static RTP: std::sync::LazyLock<f64> = std::sync::LazyLock::new(|| {
+        let (num, den) = exact_rtp_fraction();
+        num as f64 / den as f64
+    });
+    *RTP
 }
 
 #[cfg(test)]

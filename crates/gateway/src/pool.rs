@@ -3,6 +3,8 @@
 //! back-off, and requests outstanding. New work goes to the eligible node with the fewest
 //! requests outstanding; a player sticks to one node while it stays eligible.
 
+use axum::http::HeaderValue;
+use axum::http::uri::{Authority, Scheme, Uri};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -56,6 +58,11 @@ pub struct Backend {
     pub name: String,
     /// `http://host:port`, no trailing slash.
     pub base: String,
+    /// `base`'s scheme and authority, parsed once for every request forwarded to it (`None`
+    /// when `base` is not a URL: nothing can be forwarded there).
+    pub origin: Option<(Scheme, Authority)>,
+    /// The node's name as the `croupier-node` header of the answers it gives.
+    pub name_header: Option<HeaderValue>,
     admin: watch::Sender<AdminState>,
     healthy: AtomicBool,
     pub outstanding: AtomicI64,
@@ -72,9 +79,16 @@ pub struct Backend {
 
 impl Backend {
     pub fn new(name: &str, base: &str) -> Backend {
+        let base = base.trim_end_matches('/');
+        let origin = base
+            .parse::<Uri>()
+            .ok()
+            .and_then(|uri| Some((uri.scheme()?.clone(), uri.authority()?.clone())));
         Backend {
             name: name.to_owned(),
-            base: base.trim_end_matches('/').to_owned(),
+            base: base.to_owned(),
+            origin,
+            name_header: HeaderValue::from_str(name).ok(),
             admin: watch::Sender::new(AdminState::Active),
             // Up until the checks say otherwise, like HAProxy: a fresh gateway serves at once.
             healthy: AtomicBool::new(true),

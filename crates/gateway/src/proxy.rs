@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
+use axum::http::uri::{PathAndQuery, Uri};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use croupier_web::wire::{self, Refusal};
@@ -141,7 +142,10 @@ async fn handle(
         Err(limit) => return limit.refuse(&gateway),
     };
     if crate::ws_proxy::is_upgrade(request.headers()) {
-        return crate::ws_proxy::handle(gateway, request, admitted.player, client.ip()).await;
+        // Boxed: the WebSocket proxy's future is ~11 KB, and inline it made every plain
+        // request's future that large, copied whole each time a layer boxed it.
+        let upgrade = crate::ws_proxy::handle(gateway, request, admitted.player, client.ip());
+        return Box::pin(upgrade).await;
     }
     let (parts, body) = request.into_parts();
     let body = match read_body(&gateway, body).await {
@@ -289,31 +293,48 @@ fn flood() -> Response {
     response
 }
 
+/// The request as node `backend` gets it: its scheme and authority, the player's path and
+/// headers without the hop-by-hop ones, and the player's address in `x-forwarded-for`.
 fn upstream_request(
-    base: &str,
+    backend: &Backend,
     parts: &axum::http::request::Parts,
     body: Bytes,
     client: SocketAddr,
 ) -> Option<hyper::Request<Full<Bytes>>> {
+    let (scheme, authority) = backend.origin.clone()?;
     let path = parts
         .uri
         .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let uri = Uri::builder()
+        .scheme(scheme)
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .ok()?;
     let mut builder = hyper::Request::builder()
         .method(parts.method.clone())
-        .uri(format!("{base}{path}"));
+        .uri(uri);
     let headers = builder.headers_mut()?;
+    headers.reserve(parts.headers.len() + 1);
     for (name, value) in &parts.headers {
         if !HOP_BY_HOP.contains(&name.as_str()) && name != header::HOST {
             headers.append(name, value.clone());
         }
     }
-    headers.insert(
-        "x-forwarded-for",
-        HeaderValue::from_str(&client.ip().to_string()).ok()?,
-    );
+    headers.insert("x-forwarded-for", forwarded_for(client.ip())?);
     builder.body(Full::new(body)).ok()
+}
+
+/// A client address as a header value, written without a heap allocation.
+fn forwarded_for(ip: std::net::IpAddr) -> Option<HeaderValue> {
+    use std::io::Write;
+    let mut text = [0u8; 64];
+    let mut cursor = std::io::Cursor::new(&mut text[..]);
+    write!(cursor, "{ip}").ok()?;
+    let written = cursor.position() as usize;
+    HeaderValue::from_bytes(&text[..written]).ok()
 }
 
 enum Try {
@@ -334,7 +355,7 @@ async fn try_node(
     limit: Duration,
 ) -> Try {
     let backend = &gateway.pool.backends[index];
-    let Some(request) = upstream_request(&backend.base, parts, body, client) else {
+    let Some(request) = upstream_request(backend, parts, body, client) else {
         return Try::Answer(refusal(
             StatusCode::BAD_REQUEST,
             "bad_request",
@@ -425,8 +446,8 @@ async fn answered(
     for name in HOP_BY_HOP {
         response.headers_mut().remove(name);
     }
-    if let Ok(name) = HeaderValue::from_str(&backend.name) {
-        response.headers_mut().insert(wire::NODE, name);
+    if let Some(name) = &backend.name_header {
+        response.headers_mut().insert(wire::NODE, name.clone());
     }
     Try::Answer(response)
 }
@@ -492,8 +513,8 @@ async fn hedged(
     }
     tried.push(other);
     Metrics::count(&gateway.metrics.hedges, "sent");
-    let second = request.to(gateway, other, ceiling);
-    tokio::pin!(second);
+    // Boxed: a hedge is rare, and inline its try would double every request's future.
+    let mut second = Box::pin(request.to(gateway, other, ceiling));
     tokio::select! {
         outcome = &mut first => match outcome {
             Try::Answer(_) => outcome,
@@ -616,5 +637,43 @@ async fn forward(
             );
         }
         Metrics::count(&gateway.metrics.retries, reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every layer in front of the handler boxes its future, copying it whole: a plain
+    /// request's future must not carry the WebSocket proxy's or a hedge's (12 KB before).
+    #[tokio::test]
+    async fn a_plain_request_future_stays_small() {
+        let nodes = vec![("n0".to_owned(), "http://127.0.0.1:9".to_owned())];
+        let gateway = Gateway::new(crate::GatewayConfig::new(nodes, "t".repeat(32))).unwrap();
+        let client: SocketAddr = "127.0.0.1:5".parse().unwrap();
+        let request = || {
+            Request::builder()
+                .uri("/api/v1/wallet")
+                .body(Body::empty())
+                .unwrap()
+        };
+        let handled = handle(State(gateway.clone()), ConnectInfo(client), request());
+        assert!(
+            std::mem::size_of_val(&handled) <= 4096,
+            "{} bytes",
+            std::mem::size_of_val(&handled)
+        );
+        let (parts, _) = request().into_parts();
+        let forwarded = forward(&gateway, &parts, Bytes::new(), None, client);
+        let one_try = try_node(
+            &gateway,
+            0,
+            &parts,
+            Bytes::new(),
+            true,
+            client,
+            Duration::ZERO,
+        );
+        assert!(std::mem::size_of_val(&forwarded) < 2 * std::mem::size_of_val(&one_try));
     }
 }
