@@ -93,7 +93,7 @@ fn visible(bytes: &[u8], blanks: bool) -> bool {
     let lowest: u8 = if blanks { 0x20 } else { 0x21 };
     let allowed = |b: &u8| (*b >= lowest || (blanks && *b == b'\t')) && *b != 0x7f;
     let mut words = bytes.chunks_exact(8);
-    let clean = (&mut words).all(|word| {
+    let clean = words.all(|word| {
         let w = u64::from_le_bytes(word.try_into().unwrap_or_default());
         // Bytes below `lowest`, then bytes equal to 0x7f: never a false negative, and a
         // false positive only sends the word to the byte-by-byte check.
