@@ -282,3 +282,28 @@ async fn an_early_answer_to_a_large_body_is_read() {
     let answer = client().send(0, call).await.unwrap();
     assert_eq!(answer.status, 413);
 }
+
+#[tokio::test]
+async fn each_lane_leaves_from_its_own_loopback_address() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let peers = Arc::new(Mutex::new(Vec::new()));
+    let seen = peers.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, peer)) = listener.accept().await {
+            seen.lock().push(peer.ip().to_string());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while read_request(&mut stream, &mut buf).await.is_some() {
+                    stream.write_all(OK).await.unwrap();
+                }
+            });
+        }
+    });
+    let http = HttpClient::new(3, Duration::from_secs(2)).unwrap();
+    for lane in [0, 1, 2, 3, 1] {
+        http.send(lane, Call::get(&url)).await.unwrap();
+    }
+    // Lane 3 is lane 0 again, and each lane's connection is kept for its next request.
+    assert_eq!(*peers.lock(), ["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
+}
