@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use croupier_web::wire;
+use croupier_web::wire::player::{SessionCreated, SignIn};
 use serde_json::{Value, json};
 
 use crate::procs::{
@@ -213,9 +214,9 @@ pub fn run(seconds: u64, croupier: Option<std::path::PathBuf>) -> anyhow::Result
         .map(|p| {
             let mut r = agent()
                 .post(&format!("{direct}/api/v1/sessions"))
-                .send_json(json!({"player": format!("gw{p}")}))?;
-            let body: Value = r.body_mut().read_json()?;
-            Ok(body["token"].as_str().context("a token")?.to_owned())
+                .send_json(SignIn::demo(format!("gw{p}")))?;
+            let session: SessionCreated = r.body_mut().read_json()?;
+            Ok(session.token)
         })
         .collect::<anyhow::Result<_>>()?;
     let script = wrk_script(dir.path(), &tokens)?;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use croupier_web::wire;
+use croupier_web::wire::player::{SessionCreated, SignIn};
 use serde_json::{Value, json};
 
 use crate::procs::{OPS_TOKEN, agent, croupier_binary, free_port, start_node};
@@ -44,14 +44,9 @@ fn measure(base: &str, players: usize, duration: Duration) -> anyhow::Result<Row
     for p in 0..players {
         let mut response = agent()
             .post(&format!("{base}/api/v1/sessions"))
-            .send_json(json!({"player": format!("p{p}")}))?;
-        let body: Value = response.body_mut().read_json()?;
-        tokens.push(
-            body["token"]
-                .as_str()
-                .context("a session token")?
-                .to_owned(),
-        );
+            .send_json(SignIn::demo(format!("p{p}")))?;
+        let session: SessionCreated = response.body_mut().read_json()?;
+        tokens.push(session.token);
     }
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use croupier_web::wire;
-use serde_json::{Value, json};
+use croupier_web::wire::player::{SessionCreated, SignIn};
+use serde_json::json;
 
 use crate::procs::agent;
 
@@ -33,9 +33,9 @@ impl SteadyBets {
         for p in 0..players {
             let mut response = agent()
                 .post(&format!("{base}/api/v1/sessions"))
-                .send_json(json!({"player": format!("{prefix}{p}")}))?;
-            let body: Value = response.body_mut().read_json()?;
-            tokens.push(body["token"].as_str().context("a token")?.to_owned());
+                .send_json(SignIn::demo(format!("{prefix}{p}")))?;
+            let session: SessionCreated = response.body_mut().read_json()?;
+            tokens.push(session.token);
         }
         let stop = Arc::new(AtomicBool::new(false));
         let interval = Duration::from_secs_f64(players as f64 / rate.max(1) as f64);

@@ -14,11 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use croupier_web::launch::{SigningKey, claims_for};
-use croupier_web::wire;
+use croupier_web::wire::player::{Lobby, Play, Played, RoundSummary, SessionCreated, SignIn};
+use croupier_web::wire::{self, ErrorBody};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
 
 use crate::{HttpClient, now_ms};
 use croupier_monitor::engine::HttpCheck;
@@ -69,9 +71,9 @@ impl TestPlayers {
     }
 
     /// The sign-in body for `player`: a fresh launch token, or the name alone.
-    fn sign_in_body(&self, player: &str) -> Option<Value> {
+    fn sign_in_body(&self, player: &str) -> Option<SignIn> {
         let Some(key) = &self.launch_key else {
-            return Some(json!({ "player": player }));
+            return Some(SignIn::demo(player));
         };
         let jti = format!("{player}-{}", now_ms());
         let claims = claims_for(player, &self.currency, 300, jti);
@@ -79,7 +81,7 @@ impl TestPlayers {
             .sign(&claims)
             .map_err(|e| tracing::warn!(error = %e, "cannot sign the test player's launch token"))
             .ok()?;
-        Some(json!({ "launch_token": token }))
+        Some(SignIn::launch(token))
     }
 }
 
@@ -108,9 +110,21 @@ async fn fetch(client: &HttpClient, request: hyper::Request<Full<Bytes>>) -> Opt
     Some((status, body))
 }
 
-async fn call(client: &HttpClient, request: hyper::Request<Full<Bytes>>) -> Option<(u16, Value)> {
-    let (status, body) = fetch(client, request).await?;
-    Some((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+/// `body` read as `T`, if it is one.
+fn read<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
+    serde_json::from_slice(body).ok()
+}
+
+/// `body` as the JSON of a request.
+fn json_body(body: &impl Serialize) -> Full<Bytes> {
+    Full::new(Bytes::from(serde_json::to_vec(body).unwrap_or_default()))
+}
+
+/// The test bet: over 50.00 on dice (`croupier_games::dice`'s bet, as the player API takes it).
+#[derive(Serialize)]
+struct DiceBet {
+    direction: &'static str,
+    target: u32,
 }
 
 fn result(ok: bool, started: Instant) -> Option<Vec<Sample>> {
@@ -154,14 +168,15 @@ impl Checks {
         }
         let request = hyper::Request::post(format!("{}/api/v1/sessions", self.base))
             .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(
-                self.players
-                    .sign_in_body(&format!("{}{day}", self.player_prefix))?
-                    .to_string(),
-            )))
+            .body(json_body(
+                &self
+                    .players
+                    .sign_in_body(&format!("{}{day}", self.player_prefix))?,
+            ))
             .ok()?;
-        let (status, body) = call(client, request).await?;
-        let token = body["token"].as_str().filter(|_| status == 201)?.to_owned();
+        let (status, body) = fetch(client, request).await?;
+        let session: SessionCreated = read(&body).filter(|_| status == 201)?;
+        let token = session.token;
         *self.token.lock() = Some((token.clone(), day));
         Some(token)
     }
@@ -174,11 +189,9 @@ impl Checks {
             .header("authorization", format!("Bearer {token}"))
             .body(Full::new(Bytes::new()))
             .ok()?;
-        let (status, body) = call(client, request).await?;
-        result(
-            status == 200 && body["games"].as_array().is_some_and(|g| !g.is_empty()),
-            started,
-        )
+        let (status, body) = fetch(client, request).await?;
+        let lobby = read::<Lobby<IgnoredAny>>(&body).filter(|_| status == 200);
+        result(lobby.is_some_and(|l| !l.games.is_empty()), started)
     }
 
     /// Places a test bet every `BET_EVERY_S`; in between, repeats the last result.
@@ -197,13 +210,20 @@ impl Checks {
                 .header("authorization", format!("Bearer {token}"))
                 .header(wire::IDEMPOTENCY_KEY, format!("synthetic-{now}"))
                 .header("content-type", "application/json")
-                .body(Full::new(Bytes::from(
-                    json!({"game": "dice", "stake": TEST_STAKE, "bet": {"target": 5000, "direction": "over"}}).to_string(),
-                )))
+                .body(json_body(&Play {
+                    game: "dice".into(),
+                    stake: TEST_STAKE,
+                    bet: Some(DiceBet {
+                        direction: "over",
+                        target: 5000,
+                    }),
+                }))
                 .ok()?;
-            let (status, body) = call(client, request).await?;
-            let settled = status == 201 && body["round"]["status"] == "settled";
-            let unfunded = status == 422 && body["error"] == "insufficient_funds";
+            let (status, body) = fetch(client, request).await?;
+            let settled = status == 201
+                && read::<Played<RoundSummary>>(&body).is_some_and(|p| p.round.is_settled());
+            let unfunded = status == 422
+                && read::<ErrorBody>(&body).is_some_and(|e| e.error == "insufficient_funds");
             result(settled || unfunded, started)
         }
         .await;

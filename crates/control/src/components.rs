@@ -48,7 +48,9 @@ pub fn severity_level(severity: Severity) -> Level {
 pub fn level(active: &[Incident], component: &str) -> Level {
     active
         .iter()
-        .filter(|i| i.status != "resolved" && affects(&i.component, component))
+        .filter(|i| {
+            i.status != crate::state::IncidentStatus::Resolved && affects(&i.component, component)
+        })
         .map(|i| severity_level(i.severity))
         .max()
         .unwrap_or(Level::Operational)
@@ -106,7 +108,7 @@ mod tests {
             title: "t".into(),
             component: component.into(),
             severity,
-            status: "investigating".into(),
+            status: crate::state::IncidentStatus::Investigating,
             alert_key: None,
             opened_ms: 0,
             resolved_ms: None,

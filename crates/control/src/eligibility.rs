@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use croupier_web::wire::admin::Nodes;
 
 use crate::Control;
 use crate::ops_client::{CallError, call, request};
@@ -22,19 +22,7 @@ pub const TRAFFIC_WAIT: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(100);
 
 /// One node on one gateway's `/admin/nodes`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct NodeView {
-    pub name: String,
-    pub eligible: bool,
-    /// Player requests it answered through that gateway (absent on older gateways).
-    #[serde(default)]
-    pub answered: u64,
-}
-
-#[derive(Deserialize)]
-struct NodesAnswer {
-    nodes: Vec<NodeView>,
-}
+pub use croupier_web::wire::admin::Node as NodeView;
 
 /// Every gateway's view of the nodes; an error when one cannot be asked (nothing can then be
 /// promised about the players it serves).
@@ -42,16 +30,8 @@ pub async fn views(control: &Control) -> Result<Vec<Vec<NodeView>>, CallError> {
     let mut all = Vec::new();
     for gateway in gateways(control) {
         let url = format!("{}/admin/nodes", gateway.base);
-        let body = call(
-            control,
-            &gateway.name,
-            request(control, hyper::Method::GET, url, None),
-        )
-        .await?;
-        let answer: NodesAnswer = serde_json::from_value(body).map_err(|e| CallError::Call {
-            peer: gateway.name.clone(),
-            message: format!("unexpected /admin/nodes answer: {e}"),
-        })?;
+        let get = request(control, hyper::Method::GET, url);
+        let answer: Nodes = call(control, &gateway.name, get).await?;
         all.push(answer.nodes);
     }
     if all.is_empty() {
@@ -203,9 +183,15 @@ mod tests {
         nodes
             .iter()
             .map(|&(name, eligible, answered)| NodeView {
-                name: name.to_owned(),
-                eligible,
                 answered,
+                eligible,
+                ejected: false,
+                healthy: eligible,
+                name: name.to_owned(),
+                outstanding_requests: 0,
+                state: croupier_web::wire::admin::NodeState::Active,
+                url: format!("http://{name}"),
+                websockets: 0,
             })
             .collect()
     }

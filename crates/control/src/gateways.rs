@@ -2,95 +2,76 @@
 //! (state, health, outstanding requests, WebSockets), and setting a node active, draining or
 //! in maintenance on every gateway at once.
 
-use serde_json::{Value, json};
+use croupier_web::wire::admin::{Block, Blocks, Lifted, NodeState, Nodes, SetNodeState};
+use croupier_web::wire::control::GatewayNodes;
 
 use crate::Control;
-use crate::ops_client::{CallError, call, request};
-use croupier_monitor::engine::Kind;
+use crate::ops_client::{CallError, call, request, request_with};
+use croupier_monitor::engine::{Kind, Target};
 
-/// The nodes as each gateway sees them: `[{"gateway": name, "nodes": [...]}]`.
-pub async fn nodes(control: &Control) -> Result<Value, CallError> {
-    let gateways: Vec<_> = control
+fn gateways(control: &Control) -> impl Iterator<Item = &Target> {
+    control
         .config
         .targets
         .iter()
         .filter(|t| t.kind == Kind::Gateway)
-        .collect();
-    if gateways.is_empty() {
-        return Err(CallError::NoGateway);
-    }
+}
+
+/// The nodes as each gateway sees them, or why a gateway did not say.
+pub async fn nodes(control: &Control) -> Result<Vec<GatewayNodes>, CallError> {
     let mut views = Vec::new();
-    for gateway in gateways {
+    for gateway in gateways(control) {
         let url = format!("{}/admin/nodes", gateway.base);
-        let view = match call(
+        let answer = call::<Nodes>(
             control,
             &gateway.name,
-            request(control, hyper::Method::GET, url, None),
+            request(control, hyper::Method::GET, url),
         )
-        .await
-        {
-            Ok(body) => json!({"gateway": gateway.name, "nodes": body["nodes"]}),
-            Err(e) => json!({"gateway": gateway.name, "error": e.to_string()}),
+        .await;
+        let (nodes, error) = match answer {
+            Ok(answer) => (Some(answer.nodes), None),
+            Err(e) => (None, Some(e.to_string())),
         };
-        views.push(view);
+        views.push(GatewayNodes {
+            error,
+            gateway: gateway.name.clone(),
+            nodes,
+        });
     }
-    Ok(Value::Array(views))
+    if views.is_empty() {
+        return Err(CallError::NoGateway);
+    }
+    Ok(views)
 }
 
 /// Sets `node` to `state` on every gateway; fails on the first gateway that refuses.
 pub async fn set_node_state(
     control: &Control,
     node: &str,
-    state: &str,
-) -> Result<Value, CallError> {
+    state: NodeState,
+) -> Result<Nodes, CallError> {
     let mut last = Err(CallError::NoGateway);
-    for gateway in control
-        .config
-        .targets
-        .iter()
-        .filter(|t| t.kind == Kind::Gateway)
-    {
+    for gateway in gateways(control) {
         let url = format!("{}/admin/nodes/{node}", gateway.base);
-        last = Ok(call(
-            control,
-            &gateway.name,
-            request(
-                control,
-                hyper::Method::PUT,
-                url,
-                Some(json!({"state": state})),
-            ),
-        )
-        .await?);
+        let body = SetNodeState { state };
+        let put = request_with(control, hyper::Method::PUT, url, &body);
+        last = Ok(call(control, &gateway.name, put).await?);
     }
     last
 }
 
 /// The addresses each gateway blocks now (both its ports), each with `gateway` set to its
 /// name; a gateway that does not answer is left out (and logged).
-pub async fn blocks(control: &Control) -> Vec<Value> {
+pub async fn blocks(control: &Control) -> Vec<Block> {
     let mut all = Vec::new();
-    for gateway in control
-        .config
-        .targets
-        .iter()
-        .filter(|t| t.kind == Kind::Gateway)
-    {
+    for gateway in gateways(control) {
         let url = format!("{}/admin/blocks", gateway.base);
-        match call(
-            control,
-            &gateway.name,
-            request(control, hyper::Method::GET, url, None),
-        )
-        .await
-        {
-            Ok(body) => {
-                let listed = body["blocks"].as_array().cloned().unwrap_or_default();
-                all.extend(listed.into_iter().map(|mut block| {
-                    block["gateway"] = json!(gateway.name);
-                    block
-                }));
-            }
+        let get = request(control, hyper::Method::GET, url);
+        match call::<Blocks>(control, &gateway.name, get).await {
+            Ok(listed) => all.extend(listed.blocks.into_iter().map(|block| Block {
+                gateway: Some(gateway.name.clone()),
+                ..block
+            })),
             Err(e) => tracing::warn!(error = %e, "cannot list a gateway's blocks"),
         }
     }
@@ -100,20 +81,10 @@ pub async fn blocks(control: &Control) -> Vec<Value> {
 /// Lifts `address`'s blocks on every gateway; whether any gateway had it blocked.
 pub async fn lift_block(control: &Control, address: std::net::IpAddr) -> bool {
     let mut lifted = false;
-    for gateway in control
-        .config
-        .targets
-        .iter()
-        .filter(|t| t.kind == Kind::Gateway)
-    {
+    for gateway in gateways(control) {
         let url = format!("{}/admin/blocks/{address}", gateway.base);
-        let answer = call(
-            control,
-            &gateway.name,
-            request(control, hyper::Method::DELETE, url, None),
-        )
-        .await;
-        match answer {
+        let delete = request(control, hyper::Method::DELETE, url);
+        match call::<Lifted>(control, &gateway.name, delete).await {
             Ok(_) => lifted = true,
             Err(CallError::Refused { status: 404, .. }) => {}
             Err(e) => tracing::warn!(error = %e, "cannot lift a block on a gateway"),

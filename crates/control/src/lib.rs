@@ -53,13 +53,13 @@ use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use croupier_web::wire::ops::{GameStatus, GameStatusSet, Notice, SetGameStatus};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use serde_json::json;
 
 use components::UptimeAccumulator;
 use croupier_monitor::engine::{AlertEvent, Engine, Kind, RuleDef, Target};
@@ -299,7 +299,11 @@ impl Control {
                 .header("content-type", "application/json")
                 .header("authorization", format!("Bearer {}", self.config.ops_token))
                 .body(Full::new(Bytes::from(
-                    json!({"message": message, "level": level}).to_string(),
+                    serde_json::to_string(&Notice {
+                        message: message.to_owned(),
+                        level: level.to_owned(),
+                    })
+                    .unwrap_or_default(),
                 )))
             else {
                 continue;
@@ -506,8 +510,8 @@ impl Control {
         };
         for (game, status) in closed
             .iter()
-            .map(|g| (g, "maintenance"))
-            .chain(opened.iter().map(|g| (g, "open")))
+            .map(|g| (g, GameStatus::Maintenance))
+            .chain(opened.iter().map(|g| (g, GameStatus::Open)))
         {
             self.set_game_status(game, status).await;
         }
@@ -515,17 +519,13 @@ impl Control {
     }
 
     /// Opens or closes a game on every node (each tells its players).
-    async fn set_game_status(&self, game: &str, status: &str) {
+    async fn set_game_status(&self, game: &str, status: GameStatus) {
         for node in self.config.nodes() {
             let url = format!("{}/ops/games/{game}", node.base);
-            let call = ops_client::request(
-                self,
-                hyper::Method::PUT,
-                url,
-                Some(json!({"status": status})),
-            );
-            if let Err(e) = ops_client::call(self, &node.name, call).await {
-                tracing::warn!(node = %node.name, game, status, error = %e, "cannot set the game's status");
+            let body = SetGameStatus::from(status);
+            let put = ops_client::request_with(self, hyper::Method::PUT, url, &body);
+            if let Err(e) = ops_client::call::<GameStatusSet>(self, &node.name, put).await {
+                tracing::warn!(node = %node.name, game, status = status.as_str(), error = %e, "cannot set the game's status");
             }
         }
     }
@@ -739,8 +739,13 @@ impl Control {
         let still_firing = self.state.set_incident_alert(id, &event.key, false)?;
         let message = format!("Alert {} resolved.", event.key);
         if still_firing == 0 {
-            self.state
-                .update_incident(id, "resolved", &message, None, now)?;
+            self.state.update_incident(
+                id,
+                crate::state::IncidentStatus::Resolved,
+                &message,
+                None,
+                now,
+            )?;
         } else {
             self.state.note_incident(id, &message, now)?;
         }

@@ -9,6 +9,7 @@ use croupier_monitor::engine::Target;
 
 use crate::Control;
 use crate::ops_client::{call, request};
+use croupier_web::wire::ops::{IntegrityVerdict, Readiness};
 
 /// How long a started node has to answer `/readyz`.
 const READY_DEADLINE: Duration = Duration::from_secs(30);
@@ -23,14 +24,8 @@ pub async fn until_ready(
     let started = Instant::now();
     loop {
         let url = format!("{}/readyz", node.base);
-        if call(
-            control,
-            &node.name,
-            request(control, hyper::Method::GET, url, None),
-        )
-        .await
-        .is_ok()
-        {
+        let get = request(control, hyper::Method::GET, url);
+        if call::<Readiness>(control, &node.name, get).await.is_ok() {
             return Ok(());
         }
         if let Some(why) = gone() {
@@ -59,15 +54,12 @@ pub async fn smoke_test(control: &Control, node: &Target) -> Result<String, Stri
         .await
         .ok_or("the test bet failed")?;
     let url = format!("{}/ops/integrity", node.base);
-    let integrity = call(
-        control,
-        &node.name,
-        request(control, hyper::Method::GET, url, None),
-    )
-    .await
-    .map_err(|e| format!("integrity: {e}"))?;
+    let get = request(control, hyper::Method::GET, url);
+    let integrity: IntegrityVerdict = call(control, &node.name, get)
+        .await
+        .map_err(|e| format!("integrity: {e}"))?;
     Ok(format!(
         "lobby, test bet and integrity passed ({})",
-        integrity["ok"]
+        integrity.ok
     ))
 }

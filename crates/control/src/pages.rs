@@ -14,8 +14,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Form, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use chrono::Datelike;
 
@@ -23,7 +23,10 @@ use crate::dates::{day, rfc3339, utc};
 use crate::html::{escape, page};
 use crate::operator::audit;
 use crate::operator_sessions::{SESSION_COOKIE, SESSION_LIFETIME, plain_name};
-use crate::public_status::{UPTIME_DAYS, public_status};
+use crate::public_status::{
+    Component, ComponentState, PublicIncident, PublicWindow, UPTIME_DAYS, public_status,
+};
+use crate::state::Uptime;
 use crate::{Control, now_ms};
 
 const STYLE: &str = include_str!("../assets/style.css");
@@ -92,17 +95,12 @@ fn bar_class(up: i64, total: i64) -> &'static str {
     }
 }
 
-fn uptime_bars(days: &[Value], today_start_s: i64) -> String {
+fn uptime_bars(days: &[Uptime], today_start_s: i64) -> String {
     let mut bars = String::new();
     for back in (0..UPTIME_DAYS).rev() {
         let start = today_start_s - back * 86_400;
-        let found = days.iter().find(|d| d["start_s"].as_i64() == Some(start));
-        let (up, total) = found.map_or((0, 0), |d| {
-            (
-                d["up_s"].as_i64().unwrap_or(0),
-                d["total_s"].as_i64().unwrap_or(0),
-            )
-        });
+        let found = days.iter().find(|d| d.start_s == start);
+        let (up, total) = found.map_or((0, 0), |d| (d.up_s, d.total_s));
         let label = if total == 0 {
             format!("{}: no data", day(start * 1000))
         } else {
@@ -121,24 +119,24 @@ fn uptime_bars(days: &[Value], today_start_s: i64) -> String {
     bars
 }
 
-fn incident_html(incident: &Value) -> String {
+fn incident_html(incident: &PublicIncident) -> String {
     let mut html = format!(
         "<article class=\"incident\"><h3>{}</h3><p class=\"meta\">{} · {}",
-        escape(incident["title"].as_str().unwrap_or("")),
-        escape(incident["component"].as_str().unwrap_or("")),
-        escape(incident["status"].as_str().unwrap_or("")),
+        escape(&incident.title),
+        escape(&incident.component),
+        escape(incident.status.as_str()),
     );
-    if let Some(eta) = incident["eta_ms"].as_i64() {
+    if let Some(eta) = incident.eta_ms {
         let _ = write!(html, " · expected fix by {}", utc(eta));
     }
     html.push_str("</p><ul class=\"updates\">");
-    for update in incident["updates"].as_array().into_iter().flatten().rev() {
+    for update in incident.updates.iter().rev() {
         let _ = write!(
             html,
             "<li><time>{}</time> <b>{}</b> {}</li>",
-            utc(update["ts_ms"].as_i64().unwrap_or(0)),
-            escape(update["status"].as_str().unwrap_or("")),
-            escape(update["message"].as_str().unwrap_or("")),
+            utc(update.ts_ms),
+            escape(&update.status),
+            escape(&update.message),
         );
     }
     html.push_str("</ul></article>");
@@ -150,34 +148,31 @@ async fn status_page(State(control): State<Arc<Control>>) -> Response {
         Ok(status) => status,
         Err(e) => return unavailable(e),
     };
-    let components = status["components"].as_array().cloned().unwrap_or_default();
+    let components = &status.components;
     let mut body = format!(
         "<main><header><h1>Croupier status</h1><p class=\"feeds\"><a href=\"/status/feed.atom\">Atom</a> · \
          <a href=\"/status/feed.json\">JSON feed</a></p></header>{}<section id=\"components\">",
-        banners(&components, control.config.test_players.demo)
+        banners(components, control.config.test_players.demo)
     );
     let now_s = now_ms() / 1000;
     let today_start = now_s - now_s.rem_euclid(86_400);
-    for c in &components {
+    for c in components {
         body.push_str(&component_html(c, today_start));
     }
     body.push_str("</section><section id=\"maintenance\"><h2>Scheduled maintenance</h2>");
-    let windows = status["maintenance"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let windows = &status.maintenance;
     if windows.is_empty() {
         body.push_str("<p class=\"quiet\">None planned in the next 7 days.</p>");
     }
-    for window in &windows {
+    for window in windows {
         body.push_str(&window_html(window));
     }
     body.push_str("</section><section id=\"incidents\"><h2>Active incidents</h2>");
-    let incidents = status["incidents"].as_array().cloned().unwrap_or_default();
+    let incidents = &status.incidents;
     if incidents.is_empty() {
         body.push_str("<p class=\"quiet\">No incidents right now.</p>");
     }
-    for incident in &incidents {
+    for incident in incidents {
         body.push_str(&incident_html(incident));
     }
     let _ = write!(
@@ -195,23 +190,25 @@ async fn status_page(State(control): State<Arc<Control>>) -> Response {
 }
 
 /// The banner of the worst component's status, and in demo mode the play-money notice.
-fn banners(components: &[Value], demo: bool) -> String {
+fn banners(components: &[Component], demo: bool) -> String {
+    use ComponentState::{Degraded, MajorOutage, Operational, PartialOutage, UnderMaintenance};
     let worst = components
         .iter()
-        .filter_map(|c| c["status"].as_str())
-        .max_by_key(|s| match *s {
-            "major_outage" => 3,
-            "partial_outage" => 2,
-            "degraded" => 1,
-            _ => 0,
+        .map(|c| c.status)
+        .max_by_key(|s| match s {
+            MajorOutage => 3,
+            PartialOutage => 2,
+            Degraded => 1,
+            Operational | UnderMaintenance => 0,
         })
-        .unwrap_or("operational");
+        .unwrap_or(Operational);
     let banner = match worst {
-        "operational" => "All systems operational",
-        "degraded" => "Some systems are slower than usual",
-        "partial_outage" => "Some systems are having problems",
-        _ => "A major outage is under way",
+        Operational => "All systems operational",
+        Degraded => "Some systems are slower than usual",
+        PartialOutage => "Some systems are having problems",
+        MajorOutage | UnderMaintenance => "A major outage is under way",
     };
+    let worst = worst.as_str();
     let demo = if demo {
         "<p id=\"demo\" class=\"banner degraded\">Demo casino: play money only</p>"
     } else {
@@ -221,35 +218,31 @@ fn banners(components: &[Value], demo: bool) -> String {
 }
 
 /// A component's row: its state, its daily uptime bars and its 90-day uptime.
-fn component_html(c: &Value, today_start: i64) -> String {
-    let uptime = c["uptime_90d"]
-        .as_f64()
-        .map_or("no data yet".to_owned(), |u| {
-            format!("{:.3}% uptime", u * 100.0)
-        });
+fn component_html(c: &Component, today_start: i64) -> String {
+    let uptime = c.uptime_90d.map_or("no data yet".to_owned(), |u| {
+        format!("{:.3}% uptime", u * 100.0)
+    });
     format!(
         "<div class=\"component\" data-component=\"{id}\"><div class=\"row\"><span class=\"name\">{name}</span>\
          <span class=\"state {state}\">{label}</span></div><div class=\"bars\">{bars}</div>\
          <div class=\"row small\"><span>{UPTIME_DAYS} days ago</span><span>{uptime}</span><span>today</span></div></div>",
-        id = escape(c["id"].as_str().unwrap_or("")),
-        name = escape(c["name"].as_str().unwrap_or("")),
-        state = escape(c["status"].as_str().unwrap_or("")),
-        label = escape(c["status_label"].as_str().unwrap_or("")),
-        bars = uptime_bars(c["days"].as_array().map_or(&[][..], |v| v), today_start),
+        id = escape(c.id),
+        name = escape(c.name),
+        state = c.status.as_str(),
+        label = escape(c.status_label),
+        bars = uptime_bars(&c.days, today_start),
     )
 }
 
 /// A scheduled maintenance window.
-fn window_html(window: &Value) -> String {
-    let start = window["starts_ms"].as_i64().unwrap_or(0);
-    let end = window["ends_ms"].as_i64().unwrap_or(0);
+fn window_html(window: &PublicWindow) -> String {
     format!(
         "<article class=\"window\"><h3>{}</h3><p class=\"meta\">{} · {} to {}{}</p></article>",
-        escape(window["title"].as_str().unwrap_or("")),
-        escape(window["scope"].as_str().unwrap_or("")),
-        utc(start),
-        utc(end),
-        if window["in_progress"] == true {
+        escape(&window.title),
+        escape(&window.scope),
+        utc(window.starts_ms),
+        utc(window.ends_ms),
+        if window.in_progress {
             " · in progress"
         } else {
             ""
@@ -280,28 +273,52 @@ fn feed_items(control: &Control) -> Result<Vec<(i64, String, String)>, crate::st
     Ok(items)
 }
 
+/// The status page's JSON Feed (jsonfeed.org 1.1); fields in alphabetical order, the order
+/// it has always been sent in.
+#[derive(Serialize)]
+struct Feed {
+    feed_url: &'static str,
+    home_page_url: &'static str,
+    items: Vec<FeedItem>,
+    title: &'static str,
+    version: &'static str,
+}
+
+/// An incident update in the JSON Feed.
+#[derive(Serialize)]
+struct FeedItem {
+    content_text: String,
+    date_published: String,
+    id: String,
+    title: String,
+    url: &'static str,
+}
+
 async fn json_feed(State(control): State<Arc<Control>>) -> Response {
     let items = match feed_items(&control) {
         Ok(items) => items,
         Err(e) => return unavailable(e),
     };
-    let items: Vec<Value> = items
+    let items = items
         .into_iter()
-        .map(|(ts, id, text)| {
-            json!({"id": id, "url": "/status", "title": text, "content_text": text,
-                   "date_published": rfc3339(ts)})
+        .map(|(ts, id, text)| FeedItem {
+            content_text: text.clone(),
+            date_published: rfc3339(ts),
+            id,
+            title: text,
+            url: "/status",
         })
         .collect();
+    let feed = Feed {
+        feed_url: "/status/feed.json",
+        home_page_url: "/status",
+        items,
+        title: "Croupier status",
+        version: "https://jsonfeed.org/version/1.1",
+    };
     (
         [(header::CONTENT_TYPE, "application/feed+json")],
-        json!({
-            "version": "https://jsonfeed.org/version/1.1",
-            "title": "Croupier status",
-            "home_page_url": "/status",
-            "feed_url": "/status/feed.json",
-            "items": items,
-        })
-        .to_string(),
+        serde_json::to_string(&feed).unwrap_or_default(),
     )
         .into_response()
 }
@@ -530,7 +547,11 @@ mod tests {
     #[test]
     fn ninety_bars_with_the_days_that_have_data() {
         let today = 100 * 86_400;
-        let days = vec![json!({"start_s": today, "up_s": 50, "total_s": 100})];
+        let days = vec![Uptime {
+            start_s: today,
+            total_s: 100,
+            up_s: 50,
+        }];
         let bars = uptime_bars(&days, today);
         assert_eq!(bars.matches("class=\"bar").count(), 90);
         assert_eq!(bars.matches("class=\"bar major\"").count(), 1);

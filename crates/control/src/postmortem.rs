@@ -34,7 +34,7 @@ pub fn skeleton(incident: &Incident, now_ms: i64) -> String {
             let _ = writeln!(out, "| Resolved | {} |", utc(resolved));
         }
         None => {
-            let _ = writeln!(out, "| Resolved | not yet ({}) |", incident.status);
+            let _ = writeln!(out, "| Resolved | not yet ({}) |", incident.status.as_str());
         }
     }
     let _ = writeln!(out, "| Duration | {} |", duration(end - incident.opened_ms));
@@ -85,7 +85,7 @@ mod tests {
             title: "down on node-2".into(),
             component: "games".into(),
             severity: Severity::Major,
-            status: "resolved".into(),
+            status: crate::state::IncidentStatus::Resolved,
             alert_key: Some("down/node-2".into()),
             opened_ms: 1_000,
             resolved_ms: Some(96_000),

@@ -189,7 +189,13 @@ pub fn record_failover(
         now_ms,
     )?;
     let done = format!("Writes go to {to}");
-    state.update_incident(id, "resolved", &done, None, now_ms)?;
+    state.update_incident(
+        id,
+        crate::state::IncidentStatus::Resolved,
+        &done,
+        None,
+        now_ms,
+    )?;
     Ok(id)
 }
 

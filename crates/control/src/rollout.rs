@@ -12,11 +12,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use croupier_web::wire::admin::NodeState;
+use croupier_web::wire::ops::{DrainReport, Health};
+use croupier_web::wire::supervisor::{Children, Restart, Restarted};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::de::DeserializeOwned;
+use serde_json::json;
 
 use crate::node_probe::{smoke_test, until_ready};
-use crate::ops_client::{CallError, call, call_within, request};
+use crate::ops_client::{CallError, call, call_within, request, request_with};
 use crate::state::RolloutStatus;
 use crate::{Control, now_ms};
 use croupier_monitor::engine::Target;
@@ -81,38 +85,24 @@ impl Run {
         tracing::info!(rollout = self.id, node, step, ok, message, "rollout step");
     }
 
-    async fn ops(
-        &self,
-        node: &Target,
-        method: hyper::Method,
-        path: &str,
-    ) -> Result<Value, CallError> {
+    async fn ops<T: DeserializeOwned>(&self, node: &Target, path: &str) -> Result<T, CallError> {
         let url = format!("{}{path}", node.base);
-        call(
-            &self.control,
-            &node.name,
-            request(&self.control, method, url, None),
-        )
-        .await
+        let get = request(&self.control, hyper::Method::GET, url);
+        call(&self.control, &node.name, get).await
     }
 
     async fn wait_drained(&self, node: &Target, deadline: Duration) -> String {
         let started = Instant::now();
         loop {
-            let report = self.ops(node, hyper::Method::GET, "/ops/drain").await;
-            if let Ok(report) = &report
-                && report["in_flight_requests"].as_i64() == Some(0)
-                && report["open_rounds"].as_i64() == Some(0)
-            {
+            let report = self.ops::<DrainReport>(node, "/ops/drain").await;
+            if report.as_ref().is_ok_and(DrainReport::is_idle) {
                 return format!(
                     "nothing in flight after {} ms",
                     started.elapsed().as_millis()
                 );
             }
             if started.elapsed() >= deadline {
-                let open = report
-                    .map(|r| r["open_rounds"].clone())
-                    .unwrap_or(Value::Null);
+                let open = report.map_or("null".to_owned(), |r| r.open_rounds.to_string());
                 return format!(
                     "deadline of {} s reached with {open} open rounds; they stay in the store and resume on another node",
                     deadline.as_secs()
@@ -127,20 +117,15 @@ impl Run {
         let update = &self.control.config.update;
         if let Some(supervisor) = &update.supervisor {
             let url = format!("{supervisor}/supervisor/children/{}/restart", node.name);
-            let answer = call_within(
-                &self.control,
-                "supervisor",
-                request(
-                    &self.control,
-                    hyper::Method::POST,
-                    url,
-                    Some(json!({"binary": binary})),
-                ),
-                RESTART_DEADLINE,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            return Ok(answer["version"].as_str().map(str::to_owned));
+            let body = Restart {
+                binary: binary.into(),
+            };
+            let post = request_with(&self.control, hyper::Method::POST, url, &body);
+            let answer: Restarted =
+                call_within(&self.control, "supervisor", post, RESTART_DEADLINE)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            return Ok(answer.version);
         }
         let Some(command) = &update.update_command else {
             return Err("no supervisor and no update_command: cannot replace a build".into());
@@ -170,11 +155,11 @@ impl Run {
     /// Waits for the node's `/readyz`; the version its `/healthz` then reports.
     async fn wait_ready(&self, node: &Target) -> Result<String, String> {
         until_ready(&self.control, node, || None).await?;
-        let health = self
-            .ops(node, hyper::Method::GET, "/healthz")
+        let health: Health = self
+            .ops(node, "/healthz")
             .await
             .map_err(|e| e.to_string())?;
-        Ok(health["version"].as_str().unwrap_or("").to_owned())
+        Ok(health.version)
     }
 
     /// Updates one node; on failure, says what failed (the node is then rolled back).
@@ -205,7 +190,7 @@ impl Run {
         Ok(())
     }
 
-    async fn set_state(&self, node: &Target, state: &str) -> Result<(), String> {
+    async fn set_state(&self, node: &Target, state: NodeState) -> Result<(), String> {
         crate::gateways::set_node_state(&self.control, &node.name, state)
             .await
             .map(|_| ())
@@ -216,19 +201,13 @@ impl Run {
     async fn current_binary(&self, node: &Target) -> Option<String> {
         let supervisor = self.control.config.update.supervisor.as_ref()?;
         let url = format!("{supervisor}/supervisor/children");
-        let answer = call(
-            &self.control,
-            "supervisor",
-            request(&self.control, hyper::Method::GET, url, None),
-        )
-        .await
-        .ok()?;
-        answer["children"]
-            .as_array()?
-            .iter()
-            .find(|c| c["name"] == node.name.as_str())?["binary"]
-            .as_str()
-            .map(str::to_owned)
+        let get = request(&self.control, hyper::Method::GET, url);
+        let answer: Children = call(&self.control, "supervisor", get).await.ok()?;
+        answer
+            .children
+            .into_iter()
+            .find(|c| c.name == node.name)
+            .map(|c| c.binary)
     }
 
     async fn roll_back(&self, node: &Target, previous: Option<String>, why: &str) -> Option<i64> {
@@ -246,7 +225,7 @@ impl Run {
         match &restored {
             Ok(message) => {
                 self.step(&node.name, "rollback", true, message);
-                if let Err(e) = self.set_state(node, "active").await {
+                if let Err(e) = self.set_state(node, NodeState::Active).await {
                     self.step(&node.name, "undrain", false, &e);
                 } else {
                     self.step(
@@ -305,7 +284,7 @@ impl Run {
             }
         }
         for node in batch {
-            match self.set_state(node, "draining").await {
+            match self.set_state(node, NodeState::Draining).await {
                 Ok(()) => self.step(&node.name, "drain", true, "draining on every gateway"),
                 Err(e) => {
                     self.step(&node.name, "drain", false, &e);
@@ -325,7 +304,7 @@ impl Run {
                 let incident = self.roll_back(node, previous, &why).await;
                 // The rest of the batch goes back in service on the build it has.
                 for other in batch.iter().filter(|o| o.name != node.name) {
-                    let _ = self.set_state(other, "active").await;
+                    let _ = self.set_state(other, NodeState::Active).await;
                 }
                 return Err((RolloutStatus::RolledBack, incident));
             }
@@ -343,7 +322,7 @@ impl Run {
         let mut before = Vec::new();
         for node in batch {
             before.push(crate::eligibility::answered_now(&self.control, &node.name).await);
-            match self.set_state(node, "active").await {
+            match self.set_state(node, NodeState::Active).await {
                 Ok(()) => self.step(&node.name, "undrain", true, "active on every gateway"),
                 Err(e) => {
                     self.step(&node.name, "undrain", false, &e);

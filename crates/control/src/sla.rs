@@ -52,7 +52,7 @@ pub struct IncidentSpan {
     pub id: i64,
     pub title: String,
     pub severity: Severity,
-    pub status: String,
+    pub status: crate::state::IncidentStatus,
     pub opened_ms: i64,
     pub resolved_ms: Option<i64>,
     /// Minutes of it inside the report's range (until now when still open).
@@ -200,7 +200,7 @@ fn incident_span(incident: &Incident, from: i64, until: i64) -> IncidentSpan {
         id: incident.id,
         title: incident.title.clone(),
         severity: incident.severity,
-        status: incident.status.clone(),
+        status: incident.status,
         opened_ms: incident.opened_ms,
         resolved_ms: incident.resolved_ms,
         minutes: minutes((end - incident.opened_ms.max(from)).max(0)),

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::maintenance::{Schedule, Scope, Window};
 use croupier_monitor::severity::Severity;
+pub use croupier_web::wire::control::IncidentStatus;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -22,25 +23,29 @@ pub enum StateError {
     NoIncident(i64),
 }
 
+/// A line of an incident's timeline: an [`IncidentStatus`] word, or [`ONCALL_LINE`]. Fields
+/// in alphabetical order, the order the API has always sent them in.
 #[derive(Debug, Clone, Serialize)]
 pub struct Update {
-    pub ts_ms: i64,
-    pub status: String,
     pub message: String,
+    pub status: String,
+    pub ts_ms: i64,
 }
 
+/// An incident with its timeline, as operators see it (fields in alphabetical order, the
+/// order the API has always sent them in).
 #[derive(Debug, Clone, Serialize)]
 pub struct Incident {
-    pub id: i64,
-    pub title: String,
-    pub component: String,
-    pub severity: Severity,
-    pub status: String,
     pub alert_key: Option<String>,
+    pub component: String,
+    pub eta_ms: Option<i64>,
+    pub id: i64,
     pub opened_ms: i64,
     pub resolved_ms: Option<i64>,
-    pub eta_ms: Option<i64>,
+    pub severity: Severity,
+    pub status: IncidentStatus,
     pub timeline: Vec<Update>,
+    pub title: String,
 }
 
 pub struct State(Mutex<Connection>);
@@ -136,16 +141,17 @@ pub const ROLLUP_RESOLUTIONS: [i64; 3] = [60, 3_600, 86_400];
 /// Rollups older than this are dropped.
 pub const ROLLUP_KEPT_S: i64 = 366 * 86_400;
 
+/// A silence (fields in alphabetical order, the order the API has always sent them in).
 #[derive(Debug, Clone, Serialize)]
 pub struct Silence {
+    pub comment: String,
+    pub created_by: String,
+    pub ends_ms: i64,
     pub id: i64,
     /// Matches an alert key (`rule/target`) exactly, or by prefix when it ends in `*`, or every
     /// alert of a component as `component:<name>`.
     pub matcher: String,
-    pub comment: String,
-    pub created_by: String,
     pub starts_ms: i64,
-    pub ends_ms: i64,
 }
 
 impl Silence {
@@ -163,76 +169,30 @@ impl Silence {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct RolloutStep {
-    pub ts_ms: i64,
-    pub node: String,
-    pub step: String,
-    pub ok: bool,
-    pub message: String,
-}
+/// A rolling update with its steps, and where it is: the control API's words
+/// (`croupier_web::wire::control`), `croupier maintenance` reads them back.
+pub use croupier_web::wire::control::{Rollout, RolloutStatus, RolloutStep};
 
-/// Where a rolling update is: only `Running` blocks the next one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RolloutStatus {
-    Running,
-    Succeeded,
-    /// A node failed and went back to its previous build (an incident says which).
-    RolledBack,
-    Failed,
-}
-
-impl RolloutStatus {
-    /// The word stored and sent.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            RolloutStatus::Running => "running",
-            RolloutStatus::Succeeded => "succeeded",
-            RolloutStatus::RolledBack => "rolled_back",
-            RolloutStatus::Failed => "failed",
-        }
-    }
-
-    /// The status a stored word names, if any.
-    pub fn parse(word: &str) -> Option<RolloutStatus> {
-        use RolloutStatus::{Failed, RolledBack, Running, Succeeded};
-        [Running, Succeeded, RolledBack, Failed]
-            .into_iter()
-            .find(|s| s.as_str() == word)
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Rollout {
-    pub id: i64,
-    pub binary: String,
-    pub batch_size: i64,
-    pub created_by: String,
-    pub started_ms: i64,
-    pub finished_ms: Option<i64>,
-    pub status: RolloutStatus,
-    pub incident_id: Option<i64>,
-    pub steps: Vec<RolloutStep>,
-}
-
+/// An audit log line (fields in alphabetical order, the order the API has always sent them
+/// in).
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEntry {
-    pub id: i64,
-    pub ts_ms: i64,
-    pub actor: String,
     pub action: String,
-    pub subject: String,
+    pub actor: String,
     pub detail: String,
+    pub id: i64,
     pub outcome: String,
+    pub subject: String,
+    pub ts_ms: i64,
 }
 
-/// Seconds up and observed in one rollup bucket.
+/// Seconds up and observed in one rollup bucket (fields in alphabetical order, the order
+/// the status API has always sent them in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Uptime {
     pub start_s: i64,
-    pub up_s: i64,
     pub total_s: i64,
+    pub up_s: i64,
 }
 
 impl State {
@@ -900,11 +860,12 @@ impl State {
     pub fn update_incident(
         &self,
         id: i64,
-        status: &str,
+        status: IncidentStatus,
         message: &str,
         eta_ms: Option<i64>,
         ts_ms: i64,
     ) -> Result<(), StateError> {
+        let status = status.as_str();
         let conn = self.conn();
         let changed = conn.execute(
             "UPDATE incidents SET status = ?2, eta_ms = COALESCE(?3, eta_ms),
@@ -952,7 +913,7 @@ fn incident(r: &Row<'_>) -> rusqlite::Result<Incident> {
         title: r.get(1)?,
         component: r.get(2)?,
         severity: severity_at(r, 3)?,
-        status: r.get(4)?,
+        status: incident_status_at(r, 4)?,
         alert_key: r.get(5)?,
         opened_ms: r.get(6)?,
         resolved_ms: r.get(7)?,
@@ -969,6 +930,18 @@ fn rollout_status_at(r: &Row<'_>, i: usize) -> rusqlite::Result<RolloutStatus> {
             i,
             rusqlite::types::Type::Text,
             format!("no rollout status {word:?}").into(),
+        )
+    })
+}
+
+/// The incident status in column `i` of a row; another word is a conversion error.
+fn incident_status_at(r: &Row<'_>, i: usize) -> rusqlite::Result<IncidentStatus> {
+    let word: String = r.get(i)?;
+    IncidentStatus::parse(&word).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("no incident status {word:?}").into(),
         )
     })
 }
@@ -1033,14 +1006,14 @@ mod tests {
         state
             .update_incident(
                 id,
-                "identified",
+                IncidentStatus::Identified,
                 "process crashed; restarting",
                 Some(100),
                 2,
             )
             .unwrap();
         state
-            .update_incident(id, "resolved", "back", None, 3)
+            .update_incident(id, crate::state::IncidentStatus::Resolved, "back", None, 3)
             .unwrap();
         assert_eq!(state.open_incident_for_alert("down/node-2").unwrap(), None);
         let all = state.incidents(false).unwrap();
@@ -1048,7 +1021,7 @@ mod tests {
         assert_eq!((all[0].resolved_ms, all[0].eta_ms), (Some(3), Some(100)));
         assert!(state.incidents(true).unwrap().is_empty());
         assert!(matches!(
-            state.update_incident(99, "resolved", "x", None, 4),
+            state.update_incident(99, crate::state::IncidentStatus::Resolved, "x", None, 4),
             Err(StateError::NoIncident(99))
         ));
     }

@@ -7,24 +7,25 @@ use serde::Serialize;
 
 use crate::state::{State, StateError};
 
+/// A page (fields in alphabetical order, the order the API has always sent them in).
 #[derive(Debug, Clone, Serialize)]
 pub struct Page {
+    pub acked_by: Option<String>,
+    pub acked_ms: Option<i64>,
     pub id: i64,
     pub incident_id: i64,
     /// 0 for the first level of the escalation policy.
     pub level: i64,
-    /// How many times the last level paged again.
-    pub repeats: i64,
+    pub level_since_ms: i64,
+    pub opened_ms: i64,
     /// Whom it went to last.
     pub person: String,
-    /// open, acknowledged or resolved.
-    pub status: String,
-    pub opened_ms: i64,
-    pub level_since_ms: i64,
-    pub acked_by: Option<String>,
-    pub acked_ms: Option<i64>,
+    /// How many times the last level paged again.
+    pub repeats: i64,
     pub resolved_by: Option<String>,
     pub resolved_ms: Option<i64>,
+    /// open, acknowledged or resolved.
+    pub status: String,
 }
 
 const COLUMNS: &str = "id, incident_id, level, repeats, person, status, opened_ms, level_since_ms, \

@@ -203,7 +203,7 @@ mod tests {
             .unwrap();
         assert_eq!(state.undelivered_lines().unwrap().len(), 1);
         state
-            .update_incident(id, "resolved", "fixed", None, 3)
+            .update_incident(id, crate::state::IncidentStatus::Resolved, "fixed", None, 3)
             .unwrap();
         assert_eq!(state.undelivered_lines().unwrap().len(), 1);
         assert!(state.undelivered_lines().unwrap().is_empty());

@@ -80,8 +80,8 @@ fn millis(text: &str) -> anyhow::Result<i64> {
     Ok(i64::try_from(since.as_millis())?)
 }
 
-fn body(m: &Movement) -> serde_json::Value {
-    json!({"transaction_id": m.transaction_id, "player": m.player, "amount": m.amount})
+fn body(m: &Movement) -> String {
+    json!({"transaction_id": m.transaction_id, "player": m.player, "amount": m.amount}).to_string()
 }
 
 pub fn run(args: CashierArgs) -> anyhow::Result<()> {

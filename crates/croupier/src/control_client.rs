@@ -10,6 +10,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use croupier_loadtest::layout::OPS_TOKEN_FILE;
 use croupier_web::wire::{self, ErrorBody};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::node_cmd::ops_token_file;
@@ -82,7 +84,8 @@ impl Client {
         }
     }
 
-    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<String> {
+    /// The answer's text; `body` is a request's JSON (`json`).
+    pub fn call(&self, method: &str, path: &str, body: Option<String>) -> anyhow::Result<String> {
         let url = format!("{}{path}", self.base.trim_end_matches('/'));
         let request = ureq::http::Request::builder()
             .method(method)
@@ -90,7 +93,7 @@ impl Client {
             .header("authorization", format!("Bearer {}", self.token))
             .header(wire::OPERATOR, &self.actor)
             .header("content-type", "application/json");
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let body = body.unwrap_or_default();
         let mut response = self
             .agent
             .run(request.body(body)?)
@@ -106,7 +109,19 @@ impl Client {
         Ok(text)
     }
 
-    pub fn print(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<()> {
+    /// The answer read as `T`.
+    pub fn read<T: DeserializeOwned>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> anyhow::Result<T> {
+        let text = self.call(method, path, body)?;
+        serde_json::from_str(&text).with_context(|| format!("{method} {path}: unexpected answer"))
+    }
+
+    /// Prints the answer: JSON indented, anything else (Markdown, CSV, HTML) as it came.
+    pub fn print(&self, method: &str, path: &str, body: Option<String>) -> anyhow::Result<()> {
         let text = self.call(method, path, body)?;
         match serde_json::from_str::<Value>(&text) {
             Ok(json) => println!("{}", serde_json::to_string_pretty(&json)?),
@@ -114,4 +129,9 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// `body` as a request's JSON.
+pub fn json(body: &impl Serialize) -> String {
+    serde_json::to_string(body).expect("a wire type serializes")
 }

@@ -1,13 +1,16 @@
 //! `croupier ctl`: the control plane's REST API from a terminal — status, alerts, SLOs,
 //! incidents (open, update, postmortem), silences, nodes (drain, undrain), SLA reports, who is
 //! on call and pages (ack, resolve), and the audit log.
-//! Prints the API's JSON answers; a refusal becomes an error carrying the API's message.
+//! Sends the API's request types (`croupier_web::wire::control`) and prints its JSON answers;
+//! a refusal becomes an error carrying the API's message.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use croupier_web::wire::admin::NodeState;
+use croupier_web::wire::control::{IncidentUpdate, NewIncident, NewSilence, NodeStateChange};
+use serde::Serialize;
 
-use crate::control_client::Connection;
+use crate::control_client::{Connection, json};
 
 #[derive(Args)]
 pub struct CtlArgs {
@@ -30,43 +33,15 @@ enum CtlCommand {
     /// Incidents, newest first.
     Incidents,
     /// Open an incident by hand (players are told at once).
-    Open {
-        #[arg(long)]
-        title: String,
-        /// wallet, dice, roulette, slot, blackjack, lobby, or games (all games).
-        #[arg(long)]
-        component: String,
-        /// critical, major or minor.
-        #[arg(long)]
-        severity: String,
-        #[arg(long)]
-        message: String,
-    },
+    Open(OpenArgs),
     /// Post an update to an incident; --status resolved closes it.
-    Update {
-        id: i64,
-        /// investigating, identified, monitoring or resolved.
-        #[arg(long)]
-        status: String,
-        #[arg(long)]
-        message: String,
-        /// Expected fix, in minutes from now.
-        #[arg(long)]
-        eta_minutes: Option<i64>,
-    },
+    Update(UpdateArgs),
     /// Print an incident's postmortem skeleton (Markdown).
     Postmortem { id: i64 },
     /// Silences not yet over.
     Silences,
     /// Silence alerts: an alert key (rule/target), a prefix ending in *, or component:<name>.
-    Silence {
-        matcher: String,
-        #[arg(long)]
-        comment: String,
-        /// How long, e.g. 90s, 30m, 2h, 1d.
-        #[arg(long, value_parser = parse_duration)]
-        duration: u64,
-    },
+    Silence(SilenceArgs),
     /// End a silence now.
     Unsilence { id: i64 },
     /// The nodes as the gateways see them.
@@ -112,6 +87,79 @@ enum CtlCommand {
     },
 }
 
+#[derive(Args)]
+struct OpenArgs {
+    #[arg(long)]
+    title: String,
+    /// wallet, dice, roulette, slot, blackjack, lobby, or games (all games).
+    #[arg(long)]
+    component: String,
+    /// critical, major or minor.
+    #[arg(long)]
+    severity: String,
+    #[arg(long)]
+    message: String,
+}
+
+impl OpenArgs {
+    fn request(self) -> Request {
+        let new = NewIncident {
+            title: self.title,
+            component: self.component,
+            severity: self.severity,
+            message: self.message,
+        };
+        Request::post("/api/v1/incidents", &new)
+    }
+}
+
+#[derive(Args)]
+struct UpdateArgs {
+    id: i64,
+    /// investigating, identified, monitoring or resolved.
+    #[arg(long)]
+    status: String,
+    #[arg(long)]
+    message: String,
+    /// Expected fix, in minutes from now.
+    #[arg(long)]
+    eta_minutes: Option<i64>,
+}
+
+impl UpdateArgs {
+    fn request(self) -> Request {
+        let update = IncidentUpdate {
+            status: self.status,
+            message: self.message,
+            eta_ms: self
+                .eta_minutes
+                .map(|m| croupier_control::now_ms() + m * 60_000),
+        };
+        Request::post(format!("/api/v1/incidents/{}/updates", self.id), &update)
+    }
+}
+
+#[derive(Args)]
+struct SilenceArgs {
+    matcher: String,
+    #[arg(long)]
+    comment: String,
+    /// How long, e.g. 90s, 30m, 2h, 1d.
+    #[arg(long, value_parser = parse_duration)]
+    duration: u64,
+}
+
+impl SilenceArgs {
+    fn request(self) -> anyhow::Result<Request> {
+        let new = NewSilence {
+            matcher: self.matcher,
+            comment: self.comment,
+            duration_s: i64::try_from(self.duration).context("--duration is too long")?,
+        };
+        Ok(Request::post("/api/v1/silences", &new))
+    }
+}
+
 #[derive(Subcommand)]
 enum PageAction {
     /// Acknowledge: you are on it; nobody else is paged.
@@ -154,13 +202,14 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
 struct Request {
     method: &'static str,
     path: String,
-    body: Option<Value>,
+    /// The request's JSON.
+    body: Option<String>,
     /// The answer is printed as it comes (Markdown, CSV, HTML), never read as JSON.
     text: bool,
 }
 
 impl Request {
-    fn new(method: &'static str, path: impl Into<String>, body: Option<Value>) -> Request {
+    fn new(method: &'static str, path: impl Into<String>, body: Option<String>) -> Request {
         Request {
             method,
             path: path.into(),
@@ -173,8 +222,8 @@ impl Request {
         Request::new("GET", path, None)
     }
 
-    fn post(path: impl Into<String>, body: Value) -> Request {
-        Request::new("POST", path, Some(body))
+    fn post(path: impl Into<String>, body: &impl Serialize) -> Request {
+        Request::new("POST", path, Some(json(body)))
     }
 
     fn delete(path: impl Into<String>) -> Request {
@@ -194,41 +243,17 @@ impl CtlCommand {
             CtlCommand::Alerts => Request::get("/api/v1/alerts"),
             CtlCommand::Slos => Request::get("/api/v1/slos"),
             CtlCommand::Incidents => Request::get("/api/v1/incidents"),
-            CtlCommand::Open {
-                title,
-                component,
-                severity,
-                message,
-            } => {
-                let body = json!({"title": title, "component": component, "severity": severity, "message": message});
-                Request::post("/api/v1/incidents", body)
-            }
-            CtlCommand::Update {
-                id,
-                status,
-                message,
-                eta_minutes,
-            } => {
-                let eta_ms = eta_minutes.map(|m| croupier_control::now_ms() + m * 60_000);
-                let body = json!({"status": status, "message": message, "eta_ms": eta_ms});
-                Request::post(format!("/api/v1/incidents/{id}/updates"), body)
-            }
+            CtlCommand::Open(open) => open.request(),
+            CtlCommand::Update(update) => update.request(),
             CtlCommand::Postmortem { id } => {
                 Request::get(format!("/api/v1/incidents/{id}/postmortem")).printed_as_text()
             }
             CtlCommand::Silences => Request::get("/api/v1/silences"),
-            CtlCommand::Silence {
-                matcher,
-                comment,
-                duration,
-            } => {
-                let body = json!({"matcher": matcher, "comment": comment, "duration_s": duration});
-                Request::post("/api/v1/silences", body)
-            }
+            CtlCommand::Silence(silence) => silence.request()?,
             CtlCommand::Unsilence { id } => Request::delete(format!("/api/v1/silences/{id}")),
             CtlCommand::Nodes => Request::get("/api/v1/nodes"),
-            CtlCommand::Drain { node } => node_state(&node, "draining"),
-            CtlCommand::Undrain { node } => node_state(&node, "active"),
+            CtlCommand::Drain { node } => node_state(&node, NodeState::Draining),
+            CtlCommand::Undrain { node } => node_state(&node, NodeState::Active),
             CtlCommand::Sla {
                 month,
                 from,
@@ -258,9 +283,11 @@ impl PageAction {
 }
 
 /// A node put in `state` on every gateway (drain, undrain).
-fn node_state(node: &str, state: &str) -> Request {
-    let body = json!({ "state": state });
-    Request::new("PUT", format!("/api/v1/nodes/{node}"), Some(body))
+fn node_state(node: &str, state: NodeState) -> Request {
+    let body = NodeStateChange {
+        state: state.as_str().to_owned(),
+    };
+    Request::new("PUT", format!("/api/v1/nodes/{node}"), Some(json(&body)))
 }
 
 /// The SLA report of a month, or from..to; CSV and HTML printed as they come.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use serde_json::{Value, json};
+use croupier_web::wire::ops::{DrainReport, SetDrain};
 
 #[derive(Args)]
 pub struct DrainArgs {
@@ -44,17 +44,17 @@ pub fn run(args: DrainArgs) -> anyhow::Result<()> {
     agent
         .post(&url)
         .header("authorization", &auth)
-        .send_json(json!({"draining": true}))
+        .send_json(SetDrain { draining: true })
         .with_context(|| format!("draining {}", args.node))?;
     std::thread::sleep(GATEWAYS_NOTICE);
     loop {
-        let report: Value = agent
+        let report: DrainReport = agent
             .get(&url)
             .header("authorization", &auth)
             .call()
             .and_then(|mut r| r.body_mut().read_json())
             .with_context(|| format!("reading {url}"))?;
-        let busy = report["in_flight_requests"].as_i64().unwrap_or(0);
+        let busy = report.in_flight_requests;
         if busy == 0 {
             tracing::info!(node = %args.node, "drained");
             return Ok(());

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use serde_json::{Value, json};
+use croupier_web::wire::control::{Created, NewRollout, NewWindow, Rollout, RolloutStatus};
 
-use crate::control_client::Connection;
+use crate::control_client::{Connection, json};
 use crate::ctl_cmd::parse_duration;
 
 #[derive(Args)]
@@ -72,6 +72,11 @@ enum MaintenanceCommand {
     Rollouts,
 }
 
+/// Seconds as the API takes them.
+fn seconds(s: u64) -> anyhow::Result<i64> {
+    i64::try_from(s).with_context(|| format!("{s} s is too long"))
+}
+
 /// Unix milliseconds from a number or an RFC 3339 time.
 fn parse_time(text: &str) -> anyhow::Result<i64> {
     if let Ok(ms) = text.parse::<i64>() {
@@ -94,14 +99,18 @@ pub fn run(args: MaintenanceArgs) -> anyhow::Result<()> {
         } => {
             let binary = std::fs::canonicalize(&binary)
                 .with_context(|| format!("{} is not there", binary.display()))?;
-            let started: Value = serde_json::from_str(&client.call(
-                "POST",
-                "/api/v1/rollouts",
-                Some(json!({"binary": binary, "batch_size": batch_size,
-                    "drain_deadline_s": drain_deadline, "staging": staging,
-                    "min_eligible": min_eligible})),
-            )?)?;
-            let id = started["id"].as_i64().context("a rollout id")?;
+            let body = NewRollout {
+                binary: binary
+                    .to_str()
+                    .with_context(|| format!("{} is not UTF-8", binary.display()))?
+                    .to_owned(),
+                batch_size: Some(batch_size),
+                drain_deadline_s: Some(drain_deadline),
+                staging: Some(staging),
+                min_eligible: Some(min_eligible),
+            };
+            let started: Created = client.read("POST", "/api/v1/rollouts", Some(json(&body)))?;
+            let id = started.id;
             eprintln!("rolling update #{id} of {} started", binary.display());
             follow(&client, id)
         }
@@ -114,16 +123,26 @@ pub fn run(args: MaintenanceArgs) -> anyhow::Result<()> {
             duration,
             announce,
         } => {
-            let mut body = json!({"title": title, "scope": scope, "duration_s": duration, "announce_s": announce});
-            match (at, cron) {
-                (Some(at), None) => body["starts_ms"] = json!(parse_time(&at)?),
-                (None, Some(cron)) => {
-                    body["cron"] = json!(cron);
-                    body["timezone"] = json!(timezone);
-                }
+            let (starts_ms, cron, timezone) = match (at, cron) {
+                (Some(at), None) => (Some(parse_time(&at)?), None, None),
+                (None, Some(cron)) => (None, Some(cron), Some(timezone)),
                 _ => bail!("give --at or --cron"),
-            }
-            client.print("POST", "/api/v1/maintenance", Some(body))
+            };
+            let body = NewWindow {
+                title,
+                scope,
+                starts_ms,
+                cron,
+                timezone,
+                duration_s: seconds(duration)?,
+                announce_s: Some(
+                    announce
+                        .into_iter()
+                        .map(seconds)
+                        .collect::<Result<_, _>>()?,
+                ),
+            };
+            client.print("POST", "/api/v1/maintenance", Some(json(&body)))
         }
         MaintenanceCommand::List => client.print("GET", "/api/v1/maintenance", None),
         MaintenanceCommand::Cancel { id } => {
@@ -138,27 +157,21 @@ fn follow(client: &crate::control_client::Client, id: i64) -> anyhow::Result<()>
     let started = Instant::now();
     let mut shown = 0;
     loop {
-        let rollout: Value =
-            serde_json::from_str(&client.call("GET", &format!("/api/v1/rollouts/{id}"), None)?)?;
-        let steps = rollout["steps"].as_array().cloned().unwrap_or_default();
-        for step in &steps[shown..] {
-            let mark = if step["ok"] == true {
-                "ok    "
-            } else {
-                "FAILED"
-            };
+        let rollout: Rollout = client.read("GET", &format!("/api/v1/rollouts/{id}"), None)?;
+        for step in rollout.steps.get(shown..).unwrap_or_default() {
+            let mark = if step.ok { "ok    " } else { "FAILED" };
             println!(
                 "{:>6.1}s {mark} {:<8} {:<11} {}",
                 started.elapsed().as_secs_f64(),
-                step["node"].as_str().unwrap_or(""),
-                step["step"].as_str().unwrap_or(""),
-                step["message"].as_str().unwrap_or("")
+                step.node,
+                step.step,
+                step.message
             );
         }
-        shown = steps.len();
-        match rollout["status"].as_str() {
-            Some("running") => std::thread::sleep(Duration::from_millis(250)),
-            Some("succeeded") => {
+        shown = rollout.steps.len();
+        match rollout.status {
+            RolloutStatus::Running => std::thread::sleep(Duration::from_millis(250)),
+            RolloutStatus::Succeeded => {
                 println!(
                     "rolling update #{id} succeeded in {:.1} s",
                     started.elapsed().as_secs_f64()
@@ -167,9 +180,9 @@ fn follow(client: &crate::control_client::Client, id: i64) -> anyhow::Result<()>
             }
             other => bail!(
                 "rolling update #{id} ended {}{}",
-                other.unwrap_or("?"),
-                rollout["incident_id"]
-                    .as_i64()
+                other.as_str(),
+                rollout
+                    .incident_id
                     .map(|i| format!("; incident #{i} opened"))
                     .unwrap_or_default()
             ),

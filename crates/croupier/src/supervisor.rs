@@ -28,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use croupier_web::wire::Refusal;
-use serde_json::{Value, json};
+use croupier_web::wire::supervisor as wire;
 
 /// First restart delay; doubled for each crash in a row, up to `MAX_BACKOFF`. Two scrape
 /// intervals, so the control plane (which wants two failed scrapes in a row before it calls a
@@ -270,12 +270,15 @@ impl Supervised {
         }
     }
 
-    fn describe(&self) -> Value {
-        json!({
-            "name": self.name, "binary": self.binary, "pid": self.child.as_ref().map(Child::id),
-            "running": self.child.is_some(), "restarts": self.restarts,
-            "retiring_pid": self.retiring.as_ref().map(|r| r.process.id()),
-        })
+    fn describe(&self) -> wire::Child {
+        wire::Child {
+            binary: self.binary.to_string_lossy().into_owned(),
+            name: self.name.clone(),
+            pid: self.child.as_ref().map(Child::id),
+            restarts: self.restarts,
+            retiring_pid: self.retiring.as_ref().map(|r| r.process.id()),
+            running: self.child.is_some(),
+        }
     }
 }
 
@@ -360,7 +363,11 @@ impl Supervisor {
     }
 
     /// Stops `name` gracefully and starts `binary` in its place (blocking).
-    fn restart_with(&self, name: &str, binary: PathBuf) -> Result<Value, (StatusCode, String)> {
+    fn restart_with(
+        &self,
+        name: &str,
+        binary: PathBuf,
+    ) -> Result<wire::Restarted, (StatusCode, String)> {
         let unreadable = |e: std::io::Error| {
             (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -390,10 +397,8 @@ impl Supervisor {
             let _ = child.spawn();
             return Err((StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")));
         }
-        let mut answer = child.describe();
-        answer["version"] = json!(version);
-        answer["previous_binary"] = json!(previous);
-        Ok(answer)
+        let previous = previous.to_string_lossy().into_owned();
+        Ok(wire::Restarted::of(child.describe(), previous, version))
     }
 }
 
@@ -427,8 +432,8 @@ async fn list(State(supervisor): State<Supervisor>, headers: HeaderMap) -> Respo
             "needs the ops token",
         );
     }
-    let children: Vec<Value> = supervisor.lock().iter().map(Supervised::describe).collect();
-    Json(json!({"children": children})).into_response()
+    let children = supervisor.lock().iter().map(Supervised::describe).collect();
+    Json(wire::Children { children }).into_response()
 }
 
 async fn restart(
@@ -444,12 +449,7 @@ async fn restart(
             "needs the ops token",
         );
     }
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Restart {
-        binary: PathBuf,
-    }
-    let wanted: Restart = match serde_json::from_slice(&body) {
+    let wanted: wire::Restart = match serde_json::from_slice(&body) {
         Ok(wanted) => wanted,
         Err(e) => {
             return refusal(

@@ -17,7 +17,7 @@ use chrono::{Datelike, Months, NaiveDate, Utc};
 use common::*;
 use croupier_control::components::UptimeAccumulator;
 use croupier_control::maintenance::{Schedule, Scope, Window};
-use croupier_control::state::{Incident, State, Uptime};
+use croupier_control::state::{Incident, IncidentStatus, State, Uptime};
 use croupier_monitor::severity::Severity;
 use serde_json::Value;
 
@@ -103,7 +103,13 @@ fn seed_month(state: &State, start: i64, days: i64) {
             .open_incident(title, component, severity, None, "opened", opened)
             .unwrap();
         state
-            .update_incident(id, "resolved", "fixed", None, opened + minutes * MINUTE)
+            .update_incident(
+                id,
+                IncidentStatus::Resolved,
+                "fixed",
+                None,
+                opened + minutes * MINUTE,
+            )
             .unwrap();
     }
     let incidents: Vec<Incident> = state.incidents(false).unwrap();
@@ -127,7 +133,7 @@ fn seed_month(state: &State, start: i64, days: i64) {
             .iter()
             .filter(|i| i.opened_ms <= ms && i.resolved_ms.is_none_or(|r| ms < r))
             .map(|i| Incident {
-                status: "investigating".into(), // as it was then
+                status: IncidentStatus::Investigating, // as it was then
                 ..i.clone()
             })
             .collect();

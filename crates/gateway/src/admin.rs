@@ -11,11 +11,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use croupier_web::wire::admin::{
+    Block, Blocks, Health, Lifted, Node, NodeState, Nodes, Readiness, SetNodeState,
+};
 
 use crate::Gateway;
-use crate::pool::AdminState;
 use crate::proxy::refusal;
 
 pub fn router(gateway: Arc<Gateway>) -> Router {
@@ -40,19 +40,26 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok", "pid": std::process::id()}))
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        pid: std::process::id(),
+        status: "ok".to_owned(),
+    })
 }
 
 async fn readyz(State(gateway): State<Arc<Gateway>>) -> Response {
     if gateway.pool.any_eligible() {
-        (StatusCode::OK, Json(json!({"ready": true}))).into_response()
+        let ready = Readiness {
+            ready: true,
+            reason: None,
+        };
+        (StatusCode::OK, Json(ready)).into_response()
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false, "reason": "no node can serve"})),
-        )
-            .into_response()
+        let not_ready = Readiness {
+            ready: false,
+            reason: Some("no node can serve".to_owned()),
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, Json(not_ready)).into_response()
     }
 }
 
@@ -80,22 +87,24 @@ fn unauthorized() -> Response {
     )
 }
 
-fn nodes(gateway: &Gateway) -> Value {
-    let list: Vec<Value> = gateway
+fn nodes(gateway: &Gateway) -> Nodes {
+    let nodes = gateway
         .pool
         .backends
         .iter()
-        .map(|b| {
-            json!({
-                "name": b.name, "url": b.base, "state": b.admin_state().as_str(),
-                "healthy": b.is_healthy(), "ejected": b.is_ejected(), "eligible": b.eligible(),
-                "outstanding_requests": b.outstanding.load(Ordering::Relaxed),
-                "websockets": b.websockets.load(Ordering::Relaxed),
-                "answered": b.answered(),
-            })
+        .map(|b| Node {
+            answered: b.answered(),
+            eligible: b.eligible(),
+            ejected: b.is_ejected(),
+            healthy: b.is_healthy(),
+            name: b.name.clone(),
+            outstanding_requests: b.outstanding.load(Ordering::Relaxed),
+            state: b.admin_state(),
+            url: b.base.clone(),
+            websockets: b.websockets.load(Ordering::Relaxed),
         })
         .collect();
-    json!({ "nodes": list })
+    Nodes { nodes }
 }
 
 async fn list_nodes(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> Response {
@@ -103,12 +112,6 @@ async fn list_nodes(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> 
         return unauthorized();
     }
     Json(nodes(&gateway)).into_response()
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SetState {
-    state: AdminState,
 }
 
 async fn set_node(
@@ -127,7 +130,7 @@ async fn set_node(
             &format!("no node named {name}"),
         );
     };
-    let wanted: SetState = match serde_json::from_slice(&body) {
+    let wanted: SetNodeState = match serde_json::from_slice(&body) {
         Ok(wanted) => wanted,
         Err(e) => {
             return refusal(
@@ -138,7 +141,7 @@ async fn set_node(
         }
     };
     backend.set_admin_state(wanted.state);
-    if wanted.state == AdminState::Active {
+    if wanted.state == NodeState::Active {
         backend.clear_ejection();
     }
     tracing::info!(node = %name, state = wanted.state.as_str(), "node state set by operator");
@@ -150,9 +153,10 @@ async fn list_blocks(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) ->
     if !authorized(&gateway, &headers) {
         return unauthorized();
     }
-    let mut blocks = gateway.lockout.blocks();
-    blocks.extend(gateway.scanning.blocks());
-    Json(json!({ "blocks": blocks })).into_response()
+    let blocks = gateway.lockout.blocks().into_iter();
+    let blocks = blocks.chain(gateway.scanning.blocks());
+    let blocks = blocks.map(|block| Block::from(&block)).collect();
+    Json(Blocks { blocks }).into_response()
 }
 
 /// Lifts `address`'s blocks on both ports.
@@ -174,7 +178,7 @@ async fn lift_block(
     // Both, not the first that had it: `|` does not short-circuit.
     if gateway.lockout.lift(ip) | gateway.scanning.lift(ip) {
         tracing::info!(client = %ip, "block lifted by operator");
-        Json(json!({ "lifted": ip })).into_response()
+        Json(Lifted { lifted: ip }).into_response()
     } else {
         refusal(
             StatusCode::NOT_FOUND,

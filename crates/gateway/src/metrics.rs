@@ -12,7 +12,7 @@ use prometheus_client::registry::Registry;
 
 use croupier_vitals::exporter::Register;
 
-use crate::pool::{AdminState, Pool};
+use crate::pool::Pool;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NodeStatus {
@@ -171,7 +171,7 @@ impl Metrics {
                 node: backend.name.clone(),
             };
             let current = backend.admin_state();
-            for state in AdminState::ALL {
+            for state in croupier_web::wire::admin::NodeState::ALL {
                 self.state
                     .get_or_create(&NodeState {
                         node: backend.name.clone(),

@@ -10,31 +10,10 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AdminState {
-    Active,
-    Draining,
-    Maintenance,
-}
-
-impl AdminState {
-    pub const ALL: [AdminState; 3] = [
-        AdminState::Active,
-        AdminState::Draining,
-        AdminState::Maintenance,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AdminState::Active => "active",
-            AdminState::Draining => "draining",
-            AdminState::Maintenance => "maintenance",
-        }
-    }
-}
+/// A node's state as operators set it: the admin API's word (`croupier_web::wire::admin`).
+pub use croupier_web::wire::admin::NodeState;
 
 /// Passive outlier detection: this many consecutive failures eject a node.
 #[derive(Debug, Clone, Copy)]
@@ -63,7 +42,7 @@ pub struct Backend {
     pub origin: Option<(Scheme, Authority)>,
     /// The node's name as the `croupier-node` header of the answers it gives.
     pub name_header: Option<HeaderValue>,
-    admin: watch::Sender<AdminState>,
+    admin: watch::Sender<NodeState>,
     healthy: AtomicBool,
     pub outstanding: AtomicI64,
     consecutive_errors: AtomicU32,
@@ -89,7 +68,7 @@ impl Backend {
             base: base.to_owned(),
             origin,
             name_header: HeaderValue::from_str(name).ok(),
-            admin: watch::Sender::new(AdminState::Active),
+            admin: watch::Sender::new(NodeState::Active),
             // Up until the checks say otherwise, like HAProxy: a fresh gateway serves at once.
             healthy: AtomicBool::new(true),
             outstanding: AtomicI64::new(0),
@@ -102,16 +81,16 @@ impl Backend {
         }
     }
 
-    pub fn admin_state(&self) -> AdminState {
+    pub fn admin_state(&self) -> NodeState {
         *self.admin.borrow()
     }
 
-    pub fn set_admin_state(&self, state: AdminState) {
+    pub fn set_admin_state(&self, state: NodeState) {
         self.admin.send_replace(state);
     }
 
     /// Fires when the operator state changes (WebSockets close on drain).
-    pub fn admin_watch(&self) -> watch::Receiver<AdminState> {
+    pub fn admin_watch(&self) -> watch::Receiver<NodeState> {
         self.admin.subscribe()
     }
 
@@ -130,7 +109,7 @@ impl Backend {
 
     /// May take new work.
     pub fn eligible(&self) -> bool {
-        self.admin_state() == AdminState::Active && self.is_healthy() && !self.is_ejected()
+        self.admin_state() == NodeState::Active && self.is_healthy() && !self.is_ejected()
     }
 
     pub fn record_success(&self) {
@@ -282,10 +261,10 @@ mod tests {
                 .fetch_add(10, Ordering::SeqCst);
             assert_eq!(p.pick(Some(1), &[]), Some(first));
         }
-        p.backends[first].set_admin_state(AdminState::Draining);
+        p.backends[first].set_admin_state(NodeState::Draining);
         let moved = p.pick(Some(1), &[]).unwrap();
         assert_ne!(moved, first);
-        p.backends[first].set_admin_state(AdminState::Active);
+        p.backends[first].set_admin_state(NodeState::Active);
         assert_eq!(p.pick(Some(1), &[]), Some(moved), "no flapping back");
     }
 
@@ -335,7 +314,7 @@ mod tests {
     fn no_eligible_node_means_none() {
         let p = pool(2);
         p.backends[0].set_healthy(false);
-        p.backends[1].set_admin_state(AdminState::Maintenance);
+        p.backends[1].set_admin_state(NodeState::Maintenance);
         assert_eq!(p.pick(Some(2), &[]), None);
         assert!(!p.any_eligible());
     }

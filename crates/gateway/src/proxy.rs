@@ -17,6 +17,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::uri::{PathAndQuery, Uri};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use croupier_web::wire::player::SessionCreated;
 use croupier_web::wire::{self, Refusal};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
@@ -98,13 +99,6 @@ fn key_of(text: &str) -> PlayerKey {
 
 const SIGN_IN: &str = "/api/v1/sessions";
 
-/// What the gateway reads of a node's answer to a sign-in: whose token it is.
-#[derive(serde::Deserialize)]
-struct SignedIn {
-    player: String,
-    token: String,
-}
-
 /// After a sign-in, remembers the new token's player for the per-player rate limit.
 async fn learn_player(gateway: &Gateway, response: Response) -> Response {
     let (head, body) = response.into_parts();
@@ -112,10 +106,10 @@ async fn learn_player(gateway: &Gateway, response: Response) -> Response {
         return Response::from_parts(head, Body::empty());
     };
     let bytes = collected.to_bytes();
-    if let Ok(signed) = serde_json::from_slice::<SignedIn>(&bytes) {
-        gateway
-            .limits
-            .learn(key_of(&signed.token), key_of(&signed.player));
+    // Whose token it is, from the node's answer.
+    if let Ok(session) = serde_json::from_slice::<SessionCreated>(&bytes) {
+        let player = &session.signed_in.player;
+        gateway.limits.learn(key_of(&session.token), key_of(player));
     }
     Response::from_parts(head, Body::from(bytes))
 }

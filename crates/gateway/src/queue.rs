@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::Gateway;
 use crate::metrics::Metrics;
-use crate::pool::{AdminState, PlayerKey};
+use crate::pool::{NodeState, PlayerKey};
 
 /// How often a waiting request looks for an eligible node again: ejections end on a clock,
 /// not an event, so waiting requests look rather than being woken.
@@ -86,5 +86,5 @@ fn may_come_back(gateway: &Gateway) -> bool {
         .pool
         .backends
         .iter()
-        .any(|b| b.admin_state() == AdminState::Active)
+        .any(|b| b.admin_state() == NodeState::Active)
 }

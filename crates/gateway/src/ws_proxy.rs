@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::{
 };
 
 use crate::Gateway;
-use crate::pool::{AdminState, PlayerKey};
+use crate::pool::{NodeState, PlayerKey};
 use crate::proxy::{no_node, refusal};
 
 pub const CLOSE_SERVICE_RESTART: u16 = 1012;
@@ -250,7 +250,7 @@ async fn bridge(
                 }
             },
             changed = admin.changed() => {
-                if changed.is_err() || *admin.borrow() != AdminState::Active {
+                if changed.is_err() || *admin.borrow() != NodeState::Active {
                     let _ = client.send(restart_frame("node draining: reconnect")).await;
                     let _ = upstream.close(None).await;
                     break;

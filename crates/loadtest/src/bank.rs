@@ -17,11 +17,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use croupier_ledger::{Account, IntegrityReport, RoundStatus, Store, StoreLocation};
+use croupier_web::wire::player::{Act, Played, RoundSummary};
 use serde::Serialize;
-use serde_json::json;
 
 use crate::error::LoadError;
-use crate::history::{History, round_of};
+use crate::history::History;
 use crate::http::{Call, HttpClient};
 
 /// Failures listed in full per check; the count covers all.
@@ -176,6 +176,21 @@ pub fn compare(history: &History, ledger: &LedgerView) -> Vec<Check> {
     ]
 }
 
+/// Records `round` as an answer showed it, if it read as one; whether it is settled.
+fn noted(history: &mut History, player: &str, round: Option<RoundSummary>) -> bool {
+    round.is_some_and(|round| {
+        history.observed(player, &round);
+        round.is_settled()
+    })
+}
+
+/// Standing is all a resumed round is asked to do.
+fn stand() -> Act {
+    Act {
+        action: "stand".to_owned(),
+    }
+}
+
 /// Fetches and finishes, through the players' API at `target`, every round of the history's
 /// players that the ledger has open; returns how many were finished and what failed.
 async fn resume_open_rounds(
@@ -192,12 +207,14 @@ async fn resume_open_rounds(
         };
         let url = format!("{target}/api/v1/rounds/{id}");
         match http.send(0, Call::get(&url).token(&token)).await {
-            Ok(a) if a.status == 200 && a.json()["status"] == "open" => {}
-            Ok(a) if a.status == 200 => {
-                history.observed(&round.player, &json!({"round": a.json()}));
-                finished += 1;
-                continue;
-            }
+            Ok(a) if a.status == 200 => match a.read::<RoundSummary>() {
+                Some(shown) if !shown.is_open() => {
+                    history.observed(&round.player, &shown);
+                    finished += 1;
+                    continue;
+                }
+                _ => {}
+            },
             Ok(a) => {
                 failures.push(format!("{id}: GET answered {} {}", a.status, a.json()));
                 continue;
@@ -207,25 +224,24 @@ async fn resume_open_rounds(
                 continue;
             }
         }
-        let mut settled = false;
+        let (mut settled, player) = (false, round.player.as_str());
         for n in 0..RESUME_ACTIONS {
             let key = format!("resume-{id}-{n}");
-            let call = Call::post(format!("{url}/actions"), &json!({"action": "stand"}))
+            let call = Call::post(format!("{url}/actions"), &stand())
                 .token(&token)
                 .key(&key);
             match http.send(0, call).await {
                 Ok(a) if a.is_success() => {
-                    history.observed(&round.player, &a.json());
-                    if round_of(&a.json()).is_some_and(|(_, r)| r.settled) {
+                    let played = a.read::<Played<RoundSummary>>();
+                    if noted(history, player, played.map(|p| p.round)) {
                         settled = true;
                         break;
                     }
                 }
                 Ok(a) if a.status == 409 => {
                     // Settled meanwhile: read the final state.
-                    if let Ok(a) = http.send(0, Call::get(&url).token(&token)).await {
-                        history.observed(&round.player, &json!({"round": a.json()}));
-                    }
+                    let shown = http.send(0, Call::get(&url).token(&token)).await;
+                    noted(history, player, shown.ok().and_then(|a| a.read()));
                     settled = true;
                     break;
                 }
@@ -307,8 +323,15 @@ pub async fn check(
 mod tests {
     use super::*;
 
-    fn answer(id: &str, stake: i64, payout: i64) -> serde_json::Value {
-        json!({"round": {"id": id, "game": "dice", "stake": stake, "payout": payout, "status": "settled"}})
+    fn answer(id: &str, stake: i64, payout: i64) -> RoundSummary {
+        RoundSummary {
+            id: id.into(),
+            game: "dice".into(),
+            status: "settled".into(),
+            stake,
+            payout: Some(payout),
+            outcome: None,
+        }
     }
 
     fn ledger_of(rounds: &[(&str, i64, i64)], balance: i64) -> LedgerView {

@@ -30,8 +30,10 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use croupier_web::wire::admin::{NodeState, Nodes, SetNodeState};
+use croupier_web::wire::ops::{DrainReport, SetDrain};
 use serde::Serialize;
-use serde_json::json;
+use serde::de::DeserializeOwned;
 
 use crate::bank::{self, BankReport};
 use crate::error::LoadError;
@@ -214,11 +216,12 @@ async fn wait_gone(pid: i32, within: Duration) -> Result<(), LoadError> {
     Ok(())
 }
 
-async fn ops(
+/// An ops call's answer read as `T`: its type in `croupier_web::wire`.
+async fn ops<T: DeserializeOwned>(
     http: &HttpClient,
     stack: &Stack,
     call: Call<'_>,
-) -> Result<serde_json::Value, LoadError> {
+) -> Result<T, LoadError> {
     let url = call.url.clone();
     let answer = http.send(0, call.token(&stack.ops_token)).await?;
     if !answer.is_success() {
@@ -227,10 +230,13 @@ async fn ops(
             reason: format!("{} {}", answer.status, answer.json()),
         });
     }
-    Ok(answer.json())
+    answer.read().ok_or_else(|| LoadError::Http {
+        url,
+        reason: format!("unexpected answer {}", answer.json()),
+    })
 }
 
-fn put(url: String, body: &serde_json::Value) -> Call<'static> {
+fn put(url: String, body: &impl serde::Serialize) -> Call<'static> {
     let mut call = Call::post(url, body);
     call.method = hyper::Method::PUT;
     call
@@ -242,29 +248,27 @@ async fn drain_cycle(stack: &Stack, http: &HttpClient) -> Result<String, LoadErr
     for (i, name) in (0..).zip(stack.node_names()) {
         let admin = format!("{}/admin/nodes/{name}", stack.admin());
         let drain = format!("{}/ops/drain", stack.node_url(i));
-        ops(
-            http,
-            stack,
-            put(admin.clone(), &json!({"state": "draining"})),
-        )
-        .await?;
-        ops(
-            http,
-            stack,
-            Call::post(drain.clone(), &json!({"draining": true})),
-        )
-        .await?;
+        let draining = SetNodeState {
+            state: NodeState::Draining,
+        };
+        ops::<Nodes>(http, stack, put(admin.clone(), &draining)).await?;
+        let start = SetDrain { draining: true };
+        ops::<DrainReport>(http, stack, Call::post(drain.clone(), &start)).await?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let report = ops(http, stack, Call::get(drain.clone())).await?;
-            if report["in_flight_requests"].as_i64() == Some(0) || Instant::now() > deadline {
+            let report: DrainReport = ops(http, stack, Call::get(drain.clone())).await?;
+            if report.in_flight_requests == 0 || Instant::now() > deadline {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        ops(http, stack, Call::post(drain, &json!({"draining": false}))).await?;
-        ops(http, stack, put(admin, &json!({"state": "active"}))).await?;
+        let stop = SetDrain { draining: false };
+        ops::<DrainReport>(http, stack, Call::post(drain, &stop)).await?;
+        let active = SetNodeState {
+            state: NodeState::Active,
+        };
+        ops::<Nodes>(http, stack, put(admin, &active)).await?;
         stack.wait_whole(Duration::from_secs(10)).await?;
         done.push(name.clone());
     }

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value;
+use croupier_web::wire::player::RoundSummary;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct AckedRound {
@@ -34,19 +34,16 @@ pub struct History {
     pub players: BTreeMap<String, PlayerHistory>,
 }
 
-/// The round a bet or action answer acknowledges: (id, round).
-pub fn round_of(answer: &Value) -> Option<(String, AckedRound)> {
-    let round = &answer["round"];
-    let id = round["id"].as_str()?.to_owned();
-    Some((
-        id,
+impl AckedRound {
+    /// The round as an answer showed it.
+    pub fn of(round: &RoundSummary) -> AckedRound {
         AckedRound {
-            game: round["game"].as_str().unwrap_or_default().to_owned(),
-            stake: round["stake"].as_i64()?,
-            payout: round["payout"].as_i64(),
-            settled: round["status"] == "settled",
-        },
-    ))
+            game: round.game.clone(),
+            stake: round.stake,
+            payout: round.payout,
+            settled: round.is_settled(),
+        }
+    }
 }
 
 impl History {
@@ -56,11 +53,9 @@ impl History {
         entry.start_balance = balance;
     }
 
-    /// A bet or action under `key` was acknowledged with `answer`.
-    pub fn acknowledged(&mut self, player: &str, key: &str, answer: &Value) {
-        let Some((id, round)) = round_of(answer) else {
-            return;
-        };
+    /// A bet or action under `key` was acknowledged with `round`.
+    pub fn acknowledged(&mut self, player: &str, key: &str, round: &RoundSummary) {
+        let (id, round) = (round.id.clone(), AckedRound::of(round));
         let entry = self.players.entry(player.to_owned()).or_default();
         entry.unresolved.remove(key);
         entry
@@ -72,9 +67,9 @@ impl History {
     }
 
     /// A round's state as seen later (e.g. when it was resumed), without a key of its own.
-    pub fn observed(&mut self, player: &str, answer: &Value) {
-        if let (Some((id, round)), Some(entry)) = (round_of(answer), self.players.get_mut(player)) {
-            entry.rounds.insert(id, round);
+    pub fn observed(&mut self, player: &str, round: &RoundSummary) {
+        if let Some(entry) = self.players.get_mut(player) {
+            entry.rounds.insert(round.id.clone(), AckedRound::of(round));
         }
     }
 
@@ -109,17 +104,26 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    /// A blackjack round as an answer shows it.
+    fn hand(stake: i64, payout: Option<i64>, status: &str) -> RoundSummary {
+        RoundSummary {
+            id: "r1".into(),
+            game: "blackjack".into(),
+            status: status.into(),
+            stake,
+            payout,
+            outcome: None,
+        }
+    }
 
     #[test]
     fn an_answer_resolves_its_key_and_updates_the_round() {
         let mut history = History::default();
         history.signed_in("p1", "tok", 1000);
         history.unanswered("p1", "k1");
-        let open = json!({"round": {"id": "r1", "game": "blackjack", "stake": 100, "payout": null, "status": "open"}});
-        history.acknowledged("p1", "k1", &open);
-        let settled = json!({"round": {"id": "r1", "game": "blackjack", "stake": 200, "payout": 400, "status": "settled"}});
-        history.acknowledged("p1", "k1-a0", &settled);
+        history.acknowledged("p1", "k1", &hand(100, None, "open"));
+        history.acknowledged("p1", "k1-a0", &hand(200, Some(400), "settled"));
         let p = &history.players["p1"];
         assert!(p.unresolved.is_empty());
         assert_eq!(

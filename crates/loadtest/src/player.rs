@@ -12,11 +12,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use croupier_games::BetRequest;
+use croupier_games::dice::{DiceBet, Direction};
+use croupier_games::roulette::{BetKind, Chip, RouletteRequest};
+use croupier_web::wire::player::{Act, Play, Played, RoundSummary, SessionCreated, SignIn};
 use futures_util::StreamExt;
-use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::history::round_of;
 use crate::http::{Answer, Call};
 use crate::run::Shared;
 
@@ -56,17 +58,27 @@ impl Game {
         }
     }
 
-    /// The bet body; `stake` is a multiple of 10 (the slot spreads it over 10 lines).
-    pub fn bet(self, stake: i64) -> Value {
-        match self {
-            Game::Dice => {
-                json!({"game": "dice", "stake": stake, "bet": {"target": 5000, "direction": "over"}})
-            }
-            Game::Roulette => {
-                json!({"game": "roulette", "stake": stake, "bet": {"bets": [{"type": "red", "amount": stake}]}})
-            }
-            Game::Slot => json!({"game": "slot", "stake": stake}),
-            Game::Blackjack => json!({"game": "blackjack", "stake": stake}),
+    /// The round asked for; `stake` is a multiple of 10 (the slot spreads it over 10 lines).
+    pub fn bet(self, stake: i64) -> Play<BetRequest> {
+        let bet = match self {
+            Game::Dice => Some(BetRequest::Dice(DiceBet {
+                target: 5000,
+                direction: Direction::Over,
+            })),
+            Game::Roulette => Some(BetRequest::Roulette(RouletteRequest {
+                bets: vec![Chip {
+                    kind: BetKind::Red,
+                    numbers: None,
+                    which: None,
+                    amount: stake,
+                }],
+            })),
+            Game::Slot | Game::Blackjack => None,
+        };
+        Play {
+            game: self.name().to_owned(),
+            stake,
+            bet,
         }
     }
 }
@@ -140,7 +152,7 @@ pub async fn sign_in(
         let url = format!("{}/api/v1/sessions", shared.address(at));
         let result = shared
             .http
-            .send(lane, Call::post(url, &json!({"player": name})))
+            .send(lane, Call::post(url, &SignIn::demo(name.as_str())))
             .await;
         let cut = matches!(
             result,
@@ -154,8 +166,8 @@ pub async fn sign_in(
     let ok = matches!(&result, Ok(a) if a.status == 201);
     shared.record("sign_in", due, &outcome_label(&result), ok);
     let answer = result.ok().filter(|_| ok)?;
-    let token = answer.json()["token"].as_str()?.to_owned();
-    let balance = answer.json()["balance"].as_i64().unwrap_or(0);
+    let session: SessionCreated = answer.read()?;
+    let (token, balance) = (session.token, session.signed_in.balance);
     shared.history.lock().signed_in(&name, &token, balance);
     Some(Arc::new(Player {
         name,
@@ -309,7 +321,7 @@ async fn keyed_post(
     op: &'static str,
     path: &str,
     key: &str,
-    body: &Value,
+    body: &impl serde::Serialize,
     due: Instant,
 ) -> Option<Answer> {
     let mut due = due;
@@ -369,7 +381,8 @@ pub async fn play_round(shared: &Shared, player: &Player, game: Game, due: Insta
         shared.bet_failed();
         return;
     };
-    shared.acknowledge(&player.name, &key, &answer.json(), true);
+    let played = answer.read::<Played<RoundSummary>>();
+    shared.acknowledge(&player.name, &key, played.as_ref().map(|p| &p.round), true);
     if shared.replay_due() {
         let again = keyed_post(
             shared,
@@ -382,30 +395,33 @@ pub async fn play_round(shared: &Shared, player: &Player, game: Game, due: Insta
         )
         .await;
         if let Some(again) = again {
-            shared.acknowledge(&player.name, &key, &again.json(), false);
+            let replayed = again.read::<Played<RoundSummary>>();
+            shared.acknowledge(
+                &player.name,
+                &key,
+                replayed.as_ref().map(|p| &p.round),
+                false,
+            );
         }
     }
-    if game == Game::Blackjack && !shared.abandon_due() {
-        finish_blackjack(shared, player, &key, answer.json()).await;
+    if let Some(played) = played.filter(|_| game == Game::Blackjack && !shared.abandon_due()) {
+        finish_blackjack(shared, player, &key, played.round).await;
     }
 }
 
 /// Hits below 17, then stands, until the round is settled.
-async fn finish_blackjack(shared: &Shared, player: &Player, key: &str, mut state: Value) {
+async fn finish_blackjack(shared: &Shared, player: &Player, key: &str, mut round: RoundSummary) {
     for n in 0..MAX_ACTIONS {
-        let Some((id, round)) = round_of(&state) else {
-            return;
-        };
-        if round.settled {
+        if round.is_settled() {
             return;
         }
-        let total = state["round"]["outcome"]["player_total"]
-            .as_u64()
-            .unwrap_or(21);
+        let total = round.outcome.and_then(|o| o.player_total).unwrap_or(21);
         let action = if total < 17 { "hit" } else { "stand" };
         let action_key = format!("{key}-a{n}");
-        let path = format!("/api/v1/rounds/{id}/actions");
-        let body = json!({"action": action});
+        let path = format!("/api/v1/rounds/{}/actions", round.id);
+        let body = Act {
+            action: action.to_owned(),
+        };
         let Some(answer) = keyed_post(
             shared,
             player,
@@ -419,7 +435,10 @@ async fn finish_blackjack(shared: &Shared, player: &Player, key: &str, mut state
         else {
             return;
         };
-        shared.acknowledge(&player.name, &action_key, &answer.json(), false);
-        state = answer.json();
+        let Some(played) = answer.read::<Played<RoundSummary>>() else {
+            return;
+        };
+        shared.acknowledge(&player.name, &action_key, Some(&played.round), false);
+        round = played.round;
     }
 }

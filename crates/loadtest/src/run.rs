@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use croupier_web::wire::player::RoundSummary;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -185,8 +185,18 @@ impl Shared {
     }
 
     /// Notes an acknowledged bet or action in the history; `new_bet` counts a bet.
-    pub fn acknowledge(&self, player: &str, key: &str, answer: &Value, new_bet: bool) {
-        self.history.lock().acknowledged(player, key, answer);
+    /// A bet or action under `key` was acknowledged; `round` is the round it answered, if it
+    /// read as one.
+    pub fn acknowledge(
+        &self,
+        player: &str,
+        key: &str,
+        round: Option<&RoundSummary>,
+        new_bet: bool,
+    ) {
+        if let Some(round) = round {
+            self.history.lock().acknowledged(player, key, round);
+        }
         if new_bet {
             self.bets_acknowledged.fetch_add(1, Ordering::Relaxed);
             self.stats.lock().count_bet(Instant::now());

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use croupier_ledger::StoreLocation;
-use serde_json::Value;
+use croupier_web::wire::admin::{Node, Nodes};
 
 use crate::error::LoadError;
 use crate::http::{Call, HttpClient};
@@ -177,10 +177,10 @@ impl Stack {
     }
 
     /// The gateway's view of its nodes (ops token), or `None` when it does not answer.
-    pub async fn gateway_nodes(&self) -> Option<Vec<Value>> {
+    pub async fn gateway_nodes(&self) -> Option<Vec<Node>> {
         let call = Call::get(format!("{}/admin/nodes", self.admin())).token(&self.ops_token);
         let answer = self.http.send(0, call).await.ok()?;
-        answer.json()["nodes"].as_array().cloned()
+        answer.read::<Nodes>().map(|n| n.nodes)
     }
 
     /// Every node ready and eligible at the gateway, and the players' address answering.
@@ -197,8 +197,7 @@ impl Stack {
         let Some(nodes) = self.gateway_nodes().await else {
             return false;
         };
-        nodes.len() == usize::from(self.layout().nodes)
-            && nodes.iter().all(|n| n["eligible"] == true)
+        nodes.len() == usize::from(self.layout().nodes) && nodes.iter().all(|n| n.eligible)
     }
 
     /// Waits until the stack is whole; the moment it was.

@@ -1,6 +1,7 @@
 //! What the node pushes to connected players over their WebSocket: a typed message per kind,
 //! serialised with a `type` tag (`hello`, `balance`, `notice`, `game_status`).
 
+use croupier_web::wire::ops::GameStatus;
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -17,7 +18,7 @@ pub enum PlayerMessage {
     /// An operator's notice (maintenance ahead, incident update).
     Notice { level: String, message: String },
     /// A game opened or closed for maintenance.
-    GameStatus { game: String, status: String },
+    GameStatus { game: String, status: GameStatus },
 }
 
 impl PlayerMessage {

@@ -31,6 +31,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use croupier_web::serve::Hygiene;
+use croupier_web::wire::ops::GameStatus;
 use tokio::net::TcpListener;
 
 pub use error::ApiError;
@@ -106,7 +107,14 @@ fn spawn_background(state: AppState) {
             let metrics_state = state.clone();
             let _ = tokio::task::spawn_blocking(move || metrics_state.metrics.sample_host()).await;
             if let Ok(statuses) = state.store.read(|tx| tx.game_statuses()).await {
-                let fresh: HashMap<String, String> = statuses.into_iter().collect();
+                // A word this build does not know keeps its game closed.
+                let fresh: HashMap<String, GameStatus> = statuses
+                    .into_iter()
+                    .map(|(game, word)| {
+                        let status = GameStatus::parse(&word).unwrap_or(GameStatus::Maintenance);
+                        (game, status)
+                    })
+                    .collect();
                 *state.game_status.write() = fresh;
             }
         }

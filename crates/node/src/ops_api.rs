@@ -7,16 +7,23 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use croupier_games::GameId;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use croupier_web::wire::ops::{
+    DrainReport, Flags, GameStatus, GameStatusSet, Health, Notice, NoticeDelivered, Readiness,
+    SetDrain, SetGameStatus,
+};
+use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::events::PlayerMessage;
 use crate::extract::{JsonBody, OpsAuth, PathParam};
 use crate::state::AppState;
 
-pub async fn healthz(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({"status": "ok", "node": state.node_id, "version": state.version}))
+pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    Json(Health {
+        node: state.node_id.clone(),
+        status: "ok".to_owned(),
+        version: state.version.to_owned(),
+    })
 }
 
 pub async fn readyz(State(state): State<AppState>) -> Response {
@@ -32,7 +39,12 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({"ready": ready, "reason": reason, "node": state.node_id, "draining": state.is_draining()});
+    let body = Readiness {
+        draining: state.is_draining(),
+        node: state.node_id.clone(),
+        ready,
+        reason,
+    };
     (status, Json(body)).into_response()
 }
 
@@ -61,40 +73,34 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn drain_report(state: &AppState) -> Result<Value, ApiError> {
+async fn drain_report(state: &AppState) -> Result<DrainReport, ApiError> {
     let node = state.node_id.clone();
     let open_rounds = state
         .store
         .read(move |tx| tx.open_rounds_on_node(&node))
         .await?;
-    Ok(json!({
-        "node": state.node_id,
-        "draining": state.is_draining(),
+    Ok(DrainReport {
+        draining: state.is_draining(),
         // This request itself is one of them.
-        "in_flight_requests": state.metrics.in_flight_requests.get() - 1,
-        "open_rounds": open_rounds,
-        "websockets": state.metrics.websockets.get(),
-    }))
+        in_flight_requests: state.metrics.in_flight_requests.get() - 1,
+        node: state.node_id.clone(),
+        open_rounds,
+        websockets: state.metrics.websockets.get(),
+    })
 }
 
 pub async fn drain_status(
     State(state): State<AppState>,
     _: OpsAuth,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DrainReport>, ApiError> {
     Ok(Json(drain_report(&state).await?))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DrainBody {
-    draining: bool,
 }
 
 pub async fn set_drain(
     State(state): State<AppState>,
     _: OpsAuth,
-    body: JsonBody<DrainBody>,
-) -> Result<Json<Value>, ApiError> {
+    body: JsonBody<SetDrain>,
+) -> Result<Json<DrainReport>, ApiError> {
     state.set_draining(body.value.draining);
     tracing::info!(node = %state.node_id, draining = body.value.draining, "drain state changed");
     Ok(Json(drain_report(&state).await?))
@@ -110,25 +116,13 @@ pub async fn integrity(State(state): State<AppState>, _: OpsAuth) -> Result<Resp
     Ok((status, Json(report)).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Notice {
-    message: String,
-    #[serde(default = "default_level")]
-    level: String,
-}
-
-fn default_level() -> String {
-    "info".to_owned()
-}
-
 const MAX_NOTICE: usize = 2_000;
 
 pub async fn notice(
     State(state): State<AppState>,
     _: OpsAuth,
     body: JsonBody<Notice>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<NoticeDelivered>, ApiError> {
     let Notice { message, level } = body.value;
     if message.is_empty() || message.len() > MAX_NOTICE {
         return Err(ApiError::unprocessable(
@@ -149,52 +143,48 @@ pub async fn notice(
             message: message.clone(),
         },
     );
-    Ok(Json(
-        json!({"delivered_to": state.metrics.websockets.get()}),
-    ))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GameStatusBody {
-    status: String,
+    Ok(Json(NoticeDelivered {
+        delivered_to: state.metrics.websockets.get(),
+    }))
 }
 
 pub async fn set_game_status(
     State(state): State<AppState>,
     _: OpsAuth,
     PathParam(game): PathParam<String>,
-    body: JsonBody<GameStatusBody>,
-) -> Result<Json<Value>, ApiError> {
+    body: JsonBody<SetGameStatus>,
+) -> Result<Json<GameStatusSet>, ApiError> {
     let game: GameId = game.parse()?;
-    let status = body.value.status;
-    if status != "open" && status != "maintenance" {
+    let Some(status) = GameStatus::parse(&body.value.status) else {
         return Err(ApiError::unprocessable(
             "invalid_status",
             "status is open or maintenance",
         ));
-    }
-    let stored = status.clone();
+    };
     state
         .store
-        .transact(None, move |tx| tx.set_game_status(game.as_str(), &stored))
+        .transact(None, move |tx| {
+            tx.set_game_status(game.as_str(), status.as_str())
+        })
         .await
         .map_err(ApiError::from)?;
-    state
-        .game_status
-        .write()
-        .insert(game.to_string(), status.clone());
+    state.game_status.write().insert(game.to_string(), status);
     state.publish(
         None,
         PlayerMessage::GameStatus {
             game: game.to_string(),
-            status: status.clone(),
+            status,
         },
     );
-    Ok(Json(json!({"game": game, "status": status})))
+    Ok(Json(GameStatusSet {
+        game: game.to_string(),
+        status,
+    }))
 }
 
 /// The players flagged for unusual play within the last day (`crate::flags`), newest first.
-pub async fn flags(State(state): State<AppState>, _: OpsAuth) -> Json<Value> {
-    Json(json!({ "flags": state.flags.list() }))
+pub async fn flags(State(state): State<AppState>, _: OpsAuth) -> Json<Flags<Value>> {
+    Json(Flags {
+        flags: state.flags.list(),
+    })
 }

@@ -8,6 +8,8 @@ use croupier_games::blackjack::Action;
 use croupier_games::{GameId, GameInfo, catalog};
 use croupier_ledger::{Account, Committed, EntryKind, Idempotency, LedgerError};
 use croupier_web::wire;
+use croupier_web::wire::ops::GameStatus;
+use croupier_web::wire::player::{Act, Lobby, Play};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -29,18 +31,10 @@ const MAX_CLIENT_SEED: usize = 64;
 pub struct LobbyGame {
     #[serde(flatten)]
     info: GameInfo,
-    status: String,
+    status: GameStatus,
 }
 
-#[derive(Serialize)]
-pub struct Lobby {
-    games: Vec<LobbyGame>,
-    node: String,
-    /// Demo mode: play money, sign-in by name.
-    demo: bool,
-}
-
-pub async fn lobby(State(state): State<AppState>, _: PlayerAuth) -> Json<Lobby> {
+pub async fn lobby(State(state): State<AppState>, _: PlayerAuth) -> Json<Lobby<LobbyGame>> {
     let games = catalog()
         .into_iter()
         .map(|info| LobbyGame {
@@ -159,16 +153,6 @@ pub async fn history(
     }))
 }
 
-/// A round request: the bet is JSON here, at the edge, and read by its game (`parse_bet`).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Play {
-    game: String,
-    stake: i64,
-    #[serde(default)]
-    bet: Value,
-}
-
 /// A replay answers exactly as the first try did (status and body), marked by a header: a
 /// client or the gateway retrying after a lost answer must not see a different success.
 fn respond(committed: Committed<Played>, created: bool) -> Response {
@@ -220,14 +204,16 @@ pub async fn play(
     State(state): State<AppState>,
     PlayerAuth(player): PlayerAuth,
     IdempotencyKey(key): IdempotencyKey,
-    body: JsonBody<Play>,
+    // The bet is JSON here, at the edge, and read by its game (`parse_bet`).
+    body: JsonBody<Play<Value>>,
 ) -> Result<Response, ApiError> {
     if state.is_draining() {
         return Err(ApiError::draining());
     }
     let Play { game, stake, bet } = body.value;
+    let bet = bet.unwrap_or(Value::Null);
     let game: GameId = game.parse()?;
-    if state.game_status(game.as_str()) != "open" {
+    if state.game_status(game.as_str()) != GameStatus::Open {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "game_unavailable",
@@ -272,18 +258,12 @@ pub async fn play(
     Ok(respond(committed, true))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ActionBody {
-    action: String,
-}
-
 pub async fn act(
     State(state): State<AppState>,
     PlayerAuth(player): PlayerAuth,
     IdempotencyKey(key): IdempotencyKey,
     PathParam(round_id): PathParam<String>,
-    body: JsonBody<ActionBody>,
+    body: JsonBody<Act>,
 ) -> Result<Response, ApiError> {
     let action = Action::parse(&body.value.action)?;
     let idempotency = Idempotency {

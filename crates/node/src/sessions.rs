@@ -8,20 +8,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use croupier_ledger::{Idempotency, LedgerError};
 use croupier_web::launch::{LaunchError, Limits, RESERVED_PREFIX, reserved_player, valid_player};
-use serde::{Deserialize, Serialize};
+use croupier_web::wire::player::{SessionCreated, SignIn};
 
 use crate::error::ApiError;
 use crate::extract::{JsonBody, token_hash};
-use crate::rounds::{self, RoundError, SignedIn, random_hex};
+use crate::rounds::{self, RoundError, random_hex};
 use crate::state::AppState;
-
-/// A sign-in: a launch token signed by the operator, or (demo mode only) a player name.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SignIn {
-    player: Option<String>,
-    launch_token: Option<String>,
-}
 
 /// Who signs in, how their session is guarded against replays, and the operator's limits.
 struct Admission {
@@ -132,17 +124,4 @@ pub async fn sign_in(
         limits,
     };
     Ok((StatusCode::CREATED, Json(body)).into_response())
-}
-
-/// A new session: who signed in, and the bearer token to use from now on.
-#[derive(Serialize)]
-pub struct SessionCreated {
-    #[serde(flatten)]
-    signed_in: SignedIn,
-    token: String,
-    /// Whether this is a demo casino (play money).
-    demo: bool,
-    /// The operator's limits from the launch token, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    limits: Option<Limits>,
 }

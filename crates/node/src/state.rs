@@ -11,6 +11,7 @@ use std::time::Instant;
 use croupier_ledger::{Idempotency, Store};
 use croupier_web::launch::LaunchKeys;
 use croupier_web::lockout::{Lockout, LockoutConfig};
+use croupier_web::wire::ops::GameStatus;
 use tokio::sync::{broadcast, watch};
 
 use crate::abandon::AbandonPolicy;
@@ -36,7 +37,7 @@ pub struct Inner {
     /// Token hash -> (player, when looked up, when the session expires in ms).
     pub sessions: Mutex<HashMap<String, (String, Instant, i64)>>,
     /// Games whose status is not "open", refreshed from the store.
-    pub game_status: RwLock<HashMap<String, String>>,
+    pub game_status: RwLock<HashMap<String, GameStatus>>,
     pub events: broadcast::Sender<PlayerEvent>,
     pub metrics: Metrics,
     /// Wrong ops tokens per source address, and the addresses blocked for them.
@@ -161,11 +162,11 @@ impl AppState {
         let _ = self.events.send(PlayerEvent { player, message });
     }
 
-    pub fn game_status(&self, game: &str) -> String {
+    pub fn game_status(&self, game: &str) -> GameStatus {
         self.game_status
             .read()
             .get(game)
-            .cloned()
-            .unwrap_or_else(|| "open".to_owned())
+            .copied()
+            .unwrap_or(GameStatus::Open)
     }
 }

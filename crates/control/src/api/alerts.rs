@@ -8,7 +8,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use croupier_web::wire::control::{Created, NewSilence};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::ended;
@@ -17,6 +18,11 @@ use crate::operator::{Operator, body_detail};
 use crate::refusal::{Refusal, parse, refuse, unavailable};
 use crate::{Control, now_ms};
 
+#[derive(Serialize)]
+struct Silences {
+    silences: Vec<crate::state::Silence>,
+}
+
 pub(super) async fn alerts(
     _: Operator,
     State(control): State<Arc<Control>>,
@@ -24,6 +30,8 @@ pub(super) async fn alerts(
     let active = control.engine.lock().active();
     let now = now_ms();
     let silences = control.state.silences(now).map_err(unavailable)?;
+    // `state` is an internally tagged enum: built as a JSON value, its keys come sorted,
+    // as they always have.
     let list: Vec<Value> = active
         .iter()
         .map(|a| {
@@ -42,18 +50,8 @@ pub(super) async fn silences(
     _: Operator,
     State(control): State<Arc<Control>>,
 ) -> Result<Response, Refusal> {
-    let list = control.state.silences(now_ms()).map_err(unavailable)?;
-    Ok(Json(json!({"silences": list})).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewSilence {
-    /// An alert key (`rule/target`), a key prefix ending in `*`, or `component:<name>`.
-    matcher: String,
-    comment: String,
-    /// How long it lasts, from now (at most 30 days).
-    duration_s: i64,
+    let silences = control.state.silences(now_ms()).map_err(unavailable)?;
+    Ok(Json(Silences { silences }).into_response())
 }
 
 /// The longest silence: a month.
@@ -104,7 +102,7 @@ pub(super) async fn add_silence(
             .state
             .add_silence(matcher, &new.comment, &operator.actor, now, until)
             .map_err(unavailable)?;
-        Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
+        Ok((StatusCode::CREATED, Json(Created { id })).into_response())
     };
     let detail = body_detail(&body);
     operator

@@ -7,8 +7,7 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use crate::Control;
 use crate::operator::Operator;
@@ -20,6 +19,12 @@ pub(super) struct AuditQuery {
     limit: Option<i64>,
 }
 
+/// `GET /api/v1/audit`, newest first.
+#[derive(Serialize)]
+struct Entries {
+    entries: Vec<crate::state::AuditEntry>,
+}
+
 pub(super) async fn log(
     _: Operator,
     State(control): State<Arc<Control>>,
@@ -28,5 +33,5 @@ pub(super) async fn log(
     let query = query_or_refuse(query)?;
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
     let entries = control.state.audit_log(limit).map_err(unavailable)?;
-    Ok(Json(json!({"entries": entries})).into_response())
+    Ok(Json(Entries { entries }).into_response())
 }

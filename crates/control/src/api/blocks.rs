@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use croupier_web::lockout::{Block, Lockout, LockoutConfig};
+use croupier_web::wire::admin::{self, Blocks, Lifted};
 use serde_json::{Value, json};
 
 use crate::operator::Operator;
@@ -32,20 +33,13 @@ pub fn lockout(config: LockoutConfig, state: Arc<ControlState>) -> Lockout {
                 "seconds": block.seconds_left, "blocks": block.blocks, "until_ms": block.until_ms,
                 "surface": block.surface,
             });
-            audit_block(&state, &block.address.to_string(), &detail);
+            audit_block(&state, &block.address.to_string(), &detail.to_string());
         })
 }
 
-fn audit_block(state: &ControlState, address: &str, detail: &Value) {
+fn audit_block(state: &ControlState, address: &str, detail: &str) {
     let subject = format!("address/{address}");
-    if let Err(e) = state.audit(
-        "lockout",
-        "block",
-        &subject,
-        &detail.to_string(),
-        "ok",
-        now_ms(),
-    ) {
+    if let Err(e) = state.audit("lockout", "block", &subject, detail, "ok", now_ms()) {
         tracing::error!(error = %e, "cannot write the audit log");
     }
 }
@@ -97,15 +91,16 @@ pub async fn audit_gateway_blocks<'a>(
         return;
     }
     for block in crate::gateways::blocks(control).await {
-        let gateway = block["gateway"].as_str().unwrap_or_default();
-        let address = block["address"].as_str().unwrap_or_default();
-        let key = format!("{gateway}|{address}|{}", block["blocks"]);
+        let gateway = block.gateway.as_deref().unwrap_or_default();
+        let address = block.address.to_string();
+        let key = format!("{gateway}|{address}|{}", block.blocks);
         if !risen.iter().any(|name| name == gateway)
             || !control.gateway_blocks.lock().audited.insert(key)
         {
             continue;
         }
-        audit_block(&control.state, address, &block);
+        let detail = serde_json::to_string(&block).unwrap_or_default();
+        audit_block(&control.state, &address, &detail);
     }
 }
 
@@ -116,14 +111,9 @@ pub fn router() -> Router<Arc<Control>> {
 }
 
 async fn list(_: Operator, State(control): State<Arc<Control>>) -> Result<Response, Refusal> {
-    let mut blocks: Vec<Value> = control
-        .lockout
-        .blocks()
-        .iter()
-        .map(|block| json!(block))
-        .collect();
+    let mut blocks: Vec<admin::Block> = control.lockout.blocks().iter().map(Into::into).collect();
     blocks.extend(crate::gateways::blocks(&control).await);
-    Ok(Json(json!({ "blocks": blocks })).into_response())
+    Ok(Json(Blocks { blocks }).into_response())
 }
 
 async fn lift(
@@ -142,7 +132,7 @@ async fn lift(
             Ok(ip) => {
                 // Everywhere, not the first that had it: `|` does not short-circuit.
                 if control.lockout.lift(ip) | crate::gateways::lift_block(&control, ip).await {
-                    Ok(Json(json!({"lifted": ip})).into_response())
+                    Ok(Json(Lifted { lifted: ip }).into_response())
                 } else {
                     Err(refuse(
                         StatusCode::NOT_FOUND,

@@ -8,12 +8,28 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use croupier_web::wire::ops::{Flag, Flags};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::Control;
 use crate::operator::Operator;
 use crate::ops_client::{call, request};
 use crate::refusal::Refusal;
+
+/// A node that did not answer, and why.
+#[derive(Serialize)]
+struct Unreachable {
+    error: String,
+    node: String,
+}
+
+/// `GET /api/v1/flags`: every node's flags, newest first.
+#[derive(Serialize)]
+struct Listed {
+    flags: Vec<Flag<Value>>,
+    unreachable: Vec<Unreachable>,
+}
 
 pub(super) async fn list(
     _: Operator,
@@ -22,23 +38,18 @@ pub(super) async fn list(
     let (mut flags, mut unreachable) = (Vec::new(), Vec::new());
     for node in control.config.nodes() {
         let url = format!("{}/ops/flags", node.base);
-        match call(
-            &control,
-            &node.name,
-            request(&control, hyper::Method::GET, url, None),
-        )
-        .await
-        {
-            Ok(body) => {
-                let listed = body["flags"].as_array().cloned().unwrap_or_default();
-                flags.extend(listed.into_iter().map(|mut flag| {
-                    flag["node"] = json!(node.name);
-                    flag
-                }));
-            }
-            Err(e) => unreachable.push(json!({"node": node.name, "error": e.to_string()})),
+        let get = request(&control, hyper::Method::GET, url);
+        match call::<Flags<Value>>(&control, &node.name, get).await {
+            Ok(listed) => flags.extend(listed.flags.into_iter().map(|flag| Flag {
+                node: Some(node.name.clone()),
+                ..flag
+            })),
+            Err(e) => unreachable.push(Unreachable {
+                error: e.to_string(),
+                node: node.name.clone(),
+            }),
         }
     }
-    flags.sort_by_key(|f: &Value| std::cmp::Reverse(f["at_ms"].as_i64().unwrap_or(0)));
-    Ok(Json(json!({ "flags": flags, "unreachable": unreachable })).into_response())
+    flags.sort_by_key(|f| std::cmp::Reverse(f.at_ms));
+    Ok(Json(Listed { flags, unreachable }).into_response())
 }

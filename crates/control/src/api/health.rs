@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use croupier_web::wire::control::{Health, Ready};
 
 use crate::refusal::{Refusal, refuse, unavailable};
 use crate::{Control, now_ms};
@@ -67,12 +67,12 @@ pub(super) async fn healthz(State(control): State<Arc<Control>>) -> Response {
     if control.monitor_alive(now_ms()) {
         let leadership = &control.config.leadership;
         let leader = leadership.is_leader();
-        Json(json!({
-            "status": "ok",
-            "leader": leader,
-            "role": if leader { "leader" } else { "follower" },
-            "leader_since_ms": leader.then(|| leadership.since_ms()),
-        }))
+        Json(Health {
+            leader,
+            leader_since_ms: leader.then(|| leadership.since_ms()),
+            role: if leader { "leader" } else { "follower" }.to_owned(),
+            status: "ok".to_owned(),
+        })
         .into_response()
     } else {
         refuse(
@@ -86,5 +86,5 @@ pub(super) async fn healthz(State(control): State<Arc<Control>>) -> Response {
 
 pub(super) async fn readyz(State(control): State<Arc<Control>>) -> Result<Response, Refusal> {
     control.state.incidents(true).map_err(unavailable)?;
-    Ok(Json(json!({"ready": true})).into_response())
+    Ok(Json(Ready { ready: true }).into_response())
 }

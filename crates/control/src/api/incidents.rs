@@ -8,30 +8,29 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use croupier_monitor::severity::{SEVERITY_WORDS, Severity};
-use serde::Deserialize;
-use serde_json::json;
+use croupier_web::wire::control::{
+    Created, IncidentStatus, IncidentUpdate, IncidentUpdated, NewIncident,
+};
+use serde::Serialize;
 
 use crate::catalog::is_incident_component;
 use crate::operator::{Operator, body_detail};
 use crate::refusal::{Refusal, parse, refuse, unavailable};
-use crate::state::StateError;
+use crate::state::{Incident, StateError};
 use crate::{Control, now_ms};
+
+/// `GET /api/v1/incidents`, newest first.
+#[derive(Serialize)]
+struct Incidents {
+    incidents: Vec<Incident>,
+}
 
 pub(super) async fn list(
     _: Operator,
     State(control): State<Arc<Control>>,
 ) -> Result<Response, Refusal> {
-    let list = control.state.incidents(false).map_err(unavailable)?;
-    Ok(Json(json!({"incidents": list})).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewIncident {
-    title: String,
-    component: String,
-    severity: String,
-    message: String,
+    let incidents = control.state.incidents(false).map_err(unavailable)?;
+    Ok(Json(Incidents { incidents }).into_response())
 }
 
 /// The severity of the incident asked for, or why it is refused.
@@ -66,23 +65,12 @@ pub(super) async fn open(
             .open_incident(title, component, severity, None, message, now_ms())
             .map_err(unavailable)?;
         control.push_to_players(message, "warning").await;
-        Ok((StatusCode::CREATED, Json(json!({"id": id}))).into_response())
+        Ok((StatusCode::CREATED, Json(Created { id })).into_response())
     };
     let detail = body_detail(&body);
     let action = ("incident.open", "incident");
     operator.audited(&control, action, &detail, change).await
 }
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct IncidentUpdate {
-    status: String,
-    message: String,
-    eta_ms: Option<i64>,
-}
-
-/// The statuses an incident moves through, in order.
-const STATUSES: [&str; 4] = ["investigating", "identified", "monitoring", "resolved"];
 
 pub(super) async fn update(
     operator: Operator,
@@ -92,14 +80,14 @@ pub(super) async fn update(
 ) -> Result<Response, Refusal> {
     let change = async {
         let update: IncidentUpdate = parse(&body)?;
-        if !STATUSES.contains(&update.status.as_str()) {
+        let Some(status) = IncidentStatus::parse(&update.status) else {
             return Err(refuse(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_status",
                 "status is investigating, identified, monitoring or resolved",
             ));
-        }
-        let (status, message) = (&update.status, &update.message);
+        };
+        let message = &update.message;
         match control
             .state
             .update_incident(id, status, message, update.eta_ms, now_ms())
@@ -112,7 +100,7 @@ pub(super) async fn update(
             Err(e) => return Err(unavailable(e)),
         }
         control.push_to_players(message, "info").await;
-        Ok(Json(json!({"id": id, "status": status})).into_response())
+        Ok(Json(IncidentUpdated { id, status }).into_response())
     };
     let detail = body_detail(&body);
     let subject = format!("incident/{id}");

@@ -8,8 +8,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use croupier_web::wire::control::{NewWindow, WindowCreated};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::ended;
 use crate::maintenance::{Schedule, Scope, Window, WindowError};
@@ -17,18 +18,25 @@ use crate::operator::{Operator, body_detail};
 use crate::refusal::{Refusal, parse, refuse, unavailable};
 use crate::{Control, now_ms};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewWindow {
-    title: String,
-    /// `component:<name>` or `node:<name>`.
-    scope: String,
-    starts_ms: Option<i64>,
-    cron: Option<String>,
-    timezone: Option<String>,
+/// A window with when it is active or starts next (fields in alphabetical order, the order
+/// the API has always sent them in).
+#[derive(Serialize)]
+struct WindowView {
+    active_since_ms: Option<i64>,
+    announce_s: Vec<i64>,
+    created_by: String,
     duration_s: i64,
-    /// Lead times in seconds at which players are told; default a day and 15 minutes.
-    announce_s: Option<Vec<i64>>,
+    id: i64,
+    next_start_ms: Option<i64>,
+    schedule: Schedule,
+    scope: String,
+    title: String,
+}
+
+/// `GET /api/v1/maintenance`.
+#[derive(Serialize)]
+struct Windows {
+    windows: Vec<WindowView>,
 }
 
 pub(super) async fn list(
@@ -36,18 +44,24 @@ pub(super) async fn list(
     State(control): State<Arc<Control>>,
 ) -> Result<Response, Refusal> {
     let now = now_ms();
-    let list: Vec<Value> = control
+    let windows = control
         .state
         .windows()
         .map_err(unavailable)?
         .into_iter()
-        .map(|w| {
-            json!({"id": w.id, "title": w.title, "scope": w.scope.text(), "schedule": w.schedule,
-                   "duration_s": w.duration_s, "announce_s": w.announce_s, "created_by": w.created_by,
-                   "active_since_ms": w.active_at(now), "next_start_ms": w.next_start(now)})
+        .map(|w| WindowView {
+            active_since_ms: w.active_at(now),
+            next_start_ms: w.next_start(now),
+            scope: w.scope.text(),
+            announce_s: w.announce_s,
+            created_by: w.created_by,
+            duration_s: w.duration_s,
+            id: w.id,
+            schedule: w.schedule,
+            title: w.title,
         })
         .collect();
-    Ok(Json(json!({"windows": list})).into_response())
+    Ok(Json(Windows { windows }).into_response())
 }
 
 /// The window asked for, checked; nothing is stored here.
@@ -99,11 +113,8 @@ pub(super) async fn schedule(
             .add_window(&window, now_ms())
             .map_err(unavailable)?;
         let next_start_ms = window.next_start(now_ms());
-        Ok((
-            StatusCode::CREATED,
-            Json(json!({"id": id, "next_start_ms": next_start_ms})),
-        )
-            .into_response())
+        let created = WindowCreated { id, next_start_ms };
+        Ok((StatusCode::CREATED, Json(created)).into_response())
     };
     let detail = body_detail(&body);
     let action = ("maintenance.schedule", "maintenance");

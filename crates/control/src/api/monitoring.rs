@@ -8,7 +8,8 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use croupier_monitor::engine::Kind;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::operator::Operator;
@@ -20,22 +21,38 @@ pub(super) async fn status(State(control): State<Arc<Control>>) -> Result<Respon
     Ok(Json(public_status(&control).map_err(unavailable)?).into_response())
 }
 
+/// A scraped target, its address with any password masked, and whether it answered.
+#[derive(Serialize)]
+struct TargetView {
+    base: String,
+    kind: Kind,
+    name: String,
+    up: bool,
+}
+
+#[derive(Serialize)]
+struct Targets {
+    targets: Vec<TargetView>,
+}
+
 pub(super) async fn targets(
     _: Operator,
     State(control): State<Arc<Control>>,
 ) -> Result<Response, Refusal> {
     let up = control.up();
-    let list: Vec<Value> = control
+    let targets = control
         .config
         .targets
         .iter()
         .zip(up)
-        .map(|(t, up)| {
-            let base = croupier_monitor::engine::masked_url(&t.base);
-            json!({"name": t.name, "kind": t.kind, "base": base, "up": up})
+        .map(|(t, up)| TargetView {
+            base: croupier_monitor::engine::masked_url(&t.base),
+            kind: t.kind,
+            name: t.name.clone(),
+            up,
         })
         .collect();
-    Ok(Json(json!({"targets": list})).into_response())
+    Ok(Json(Targets { targets }).into_response())
 }
 
 /// The last replication state read from each `postgres://` store target.

@@ -8,8 +8,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use croupier_web::wire::admin::NodeState;
+use croupier_web::wire::control::{Gateways, NodeStateChange};
 
 use crate::Control;
 use crate::operator::{Operator, body_detail};
@@ -39,20 +39,11 @@ pub(super) async fn list(
     _: Operator,
     State(control): State<Arc<Control>>,
 ) -> Result<Response, Refusal> {
-    let views = crate::gateways::nodes(&control)
+    let gateways = crate::gateways::nodes(&control)
         .await
         .map_err(gateway_refusal)?;
-    Ok(Json(json!({"gateways": views})).into_response())
+    Ok(Json(Gateways { gateways }).into_response())
 }
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NodeState {
-    state: String,
-}
-
-/// The node states a gateway knows.
-const STATES: [&str; 3] = ["active", "draining", "maintenance"];
 
 /// Whether `name` may be a node's name (it goes into the gateways' URLs).
 fn plain_node_name(name: &str) -> bool {
@@ -69,14 +60,14 @@ pub(super) async fn set_state(
     body: axum::body::Bytes,
 ) -> Result<Response, Refusal> {
     let change = async {
-        let wanted: NodeState = parse(&body)?;
-        if !STATES.contains(&wanted.state.as_str()) {
+        let wanted: NodeStateChange = parse(&body)?;
+        let Some(state) = NodeState::parse(&wanted.state) else {
             return Err(refuse(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_state",
                 "state is active, draining or maintenance",
             ));
-        }
+        };
         if !plain_node_name(&name) {
             return Err(refuse(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -84,7 +75,7 @@ pub(super) async fn set_state(
                 "node names are letters, digits, - and _",
             ));
         }
-        let view = crate::gateways::set_node_state(&control, &name, &wanted.state)
+        let view = crate::gateways::set_node_state(&control, &name, state)
             .await
             .map_err(gateway_refusal)?;
         Ok(Json(view).into_response())

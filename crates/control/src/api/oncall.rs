@@ -19,6 +19,7 @@ use crate::html::{escape, page};
 use crate::operator::Operator;
 use crate::paging::{Link, LinkError, Pager, audit, record};
 use crate::refusal::{Refusal, query_or_refuse, refuse, unavailable};
+use crate::state::IncidentStatus::Resolved;
 use crate::state_pages::Page;
 use crate::{Control, now_ms};
 
@@ -57,12 +58,18 @@ pub(crate) async fn oncall(
     .into_response())
 }
 
+/// `GET /api/v1/pages`, newest first.
+#[derive(serde::Serialize)]
+struct Pages {
+    pages: Vec<Page>,
+}
+
 pub(crate) async fn pages(
     _: Operator,
     State(control): State<Arc<Control>>,
 ) -> Result<Response, Refusal> {
     let pages = control.state.pages(false, 200).map_err(unavailable)?;
-    Ok(Json(json!({"pages": pages})).into_response())
+    Ok(Json(Pages { pages }).into_response())
 }
 
 /// Acknowledges or resolves a page as `by`; resolving also resolves its incident if still
@@ -144,7 +151,7 @@ async fn act_checked(
         if still_open {
             control
                 .state
-                .update_incident(page.incident_id, "resolved", &message, None, now)
+                .update_incident(page.incident_id, Resolved, &message, None, now)
                 .map_err(unavailable)?;
             control.push_to_players(&message, "info").await;
         }

@@ -10,8 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use croupier_monitor::engine::{Kind, Target};
-use serde::Deserialize;
-use serde_json::json;
+use croupier_web::wire::control::{Created, NewRollout, Rollouts};
 
 use crate::operator::{Operator, body_detail};
 use crate::refusal::{Refusal, parse, refuse, unavailable};
@@ -23,8 +22,8 @@ pub(super) async fn list(
     _: Operator,
     State(control): State<Arc<Control>>,
 ) -> Result<Response, Refusal> {
-    let list = control.state.rollouts(20).map_err(unavailable)?;
-    Ok(Json(json!({"rollouts": list})).into_response())
+    let rollouts = control.state.rollouts(20).map_err(unavailable)?;
+    Ok(Json(Rollouts { rollouts }).into_response())
 }
 
 pub(super) async fn one(
@@ -45,20 +44,7 @@ pub(super) async fn one(
                 &format!("no rollout {id}"),
             )
         })?;
-    Ok(Json(json!(found)).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewRollout {
-    /// The new build's path (on the nodes' machine).
-    binary: String,
-    batch_size: Option<usize>,
-    drain_deadline_s: Option<u64>,
-    /// Rehearse on a staging node started from the newest backup first.
-    staging: Option<bool>,
-    /// Nodes that must stay eligible on every gateway while a batch is out (default 1).
-    min_eligible: Option<usize>,
+    Ok(Json(found).into_response())
 }
 
 /// The plan of the rollout asked for, once every check passed; nothing is recorded here.
@@ -120,7 +106,7 @@ pub(super) async fn start(
             .start_rollout(&plan.binary, plan.batch_size as i64, &plan.actor, now_ms())
             .map_err(unavailable)?;
         tokio::spawn(crate::rollout::run(control.clone(), id, plan));
-        Ok((StatusCode::ACCEPTED, Json(json!({"id": id}))).into_response())
+        Ok((StatusCode::ACCEPTED, Json(Created { id })).into_response())
     };
     let detail = body_detail(&body);
     let action = ("maintenance.run", "rollout");

@@ -42,6 +42,11 @@ impl Answer {
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&self.bytes).into_owned()))
     }
 
+    /// The body read as `T` (a `croupier_web::wire` type), if it is one.
+    pub fn read<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_slice(&self.bytes).ok()
+    }
+
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
@@ -74,10 +79,10 @@ impl<'a> Call<'a> {
         }
     }
 
-    pub fn post(url: impl Into<String>, body: &Value) -> Self {
+    pub fn post(url: impl Into<String>, body: &impl serde::Serialize) -> Self {
         Call {
             method: Method::POST,
-            body: Some(body.to_string().into_bytes()),
+            body: Some(serde_json::to_vec(body).expect("a request body serializes")),
             ..Call::get(url)
         }
     }

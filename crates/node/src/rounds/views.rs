@@ -6,19 +6,12 @@ use croupier_ledger::{Round, RoundStatus, Seed};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+/// Who signed in: shared with the clients (`croupier_web::wire::player`).
+pub use croupier_web::wire::player::SignedIn;
+
 use super::RoundError;
 use super::state::{self, HandState, RoundState};
 use crate::abandon::{Closure, SettledAs};
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SignedIn {
-    pub player: String,
-    /// Whether this sign-in created the player.
-    pub created: bool,
-    pub balance: i64,
-    pub currency: String,
-    pub expires_ms: i64,
-}
 
 /// The fairness data a player needs to verify a round once the seed is revealed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,11 +110,7 @@ impl TryFrom<RoundRecord> for RoundView {
 }
 
 /// A round just played or advanced, and the player's balance after it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Played {
-    pub round: RoundView,
-    pub balance: i64,
-}
+pub type Played = croupier_web::wire::player::Played<RoundView>;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RevealedSeed {

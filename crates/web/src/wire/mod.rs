@@ -1,8 +1,23 @@
 //! The wire vocabulary every Croupier server and client shares, spelled once: the header
 //! names Croupier defines (idempotency, draining, which node or player answered, the
-//! operator's name) and the JSON error envelope `{"error": code, "message": text}` with its
-//! answer. The node, gateway, control plane, `up`'s supervisor, the load generator, `ctl` and
-//! the tests all use these, so a header or the envelope's shape cannot drift between them.
+//! operator's name), the JSON error envelope `{"error": code, "message": text}` with its
+//! answer, and, one module per API, the bodies its requests take and its answers give
+//! (`player`, `ops` of a node, `admin` of a gateway, `control`, `supervisor` of `up`). The node, gateway, control
+//! plane, `up`'s supervisor, the load generator, `ctl` and the tests all use these, so a
+//! header or a body's shape cannot drift between a server and its clients.
+//!
+//! JSON lives at the HTTP edge: a handler answers one of these types and a client reads one
+//! back, never a `serde_json::Value` it picks keys out of. The fields of an answer that used
+//! to be built with `json!` are declared in alphabetical order, the order `json!` sent them
+//! in (serde_json sorts a map's keys), so the bytes on the wire did not change. A request's
+//! fields keep the order the server declared them in, since its refusals quote it ("expected
+//! one of …", the first field missing). Each module's tests pin the bytes.
+
+pub mod admin;
+pub mod control;
+pub mod ops;
+pub mod player;
+pub mod supervisor;
 
 use std::borrow::Cow;
 
@@ -85,6 +100,16 @@ impl<D: Serialize> IntoResponse for Refusal<D> {
     fn into_response(self) -> Response {
         (self.status, Json(self.body)).into_response()
     }
+}
+
+/// `value` is sent as exactly `json` and reads back as itself: the golden check of a body.
+#[cfg(test)]
+pub(crate) fn pinned<T>(value: T, json: &str)
+where
+    T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    assert_eq!(serde_json::to_string(&value).unwrap(), json);
+    assert_eq!(serde_json::from_str::<T>(json).unwrap(), value);
 }
 
 #[cfg(test)]
