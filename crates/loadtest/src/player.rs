@@ -7,6 +7,7 @@
 //! several addresses of the players' service, a player moves to the next one when a
 //! connection is refused or cut there.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -127,13 +128,13 @@ impl Player {
 pub const REFUSED: &str = "refused";
 pub const RESET: &str = "reset";
 
-fn outcome_label(result: &Result<Answer, crate::LoadError>) -> String {
+fn outcome_label(result: &Result<Answer, crate::LoadError>) -> Cow<'static, str> {
     match result {
-        Ok(answer) => answer.status.to_string(),
-        Err(crate::LoadError::Connect { refused: true, .. }) => REFUSED.to_owned(),
-        Err(crate::LoadError::Connect { .. }) => "connect".to_owned(),
-        Err(crate::LoadError::Reset { .. }) => RESET.to_owned(),
-        Err(_) => "transport".to_owned(),
+        Ok(answer) => crate::stats::status_label(answer.status),
+        Err(crate::LoadError::Connect { refused: true, .. }) => REFUSED.into(),
+        Err(crate::LoadError::Connect { .. }) => "connect".into(),
+        Err(crate::LoadError::Reset { .. }) => RESET.into(),
+        Err(_) => "transport".into(),
     }
 }
 
@@ -180,7 +181,7 @@ pub async fn sign_in(
 /// A GET as `player`, measured from `due`.
 pub async fn read(shared: &Shared, player: &Player, op: &'static str, path: &str, due: Instant) {
     let at = player.at.load(Ordering::Relaxed);
-    let url = format!("{}{path}", shared.address(at));
+    let url = shared.url(at, path);
     let result = shared
         .http
         .send(player.lane, Call::get(url).token(&player.token))
@@ -326,7 +327,7 @@ async fn keyed_post(
     let mut due = due;
     for attempt in 1..=MAX_TRIES {
         let at = player.at.load(Ordering::Relaxed);
-        let url = format!("{}{path}", shared.address(at));
+        let url = shared.url(at, path);
         let result = shared
             .http
             .send(

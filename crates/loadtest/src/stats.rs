@@ -5,6 +5,7 @@
 //! `record_correct` and the think time as the expected interval. Per-second buckets keep the
 //! timeline for the report; failed and slow requests are kept with their time for the drills.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -86,6 +87,33 @@ pub struct Stats {
 }
 
 const MAX_INCIDENTS: usize = 100_000;
+
+/// The outcome label of an answer: its status code, spelled without a format per request
+/// for the usual ones.
+pub fn status_label(status: u16) -> Cow<'static, str> {
+    const USUAL: [(u16, &str); 16] = [
+        (200, "200"),
+        (201, "201"),
+        (204, "204"),
+        (303, "303"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (409, "409"),
+        (413, "413"),
+        (422, "422"),
+        (429, "429"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+    ];
+    match USUAL.iter().find(|(code, _)| *code == status) {
+        Some((_, label)) => Cow::Borrowed(label),
+        None => Cow::Owned(status.to_string()),
+    }
+}
 
 impl Stats {
     pub fn new(start: Instant) -> Self {
@@ -246,6 +274,13 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_label_is_its_code() {
+        for status in [100, 200, 201, 299, 303, 429, 503, 599] {
+            assert_eq!(status_label(status), status.to_string());
+        }
+    }
 
     #[test]
     fn latency_counts_from_the_intended_start() {

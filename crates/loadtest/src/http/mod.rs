@@ -1,0 +1,272 @@
+//! The load generator's HTTP/1.1 client: keep-alive connections driven inline by the task
+//! that sends (no connection task, no channel, no header map), so that a simulated player's
+//! request costs about what wrk's does. Requests can leave from several loopback source
+//! addresses (127.0.0.1, .2, …) so that simulated players look like many clients to the
+//! gateway's per-address rate limit, as real players would. `wire` writes requests and frames
+//! answers, `conn` drives one connection, `pool` keeps the idle ones.
+
+mod conn;
+mod pool;
+mod wire;
+
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::Method;
+use hyper::body::Bytes;
+use serde_json::Value;
+use tokio_rustls::TlsConnector;
+
+use croupier_web::tls::ClientFiles;
+
+use crate::error::LoadError;
+use conn::{ConnectFailure, Failure};
+use pool::Idle;
+use wire::Target;
+
+/// An answer: status, headers and the body, read as JSON only when asked for (a load test
+/// reading the lobby has no use for it, and parsing it costs more than the request).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    /// The head as received; a header is looked up in it only when asked for.
+    head: Bytes,
+    pub bytes: Bytes,
+}
+
+impl Answer {
+    /// The body as JSON, or as a JSON string when it is not JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&self.bytes).into_owned()))
+    }
+
+    /// The body read as `T` (a `croupier_web::wire` type), if it is one.
+    pub fn read<T: serde::de::DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_slice(&self.bytes).ok()
+    }
+
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The first header `name`, when its value is visible ASCII.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        wire::find_header(&self.head, name)
+    }
+}
+
+/// One request; everything optional has a builder-like constructor.
+pub struct Call<'a> {
+    pub method: Method,
+    pub url: String,
+    pub token: Option<&'a str>,
+    pub key: Option<&'a str>,
+    pub body: Option<Vec<u8>>,
+    pub extra_headers: Vec<(&'a str, String)>,
+}
+
+impl<'a> Call<'a> {
+    pub fn get(url: impl Into<String>) -> Self {
+        Call {
+            method: Method::GET,
+            url: url.into(),
+            token: None,
+            key: None,
+            body: None,
+            extra_headers: Vec::new(),
+        }
+    }
+
+    pub fn post(url: impl Into<String>, body: &impl serde::Serialize) -> Self {
+        Call {
+            method: Method::POST,
+            body: Some(serde_json::to_vec(body).expect("a request body serializes")),
+            ..Call::get(url)
+        }
+    }
+
+    pub fn token(mut self, token: &'a str) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    pub fn key(mut self, key: &'a str) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Whether sending it twice does no harm (the gateway's rule for its retries): GET, HEAD,
+    /// OPTIONS, or anything under an idempotency key.
+    fn replayable(&self) -> bool {
+        self.key.is_some() || matches!(self.method, Method::GET | Method::HEAD | Method::OPTIONS)
+    }
+}
+
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    lanes: Vec<Lane>,
+    timeout: Duration,
+    /// For `https://` requests (HTTP/1.1 by ALPN).
+    connector: TlsConnector,
+    /// The same trust, without ALPN, for WebSockets.
+    tls: Arc<rustls::ClientConfig>,
+}
+
+/// One source address and its idle connections.
+struct Lane {
+    local: Option<Ipv4Addr>,
+    idle: Idle,
+}
+
+impl HttpClient {
+    /// A client with `source_addresses` lanes (127.0.0.1 upwards; 1 = the default address)
+    /// for `http://` addresses and `https://` ones with certificates the system trusts.
+    pub fn new(source_addresses: u8, timeout: Duration) -> Result<Self, LoadError> {
+        Self::with_tls(source_addresses, timeout, &ClientFiles::default())
+    }
+
+    /// The same, trusting and presenting what `tls` says for `https://` addresses.
+    pub fn with_tls(
+        source_addresses: u8,
+        timeout: Duration,
+        tls: &ClientFiles,
+    ) -> Result<Self, LoadError> {
+        let config =
+            croupier_web::tls::client_config(tls).map_err(|e| LoadError::Config(e.to_string()))?;
+        let lanes = (0..source_addresses.max(1))
+            .map(|i| Lane {
+                local: (source_addresses > 1).then(|| Ipv4Addr::new(127, 0, 0, i + 1)),
+                idle: Idle::default(),
+            })
+            .collect();
+        Ok(HttpClient {
+            inner: Arc::new(Inner {
+                lanes,
+                timeout,
+                connector: conn::tls_connector(&config),
+                tls: Arc::new(config),
+            }),
+        })
+    }
+
+    /// The TLS this client uses, for WebSockets to the same addresses.
+    pub fn tls(&self) -> Arc<rustls::ClientConfig> {
+        self.inner.tls.clone()
+    }
+
+    pub fn lanes(&self) -> usize {
+        self.inner.lanes.len()
+    }
+
+    /// Sends `call` on lane `lane`; a transport failure or timeout is an error, any status is
+    /// an answer.
+    pub async fn send(&self, lane: usize, call: Call<'_>) -> Result<Answer, LoadError> {
+        let target = wire::target(&call.url).map_err(|reason| http_error(&call, reason))?;
+        let lanes = &self.inner.lanes;
+        let exchange = self.exchange(&lanes[lane % lanes.len()], &call, &target);
+        tokio::time::timeout(self.inner.timeout, exchange)
+            .await
+            .map_err(|_| http_error(&call, format!("no answer within {:?}", self.inner.timeout)))?
+    }
+
+    /// Sends on an idle connection, or a new one. When an idle connection turns out closed
+    /// under the request before one byte of answer came (the server closed it meanwhile),
+    /// a request that may be sent twice goes once more on a new connection; any other is a
+    /// cut, as it would be for a client that cannot tell whether the server acted on it.
+    async fn exchange(
+        &self,
+        lane: &Lane,
+        call: &Call<'_>,
+        target: &Target<'_>,
+    ) -> Result<Answer, LoadError> {
+        let replayable = call.replayable();
+        let (conn, reused) = match lane.idle.take(target.origin, !replayable) {
+            Some(conn) => (conn, true),
+            None => (self.connect(lane, call, target).await?, false),
+        };
+        let failure = match self.exchange_on(lane, conn, call, target).await? {
+            Ok(answer) => return Ok(answer),
+            Err(failure) => failure,
+        };
+        if !(reused && replayable && failure.unanswered) {
+            return Err(exchange_error(call, failure));
+        }
+        let Ok(fresh) = self.connect(lane, call, target).await else {
+            return Err(exchange_error(call, failure));
+        };
+        match self.exchange_on(lane, fresh, call, target).await? {
+            Ok(answer) => Ok(answer),
+            Err(failure) => Err(exchange_error(call, failure)),
+        }
+    }
+
+    /// One try on `conn`, which goes back idle if it may carry another request. The outer
+    /// error is a request that cannot be written at all.
+    async fn exchange_on(
+        &self,
+        lane: &Lane,
+        mut conn: conn::Conn,
+        call: &Call<'_>,
+        target: &Target<'_>,
+    ) -> Result<Result<Answer, Failure>, LoadError> {
+        if let Err(reason) = wire::encode(&mut conn.write, call, target) {
+            lane.idle.put(target.origin, conn);
+            return Err(http_error(call, reason));
+        }
+        Ok(match conn.exchange(call.method == Method::HEAD).await {
+            Ok((answer, reusable)) => {
+                if reusable {
+                    lane.idle.put(target.origin, conn);
+                }
+                Ok(answer)
+            }
+            Err(failure) => Err(failure),
+        })
+    }
+
+    async fn connect(
+        &self,
+        lane: &Lane,
+        call: &Call<'_>,
+        target: &Target<'_>,
+    ) -> Result<conn::Conn, LoadError> {
+        conn::connect(target, lane.local, &self.inner.connector)
+            .await
+            .map_err(|ConnectFailure { reason, refused }| LoadError::Connect {
+                url: call.url.clone(),
+                reason,
+                refused,
+            })
+    }
+}
+
+fn http_error(call: &Call<'_>, reason: String) -> LoadError {
+    LoadError::Http {
+        url: call.url.clone(),
+        reason,
+    }
+}
+
+/// A request sent that got no whole answer: a cut (reset or closed) or a malformed answer.
+fn exchange_error(call: &Call<'_>, failure: Failure) -> LoadError {
+    let url = call.url.clone();
+    match failure.cut {
+        true => LoadError::Reset {
+            url,
+            reason: failure.reason,
+        },
+        false => LoadError::Http {
+            url,
+            reason: failure.reason,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,66 @@
+//! The idle keep-alive connections of one source address, by origin. A sending task takes
+//! one out and puts it back itself once its answer is read (no connection task, no channel),
+//! so a source address holds as many connections as it has requests in flight, plus those
+//! lying idle: a player holds none between requests, and the gateway's cap of connections per
+//! address is reached only by that many requests at once, as with hyper's pool before.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::conn::Conn;
+
+/// An idle connection older than this is closed rather than used (hyper's pool default).
+const MAX_IDLE: Duration = Duration::from_secs(30);
+/// An idle connection older than this is checked before use: a server may have closed it.
+const CHECK_AFTER: Duration = Duration::from_secs(1);
+/// Idle connections kept per origin; more are closed.
+const MAX_IDLE_PER_ORIGIN: usize = 1024;
+
+#[derive(Default)]
+pub(super) struct Idle {
+    /// Per origin (`scheme://authority`): the most recently used at the back.
+    origins: Mutex<Vec<(String, VecDeque<Conn>)>>,
+}
+
+impl Idle {
+    /// The most recently used idle connection to `origin` still fit to use. `careful`: the
+    /// request may not be sent twice, so even a connection idle for a moment is checked.
+    pub fn take(&self, origin: &str, careful: bool) -> Option<Conn> {
+        loop {
+            let mut conn = {
+                let mut origins = self.origins.lock();
+                let (_, idle) = origins.iter_mut().find(|(o, _)| o == origin)?;
+                idle.pop_back()?
+            };
+            let idle = conn.idle_since.elapsed();
+            if idle < MAX_IDLE && (!(careful || idle >= CHECK_AFTER) || conn.still_open()) {
+                return Some(conn);
+            }
+        }
+    }
+
+    /// Puts `conn` back, idle from now; closes those idle too long.
+    pub fn put(&self, origin: &str, mut conn: Conn) {
+        let now = Instant::now();
+        conn.idle_since = now;
+        let mut origins = self.origins.lock();
+        let idle = match origins.iter().position(|(o, _)| o == origin) {
+            Some(i) => &mut origins[i].1,
+            None => {
+                origins.push((origin.to_owned(), VecDeque::new()));
+                &mut origins.last_mut().expect("just pushed").1
+            }
+        };
+        while idle
+            .front()
+            .is_some_and(|c| now.duration_since(c.idle_since) >= MAX_IDLE)
+        {
+            idle.pop_front();
+        }
+        if idle.len() < MAX_IDLE_PER_ORIGIN {
+            idle.push_back(conn);
+        }
+    }
+}
