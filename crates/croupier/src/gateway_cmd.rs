@@ -118,7 +118,16 @@ fn parse_node(text: &str) -> Result<(String, String), String> {
     let (name, url) = text
         .split_once('=')
         .ok_or_else(|| format!("'{text}' is not name=http(s)://host:port"))?;
-    if name.is_empty() || !(url.starts_with("http://") || url.starts_with("https://")) {
+    // Requests are forwarded to the node's origin (scheme and authority) with the player's
+    // own path: a URL that is not an origin alone would be forwarded somewhere else.
+    let origin_only = url
+        .trim_end_matches('/')
+        .parse::<axum::http::Uri>()
+        .is_ok_and(|uri| uri.authority().is_some() && uri.path() == "/" && uri.query().is_none());
+    if name.is_empty()
+        || !(url.starts_with("http://") || url.starts_with("https://"))
+        || !origin_only
+    {
         return Err(format!("'{text}' is not name=http(s)://host:port"));
     }
     Ok((name.to_owned(), url.to_owned()))
@@ -263,4 +272,29 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
 fn std_clone(listener: &tokio::net::TcpListener) -> std::io::Result<std::os::fd::OwnedFd> {
     use std::os::fd::AsFd;
     listener.as_fd().try_clone_to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_node;
+
+    #[test]
+    fn a_node_is_a_name_and_an_origin() {
+        assert_eq!(
+            parse_node("n0=http://127.0.0.1:7001"),
+            Ok(("n0".to_owned(), "http://127.0.0.1:7001".to_owned()))
+        );
+        assert!(parse_node("n0=https://node.example:7001/").is_ok());
+        for refused in [
+            "n0",
+            "=http://127.0.0.1:7001",
+            "n0=ftp://127.0.0.1:7001",
+            "n0=http://127.0.0.1:7001/prefix",
+            "n0=http://127.0.0.1:7001?x=1",
+            "n0=http://bad host:7001",
+            "n0=http://",
+        ] {
+            assert!(parse_node(refused).is_err(), "{refused}");
+        }
+    }
 }
