@@ -185,7 +185,7 @@ fn after_commit(state: &AppState, player: &str, committed: &Committed<Played>, r
         state.flags.settled(player, game, round.stake, payout);
     }
     state.publish(
-        Some(player.to_owned()),
+        Some(player),
         PlayerMessage::Balance {
             balance: played.balance,
             round_id: round.id.clone(),

@@ -12,11 +12,11 @@ use croupier_ledger::{Idempotency, Store};
 use croupier_web::launch::LaunchKeys;
 use croupier_web::lockout::{Lockout, LockoutConfig};
 use croupier_web::wire::ops::GameStatus;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::watch;
 
 use crate::abandon::AbandonPolicy;
 use crate::cashier::auth::Cashier;
-use crate::events::{PlayerEvent, PlayerMessage};
+use crate::events::{PlayerEvents, PlayerMessage};
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
@@ -38,7 +38,8 @@ pub struct Inner {
     pub sessions: Mutex<HashMap<String, (String, Instant, i64)>>,
     /// Games whose status is not "open", refreshed from the store.
     pub game_status: RwLock<HashMap<String, GameStatus>>,
-    pub events: broadcast::Sender<PlayerEvent>,
+    /// Messages for the players' WebSockets: each player's to their own sockets.
+    pub events: Arc<PlayerEvents>,
     pub metrics: Metrics,
     /// Wrong ops tokens per source address, and the addresses blocked for them.
     pub lockout: Arc<Lockout>,
@@ -86,7 +87,7 @@ impl AppState {
         lockout: LockoutConfig,
         operator: Operator,
     ) -> Self {
-        let (events, _) = broadcast::channel(1024);
+        let events = PlayerEvents::new();
         let (drain_signal, _) = watch::channel(false);
         let mut metrics = Metrics::new();
         let lockout = Arc::new(Lockout::new("node", lockout));
@@ -157,9 +158,10 @@ impl AppState {
         (!self.skip_idempotency.load(Ordering::SeqCst)).then_some(guard)
     }
 
-    pub fn publish(&self, player: Option<String>, message: PlayerMessage) {
-        // No subscriber is not an error: nobody is connected.
-        let _ = self.events.send(PlayerEvent { player, message });
+    /// Pushes `message` to `player`'s WebSockets on this node, or to every one when `None`.
+    pub fn publish(&self, player: Option<&str>, message: PlayerMessage) {
+        // No socket is not an error: nobody is connected.
+        self.events.send(player, message);
     }
 
     pub fn game_status(&self, game: &str) -> GameStatus {

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use croupier_ledger::{BatchTimings, StoreObserver};
-use tokio::sync::broadcast;
 
-use crate::events::{PlayerEvent, PlayerMessage};
+use crate::events::{PlayerEvents, PlayerMessage};
 use crate::store_metrics::StoreMetrics;
 
 pub const PAUSED: &str = "Bets are paused for a moment while the wallet store recovers. \
@@ -20,12 +19,12 @@ pub const RESUMED: &str = "Bets are open again.";
 /// The node's observer of the store: metrics, then the players' notices.
 pub struct NodeStoreObserver {
     pub metrics: Arc<StoreMetrics>,
-    pub events: broadcast::Sender<PlayerEvent>,
+    pub events: Arc<PlayerEvents>,
     paused: AtomicBool,
 }
 
 impl NodeStoreObserver {
-    pub fn new(metrics: Arc<StoreMetrics>, events: broadcast::Sender<PlayerEvent>) -> Self {
+    pub fn new(metrics: Arc<StoreMetrics>, events: Arc<PlayerEvents>) -> Self {
         NodeStoreObserver {
             metrics,
             events,
@@ -35,13 +34,13 @@ impl NodeStoreObserver {
 
     fn notify(&self, level: &str, message: &str) {
         // No subscriber is not an error: nobody is connected.
-        let _ = self.events.send(PlayerEvent {
-            player: None,
-            message: PlayerMessage::Notice {
+        self.events.send(
+            None,
+            PlayerMessage::Notice {
                 level: level.to_owned(),
                 message: message.to_owned(),
             },
-        });
+        );
     }
 }
 
@@ -83,28 +82,40 @@ mod tests {
         }
     }
 
-    fn notices(rx: &mut broadcast::Receiver<PlayerEvent>) -> Vec<String> {
-        std::iter::from_fn(|| rx.try_recv().ok())
-            .map(|e| match e.message {
-                PlayerMessage::Notice { level, .. } => level,
+    /// The notices a socket has been sent so far.
+    async fn notices(socket: &mut crate::events::Subscription) -> Vec<String> {
+        let mut levels = Vec::new();
+        let wait = std::time::Duration::from_millis(20);
+        while let Ok(message) = tokio::time::timeout(wait, socket.recv()).await {
+            match message {
+                PlayerMessage::Notice { level, .. } => levels.push(level),
                 other => panic!("not a notice: {other:?}"),
-            })
-            .collect()
+            }
+        }
+        levels
     }
 
-    #[test]
-    fn one_warning_when_writes_stop_and_one_all_clear_when_they_resume() {
+    #[tokio::test]
+    async fn one_warning_when_writes_stop_and_one_all_clear_when_they_resume() {
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = Arc::new(StoreMetrics::register(&mut registry));
-        let (events, mut rx) = broadcast::channel(16);
+        let events = PlayerEvents::new();
+        let mut socket = events.subscribe("alice");
         let observer = NodeStoreObserver::new(metrics, events);
         observer.batch(&batch(true));
-        assert!(notices(&mut rx).is_empty(), "nothing while writes work");
+        assert!(
+            notices(&mut socket).await.is_empty(),
+            "nothing while writes work"
+        );
         observer.batch(&batch(false));
         observer.batch(&batch(false));
-        assert_eq!(notices(&mut rx), ["warning"], "one warning per outage");
+        assert_eq!(
+            notices(&mut socket).await,
+            ["warning"],
+            "one warning per outage"
+        );
         observer.batch(&batch(true));
         observer.batch(&batch(true));
-        assert_eq!(notices(&mut rx), ["info"], "one all-clear");
+        assert_eq!(notices(&mut socket).await, ["info"], "one all-clear");
     }
 }

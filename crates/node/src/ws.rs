@@ -9,7 +9,6 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use croupier_ledger::Account;
 use croupier_web::wire;
-use tokio::sync::broadcast::error::RecvError;
 
 use crate::error::ApiError;
 use crate::events::PlayerMessage;
@@ -55,7 +54,7 @@ pub async fn connect(
 
 async fn session(state: AppState, player: String, mut socket: WebSocket) {
     state.metrics.websockets.inc();
-    let mut events = state.events.subscribe();
+    let mut events = state.events.subscribe(&player);
     let mut drain = state.drain_watch();
     drain.borrow_and_update();
     let account = Account::player(&player);
@@ -75,14 +74,10 @@ async fn session(state: AppState, player: String, mut socket: WebSocket) {
     }
     loop {
         tokio::select! {
-            event = events.recv() => match event {
-                Ok(event) if event.player.as_deref().is_none_or(|p| p == player) => {
-                    if socket.send(Message::Text(event.message.to_json().into())).await.is_err() {
-                        break;
-                    }
+            message = events.recv() => {
+                if socket.send(Message::Text(message.to_json().into())).await.is_err() {
+                    break;
                 }
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => break,
             },
             changed = drain.changed() => {
                 if changed.is_err() || *drain.borrow() {
