@@ -119,6 +119,39 @@ pub fn flush(
     Ok(())
 }
 
+/// Writes that join a table with the batch's rows (`unnest` of array parameters) name the
+/// rows they change with `= ANY(...)` on an index as well: the writer's statements are
+/// prepared once, and PostgreSQL's generic plan, which cannot see how long the arrays are,
+/// otherwise hash-joins them with a sequential scan of the whole table, on every batch (the
+/// balances of every player, the rounds of all time). `tests::joined_writes_use_an_index`
+/// checks each generic plan.
+pub const UPDATE_BALANCES: &str = "UPDATE balances SET balance = balances.balance + t.d
+     FROM unnest($1::text[], $3::bigint[]) AS t(a, d)
+     WHERE balances.account = ANY($1::text[]) AND balances.currency = $2 AND balances.shard = 0
+       AND balances.account = t.a";
+
+/// A player's sessions beyond their cap, oldest first (see `UPDATE_BALANCES`).
+pub const REVOKE_SESSIONS: &str = "DELETE FROM sessions s USING (
+         SELECT token_hash, t.keep, row_number() OVER (
+             PARTITION BY sessions.player ORDER BY expires_ms DESC, token_hash DESC) AS n
+         FROM sessions JOIN unnest($1::text[], $2::bigint[]) AS t(player, keep)
+             ON sessions.player = t.player
+         WHERE sessions.player = ANY($1::text[])
+     ) r WHERE s.token_hash = r.token_hash AND r.n > r.keep";
+
+/// Changed seeds (see `UPDATE_BALANCES`).
+pub const UPDATE_SEEDS: &str = "UPDATE seeds SET next_nonce = t.n, revealed_ms = t.r,
+         server_seed = COALESCE(t.s, seeds.server_seed)
+     FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS t(id, n, r, s)
+     WHERE seeds.id = ANY($1::bigint[]) AND seeds.id = t.id";
+
+/// Changed rounds (see `UPDATE_BALANCES`).
+pub const UPDATE_ROUNDS: &str = "UPDATE rounds SET status = t.status, stake = t.stake,
+         payout = t.payout, state = t.state, node = t.node, updated_ms = t.updated_ms
+     FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
+                 $7::bigint[]) AS t(id, status, stake, payout, state, node, updated_ms)
+     WHERE rounds.id = ANY($1::text[]) AND rounds.id = t.id";
+
 /// A transaction of its own after the batch's commit, committed as the session says
 /// (synchronously by default): PostgreSQL acknowledges it only once the WAL up to its commit
 /// record is on disk (and on a synchronous standby), and the batch's commit record is before
@@ -250,12 +283,7 @@ fn sessions(state: &BatchState) -> Vec<Statement> {
     }
     if !caps.is_empty() {
         out.push(Statement::new(
-            "DELETE FROM sessions s USING (
-                 SELECT token_hash, t.keep, row_number() OVER (
-                     PARTITION BY sessions.player ORDER BY expires_ms DESC, token_hash DESC) AS n
-                 FROM sessions JOIN unnest($1::text[], $2::bigint[]) AS t(player, keep)
-                     ON sessions.player = t.player
-             ) r WHERE s.token_hash = r.token_hash AND r.n > r.keep",
+            REVOKE_SESSIONS,
             vec![
                 Box::new(caps.keys().map(|p| (*p).to_owned()).collect::<Vec<_>>()),
                 Box::new(caps.values().map(|k| i64::from(*k)).collect::<Vec<_>>()),
@@ -294,9 +322,7 @@ fn balances(state: &BatchState, currency: &str, shard: i16) -> Vec<Statement> {
     let mut out = Vec::new();
     if !updated.0.is_empty() {
         out.push(Statement::new(
-            "UPDATE balances SET balance = balances.balance + t.d
-             FROM unnest($1::text[], $3::bigint[]) AS t(a, d)
-             WHERE balances.account = t.a AND balances.currency = $2 AND balances.shard = 0",
+            UPDATE_BALANCES,
             vec![
                 Box::new(updated.0),
                 Box::new(currency.to_owned()),
@@ -348,9 +374,7 @@ fn seeds(state: &BatchState) -> Vec<Statement> {
     let mut out = Vec::new();
     if !updated.0.is_empty() {
         out.push(Statement::new(
-            "UPDATE seeds SET next_nonce = t.n, revealed_ms = t.r, server_seed = COALESCE(t.s, seeds.server_seed)
-             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[]) AS t(id, n, r, s)
-             WHERE seeds.id = t.id",
+            UPDATE_SEEDS,
             vec![
                 Box::new(updated.0),
                 Box::new(updated.1),
@@ -394,14 +418,15 @@ fn rounds(state: &BatchState) -> Vec<Statement> {
     }
     if !changed.is_empty() {
         out.push(Statement::new(
-            "UPDATE rounds SET status = t.status, stake = t.stake, payout = t.payout, state = t.state,
-                               node = t.node, updated_ms = t.updated_ms
-             FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bigint[])
-                  AS t(id, status, stake, payout, state, node, updated_ms)
-             WHERE rounds.id = t.id",
+            UPDATE_ROUNDS,
             vec![
                 Box::new(changed.iter().map(|r| r.id.clone()).collect::<Vec<_>>()),
-                Box::new(changed.iter().map(|r| r.status.as_str().to_owned()).collect::<Vec<_>>()),
+                Box::new(
+                    changed
+                        .iter()
+                        .map(|r| r.status.as_str().to_owned())
+                        .collect::<Vec<_>>(),
+                ),
                 Box::new(changed.iter().map(|r| r.stake).collect::<Vec<_>>()),
                 Box::new(changed.iter().map(|r| r.payout).collect::<Vec<_>>()),
                 Box::new(changed.iter().map(|r| r.state.clone()).collect::<Vec<_>>()),

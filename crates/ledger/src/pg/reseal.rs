@@ -53,19 +53,20 @@ pub async fn reseal_unrevealed(
     }
     report.resealed = ids.len();
     report.retired = retired.len();
-    tx.execute(
-        "UPDATE seeds SET server_seed = t.s FROM unnest($1::bigint[], $2::text[]) AS t(id, s)
-         WHERE seeds.id = t.id",
-        &[&ids, &texts],
-    )
-    .await
-    .map_err(pg_error)?;
+    tx.execute(RESEAL_SEEDS, &[&ids, &texts])
+        .await
+        .map_err(pg_error)?;
     for seed in &retired {
         retire(&tx, seeds, seed).await?;
     }
     tx.commit().await.map_err(pg_error)?;
     Ok(report)
 }
+
+/// Rewrites seeds' stored server seeds (see `batch::UPDATE_BALANCES` for the `= ANY`).
+pub const RESEAL_SEEDS: &str = "UPDATE seeds SET server_seed = t.s
+     FROM unnest($1::bigint[], $2::text[]) AS t(id, s)
+     WHERE seeds.id = ANY($1::bigint[]) AND seeds.id = t.id";
 
 /// Reveals a seed whose key is lost (its server seed stays unreadable) and gives its player a
 /// fresh one with the same client seed.

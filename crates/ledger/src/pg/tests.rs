@@ -370,3 +370,60 @@ async fn a_key_another_node_is_committing_is_replayed_without_a_retry() {
     );
     testkit::assert_sound(&*store).await;
 }
+
+/// Every write that joins a table with the batch's rows finds them through an index in the
+/// generic plan PostgreSQL keeps for the writer's prepared statements, on the writer's
+/// connection settings, with tables small enough that a whole scan would be priced lower (before: each batch read every
+/// player's balance, every round, every seed, whichever the planner found cheaper at the
+/// time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joined_writes_use_an_index() {
+    let db = TempDb::new();
+    drop(db.store());
+    raw(
+        &db,
+        "INSERT INTO balances SELECT 'player:p' || g, 'EUR', 0, 1000 FROM generate_series(1, 1000) g;
+         INSERT INTO sessions SELECT 'token' || g, 'p' || (g % 400), g FROM generate_series(1, 1000) g;
+         INSERT INTO seeds SELECT g, 'p' || g, 's', 'h', 'c', 0, g, g FROM generate_series(1, 1000) g;
+         INSERT INTO rounds SELECT 'r' || g, 'p' || g, 'dice', 'settled', 1, 0, '{}', '{}', g, 0, 'n', g, g
+             FROM generate_series(1, 1000) g;
+         ANALYZE",
+    )
+    .await
+    .unwrap();
+    let writer = writer_config(&connection_config(db.0.url()).unwrap());
+    let (client, connection) = writer.connect(NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute("SET plan_cache_mode = force_generic_plan")
+        .await
+        .unwrap();
+    let mut scans = Vec::new();
+    for (name, sql) in [
+        ("UPDATE_BALANCES", batch::UPDATE_BALANCES),
+        ("REVOKE_SESSIONS", batch::REVOKE_SESSIONS),
+        ("UPDATE_SEEDS", batch::UPDATE_SEEDS),
+        ("UPDATE_ROUNDS", batch::UPDATE_ROUNDS),
+        ("RESEAL_SEEDS", reseal::RESEAL_SEEDS),
+    ] {
+        let params = (1..=9).filter(|n| sql.contains(&format!("${n}"))).count();
+        let nulls = vec!["NULL"; params].join(", ");
+        client
+            .batch_execute(&format!("PREPARE joined AS {sql}"))
+            .await
+            .unwrap();
+        let plan: Vec<String> = client
+            .query(&format!("EXPLAIN EXECUTE joined({nulls})"), &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        client.batch_execute("DEALLOCATE joined").await.unwrap();
+        let plan = plan.join("\n");
+        if plan.contains("Seq Scan") {
+            scans.push(format!("{name}:\n{plan}"));
+        }
+    }
+    assert!(scans.is_empty(), "{}", scans.join("\n\n"));
+}
