@@ -88,6 +88,13 @@ pub struct SqliteStore {
     seeds: SeedVault,
 }
 
+/// The WAL file beside a ledger file.
+pub(crate) fn wal_path(db: &Path) -> PathBuf {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    PathBuf::from(wal)
+}
+
 /// Opens a connection with the settings every connection to the ledger uses.
 pub fn connect(path: &Path, read_only: bool) -> Result<Connection, LedgerError> {
     let flags = if read_only {
@@ -171,6 +178,12 @@ impl SqliteStore {
         // the WAL rewinds, its file is cut back to 16 MiB.
         writer
             .execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 16777216")?;
+        // The writer's commits do not fsync (NORMAL); it fsyncs the WAL itself after passing
+        // the write turn and before it answers (`Writer::make_durable`).
+        writer.execute_batch("PRAGMA synchronous = NORMAL")?;
+        let wal = std::fs::File::open(wal_path(&config.path)).map_err(|e| {
+            LedgerError::Storage(format!("cannot open {}: {e}", config.path.display()))
+        })?;
         let readers = (0..config.readers.max(1))
             .map(|_| connect(&config.path, true).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()?;
@@ -192,6 +205,7 @@ impl SqliteStore {
             .spawn(move || {
                 let writer = Writer {
                     conn: writer,
+                    wal,
                     turns,
                     currency: &writer_currency,
                     max_batch,
@@ -214,9 +228,14 @@ impl SqliteStore {
     }
 }
 
-/// The process's one writer: takes its turn at the file, commits what has queued meanwhile.
+/// The process's one writer: takes its turn at the file, commits what has queued meanwhile,
+/// passes the turn, makes the commit durable, then answers.
 struct Writer<'a> {
     conn: Connection,
+    /// The WAL file, for the fsync that makes a batch durable outside the write turn. Its
+    /// inode lives as long as this process has the ledger open: SQLite rewinds and truncates
+    /// it in place, and deletes it only when the last connection to the file closes.
+    wal: std::fs::File,
     turns: WriterTurns,
     currency: &'a str,
     max_batch: usize,
@@ -242,12 +261,48 @@ impl Writer<'_> {
                     continue;
                 }
             };
-            let timings = commit_batch(&self.conn, self.currency, self.seeds, batch, turn_wait);
+            let (timings, replies) =
+                commit_batch(&self.conn, self.currency, self.seeds, batch, turn_wait);
             if let Err(e) = self.turns.pass() {
                 tracing::error!(error = %e, "cannot pass the ledger's write turn");
             }
+            let timings = self.make_durable(timings, replies);
             self.observer.report(&timings);
         }
+    }
+
+    /// Fsyncs the WAL, then answers the batch's operations. The commit wrote its frames with
+    /// `synchronous = NORMAL`, so other writers could take the turn while this fsync runs
+    /// (several processes' fsyncs then overlap instead of queueing behind one write lock);
+    /// nothing is answered before its frames, and every frame before them, are on disk. If
+    /// the fsync fails, the batch is answered as unavailable: its writes are in the WAL and
+    /// a retry with the same idempotency key gets the committed answer.
+    fn make_durable(&self, mut timings: BatchTimings, replies: Vec<Answer>) -> BatchTimings {
+        if timings.committed {
+            let started = Instant::now();
+            let synced = self.wal.sync_data();
+            timings.commit += started.elapsed();
+            if let Err(e) = synced {
+                tracing::error!(error = %e, "cannot flush the ledger's WAL to disk");
+                timings.committed = false;
+                let failure = LedgerError::Storage(format!("cannot flush the WAL to disk: {e}"));
+                fail_all_answers(replies, &failure);
+                return timings;
+            }
+        }
+        for (reply, result) in replies {
+            let _ = reply.send(result);
+        }
+        timings
+    }
+}
+
+/// A job's reply channel and what to send on it once the batch is durable.
+type Answer = (oneshot::Sender<Reply>, Reply);
+
+fn fail_all_answers(answers: Vec<Answer>, error: &LedgerError) {
+    for (reply, _) in answers {
+        let _ = reply.send(Err(LedgerError::Unavailable(error.to_string()).into()));
     }
 }
 
@@ -260,14 +315,15 @@ fn fail_all(jobs: Vec<Job>, error: &LedgerError) {
     }
 }
 
-/// Runs a batch in one transaction; replies only after the commit is durable.
+/// Runs a batch in one transaction and commits it (to the WAL, not yet fsynced); returns the
+/// answers to send once it is durable (answers of a batch that failed are refusals).
 fn commit_batch(
     conn: &Connection,
     currency: &str,
     seeds: &SeedVault,
     jobs: Vec<Job>,
     turn_wait: Duration,
-) -> BatchTimings {
+) -> (BatchTimings, Vec<Answer>) {
     let started = Instant::now();
     let mut timings = BatchTimings {
         jobs: jobs.len(),
@@ -282,14 +338,14 @@ fn commit_batch(
     };
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         fail_all(jobs, &e.into());
-        return timings;
+        return (timings, Vec::new());
     }
     let head = match ChainHead::read(conn) {
         Ok(head) => head,
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
             fail_all(jobs, &e);
-            return timings;
+            return (timings, Vec::new());
         }
     };
     let mut batch = Batch {
@@ -314,19 +370,15 @@ fn commit_batch(
     match committed {
         Ok(()) => {
             timings.committed = true;
-            for (reply, result) in replies {
-                let _ = reply.send(result);
-            }
+            (timings, replies)
         }
         Err(e) => {
             tracing::error!(error = %e, "group commit failed; the whole batch is rolled back");
             let _ = conn.execute_batch("ROLLBACK");
-            for (reply, _) in replies {
-                let _ = reply.send(Err(LedgerError::Unavailable(e.to_string()).into()));
-            }
+            fail_all_answers(replies, &e);
+            (timings, Vec::new())
         }
     }
-    timings
 }
 
 /// A batch being built inside one write transaction.

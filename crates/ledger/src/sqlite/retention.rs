@@ -5,7 +5,7 @@
 //! between checkpoints) even after a burst or a long reader held it back. Runs on its own
 //! connection on a blocking thread; the journal is never touched.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rusqlite::{Connection, params};
 
@@ -14,9 +14,7 @@ use crate::error::LedgerError;
 use crate::retention::{HousekeepReport, RetentionPolicy};
 
 fn wal_bytes(db: &Path) -> u64 {
-    let mut wal = db.as_os_str().to_owned();
-    wal.push("-wal");
-    std::fs::metadata(PathBuf::from(wal)).map_or(0, |m| m.len())
+    std::fs::metadata(super::wal_path(db)).map_or(0, |m| m.len())
 }
 
 /// Deletes rows matching `condition` (on `key_column`) batch by batch; returns how many.
