@@ -3,16 +3,14 @@
 //! round, a blackjack action or a seed rotation is answered without a panic, a refusal is a
 //! 4xx with a JSON `error` and `message`, and the ledger's invariants hold afterwards.
 
-use std::num::NonZeroU32;
+mod common;
+
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use croupier_ledger::Store;
 use croupier_ledger::sqlite::{SqliteConfig, SqliteStore};
-use croupier_node::abandon::AbandonPolicy;
-use croupier_node::cashier::auth::Cashier;
-use croupier_node::{AppState, Operator, Players};
 use croupier_web::wire;
 use http_body_util::BodyExt;
 use proptest::prelude::*;
@@ -34,25 +32,7 @@ fn harness() -> Harness {
         Arc::new(SqliteStore::open(SqliteConfig::new(dir.path().join("ledger.db"))).unwrap());
     let router = {
         let _inside = runtime.enter();
-        let (launch_keys, _) = croupier_web::launch::LaunchKeys::open(&dir.path().join("keys"));
-        let players = Players {
-            demo: true,
-            launch_keys,
-            currency: "EUR".into(),
-            max_sessions: 10,
-        };
-        let operator = Operator {
-            cashier: Cashier::new("c".repeat(40), NonZeroU32::new(10).unwrap()),
-            abandon: AbandonPolicy::default(),
-        };
-        let state = AppState::new(
-            store.clone(),
-            "fuzz".into(),
-            "o".repeat(40),
-            players,
-            croupier_web::lockout::LockoutConfig::default(),
-            operator,
-        );
+        let state = common::demo_state(store.clone(), &dir.path().join("keys"), "fuzz");
         croupier_node::router(state)
     };
     let mut harness = Harness {

@@ -2,16 +2,15 @@
 //! balance reaches their own socket however many other players' messages the node sends
 //! around it, and a notice reaches every socket.
 
-use std::num::NonZeroU32;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use croupier_ledger::Store;
 use croupier_ledger::sqlite::{SqliteConfig, SqliteStore};
-use croupier_node::abandon::AbandonPolicy;
-use croupier_node::cashier::auth::Cashier;
+use croupier_node::AppState;
 use croupier_node::events::PlayerMessage;
-use croupier_node::{AppState, Operator, Players};
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -23,25 +22,7 @@ async fn node() -> (String, AppState, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(SqliteConfig::new(dir.path().join("ledger.db"))).unwrap());
-    let (launch_keys, _) = croupier_web::launch::LaunchKeys::open(&dir.path().join("keys"));
-    let players = Players {
-        demo: true,
-        launch_keys,
-        currency: "EUR".into(),
-        max_sessions: 10,
-    };
-    let operator = Operator {
-        cashier: Cashier::new("c".repeat(40), NonZeroU32::new(10).unwrap()),
-        abandon: AbandonPolicy::default(),
-    };
-    let state = AppState::new(
-        store,
-        "ws-test".into(),
-        "o".repeat(40),
-        players,
-        croupier_web::lockout::LockoutConfig::default(),
-        operator,
-    );
+    let state = common::demo_state(store, &dir.path().join("keys"), "ws-test");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
     let router = croupier_node::router(state.clone());

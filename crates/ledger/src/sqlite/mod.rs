@@ -1,9 +1,10 @@
-//! The SQLite backend: one file in WAL mode with `synchronous = FULL` (every acknowledged
-//! write has been fsynced). A single writer thread per process takes operations off a queue
-//! and commits them in batches (group commit): one `BEGIN IMMEDIATE … COMMIT` and one fsync for
-//! many bets, each bet isolated in its own savepoint so a refused one changes nothing. Several
-//! processes can share the file: `BEGIN IMMEDIATE` serialises their writers and each batch
-//! re-reads the chain head. Reads use a small pool of read-only connections.
+//! The SQLite backend: one file in WAL mode (every acknowledged write has been fsynced). A
+//! single writer thread per process takes operations off a queue and commits them in batches
+//! (group commit): one `BEGIN IMMEDIATE … COMMIT` and one fsync for many bets, each bet
+//! isolated in its own savepoint so a refused one changes nothing; the fsync runs after the
+//! write turn is passed, before any answer. Several processes can share the file: they take
+//! turns, `BEGIN IMMEDIATE` serialises their writers and each batch re-reads the chain head.
+//! Reads use a small pool of read-only connections.
 
 mod checkpoint;
 mod reseal;
@@ -121,7 +122,8 @@ pub fn connect(path: &Path, read_only: bool) -> Result<Connection, LedgerError> 
         }
     }
     // synchronous = FULL: every commit fsyncs the WAL, so an acknowledged bet survives a
-    // power cut. Savepoint journals stay in memory; checkpoints run every 16 MiB of WAL.
+    // power cut (the store's writer lowers it to NORMAL and fsyncs the WAL itself, outside
+    // the write turn: `Writer::make_durable`). Savepoint journals stay in memory.
     conn.execute_batch(
         "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -4096; PRAGMA wal_autocheckpoint = 16000;",
