@@ -20,6 +20,7 @@ mod reseal;
 mod retention;
 mod schema;
 pub mod scratch;
+mod shard;
 mod staged;
 mod tx;
 mod writer;
@@ -139,6 +140,15 @@ fn standby_config(config: &tokio_postgres::Config) -> Option<tokio_postgres::Con
 }
 
 fn pool(config: tokio_postgres::Config, size: usize) -> Result<Pool, LedgerError> {
+    pool_with(config, size, None)
+}
+
+/// A pool whose new connections first run `on_connect`.
+fn pool_with(
+    config: tokio_postgres::Config,
+    size: usize,
+    on_connect: Option<deadpool_postgres::Hook>,
+) -> Result<Pool, LedgerError> {
     let manager = Manager::from_config(
         config,
         NoTls,
@@ -146,7 +156,11 @@ fn pool(config: tokio_postgres::Config, size: usize) -> Result<Pool, LedgerError
             recycling_method: RecyclingMethod::Fast,
         },
     );
-    Pool::builder(manager)
+    let mut builder = Pool::builder(manager);
+    if let Some(hook) = on_connect {
+        builder = builder.post_create(hook);
+    }
+    builder
         .max_size(size)
         .runtime(deadpool_postgres::Runtime::Tokio1)
         .wait_timeout(Some(Duration::from_secs(5)))
@@ -198,15 +212,16 @@ impl PgStore {
             .name("ledger-pg-writer".into())
             .spawn(move || {
                 let writer = runtime("ledger-pg-write", false).and_then(|runtime| {
+                    let shard = shard::ShardClaim::default();
                     let pool = {
                         let _guard = runtime.enter();
-                        pool(writer_config, 1)?
+                        pool_with(writer_config, 1, Some(shard.on_connect()))?
                     };
                     Ok(Writer {
                         runtime,
                         pool,
                         currency,
-                        shard: random_shard(),
+                        shard,
                         max_batch: config.max_batch.max(1),
                         retry_for: config.retry_for,
                         observer: writer_observer,
@@ -260,13 +275,6 @@ fn migrate_on(runtime: &Runtime, readers: &Pool, seeds: &SeedVault) -> Result<()
             .map_err(|_| LedgerError::Storage("the migration thread panicked".into()))?
     })?;
     Ok(())
-}
-
-/// A shard for this writer's house and escrow rows, so writers rarely share one.
-fn random_shard() -> i16 {
-    let mut byte = [0u8; 1];
-    let _ = getrandom::fill(&mut byte);
-    i16::from(byte[0]) % SHARDS
 }
 
 impl Drop for PgStore {

@@ -36,8 +36,8 @@ pub struct Writer {
     pub runtime: Runtime,
     pub pool: Pool,
     pub currency: String,
-    /// This writer's row of the house and escrow balances.
-    pub shard: i16,
+    /// This writer's row of the house and escrow balances (claimed by each new connection).
+    pub shard: super::shard::ShardClaim,
     pub max_batch: usize,
     /// How long a batch is retried before its operations are answered "unavailable".
     pub retry_for: Duration,
@@ -157,7 +157,7 @@ impl Writer {
         }
         let built = Instant::now();
         stages.build = built.duration_since(started);
-        let flushed = flush(conn, &state, &self.currency, now, self.shard);
+        let flushed = flush(conn, &state, &self.currency, now, self.shard.get());
         stages.commit = built.elapsed();
         flushed?;
         Ok(replies)
