@@ -183,8 +183,9 @@ impl SqliteStore {
         // The writer's commits do not fsync (NORMAL); it fsyncs the WAL itself after passing
         // the write turn and before it answers (`Writer::make_durable`).
         writer.execute_batch("PRAGMA synchronous = NORMAL")?;
-        let wal = std::fs::File::open(wal_path(&config.path)).map_err(|e| {
-            LedgerError::Storage(format!("cannot open {}: {e}", config.path.display()))
+        let wal_file = wal_path(&config.path);
+        let wal = std::fs::File::open(&wal_file).map_err(|e| {
+            LedgerError::Storage(format!("cannot open {}: {e}", wal_file.display()))
         })?;
         let readers = (0..config.readers.max(1))
             .map(|_| connect(&config.path, true).map(Mutex::new))
@@ -259,7 +260,7 @@ impl Writer<'_> {
             let turn_wait = match turn {
                 Ok(waited) => waited,
                 Err(e) => {
-                    fail_all(batch, &e);
+                    fail_all(batch.into_iter().map(|job| job.reply), &e);
                     continue;
                 }
             };
@@ -288,7 +289,7 @@ impl Writer<'_> {
                 tracing::error!(error = %e, "cannot flush the ledger's WAL to disk");
                 timings.committed = false;
                 let failure = LedgerError::Storage(format!("cannot flush the WAL to disk: {e}"));
-                fail_all_answers(replies, &failure);
+                fail_all(replies.into_iter().map(|(reply, _)| reply), &failure);
                 return timings;
             }
         }
@@ -302,18 +303,10 @@ impl Writer<'_> {
 /// A job's reply channel and what to send on it once the batch is durable.
 type Answer = (oneshot::Sender<Reply>, Reply);
 
-fn fail_all_answers(answers: Vec<Answer>, error: &LedgerError) {
-    for (reply, _) in answers {
+/// Answers every operation of a batch that could not run, or not be made durable, with why.
+fn fail_all(replies: impl IntoIterator<Item = oneshot::Sender<Reply>>, error: &LedgerError) {
+    for reply in replies {
         let _ = reply.send(Err(LedgerError::Unavailable(error.to_string()).into()));
-    }
-}
-
-/// Answers every job of a batch that could not run with why.
-fn fail_all(jobs: Vec<Job>, error: &LedgerError) {
-    for job in jobs {
-        let _ = job
-            .reply
-            .send(Err(LedgerError::Unavailable(error.to_string()).into()));
     }
 }
 
@@ -339,14 +332,14 @@ fn commit_batch(
         committed: false,
     };
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-        fail_all(jobs, &e.into());
+        fail_all(jobs.into_iter().map(|job| job.reply), &e.into());
         return (timings, Vec::new());
     }
     let head = match ChainHead::read(conn) {
         Ok(head) => head,
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
-            fail_all(jobs, &e);
+            fail_all(jobs.into_iter().map(|job| job.reply), &e);
             return (timings, Vec::new());
         }
     };
@@ -377,7 +370,7 @@ fn commit_batch(
         Err(e) => {
             tracing::error!(error = %e, "group commit failed; the whole batch is rolled back");
             let _ = conn.execute_batch("ROLLBACK");
-            fail_all_answers(replies, &e);
+            fail_all(replies.into_iter().map(|(reply, _)| reply), &e);
             (timings, Vec::new())
         }
     }
