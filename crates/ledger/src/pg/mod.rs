@@ -64,6 +64,9 @@ pub struct PgConfig {
     pub max_batch: usize,
     /// Connections for reads.
     pub readers: usize,
+    /// Writer connections, taking turns to build batches (see `writer`): while one waits for
+    /// its batch's commit and flush, the next builds.
+    pub writers: usize,
     /// How long a batch is retried (server restarting, failover) before it is refused.
     pub retry_for: Duration,
     /// How unrevealed server seeds are stored (sealed when it has keys).
@@ -77,6 +80,7 @@ impl PgConfig {
             currency: "EUR".to_owned(),
             max_batch: 512,
             readers: 4,
+            writers: 2,
             retry_for: Duration::from_secs(3),
             seeds: SeedVault::default(),
         }
@@ -184,8 +188,40 @@ fn runtime(name: &str, multi_thread: bool) -> Result<Runtime, LedgerError> {
         .map_err(|e| LedgerError::Storage(format!("cannot start the {name} runtime: {e}")))
 }
 
+/// What each writer thread starts from.
+struct WriterSettings {
+    pg: tokio_postgres::Config,
+    currency: String,
+    max_batch: usize,
+    retry_for: Duration,
+    observer: ObserverSlot,
+    seeds: SeedVault,
+}
+
+impl WriterSettings {
+    /// The writer's own runtime and connection (which claims a house/escrow row).
+    fn start(self) -> Result<Writer, LedgerError> {
+        let runtime = runtime("ledger-pg-write", false)?;
+        let shard = shard::ShardClaim::default();
+        let pool = {
+            let _guard = runtime.enter();
+            pool_with(self.pg, 1, Some(shard.on_connect()))?
+        };
+        Ok(Writer {
+            runtime,
+            pool,
+            currency: self.currency,
+            shard,
+            max_batch: self.max_batch,
+            retry_for: self.retry_for,
+            observer: self.observer,
+            seeds: self.seeds,
+        })
+    }
+}
+
 impl PgStore {
-    /// Connects, migrates (once, under an advisory lock) and starts the writer.
+    /// Connects, migrates (once, under an advisory lock) and starts the writers.
     pub fn open(config: PgConfig) -> Result<PgStore, LedgerError> {
         let pg = connection_config(&config.url)?;
         let reader_runtime = runtime("ledger-pg-read", true)?;
@@ -202,46 +238,38 @@ impl PgStore {
             return Err(e);
         }
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-        let writer_config = writer_config(&pg);
-        let currency = config.currency.clone();
         let observer = ObserverSlot::default();
-        let writer_observer = observer.clone();
-        let writer_seeds = config.seeds.clone();
+        let turn = Arc::new(parking_lot::Mutex::new(queue));
         let (started, ready) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("ledger-pg-writer".into())
-            .spawn(move || {
-                let writer = runtime("ledger-pg-write", false).and_then(|runtime| {
-                    let shard = shard::ShardClaim::default();
-                    let pool = {
-                        let _guard = runtime.enter();
-                        pool_with(writer_config, 1, Some(shard.on_connect()))?
-                    };
-                    Ok(Writer {
-                        runtime,
-                        pool,
-                        currency,
-                        shard,
-                        max_batch: config.max_batch.max(1),
-                        retry_for: config.retry_for,
-                        observer: writer_observer,
-                        seeds: writer_seeds,
-                    })
-                });
-                match writer {
+        let writers = config.writers.max(1);
+        for _ in 0..writers {
+            let (turn, started) = (turn.clone(), started.clone());
+            let settings = WriterSettings {
+                pg: writer_config(&pg),
+                currency: config.currency.clone(),
+                max_batch: config.max_batch.max(1),
+                retry_for: config.retry_for,
+                observer: observer.clone(),
+                seeds: config.seeds.clone(),
+            };
+            std::thread::Builder::new()
+                .name("ledger-pg-writer".into())
+                .spawn(move || match settings.start() {
                     Ok(writer) => {
                         let _ = started.send(Ok(()));
-                        writer.run(queue);
+                        writer.run(&turn);
                     }
                     Err(e) => {
                         let _ = started.send(Err(e));
                     }
-                }
-            })
-            .map_err(|e| LedgerError::Storage(format!("cannot start the writer: {e}")))?;
-        ready
-            .recv()
-            .map_err(|_| LedgerError::Storage("the writer did not start".into()))??;
+                })
+                .map_err(|e| LedgerError::Storage(format!("cannot start a writer: {e}")))?;
+        }
+        for _ in 0..writers {
+            ready
+                .recv()
+                .map_err(|_| LedgerError::Storage("a writer did not start".into()))??;
+        }
         Ok(PgStore {
             jobs,
             observer,

@@ -48,18 +48,42 @@ pub fn prefetch(
     needs: Needs,
     state: &mut BatchState,
 ) -> Result<(), LedgerError> {
-    let (kinds, statements): (Vec<Kind>, Vec<Statement>) =
-        statements(currency, &needs).into_iter().unzip();
-    let answers = run_pipelined(conn, &statements)?;
-    for (kind, rows) in kinds.iter().zip(answers) {
-        match kind {
-            Kind::ActiveSeeds => load_active_seeds(&rows, &needs.active_seeds, state),
-            Kind::Seeds => load_seeds(&rows, &needs.seeds, state),
-            Kind::Balances => load_balances(&rows, &needs.balances, state),
-            Kind::Rounds => load_rounds(&rows, &needs.rounds, state)?,
+    let reads = Reads::new(currency, needs);
+    let answers = run_pipelined(conn, &reads.statements)?;
+    reads.load(answers, state)
+}
+
+/// The statements that read (and lock) what a discovery run asked for, to be sent in a
+/// pipeline of their own or after other statements, and how their answers are loaded.
+pub struct Reads {
+    pub statements: Vec<Statement>,
+    kinds: Vec<Kind>,
+    needs: Needs,
+}
+
+impl Reads {
+    pub fn new(currency: &str, needs: Needs) -> Reads {
+        let (kinds, statements) = statements(currency, &needs).into_iter().unzip();
+        Reads {
+            statements,
+            kinds,
+            needs,
         }
     }
-    Ok(())
+
+    /// Loads the answers of `statements`, in their order, into the batch.
+    pub fn load(self, answers: Vec<Vec<Row>>, state: &mut BatchState) -> Result<(), LedgerError> {
+        let needs = &self.needs;
+        for (kind, rows) in self.kinds.iter().zip(answers) {
+            match kind {
+                Kind::ActiveSeeds => load_active_seeds(&rows, &needs.active_seeds, state),
+                Kind::Seeds => load_seeds(&rows, &needs.seeds, state),
+                Kind::Balances => load_balances(&rows, &needs.balances, state),
+                Kind::Rounds => load_rounds(&rows, &needs.rounds, state)?,
+            }
+        }
+        Ok(())
+    }
 }
 
 enum Kind {

@@ -3,6 +3,7 @@
 //! chain head, sharded house rows and riding through lost connections.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::scratch::{ScratchDb, test_server};
 use super::*;
@@ -429,7 +430,8 @@ async fn joined_writes_use_an_index() {
 }
 
 /// As many writers as house rows: each writes to a row of its own (before, each picked one at
-/// random, and three writers shared one about one time in five).
+/// random, and three writers shared one about one time in five). One writer per store here,
+/// so each store's write is known to go through a writer of its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writers_claim_distinct_house_rows() {
     let db = TempDb::new();
@@ -437,6 +439,7 @@ async fn writers_claim_distinct_house_rows() {
         .map(|_| {
             let mut config = PgConfig::new(db.0.url());
             config.readers = 1;
+            config.writers = 1;
             PgStore::open(config).unwrap()
         })
         .collect();
@@ -456,4 +459,73 @@ async fn writers_claim_distinct_house_rows() {
         .unwrap()
         .get(0);
     assert_eq!(rows, i64::from(SHARDS));
+}
+
+/// Store connections waiting on a lock.
+async fn lock_waiters(client: &tokio_postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// While a batch waits on the server to commit (here behind a held chain head), the store
+/// builds and sends the next one: writers take turns building batches, and the turn passes
+/// as a batch starts to commit. With one writer the second batch waited, unbuilt, behind the
+/// first; the server sat idle during every batch's building, and the writer during every
+/// commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_batch_is_built_while_one_commits() {
+    let db = TempDb::new();
+    let store: Arc<dyn Store> = Arc::new(db.store());
+    for player in ["ann", "bob"] {
+        post_all(&*store, None, vec![grant(player, 1)])
+            .await
+            .unwrap();
+    }
+    let (holder, connection) = tokio_postgres::connect(db.0.url(), NoTls).await.unwrap();
+    tokio::spawn(connection);
+    holder
+        .batch_execute("BEGIN; SELECT * FROM chain_head FOR UPDATE")
+        .await
+        .unwrap();
+    let post = |player: &'static str| {
+        let store = store.clone();
+        tokio::spawn(async move { post_all(&*store, None, vec![grant(player, 1)]).await })
+    };
+    let first = post("ann");
+    let mut waiters = Vec::new();
+    let second = loop {
+        waiters.push(lock_waiters(&holder).await);
+        if waiters.last() == Some(&1) {
+            break post("bob");
+        }
+        assert!(
+            waiters.len() < 200,
+            "the first batch never reached the chain head"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // Well inside the store connections' lock timeout (3 s).
+    let deadline = Instant::now() + Duration::from_millis(2_000);
+    while lock_waiters(&holder).await < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let both_waiting = lock_waiters(&holder).await;
+    holder.batch_execute("COMMIT").await.unwrap();
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    assert_eq!(
+        both_waiting, 2,
+        "the second batch was not built while the first committed"
+    );
+    assert_eq!(balance(&*store, "ann").await, 2);
+    assert_eq!(balance(&*store, "bob").await, 2);
+    let report = store.integrity().await.unwrap();
+    assert!(report.ok, "{report:#?}");
 }

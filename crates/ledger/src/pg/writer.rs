@@ -13,9 +13,9 @@ use deadpool_postgres::{Object, Pool};
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot};
 
-use super::batch::{BatchState, flush};
+use super::batch::{BatchState, Statement, flush, run_pipelined};
 use super::conn::{Conn, Driver};
-use super::prefetch::{DISCOVERY_PASSES, Needs, prefetch};
+use super::prefetch::{DISCOVERY_PASSES, Needs, Reads, prefetch};
 use super::tx::PgTx;
 use crate::clock::now_ms;
 use crate::error::LedgerError;
@@ -52,9 +52,21 @@ struct Stages {
     commit: Duration,
 }
 
+/// The queue of a store's writers. Holding its lock is the turn to build a batch: a writer
+/// takes the jobs waiting, runs them, and passes the turn on as its batch starts to flush, so
+/// while one writer waits for the server to commit and flush, the next builds its batch from
+/// the jobs that came meanwhile. Batches stay as large as with one writer, and the server's
+/// and the writers' work overlap.
+pub type Turn = parking_lot::Mutex<mpsc::Receiver<Job>>;
+type TurnGuard<'a> = parking_lot::MutexGuard<'a, mpsc::Receiver<Job>>;
+
 impl Writer {
-    pub fn run(self, mut queue: mpsc::Receiver<Job>) {
-        while let Some(first) = queue.blocking_recv() {
+    pub fn run(self, turn: &Turn) {
+        loop {
+            let mut queue = turn.lock();
+            let Some(first) = queue.blocking_recv() else {
+                break;
+            };
             let mut jobs = vec![first];
             while jobs.len() < self.max_batch {
                 match queue.try_recv() {
@@ -62,22 +74,25 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit(jobs);
+            self.commit(jobs, queue);
         }
     }
 
     /// Commits `jobs` in one transaction (retried while it may succeed) and answers each.
-    fn commit(&self, jobs: Vec<Job>) {
+    fn commit(&self, jobs: Vec<Job>, turn: TurnGuard<'_>) {
+        let mut turn = Some(turn);
         let started = Instant::now();
         let deadline = started + self.retry_for;
         let mut pause = Duration::from_millis(20);
         let mut retries = 0;
         let mut stages = Stages::default();
         let outcome = loop {
-            match self.attempt(&jobs, &mut stages) {
+            match self.attempt(&jobs, &mut stages, &mut turn) {
                 Ok(replies) => break Ok(replies),
                 Err(e @ LedgerError::Unavailable(_)) if Instant::now() + pause < deadline => {
                     tracing::warn!(error = %e, jobs = jobs.len(), "batch not committed; retrying");
+                    // Other writers go on while this batch waits to be retried.
+                    turn = None;
                     std::thread::sleep(pause);
                     // Capped low: a promoted standby is found within 200 ms of accepting writes.
                     pause = (pause * 2).min(Duration::from_millis(200));
@@ -114,7 +129,12 @@ impl Writer {
     }
 
     /// One try: a transaction running every job, flushed and committed.
-    fn attempt(&self, jobs: &[Job], stages: &mut Stages) -> Result<Vec<Reply>, LedgerError> {
+    fn attempt(
+        &self,
+        jobs: &[Job],
+        stages: &mut Stages,
+        turn: &mut Option<TurnGuard<'_>>,
+    ) -> Result<Vec<Reply>, LedgerError> {
         let client = self
             .runtime
             .block_on(self.pool.get())
@@ -123,7 +143,7 @@ impl Writer {
             client: &client,
             driver: Driver::Runtime(&self.runtime),
         };
-        let result = self.run_batch(conn, jobs, stages);
+        let result = self.run_batch(conn, jobs, stages, turn);
         if result.is_err() {
             discard_connection(client);
         }
@@ -135,6 +155,7 @@ impl Writer {
         conn: Conn<'_>,
         jobs: &[Job],
         stages: &mut Stages,
+        turn: &mut Option<TurnGuard<'_>>,
     ) -> Result<Vec<Reply>, LedgerError> {
         let started = Instant::now();
         let now = now_ms();
@@ -143,8 +164,16 @@ impl Writer {
             .iter()
             .filter_map(|j| j.idempotency.as_ref().map(|i| i.key.as_str()))
             .collect();
-        begin_and_prefetch(conn, &keys, &mut state)?;
-        if jobs.len() > 1 {
+        // A batch of several runs its operations once before anything is read, so the rows
+        // they ask for first are read with the batch's keys, in the same round trip.
+        let several = jobs.len() > 1;
+        let first_needs = if several {
+            self.discovery_run(conn, now, &mut state, jobs)
+        } else {
+            Needs::default()
+        };
+        begin_and_read(conn, &self.currency, &keys, first_needs, &mut state)?;
+        if several {
             self.discover(conn, now, &mut state, jobs)?;
         }
         let mut replies = Vec::with_capacity(jobs.len());
@@ -157,14 +186,17 @@ impl Writer {
         }
         let built = Instant::now();
         stages.build = built.duration_since(started);
+        // The next writer builds while this batch commits (a retry runs without the turn).
+        drop(turn.take());
         let flushed = flush(conn, &state, &self.currency, now, self.shard.get());
         stages.commit = built.elapsed();
         flushed?;
         Ok(replies)
     }
 
-    /// Runs every operation once to learn which rows it reads, then reads them all in one
-    /// round trip (see `prefetch`); again while new rows are asked for, a few times at most.
+    /// Runs every operation once more to learn which rows it still reads, then reads them all
+    /// in one round trip (see `prefetch`); again while new rows are asked for, a few times at
+    /// most.
     fn discover(
         &self,
         conn: Conn<'_>,
@@ -172,20 +204,31 @@ impl Writer {
         state: &mut BatchState,
         jobs: &[Job],
     ) -> Result<(), LedgerError> {
-        for _ in 0..DISCOVERY_PASSES {
-            state.discovery = Some(Needs::default());
-            for job in jobs {
-                // The answer of a discovery run is never used, and its changes are dropped.
-                let _ = self.run_op(conn, now, state, job);
-                state.discard();
-            }
-            let needs = state.discovery.take().unwrap_or_default();
+        for _ in 1..DISCOVERY_PASSES {
+            let needs = self.discovery_run(conn, now, state, jobs);
             if needs.is_empty() {
                 break;
             }
             prefetch(conn, &self.currency, needs, state)?;
         }
         Ok(())
+    }
+
+    /// One discovery run of every operation: the rows they asked for and the batch had not
+    /// loaded. Their answers are never used and their changes are dropped.
+    fn discovery_run(
+        &self,
+        conn: Conn<'_>,
+        now: i64,
+        state: &mut BatchState,
+        jobs: &[Job],
+    ) -> Needs {
+        state.discovery = Some(Needs::default());
+        for job in jobs {
+            let _ = self.run_op(conn, now, state, job);
+            state.discard();
+        }
+        state.discovery.take().unwrap_or_default()
     }
 
     /// One operation: its changes are kept if it succeeds and thrown away if it is refused.
@@ -241,37 +284,31 @@ impl Writer {
 const CLAIM_KEYS: &str =
     "SELECT pg_advisory_xact_lock(hashtextextended(key, 0)) FROM unnest($1::text[]) AS k(key)";
 
-/// Opens the transaction, claims the batch's idempotency keys and reads them, in one round
-/// trip.
-fn begin_and_prefetch(
+/// Opens the transaction, claims the batch's idempotency keys and reads them, then reads and
+/// locks the rows of `needs`, in one round trip. The claim comes first: a batch that waits
+/// for another's key has locked no row yet.
+fn begin_and_read(
     conn: Conn<'_>,
+    currency: &str,
     keys: &[&str],
+    needs: Needs,
     state: &mut BatchState,
 ) -> Result<(), LedgerError> {
-    let mut sorted: Vec<&str> = keys.to_vec();
+    let mut sorted: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
     sorted.sort_unstable();
     sorted.dedup();
-    let rows = conn
-        .driver
-        .run(async {
-            let claim = conn.client.prepare_cached(CLAIM_KEYS).await?;
-            let select = conn
-                .client
-                .prepare_cached(
-                    "SELECT key, fingerprint, response FROM idempotency WHERE key = ANY($1)",
-                )
-                .await?;
-            let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&sorted];
-            let begin = conn.client.batch_execute("BEGIN");
-            let claimed = conn.client.query(&claim, &params);
-            let found = conn.client.query(&select, &params);
-            let (begun, claimed, found) = futures_util::future::join3(begin, claimed, found).await;
-            begun?;
-            claimed?;
-            found
-        })
-        .map_err(super::error::pg_error)?;
-    for row in rows {
+    let mut reads = Reads::new(currency, needs);
+    let mut statements = vec![
+        Statement::new("BEGIN", vec![]),
+        Statement::new(CLAIM_KEYS, vec![Box::new(sorted.clone())]),
+        Statement::new(
+            "SELECT key, fingerprint, response FROM idempotency WHERE key = ANY($1)",
+            vec![Box::new(sorted)],
+        ),
+    ];
+    statements.append(&mut reads.statements);
+    let mut answers = run_pipelined(conn, &statements)?.into_iter().skip(2);
+    for row in answers.next().unwrap_or_default() {
         state
             .idempotency
             .load(row.get(0), Some((row.get(1), row.get(2))));
@@ -280,7 +317,7 @@ fn begin_and_prefetch(
         // Keys not found are known to be new (a load never overwrites an earlier one).
         state.idempotency.load((*key).to_owned(), None);
     }
-    Ok(())
+    reads.load(answers.collect(), state)
 }
 
 /// Throws away the connection of a failed attempt instead of handing it back to the pool, so
