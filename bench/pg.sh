@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The PostgreSQL store against pgbench running the same dice bet as one transaction per bet
 # (the ledger's own schema and rows, the chain head locked per bet) and against the SQLite
-# store, with 1, 8 and 64 players; then 1, 2 and 3 writers (nodes) sharing the database.
+# store, with 1, 8 and 64 players; then 1, 2 and 3 nodes (stores) sharing the database.
 # Three runs back to back (report the worst). Every measurement uses a scratch database of
 # the server at CROUPIER_TEST_PG (default: the local one). Usage: bench/pg.sh [seconds]
 set -euo pipefail

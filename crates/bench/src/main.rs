@@ -125,16 +125,17 @@ enum Command {
         load: SteadyLoadArgs,
     },
     /// The PostgreSQL store against pgbench running the same bet one transaction per bet, and
-    /// against the SQLite store; then 1, 2 and 3 writers (nodes) on one database.
+    /// against the SQLite store; then 1, 2 and 3 nodes (stores) on one database.
     Pg {
         #[command(flatten)]
         common: Common,
         /// The server; each measurement gets a scratch database on it.
         #[arg(long, default_value = "postgres://root@127.0.0.1:5432/postgres")]
         server: String,
-        /// Writers (node stores) for the scaling table, comma-separated.
+        /// Nodes (stores, each with its writer connections) for the scaling table,
+        /// comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
-        writers: Vec<usize>,
+        nodes: Vec<usize>,
     },
     /// All of them, one after the other, and the ratios.
     All(Common),
@@ -156,8 +157,8 @@ fn main() -> anyhow::Result<()> {
         Command::Pg {
             common,
             server,
-            writers,
-        } => return pg::run(&server, &common.players, &writers, seconds(&common)),
+            nodes,
+        } => return pg::run(&server, &common.players, &nodes, seconds(&common)),
         Command::Control {
             targets,
             seconds,

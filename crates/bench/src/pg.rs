@@ -6,7 +6,7 @@
 //! - `postgres store`: Croupier's store (group commit, one chain link per batch, house and
 //!   escrow on shard rows), each bet a full dice round through `Store::transact`;
 //! - `sqlite store`: the same through the SQLite backend, for comparison;
-//! - `postgres store, N writers`: 1, 2 and 3 stores (each a node's writer with its own
+//! - `postgres store, N nodes`: 1, 2 and 3 stores (each a node's store, with its writer
 //!   connections) sharing the database, the players spread over them.
 //!
 //! Every measurement starts on a fresh scratch database and ends with the ledger's integrity
@@ -129,16 +129,16 @@ fn pgbench(db: &ScratchDb, players: usize, duration: Duration, work: &Path) -> a
     Ok(row)
 }
 
-/// Bets through `writers` stores on one fresh database, `players` spread over them.
+/// Bets through `nodes` stores on one fresh database, `players` spread over them.
 async fn store_row(
     server: &str,
-    writers: usize,
+    nodes: usize,
     players: usize,
     duration: Duration,
 ) -> anyhow::Result<Row> {
     let db = ledger_with_players(server, players).await?;
     let location = StoreLocation::Postgres(db.url().to_owned());
-    let stores: Vec<Arc<dyn Store>> = (0..writers)
+    let stores: Vec<Arc<dyn Store>> = (0..nodes)
         .map(|_| location.open("EUR"))
         .collect::<Result<_, _>>()?;
     let row = measure_on(&stores, players, duration, false).await?;
@@ -165,7 +165,7 @@ async fn sqlite_row(players: usize, duration: Duration) -> anyhow::Result<Row> {
 pub fn run(
     server: &str,
     players: &[usize],
-    writers: &[usize],
+    nodes: &[usize],
     duration: Duration,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
@@ -183,12 +183,12 @@ pub fn run(
         rows.push(row);
     }
     print_comparison(&rows);
-    let scaling: Vec<Row> = writers
+    let scaling: Vec<Row> = nodes
         .iter()
         .map(|&n| {
             let players = *players.last().unwrap_or(&64);
             let mut row = runtime.block_on(store_row(server, n, players, duration))?;
-            row.path = Box::leak(format!("postgres store, {n} writer(s)").into_boxed_str());
+            row.path = Box::leak(format!("postgres store, {n} node(s)").into_boxed_str());
             Ok(row)
         })
         .collect::<anyhow::Result<_>>()?;
@@ -229,7 +229,7 @@ fn print_comparison(rows: &[Row]) {
 
 fn print_scaling(rows: &[Row]) {
     println!();
-    println!("| writers (nodes) | players | bets/s | p50 ms | p99 ms | errors |");
+    println!("| nodes (stores on one database) | players | bets/s | p50 ms | p99 ms | errors |");
     println!("|---|---:|---:|---:|---:|---:|");
     for row in rows {
         println!(
