@@ -152,8 +152,26 @@ impl Metrics {
         &mut self.security
     }
 
-    pub fn node(&self, index: usize) -> &NodeMetrics {
-        &self.nodes[index]
+    /// A try on node `index` took `took` to its answer's headers (or to its failure).
+    pub fn observe_try(&self, index: usize, took: std::time::Duration) {
+        self.nodes[index].latency.observe(took.as_secs_f64());
+    }
+
+    /// Node `index` (named `name`) answered with `status`: the usual two through handles
+    /// made once, others through their labels.
+    pub fn count_answer(&self, index: usize, name: &str, status: u16) {
+        let handles = &self.nodes[index];
+        match status {
+            200 => handles.ok.inc(),
+            201 => handles.created.inc(),
+            _ => self
+                .requests
+                .get_or_create(&NodeStatus {
+                    node: name.to_owned(),
+                    status,
+                })
+                .inc(),
+        };
     }
 
     pub fn count(family: &Family<Reason, Counter>, reason: &str) {

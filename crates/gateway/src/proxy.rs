@@ -25,7 +25,7 @@ use serde::Serialize;
 use std::hash::BuildHasher;
 
 use crate::Gateway;
-use crate::metrics::{Metrics, NodeKind, NodeLabel, NodeStatus};
+use crate::metrics::{Metrics, NodeKind, NodeLabel};
 use crate::pool::{Backend, PlayerKey};
 
 /// Seconds players are told to wait when no node can serve.
@@ -356,20 +356,12 @@ async fn try_node(
             "the request cannot be forwarded",
         ));
     };
-    let node = NodeLabel {
-        node: backend.name.clone(),
-    };
     let failed = |kind: &str, immediate: bool| failed_try(gateway, backend, kind, immediate);
     let in_flight = InFlight::start(backend);
     let result = tokio::time::timeout(limit, gateway.client.request(request)).await;
-    let took = in_flight.finish();
-    gateway
-        .metrics
-        .latency
-        .get_or_create(&node)
-        .observe(took.as_secs_f64());
+    gateway.metrics.observe_try(index, in_flight.finish());
     match result {
-        Ok(Ok(response)) => answered(gateway, backend, response, idempotent).await,
+        Ok(Ok(response)) => answered(gateway, index, response, idempotent).await,
         Ok(Err(e)) if e.is_connect() => {
             failed("connect", true);
             Try::Retry("connect")
@@ -400,10 +392,11 @@ fn retry_if_idempotent(idempotent: bool, kind: &'static str) -> Try {
 /// counted, read whole and passed on, naming the node.
 async fn answered(
     gateway: &Gateway,
-    backend: &Backend,
+    index: usize,
     response: hyper::Response<hyper::body::Incoming>,
     idempotent: bool,
 ) -> Try {
+    let backend = &gateway.pool.backends[index];
     let status = response.status();
     if status == StatusCode::SERVICE_UNAVAILABLE && response.headers().contains_key(wire::DRAINING)
     {
@@ -420,12 +413,7 @@ async fn answered(
     }
     gateway
         .metrics
-        .requests
-        .get_or_create(&NodeStatus {
-            node: backend.name.clone(),
-            status: status.as_u16(),
-        })
-        .inc();
+        .count_answer(index, &backend.name, status.as_u16());
     // Answers are small JSON: read them whole, so the player gets headers and body in one
     // write, and a node that dies mid-answer is a failed try, not a cut response.
     let (head, body) = response.into_parts();
