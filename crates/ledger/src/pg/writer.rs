@@ -1,6 +1,6 @@
-//! The writer of a PostgreSQL store: a thread with its own single-threaded runtime and
-//! connection, taking operations off the store's queue and committing them in batches (group
-//! commit). A batch that fails for a reason a retry may cure (the connection dropped, the
+//! A writer of a PostgreSQL store: a thread with its own single-threaded runtime and
+//! connection, taking operations off the store's queue in its turn (`Turn`: a store's writers
+//! take turns building batches) and committing them in batches (group commit). A batch that fails for a reason a retry may cure (the connection dropped, the
 //! server restarted or became a standby, a deadlock, a key committed meanwhile by another
 //! node) is run again from the start, on a fresh connection if needed, until
 //! `retry_for` has passed; keyed operations committed by an attempt whose answer was lost are
