@@ -746,10 +746,13 @@ fn with_two_gateways_behind_one_name_a_killed_gateway_fails_no_keyed_bet() {
     assert!(output.status.success(), "{summary:#}");
     assert_eq!(failures["bets_never_acknowledged"], 0, "{summary:#}");
     assert!(summary["bets"].as_u64().unwrap() > 100, "{summary:#}");
-    // The kill was seen: the players on the killed gateway found it refusing (or cut).
+    // The kill was seen: the players on the killed gateway found it refusing (or cut) a
+    // request, or their WebSocket's reconnection refused — whichever came first moved them
+    // (a run where every such player's socket noticed first has no refused request).
     assert!(
         failures["refused_connections"].as_u64().unwrap()
             + failures["reset_connections"].as_u64().unwrap()
+            + summary["websockets"]["failures"].as_u64().unwrap()
             > 0,
         "{summary:#}"
     );
