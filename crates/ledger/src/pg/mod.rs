@@ -7,9 +7,9 @@
 //! connection (`any` host), so wallets, history and sign-in checks keep working.
 //!
 //! Writes: two writer threads per store, taking turns to build batches, do group commit (see
-//! `writer` and `batch`): many
-//! operations per transaction, rows locked as they are read, changes staged in memory and
-//! flushed in one pipelined round trip, one hash-chain link per batch. Reads: a pool of
+//! `writer` and `batch`): many operations per transaction, rows locked as they are read,
+//! changes staged in memory and flushed in one pipelined round trip, one hash-chain link per
+//! batch. Reads: a pool of
 //! connections (deadpool), each read one repeatable-read snapshot. Every connection carries
 //! timeouts so a frozen node cannot hold rows locked for everyone.
 

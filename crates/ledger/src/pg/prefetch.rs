@@ -48,27 +48,23 @@ pub fn prefetch(
     needs: Needs,
     state: &mut BatchState,
 ) -> Result<(), LedgerError> {
-    let reads = Reads::new(currency, needs);
-    let answers = run_pipelined(conn, &reads.statements)?;
+    let (statements, reads) = Reads::new(currency, needs);
+    let answers = run_pipelined(conn, &statements)?;
     reads.load(answers, state)
 }
 
-/// The statements that read (and lock) what a discovery run asked for, to be sent in a
-/// pipeline of their own or after other statements, and how their answers are loaded.
+/// How the answers of a prefetch's statements are loaded: the statements read (and lock)
+/// what a discovery run asked for, sent in a pipeline of their own or after other statements.
 pub struct Reads {
-    pub statements: Vec<Statement>,
     kinds: Vec<Kind>,
     needs: Needs,
 }
 
 impl Reads {
-    pub fn new(currency: &str, needs: Needs) -> Reads {
+    /// The statements to send, and how to load their answers.
+    pub fn new(currency: &str, needs: Needs) -> (Vec<Statement>, Reads) {
         let (kinds, statements) = statements(currency, &needs).into_iter().unzip();
-        Reads {
-            statements,
-            kinds,
-            needs,
-        }
+        (statements, Reads { kinds, needs })
     }
 
     /// Loads the answers of `statements`, in their order, into the batch.

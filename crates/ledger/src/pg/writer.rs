@@ -1,10 +1,11 @@
 //! A writer of a PostgreSQL store: a thread with its own single-threaded runtime and
 //! connection, taking operations off the store's queue in its turn (`Turn`: a store's writers
-//! take turns building batches) and committing them in batches (group commit). A batch that fails for a reason a retry may cure (the connection dropped, the
-//! server restarted or became a standby, a deadlock, a key committed meanwhile by another
-//! node) is run again from the start, on a fresh connection if needed, until
-//! `retry_for` has passed; keyed operations committed by an attempt whose answer was lost are
-//! then found as replays. Nothing is acknowledged before its commit.
+//! take turns building batches) and committing them in batches (group commit). A batch that
+//! fails for a reason a retry may cure (the connection dropped, the server restarted or
+//! became a standby, a deadlock, a key committed meanwhile by another node) is run again from
+//! the start, on a fresh connection if needed, until `retry_for` has passed; keyed
+//! operations committed by an attempt whose answer was lost are then found as replays.
+//! Nothing is acknowledged before its commit.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
@@ -297,7 +298,7 @@ fn begin_and_read(
     let mut sorted: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
     sorted.sort_unstable();
     sorted.dedup();
-    let mut reads = Reads::new(currency, needs);
+    let (reads_sent, reads) = Reads::new(currency, needs);
     let mut statements = vec![
         Statement::new("BEGIN", vec![]),
         Statement::new(CLAIM_KEYS, vec![Box::new(sorted.clone())]),
@@ -306,7 +307,8 @@ fn begin_and_read(
             vec![Box::new(sorted)],
         ),
     ];
-    statements.append(&mut reads.statements);
+    statements.extend(reads_sent);
+    // Past BEGIN's and the claim's (empty) answers: the keys found, then the reads'.
     let mut answers = run_pipelined(conn, &statements)?.into_iter().skip(2);
     for row in answers.next().unwrap_or_default() {
         state
