@@ -7,7 +7,9 @@
 //!   escrow on shard rows), each bet a full dice round through `Store::transact`;
 //! - `sqlite store`: the same through the SQLite backend, for comparison;
 //! - `postgres store, N nodes`: 1, 2 and 3 stores (each a node's store, with its writer
-//!   connections) sharing the database, the players spread over them.
+//!   connections) sharing the database: first the same players spread over them (each node's
+//!   batches shrink as nodes are added), then as many players on each node (the load grows
+//!   with the nodes, as when a casino adds nodes for more players).
 //!
 //! Every measurement starts on a fresh scratch database and ends with the ledger's integrity
 //! check.
@@ -183,15 +185,21 @@ pub fn run(
         rows.push(row);
     }
     print_comparison(&rows);
-    let scaling: Vec<Row> = nodes
-        .iter()
-        .map(|&n| {
-            let players = *players.last().unwrap_or(&64);
-            let mut row = runtime.block_on(store_row(server, n, players, duration))?;
-            row.path = Box::leak(format!("postgres store, {n} node(s)").into_boxed_str());
-            Ok(row)
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let players = *players.last().unwrap_or(&64);
+    let mut scaling = Vec::new();
+    for &n in nodes {
+        let mut row = runtime.block_on(store_row(server, n, players, duration))?;
+        row.path =
+            Box::leak(format!("postgres store, {n} node(s), players shared").into_boxed_str());
+        scaling.push(row);
+    }
+    for &n in nodes {
+        let mut row = runtime.block_on(store_row(server, n, players * n, duration))?;
+        row.path = Box::leak(
+            format!("postgres store, {n} node(s), {players} players each").into_boxed_str(),
+        );
+        scaling.push(row);
+    }
     print_scaling(&scaling);
     Ok(())
 }

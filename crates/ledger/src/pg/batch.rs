@@ -110,12 +110,9 @@ pub fn flush(
     now_ms: i64,
     shard: i16,
 ) -> Result<(), LedgerError> {
-    let mut statements = vec![Statement::new("SET LOCAL synchronous_commit = off", vec![])];
-    statements.extend(projections(state, currency, now_ms, shard));
+    let mut statements = projections(state, currency, now_ms, shard);
     statements.extend(append_journal(state.journal.accepted(), currency, now_ms));
-    statements.push(Statement::new("COMMIT", vec![]));
-    statements.push(Statement::new(DURABILITY_BARRIER, vec![]));
-    run_pipelined(conn, &statements)?;
+    run_pipelined_then(conn, &statements, COMMIT_DURABLY)?;
     Ok(())
 }
 
@@ -152,7 +149,8 @@ pub const UPDATE_ROUNDS: &str = "UPDATE rounds SET status = t.status, stake = t.
                  $7::bigint[]) AS t(id, status, stake, payout, state, node, updated_ms)
      WHERE rounds.id = ANY($1::text[]) AND rounds.id = t.id";
 
-/// A transaction of its own after the batch's commit, committed as the session says
+/// The batch's commit, which does not wait for the disk, then the durability barrier: a
+/// transaction of its own after the batch's commit, committed as the session says
 /// (synchronously by default): PostgreSQL acknowledges it only once the WAL up to its commit
 /// record is on disk (and on a synchronous standby), and the batch's commit record is before
 /// it. So the batch commits without waiting for the disk while it holds the chain head, the
@@ -163,7 +161,12 @@ pub const UPDATE_ROUNDS: &str = "UPDATE rounds SET status = t.status, stake = t.
 /// barrier returned at once and an acknowledged bet could be lost with the primary. A
 /// transactional logical message takes an xid and writes one small WAL record, needs no
 /// table, no privilege and no `wal_level = logical`.)
-const DURABILITY_BARRIER: &str = "SELECT pg_logical_emit_message(true, 'croupier', '')";
+///
+/// One simple query: the server answers its three statements with one message (and one
+/// send) instead of one each. After a failed statement the transaction is aborted, the
+/// `SET` fails and the rest is skipped; the writer then drops the connection.
+const COMMIT_DURABLY: &str = "SET LOCAL synchronous_commit = off; COMMIT;
+     SELECT pg_logical_emit_message(true, 'croupier', '')";
 
 /// Sends every statement before reading any answer (one round trip), in order. Statements
 /// not yet prepared on this connection are prepared first, all of them, before any is sent:
@@ -173,6 +176,16 @@ pub fn run_pipelined(
     conn: Conn<'_>,
     statements: &[Statement],
 ) -> Result<Vec<Vec<tokio_postgres::Row>>, LedgerError> {
+    run_pipelined_then(conn, statements, "")
+}
+
+/// As `run_pipelined`, then `then` (a simple query, without parameters; empty for none) in
+/// the same round trip.
+pub fn run_pipelined_then(
+    conn: Conn<'_>,
+    statements: &[Statement],
+    then: &str,
+) -> Result<Vec<Vec<tokio_postgres::Row>>, LedgerError> {
     conn.driver
         .run(async {
             let prepared = try_join_all(
@@ -181,15 +194,23 @@ pub fn run_pipelined(
                     .map(|s| conn.client.prepare_cached(&s.sql)),
             )
             .await?;
-            try_join_all(statements.iter().zip(&prepared).map(|(s, prepared)| {
+            let answers = try_join_all(statements.iter().zip(&prepared).map(|(s, prepared)| {
                 let params: Vec<&(dyn ToSql + Sync)> = s
                     .params
                     .iter()
                     .map(|p| p.as_ref() as &(dyn ToSql + Sync))
                     .collect();
                 async move { conn.client.query(prepared, &params).await }
-            }))
-            .await
+            }));
+            let last = async {
+                if then.is_empty() {
+                    Ok(())
+                } else {
+                    conn.client.batch_execute(then).await
+                }
+            };
+            let (answers, ()) = futures_util::future::try_join(answers, last).await?;
+            Ok(answers)
         })
         .map_err(pg_error)
 }

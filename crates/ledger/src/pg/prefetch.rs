@@ -1,7 +1,7 @@
 //! Reading a batch's rows together instead of one operation at a time. Inside a batch every
 //! row an operation may change is read (and locked) when it first asks for it; asked one by
-//! one, that is a round trip per bet while the whole batch waits. So before a batch of several
-//! operations runs for real, each runs once in discovery: its first read of a row the batch
+//! one, that is a round trip per bet while the whole batch waits. So before a batch's
+//! operations run for real, each runs once in discovery: its first read of a row the batch
 //! has not loaded yet is noted here and stops it (its changes are thrown away). The rows every
 //! operation asked for are then read and locked in one pipelined round trip, in key order (so
 //! two writers lock shared rows in the same order), and the real run finds them loaded.

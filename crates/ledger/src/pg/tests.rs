@@ -529,3 +529,43 @@ async fn the_next_batch_is_built_while_one_commits() {
     let report = store.integrity().await.unwrap();
     assert!(report.ok, "{report:#?}");
 }
+
+/// A batch ends with its commit and the durability barrier sent as one simple query, so the
+/// server answers them with one message. (Before, the `SET`, the `COMMIT` and the barrier
+/// were three statements, each answered and flushed to the socket on its own.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_commits_and_waits_for_the_disk_in_one_query() {
+    let db = TempDb::new();
+    let store: Arc<dyn Store> = Arc::new(db.store());
+    post_all(&*store, None, vec![grant("ann", 1)])
+        .await
+        .unwrap();
+    let (client, connection) = tokio_postgres::connect(db.0.url(), NoTls).await.unwrap();
+    tokio::spawn(connection);
+    // An idle session shows the last query it ran: the writer's is its batch's last.
+    let last: Vec<String> = client
+        .query(
+            "SELECT query FROM pg_stat_activity
+             WHERE datname = current_database() AND state = 'idle'
+               AND query LIKE '%pg_logical_emit_message%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(last.len(), 1, "{last:?}");
+    let statements: Vec<&str> = last[0].split(';').map(str::trim).collect();
+    assert_eq!(
+        statements,
+        [
+            "SET LOCAL synchronous_commit = off",
+            "COMMIT",
+            "SELECT pg_logical_emit_message(true, 'croupier', '')"
+        ]
+    );
+    assert_eq!(balance(&*store, "ann").await, 1);
+    let report = store.integrity().await.unwrap();
+    assert!(report.ok, "{report:#?}");
+}

@@ -165,18 +165,12 @@ impl Writer {
             .iter()
             .filter_map(|j| j.idempotency.as_ref().map(|i| i.key.as_str()))
             .collect();
-        // A batch of several runs its operations once before anything is read, so the rows
-        // they ask for first are read with the batch's keys, in the same round trip.
-        let several = jobs.len() > 1;
-        let first_needs = if several {
-            self.discovery_run(conn, now, &mut state, jobs)
-        } else {
-            Needs::default()
-        };
+        // The operations run once before anything is read, so the rows they ask for first
+        // are read with the batch's keys, in the same round trip (a lone bet too: its player's
+        // seed and balance come with BEGIN instead of in a round trip of their own).
+        let first_needs = self.discovery_run(conn, now, &mut state, jobs);
         begin_and_read(conn, &self.currency, &keys, first_needs, &mut state)?;
-        if several {
-            self.discover(conn, now, &mut state, jobs)?;
-        }
+        self.discover(conn, now, &mut state, jobs)?;
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs {
             let reply = self.run_job(conn, now, &mut state, job);
