@@ -17,7 +17,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use super::Answer;
-use super::wire::{self, Chunked, Framing, Target};
+use super::wire::{self, Chunked, Framing, MAX_BODY, Target};
 
 /// Time to make a TCP connection (as hyper's connector had).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -248,6 +248,15 @@ impl Conn {
         }
     }
 
+    /// Refuses a body whose bytes read so far (from `body_at`) pass `MAX_BODY`.
+    fn check_body_size(&self, body_at: usize) -> Result<(), Failure> {
+        let read = self.read.len().saturating_sub(body_at);
+        if read > MAX_BODY {
+            return Err(body_too_large(&format!("more than {read}")));
+        }
+        Ok(())
+    }
+
     async fn receive(&mut self, head_request: bool) -> Result<(Answer, bool), Failure> {
         let mut start = 0;
         let head = loop {
@@ -269,8 +278,9 @@ impl Conn {
             Framing::Length(n) => {
                 let end = usize::try_from(n)
                     .ok()
+                    .filter(|n| *n <= MAX_BODY)
                     .and_then(|n| body_at.checked_add(n))
-                    .ok_or_else(|| Failure::malformed("a body too large".to_owned()))?;
+                    .ok_or_else(|| body_too_large(&n.to_string()))?;
                 while self.read.len() < end {
                     if !self.fill().await? {
                         return Err(Failure::closed(false));
@@ -281,6 +291,7 @@ impl Conn {
             Framing::Chunked => {
                 let mut chunked = Chunked::at(body_at);
                 while !chunked.advance(&self.read).map_err(Failure::malformed)? {
+                    self.check_body_size(body_at)?;
                     if !self.fill().await? {
                         return Err(Failure::closed(false));
                     }
@@ -288,7 +299,9 @@ impl Conn {
                 (chunked.pos, Some(chunked.body))
             }
             Framing::UntilClose => {
-                while self.fill().await? {}
+                while self.fill().await? {
+                    self.check_body_size(body_at)?;
+                }
                 (self.read.len(), None)
             }
         };
@@ -312,6 +325,12 @@ impl Conn {
         };
         Ok((answer, reusable))
     }
+}
+
+fn body_too_large(size: &str) -> Failure {
+    Failure::malformed(format!(
+        "an answer's body of {size} bytes, over the {MAX_BODY} a generator reads"
+    ))
 }
 
 /// The TLS connector of `config`, speaking HTTP/1.1 (ALPN) as hyper's connector did.

@@ -307,3 +307,54 @@ async fn each_lane_leaves_from_its_own_loopback_address() {
     // Lane 3 is lane 0 again, and each lane's connection is kept for its next request.
     assert_eq!(*peers.lock(), ["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
 }
+
+/// A server that answers its first request with `head`, then writes `piece` over and over
+/// until the client goes away (or 64 MiB, so the test ends by itself); the bytes it wrote.
+async fn endless(head: &'static [u8], piece: Vec<u8>) -> (String, Arc<Mutex<usize>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let written = Arc::new(Mutex::new(0));
+    let count = written.clone();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = Vec::new();
+        read_request(&mut stream, &mut buf).await;
+        let _ = stream.write_all(head).await;
+        while *count.lock() < 64 << 20 {
+            if stream.write_all(&piece).await.is_err() {
+                return;
+            }
+            *count.lock() += piece.len();
+        }
+    });
+    (url, written)
+}
+
+/// An answer whose body would pass `MAX_BODY` fails as malformed: announced (refused before
+/// a byte of it is read), chunked or until the connection closes (refused once that much has
+/// come); the generator never holds more than about that much of it.
+#[tokio::test]
+async fn a_body_too_large_is_refused_before_it_is_held() {
+    let piece = vec![b'x'; 64 * 1024];
+    let chunk = [&b"10000\r\n"[..], &piece, b"\r\n"].concat();
+    let announced = b"HTTP/1.1 200 OK\r\ncontent-length: 1073741824\r\n\r\n";
+    let chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+    let until_close = b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n";
+    for (what, head, piece) in [
+        ("announced", &announced[..], piece.clone()),
+        ("chunked", &chunked[..], chunk),
+        ("until close", &until_close[..], piece),
+    ] {
+        let (url, written) = endless(head, piece).await;
+        let result = client().send(0, Call::get(url)).await;
+        assert!(
+            matches!(&result, Err(LoadError::Http { reason, .. }) if reason.contains("over the")),
+            "{what}: {result:?}"
+        );
+        let sent = *written.lock();
+        assert!(
+            sent < super::wire::MAX_BODY + (4 << 20),
+            "{what}: the server wrote {sent} bytes before the client gave up"
+        );
+    }
+}

@@ -12,6 +12,11 @@ use super::Call;
 pub(super) const MAX_HEADERS: usize = 64;
 /// An answer's head larger than this is refused as malformed.
 pub(super) const MAX_HEAD: usize = 256 * 1024;
+/// An answer's body larger than this on the wire (chunk framing included) is refused as
+/// malformed, before it is read whole: far above any answer the generator reads (a lobby, a
+/// page of history, an alert list), it bounds what a target, hostile or broken, can make a
+/// run hold in memory per connection.
+pub(super) const MAX_BODY: usize = 16 << 20;
 
 /// Where a request goes, borrowed from its address.
 #[derive(Debug, PartialEq)]
