@@ -243,11 +243,24 @@ async fn a_frozen_node_cannot_hold_the_ledger_locked() {
 /// commits a batch without journal entries has its `COMMIT` prepared before the journal's
 /// statements: the next batch must still run them inside its transaction, under the
 /// chain-head lock.
+///
+/// Known issue: such batches can deadlock (one inserts by delta a row another created and
+/// committed after the first read it as absent, while the other has locked it and waits for
+/// a row the first holds); the server breaks each deadlock after `deadlock_timeout` (1 s)
+/// and the batch is retried, nothing lost. Three in a row outlast the default 3 s of retries
+/// and the batch is refused (seen once in a full run on a loaded machine), so the stores here
+/// retry for 20 s: what this test checks is that nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_writing_new_accounts_at_once_lose_nothing() {
     for _ in 0..3 {
         let db = TempDb::new();
-        let stores: Vec<Arc<dyn Store>> = (0..2).map(|_| Arc::new(db.store()) as _).collect();
+        let patient = || PgConfig {
+            retry_for: Duration::from_secs(20),
+            ..PgConfig::new(db.0.url())
+        };
+        let stores: Vec<Arc<dyn Store>> = (0..2)
+            .map(|_| Arc::new(PgStore::open(patient()).unwrap()) as _)
+            .collect();
         for store in &stores {
             store
                 .transact(None, |tx| tx.set_game_status("dice", "open"))
