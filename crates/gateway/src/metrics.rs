@@ -50,6 +50,8 @@ fn latency_histogram() -> Histogram {
 
 /// Per-node handles made once, so the hot path neither allocates labels nor looks them up.
 pub struct NodeMetrics {
+    /// The node's name: the label of its other statuses.
+    name: String,
     pub latency: Histogram,
     pub ok: Counter,
     pub created: Counter,
@@ -141,6 +143,7 @@ impl Metrics {
         let ok = self.requests.get_or_create(&node(200)).clone();
         let created = self.requests.get_or_create(&node(201)).clone();
         NodeMetrics {
+            name: name.to_owned(),
             latency,
             ok,
             created,
@@ -157,9 +160,9 @@ impl Metrics {
         self.nodes[index].latency.observe(took.as_secs_f64());
     }
 
-    /// Node `index` (named `name`) answered with `status`: the usual two through handles
-    /// made once, others through their labels.
-    pub fn count_answer(&self, index: usize, name: &str, status: u16) {
+    /// Node `index` answered with `status`: the usual two through handles made once, others
+    /// through their labels.
+    pub fn count_answer(&self, index: usize, status: u16) {
         let handles = &self.nodes[index];
         match status {
             200 => handles.ok.inc(),
@@ -167,7 +170,7 @@ impl Metrics {
             _ => self
                 .requests
                 .get_or_create(&NodeStatus {
-                    node: name.to_owned(),
+                    node: handles.name.clone(),
                     status,
                 })
                 .inc(),

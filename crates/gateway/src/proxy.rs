@@ -411,9 +411,7 @@ async fn answered(
     } else {
         backend.record_success();
     }
-    gateway
-        .metrics
-        .count_answer(index, &backend.name, status.as_u16());
+    gateway.metrics.count_answer(index, status.as_u16());
     // Answers are small JSON: read them whole, so the player gets headers and body in one
     // write, and a node that dies mid-answer is a failed try, not a cut response.
     let (head, body) = response.into_parts();
