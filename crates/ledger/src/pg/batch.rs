@@ -112,7 +112,7 @@ pub fn flush(
 ) -> Result<(), LedgerError> {
     let mut statements = projections(state, currency, now_ms, shard);
     statements.extend(append_journal(state.journal.accepted(), currency, now_ms));
-    run_pipelined_then(conn, &statements, COMMIT_DURABLY)?;
+    run_pipelined_then(conn, &statements, Some(COMMIT_DURABLY))?;
     Ok(())
 }
 
@@ -176,15 +176,15 @@ pub fn run_pipelined(
     conn: Conn<'_>,
     statements: &[Statement],
 ) -> Result<Vec<Vec<tokio_postgres::Row>>, LedgerError> {
-    run_pipelined_then(conn, statements, "")
+    run_pipelined_then(conn, statements, None)
 }
 
-/// As `run_pipelined`, then `then` (a simple query, without parameters; empty for none) in
-/// the same round trip.
+/// As `run_pipelined`, then `then` (a simple query, without parameters) in the same round
+/// trip.
 pub fn run_pipelined_then(
     conn: Conn<'_>,
     statements: &[Statement],
-    then: &str,
+    then: Option<&str>,
 ) -> Result<Vec<Vec<tokio_postgres::Row>>, LedgerError> {
     conn.driver
         .run(async {
@@ -203,10 +203,9 @@ pub fn run_pipelined_then(
                 async move { conn.client.query(prepared, &params).await }
             }));
             let last = async {
-                if then.is_empty() {
-                    Ok(())
-                } else {
-                    conn.client.batch_execute(then).await
+                match then {
+                    Some(sql) => conn.client.batch_execute(sql).await,
+                    None => Ok(()),
                 }
             };
             let (answers, ()) = futures_util::future::try_join(answers, last).await?;
