@@ -187,18 +187,17 @@ pub fn run(
     print_comparison(&rows);
     let players = *players.last().unwrap_or(&64);
     let mut scaling = Vec::new();
-    for &n in nodes {
-        let mut row = runtime.block_on(store_row(server, n, players, duration))?;
-        row.path =
-            Box::leak(format!("postgres store, {n} node(s), players shared").into_boxed_str());
-        scaling.push(row);
-    }
-    for &n in nodes {
-        let mut row = runtime.block_on(store_row(server, n, players * n, duration))?;
-        row.path = Box::leak(
-            format!("postgres store, {n} node(s), {players} players each").into_boxed_str(),
-        );
-        scaling.push(row);
+    for each_node_its_own in [false, true] {
+        for &n in nodes {
+            let (total, load) = if each_node_its_own {
+                (players * n, format!("{players} players each"))
+            } else {
+                (players, "players shared".to_owned())
+            };
+            let mut row = runtime.block_on(store_row(server, n, total, duration))?;
+            row.path = Box::leak(format!("postgres store, {n} node(s), {load}").into_boxed_str());
+            scaling.push(row);
+        }
     }
     print_scaling(&scaling);
     Ok(())
