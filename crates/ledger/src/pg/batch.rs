@@ -6,7 +6,7 @@
 //! wait for the disk (the barrier after it does), so several nodes' batches overlap.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use futures_util::future::try_join_all;
 use tokio_postgres::types::ToSql;
@@ -36,6 +36,8 @@ pub struct BatchState {
     pub session_caps: Appended<(String, u32)>,
     /// Player balances (locked as read).
     pub balances: Tracked<String, i64>,
+    /// Player balance rows this batch created (at 0) as it read them (see `prefetch`).
+    pub created_balances: Vec<String>,
     /// Changes to the house and escrow balances, applied as deltas to this writer's shard.
     pub deltas: Tracked<String, i64>,
     pub seeds: Tracked<i64, Seed>,
@@ -313,11 +315,13 @@ fn sessions(state: &BatchState) -> Vec<Statement> {
     out
 }
 
-/// Balances change by delta. A player's existing row is locked when read and updated; a row
-/// that did not exist yet cannot be locked, so two batches may both create it: adding the
-/// second to the first keeps both. (An insert carries the whole new balance, never a negative
-/// delta: PostgreSQL checks a row's constraints before it finds the conflict.) The house and
-/// escrow change by delta on this writer's shard.
+/// Balances change by delta. A player's row is locked when read (created at 0 first if it was
+/// not there, see `prefetch`) and updated; the rows the batch created and no accepted transfer
+/// names are deleted. A row loaded as absent all the same (one deleted between its creation
+/// and the read) is inserted, adding to a row another batch may have made meanwhile. (An
+/// insert carries the whole new balance, never a negative delta: PostgreSQL checks a row's
+/// constraints before it finds the conflict.) The house and escrow change by delta on this
+/// writer's shard.
 fn balances(state: &BatchState, currency: &str, shard: i16) -> Vec<Statement> {
     let mut updated: (Vec<String>, Vec<i64>) = Default::default();
     let mut created: (Vec<String>, Vec<i64>) = Default::default();
@@ -340,6 +344,7 @@ fn balances(state: &BatchState, currency: &str, shard: i16) -> Vec<Statement> {
         .filter_map(|(account, _, now)| now.map(|v| (account.clone(), *v)))
         .unzip();
     let mut out = Vec::new();
+    out.extend(unused_created_balances(state, currency));
     if !updated.0.is_empty() {
         out.push(Statement::new(
             UPDATE_BALANCES,
@@ -367,6 +372,30 @@ fn balances(state: &BatchState, currency: &str, shard: i16) -> Vec<Statement> {
         ));
     }
     out
+}
+
+/// Deletes the balance rows the batch created as it read them and no accepted transfer
+/// names: the operations that read them were refused, or only looked.
+fn unused_created_balances(state: &BatchState, currency: &str) -> Option<Statement> {
+    let named: HashSet<String> = state
+        .journal
+        .accepted()
+        .iter()
+        .flat_map(|t| [t.debit.to_string(), t.credit.to_string()])
+        .collect();
+    let unused: Vec<String> = state
+        .created_balances
+        .iter()
+        .filter(|account| !named.contains(*account))
+        .cloned()
+        .collect();
+    (!unused.is_empty()).then(|| {
+        Statement::new(
+            "DELETE FROM balances
+             WHERE account = ANY($1::text[]) AND currency = $2 AND shard = 0 AND balance = 0",
+            vec![Box::new(unused), Box::new(currency.to_owned())],
+        )
+    })
 }
 
 /// Changed seeds are updated before new ones are inserted: a rotation reveals the old seed

@@ -59,28 +59,6 @@ impl Conn<'_> {
             .map_err(pg_error)
     }
 
-    /// Two queries in one round trip (both prepared first, then sent together in order).
-    pub fn query_both(
-        &self,
-        (first, first_params): (&str, Params<'_>),
-        (second, second_params): (&str, Params<'_>),
-    ) -> Result<(Vec<Row>, Vec<Row>), LedgerError> {
-        self.driver
-            .run(async {
-                let (a, b) = futures_util::future::try_join(
-                    self.client.prepare_cached(first),
-                    self.client.prepare_cached(second),
-                )
-                .await?;
-                futures_util::future::try_join(
-                    self.client.query(&a, first_params),
-                    self.client.query(&b, second_params),
-                )
-                .await
-            })
-            .map_err(pg_error)
-    }
-
     pub fn batch_execute(&self, sql: &str) -> Result<(), LedgerError> {
         self.driver
             .run(self.client.batch_execute(sql))

@@ -238,29 +238,16 @@ async fn a_frozen_node_cannot_hold_the_ledger_locked() {
     assert_eq!(balance(&*store, "ida").await, 2);
 }
 
-/// Two nodes writing at once to accounts that have no balance row yet lose nothing: a row
-/// that does not exist cannot be locked, so both may create it. And a connection that first
-/// commits a batch without journal entries has its `COMMIT` prepared before the journal's
-/// statements: the next batch must still run them inside its transaction, under the
-/// chain-head lock.
-///
-/// Known issue: such batches can deadlock (one inserts by delta a row another created and
-/// committed after the first read it as absent, while the other has locked it and waits for
-/// a row the first holds); the server breaks each deadlock after `deadlock_timeout` (1 s)
-/// and the batch is retried, nothing lost. Three in a row outlast the default 3 s of retries
-/// and the batch is refused (seen once in a full run on a loaded machine), so the stores here
-/// retry for 20 s: what this test checks is that nothing is lost.
+/// Two nodes writing at once to accounts that have no balance row yet lose nothing: both
+/// may try to create a row, and the second waits for the first (see
+/// `a_batch_locks_no_row_after_its_reads`). And a connection that first commits a batch
+/// without journal entries has its `COMMIT` prepared before the journal's statements: the
+/// next batch must still run them inside its transaction, under the chain-head lock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_writing_new_accounts_at_once_lose_nothing() {
     for _ in 0..3 {
         let db = TempDb::new();
-        let patient = || PgConfig {
-            retry_for: Duration::from_secs(20),
-            ..PgConfig::new(db.0.url())
-        };
-        let stores: Vec<Arc<dyn Store>> = (0..2)
-            .map(|_| Arc::new(PgStore::open(patient()).unwrap()) as _)
-            .collect();
+        let stores: Vec<Arc<dyn Store>> = (0..2).map(|_| Arc::new(db.store()) as _).collect();
         for store in &stores {
             store
                 .transact(None, |tx| tx.set_game_status("dice", "open"))
@@ -281,6 +268,123 @@ async fn two_nodes_writing_new_accounts_at_once_lose_nothing() {
         let report = stores[0].integrity().await.unwrap();
         assert!(report.ok, "{report:#?}");
         assert_eq!(report.entries, 200);
+    }
+}
+
+/// A batch takes its row locks as it reads, none at its flush, so it cannot close a cycle
+/// with transactions that lock the same rows. Before, a player's balance row read as absent
+/// was created only at the flush. Here the store's batch (granting to a new `x`, then to `y`)
+/// read `x` as absent and waited for `y`, held by another connection; meanwhile another node
+/// created `x` and a third locked it and queued for `y`. Once `y` was free, the batch's flush
+/// waited for `x`: a deadlock, broken by the server after a second by failing one of them
+/// (a batch failed so three times in a row was refused). Now the batch holds `x` from its
+/// read on: the creation of `x` waits for the batch, and the third finds no `x` to lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_locks_no_row_after_its_reads() {
+    let db = TempDb::new();
+    let store = Arc::new(db.store());
+    let retries = Arc::new(Retries(Default::default()));
+    store.observe(retries.clone());
+    post_all(&*store, None, vec![grant("y", 1)]).await.unwrap();
+    let connect = || async {
+        let (client, connection) = tokio_postgres::connect(db.0.url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+    };
+    let lock = |account: &str| {
+        format!("SELECT * FROM balances WHERE account = 'player:{account}' FOR UPDATE")
+    };
+    let holder = connect().await;
+    holder
+        .batch_execute(&format!("BEGIN; {}", lock("y")))
+        .await
+        .unwrap();
+    let batch = {
+        let store = store.clone();
+        tokio::spawn(
+            async move { post_all(&*store, None, vec![grant("x", 1), grant("y", 1)]).await },
+        )
+    };
+    wait_for_lock_waiters(&holder, 1).await;
+    // Another node creates `x` (while the batch holds it, this waits, then gives up).
+    let _ = connect()
+        .await
+        .batch_execute(
+            "SET lock_timeout = '300ms';
+             INSERT INTO balances VALUES ('player:x', 'EUR', 0, 0)",
+        )
+        .await;
+    let third = connect().await;
+    third
+        .batch_execute(&format!("BEGIN; {}", lock("x")))
+        .await
+        .unwrap();
+    let queued = tokio::spawn(async move {
+        let locked = third.batch_execute(&lock("y")).await;
+        third.batch_execute("ROLLBACK").await.unwrap();
+        locked
+    });
+    wait_for_lock_waiters(&holder, 2).await;
+    holder.batch_execute("COMMIT").await.unwrap();
+    batch.await.unwrap().unwrap();
+    queued.await.unwrap().expect("no deadlock");
+    assert_eq!(
+        retries.0.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the batch was not aborted and retried"
+    );
+    assert_eq!(balance(&*store, "x").await, 1);
+    assert_eq!(balance(&*store, "y").await, 2);
+    testkit::assert_sound(&*store).await;
+}
+
+/// A balance row a batch creates as it reads it stays only if money moved on it: an
+/// operation that only looked at a new player's balance, or was refused after reading it,
+/// leaves no row (a committed batch around them keeps its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_a_new_balance_leaves_no_row() {
+    let db = TempDb::new();
+    let store: Arc<dyn Store> = Arc::new(db.store());
+    let looked = store.transact(None, |tx| tx.balance(&Account::player("looker")));
+    let refused = store.transact(None, |tx| {
+        tx.post(&Transfer {
+            kind: EntryKind::Grant,
+            round_id: None,
+            debit: Account::player("empty"),
+            credit: Account::player("taker"),
+            amount: 5,
+        })
+    });
+    let granted = post_all(&*store, None, vec![grant("kept", 3)]);
+    let (looked, refused, granted) = tokio::join!(looked, refused, granted);
+    assert_eq!(*looked.unwrap().value(), 0);
+    assert!(refused.is_err(), "an empty player cannot pay");
+    granted.unwrap();
+    let rows: Vec<String> = store
+        .read(|tx| tx.all_balances())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(account, _, _)| account)
+        .filter(|account| account.starts_with("player:"))
+        .collect();
+    assert_eq!(rows, ["player:kept"]);
+    testkit::assert_sound(&*store).await;
+}
+
+/// Waits (10 s at most) until `count` connections of the database wait on a lock.
+async fn wait_for_lock_waiters(client: &tokio_postgres::Client, count: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting = lock_waiters(client).await;
+        if waiting == count {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{waiting} lock waiters, never {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -474,8 +578,13 @@ async fn writers_claim_distinct_house_rows() {
     assert_eq!(rows, i64::from(SHARDS));
 }
 
-/// Store connections waiting on a lock.
+/// Store connections waiting on a lock. Asked inside a transaction, pg_stat_activity would
+/// answer as it was at the transaction's first look, so that snapshot is dropped first.
 async fn lock_waiters(client: &tokio_postgres::Client) -> i64 {
+    client
+        .batch_execute("SELECT pg_stat_clear_snapshot()")
+        .await
+        .unwrap();
     client
         .query_one(
             "SELECT count(*) FROM pg_stat_activity

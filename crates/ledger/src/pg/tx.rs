@@ -9,7 +9,7 @@ use tokio_postgres::Row;
 
 use super::batch::{BatchState, NewSession};
 use super::conn::{Conn, Params};
-use super::prefetch::Needs;
+use super::prefetch::{Needs, prefetch};
 use crate::error::LedgerError;
 use crate::model::{Account, JournalEntry, Round, RoundStatus, Seed, Transfer};
 use crate::seed_seal::SeedVault;
@@ -131,23 +131,27 @@ impl PgTx<'_> {
         self.batch.as_deref_mut().ok_or_else(read_only)
     }
 
+    /// Reads and locks rows the batch has not loaded, in one round trip, as a batch's
+    /// prefetch does (see `prefetch`: absent balance rows are created as they are read); in a
+    /// discovery run only notes them and stops the operation.
+    fn fetch(&mut self, note: impl Fn(&mut Needs)) -> Result<(), LedgerError> {
+        self.defer(&note)?;
+        let mut needs = Needs::default();
+        note(&mut needs);
+        let (conn, currency) = (self.conn, self.currency);
+        let result = prefetch(conn, currency, needs, self.batch()?);
+        self.db(result)
+    }
+
     /// A player's balance, locked for the rest of the batch.
     fn locked_player_balance(&mut self, account: &str) -> Result<i64, LedgerError> {
         if let Some(known) = self.batch()?.balances.get(&account.to_owned()) {
             return Ok(known.copied().unwrap_or(0));
         }
-        self.defer(|needs| {
+        self.fetch(|needs| {
             needs.balances.insert(account.to_owned());
         })?;
-        let currency = self.currency.to_owned();
-        let row = self.query_opt(
-            "SELECT balance FROM balances WHERE account = $1 AND currency = $2 AND shard = 0 FOR UPDATE",
-            &[&account, &currency],
-        )?;
-        // No row yet is loaded as such (not as 0): the flush then inserts the row.
-        let balance: Option<i64> = row.map(|r| r.get(0));
-        self.batch()?.balances.load(account.to_owned(), balance);
-        Ok(balance.unwrap_or(0))
+        self.locked_player_balance(account)
     }
 
     /// The sum of an account's rows as committed (all shards).
@@ -178,16 +182,10 @@ impl PgTx<'_> {
         if let Some(known) = self.batch()?.seeds.get(&id) {
             return Ok(known.cloned());
         }
-        self.defer(|needs| {
+        self.fetch(|needs| {
             needs.seeds.insert(id);
         })?;
-        let row = self.query_opt(
-            &format!("SELECT {SEED_COLUMNS} FROM seeds WHERE id = $1 FOR UPDATE"),
-            &[&id],
-        )?;
-        let seed = row.as_ref().map(seed_from);
-        self.batch()?.seeds.load(id, seed.clone());
-        Ok(seed)
+        self.batch_seed(id)
     }
 
     /// The player's active seed in a batch, read and locked once.
@@ -199,28 +197,10 @@ impl PgTx<'_> {
                 None => Ok(None),
             };
         }
-        self.defer(|needs| {
+        self.fetch(|needs| {
             needs.active_seeds.insert(player.to_owned());
         })?;
-        let row = self.query_opt(
-            &format!(
-                "SELECT {SEED_COLUMNS} FROM seeds WHERE player = $1 AND revealed_ms IS NULL FOR UPDATE"
-            ),
-            &[&player],
-        )?;
-        self.remember_active_seed(player, row.as_ref().map(seed_from));
         self.batch_active_seed(player)
-    }
-
-    fn remember_active_seed(&mut self, player: &str, seed: Option<Seed>) {
-        if let Some(batch) = self.batch.as_deref_mut() {
-            batch
-                .active_seeds
-                .load(player.to_owned(), seed.as_ref().map(|s| s.id));
-            if let Some(seed) = seed {
-                batch.seeds.load(seed.id, Some(seed));
-            }
-        }
     }
 
     /// What a bet needs of its player, the active seed and the balance, read and locked in
@@ -233,42 +213,20 @@ impl PgTx<'_> {
         {
             return Ok(());
         }
-        self.defer(|needs| {
+        self.fetch(|needs| {
             needs.active_seeds.insert(player.to_owned());
             needs.balances.insert(account.clone());
-        })?;
-        let currency = self.currency.to_owned();
-        let seed_sql = format!(
-            "SELECT {SEED_COLUMNS} FROM seeds WHERE player = $1 AND revealed_ms IS NULL FOR UPDATE"
-        );
-        let result = self.conn.query_both(
-            (&seed_sql, &[&player]),
-            (
-                "SELECT balance FROM balances WHERE account = $1 AND currency = $2 AND shard = 0 FOR UPDATE",
-                &[&account, &currency],
-            ),
-        );
-        let (seeds, balances) = self.db(result)?;
-        self.remember_active_seed(player, seeds.first().map(seed_from));
-        let balance: Option<i64> = balances.first().map(|r| r.get(0));
-        self.batch()?.balances.load(account, balance);
-        Ok(())
+        })
     }
 
     fn batch_round(&mut self, id: &str) -> Result<Option<Round>, LedgerError> {
         if let Some(known) = self.batch()?.rounds.get(&id.to_owned()) {
             return Ok(known.cloned());
         }
-        self.defer(|needs| {
+        self.fetch(|needs| {
             needs.rounds.insert(id.to_owned());
         })?;
-        let row = self.query_opt(
-            &format!("SELECT {ROUND_COLUMNS} FROM rounds WHERE id = $1 FOR UPDATE"),
-            &[&id],
-        )?;
-        let round = row.as_ref().map(round_from).transpose()?;
-        self.batch()?.rounds.load(id.to_owned(), round.clone());
-        Ok(round)
+        self.batch_round(id)
     }
 
     fn stream(
