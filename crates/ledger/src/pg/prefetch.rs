@@ -8,8 +8,9 @@
 //! Discovery repeats while operations ask for new rows (an action reads its round, then the
 //! player), a few times at most; whatever is still missing is read the same way, on its own.
 //!
-//! A player's balance row that does not exist yet is created (at 0) as it is read, so it is
-//! locked with the others, in key order, before the batch goes on. Created later, at the
+//! A player's balance row that does not exist yet is created (at 0) as it is read
+//! (`croupier_lock_balances_v1`, `schema::ROUTINES`), so it is locked with the others, in key
+//! order, before the batch goes on; the flush deletes the ones no accepted transfer names. Created later, at the
 //! flush, it was the one lock a batch took after its reads: by then another batch could have
 //! created and committed the row and a third locked it while waiting for a row the first held,
 //! a deadlock the server broke after a second by failing a batch.
@@ -80,9 +81,6 @@ impl Reads {
             match kind {
                 Kind::ActiveSeeds => load_active_seeds(&rows, &needs.active_seeds, state),
                 Kind::Seeds => load_seeds(&rows, &needs.seeds, state),
-                Kind::CreatedBalances => state
-                    .created_balances
-                    .extend(rows.iter().map(|row| row.get(0))),
                 Kind::Balances => load_balances(&rows, &needs.balances, state),
                 Kind::Rounds => load_rounds(&rows, &needs.rounds, state)?,
             }
@@ -94,19 +92,9 @@ impl Reads {
 enum Kind {
     ActiveSeeds,
     Seeds,
-    CreatedBalances,
     Balances,
     Rounds,
 }
-
-/// Creates, at 0 and in key order, the balance rows of players that have none yet, before they
-/// are read and locked. A row another batch is creating meanwhile makes this wait for that
-/// batch's end (then the row is that batch's, or this creates it if that batch rolled back or
-/// deleted it). The accounts whose rows this made are returned: the flush deletes those no accepted operation
-/// moved money on, so a refused operation leaves no row behind.
-const CREATE_ABSENT_BALANCES: &str = "INSERT INTO balances (account, currency, shard, balance)
-     SELECT a, $2, 0, 0 FROM unnest($1::text[]) AS t(a) ORDER BY a
-     ON CONFLICT (account, currency, shard) DO NOTHING RETURNING account";
 
 fn statements(currency: &str, needs: &Needs) -> Vec<(Kind, Statement)> {
     let mut out = Vec::new();
@@ -138,17 +126,9 @@ fn statements(currency: &str, needs: &Needs) -> Vec<(Kind, Statement)> {
     if !needs.balances.is_empty() {
         let accounts: Vec<String> = needs.balances.iter().cloned().collect();
         out.push((
-            Kind::CreatedBalances,
-            Statement::new(
-                CREATE_ABSENT_BALANCES,
-                vec![Box::new(accounts.clone()), Box::new(currency.to_owned())],
-            ),
-        ));
-        out.push((
             Kind::Balances,
             Statement::new(
-                "SELECT account, balance FROM balances
-                 WHERE account = ANY($1) AND currency = $2 AND shard = 0 ORDER BY account FOR UPDATE",
+                "SELECT * FROM croupier_lock_balances_v1($1, $2)",
                 vec![Box::new(accounts), Box::new(currency.to_owned())],
             ),
         ));
@@ -192,7 +172,11 @@ fn load_seeds(rows: &[Row], ids: &BTreeSet<i64>, state: &mut BatchState) {
 
 fn load_balances(rows: &[Row], accounts: &BTreeSet<String>, state: &mut BatchState) {
     for row in rows {
-        state.balances.load(row.get(0), Some(row.get(1)));
+        let account: String = row.get(0);
+        if row.get::<_, bool>(2) {
+            state.created_balances.push(account.clone());
+        }
+        state.balances.load(account, Some(row.get(1)));
     }
     for account in accounts {
         // Every row is there (created just before when it was not); one that went meanwhile

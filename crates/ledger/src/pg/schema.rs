@@ -133,7 +133,50 @@ CREATE TABLE game_status (game TEXT PRIMARY KEY, status TEXT NOT NULL);
 /// `crate::chain::entry_hash` does (SHA-256 of the `|`-joined fields, hex), inserts the
 /// entries and moves the head, all in the statement that sits just before the commit. The
 /// head is thus held for no client round trip, and a batch is flushed in one.
+///
+/// `croupier_claim_keys_v1` claims a batch's idempotency keys (a transaction-level advisory
+/// lock each, in the order given) and then reads the records already there, and
+/// `croupier_lock_balances_v1` creates the player balance rows not there (at 0, in key order;
+/// a row another transaction is creating is waited for, not taken for absent), then reads and
+/// locks them all in key order, saying which it created. Each is two
+/// statements that must run in this order, the second in a snapshot taken after the first
+/// (a volatile function takes one per statement); as one call the server answers them with
+/// one message instead of two.
 pub const ROUTINES: &str = r#"
+CREATE OR REPLACE FUNCTION croupier_claim_keys_v1(p_keys TEXT[])
+RETURNS TABLE (found_key TEXT, found_fingerprint TEXT, found_response TEXT)
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest(p_keys) AS t(k);
+    RETURN QUERY SELECT i.key, i.fingerprint, i.response FROM idempotency i
+        WHERE i.key = ANY(p_keys);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION croupier_lock_balances_v1(p_accounts TEXT[], p_currency TEXT)
+RETURNS TABLE (locked_account TEXT, locked_balance BIGINT, created BOOLEAN)
+LANGUAGE plpgsql AS $$
+DECLARE
+    absent TEXT[];
+    made TEXT[] := '{}';
+BEGIN
+    SELECT array_agg(a ORDER BY a) INTO absent FROM unnest(p_accounts) AS t(a)
+        WHERE NOT EXISTS (SELECT 1 FROM balances b
+            WHERE b.account = a AND b.currency = p_currency AND b.shard = 0);
+    IF absent IS NOT NULL THEN
+        WITH inserted AS (
+            INSERT INTO balances (account, currency, shard, balance)
+            SELECT a, p_currency, 0, 0 FROM unnest(absent) AS t(a)
+            ON CONFLICT (account, currency, shard) DO NOTHING RETURNING account
+        )
+        SELECT coalesce(array_agg(account), '{}') INTO made FROM inserted;
+    END IF;
+    RETURN QUERY SELECT b.account, b.balance, b.account = ANY(made) FROM balances b
+        WHERE b.account = ANY(p_accounts) AND b.currency = p_currency AND b.shard = 0
+        ORDER BY b.account FOR UPDATE;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION croupier_append_journal_v1(
     p_ts_ms BIGINT, p_kind TEXT[], p_round_id TEXT[], p_debit TEXT[], p_credit TEXT[],
     p_amount BIGINT[], p_currency TEXT, p_player TEXT[]

@@ -270,14 +270,14 @@ impl Writer {
 }
 
 /// Takes a transaction-level advisory lock per idempotency key, in the order given (sorted,
-/// so two batches sharing keys lock them in the same order). The same key sent through two
-/// nodes at once (a gateway's hedge or a client's retry) is then claimed by one batch; the
-/// other waits here, before it has read or locked anything, and its read of the keys, the
-/// next statement in a snapshot of its own, finds the first batch's answer as a replay.
-/// Without the claim the second batch ran the operation, and its insert of the key failed
-/// once the first committed, aborting the whole batch (every other bet in it) for a retry.
-const CLAIM_KEYS: &str =
-    "SELECT pg_advisory_xact_lock(hashtextextended(key, 0)) FROM unnest($1::text[]) AS k(key)";
+/// so two batches sharing keys lock them in the same order), then reads the keys' records
+/// (`schema::ROUTINES`). The same key sent through two nodes at once (a gateway's hedge or a
+/// client's retry) is then claimed by one batch; the other waits here, before it has read or
+/// locked anything, and its read of the keys, in a snapshot taken after the claim, finds the
+/// first batch's answer as a replay. Without the claim the second batch ran the operation,
+/// and its insert of the key failed once the first committed, aborting the whole batch (every
+/// other bet in it) for a retry.
+const CLAIM_KEYS: &str = "SELECT * FROM croupier_claim_keys_v1($1)";
 
 /// Opens the transaction, claims the batch's idempotency keys and reads them, then reads and
 /// locks the rows of `needs`, in one round trip. The claim comes first: a batch that waits
@@ -295,15 +295,11 @@ fn begin_and_read(
     let (reads_sent, reads) = Reads::new(currency, needs);
     let mut statements = vec![
         Statement::new("BEGIN", vec![]),
-        Statement::new(CLAIM_KEYS, vec![Box::new(sorted.clone())]),
-        Statement::new(
-            "SELECT key, fingerprint, response FROM idempotency WHERE key = ANY($1)",
-            vec![Box::new(sorted)],
-        ),
+        Statement::new(CLAIM_KEYS, vec![Box::new(sorted)]),
     ];
     statements.extend(reads_sent);
-    // Past BEGIN's and the claim's (empty) answers: the keys found, then the reads'.
-    let mut answers = run_pipelined(conn, &statements)?.into_iter().skip(2);
+    // Past BEGIN's (empty) answer: the keys found, then the reads'.
+    let mut answers = run_pipelined(conn, &statements)?.into_iter().skip(1);
     for row in answers.next().unwrap_or_default() {
         state
             .idempotency
