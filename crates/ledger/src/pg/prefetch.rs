@@ -10,10 +10,10 @@
 //!
 //! A player's balance row that does not exist yet is created (at 0) as it is read
 //! (`croupier_lock_balances_v1`, `schema::ROUTINES`), so it is locked with the others, in key
-//! order, before the batch goes on; the flush deletes the ones no accepted transfer names. Created later, at the
-//! flush, it was the one lock a batch took after its reads: by then another batch could have
-//! created and committed the row and a third locked it while waiting for a row the first held,
-//! a deadlock the server broke after a second by failing a batch.
+//! order, before the batch goes on; the flush deletes the ones no accepted transfer names.
+//! Created later, at the flush, it was the one lock a batch took after its reads: by then
+//! another batch could have created and committed the row and a third locked it while waiting
+//! for a row the first held, a deadlock the server broke after a second by failing a batch.
 
 use std::collections::BTreeSet;
 
