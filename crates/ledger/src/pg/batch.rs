@@ -377,6 +377,9 @@ fn balances(state: &BatchState, currency: &str, shard: i16) -> Vec<Statement> {
 /// Deletes the balance rows the batch created as it read them and no accepted transfer
 /// names: the operations that read them were refused, or only looked.
 fn unused_created_balances(state: &BatchState, currency: &str) -> Option<Statement> {
+    if state.created_balances.is_empty() {
+        return None;
+    }
     let named: HashSet<String> = state
         .journal
         .accepted()
