@@ -138,10 +138,9 @@ CREATE TABLE game_status (game TEXT PRIMARY KEY, status TEXT NOT NULL);
 /// lock each, in the order given) and then reads the records already there, and
 /// `croupier_lock_balances_v1` creates the player balance rows not there (at 0, in key order;
 /// a row another transaction is creating is waited for, not taken for absent), then reads and
-/// locks them all in key order, saying which it created. Each is two
-/// statements that must run in this order, the second in a snapshot taken after the first
-/// (a volatile function takes one per statement); as one call the server answers them with
-/// one message instead of two.
+/// locks them all in key order, saying which it created. Each is two statements that must run
+/// in this order, the second in a snapshot taken after the first (a volatile function takes
+/// one per statement); as one call the server answers them with one message instead of two.
 pub const ROUTINES: &str = r#"
 CREATE OR REPLACE FUNCTION croupier_claim_keys_v1(p_keys TEXT[])
 RETURNS TABLE (found_key TEXT, found_fingerprint TEXT, found_response TEXT)

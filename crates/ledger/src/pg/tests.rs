@@ -22,6 +22,13 @@ impl TempDb {
     fn store(&self) -> PgStore {
         PgStore::open(PgConfig::new(self.0.url())).unwrap()
     }
+
+    /// A connection of its own to the scratch database, outside any store.
+    async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(self.0.url(), NoTls).await.unwrap();
+        tokio::spawn(connection);
+        client
+    }
 }
 
 impl testkit::Opener for TempDb {
@@ -34,9 +41,7 @@ store_contract_tests!(async { TempDb::new() });
 
 /// Runs `sql` on the scratch database directly.
 async fn raw(db: &TempDb, sql: &str) -> Result<(), tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(db.0.url(), NoTls).await?;
-    tokio::spawn(connection);
-    client.batch_execute(sql).await
+    db.client().await.batch_execute(sql).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -286,15 +291,10 @@ async fn a_batch_locks_no_row_after_its_reads() {
     let retries = Arc::new(Retries(Default::default()));
     store.observe(retries.clone());
     post_all(&*store, None, vec![grant("y", 1)]).await.unwrap();
-    let connect = || async {
-        let (client, connection) = tokio_postgres::connect(db.0.url(), NoTls).await.unwrap();
-        tokio::spawn(connection);
-        client
-    };
     let lock = |account: &str| {
         format!("SELECT * FROM balances WHERE account = 'player:{account}' FOR UPDATE")
     };
-    let holder = connect().await;
+    let holder = db.client().await;
     holder
         .batch_execute(&format!("BEGIN; {}", lock("y")))
         .await
@@ -307,14 +307,15 @@ async fn a_batch_locks_no_row_after_its_reads() {
     };
     wait_for_lock_waiters(&holder, 1).await;
     // Another node creates `x` (while the batch holds it, this waits, then gives up).
-    let _ = connect()
+    let _ = db
+        .client()
         .await
         .batch_execute(
             "SET lock_timeout = '300ms';
              INSERT INTO balances VALUES ('player:x', 'EUR', 0, 0)",
         )
         .await;
-    let third = connect().await;
+    let third = db.client().await;
     third
         .batch_execute(&format!("BEGIN; {}", lock("x")))
         .await
@@ -451,8 +452,7 @@ async fn a_key_another_node_is_committing_is_replayed_without_a_retry() {
     post_all(&*store, None, vec![grant("ida", 1_000)])
         .await
         .unwrap();
-    let (other, connection) = tokio_postgres::connect(db.0.url(), NoTls).await.unwrap();
-    tokio::spawn(connection);
+    let other = db.client().await;
     other.batch_execute("BEGIN").await.unwrap();
     other
         .execute(
@@ -565,8 +565,7 @@ async fn writers_claim_distinct_house_rows() {
             .await
             .unwrap();
     }
-    let (client, connection) = tokio_postgres::connect(db.0.url(), NoTls).await.unwrap();
-    tokio::spawn(connection);
+    let client = db.client().await;
     let rows: i64 = client
         .query_one(
             "SELECT count(DISTINCT shard) FROM balances WHERE account = 'house'",
@@ -610,8 +609,7 @@ async fn the_next_batch_is_built_while_one_commits() {
             .await
             .unwrap();
     }
-    let (holder, connection) = tokio_postgres::connect(db.0.url(), NoTls).await.unwrap();
-    tokio::spawn(connection);
+    let holder = db.client().await;
     holder
         .batch_execute("BEGIN; SELECT * FROM chain_head FOR UPDATE")
         .await
@@ -662,8 +660,7 @@ async fn a_batch_commits_and_waits_for_the_disk_in_one_query() {
     post_all(&*store, None, vec![grant("ann", 1)])
         .await
         .unwrap();
-    let (client, connection) = tokio_postgres::connect(db.0.url(), NoTls).await.unwrap();
-    tokio::spawn(connection);
+    let client = db.client().await;
     // An idle session shows the last query it ran: the writer's is its batch's last.
     let last: Vec<String> = client
         .query(
