@@ -68,6 +68,16 @@ impl BatchState {
         self.game_status.accept();
     }
 
+    /// Forgets the locked rows read so far (see `prefetch::relock`): only before any
+    /// operation has run for real, so nothing staged depends on them.
+    pub fn forget_rows(&mut self) {
+        self.balances = Tracked::default();
+        self.created_balances.clear();
+        self.seeds = Tracked::default();
+        self.active_seeds = Tracked::default();
+        self.rounds = Tracked::default();
+    }
+
     pub fn discard(&mut self) {
         self.players.discard();
         self.sessions.discard();

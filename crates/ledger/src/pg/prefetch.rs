@@ -14,6 +14,16 @@
 //! Created later, at the flush, it was the one lock a batch took after its reads: by then
 //! another batch could have created and committed the row and a third locked it while waiting
 //! for a row the first held, a deadlock the server broke after a second by failing a batch.
+//!
+//! A batch holds the row locks of one read round at a time, taken in one order every batch
+//! follows (seeds by id, then balances by account, then rounds by id). When a later discovery
+//! run asks for more rows (an action reads its round, then its player's seed and balance),
+//! the batch gives back what it had locked (it rolls back to a savepoint taken after its key
+//! claims) and reads everything it needs so far again, in that order (`relock`). Locking the
+//! new rows on top of the old ones, as it did before, took them in the order of the steps:
+//! a batch holding `b` from its first round and asking for `a` in its second waited for one
+//! that held `a` and queued for `b`, a deadlock the server broke after a second; under load
+//! they came in cascades.
 
 use std::collections::BTreeSet;
 
@@ -28,7 +38,7 @@ use crate::error::LedgerError;
 pub const DISCOVERY_PASSES: usize = 3;
 
 /// The rows the operations of a discovery run asked for and the batch had not loaded.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Needs {
     /// Players whose active seed is needed.
     pub active_seeds: BTreeSet<String>,
@@ -45,6 +55,35 @@ impl Needs {
             && self.balances.is_empty()
             && self.rounds.is_empty()
     }
+
+    /// Adds what `more` asks for.
+    pub fn extend(&mut self, more: Needs) {
+        self.active_seeds.extend(more.active_seeds);
+        self.seeds.extend(more.seeds);
+        self.balances.extend(more.balances);
+        self.rounds.extend(more.rounds);
+    }
+}
+
+/// Taken after the batch's key claims and before its first row lock: rolling back to it gives
+/// back every row lock (and every balance row created as it was read), never the claims.
+pub const ROWS_SAVEPOINT: &str = "SAVEPOINT batch_rows";
+
+/// Gives back the rows the batch has locked and reads and locks all of `needs` again, in one
+/// round trip and in the order every batch locks in, then loads them afresh (they may have
+/// changed in between). Only before the operations run for real: nothing is staged yet.
+pub fn relock(
+    conn: Conn<'_>,
+    currency: &str,
+    needs: Needs,
+    state: &mut BatchState,
+) -> Result<(), LedgerError> {
+    let (reads_sent, reads) = Reads::new(currency, needs);
+    let mut statements = vec![Statement::new("ROLLBACK TO SAVEPOINT batch_rows", vec![])];
+    statements.extend(reads_sent);
+    let answers = run_pipelined(conn, &statements)?;
+    state.forget_rows();
+    reads.load(answers.into_iter().skip(1).collect(), state)
 }
 
 /// Reads and locks every needed row in one round trip and loads it (or its absence) into the
@@ -79,8 +118,7 @@ impl Reads {
         let needs = &self.needs;
         for (kind, rows) in self.kinds.iter().zip(answers) {
             match kind {
-                Kind::ActiveSeeds => load_active_seeds(&rows, &needs.active_seeds, state),
-                Kind::Seeds => load_seeds(&rows, &needs.seeds, state),
+                Kind::Seeds => load_seeds(&rows, needs, state),
                 Kind::Balances => load_balances(&rows, &needs.balances, state),
                 Kind::Rounds => load_rounds(&rows, &needs.rounds, state)?,
             }
@@ -90,36 +128,28 @@ impl Reads {
 }
 
 enum Kind {
-    ActiveSeeds,
     Seeds,
     Balances,
     Rounds,
 }
 
+/// The statements of a read round, one per table, in the order every batch locks in. A
+/// player's active seed and seeds named by id are one statement, so they too are locked in
+/// one order (by id); in two, a batch locked active seeds by player, then others by id.
 fn statements(currency: &str, needs: &Needs) -> Vec<(Kind, Statement)> {
     let mut out = Vec::new();
-    if !needs.active_seeds.is_empty() {
+    if !needs.active_seeds.is_empty() || !needs.seeds.is_empty() {
         let players: Vec<String> = needs.active_seeds.iter().cloned().collect();
-        out.push((
-            Kind::ActiveSeeds,
-            Statement::new(
-                format!(
-                    "SELECT {SEED_COLUMNS} FROM seeds WHERE player = ANY($1) AND revealed_ms IS NULL
-                     ORDER BY player FOR UPDATE"
-                ),
-                vec![Box::new(players)],
-            ),
-        ));
-    }
-    if !needs.seeds.is_empty() {
         let ids: Vec<i64> = needs.seeds.iter().copied().collect();
         out.push((
             Kind::Seeds,
             Statement::new(
                 format!(
-                    "SELECT {SEED_COLUMNS} FROM seeds WHERE id = ANY($1) ORDER BY id FOR UPDATE"
+                    "SELECT {SEED_COLUMNS} FROM seeds
+                     WHERE (player = ANY($1) AND revealed_ms IS NULL) OR id = ANY($2)
+                     ORDER BY id FOR UPDATE"
                 ),
-                vec![Box::new(ids)],
+                vec![Box::new(players), Box::new(ids)],
             ),
         ));
     }
@@ -148,24 +178,19 @@ fn statements(currency: &str, needs: &Needs) -> Vec<(Kind, Statement)> {
     out
 }
 
-fn load_active_seeds(rows: &[Row], players: &BTreeSet<String>, state: &mut BatchState) {
+fn load_seeds(rows: &[Row], needs: &Needs, state: &mut BatchState) {
     for row in rows {
         let seed = seed_from(row);
-        state.active_seeds.load(seed.player.clone(), Some(seed.id));
+        if seed.revealed_ms.is_none() && needs.active_seeds.contains(&seed.player) {
+            state.active_seeds.load(seed.player.clone(), Some(seed.id));
+        }
         state.seeds.load(seed.id, Some(seed));
     }
-    for player in players {
-        // A load never overwrites an earlier one: players with a seed keep theirs.
+    // A load never overwrites an earlier one: players with a seed keep theirs.
+    for player in &needs.active_seeds {
         state.active_seeds.load(player.clone(), None);
     }
-}
-
-fn load_seeds(rows: &[Row], ids: &BTreeSet<i64>, state: &mut BatchState) {
-    for row in rows {
-        let seed = seed_from(row);
-        state.seeds.load(seed.id, Some(seed));
-    }
-    for id in ids {
+    for id in &needs.seeds {
         state.seeds.load(*id, None);
     }
 }

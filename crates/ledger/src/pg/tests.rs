@@ -339,6 +339,65 @@ async fn a_batch_locks_no_row_after_its_reads() {
     testkit::assert_sound(&*store).await;
 }
 
+/// A batch that reads its rows in steps does not hold the first step's rows while it waits
+/// for the next: it gives them back and locks them all again in key order. Here the batch's
+/// operation reads `b`, then (a second read round) `a`; another transaction locks `a`, then
+/// `b`. Before, the batch held `b` from its first round and waited for `a` while the other
+/// waited for `b`: a deadlock, broken by the server after a second by failing one of them.
+/// The batch is made to take `b` just after the other has taken `a` and queued for `b`
+/// (a third connection holds `b` until both wait for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_reading_in_steps_holds_no_row_of_an_earlier_step() {
+    let db = TempDb::new();
+    let store = Arc::new(db.store());
+    let retries = Arc::new(Retries(Default::default()));
+    store.observe(retries.clone());
+    post_all(&*store, None, vec![grant("a", 1), grant("b", 1)])
+        .await
+        .unwrap();
+    let lock = |account: &str| {
+        format!("SELECT * FROM balances WHERE account = 'player:{account}' FOR UPDATE")
+    };
+    let holder = db.client().await;
+    holder
+        .batch_execute(&format!("BEGIN; {}", lock("b")))
+        .await
+        .unwrap();
+    let batch = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            (&*store as &dyn Store)
+                .transact(None, |tx| {
+                    let first = tx.balance(&Account::player("b"))?;
+                    let second = tx.balance(&Account::player("a"))?;
+                    Ok::<_, LedgerError>(first + second)
+                })
+                .await
+        })
+    };
+    wait_for_lock_waiters(&holder, 1).await;
+    let other = db.client().await;
+    other
+        .batch_execute(&format!("BEGIN; {}", lock("a")))
+        .await
+        .unwrap();
+    let queued = tokio::spawn(async move {
+        let locked = other.batch_execute(&lock("b")).await;
+        other.batch_execute("COMMIT").await.unwrap();
+        locked
+    });
+    wait_for_lock_waiters(&holder, 2).await;
+    holder.batch_execute("COMMIT").await.unwrap();
+    queued.await.unwrap().expect("no deadlock");
+    assert_eq!(*batch.await.unwrap().unwrap().value(), 2);
+    assert_eq!(
+        retries.0.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the batch was not aborted and retried"
+    );
+    testkit::assert_sound(&*store).await;
+}
+
 /// A balance row a batch creates as it reads it stays only if money moved on it: an
 /// operation that only looked at a new player's balance, or was refused after reading it,
 /// leaves no row (a committed batch around them keeps its own).

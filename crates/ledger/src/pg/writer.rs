@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::batch::{BatchState, Statement, flush, run_pipelined};
 use super::conn::{Conn, Driver};
-use super::prefetch::{DISCOVERY_PASSES, Needs, Reads, prefetch};
+use super::prefetch::{DISCOVERY_PASSES, Needs, ROWS_SAVEPOINT, Reads, relock};
 use super::tx::PgTx;
 use crate::clock::now_ms;
 use crate::error::LedgerError;
@@ -169,8 +169,8 @@ impl Writer {
         // are read with the batch's keys, in the same round trip (a lone bet too: its player's
         // seed and balance come with BEGIN instead of in a round trip of their own).
         let first_needs = self.discovery_run(conn, now, &mut state, jobs);
-        begin_and_read(conn, &self.currency, &keys, first_needs, &mut state)?;
-        self.discover(conn, now, &mut state, jobs)?;
+        begin_and_read(conn, &self.currency, &keys, first_needs.clone(), &mut state)?;
+        self.discover(conn, now, first_needs, &mut state, jobs)?;
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs {
             let reply = self.run_job(conn, now, &mut state, job);
@@ -189,13 +189,15 @@ impl Writer {
         Ok(replies)
     }
 
-    /// Runs every operation once more to learn which rows it still reads, then reads them all
-    /// in one round trip (see `prefetch`); again while new rows are asked for, a few times at
-    /// most.
+    /// Runs every operation once more to learn which rows it still reads, then gives back
+    /// the rows locked so far and locks them with the new ones in one round trip, in the
+    /// order every batch locks in (see `prefetch`); again while new rows are asked for, a few
+    /// times at most. `locked`: what the batch has read so far.
     fn discover(
         &self,
         conn: Conn<'_>,
         now: i64,
+        mut locked: Needs,
         state: &mut BatchState,
         jobs: &[Job],
     ) -> Result<(), LedgerError> {
@@ -204,7 +206,8 @@ impl Writer {
             if needs.is_empty() {
                 break;
             }
-            prefetch(conn, &self.currency, needs, state)?;
+            locked.extend(needs);
+            relock(conn, &self.currency, locked.clone(), state)?;
         }
         Ok(())
     }
@@ -279,9 +282,10 @@ impl Writer {
 /// other bet in it) for a retry.
 const CLAIM_KEYS: &str = "SELECT * FROM croupier_claim_keys_v1($1)";
 
-/// Opens the transaction, claims the batch's idempotency keys and reads them, then reads and
-/// locks the rows of `needs`, in one round trip. The claim comes first: a batch that waits
-/// for another's key has locked no row yet.
+/// Opens the transaction, claims the batch's idempotency keys and reads them, takes the
+/// savepoint a later read round rolls back to (`prefetch::relock`), then reads and locks the
+/// rows of `needs`, in one round trip. The claim comes first: a batch that waits for
+/// another's key has locked no row yet.
 fn begin_and_read(
     conn: Conn<'_>,
     currency: &str,
@@ -296,11 +300,14 @@ fn begin_and_read(
     let mut statements = vec![
         Statement::new("BEGIN", vec![]),
         Statement::new(CLAIM_KEYS, vec![Box::new(sorted)]),
+        Statement::new(ROWS_SAVEPOINT, vec![]),
     ];
     statements.extend(reads_sent);
-    // Past BEGIN's (empty) answer: the keys found, then the reads'.
+    // Past BEGIN's (empty) answer: the keys found, then (past the savepoint's) the reads'.
     let mut answers = run_pipelined(conn, &statements)?.into_iter().skip(1);
-    for row in answers.next().unwrap_or_default() {
+    let found = answers.next().unwrap_or_default();
+    answers.next();
+    for row in found {
         state
             .idempotency
             .load(row.get(0), Some((row.get(1), row.get(2))));
