@@ -68,6 +68,7 @@ impl Needs {
 /// Taken after the batch's key claims and before its first row lock: rolling back to it gives
 /// back every row lock (and every balance row created as it was read), never the claims.
 pub const ROWS_SAVEPOINT: &str = "SAVEPOINT batch_rows";
+const BACK_TO_ROWS_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT batch_rows";
 
 /// Gives back the rows the batch has locked and reads and locks all of `needs` again, in one
 /// round trip and in the order every batch locks in, then loads them afresh (they may have
@@ -79,7 +80,7 @@ pub fn relock(
     state: &mut BatchState,
 ) -> Result<(), LedgerError> {
     let (reads_sent, reads) = Reads::new(currency, needs);
-    let mut statements = vec![Statement::new("ROLLBACK TO SAVEPOINT batch_rows", vec![])];
+    let mut statements = vec![Statement::new(BACK_TO_ROWS_SAVEPOINT, vec![])];
     statements.extend(reads_sent);
     let answers = run_pipelined(conn, &statements)?;
     state.forget_rows();
