@@ -68,9 +68,11 @@ impl BatchState {
         self.game_status.accept();
     }
 
-    /// Forgets the locked rows read so far (see `prefetch::relock`): only before any
-    /// operation has run for real, so nothing staged depends on them.
-    pub fn forget_rows(&mut self) {
+    /// Forgets the keys' records and the locked rows read so far, for a transaction begun
+    /// again (see `prefetch`): only before any operation has run for real, so nothing staged
+    /// depends on them.
+    pub fn forget_reads(&mut self) {
+        self.idempotency = Tracked::default();
         self.balances = Tracked::default();
         self.created_balances.clear();
         self.seeds = Tracked::default();

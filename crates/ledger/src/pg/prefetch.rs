@@ -18,9 +18,10 @@
 //! A batch holds the row locks of one read round at a time, taken in one order every batch
 //! follows (seeds by id, then balances by account, then rounds by id). When a later discovery
 //! run asks for more rows (an action reads its round, then its player's seed and balance),
-//! the batch gives back what it had locked (it rolls back to a savepoint taken after its key
-//! claims) and reads everything it needs so far again, in that order (`relock`). Locking the
-//! new rows on top of the old ones, as it did before, took them in the order of the steps:
+//! the batch gives back everything it holds (it rolls back and begins again, in the same
+//! round trip) and claims its keys and reads everything it needs so far again, in that order
+//! (`writer::ReadRound`). Locking the new rows on top of the old ones, as it did before, took
+//! them in the order of the steps:
 //! a batch holding `b` from its first round and asking for `a` in its second waited for one
 //! that held `a` and queued for `b`, a deadlock the server broke after a second; under load
 //! they came in cascades.
@@ -63,28 +64,6 @@ impl Needs {
         self.balances.extend(more.balances);
         self.rounds.extend(more.rounds);
     }
-}
-
-/// Taken after the batch's key claims and before its first row lock: rolling back to it gives
-/// back every row lock (and every balance row created as it was read), never the claims.
-pub const ROWS_SAVEPOINT: &str = "SAVEPOINT batch_rows";
-const BACK_TO_ROWS_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT batch_rows";
-
-/// Gives back the rows the batch has locked and reads and locks all of `needs` again, in one
-/// round trip and in the order every batch locks in, then loads them afresh (they may have
-/// changed in between). Only before the operations run for real: nothing is staged yet.
-pub fn relock(
-    conn: Conn<'_>,
-    currency: &str,
-    needs: Needs,
-    state: &mut BatchState,
-) -> Result<(), LedgerError> {
-    let (reads_sent, reads) = Reads::new(currency, needs);
-    let mut statements = vec![Statement::new(BACK_TO_ROWS_SAVEPOINT, vec![])];
-    statements.extend(reads_sent);
-    let answers = run_pipelined(conn, &statements)?;
-    state.forget_rows();
-    reads.load(answers.into_iter().skip(1).collect(), state)
 }
 
 /// Reads and locks every needed row in one round trip and loads it (or its absence) into the

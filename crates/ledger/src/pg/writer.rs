@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::batch::{BatchState, Statement, flush, run_pipelined};
 use super::conn::{Conn, Driver};
-use super::prefetch::{DISCOVERY_PASSES, Needs, ROWS_SAVEPOINT, Reads, relock};
+use super::prefetch::{DISCOVERY_PASSES, Needs, Reads};
 use super::tx::PgTx;
 use crate::clock::now_ms;
 use crate::error::LedgerError;
@@ -169,8 +169,12 @@ impl Writer {
         // are read with the batch's keys, in the same round trip (a lone bet too: its player's
         // seed and balance come with BEGIN instead of in a round trip of their own).
         let first_needs = self.discovery_run(conn, now, &mut state, jobs);
-        begin_and_read(conn, &self.currency, &keys, first_needs.clone(), &mut state)?;
-        self.discover(conn, now, first_needs, &mut state, jobs)?;
+        let round = ReadRound {
+            keys: &keys,
+            needs: first_needs,
+        };
+        round.begin(conn, &self.currency, &mut state, false)?;
+        self.discover(conn, now, round, &mut state, jobs)?;
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs {
             let reply = self.run_job(conn, now, &mut state, job);
@@ -189,15 +193,15 @@ impl Writer {
         Ok(replies)
     }
 
-    /// Runs every operation once more to learn which rows it still reads, then gives back
-    /// the rows locked so far and locks them with the new ones in one round trip, in the
-    /// order every batch locks in (see `prefetch`); again while new rows are asked for, a few
-    /// times at most. `locked`: what the batch has read so far.
+    /// Runs every operation once more to learn which rows it still reads; if any, gives back
+    /// everything the batch holds and takes it again with the new rows, in one round trip
+    /// and in the order every batch locks in (see `prefetch`); again while new rows are asked
+    /// for, a few times at most. `round`: what the batch has claimed and read so far.
     fn discover(
         &self,
         conn: Conn<'_>,
         now: i64,
-        mut locked: Needs,
+        mut round: ReadRound<'_>,
         state: &mut BatchState,
         jobs: &[Job],
     ) -> Result<(), LedgerError> {
@@ -206,8 +210,8 @@ impl Writer {
             if needs.is_empty() {
                 break;
             }
-            locked.extend(needs);
-            relock(conn, &self.currency, locked.clone(), state)?;
+            round.needs.extend(needs);
+            round.begin(conn, &self.currency, state, true)?;
         }
         Ok(())
     }
@@ -282,41 +286,56 @@ impl Writer {
 /// other bet in it) for a retry.
 const CLAIM_KEYS: &str = "SELECT * FROM croupier_claim_keys_v1($1)";
 
-/// Opens the transaction, claims the batch's idempotency keys and reads them, takes the
-/// savepoint a later read round rolls back to (`prefetch::relock`), then reads and locks the
-/// rows of `needs`, in one round trip. The claim comes first: a batch that waits for
-/// another's key has locked no row yet.
-fn begin_and_read(
-    conn: Conn<'_>,
-    currency: &str,
-    keys: &[&str],
+/// What a batch claims and reads before its operations run for real: its idempotency keys
+/// and the rows its discovery runs asked for.
+struct ReadRound<'a> {
+    keys: &'a [&'a str],
     needs: Needs,
-    state: &mut BatchState,
-) -> Result<(), LedgerError> {
-    let mut sorted: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let (reads_sent, reads) = Reads::new(currency, needs);
-    let mut statements = vec![
-        Statement::new("BEGIN", vec![]),
-        Statement::new(CLAIM_KEYS, vec![Box::new(sorted)]),
-        Statement::new(ROWS_SAVEPOINT, vec![]),
-    ];
-    statements.extend(reads_sent);
-    // Past BEGIN's (empty) answer: the keys found, then (past the savepoint's) the reads'.
-    let mut answers = run_pipelined(conn, &statements)?.into_iter().skip(1);
-    let found = answers.next().unwrap_or_default();
-    answers.next();
-    for row in found {
-        state
-            .idempotency
-            .load(row.get(0), Some((row.get(1), row.get(2))));
+}
+
+impl ReadRound<'_> {
+    /// Opens the transaction, claims the batch's idempotency keys and reads them, then reads
+    /// and locks the rows of `needs`, in one round trip. The claim comes first: a batch that
+    /// waits for another's key has locked no row yet. `again`: the batch has read before, in
+    /// a transaction that is rolled back first, in the same round trip, so the batch holds
+    /// one round's locks, taken in one order (see `prefetch`); what it had read is forgotten
+    /// and read anew (a key's record may have been committed meanwhile: a replay then).
+    fn begin(
+        &self,
+        conn: Conn<'_>,
+        currency: &str,
+        state: &mut BatchState,
+        again: bool,
+    ) -> Result<(), LedgerError> {
+        let mut sorted: Vec<String> = self.keys.iter().map(|k| (*k).to_owned()).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let (reads_sent, reads) = Reads::new(currency, self.needs.clone());
+        let mut statements = Vec::new();
+        if again {
+            statements.push(Statement::new("ROLLBACK", vec![]));
+        }
+        statements.push(Statement::new("BEGIN", vec![]));
+        statements.push(Statement::new(CLAIM_KEYS, vec![Box::new(sorted)]));
+        statements.extend(reads_sent);
+        // Past the (empty) answers of ROLLBACK and BEGIN: the keys found, then the reads'.
+        let mut answers = run_pipelined(conn, &statements)?
+            .into_iter()
+            .skip(if again { 2 } else { 1 });
+        if again {
+            state.forget_reads();
+        }
+        for row in answers.next().unwrap_or_default() {
+            state
+                .idempotency
+                .load(row.get(0), Some((row.get(1), row.get(2))));
+        }
+        for key in self.keys {
+            // Keys not found are known to be new (a load never overwrites an earlier one).
+            state.idempotency.load((*key).to_owned(), None);
+        }
+        reads.load(answers.collect(), state)
     }
-    for key in keys {
-        // Keys not found are known to be new (a load never overwrites an earlier one).
-        state.idempotency.load((*key).to_owned(), None);
-    }
-    reads.load(answers.collect(), state)
 }
 
 /// Throws away the connection of a failed attempt instead of handing it back to the pool, so
