@@ -34,7 +34,12 @@ pub fn lock_down(folder: &Path) -> std::io::Result<usize> {
         let mode = meta.permissions().mode();
         if mode & OPEN_TO_OTHERS != 0 {
             let tight = mode & 0o7777 & !OPEN_TO_OTHERS;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(tight))?;
+            match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(tight)) {
+                Ok(()) => {}
+                // Gone between its look-up and its repair (as above).
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && path != folder => continue,
+                Err(e) => return Err(e),
+            }
             tracing::warn!(
                 path = %path.display(), was = format!("{:o}", mode & 0o7777), now = format!("{tight:o}"),
                 "a data file was readable by other users; repaired"
@@ -55,7 +60,16 @@ fn listing(folder: &Path, may_vanish: bool) -> std::io::Result<Vec<std::path::Pa
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && may_vanish => return Ok(vec![]),
         Err(e) => return Err(e),
     };
-    entries.map(|entry| entry.map(|e| e.path())).collect()
+    let mut paths = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(entry) => paths.push(entry.path()),
+            // The folder went while it was being read.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && may_vanish => break,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(paths)
 }
 
 /// `private_umask` and `lock_down` of `folder` (created if missing), for a command's start.
