@@ -39,7 +39,7 @@ use crate::error::LedgerError;
 pub const DISCOVERY_PASSES: usize = 3;
 
 /// The rows the operations of a discovery run asked for and the batch had not loaded.
-#[derive(Default, Clone)]
+#[derive(Default)]
 pub struct Needs {
     /// Players whose active seed is needed.
     pub active_seeds: BTreeSet<String>,
@@ -74,28 +74,28 @@ pub fn prefetch(
     needs: Needs,
     state: &mut BatchState,
 ) -> Result<(), LedgerError> {
-    let (statements, reads) = Reads::new(currency, needs);
+    let (statements, reads) = Reads::new(currency, &needs);
     let answers = run_pipelined(conn, &statements)?;
     reads.load(answers, state)
 }
 
 /// How the answers of a prefetch's statements are loaded: the statements read (and lock)
 /// what a discovery run asked for, sent in a pipeline of their own or after other statements.
-pub struct Reads {
+pub struct Reads<'a> {
     kinds: Vec<Kind>,
-    needs: Needs,
+    needs: &'a Needs,
 }
 
-impl Reads {
+impl<'a> Reads<'a> {
     /// The statements to send, and how to load their answers.
-    pub fn new(currency: &str, needs: Needs) -> (Vec<Statement>, Reads) {
-        let (kinds, statements) = statements(currency, &needs).into_iter().unzip();
+    pub fn new(currency: &str, needs: &'a Needs) -> (Vec<Statement>, Reads<'a>) {
+        let (kinds, statements) = statements(currency, needs).into_iter().unzip();
         (statements, Reads { kinds, needs })
     }
 
     /// Loads the answers of `statements`, in their order, into the batch.
     pub fn load(self, answers: Vec<Vec<Row>>, state: &mut BatchState) -> Result<(), LedgerError> {
-        let needs = &self.needs;
+        let needs = self.needs;
         for (kind, rows) in self.kinds.iter().zip(answers) {
             match kind {
                 Kind::Seeds => load_seeds(&rows, needs, state),

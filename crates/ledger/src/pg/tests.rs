@@ -291,12 +291,9 @@ async fn a_batch_locks_no_row_after_its_reads() {
     let retries = Arc::new(Retries(Default::default()));
     store.observe(retries.clone());
     post_all(&*store, None, vec![grant("y", 1)]).await.unwrap();
-    let lock = |account: &str| {
-        format!("SELECT * FROM balances WHERE account = 'player:{account}' FOR UPDATE")
-    };
     let holder = db.client().await;
     holder
-        .batch_execute(&format!("BEGIN; {}", lock("y")))
+        .batch_execute(&format!("BEGIN; {}", lock_balance("y")))
         .await
         .unwrap();
     let batch = {
@@ -317,11 +314,11 @@ async fn a_batch_locks_no_row_after_its_reads() {
         .await;
     let third = db.client().await;
     third
-        .batch_execute(&format!("BEGIN; {}", lock("x")))
+        .batch_execute(&format!("BEGIN; {}", lock_balance("x")))
         .await
         .unwrap();
     let queued = tokio::spawn(async move {
-        let locked = third.batch_execute(&lock("y")).await;
+        let locked = third.batch_execute(&lock_balance("y")).await;
         third.batch_execute("ROLLBACK").await.unwrap();
         locked
     });
@@ -355,12 +352,9 @@ async fn a_batch_reading_in_steps_holds_no_row_of_an_earlier_step() {
     post_all(&*store, None, vec![grant("a", 1), grant("b", 1)])
         .await
         .unwrap();
-    let lock = |account: &str| {
-        format!("SELECT * FROM balances WHERE account = 'player:{account}' FOR UPDATE")
-    };
     let holder = db.client().await;
     holder
-        .batch_execute(&format!("BEGIN; {}", lock("b")))
+        .batch_execute(&format!("BEGIN; {}", lock_balance("b")))
         .await
         .unwrap();
     let batch = {
@@ -378,11 +372,11 @@ async fn a_batch_reading_in_steps_holds_no_row_of_an_earlier_step() {
     wait_for_lock_waiters(&holder, 1).await;
     let other = db.client().await;
     other
-        .batch_execute(&format!("BEGIN; {}", lock("a")))
+        .batch_execute(&format!("BEGIN; {}", lock_balance("a")))
         .await
         .unwrap();
     let queued = tokio::spawn(async move {
-        let locked = other.batch_execute(&lock("b")).await;
+        let locked = other.batch_execute(&lock_balance("b")).await;
         other.batch_execute("COMMIT").await.unwrap();
         locked
     });
@@ -430,6 +424,11 @@ async fn reading_a_new_balance_leaves_no_row() {
         .collect();
     assert_eq!(rows, ["player:kept"]);
     testkit::assert_sound(&*store).await;
+}
+
+/// A statement locking a player's balance row.
+fn lock_balance(player: &str) -> String {
+    format!("SELECT * FROM balances WHERE account = 'player:{player}' FOR UPDATE")
 }
 
 /// Waits (10 s at most) until `count` connections of the database wait on a lock.

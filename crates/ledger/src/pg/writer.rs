@@ -169,10 +169,7 @@ impl Writer {
         // are read with the batch's keys, in the same round trip (a lone bet too: its player's
         // seed and balance come with BEGIN instead of in a round trip of their own).
         let first_needs = self.discovery_run(conn, now, &mut state, jobs);
-        let round = ReadRound {
-            keys: &keys,
-            needs: first_needs,
-        };
+        let round = ReadRound::new(&keys, first_needs);
         round.begin(conn, &self.currency, &mut state, false)?;
         self.discover(conn, now, round, &mut state, jobs)?;
         let mut replies = Vec::with_capacity(jobs.len());
@@ -201,7 +198,7 @@ impl Writer {
         &self,
         conn: Conn<'_>,
         now: i64,
-        mut round: ReadRound<'_>,
+        mut round: ReadRound,
         state: &mut BatchState,
         jobs: &[Job],
     ) -> Result<(), LedgerError> {
@@ -288,12 +285,20 @@ const CLAIM_KEYS: &str = "SELECT * FROM croupier_claim_keys_v1($1)";
 
 /// What a batch claims and reads before its operations run for real: its idempotency keys
 /// and the rows its discovery runs asked for.
-struct ReadRound<'a> {
-    keys: &'a [&'a str],
+struct ReadRound {
+    /// Sorted, each once: two batches sharing keys claim them in the same order.
+    keys: Vec<String>,
     needs: Needs,
 }
 
-impl ReadRound<'_> {
+impl ReadRound {
+    fn new(keys: &[&str], needs: Needs) -> ReadRound {
+        let mut keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        ReadRound { keys, needs }
+    }
+
     /// Opens the transaction, claims the batch's idempotency keys and reads them, then reads
     /// and locks the rows of `needs`, in one round trip. The claim comes first: a batch that
     /// waits for another's key has locked no row yet. `again`: the batch has read before, in
@@ -307,16 +312,16 @@ impl ReadRound<'_> {
         state: &mut BatchState,
         again: bool,
     ) -> Result<(), LedgerError> {
-        let mut sorted: Vec<String> = self.keys.iter().map(|k| (*k).to_owned()).collect();
-        sorted.sort_unstable();
-        sorted.dedup();
-        let (reads_sent, reads) = Reads::new(currency, self.needs.clone());
+        let (reads_sent, reads) = Reads::new(currency, &self.needs);
         let mut statements = Vec::new();
         if again {
             statements.push(Statement::new("ROLLBACK", vec![]));
         }
         statements.push(Statement::new("BEGIN", vec![]));
-        statements.push(Statement::new(CLAIM_KEYS, vec![Box::new(sorted)]));
+        statements.push(Statement::new(
+            CLAIM_KEYS,
+            vec![Box::new(self.keys.clone())],
+        ));
         statements.extend(reads_sent);
         // Past the (empty) answers of ROLLBACK and BEGIN: the keys found, then the reads'.
         let mut answers = run_pipelined(conn, &statements)?
@@ -330,9 +335,9 @@ impl ReadRound<'_> {
                 .idempotency
                 .load(row.get(0), Some((row.get(1), row.get(2))));
         }
-        for key in self.keys {
+        for key in &self.keys {
             // Keys not found are known to be new (a load never overwrites an earlier one).
-            state.idempotency.load((*key).to_owned(), None);
+            state.idempotency.load(key.clone(), None);
         }
         reads.load(answers.collect(), state)
     }
