@@ -70,6 +70,7 @@ pub struct Metrics {
     pub refused: Family<Reason, Counter>,
     pub queued: Family<Reason, Counter>,
     pub ejections: Family<NodeLabel, Counter>,
+    health_probes: Family<NodeKind, Counter>,
     state: Family<NodeState, Gauge>,
     healthy: Family<NodeLabel, Gauge>,
     outstanding: Family<NodeLabel, Gauge>,
@@ -90,6 +91,7 @@ impl Metrics {
             refused: Family::default(),
             queued: Family::default(),
             ejections: Family::default(),
+            health_probes: Family::default(),
             state: Family::default(),
             healthy: Family::default(),
             outstanding: Family::default(),
@@ -109,7 +111,7 @@ impl Metrics {
             .add("upstream_duration_seconds", "Time to a node's response headers", &self.latency)
             .add(
                 "upstream_errors",
-                "Failed tries by node and kind (connect, timeout, reset, 5xx)",
+                "Failed tries by node and kind (connect: refused, connect_timeout, timeout, reset, 5xx, slow)",
                 &self.upstream_errors,
             )
             .add("retries", "Retries on another node, by reason", &self.retries)
@@ -121,6 +123,11 @@ impl Metrics {
                 &self.queued,
             )
             .add("ejections", "Passive outlier ejections by node", &self.ejections)
+            .add(
+                "health_probes",
+                "Health probes by node and verdict as kind (passed, failed, busy: timed out while the node answered players)",
+                &self.health_probes,
+            )
             .add("node_state", "1 for the node's operator state", &self.state)
             .add("node_healthy", "1 while the active health check passes", &self.healthy)
             .add("node_outstanding_requests", "Requests in flight to the node", &self.outstanding)
@@ -175,6 +182,16 @@ impl Metrics {
                 })
                 .inc(),
         };
+    }
+
+    /// A health probe of `node` ended with `verdict`.
+    pub fn count_probe(&self, node: &str, verdict: &str) {
+        self.health_probes
+            .get_or_create(&NodeKind {
+                node: node.to_owned(),
+                kind: verdict.to_owned(),
+            })
+            .inc();
     }
 
     pub fn count(family: &Family<Reason, Counter>, reason: &str) {

@@ -21,6 +21,12 @@ pub struct OutlierConfig {
     pub consecutive_errors: u32,
     pub base_ejection: Duration,
     pub max_ejection: Duration,
+    /// Most nodes out for failures at once (ejected, or down by the health checks), as a share
+    /// of them (always at least one), as Envoy's `max_ejection_percent`: when every node fails
+    /// (an overload, the shared store stalling), ejecting them all only turns slow answers
+    /// into 503s for everyone. A refused connection (nothing listens: a dead node) ejects
+    /// whatever this says.
+    pub max_ejection_percent: usize,
 }
 
 impl Default for OutlierConfig {
@@ -29,8 +35,23 @@ impl Default for OutlierConfig {
             consecutive_errors: 3,
             base_ejection: Duration::from_secs(1),
             max_ejection: Duration::from_secs(30),
+            max_ejection_percent: 10,
         }
     }
+}
+
+/// Whether a failed connection or handshake was refused (nothing listens at the node's
+/// address: it is dead), as opposed to a timeout or a reset (it may be only too busy to
+/// accept, its listen queue full under an overload).
+pub fn is_refusal(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::ConnectionRefused;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 pub struct Backend {
@@ -52,6 +73,9 @@ pub struct Backend {
     /// Player requests the node answered (not counting 5xx failures): the proof a rolling
     /// update waits for that a returned node serves real traffic again.
     answered: AtomicU64,
+    /// Player requests it answered below 500: the proof the health check takes that a node
+    /// whose probe timed out is busy, not dead (a node that only answers 503 proves nothing).
+    served: AtomicU64,
     /// Its recent latency: the hedge delay of retry-safe requests.
     pub recent: crate::latency::Recent,
 }
@@ -77,6 +101,7 @@ impl Backend {
             ejected_until: Mutex::new(None),
             websockets: AtomicI64::new(0),
             answered: AtomicU64::new(0),
+            served: AtomicU64::new(0),
             recent: crate::latency::Recent::default(),
         }
     }
@@ -122,6 +147,15 @@ impl Backend {
         self.answered.load(Ordering::Relaxed)
     }
 
+    /// Counts a player request the node answered below 500.
+    pub fn record_served(&self) {
+        self.served.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
     /// Forgets the passive ejection and its back-off: an operator put the node back in
     /// service, so the refused connections of its restart no longer count against it.
     pub fn clear_ejection(&self) {
@@ -130,11 +164,12 @@ impl Backend {
         self.ejections_in_a_row.store(0, Ordering::SeqCst);
     }
 
-    /// Counts a failure; `immediate` (the node refused the connection) ejects at once.
-    /// Returns whether the node was ejected now.
-    pub fn record_failure(&self, immediate: bool, outlier: &OutlierConfig) -> bool {
+    /// Counts a failure; `immediate` (the node refused the connection) ejects at once, others
+    /// after several in a row, while `may_eject` (the pool's share of ejected nodes allows
+    /// one more). Returns whether the node was ejected now.
+    fn record_failure(&self, immediate: bool, may_eject: bool, outlier: &OutlierConfig) -> bool {
         let errors = self.consecutive_errors.fetch_add(1, Ordering::SeqCst) + 1;
-        if !immediate && errors < outlier.consecutive_errors {
+        if !immediate && (errors < outlier.consecutive_errors || !may_eject) {
             return false;
         }
         let mut until = self.ejected_until.lock();
@@ -187,6 +222,18 @@ impl Pool {
 
     pub fn find(&self, name: &str) -> Option<&Backend> {
         self.backends.iter().find(|b| b.name == name)
+    }
+
+    /// Counts a failure of node `index` for the outlier detection (see
+    /// `Backend::record_failure`); returns whether it was ejected now.
+    pub fn record_failure(&self, index: usize, immediate: bool, outlier: &OutlierConfig) -> bool {
+        let out = self
+            .backends
+            .iter()
+            .filter(|b| b.is_ejected() || !b.is_healthy())
+            .count();
+        let most = (self.backends.len() * outlier.max_ejection_percent / 100).max(1);
+        self.backends[index].record_failure(immediate, out < most, outlier)
     }
 
     pub fn any_eligible(&self) -> bool {
@@ -275,15 +322,16 @@ mod tests {
             consecutive_errors: 3,
             base_ejection: Duration::from_millis(40),
             max_ejection: Duration::from_secs(1),
+            ..OutlierConfig::default()
         };
-        assert!(!b.record_failure(false, &outlier));
-        assert!(!b.record_failure(false, &outlier));
-        assert!(b.record_failure(false, &outlier));
+        assert!(!b.record_failure(false, true, &outlier));
+        assert!(!b.record_failure(false, true, &outlier));
+        assert!(b.record_failure(false, true, &outlier));
         assert!(!b.eligible());
         std::thread::sleep(Duration::from_millis(50));
         assert!(b.eligible());
         assert!(
-            b.record_failure(true, &outlier),
+            b.record_failure(true, true, &outlier),
             "a refused connection ejects at once"
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -299,15 +347,47 @@ mod tests {
     fn clearing_an_ejection_makes_the_node_eligible_at_once() {
         let b = Backend::new("n", "http://x");
         let outlier = OutlierConfig::default();
-        assert!(b.record_failure(true, &outlier));
+        assert!(b.record_failure(true, true, &outlier));
         assert!(!b.eligible());
         b.clear_ejection();
         assert!(b.eligible());
-        assert!(b.record_failure(true, &outlier));
+        assert!(b.record_failure(true, true, &outlier));
         assert!(b.is_ejected(), "a later refusal ejects it again");
         assert_eq!(b.answered(), 0);
         b.record_success();
         assert_eq!(b.answered(), 1);
+    }
+
+    /// Before: each node failing three tries in a row was ejected, so an overload that made
+    /// all three slow ejected all three, and players got 503 `no_node` from live nodes.
+    #[test]
+    fn at_most_the_ejection_share_of_nodes_is_out_for_failures_at_once() {
+        let p = pool(3);
+        let outlier = OutlierConfig::default();
+        let fail_three_times = |index| (0..3).any(|_| p.record_failure(index, false, &outlier));
+        assert!(fail_three_times(0));
+        assert!(
+            !fail_three_times(1),
+            "a second node stays in while one is out"
+        );
+        assert!(!fail_three_times(2));
+        assert_eq!((0..3).filter(|i| p.backends[*i].eligible()).count(), 2);
+        assert!(
+            p.record_failure(2, true, &outlier),
+            "a refused connection ejects whatever the share"
+        );
+        p.backends[0].clear_ejection();
+        p.backends[2].clear_ejection();
+        p.backends[0].set_healthy(false);
+        assert!(
+            !p.record_failure(1, false, &outlier),
+            "a node down counts as out"
+        );
+        p.backends[0].set_healthy(true);
+        assert!(
+            p.record_failure(1, false, &outlier),
+            "its errors still count"
+        );
     }
 
     #[test]

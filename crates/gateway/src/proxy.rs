@@ -26,7 +26,7 @@ use std::hash::BuildHasher;
 
 use crate::Gateway;
 use crate::metrics::{Metrics, NodeKind, NodeLabel};
-use crate::pool::{Backend, PlayerKey};
+use crate::pool::{Backend, PlayerKey, is_refusal};
 
 /// Seconds players are told to wait when no node can serve.
 pub const NO_NODE_RETRY_AFTER: u32 = 5;
@@ -356,14 +356,20 @@ async fn try_node(
             "the request cannot be forwarded",
         ));
     };
-    let failed = |kind: &str, immediate: bool| failed_try(gateway, backend, kind, immediate);
+    let failed = |kind: &str, immediate: bool| failed_try(gateway, index, kind, immediate);
     let in_flight = InFlight::start(backend);
     let result = tokio::time::timeout(limit, gateway.client.request(request)).await;
     gateway.metrics.observe_try(index, in_flight.finish());
     match result {
         Ok(Ok(response)) => answered(gateway, index, response, idempotent).await,
+        // Refused: nothing listens, the node is dead. A connect timeout may be a node too busy
+        // to accept (its listen queue full): a failure like any other, not proof of death.
         Ok(Err(e)) if e.is_connect() => {
-            failed("connect", true);
+            if is_refusal(&e) {
+                failed("connect", true);
+            } else {
+                failed("connect_timeout", false);
+            }
             Try::Retry("connect")
         }
         Ok(Err(e)) => {
@@ -407,9 +413,12 @@ async fn answered(
     // against the node. Ejecting for it kept players out for the whole ejection back-off
     // after the store came back.
     if matches!(status.as_u16(), 502 | 504) || status == StatusCode::INTERNAL_SERVER_ERROR {
-        failed_try(gateway, backend, "5xx", false);
+        failed_try(gateway, index, "5xx", false);
     } else {
         backend.record_success();
+    }
+    if !status.is_server_error() {
+        backend.record_served();
     }
     gateway.metrics.count_answer(index, status.as_u16());
     // Answers are small JSON: read them whole, so the player gets headers and body in one
@@ -418,7 +427,7 @@ async fn answered(
     let body = match Limited::new(body, MAX_ANSWER_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(_) => {
-            failed_try(gateway, backend, "reset", false);
+            failed_try(gateway, index, "reset", false);
             return retry_if_idempotent(idempotent, "reset");
         }
     };
@@ -504,7 +513,7 @@ async fn hedged(
             Try::Answer(_) => {
                 Metrics::count(&gateway.metrics.hedges, "won");
                 // Lost to a hedge: a frozen node, or one far slower than its peers.
-                failed_try(gateway, &gateway.pool.backends[index], "slow", false);
+                failed_try(gateway, index, "slow", false);
                 outcome
             }
             Try::Retry(_) | Try::Fail(_) => first.await,
@@ -514,7 +523,8 @@ async fn hedged(
 
 /// A failed try on `backend`, by kind, for the metrics and the outlier detection
 /// (`immediate`: eject at once, as for a refused connection; else after several in a row).
-fn failed_try(gateway: &Gateway, backend: &Backend, kind: &str, immediate: bool) {
+fn failed_try(gateway: &Gateway, index: usize, kind: &str, immediate: bool) {
+    let backend = &gateway.pool.backends[index];
     let metrics = &gateway.metrics;
     metrics
         .upstream_errors
@@ -523,7 +533,10 @@ fn failed_try(gateway: &Gateway, backend: &Backend, kind: &str, immediate: bool)
             kind: kind.to_owned(),
         })
         .inc();
-    if backend.record_failure(immediate, &gateway.config.outlier) {
+    if gateway
+        .pool
+        .record_failure(index, immediate, &gateway.config.outlier)
+    {
         metrics
             .ejections
             .get_or_create(&NodeLabel {
@@ -623,6 +636,43 @@ async fn forward(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A refused connection is a dead node; a connect that times out (here a listener whose
+    /// queue is full and that never accepts, as a node starved of CPU) is not. Before, both
+    /// ejected the node at once, and under an overload every node was ejected in turn.
+    #[tokio::test]
+    async fn a_connect_timeout_is_no_refusal() {
+        let nodes = vec![("n0".to_owned(), "http://127.0.0.1:9".to_owned())];
+        let mut config = crate::GatewayConfig::new(nodes, "t".repeat(32));
+        config.connect_timeout = Duration::from_millis(200);
+        let gateway = Gateway::new(config).unwrap();
+        let get = |address: SocketAddr| {
+            let request = hyper::Request::get(format!("http://{address}/readyz"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            gateway.client.request(request)
+        };
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let error = get(closed).await.unwrap_err();
+        assert!(error.is_connect() && is_refusal(&error), "{error:?}");
+
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let never_accepts = socket.listen(1).unwrap();
+        let address = never_accepts.local_addr().unwrap();
+        let mut queued = Vec::new();
+        let connect = || tokio::net::TcpStream::connect(address);
+        while let Ok(Ok(stream)) = tokio::time::timeout(Duration::from_millis(200), connect()).await
+        {
+            queued.push(stream);
+            assert!(queued.len() < 64, "the listen queue never filled");
+        }
+        let error = get(address).await.unwrap_err();
+        assert!(error.is_connect() && !is_refusal(&error), "{error:?}");
+    }
 
     /// Every layer in front of the handler boxes its future, copying it whole: a plain
     /// request's future must not carry the WebSocket proxy's or a hedge's (12 KB before).

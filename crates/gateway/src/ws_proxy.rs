@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::{
 };
 
 use crate::Gateway;
-use crate::pool::{NodeState, PlayerKey};
+use crate::pool::{NodeState, PlayerKey, is_refusal};
 use crate::proxy::{no_node, refusal};
 
 pub const CLOSE_SERVICE_RESTART: u16 = 1012;
@@ -164,8 +164,13 @@ async fn open_upstream(
                     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
                 );
             }
-            _ => {
-                backend.record_failure(true, &gateway.config.outlier);
+            // Refused (nothing listens: a dead node) ejects at once; a timeout or a failed
+            // handshake may be a node too busy, and counts like any failure.
+            failed => {
+                let refused =
+                    matches!(&failed, Ok(Err(tungstenite::Error::Io(e))) if is_refusal(e));
+                let outlier = &gateway.config.outlier;
+                gateway.pool.record_failure(index, refused, outlier);
                 if tried.len() >= gateway.pool.backends.len() {
                     return Err(no_node(gateway));
                 }

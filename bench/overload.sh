@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The whole stack past its peak: does the gateway keep serving from live nodes, or does it take
+# them out one after another and answer 503 `no_node`? One `croupier up` per rate (fresh data),
+# the open model through the gateway for [seconds] at each rate given, then the loadtest's
+# outcome and the gateway's refusals, failed tries, ejections and health probe verdicts.
+# Usage: bench/overload.sh [seconds] [bets/s ...]   (default: 12 s at 3000 and 4000 bets/s)
+# CROUPIER_BENCH_STORE=postgres runs the stack on a scratch database of the PostgreSQL server at
+# CROUPIER_TEST_PG (default: the local one) instead of the SQLite file.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-12}"
+shift || true
+if [ $# -gt 0 ]; then rates=("$@"); else rates=(3000 4000); fi
+for tool in jq curl; do
+  command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$tool" >/dev/null; }
+done
+cargo build --release -p croupier --quiet
+bin="${CARGO_TARGET_DIR:-$PWD/target}/release/croupier"
+server="${CROUPIER_TEST_PG:-postgres://root@127.0.0.1:5432/postgres}"
+
+# One rate on a fresh stack: prints a table row; the gateway's counters go to $counters.
+overload() {
+  local rate="$1" work store pg_db="" up players
+  work="$(mktemp -d)"
+  store="$work/data/ledger.db"
+  if [ "${CROUPIER_BENCH_STORE:-sqlite}" = postgres ]; then
+    pg_db="croupier_bench_$(date +%s)_overload"
+    psql "$server" -qc "CREATE DATABASE $pg_db"
+    store="${server%/*}/$pg_db"
+  fi
+  "$bin" up --demo --data "$work/data" --store "$store" --first-node-port 7301 \
+    --gateway-port 8300 --control-port 8380 >"$work/up.log" 2>&1 &
+  up=$!
+  for _ in $(seq 100); do
+    curl -sf http://127.0.0.1:8301/readyz >/dev/null && break
+    sleep 0.2
+  done
+  sleep 1
+  players=$(( rate / 5 > 50 ? rate / 5 : 50 ))
+  "$bin" loadtest --target http://127.0.0.1:8300 --rate "$rate" --players "$players" \
+    --ramp-up-secs 2 --duration-secs "$seconds" --source-addresses 16 --threads 1 --quiet \
+    --summary-json "$work/summary.json" >/dev/null 2>&1 || true
+  curl -s http://127.0.0.1:8301/metrics >"$work/gateway.prom"
+  local count
+  count() { awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { printf "%d", s }' "$work/gateway.prom"; }
+  jq -r --arg rate "$rate" --arg no_node "$(count 'croupier_gateway_refused_total{reason="no_node"}')" \
+    --arg budget "$(count 'croupier_gateway_refused_total{reason="retry_budget"}')" \
+    --arg ejections "$(count 'croupier_gateway_ejections_total')" \
+    '"| \($rate) | \(.bets_per_s|floor) | \(.latency_ms.p50|floor) | \(.latency_ms.p99|floor) | \(.errors) | \(.failures.non_2xx_answers) | \(.failures.reset_connections) | \($no_node) | \($budget) | \($ejections) |"' \
+    "$work/summary.json"
+  grep -E '^croupier_gateway_(health_probes|upstream_errors)_total' "$work/gateway.prom" |
+    grep -v ' 0$' | sed 's/^/    /' >>"$counters" || true
+  echo "    integrity after $rate bets/s: $("$bin" integrity --store "$store" | jq -r 'if .ok then "ok" else "VIOLATED" end')" \
+    >>"$counters"
+  kill -TERM "$up" 2>/dev/null || true
+  wait "$up" 2>/dev/null || true
+  [ -z "$pg_db" ] || psql "$server" -qc "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" || true
+  rm -rf "$work"
+}
+
+counters="$(mktemp)"
+echo "# $(date -u +%FT%TZ) on $(nproc) cores, ${CROUPIER_BENCH_STORE:-sqlite} store, ${seconds}s per rate"
+echo
+echo "| target bets/s | achieved bets/s | p50 ms | p99 ms | errors | non-2xx | resets | 503 no_node | 503 retry_budget | ejections |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+for rate in "${rates[@]}"; do
+  overload "$rate"
+done
+echo
+echo "Gateway counters (health probes by verdict, failed tries by kind):"
+cat "$counters"
+rm -f "$counters"
