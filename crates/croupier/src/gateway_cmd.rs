@@ -82,6 +82,10 @@ pub struct GatewayArgs {
     /// Most requests waiting for an eligible node; more get a 503 at once.
     #[arg(long, default_value_t = 1_000)]
     queue_max: usize,
+    /// Most requests one node holds at once (HAProxy's server `maxconn`); more wait in the
+    /// gateway, up to --queue-timeout-ms, for one of them to end, then get a 503.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    node_max_requests: u32,
     /// Lowest hedge delay, in milliseconds, of a retry-safe request (GET/HEAD or with an
     /// Idempotency-Key): after the node's recent p99 times --try-timeout-factor, at least
     /// this, without an answer, the request also goes to another node (within the retry
@@ -147,6 +151,7 @@ impl GatewayArgs {
         self.set_limits(&mut config);
         config.upstream_timeout = Duration::from_millis(self.upstream_timeout_ms);
         config.queue_timeout = Duration::from_millis(self.queue_timeout_ms);
+        config.node_max_requests = self.node_max_requests as usize;
         config.try_timeout.floor = Duration::from_millis(self.try_timeout_floor_ms);
         config.try_timeout.factor = self.try_timeout_factor.max(1);
         config.try_timeout.cap = Duration::from_millis(self.try_timeout_cap_ms);

@@ -73,6 +73,10 @@ pub struct GatewayConfig {
     pub queue_timeout: Duration,
     /// Most requests waiting for a node; more get 503 at once.
     pub queue_max: usize,
+    /// Most requests one node holds at once (HAProxy's server `maxconn`): more wait in the
+    /// gateway, up to `queue_timeout`, for one to end, instead of opening connections the
+    /// node is too busy to accept.
+    pub node_max_requests: usize,
     /// Most connections open at once from one client address on the players' port.
     pub conns_per_ip: Option<usize>,
     /// Most WebSockets open at once per player and per client address.
@@ -106,6 +110,7 @@ impl GatewayConfig {
             sign_ins_per_minute: Some(120),
             queue_timeout: Duration::from_secs(3),
             queue_max: 1_000,
+            node_max_requests: 128,
             conns_per_ip: Some(512),
             ws_per_player: Some(16),
             ws_per_ip: Some(256),
@@ -165,7 +170,7 @@ impl Gateway {
             config
                 .nodes
                 .iter()
-                .map(|(name, base)| Backend::new(name, base))
+                .map(|(name, base)| Backend::new(name, base, config.node_max_requests))
                 .collect(),
         );
         let mut metrics = Metrics::new(

@@ -116,10 +116,10 @@ impl Metrics {
             )
             .add("retries", "Retries on another node, by reason", &self.retries)
             .add("hedges", "Second tries sent while a slow node's first try went on (sent), the ones that answered first (won), and those the retry budget did not allow (no_budget)", &self.hedges)
-            .add("refused", "Requests the gateway answered itself (no_node, retry_budget, rate_limit_ip, rate_limit_player, rate_limit_sign_in, too_large, not_player_api, websockets_per_ip, websockets_per_player)", &self.refused)
+            .add("refused", "Requests the gateway answered itself (no_node, retry_budget, node_busy, rate_limit_ip, rate_limit_player, rate_limit_sign_in, too_large, not_player_api, websockets_per_ip, websockets_per_player)", &self.refused)
             .add(
                 "queued",
-                "Requests that waited for an eligible node, by outcome (sent, timeout, full)",
+                "Requests that waited for an eligible node, by outcome (sent, timeout, full), and those that waited for a free place on their node (node_full)",
                 &self.queued,
             )
             .add("ejections", "Passive outlier ejections by node", &self.ejections)

@@ -78,10 +78,13 @@ pub struct Backend {
     served: AtomicU64,
     /// Its recent latency: the hedge delay of retry-safe requests.
     pub recent: crate::latency::Recent,
+    /// Requests it may hold at once (HAProxy's server `maxconn`); more wait in the gateway.
+    pub slots: tokio::sync::Semaphore,
 }
 
 impl Backend {
-    pub fn new(name: &str, base: &str) -> Backend {
+    /// A node at `base` that takes at most `max_requests` requests at once.
+    pub fn new(name: &str, base: &str, max_requests: usize) -> Backend {
         let base = base.trim_end_matches('/');
         let origin = base
             .parse::<Uri>()
@@ -103,6 +106,7 @@ impl Backend {
             answered: AtomicU64::new(0),
             served: AtomicU64::new(0),
             recent: crate::latency::Recent::default(),
+            slots: tokio::sync::Semaphore::new(max_requests),
         }
     }
 
@@ -283,7 +287,7 @@ mod tests {
     fn pool(n: usize) -> Pool {
         Pool::new(
             (0..n)
-                .map(|i| Backend::new(&format!("n{i}"), "http://127.0.0.1:1"))
+                .map(|i| Backend::new(&format!("n{i}"), "http://127.0.0.1:1", 8))
                 .collect(),
         )
     }
@@ -317,7 +321,7 @@ mod tests {
 
     #[test]
     fn ejection_backs_off_and_expires() {
-        let b = Backend::new("n", "http://x");
+        let b = Backend::new("n", "http://x", 8);
         let outlier = OutlierConfig {
             consecutive_errors: 3,
             base_ejection: Duration::from_millis(40),
@@ -345,7 +349,7 @@ mod tests {
 
     #[test]
     fn clearing_an_ejection_makes_the_node_eligible_at_once() {
-        let b = Backend::new("n", "http://x");
+        let b = Backend::new("n", "http://x", 8);
         let outlier = OutlierConfig::default();
         assert!(b.record_failure(true, true, &outlier));
         assert!(!b.eligible());

@@ -23,6 +23,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use serde::Serialize;
 use std::hash::BuildHasher;
+use tokio::sync::SemaphorePermit;
 
 use crate::Gateway;
 use crate::metrics::{Metrics, NodeKind, NodeLabel};
@@ -358,6 +359,14 @@ async fn try_node(
     };
     let failed = |kind: &str, immediate: bool| failed_try(gateway, index, kind, immediate);
     let in_flight = InFlight::start(backend);
+    let Some(_slot) = slot(gateway, backend).await else {
+        Metrics::count(&gateway.metrics.refused, "node_busy");
+        return Try::Answer(refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node_busy",
+            "the games are under strain; retry shortly",
+        ));
+    };
     let result = tokio::time::timeout(limit, gateway.client.request(request)).await;
     gateway.metrics.observe_try(index, in_flight.finish());
     match result {
@@ -382,6 +391,20 @@ async fn try_node(
             retry_if_idempotent(idempotent, "timeout")
         }
     }
+}
+
+/// A place among the requests `backend` holds at once, kept until its answer is read: at
+/// once when one is free, else after waiting up to `queue_timeout` for one to end (`None`:
+/// none came). Past its capacity a node accepts connections too slowly: a request waiting
+/// here costs nothing, where a connection opened to it timed out, was retried elsewhere and
+/// spent the retry budget.
+async fn slot<'a>(gateway: &Gateway, backend: &'a Backend) -> Option<SemaphorePermit<'a>> {
+    if let Ok(free) = backend.slots.try_acquire() {
+        return Some(free);
+    }
+    Metrics::count(&gateway.metrics.queued, "node_full");
+    let waited = tokio::time::timeout(gateway.config.queue_timeout, backend.slots.acquire());
+    waited.await.ok()?.ok()
 }
 
 /// A try that failed after the request may have reached the node: another node may take it
@@ -636,6 +659,62 @@ async fn forward(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Before: every request went to its node at once, each on a connection of its own, so
+    /// past a node's capacity the gateway opened connections faster than the node accepted
+    /// them, and the connect timeouts were retried until the retry budget ran out. Now a
+    /// node holds at most `node_max_requests`; the others wait in the gateway, and past
+    /// `queue_timeout` get a 503 without ever reaching the node.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_node_holds_at_most_its_share_of_requests_and_the_rest_wait() {
+        use std::sync::atomic::AtomicUsize;
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let holding = |ms: u64| {
+            let (now, most) = (now.clone(), most.clone());
+            axum::routing::get(move || async move {
+                most.fetch_max(now.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                "{}"
+            })
+        };
+        let app = Router::new()
+            .route("/api/v1/wallet", holding(50))
+            .route("/api/v1/lobby", holding(500));
+        let node = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", node.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(node, app).await });
+        let statuses = |path: &'static str, queue_timeout: Duration| {
+            let nodes = vec![("n0".to_owned(), base.clone())];
+            let mut config = crate::GatewayConfig::new(nodes, "t".repeat(32));
+            config.node_max_requests = 2;
+            config.queue_timeout = queue_timeout;
+            let gateway = Gateway::new(config).unwrap();
+            let client: SocketAddr = "127.0.0.1:5".parse().unwrap();
+            let request = move |n: usize| {
+                let request = Request::builder()
+                    .uri(path)
+                    .header("authorization", format!("Bearer player-{n}"))
+                    .body(Body::empty())
+                    .unwrap();
+                handle(State(gateway.clone()), ConnectInfo(client), request)
+            };
+            async move {
+                let answers = futures_util::future::join_all((0..8).map(request)).await;
+                let mut statuses: Vec<u16> = answers.iter().map(|a| a.status().as_u16()).collect();
+                statuses.sort_unstable();
+                statuses
+            }
+        };
+        // Eight requests of 50 ms, two at a time, with seconds to wait: all answered.
+        let waited = statuses("/api/v1/wallet", Duration::from_secs(3)).await;
+        assert_eq!(waited, [200; 8]);
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+        // Eight of 500 ms with 50 ms to wait: two answered, six turned away unsent.
+        let turned_away = statuses("/api/v1/lobby", Duration::from_millis(50)).await;
+        assert_eq!(turned_away, [200, 200, 503, 503, 503, 503, 503, 503]);
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+    }
 
     /// A refused connection is a dead node; a connect that times out (here a listener whose
     /// queue is full and that never accepts, as a node starved of CPU) is not. Before, both
