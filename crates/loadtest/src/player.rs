@@ -218,14 +218,24 @@ pub fn keep_websocket(shared: Arc<Shared>, player: Arc<Player>) {
             };
             let small_reads = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
                 .read_buffer_size(croupier_web::WEBSOCKET_READ_BUFFER);
-            let connect = tokio_tungstenite::connect_async_tls_with_config(
-                request,
-                Some(small_reads),
-                true,
-                Some(tls.clone()),
-            );
+            let connect = async {
+                let tcp = shared
+                    .http
+                    .tcp(player.lane, shared.address(at))
+                    .await
+                    .ok()?;
+                let tls = Some(tls.clone());
+                tokio_tungstenite::client_async_tls_with_config(
+                    request,
+                    tcp,
+                    Some(small_reads),
+                    tls,
+                )
+                .await
+                .ok()
+            };
             match connect.await {
-                Ok((socket, _)) => {
+                Some((socket, _)) => {
                     shared.ws_event(|s| {
                         s.ws_opened += 1;
                         if !first {
@@ -239,7 +249,7 @@ pub fn keep_websocket(shared: Arc<Shared>, player: Arc<Player>) {
                         return;
                     }
                 }
-                Err(_) => {
+                None => {
                     shared.ws_event(|s| s.ws_failures += 1);
                     if shared.addresses() > 1 {
                         let _ = player.at.compare_exchange(

@@ -161,7 +161,11 @@ pub(super) async fn connect(
     })
 }
 
-async fn tcp(target: &Target<'_>, local: Option<Ipv4Addr>) -> Result<TcpStream, ConnectFailure> {
+/// A TCP connection to `target`, from `local` when given, within the connect timeout.
+pub(super) async fn tcp(
+    target: &Target<'_>,
+    local: Option<Ipv4Addr>,
+) -> Result<TcpStream, ConnectFailure> {
     let failed = |e: io::Error| ConnectFailure {
         refused: e.kind() == io::ErrorKind::ConnectionRefused,
         reason: format!("tcp connect error: {e}"),

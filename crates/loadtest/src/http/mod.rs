@@ -164,6 +164,22 @@ impl HttpClient {
         self.inner.lanes.len()
     }
 
+    /// A TCP connection to `url`'s host and port from lane `lane`'s source address: a
+    /// player's WebSocket leaves from the address their requests leave from, as a real
+    /// client's would, so per-address caps see the same players behind each address.
+    pub async fn tcp(&self, lane: usize, url: &str) -> Result<tokio::net::TcpStream, LoadError> {
+        let failed = |reason: String, refused: bool| LoadError::Connect {
+            url: url.to_owned(),
+            reason,
+            refused,
+        };
+        let target = wire::target(url).map_err(|reason| failed(reason, false))?;
+        let lanes = &self.inner.lanes;
+        conn::tcp(&target, lanes[lane % lanes.len()].local)
+            .await
+            .map_err(|ConnectFailure { reason, refused }| failed(reason, refused))
+    }
+
     /// Sends `call` on lane `lane`; a transport failure or timeout is an error, any status is
     /// an answer.
     pub async fn send(&self, lane: usize, call: Call<'_>) -> Result<Answer, LoadError> {

@@ -308,6 +308,22 @@ async fn each_lane_leaves_from_its_own_loopback_address() {
     assert_eq!(*peers.lock(), ["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
 }
 
+/// A player's WebSocket leaves from their lane's address too. Before, every socket left from
+/// 127.0.0.1, so a run of more than 256 players met the gateway's WebSockets-per-address
+/// cap on one address while its requests were spread over sixteen: thousands of refused
+/// handshakes and reconnects in every stack benchmark.
+#[tokio::test]
+async fn a_lane_s_raw_connections_leave_from_its_address() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let http = HttpClient::new(3, Duration::from_secs(2)).unwrap();
+    for (lane, address) in [(1, "127.0.0.2"), (2, "127.0.0.3"), (3, "127.0.0.1")] {
+        let _open = http.tcp(lane, &url).await.unwrap();
+        let (_, peer) = listener.accept().await.unwrap();
+        assert_eq!(peer.ip().to_string(), address);
+    }
+}
+
 /// A server that answers its first request with `head`, then writes `piece` over and over
 /// until the client goes away (or 256 MiB, so the test ends by itself); the bytes it wrote.
 async fn endless(head: &'static [u8], piece: Vec<u8>) -> (String, Arc<Mutex<usize>>) {
