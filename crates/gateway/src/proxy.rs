@@ -23,11 +23,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use serde::Serialize;
 use std::hash::BuildHasher;
-use tokio::sync::SemaphorePermit;
 
 use crate::Gateway;
 use crate::metrics::{Metrics, NodeKind, NodeLabel};
 use crate::pool::{Backend, PlayerKey, is_refusal};
+use crate::queue::NodePlace;
 
 /// Seconds players are told to wait when no node can serve.
 pub const NO_NODE_RETRY_AFTER: u32 = 5;
@@ -359,13 +359,18 @@ async fn try_node(
     };
     let failed = |kind: &str, immediate: bool| failed_try(gateway, index, kind, immediate);
     let in_flight = InFlight::start(backend);
-    let Some(_slot) = slot(gateway, backend).await else {
-        Metrics::count(&gateway.metrics.refused, "node_busy");
-        return Try::Answer(refusal(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "node_busy",
-            "the games are under strain; retry shortly",
-        ));
+    let _place = match crate::queue::place_on(gateway, backend).await {
+        NodePlace::Held(place) => place,
+        // Nothing was sent: another node may take it.
+        NodePlace::NodeOut => return Try::Retry("node_out"),
+        NodePlace::TimedOut => {
+            Metrics::count(&gateway.metrics.refused, "node_busy");
+            return Try::Answer(refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "node_busy",
+                "the games are under strain; retry shortly",
+            ));
+        }
     };
     let result = tokio::time::timeout(limit, gateway.client.request(request)).await;
     gateway.metrics.observe_try(index, in_flight.finish());
@@ -391,20 +396,6 @@ async fn try_node(
             retry_if_idempotent(idempotent, "timeout")
         }
     }
-}
-
-/// A place among the requests `backend` holds at once, kept until its answer is read: at
-/// once when one is free, else after waiting up to `queue_timeout` for one to end (`None`:
-/// none came). Past its capacity a node accepts connections too slowly: a request waiting
-/// here costs nothing, where a connection opened to it timed out, was retried elsewhere and
-/// spent the retry budget.
-async fn slot<'a>(gateway: &Gateway, backend: &'a Backend) -> Option<SemaphorePermit<'a>> {
-    if let Ok(free) = backend.slots.try_acquire() {
-        return Some(free);
-    }
-    Metrics::count(&gateway.metrics.queued, "node_full");
-    let waited = tokio::time::timeout(gateway.config.queue_timeout, backend.slots.acquire());
-    waited.await.ok()?.ok()
 }
 
 /// A try that failed after the request may have reached the node: another node may take it
@@ -714,6 +705,55 @@ mod tests {
         let turned_away = statuses("/api/v1/lobby", Duration::from_millis(50)).await;
         assert_eq!(turned_away, [200, 200, 503, 503, 503, 503, 503, 503]);
         assert_eq!(most.load(Ordering::SeqCst), 2);
+    }
+
+    /// A request waiting for a place on a node that goes out of rotation (frozen, then
+    /// found out by the checks) moves to another node at once: it was never sent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_waiting_on_a_node_gone_out_moves_to_another() {
+        let node = |hold: Duration| async move {
+            let held = axum::routing::get(move || async move {
+                tokio::time::sleep(hold).await;
+                "{}"
+            });
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let app = Router::new().route("/api/v1/wallet", held);
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            base
+        };
+        let (slow, quick) = (
+            node(Duration::from_secs(2)).await,
+            node(Duration::ZERO).await,
+        );
+        let nodes = vec![("a".to_owned(), slow), ("b".to_owned(), quick)];
+        let mut config = crate::GatewayConfig::new(nodes, "t".repeat(32));
+        config.node_max_requests = 1;
+        let gateway = Gateway::new(config).unwrap();
+        let (a, b) = (&gateway.pool.backends[0], &gateway.pool.backends[1]);
+        b.set_healthy(false);
+        let wallet = |n: usize| {
+            let request = Request::builder()
+                .uri("/api/v1/wallet")
+                .header("authorization", format!("Bearer player-{n}"))
+                .body(Body::empty())
+                .unwrap();
+            let client: SocketAddr = "127.0.0.1:5".parse().unwrap();
+            tokio::spawn(handle(State(gateway.clone()), ConnectInfo(client), request))
+        };
+        let holding = wallet(1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let waiting = wallet(2);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let moved_at = Instant::now();
+        a.set_healthy(false);
+        b.set_healthy(true);
+        let moved = waiting.await.unwrap();
+        assert_eq!(moved.status(), StatusCode::OK);
+        assert_eq!(moved.headers()[wire::NODE], "b");
+        assert!(moved_at.elapsed() < Duration::from_millis(500));
+        // The held one is answered too (by a hedge to b, as it is a GET).
+        assert_eq!(holding.await.unwrap().status(), StatusCode::OK);
     }
 
     /// A refused connection is a dead node; a connect that times out (here a listener whose

@@ -5,17 +5,33 @@
 //! operators keep `active` can come back by itself, so with none active (every node drained
 //! or in maintenance, a deliberate outage) there is nothing to wait for: 503 at once, as after
 //! the timeout or with the queue full.
+//!
+//! A node also holds at most `node_max_requests` at once (HAProxy's server `maxconn`): a
+//! request past that waits here for a place on it, for as long, and moves to another node if
+//! its node goes out of rotation meanwhile (`place_on`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::sync::SemaphorePermit;
+
 use crate::Gateway;
 use crate::metrics::Metrics;
-use crate::pool::{NodeState, PlayerKey};
+use crate::pool::{Backend, NodeState, PlayerKey};
 
 /// How often a waiting request looks for an eligible node again: ejections end on a clock,
 /// not an event, so waiting requests look rather than being woken.
 const LOOK_EVERY: Duration = Duration::from_millis(10);
+
+/// What a request waiting for a place on its node got.
+pub enum NodePlace<'a> {
+    /// A place, kept until its answer is read.
+    Held(SemaphorePermit<'a>),
+    /// The node went out of rotation (down, ejected, drained): nothing was sent.
+    NodeOut,
+    /// No place came within `queue_timeout`.
+    TimedOut,
+}
 
 /// The requests waiting for a node.
 #[derive(Default)]
@@ -87,4 +103,28 @@ fn may_come_back(gateway: &Gateway) -> bool {
         .backends
         .iter()
         .any(|b| b.admin_state() == NodeState::Active)
+}
+
+/// A place among the requests `backend` holds at once: at once when one is free, else after
+/// waiting (in turn) for one to end. Past its capacity a node accepts connections too slowly:
+/// a request waiting here costs nothing, where a connection opened to it timed out, was
+/// retried elsewhere and spent the retry budget.
+pub async fn place_on<'a>(gateway: &Gateway, backend: &'a Backend) -> NodePlace<'a> {
+    if let Ok(free) = backend.slots.try_acquire() {
+        return NodePlace::Held(free);
+    }
+    Metrics::count(&gateway.metrics.queued, "node_full");
+    let deadline = tokio::time::Instant::now() + gateway.config.queue_timeout;
+    let turn = backend.slots.acquire();
+    tokio::pin!(turn);
+    loop {
+        let look = (tokio::time::Instant::now() + LOOK_EVERY).min(deadline);
+        match tokio::time::timeout_at(look, &mut turn).await {
+            Ok(Ok(place)) => return NodePlace::Held(place),
+            Ok(Err(_closed)) => return NodePlace::TimedOut,
+            Err(_) if tokio::time::Instant::now() >= deadline => return NodePlace::TimedOut,
+            Err(_) if !backend.eligible() => return NodePlace::NodeOut,
+            Err(_) => {}
+        }
+    }
 }
