@@ -4,6 +4,7 @@
 # the open model through the gateway for [seconds] at each rate given, then the loadtest's
 # outcome and the gateway's refusals, failed tries, ejections and health probe verdicts.
 # Usage: bench/overload.sh [seconds] [bets/s ...]   (default: 12 s at 3000 and 4000 bets/s)
+# A row with errors -1: the load generator wrote no summary (see the stack's logs).
 # CROUPIER_BENCH_STORE=postgres runs the stack on a scratch database of the PostgreSQL server at
 # CROUPIER_TEST_PG (default: the local one) instead of the SQLite file.
 set -euo pipefail
@@ -40,13 +41,15 @@ overload() {
   "$bin" loadtest --target http://127.0.0.1:8300 --rate "$rate" --players "$players" \
     --ramp-up-secs 2 --duration-secs "$seconds" --source-addresses 16 --threads 1 --quiet \
     --summary-json "$work/summary.json" >/dev/null 2>&1 || true
-  curl -s http://127.0.0.1:8301/metrics >"$work/gateway.prom"
+  curl -s http://127.0.0.1:8301/metrics >"$work/gateway.prom" || true
+  [ -s "$work/summary.json" ] || echo '{"bets_per_s":0,"latency_ms":{"p50":0,"p99":0},"errors":-1,"failures":{"non_2xx_answers":0,"reset_connections":0}}' >"$work/summary.json"
   local count
   count() { awk -v m="$1" 'index($0, m) == 1 { s += $NF } END { printf "%d", s }' "$work/gateway.prom"; }
   jq -r --arg rate "$rate" --arg no_node "$(count 'croupier_gateway_refused_total{reason="no_node"}')" \
     --arg budget "$(count 'croupier_gateway_refused_total{reason="retry_budget"}')" \
+    --arg busy "$(count 'croupier_gateway_refused_total{reason="node_busy"}')" \
     --arg ejections "$(count 'croupier_gateway_ejections_total')" \
-    '"| \($rate) | \(.bets_per_s|floor) | \(.latency_ms.p50|floor) | \(.latency_ms.p99|floor) | \(.errors) | \(.failures.non_2xx_answers) | \(.failures.reset_connections) | \($no_node) | \($budget) | \($ejections) |"' \
+    '"| \($rate) | \(.bets_per_s|floor) | \(.latency_ms.p50|floor) | \(.latency_ms.p99|floor) | \(.errors) | \(.failures.non_2xx_answers) | \(.failures.reset_connections) | \($no_node) | \($budget) | \($busy) | \($ejections) |"' \
     "$work/summary.json"
   grep -E '^croupier_gateway_(health_probes|upstream_errors)_total' "$work/gateway.prom" |
     grep -v ' 0$' | sed 's/^/    /' >>"$counters" || true
@@ -61,8 +64,8 @@ overload() {
 counters="$(mktemp)"
 echo "# $(date -u +%FT%TZ) on $(nproc) cores, ${CROUPIER_BENCH_STORE:-sqlite} store, ${seconds}s per rate"
 echo
-echo "| target bets/s | achieved bets/s | p50 ms | p99 ms | errors | non-2xx | resets | 503 no_node | 503 retry_budget | ejections |"
-echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| target bets/s | achieved bets/s | p50 ms | p99 ms | errors | non-2xx | resets | 503 no_node | 503 retry_budget | 503 node_busy | ejections |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for rate in "${rates[@]}"; do
   overload "$rate"
 done

@@ -80,6 +80,8 @@ pub struct Backend {
     pub recent: crate::latency::Recent,
     /// Requests it may hold at once (HAProxy's server `maxconn`); more wait in the gateway.
     pub slots: tokio::sync::Semaphore,
+    /// Wakes the requests waiting for a place when the node is taken out (`held_out`).
+    pub taken_out: tokio::sync::Notify,
 }
 
 impl Backend {
@@ -107,6 +109,7 @@ impl Backend {
             served: AtomicU64::new(0),
             recent: crate::latency::Recent::default(),
             slots: tokio::sync::Semaphore::new(max_requests),
+            taken_out: tokio::sync::Notify::new(),
         }
     }
 
@@ -116,6 +119,9 @@ impl Backend {
 
     pub fn set_admin_state(&self, state: NodeState) {
         self.admin.send_replace(state);
+        if self.held_out() {
+            self.taken_out.notify_waiters();
+        }
     }
 
     /// Fires when the operator state changes (WebSockets close on drain).
@@ -129,11 +135,20 @@ impl Backend {
 
     pub fn set_healthy(&self, healthy: bool) {
         self.healthy.store(healthy, Ordering::SeqCst);
+        if !healthy {
+            self.taken_out.notify_waiters();
+        }
     }
 
     pub fn is_ejected(&self) -> bool {
         let until = self.ejected_until.lock();
         until.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// Out of rotation by the health checks or the operators (an ejection aside): the
+    /// requests waiting for a place on it go elsewhere.
+    pub fn held_out(&self) -> bool {
+        self.admin_state() != NodeState::Active || !self.is_healthy()
     }
 
     /// May take new work.

@@ -29,6 +29,9 @@ use crate::metrics::{Metrics, NodeKind, NodeLabel};
 use crate::pool::{Backend, PlayerKey, is_refusal};
 use crate::queue::NodePlace;
 
+/// The retry reason of a request that waited for a place on a node taken out meanwhile.
+const NODE_OUT: &str = "node_out";
+
 /// Seconds players are told to wait when no node can serve.
 pub const NO_NODE_RETRY_AFTER: u32 = 5;
 /// Largest answer read from a node.
@@ -362,7 +365,7 @@ async fn try_node(
     let _place = match crate::queue::place_on(gateway, backend).await {
         NodePlace::Held(place) => place,
         // Nothing was sent: another node may take it.
-        NodePlace::NodeOut => return Try::Retry("node_out"),
+        NodePlace::NodeOut => return Try::Retry(NODE_OUT),
         NodePlace::TimedOut => {
             Metrics::count(&gateway.metrics.refused, "node_busy");
             return Try::Answer(refusal(
@@ -635,7 +638,9 @@ async fn forward(
                 )
             };
         }
-        if !gateway.budget.try_withdraw() {
+        // A request that never reached its node adds no load by moving: the budget, which
+        // keeps retries from multiplying an overload, is not spent on it.
+        if reason != NODE_OUT && !gateway.budget.try_withdraw() {
             Metrics::count(&gateway.metrics.refused, "retry_budget");
             return refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -708,7 +713,8 @@ mod tests {
     }
 
     /// A request waiting for a place on a node that goes out of rotation (frozen, then
-    /// found out by the checks) moves to another node at once: it was never sent.
+    /// found out by the checks) moves to another node at once, and spends no retry budget:
+    /// it was never sent.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_request_waiting_on_a_node_gone_out_moves_to_another() {
         let node = |hold: Duration| async move {
@@ -729,6 +735,8 @@ mod tests {
         let nodes = vec![("a".to_owned(), slow), ("b".to_owned(), quick)];
         let mut config = crate::GatewayConfig::new(nodes, "t".repeat(32));
         config.node_max_requests = 1;
+        // No retry budget: a move that sent nothing must not need one.
+        (config.retry_ratio, config.retry_floor_per_second) = (0.0, 0.0);
         let gateway = Gateway::new(config).unwrap();
         let (a, b) = (&gateway.pool.backends[0], &gateway.pool.backends[1]);
         b.set_healthy(false);
@@ -752,8 +760,8 @@ mod tests {
         assert_eq!(moved.status(), StatusCode::OK);
         assert_eq!(moved.headers()[wire::NODE], "b");
         assert!(moved_at.elapsed() < Duration::from_millis(500));
-        // The held one is answered too (by a hedge to b, as it is a GET).
-        assert_eq!(holding.await.unwrap().status(), StatusCode::OK);
+        // The held one is answered by a, in its time (no budget for a hedge).
+        assert_eq!(holding.await.unwrap().headers()[wire::NODE], "a");
     }
 
     /// A refused connection is a dead node; a connect that times out (here a listener whose

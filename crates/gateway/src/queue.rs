@@ -8,7 +8,7 @@
 //!
 //! A node also holds at most `node_max_requests` at once (HAProxy's server `maxconn`): a
 //! request past that waits here for a place on it, for as long, and moves to another node if
-//! its node goes out of rotation meanwhile (`place_on`).
+//! its node is taken out meanwhile (down by the checks, drained; `place_on`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -27,7 +27,9 @@ const LOOK_EVERY: Duration = Duration::from_millis(10);
 pub enum NodePlace<'a> {
     /// A place, kept until its answer is read.
     Held(SemaphorePermit<'a>),
-    /// The node went out of rotation (down, ejected, drained): nothing was sent.
+    /// The node was taken out (down by the checks, drained): nothing was sent. A node only
+    /// ejected for failures keeps its waiting requests: under an overload every node fails
+    /// some tries, and moving hundreds of requests at each ejection only moved the queue.
     NodeOut,
     /// No place came within `queue_timeout`.
     TimedOut,
@@ -114,17 +116,19 @@ pub async fn place_on<'a>(gateway: &Gateway, backend: &'a Backend) -> NodePlace<
         return NodePlace::Held(free);
     }
     Metrics::count(&gateway.metrics.queued, "node_full");
-    let deadline = tokio::time::Instant::now() + gateway.config.queue_timeout;
-    let turn = backend.slots.acquire();
-    tokio::pin!(turn);
-    loop {
-        let look = (tokio::time::Instant::now() + LOOK_EVERY).min(deadline);
-        match tokio::time::timeout_at(look, &mut turn).await {
-            Ok(Ok(place)) => return NodePlace::Held(place),
-            Ok(Err(_closed)) => return NodePlace::TimedOut,
-            Err(_) if tokio::time::Instant::now() >= deadline => return NodePlace::TimedOut,
-            Err(_) if !backend.eligible() => return NodePlace::NodeOut,
-            Err(_) => {}
-        }
+    // Woken, not polling: thousands may wait at once past the nodes' capacity.
+    let taken_out = backend.taken_out.notified();
+    tokio::pin!(taken_out);
+    taken_out.as_mut().enable();
+    if backend.held_out() {
+        return NodePlace::NodeOut;
+    }
+    tokio::select! {
+        place = backend.slots.acquire() => match place {
+            Ok(place) => NodePlace::Held(place),
+            Err(_closed) => NodePlace::TimedOut,
+        },
+        () = &mut taken_out => NodePlace::NodeOut,
+        () = tokio::time::sleep(gateway.config.queue_timeout) => NodePlace::TimedOut,
     }
 }
