@@ -151,9 +151,9 @@ impl Backend {
         self.admin_state() != NodeState::Active || !self.is_healthy()
     }
 
-    /// May take new work.
+    /// May take new work: not held out, and not ejected.
     pub fn eligible(&self) -> bool {
-        self.admin_state() == NodeState::Active && self.is_healthy() && !self.is_ejected()
+        !self.held_out() && !self.is_ejected()
     }
 
     pub fn record_success(&self) {
