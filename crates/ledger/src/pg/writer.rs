@@ -62,7 +62,18 @@ pub type Turn = parking_lot::Mutex<mpsc::Receiver<Job>>;
 type TurnGuard<'a> = parking_lot::MutexGuard<'a, mpsc::Receiver<Job>>;
 
 impl Writer {
-    pub fn run(self, turn: &Turn) {
+    /// Serves the queue until it closes. A panic outside an operation (a bug in the writer's
+    /// own code, or in the store's observer) would end the thread, and with it this writer;
+    /// with the last writer every write of the process would be refused until a restart,
+    /// while the node still answered its health checks. The batch it was on is answered as
+    /// failed (or was answered already); the panic is logged and the writer goes on.
+    pub fn run(&self, turn: &Turn) {
+        while catch_unwind(AssertUnwindSafe(|| self.serve(turn))).is_err() {
+            tracing::error!("a ledger writer panicked outside an operation; it goes on");
+        }
+    }
+
+    fn serve(&self, turn: &Turn) {
         loop {
             let mut queue = turn.lock();
             let Some(first) = queue.blocking_recv() else {
@@ -102,7 +113,7 @@ impl Writer {
                 Err(e) => break Err(e),
             }
         };
-        self.observer.report(&BatchTimings {
+        let timings = BatchTimings {
             jobs: jobs.len(),
             queue_wait: jobs
                 .first()
@@ -113,7 +124,8 @@ impl Writer {
             commit: stages.commit,
             retries,
             committed: outcome.is_ok(),
-        });
+        };
+        // Answered first: whatever the observer does, a committed batch is answered so.
         match outcome {
             Ok(replies) => {
                 for (job, reply) in jobs.into_iter().zip(replies) {
@@ -127,6 +139,7 @@ impl Writer {
                 }
             }
         }
+        self.observer.report(&timings);
     }
 
     /// One try: a transaction running every job, flushed and committed.
@@ -144,7 +157,12 @@ impl Writer {
             client: &client,
             driver: Driver::Runtime(&self.runtime),
         };
-        let result = self.run_batch(conn, jobs, stages, turn);
+        // A panic mid-batch fails the batch, and its connection (a transaction may be open
+        // on it) is not handed back.
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            self.run_batch(conn, jobs, stages, turn)
+        }))
+        .unwrap_or_else(|_| Err(LedgerError::Storage("the batch panicked".into())));
         if result.is_err() {
             discard_connection(client);
         }

@@ -247,7 +247,26 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
+    /// Serves the queue until it closes. A panic outside an operation (a bug in the writer's
+    /// own code, or in the store's observer) would end the thread, and with it every write of
+    /// the process until a restart, while the node still answered its health checks. The
+    /// batch it was on is rolled back and refused (or was answered already); the turn at the
+    /// file is given up if held, the panic logged, and the writer goes on.
     fn run(&self, mut queue: mpsc::Receiver<Job>) {
+        while catch_unwind(AssertUnwindSafe(|| self.serve(&mut queue))).is_err() {
+            tracing::error!("the ledger writer panicked outside an operation; it goes on");
+            if !self.conn.is_autocommit()
+                && let Err(e) = self.conn.execute_batch("ROLLBACK")
+            {
+                tracing::error!(error = %e, "cannot roll back the panicked batch");
+            }
+            if let Err(e) = self.turns.pass() {
+                tracing::error!(error = %e, "cannot pass the ledger's write turn");
+            }
+        }
+    }
+
+    fn serve(&self, queue: &mut mpsc::Receiver<Job>) {
         while let Some(first) = queue.blocking_recv() {
             let turn = self.turns.take();
             let mut batch = vec![first];

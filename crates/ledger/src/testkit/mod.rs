@@ -497,6 +497,37 @@ pub async fn cashier_movements_keep_invariants_and_are_found_by_key(opener: &dyn
     assert!(!report.violated(integrity::SUM_ZERO), "{report:#?}");
 }
 
+/// An observer that panics on the first `left` batches it is told of.
+struct PanicsFirst(std::sync::atomic::AtomicU32);
+
+impl crate::observe::StoreObserver for PanicsFirst {
+    fn batch(&self, _timings: &crate::observe::BatchTimings) {
+        let left = self.0.load(std::sync::atomic::Ordering::SeqCst);
+        if left > 0 {
+            self.0.store(left - 1, std::sync::atomic::Ordering::SeqCst);
+            panic!("an observer bug");
+        }
+    }
+
+    fn checkpoint(&self, _took: std::time::Duration) {}
+}
+
+/// A panic in a store's writer thread outside any operation (here the store's observer, told
+/// of each batch after it is answered, panics for the first four) costs no write: each batch
+/// is answered as committed and the writers go on. Before, the panic ended the writer's
+/// thread; with the last writer gone every later write was refused, until a restart.
+pub async fn a_writer_that_panics_goes_on(opener: &dyn Opener) {
+    let store = opener.open();
+    store.observe(Arc::new(PanicsFirst(4.into())));
+    for _ in 0..6 {
+        post_all(&*store, None, vec![grant("ann", 1)])
+            .await
+            .expect("a write after a writer's panic");
+    }
+    assert_eq!(balance(&*store, "ann").await, 6);
+    assert_sound(&*store).await;
+}
+
 /// One `#[tokio::test]` per contract test, each on a fresh ledger: `$fresh` is an async
 /// expression giving an `Opener`.
 macro_rules! store_contract_tests {
@@ -514,7 +545,8 @@ macro_rules! store_contract_tests {
             reopen_keeps_data,
             housekeeping_removes_expired_sessions_and_keeps_recent_keys,
             a_player_keeps_only_the_newest_sessions,
-            cashier_movements_keep_invariants_and_are_found_by_key
+            cashier_movements_keep_invariants_and_are_found_by_key,
+            a_writer_that_panics_goes_on
         );
     };
     (@each $fresh:expr; $($name:ident),*) => {
