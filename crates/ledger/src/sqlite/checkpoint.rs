@@ -16,6 +16,7 @@
 //!
 //! Each pass that copied frames is reported to the store's observer.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -68,12 +69,21 @@ struct Passes {
 }
 
 impl Passes {
+    /// Passes every `EVERY` until stopped. A pass that panics (the store's observer, told of
+    /// each checkpoint, is outside this crate) gives up the write turn if it held it and the
+    /// next pass runs as usual: an ended thread would let the WAL grow until the disk fills.
     fn run(&self, stopped: &mpsc::Receiver<()>) {
         let mut last = WalState::default();
         while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(EVERY) {
-            match self.pass(last) {
-                Ok(now) => last = now,
-                Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; retried shortly"),
+            match catch_unwind(AssertUnwindSafe(|| self.pass(last))) {
+                Ok(Ok(now)) => last = now,
+                Ok(Err(e)) => tracing::warn!(error = %e, "WAL checkpoint failed; retried shortly"),
+                Err(_) => {
+                    tracing::error!("a WAL checkpoint pass panicked; the next runs shortly");
+                    if let Err(e) = self.turns.pass() {
+                        tracing::error!(error = %e, "cannot pass the ledger's write turn");
+                    }
+                }
             }
         }
     }
@@ -131,14 +141,41 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// Counts checkpoints; panics on the first `panics` of them.
     #[derive(Default)]
-    struct Checkpoints(AtomicUsize);
+    struct Checkpoints(AtomicUsize, usize);
 
     impl StoreObserver for Checkpoints {
         fn batch(&self, _: &BatchTimings) {}
         fn checkpoint(&self, _: Duration) {
-            self.0.fetch_add(1, Ordering::Relaxed);
+            if self.0.fetch_add(1, Ordering::Relaxed) < self.1 {
+                panic!("an observer bug");
+            }
         }
+    }
+
+    /// The observer panics on the first two checkpoints: passes go on after them, and the WAL
+    /// is copied back all the same. Before, the first panic ended the checkpoint thread and the
+    /// WAL grew with every write from then on.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checkpoints_go_on_after_a_pass_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("ledger.db");
+        let store: Arc<dyn crate::Store> =
+            Arc::new(SqliteStore::open(SqliteConfig::new(&db)).unwrap());
+        let seen = Arc::new(Checkpoints(AtomicUsize::new(0), 2));
+        store.observe(seen.clone());
+        for round in 0..3 {
+            for i in 0..200 {
+                post_all(&*store, None, vec![grant(&format!("p{}", i % 7), 1)])
+                    .await
+                    .unwrap();
+            }
+            tokio::time::sleep(EVERY * 3).await;
+            assert!(seen.0.load(Ordering::Relaxed) > round, "round {round}");
+        }
+        let wal = passive_checkpoint(&connect(&db, false).unwrap()).unwrap();
+        assert_eq!(wal.frames, wal.copied, "{wal:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
