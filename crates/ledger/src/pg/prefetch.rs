@@ -116,47 +116,65 @@ enum Kind {
 /// The statements of a read round, one per table, in the order every batch locks in. A
 /// player's active seed and seeds named by id are one statement, so they too are locked in
 /// one order (by id); in two, a batch locked active seeds by player, then others by id.
+///
+/// A round asked for comes with its seed and its player's balance, read and locked in the
+/// same round, before it, in that order: an action on a round reads the round, then its seed,
+/// then the player's balance, each known only from the one before, so they took three read
+/// rounds (three discovery runs, each round rolled back and begun again) where one does. A
+/// round's seed and player never change, so the rounds they are found by need no lock yet.
 fn statements(currency: &str, needs: &Needs) -> Vec<(Kind, Statement)> {
     let mut out = Vec::new();
-    if !needs.active_seeds.is_empty() || !needs.seeds.is_empty() {
+    let rounds: Vec<String> = needs.rounds.iter().cloned().collect();
+    if !needs.active_seeds.is_empty() || !needs.seeds.is_empty() || !rounds.is_empty() {
         let players: Vec<String> = needs.active_seeds.iter().cloned().collect();
         let ids: Vec<i64> = needs.seeds.iter().copied().collect();
         out.push((
             Kind::Seeds,
             Statement::new(
-                format!(
-                    "SELECT {SEED_COLUMNS} FROM seeds
-                     WHERE (player = ANY($1) AND revealed_ms IS NULL) OR id = ANY($2)
-                     ORDER BY id FOR UPDATE"
-                ),
-                vec![Box::new(players), Box::new(ids)],
+                format!("SELECT {SEED_COLUMNS} FROM seeds {SEEDS_WANTED} ORDER BY id FOR UPDATE"),
+                vec![Box::new(players), Box::new(ids), Box::new(rounds.clone())],
             ),
         ));
     }
-    if !needs.balances.is_empty() {
+    if !needs.balances.is_empty() || !rounds.is_empty() {
         let accounts: Vec<String> = needs.balances.iter().cloned().collect();
         out.push((
             Kind::Balances,
             Statement::new(
-                "SELECT * FROM croupier_lock_balances_v1($1, $2)",
-                vec![Box::new(accounts), Box::new(currency.to_owned())],
+                LOCK_BALANCES,
+                vec![
+                    Box::new(accounts),
+                    Box::new(currency.to_owned()),
+                    Box::new(rounds.clone()),
+                ],
             ),
         ));
     }
-    if !needs.rounds.is_empty() {
-        let ids: Vec<String> = needs.rounds.iter().cloned().collect();
+    if !rounds.is_empty() {
         out.push((
             Kind::Rounds,
             Statement::new(
                 format!(
                     "SELECT {ROUND_COLUMNS} FROM rounds WHERE id = ANY($1) ORDER BY id FOR UPDATE"
                 ),
-                vec![Box::new(ids)],
+                vec![Box::new(rounds)],
             ),
         ));
     }
     out
 }
+
+/// The seeds a read round locks: players' active seeds ($1), seeds by id ($2) and the seeds of
+/// the rounds asked for ($3). The rounds' seeds are an array computed once (an `IN` subquery
+/// beside the `OR`s would be a filter over every seed), so the seeds are found by index.
+/// `tests::joined_writes_use_an_index` checks the plan.
+pub const SEEDS_WANTED: &str = "WHERE (player = ANY($1) AND revealed_ms IS NULL)
+       OR id = ANY($2::bigint[] || ARRAY(SELECT seed_id FROM rounds WHERE id = ANY($3::text[])))";
+
+/// The balances a read round locks (created at 0 when absent, see `schema::ROUTINES`): the
+/// accounts asked for ($1) and those of the players of the rounds asked for ($3).
+pub const LOCK_BALANCES: &str = "SELECT * FROM croupier_lock_balances_v1(
+         $1::text[] || ARRAY(SELECT 'player:' || player FROM rounds WHERE id = ANY($3::text[])), $2)";
 
 fn load_seeds(rows: &[Row], needs: &Needs, state: &mut BatchState) {
     for row in rows {

@@ -547,8 +547,9 @@ async fn a_key_another_node_is_committing_is_replayed_without_a_retry() {
     testkit::assert_sound(&*store).await;
 }
 
-/// Every write that joins a table with the batch's rows is planned once on the writer's
-/// connection settings, and that plan finds the rows through an index, with tables small
+/// Every write that joins a table with the batch's rows (and the read of a round's seeds) is
+/// planned once on the writer's connection settings, and that plan finds the rows through an
+/// index, with tables small
 /// enough that a whole scan would be priced lower. Before: each batch read every player's
 /// balance, every round, every seed, whichever the planner found cheaper at the time; and
 /// then each batch planned these writes afresh (a custom plan each time, never the generic
@@ -579,6 +580,14 @@ async fn joined_writes_use_an_index() {
         ("UPDATE_SEEDS", batch::UPDATE_SEEDS),
         ("UPDATE_ROUNDS", batch::UPDATE_ROUNDS),
         ("RESEAL_SEEDS", reseal::RESEAL_SEEDS),
+        (
+            "SEEDS_WANTED",
+            format!(
+                "SELECT id FROM seeds {} ORDER BY id FOR UPDATE",
+                prefetch::SEEDS_WANTED
+            )
+            .as_str(),
+        ),
     ] {
         let params = (1..=9).filter(|n| sql.contains(&format!("${n}"))).count();
         let nulls = vec!["NULL"; params].join(", ");
@@ -757,4 +766,72 @@ async fn a_batch_commits_and_waits_for_the_disk_in_one_query() {
     assert_eq!(balance(&*store, "ann").await, 1);
     let report = store.integrity().await.unwrap();
     assert!(report.ok, "{report:#?}");
+}
+
+/// An action on a round, as a game makes it (the round, then its seed, then the player's
+/// balance, each named by the one before), runs with one read round: the round comes with its
+/// seed and its player's balance. The operation runs three times: once to learn it needs the
+/// round, once to find it needs nothing more, once for real. Before, each of the three reads
+/// was learnt in a discovery run of its own and read in a round of its own (four runs, three
+/// read rounds, each rolled back and begun again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_on_a_round_reads_its_rows_in_one_round() {
+    use crate::model::{Round, RoundStatus};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let db = TempDb::new();
+    let store: Arc<dyn Store> = Arc::new(db.store());
+    post_all(&*store, None, vec![grant("ann", 100)])
+        .await
+        .unwrap();
+    let seed_id: i64 = store
+        .transact(None, |tx| {
+            tx.create_player("ann")?;
+            tx.insert_seed("ann", "s", "h-s", "c")
+        })
+        .await
+        .unwrap()
+        .into_value();
+    store
+        .transact(None, move |tx| {
+            let now = tx.now_ms();
+            tx.insert_round(&Round {
+                id: "r1".into(),
+                player: "ann".into(),
+                game: "blackjack".into(),
+                status: RoundStatus::Open,
+                stake: 0,
+                payout: None,
+                bet: "{}".into(),
+                state: "{}".into(),
+                seed_id,
+                nonce: 0,
+                node: "test".into(),
+                created_ms: now,
+                updated_ms: now,
+            })
+        })
+        .await
+        .unwrap();
+    let runs = Arc::new(AtomicU32::new(0));
+    let counted = runs.clone();
+    store
+        .transact(None, move |tx| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let round = tx.round("r1")?.expect("the round");
+            let seed = tx.seed(round.seed_id)?.expect("its seed");
+            assert_eq!(seed.id, seed_id);
+            tx.post(&Transfer {
+                kind: EntryKind::Raise,
+                round_id: Some(round.id.clone()),
+                debit: Account::player(&round.player),
+                credit: Account::InRound,
+                amount: 10,
+            })?;
+            tx.balance(&Account::player(&round.player))
+        })
+        .await
+        .unwrap();
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    assert_eq!(balance(&*store, "ann").await, 90);
 }
