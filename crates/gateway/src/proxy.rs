@@ -540,7 +540,7 @@ async fn hedged(
 
 /// A failed try on `backend`, by kind, for the metrics and the outlier detection
 /// (`immediate`: eject at once, as for a refused connection; else after several in a row).
-fn failed_try(gateway: &Gateway, index: usize, kind: &str, immediate: bool) {
+pub(crate) fn failed_try(gateway: &Gateway, index: usize, kind: &str, immediate: bool) {
     let backend = &gateway.pool.backends[index];
     let metrics = &gateway.metrics;
     metrics

@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::{
 
 use crate::Gateway;
 use crate::pool::{NodeState, PlayerKey, is_refusal};
-use crate::proxy::{no_node, refusal};
+use crate::proxy::{failed_try, no_node, refusal};
 
 pub const CLOSE_SERVICE_RESTART: u16 = 1012;
 
@@ -165,12 +165,17 @@ async fn open_upstream(
                 );
             }
             // Refused (nothing listens: a dead node) ejects at once; a timeout or a failed
-            // handshake may be a node too busy, and counts like any failure.
+            // handshake may be a node too busy, and counts like any failure. Either is
+            // counted as plain requests' failures are (`croupier_gateway_upstream_errors_total`).
             failed => {
                 let refused =
                     matches!(&failed, Ok(Err(tungstenite::Error::Io(e))) if is_refusal(e));
-                let outlier = &gateway.config.outlier;
-                gateway.pool.record_failure(index, refused, outlier);
+                let kind = match (&failed, refused) {
+                    (_, true) => "connect",
+                    (Err(_), _) => "timeout",
+                    _ => "ws_handshake",
+                };
+                failed_try(gateway, index, kind, refused);
                 if tried.len() >= gateway.pool.backends.len() {
                     return Err(no_node(gateway));
                 }
@@ -278,4 +283,43 @@ async fn bridge(
 fn small_reads() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
     tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .read_buffer_size(croupier_web::WEBSOCKET_READ_BUFFER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{NodeKind, NodeLabel};
+
+    /// A player's WebSocket that finds its node refusing connections is counted as a plain
+    /// request's failed try is (`upstream_errors{kind="connect"}`) and ejects the node at once
+    /// (`ejections`). Before, the ejection happened but neither counter moved: a node failing
+    /// only its players' sockets looked healthy on every dashboard.
+    #[tokio::test]
+    async fn a_refused_websocket_is_counted_and_ejects_its_node() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let nodes = vec![("n0".to_owned(), format!("http://{closed}"))];
+        let gateway = Gateway::new(crate::GatewayConfig::new(nodes, "t".repeat(32))).unwrap();
+        let opened = open_upstream(&gateway, &HeaderMap::new(), "/api/v1/ws", None).await;
+        assert_eq!(
+            opened.err().map(|answer| answer.status()),
+            Some(StatusCode::SERVICE_UNAVAILABLE)
+        );
+        let errors = gateway
+            .metrics
+            .upstream_errors
+            .get_or_create(&NodeKind {
+                node: "n0".into(),
+                kind: "connect".into(),
+            })
+            .get();
+        let ejections = gateway
+            .metrics
+            .ejections
+            .get_or_create(&NodeLabel { node: "n0".into() })
+            .get();
+        assert_eq!((errors, ejections), (1, 1));
+    }
 }
