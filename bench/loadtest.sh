@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The load generator against wrk, then the whole stack's peak, in one run on one `croupier up`:
+#  0. the disk's flush latency (`croupier-bench disk`), which every acknowledged bet waits for;
 #  1. requests per CPU-second of `croupier loadtest` (closed model, 64 players, GET
 #     /api/v1/lobby, one thread) against wrk (one thread, 64 connections, the same GET) on
 #     the same node;
@@ -17,7 +18,7 @@ for tool in wrk jq curl; do command -v "$tool" >/dev/null || missing+=("$tool");
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-cargo build --release -p croupier --quiet
+cargo build --release -p croupier -p croupier-bench --quiet
 bin="${CARGO_TARGET_DIR:-$PWD/target}/release/croupier"
 work="$(mktemp -d)"
 store="$work/data/ledger.db"
@@ -54,6 +55,13 @@ cpu_of() {
 }
 
 echo "# $(date -u +%FT%TZ) on $(nproc) cores, $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2), ${seconds}s per measurement"
+echo
+echo "## 0. The disk: how long a small write takes to become durable (the stack idle)"
+echo
+echo "Every acknowledged bet waits for such a flush (SQLite's WAL fsync, PostgreSQL's WAL flush):"
+echo "a step whose p99 is made by a few slow seconds may be the disk's, not the stack's."
+echo
+"${bin%/*}/croupier-bench" disk --folder "$work/data" --seconds "$seconds"
 echo
 echo "## 1. Generator efficiency: GET /api/v1/lobby on one node, 64 connections"
 token="$(curl -sf -X POST -H 'content-type: application/json' -d '{"player":"bench-wrk"}' \

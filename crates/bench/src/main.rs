@@ -14,6 +14,7 @@
 mod backup;
 mod baseline;
 mod control;
+mod disk;
 mod gateway;
 mod http;
 mod pg;
@@ -137,6 +138,15 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
         nodes: Vec<usize>,
     },
+    /// The disk's latency to make a small write durable (`fdatasync`), which every
+    /// acknowledged bet waits for: p50, p99, max and each flush over 50 ms.
+    Disk {
+        /// A folder on the disk to measure (the ledger's).
+        #[arg(long, default_value = ".")]
+        folder: std::path::PathBuf,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
     /// All of them, one after the other, and the ratios.
     All(Common),
 }
@@ -154,6 +164,7 @@ fn main() -> anyhow::Result<()> {
             rows.extend(http::run(&common.players, seconds(&common), croupier)?)
         }
         Command::Gateway { seconds, croupier } => return gateway::run(seconds, croupier),
+        Command::Disk { folder, seconds } => return disk::run(&folder, seconds),
         Command::Pg {
             common,
             server,
