@@ -371,7 +371,7 @@ async fn try_node(
             return Try::Answer(refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "node_busy",
-                "the games are under strain; retry shortly",
+                UNDER_STRAIN,
             ));
         }
     };
@@ -538,6 +538,10 @@ async fn hedged(
     }
 }
 
+/// What a player is told when the gateway turns a request away unsent to spare the nodes (a
+/// node's places all taken, or the retry budget spent): nothing ran, sending again is safe.
+const UNDER_STRAIN: &str = "the games are under strain; retry shortly";
+
 /// A failed try on `backend`, by kind, for the metrics and the outlier detection
 /// (`immediate`: eject at once, as for a refused connection; else after several in a row).
 pub(crate) fn failed_try(gateway: &Gateway, index: usize, kind: &str, immediate: bool) {
@@ -645,7 +649,7 @@ async fn forward(
             return refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "retry_budget_exhausted",
-                "the games are under strain; retry shortly",
+                UNDER_STRAIN,
             );
         }
         Metrics::count(&gateway.metrics.retries, reason);
