@@ -73,6 +73,7 @@ impl BatchState {
     /// depends on them.
     pub fn forget_reads(&mut self) {
         self.idempotency = Tracked::default();
+        self.players = Tracked::default();
         self.balances = Tracked::default();
         self.created_balances.clear();
         self.seeds = Tracked::default();

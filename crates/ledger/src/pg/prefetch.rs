@@ -47,6 +47,8 @@ pub struct Needs {
     /// Player accounts whose balance is needed (the house and escrow are never locked).
     pub balances: BTreeSet<String>,
     pub rounds: BTreeSet<String>,
+    /// Players whose existence is asked (claimed first, see `CLAIM_PLAYERS`).
+    pub players: BTreeSet<String>,
 }
 
 impl Needs {
@@ -55,6 +57,7 @@ impl Needs {
             && self.seeds.is_empty()
             && self.balances.is_empty()
             && self.rounds.is_empty()
+            && self.players.is_empty()
     }
 
     /// Adds what `more` asks for.
@@ -63,6 +66,7 @@ impl Needs {
         self.seeds.extend(more.seeds);
         self.balances.extend(more.balances);
         self.rounds.extend(more.rounds);
+        self.players.extend(more.players);
     }
 }
 
@@ -101,6 +105,8 @@ impl<'a> Reads<'a> {
                 Kind::Seeds => load_seeds(&rows, needs, state),
                 Kind::Balances => load_balances(&rows, &needs.balances, state),
                 Kind::Rounds => load_rounds(&rows, &needs.rounds, state)?,
+                Kind::PlayerClaims => {}
+                Kind::Players => load_players(&rows, &needs.players, state),
             }
         }
         Ok(())
@@ -108,6 +114,8 @@ impl<'a> Reads<'a> {
 }
 
 enum Kind {
+    PlayerClaims,
+    Players,
     Seeds,
     Balances,
     Rounds,
@@ -124,6 +132,20 @@ enum Kind {
 /// round's seed and player never change, so the rounds they are found by need no lock yet.
 fn statements(currency: &str, needs: &Needs) -> Vec<(Kind, Statement)> {
     let mut out = Vec::new();
+    if !needs.players.is_empty() {
+        let players: Vec<String> = needs.players.iter().cloned().collect();
+        out.push((
+            Kind::PlayerClaims,
+            Statement::new(CLAIM_PLAYERS, vec![Box::new(players.clone())]),
+        ));
+        out.push((
+            Kind::Players,
+            Statement::new(
+                "SELECT id FROM players WHERE id = ANY($1)",
+                vec![Box::new(players)],
+            ),
+        ));
+    }
     let rounds: Vec<String> = needs.rounds.iter().cloned().collect();
     if !needs.active_seeds.is_empty() || !needs.seeds.is_empty() || !rounds.is_empty() {
         let players: Vec<String> = needs.active_seeds.iter().cloned().collect();
@@ -164,6 +186,18 @@ fn statements(currency: &str, needs: &Needs) -> Vec<(Kind, Statement)> {
     out
 }
 
+/// Claims the players whose existence a batch asks (a transaction-level advisory lock each,
+/// in name order, in a space of their own beside the idempotency keys'), before their read,
+/// which then runs in a snapshot taken after the claim. A new player signing in through two
+/// nodes at once (the control plane's synthetic checks sign the day's test player in on every
+/// node at the same second) is then created by one batch; the other waits for its commit and
+/// reads the player as there. Without the claim both read it as absent, and the second
+/// batch's insert failed on the primary key once the first committed, aborting every other
+/// bet of its batch for a retry on a fresh connection. Claims come after the keys' and before
+/// any row lock, as every batch takes them.
+const CLAIM_PLAYERS: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended(p, 1)) FROM unnest($1::text[]) AS t(p)";
+
 /// The seeds a read round locks: players' active seeds ($1), seeds by id ($2) and the seeds of
 /// the rounds asked for ($3). The rounds' seeds are an array computed once (an `IN` subquery
 /// beside the `OR`s would be a filter over every seed), so the seeds are found by index.
@@ -175,6 +209,15 @@ pub const SEEDS_WANTED: &str = "WHERE (player = ANY($1) AND revealed_ms IS NULL)
 /// accounts asked for ($1) and those of the players of the rounds asked for ($3).
 pub const LOCK_BALANCES: &str = "SELECT * FROM croupier_lock_balances_v1(
          $1::text[] || ARRAY(SELECT 'player:' || player FROM rounds WHERE id = ANY($3::text[])), $2)";
+
+fn load_players(rows: &[Row], asked: &BTreeSet<String>, state: &mut BatchState) {
+    for row in rows {
+        state.players.load(row.get(0), Some(()));
+    }
+    for player in asked {
+        state.players.load(player.clone(), None);
+    }
+}
 
 fn load_seeds(rows: &[Row], needs: &Needs, state: &mut BatchState) {
     for row in rows {

@@ -835,3 +835,59 @@ async fn an_action_on_a_round_reads_its_rows_in_one_round() {
     assert_eq!(runs.load(Ordering::SeqCst), 3);
     assert_eq!(balance(&*store, "ann").await, 90);
 }
+
+/// A new player signing in through two nodes at once: while another node is creating the
+/// player (here a raw connection following the store's protocol: it claims the player, inserts
+/// it, commits 300 ms later), this node's batch waits for the claim and finds the player
+/// there; it creates nothing and is not aborted. Before, both read the player as absent and
+/// this batch's insert failed on the primary key once the other committed: the whole batch
+/// was aborted and retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_player_another_node_is_creating_is_found_without_a_retry() {
+    let db = TempDb::new();
+    let store: Arc<dyn Store> = Arc::new(db.store());
+    let retries = Arc::new(Retries(Default::default()));
+    store.observe(retries.clone());
+    let other = db.client().await;
+    other.batch_execute("BEGIN").await.unwrap();
+    other
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 1))",
+            &[&"newcomer"],
+        )
+        .await
+        .unwrap();
+    other
+        .execute(
+            "INSERT INTO players (id, created_ms) VALUES ($1, 0)",
+            &[&"newcomer"],
+        )
+        .await
+        .unwrap();
+    let signed_in = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .transact(None, |tx| {
+                    if tx.player_exists("newcomer")? {
+                        return Ok::<_, LedgerError>(false);
+                    }
+                    tx.create_player("newcomer")?;
+                    tx.post(&grant("newcomer", 100))?;
+                    Ok(true)
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    other.batch_execute("COMMIT").await.unwrap();
+    let created = signed_in.await.unwrap().unwrap().into_value();
+    assert!(!created, "the other node created the player");
+    assert_eq!(balance(&*store, "newcomer").await, 0, "no grant");
+    assert_eq!(
+        retries.0.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no batch aborted and retried"
+    );
+    testkit::assert_sound(&*store).await;
+}

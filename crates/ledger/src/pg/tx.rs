@@ -278,13 +278,16 @@ impl LedgerTx for PgTx<'_> {
         {
             return Ok(known.is_some());
         }
-        let exists = self
-            .query_opt("SELECT 1 FROM players WHERE id = $1", &[&player])?
-            .is_some();
-        if let Some(batch) = self.batch.as_deref_mut() {
-            batch.players.load(player.to_owned(), exists.then_some(()));
+        if self.batch.is_some() {
+            // Claimed, then read (see `prefetch::CLAIM_PLAYERS`).
+            self.fetch(|needs| {
+                needs.players.insert(player.to_owned());
+            })?;
+            return self.player_exists(player);
         }
-        Ok(exists)
+        Ok(self
+            .query_opt("SELECT 1 FROM players WHERE id = $1", &[&player])?
+            .is_some())
     }
 
     fn create_player(&mut self, player: &str) -> Result<(), LedgerError> {
