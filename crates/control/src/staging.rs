@@ -1,10 +1,14 @@
 //! The rehearsal before a rolling update touches production: the newest backup is restored
-//! into a scratch store (every piece and invariant checked on the way), the new build is
+//! into a scratch store (a SQLite ledger: every piece and invariant checked on the way; a
+//! PostgreSQL one: pgBackRest's newest state in a scratch cluster), the new build is
 //! started on it as a staging node on the loopback, and the same smoke test runs against it
 //! (lobby, a real test bet, integrity). The staging node and its store are removed after.
 
 use std::path::Path;
 use std::process::Stdio;
+
+use croupier_backup::pgbackrest::restore_test::ScratchCluster;
+use croupier_backup::pgbackrest::{PgBackrest, RestoreTarget};
 
 use crate::Control;
 use crate::backups::{BackupConfig, BackupLedger};
@@ -17,28 +21,66 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-/// Restores the newest backup into `dir/ledger.db`; what it restored.
-async fn restore_newest(backup: &BackupConfig, dir: &Path) -> Result<String, String> {
-    let BackupLedger::Sqlite { target, key, .. } = &backup.ledger else {
-        return Err(
-            "the rehearsal stages from a SQLite ledger's backups; a PostgreSQL \
-                    ledger's pgBackRest backups are proven by the restore tests instead"
-                .into(),
-        );
-    };
-    let (target, key, dest) = (target.clone(), key.clone(), dir.join("ledger.db"));
-    tokio::task::spawn_blocking(move || {
-        let target = croupier_backup::Target::open(&target).map_err(|e| e.to_string())?;
-        let restored =
-            croupier_backup::restore(&target, &key, &dest, None, &croupier_backup::Silent)
-                .map_err(|e| e.to_string())?;
-        Ok(format!(
-            "restored backup {} at cut {} ({} segments) in {} ms",
-            restored.backup_id, restored.cut_ms, restored.segments_applied, restored.elapsed_ms
-        ))
-    })
-    .await
-    .map_err(|e| e.to_string())?
+/// The restored ledger the staging node runs on. A PostgreSQL one is a scratch cluster on a
+/// loopback port of its own (archiving off), stopped and removed when this is dropped.
+enum Staged {
+    Sqlite,
+    Postgres(ScratchCluster, String),
+}
+
+impl Staged {
+    /// The staging node's `--store`, when not the data folder's `ledger.db`.
+    fn store_args(&self) -> Vec<String> {
+        match self {
+            Staged::Sqlite => Vec::new(),
+            Staged::Postgres(cluster, database) => vec!["--store".into(), cluster.url(database)],
+        }
+    }
+}
+
+/// Restores the newest backup: a SQLite ledger into `dir/ledger.db`, a PostgreSQL one with
+/// pgBackRest into a scratch cluster under the restore tests' folder. What it restored, and
+/// where.
+async fn restore_newest(backup: &BackupConfig, dir: &Path) -> Result<(Staged, String), String> {
+    match &backup.ledger {
+        BackupLedger::Sqlite { target, key, .. } => {
+            let (target, key, dest) = (target.clone(), key.clone(), dir.join("ledger.db"));
+            let restored = tokio::task::spawn_blocking(move || {
+                let target = croupier_backup::Target::open(&target)?;
+                croupier_backup::restore(&target, &key, &dest, None, &croupier_backup::Silent)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+            let what = format!(
+                "restored backup {} at cut {} ({} segments) in {} ms",
+                restored.backup_id, restored.cut_ms, restored.segments_applied, restored.elapsed_ms
+            );
+            Ok((Staged::Sqlite, what))
+        }
+        BackupLedger::Postgres {
+            pgbackrest,
+            schedule,
+        } => {
+            let (config, schedule) = (pgbackrest.clone(), schedule.clone());
+            let started = std::time::Instant::now();
+            let cluster = tokio::task::spawn_blocking(move || {
+                let pgbackrest = PgBackrest::new(config)?;
+                ScratchCluster::restore(&pgbackrest, &schedule.scratch_dir, &RestoreTarget::Newest)
+                    .map(|cluster| (cluster, schedule.database))
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("pgBackRest restore: {e}"))?;
+            let what = format!(
+                "restored the newest pgBackRest state (end of the archived WAL) into a scratch \
+                 cluster on port {} in {} ms",
+                cluster.0.port(),
+                started.elapsed().as_millis()
+            );
+            Ok((Staged::Postgres(cluster.0, cluster.1), what))
+        }
+    }
 }
 
 /// Runs the rehearsal with `binary`; the steps it went through, or why it failed.
@@ -53,7 +95,8 @@ pub async fn rehearse(control: &Control, binary: &str) -> Result<Vec<String>, St
         .tempdir_in(&backup.scratch_dir)
         .or_else(|_| tempfile::tempdir())
         .map_err(|e| format!("a scratch folder: {e}"))?;
-    let mut steps = vec![restore_newest(backup, dir.path()).await?];
+    let (staged, restored) = restore_newest(backup, dir.path()).await?;
+    let mut steps = vec![restored];
     let port = free_port().map_err(|e| e.to_string())?;
     let mut command = tokio::process::Command::new(binary);
     command
@@ -61,7 +104,8 @@ pub async fn rehearse(control: &Control, binary: &str) -> Result<Vec<String>, St
         .args(["--node-id", "staging"])
         .args(control.config.test_players.node_args())
         .arg("--data")
-        .arg(dir.path());
+        .arg(dir.path())
+        .args(staged.store_args());
     if let Some(seed_key) = &backup.seed_key_file {
         command.arg("--seed-key-file").arg(seed_key);
     }
@@ -82,6 +126,9 @@ pub async fn rehearse(control: &Control, binary: &str) -> Result<Vec<String>, St
     steps.push(format!("staging node ready on port {port}"));
     let smoke = crate::node_probe::smoke_test(control, &staging).await;
     let _ = node.kill().await;
+    let _ = node.wait().await;
+    // A scratch cluster stops with pg_ctl: off the async threads.
+    let _ = tokio::task::spawn_blocking(move || drop(staged)).await;
     steps.push(smoke?);
     Ok(steps)
 }

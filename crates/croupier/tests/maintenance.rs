@@ -129,8 +129,9 @@ fn open_blackjack(stack: &UpStack, token: &str) -> String {
     panic!("fifty naturals in a row");
 }
 
-/// The staging rehearsal restores the control plane's newest backup, which exists for a
-/// SQLite ledger only.
+/// The staging rehearsal restores the control plane's newest backup. A test stack on
+/// PostgreSQL runs none (pgBackRest needs a cluster of its own: tests/pgbackrest.rs
+/// rehearses on one).
 fn rehearsal() -> &'static [&'static str] {
     if test_store::postgres() {
         &[]

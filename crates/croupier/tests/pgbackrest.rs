@@ -380,6 +380,43 @@ fn croupier_up_on_a_postgres_ledger_hands_pgbackrest_to_its_control_plane() {
         proven,
         "no passing restore test: {last:#}\nup's log:\n{log}"
     );
+
+    // A rolling update rehearsed first on a staging node that runs on pgBackRest's newest
+    // state, restored into a scratch cluster of its own (one node here: none need stay up).
+    let run = croupier()
+        .args([
+            "maintenance",
+            "--url",
+            &layout.control_url(),
+            "--as",
+            "release-bot",
+        ])
+        .args([
+            "run",
+            "--drain-deadline",
+            "3s",
+            "--min-eligible",
+            "0",
+            "--staging",
+        ])
+        .arg("--binary")
+        .arg(env!("CARGO_BIN_EXE_croupier"))
+        .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
+        .output()
+        .unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr),
+    );
+    assert!(run.status.success(), "{out}{err}");
+    assert!(
+        out.contains("restored the newest pgBackRest state"),
+        "{out}"
+    );
+    assert!(
+        out.contains("staging  rehearsal   lobby, test bet and integrity passed"),
+        "{out}"
+    );
 }
 
 /// GETs a control plane route with the ops token.
