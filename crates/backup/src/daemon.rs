@@ -4,12 +4,14 @@
 //! SQLite ledger's new rows are shipped each second on a thread of their own, so a long
 //! backup or restore test never holds shipping back. What happens is told to `DaemonHooks`
 //! (the control plane records it in its state and alerts on the health; the command logs it).
+//! A pass that panics is a failed pass, told like any other, and the next one runs as usual.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use croupier_vitals::background::survive_blocking;
 use parking_lot::Mutex;
 
 use crate::cut::now_ms;
@@ -122,13 +124,19 @@ impl BackupDaemon {
                 if let Some(pin) = pins.lock().take() {
                     schedule.pin(pin);
                 }
-                match schedule.run_due(now_ms()) {
-                    Ok(outcome) => hooks.ran(&outcome),
-                    Err(e) => hooks.failed("schedule", &e),
+                let pass =
+                    survive_blocking("backup schedule", || match schedule.run_due(now_ms()) {
+                        Ok(outcome) => hooks.ran(&outcome),
+                        Err(e) => hooks.failed("schedule", &e),
+                    });
+                if pass.is_none() {
+                    hooks.failed("schedule", &BackupError::Panicked { task: "schedule" });
                 }
                 first_pass.store(true, Ordering::Relaxed);
             }
-            hooks.health(schedule.health(now_ms()));
+            if let Some(health) = survive_blocking("backup health", || schedule.health(now_ms())) {
+                hooks.health(health);
+            }
             std::thread::sleep(Duration::from_millis(200));
         }
         if let Some(thread) = shipper {
@@ -179,7 +187,12 @@ fn ship(
         if !hooks.active() {
             // Another process ships now (a control plane that lost its lease).
             shipper = None;
-        } else if let Err(e) = ship_once(shipping, &mut shipper, hooks, pins) {
+        } else if let Err(e) = survive_blocking("backup shipping", || {
+            ship_once(shipping, &mut shipper, hooks, pins)
+        })
+        .unwrap_or(Err(BackupError::Panicked { task: "shipping" }))
+        {
+            // Resumed from the target on the next pass, whatever the failed one left.
             hooks.failed("shipping", &e);
             shipper = None;
         }

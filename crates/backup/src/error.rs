@@ -50,6 +50,8 @@ pub enum BackupError {
     Key(String),
     #[error("no ledger file at {0}")]
     NoLedger(String),
+    #[error("the backup {task} pass panicked (a bug, logged); the next pass runs as usual")]
+    Panicked { task: &'static str },
     #[error("{command} failed: {detail}")]
     Tool { command: String, detail: String },
     #[error("bad backup target {0}")]

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+use croupier_vitals::background::{survive, survive_blocking};
 use tokio_postgres::{Client, NoTls};
 
 /// How often a follower asks for the lease and a leader checks it still holds it.
@@ -132,7 +133,7 @@ fn try_file(path: &Path) -> Result<Option<File>, LeaseError> {
 
 async fn hold_file(path: &Path, leadership: &Leadership) {
     loop {
-        match try_file(path) {
+        match survive_blocking("file lease", || try_file(path)).unwrap_or(Ok(None)) {
             Ok(Some(file)) => {
                 leadership.set(true);
                 // The kernel holds the lock for as long as the file stays open: until the
@@ -149,9 +150,10 @@ async fn hold_file(path: &Path, leadership: &Leadership) {
 
 async fn hold_postgres(url: &str, leadership: &Leadership) {
     loop {
-        match lead_on_postgres(url, leadership).await {
-            Ok(()) => {}
-            Err(e) => tracing::warn!(error = %e, "lease database"),
+        // A panic while leading steps down too: the session, and so the lock, is dropped.
+        let led = survive("postgres lease", lead_on_postgres(url, leadership)).await;
+        if let Some(Err(e)) = led {
+            tracing::warn!(error = %e, "lease database");
         }
         leadership.set(false);
         tokio::time::sleep(POLL).await;

@@ -756,21 +756,11 @@ impl Control {
 /// Scrapes and evaluates once a second until the process stops. A round that panics is
 /// logged and counted, and the next round runs as usual: the state it left is plain data.
 pub fn spawn_monitor(control: Arc<Control>) {
-    use futures_util::FutureExt;
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(SCRAPE_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
+    croupier_vitals::background::spawn_every("monitor", SCRAPE_INTERVAL, move || {
+        let control = control.clone();
+        async move {
             control.lockout.sweep();
-            let round = std::panic::AssertUnwindSafe(control.tick()).catch_unwind();
-            if let Err(panic) = round.await {
-                croupier_vitals::panics::record();
-                tracing::error!(
-                    panic = croupier_vitals::panics::message(panic.as_ref()),
-                    "a monitor round panicked; the next one runs as usual"
-                );
-            }
+            croupier_vitals::background::survive("monitor round", control.tick()).await;
             control.last_round_ms.store(now_ms(), Ordering::Relaxed);
         }
     });

@@ -345,6 +345,37 @@ impl Run {
 
 /// Runs a rollout to the end (a task of its own); its progress is in the state.
 pub async fn run(control: Arc<Control>, id: i64, plan: RolloutPlan) {
+    let actor = plan.actor.clone();
+    fail_if_panicked(control.clone(), id, actor, run_steps(control, id, plan)).await;
+}
+
+/// Runs `rollout`; a panic on the way (a bug) fails the rollout at once. Left `running`, it
+/// would block every later rollout until another control plane took the lead.
+pub(crate) async fn fail_if_panicked(
+    control: Arc<Control>,
+    id: i64,
+    actor: String,
+    rollout: impl std::future::Future<Output = ()>,
+) {
+    if croupier_vitals::background::survive("rolling update", rollout)
+        .await
+        .is_none()
+    {
+        let why = "the rolling update stopped on an internal error (logged); a node it drained \
+                   stays drained: check the nodes' state, then start the update again";
+        let run = Run {
+            control: control.clone(),
+            id,
+            actor,
+        };
+        run.step("", "panicked", false, why);
+        let _ = control
+            .state
+            .finish_rollout(id, RolloutStatus::Failed, None, now_ms());
+    }
+}
+
+async fn run_steps(control: Arc<Control>, id: i64, plan: RolloutPlan) {
     let run = Run {
         control: control.clone(),
         id,

@@ -265,11 +265,9 @@ fn players(demo: bool, launch_dir: &Path, currency: String) -> Players {
 /// Runs `Store::housekeep` every `every` (the first pass soon after start); several nodes on
 /// one ledger each run it, which is harmless: the deletes are idempotent and short.
 fn spawn_housekeeping(store: Arc<dyn Store>, policy: RetentionPolicy, every: Duration) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
+    croupier_vitals::background::spawn_every("housekeeping", every, move || {
+        let store = store.clone();
+        async move {
             match store.housekeep(policy).await {
                 Ok(report) if report.sessions_removed + report.idempotency_removed > 0 => {
                     tracing::info!(?report, "housekeeping removed expired rows");

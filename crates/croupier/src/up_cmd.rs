@@ -14,6 +14,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use croupier_ledger::StoreLocation;
 use croupier_loadtest::layout::{CONTROL, GATEWAY, HOST, Layout};
+use croupier_vitals::background::survive_blocking;
 use croupier_vitals::logs;
 
 use crate::log_args::{LogArgs, LogTo};
@@ -437,7 +438,8 @@ async fn serve_supervisor_api(
     }
 }
 
-/// Supervises the children until Ctrl-C or SIGTERM.
+/// Supervises the children until Ctrl-C or SIGTERM. A round that panics is logged and the
+/// next one runs: a supervisor that ended would leave its children running unwatched.
 async fn supervise(supervisor: &Supervisor, mut signals: GatewaySignals) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate())?;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -445,9 +447,15 @@ async fn supervise(supervisor: &Supervisor, mut signals: GatewaySignals) -> anyh
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
-            _ = signals.restart_asked.recv() => supervisor.replace_socket_holders(),
-            _ = signals.new_gateway_serves.recv() => supervisor.replacement_ready(),
-            _ = tick.tick() => supervisor.supervise_all(),
+            _ = signals.restart_asked.recv() => {
+                survive_blocking("gateway restart", || supervisor.replace_socket_holders());
+            }
+            _ = signals.new_gateway_serves.recv() => {
+                survive_blocking("gateway hand-over", || supervisor.replacement_ready());
+            }
+            _ = tick.tick() => {
+                survive_blocking("supervision", || supervisor.supervise_all());
+            }
         }
     }
     Ok(())

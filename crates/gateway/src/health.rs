@@ -128,21 +128,25 @@ impl Streak {
     }
 }
 
-async fn check_loop(gateway: Arc<Gateway>, index: usize) {
-    let config = gateway.config.health;
-    let backend = &gateway.pool.backends[index];
-    let mut streak = Streak::default();
-    let mut served_before = backend.served();
-    let mut tick = tokio::time::interval(config.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let probe = probe(&gateway, index).await;
+/// One node's checks: what the rounds so far found, plain data a half-done round leaves valid.
+struct Checks {
+    gateway: Arc<Gateway>,
+    index: usize,
+    streak: Streak,
+    served_before: u64,
+}
+
+impl Checks {
+    /// Probes the node once and moves its health when the streak says so.
+    async fn round(&mut self) {
+        let (gateway, config) = (&self.gateway, self.gateway.config.health);
+        let backend = &gateway.pool.backends[self.index];
+        let probe = probe(gateway, self.index).await;
         let served = backend.served();
-        let verdict = Verdict::of(probe, served > served_before);
-        served_before = served;
+        let verdict = Verdict::of(probe, served > self.served_before);
+        self.served_before = served;
         gateway.metrics.count_probe(&backend.name, verdict.label());
-        match streak.count(verdict, backend.is_healthy(), &config) {
+        match self.streak.count(verdict, backend.is_healthy(), &config) {
             Some(true) => {
                 backend.set_healthy(true);
                 tracing::info!(node = %backend.name, "node is up");
@@ -153,6 +157,22 @@ async fn check_loop(gateway: Arc<Gateway>, index: usize) {
             }
             None => {}
         }
+    }
+}
+
+async fn check_loop(gateway: Arc<Gateway>, index: usize) {
+    let mut tick = tokio::time::interval(gateway.config.health.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let served_before = gateway.pool.backends[index].served();
+    let mut checks = Checks {
+        gateway,
+        index,
+        streak: Streak::default(),
+        served_before,
+    };
+    loop {
+        tick.tick().await;
+        croupier_vitals::background::survive("gateway health check", checks.round()).await;
     }
 }
 

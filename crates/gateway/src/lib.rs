@@ -217,13 +217,14 @@ pub async fn serve(
     health::spawn_checks(gateway.clone());
     limits::spawn_sweeper(gateway.clone());
     let summaries = gateway.clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(access_log::SUMMARY_EVERY);
-        loop {
-            every.tick().await;
+    croupier_vitals::background::spawn_every(
+        "access-log summary",
+        access_log::SUMMARY_EVERY,
+        move || {
             summaries.access_log.summarise();
-        }
-    });
+            std::future::ready(())
+        },
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopping = gateway.clone();
     tokio::spawn(async move {

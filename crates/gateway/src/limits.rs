@@ -104,14 +104,11 @@ impl RateLimits {
 
 /// Forgets idle keys now and then, so memory follows the active clients.
 pub fn spawn_sweeper(gateway: Arc<Gateway>) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(10));
-        loop {
-            tick.tick().await;
-            gateway.limits.sweep();
-            gateway.lockout.sweep();
-            gateway.scanning.sweep();
-        }
+    croupier_vitals::background::spawn_every("limits sweep", Duration::from_secs(10), move || {
+        gateway.limits.sweep();
+        gateway.lockout.sweep();
+        gateway.scanning.sweep();
+        std::future::ready(())
     });
 }
 

@@ -171,11 +171,10 @@ async fn sweep(state: &AppState) -> Result<usize, RoundError> {
 
 /// Sweeps every `AbandonPolicy::sweep_every` while the node runs.
 pub fn spawn_sweeper(state: AppState) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(state.abandon.sweep_every());
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
+    let every = state.abandon.sweep_every();
+    croupier_vitals::background::spawn_every("abandoned-round sweep", every, move || {
+        let state = state.clone();
+        async move {
             if let Err(e) = sweep(&state).await {
                 tracing::warn!(error = %e, "abandoned-round sweep failed; trying again next time");
             }

@@ -98,27 +98,28 @@ pub fn router(state: AppState) -> Router {
 
 /// Keeps host metrics and the game-status cache fresh, once a second.
 fn spawn_background(state: AppState) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tick.tick().await;
-            state.lockout.sweep();
-            state.flags.sweep();
-            let metrics_state = state.clone();
-            let _ = tokio::task::spawn_blocking(move || metrics_state.metrics.sample_host()).await;
-            if let Ok(statuses) = state.store.read(|tx| tx.game_statuses()).await {
-                // A word this build does not know keeps its game closed.
-                let fresh: HashMap<String, GameStatus> = statuses
-                    .into_iter()
-                    .map(|(game, word)| {
-                        let status = GameStatus::parse(&word).unwrap_or(GameStatus::Maintenance);
-                        (game, status)
-                    })
-                    .collect();
-                *state.game_status.write() = fresh;
-            }
-        }
+    croupier_vitals::background::spawn_every("node refresh", Duration::from_secs(1), move || {
+        refresh(state.clone())
     });
+}
+
+/// One round of `spawn_background`.
+async fn refresh(state: AppState) {
+    state.lockout.sweep();
+    state.flags.sweep();
+    let metrics_state = state.clone();
+    let _ = tokio::task::spawn_blocking(move || metrics_state.metrics.sample_host()).await;
+    if let Ok(statuses) = state.store.read(|tx| tx.game_statuses()).await {
+        // A word this build does not know keeps its game closed.
+        let fresh: HashMap<String, GameStatus> = statuses
+            .into_iter()
+            .map(|(game, word)| {
+                let status = GameStatus::parse(&word).unwrap_or(GameStatus::Maintenance);
+                (game, status)
+            })
+            .collect();
+        *state.game_status.write() = fresh;
+    }
 }
 
 /// Serves until `shutdown` resolves, with the connection hygiene every server has

@@ -216,6 +216,28 @@ async fn a_new_leader_fails_the_rollout_its_predecessor_left_running() {
 }
 
 #[tokio::test]
+async fn a_rollout_that_panics_is_failed_and_the_next_one_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = control(dir.path());
+    let id = control
+        .state
+        .start_rollout("/opt/croupier/next", 1, "operator", now_ms())
+        .unwrap();
+    let panics = async { panic!("injected panic in a rollout step") };
+    crate::rollout::fail_if_panicked(control.clone(), id, "operator".into(), panics).await;
+    let rollouts = control.state.rollouts(5).unwrap();
+    assert_eq!(
+        (rollouts[0].id, rollouts[0].status.as_str()),
+        (id, "failed")
+    );
+    assert_eq!(rollouts[0].steps.last().unwrap().step, "panicked");
+    let router = router(control);
+    let plain = r#"{"binary":"/opt/croupier/next"}"#;
+    let (status, answer) = call(&router, "POST", "/api/v1/rollouts", Some(TOKEN), plain).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+}
+
+#[tokio::test]
 async fn a_refused_rollout_records_nothing_and_the_next_one_starts() {
     let dir = tempfile::tempdir().unwrap();
     let router = router(control(dir.path()));
