@@ -137,7 +137,10 @@ fn a_panic_under_the_control_planes_series_lock_leaves_the_monitor_and_the_api_s
     let (status, _) = get(&format!("{base}/api/v1/alerts"), Some(OPS_TOKEN)).unwrap();
     assert_eq!(status, 200);
     let log = std::fs::read_to_string(dir.path().join("control.log")).unwrap();
-    assert!(log.contains("a monitor round panicked"), "{log}");
+    assert!(
+        log.contains("a background round panicked") && log.contains("monitor round"),
+        "{log}"
+    );
 }
 
 #[test]
