@@ -7,6 +7,7 @@ use axum::http::HeaderValue;
 use axum::http::uri::{Authority, Scheme, Uri};
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -82,6 +83,10 @@ pub struct Backend {
     pub slots: tokio::sync::Semaphore,
     /// Wakes the requests waiting for a place when the node is taken out (`held_out`).
     pub taken_out: tokio::sync::Notify,
+    /// Wakes the requests queued for any node (`Pool::back`) when this one may take work
+    /// again: healthy, active, or its ejection cleared. An ejection's end is a time, which
+    /// they wait for on their own (`Pool::next_ejection_end`).
+    back: Arc<tokio::sync::Notify>,
 }
 
 impl Backend {
@@ -110,6 +115,7 @@ impl Backend {
             recent: crate::latency::Recent::default(),
             slots: tokio::sync::Semaphore::new(max_requests),
             taken_out: tokio::sync::Notify::new(),
+            back: Arc::default(),
         }
     }
 
@@ -121,6 +127,8 @@ impl Backend {
         self.admin.send_replace(state);
         if self.held_out() {
             self.taken_out.notify_waiters();
+        } else {
+            self.back.notify_waiters();
         }
     }
 
@@ -135,7 +143,9 @@ impl Backend {
 
     pub fn set_healthy(&self, healthy: bool) {
         self.healthy.store(healthy, Ordering::SeqCst);
-        if !healthy {
+        if healthy {
+            self.back.notify_waiters();
+        } else {
             self.taken_out.notify_waiters();
         }
     }
@@ -143,6 +153,12 @@ impl Backend {
     pub fn is_ejected(&self) -> bool {
         let until = self.ejected_until.lock();
         until.is_some_and(|t| Instant::now() < t)
+    }
+
+    /// When the node's ejection ends, if an ejection is all that keeps it out.
+    fn ejection_ends(&self) -> Option<Instant> {
+        let until = (*self.ejected_until.lock()).filter(|t| Instant::now() < *t)?;
+        (!self.held_out()).then_some(until)
     }
 
     /// Out of rotation by the health checks or the operators (an ejection aside): the
@@ -181,6 +197,7 @@ impl Backend {
         *self.ejected_until.lock() = None;
         self.consecutive_errors.store(0, Ordering::SeqCst);
         self.ejections_in_a_row.store(0, Ordering::SeqCst);
+        self.back.notify_waiters();
     }
 
     /// Counts a failure; `immediate` (the node refused the connection) ejects at once, others
@@ -216,6 +233,8 @@ pub type PlayerKey = u64;
 
 pub struct Pool {
     pub backends: Vec<Backend>,
+    /// Notified when a node may take work again (see `Backend::back`).
+    back: Arc<tokio::sync::Notify>,
     affinity: Mutex<HashMap<PlayerKey, (usize, Instant)>>,
     picks: AtomicUsize,
     /// Test-only fault (`--fault panic-under-lock`): picks left that panic while holding the
@@ -224,9 +243,14 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(backends: Vec<Backend>) -> Pool {
+    pub fn new(mut backends: Vec<Backend>) -> Pool {
+        let back = Arc::new(tokio::sync::Notify::new());
+        for backend in &mut backends {
+            backend.back = back.clone();
+        }
         Pool {
             backends,
+            back,
             affinity: Mutex::new(HashMap::new()),
             picks: AtomicUsize::new(0),
             panics_left: AtomicU32::new(0),
@@ -253,6 +277,24 @@ impl Pool {
             .count();
         let most = (self.backends.len() * outlier.max_ejection_percent / 100).max(1);
         self.backends[index].record_failure(immediate, out < most, outlier)
+    }
+
+    /// Resolves when a node may have become eligible (enable it before looking).
+    pub fn back(&self) -> tokio::sync::futures::Notified<'_> {
+        self.back.notified()
+    }
+
+    /// The soonest end of an ejection that alone keeps a node out.
+    pub fn next_ejection_end(&self) -> Option<Instant> {
+        self.backends
+            .iter()
+            .filter_map(Backend::ejection_ends)
+            .min()
+    }
+
+    /// Picks made so far (each takes the affinity lock).
+    pub fn picks(&self) -> usize {
+        self.picks.load(Ordering::Relaxed)
     }
 
     pub fn any_eligible(&self) -> bool {

@@ -11,17 +11,13 @@
 //! its node is taken out meanwhile (down by the checks, drained; `place_on`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::sync::SemaphorePermit;
 
 use crate::Gateway;
 use crate::metrics::Metrics;
 use crate::pool::{Backend, NodeState, PlayerKey};
-
-/// How often a waiting request looks for an eligible node again: ejections end on a clock,
-/// not an event, so waiting requests look rather than being woken.
-const LOOK_EVERY: Duration = Duration::from_millis(10);
 
 /// What a request waiting for a place on its node got.
 pub enum NodePlace<'a> {
@@ -86,15 +82,29 @@ pub async fn pick_or_wait(
         return None;
     };
     let deadline = Instant::now() + config.queue_timeout;
-    while Instant::now() < deadline {
-        tokio::time::sleep(LOOK_EVERY).await;
+    // Woken when a node comes back, or when an ejection ends: not polling, since up to
+    // `queue_max` requests wait here at once, in an outage, when the CPU is needed most.
+    loop {
+        let back = gateway.pool.back();
+        tokio::pin!(back);
+        back.as_mut().enable();
         if let Some(index) = gateway.pool.pick(player, &[]) {
             Metrics::count(&gateway.metrics.queued, "sent");
             return Some(index);
         }
+        let wake = gateway
+            .pool
+            .next_ejection_end()
+            .map_or(deadline, |end| end.min(deadline));
+        if Instant::now() >= deadline {
+            Metrics::count(&gateway.metrics.queued, "timeout");
+            return None;
+        }
+        tokio::select! {
+            () = &mut back => {}
+            () = tokio::time::sleep_until(wake.into()) => {}
+        }
     }
-    Metrics::count(&gateway.metrics.queued, "timeout");
-    None
 }
 
 /// Whether a node is one the operators keep active (so only its health check or an
@@ -130,5 +140,79 @@ pub async fn place_on<'a>(gateway: &Gateway, backend: &'a Backend) -> NodePlace<
         },
         () = &mut taken_out => NodePlace::NodeOut,
         () = tokio::time::sleep(gateway.config.queue_timeout) => NodePlace::TimedOut,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::GatewayConfig;
+    use crate::pool::OutlierConfig;
+
+    const WAITERS: usize = 20;
+
+    fn gateway() -> Arc<Gateway> {
+        let node = ("n0".to_owned(), "http://127.0.0.1:1".to_owned());
+        let mut config = GatewayConfig::new(vec![node], "t".repeat(32));
+        config.queue_timeout = Duration::from_secs(5);
+        Gateway::new(config).unwrap()
+    }
+
+    /// `WAITERS` requests queued for a node; their picks after `held` of waiting; each got.
+    async fn queue_while(gateway: &Arc<Gateway>, held: Duration, back: impl FnOnce()) -> usize {
+        let waiters: Vec<_> = (0..WAITERS)
+            .map(|_| {
+                let gateway = gateway.clone();
+                tokio::spawn(async move { pick_or_wait(&gateway, None, &[]).await })
+            })
+            .collect();
+        tokio::time::sleep(held).await;
+        let picks = gateway.pool.picks();
+        back();
+        for waiter in waiters {
+            assert_eq!(
+                waiter.await.unwrap(),
+                Some(0),
+                "a queued request got no node"
+            );
+        }
+        picks
+    }
+
+    #[tokio::test]
+    async fn queued_requests_are_woken_when_a_node_comes_back_not_polling() {
+        let gateway = gateway();
+        let node = &gateway.pool.backends[0];
+        node.set_healthy(false);
+        let picks = queue_while(&gateway, Duration::from_millis(300), || {
+            node.set_healthy(true);
+        })
+        .await;
+        // Each waiter looks once on arrival and once more on joining the queue; polling
+        // every 10 ms looked 30 times each in the same 300 ms.
+        assert!(
+            picks <= WAITERS * 2,
+            "{picks} picks while no node could be picked"
+        );
+        assert_eq!(gateway.queue.waiting(), 0);
+    }
+
+    #[tokio::test]
+    async fn queued_requests_go_when_an_ejection_ends() {
+        let gateway = gateway();
+        let outlier = OutlierConfig {
+            base_ejection: Duration::from_millis(300),
+            ..OutlierConfig::default()
+        };
+        assert!(gateway.pool.record_failure(0, true, &outlier), "ejected");
+        let picks = queue_while(&gateway, Duration::from_millis(100), || {}).await;
+        assert!(
+            picks <= WAITERS * 2,
+            "{picks} picks while the node was ejected"
+        );
+        assert!(!gateway.pool.backends[0].is_ejected());
     }
 }
