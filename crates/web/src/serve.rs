@@ -4,7 +4,12 @@
 //! - a client has `header_read` to send its request headers (slowloris) and `body_read` to
 //!   send its body (slow bodies): past either the connection is closed (headers) or the
 //!   request answered 408 and the connection closed (body);
-//! - one client address holds at most `conns_per_ip` connections; more are closed at once;
+//! - one client address holds at most `conns_per_ip` connections; one more is answered `429
+//!   too_many_connections` (JSON, `Retry-After: 1`) and closed, as nginx's `limit_conn`
+//!   answers rather than cutting, so a player behind a busy NAT reads why. At most
+//!   `REFUSALS_AT_ONCE` are being answered at once, each given `REFUSAL_READ` to send its
+//!   request; past that, and on TLS listeners (a handshake per refusal is what a flood
+//!   wants), the connection is closed unanswered;
 //! - stopping is gentle: first stop accepting, then give connections accepted a moment ago
 //!   the time to send their request, then ask every connection to finish what it is doing and
 //!   close, within `stop_deadline`. A request that reached the server is answered; only a
@@ -27,8 +32,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::caps::Caps;
 use crate::tls::Acceptor;
@@ -39,6 +44,11 @@ pub const FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
 /// Pause after a failed accept: out of descriptors (`ulimit -n`) the listener stays readable,
 /// and accepting again at once would spin a core without serving anyone.
 pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Connections over their address's cap being answered at once, per listener.
+pub const REFUSALS_AT_ONCE: usize = 64;
+/// How long a connection over the cap has to send its request before it is closed.
+pub const REFUSAL_READ: Duration = Duration::from_secs(2);
 
 /// The connection hygiene of one listener.
 #[derive(Debug, Clone, Copy)]
@@ -108,6 +118,7 @@ pub async fn serve(
     // Each connection task holds a sender; when all are gone, every connection has closed.
     let (alive, mut all_closed) = mpsc::channel::<()>(1);
     let (close_now, _) = watch::channel(false);
+    let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
     loop {
         let (stream, remote) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -121,7 +132,7 @@ pub async fn serve(
             _ = stopped(&mut stop_rx) => break,
         };
         let Some(slot) = per_ip.try_take(remote.ip()) else {
-            tracing::debug!(client = %remote.ip(), "too many connections from one address; closed");
+            refuse_over_cap(stream, remote, &refusals, tls.is_some());
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -153,6 +164,36 @@ pub async fn serve(
     tokio::time::sleep(FIRST_REQUEST_GRACE).await;
     close_now.send_replace(true);
     let _ = tokio::time::timeout(hygiene.stop_deadline, all_closed.recv()).await;
+}
+
+/// Answers a connection past its address's cap (see the module's doc) and closes it.
+fn refuse_over_cap(stream: TcpStream, remote: SocketAddr, refusals: &Arc<Semaphore>, tls: bool) {
+    let answering = (!tls).then(|| refusals.clone().try_acquire_owned().ok());
+    let Some(Some(permit)) = answering else {
+        tracing::debug!(client = %remote.ip(), "too many connections from one address; closed");
+        return;
+    };
+    tracing::debug!(client = %remote.ip(), "too many connections from one address; answered 429");
+    tokio::spawn(async move {
+        let _permit = permit;
+        let answer = hyper::service::service_fn(|_request| async {
+            let mut response = refusal(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_connections",
+                "too many connections from your address at once; close some, or retry in a second",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            Ok::<_, std::convert::Infallible>(crate::secure_headers(response).await)
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(REFUSAL_READ)
+            .keep_alive(false)
+            .serve_connection(TokioIo::new(stream), answer);
+        let _ = tokio::time::timeout(REFUSAL_READ * 2, connection).await;
+    });
 }
 
 type Service = TowerToHyperService<Router>;
@@ -225,4 +266,68 @@ fn refusal(status: StatusCode, code: &'static str, message: &'static str) -> Res
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream as StdStream;
+
+    use super::*;
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n";
+
+    /// A connection that was served once, and stays open.
+    fn served(address: SocketAddr) -> StdStream {
+        let mut stream = StdStream::connect(address).unwrap();
+        stream.write_all(GET).unwrap();
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 1024];
+        while !answer.ends_with(b"ok") {
+            let read = stream.read(&mut buffer).unwrap();
+            assert!(read > 0, "closed before answering");
+            answer.extend_from_slice(&buffer[..read]);
+        }
+        stream
+    }
+
+    #[tokio::test]
+    async fn a_connection_over_the_address_cap_is_answered_429_and_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let hygiene = Hygiene {
+            conns_per_ip: Some(2),
+            ..Hygiene::operators()
+        };
+        let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(serve(
+            listener,
+            router,
+            std::future::pending(),
+            hygiene,
+            None,
+        ));
+        let answer = tokio::task::spawn_blocking(move || {
+            let _held = [served(address), served(address)];
+            let mut third = StdStream::connect(address).unwrap();
+            third.write_all(GET).unwrap();
+            let mut answer = String::new();
+            third.read_to_string(&mut answer).map(|_| answer)
+        })
+        .await
+        .unwrap()
+        .expect("an answer, not a reset");
+        assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+        let lower = answer.to_ascii_lowercase();
+        assert!(lower.contains("retry-after: 1"), "{answer}");
+        assert!(lower.contains("connection: close"), "{answer}");
+        assert!(
+            lower.contains("x-content-type-options: nosniff"),
+            "{answer}"
+        );
+        assert!(
+            answer.contains(r#""error":"too_many_connections""#),
+            "{answer}"
+        );
+    }
 }
