@@ -130,7 +130,8 @@ impl BackupDaemon {
                         Err(e) => hooks.failed("schedule", &e),
                     });
                 if pass.is_none() {
-                    hooks.failed("schedule", &BackupError::Panicked { task: "schedule" });
+                    let panicked = BackupError::Panicked { task: "schedule" };
+                    survive_blocking("backup news", || hooks.failed("schedule", &panicked));
                 }
                 first_pass.store(true, Ordering::Relaxed);
             }
