@@ -20,6 +20,19 @@ pub fn is_incident_component(name: &str) -> bool {
     name == "games" || COMPONENTS.iter().any(|(id, _)| *id == name)
 }
 
+/// What players call a component an incident can be opened on (`games`: all games); `None`
+/// for an operators' component (security, the store's replication, ...), which players are
+/// never told about.
+pub fn players_name(component: &str) -> Option<&'static str> {
+    if component == "games" {
+        return Some("our games");
+    }
+    COMPONENTS
+        .iter()
+        .find(|(id, _)| *id == component)
+        .map(|(_, name)| *name)
+}
+
 /// Whether an incident on `incident_component` touches `component`.
 pub fn affects(incident_component: &str, component: &str) -> bool {
     incident_component == component || (incident_component == "games" && GAMES.contains(&component))

@@ -293,6 +293,14 @@ impl Control {
     }
 
     /// Tells every connected player, through each node, about an incident.
+    /// `push_to_players` when `component` is one players see; an operators' component
+    /// (security, the store's replication) is never theirs to hear about.
+    pub async fn tell_players_about(&self, component: &str, message: &str, level: &str) {
+        if catalog::players_name(component).is_some() {
+            self.push_to_players(message, level).await;
+        }
+    }
+
     pub async fn push_to_players(&self, message: &str, level: &str) {
         for target in self.config.nodes() {
             let Ok(request) = hyper::Request::post(format!("{}/ops/notices", target.base))
@@ -613,20 +621,23 @@ impl Control {
         }
     }
 
-    /// Sends a group of transitions to every webhook and tells the players in a sentence.
+    /// Sends a group of transitions to every webhook and, when it is on a component players
+    /// see, tells them in a sentence. An operators' component (a security block, a standby's
+    /// lag) is never announced to players: it is not theirs, and a scanner would read on its
+    /// own socket that it had been noticed.
     fn announce(self: &Arc<Control>, group: &notify::Group, now: i64) {
         for hook in &self.config.webhooks {
             let payload = notify::body(hook.format, group, now);
             let (control, url) = (self.clone(), hook.url.clone());
             tokio::spawn(async move { notify::send(&control.client, &url, &payload).await });
         }
+        let Some(name) = catalog::players_name(&group.component) else {
+            return;
+        };
         let message = if group.firing {
-            format!(
-                "We are looking into a problem affecting {}.",
-                group.component
-            )
+            format!("We are looking into a problem affecting {name}.")
         } else {
-            format!("The problem affecting {} is resolved.", group.component)
+            format!("The problem affecting {name} is resolved.")
         };
         let control = self.clone();
         let level = if group.firing { "warning" } else { "info" };

@@ -99,7 +99,12 @@ pub(super) async fn update(
             }
             Err(e) => return Err(unavailable(e)),
         }
-        control.push_to_players(message, "info").await;
+        let incidents = control.state.incidents(false).map_err(unavailable)?;
+        if let Some(incident) = incidents.iter().find(|i| i.id == id) {
+            control
+                .tell_players_about(&incident.component, message, "info")
+                .await;
+        }
         Ok(Json(IncidentUpdated { id, status }).into_response())
     };
     let detail = body_detail(&body);

@@ -142,18 +142,15 @@ async fn act_checked(
     if action == "resolve" {
         // A line players see: no names.
         let message = "The problem is resolved.".to_owned();
-        let still_open = control
-            .state
-            .incidents(true)
-            .map_err(unavailable)?
-            .iter()
-            .any(|i| i.id == page.incident_id);
-        if still_open {
+        let open = control.state.incidents(true).map_err(unavailable)?;
+        if let Some(incident) = open.iter().find(|i| i.id == page.incident_id) {
             control
                 .state
                 .update_incident(page.incident_id, Resolved, &message, None, now)
                 .map_err(unavailable)?;
-            control.push_to_players(&message, "info").await;
+            control
+                .tell_players_about(&incident.component, &message, "info")
+                .await;
         }
     }
     Ok(page)

@@ -18,10 +18,18 @@ fn control_leading(
     dir: &std::path::Path,
     leadership: Arc<crate::lease::Leadership>,
 ) -> Arc<Control> {
+    control_of(dir, leadership, Vec::new())
+}
+
+fn control_of(
+    dir: &std::path::Path,
+    leadership: Arc<crate::lease::Leadership>,
+    targets: Vec<croupier_monitor::engine::Target>,
+) -> Arc<Control> {
     Control::new(
         crate::ControlConfig {
             reserve: None,
-            targets: Vec::new(),
+            targets,
             check_url: None,
             test_players: Default::default(),
             webhooks: Vec::new(),
@@ -213,6 +221,67 @@ async fn a_new_leader_fails_the_rollout_its_predecessor_left_running() {
     let plain = r#"{"binary":"/opt/croupier/next"}"#;
     let (status, answer) = call(&router, "POST", "/api/v1/rollouts", Some(TOKEN), plain).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+}
+
+/// A node that keeps the notices it is asked to send its players; its base URL.
+async fn node_keeping_notices(kept: Arc<parking_lot::Mutex<Vec<String>>>) -> String {
+    let app = Router::new().route(
+        "/ops/notices",
+        axum::routing::post(move |body: String| async move {
+            kept.lock().push(body);
+            StatusCode::ACCEPTED
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{address}")
+}
+
+#[tokio::test]
+async fn players_are_told_of_problems_on_their_components_only() {
+    use croupier_monitor::engine::{Kind, Target};
+    let dir = tempfile::tempdir().unwrap();
+    let kept = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let node = Target::new(
+        "node-1",
+        Kind::Node,
+        &node_keeping_notices(kept.clone()).await,
+    );
+    let control = control_of(dir.path(), crate::lease::Leadership::sole(), vec![node]);
+    for component in ["security", "store", "dice"] {
+        let group = crate::notify::Group {
+            component: component.into(),
+            firing: true,
+            alerts: Vec::new(),
+        };
+        control.announce(&group, now_ms());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while kept.lock().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // An operator's update of the security incident is not theirs either.
+    let security = control
+        .state
+        .open_incident(
+            "blocks",
+            "security",
+            croupier_monitor::severity::Severity::Minor,
+            None,
+            "opened",
+            now_ms(),
+        )
+        .unwrap();
+    let router = router(control);
+    let path = format!("/api/v1/incidents/{security}/updates");
+    let update = r#"{"status":"monitoring","message":"an address is blocked"}"#;
+    let (status, answer) = call(&router, "POST", &path, Some(TOKEN), update).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let kept = kept.lock().clone();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].contains("a problem affecting Dice"), "{kept:?}");
 }
 
 #[tokio::test]
