@@ -217,8 +217,15 @@ pub fn deliver(control: &Arc<Control>) {
 }
 
 impl Subscriptions {
-    /// The news a timeline line makes, if players may see it.
-    fn news_of(&self, incident: &Incident, line: i64, control: &Control) -> Option<News> {
+    /// The news a timeline line makes, if players may see it: a public line of an incident
+    /// on one of their components (never one on an operators' component, such as security).
+    pub(crate) fn news_of(
+        &self,
+        incident: &Incident,
+        line: i64,
+        control: &Control,
+    ) -> Option<News> {
+        crate::catalog::players_name(&incident.component)?;
         let update = control.state.timeline_line(line).ok()??;
         if !update.is_public() {
             return None;

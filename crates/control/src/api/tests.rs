@@ -285,6 +285,42 @@ async fn players_are_told_of_problems_on_their_components_only() {
 }
 
 #[tokio::test]
+async fn status_subscribers_get_no_news_of_an_operators_incident() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = control(dir.path());
+    let config = crate::subscriptions::SubscriptionsConfig {
+        smtp_url: None,
+        from: "status@casino.test".into(),
+        public_url: None,
+        allow_http_webhooks: true,
+    };
+    let subscriptions =
+        crate::subscriptions::Subscriptions::new(&config, "a key", "http://status.test").unwrap();
+    let minor = croupier_monitor::severity::Severity::Minor;
+    // The delivery cursor starts at the newest line: set it before the incidents.
+    assert!(control.state.undelivered_lines().unwrap().is_empty());
+    for component in ["security", "dice"] {
+        control
+            .state
+            .open_incident(component, component, minor, None, "opened", now_ms())
+            .unwrap();
+    }
+    let incidents = control.state.incidents(false).unwrap();
+    let news: Vec<String> = control
+        .state
+        .undelivered_lines()
+        .unwrap()
+        .into_iter()
+        .filter_map(|(line, id)| {
+            let incident = incidents.iter().find(|i| i.id == id)?;
+            Some(subscriptions.news_of(incident, line, &control)?.subject)
+        })
+        .collect();
+    assert_eq!(news.len(), 1, "{news:?}");
+    assert!(news[0].contains("dice"), "{news:?}");
+}
+
+#[tokio::test]
 async fn a_rollout_that_panics_is_failed_and_the_next_one_starts() {
     let dir = tempfile::tempdir().unwrap();
     let control = control(dir.path());
