@@ -62,12 +62,11 @@ async fn restore_newest(backup: &BackupConfig, dir: &Path) -> Result<(Staged, St
             pgbackrest,
             schedule,
         } => {
-            let (config, schedule) = (pgbackrest.clone(), schedule.clone());
+            let (config, scratch) = (pgbackrest.clone(), schedule.scratch_dir.clone());
             let started = std::time::Instant::now();
             let cluster = tokio::task::spawn_blocking(move || {
                 let pgbackrest = PgBackrest::new(config)?;
-                ScratchCluster::restore(&pgbackrest, &schedule.scratch_dir, &RestoreTarget::Newest)
-                    .map(|cluster| (cluster, schedule.database))
+                ScratchCluster::restore(&pgbackrest, &scratch, &RestoreTarget::Newest)
             })
             .await
             .map_err(|e| e.to_string())?
@@ -75,10 +74,10 @@ async fn restore_newest(backup: &BackupConfig, dir: &Path) -> Result<(Staged, St
             let what = format!(
                 "restored the newest pgBackRest state (end of the archived WAL) into a scratch \
                  cluster on port {} in {} ms",
-                cluster.0.port(),
+                cluster.port(),
                 started.elapsed().as_millis()
             );
-            Ok((Staged::Postgres(cluster.0, cluster.1), what))
+            Ok((Staged::Postgres(cluster, schedule.database.clone()), what))
         }
     }
 }
