@@ -475,7 +475,9 @@ impl Control {
     /// maintenance on every node.
     async fn upkeep_windows(self: &Arc<Control>, now: i64) -> Vec<maintenance::Window> {
         let windows = self.state.windows().unwrap_or_default();
-        for window in &windows {
+        // A node's window takes out no component players see (the others carry on): it is
+        // the operators' business, and its node's name is not for players.
+        for window in windows.iter().filter(|w| !w.scope.components().is_empty()) {
             for (start, lead) in window.announcements_due(now) {
                 if matches!(
                     self.state.mark_announced(window.id, start, lead, now),
@@ -484,7 +486,7 @@ impl Control {
                     let message = format!(
                         "Scheduled maintenance: {} ({}) starts {} for {} minutes.",
                         window.title,
-                        window.scope.text(),
+                        window.scope.players_text(),
                         maintenance::utc_text(start),
                         window.duration_s / 60
                     );

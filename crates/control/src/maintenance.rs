@@ -63,6 +63,14 @@ impl Scope {
         }
     }
 
+    /// The scope as players read it: its component's name.
+    pub fn players_text(&self) -> &'static str {
+        match self {
+            Scope::Component(name) => crate::catalog::players_name(name).unwrap_or("our games"),
+            Scope::Node(_) => "one of our servers",
+        }
+    }
+
     /// The player-facing components it takes out: the component (every game for `games`),
     /// none for a single node (the others carry on).
     pub fn components(&self) -> Vec<&str> {

@@ -146,7 +146,9 @@ pub fn public_status(control: &Control) -> Result<PublicStatus, StateError> {
         .collect();
     let now = now_ms();
     let mut maintenance = Vec::new();
-    for window in control.state.windows()? {
+    // A node's window takes out nothing players see: operators only, like its node's name.
+    let windows = control.state.windows()?.into_iter();
+    for window in windows.filter(|w| !w.scope.components().is_empty()) {
         let active_since = window.active_at(now);
         let next = window.next_start(now).filter(|n| *n - now < UPCOMING_MS);
         let Some(start) = active_since.or(next) else {

@@ -550,6 +550,9 @@ fn a_maintenance_window_is_announced_closes_its_game_and_holds_its_alerts_back()
     )
     .unwrap();
     assert_eq!(status, 201);
+    // A node's window is the operators' business: not on the status page (nor told players).
+    let status_page = get(&stack.control_url("/api/v1/status"), None).unwrap().1;
+    assert!(!status_page.to_string().contains("node-3"), "{status_page}");
     // node-3 stops answering (SIGSTOP): its down alert fires, and is held back.
     let node_3 = find_process(&[
         "--node-id node-3",
