@@ -65,7 +65,8 @@ async fn restore_newest(backup: &BackupConfig, dir: &Path) -> Result<(Staged, St
             let (config, scratch) = (pgbackrest.clone(), schedule.scratch_dir.clone());
             let started = std::time::Instant::now();
             let cluster = tokio::task::spawn_blocking(move || {
-                let pgbackrest = PgBackrest::new(config)?;
+                // The backup daemon wrote the stanza; the live cluster reads it.
+                let pgbackrest = PgBackrest::written(config)?;
                 ScratchCluster::restore(&pgbackrest, &scratch, &RestoreTarget::Newest)
             })
             .await

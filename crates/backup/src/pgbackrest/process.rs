@@ -89,6 +89,14 @@ impl PgBackrest {
         Ok(PgBackrest { config, owner })
     }
 
+    /// The stanza as `new` wrote it (a backup daemon of this deployment writes it), without
+    /// writing it again: the running cluster's `archive_command` reads that file at any time,
+    /// and a rewrite (truncate, then write) could hand it a partial one.
+    pub fn written(config: PgBackrestConfig) -> Result<PgBackrest, BackupError> {
+        let owner = owner_to_run_as(&config.pg_data)?;
+        Ok(PgBackrest { config, owner })
+    }
+
     pub fn config(&self) -> &PgBackrestConfig {
         &self.config
     }
