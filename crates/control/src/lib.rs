@@ -475,9 +475,7 @@ impl Control {
     /// maintenance on every node.
     async fn upkeep_windows(self: &Arc<Control>, now: i64) -> Vec<maintenance::Window> {
         let windows = self.state.windows().unwrap_or_default();
-        // A node's window takes out no component players see (the others carry on): it is
-        // the operators' business, and its node's name is not for players.
-        for window in windows.iter().filter(|w| !w.scope.components().is_empty()) {
+        for window in windows.iter().filter(|w| w.scope.players_see()) {
             for (start, lead) in window.announcements_due(now) {
                 if matches!(
                     self.state.mark_announced(window.id, start, lead, now),

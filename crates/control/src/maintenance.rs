@@ -63,6 +63,12 @@ impl Scope {
         }
     }
 
+    /// Whether players see it: it takes out one of their components. A node's window does
+    /// not (the others carry on): it is the operators' alone, its node's name included.
+    pub fn players_see(&self) -> bool {
+        !self.components().is_empty()
+    }
+
     /// The scope as players read it: its component's name.
     pub fn players_text(&self) -> &'static str {
         match self {

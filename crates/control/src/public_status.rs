@@ -146,9 +146,8 @@ pub fn public_status(control: &Control) -> Result<PublicStatus, StateError> {
         .collect();
     let now = now_ms();
     let mut maintenance = Vec::new();
-    // A node's window takes out nothing players see: operators only, like its node's name.
     let windows = control.state.windows()?.into_iter();
-    for window in windows.filter(|w| !w.scope.components().is_empty()) {
+    for window in windows.filter(|w| w.scope.players_see()) {
         let active_since = window.active_at(now);
         let next = window.next_start(now).filter(|n| *n - now < UPCOMING_MS);
         let Some(start) = active_since.or(next) else {
