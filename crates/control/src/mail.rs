@@ -1,9 +1,16 @@
 //! E-mail out of the control plane: one SMTP transport (lettre over rustls) and a sender,
 //! shared by what mails people — status-page subscribers (`subscriptions`) and the people on
 //! call (`paging`) — so both speak to the SMTP server the same way and log failures alike.
+//! A message is bounded whole (`SEND_LIMIT`): lettre's own timeout covers connecting only, and
+//! a relay that accepts and then never greets or answers would hold its sender forever.
+
+use std::time::Duration;
 
 use lettre::message::Mailbox;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+/// Longest time one message may take, from connecting to the relay's last answer.
+pub const SEND_LIMIT: Duration = Duration::from_secs(30);
 
 pub struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -36,13 +43,22 @@ impl Mailer {
             .subject(subject)
             .body(text.to_owned());
         match message {
-            Ok(message) => match self.transport.send(message).await {
-                Ok(_) => true,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot send an e-mail");
-                    false
+            Ok(message) => {
+                match tokio::time::timeout(SEND_LIMIT, self.transport.send(message)).await {
+                    Ok(Ok(_)) => true,
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "cannot send an e-mail");
+                        false
+                    }
+                    Err(_) => {
+                        tracing::warn!(
+                            limit_s = SEND_LIMIT.as_secs(),
+                            "cannot send an e-mail: the SMTP server did not finish in time"
+                        );
+                        false
+                    }
                 }
-            },
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot build an e-mail");
                 false

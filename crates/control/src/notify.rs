@@ -1,7 +1,9 @@
 //! Webhook notifications for alerts, firing and resolved, grouped by component (what fired on
 //! one component in one evaluation is one message, like Alertmanager's groups): a generic JSON
 //! body, or a Slack-compatible `{"text": …}`. Each is retried a few times with back-off; a
-//! receiver that stays down is logged, never blocks evaluation.
+//! receiver that stays down is logged, never blocks evaluation. Each try is bounded whole
+//! (answer and body): a receiver that sends its headers and then nothing costs one try, not
+//! the sender forever.
 
 use std::time::Duration;
 
@@ -27,6 +29,7 @@ pub struct Webhook {
 }
 
 const ATTEMPTS: u32 = 4;
+/// One try, from sending the request to the answer's last byte.
 const TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Alerts of one component that changed the same way in one evaluation, each with the
@@ -101,14 +104,24 @@ pub async fn send(client: &HttpClient, url: &str, payload: &Value) -> bool {
         else {
             return false;
         };
-        match tokio::time::timeout(TIMEOUT, client.request(request)).await {
-            Ok(Ok(response)) if response.status().is_success() => {
-                let _ = response.into_body().collect().await;
-                return true;
+        match tokio::time::timeout(TIMEOUT, exchange(client, request)).await {
+            Ok(Ok(true)) => return true,
+            outcome => {
+                tracing::warn!(%url, attempt, answered = matches!(outcome, Ok(Ok(_))), "webhook failed")
             }
-            outcome => tracing::warn!(%url, attempt, ok = outcome.is_ok(), "webhook failed"),
         }
         tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(attempt))).await;
     }
     false
+}
+
+/// One try: whether the receiver answered 2xx, read to the end.
+async fn exchange(
+    client: &HttpClient,
+    request: hyper::Request<Full<Bytes>>,
+) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
+    let response = client.request(request).await?;
+    let success = response.status().is_success();
+    response.into_body().collect().await?;
+    Ok(success)
 }

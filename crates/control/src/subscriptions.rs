@@ -3,10 +3,13 @@
 //! each public incident line (opened, updates, resolved) and each maintenance announcement
 //! of those components, every message with a signed unsubscribe link. E-mail goes through
 //! SMTP (`mail`: lettre, rustls); webhooks get JSON through `notify::send`. Links are HMAC-SHA256
-//! with the control plane's link key; addresses are shown to operators only.
+//! with the control plane's link key; addresses are shown to operators only. News goes to
+//! `SENDS_AT_ONCE` subscribers at a time, each send bounded, so a subscriber whose receiver
+//! stalls (anyone can subscribe a webhook) delays no one else's news.
 
 use std::sync::Arc;
 
+use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::json;
@@ -38,6 +41,9 @@ pub struct SubscriptionsConfig {
 fn sender() -> String {
     "Croupier status <status@localhost>".into()
 }
+
+/// Subscribers sent one piece of news at once.
+const SENDS_AT_ONCE: usize = 8;
 
 /// Subscription requests admitted per minute, from everyone together.
 const REQUESTS_PER_MINUTE: u32 = 20;
@@ -161,14 +167,17 @@ impl Subscriptions {
             return;
         };
         let components: Vec<&str> = news.components.iter().map(String::as_str).collect();
-        for to in subscribers.iter().filter(|s| s.wants(&components)) {
-            let text = format!(
-                "{}\n\nUnsubscribe: {}\n",
-                news.text,
-                self.link("unsubscribe", to)
-            );
-            self.send(control, to, &news.subject, &text).await;
-        }
+        let wanting = subscribers.iter().filter(|s| s.wants(&components));
+        futures_util::stream::iter(wanting)
+            .for_each_concurrent(SENDS_AT_ONCE, |to| async move {
+                let text = format!(
+                    "{}\n\nUnsubscribe: {}\n",
+                    news.text,
+                    self.link("unsubscribe", to)
+                );
+                self.send(control, to, &news.subject, &text).await;
+            })
+            .await;
     }
 }
 

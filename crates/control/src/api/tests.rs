@@ -320,6 +320,75 @@ async fn status_subscribers_get_no_news_of_an_operators_incident() {
     assert!(news[0].contains("dice"), "{news:?}");
 }
 
+/// A webhook receiver that answers every request's headers and then stalls, its socket kept
+/// open: the body it promised never comes. Its URL.
+async fn stalling_receiver() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let _ = socket.read(&mut [0u8; 4096]).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n")
+                .await;
+            held.push(socket);
+        }
+    });
+    format!("http://{address}/hook")
+}
+
+#[tokio::test]
+async fn a_stalling_subscriber_delays_no_one_elses_news() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = control(dir.path());
+    let config = crate::subscriptions::SubscriptionsConfig {
+        smtp_url: None,
+        from: "status@casino.test".into(),
+        public_url: None,
+        allow_http_webhooks: true,
+    };
+    let subscriptions =
+        crate::subscriptions::Subscriptions::new(&config, "a key", "http://status.test").unwrap();
+    let kept = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let good = format!("{}/ops/notices", node_keeping_notices(kept.clone()).await);
+    // The stalling one first: subscribers are told in the order they subscribed.
+    for url in [stalling_receiver().await, good] {
+        let dice = ["dice".to_owned()];
+        let added = control
+            .state
+            .add_subscriber("webhook", &url, &dice, now_ms(), 0);
+        let id = added.unwrap().unwrap().id;
+        assert!(control.state.confirm_subscriber(id, now_ms()).unwrap());
+    }
+    let news = crate::subscriptions::News {
+        components: vec!["dice".into()],
+        subject: "[Croupier status] Dice (investigating)".into(),
+        text: "We are looking into it.".into(),
+    };
+    let telling = tokio::spawn({
+        let control = control.clone();
+        async move {
+            let subscriptions = subscriptions;
+            subscriptions.tell(&control, &news).await
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while kept.lock().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        kept.lock().len(),
+        1,
+        "the good subscriber got no news in 5 s"
+    );
+    assert!(kept.lock()[0].contains("We are looking into it."));
+    // And the stalled one costs its tries, not the sender forever.
+    let told = tokio::time::timeout(std::time::Duration::from_secs(30), telling).await;
+    assert!(told.is_ok(), "telling never ended");
+}
+
 #[tokio::test]
 async fn a_rollout_that_panics_is_failed_and_the_next_one_starts() {
     let dir = tempfile::tempdir().unwrap();
