@@ -139,7 +139,7 @@ async fn handle(
         Ok(admitted) => admitted,
         Err(limit) => return limit.refuse(&gateway),
     };
-    if crate::ws_proxy::is_upgrade(request.headers()) {
+    if crate::ws_proxy::is_upgrade(request.method(), request.headers()) {
         // Boxed: the WebSocket proxy's future is ~11 KB, and inline it made every plain
         // request's future that large, copied whole each time a layer boxed it.
         let upgrade = crate::ws_proxy::handle(gateway, request, admitted.player, client.ip());
@@ -375,10 +375,13 @@ async fn try_node(
             ));
         }
     };
-    let result = tokio::time::timeout(limit, gateway.client.request(request)).await;
+    // One deadline for the answer's headers and its body: a node that sends its headers and
+    // then freezes must not hold the player (and the node's place) past it.
+    let deadline = tokio::time::Instant::now() + limit;
+    let result = tokio::time::timeout_at(deadline, gateway.client.request(request)).await;
     gateway.metrics.observe_try(index, in_flight.finish());
     match result {
-        Ok(Ok(response)) => answered(gateway, index, response, idempotent).await,
+        Ok(Ok(response)) => answered(gateway, index, response, idempotent, deadline).await,
         // Refused: nothing listens, the node is dead. A connect timeout may be a node too busy
         // to accept (its listen queue full): a failure like any other, not proof of death.
         Ok(Err(e)) if e.is_connect() => {
@@ -418,6 +421,7 @@ async fn answered(
     index: usize,
     response: hyper::Response<hyper::body::Incoming>,
     idempotent: bool,
+    deadline: tokio::time::Instant,
 ) -> Try {
     let backend = &gateway.pool.backends[index];
     let status = response.status();
@@ -441,11 +445,16 @@ async fn answered(
     // Answers are small JSON: read them whole, so the player gets headers and body in one
     // write, and a node that dies mid-answer is a failed try, not a cut response.
     let (head, body) = response.into_parts();
-    let body = match Limited::new(body, MAX_ANSWER_BYTES).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(_) => {
+    let read = Limited::new(body, MAX_ANSWER_BYTES).collect();
+    let body = match tokio::time::timeout_at(deadline, read).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) => {
             failed_try(gateway, index, "reset", false);
             return retry_if_idempotent(idempotent, "reset");
+        }
+        Err(_) => {
+            failed_try(gateway, index, "timeout", false);
+            return retry_if_idempotent(idempotent, "timeout");
         }
     };
     let mut response = Response::from_parts(head, Body::from(body));
@@ -766,6 +775,79 @@ mod tests {
         assert!(moved_at.elapsed() < Duration::from_millis(500));
         // The held one is answered by a, in its time (no budget for a hedge).
         assert_eq!(holding.await.unwrap().headers()[wire::NODE], "a");
+    }
+
+    /// A node that sends an answer's headers and then freezes (cut off, stopped) mid-body:
+    /// the try ends at the upstream deadline, the player is told, and the node's place is
+    /// given back. Before, only the headers were bounded: the player and the place waited
+    /// for as long as the socket stayed open.
+    #[tokio::test]
+    async fn a_node_frozen_mid_answer_costs_the_deadline_not_forever() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let _ = socket.read(&mut [0u8; 4096]).await;
+                let half = b"HTTP/1.1 200 OK\r\ncontent-length: 40\r\n\r\n{\"balance\":";
+                let _ = socket.write_all(half).await;
+                held.push(socket);
+            }
+        });
+        let mut config = crate::GatewayConfig::new(vec![("n0".to_owned(), base)], "t".repeat(32));
+        config.upstream_timeout = Duration::from_millis(300);
+        config.node_max_requests = 1;
+        let gateway = Gateway::new(config).unwrap();
+        let client: SocketAddr = "127.0.0.1:5".parse().unwrap();
+        let bet = Request::builder()
+            .method(Method::POST)
+            .uri("/api/v1/rounds")
+            .header("authorization", "Bearer player-1")
+            .body(Body::from("{}"))
+            .unwrap();
+        let started = Instant::now();
+        let handled = handle(State(gateway.clone()), ConnectInfo(client), bet);
+        let answer = tokio::time::timeout(Duration::from_secs(5), handled).await;
+        let answer = answer.expect("the player waited on the frozen node past 5 s");
+        assert_eq!(answer.status(), StatusCode::BAD_GATEWAY);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(gateway.pool.backends[0].slots.available_permits(), 1);
+    }
+
+    /// A stray `Upgrade: websocket` on a bet is a plain request (forwarded, answered by the
+    /// node); a GET that is no full handshake is refused in JSON. Before, both went to the
+    /// WebSocket proxy and got axum's text/plain 405 and 400; the bet never reached a node.
+    #[tokio::test]
+    async fn a_request_that_is_no_websocket_handshake_is_not_treated_as_one() {
+        let app = Router::new().route("/api/v1/rounds", axum::routing::post(|| async { "{}" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let config = crate::GatewayConfig::new(vec![("n0".to_owned(), base)], "t".repeat(32));
+        let gateway = Gateway::new(config).unwrap();
+        let client: SocketAddr = "127.0.0.1:5".parse().unwrap();
+        let asking = |method: Method, path: &str| {
+            let request = Request::builder()
+                .method(method)
+                .uri(path)
+                .header("authorization", "Bearer player-1")
+                .header("upgrade", "websocket")
+                .body(Body::empty())
+                .unwrap();
+            handle(State(gateway.clone()), ConnectInfo(client), request)
+        };
+        let bet = asking(Method::POST, "/api/v1/rounds").await;
+        assert_eq!(bet.status(), StatusCode::OK);
+        let socket = asking(Method::GET, "/api/v1/ws").await;
+        assert_eq!(socket.status(), StatusCode::BAD_REQUEST);
+        let body = socket.into_body().collect().await.unwrap().to_bytes();
+        let refusal: serde_json::Value = serde_json::from_slice(&body).expect("a JSON body");
+        assert_eq!(refusal["error"], "not_a_websocket");
     }
 
     /// A refused connection is a dead node; a connect that times out (here a listener whose

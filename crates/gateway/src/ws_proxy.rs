@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use axum::extract::ws::{self, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use croupier_web::caps::Caps;
 use croupier_web::wire;
@@ -27,11 +27,14 @@ pub const CLOSE_SERVICE_RESTART: u16 = 1012;
 type Upstream =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+/// Whether a request asks for a WebSocket: a GET with `Upgrade: websocket`. Any other method
+/// carrying the header is a plain request (the header is hop-by-hop: it is not forwarded).
+pub fn is_upgrade(method: &Method, headers: &HeaderMap) -> bool {
+    method == Method::GET
+        && headers
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
 /// WebSockets open now, per client address and per player.
@@ -98,7 +101,7 @@ pub async fn handle(
     let (mut parts, _) = request.into_parts();
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(upgrade) => upgrade.read_buffer_size(croupier_web::WEBSOCKET_READ_BUFFER),
-        Err(rejection) => return rejection.into_response(),
+        Err(rejection) => return croupier_web::not_a_websocket(rejection),
     };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let (index, upstream, answer) =

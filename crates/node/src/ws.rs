@@ -4,6 +4,7 @@
 //! through the gateway, to another node.
 
 use axum::extract::State;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,8 +27,12 @@ pub const CLOSE_SERVICE_RESTART: u16 = 1012;
 pub async fn connect(
     State(state): State<AppState>,
     PlayerAuth(player): PlayerAuth,
-    upgrade: WebSocketUpgrade,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return Ok(croupier_web::not_a_websocket(rejection)),
+    };
     if state.is_draining() {
         return Err(ApiError::draining());
     }

@@ -30,15 +30,9 @@ async fn node() -> (String, AppState, tempfile::TempDir) {
     (address.to_string(), state, dir)
 }
 
-/// Signs `player` in (demo mode) and opens their WebSocket, past its hello.
-async fn socket_of(address: &str, player: &str) -> Socket {
+/// One request on its own connection; the whole answer, head and body.
+async fn exchange(address: &str, request: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
-    let body = format!(r#"{{"player":"{player}"}}"#);
-    let request = format!(
-        "POST /api/v1/sessions HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
     tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
         .await
         .unwrap();
@@ -46,13 +40,47 @@ async fn socket_of(address: &str, player: &str) -> Socket {
     tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut answer)
         .await
         .unwrap();
+    answer
+}
+
+/// Signs `player` in (demo mode): their token.
+async fn token_of(address: &str, player: &str) -> String {
+    let body = format!(r#"{{"player":"{player}"}}"#);
+    let request = format!(
+        "POST /api/v1/sessions HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = exchange(address, &request).await;
     let json = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
     let signed_in: croupier_web::wire::player::SessionCreated = serde_json::from_str(json).unwrap();
-    let url = format!("ws://{address}/api/v1/ws?token={}", signed_in.token);
+    signed_in.token
+}
+
+/// Signs `player` in (demo mode) and opens their WebSocket, past its hello.
+async fn socket_of(address: &str, player: &str) -> Socket {
+    let token = token_of(address, player).await;
+    let url = format!("ws://{address}/api/v1/ws?token={token}");
     let (mut socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let hello = next_text(&mut socket).await.expect("a hello");
     assert!(hello.contains(r#""type":"hello""#), "{hello}");
     socket
+}
+
+/// A signed-in player's plain GET of the WebSocket route (no upgrade headers) is refused in
+/// JSON like every other refusal; before, it was axum's text/plain 400.
+#[tokio::test]
+async fn a_websocket_route_asked_without_a_handshake_is_refused_in_json() {
+    let (address, _state, _dir) = node().await;
+    let token = token_of(&address, "carol").await;
+    let request = format!(
+        "GET /api/v1/ws?token={token} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\n\r\n"
+    );
+    let answer = exchange(&address, &request).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+    let refusal: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    assert_eq!(refusal["error"], "not_a_websocket", "{answer}");
 }
 
 async fn next_text(socket: &mut Socket) -> Option<String> {

@@ -12,8 +12,9 @@ pub mod serve;
 pub mod tls;
 pub mod wire;
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::http::{HeaderMap, HeaderValue, Uri, header};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
 /// Read buffer of every WebSocket Croupier opens or accepts (node, gateway both ways, load
@@ -21,6 +22,13 @@ use subtle::ConstantTimeEq;
 /// every read poll: profiled under load, that memset was 31% of a node's CPU, and 500
 /// sockets held 64 MB. Player messages are well under 1 KiB.
 pub const WEBSOCKET_READ_BUFFER: usize = 4 * 1024;
+
+/// A request to a WebSocket route that is no WebSocket handshake (not a GET, an upgrade
+/// header missing, another protocol version): the same status axum gives, as a JSON refusal
+/// like every other, not axum's plain text.
+pub fn not_a_websocket(rejection: WebSocketUpgradeRejection) -> Response {
+    wire::Refusal::new(rejection.status(), "not_a_websocket", rejection.body_text()).into_response()
+}
 
 /// The WebSocket address of an HTTP base address: `http://` → `ws://`, `https://` → `wss://`.
 pub fn websocket_base(http_base: &str) -> String {
