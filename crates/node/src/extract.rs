@@ -1,8 +1,6 @@
 //! Request extractors that turn every malformed input into a JSON `ApiError`: bodies (with a
 //! fingerprint for idempotency), query strings, paths, bearer tokens for players and operators.
 
-use std::time::{Duration, Instant};
-
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
@@ -89,9 +87,6 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// How long a node trusts a token it has looked up without asking the store again.
-const SESSION_CACHE_TTL: Duration = Duration::from_secs(60);
-
 /// A signed-in player.
 pub struct PlayerAuth(pub String);
 
@@ -120,18 +115,12 @@ impl FromRequestParts<AppState> for PlayerAuth {
 }
 
 /// The player of a live session. A cached answer is used while it is younger than
-/// `SESSION_CACHE_TTL` and the session itself has not expired: no node keeps serving an
+/// `session_cache::TTL` and the session itself has not expired: no node keeps serving an
 /// expired session from its cache.
 async fn player_for_token(state: &AppState, token: &str) -> Result<Option<String>, ApiError> {
     let hash = token_hash(token);
-    {
-        let mut sessions = state.sessions.lock();
-        if let Some((player, at, expires_ms)) = sessions.get(&hash) {
-            if at.elapsed() < SESSION_CACHE_TTL && now_ms() < *expires_ms {
-                return Ok(Some(player.clone()));
-            }
-            sessions.remove(&hash);
-        }
+    if let Some(player) = state.sessions.get(&hash, now_ms()) {
+        return Ok(Some(player));
     }
     let lookup = hash.clone();
     let session = state
@@ -141,10 +130,7 @@ async fn player_for_token(state: &AppState, token: &str) -> Result<Option<String
     let Some((player, expires_ms)) = session else {
         return Ok(None);
     };
-    state
-        .sessions
-        .lock()
-        .insert(hash, (player.clone(), Instant::now(), expires_ms));
+    state.sessions.insert(hash, player.clone(), expires_ms);
     Ok(Some(player))
 }
 

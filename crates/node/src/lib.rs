@@ -16,6 +16,7 @@ pub mod ops_api;
 pub mod player_api;
 pub mod recall;
 pub mod rounds;
+pub mod session_cache;
 pub mod sessions;
 pub mod state;
 pub mod store_metrics;
@@ -107,6 +108,7 @@ fn spawn_background(state: AppState) {
 async fn refresh(state: AppState) {
     state.lockout.sweep();
     state.flags.sweep();
+    state.sessions.sweep(extract::now_ms());
     let metrics_state = state.clone();
     let _ = tokio::task::spawn_blocking(move || metrics_state.metrics.sample_host()).await;
     if let Ok(statuses) = state.store.read(|tx| tx.game_statuses()).await {

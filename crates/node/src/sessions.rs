@@ -111,11 +111,8 @@ pub async fn sign_in(
         return Err(launch_refused(&LaunchError::Replayed));
     }
     // Sessions this sign-in revoked may be cached here: look the player's tokens up again.
-    // (Other nodes drop theirs within `SESSION_CACHE_TTL`.)
-    state
-        .sessions
-        .lock()
-        .retain(|_, (player, _, _)| *player != signed_in);
+    // (Other nodes drop theirs within `session_cache::TTL`.)
+    state.sessions.forget_player(&signed_in);
     state.flags.signed_in(&signed_in);
     let body = SessionCreated {
         signed_in: committed.into_value(),

@@ -5,8 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use parking_lot::{Mutex, RwLock};
-use std::time::Instant;
+use parking_lot::RwLock;
 
 use croupier_ledger::{Idempotency, Store};
 use croupier_web::launch::LaunchKeys;
@@ -18,6 +17,7 @@ use crate::abandon::AbandonPolicy;
 use crate::cashier::auth::Cashier;
 use crate::events::{PlayerEvents, PlayerMessage};
 use crate::metrics::Metrics;
+use crate::session_cache::SessionCache;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -34,8 +34,8 @@ pub struct Inner {
     /// `break_idempotency`).
     skip_idempotency: AtomicBool,
     drain_signal: watch::Sender<bool>,
-    /// Token hash -> (player, when looked up, when the session expires in ms).
-    pub sessions: Mutex<HashMap<String, (String, Instant, i64)>>,
+    /// Token lookups, trusted for a while (bounded: swept by the refresh loop).
+    pub sessions: SessionCache,
     /// Games whose status is not "open", refreshed from the store.
     pub game_status: RwLock<HashMap<String, GameStatus>>,
     /// Messages for the players' WebSockets: each player's to their own sockets.
@@ -118,7 +118,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             skip_idempotency: AtomicBool::new(false),
             drain_signal,
-            sessions: Mutex::new(HashMap::new()),
+            sessions: SessionCache::default(),
             game_status: RwLock::new(HashMap::new()),
             events,
             metrics,
