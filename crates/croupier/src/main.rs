@@ -11,6 +11,7 @@ mod control_export;
 mod ctl_cmd;
 mod drain_cmd;
 mod drill_cmd;
+mod executable;
 mod gateway_cmd;
 mod launch_cmd;
 mod loadtest_cmd;

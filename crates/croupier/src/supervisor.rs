@@ -30,6 +30,8 @@ use axum::{Json, Router};
 use croupier_web::wire::Refusal;
 use croupier_web::wire::supervisor as wire;
 
+use crate::executable::Executable;
+
 /// First restart delay; doubled for each crash in a row, up to `MAX_BACKOFF`. Two scrape
 /// intervals, so the control plane (which wants two failed scrapes in a row before it calls a
 /// target down) always sees a crash before the restart hides it.
@@ -368,21 +370,17 @@ impl Supervisor {
         name: &str,
         binary: PathBuf,
     ) -> Result<wire::Restarted, (StatusCode, String)> {
-        let unreadable = |e: std::io::Error| {
-            (
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("cannot read {}: {e}", binary.display()),
-            )
-        };
-        // A wrapper script runs another executable, whose version the node reports: only an
-        // executable's own version can be checked.
-        let is_script = std::fs::read(&binary)
-            .map_err(unreadable)?
-            .starts_with(b"#!");
-        let version = if is_script {
-            None
-        } else {
-            Some(croupier_node::build::version_of(&binary).map_err(unreadable)?)
+        // Checked before the running child is touched: a file that cannot start must not
+        // stop a serving node.
+        let refused = |message: String| (StatusCode::UNPROCESSABLE_ENTITY, message);
+        let version = match crate::executable::check(&binary).map_err(refused)? {
+            // A wrapper script runs another executable, whose version the node reports: only
+            // an executable's own version can be checked.
+            Executable::Script => None,
+            Executable::Binary => Some(
+                croupier_node::build::version_of(&binary)
+                    .map_err(|e| refused(format!("cannot read {}: {e}", binary.display())))?,
+            ),
         };
         let mut children = self.lock();
         let child = children
@@ -469,5 +467,45 @@ async fn restart(
             "restart_failed",
             &e.to_string(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A restart to a file that cannot start is refused before the child is stopped: before,
+    /// the serving child was stopped first, and then started again on its old binary.
+    #[test]
+    fn a_restart_to_a_file_that_cannot_start_leaves_the_child_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("serve");
+        std::fs::write(&script, "#!/bin/sh\nexec sleep 30\n").unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let data = dir.path().join("data");
+        std::fs::write(&data, "not a program").unwrap();
+        let mut child = Supervised::new("node-1", script, Vec::new(), None);
+        child.spawn().unwrap();
+        let pid = child.describe().pid;
+        let supervisor = Supervisor::new(vec![child], "t".repeat(32));
+        for wrong in [data, PathBuf::from("/dev/zero"), dir.path().to_path_buf()] {
+            let (status, _) = supervisor
+                .restart_with("node-1", wrong.clone())
+                .unwrap_err();
+            assert_eq!(
+                status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{}",
+                wrong.display()
+            );
+            assert_eq!(
+                supervisor.lock()[0].describe().pid,
+                pid,
+                "{}",
+                wrong.display()
+            );
+        }
+        supervisor.stop_all();
     }
 }
