@@ -22,6 +22,7 @@ use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -411,13 +412,14 @@ fn authorized(supervisor: &Supervisor, headers: &HeaderMap) -> bool {
 /// The API; wrong tokens are counted per address and guessing gets the address blocked.
 pub fn router(supervisor: Supervisor, lockout: croupier_web::lockout::LockoutConfig) -> Router {
     let lockout = Arc::new(croupier_web::lockout::Lockout::new("supervisor", lockout));
-    Router::new()
+    let routes = Router::new()
         .route("/supervisor/children", get(list))
         .route("/supervisor/children/{name}/restart", post(restart))
         .layer(axum::middleware::from_fn_with_state(
             lockout,
             croupier_web::lockout::guard,
-        ))
+        ));
+    croupier_web::extract::json_fallbacks(routes)
         .layer(croupier_vitals::panics::layer())
         .with_state(supervisor)
 }
@@ -437,7 +439,7 @@ async fn list(State(supervisor): State<Supervisor>, headers: HeaderMap) -> Respo
 async fn restart(
     State(supervisor): State<Supervisor>,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     body: axum::body::Bytes,
 ) -> Response {
     if !authorized(&supervisor, &headers) {
@@ -447,6 +449,10 @@ async fn restart(
             "needs the ops token",
         );
     }
+    let name = match croupier_web::extract::path_value(name) {
+        Ok(name) => name,
+        Err(refused) => return refused.into_response(),
+    };
     let wanted: wire::Restart = match serde_json::from_slice(&body) {
         Ok(wanted) => wanted,
         Err(e) => {

@@ -6,11 +6,13 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, put};
 use axum::{Json, Router};
+use croupier_web::extract::path_value;
 use croupier_web::wire::admin::{
     Block, Blocks, Health, Lifted, Node, NodeState, Nodes, Readiness, SetNodeState,
 };
@@ -29,12 +31,12 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
             gateway.lockout.clone(),
             croupier_web::lockout::guard,
         ));
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .merge(admin)
-        .fallback(|| async { refusal(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .merge(admin);
+    croupier_web::extract::json_fallbacks(routes)
         .layer(croupier_vitals::panics::layer())
         .layer(axum::middleware::map_response(croupier_web::secure_headers))
         .with_state(gateway)
@@ -117,12 +119,16 @@ async fn list_nodes(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) -> 
 async fn set_node(
     State(gateway): State<Arc<Gateway>>,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     body: axum::body::Bytes,
 ) -> Response {
     if !authorized(&gateway, &headers) {
         return unauthorized();
     }
+    let name = match path_value(name) {
+        Ok(name) => name,
+        Err(refused) => return refused.into_response(),
+    };
     let Some(backend) = gateway.pool.find(&name) else {
         return refusal(
             StatusCode::NOT_FOUND,
@@ -163,11 +169,15 @@ async fn list_blocks(State(gateway): State<Arc<Gateway>>, headers: HeaderMap) ->
 async fn lift_block(
     State(gateway): State<Arc<Gateway>>,
     headers: HeaderMap,
-    Path(address): Path<String>,
+    address: Result<Path<String>, PathRejection>,
 ) -> Response {
     if !authorized(&gateway, &headers) {
         return unauthorized();
     }
+    let address = match path_value(address) {
+        Ok(address) => address,
+        Err(refused) => return refused.into_response(),
+    };
     let Ok(ip) = address.parse::<std::net::IpAddr>() else {
         return refusal(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -185,5 +195,75 @@ async fn lift_block(
             "not_blocked",
             "that address is not blocked",
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    /// What a caller gets: its status and the body's `error`.
+    async fn refused(
+        router: &Router,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+    ) -> (u16, String) {
+        let mut request = axum::http::Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request.body(Body::from("{}")).unwrap();
+        let response = router.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        (
+            status,
+            body["error"].as_str().unwrap_or("(not JSON)").to_owned(),
+        )
+    }
+
+    /// Before: a name that does not decode got axum's text/plain 400 before the token was
+    /// looked at, and a wrong method an empty 405.
+    #[tokio::test]
+    async fn the_token_comes_first_and_every_refusal_is_json() {
+        let token = "t".repeat(32);
+        let nodes = vec![("n0".to_owned(), "http://127.0.0.1:9".to_owned())];
+        let router = router(Gateway::new(crate::GatewayConfig::new(nodes, token.clone())).unwrap());
+        let cases = [
+            ("PUT", "/admin/nodes/%FF", None, (401, "unauthorized")),
+            (
+                "PUT",
+                "/admin/nodes/%FF",
+                Some(token.as_str()),
+                (400, "invalid_path"),
+            ),
+            (
+                "DELETE",
+                "/admin/blocks/%FF",
+                Some(token.as_str()),
+                (400, "invalid_path"),
+            ),
+            (
+                "POST",
+                "/admin/nodes",
+                Some(token.as_str()),
+                (405, "method_not_allowed"),
+            ),
+            (
+                "GET",
+                "/admin/nothing",
+                Some(token.as_str()),
+                (404, "not_found"),
+            ),
+        ];
+        for (method, path, token, (status, code)) in cases {
+            let got = refused(&router, method, path, token).await;
+            assert_eq!(got, (status, code.to_owned()), "{method} {path}");
+        }
     }
 }

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod caps;
+pub mod extract;
 pub mod launch;
 pub mod lockout;
 pub mod scanning;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use croupier_web::wire::control::{Created, NewSilence};
@@ -17,6 +17,7 @@ use crate::catalog::is_incident_component;
 use crate::operator::{Operator, body_detail};
 use crate::refusal::{Refusal, parse, refuse, unavailable};
 use crate::{Control, now_ms};
+use croupier_web::extract::PathParam;
 
 #[derive(Serialize)]
 struct Silences {
@@ -113,7 +114,7 @@ pub(super) async fn add_silence(
 pub(super) async fn expire_silence(
     operator: Operator,
     State(control): State<Arc<Control>>,
-    Path(id): Path<i64>,
+    PathParam(id): PathParam<i64>,
 ) -> Result<Response, Refusal> {
     let subject = format!("silence/{id}");
     let change = async {

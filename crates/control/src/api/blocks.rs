@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
@@ -23,6 +23,7 @@ use crate::state::State as ControlState;
 use crate::{Control, now_ms};
 use croupier_monitor::engine::{Kind, Target};
 use croupier_monitor::promtext::Sample;
+use croupier_web::extract::PathParam;
 
 /// The control plane's lockout: each block becomes an audit entry.
 pub fn lockout(config: LockoutConfig, state: Arc<ControlState>) -> Lockout {
@@ -119,7 +120,7 @@ async fn list(_: Operator, State(control): State<Arc<Control>>) -> Result<Respon
 async fn lift(
     operator: Operator,
     State(control): State<Arc<Control>>,
-    Path(address): Path<String>,
+    PathParam(address): PathParam<String>,
 ) -> Result<Response, Refusal> {
     let subject = format!("address/{address}");
     let change = async {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use croupier_monitor::severity::{SEVERITY_WORDS, Severity};
@@ -18,6 +18,7 @@ use crate::operator::{Operator, body_detail};
 use crate::refusal::{Refusal, parse, refuse, unavailable};
 use crate::state::{Incident, StateError};
 use crate::{Control, now_ms};
+use croupier_web::extract::PathParam;
 
 /// `GET /api/v1/incidents`, newest first.
 #[derive(Serialize)]
@@ -75,7 +76,7 @@ pub(super) async fn open(
 pub(super) async fn update(
     operator: Operator,
     State(control): State<Arc<Control>>,
-    Path(id): Path<i64>,
+    PathParam(id): PathParam<i64>,
     body: axum::body::Bytes,
 ) -> Result<Response, Refusal> {
     let change = async {
@@ -116,7 +117,7 @@ pub(super) async fn update(
 pub(super) async fn postmortem(
     _: Operator,
     State(control): State<Arc<Control>>,
-    Path(id): Path<i64>,
+    PathParam(id): PathParam<i64>,
 ) -> Result<Response, Refusal> {
     let incident = control
         .state

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use croupier_web::wire::control::{NewWindow, WindowCreated};
@@ -17,6 +17,7 @@ use crate::maintenance::{Schedule, Scope, Window, WindowError};
 use crate::operator::{Operator, body_detail};
 use crate::refusal::{Refusal, parse, refuse, unavailable};
 use crate::{Control, now_ms};
+use croupier_web::extract::PathParam;
 
 /// A window with when it is active or starts next (fields in alphabetical order, the order
 /// the API has always sent them in).
@@ -124,7 +125,7 @@ pub(super) async fn schedule(
 pub(super) async fn cancel(
     operator: Operator,
     State(control): State<Arc<Control>>,
-    Path(id): Path<i64>,
+    PathParam(id): PathParam<i64>,
 ) -> Result<Response, Refusal> {
     let subject = format!("maintenance/{id}");
     let change = async {

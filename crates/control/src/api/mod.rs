@@ -47,7 +47,7 @@ use crate::state::StateError;
 pub const OPENAPI: &str = include_str!("../../openapi.json");
 
 pub fn router(control: Arc<Control>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -112,10 +112,8 @@ pub fn router(control: Arc<Control>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             control.lockout.clone(),
             croupier_web::lockout::guard,
-        ))
-        .fallback(|| async {
-            refuse(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
-        })
+        ));
+    croupier_web::extract::json_fallbacks(routes)
         .layer(axum::middleware::from_fn_with_state(
             control.clone(),
             guards::leader_only_changes,

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use croupier_web::wire::admin::NodeState;
@@ -15,6 +15,7 @@ use crate::Control;
 use crate::operator::{Operator, body_detail};
 use crate::ops_client::CallError as GatewayError;
 use crate::refusal::{Refusal, parse, refuse};
+use croupier_web::extract::PathParam;
 
 /// A gateway's answer as the operator's: its 404 and 422 passed on, anything else a 502.
 fn gateway_refusal(e: GatewayError) -> Refusal {
@@ -56,7 +57,7 @@ fn plain_node_name(name: &str) -> bool {
 pub(super) async fn set_state(
     operator: Operator,
     State(control): State<Arc<Control>>,
-    Path(name): Path<String>,
+    PathParam(name): PathParam<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, Refusal> {
     let change = async {

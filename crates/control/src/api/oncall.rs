@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -22,6 +22,7 @@ use crate::refusal::{Refusal, query_or_refuse, refuse, unavailable};
 use crate::state::IncidentStatus::Resolved;
 use crate::state_pages::Page;
 use crate::{Control, now_ms};
+use croupier_web::extract::PathParam;
 
 fn pager(control: &Control) -> Result<&Pager, Refusal> {
     control.config.pager.as_ref().ok_or_else(|| {
@@ -159,7 +160,7 @@ async fn act_checked(
 pub(crate) async fn operator_action(
     operator: Operator,
     State(control): State<Arc<Control>>,
-    Path((id, action)): Path<(i64, String)>,
+    PathParam((id, action)): PathParam<(i64, String)>,
 ) -> Result<Response, Refusal> {
     pager(&control)?;
     let page = act(&control, id, &action, &operator.actor, "API").await?;
@@ -227,7 +228,7 @@ fn audited(control: &Control, id: i64, action: &str, person: &str, refusal: Refu
 
 pub(crate) async fn link_form(
     State(control): State<Arc<Control>>,
-    Path((id, action)): Path<(i64, String)>,
+    PathParam((id, action)): PathParam<(i64, String)>,
     query: Result<Query<LinkQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Refusal> {
     let link = checked_link(&control, id, &action, query_or_refuse(query)?)?;
@@ -246,7 +247,7 @@ pub(crate) async fn link_form(
 
 pub(crate) async fn link_action(
     State(control): State<Arc<Control>>,
-    Path((id, action)): Path<(i64, String)>,
+    PathParam((id, action)): PathParam<(i64, String)>,
     query: Result<Query<LinkQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Refusal> {
     let query = query_or_refuse(query)?;

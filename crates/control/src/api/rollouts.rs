@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use croupier_monitor::engine::{Kind, Target};
@@ -17,6 +17,7 @@ use crate::refusal::{Refusal, parse, refuse, unavailable};
 use crate::rollout::RolloutPlan;
 use crate::state::RolloutStatus;
 use crate::{Control, now_ms};
+use croupier_web::extract::PathParam;
 
 pub(super) async fn list(
     _: Operator,
@@ -29,7 +30,7 @@ pub(super) async fn list(
 pub(super) async fn one(
     _: Operator,
     State(control): State<Arc<Control>>,
-    Path(id): Path<i64>,
+    PathParam(id): PathParam<i64>,
 ) -> Result<Response, Refusal> {
     let found = control
         .state

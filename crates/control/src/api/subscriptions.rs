@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -19,6 +19,7 @@ use crate::operator::Operator;
 use crate::refusal::{Refusal, query_or_refuse, refuse, unavailable};
 use crate::subscriptions::Subscriptions;
 use crate::{Control, now_ms};
+use croupier_web::extract::PathParam;
 
 /// An address gets at most one confirmation message this often.
 const ASK_GAP_MS: i64 = 10 * 60_000;
@@ -159,7 +160,7 @@ fn linked(
 
 pub(crate) async fn link_form(
     State(control): State<Arc<Control>>,
-    Path((id, action)): Path<(i64, String)>,
+    PathParam((id, action)): PathParam<(i64, String)>,
     query: Result<Query<LinkQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Refusal> {
     linked(&control, id, &action, &query_or_refuse(query)?)?;
@@ -179,7 +180,7 @@ pub(crate) async fn link_form(
 
 pub(crate) async fn link_action(
     State(control): State<Arc<Control>>,
-    Path((id, action)): Path<(i64, String)>,
+    PathParam((id, action)): PathParam<(i64, String)>,
     query: Result<Query<LinkQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Refusal> {
     let subscriber = linked(&control, id, &action, &query_or_refuse(query)?)?;

@@ -703,4 +703,21 @@ async fn the_operator_check_comes_first_and_answers_json() {
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"], "invalid_path", "{body}");
+    // Before: axum's text/plain 400s and an empty 405, on the public links too.
+    for (method, path, wanted, code) in [
+        ("GET", "/subscriptions/abc/confirm", 400, "invalid_path"),
+        ("POST", "/pages/1e99/ack", 400, "invalid_path"),
+        (
+            "GET",
+            "/api/v1/incidents/1/updates",
+            405,
+            "method_not_allowed",
+        ),
+        ("GET", "/api/v1/no-such-thing", 404, "not_found"),
+    ] {
+        let (status, body) = call(&router, method, path, Some(TOKEN), "").await;
+        assert_eq!(status.as_u16(), wanted, "{method} {path}: {body}");
+        assert_eq!(body["error"], code, "{method} {path}: {body}");
+    }
 }
