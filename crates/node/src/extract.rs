@@ -184,24 +184,36 @@ impl FromRequestParts<AppState> for IdempotencyKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
-        let key = parts
-            .headers
-            .get(wire::IDEMPOTENCY_KEY)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
+        idempotency_key(&parts.headers)?
+            .map(IdempotencyKey)
             .ok_or_else(|| {
                 ApiError::bad_request(
                     "missing_idempotency_key",
                     "money-moving requests need an Idempotency-Key header (a unique string per request)",
                 )
-            })?;
-        if key.len() > MAX_KEY_LEN {
-            return Err(ApiError::bad_request(
-                "invalid_idempotency_key",
-                format!("Idempotency-Key is longer than {MAX_KEY_LEN} characters"),
-            ));
-        }
-        Ok(IdempotencyKey(key.to_owned()))
+            })
     }
+}
+
+/// The request's Idempotency-Key, where it may be left out: none without the header; a 400
+/// when it is there but empty, not visible ASCII, or too long. A key the node cannot use must
+/// be refused, never ignored: the gateway treats any request carrying one as safe to repeat.
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(wire::IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let invalid = |why: &str| {
+        ApiError::bad_request("invalid_idempotency_key", format!("Idempotency-Key {why}"))
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| invalid("must be visible ASCII characters"))?
+        .trim();
+    if key.is_empty() {
+        return Err(invalid("is empty"));
+    }
+    if key.len() > MAX_KEY_LEN {
+        return Err(invalid(&format!("is longer than {MAX_KEY_LEN} characters")));
+    }
+    Ok(Some(key.to_owned()))
 }

@@ -15,7 +15,9 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::events::PlayerMessage;
-use crate::extract::{IdempotencyKey, JsonBody, PathParam, PlayerAuth, QueryParams};
+use crate::extract::{
+    IdempotencyKey, JsonBody, PathParam, PlayerAuth, QueryParams, idempotency_key,
+};
 use crate::rounds::{
     self, ActiveSeed, NewRound, Played, Rotated, RoundError, RoundView, Verification,
 };
@@ -400,13 +402,10 @@ pub async fn rotate_seed(
             format!("a client seed is 1 to {MAX_CLIENT_SEED} printable ASCII characters"),
         ));
     }
-    let idempotency = headers
-        .get(wire::IDEMPOTENCY_KEY)
-        .and_then(|v| v.to_str().ok())
-        .map(|key| Idempotency {
-            key: format!("{player}:{key}"),
-            fingerprint: body.fingerprint.clone(),
-        });
+    let idempotency = idempotency_key(&headers)?.map(|key| Idempotency {
+        key: format!("{player}:{key}"),
+        fingerprint: body.fingerprint.clone(),
+    });
     let committed = state
         .store
         .transact(idempotency, move |tx| {

@@ -150,3 +150,25 @@ proptest! {
         prop_assert!(harness.sound());
     }
 }
+
+/// An Idempotency-Key the node cannot use is refused wherever the key is optional too (seed
+/// rotation): before, a non-ASCII key was silently ignored (the gateway still retried the
+/// request as safe to repeat: two rotations), and an empty or 200-character key was stored.
+#[test]
+fn an_unusable_idempotency_key_is_refused_not_ignored() {
+    let harness = harness();
+    let long = "k".repeat(200);
+    for key in ["café", "", "   ", long.as_str()] {
+        let (status, reply) = harness.call("/api/v1/seeds/rotate", b"{}".to_vec(), Some(key));
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{key:?}: {reply}");
+        assert_eq!(
+            reply["error"], "invalid_idempotency_key",
+            "{key:?}: {reply}"
+        );
+    }
+    let (status, reply) = harness.call("/api/v1/seeds/rotate", b"{}".to_vec(), Some("rotate-1"));
+    assert!(status.is_success(), "{reply}");
+    let (status, reply) = harness.call("/api/v1/seeds/rotate", b"{}".to_vec(), None);
+    assert!(status.is_success(), "{reply}");
+    assert!(harness.sound());
+}
