@@ -42,3 +42,34 @@ pub(crate) fn query_or_refuse<T>(query: Result<Query<T>, QueryRejection>) -> Res
         .map(|Query(q)| q)
         .map_err(|e| refuse(StatusCode::BAD_REQUEST, "invalid_query", &e.body_text()))
 }
+
+/// A title and a message players will read (an incident's, a maintenance window's), or a 422
+/// `invalid_body`: not blank, and short enough that every node delivers it as a notice
+/// (`MAX_NOTICE_BYTES`; a longer one was stored, shown on the status page, and refused by
+/// every node, so players were never told).
+pub(crate) fn players_text(title: Option<&str>, message: Option<&str>) -> Result<(), Refusal> {
+    use croupier_web::wire::control::MAX_TITLE_BYTES;
+    use croupier_web::wire::ops::MAX_NOTICE_BYTES;
+    let invalid = |message: String| {
+        Err(refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            &message,
+        ))
+    };
+    if let Some(title) = title
+        && (title.trim().is_empty() || title.len() > MAX_TITLE_BYTES)
+    {
+        return invalid(format!(
+            "the title is 1 to {MAX_TITLE_BYTES} bytes, not blank"
+        ));
+    }
+    if let Some(message) = message
+        && (message.trim().is_empty() || message.len() > MAX_NOTICE_BYTES)
+    {
+        return invalid(format!(
+            "the message is 1 to {MAX_NOTICE_BYTES} bytes, not blank"
+        ));
+    }
+    Ok(())
+}

@@ -8,8 +8,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use croupier_games::GameId;
 use croupier_web::wire::ops::{
-    DrainReport, Flags, GameStatus, GameStatusSet, Health, Notice, NoticeDelivered, Readiness,
-    SetDrain, SetGameStatus,
+    DrainReport, Flags, GameStatus, GameStatusSet, Health, MAX_NOTICE_BYTES, Notice,
+    NoticeDelivered, Readiness, SetDrain, SetGameStatus,
 };
 use serde_json::Value;
 
@@ -116,18 +116,16 @@ pub async fn integrity(State(state): State<AppState>, _: OpsAuth) -> Result<Resp
     Ok((status, Json(report)).into_response())
 }
 
-const MAX_NOTICE: usize = 2_000;
-
 pub async fn notice(
     State(state): State<AppState>,
     _: OpsAuth,
     body: JsonBody<Notice>,
 ) -> Result<Json<NoticeDelivered>, ApiError> {
     let Notice { message, level } = body.value;
-    if message.is_empty() || message.len() > MAX_NOTICE {
+    if message.is_empty() || message.len() > MAX_NOTICE_BYTES {
         return Err(ApiError::unprocessable(
             "invalid_notice",
-            format!("a notice is 1 to {MAX_NOTICE} bytes"),
+            format!("a notice is 1 to {MAX_NOTICE_BYTES} bytes"),
         ));
     }
     if !["info", "warning", "critical"].contains(&level.as_str()) {

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::catalog::is_incident_component;
 use crate::operator::{Operator, body_detail};
-use crate::refusal::{Refusal, parse, refuse, unavailable};
+use crate::refusal::{Refusal, parse, players_text, refuse, unavailable};
 use crate::state::{Incident, StateError};
 use crate::{Control, now_ms};
 use croupier_web::extract::PathParam;
@@ -46,9 +46,7 @@ fn checked(new: &NewIncident) -> Result<Severity, Refusal> {
             "component is wallet, dice, roulette, slot, blackjack, lobby or games (all games)",
         );
     }
-    if new.title.trim().is_empty() || new.message.trim().is_empty() {
-        return invalid("invalid_body", "title and message must not be empty");
-    }
+    players_text(Some(&new.title), Some(&new.message))?;
     Ok(severity)
 }
 
@@ -81,6 +79,7 @@ pub(super) async fn update(
 ) -> Result<Response, Refusal> {
     let change = async {
         let update: IncidentUpdate = parse(&body)?;
+        players_text(None, Some(&update.message))?;
         let Some(status) = IncidentStatus::parse(&update.status) else {
             return Err(refuse(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::ended;
 use crate::maintenance::{Schedule, Scope, Window, WindowError};
 use crate::operator::{Operator, body_detail};
-use crate::refusal::{Refusal, parse, refuse, unavailable};
+use crate::refusal::{Refusal, parse, players_text, refuse, unavailable};
 use crate::{Control, now_ms};
 use croupier_web::extract::PathParam;
 
@@ -82,13 +82,7 @@ fn window(new: NewWindow, created_by: &str) -> Result<Window, Refusal> {
         },
         _ => return Err(invalid(WindowError::Schedule)),
     };
-    if new.title.trim().is_empty() {
-        return Err(refuse(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            "title must not be empty",
-        ));
-    }
+    players_text(Some(&new.title), None)?;
     let window = Window {
         id: 0,
         title: new.title,

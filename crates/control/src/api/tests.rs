@@ -721,3 +721,63 @@ async fn the_operator_check_comes_first_and_answers_json() {
         assert_eq!(body["error"], code, "{method} {path}: {body}");
     }
 }
+
+/// What players will read is held to what a node delivers as a notice. Before, an incident
+/// with a 2 001-byte message was stored (and shown on the status page) while every node
+/// refused the notice, so players were never told; an update's message could be empty.
+#[tokio::test]
+async fn text_players_cannot_be_told_is_refused_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = control(dir.path());
+    let router = router(control.clone());
+    let incident = |title: &str, message: &str| {
+        serde_json::to_string(&croupier_web::wire::control::NewIncident {
+            title: title.into(),
+            component: "dice".into(),
+            severity: "minor".into(),
+            message: message.into(),
+        })
+        .unwrap()
+    };
+    let long_title = "t".repeat(201);
+    let long_message = "m".repeat(2_001);
+    for body in [
+        incident("Dice", &long_message),
+        incident(&long_title, "slow"),
+    ] {
+        let (status, answer) = call(&router, "POST", "/api/v1/incidents", Some(TOKEN), &body).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body"))
+        );
+    }
+    assert!(control.state.incidents(false).unwrap().is_empty());
+    let good = incident("Dice", &"m".repeat(2_000));
+    let (status, created) = call(&router, "POST", "/api/v1/incidents", Some(TOKEN), &good).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let path = format!("/api/v1/incidents/{}/updates", created["id"]);
+    for message in ["", " ", long_message.as_str()] {
+        let update =
+            serde_json::json!({"status": "identified", "message": message, "eta_ms": null});
+        let (status, answer) = call(&router, "POST", &path, Some(TOKEN), &update.to_string()).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body"))
+        );
+    }
+    let window = serde_json::json!({"title": long_title, "scope": "component:dice",
+        "starts_ms": now_ms() + 3_600_000, "duration_s": 600});
+    let (status, answer) = call(
+        &router,
+        "POST",
+        "/api/v1/maintenance",
+        Some(TOKEN),
+        &window.to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body"))
+    );
+    assert!(control.state.windows().unwrap().is_empty());
+}

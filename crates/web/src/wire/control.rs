@@ -30,6 +30,11 @@ pub struct Ready {
     pub ready: bool,
 }
 
+/// Longest title of an incident or a maintenance window (bytes): a title goes into mail
+/// subjects and into the maintenance announcement players get, which must stay a notice
+/// (`ops::MAX_NOTICE_BYTES`).
+pub const MAX_TITLE_BYTES: usize = 200;
+
 /// `POST /api/v1/incidents`: an incident opened by hand (players are told at once).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

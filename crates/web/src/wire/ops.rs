@@ -51,6 +51,10 @@ pub struct SetDrain {
     pub draining: bool,
 }
 
+/// Longest notice a node sends its players (bytes); the control plane holds what it tells
+/// players (incident messages and updates) to the same.
+pub const MAX_NOTICE_BYTES: usize = 2_000;
+
 /// `POST /ops/notices`: a message to every player connected to the node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
