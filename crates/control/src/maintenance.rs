@@ -28,6 +28,8 @@ pub enum WindowError {
     Duration,
     #[error("announce_s holds lead times in seconds, each between 60 and 604800")]
     Leads,
+    #[error("the window is over already: a one-off window must end after now")]
+    Over,
 }
 
 /// What a window covers.
@@ -145,6 +147,20 @@ impl Window {
             checked_zone(timezone)?;
         }
         Ok(())
+    }
+
+    /// A new window must still have something to cover at `now_ms` (checked on creation
+    /// only: a stored window that ended is history, not an error).
+    pub fn validate_new(&self, now_ms: i64) -> Result<(), WindowError> {
+        self.validate()?;
+        match self.schedule {
+            Schedule::Once { starts_ms }
+                if starts_ms.saturating_add(self.duration_s.saturating_mul(1000)) <= now_ms =>
+            {
+                Err(WindowError::Over)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The start of the occurrence running at `now_ms`, if one is.

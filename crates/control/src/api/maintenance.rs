@@ -92,7 +92,7 @@ fn window(new: NewWindow, created_by: &str) -> Result<Window, Refusal> {
         announce_s: new.announce_s.unwrap_or_else(|| vec![86_400, 900]),
         created_by: created_by.to_owned(),
     };
-    window.validate().map_err(invalid)?;
+    window.validate_new(now_ms()).map_err(invalid)?;
     Ok(window)
 }
 

@@ -781,3 +781,49 @@ async fn text_players_cannot_be_told_is_refused_and_nothing_is_stored() {
     );
     assert!(control.state.windows().unwrap().is_empty());
 }
+
+/// Before: a one-off window that ended decades ago was stored (201, `next_start_ms: null`),
+/// and an audit limit of 0 or a billion was quietly clamped.
+#[tokio::test]
+async fn a_window_already_over_and_an_audit_limit_out_of_range_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = control(dir.path());
+    let router = router(control.clone());
+    let past = serde_json::json!({"title": "Old", "scope": "component:dice", "starts_ms": 0, "duration_s": 600});
+    let (status, answer) = call(
+        &router,
+        "POST",
+        "/api/v1/maintenance",
+        Some(TOKEN),
+        &past.to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_window")),
+        "{answer}"
+    );
+    assert!(control.state.windows().unwrap().is_empty());
+    let running = serde_json::json!({"title": "Now", "scope": "component:dice",
+        "starts_ms": now_ms() - 60_000, "duration_s": 600});
+    let (status, answer) = call(
+        &router,
+        "POST",
+        "/api/v1/maintenance",
+        Some(TOKEN),
+        &running.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    for limit in ["0", "-5", "1001", "1000000000"] {
+        let path = format!("/api/v1/audit?limit={limit}");
+        let (status, answer) = call(&router, "GET", &path, Some(TOKEN), "").await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_query")),
+            "{limit}"
+        );
+    }
+    let (status, _) = call(&router, "GET", "/api/v1/audit?limit=1000", Some(TOKEN), "").await;
+    assert_eq!(status, StatusCode::OK);
+}
