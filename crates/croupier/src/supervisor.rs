@@ -60,6 +60,9 @@ pub struct Supervised {
     sockets: Vec<OwnedFd>,
     /// The process being replaced by a graceful restart, until it exits.
     retiring: Option<Retiring>,
+    /// A restart through the API is stopping this child (outside the children lock):
+    /// supervision leaves it alone until the new build is started.
+    restarting: bool,
 }
 
 /// The old process of a graceful restart: serving until the new one is ready, then stopping.
@@ -91,6 +94,7 @@ impl Supervised {
             restarts: 0,
             sockets: Vec::new(),
             retiring: None,
+            restarting: false,
         }
     }
 
@@ -222,6 +226,9 @@ impl Supervised {
 
     /// Restarts a child that exited, after its back-off.
     pub fn supervise(&mut self) -> anyhow::Result<()> {
+        if self.restarting {
+            return Ok(());
+        }
         self.retire()?;
         if let Some(child) = &mut self.child
             && let Some(status) = child.try_wait()?
@@ -261,16 +268,32 @@ impl Supervised {
     /// Waits for the child to exit until `deadline`, then kills it.
     pub fn wait_stopped(&mut self, deadline: Instant) {
         let old = self.retiring.take().map(|r| r.process);
-        for mut process in self.child.take().into_iter().chain(old) {
-            while process.try_wait().ok().flatten().is_none() {
-                if Instant::now() > deadline {
-                    let _ = process.kill();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = process.wait();
+        reap(self.child.take().into_iter().chain(old), deadline);
+    }
+
+    /// Asks the child's processes to stop and hands them over, to be reaped without the
+    /// children lock (`reap`); supervision leaves the child alone until `restarted`.
+    fn take_to_stop(&mut self) -> Vec<Child> {
+        self.terminate();
+        self.restarting = true;
+        self.restart_at = None;
+        let old = self.retiring.take().map(|r| r.process);
+        self.child.take().into_iter().chain(old).collect()
+    }
+
+    /// After `take_to_stop`: starts the child again, on `previous` when the new build does
+    /// not start (and, should that fail too, through supervision after a back-off).
+    fn restarted(&mut self, previous: PathBuf) -> anyhow::Result<()> {
+        self.restarting = false;
+        let Err(e) = self.spawn() else {
+            return Ok(());
+        };
+        self.binary = previous;
+        if let Err(again) = self.spawn() {
+            tracing::error!(child = %self.name, error = %again, "the previous build does not start either; supervision retries");
+            self.restart_at = Some(Instant::now() + FIRST_BACKOFF);
         }
+        Err(e)
     }
 
     fn describe(&self) -> wire::Child {
@@ -282,6 +305,20 @@ impl Supervised {
             retiring_pid: self.retiring.as_ref().map(|r| r.process.id()),
             running: self.child.is_some(),
         }
+    }
+}
+
+/// Waits for each process to exit until `deadline`, then kills it.
+fn reap(processes: impl IntoIterator<Item = Child>, deadline: Instant) {
+    for mut process in processes {
+        while process.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = process.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = process.wait();
     }
 }
 
@@ -383,21 +420,37 @@ impl Supervisor {
                     .map_err(|e| refused(format!("cannot read {}: {e}", binary.display())))?,
             ),
         };
+        // The old process is waited for without the children lock: a child slow to stop
+        // must not hold up the supervision of the others (a crash meanwhile is repaired on
+        // time) nor the gateway's hand-over.
+        let (previous, stopping) = {
+            let mut children = self.lock();
+            let child = children
+                .iter_mut()
+                .find(|c| c.name == name)
+                .ok_or((StatusCode::NOT_FOUND, format!("no child named {name}")))?;
+            if child.restarting {
+                let message = format!("a restart of {name} is under way");
+                return Err((StatusCode::CONFLICT, message));
+            }
+            let previous = std::mem::replace(&mut child.binary, binary);
+            (previous, child.take_to_stop())
+        };
+        reap(stopping, Instant::now() + STOP_GRACE);
         let mut children = self.lock();
         let child = children
             .iter_mut()
             .find(|c| c.name == name)
-            .ok_or((StatusCode::NOT_FOUND, format!("no child named {name}")))?;
-        let previous = std::mem::replace(&mut child.binary, binary);
-        child.terminate();
-        child.wait_stopped(Instant::now() + STOP_GRACE);
-        if let Err(e) = child.spawn() {
-            child.binary = previous;
-            let _ = child.spawn();
-            return Err((StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")));
-        }
-        let previous = previous.to_string_lossy().into_owned();
-        Ok(wire::Restarted::of(child.describe(), previous, version))
+            .expect("children are never removed");
+        let previous_text = previous.to_string_lossy().into_owned();
+        child
+            .restarted(previous)
+            .map_err(|e| (StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")))?;
+        Ok(wire::Restarted::of(
+            child.describe(),
+            previous_text,
+            version,
+        ))
     }
 }
 
@@ -480,6 +533,61 @@ async fn restart(
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    fn script(dir: &std::path::Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// A child slow to stop (it ignores SIGTERM for 4 s) while a restart replaces it: the
+    /// crash of another child meanwhile is seen at once. Before, the restart held the children
+    /// for the whole stop (up to 20 s), and supervision skipped every round of it.
+    #[test]
+    fn a_slow_restart_holds_up_no_other_childs_supervision() {
+        let dir = tempfile::tempdir().unwrap();
+        let stubborn = script(dir.path(), "stubborn", "#!/bin/sh\ntrap '' TERM\nsleep 4\n");
+        let quick = script(dir.path(), "quick", "#!/bin/sh\nexec sleep 30\n");
+        let mut children = vec![
+            Supervised::new("node-1", stubborn, Vec::new(), None),
+            Supervised::new("node-2", quick.clone(), Vec::new(), None),
+        ];
+        for child in &mut children {
+            child.spawn().unwrap();
+        }
+        let supervisor = Supervisor::new(children, "t".repeat(32));
+        // Time for the stubborn one's shell to set its trap.
+        std::thread::sleep(Duration::from_millis(300));
+        let victim = supervisor.lock()[1].describe().pid.unwrap();
+        let started = Instant::now();
+        let restarting = std::thread::spawn({
+            let supervisor = supervisor.clone();
+            move || supervisor.restart_with("node-1", quick)
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: plain kill(2) on a child of this test.
+        unsafe {
+            libc::kill(victim as i32, libc::SIGKILL);
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            supervisor.supervise_all();
+            let seen = supervisor
+                .children
+                .try_lock()
+                .is_some_and(|children| children[1].describe().restarts == 1);
+            if seen {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the crash was not seen in 2 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let restarted = restarting.join().unwrap().unwrap();
+        assert!(restarted.running && restarted.pid.is_some());
+        assert!(started.elapsed() > Duration::from_secs(3), "it stopped at once");
+        supervisor.stop_all();
+    }
 
     /// A restart to a file that cannot start is refused before the child is stopped: before,
     /// the serving child was stopped first, and then started again on its old binary.
