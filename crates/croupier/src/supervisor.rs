@@ -585,7 +585,10 @@ mod tests {
         }
         let restarted = restarting.join().unwrap().unwrap();
         assert!(restarted.running && restarted.pid.is_some());
-        assert!(started.elapsed() > Duration::from_secs(3), "it stopped at once");
+        assert!(
+            started.elapsed() > Duration::from_secs(3),
+            "it stopped at once"
+        );
         supervisor.stop_all();
     }
 
