@@ -234,32 +234,13 @@ mod tests {
         let token = "t".repeat(32);
         let nodes = vec![("n0".to_owned(), "http://127.0.0.1:9".to_owned())];
         let router = router(Gateway::new(crate::GatewayConfig::new(nodes, token.clone())).unwrap());
+        let with = Some(token.as_str());
         let cases = [
             ("PUT", "/admin/nodes/%FF", None, (401, "unauthorized")),
-            (
-                "PUT",
-                "/admin/nodes/%FF",
-                Some(token.as_str()),
-                (400, "invalid_path"),
-            ),
-            (
-                "DELETE",
-                "/admin/blocks/%FF",
-                Some(token.as_str()),
-                (400, "invalid_path"),
-            ),
-            (
-                "POST",
-                "/admin/nodes",
-                Some(token.as_str()),
-                (405, "method_not_allowed"),
-            ),
-            (
-                "GET",
-                "/admin/nothing",
-                Some(token.as_str()),
-                (404, "not_found"),
-            ),
+            ("PUT", "/admin/nodes/%FF", with, (400, "invalid_path")),
+            ("DELETE", "/admin/blocks/%FF", with, (400, "invalid_path")),
+            ("POST", "/admin/nodes", with, (405, "method_not_allowed")),
+            ("GET", "/admin/nothing", with, (404, "not_found")),
         ];
         for (method, path, token, (status, code)) in cases {
             let got = refused(&router, method, path, token).await;

@@ -284,18 +284,22 @@ async fn players_are_told_of_problems_on_their_components_only() {
     assert!(kept[0].contains("a problem affecting Dice"), "{kept:?}");
 }
 
-#[tokio::test]
-async fn status_subscribers_get_no_news_of_an_operators_incident() {
-    let dir = tempfile::tempdir().unwrap();
-    let control = control(dir.path());
+/// Status-page subscriptions by webhook (plain HTTP allowed), without mail.
+fn webhook_subscriptions() -> crate::subscriptions::Subscriptions {
     let config = crate::subscriptions::SubscriptionsConfig {
         smtp_url: None,
         from: "status@casino.test".into(),
         public_url: None,
         allow_http_webhooks: true,
     };
-    let subscriptions =
-        crate::subscriptions::Subscriptions::new(&config, "a key", "http://status.test").unwrap();
+    crate::subscriptions::Subscriptions::new(&config, "a key", "http://status.test").unwrap()
+}
+
+#[tokio::test]
+async fn status_subscribers_get_no_news_of_an_operators_incident() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = control(dir.path());
+    let subscriptions = webhook_subscriptions();
     let minor = croupier_monitor::severity::Severity::Minor;
     // The delivery cursor starts at the newest line: set it before the incidents.
     assert!(control.state.undelivered_lines().unwrap().is_empty());
@@ -343,14 +347,7 @@ async fn stalling_receiver() -> String {
 async fn a_stalling_subscriber_delays_no_one_elses_news() {
     let dir = tempfile::tempdir().unwrap();
     let control = control(dir.path());
-    let config = crate::subscriptions::SubscriptionsConfig {
-        smtp_url: None,
-        from: "status@casino.test".into(),
-        public_url: None,
-        allow_http_webhooks: true,
-    };
-    let subscriptions =
-        crate::subscriptions::Subscriptions::new(&config, "a key", "http://status.test").unwrap();
+    let subscriptions = webhook_subscriptions();
     let kept = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let good = format!("{}/ops/notices", node_keeping_notices(kept.clone()).await);
     // The stalling one first: subscribers are told in the order they subscribed.
