@@ -2,7 +2,7 @@
 //! fingerprint for idempotency), query strings, paths, bearer tokens for players and operators.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use croupier_web::wire;
@@ -63,19 +63,8 @@ impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for QueryParams<T> {
     }
 }
 
-/// A path parameter with JSON errors.
-pub struct PathParam<T>(pub T);
-
-impl<T: DeserializeOwned + Send> FromRequestParts<AppState> for PathParam<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        Path::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Path(v)| PathParam(v))
-            .map_err(|r| ApiError::bad_request("invalid_path", r.body_text()))
-    }
-}
+/// A path parameter with JSON errors (400 `invalid_path`), as on every other server.
+pub use croupier_web::extract::PathParam;
 
 /// The bearer token of a request, from the Authorization header or, for WebSockets whose
 /// browser API cannot set headers, a `token` query parameter.

@@ -29,7 +29,6 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use croupier_web::serve::Hygiene;
 use croupier_web::wire::ops::GameStatus;
@@ -83,14 +82,7 @@ pub fn router(state: AppState) -> Router {
     let api = api.merge(ops).merge(cashier::routes(&state)).route_layer(
         axum::middleware::from_fn_with_state(state.clone(), metrics::track_requests),
     );
-    api.fallback(|| async { ApiError::not_found("no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this route does not take that method",
-            )
-        })
+    croupier_web::extract::json_fallbacks(api)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(croupier_vitals::panics::layer())
         .layer(axum::middleware::map_response(croupier_web::secure_headers))
