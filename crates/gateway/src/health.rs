@@ -12,10 +12,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::Bytes;
+use axum::http::Method;
 
 use crate::Gateway;
+use crate::upstream::Outgoing;
 
 #[derive(Debug, Clone, Copy)]
 pub struct HealthConfig {
@@ -54,19 +54,16 @@ enum Probe {
 
 async fn probe(gateway: &Gateway, index: usize) -> Probe {
     let backend = &gateway.pool.backends[index];
-    let Ok(uri) = format!("{}/readyz", backend.base).parse::<hyper::Uri>() else {
-        return Probe::Failed;
+    let request = Outgoing {
+        method: &Method::GET,
+        path: "/readyz",
+        headers: None,
+        client: None,
+        body: &[],
     };
-    let request = hyper::Request::get(uri)
-        .body(Full::new(Bytes::new()))
-        .expect("a GET request builds");
-    match tokio::time::timeout(
-        gateway.config.health.timeout,
-        gateway.client.request(request),
-    )
-    .await
-    {
-        Ok(Ok(response)) if response.status() == hyper::StatusCode::OK => Probe::Passed,
+    let sent = backend.upstream.send(&gateway.dial, &request, true);
+    match tokio::time::timeout(gateway.config.health.timeout, sent).await {
+        Ok(Ok(answer)) if answer.status == 200 => Probe::Passed,
         Ok(_) => Probe::Failed,
         Err(_) => Probe::TimedOut,
     }
@@ -235,12 +232,17 @@ mod tests {
     async fn play_for(gateway: &Gateway, address: &str, length: Duration) -> Vec<u16> {
         let started = Instant::now();
         let mut statuses = Vec::new();
+        let player = crate::upstream::Upstream::new(address);
         while started.elapsed() < length {
-            let request = hyper::Request::get(format!("{address}/api/v1/wallet"))
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            let response = gateway.client.request(request).await.unwrap();
-            statuses.push(response.status().as_u16());
+            let request = Outgoing {
+                method: &Method::GET,
+                path: "/api/v1/wallet",
+                headers: None,
+                client: None,
+                body: &[],
+            };
+            let answer = player.send(&gateway.dial, &request, true).await.unwrap();
+            statuses.push(answer.status);
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         statuses

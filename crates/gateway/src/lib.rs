@@ -20,21 +20,17 @@ pub mod pool;
 pub mod proxy;
 pub mod queue;
 pub mod restart;
+pub mod upstream;
 pub mod ws_proxy;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use croupier_web::http1::conn::{Dial, tls_connector};
 use croupier_web::lockout::{Lockout, LockoutConfig};
 use croupier_web::serve::Hygiene;
 use croupier_web::tls::{Acceptor, ClientFiles, TlsError};
-use http_body_util::Full;
-use hyper::body::Bytes;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -43,8 +39,6 @@ use health::HealthConfig;
 use limits::RateLimits;
 use metrics::Metrics;
 use pool::{Backend, OutlierConfig, Pool};
-
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -134,7 +128,8 @@ pub fn scanning_defaults() -> LockoutConfig {
 pub struct Gateway {
     pub config: GatewayConfig,
     pub pool: Pool,
-    pub client: HttpClient,
+    /// How connections to the nodes are made (each node keeps its idle ones: `upstream`).
+    pub dial: Dial,
     pub metrics: Metrics,
     pub budget: RetryBudget,
     pub limits: RateLimits,
@@ -157,15 +152,12 @@ impl Gateway {
     /// A gateway for `config`; fails when its TLS files for the nodes cannot be read.
     pub fn new(config: GatewayConfig) -> Result<Arc<Gateway>, TlsError> {
         let tls = croupier_web::tls::client_config(&config.node_tls)?;
-        let mut http = HttpConnector::new();
-        http.set_connect_timeout(Some(config.connect_timeout));
-        http.set_nodelay(true);
-        let connector = croupier_web::tls::https_connector(http, tls.clone());
+        let dial = Dial {
+            local: None,
+            timeout: config.connect_timeout,
+            tls: tls_connector(&tls),
+        };
         let node_tls = Arc::new(tls);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(512)
-            .build(connector);
         let pool = Pool::new(
             config
                 .nodes
@@ -189,7 +181,7 @@ impl Gateway {
         Ok(Arc::new(Gateway {
             pool,
             node_tls,
-            client,
+            dial,
             metrics,
             lockout,
             scanning,

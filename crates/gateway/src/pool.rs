@@ -4,7 +4,6 @@
 //! requests outstanding; a player sticks to one node while it stays eligible.
 
 use axum::http::HeaderValue;
-use axum::http::uri::{Authority, Scheme, Uri};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -59,9 +58,8 @@ pub struct Backend {
     pub name: String,
     /// `http://host:port`, no trailing slash.
     pub base: String,
-    /// `base`'s scheme and authority, parsed once for every request forwarded to it (`None`
-    /// when `base` is not a URL: nothing can be forwarded there).
-    pub origin: Option<(Scheme, Authority)>,
+    /// Its idle connections, and how requests are sent to it.
+    pub upstream: crate::upstream::Upstream,
     /// The node's name as the `croupier-node` header of the answers it gives.
     pub name_header: Option<HeaderValue>,
     admin: watch::Sender<NodeState>,
@@ -93,14 +91,10 @@ impl Backend {
     /// A node at `base` that takes at most `max_requests` requests at once.
     pub fn new(name: &str, base: &str, max_requests: usize) -> Backend {
         let base = base.trim_end_matches('/');
-        let origin = base
-            .parse::<Uri>()
-            .ok()
-            .and_then(|uri| Some((uri.scheme()?.clone(), uri.authority()?.clone())));
         Backend {
             name: name.to_owned(),
             base: base.to_owned(),
-            origin,
+            upstream: crate::upstream::Upstream::new(base),
             name_header: HeaderValue::from_str(name).ok(),
             admin: watch::Sender::new(NodeState::Active),
             // Up until the checks say otherwise, like HAProxy: a fresh gateway serves at once.

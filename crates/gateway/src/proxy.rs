@@ -14,28 +14,27 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::uri::{PathAndQuery, Uri};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use croupier_web::http1::Received;
 use croupier_web::wire::player::SessionCreated;
 use croupier_web::wire::{self, Refusal};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Bytes;
 use serde::Serialize;
 use std::hash::BuildHasher;
 
 use crate::Gateway;
 use crate::metrics::{Metrics, NodeKind, NodeLabel};
-use crate::pool::{Backend, PlayerKey, is_refusal};
+use crate::pool::{Backend, PlayerKey};
 use crate::queue::NodePlace;
+use crate::upstream::{Failed, Outgoing};
 
 /// The retry reason of a request that waited for a place on a node taken out meanwhile.
 const NODE_OUT: &str = "node_out";
 
 /// Seconds players are told to wait when no node can serve.
 pub const NO_NODE_RETRY_AFTER: u32 = 5;
-/// Largest answer read from a node.
-const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
@@ -291,50 +290,6 @@ fn flood() -> Response {
     response
 }
 
-/// The request as node `backend` gets it: its scheme and authority, the player's path and
-/// headers without the hop-by-hop ones, and the player's address in `x-forwarded-for`.
-fn upstream_request(
-    backend: &Backend,
-    parts: &axum::http::request::Parts,
-    body: Bytes,
-    client: SocketAddr,
-) -> Option<hyper::Request<Full<Bytes>>> {
-    let (scheme, authority) = backend.origin.clone()?;
-    let path = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let uri = Uri::builder()
-        .scheme(scheme)
-        .authority(authority)
-        .path_and_query(path)
-        .build()
-        .ok()?;
-    let mut builder = hyper::Request::builder()
-        .method(parts.method.clone())
-        .uri(uri);
-    let headers = builder.headers_mut()?;
-    headers.reserve(parts.headers.len() + 1);
-    for (name, value) in &parts.headers {
-        if !HOP_BY_HOP.contains(&name.as_str()) && name != header::HOST {
-            headers.append(name, value.clone());
-        }
-    }
-    headers.insert("x-forwarded-for", forwarded_for(client.ip())?);
-    builder.body(Full::new(body)).ok()
-}
-
-/// A client address as a header value, written without a heap allocation.
-fn forwarded_for(ip: std::net::IpAddr) -> Option<HeaderValue> {
-    use std::io::Write;
-    let mut text = [0u8; 64];
-    let mut cursor = std::io::Cursor::new(&mut text[..]);
-    write!(cursor, "{ip}").ok()?;
-    let written = cursor.position() as usize;
-    HeaderValue::from_bytes(&text[..written]).ok()
-}
-
 enum Try {
     Answer(Response),
     /// Failed in a way that allows another node: the reason for the metrics.
@@ -347,19 +302,12 @@ async fn try_node(
     gateway: &Gateway,
     index: usize,
     parts: &axum::http::request::Parts,
-    body: Bytes,
+    body: &[u8],
     idempotent: bool,
     client: SocketAddr,
     limit: Duration,
 ) -> Try {
     let backend = &gateway.pool.backends[index];
-    let Some(request) = upstream_request(backend, parts, body, client) else {
-        return Try::Answer(refusal(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "the request cannot be forwarded",
-        ));
-    };
     let failed = |kind: &str, immediate: bool| failed_try(gateway, index, kind, immediate);
     let in_flight = InFlight::start(backend);
     let _place = match crate::queue::place_on(gateway, backend).await {
@@ -375,27 +323,40 @@ async fn try_node(
             ));
         }
     };
+    let request = Outgoing {
+        method: &parts.method,
+        path: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        headers: Some(&parts.headers),
+        client: Some(client.ip()),
+        body,
+    };
     // One deadline for the answer's headers and its body: a node that sends its headers and
     // then freezes must not hold the player (and the node's place) past it.
     let deadline = tokio::time::Instant::now() + limit;
-    let result = tokio::time::timeout_at(deadline, gateway.client.request(request)).await;
+    let sent = backend.upstream.send(&gateway.dial, &request, idempotent);
+    let result = tokio::time::timeout_at(deadline, sent).await;
     gateway.metrics.observe_try(index, in_flight.finish());
     match result {
-        Ok(Ok(response)) => answered(gateway, index, response, idempotent, deadline).await,
+        Ok(Ok(answer)) => answered(gateway, index, answer, idempotent),
         // Refused: nothing listens, the node is dead. A connect timeout may be a node too busy
         // to accept (its listen queue full): a failure like any other, not proof of death.
-        Ok(Err(e)) if e.is_connect() => {
-            if is_refusal(&e) {
-                failed("connect", true);
-            } else {
-                failed("connect_timeout", false);
+        Ok(Err(Failed::Connect { refused, reason })) => {
+            tracing::debug!(node = %backend.name, %reason, "connecting to node failed");
+            match refused {
+                true => failed("connect", true),
+                false => failed("connect_timeout", false),
             }
             Try::Retry("connect")
         }
-        Ok(Err(e)) => {
-            tracing::debug!(node = %backend.name, error = %e, "request to node failed");
+        Ok(Err(Failed::Exchange(failure))) => {
+            tracing::debug!(node = %backend.name, reason = %failure.reason, "request to node failed");
             failed("reset", false);
             retry_if_idempotent(idempotent, "reset")
+        }
+        Ok(Err(Failed::Unaddressable(reason))) => {
+            tracing::warn!(node = %backend.name, %reason, "the node's address is not usable");
+            failed("connect", true);
+            Try::Retry("connect")
         }
         Err(_) => {
             failed("timeout", false);
@@ -415,17 +376,14 @@ fn retry_if_idempotent(idempotent: bool, kind: &'static str) -> Try {
 }
 
 /// The node answered: a draining node's refusal is retried elsewhere; any other answer is
-/// counted, read whole and passed on, naming the node.
-async fn answered(
-    gateway: &Gateway,
-    index: usize,
-    response: hyper::Response<hyper::body::Incoming>,
-    idempotent: bool,
-    deadline: tokio::time::Instant,
-) -> Try {
+/// counted and passed on, naming the node.
+fn answered(gateway: &Gateway, index: usize, answer: Received, idempotent: bool) -> Try {
     let backend = &gateway.pool.backends[index];
-    let status = response.status();
-    if status == StatusCode::SERVICE_UNAVAILABLE && response.headers().contains_key(wire::DRAINING)
+    let Ok(status) = StatusCode::from_u16(answer.status) else {
+        failed_try(gateway, index, "reset", false);
+        return retry_if_idempotent(idempotent, "reset");
+    };
+    if status == StatusCode::SERVICE_UNAVAILABLE && answer.header(wire::DRAINING.as_str()).is_some()
     {
         return Try::Retry("draining");
     }
@@ -442,29 +400,31 @@ async fn answered(
         backend.record_served();
     }
     gateway.metrics.count_answer(index, status.as_u16());
-    // Answers are small JSON: read them whole, so the player gets headers and body in one
-    // write, and a node that dies mid-answer is a failed try, not a cut response.
-    let (head, body) = response.into_parts();
-    let read = Limited::new(body, MAX_ANSWER_BYTES).collect();
-    let body = match tokio::time::timeout_at(deadline, read).await {
-        Ok(Ok(collected)) => collected.to_bytes(),
-        Ok(Err(_)) => {
-            failed_try(gateway, index, "reset", false);
-            return retry_if_idempotent(idempotent, "reset");
+    Try::Answer(passed_on(status, answer, backend.name_header.as_ref()))
+}
+
+/// The node's answer as the player gets it: its status, headers but the hop-by-hop ones
+/// (values shared with the received head, not copied), its body, and the node's name.
+fn passed_on(status: StatusCode, answer: Received, node: Option<&HeaderValue>) -> Response {
+    let mut response = Response::new(Body::from(answer.body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    let head = &answer.head;
+    croupier_web::http1::wire::each_header(head, |name, value| {
+        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
+            return;
+        };
+        if HOP_BY_HOP.contains(&name.as_str()) {
+            return;
         }
-        Err(_) => {
-            failed_try(gateway, index, "timeout", false);
-            return retry_if_idempotent(idempotent, "timeout");
+        if let Ok(value) = HeaderValue::from_maybe_shared(head.slice_ref(value)) {
+            headers.append(name, value);
         }
-    };
-    let mut response = Response::from_parts(head, Body::from(body));
-    for name in HOP_BY_HOP {
-        response.headers_mut().remove(name);
+    });
+    if let Some(name) = node {
+        headers.insert(wire::NODE, name.clone());
     }
-    if let Some(name) = &backend.name_header {
-        response.headers_mut().insert(wire::NODE, name.clone());
-    }
-    Try::Answer(response)
+    response
 }
 
 /// A try in flight on a node: counted in the node's outstanding requests until it ends, its
@@ -591,7 +551,7 @@ impl Forwarded<'_> {
             gateway,
             index,
             self.parts,
-            self.body.clone(),
+            self.body,
             self.idempotent,
             self.client,
             limit,
@@ -859,18 +819,25 @@ mod tests {
         let mut config = crate::GatewayConfig::new(nodes, "t".repeat(32));
         config.connect_timeout = Duration::from_millis(200);
         let gateway = Gateway::new(config).unwrap();
-        let get = |address: SocketAddr| {
-            let request = hyper::Request::get(format!("http://{address}/readyz"))
-                .body(Full::new(Bytes::new()))
-                .unwrap();
-            gateway.client.request(request)
+        let get = async |address: SocketAddr| {
+            let node = crate::upstream::Upstream::new(&format!("http://{address}"));
+            let request = Outgoing {
+                method: &Method::GET,
+                path: "/readyz",
+                headers: None,
+                client: None,
+                body: &[],
+            };
+            match node.send(&gateway.dial, &request, true).await {
+                Err(Failed::Connect { refused, .. }) => refused,
+                other => panic!("{other:?}"),
+            }
         };
         let closed = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap();
-        let error = get(closed).await.unwrap_err();
-        assert!(error.is_connect() && is_refusal(&error), "{error:?}");
+        assert!(get(closed).await, "a closed port is a refusal");
 
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -883,8 +850,7 @@ mod tests {
             queued.push(stream);
             assert!(queued.len() < 64, "the listen queue never filled");
         }
-        let error = get(address).await.unwrap_err();
-        assert!(error.is_connect() && !is_refusal(&error), "{error:?}");
+        assert!(!get(address).await, "a full listen queue is no refusal");
     }
 
     /// Every layer in front of the handler boxes its future, copying it whole: a plain
@@ -908,15 +874,7 @@ mod tests {
         );
         let (parts, _) = request().into_parts();
         let forwarded = forward(&gateway, &parts, Bytes::new(), None, client);
-        let one_try = try_node(
-            &gateway,
-            0,
-            &parts,
-            Bytes::new(),
-            true,
-            client,
-            Duration::ZERO,
-        );
+        let one_try = try_node(&gateway, 0, &parts, &[], true, client, Duration::ZERO);
         assert!(std::mem::size_of_val(&forwarded) < 2 * std::mem::size_of_val(&one_try));
     }
 }

@@ -1,11 +1,13 @@
 //! HTTP pieces every Croupier server shares (node, gateway, control plane, `up`'s
 //! supervisor): serving a listener with the same connection hygiene (`serve`, `caps`),
 //! reading a bearer token, comparing tokens in constant time, the security headers put on
-//! every answer, and the wire vocabulary (`wire`: header names, the error envelope).
+//! every answer, the wire vocabulary (`wire`: header names, the error envelope), and the
+//! client side of HTTP/1.1 the gateway and the load generator share (`http1`).
 #![forbid(unsafe_code)]
 
 pub mod caps;
 pub mod extract;
+pub mod http1;
 pub mod launch;
 pub mod lockout;
 pub mod scanning;

@@ -1,29 +1,32 @@
-//! The load generator's HTTP/1.1 client: keep-alive connections driven inline by the task
-//! that sends (no connection task, no channel, no header map), so that a simulated player's
-//! request costs about what wrk's does. Requests can leave from several loopback source
-//! addresses (127.0.0.1, .2, …) so that simulated players look like many clients to the
-//! gateway's per-address rate limit, as real players would. `wire` writes requests and frames
-//! answers, `conn` drives one connection, `pool` keeps the idle ones.
+//! The load generator's HTTP/1.1 client, on `croupier_web::http1`'s connections (driven
+//! inline by the task that sends: no connection task, no channel, no header map), so that a
+//! simulated player's request costs about what wrk's does. Requests can leave from several
+//! loopback source addresses (127.0.0.1, .2, …) so that simulated players look like many
+//! clients to the gateway's per-address rate limit, as real players would. `encode` writes a
+//! player's call as a request.
 
-mod conn;
-mod pool;
-mod wire;
+mod encode;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use croupier_web::http1::conn::{self, Conn, Dial, tls_connector};
+use croupier_web::http1::{ConnectFailure, Failure, Idle, Received, Target, wire};
+use croupier_web::tls::ClientFiles;
 use hyper::Method;
 use hyper::body::Bytes;
 use serde_json::Value;
-use tokio_rustls::TlsConnector;
-
-use croupier_web::tls::ClientFiles;
 
 use crate::error::LoadError;
-use conn::{ConnectFailure, Failure};
-use pool::Idle;
-use wire::Target;
+
+/// Time to make a TCP connection (as hyper's connector had).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// An answer's body larger than this on the wire (chunk framing included) is refused as
+/// malformed, before it is read whole: far above any answer the generator reads (a lobby, a
+/// page of history, an alert list), it bounds what a target, hostile or broken, can make a
+/// run hold in memory per connection.
+const MAX_BODY: usize = 16 << 20;
 
 /// An answer: status, headers and the body, read as JSON only when asked for (a load test
 /// reading the lobby has no use for it, and parsing it costs more than the request).
@@ -33,6 +36,16 @@ pub struct Answer {
     /// The head as received; a header is looked up in it only when asked for.
     head: Bytes,
     pub bytes: Bytes,
+}
+
+impl From<Received> for Answer {
+    fn from(received: Received) -> Self {
+        Answer {
+            status: received.status,
+            head: received.head,
+            bytes: received.body,
+        }
+    }
 }
 
 impl Answer {
@@ -112,15 +125,14 @@ pub struct HttpClient {
 struct Inner {
     lanes: Vec<Lane>,
     timeout: Duration,
-    /// For `https://` requests (HTTP/1.1 by ALPN).
-    connector: TlsConnector,
-    /// The same trust, without ALPN, for WebSockets.
+    /// The trust of `https://` requests, without ALPN, for WebSockets.
     tls: Arc<rustls::ClientConfig>,
 }
 
-/// One source address and its idle connections.
+/// One source address (with the TLS of `https://` requests, HTTP/1.1 by ALPN) and its idle
+/// connections.
 struct Lane {
-    local: Option<Ipv4Addr>,
+    dial: Dial,
     idle: Idle,
 }
 
@@ -139,9 +151,14 @@ impl HttpClient {
     ) -> Result<Self, LoadError> {
         let config =
             croupier_web::tls::client_config(tls).map_err(|e| LoadError::Config(e.to_string()))?;
+        let connector = tls_connector(&config);
         let lanes = (0..source_addresses.max(1))
             .map(|i| Lane {
-                local: (source_addresses > 1).then(|| Ipv4Addr::new(127, 0, 0, i + 1)),
+                dial: Dial {
+                    local: (source_addresses > 1).then(|| Ipv4Addr::new(127, 0, 0, i + 1)),
+                    timeout: CONNECT_TIMEOUT,
+                    tls: connector.clone(),
+                },
                 idle: Idle::default(),
             })
             .collect();
@@ -149,7 +166,6 @@ impl HttpClient {
             inner: Arc::new(Inner {
                 lanes,
                 timeout,
-                connector: conn::tls_connector(&config),
                 tls: Arc::new(config),
             }),
         })
@@ -175,9 +191,13 @@ impl HttpClient {
         };
         let target = wire::target(url).map_err(|reason| failed(reason, false))?;
         let lanes = &self.inner.lanes;
-        conn::tcp(&target, lanes[lane % lanes.len()].local)
-            .await
-            .map_err(|ConnectFailure { reason, refused }| failed(reason, refused))
+        conn::tcp(
+            &target,
+            lanes[lane % lanes.len()].dial.local,
+            CONNECT_TIMEOUT,
+        )
+        .await
+        .map_err(|ConnectFailure { reason, refused }| failed(reason, refused))
     }
 
     /// Sends `call` on lane `lane`; a transport failure or timeout is an error, any status is
@@ -227,23 +247,25 @@ impl HttpClient {
     async fn exchange_on(
         &self,
         lane: &Lane,
-        mut conn: conn::Conn,
+        mut conn: Conn,
         call: &Call<'_>,
         target: &Target<'_>,
     ) -> Result<Result<Answer, Failure>, LoadError> {
-        if let Err(reason) = wire::encode(&mut conn.write, call, target) {
+        if let Err(reason) = encode::encode(&mut conn.write, call, target) {
             lane.idle.put(target.origin, conn);
             return Err(http_error(call, reason));
         }
-        Ok(match conn.exchange(call.method == Method::HEAD).await {
-            Ok((answer, reusable)) => {
-                if reusable {
-                    lane.idle.put(target.origin, conn);
+        Ok(
+            match conn.exchange(call.method == Method::HEAD, MAX_BODY).await {
+                Ok((answer, reusable)) => {
+                    if reusable {
+                        lane.idle.put(target.origin, conn);
+                    }
+                    Ok(answer.into())
                 }
-                Ok(answer)
-            }
-            Err(failure) => Err(failure),
-        })
+                Err(failure) => Err(failure),
+            },
+        )
     }
 
     async fn connect(
@@ -251,8 +273,8 @@ impl HttpClient {
         lane: &Lane,
         call: &Call<'_>,
         target: &Target<'_>,
-    ) -> Result<conn::Conn, LoadError> {
-        conn::connect(target, lane.local, &self.inner.connector)
+    ) -> Result<Conn, LoadError> {
+        conn::connect(target, &lane.dial)
             .await
             .map_err(|ConnectFailure { reason, refused }| LoadError::Connect {
                 url: call.url.clone(),

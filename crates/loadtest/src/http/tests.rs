@@ -378,7 +378,7 @@ async fn a_body_too_large_is_refused_before_it_is_held() {
         let sent = *written.lock();
         let held_by_kernels = tcp_buffer_max("tcp_rmem") + tcp_buffer_max("tcp_wmem");
         assert!(
-            sent < super::wire::MAX_BODY + held_by_kernels + (1 << 20),
+            sent < super::MAX_BODY + held_by_kernels + (1 << 20),
             "{what}: the server wrote {sent} bytes before the client gave up"
         );
     }

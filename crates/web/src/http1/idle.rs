@@ -1,8 +1,7 @@
-//! The idle keep-alive connections of one source address, by origin. A sending task takes
-//! one out and puts it back itself once its answer is read (no connection task, no channel),
-//! so a source address holds as many connections as it has requests in flight, plus those
-//! lying idle: a player holds none between requests, and the gateway's cap of connections per
-//! address is reached only by that many requests at once, as with hyper's pool before.
+//! Idle keep-alive connections, by origin. A sending task takes one out and puts it back
+//! itself once its answer is read (no connection task, no channel), so a client holds as many
+//! connections as it has requests in flight, plus those lying idle: a load generator's player
+//! holds none between requests, and a gateway holds per node what its peak needed.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -19,7 +18,7 @@ const CHECK_AFTER: Duration = Duration::from_secs(1);
 const MAX_IDLE_PER_ORIGIN: usize = 1024;
 
 #[derive(Default)]
-pub(super) struct Idle {
+pub struct Idle {
     /// Per origin (`scheme://authority`): the most recently used at the back.
     origins: Mutex<Vec<(String, VecDeque<Conn>)>>,
 }

@@ -1,26 +1,18 @@
 //! HTTP/1.1 on the wire, as pure functions over byte buffers: an address split into what a
-//! connection needs, a request head written straight into a reused buffer, and an answer's
-//! head parsed with `httparse` into a fixed array of headers (no header map) with its body's
-//! framing (length, chunked, until close). Kept apart from the sockets so that answers split
-//! across reads, chunked bodies and odd framings are tested on bytes alone.
+//! connection needs, the pieces of a request head written straight into a reused buffer, and
+//! an answer's head parsed with `httparse` into a fixed array of headers (no header map) with
+//! its body's framing (length, chunked, until close). Kept apart from the sockets so that
+//! answers split across reads, chunked bodies and odd framings are tested on bytes alone.
 
 use std::mem::MaybeUninit;
 
-use super::Call;
-
 /// Headers an answer may have; more is refused as malformed.
-pub(super) const MAX_HEADERS: usize = 64;
+pub const MAX_HEADERS: usize = 64;
 /// An answer's head larger than this is refused as malformed.
-pub(super) const MAX_HEAD: usize = 256 * 1024;
-/// An answer's body larger than this on the wire (chunk framing included) is refused as
-/// malformed, before it is read whole: far above any answer the generator reads (a lobby, a
-/// page of history, an alert list), it bounds what a target, hostile or broken, can make a
-/// run hold in memory per connection.
-pub(super) const MAX_BODY: usize = 16 << 20;
-
+pub const MAX_HEAD: usize = 256 * 1024;
 /// Where a request goes, borrowed from its address.
 #[derive(Debug, PartialEq)]
-pub(super) struct Target<'a> {
+pub struct Target<'a> {
     /// `scheme://authority`: the key of the idle connections that may serve it.
     pub origin: &'a str,
     pub tls: bool,
@@ -34,7 +26,7 @@ pub(super) struct Target<'a> {
 }
 
 /// Splits an `http://` or `https://` address.
-pub(super) fn target(url: &str) -> Result<Target<'_>, String> {
+pub fn target(url: &str) -> Result<Target<'_>, String> {
     let (tls, rest) = if let Some(rest) = url.strip_prefix("http://") {
         (false, rest)
     } else if let Some(rest) = url.strip_prefix("https://") {
@@ -92,7 +84,7 @@ fn split_authority(authority: &str) -> Result<(&str, Option<u16>), String> {
 /// accepts (never CR, LF or NUL); without, what a request target may hold besides bytes past
 /// ASCII. Eight bytes at a time: a word with no byte below 0x21 (0x20 with `blanks`) nor
 /// 0x7f passes at once, any other is looked at byte by byte.
-fn visible(bytes: &[u8], blanks: bool) -> bool {
+pub fn visible(bytes: &[u8], blanks: bool) -> bool {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let lowest: u8 = if blanks { 0x20 } else { 0x21 };
@@ -111,7 +103,7 @@ fn visible(bytes: &[u8], blanks: bool) -> bool {
 }
 
 /// Whether a header name is an HTTP token.
-fn valid_name(name: &str) -> bool {
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .bytes()
@@ -120,7 +112,7 @@ fn valid_name(name: &str) -> bool {
 
 /// Writes header `name` (a known good name, or one checked with `valid_name`) with the
 /// parts of `value`, refusing a value HTTP does not allow.
-fn header(out: &mut Vec<u8>, name: &str, value: &[&str]) -> Result<(), String> {
+pub fn header(out: &mut Vec<u8>, name: &str, value: &[&str]) -> Result<(), String> {
     if !value.iter().all(|v| visible(v.as_bytes(), true)) {
         return Err(format!(
             "header {name:?} has a character HTTP does not allow"
@@ -135,88 +127,8 @@ fn header(out: &mut Vec<u8>, name: &str, value: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes `call`'s request for `target` into `out`: the head (Host, token, idempotency key,
-/// the JSON content type unless the call sets its own, extra headers, the body's length) and
-/// the body, so that it leaves in one write. When `out` holds the same request already (a
-/// player reading the lobby again on its connection), it is kept as it is.
-pub(super) fn encode(
-    out: &mut Vec<u8>,
-    call: &Call<'_>,
-    target: &Target<'_>,
-) -> Result<(), String> {
-    if holds(out, call, target) {
-        return Ok(());
-    }
-    out.clear();
-    out.extend_from_slice(call.method.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target.path.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    header(out, "host", &[target.authority])?;
-    if let Some(token) = call.token {
-        header(out, "authorization", &["Bearer ", token])?;
-    }
-    if let Some(key) = call.key {
-        header(out, croupier_web::wire::IDEMPOTENCY_KEY.as_str(), &[key])?;
-    }
-    let typed = call
-        .extra_headers
-        .iter()
-        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
-    if call.body.is_some() && !typed {
-        header(out, "content-type", &["application/json"])?;
-    }
-    for (name, value) in &call.extra_headers {
-        if !valid_name(name) {
-            return Err(format!("{name:?} is not a header name"));
-        }
-        header(out, name, &[value])?;
-    }
-    let body = call.body.as_deref().unwrap_or_default();
-    let carries_body = matches!(call.method.as_str(), "POST" | "PUT" | "PATCH");
-    if !body.is_empty() || carries_body {
-        let mut digits = [0u8; 20];
-        header(out, "content-length", &[decimal(body.len(), &mut digits)])?;
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
-    Ok(())
-}
-
-/// Whether `out` is `call`'s request for `target` as `encode` writes it, for a request with
-/// nothing but a method without body, a path and perhaps a token.
-fn holds(out: &[u8], call: &Call<'_>, target: &Target<'_>) -> bool {
-    let plain = call.key.is_none() && call.body.is_none() && call.extra_headers.is_empty();
-    if !plain || matches!(call.method.as_str(), "POST" | "PUT" | "PATCH") {
-        return false;
-    }
-    let token: [&[u8]; 3] = match call.token {
-        Some(token) => [b"authorization: Bearer ", token.as_bytes(), b"\r\n"],
-        None => [b"", b"", b""],
-    };
-    let parts = [
-        call.method.as_str().as_bytes(),
-        b" ",
-        target.path.as_bytes(),
-        b" HTTP/1.1\r\nhost: ",
-        target.authority.as_bytes(),
-        b"\r\n",
-    ]
-    .into_iter()
-    .chain(token)
-    .chain([b"\r\n".as_slice()]);
-    let mut rest = out;
-    for part in parts {
-        match rest.strip_prefix(part) {
-            Some(after) => rest = after,
-            None => return false,
-        }
-    }
-    rest.is_empty()
-}
-
 /// `n` in decimal, written into `digits`.
-fn decimal(mut n: usize, digits: &mut [u8; 20]) -> &str {
+pub fn decimal(mut n: usize, digits: &mut [u8; 20]) -> &str {
     let mut at = digits.len();
     loop {
         at -= 1;
@@ -231,7 +143,7 @@ fn decimal(mut n: usize, digits: &mut [u8; 20]) -> &str {
 
 /// How an answer's body ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Framing {
+pub enum Framing {
     /// No body (HEAD, 1xx, 204, 304).
     Empty,
     Length(u64),
@@ -242,7 +154,7 @@ pub(super) enum Framing {
 
 /// An answer's head, parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Head {
+pub struct Head {
     pub status: u16,
     /// Bytes of the head, blank line included.
     pub len: usize,
@@ -259,7 +171,7 @@ impl Head {
 }
 
 /// Parses the head at the start of `buf`: `None` while it is incomplete.
-pub(super) fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<Head>, String> {
+pub fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<Head>, String> {
     let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut []);
     let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
@@ -337,7 +249,7 @@ fn last_token(value: &[u8]) -> &[u8] {
 
 /// A chunked body being decoded from a buffer that grows as it is read.
 #[derive(Debug, Default)]
-pub(super) struct Chunked {
+pub struct Chunked {
     /// Where in the buffer decoding goes on.
     pub pos: usize,
     state: ChunkState,
@@ -419,7 +331,7 @@ impl Chunked {
 }
 
 /// The value of header `name` in a complete head, when it is visible ASCII.
-pub(super) fn find_header<'a>(head: &'a [u8], name: &str) -> Option<&'a str> {
+pub fn find_header<'a>(head: &'a [u8], name: &str) -> Option<&'a str> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
     response.parse(head).ok()?;
@@ -434,10 +346,23 @@ pub(super) fn find_header<'a>(head: &'a [u8], name: &str) -> Option<&'a str> {
     visible.then(|| std::str::from_utf8(value).ok()).flatten()
 }
 
+/// Calls `each` with the name and value of every header of a complete head, in order, as
+/// sent (the value a piece of `head`); `false` when `head` is no complete answer head.
+pub fn each_header(head: &[u8], mut each: impl FnMut(&str, &[u8])) -> bool {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    if !matches!(response.parse(head), Ok(httparse::Status::Complete(_))) {
+        return false;
+    }
+    for h in response.headers.iter() {
+        each(h.name, h.value);
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hyper::Method;
 
     #[test]
     fn an_address_is_split_into_origin_host_port_and_path() {
@@ -471,32 +396,6 @@ mod tests {
     }
 
     #[test]
-    fn a_request_is_written_with_its_token_key_type_and_length() {
-        let call = Call::post(
-            "http://127.0.0.1:8000/api/v1/rounds",
-            &serde_json::json!({"a": 1}),
-        )
-        .token("tok")
-        .key("k-1");
-        let mut out = vec![b'x'; 3];
-        encode(&mut out, &call, &target(&call.url).unwrap()).unwrap();
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "POST /api/v1/rounds HTTP/1.1\r\nhost: 127.0.0.1:8000\r\nauthorization: Bearer tok\r\n\
-             idempotency-key: k-1\r\ncontent-type: application/json\r\ncontent-length: 7\r\n\r\n{\"a\":1}"
-        );
-        let mut get = Call::get("http://h/x");
-        get.extra_headers.push(("x-a", "b".into()));
-        let mut out = Vec::new();
-        encode(&mut out, &get, &target(&get.url).unwrap()).unwrap();
-        assert_eq!(out, b"GET /x HTTP/1.1\r\nhost: h\r\nx-a: b\r\n\r\n");
-        let mut put = Call::get("http://h/x");
-        put.method = Method::PUT;
-        encode(&mut out, &put, &target(&put.url).unwrap()).unwrap();
-        assert!(out.ends_with(b"content-length: 0\r\n\r\n"));
-    }
-
-    #[test]
     fn control_characters_are_found_wherever_they_are() {
         let clean = "Bearer abcdefghijklmnopqrstuvwxyz-ABC_0123456789.~+/= \u{e9}";
         assert!(visible(clean.as_bytes(), true));
@@ -509,49 +408,6 @@ mod tests {
                 assert!(!visible(&bytes, true), "{bad:#x} at {at}");
             }
         }
-    }
-
-    #[test]
-    fn a_request_written_again_is_the_same_as_written_anew() {
-        let lobby = |token| Call::get("http://127.0.0.1:8000/api/v1/lobby").token(token);
-        let mut other_path = lobby("a");
-        other_path.url = "http://127.0.0.1:8000/api/v1/wallet".to_owned();
-        let mut head = lobby("a");
-        head.method = Method::HEAD;
-        let mut put = lobby("a");
-        put.method = Method::PUT;
-        let calls = [
-            lobby("a"),
-            lobby("a"),
-            lobby("ab"),
-            lobby("a"),
-            Call::get("http://127.0.0.1:8000/api/v1/lobby"),
-            Call::get("http://127.0.0.1:8000/api/v1/lobby"),
-            lobby("a").key("k"),
-            lobby("a"),
-            other_path,
-            head,
-            put,
-            Call::post("http://127.0.0.1:8000/api/v1/lobby", &serde_json::json!({})).token("a"),
-            lobby("a"),
-        ];
-        let mut reused = Vec::new();
-        for call in &calls {
-            let target = target(&call.url).unwrap();
-            let mut fresh = Vec::new();
-            encode(&mut fresh, call, &target).unwrap();
-            encode(&mut reused, call, &target).unwrap();
-            assert_eq!(reused, fresh, "{}", String::from_utf8_lossy(&fresh));
-        }
-    }
-
-    #[test]
-    fn header_injection_is_refused() {
-        let call = Call::get("http://h/").token("a\r\nx-evil: 1");
-        assert!(encode(&mut Vec::new(), &call, &target(&call.url).unwrap()).is_err());
-        let mut call = Call::get("http://h/");
-        call.extra_headers.push(("bad name", "v".into()));
-        assert!(encode(&mut Vec::new(), &call, &target(&call.url).unwrap()).is_err());
     }
 
     #[test]
@@ -612,5 +468,11 @@ mod tests {
         assert_eq!(find_header(head, "set-cookie"), Some("a=1"));
         assert_eq!(find_header(head, "x-bin"), None);
         assert_eq!(find_header(head, "x-none"), None);
+        let mut seen = Vec::new();
+        assert!(each_header(head, |name, value| seen
+            .push((name.to_owned(), value.to_vec()))));
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[2], ("x-bin".to_owned(), b"\xff".to_vec()));
+        assert!(!each_header(b"HTTP/1.1 200 OK\r\n", |_, _| ()));
     }
 }

@@ -1,6 +1,6 @@
 //! One keep-alive connection, plain TCP or TLS, driven inline by the task that sends on it:
 //! the request leaves in one write, the answer is read into the connection's own buffer and
-//! framed by `wire`. No connection task and no channel between the player and its socket, so
+//! framed by `wire`. No connection task and no channel between the sender and its socket, so
 //! a request costs one wake-up (its answer arriving), as in wrk.
 
 use std::io;
@@ -16,11 +16,8 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use super::Answer;
-use super::wire::{self, Chunked, Framing, MAX_BODY, Target};
-
-/// Time to make a TCP connection (as hyper's connector had).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+use super::Received;
+use super::wire::{self, Chunked, Framing, Target};
 /// Room kept free in the read buffer for each read.
 const READ_CHUNK: usize = 8 * 1024;
 /// The read buffer's size. An answer is handed out as a piece of it (no copy), and the
@@ -74,7 +71,7 @@ impl AsyncWrite for Stream {
 
 /// Why a connection could not be made.
 #[derive(Debug)]
-pub(super) struct ConnectFailure {
+pub struct ConnectFailure {
     pub reason: String,
     /// Nothing listens there (the address answered with a reset).
     pub refused: bool,
@@ -82,7 +79,7 @@ pub(super) struct ConnectFailure {
 
 /// Why an exchange failed.
 #[derive(Debug)]
-pub(super) struct Failure {
+pub struct Failure {
     pub reason: String,
     /// The connection was reset or closed under the request.
     pub cut: bool,
@@ -122,7 +119,7 @@ impl Failure {
 }
 
 /// A connection with its read and write buffers, kept between requests.
-pub(super) struct Conn {
+pub struct Conn {
     stream: Stream,
     read: BytesMut,
     pub write: Vec<u8>,
@@ -130,14 +127,19 @@ pub(super) struct Conn {
     pub idle_since: Instant,
 }
 
-/// Connects to `target`, from `local` when given (its port chosen by the system), then TLS
-/// for `https://`.
-pub(super) async fn connect(
-    target: &Target<'_>,
-    local: Option<Ipv4Addr>,
-    tls: &TlsConnector,
-) -> Result<Conn, ConnectFailure> {
-    let tcp = tcp(target, local).await?;
+/// How to make a connection: from which source address (its port chosen by the system; the
+/// default address when `None`), within how long, with which TLS for `https://`.
+#[derive(Clone)]
+pub struct Dial {
+    pub local: Option<Ipv4Addr>,
+    pub timeout: Duration,
+    pub tls: TlsConnector,
+}
+
+/// Connects to `target` as `dial` says, then TLS for `https://`.
+pub async fn connect(target: &Target<'_>, dial: &Dial) -> Result<Conn, ConnectFailure> {
+    let tcp = tcp(target, dial.local, dial.timeout).await?;
+    let tls = &dial.tls;
     let stream = if target.tls {
         let failed = |reason: String| ConnectFailure {
             reason,
@@ -161,10 +163,11 @@ pub(super) async fn connect(
     })
 }
 
-/// A TCP connection to `target`, from `local` when given, within the connect timeout.
-pub(super) async fn tcp(
+/// A TCP connection to `target`, from `local` when given, within `timeout` per address.
+pub async fn tcp(
     target: &Target<'_>,
     local: Option<Ipv4Addr>,
+    timeout: Duration,
 ) -> Result<TcpStream, ConnectFailure> {
     let failed = |e: io::Error| ConnectFailure {
         refused: e.kind() == io::ErrorKind::ConnectionRefused,
@@ -194,7 +197,7 @@ pub(super) async fn tcp(
             stream.set_nodelay(true)?;
             Ok::<_, io::Error>(stream)
         };
-        match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(stream)) => return Ok(stream),
             Ok(Err(e)) => last = e,
             Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
@@ -217,12 +220,16 @@ impl Conn {
         )
     }
 
-    /// Sends the request in `write` and reads its answer: the answer, and whether the
-    /// connection may carry another request.
-    pub async fn exchange(&mut self, head_request: bool) -> Result<(Answer, bool), Failure> {
+    /// Sends the request in `write` and reads its answer, refusing a body over `max_body`
+    /// bytes on the wire: the answer, and whether the connection may carry another request.
+    pub async fn exchange(
+        &mut self,
+        head_request: bool,
+        max_body: usize,
+    ) -> Result<(Received, bool), Failure> {
         self.read.clear();
         let sent = self.send().await;
-        match self.receive(head_request).await {
+        match self.receive(head_request, max_body).await {
             Ok(done) => Ok((done.0, done.1 && sent.is_ok())),
             // A server may answer before reading a whole body (413) and close: its answer
             // counts; without one, the failed write is what happened.
@@ -252,16 +259,20 @@ impl Conn {
         }
     }
 
-    /// Refuses a body whose bytes read so far (from `body_at`) pass `MAX_BODY`.
-    fn check_body_size(&self, body_at: usize) -> Result<(), Failure> {
+    /// Refuses a body whose bytes read so far (from `body_at`) pass `max_body`.
+    fn check_body_size(&self, body_at: usize, max_body: usize) -> Result<(), Failure> {
         let read = self.read.len().saturating_sub(body_at);
-        if read > MAX_BODY {
-            return Err(body_too_large(&format!("more than {read}")));
+        if read > max_body {
+            return Err(body_too_large(&format!("more than {read}"), max_body));
         }
         Ok(())
     }
 
-    async fn receive(&mut self, head_request: bool) -> Result<(Answer, bool), Failure> {
+    async fn receive(
+        &mut self,
+        head_request: bool,
+        max_body: usize,
+    ) -> Result<(Received, bool), Failure> {
         let mut start = 0;
         let head = loop {
             let parsed =
@@ -282,9 +293,9 @@ impl Conn {
             Framing::Length(n) => {
                 let end = usize::try_from(n)
                     .ok()
-                    .filter(|n| *n <= MAX_BODY)
+                    .filter(|n| *n <= max_body)
                     .and_then(|n| body_at.checked_add(n))
-                    .ok_or_else(|| body_too_large(&n.to_string()))?;
+                    .ok_or_else(|| body_too_large(&n.to_string(), max_body))?;
                 while self.read.len() < end {
                     if !self.fill().await? {
                         return Err(Failure::closed(false));
@@ -295,7 +306,7 @@ impl Conn {
             Framing::Chunked => {
                 let mut chunked = Chunked::at(body_at);
                 while !chunked.advance(&self.read).map_err(Failure::malformed)? {
-                    self.check_body_size(body_at)?;
+                    self.check_body_size(body_at, max_body)?;
                     if !self.fill().await? {
                         return Err(Failure::closed(false));
                     }
@@ -304,7 +315,7 @@ impl Conn {
             }
             Framing::UntilClose => {
                 while self.fill().await? {
-                    self.check_body_size(body_at)?;
+                    self.check_body_size(body_at, max_body)?;
                 }
                 (self.read.len(), None)
             }
@@ -322,23 +333,23 @@ impl Conn {
                 message.freeze()
             }
         };
-        let answer = Answer {
+        let answer = Received {
             status: head.status,
             head: message.slice(..head_len),
-            bytes: message.slice(head_len..),
+            body: message.slice(head_len..),
         };
         Ok((answer, reusable))
     }
 }
 
-fn body_too_large(size: &str) -> Failure {
+fn body_too_large(size: &str, max_body: usize) -> Failure {
     Failure::malformed(format!(
-        "an answer's body of {size} bytes, over the {MAX_BODY} a generator reads"
+        "an answer's body of {size} bytes, over the {max_body} this client reads"
     ))
 }
 
 /// The TLS connector of `config`, speaking HTTP/1.1 (ALPN) as hyper's connector did.
-pub(super) fn tls_connector(config: &rustls::ClientConfig) -> TlsConnector {
+pub fn tls_connector(config: &rustls::ClientConfig) -> TlsConnector {
     let mut config = config.clone();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     TlsConnector::from(Arc::new(config))
