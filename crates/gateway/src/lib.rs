@@ -16,6 +16,7 @@ pub mod latency;
 pub mod limits;
 pub mod metrics;
 pub mod paths;
+pub mod players_port;
 pub mod pool;
 pub mod proxy;
 pub mod queue;
@@ -230,9 +231,13 @@ pub async fn serve(
     };
     let mut players = Hygiene::players();
     players.conns_per_ip = gateway.config.conns_per_ip;
-    let players = croupier_web::serve::serve(
+    let players = croupier_web::serve::serve_connections(
         player,
-        proxy::router(gateway.clone()),
+        players_port::PlayersPort {
+            gateway: gateway.clone(),
+            hygiene: players,
+            tls: tls.is_some(),
+        },
         wait(stop_rx.clone()),
         players,
         tls.clone(),

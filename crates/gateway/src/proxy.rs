@@ -11,15 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use croupier_web::http1::Received;
 use croupier_web::wire::player::SessionCreated;
 use croupier_web::wire::{self, Refusal};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Bytes;
 use serde::Serialize;
 use std::hash::BuildHasher;
@@ -45,19 +44,6 @@ const HOP_BY_HOP: [&str; 8] = [
     "transfer-encoding",
     "upgrade",
 ];
-
-pub fn router(gateway: Arc<Gateway>) -> Router {
-    let scanning = gateway.scanning.clone();
-    Router::new()
-        .fallback(handle)
-        .layer(croupier_vitals::panics::layer())
-        .layer(axum::middleware::from_fn_with_state(
-            scanning,
-            croupier_web::scanning::guard,
-        ))
-        .layer(axum::middleware::map_response(croupier_web::secure_headers))
-        .with_state(gateway)
-}
 
 /// A JSON error the gateway answers itself.
 pub fn refusal(status: StatusCode, code: &'static str, message: &str) -> Response {
@@ -129,26 +115,28 @@ fn header_bytes(headers: &HeaderMap) -> usize {
         .sum()
 }
 
-async fn handle(
-    State(gateway): State<Arc<Gateway>>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    request: Request,
-) -> Response {
+/// A player's request with its whole body, read within the port's deadline
+/// (`players_port`).
+pub type PlayerRequest = axum::http::Request<Bytes>;
+
+/// Answers a player's request from `client`: the limits, then a WebSocket bridged or the
+/// request forwarded.
+pub async fn handle(gateway: Arc<Gateway>, client: SocketAddr, request: PlayerRequest) -> Response {
     let admitted = match admit(&gateway, client, &request) {
         Ok(admitted) => admitted,
         Err(limit) => return limit.refuse(&gateway),
     };
-    if crate::ws_proxy::is_upgrade(request.method(), request.headers()) {
+    let (parts, body) = request.into_parts();
+    if crate::ws_proxy::is_upgrade(&parts.method, &parts.headers) {
         // Boxed: the WebSocket proxy's future is ~11 KB, and inline it made every plain
-        // request's future that large, copied whole each time a layer boxed it.
+        // request's future that large.
+        let request = Request::from_parts(parts, Body::empty());
         let upgrade = crate::ws_proxy::handle(gateway, request, admitted.player, client.ip());
         return Box::pin(upgrade).await;
     }
-    let (parts, body) = request.into_parts();
-    let body = match read_body(&gateway, body).await {
-        Ok(body) => body,
-        Err(refused) => return refused,
-    };
+    if body.len() > gateway.config.max_body_bytes {
+        return too_large(&gateway);
+    }
     gateway.budget.deposit();
     let started = Instant::now();
     let mut response = forward(&gateway, &parts, body, admitted.player, client).await;
@@ -167,7 +155,11 @@ struct Admitted {
 
 /// The limits every request passes before anything is read or forwarded: the address's rate,
 /// the player API only, the headers' size, the player's rate, the address's sign-in rate.
-fn admit(gateway: &Gateway, client: SocketAddr, request: &Request) -> Result<Admitted, Limit> {
+fn admit(
+    gateway: &Gateway,
+    client: SocketAddr,
+    request: &PlayerRequest,
+) -> Result<Admitted, Limit> {
     if !gateway.limits.allow_ip(client.ip()) {
         return Err(Limit::AddressRate);
     }
@@ -229,20 +221,17 @@ impl Limit {
     }
 }
 
-/// The whole body, or a 413 past the gateway's limit.
-async fn read_body(gateway: &Gateway, body: Body) -> Result<Bytes, Response> {
-    let limit = gateway.config.max_body_bytes;
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(_) => {
-            Metrics::count(&gateway.metrics.refused, "too_large");
-            Err(refusal(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                &format!("request bodies are limited to {limit} bytes"),
-            ))
-        }
-    }
+/// A 413 for a body past the gateway's limit.
+fn too_large(gateway: &Gateway) -> Response {
+    Metrics::count(&gateway.metrics.refused, "too_large");
+    refusal(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        &format!(
+            "request bodies are limited to {} bytes",
+            gateway.config.max_body_bytes
+        ),
+    )
 }
 
 /// One line per request the access log keeps, naming the node that answered.
@@ -628,6 +617,7 @@ async fn forward(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::Router;
 
     /// Before: every request went to its node at once, each on a connection of its own, so
     /// past a node's capacity the gateway opened connections faster than the node accepted
@@ -664,9 +654,9 @@ mod tests {
                 let request = Request::builder()
                     .uri(path)
                     .header("authorization", format!("Bearer player-{n}"))
-                    .body(Body::empty())
+                    .body(Bytes::new())
                     .unwrap();
-                handle(State(gateway.clone()), ConnectInfo(client), request)
+                handle(gateway.clone(), client, request)
             };
             async move {
                 let answers = futures_util::future::join_all((0..8).map(request)).await;
@@ -717,10 +707,10 @@ mod tests {
             let request = Request::builder()
                 .uri("/api/v1/wallet")
                 .header("authorization", format!("Bearer player-{n}"))
-                .body(Body::empty())
+                .body(Bytes::new())
                 .unwrap();
             let client: SocketAddr = "127.0.0.1:5".parse().unwrap();
-            tokio::spawn(handle(State(gateway.clone()), ConnectInfo(client), request))
+            tokio::spawn(handle(gateway.clone(), client, request))
         };
         let holding = wallet(1);
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -764,10 +754,10 @@ mod tests {
             .method(Method::POST)
             .uri("/api/v1/rounds")
             .header("authorization", "Bearer player-1")
-            .body(Body::from("{}"))
+            .body(Bytes::from("{}"))
             .unwrap();
         let started = Instant::now();
-        let handled = handle(State(gateway.clone()), ConnectInfo(client), bet);
+        let handled = handle(gateway.clone(), client, bet);
         let answer = tokio::time::timeout(Duration::from_secs(5), handled).await;
         let answer = answer.expect("the player waited on the frozen node past 5 s");
         assert_eq!(answer.status(), StatusCode::BAD_GATEWAY);
@@ -797,9 +787,9 @@ mod tests {
                 .uri(path)
                 .header("authorization", "Bearer player-1")
                 .header("upgrade", "websocket")
-                .body(Body::empty())
+                .body(Bytes::new())
                 .unwrap();
-            handle(State(gateway.clone()), ConnectInfo(client), request)
+            handle(gateway.clone(), client, request)
         };
         let bet = asking(Method::POST, "/api/v1/rounds").await;
         assert_eq!(bet.status(), StatusCode::OK);
@@ -863,10 +853,10 @@ mod tests {
         let request = || {
             Request::builder()
                 .uri("/api/v1/wallet")
-                .body(Body::empty())
+                .body(Bytes::new())
                 .unwrap()
         };
-        let handled = handle(State(gateway.clone()), ConnectInfo(client), request());
+        let handled = handle(gateway.clone(), client, request());
         assert!(
             std::mem::size_of_val(&handled) <= 4096,
             "{} bytes",

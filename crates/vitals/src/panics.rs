@@ -32,7 +32,9 @@ pub fn message(payload: &(dyn Any + Send)) -> &str {
         .unwrap_or("(no message)")
 }
 
-fn answer(payload: Box<dyn Any + Send + 'static>) -> Response {
+/// The answer to a request whose handler panicked with `payload` (counted and logged): the
+/// layer's, and a server's without a middleware stack.
+pub fn answer(payload: Box<dyn Any + Send + 'static>) -> Response {
     record();
     tracing::error!(
         panic = message(payload.as_ref()),

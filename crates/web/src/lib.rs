@@ -77,7 +77,12 @@ pub fn is_ops(headers: &HeaderMap, ops_token: &str) -> bool {
 /// handler set its own) a closed content policy and no caching, since answers carry balances
 /// and tokens. For `axum::middleware::map_response`.
 pub async fn secure_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
+    add_secure_headers(response.headers_mut());
+    response
+}
+
+/// What `secure_headers` puts on an answer, for a server without a middleware stack.
+pub fn add_secure_headers(headers: &mut HeaderMap) {
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -95,7 +100,6 @@ pub async fn secure_headers(mut response: Response) -> Response {
     headers
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
-    response
 }
 
 #[cfg(test)]

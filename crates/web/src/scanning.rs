@@ -6,7 +6,7 @@
 //! not a flood of the address). Each such answer counts against the source address; past the
 //! lockout's threshold within its window, the address is blocked.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,15 +62,28 @@ pub async fn guard(State(lockout): State<Arc<Lockout>>, request: Request, next: 
     else {
         return next.run(request).await;
     };
-    if lockout.may_block()
-        && let Some(left) = lockout.blocked_for(address)
-    {
-        return blocked(REASON, left);
+    if let Some(refusal) = refuse_blocked(&lockout, address) {
+        return refusal;
     }
-    let odd_method = !usual(request.method());
+    let method = request.method().clone();
     let response = next.run(request).await;
+    count(&lockout, address, &method, response)
+}
+
+/// The refusal of an address blocked now, before anything runs (`guard`'s first half, for a
+/// server without a middleware stack).
+pub fn refuse_blocked(lockout: &Lockout, address: IpAddr) -> Option<Response> {
+    if !lockout.may_block() {
+        return None;
+    }
+    Some(blocked(REASON, lockout.blocked_for(address)?))
+}
+
+/// Counts `response` to a `method` request against `address` when it tells a probe or a
+/// flood; the block's refusal instead once the address is blocked (`guard`'s second half).
+pub fn count(lockout: &Lockout, address: IpAddr, method: &Method, response: Response) -> Response {
     let flood = response.extensions().get::<Flood>().is_some();
-    if (odd_method || flood || suspicious(response.status()))
+    if (!usual(method) || flood || suspicious(response.status()))
         && let Some(block) = lockout.failure(address)
     {
         return blocked(REASON, Duration::from_secs(block.seconds_left));

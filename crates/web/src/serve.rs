@@ -17,8 +17,11 @@
 //!
 //! With TLS (`tls::Acceptor`) the handshake must also finish within `header_read`.
 //!
-//! Handlers find the client's address in `ConnectInfo<SocketAddr>`.
+//! Handlers find the client's address in `ConnectInfo<SocketAddr>`. A server whose every
+//! request takes one road (the gateway's players' port) may serve its own `Connections`
+//! without a router, calling `read_whole_body` and `add_strict_transport` itself.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -27,7 +30,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -95,10 +98,59 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Serves `router` on `listener` until `stop` resolves, with `hygiene`, over TLS when given.
+/// What answers a listener's connections: the service of each, told the client's address.
+pub trait Connections: Send + 'static {
+    type Service: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = Response,
+            Error = Infallible,
+            Future: Send,
+        > + Send
+        + 'static;
+
+    fn connection(&self, remote: SocketAddr) -> Self::Service;
+}
+
+/// A router's connections: each request carries the client's address as
+/// `ConnectInfo<SocketAddr>`.
+struct Routed(Router);
+
+impl Connections for Routed {
+    type Service = TowerToHyperService<Router>;
+
+    fn connection(&self, remote: SocketAddr) -> Self::Service {
+        TowerToHyperService::new(
+            self.0
+                .clone()
+                .layer(axum::Extension(ConnectInfo::<SocketAddr>(remote))),
+        )
+    }
+}
+
+/// Serves `router` on `listener` until `stop` resolves, with `hygiene` (bodies read whole
+/// within `body_read`), over TLS when given (HSTS on every answer).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    stop: impl Future<Output = ()> + Send + 'static,
+    hygiene: Hygiene,
+    tls: Option<Acceptor>,
+) {
+    let mut router = router.layer(axum::middleware::from_fn(move |request, next| {
+        read_body(request, next, hygiene)
+    }));
+    if tls.is_some() {
+        router = router.layer(axum::middleware::map_response(strict_transport));
+    }
+    serve_connections(listener, Routed(router), stop, hygiene, tls).await;
+}
+
+/// Serves `connections` on `listener` as `serve` does a router, with the same connection
+/// hygiene (header timeout, connections per address, gentle stop, TLS); reading bodies
+/// within `body_read` and HSTS are the service's.
+pub async fn serve_connections(
+    listener: TcpListener,
+    connections: impl Connections,
     stop: impl Future<Output = ()> + Send + 'static,
     hygiene: Hygiene,
     tls: Option<Acceptor>,
@@ -108,12 +160,6 @@ pub async fn serve(
         stop.await;
         stop_tx.send_replace(true);
     });
-    let mut router = router.layer(axum::middleware::from_fn(move |request, next| {
-        read_body(request, next, hygiene)
-    }));
-    if tls.is_some() {
-        router = router.layer(axum::middleware::map_response(strict_transport));
-    }
     let per_ip: Arc<Caps<IpAddr>> = Arc::new(Caps::new(hygiene.conns_per_ip));
     // Each connection task holds a sender; when all are gone, every connection has closed.
     let (alive, mut all_closed) = mpsc::channel::<()>(1);
@@ -136,11 +182,7 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(
-            router
-                .clone()
-                .layer(axum::Extension(ConnectInfo::<SocketAddr>(remote))),
-        );
+        let service = connections.connection(remote);
         let (alive, closing) = (alive.clone(), close_now.subscribe());
         let tls = tls.as_ref().map(Acceptor::current);
         tokio::spawn(async move {
@@ -196,17 +238,22 @@ fn refuse_over_cap(stream: TcpStream, remote: SocketAddr, refusals: &Arc<Semapho
     });
 }
 
-type Service = TowerToHyperService<Router>;
-
 /// Serves one connection until it closes, or until `closing` asks it to finish what it is
 /// doing and close.
-async fn run_connection<I>(
+async fn run_connection<I, S>(
     io: I,
-    service: Service,
+    service: S,
     hygiene: Hygiene,
     mut closing: watch::Receiver<bool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = Response,
+            Error = Infallible,
+            Future: Send,
+        > + Send
+        + 'static,
 {
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -226,37 +273,54 @@ async fn run_connection<I>(
 /// never waits on a client that sends its body a byte at a time.
 async fn read_body(request: Request, next: Next, hygiene: Hygiene) -> Response {
     let (parts, body) = request.into_parts();
-    let read = axum::body::to_bytes(body, hygiene.max_body_bytes);
-    let bytes = match tokio::time::timeout(hygiene.body_read, read).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => {
-            return refusal(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "the request body is too large or was cut",
-            );
+    match read_whole_body(body, &hygiene, parts.uri.path()).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
         }
+        Err(refused) => refused,
+    }
+}
+
+/// The whole body of a request to `path`, read within `hygiene`'s `body_read` and size; past
+/// either, the refusal to answer (413, or 408 and the connection closed).
+pub async fn read_whole_body(
+    body: Body,
+    hygiene: &Hygiene,
+    path: &str,
+) -> Result<hyper::body::Bytes, Response> {
+    let read = axum::body::to_bytes(body, hygiene.max_body_bytes);
+    match tokio::time::timeout(hygiene.body_read, read).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(_)) => Err(refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the request body is too large or was cut",
+        )),
         Err(_) => {
-            tracing::info!(path = %parts.uri.path(), "request body not received in time; connection closed");
-            return refusal(
+            tracing::info!(%path, "request body not received in time; connection closed");
+            Err(refusal(
                 StatusCode::REQUEST_TIMEOUT,
                 "body_timeout",
                 "the request body did not arrive in time",
-            );
+            ))
         }
-    };
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    }
 }
 
 /// HSTS on every answer of a TLS listener: browsers that saw it never fall back to plain
 /// HTTP for this host for a year.
 async fn strict_transport(mut response: Response) -> Response {
-    response.headers_mut().insert(
+    add_strict_transport(response.headers_mut());
+    response
+}
+
+/// What `serve` puts on every answer of a TLS listener, for a service of its own.
+pub fn add_strict_transport(headers: &mut HeaderMap) {
+    headers.insert(
         header::STRICT_TRANSPORT_SECURITY,
         HeaderValue::from_static("max-age=31536000"),
     );
-    response
 }
 
 /// A JSON refusal that also closes the connection (what is left of the body is unread).

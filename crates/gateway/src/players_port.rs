@@ -1,0 +1,194 @@
+//! The players' port as one hyper service per connection, without a router or middleware
+//! stack. Every request there takes the same road (whatever passes the limits is forwarded),
+//! so what the other servers' layers do is called here in order as plain functions: an
+//! address blocked for scanning is refused first, the body is read whole within the port's
+//! deadline, a panic in the handler is answered 500, each answer that tells a probe or a
+//! flood counts against its address, and every answer gets the security headers (and HSTS
+//! on TLS). One boxed future per request: axum's router and the four layers boxed and moved
+//! the request's future once each, a cost HAProxy does not pay per request.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::response::Response;
+use croupier_web::scanning;
+use croupier_web::serve::{Connections, Hygiene, add_strict_transport, read_whole_body};
+use futures_util::FutureExt;
+use hyper::body::Incoming;
+
+use crate::Gateway;
+use crate::proxy::PlayerRequest;
+
+/// The players' port of `gateway`, with its listener's hygiene, over TLS or not.
+pub struct PlayersPort {
+    pub gateway: Arc<Gateway>,
+    pub hygiene: Hygiene,
+    pub tls: bool,
+}
+
+impl Connections for PlayersPort {
+    type Service = PlayerConnection;
+
+    fn connection(&self, remote: SocketAddr) -> PlayerConnection {
+        PlayerConnection {
+            gateway: self.gateway.clone(),
+            hygiene: self.hygiene,
+            tls: self.tls,
+            remote,
+        }
+    }
+}
+
+/// One player connection's service.
+pub struct PlayerConnection {
+    gateway: Arc<Gateway>,
+    hygiene: Hygiene,
+    tls: bool,
+    remote: SocketAddr,
+}
+
+type Answer = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl hyper::service::Service<hyper::Request<Incoming>> for PlayerConnection {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn call(&self, request: hyper::Request<Incoming>) -> Answer {
+        let (gateway, hygiene, tls, remote) =
+            (self.gateway.clone(), self.hygiene, self.tls, self.remote);
+        Box::pin(async move {
+            let mut response = answer(gateway, hygiene, remote, request).await;
+            croupier_web::add_secure_headers(response.headers_mut());
+            if tls {
+                add_strict_transport(response.headers_mut());
+            }
+            Ok(response)
+        })
+    }
+}
+
+async fn answer(
+    gateway: Arc<Gateway>,
+    hygiene: Hygiene,
+    remote: SocketAddr,
+    request: hyper::Request<Incoming>,
+) -> Response {
+    let address = remote.ip();
+    if let Some(refusal) = scanning::refuse_blocked(&gateway.scanning, address) {
+        return refusal;
+    }
+    let (parts, body) = request.into_parts();
+    let body = match read_whole_body(Body::new(body), &hygiene, parts.uri.path()).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
+    let method = parts.method.clone();
+    let request = PlayerRequest::from_parts(parts, body);
+    let handled = AssertUnwindSafe(crate::proxy::handle(gateway.clone(), remote, request))
+        .catch_unwind()
+        .await;
+    let response = handled.unwrap_or_else(croupier_vitals::panics::answer);
+    scanning::count(&gateway.scanning, address, &method, response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::{Outgoing, Upstream};
+    use axum::http::Method;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// What the layers of every other server do, the port does without them: security
+    /// headers and HSTS on every answer, a scanner blocked before its requests reach a node,
+    /// a body that does not arrive in time answered 408.
+    #[tokio::test]
+    async fn the_port_keeps_every_layers_promise_without_the_layers() {
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        let wallet = axum::routing::get(move || async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            "{}"
+        });
+        let node = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let node_base = format!("http://{}", node.local_addr().unwrap());
+        let app = axum::Router::new().route("/api/v1/wallet", wallet);
+        tokio::spawn(async move { axum::serve(node, app).await });
+        let mut config = crate::GatewayConfig::new(vec![("n0".into(), node_base)], "t".repeat(32));
+        config.scanning.max_failures = 3;
+        let gateway = Gateway::new(config).unwrap();
+        let hygiene = Hygiene {
+            body_read: Duration::from_millis(300),
+            ..Hygiene::players()
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let port = PlayersPort {
+            gateway: gateway.clone(),
+            hygiene,
+            tls: true,
+        };
+        let serving = croupier_web::serve::serve_connections(
+            listener,
+            port,
+            std::future::pending(),
+            hygiene,
+            None,
+        );
+        tokio::spawn(serving);
+        let player = Upstream::new(&format!("http://{address}"));
+        let get = async |path: &str| {
+            let request = Outgoing {
+                method: &Method::GET,
+                path,
+                headers: None,
+                client: None,
+                body: &[],
+            };
+            player.send(&gateway.dial, &request, true).await.unwrap()
+        };
+
+        let answer = get("/api/v1/wallet").await;
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(answer.header("x-frame-options"), Some("DENY"));
+        assert!(answer.header("strict-transport-security").is_some());
+        assert_eq!(answer.header("croupier-node"), Some("n0"));
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+        let mut statuses = Vec::new();
+        for _ in 0..4 {
+            statuses.push(get("/admin/secrets").await.status);
+        }
+        assert_eq!(&statuses[..2], [404, 404]);
+        let refused = get("/api/v1/wallet").await;
+        assert_eq!(refused.status, 429, "a blocked scanner: {statuses:?}");
+        assert_eq!(refused.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(
+            hits.load(Ordering::SeqCst),
+            1,
+            "a blocked request reached the node"
+        );
+
+        assert!(gateway.scanning.lift("127.0.0.1".parse().unwrap()));
+        let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
+        slow.write_all(b"POST /api/v1/rounds HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n\r\n{}")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(3), slow.read_to_end(&mut answer));
+        read.await
+            .expect("the slow body was cut within the deadline")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("body_timeout"), "{answer}");
+    }
+}
