@@ -12,8 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::Method;
-
 use crate::Gateway;
 use crate::upstream::Outgoing;
 
@@ -54,13 +52,7 @@ enum Probe {
 
 async fn probe(gateway: &Gateway, index: usize) -> Probe {
     let backend = &gateway.pool.backends[index];
-    let request = Outgoing {
-        method: &Method::GET,
-        path: "/readyz",
-        headers: None,
-        client: None,
-        body: &[],
-    };
+    let request = Outgoing::get("/readyz");
     let sent = backend.upstream.send(&gateway.dial, &request, true);
     match tokio::time::timeout(gateway.config.health.timeout, sent).await {
         Ok(Ok(answer)) if answer.status == 200 => Probe::Passed,
@@ -234,13 +226,7 @@ mod tests {
         let mut statuses = Vec::new();
         let player = crate::upstream::Upstream::new(address);
         while started.elapsed() < length {
-            let request = Outgoing {
-                method: &Method::GET,
-                path: "/api/v1/wallet",
-                headers: None,
-                client: None,
-                body: &[],
-            };
+            let request = Outgoing::get("/api/v1/wallet");
             let answer = player.send(&gateway.dial, &request, true).await.unwrap();
             statuses.push(answer.status);
             tokio::time::sleep(Duration::from_millis(10)).await;

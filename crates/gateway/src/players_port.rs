@@ -101,7 +101,6 @@ async fn answer(
 mod tests {
     use super::*;
     use crate::upstream::{Outgoing, Upstream};
-    use axum::http::Method;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -145,13 +144,7 @@ mod tests {
         tokio::spawn(serving);
         let player = Upstream::new(&format!("http://{address}"));
         let get = async |path: &str| {
-            let request = Outgoing {
-                method: &Method::GET,
-                path,
-                headers: None,
-                client: None,
-                body: &[],
-            };
+            let request = Outgoing::get(path);
             player.send(&gateway.dial, &request, true).await.unwrap()
         };
 

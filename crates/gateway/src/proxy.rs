@@ -27,23 +27,13 @@ use crate::Gateway;
 use crate::metrics::{Metrics, NodeKind, NodeLabel};
 use crate::pool::{Backend, PlayerKey};
 use crate::queue::NodePlace;
-use crate::upstream::{Failed, Outgoing};
+use crate::upstream::{Failed, HOP_BY_HOP, Outgoing};
 
 /// The retry reason of a request that waited for a place on a node taken out meanwhile.
 const NODE_OUT: &str = "node_out";
 
 /// Seconds players are told to wait when no node can serve.
 pub const NO_NODE_RETRY_AFTER: u32 = 5;
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// A JSON error the gateway answers itself.
 pub fn refusal(status: StatusCode, code: &'static str, message: &str) -> Response {
@@ -811,13 +801,7 @@ mod tests {
         let gateway = Gateway::new(config).unwrap();
         let get = async |address: SocketAddr| {
             let node = crate::upstream::Upstream::new(&format!("http://{address}"));
-            let request = Outgoing {
-                method: &Method::GET,
-                path: "/readyz",
-                headers: None,
-                client: None,
-                body: &[],
-            };
+            let request = Outgoing::get("/readyz");
             match node.send(&gateway.dial, &request, true).await {
                 Err(Failed::Connect { refused, .. }) => refused,
                 other => panic!("{other:?}"),

@@ -16,11 +16,8 @@ use croupier_web::http1::{Failure, Idle, Received};
 /// can make the gateway hold per request.
 pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 
-/// Headers of a player's request that are not passed on: those of one connection
-/// (hop-by-hop), the host and body length the gateway writes itself, the client address,
-/// which the gateway sets rather than believe, and `expect`: the body is read already and
-/// goes with the head.
-const NOT_PASSED_ON: [&str; 12] = [
+/// Headers of one connection, passed on neither way.
+pub const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -29,11 +26,12 @@ const NOT_PASSED_ON: [&str; 12] = [
     "trailer",
     "transfer-encoding",
     "upgrade",
-    "host",
-    "content-length",
-    "x-forwarded-for",
-    "expect",
 ];
+
+/// Headers of a player's request not passed on besides the hop-by-hop ones: the host and
+/// body length the gateway writes itself, the client address, which the gateway sets rather
+/// than believe, and `expect`: the body is read already and goes with the head.
+const WRITTEN_BY_THE_GATEWAY: [&str; 4] = ["host", "content-length", "x-forwarded-for", "expect"];
 
 /// A request for a node: the player's, or the gateway's own (`/readyz`).
 pub struct Outgoing<'a> {
@@ -44,6 +42,19 @@ pub struct Outgoing<'a> {
     /// The player's address, sent as `x-forwarded-for`.
     pub client: Option<IpAddr>,
     pub body: &'a [u8],
+}
+
+impl<'a> Outgoing<'a> {
+    /// A bare GET of `path` (a health probe).
+    pub fn get(path: &'a str) -> Self {
+        Outgoing {
+            method: &Method::GET,
+            path,
+            headers: None,
+            client: None,
+            body: &[],
+        }
+    }
 }
 
 /// Why a request got no answer.
@@ -145,7 +156,8 @@ fn encode(out: &mut Vec<u8>, request: &Outgoing<'_>, authority: &str) {
         out.extend_from_slice(piece);
     }
     for (name, value) in request.headers.into_iter().flatten() {
-        if !NOT_PASSED_ON.contains(&name.as_str()) {
+        let name_text = name.as_str();
+        if !HOP_BY_HOP.contains(&name_text) && !WRITTEN_BY_THE_GATEWAY.contains(&name_text) {
             line(out, name.as_str().as_bytes(), value.as_bytes());
         }
     }
@@ -211,13 +223,7 @@ mod tests {
              authorization: Bearer t\r\nidempotency-key: k-1\r\n\
              x-forwarded-for: 127.0.0.7\r\ncontent-length: 2\r\n\r\n{}"
         );
-        let probe = Outgoing {
-            method: &Method::GET,
-            path: "/readyz",
-            headers: None,
-            client: None,
-            body: b"",
-        };
+        let probe = Outgoing::get("/readyz");
         let mut out = Vec::new();
         encode(&mut out, &probe, "n:1");
         assert_eq!(out, b"GET /readyz HTTP/1.1\r\nhost: n:1\r\n\r\n");
