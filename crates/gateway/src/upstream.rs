@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use axum::http::{HeaderMap, Method, header};
 use croupier_web::http1::conn::{self, Conn, Dial};
 use croupier_web::http1::wire::{self, decimal};
-use croupier_web::http1::{Failure, Idle, Received};
+use croupier_web::http1::{Failure, Idle, Received, Target};
 
 /// Largest answer read from a node: far above any JSON answer, it bounds what a broken node
 /// can make the gateway hold per request.
@@ -68,17 +68,47 @@ pub enum Failed {
     Unaddressable(String),
 }
 
-/// One node's address and its idle connections.
+/// One node's address, split once, and its idle connections.
 pub struct Upstream {
-    /// `scheme://host:port`, no path.
-    base: String,
+    /// `Err`: the address given is no `http://` or `https://` address, and nothing can be
+    /// sent there.
+    address: Result<Address, String>,
     idle: Idle,
+}
+
+/// What a connection to a node needs of its address (`wire::Target`'s parts, owned).
+struct Address {
+    origin: String,
+    tls: bool,
+    authority: String,
+    host: String,
+    port: u16,
+}
+
+impl Address {
+    fn target(&self) -> Target<'_> {
+        Target {
+            origin: &self.origin,
+            tls: self.tls,
+            authority: &self.authority,
+            host: &self.host,
+            port: self.port,
+            path: "/",
+        }
+    }
 }
 
 impl Upstream {
     pub fn new(base: &str) -> Upstream {
+        let address = wire::target(base).map(|t| Address {
+            origin: t.origin.to_owned(),
+            tls: t.tls,
+            authority: t.authority.to_owned(),
+            host: t.host.to_owned(),
+            port: t.port,
+        });
         Upstream {
-            base: base.to_owned(),
+            address,
             idle: Idle::default(),
         }
     }
@@ -93,12 +123,16 @@ impl Upstream {
         request: &Outgoing<'_>,
         replayable: bool,
     ) -> Result<Received, Failed> {
-        let target = wire::target(&self.base).map_err(Failed::Unaddressable)?;
+        let address = self
+            .address
+            .as_ref()
+            .map_err(|reason| Failed::Unaddressable(reason.clone()))?;
+        let target = address.target();
         let (conn, reused) = match self.idle.take(target.origin, !replayable) {
             Some(conn) => (conn, true),
             None => (connect(&target, dial).await?, false),
         };
-        let failure = match self.exchange(conn, request, target.authority).await {
+        let failure = match self.exchange(conn, request, &target).await {
             Ok(answer) => return Ok(answer),
             Err(failure) => failure,
         };
@@ -106,23 +140,25 @@ impl Upstream {
             return Err(Failed::Exchange(failure));
         }
         let fresh = connect(&target, dial).await?;
-        self.exchange(fresh, request, target.authority)
+        self.exchange(fresh, request, &target)
             .await
             .map_err(Failed::Exchange)
     }
 
+    /// One exchange on `conn`, which goes back idle under `target`'s origin (the key it is
+    /// taken by) when it may carry another request.
     async fn exchange(
         &self,
         mut conn: Conn,
         request: &Outgoing<'_>,
-        authority: &str,
+        target: &Target<'_>,
     ) -> Result<Received, Failure> {
-        encode(&mut conn.write, request, authority);
+        encode(&mut conn.write, request, target.authority);
         let (answer, reusable) = conn
             .exchange(*request.method == Method::HEAD, MAX_ANSWER_BYTES)
             .await?;
         if reusable {
-            self.idle.put(&self.base, conn);
+            self.idle.put(target.origin, conn);
         }
         Ok(answer)
     }
@@ -227,5 +263,58 @@ mod tests {
         let mut out = Vec::new();
         encode(&mut out, &probe, "n:1");
         assert_eq!(out, b"GET /readyz HTTP/1.1\r\nhost: n:1\r\n\r\n");
+    }
+
+    /// A node's connection goes back idle under the key it is taken by, whatever its
+    /// address holds past the authority. Before, it went back under the whole address and
+    /// was taken by the origin: with a path in the address, every request opened a new
+    /// connection and the idle ones piled up.
+    #[tokio::test]
+    async fn a_node_address_with_a_path_still_reuses_its_connections() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counting = accepted.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                counting.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            buf.drain(..end + 4);
+                            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                            stream.write_all(ok).await.unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        let node = Upstream::new(&format!("http://{address}/prefix"));
+        let dial = Dial {
+            local: None,
+            timeout: std::time::Duration::from_secs(1),
+            tls: croupier_web::http1::conn::tls_connector(
+                &croupier_web::tls::client_config(&Default::default()).unwrap(),
+            ),
+        };
+        for _ in 0..3 {
+            let answer = node
+                .send(&dial, &Outgoing::get("/readyz"), true)
+                .await
+                .unwrap();
+            assert_eq!(answer.status, 200);
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "connections opened for 3 requests"
+        );
     }
 }
