@@ -148,9 +148,9 @@ pub async fn serve(
 /// Serves `connections` on `listener` as `serve` does a router, with the same connection
 /// hygiene (header timeout, connections per address, gentle stop, TLS); reading bodies
 /// within `body_read` and HSTS are the service's.
-pub async fn serve_connections(
+pub async fn serve_connections<C: Connections>(
     listener: TcpListener,
-    connections: impl Connections,
+    connections: C,
     stop: impl Future<Output = ()> + Send + 'static,
     hygiene: Hygiene,
     tls: Option<Acceptor>,
@@ -188,11 +188,12 @@ pub async fn serve_connections(
         tokio::spawn(async move {
             let (_alive, _slot) = (alive, slot);
             let Some(tls) = tls else {
-                return run_connection(TokioIo::new(stream), service, hygiene, closing).await;
+                return run_connection::<_, C>(TokioIo::new(stream), service, hygiene, closing)
+                    .await;
             };
             match tokio::time::timeout(hygiene.header_read, tls.accept(stream)).await {
                 Ok(Ok(stream)) => {
-                    run_connection(TokioIo::new(stream), service, hygiene, closing).await
+                    run_connection::<_, C>(TokioIo::new(stream), service, hygiene, closing).await
                 }
                 Ok(Err(e)) => {
                     tracing::debug!(client = %remote.ip(), error = %e, "TLS handshake failed")
@@ -240,20 +241,13 @@ fn refuse_over_cap(stream: TcpStream, remote: SocketAddr, refusals: &Arc<Semapho
 
 /// Serves one connection until it closes, or until `closing` asks it to finish what it is
 /// doing and close.
-async fn run_connection<I, S>(
+async fn run_connection<I, C: Connections>(
     io: I,
-    service: S,
+    service: C::Service,
     hygiene: Hygiene,
     mut closing: watch::Receiver<bool>,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-    S: hyper::service::Service<
-            hyper::Request<hyper::body::Incoming>,
-            Response = Response,
-            Error = Infallible,
-            Future: Send,
-        > + Send
-        + 'static,
 {
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
