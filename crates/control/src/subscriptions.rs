@@ -7,6 +7,8 @@
 //! `SENDS_AT_ONCE` subscribers at a time, each send bounded, so a subscriber whose receiver
 //! stalls (anyone can subscribe a webhook) delays no one else's news.
 
+use std::net::{IpAddr, Ipv6Addr};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -45,15 +47,35 @@ fn sender() -> String {
 /// Subscribers sent one piece of news at once.
 const SENDS_AT_ONCE: usize = 8;
 
-/// Subscription requests admitted per minute, from everyone together.
-const REQUESTS_PER_MINUTE: u32 = 20;
+/// Subscription requests admitted per minute from one requester (an IPv4 address, an IPv6
+/// /64): enough for a person, and a flood from one requester is refused before it spends any
+/// of everyone's share below.
+const REQUESTS_PER_REQUESTER_PER_MINUTE: u32 = 5;
+/// Subscription requests admitted per minute from everyone together: bounds the confirmation
+/// messages many requesters at once can have sent to addresses that never asked.
+const REQUESTS_PER_MINUTE: u32 = 60;
+/// Requesters the per-requester limit remembers before it forgets those whose minute has passed.
+const REQUESTERS_KEPT: usize = 10_000;
 
 pub struct Subscriptions {
     mailer: Option<Mailer>,
-    limiter: governor::DefaultDirectRateLimiter,
+    per_requester: governor::DefaultKeyedRateLimiter<IpAddr>,
+    everyone: governor::DefaultDirectRateLimiter,
     allow_http_webhooks: bool,
     key: Vec<u8>,
     public_url: String,
+}
+
+/// Who a request counts against: an IPv4 address, or an IPv6 address's /64 (the block one
+/// subscriber line is given, so one caller cannot take a fresh share per address).
+fn requester(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
 }
 
 /// What a message says: a subject and a text.
@@ -74,19 +96,26 @@ impl Subscriptions {
             None => None,
         };
         let public_url = config.public_url.as_deref().unwrap_or(default_url);
-        let per_minute = std::num::NonZeroU32::new(REQUESTS_PER_MINUTE).expect("not zero");
+        let per_minute = |n| governor::Quota::per_minute(NonZeroU32::new(n).expect("not zero"));
         Ok(Subscriptions {
             mailer,
-            limiter: governor::RateLimiter::direct(governor::Quota::per_minute(per_minute)),
+            per_requester: governor::RateLimiter::keyed(per_minute(
+                REQUESTS_PER_REQUESTER_PER_MINUTE,
+            )),
+            everyone: governor::RateLimiter::direct(per_minute(REQUESTS_PER_MINUTE)),
             allow_http_webhooks: config.allow_http_webhooks,
             key: key.as_bytes().to_vec(),
             public_url: public_url.trim_end_matches('/').to_owned(),
         })
     }
 
-    /// Whether one more subscription request may go through now.
-    pub fn admit(&self) -> bool {
-        self.limiter.check().is_ok()
+    /// Whether one more subscription request from `address` may go through now: within its
+    /// requester's share first, so a refused flood spends nothing of everyone's.
+    pub fn admit(&self, address: IpAddr) -> bool {
+        if self.per_requester.len() >= REQUESTERS_KEPT {
+            self.per_requester.retain_recent();
+        }
+        self.per_requester.check_key(&requester(address)).is_ok() && self.everyone.check().is_ok()
     }
 
     /// Whether a webhook URL may be subscribed.

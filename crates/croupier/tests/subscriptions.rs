@@ -156,7 +156,7 @@ fn subscribers_confirm_by_signed_links_and_get_the_incident_and_its_resolution_b
         "the link is spent"
     );
 
-    // A flood of requests is cut off (20 a minute for everyone together).
+    // A flood of requests is cut off (5 a minute from one address).
     let statuses: Vec<u16> = (0..30)
         .map(|n| subscribe(json!({"email": format!("flood{n}@example.com")})).0)
         .collect();

@@ -1,15 +1,16 @@
 //! Subscriptions over HTTP. Public: `POST /api/v1/subscriptions` (`{"email"}` or
-//! `{"webhook"}`, and the `components` wanted; rate limited; always the same answer, so it
-//! tells nobody whether an address is known) and the signed links `/subscriptions/{id}/confirm`
-//! and `/unsubscribe` (a GET shows a button; the POST acts, once). For operators:
-//! `GET /api/v1/subscriptions`, the only place addresses are shown.
+//! `{"webhook"}`, and the `components` wanted; rate limited per requester and in all; always
+//! the same answer, so it tells nobody whether an address is known) and the signed links
+//! `/subscriptions/{id}/confirm` and `/unsubscribe` (a GET shows a button; the POST acts,
+//! once). For operators: `GET /api/v1/subscriptions`, the only place addresses are shown.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -85,19 +86,23 @@ fn checked(
 
 pub(crate) async fn subscribe(
     State(control): State<Arc<Control>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: axum::body::Bytes,
 ) -> Result<Response, Refusal> {
     let subscriptions = subscriptions(&control)?;
-    if !subscriptions.admit() {
+    let new: NewSubscription =
+        serde_json::from_slice(&body).map_err(|e| invalid(&e.to_string()))?;
+    let (kind, address, components) = checked(subscriptions, new)?;
+    // Only a valid request, which would write and send, spends a share. `croupier_web::serve`
+    // gives every request its peer; only a router called directly has none.
+    let requester = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.0.ip());
+    if !subscriptions.admit(requester) {
         return Err(refuse(
             StatusCode::TOO_MANY_REQUESTS,
             "rate_limited",
             "too many subscription requests; try again in a minute",
         ));
     }
-    let new: NewSubscription =
-        serde_json::from_slice(&body).map_err(|e| invalid(&e.to_string()))?;
-    let (kind, address, components) = checked(subscriptions, new)?;
     let added = control
         .state
         .add_subscriber(kind, &address, &components, now_ms(), ASK_GAP_MS)

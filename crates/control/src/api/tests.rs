@@ -26,6 +26,15 @@ fn control_of(
     leadership: Arc<crate::lease::Leadership>,
     targets: Vec<croupier_monitor::engine::Target>,
 ) -> Arc<Control> {
+    control_subscribed(dir, leadership, targets, None)
+}
+
+fn control_subscribed(
+    dir: &std::path::Path,
+    leadership: Arc<crate::lease::Leadership>,
+    targets: Vec<croupier_monitor::engine::Target>,
+    subscriptions: Option<crate::subscriptions::Subscriptions>,
+) -> Arc<Control> {
     Control::new(
         crate::ControlConfig {
             reserve: None,
@@ -38,7 +47,7 @@ fn control_of(
             slos: croupier_monitor::slo::default_slos(0.999),
             sla_credits: Vec::new(),
             pager: None,
-            subscriptions: None,
+            subscriptions,
             update: Default::default(),
             backup: None,
             leadership,
@@ -293,6 +302,61 @@ fn webhook_subscriptions() -> crate::subscriptions::Subscriptions {
         allow_http_webhooks: true,
     };
     crate::subscriptions::Subscriptions::new(&config, "a key", "http://status.test").unwrap()
+}
+
+/// A subscription request from `peer`, as `croupier_web::serve` hands it to the router: its
+/// status.
+async fn subscribe_from(router: &Router, peer: &str, n: usize) -> StatusCode {
+    let peer: std::net::SocketAddr = peer.parse().unwrap();
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri("/api/v1/subscriptions")
+        .extension(axum::extract::ConnectInfo(peer));
+    let body = format!(r#"{{"webhook": "http://127.0.0.1:9/hook-{n}"}}"#);
+    answer(router, request, &body).await.0
+}
+
+/// One caller's flood is refused without shutting anyone else out: the limit is per requester
+/// (an IPv6 /64 counts as one), and a refused request spends nothing of everyone's share.
+/// (Before: 20 a minute from everyone together, so one caller took every subscriber's.)
+#[tokio::test]
+async fn one_callers_flood_of_subscriptions_shuts_no_one_else_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let control = control_subscribed(
+        dir.path(),
+        crate::lease::Leadership::sole(),
+        Vec::new(),
+        Some(webhook_subscriptions()),
+    );
+    let router = crate::api::router(control);
+    let mut flood = Vec::new();
+    for n in 0..40 {
+        flood.push(subscribe_from(&router, "203.0.113.7:40000", n).await);
+    }
+    let admitted = flood.iter().filter(|s| **s == StatusCode::ACCEPTED).count();
+    assert!((1..=5).contains(&admitted), "{flood:?}");
+    assert!(
+        flood[admitted..]
+            .iter()
+            .all(|s| *s == StatusCode::TOO_MANY_REQUESTS)
+    );
+    for (n, other) in [
+        "198.51.100.1:5000",
+        "198.51.100.2:5000",
+        "[2001:db8::1]:5000",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let status = subscribe_from(&router, other, 100 + n).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{other} after the flood");
+    }
+    // Another address of the same IPv6 /64 is the same requester.
+    for n in 0..10 {
+        subscribe_from(&router, "[2001:db8::2]:5000", 200 + n).await;
+    }
+    let status = subscribe_from(&router, "[2001:db8::ffff]:5000", 300).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
 }
 
 #[tokio::test]
