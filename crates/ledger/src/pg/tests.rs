@@ -44,6 +44,46 @@ async fn raw(db: &TempDb, sql: &str) -> Result<(), tokio_postgres::Error> {
     db.client().await.batch_execute(sql).await
 }
 
+/// The operator's history reads its own index (`schema::READ_INDEXES`), in the plan the
+/// store's connections keep (generic), on a journal where its entries are a few among many.
+/// Before: the journal's primary key walked backwards past every newer bet's entries, so the
+/// cashier export of a past month read every bet since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_history_reads_its_index() {
+    let db = TempDb::new();
+    drop(db.store());
+    raw(
+        &db,
+        "ALTER TABLE journal DISABLE TRIGGER USER;
+         INSERT INTO journal SELECT g, g, 'stake', 'r' || g, 'player:p' || (g % 100), 'in_round',
+             1, 'EUR', 'h', 'h', 'player:p' || (g % 100) FROM generate_series(1, 50000) g;
+         INSERT INTO journal SELECT 50000 + g, g, 'deposit', 't' || g, 'operator', 'player:p1',
+             1, 'EUR', 'h', 'h', 'player:p1' FROM generate_series(1, 10) g;
+         ANALYZE journal",
+    )
+    .await
+    .unwrap();
+    let client = db.client().await;
+    let plan: Vec<String> = client
+        .simple_query(&format!(
+            "SET plan_cache_mode = force_generic_plan;
+             PREPARE history AS {};
+             EXPLAIN EXECUTE history(9223372036854775807, 1000)",
+            tx::operator_history()
+        ))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("journal_of_operator"), "{plan}");
+    assert!(!plan.contains("Seq Scan"), "{plan}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn journal_is_append_only_and_tampering_is_detected() {
     let db = TempDb::new();

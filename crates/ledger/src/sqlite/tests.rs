@@ -15,6 +15,25 @@ impl testkit::Opener for TempLedger {
 
 store_contract_tests!(async { TempLedger(tempfile::tempdir().unwrap()) });
 
+/// The operator's history reads its own index (`schema::READ_INDEXES`), not every entry newer
+/// than the page. Before: a scan of the journal by seq, so the cashier export of a past month
+/// read every bet since.
+#[tokio::test]
+async fn the_operators_history_reads_its_index() {
+    let ledger = TempLedger(tempfile::tempdir().unwrap());
+    drop(testkit::Opener::open(&ledger));
+    let raw = connect(&ledger.0.path().join("ledger.db"), true).unwrap();
+    let plan: Vec<String> = raw
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", tx::operator_history()))
+        .unwrap()
+        .query_map(params![10, 10], |r| r.get::<_, String>(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(plan.len(), 1, "{plan:?}");
+    assert!(plan[0].contains("journal_of_operator"), "{plan:?}");
+}
+
 #[tokio::test]
 async fn journal_is_append_only_and_tampering_is_detected() {
     let ledger = TempLedger(tempfile::tempdir().unwrap());

@@ -497,6 +497,35 @@ pub async fn cashier_movements_keep_invariants_and_are_found_by_key(opener: &dyn
     assert!(!report.violated(integrity::SUM_ZERO), "{report:#?}");
 }
 
+/// The operator account's history (the cashier export's read) is its entries alone, newest
+/// first, page by page, however many other entries lie between them.
+pub async fn the_operators_history_pages_through_its_entries_alone(opener: &dyn Opener) {
+    let store = opener.open();
+    for n in 0..5 {
+        post_all(&*store, None, vec![grant("sam", 10), grant("ann", 10)])
+            .await
+            .unwrap();
+        let reference = format!("t{n}");
+        let deposit = cashier(EntryKind::Deposit, "sam", Some(&reference), 100 + n);
+        post_all(&*store, None, vec![deposit]).await.unwrap();
+    }
+    let mut amounts = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .read(move |tx| tx.history(&Account::Operator, before, 2))
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        before = Some(last.seq);
+        assert!(page.windows(2).all(|w| w[0].seq > w[1].seq));
+        assert!(page.iter().all(|e| e.debit == Account::Operator));
+        amounts.extend(page.iter().map(|e| e.amount));
+    }
+    assert_eq!(amounts, [104, 103, 102, 101, 100]);
+    assert_sound(&*store).await;
+}
+
 /// An observer that panics on the first `left` batches it is told of.
 struct PanicsFirst(std::sync::atomic::AtomicU32);
 
@@ -546,6 +575,7 @@ macro_rules! store_contract_tests {
             housekeeping_removes_expired_sessions_and_keeps_recent_keys,
             a_player_keeps_only_the_newest_sessions,
             cashier_movements_keep_invariants_and_are_found_by_key,
+            the_operators_history_pages_through_its_entries_alone,
             a_writer_that_panics_goes_on
         );
     };
