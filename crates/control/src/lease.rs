@@ -86,7 +86,7 @@ impl Leadership {
         self.terms.load(Ordering::SeqCst)
     }
 
-    fn set(&self, leader: bool) {
+    pub(crate) fn set(&self, leader: bool) {
         let was = self.leader.swap(leader, Ordering::SeqCst);
         if leader && !was {
             self.since_ms.store(crate::now_ms(), Ordering::SeqCst);

@@ -356,9 +356,9 @@ impl Control {
     /// evaluates too (its view stays warm for the day it leads) but runs no synthetic check
     /// and acts on nothing.
     pub async fn tick(self: &Arc<Control>) {
-        let leading = self.config.leadership.is_leader();
+        let began_leading = self.config.leadership.is_leader();
         let scrapes = futures_util::future::join_all(self.config.targets.iter().map(|t| async {
-            if leading || !t.kind.is_synthetic() {
+            if began_leading || !t.kind.is_synthetic() {
                 Some(self.scrape(t).await)
             } else {
                 None
@@ -381,6 +381,9 @@ impl Control {
                 .collect()
         };
         let scrapes: Vec<Option<Vec<Sample>>> = scrapes.into_iter().map(Option::flatten).collect();
+        // The scrapes take up to their timeout, and the lease can go meanwhile: a round acts
+        // as the leader only if it led when it began and still does now.
+        let leading = began_leading && self.config.leadership.is_leader();
         if leading && !self.led.swap(true, Ordering::SeqCst) {
             self.take_over(now_s).await;
         } else if !leading {
@@ -394,7 +397,8 @@ impl Control {
         };
         let excluded: Vec<&str> = windows.iter().flat_map(|w| w.scope.components()).collect();
         events.extend(self.evaluate_slos(now_s, &scrapes, &excluded));
-        if !leading {
+        // Announcing the windows awaited too: look again before the round's other acts.
+        if !(leading && self.config.leadership.is_leader()) {
             return;
         }
         if let Some(status) = &self.backup_status {

@@ -232,6 +232,45 @@ async fn a_new_leader_fails_the_rollout_its_predecessor_left_running() {
     assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
 }
 
+/// A round acts as the leader only if it still leads once its scrapes are in: the lease can go
+/// while they run (up to their timeout), and a process that no longer leads must not take
+/// over (fail the rollout it believes orphaned, send the alerts it believes unsent). Before:
+/// the round read its leadership once, before scraping, and failed the new leader's rollout.
+#[tokio::test]
+async fn a_round_that_loses_the_lease_while_scraping_acts_on_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let leadership = crate::lease::Leadership::sole();
+    let losing = leadership.clone();
+    // The target's scrape is when the lease goes (another control plane takes it).
+    let app = Router::new().route(
+        "/metrics",
+        axum::routing::get(move || async move {
+            losing.set(false);
+            "croupier_up 1\n"
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let node = croupier_monitor::engine::Target::new(
+        "node-1",
+        croupier_monitor::engine::Kind::Node,
+        &base,
+    );
+    let control = control_of(dir.path(), leadership.clone(), vec![node]);
+    let running = control
+        .state
+        .start_rollout("/opt/croupier/next", 1, "operator", now_ms())
+        .unwrap();
+    control.tick().await;
+    assert!(!leadership.is_leader(), "the scrape did not run");
+    let rollouts = control.state.rollouts(5).unwrap();
+    assert_eq!(
+        (rollouts[0].id, rollouts[0].status.as_str()),
+        (running, "running")
+    );
+}
+
 /// A node that keeps the notices it is asked to send its players; its base URL.
 async fn node_keeping_notices(kept: Arc<parking_lot::Mutex<Vec<String>>>) -> String {
     let app = Router::new().route(
