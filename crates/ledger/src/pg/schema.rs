@@ -211,8 +211,6 @@ END
 $$;
 "#;
 
-/// Brings the schema up to date and (re)creates the routines under the migration lock;
-/// returns the version now in force.
 /// Indexes that only make reads cheaper, created at every start where missing, under the
 /// migration lock. They are not a schema version: a newer version makes a node of an older
 /// build not ready, and a build with them and one without share a database during a rolling
@@ -225,6 +223,8 @@ CREATE INDEX IF NOT EXISTS journal_of_operator ON journal (seq)
     WHERE debit = 'operator' OR credit = 'operator';
 ";
 
+/// Brings the schema up to date and (re)creates the routines, then `READ_INDEXES`, under
+/// the migration lock; returns the version now in force.
 pub async fn migrate(client: &mut Client) -> Result<usize, LedgerError> {
     let tx = client.transaction().await.map_err(pg_error)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])

@@ -376,20 +376,19 @@ impl LedgerTx for PgTx<'_> {
         let before = before_seq.unwrap_or(i64::MAX);
         let limit = i64::from(limit);
         let rows = match account {
-            Account::Player(_) => self.query(
-                &format!(
-                    "SELECT {ENTRY_COLUMNS} FROM journal WHERE player = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
-                ),
-                &[&name, &before, &limit],
-            )?,
             Account::Operator => self.query(&operator_history(), &[&before, &limit])?,
-            _ => self.query(
-                &format!(
-                    "SELECT {ENTRY_COLUMNS} FROM journal WHERE (debit = $1 OR credit = $1) AND seq < $2
+            _ => {
+                let condition = if account.is_player() {
+                    "player = $1"
+                } else {
+                    "(debit = $1 OR credit = $1)"
+                };
+                let sql = format!(
+                    "SELECT {ENTRY_COLUMNS} FROM journal WHERE {condition} AND seq < $2
                      ORDER BY seq DESC LIMIT $3"
-                ),
-                &[&name, &before, &limit],
-            )?,
+                );
+                self.query(&sql, &[&name, &before, &limit])?
+            }
         };
         rows.iter().map(entry_from).collect()
     }

@@ -342,19 +342,18 @@ impl LedgerTx for SqliteTx<'_> {
         let before = before_seq.unwrap_or(i64::MAX);
         let mut stmt;
         let rows = match account {
-            Account::Player(_) => {
-                stmt = self.conn.prepare_cached(&format!(
-                    "SELECT {ENTRY_COLUMNS} FROM journal WHERE player = ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3"
-                ))?;
-                stmt.query_map(params![account.to_string(), before, limit], entry_from_row)?
-            }
             Account::Operator => {
                 stmt = self.conn.prepare_cached(&operator_history())?;
                 stmt.query_map(params![before, limit], entry_from_row)?
             }
             _ => {
+                let condition = if account.is_player() {
+                    "player = ?1"
+                } else {
+                    "(debit = ?1 OR credit = ?1)"
+                };
                 stmt = self.conn.prepare_cached(&format!(
-                    "SELECT {ENTRY_COLUMNS} FROM journal WHERE (debit = ?1 OR credit = ?1) AND seq < ?2
+                    "SELECT {ENTRY_COLUMNS} FROM journal WHERE {condition} AND seq < ?2
                      ORDER BY seq DESC LIMIT ?3"
                 ))?;
                 stmt.query_map(params![account.to_string(), before, limit], entry_from_row)?
