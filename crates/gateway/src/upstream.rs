@@ -194,7 +194,7 @@ fn encode(out: &mut Vec<u8>, request: &Outgoing<'_>, authority: &str) {
     for (name, value) in request.headers.into_iter().flatten() {
         let name_text = name.as_str();
         if !HOP_BY_HOP.contains(&name_text) && !WRITTEN_BY_THE_GATEWAY.contains(&name_text) {
-            line(out, name.as_str().as_bytes(), value.as_bytes());
+            line(out, name_text.as_bytes(), value.as_bytes());
         }
     }
     if let Some(ip) = request.client {
