@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use croupier_gateway::pool::Balance;
 use croupier_gateway::{Gateway, GatewayConfig, restart};
 use croupier_loadtest::layout::OPS_TOKEN_FILE;
 use tokio::signal::unix::{SignalKind, signal};
@@ -86,6 +87,13 @@ pub struct GatewayArgs {
     /// gateway, up to --queue-timeout-ms, for one of them to end, then get a 503.
     #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
     node_max_requests: u32,
+    /// How new work is spread over the eligible nodes, as HAProxy's `balance`: `leastconn`,
+    /// the node with the fewest requests in flight, a player sticking to one node while it is
+    /// eligible; or `first`, the first node in --node order with a free place of its
+    /// --node-max-requests, the next only past that or while it is out (nodes sharing one
+    /// SQLite file: `croupier up` chooses it for them).
+    #[arg(long, default_value = "leastconn")]
+    balance: Balance,
     /// Lowest hedge delay, in milliseconds, of a retry-safe request (GET/HEAD or with an
     /// Idempotency-Key): after the node's recent p99 times --try-timeout-factor, at least
     /// this, without an answer, the request also goes to another node (within the retry
@@ -152,6 +160,7 @@ impl GatewayArgs {
         config.upstream_timeout = Duration::from_millis(self.upstream_timeout_ms);
         config.queue_timeout = Duration::from_millis(self.queue_timeout_ms);
         config.node_max_requests = self.node_max_requests as usize;
+        config.balance = self.balance;
         config.try_timeout.floor = Duration::from_millis(self.try_timeout_floor_ms);
         config.try_timeout.factor = self.try_timeout_factor.max(1);
         config.try_timeout.cap = Duration::from_millis(self.try_timeout_cap_ms);

@@ -39,7 +39,7 @@ use budget::RetryBudget;
 use health::HealthConfig;
 use limits::RateLimits;
 use metrics::Metrics;
-use pool::{Backend, OutlierConfig, Pool};
+use pool::{Backend, Balance, OutlierConfig, Pool};
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -72,6 +72,8 @@ pub struct GatewayConfig {
     /// gateway, up to `queue_timeout`, for one to end, instead of opening connections the
     /// node is too busy to accept.
     pub node_max_requests: usize,
+    /// How new work is spread over the eligible nodes.
+    pub balance: Balance,
     /// Most connections open at once from one client address on the players' port.
     pub conns_per_ip: Option<usize>,
     /// Most WebSockets open at once per player and per client address.
@@ -106,6 +108,7 @@ impl GatewayConfig {
             queue_timeout: Duration::from_secs(3),
             queue_max: 1_000,
             node_max_requests: 128,
+            balance: Balance::default(),
             conns_per_ip: Some(512),
             ws_per_player: Some(16),
             ws_per_ip: Some(256),
@@ -165,6 +168,7 @@ impl Gateway {
                 .iter()
                 .map(|(name, base)| Backend::new(name, base, config.node_max_requests))
                 .collect(),
+            config.balance,
         );
         let mut metrics = Metrics::new(
             &config

@@ -1,7 +1,8 @@
 //! The game nodes behind the gateway and how one is chosen: an operator state (active,
 //! draining, maintenance), the active health check's verdict, passive outlier ejection with
-//! back-off, and requests outstanding. New work goes to the eligible node with the fewest
-//! requests outstanding; a player sticks to one node while it stays eligible.
+//! back-off, and requests outstanding. New work goes by the pool's `Balance`: to the eligible
+//! node with the fewest requests outstanding, a player sticking to one node while it stays
+//! eligible; or to the first eligible node with room, in the order the nodes were given.
 
 use axum::http::HeaderValue;
 use parking_lot::Mutex;
@@ -218,6 +219,47 @@ impl Backend {
     }
 }
 
+/// How new work is spread over the eligible nodes (HAProxy's `balance`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balance {
+    /// The eligible node with the fewest requests outstanding (ties rotate); a player sticks
+    /// to one node while it stays eligible (HAProxy's `leastconn` with stickiness). For nodes
+    /// whose work adds up: each on its own cores, or writing to a store that scales with
+    /// writers.
+    #[default]
+    LeastOutstanding,
+    /// The first eligible node, in the order given, that has a free place (fewer requests
+    /// than its `maxconn`); the next only past that, or when it is out (HAProxy's `balance
+    /// first`); no stickiness, so the work comes back to the first node once it returns. For
+    /// nodes that share one SQLite file: its writers take turns, so each node added to the
+    /// work splits the same commits into smaller batches, each paying its turn, its fsync and
+    /// the rereading of pages the others changed, on the same cores. The others stay warm
+    /// spares, checked and ready, as HAProxy's `backup` servers.
+    First,
+}
+
+impl Balance {
+    /// The word of the command line and the logs: HAProxy's.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Balance::LeastOutstanding => "leastconn",
+            Balance::First => "first",
+        }
+    }
+}
+
+impl std::str::FromStr for Balance {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Balance, String> {
+        match text {
+            "leastconn" => Ok(Balance::LeastOutstanding),
+            "first" => Ok(Balance::First),
+            _ => Err(format!("'{text}' is not a balance: leastconn or first")),
+        }
+    }
+}
+
 /// How long a player's affinity outlives their last request.
 const AFFINITY_IDLE: Duration = Duration::from_secs(30 * 60);
 const AFFINITY_SWEEP_EVERY: usize = 4096;
@@ -227,6 +269,7 @@ pub type PlayerKey = u64;
 
 pub struct Pool {
     pub backends: Vec<Backend>,
+    balance: Balance,
     /// Notified when a node may take work again (see `Backend::back`).
     back: Arc<tokio::sync::Notify>,
     affinity: Mutex<HashMap<PlayerKey, (usize, Instant)>>,
@@ -237,13 +280,14 @@ pub struct Pool {
 }
 
 impl Pool {
-    pub fn new(mut backends: Vec<Backend>) -> Pool {
+    pub fn new(mut backends: Vec<Backend>, balance: Balance) -> Pool {
         let back = Arc::new(tokio::sync::Notify::new());
         for backend in &mut backends {
             backend.back = back.clone();
         }
         Pool {
             backends,
+            balance,
             back,
             affinity: Mutex::new(HashMap::new()),
             picks: AtomicUsize::new(0),
@@ -286,7 +330,7 @@ impl Pool {
             .min()
     }
 
-    /// Picks made so far (each takes the affinity lock).
+    /// Picks made so far.
     pub fn picks(&self) -> usize {
         self.picks.load(Ordering::Relaxed)
     }
@@ -295,11 +339,45 @@ impl Pool {
         self.backends.iter().any(Backend::eligible)
     }
 
-    /// Picks a node for new work, skipping `tried`. With an affinity key (a player), the
-    /// player's node is kept while eligible; otherwise, and for a first request, the eligible
-    /// node with the fewest requests outstanding (ties rotate).
+    /// Picks a node for new work, skipping `tried`, by the pool's `Balance`. Least
+    /// outstanding: with an affinity key (a player), the player's node is kept while eligible;
+    /// otherwise, and for a first request, the eligible node with the fewest requests
+    /// outstanding (ties rotate). First: the first eligible node with a free place, else the
+    /// eligible node with the fewest requests outstanding (where the request waits for one).
     pub fn pick(&self, affinity_key: Option<PlayerKey>, tried: &[usize]) -> Option<usize> {
-        let usable = |i: usize| !tried.contains(&i) && self.backends[i].eligible();
+        let picks = self.picks.fetch_add(1, Ordering::Relaxed);
+        match self.balance {
+            Balance::First => self.first_with_room(tried),
+            Balance::LeastOutstanding => self.sticky_least_outstanding(affinity_key, tried, picks),
+        }
+    }
+
+    fn usable(&self, index: usize, tried: &[usize]) -> bool {
+        !tried.contains(&index) && self.backends[index].eligible()
+    }
+
+    /// The eligible node with the fewest requests outstanding, looking from `start` (ties
+    /// rotate with it).
+    fn least_outstanding(&self, tried: &[usize], start: usize) -> Option<usize> {
+        let n = self.backends.len();
+        (0..n)
+            .map(|offset| (start + offset) % n)
+            .filter(|&i| self.usable(i, tried))
+            .min_by_key(|&i| self.backends[i].outstanding.load(Ordering::Relaxed))
+    }
+
+    fn first_with_room(&self, tried: &[usize]) -> Option<usize> {
+        (0..self.backends.len())
+            .find(|&i| self.usable(i, tried) && self.backends[i].slots.available_permits() > 0)
+            .or_else(|| self.least_outstanding(tried, 0))
+    }
+
+    fn sticky_least_outstanding(
+        &self,
+        affinity_key: Option<PlayerKey>,
+        tried: &[usize],
+        picks: usize,
+    ) -> Option<usize> {
         let mut table = self.affinity.lock();
         if self
             .panics_left
@@ -308,22 +386,17 @@ impl Pool {
         {
             panic!("injected fault: a panic while the affinity lock is held");
         }
-        let picks = self.picks.fetch_add(1, Ordering::Relaxed);
         if picks.is_multiple_of(AFFINITY_SWEEP_EVERY) {
             table.retain(|_, (_, seen)| seen.elapsed() < AFFINITY_IDLE);
         }
         if let Some(key) = affinity_key
             && let Some((index, seen)) = table.get_mut(&key)
-            && usable(*index)
+            && self.usable(*index, tried)
         {
             *seen = Instant::now();
             return Some(*index);
         }
-        let n = self.backends.len();
-        let chosen = (0..n)
-            .map(|offset| (picks + offset) % n)
-            .filter(|&i| usable(i))
-            .min_by_key(|&i| self.backends[i].outstanding.load(Ordering::Relaxed))?;
+        let chosen = self.least_outstanding(tried, picks)?;
         if let Some(key) = affinity_key {
             table.insert(key, (chosen, Instant::now()));
         }
@@ -336,11 +409,65 @@ mod tests {
     use super::*;
 
     fn pool(n: usize) -> Pool {
+        balanced(n, Balance::LeastOutstanding)
+    }
+
+    fn balanced(n: usize, balance: Balance) -> Pool {
         Pool::new(
             (0..n)
                 .map(|i| Backend::new(&format!("n{i}"), "http://127.0.0.1:1", 8))
                 .collect(),
+            balance,
         )
+    }
+
+    /// Takes `count` of node `index`'s places, as requests in flight on it do.
+    fn occupy(p: &Pool, index: usize, count: u32) -> tokio::sync::SemaphorePermit<'_> {
+        p.backends[index].outstanding.fetch_add(count.into(), Ordering::SeqCst);
+        p.backends[index].slots.try_acquire_many(count).unwrap()
+    }
+
+    /// Before: the work was spread over every node, however busy the first one was.
+    #[test]
+    fn first_keeps_the_work_on_the_first_node_until_its_places_are_taken() {
+        let p = balanced(3, Balance::First);
+        let some = occupy(&p, 0, 7);
+        for player in 0..10 {
+            assert_eq!(p.pick(Some(player), &[]), Some(0), "one place left on n0");
+        }
+        let rest = occupy(&p, 0, 1);
+        assert_eq!(p.pick(Some(1), &[]), Some(1), "n0 full: the next node");
+        let n1 = occupy(&p, 1, 8);
+        let _n2 = occupy(&p, 2, 8);
+        // Requests waiting in the gateway for a place count as outstanding.
+        p.backends[0].outstanding.fetch_add(5, Ordering::SeqCst);
+        p.backends[1].outstanding.fetch_add(2, Ordering::SeqCst);
+        assert_eq!(p.pick(None, &[]), Some(2), "all full: the least outstanding");
+        drop(n1);
+        assert_eq!(p.pick(None, &[]), Some(1), "the first with a free place");
+        drop((some, rest));
+        assert_eq!(p.pick(Some(1), &[]), Some(0), "back to n0: no stickiness");
+        assert_eq!(p.pick(None, &[0]), Some(1), "a retry goes to the next");
+    }
+
+    #[test]
+    fn first_skips_a_node_that_is_out_and_takes_it_back_when_it_returns() {
+        let p = balanced(3, Balance::First);
+        p.backends[0].set_healthy(false);
+        p.backends[1].set_admin_state(NodeState::Draining);
+        assert_eq!(p.pick(None, &[]), Some(2));
+        p.backends[1].set_admin_state(NodeState::Active);
+        assert_eq!(p.pick(None, &[]), Some(1));
+        p.backends[0].set_healthy(true);
+        assert_eq!(p.pick(None, &[]), Some(0));
+    }
+
+    #[test]
+    fn balances_are_named_as_haproxy_names_them() {
+        for balance in [Balance::LeastOutstanding, Balance::First] {
+            assert_eq!(balance.as_str().parse::<Balance>(), Ok(balance));
+        }
+        assert!("roundrobin".parse::<Balance>().is_err());
     }
 
     #[test]

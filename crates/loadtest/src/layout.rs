@@ -174,6 +174,18 @@ impl Layout {
         self.data.display().to_string()
     }
 
+    /// How the gateway spreads the players' work (`croupier gateway --balance`). Nodes sharing
+    /// one SQLite file take turns at it, so spreading the work over them only splits the same
+    /// commits into smaller batches on the same machine: the first node takes it while it
+    /// has room and is eligible, the others are its spares. Nodes on a PostgreSQL server
+    /// share it.
+    fn balance(&self) -> &'static str {
+        match self.store() {
+            StoreLocation::Sqlite(_) => "first",
+            StoreLocation::Postgres(_) => "leastconn",
+        }
+    }
+
     /// `--node name=url` for every node (the gateway's and the control plane's targets).
     fn node_targets(&self) -> Vec<String> {
         (0..self.nodes)
@@ -200,7 +212,8 @@ impl Layout {
         ]
     }
 
-    /// The gateway's command line: its two ports, the data folder and every node.
+    /// The gateway's command line: its two ports, the data folder, how it spreads the work
+    /// and every node.
     pub fn gateway_command(&self) -> Vec<String> {
         let mut command = vec![
             GATEWAY.to_owned(),
@@ -210,6 +223,8 @@ impl Layout {
             self.admin_listen(),
             "--data".to_owned(),
             self.data_arg(),
+            "--balance".to_owned(),
+            self.balance().to_owned(),
         ];
         command.extend(self.node_targets());
         command
@@ -323,6 +338,13 @@ mod tests {
             gateway.starts_with("gateway --listen 127.0.0.1:8100 --admin-listen 127.0.0.1:8101"),
             "{gateway}"
         );
+        assert!(gateway.contains(" --balance first "), "{gateway}");
+        let on_postgres = Layout {
+            store: Some(StoreLocation::Postgres("postgres://root@127.0.0.1/x".into())),
+            ..layout.clone()
+        };
+        let gateway_on_postgres = on_postgres.gateway_command().join(" ");
+        assert!(gateway_on_postgres.contains(" --balance leastconn "));
         assert!(
             gateway.ends_with(
                 "--node node-1=http://127.0.0.1:7101 --node node-2=http://127.0.0.1:7102"
