@@ -17,7 +17,8 @@ use croupier_monitor::engine::{Kind, Target};
 /// other nodes before a drain).
 pub const BACK_DEADLINE: Duration = Duration::from_secs(30);
 /// Longest wait, once eligible everywhere, for a player request to reach the node: players
-/// keep their node while it serves, so with steady players and no newcomer none may come.
+/// keep their node while it serves, so with steady players and no newcomer none may come;
+/// and a gateway balancing `first` sends a spare nothing while the first node has room.
 pub const TRAFFIC_WAIT: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(100);
 
@@ -151,7 +152,7 @@ pub async fn wait_back(
                 }
                 if since.elapsed() >= TRAFFIC_WAIT {
                     return Ok(format!(
-                        "eligible on every gateway after {eligible_ms} ms; no player was routed to it within {} s (players keep their node while it serves)",
+                        "eligible on every gateway after {eligible_ms} ms; no player was routed to it within {} s (players keep their node while it serves; under the gateway's --balance first, a spare takes work only when the first node cannot)",
                         TRAFFIC_WAIT.as_secs()
                     ));
                 }
