@@ -423,7 +423,9 @@ mod tests {
 
     /// Takes `count` of node `index`'s places, as requests in flight on it do.
     fn occupy(p: &Pool, index: usize, count: u32) -> tokio::sync::SemaphorePermit<'_> {
-        p.backends[index].outstanding.fetch_add(count.into(), Ordering::SeqCst);
+        p.backends[index]
+            .outstanding
+            .fetch_add(count.into(), Ordering::SeqCst);
         p.backends[index].slots.try_acquire_many(count).unwrap()
     }
 
@@ -442,7 +444,11 @@ mod tests {
         // Requests waiting in the gateway for a place count as outstanding.
         p.backends[0].outstanding.fetch_add(5, Ordering::SeqCst);
         p.backends[1].outstanding.fetch_add(2, Ordering::SeqCst);
-        assert_eq!(p.pick(None, &[]), Some(2), "all full: the least outstanding");
+        assert_eq!(
+            p.pick(None, &[]),
+            Some(2),
+            "all full: the least outstanding"
+        );
         drop(n1);
         assert_eq!(p.pick(None, &[]), Some(1), "the first with a free place");
         drop((some, rest));

@@ -340,7 +340,9 @@ mod tests {
         );
         assert!(gateway.contains(" --balance first "), "{gateway}");
         let on_postgres = Layout {
-            store: Some(StoreLocation::Postgres("postgres://root@127.0.0.1/x".into())),
+            store: Some(StoreLocation::Postgres(
+                "postgres://root@127.0.0.1/x".into(),
+            )),
             ..layout.clone()
         };
         let gateway_on_postgres = on_postgres.gateway_command().join(" ");

@@ -17,6 +17,7 @@ mod batch;
 mod conn;
 pub mod error;
 mod prefetch;
+mod read_indexes;
 mod reseal;
 mod retention;
 mod schema;
@@ -230,7 +231,8 @@ impl WriterSettings {
 }
 
 impl PgStore {
-    /// Connects, migrates (once, under an advisory lock) and starts the writers.
+    /// Connects, migrates (once, under an advisory lock) and starts the writers; the missing
+    /// read indexes are built beside it (`read_indexes`).
     pub fn open(config: PgConfig) -> Result<PgStore, LedgerError> {
         let pg = connection_config(&config.url)?;
         let reader_runtime = runtime("ledger-pg-read", true)?;
@@ -246,6 +248,7 @@ impl PgStore {
             reader_runtime.shutdown_background();
             return Err(e);
         }
+        reader_runtime.spawn(build_read_indexes(pg.clone()));
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let observer = ObserverSlot::default();
         let turn = Arc::new(parking_lot::Mutex::new(queue));
@@ -312,6 +315,16 @@ fn migrate_on(runtime: &Runtime, readers: &Pool, seeds: &SeedVault) -> Result<()
             .map_err(|_| LedgerError::Storage("the migration thread panicked".into()))?
     })?;
     Ok(())
+}
+
+/// Builds the missing read indexes, logging what it did; a failure leaves the reads they
+/// serve slower, not wrong, until the next start.
+async fn build_read_indexes(pg: tokio_postgres::Config) {
+    match read_indexes::build(&pg).await {
+        Ok(built) if built.is_empty() => {}
+        Ok(built) => tracing::info!(indexes = ?built, "read indexes built"),
+        Err(e) => tracing::warn!(error = %e, "read indexes not built; their reads scan meanwhile"),
+    }
 }
 
 impl Drop for PgStore {

@@ -211,20 +211,9 @@ END
 $$;
 "#;
 
-/// Indexes that only make reads cheaper, created at every start where missing, under the
-/// migration lock. They are not a schema version: a newer version makes a node of an older
-/// build not ready, and a build with them and one without share a database during a rolling
-/// update. (Built inside the start's transaction, so the first start of a build that adds one
-/// to a large ledger holds writes back while it is built.)
-pub const READ_INDEXES: &str = "
--- The operator account's entries (the cashier's deposits and withdrawals), newest first, for
--- the reconciliation export: a few among every bet's entries, which a scan by seq reads all of.
-CREATE INDEX IF NOT EXISTS journal_of_operator ON journal (seq)
-    WHERE debit = 'operator' OR credit = 'operator';
-";
-
-/// Brings the schema up to date and (re)creates the routines, then `READ_INDEXES`, under
-/// the migration lock; returns the version now in force.
+/// Brings the schema up to date and (re)creates the routines, under the migration lock;
+/// returns the version now in force. (The indexes that only speed reads up are built beside
+/// the store afterwards: `read_indexes`.)
 pub async fn migrate(client: &mut Client) -> Result<usize, LedgerError> {
     let tx = client.transaction().await.map_err(pg_error)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
@@ -247,7 +236,6 @@ pub async fn migrate(client: &mut Client) -> Result<usize, LedgerError> {
         .map_err(pg_error)?;
     }
     tx.batch_execute(ROUTINES).await.map_err(pg_error)?;
-    tx.batch_execute(READ_INDEXES).await.map_err(pg_error)?;
     tx.commit().await.map_err(pg_error)?;
     Ok(all.len())
 }

@@ -44,14 +44,120 @@ async fn raw(db: &TempDb, sql: &str) -> Result<(), tokio_postgres::Error> {
     db.client().await.batch_execute(sql).await
 }
 
-/// The operator's history reads its own index (`schema::READ_INDEXES`), in the plan the
+/// Waits until every read index (`read_indexes`) is built and valid, which the stores open
+/// on `db` do beside their start.
+async fn read_indexes_built(db: &TempDb) {
+    let client = db.client().await;
+    let names: Vec<&str> = read_indexes::READ_INDEXES.iter().map(|(n, _)| *n).collect();
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let valid: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                 WHERE c.relname = ANY($1) AND i.indisvalid",
+                &[&names],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if valid as usize == names.len() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the read indexes were not built");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Before: the read indexes were built inside the start's migration transaction, by a plain
+/// `CREATE INDEX`, whose lock every write waits for, and queues behind while it waits: a
+/// node starting while another node's write was in progress held every later write of every
+/// node back until that write ended and the whole index was built (or, past the sessions'
+/// lock timeout, failed its start).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_building_a_read_index_holds_no_write_back() {
+    let db = Arc::new(TempDb::new());
+    let first = db.store();
+    read_indexes_built(&db).await;
+    drop(first);
+    raw(&db, "DROP INDEX journal_of_operator").await.unwrap();
+    let writing = db.client().await;
+    writing
+        .batch_execute("BEGIN; LOCK TABLE journal IN ROW EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let opener = db.clone();
+    let opening = tokio::task::spawn_blocking(move || opener.store());
+    // The start is under way by now, its index build waiting for `writing` to end.
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let other = db.client().await;
+    other
+        .batch_execute(
+            "SET lock_timeout = '1s'; BEGIN; LOCK TABLE journal IN ROW EXCLUSIVE MODE; ROLLBACK",
+        )
+        .await
+        .expect("a write waited for the read index's build");
+    writing.batch_execute("COMMIT").await.unwrap();
+    let store = opening.await.expect("the start failed");
+    read_indexes_built(&db).await;
+    drop(store);
+}
+
+/// A build cut off half-way leaves an invalid index, which the planner ignores and
+/// `CREATE INDEX IF NOT EXISTS` takes for built: the next start builds it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_index_left_invalid_is_built_again() {
+    let db = TempDb::new();
+    let store = db.store();
+    for _ in 0..2 {
+        post_all(&store, None, vec![grant("eve", 100)])
+            .await
+            .unwrap();
+    }
+    read_indexes_built(&db).await;
+    drop(store);
+    raw(&db, "DROP INDEX journal_of_operator").await.unwrap();
+    // A concurrent build that fails (two grants: the same kind twice) leaves its index invalid.
+    let failed = raw(
+        &db,
+        "CREATE UNIQUE INDEX CONCURRENTLY journal_of_operator ON journal (kind)",
+    )
+    .await
+    .unwrap_err();
+    let why = failed.as_db_error().map(|e| e.message().to_owned());
+    assert!(
+        why.as_ref()
+            .is_some_and(|m| m.contains("could not create unique index")),
+        "{why:?}"
+    );
+    let store = db.store();
+    read_indexes_built(&db).await;
+    let unique: bool = db
+        .client()
+        .await
+        .query_one(
+            "SELECT indisunique FROM pg_index WHERE indexrelid = 'journal_of_operator'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        !unique,
+        "the invalid index was kept instead of being built again"
+    );
+    drop(store);
+}
+
+/// The operator's history reads its own index (`read_indexes::READ_INDEXES`), in the plan the
 /// store's connections keep (generic), on a journal where its entries are a few among many.
 /// Before: the journal's primary key walked backwards past every newer bet's entries, so the
 /// cashier export of a past month read every bet since.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operators_history_reads_its_index() {
     let db = TempDb::new();
-    drop(db.store());
+    let store = db.store();
+    read_indexes_built(&db).await;
+    drop(store);
     raw(
         &db,
         "ALTER TABLE journal DISABLE TRIGGER USER;

@@ -32,7 +32,7 @@ const ENTRY_COLUMNS: &str =
     "seq, ts_ms, kind, round_id, debit, credit, amount, currency, prev_hash, hash";
 
 /// The operator's entries before `$1`, newest first: its condition is `journal_of_operator`'s
-/// (`schema::READ_INDEXES`), which is how the planner knows that index serves it.
+/// (`read_indexes::READ_INDEXES`), which is how the planner knows that index serves it.
 pub(super) fn operator_history() -> String {
     format!(
         "SELECT {ENTRY_COLUMNS} FROM journal WHERE (debit = 'operator' OR credit = 'operator')
