@@ -37,6 +37,12 @@ pub struct UpArgs {
     /// How many game nodes.
     #[arg(long, default_value_t = 3)]
     nodes: u16,
+    /// How the gateway spreads the players' work over the nodes (`croupier gateway
+    /// --balance`): `first` (node-1 while it has room, the others its spares) or `leastconn`
+    /// (every node). Default: `first` on a SQLite file, whose writers take turns anyway;
+    /// `leastconn` on PostgreSQL.
+    #[arg(long, value_parser = ["leastconn", "first"])]
+    balance: Option<String>,
     /// Port of the first node; the others follow.
     #[arg(long, default_value_t = 7001)]
     first_node_port: u16,
@@ -143,6 +149,7 @@ fn layout(args: &UpArgs) -> anyhow::Result<Layout> {
         control_port: args.control_port,
         store: args.store.clone(),
         tls: args.tls,
+        balance: args.balance.clone(),
     })
 }
 

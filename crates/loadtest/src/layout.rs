@@ -43,6 +43,8 @@ pub struct Layout {
     pub store: Option<StoreLocation>,
     /// Whether the components serve HTTPS (`up --tls`).
     pub tls: bool,
+    /// The gateway's `--balance` (`leastconn` or `first`); `None`: chosen by the store.
+    pub balance: Option<String>,
 }
 
 /// `127.0.0.1:port`.
@@ -61,6 +63,7 @@ impl Layout {
             control_port: 8080,
             store: None,
             tls: false,
+            balance: None,
         }
     }
 
@@ -178,11 +181,14 @@ impl Layout {
     /// one SQLite file take turns at it, so spreading the work over them only splits the same
     /// commits into smaller batches on the same machine: the first node takes it while it
     /// has room and is eligible, the others are its spares. Nodes on a PostgreSQL server
-    /// share it.
-    fn balance(&self) -> &'static str {
+    /// share it. `balance` overrides the choice.
+    fn balance(&self) -> String {
+        if let Some(balance) = &self.balance {
+            return balance.clone();
+        }
         match self.store() {
-            StoreLocation::Sqlite(_) => "first",
-            StoreLocation::Postgres(_) => "leastconn",
+            StoreLocation::Sqlite(_) => "first".to_owned(),
+            StoreLocation::Postgres(_) => "leastconn".to_owned(),
         }
     }
 
@@ -224,7 +230,7 @@ impl Layout {
             "--data".to_owned(),
             self.data_arg(),
             "--balance".to_owned(),
-            self.balance().to_owned(),
+            self.balance(),
         ];
         command.extend(self.node_targets());
         command
@@ -347,6 +353,16 @@ mod tests {
         };
         let gateway_on_postgres = on_postgres.gateway_command().join(" ");
         assert!(gateway_on_postgres.contains(" --balance leastconn "));
+        let chosen = Layout {
+            balance: Some("leastconn".into()),
+            ..layout.clone()
+        };
+        assert!(
+            chosen
+                .gateway_command()
+                .join(" ")
+                .contains(" --balance leastconn ")
+        );
         assert!(
             gateway.ends_with(
                 "--node node-1=http://127.0.0.1:7101 --node node-2=http://127.0.0.1:7102"

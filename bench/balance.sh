@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# How the gateway spreads the work over nodes sharing one SQLite file: `croupier up --balance
+# leastconn` (every node writing, each player on the node with the fewest requests in flight)
+# against `--balance first` (node-1 writes while it has room, the others stand by), the two
+# alternated [pairs] times on a fresh stack each, at each rate given: the players' p50/p99 and
+# the CPU seconds the nodes, the gateway and the control plane spent (user + system, from
+# /proc), the open model through the gateway for [seconds] after a 2 s ramp.
+# Usage: bench/balance.sh [seconds] [pairs] [bets/s ...]   (default: 10 s, 3 pairs, 1600 2000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-10}"
+pairs="${2:-3}"
+shift 2 || shift $# || true
+if [ $# -gt 0 ]; then rates=("$@"); else rates=(1600 2000); fi
+for tool in jq curl; do
+  command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$tool" >/dev/null; }
+done
+cargo build --release -p croupier --quiet
+bin="${CARGO_TARGET_DIR:-$PWD/target}/release/croupier"
+
+# Clock ticks (user + system) of the stack's processes of kind $1 (node, gateway, control)
+# on the data folder $2.
+cpu_of() {
+  local total=0 pid ticks
+  for pid in $(pgrep -f -- "^[^ ]+ $1 --listen .*$2" || true); do
+    ticks=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null || echo 0)
+    total=$((total + ticks))
+  done
+  echo "$total"
+}
+
+# One stack with --balance $1 at rate $2: prints a table row.
+run() {
+  local balance="$1" rate="$2" work up
+  work="$(mktemp -d)"
+  "$bin" up --demo --balance "$balance" --data "$work/data" --first-node-port 7301 \
+    --gateway-port 8300 --control-port 8380 >"$work/up.log" 2>&1 &
+  up=$!
+  for _ in $(seq 150); do
+    curl -sf http://127.0.0.1:8300/api/v1/lobby >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  sleep 1
+  local before=() after=() part
+  for part in node gateway control; do before+=("$(cpu_of "$part" "$work/data")"); done
+  "$bin" loadtest --target http://127.0.0.1:8300 --rate "$rate" --players $((rate / 5)) \
+    --ramp-up-secs 2 --duration-secs "$seconds" --source-addresses 16 --threads 1 --quiet \
+    --summary-json "$work/summary.json" >/dev/null 2>&1 || true
+  for part in node gateway control; do after+=("$(cpu_of "$part" "$work/data")"); done
+  local hz; hz=$(getconf CLK_TCK)
+  jq -r --arg b "$balance" --arg r "$rate" --arg hz "$hz" \
+    --arg n "$((after[0] - before[0]))" --arg g "$((after[1] - before[1]))" \
+    --arg c "$((after[2] - before[2]))" \
+    '"| \($b) | \($r) | \(.latency_ms.p50*10|floor/10) | \(.latency_ms.p99*10|floor/10) | \(.errors) | \(($n|tonumber)/($hz|tonumber)) | \(($g|tonumber)/($hz|tonumber)) | \(($c|tonumber)/($hz|tonumber)) |"' \
+    "$work/summary.json"
+  kill -TERM "$up" 2>/dev/null || true
+  wait "$up" 2>/dev/null || true
+  rm -rf "$work"
+}
+
+echo "# $(date -u +%FT%TZ) on $(nproc) cores: --balance leastconn vs first, ${seconds}s per step, $pairs pairs"
+echo
+echo "| balance | bets/s | p50 ms | p99 ms | errors | nodes' CPU s | gateway CPU s | control plane CPU s |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+for _ in $(seq "$pairs"); do
+  for rate in "${rates[@]}"; do
+    run leastconn "$rate"
+    run first "$rate"
+  done
+done
