@@ -90,6 +90,8 @@ pub struct ControlArgs {
     fault: Option<String>,
     #[command(flatten)]
     lockout: crate::lockout_args::LockoutArgs,
+    #[command(flatten)]
+    proxies: crate::proxy_args::ProxyArgs,
     /// TLS of the API, status page and dashboard, and of the calls to `https://` nodes,
     /// gateways and checks.
     #[command(flatten)]
@@ -284,6 +286,7 @@ async fn serve(
     tls: Option<croupier_web::tls::Acceptor>,
     scheme: &str,
     inject_panics: bool,
+    proxies: croupier_web::client::TrustedProxies,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -306,12 +309,13 @@ async fn serve(
             _ = term.recv() => {}
         }
     };
-    croupier_web::serve::serve(
+    croupier_web::serve::serve_behind(
         listener,
         croupier_control::api::router(control),
         stop,
         croupier_web::serve::Hygiene::operators(),
         tls,
+        proxies,
     )
     .await;
     Ok(())
@@ -372,7 +376,16 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
         };
         let control =
             Control::new(config, state).context("the TLS files for calling other components")?;
-        serve(control, listen, tls, args.tls.scheme(), inject_panics).await
+        let proxies = args.proxies.proxies();
+        serve(
+            control,
+            listen,
+            tls,
+            args.tls.scheme(),
+            inject_panics,
+            proxies,
+        )
+        .await
     })
 }
 

@@ -112,6 +112,8 @@ pub struct GatewayArgs {
     upstream_timeout_ms: u64,
     #[command(flatten)]
     lockout: crate::lockout_args::LockoutArgs,
+    #[command(flatten)]
+    proxies: crate::proxy_args::ProxyArgs,
     /// Refused requests (404, 405, 401, odd methods, the address's rate limits) from one
     /// address within a minute that block it on the players' port (for 1 minute, twice as
     /// long each further time, up to an hour; never the --allow-networks); 0: never.
@@ -180,6 +182,7 @@ impl GatewayArgs {
         config.sign_ins_per_minute =
             (self.sign_ins_per_minute > 0).then_some(self.sign_ins_per_minute);
         config.conns_per_ip = (self.conns_per_ip > 0).then_some(self.conns_per_ip);
+        config.trusted_proxies = self.proxies.proxies();
         config.ws_per_player = (self.ws_per_player > 0).then_some(self.ws_per_player);
         config.ws_per_ip = (self.ws_per_ip > 0).then_some(self.ws_per_ip);
         config.lockout = self.lockout.config();

@@ -21,6 +21,7 @@ mod maintenance_cmd;
 mod node_cmd;
 mod operator_args;
 mod private_files;
+mod proxy_args;
 mod seed_key_args;
 mod supervisor;
 mod test_faults;

@@ -25,6 +25,9 @@ use crate::supervisor::{Supervised, Supervisor};
 pub struct UpArgs {
     #[command(flatten)]
     lockout: crate::lockout_args::LockoutArgs,
+    // Handed to the gateway and the control plane, the two public listeners.
+    #[command(flatten)]
+    proxies: crate::proxy_args::ProxyArgs,
     #[command(flatten)]
     operator: crate::operator_args::OperatorArgs,
     /// Data folder: the ledger, the ops token and the children's logs.
@@ -179,11 +182,15 @@ struct Plan<'a> {
 }
 
 impl Plan<'_> {
-    /// The options every child takes from `up`'s own: its log, the lockout policy, TLS.
+    /// The options every child takes from `up`'s own: its log, the lockout policy, TLS; and
+    /// the public listeners (gateway, control plane: not a node) the trusted proxies.
     fn shared_options(&self, name: &str, node: bool) -> Vec<String> {
         let mut options = child_logging(self.log, self.layout, name);
         options.extend(self.args.lockout.to_args());
         options.extend(self.tls.args(node).to_args());
+        if !node {
+            options.extend(self.args.proxies.to_args());
+        }
         options
     }
 

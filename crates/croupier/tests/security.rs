@@ -882,3 +882,58 @@ fn get_text(url: &str) -> String {
         .read_to_string()
         .unwrap()
 }
+
+/// A GET from `source` that a proxy forwarded for `client` (`X-Forwarded-For`).
+fn forwarded_get(source: &str, client: &str, target: SocketAddr, path: &str, token: &str) -> u16 {
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: {client}\r\n\
+         Authorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    raw_from(source, target, &request).0
+}
+
+/// Behind a reverse proxy (here 127.0.0.9, given to `up --trusted-proxies`) everyone comes
+/// from the proxy's address. The gateway and the control plane take the client from the
+/// proxy's `X-Forwarded-For`: a guesser of the ops token behind the proxy is blocked, and an
+/// operator behind the same proxy is not; the block names the guesser's address. Anyone else
+/// who sends the header is its own address: it cannot name another to escape a block.
+#[test]
+fn behind_a_trusted_proxy_blocks_fall_on_the_client_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let stack = UpStack::start(
+        &data,
+        &["--lockout-failures", "3", "--trusted-proxies", "127.0.0.9"],
+    );
+    let control = address(&stack.control_url(""));
+    let path = "/api/v1/incidents";
+    let guesses: Vec<u16> = (0..3)
+        .map(|i| forwarded_get("127.0.0.9", "203.0.113.5", control, path, &format!("g{i}")))
+        .collect();
+    assert_eq!(guesses, [401, 401, 429]);
+    let blocked = forwarded_get("127.0.0.9", "203.0.113.5", control, path, OPS_TOKEN);
+    assert_eq!(blocked, 429, "the guesser, with the right token");
+    let operator = forwarded_get("127.0.0.9", "198.51.100.4", control, path, OPS_TOKEN);
+    assert_eq!(operator, 200, "an operator behind the same proxy");
+    let listed = ctl(&stack, &["blocks"]);
+    assert_eq!(listed["blocks"][0]["address"], "203.0.113.5", "{listed}");
+
+    // Not the proxy: the header is the caller's own claim, and proves nothing.
+    let spoofer: Vec<u16> = (0..3)
+        .map(|i| forwarded_get("127.0.0.2", "203.0.113.6", control, path, &format!("s{i}")))
+        .collect();
+    assert_eq!(spoofer, [401, 401, 429]);
+    let escape = forwarded_get("127.0.0.2", "203.0.113.7", control, path, OPS_TOKEN);
+    assert_eq!(escape, 429, "another claimed address escaped the block");
+
+    // The players' port: a scanner behind the proxy is blocked, its neighbours play on.
+    let players = address(&stack.players_url(""));
+    let token = sign_in_at(&stack.players_url(""), "behind");
+    let lobby = |client: &str| forwarded_get("127.0.0.9", client, players, "/api/v1/lobby", &token);
+    let probes: Vec<u16> = (0..100)
+        .map(|i| forwarded_get("127.0.0.9", "203.0.113.8", players, &format!("/x{i}"), "-"))
+        .collect();
+    assert_eq!(probes[99], 429, "{probes:?}");
+    assert_eq!(lobby("203.0.113.8"), 429, "the scanner");
+    assert_eq!(lobby("203.0.113.9"), 200, "a player behind the same proxy");
+}

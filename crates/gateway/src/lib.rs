@@ -28,6 +28,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use croupier_web::client::TrustedProxies;
 use croupier_web::http1::conn::{Dial, tls_connector};
 use croupier_web::lockout::{Lockout, LockoutConfig};
 use croupier_web::serve::Hygiene;
@@ -74,8 +75,13 @@ pub struct GatewayConfig {
     pub node_max_requests: usize,
     /// How new work is spread over the eligible nodes.
     pub balance: Balance,
-    /// Most connections open at once from one client address on the players' port.
+    /// Most connections open at once from one client address on the players' port (a
+    /// trusted proxy's are not counted).
     pub conns_per_ip: Option<usize>,
+    /// Reverse proxies in front of the players' port (a CDN, an ingress) whose
+    /// `X-Forwarded-For` names the player's address (`croupier_web::client`); none by
+    /// default.
+    pub trusted_proxies: TrustedProxies,
     /// Most WebSockets open at once per player and per client address.
     pub ws_per_player: Option<usize>,
     pub ws_per_ip: Option<usize>,
@@ -110,6 +116,7 @@ impl GatewayConfig {
             node_max_requests: 128,
             balance: Balance::default(),
             conns_per_ip: Some(512),
+            trusted_proxies: TrustedProxies::default(),
             ws_per_player: Some(16),
             ws_per_ip: Some(256),
             lockout: LockoutConfig::default(),
@@ -245,6 +252,7 @@ pub async fn serve(
         wait(stop_rx.clone()),
         players,
         tls.clone(),
+        gateway.config.trusted_proxies.clone(),
     );
     let operators = croupier_web::serve::serve(
         admin,

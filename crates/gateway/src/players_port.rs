@@ -1,7 +1,8 @@
 //! The players' port as one hyper service per connection, without a router or middleware
 //! stack. Every request there takes the same road (whatever passes the limits is forwarded),
 //! so what the other servers' layers do is called here in order as plain functions: an
-//! address blocked for scanning is refused first, the body is read whole within the port's
+//! address blocked for scanning is refused first (the address: the peer's, or behind a trusted
+//! proxy the player's it names, `croupier_web::client`), the body is read whole within the port's
 //! deadline, a panic in the handler is answered 500, each answer that tells a probe or a
 //! flood counts against its address, and every answer gets the security headers (and HSTS
 //! on TLS). One boxed future per request: axum's router and the four layers boxed and moved
@@ -79,7 +80,9 @@ async fn answer(
     remote: SocketAddr,
     request: hyper::Request<Incoming>,
 ) -> Response {
-    let address = remote.ip();
+    let proxies = &gateway.config.trusted_proxies;
+    let address = proxies.client(remote.ip(), request.headers());
+    let remote = SocketAddr::new(address, remote.port());
     if let Some(refusal) = scanning::refuse_blocked(&gateway.scanning, address) {
         return refusal;
     }
@@ -140,6 +143,7 @@ mod tests {
             std::future::pending(),
             hygiene,
             None,
+            Default::default(),
         );
         tokio::spawn(serving);
         let player = Upstream::new(&format!("http://{address}"));
@@ -183,5 +187,79 @@ mod tests {
         let answer = String::from_utf8_lossy(&answer);
         assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
         assert!(answer.contains("body_timeout"), "{answer}");
+    }
+
+    /// A gateway in front of a node that answers the `x-forwarded-for` it was sent, with
+    /// `trusted` proxies and a scanner blocked after 3 probes; its players' address.
+    async fn gateway_behind(trusted: &str) -> (Arc<Gateway>, SocketAddr) {
+        let wallet = axum::routing::get(|headers: axum::http::HeaderMap| async move {
+            let forwarded = headers.get("x-forwarded-for").cloned();
+            forwarded.map_or_else(String::new, |v| v.to_str().unwrap_or("").to_owned())
+        });
+        let node = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let node_base = format!("http://{}", node.local_addr().unwrap());
+        let app = axum::Router::new().route("/api/v1/wallet", wallet);
+        tokio::spawn(async move { axum::serve(node, app).await });
+        let mut config = crate::GatewayConfig::new(vec![("n0".into(), node_base)], "t".repeat(32));
+        config.scanning.max_failures = 3;
+        config.trusted_proxies = croupier_web::client::TrustedProxies::parse(trusted).unwrap();
+        let gateway = Gateway::new(config).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let port = PlayersPort {
+            gateway: gateway.clone(),
+            hygiene: Hygiene::players(),
+            tls: false,
+        };
+        let proxies = gateway.config.trusted_proxies.clone();
+        let hygiene = Hygiene::players();
+        let serving = croupier_web::serve::serve_connections(
+            listener,
+            port,
+            std::future::pending(),
+            hygiene,
+            None,
+            proxies,
+        );
+        tokio::spawn(serving);
+        (gateway, address)
+    }
+
+    /// Behind a CDN or an ingress every player comes from the proxy's address: with the proxy
+    /// trusted, one player's probes block that player, not everyone behind the proxy, and
+    /// the node is told the player's address. A peer that is no trusted proxy cannot name
+    /// another address to escape its block.
+    #[tokio::test]
+    async fn behind_a_trusted_proxy_a_scanner_is_blocked_and_its_neighbours_are_not() {
+        for (trusted, neighbour_served) in [("127.0.0.0/8", true), ("10.0.0.0/8", false)] {
+            let (gateway, address) = gateway_behind(trusted).await;
+            let proxy = Upstream::new(&format!("http://{address}"));
+            let from = async |player: &str, path: &str| {
+                let request = Outgoing {
+                    client: Some(player.parse().unwrap()),
+                    ..Outgoing::get(path)
+                };
+                proxy.send(&gateway.dial, &request, true).await.unwrap()
+            };
+            let first = from("203.0.113.1", "/api/v1/wallet").await;
+            assert_eq!(first.status, 200);
+            let seen = String::from_utf8_lossy(&first.body).into_owned();
+            let expected = if neighbour_served {
+                "203.0.113.1"
+            } else {
+                "127.0.0.1"
+            };
+            assert_eq!(seen, expected, "the node is told the player's address");
+            for _ in 0..4 {
+                from("203.0.113.1", "/admin/secrets").await;
+            }
+            assert_eq!(from("203.0.113.1", "/api/v1/wallet").await.status, 429);
+            let neighbour = from("203.0.113.2", "/api/v1/wallet").await.status;
+            if neighbour_served {
+                assert_eq!(neighbour, 200, "another player behind the same proxy");
+            } else {
+                assert_eq!(neighbour, 429, "an untrusted peer escaped its block");
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod caps;
+pub mod client;
 pub mod extract;
 pub mod http1;
 pub mod launch;

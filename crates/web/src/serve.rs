@@ -17,7 +17,9 @@
 //!
 //! With TLS (`tls::Acceptor`) the handshake must also finish within `header_read`.
 //!
-//! Handlers find the client's address in `ConnectInfo<SocketAddr>`. A server whose every
+//! Handlers find the client's address in `ConnectInfo<SocketAddr>`: the peer's, or behind
+//! trusted reverse proxies (`serve_behind`, `crate::client`) the one their `X-Forwarded-For`
+//! names. A server whose every
 //! request takes one road (the gateway's players' port) may serve its own `Connections`
 //! without a router, calling `read_whole_body` and `add_strict_transport` itself.
 
@@ -39,6 +41,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::caps::Caps;
+use crate::client::TrustedProxies;
 use crate::tls::Acceptor;
 use crate::wire::Refusal;
 
@@ -136,24 +139,54 @@ pub async fn serve(
     hygiene: Hygiene,
     tls: Option<Acceptor>,
 ) {
+    serve_behind(
+        listener,
+        router,
+        stop,
+        hygiene,
+        tls,
+        TrustedProxies::default(),
+    )
+    .await;
+}
+
+/// As `serve`, for a listener behind reverse proxies (`crate::client`): a request from one
+/// of `proxies` carries the client its `X-Forwarded-For` names as `ConnectInfo`, and the
+/// proxies' own connections are not capped per address (each carries many clients).
+pub async fn serve_behind(
+    listener: TcpListener,
+    router: Router,
+    stop: impl Future<Output = ()> + Send + 'static,
+    hygiene: Hygiene,
+    tls: Option<Acceptor>,
+    proxies: TrustedProxies,
+) {
     let mut router = router.layer(axum::middleware::from_fn(move |request, next| {
         read_body(request, next, hygiene)
     }));
     if tls.is_some() {
         router = router.layer(axum::middleware::map_response(strict_transport));
     }
-    serve_connections(listener, Routed(router), stop, hygiene, tls).await;
+    if !proxies.is_empty() {
+        let resolving = proxies.clone();
+        router = router.layer(axum::middleware::from_fn(move |request, next| {
+            crate::client::resolve(resolving.clone(), request, next)
+        }));
+    }
+    serve_connections(listener, Routed(router), stop, hygiene, tls, proxies).await;
 }
 
 /// Serves `connections` on `listener` as `serve` does a router, with the same connection
-/// hygiene (header timeout, connections per address, gentle stop, TLS); reading bodies
-/// within `body_read` and HSTS are the service's.
+/// hygiene (header timeout, connections per address but those of `proxies`, gentle stop,
+/// TLS); reading bodies within `body_read`, HSTS and finding the client behind `proxies`
+/// are the service's.
 pub async fn serve_connections<C: Connections>(
     listener: TcpListener,
     connections: C,
     stop: impl Future<Output = ()> + Send + 'static,
     hygiene: Hygiene,
     tls: Option<Acceptor>,
+    proxies: TrustedProxies,
 ) {
     let (stop_tx, mut stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -177,9 +210,14 @@ pub async fn serve_connections<C: Connections>(
             },
             _ = stopped(&mut stop_rx) => break,
         };
-        let Some(slot) = per_ip.try_take(remote.ip()) else {
-            refuse_over_cap(stream, remote, &refusals, tls.is_some());
-            continue;
+        let slot = if proxies.trusts(remote.ip()) {
+            None
+        } else {
+            let Some(slot) = per_ip.try_take(remote.ip()) else {
+                refuse_over_cap(stream, remote, &refusals, tls.is_some());
+                continue;
+            };
+            Some(slot)
         };
         let _ = stream.set_nodelay(true);
         let service = connections.connection(remote);
@@ -387,5 +425,89 @@ mod tests {
             answer.contains(r#""error":"too_many_connections""#),
             "{answer}"
         );
+    }
+
+    /// The address each request is served as, over a connection of its own that stays open
+    /// (`X-Forwarded-For: <claims>`), or the refusal.
+    fn served_as(address: SocketAddr, claims: &str) -> (StdStream, String) {
+        let mut stream = StdStream::connect(address).unwrap();
+        let request = format!("GET / HTTP/1.1\r\nHost: test\r\nX-Forwarded-For: {claims}\r\n\r\n");
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let mut buffer = [0u8; 1024];
+        while !answer.ends_with(b"<") {
+            let read = stream.read(&mut buffer).unwrap();
+            if read == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buffer[..read]);
+        }
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let client = match answer.split_once("\r\n\r\n") {
+            Some((head, body)) if head.starts_with("HTTP/1.1 200") => {
+                body.trim_end_matches('<').to_owned()
+            }
+            _ => answer,
+        };
+        (stream, client)
+    }
+
+    /// A router answering the client's address as the handlers see it (`ConnectInfo`).
+    fn echo_client() -> Router {
+        Router::new().route(
+            "/",
+            axum::routing::get(|ConnectInfo(client): ConnectInfo<SocketAddr>| async move {
+                format!("{}<", client.ip())
+            }),
+        )
+    }
+
+    /// Behind a trusted proxy, each request is the client's its `X-Forwarded-For` names, and
+    /// the proxy's many connections are not capped as one client's; a peer that is no
+    /// trusted proxy is its own address whatever it claims, and stays capped.
+    #[tokio::test]
+    async fn behind_a_trusted_proxy_the_forwarded_client_is_the_client() {
+        let hygiene = Hygiene {
+            conns_per_ip: Some(1),
+            ..Hygiene::operators()
+        };
+        let trusted = TrustedProxies::parse("127.0.0.0/8").unwrap();
+        let behind = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let behind_address = behind.local_addr().unwrap();
+        let serving = serve_behind(
+            behind,
+            echo_client(),
+            std::future::pending(),
+            hygiene,
+            None,
+            trusted,
+        );
+        tokio::spawn(serving);
+        let direct = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let direct_address = direct.local_addr().unwrap();
+        tokio::spawn(serve(
+            direct,
+            echo_client(),
+            std::future::pending(),
+            hygiene,
+            None,
+        ));
+
+        let (behind_proxy, spoofing) = tokio::task::spawn_blocking(move || {
+            let first = served_as(behind_address, "1.2.3.4, 203.0.113.9");
+            let second = served_as(behind_address, "198.51.100.7");
+            let own = served_as(direct_address, "203.0.113.9");
+            let over_cap = served_as(direct_address, "198.51.100.7");
+            ((first.1, second.1), (own.1, over_cap.1))
+        })
+        .await
+        .unwrap();
+        assert_eq!(behind_proxy.0, "203.0.113.9");
+        assert_eq!(
+            behind_proxy.1, "198.51.100.7",
+            "the proxy's second connection"
+        );
+        assert_eq!(spoofing.0, "127.0.0.1");
+        assert!(spoofing.1.starts_with("HTTP/1.1 429"), "{}", spoofing.1);
     }
 }

@@ -1,0 +1,35 @@
+//! The reverse proxies in front of a public listener (the gateway's players' port, the
+//! control plane's status page and dashboard) whose `X-Forwarded-For` is believed
+//! (`croupier_web::client`). `croupier up` hands them to its gateway and control plane.
+
+use clap::Args;
+use croupier_web::client::TrustedProxies;
+
+#[derive(Debug, Clone, Args)]
+pub struct ProxyArgs {
+    /// Reverse proxies in front of this server (an ingress, a CDN, HAProxy with `option
+    /// forwardfor`): addresses or networks, comma-separated. A request from one of them is
+    /// the client's that its X-Forwarded-For names (the right-most address that is no such
+    /// proxy), for rate limits, blocks and logs, and their connections are not capped per
+    /// address. None by default: every peer is its own client, whatever it sends.
+    #[arg(long, env = "CROUPIER_TRUSTED_PROXIES", default_value = "", value_parser = check_proxies)]
+    pub trusted_proxies: String,
+}
+
+fn check_proxies(text: &str) -> Result<String, String> {
+    TrustedProxies::parse(text).map(|_| text.to_owned())
+}
+
+impl ProxyArgs {
+    pub fn proxies(&self) -> TrustedProxies {
+        TrustedProxies::parse(&self.trusted_proxies).unwrap_or_default()
+    }
+
+    /// The same option for a child process (none when no proxy is set).
+    pub fn to_args(&self) -> Vec<String> {
+        if self.trusted_proxies.trim().is_empty() {
+            return Vec::new();
+        }
+        vec!["--trusted-proxies".to_owned(), self.trusted_proxies.clone()]
+    }
+}
