@@ -9,9 +9,9 @@
 //!   while writers keep committing, and never waits. Each pass writes every page changed
 //!   since the last one, and the hot pages (the house's row, the journal's last leaf and its
 //!   indexes' last leaves) change with every bet: with a pass every 200 ms in each of the
-//!   three processes sharing the file, the checkpoints wrote 0.65x as many bytes as the WAL
-//!   itself (at 600 bets/s, 120–135 MB against 180 MB in 12 s); once a second, 0.26x
-//!   (47–48 MB), the players' latency unchanged (`docs/benchmarks.md`);
+//!   three processes sharing the file, the checkpoints wrote 0.67–0.75x as many bytes as the
+//!   WAL itself (at 600 bets/s, 120–135 MB against 180 MB in 12 s); once a second,
+//!   0.26–0.28x (47–49 MB), the players' latency unchanged (`docs/benchmarks.md`);
 //! - once the WAL holds more than `restart_frames`, the same with the write turn held (`turns`):
 //!   only the frames since the last pass are left to copy, so the turn is short, and the WAL
 //!   is then wholly in the database when the next writer starts, which is when SQLite
