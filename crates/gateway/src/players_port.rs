@@ -119,33 +119,12 @@ mod tests {
             counted.fetch_add(1, Ordering::SeqCst);
             "{}"
         });
-        let node = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let node_base = format!("http://{}", node.local_addr().unwrap());
-        let app = axum::Router::new().route("/api/v1/wallet", wallet);
-        tokio::spawn(async move { axum::serve(node, app).await });
-        let mut config = crate::GatewayConfig::new(vec![("n0".into(), node_base)], "t".repeat(32));
-        config.scanning.max_failures = 3;
-        let gateway = Gateway::new(config).unwrap();
+        let gateway = gateway_before(wallet, "").await;
         let hygiene = Hygiene {
             body_read: Duration::from_millis(300),
             ..Hygiene::players()
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let port = PlayersPort {
-            gateway: gateway.clone(),
-            hygiene,
-            tls: true,
-        };
-        let serving = croupier_web::serve::serve_connections(
-            listener,
-            port,
-            std::future::pending(),
-            hygiene,
-            None,
-            Default::default(),
-        );
-        tokio::spawn(serving);
+        let address = serve_port(&gateway, hygiene, true).await;
         let player = Upstream::new(&format!("http://{address}"));
         let get = async |path: &str| {
             let request = Outgoing::get(path);
@@ -189,13 +168,9 @@ mod tests {
         assert!(answer.contains("body_timeout"), "{answer}");
     }
 
-    /// A gateway in front of a node that answers the `x-forwarded-for` it was sent, with
-    /// `trusted` proxies and a scanner blocked after 3 probes; its players' address.
-    async fn gateway_behind(trusted: &str) -> (Arc<Gateway>, SocketAddr) {
-        let wallet = axum::routing::get(|headers: axum::http::HeaderMap| async move {
-            let forwarded = headers.get("x-forwarded-for").cloned();
-            forwarded.map_or_else(String::new, |v| v.to_str().unwrap_or("").to_owned())
-        });
+    /// A gateway, trusting `trusted` proxies and blocking a scanner after 3 probes, in front
+    /// of a node that answers `wallet` on the player API's wallet route.
+    async fn gateway_before(wallet: axum::routing::MethodRouter, trusted: &str) -> Arc<Gateway> {
         let node = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let node_base = format!("http://{}", node.local_addr().unwrap());
         let app = axum::Router::new().route("/api/v1/wallet", wallet);
@@ -203,16 +178,19 @@ mod tests {
         let mut config = crate::GatewayConfig::new(vec![("n0".into(), node_base)], "t".repeat(32));
         config.scanning.max_failures = 3;
         config.trusted_proxies = croupier_web::client::TrustedProxies::parse(trusted).unwrap();
-        let gateway = Gateway::new(config).unwrap();
+        Gateway::new(config).unwrap()
+    }
+
+    /// The players' port of `gateway`, served on a port of its own; its address.
+    async fn serve_port(gateway: &Arc<Gateway>, hygiene: Hygiene, tls: bool) -> SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let port = PlayersPort {
             gateway: gateway.clone(),
-            hygiene: Hygiene::players(),
-            tls: false,
+            hygiene,
+            tls,
         };
         let proxies = gateway.config.trusted_proxies.clone();
-        let hygiene = Hygiene::players();
         let serving = croupier_web::serve::serve_connections(
             listener,
             port,
@@ -222,7 +200,7 @@ mod tests {
             proxies,
         );
         tokio::spawn(serving);
-        (gateway, address)
+        address
     }
 
     /// Behind a CDN or an ingress every player comes from the proxy's address: with the proxy
@@ -232,7 +210,12 @@ mod tests {
     #[tokio::test]
     async fn behind_a_trusted_proxy_a_scanner_is_blocked_and_its_neighbours_are_not() {
         for (trusted, neighbour_served) in [("127.0.0.0/8", true), ("10.0.0.0/8", false)] {
-            let (gateway, address) = gateway_behind(trusted).await;
+            let wallet = axum::routing::get(|headers: axum::http::HeaderMap| async move {
+                let forwarded = headers.get("x-forwarded-for").cloned();
+                forwarded.map_or_else(String::new, |v| v.to_str().unwrap_or("").to_owned())
+            });
+            let gateway = gateway_before(wallet, trusted).await;
+            let address = serve_port(&gateway, Hygiene::players(), false).await;
             let proxy = Upstream::new(&format!("http://{address}"));
             let from = async |player: &str, path: &str| {
                 let request = Outgoing {
