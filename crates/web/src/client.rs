@@ -12,7 +12,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::Response;
@@ -67,26 +67,23 @@ impl TrustedProxies {
         }
         client
     }
-
-    /// `ConnectInfo` of a request, as the client's address (port kept) for the layers and
-    /// handlers after this one. For `axum::middleware::from_fn_with_state(proxies, resolve)`,
-    /// outside the layers that count per address; `crate::serve` puts it on when a listener
-    /// has trusted proxies.
-    pub fn resolve_in(&self, request: &mut Request) {
-        let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() else {
-            return;
-        };
-        let client = self.client(peer.ip(), request.headers());
-        let port = peer.port();
-        request
-            .extensions_mut()
-            .insert(ConnectInfo(SocketAddr::new(client, port)));
-    }
 }
 
-/// The middleware form of `TrustedProxies::resolve_in`.
-pub async fn resolve(proxies: TrustedProxies, mut request: Request, next: Next) -> Response {
-    proxies.resolve_in(&mut request);
+/// The middleware that puts the client's address (the peer's port kept) in place of the
+/// peer's in `ConnectInfo`, for the layers and handlers after it; outside the layers that
+/// count per address. `crate::serve::serve_behind` puts it on a listener with trusted
+/// proxies, as `axum::middleware::from_fn_with_state(proxies, resolve)`.
+pub async fn resolve(
+    State(proxies): State<TrustedProxies>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if let Some(&ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
+        let client = proxies.client(peer.ip(), request.headers());
+        request
+            .extensions_mut()
+            .insert(ConnectInfo(SocketAddr::new(client, peer.port())));
+    }
     next.run(request).await
 }
 

@@ -168,10 +168,10 @@ pub async fn serve_behind(
         router = router.layer(axum::middleware::map_response(strict_transport));
     }
     if !proxies.is_empty() {
-        let resolving = proxies.clone();
-        router = router.layer(axum::middleware::from_fn(move |request, next| {
-            crate::client::resolve(resolving.clone(), request, next)
-        }));
+        router = router.layer(axum::middleware::from_fn_with_state(
+            proxies.clone(),
+            crate::client::resolve,
+        ));
     }
     serve_connections(listener, Routed(router), stop, hygiene, tls, proxies).await;
 }
@@ -210,15 +210,17 @@ pub async fn serve_connections<C: Connections>(
             },
             _ = stopped(&mut stop_rx) => break,
         };
-        let slot = if proxies.trusts(remote.ip()) {
+        // A trusted proxy's connections carry many clients: they take no place of the cap.
+        let trusted = proxies.trusts(remote.ip());
+        let slot = if trusted {
             None
         } else {
-            let Some(slot) = per_ip.try_take(remote.ip()) else {
-                refuse_over_cap(stream, remote, &refusals, tls.is_some());
-                continue;
-            };
-            Some(slot)
+            per_ip.try_take(remote.ip())
         };
+        if !trusted && slot.is_none() {
+            refuse_over_cap(stream, remote, &refusals, tls.is_some());
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let service = connections.connection(remote);
         let (alive, closing) = (alive.clone(), close_now.subscribe());
