@@ -51,10 +51,12 @@ impl TrustedProxies {
         if !self.trusts(client) {
             return client;
         }
+        // A value that is no text reads as one entry that is no address: the walk stops there
+        // (skipping it would believe what stands to its left).
         let values: Vec<&str> = headers
             .get_all(FORWARDED_FOR)
             .iter()
-            .filter_map(|v| v.to_str().ok())
+            .map(|v| v.to_str().unwrap_or(""))
             .collect();
         for entry in values.iter().rev().flat_map(|v| v.rsplit(',')) {
             let Some(hop) = hop_address(entry.trim()) else {
@@ -159,6 +161,10 @@ mod tests {
         // Garbage right after a trusted hop: that hop.
         let garbage = headers(&["203.0.113.9, unknown, 10.0.0.2"]);
         assert_eq!(proxies.client(ip("10.0.0.1"), &garbage), ip("10.0.0.2"));
+        // A value that is no text (obs-text bytes) stops the walk as garbage does.
+        let mut unreadable = headers(&["203.0.113.9"]);
+        unreadable.append(FORWARDED_FOR, HeaderValue::from_bytes(b"\xff").unwrap());
+        assert_eq!(proxies.client(ip("10.0.0.1"), &unreadable), ip("10.0.0.1"));
         // Only proxies: the left-most of them.
         let inside = headers(&["10.0.0.3, 10.0.0.2"]);
         assert_eq!(proxies.client(ip("10.0.0.1"), &inside), ip("10.0.0.3"));
