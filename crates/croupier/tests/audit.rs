@@ -141,6 +141,7 @@ fn a_fresh_stack_passes_the_audit() {
         "seeds_sealed",
         "sessions_per_player",
         "scanning_blocked",
+        "forwarded_for_spoof",
     ] {
         let found = statuses(&report, check);
         assert!(!found.is_empty(), "{check} missing:\n{table}");
@@ -277,8 +278,50 @@ fn the_old_behaviour_fails_the_new_checks() {
         "{table}"
     );
     assert_eq!(statuses(&report, "scanning_blocked"), ["fail"], "{table}");
+    // Nothing was blocked, so there is no block to escape.
+    assert_eq!(
+        statuses(&report, "forwarded_for_spoof"),
+        ["skip"],
+        "{table}"
+    );
     let seeds = if sqlite { ["fail"] } else { ["skip"] };
     assert_eq!(statuses(&report, "seeds_sealed"), seeds, "{table}");
     drop(gateway);
     drop(node);
+}
+
+/// A gateway that believes `X-Forwarded-For` from the audit's scanning probe (its address
+/// listed in `--trusted-proxies`, as a careless `0.0.0.0/0` or a too-wide range would): the
+/// scanner is blocked, then escapes the block by naming another client, and the audit says so.
+#[test]
+fn a_gateway_believing_a_spoofed_forwarded_for_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start_with(dir.path(), "spoof-1", &["--demo"]);
+    let gateway = GatewayProcess::start(dir.path(), &[&node], &["--trusted-proxies", "127.0.0.99"]);
+    let args = vec![
+        "--gateway".to_owned(),
+        gateway.base.clone(),
+        "--admin".to_owned(),
+        gateway.admin.clone(),
+        "--node".to_owned(),
+        node.base.clone(),
+        "--control".to_owned(),
+        String::new(),
+        "--burst".to_owned(),
+        "100".to_owned(),
+        "--data".to_owned(),
+        dir.path().join("none").display().to_string(),
+    ];
+    let (ok, table, report) = audit(&args, &dir.path().join("audit.json"));
+    assert!(!ok, "the audit must fail:\n{table}");
+    assert_eq!(statuses(&report, "scanning_blocked"), ["pass"], "{table}");
+    assert_eq!(
+        statuses(&report, "forwarded_for_spoof"),
+        ["fail"],
+        "{table}"
+    );
+    assert!(table.contains("--trusted-proxies"), "{table}");
+    drop(gateway);
+    drop(node);
+    ledger_integrity(dir.path());
 }

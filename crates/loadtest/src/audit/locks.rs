@@ -1,6 +1,7 @@
 //! The locks behind the doors (issue 15, items 2 to 4): unrevealed server seeds sealed in the
 //! ledger (when the audit runs on the host of a SQLite ledger), a cap on one player's open
-//! sessions, and scanning of the players' port blocked.
+//! sessions, scanning of the players' port blocked, and the block not escaped by naming another
+//! client in `X-Forwarded-For`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -20,6 +21,8 @@ const PROBES: usize = 300;
 /// The loopback address the scanning probe comes from on a loopback deployment, so the
 /// block it earns does not land on the operators' own address.
 const PROBE_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 99);
+/// The client the blocked scanner claims to forward for (TEST-NET-3, never a real peer).
+const SPOOFED_CLIENT: &str = "203.0.113.7";
 
 /// Unrevealed server seeds stored in clear in the SQLite ledger at `db`.
 fn clear_unrevealed_seeds(db: &std::path::Path) -> Result<(u64, u64), String> {
@@ -172,27 +175,19 @@ impl Auditor {
         self.note("sessions_per_player", &gateway, status, detail);
     }
 
-    /// Paths that are not there, asked for until the players' port blocks the asker. On a
-    /// loopback deployment (plain HTTP or TLS) the probe comes from `PROBE_SOURCE`; elsewhere from the
-    /// auditor's own address, which stays blocked on the players' port for a while (run it
-    /// last).
+    /// Paths that are not there, asked for until the players' port blocks the asker; then the
+    /// blocked asker names another client in `X-Forwarded-For`, which must change nothing. On
+    /// a loopback deployment (plain HTTP or TLS) the probe comes from `PROBE_SOURCE`;
+    /// elsewhere from the auditor's own address, which stays blocked on the players' port for
+    /// a while (run it last).
     pub(super) async fn scanning_blocked(&mut self) {
         let gateway = self.targets.gateway.clone();
         let loopback = loopback_probe(&gateway, self.http.tls());
         let mut blocked_after = None;
         for i in 0..PROBES {
-            let path = format!("/audit-scan-{i}.php");
-            let status = match &loopback {
-                Some(probe) => {
-                    let request =
-                        format!("GET {path} HTTP/1.1\r\nHost: audit\r\nConnection: close\r\n\r\n");
-                    status_from(IpAddr::V4(PROBE_SOURCE), probe, &request).await
-                }
-                None => self
-                    .send(Call::get(format!("{gateway}{path}")))
-                    .await
-                    .map_or(0, |a| a.status),
-            };
+            let status = self
+                .status_of_probe(loopback.as_ref(), &format!("/audit-scan-{i}.php"), None)
+                .await;
             if status == 429 {
                 blocked_after = Some(i + 1);
                 break;
@@ -211,5 +206,69 @@ impl Auditor {
             ),
         };
         self.note("scanning_blocked", &gateway, status, detail);
+        self.forwarded_for_believed(loopback.as_ref(), blocked_after.is_some())
+            .await;
+    }
+
+    /// The blocked scanner asks again for a path that is there, naming `SPOOFED_CLIENT` in
+    /// `X-Forwarded-For`: a gateway that believes the header from any peer (or from a peer
+    /// wrongly listed in `--trusted-proxies`) serves it, and every per-address limit and
+    /// block is one header away from nothing.
+    async fn forwarded_for_believed(&mut self, loopback: Option<&LoopbackProbe>, blocked: bool) {
+        let gateway = self.targets.gateway.clone();
+        if !blocked {
+            let why = "skipped: the scanner was not blocked, so there is no block to escape";
+            self.note("forwarded_for_spoof", &gateway, Status::Skip, why);
+            return;
+        }
+        let spoof = ("X-Forwarded-For", SPOOFED_CLIENT.to_owned());
+        let status = self
+            .status_of_probe(loopback, "/api/v1/wallet", Some(spoof))
+            .await;
+        let (status, detail) = match status {
+            429 => (
+                Status::Pass,
+                format!(
+                    "the blocked scanner naming {SPOOFED_CLIENT} in X-Forwarded-For is still blocked"
+                ),
+            ),
+            0 => (
+                Status::Fail,
+                "could not be checked: the spoofed request got no answer".to_owned(),
+            ),
+            other => (
+                Status::Fail,
+                format!(
+                    "the blocked scanner named {SPOOFED_CLIENT} in X-Forwarded-For and was served ({other}): the gateway believes the header from it (is its address in --trusted-proxies?)"
+                ),
+            ),
+        };
+        self.note("forwarded_for_spoof", &gateway, status, detail);
+    }
+
+    /// The status of a GET of `path` on the players' port from the scanning probe's address:
+    /// `PROBE_SOURCE` on loopback, the auditor's own elsewhere (0: no answer).
+    async fn status_of_probe(
+        &self,
+        loopback: Option<&LoopbackProbe>,
+        path: &str,
+        header: Option<(&'static str, String)>,
+    ) -> u16 {
+        match loopback {
+            Some(probe) => {
+                let extra = header.map_or(String::new(), |(name, value)| {
+                    format!("{name}: {value}\r\n")
+                });
+                let request = format!(
+                    "GET {path} HTTP/1.1\r\nHost: audit\r\n{extra}Connection: close\r\n\r\n"
+                );
+                status_from(IpAddr::V4(PROBE_SOURCE), probe, &request).await
+            }
+            None => {
+                let mut call = Call::get(format!("{}{path}", self.targets.gateway));
+                call.extra_headers.extend(header);
+                self.send(call).await.map_or(0, |a| a.status)
+            }
+        }
     }
 }

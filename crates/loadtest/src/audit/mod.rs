@@ -22,7 +22,8 @@
 //!   call without its credential, with a player's token or with the ops token;
 //! - (on the host of a SQLite ledger) no unrevealed server seed is stored in clear; one
 //!   player's sessions are capped (the oldest revoked); a scanner of the players' port gets
-//!   blocked (checked last: the probe's address stays blocked for a while).
+//!   blocked (checked last: the probe's address stays blocked for a while), and naming
+//!   another client in `X-Forwarded-For` does not lift the block.
 
 mod cashier;
 mod dashboard;
