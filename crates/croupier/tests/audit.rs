@@ -22,6 +22,11 @@ struct Up {
 
 impl Up {
     fn start(data: &std::path::Path) -> Up {
+        Up::start_with(data, &[])
+    }
+
+    /// With more arguments for `croupier up`.
+    fn start_with(data: &std::path::Path, more: &[&str]) -> Up {
         let (nodes, gateway, control) = (free_ports(3), free_ports(2), free_ports(2));
         std::fs::create_dir_all(data).unwrap();
         let child = croupier()
@@ -33,6 +38,7 @@ impl Up {
             .args(["--gateway-port", &gateway.to_string()])
             .args(["--control-port", &control.to_string()])
             .arg("--demo")
+            .args(more)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -97,10 +103,8 @@ fn statuses<'a>(report: &'a Value, check: &str) -> Vec<&'a str> {
         .collect()
 }
 
-#[test]
-fn a_fresh_stack_passes_the_audit() {
-    let dir = tempfile::tempdir().unwrap();
-    let up = Up::start(dir.path());
+/// The audit's arguments for `up`'s stack, its data folder `data`.
+fn audit_args(up: &Up, data: &std::path::Path) -> Vec<String> {
     let url = |port: u16| format!("http://127.0.0.1:{port}");
     let mut args = vec![
         "--gateway".to_owned(),
@@ -110,11 +114,19 @@ fn a_fresh_stack_passes_the_audit() {
         "--control".to_owned(),
         url(up.control),
         "--data".to_owned(),
-        dir.path().display().to_string(),
+        data.display().to_string(),
     ];
     for i in 0..3 {
         args.extend(["--node".to_owned(), url(up.nodes + i)]);
     }
+    args
+}
+
+#[test]
+fn a_fresh_stack_passes_the_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start(dir.path());
+    let args = audit_args(&up, dir.path());
     let (ok, table, report) = audit(&args, &dir.path().join("audit.json"));
     assert!(ok, "{table}");
     assert_eq!(report["ok"], true);
@@ -159,6 +171,8 @@ fn a_fresh_stack_passes_the_audit() {
     // Five ops surfaces (three nodes, the gateway's admin API, the control plane).
     assert_eq!(statuses(&report, "ops_api_needs_token").len(), 5);
     assert_eq!(statuses(&report, "credential_lockout").len(), 5);
+    // Those five and the players' port.
+    assert_eq!(statuses(&report, "forwarded_for_spoof").len(), 6);
     assert_eq!(statuses(&report, "cashier_needs_credential").len(), 3);
     // The gateway's two ports, three nodes, the control plane.
     assert_eq!(statuses(&report, "slow_clients_cut").len(), 6);
@@ -323,5 +337,42 @@ fn a_gateway_believing_a_spoofed_forwarded_for_is_caught() {
     assert!(table.contains("--trusted-proxies"), "{table}");
     drop(gateway);
     drop(node);
+    ledger_integrity(dir.path());
+}
+
+/// `croupier up --trusted-proxies 127.0.0.1`, the audit's own address: the control plane (which
+/// reads `X-Forwarded-For` from trusted proxies) lets the blocked guesser in when it names
+/// another client, and the audit fails that surface alone. The nodes and the gateway's admin
+/// API never read the header; the players' port's scanning probe comes from 127.0.0.99.
+#[test]
+fn a_control_plane_trusting_the_auditor_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Up::start_with(dir.path(), &["--trusted-proxies", "127.0.0.1"]);
+    let args = audit_args(&up, dir.path());
+    let (ok, table, report) = audit(&args, &dir.path().join("audit.json"));
+    assert!(!ok, "the audit must fail:\n{table}");
+    let failed: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["status"] == "fail")
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["forwarded_for_spoof"], "{table}");
+    let spoofed = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "forwarded_for_spoof" && f["status"] == "fail")
+        .unwrap();
+    assert!(
+        spoofed["target"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("http://127.0.0.1:{}/", up.control)),
+        "{table}"
+    );
+    assert_eq!(statuses(&report, "forwarded_for_spoof").len(), 6, "{table}");
+    drop(up);
     ledger_integrity(dir.path());
 }

@@ -11,7 +11,7 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::doors::host_port;
-use super::{Auditor, Status};
+use super::{Auditor, Status, forwarded};
 use crate::http::Call;
 
 /// Sign-ins of one player the session check makes: twice the default cap, and one more.
@@ -21,8 +21,6 @@ const PROBES: usize = 300;
 /// The loopback address the scanning probe comes from on a loopback deployment, so the
 /// block it earns does not land on the operators' own address.
 const PROBE_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 99);
-/// The client the blocked scanner claims to forward for (TEST-NET-3, never a real peer).
-const SPOOFED_CLIENT: &str = "203.0.113.7";
 
 /// Unrevealed server seeds stored in clear in the SQLite ledger at `db`.
 fn clear_unrevealed_seeds(db: &std::path::Path) -> Result<(u64, u64), String> {
@@ -210,40 +208,21 @@ impl Auditor {
             .await;
     }
 
-    /// The blocked scanner asks again for a path that is there, naming `SPOOFED_CLIENT` in
-    /// `X-Forwarded-For`: a gateway that believes the header from any peer (or from a peer
-    /// wrongly listed in `--trusted-proxies`) serves it, and every per-address limit and
-    /// block is one header away from nothing.
+    /// The blocked scanner asks again for a path that is there, naming another client in
+    /// `X-Forwarded-For` (`forwarded`).
     async fn forwarded_for_believed(&mut self, loopback: Option<&LoopbackProbe>, blocked: bool) {
         let gateway = self.targets.gateway.clone();
         if !blocked {
             let why = "skipped: the scanner was not blocked, so there is no block to escape";
-            self.note("forwarded_for_spoof", &gateway, Status::Skip, why);
+            self.note(forwarded::CHECK, &gateway, Status::Skip, why);
             return;
         }
-        let spoof = ("X-Forwarded-For", SPOOFED_CLIENT.to_owned());
-        let status = self
-            .status_of_probe(loopback, "/api/v1/wallet", Some(spoof))
+        let header = Some(forwarded::spoofed_header());
+        let answer = self
+            .status_of_probe(loopback, "/api/v1/wallet", header)
             .await;
-        let (status, detail) = match status {
-            429 => (
-                Status::Pass,
-                format!(
-                    "the blocked scanner naming {SPOOFED_CLIENT} in X-Forwarded-For is still blocked"
-                ),
-            ),
-            0 => (
-                Status::Fail,
-                "could not be checked: the spoofed request got no answer".to_owned(),
-            ),
-            other => (
-                Status::Fail,
-                format!(
-                    "the blocked scanner named {SPOOFED_CLIENT} in X-Forwarded-For and was served ({other}): the gateway believes the header from it (is its address in --trusted-proxies?)"
-                ),
-            ),
-        };
-        self.note("forwarded_for_spoof", &gateway, status, detail);
+        let (status, detail) = forwarded::verdict("the blocked scanner", answer);
+        self.note(forwarded::CHECK, &gateway, status, detail);
     }
 
     /// The status of a GET of `path` on the players' port from the scanning probe's address:

@@ -2,7 +2,8 @@
 //! addresses and passes, fails, warns or is skipped with a reason:
 //!
 //! - the ops APIs (node `/ops`, gateway `/admin`, control plane) refuse requests without a
-//!   token, with a wrong one, and with a player's token;
+//!   token, with a wrong one, and with a player's token, block a guesser, and keep it blocked
+//!   when it names another client in `X-Forwarded-For`;
 //! - none of them accepts a default or well-known token, and the ops token given to the audit
 //!   is long and random enough;
 //! - TLS where other hosts can reach an address; on every HTTPS address TLS 1.2+ only, no
@@ -28,6 +29,7 @@
 mod cashier;
 mod dashboard;
 mod doors;
+mod forwarded;
 mod input;
 mod isolation;
 mod launch;

@@ -1,7 +1,7 @@
 //! Who may reach the ops APIs: no token, a wrong one or a player's must be refused, no
 //! well-known token may work, and the deployment's own token must be long and random.
 
-use super::{Auditor, Status};
+use super::{Auditor, Status, forwarded};
 use crate::http::Call;
 
 /// Tokens an attacker tries first: defaults, placeholders, the test suite's token.
@@ -55,8 +55,9 @@ const GUESSES: usize = 30;
 
 impl Auditor {
     /// After the guesses above (and more, up to `GUESSES`), the auditor's address must be
-    /// blocked: the right token refused too. Leaves the address blocked on `url` for a while
-    /// (a minute by default), as it would an attacker's.
+    /// blocked: the right token refused too, also when the request names another client in
+    /// `X-Forwarded-For`. Leaves the address blocked on `url` for a while (a minute by
+    /// default), as it would an attacker's.
     async fn lockout(&mut self, url: &str) {
         let Some(token) = self.targets.ops_token.clone() else {
             self.note(
@@ -93,6 +94,21 @@ impl Auditor {
             Err(e) => (Status::Fail, format!("could not be checked: {e}")),
         };
         self.note("credential_lockout", url, status, detail);
+        self.spoofed_guess(url, &token, blocked).await;
+    }
+
+    /// The blocked guesser sends the right token naming another client (`forwarded`).
+    async fn spoofed_guess(&mut self, url: &str, token: &str, blocked: bool) {
+        if !blocked {
+            let why = "skipped: guessing was not blocked, so there is no block to escape";
+            self.note(forwarded::CHECK, url, Status::Skip, why);
+            return;
+        }
+        let mut call = Call::get(url).token(token);
+        call.extra_headers.push(forwarded::spoofed_header());
+        let answer = self.send(call).await.map_or(0, |a| a.status);
+        let (status, detail) = forwarded::verdict("the blocked guesser", answer);
+        self.note(forwarded::CHECK, url, status, detail);
     }
 
     pub(super) async fn ops_auth(&mut self, player_token: &str) {
