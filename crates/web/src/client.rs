@@ -53,12 +53,8 @@ impl TrustedProxies {
         }
         // A value that is no text reads as one entry that is no address: the walk stops there
         // (skipping it would believe what stands to its left).
-        let values: Vec<&str> = headers
-            .get_all(FORWARDED_FOR)
-            .iter()
-            .map(|v| v.to_str().unwrap_or(""))
-            .collect();
-        for entry in values.iter().rev().flat_map(|v| v.rsplit(',')) {
+        let values = headers.get_all(FORWARDED_FOR).iter().rev();
+        for entry in values.flat_map(|v| v.to_str().unwrap_or("").rsplit(',')) {
             let Some(hop) = hop_address(entry.trim()) else {
                 return client;
             };
