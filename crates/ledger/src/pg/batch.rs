@@ -1,8 +1,8 @@
 //! A write batch on PostgreSQL: what its operations read (rows they will change are locked
 //! with `FOR UPDATE` as they are read) and what they changed, staged in memory, then flushed
-//! in one pipelined round trip: every table but the journal; then the journal, linked onto
-//! the chain head by the server (which locks the head last), the commit, and a durability
-//! barrier. The chain head is thus held only for the journal insert and a commit that does not
+//! in one pipelined round trip: the writes that must see another's rows, on their own; then
+//! every other write and the journal, linked onto the chain head by the server (which locks
+//! the head last), as one statement (`merge`); the commit, and a durability barrier. The chain head is thus held only for the journal insert and a commit that does not
 //! wait for the disk (the barrier after it does), so several nodes' batches overlap.
 
 use std::borrow::Cow;
@@ -13,6 +13,7 @@ use tokio_postgres::types::ToSql;
 
 use super::conn::Conn;
 use super::error::pg_error;
+use super::merge::one_statement;
 use super::prefetch::Needs;
 use super::staged::{Appended, Tracked};
 use crate::error::LedgerError;
@@ -98,8 +99,8 @@ impl BatchState {
 
 /// One statement of a pipeline and its parameters.
 pub struct Statement {
-    sql: Cow<'static, str>,
-    params: Vec<Box<dyn ToSql + Sync + Send>>,
+    pub(super) sql: Cow<'static, str>,
+    pub(super) params: Vec<Box<dyn ToSql + Sync + Send>>,
 }
 
 impl Statement {
@@ -125,10 +126,37 @@ pub fn flush(
     now_ms: i64,
     shard: i16,
 ) -> Result<(), LedgerError> {
-    let mut statements = projections(state, currency, now_ms, shard);
-    statements.extend(append_journal(state.journal.accepted(), currency, now_ms));
+    let statements = flush_statements(state, currency, now_ms, shard);
     run_pipelined_then(conn, &statements, Some(COMMIT_DURABLY))?;
     Ok(())
+}
+
+/// The flush's statements. A write that must see another's rows runs after it, on its own: a
+/// player's sessions past their cap are counted with the new ones in, a rotated seed is
+/// revealed before its successor is inserted ("one active seed per player"), and the unused
+/// balance rows go first. Every other write joins the journal's append in one statement
+/// (`merge`): a lone dice bet's five writes and its journal entries are one statement.
+fn flush_statements(state: &BatchState, currency: &str, now_ms: i64, shard: i16) -> Vec<Statement> {
+    let mut apart = Vec::new();
+    let mut together = Vec::new();
+    let mut add = |writes: Vec<Statement>| {
+        if writes.len() > 1 {
+            apart.extend(writes);
+        } else {
+            together.extend(writes);
+        }
+    };
+    add(players(state, now_ms).into_iter().collect());
+    add(sessions(state));
+    add(seeds(state));
+    apart.extend(unused_created_balances(state, currency));
+    together.extend(balances(state, currency, shard));
+    together.extend(rounds(state));
+    together.extend(idempotency(state, now_ms));
+    together.extend(game_status(state));
+    let journal = append_journal(state.journal.accepted(), currency, now_ms);
+    apart.extend(one_statement(together, journal));
+    apart
 }
 
 /// Writes that join a table with the batch's rows (`unnest` of array parameters) name the
@@ -261,19 +289,6 @@ fn append_journal(transfers: &[Transfer], currency: &str, now_ms: i64) -> Option
     ))
 }
 
-/// Every statement but the journal's, for the tables the batch changed.
-fn projections(state: &BatchState, currency: &str, now_ms: i64, shard: i16) -> Vec<Statement> {
-    let mut out = Vec::new();
-    out.extend(players(state, now_ms));
-    out.extend(sessions(state));
-    out.extend(balances(state, currency, shard));
-    out.extend(seeds(state));
-    out.extend(rounds(state));
-    out.extend(idempotency(state, now_ms));
-    out.extend(game_status(state));
-    out
-}
-
 fn players(state: &BatchState, now_ms: i64) -> Option<Statement> {
     let new: Vec<String> = state
         .players
@@ -330,7 +345,7 @@ fn sessions(state: &BatchState) -> Vec<Statement> {
 
 /// Balances change by delta. A player's row is locked when read (created at 0 first if it was
 /// not there, see `prefetch`) and updated; the rows the batch created and no accepted transfer
-/// names are deleted. A row loaded as absent all the same (one deleted between its creation
+/// names are deleted (`unused_created_balances`, before). A row loaded as absent all the same (one deleted between its creation
 /// and the read) is inserted, adding to a row another batch may have made meanwhile. (An
 /// insert carries the whole new balance, never a negative delta: PostgreSQL checks a row's
 /// constraints before it finds the conflict.) The house and escrow change by delta on this
@@ -357,7 +372,6 @@ fn balances(state: &BatchState, currency: &str, shard: i16) -> Vec<Statement> {
         .filter_map(|(account, _, now)| now.map(|v| (account.clone(), *v)))
         .unzip();
     let mut out = Vec::new();
-    out.extend(unused_created_balances(state, currency));
     if !updated.0.is_empty() {
         out.push(Statement::new(
             UPDATE_BALANCES,
@@ -561,4 +575,121 @@ fn game_status(state: &BatchState) -> Option<Statement> {
             vec![Box::new(games), Box::new(statuses)],
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{EntryKind, RoundStatus};
+
+    fn seed(id: i64, next_nonce: u64, revealed_ms: Option<i64>) -> Seed {
+        Seed {
+            id,
+            player: "p".into(),
+            server_seed: "s".into(),
+            server_seed_hash: "h".into(),
+            client_seed: "c".into(),
+            next_nonce,
+            created_ms: 0,
+            revealed_ms,
+        }
+    }
+
+    /// What a lone dice bet leaves staged: its player's balance, the house's delta, its seed's
+    /// nonce, a settled round, its key's record and three journal entries.
+    fn a_lone_bet() -> BatchState {
+        let mut state = BatchState::default();
+        state.balances.load("player:p".into(), Some(100));
+        state.balances.set("player:p".into(), Some(90));
+        state.deltas.set("house".into(), Some(10));
+        state.seeds.load(1, Some(seed(1, 0, None)));
+        state.seeds.set(1, Some(seed(1, 1, None)));
+        let round = Round {
+            id: "r".into(),
+            player: "p".into(),
+            game: "dice".into(),
+            status: RoundStatus::Settled,
+            stake: 10,
+            payout: Some(0),
+            bet: "{}".into(),
+            state: "{}".into(),
+            seed_id: 1,
+            nonce: 0,
+            node: "node-1".into(),
+            created_ms: 0,
+            updated_ms: 0,
+        };
+        state.rounds.set("r".into(), Some(round));
+        state
+            .idempotency
+            .set("k".into(), Some(("f".into(), "{}".into())));
+        for (kind, debit, credit) in [
+            (EntryKind::Stake, Account::player("p"), Account::InRound),
+            (EntryKind::Settle, Account::InRound, Account::House),
+        ] {
+            state.journal.push(Transfer {
+                kind,
+                round_id: Some("r".into()),
+                debit,
+                credit,
+                amount: 10,
+            });
+        }
+        state.accept();
+        state
+    }
+
+    fn sql_of(statements: &[Statement]) -> Vec<&str> {
+        statements.iter().map(|s| s.sql.as_ref()).collect()
+    }
+
+    #[test]
+    fn a_lone_bets_writes_and_journal_are_one_statement() {
+        let statements = flush_statements(&a_lone_bet(), "EUR", 0, 3);
+        assert_eq!(statements.len(), 1, "{:#?}", sql_of(&statements));
+        let sql = &statements[0].sql;
+        for write in [
+            "UPDATE balances",
+            "INSERT INTO balances",
+            "UPDATE seeds",
+            "INSERT INTO rounds",
+            "INSERT INTO idempotency",
+        ] {
+            assert!(sql.contains(write), "{write} missing from {sql}");
+        }
+        assert!(sql.contains("SELECT croupier_append_journal_v1("), "{sql}");
+    }
+
+    #[test]
+    fn a_rotated_seed_is_revealed_before_its_successor_is_inserted() {
+        let mut state = a_lone_bet();
+        state.seeds.set(1, Some(seed(1, 1, Some(5))));
+        state.seeds.set(2, Some(seed(2, 0, None)));
+        state.accept();
+        let statements = flush_statements(&state, "EUR", 0, 3);
+        let sql = sql_of(&statements);
+        assert_eq!(sql.len(), 3, "{sql:#?}");
+        assert!(sql[0].starts_with("UPDATE seeds"), "{}", sql[0]);
+        assert!(sql[1].starts_with("INSERT INTO seeds"), "{}", sql[1]);
+        assert!(!sql[2].contains(" seeds "), "{}", sql[2]);
+    }
+
+    #[test]
+    fn sessions_past_the_cap_are_counted_with_the_new_ones_in() {
+        let mut state = BatchState::default();
+        state.sessions.push(NewSession {
+            token_hash: "t".into(),
+            player: "p".into(),
+            expires_ms: 1,
+        });
+        state.session_caps.push(("p".into(), 2));
+        state.players.set("p".into(), Some(()));
+        state.accept();
+        let statements = flush_statements(&state, "EUR", 0, 3);
+        let sql = sql_of(&statements);
+        assert_eq!(sql.len(), 3, "{sql:#?}");
+        assert!(sql[0].starts_with("INSERT INTO sessions"), "{}", sql[0]);
+        assert_eq!(sql[1], REVOKE_SESSIONS);
+        assert!(sql[2].starts_with("INSERT INTO players"), "{}", sql[2]);
+    }
 }

@@ -16,6 +16,7 @@
 mod batch;
 mod conn;
 pub mod error;
+mod merge;
 mod prefetch;
 mod read_indexes;
 mod reseal;

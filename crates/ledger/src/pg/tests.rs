@@ -720,7 +720,26 @@ async fn joined_writes_use_an_index() {
     tokio::spawn(connection);
     let mut scans = Vec::new();
     let mut replanned = Vec::new();
+    // A flush's joined writes (`merge`) are planned as one statement: each must still find
+    // its rows by index.
+    let part = |sql: &'static str| {
+        let nulls = (0..parameters(sql))
+            .map(|_| Box::new(None::<i64>) as Box<dyn tokio_postgres::types::ToSql + Sync + Send>)
+            .collect();
+        batch::Statement::new(sql, nulls)
+    };
+    let merged = merge::one_statement(
+        vec![
+            part(batch::UPDATE_BALANCES),
+            part(batch::REVOKE_SESSIONS),
+            part(batch::UPDATE_SEEDS),
+            part(batch::UPDATE_ROUNDS),
+        ],
+        None,
+    )
+    .unwrap();
     for (name, sql) in [
+        ("merged writes", merged.sql.as_ref()),
         ("UPDATE_BALANCES", batch::UPDATE_BALANCES),
         ("REVOKE_SESSIONS", batch::REVOKE_SESSIONS),
         ("UPDATE_SEEDS", batch::UPDATE_SEEDS),
@@ -735,8 +754,7 @@ async fn joined_writes_use_an_index() {
             .as_str(),
         ),
     ] {
-        let params = (1..=9).filter(|n| sql.contains(&format!("${n}"))).count();
-        let nulls = vec!["NULL"; params].join(", ");
+        let nulls = vec!["NULL"; parameters(sql)].join(", ");
         // Past the five custom plans PostgreSQL tries before it weighs the generic one.
         let executions = vec![format!("EXECUTE joined({nulls})"); 6].join("; ");
         client
@@ -769,6 +787,18 @@ async fn joined_writes_use_an_index() {
     }
     assert!(scans.is_empty(), "{}", scans.join("\n\n"));
     assert!(replanned.is_empty(), "{}", replanned.join("\n"));
+}
+
+/// The highest parameter number `$n` in `sql`.
+fn parameters(sql: &str) -> usize {
+    sql.split('$')
+        .skip(1)
+        .filter_map(|rest| {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            rest[..digits].parse().ok()
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// As many writers as house rows: each writes to a row of its own (before, each picked one at
