@@ -538,6 +538,55 @@ async fn a_batch_reading_in_steps_holds_no_row_of_an_earlier_step() {
     testkit::assert_sound(&*store).await;
 }
 
+/// A read round asking for a seed and a balance locks them in the order every batch follows:
+/// the seed first, then the balance. With the balance held elsewhere, the batch waits for it
+/// holding the seed: another transaction cannot take the seed meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_round_locks_the_seed_before_the_balance() {
+    let db = TempDb::new();
+    let store = Arc::new(db.store());
+    post_all(&*store, None, vec![grant("p", 10)]).await.unwrap();
+    (&*store as &dyn Store)
+        .transact(None, |tx| {
+            if !tx.player_exists("p")? {
+                tx.create_player("p")?;
+            }
+            tx.insert_seed("p", "server", "hash", "client")
+        })
+        .await
+        .unwrap();
+    let holder = db.client().await;
+    holder
+        .batch_execute(&format!("BEGIN; {}", lock_balance("p")))
+        .await
+        .unwrap();
+    let bet = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            (&*store as &dyn Store)
+                .transact(None, |tx| {
+                    let nonce = tx.take_nonce("p")?.map(|(_, nonce)| nonce);
+                    let balance = tx.balance(&Account::player("p"))?;
+                    Ok::<_, LedgerError>((nonce, balance))
+                })
+                .await
+        })
+    };
+    wait_for_lock_waiters(&holder, 1).await;
+    let seed_taken = db
+        .client()
+        .await
+        .batch_execute("BEGIN; SELECT * FROM seeds WHERE player = 'p' FOR UPDATE NOWAIT; ROLLBACK")
+        .await;
+    assert!(
+        seed_taken.is_err(),
+        "the batch waiting for the balance holds the seed"
+    );
+    holder.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(*bet.await.unwrap().unwrap().value(), (Some(0), 10));
+    testkit::assert_sound(&*store).await;
+}
+
 /// A balance row a batch creates as it reads it stays only if money moved on it: an
 /// operation that only looked at a new player's balance, or was refused after reading it,
 /// leaves no row (a committed batch around them keeps its own).
