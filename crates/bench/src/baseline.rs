@@ -50,6 +50,7 @@ pub fn run(players: &[usize], duration: Duration) -> anyhow::Result<Vec<Row>> {
             errors: 0,
             seconds: 0.0,
             latency_us: new_histogram(),
+            server_cpu_seconds: None,
         };
         for worker in workers {
             let (ok, errors, latency) = worker.join().expect("baseline worker")?;

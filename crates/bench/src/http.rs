@@ -91,6 +91,7 @@ fn measure(base: &str, players: usize, duration: Duration) -> anyhow::Result<Row
         errors: 0,
         seconds: 0.0,
         latency_us: new_histogram(),
+        server_cpu_seconds: None,
     };
     for worker in workers {
         let (ok, errors, latency) = worker.join().expect("http worker");

@@ -12,7 +12,9 @@
 //!   with the nodes, as when a casino adds nodes for more players).
 //!
 //! Every measurement starts on a fresh scratch database and ends with the ledger's integrity
-//! check.
+//! check. With the server on this machine, each PostgreSQL measurement also gives the server's
+//! CPU per bet (its processes' time from /proc over the measurement): work per bet, which the
+//! noise of a shared machine moves less than bets per second.
 
 use std::path::Path;
 use std::process::Command;
@@ -21,7 +23,9 @@ use std::time::Duration;
 
 use croupier_ledger::pg::scratch::ScratchDb;
 use croupier_ledger::{Store, StoreLocation};
+use tokio_postgres::config::Host;
 
+use crate::procs::postgres_cpu_seconds;
 use crate::report::{Row, new_histogram};
 use crate::store::{measure_on, sign_in_players};
 
@@ -72,10 +76,17 @@ async fn ledger_with_players(server: &str, players: usize) -> anyhow::Result<Scr
 }
 
 /// pgbench running the bet script, one client per player, for `duration`.
-fn pgbench(db: &ScratchDb, players: usize, duration: Duration, work: &Path) -> anyhow::Result<Row> {
+fn pgbench(
+    server: &ServerCpu,
+    db: &ScratchDb,
+    players: usize,
+    duration: Duration,
+    work: &Path,
+) -> anyhow::Result<Row> {
     let script = work.join("bet.sql");
     std::fs::write(&script, PGBENCH_BET)?;
     let log_prefix = work.join("pgbench-log");
+    let cpu_before = server.seconds()?;
     let output = Command::new("pgbench")
         .args(["-n", "-f"])
         .arg(&script)
@@ -100,6 +111,9 @@ fn pgbench(db: &ScratchDb, players: usize, duration: Duration, work: &Path) -> a
         "pgbench failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // The backends of pgbench's sessions, just closed, count once the server has waited for
+    // them.
+    std::thread::sleep(Duration::from_millis(200));
     let mut row = Row {
         path: "pgbench, 1 bet per txn",
         players,
@@ -107,6 +121,7 @@ fn pgbench(db: &ScratchDb, players: usize, duration: Duration, work: &Path) -> a
         errors: 0,
         seconds: duration.as_secs().max(1) as f64,
         latency_us: new_histogram(),
+        server_cpu_seconds: server.spent_since(cpu_before)?,
     };
     // Each log line: client, transaction, latency (µs), script, epoch, µs.
     for entry in std::fs::read_dir(work)?.flatten() {
@@ -133,17 +148,19 @@ fn pgbench(db: &ScratchDb, players: usize, duration: Duration, work: &Path) -> a
 
 /// Bets through `nodes` stores on one fresh database, `players` spread over them.
 async fn store_row(
-    server: &str,
+    server: &ServerCpu,
     nodes: usize,
     players: usize,
     duration: Duration,
 ) -> anyhow::Result<Row> {
-    let db = ledger_with_players(server, players).await?;
+    let db = ledger_with_players(&server.url, players).await?;
     let location = StoreLocation::Postgres(db.url().to_owned());
     let stores: Vec<Arc<dyn Store>> = (0..nodes)
         .map(|_| location.open("EUR"))
         .collect::<Result<_, _>>()?;
-    let row = measure_on(&stores, players, duration, false).await?;
+    let cpu_before = server.seconds()?;
+    let mut row = measure_on(&stores, players, duration, false).await?;
+    row.server_cpu_seconds = server.spent_since(cpu_before)?;
     let report = stores[0].integrity().await?;
     anyhow::ensure!(
         report.ok,
@@ -171,13 +188,14 @@ pub fn run(
     duration: Duration,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
+    let server = ServerCpu::of(server)?;
     let mut rows = Vec::new();
     for &count in players {
         let work = tempfile::tempdir()?;
-        let db = runtime.block_on(ledger_with_players(server, count))?;
-        rows.push(pgbench(&db, count, duration, work.path())?);
+        let db = runtime.block_on(ledger_with_players(&server.url, count))?;
+        rows.push(pgbench(&server, &db, count, duration, work.path())?);
         drop(db);
-        let mut row = runtime.block_on(store_row(server, 1, count, duration))?;
+        let mut row = runtime.block_on(store_row(&server, 1, count, duration))?;
         row.path = "postgres store";
         rows.push(row);
         let mut row = runtime.block_on(sqlite_row(count, duration))?;
@@ -194,7 +212,7 @@ pub fn run(
             } else {
                 (players, "players shared".to_owned())
             };
-            let mut row = runtime.block_on(store_row(server, n, total, duration))?;
+            let mut row = runtime.block_on(store_row(&server, n, total, duration))?;
             row.path = Box::leak(format!("postgres store, {n} node(s), {load}").into_boxed_str());
             scaling.push(row);
         }
@@ -203,15 +221,49 @@ pub fn run(
     Ok(())
 }
 
+/// The server of a run, and whether its CPU can be read here: a server on this machine (its
+/// processes read from /proc). Measured around each measurement, so it counts the server's
+/// work for the bets and whatever else it did meanwhile (its checkpointer, autovacuum).
+struct ServerCpu {
+    url: String,
+    local: bool,
+}
+
+impl ServerCpu {
+    fn of(url: &str) -> anyhow::Result<ServerCpu> {
+        let config: tokio_postgres::Config = url.parse()?;
+        let local = config.get_hosts().iter().all(|host| match host {
+            Host::Tcp(name) => matches!(name.as_str(), "127.0.0.1" | "localhost" | "::1"),
+            Host::Unix(_) => true,
+        });
+        Ok(ServerCpu {
+            url: url.to_owned(),
+            local,
+        })
+    }
+
+    /// The server's CPU seconds so far; `None` for a server elsewhere.
+    fn seconds(&self) -> anyhow::Result<Option<f64>> {
+        self.local.then(postgres_cpu_seconds).transpose()
+    }
+
+    /// The server's CPU seconds since `before` (from `seconds`).
+    fn spent_since(&self, before: Option<f64>) -> anyhow::Result<Option<f64>> {
+        Ok(before
+            .zip(self.seconds()?)
+            .map(|(before, now)| now - before))
+    }
+}
+
 fn ms(row: &Row, q: f64) -> f64 {
     row.latency_us.value_at_quantile(q) as f64 / 1000.0
 }
 
 fn print_comparison(rows: &[Row]) {
     println!(
-        "| players | path | bets/s | p50 ms | p99 ms | errors | vs pgbench | vs sqlite store |"
+        "| players | path | bets/s | p50 ms | p99 ms | errors | vs pgbench | vs sqlite store | server CPU ms/bet |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let ratio = |path: &str| {
             rows.iter()
@@ -221,7 +273,7 @@ fn print_comparison(rows: &[Row]) {
                 })
         };
         println!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} |",
             row.players,
             row.path,
             row.per_second(),
@@ -230,23 +282,27 @@ fn print_comparison(rows: &[Row]) {
             row.errors,
             ratio("pgbench, 1 bet per txn"),
             ratio("sqlite store"),
+            row.server_ms_per_op(),
         );
     }
 }
 
 fn print_scaling(rows: &[Row]) {
     println!();
-    println!("| nodes (stores on one database) | players | bets/s | p50 ms | p99 ms | errors |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| nodes (stores on one database) | players | bets/s | p50 ms | p99 ms | errors | server CPU ms/bet |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         println!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {} |",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} |",
             row.path,
             row.players,
             row.per_second(),
             ms(row, 0.5),
             ms(row, 0.99),
-            row.errors
+            row.errors,
+            row.server_ms_per_op(),
         );
     }
 }

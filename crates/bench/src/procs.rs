@@ -110,12 +110,59 @@ pub fn start_node_on(
 
 /// Per-process CPU time (user + system) in seconds, from /proc.
 pub fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let after = stat.rsplit_once(')').context("a /proc stat line")?.1;
+    let (_, ticks) = stat_ticks(&format!("/proc/{pid}/stat"))?;
+    Ok(ticks.own / ticks_per_second())
+}
+
+/// CPU seconds spent so far by a PostgreSQL server on this machine: every process named
+/// `postgres` (the postmaster and its live children), and what its exited children spent,
+/// counted in the postmaster's children's time once reaped (a closed session's backend).
+pub fn postgres_cpu_seconds() -> anyhow::Result<f64> {
+    let mut ticks = 0.0;
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        // A process may end between the listing and the read.
+        let Ok((command, t)) = stat_ticks(&format!("/proc/{}/stat", name.to_string_lossy())) else {
+            continue;
+        };
+        if command == "postgres" {
+            ticks += t.own + t.children;
+        }
+    }
+    Ok(ticks / ticks_per_second())
+}
+
+struct Ticks {
+    /// User and system time.
+    own: f64,
+    /// User and system time of its children that have ended and been waited for.
+    children: f64,
+}
+
+/// A process's command name and CPU ticks from its `/proc/<pid>/stat`.
+fn stat_ticks(path: &str) -> anyhow::Result<(String, Ticks)> {
+    let stat = std::fs::read_to_string(path)?;
+    // The command name is in parentheses and may hold spaces.
+    let (head, after) = stat.rsplit_once(')').context("a /proc stat line")?;
+    let command = head.split_once('(').map_or("", |(_, c)| c).to_owned();
     let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    let field = |i: usize| -> anyhow::Result<f64> {
+        Ok(fields
+            .get(i)
+            .context("a /proc stat field")?
+            .parse::<f64>()?)
+    };
+    let ticks = Ticks {
+        own: field(11)? + field(12)?,
+        children: field(13)? + field(14)?,
+    };
+    Ok((command, ticks))
+}
+
+fn ticks_per_second() -> f64 {
     // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok(ticks / per_second)
+    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }) as f64
 }

@@ -10,11 +10,22 @@ pub struct Row {
     pub errors: u64,
     pub seconds: f64,
     pub latency_us: Histogram<u64>,
+    /// CPU seconds the database server spent over the measurement, where it was measured
+    /// (a PostgreSQL server on this machine).
+    pub server_cpu_seconds: Option<f64>,
 }
 
 impl Row {
     pub fn per_second(&self) -> f64 {
         self.ops as f64 / self.seconds
+    }
+
+    /// The server's CPU milliseconds per bet, or "-" where it was not measured.
+    pub fn server_ms_per_op(&self) -> String {
+        match self.server_cpu_seconds {
+            Some(seconds) if self.ops > 0 => format!("{:.3}", seconds * 1000.0 / self.ops as f64),
+            _ => "-".to_owned(),
+        }
     }
 }
 

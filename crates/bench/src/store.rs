@@ -115,6 +115,7 @@ pub async fn measure_on(
         errors: 0,
         seconds: 0.0,
         latency_us: new_histogram(),
+        server_cpu_seconds: None,
     };
     for task in tasks {
         let (ok, errors, latency) = task.await?;
