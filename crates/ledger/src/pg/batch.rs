@@ -2,8 +2,9 @@
 //! with `FOR UPDATE` as they are read) and what they changed, staged in memory, then flushed
 //! in one pipelined round trip: the writes that must see another's rows, on their own; then
 //! every other write and the journal, linked onto the chain head by the server (which locks
-//! the head last), as one statement (`merge`); the commit, and a durability barrier. The chain head is thus held only for the journal insert and a commit that does not
-//! wait for the disk (the barrier after it does), so several nodes' batches overlap.
+//! the head last), as one statement (`merge`); the commit, and a durability barrier. The
+//! chain head is thus held only for the journal insert and a commit that does not wait for
+//! the disk (the barrier after it does), so several nodes' batches overlap.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -345,11 +346,11 @@ fn sessions(state: &BatchState) -> Vec<Statement> {
 
 /// Balances change by delta. A player's row is locked when read (created at 0 first if it was
 /// not there, see `prefetch`) and updated; the rows the batch created and no accepted transfer
-/// names are deleted (`unused_created_balances`, before). A row loaded as absent all the same (one deleted between its creation
-/// and the read) is inserted, adding to a row another batch may have made meanwhile. (An
-/// insert carries the whole new balance, never a negative delta: PostgreSQL checks a row's
-/// constraints before it finds the conflict.) The house and escrow change by delta on this
-/// writer's shard.
+/// names are deleted (`unused_created_balances`, before). A row loaded as absent all the
+/// same (one deleted between its creation and the read) is inserted, adding to a row another
+/// batch may have made meanwhile. (An insert carries the whole new balance, never a negative
+/// delta: PostgreSQL checks a row's constraints before it finds the conflict.) The house and
+/// escrow change by delta on this writer's shard.
 fn balances(state: &BatchState, currency: &str, shard: i16) -> Vec<Statement> {
     let mut updated: (Vec<String>, Vec<i64>) = Default::default();
     let mut created: (Vec<String>, Vec<i64>) = Default::default();

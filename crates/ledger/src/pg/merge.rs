@@ -7,7 +7,7 @@
 //!
 //! Only writes that need not see each other's rows may be joined: the clauses of one statement
 //! run on one snapshot, in no defined order, and a row two of them change is changed by one
-//! only. The flush keeps apart the pairs that depend on each other (`batch::flush`).
+//! only. The flush keeps apart the writes that depend on each other (`batch::flush_statements`).
 
 use std::fmt::Write as _;
 
