@@ -121,11 +121,14 @@ pub fn postgres_cpu_seconds() -> anyhow::Result<f64> {
     let mut ticks = 0.0;
     for entry in std::fs::read_dir("/proc")?.flatten() {
         let name = entry.file_name();
-        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
             continue;
-        }
+        };
         // A process may end between the listing and the read.
-        let Ok((command, t)) = stat_ticks(&format!("/proc/{}/stat", name.to_string_lossy())) else {
+        let Ok((command, t)) = stat_ticks(&format!("/proc/{pid}/stat")) else {
             continue;
         };
         if command == "postgres" {

@@ -147,10 +147,10 @@ fn flush_statements(state: &BatchState, currency: &str, now_ms: i64, shard: i16)
             together.extend(writes);
         }
     };
-    add(players(state, now_ms).into_iter().collect());
     add(sessions(state));
     add(seeds(state));
     apart.extend(unused_created_balances(state, currency));
+    together.extend(players(state, now_ms));
     together.extend(balances(state, currency, shard));
     together.extend(rounds(state));
     together.extend(idempotency(state, now_ms));

@@ -29,6 +29,16 @@ impl TempDb {
         tokio::spawn(connection);
         client
     }
+
+    /// A connection in an open transaction holding `player`'s balance row locked.
+    async fn holding_balance(&self, player: &str) -> tokio_postgres::Client {
+        let client = self.client().await;
+        client
+            .batch_execute(&format!("BEGIN; {}", lock_balance(player)))
+            .await
+            .unwrap();
+        client
+    }
 }
 
 impl testkit::Opener for TempDb {
@@ -437,11 +447,7 @@ async fn a_batch_locks_no_row_after_its_reads() {
     let retries = Arc::new(Retries(Default::default()));
     store.observe(retries.clone());
     post_all(&*store, None, vec![grant("y", 1)]).await.unwrap();
-    let holder = db.client().await;
-    holder
-        .batch_execute(&format!("BEGIN; {}", lock_balance("y")))
-        .await
-        .unwrap();
+    let holder = db.holding_balance("y").await;
     let batch = {
         let store = store.clone();
         tokio::spawn(
@@ -458,11 +464,7 @@ async fn a_batch_locks_no_row_after_its_reads() {
              INSERT INTO balances VALUES ('player:x', 'EUR', 0, 0)",
         )
         .await;
-    let third = db.client().await;
-    third
-        .batch_execute(&format!("BEGIN; {}", lock_balance("x")))
-        .await
-        .unwrap();
+    let third = db.holding_balance("x").await;
     let queued = tokio::spawn(async move {
         let locked = third.batch_execute(&lock_balance("y")).await;
         third.batch_execute("ROLLBACK").await.unwrap();
@@ -498,11 +500,7 @@ async fn a_batch_reading_in_steps_holds_no_row_of_an_earlier_step() {
     post_all(&*store, None, vec![grant("a", 1), grant("b", 1)])
         .await
         .unwrap();
-    let holder = db.client().await;
-    holder
-        .batch_execute(&format!("BEGIN; {}", lock_balance("b")))
-        .await
-        .unwrap();
+    let holder = db.holding_balance("b").await;
     let batch = {
         let store = store.clone();
         tokio::spawn(async move {
@@ -516,11 +514,7 @@ async fn a_batch_reading_in_steps_holds_no_row_of_an_earlier_step() {
         })
     };
     wait_for_lock_waiters(&holder, 1).await;
-    let other = db.client().await;
-    other
-        .batch_execute(&format!("BEGIN; {}", lock_balance("a")))
-        .await
-        .unwrap();
+    let other = db.holding_balance("a").await;
     let queued = tokio::spawn(async move {
         let locked = other.batch_execute(&lock_balance("b")).await;
         other.batch_execute("COMMIT").await.unwrap();
@@ -555,11 +549,7 @@ async fn a_read_round_locks_the_seed_before_the_balance() {
         })
         .await
         .unwrap();
-    let holder = db.client().await;
-    holder
-        .batch_execute(&format!("BEGIN; {}", lock_balance("p")))
-        .await
-        .unwrap();
+    let holder = db.holding_balance("p").await;
     let bet = {
         let store = store.clone();
         tokio::spawn(async move {
