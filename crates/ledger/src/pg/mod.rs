@@ -17,6 +17,7 @@ mod batch;
 mod conn;
 pub mod error;
 mod merge;
+mod overlap;
 mod prefetch;
 mod read_indexes;
 mod reseal;
@@ -46,6 +47,7 @@ use crate::observe::{ObserverSlot, StoreObserver};
 use crate::seed_seal::SeedVault;
 use crate::store::{BoxFuture, Idempotency, ReadOp, Store, TxOp};
 use conn::{Conn, Driver};
+use overlap::StoreTag;
 pub use schema::SHARDS;
 use tx::PgTx;
 use writer::{Job, Reply, Writer};
@@ -68,7 +70,8 @@ pub struct PgConfig {
     /// Connections for reads.
     pub readers: usize,
     /// Writer connections, taking turns to build batches (see `writer`): while one waits for
-    /// its batch's commit and flush, the next builds.
+    /// its batch's commit and flush, the next builds. While another node writes to the same
+    /// database, only the first takes turns (`overlap`).
     pub writers: usize,
     /// How long a batch is retried (server restarting, failover) before it is refused.
     pub retry_for: Duration,
@@ -133,12 +136,16 @@ pub fn connection_config(url: &str) -> Result<tokio_postgres::Config, LedgerErro
 /// the server's CPU). The generic plan, for its part, cannot see how few keys a batch brings:
 /// on a small or bloated table (the balances, updated by every bet) it priced a whole scan
 /// below the index, so sequential scans are off (`tests::joined_writes_use_an_index`).
-fn writer_config(pg: &tokio_postgres::Config) -> tokio_postgres::Config {
+///
+/// Its `application_name` is the store's tag, by which other stores see it (`overlap`).
+fn writer_config(pg: &tokio_postgres::Config, tag: &StoreTag) -> tokio_postgres::Config {
     let mut writer = pg.clone();
     let options = pg.get_options().unwrap_or_default();
-    writer.options(format!(
-        "{options} -c enable_seqscan=off -c plan_cache_mode=force_generic_plan"
-    ));
+    writer
+        .options(format!(
+            "{options} -c enable_seqscan=off -c plan_cache_mode=force_generic_plan"
+        ))
+        .application_name(tag.application_name());
     writer
 }
 
@@ -202,6 +209,9 @@ fn runtime(name: &str, multi_thread: bool) -> Result<Runtime, LedgerError> {
 /// What each writer thread starts from.
 struct WriterSettings {
     pg: tokio_postgres::Config,
+    /// Which of the store's writers: the first is always in turn (`overlap`).
+    index: usize,
+    in_turn: overlap::InTurn,
     currency: String,
     max_batch: usize,
     retry_for: Duration,
@@ -223,6 +233,8 @@ impl WriterSettings {
             pool,
             currency: self.currency,
             shard,
+            index: self.index,
+            in_turn: self.in_turn,
             max_batch: self.max_batch,
             retry_for: self.retry_for,
             observer: self.observer,
@@ -255,10 +267,22 @@ impl PgStore {
         let turn = Arc::new(parking_lot::Mutex::new(queue));
         let (started, ready) = std::sync::mpsc::channel();
         let writers = config.writers.max(1);
-        for _ in 0..writers {
+        let tag = StoreTag::random();
+        let (in_turn, writers_in_turn) = overlap::in_turn(writers);
+        if writers > 1 {
+            reader_runtime.spawn(overlap::watch_other_stores(
+                readers.clone(),
+                tag.clone(),
+                writers,
+                in_turn,
+            ));
+        }
+        for index in 0..writers {
             let (turn, started) = (turn.clone(), started.clone());
             let settings = WriterSettings {
-                pg: writer_config(&pg),
+                pg: writer_config(&pg, &tag),
+                index,
+                in_turn: writers_in_turn.clone(),
                 currency: config.currency.clone(),
                 max_batch: config.max_batch.max(1),
                 retry_for: config.retry_for,

@@ -754,7 +754,7 @@ async fn joined_writes_use_an_index() {
     )
     .await
     .unwrap();
-    let writer = writer_config(&connection_config(db.0.url()).unwrap());
+    let writer = writer_config(&connection_config(db.0.url()).unwrap(), &StoreTag::random());
     let (client, connection) = writer.connect(NoTls).await.unwrap();
     tokio::spawn(connection);
     let mut scans = Vec::new();
@@ -1105,4 +1105,105 @@ async fn a_player_another_node_is_creating_is_found_without_a_retry() {
         "no batch aborted and retried"
     );
     testkit::assert_sound(&*store).await;
+}
+
+/// A store alone on its database keeps both its writers taking turns; while another store
+/// (another node) writes there too, each takes turns with one, and with two again once the
+/// other stops (`overlap`). Seen from the server: the writers of each store that ran a
+/// statement in the last half second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_writes_with_one_writer_while_another_node_writes_too() {
+    let db = TempDb::new();
+    let (a, b): (Arc<dyn Store>, Arc<dyn Store>) = (Arc::new(db.store()), Arc::new(db.store()));
+    let client = db.client().await;
+    let betting_a = Betting::start(a.clone(), "a");
+    let alone = wait_for_writers(&client, &[2]).await;
+    let betting_b = Betting::start(b.clone(), "b");
+    let sharing = wait_for_writers(&client, &[1, 1]).await;
+    let b_granted = betting_b.stop().await;
+    let alone_again = wait_for_writers(&client, &[2]).await;
+    let a_granted = betting_a.stop().await;
+    assert!(
+        alone,
+        "a store writing alone did not keep two writers in turn"
+    );
+    assert!(sharing, "two stores writing at once kept two writers each");
+    assert!(
+        alone_again,
+        "the store alone again did not take two writers back"
+    );
+    let report = a.integrity().await.unwrap();
+    assert!(report.ok, "{report:#?}");
+    assert_eq!(report.entries, a_granted + b_granted);
+}
+
+/// Grants from several tasks in a loop until stopped.
+struct Betting {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<u64>>,
+}
+
+impl Betting {
+    fn start(store: Arc<dyn Store>, name: &str) -> Betting {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = (0..8)
+            .map(|i| {
+                let (store, stop, player) = (store.clone(), stop.clone(), format!("{name}{i}"));
+                tokio::spawn(async move {
+                    let mut granted = 0;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        post_all(&*store, None, vec![grant(&player, 1)])
+                            .await
+                            .unwrap();
+                        granted += 1;
+                    }
+                    granted
+                })
+            })
+            .collect();
+        Betting { stop, tasks }
+    }
+
+    /// Stops the tasks; how many grants they committed.
+    async fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut granted = 0;
+        for task in self.tasks {
+            granted += task.await.unwrap();
+        }
+        granted
+    }
+}
+
+/// Waits (10 s at most) until the counts of each store's writers that ran a statement in the
+/// last half second, sorted, those of stores with none left out, are `expected` in three
+/// samples in a row.
+async fn wait_for_writers(client: &tokio_postgres::Client, expected: &[i64]) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut in_a_row = 0;
+    while Instant::now() < deadline {
+        let mut active: Vec<i64> = client
+            .query(
+                "SELECT count(*) FILTER (WHERE state <> 'idle'
+                                         OR state_change > now() - interval '500 ms')
+                 FROM pg_stat_activity
+                 WHERE datname = current_database() AND application_name LIKE 'croupier-writer %'
+                 GROUP BY application_name",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        // An idle store may not have connected its writers yet (its pool connects on use).
+        active.retain(|writers| *writers > 0);
+        active.sort_unstable();
+        in_a_row = if active == expected { in_a_row + 1 } else { 0 };
+        if in_a_row == 3 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
 }

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::batch::{BatchState, Statement, flush, run_pipelined};
 use super::conn::{Conn, Driver};
+use super::overlap::{InTurn, wait_in_turn};
 use super::prefetch::{DISCOVERY_PASSES, Needs, Reads};
 use super::tx::PgTx;
 use crate::clock::now_ms;
@@ -39,6 +40,9 @@ pub struct Writer {
     pub currency: String,
     /// This writer's row of the house and escrow balances (claimed by each new connection).
     pub shard: super::shard::ShardClaim,
+    /// Which of the store's writers; it takes turns while `in_turn` lets it (`overlap`).
+    pub index: usize,
+    pub in_turn: InTurn,
     pub max_batch: usize,
     /// How long a batch is retried before its operations are answered "unavailable".
     pub retry_for: Duration,
@@ -75,6 +79,13 @@ impl Writer {
 
     fn serve(&self, turn: &Turn) {
         loop {
+            if self.index > 0
+                && !self
+                    .runtime
+                    .block_on(wait_in_turn(&mut self.in_turn.clone(), self.index))
+            {
+                break;
+            }
             let mut queue = turn.lock();
             let Some(first) = queue.blocking_recv() else {
                 break;
