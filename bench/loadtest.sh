@@ -106,7 +106,7 @@ step() {
 peak=0
 last_pass=0
 first_fail=0
-for rate in 100 200 400 600 800 1000 1200 1600 2000 2400 3000; do
+for rate in 100 200 400 600 800 1000 1200 1600 2000 2400 3000 3600 4200 5000; do
   if step "$rate"; then last_pass="$rate"; else first_fail="$rate"; break; fi
 done
 if [ "$first_fail" -gt 0 ] && [ $(( first_fail - last_pass )) -gt 100 ]; then
