@@ -956,18 +956,13 @@ async fn a_batch_commits_and_waits_for_the_disk_in_one_query() {
         .unwrap();
     let client = db.client().await;
     // An idle session shows the last query it ran: the writer's is its batch's last.
-    let last: Vec<String> = client
-        .query(
-            "SELECT query FROM pg_stat_activity
-             WHERE datname = current_database() AND state = 'idle'
-               AND query LIKE '%pg_logical_emit_message%'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let last: Vec<String> = column(
+        &client,
+        "SELECT query FROM pg_stat_activity
+         WHERE datname = current_database() AND state = 'idle'
+           AND query LIKE '%pg_logical_emit_message%'",
+    )
+    .await;
     assert_eq!(last.len(), 1, "{last:?}");
     let statements: Vec<&str> = last[0].split(';').map(str::trim).collect();
     assert_eq!(
@@ -1182,20 +1177,15 @@ async fn wait_for_writers(client: &tokio_postgres::Client, expected: &[i64]) -> 
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut in_a_row = 0;
     while Instant::now() < deadline {
-        let mut active: Vec<i64> = client
-            .query(
-                "SELECT count(*) FILTER (WHERE state <> 'idle'
-                                         OR state_change > now() - interval '500 ms')
-                 FROM pg_stat_activity
-                 WHERE datname = current_database() AND application_name LIKE 'croupier-writer %'
-                 GROUP BY application_name",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let mut active: Vec<i64> = column(
+            client,
+            "SELECT count(*) FILTER (WHERE state <> 'idle'
+                                     OR state_change > now() - interval '500 ms')
+             FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name LIKE 'croupier-writer %'
+             GROUP BY application_name",
+        )
+        .await;
         // An idle store may not have connected its writers yet (its pool connects on use).
         active.retain(|writers| *writers > 0);
         active.sort_unstable();
@@ -1206,4 +1196,18 @@ async fn wait_for_writers(client: &tokio_postgres::Client, expected: &[i64]) -> 
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     false
+}
+
+/// The first column of every row `sql` returns.
+async fn column<T>(client: &tokio_postgres::Client, sql: &str) -> Vec<T>
+where
+    T: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    client
+        .query(sql, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
 }
