@@ -496,6 +496,12 @@ fn metrics_expose_requests_bets_rounds_and_host() {
         text.contains("croupier_store_batches_total{outcome=\"committed\"}"),
         "{text}"
     );
+    // A node alone on its database: both writers of a PostgreSQL store take turns.
+    let writers = if backend == "postgres" { 2 } else { 1 };
+    assert!(
+        text.contains(&format!("croupier_store_writers_in_turn {writers}\n")),
+        "{text}"
+    );
     integrity(&node);
 }
 

@@ -24,6 +24,9 @@ pub struct BatchTimings {
     pub retries: u32,
     /// Whether the batch committed.
     pub committed: bool,
+    /// The store's writers taking turns as the batch was built (PostgreSQL: one while another
+    /// node writes to the database, all otherwise; SQLite: its one writer).
+    pub writers_in_turn: usize,
 }
 
 pub trait StoreObserver: Send + Sync {

@@ -1,7 +1,8 @@
 //! Where a bet's time goes inside the store, per batch: waiting in the writer's queue,
 //! waiting for the writer's turn while another process writes, running the operations
 //! (reads, locks, game logic), committing (flush and fsync); how many operations share a
-//! commit; how often a batch was retried or failed; WAL checkpoints beside the writer.
+//! commit; how often a batch was retried or failed; WAL checkpoints beside the writer; how
+//! many writers take turns (PostgreSQL: fewer while other nodes share the database).
 //! Registered as `croupier_store_*`; the store reports to it through `StoreObserver`.
 
 use croupier_ledger::{BatchTimings, StoreObserver};
@@ -32,6 +33,7 @@ pub struct StoreMetrics {
     batch_size: Histogram,
     batches: Family<OutcomeLabels, Counter>,
     retries: Counter,
+    writers_in_turn: Gauge,
 }
 
 /// 50 µs to about 1.6 s, doubling.
@@ -51,6 +53,7 @@ impl StoreMetrics {
             batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 10)),
             batches: Family::default(),
             retries: Counter::default(),
+            writers_in_turn: Gauge::default(),
         };
         let store = registry.sub_registry_with_prefix("store");
         store.register(
@@ -98,6 +101,11 @@ impl StoreMetrics {
             "Attempts after the first (lost connection, server restart, deadlock)",
             metrics.retries.clone(),
         );
+        store.register(
+            "writers_in_turn",
+            "Writers taking turns at the last batch (PostgreSQL: 1 while another node writes too)",
+            metrics.writers_in_turn.clone(),
+        );
         metrics
     }
 }
@@ -116,6 +124,8 @@ impl StoreObserver for StoreMetrics {
             })
             .inc();
         self.retries.inc_by(u64::from(t.retries));
+        self.writers_in_turn
+            .set(i64::try_from(t.writers_in_turn).unwrap_or(i64::MAX));
     }
 
     fn checkpoint(&self, took: std::time::Duration) {

@@ -79,6 +79,7 @@ mod tests {
             commit: Default::default(),
             retries: 0,
             committed,
+            writers_in_turn: 1,
         }
     }
 

@@ -135,6 +135,7 @@ impl Writer {
             commit: stages.commit,
             retries,
             committed: outcome.is_ok(),
+            writers_in_turn: *self.in_turn.borrow(),
         };
         // Answered first: whatever the observer does, a committed batch is answered so.
         match outcome {

@@ -349,6 +349,7 @@ fn commit_batch(
         commit: Duration::ZERO,
         retries: 0,
         committed: false,
+        writers_in_turn: 1,
     };
     if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
         fail_all(jobs.into_iter().map(|job| job.reply), &e.into());
