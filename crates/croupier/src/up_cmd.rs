@@ -42,8 +42,8 @@ pub struct UpArgs {
     nodes: u16,
     /// How the gateway spreads the players' work over the nodes (`croupier gateway
     /// --balance`): `first` (node-1 while it has room, the others its spares) or `leastconn`
-    /// (every node). Default: `first` on a SQLite file, whose writers take turns anyway;
-    /// `leastconn` on PostgreSQL.
+    /// (every node). Default: `first`, on either store: every node runs on this machine, and
+    /// more nodes writing only split the same bets into smaller batches.
     #[arg(long, value_parser = ["leastconn", "first"])]
     balance: Option<String>,
     /// Port of the first node; the others follow.

@@ -43,7 +43,7 @@ pub struct Layout {
     pub store: Option<StoreLocation>,
     /// Whether the components serve HTTPS (`up --tls`).
     pub tls: bool,
-    /// The gateway's `--balance` (`leastconn` or `first`); `None`: chosen by the store.
+    /// The gateway's `--balance` (`leastconn` or `first`); `None`: `first`.
     pub balance: Option<String>,
 }
 
@@ -177,19 +177,14 @@ impl Layout {
         self.data.display().to_string()
     }
 
-    /// How the gateway spreads the players' work (`croupier gateway --balance`). Nodes sharing
-    /// one SQLite file take turns at it, so spreading the work over them only splits the same
-    /// commits into smaller batches on the same machine: the first node takes it while it
-    /// has room and is eligible, the others are its spares. Nodes on a PostgreSQL server
-    /// share it. `balance` overrides the choice.
+    /// How the gateway spreads the players' work (`croupier gateway --balance`). Every node
+    /// of `up` runs on this one machine: spreading the work over them only splits the same
+    /// commits into smaller batches on the same cores (a SQLite file's writers take turns; a
+    /// PostgreSQL server pays a fixed cost per batch). So the first node takes it while it
+    /// has room and is eligible, and the others are its spares, on either store. `balance`
+    /// overrides the choice.
     fn balance(&self) -> String {
-        if let Some(balance) = &self.balance {
-            return balance.clone();
-        }
-        match self.store() {
-            StoreLocation::Sqlite(_) => "first".to_owned(),
-            StoreLocation::Postgres(_) => "leastconn".to_owned(),
-        }
+        self.balance.clone().unwrap_or_else(|| "first".to_owned())
     }
 
     /// `--node name=url` for every node (the gateway's and the control plane's targets).
@@ -352,7 +347,7 @@ mod tests {
             ..layout.clone()
         };
         let gateway_on_postgres = on_postgres.gateway_command().join(" ");
-        assert!(gateway_on_postgres.contains(" --balance leastconn "));
+        assert!(gateway_on_postgres.contains(" --balance first "));
         let chosen = Layout {
             balance: Some("leastconn".into()),
             ..layout.clone()
