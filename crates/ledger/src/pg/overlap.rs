@@ -40,8 +40,7 @@ impl StoreTag {
     pub fn random() -> StoreTag {
         let mut bytes = [0u8; 6];
         let _ = getrandom::fill(&mut bytes);
-        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        StoreTag(format!("{WRITER_PREFIX} {hex}"))
+        StoreTag(format!("{WRITER_PREFIX} {}", hex::encode(bytes)))
     }
 
     pub fn application_name(&self) -> &str {
@@ -79,12 +78,9 @@ pub async fn watch_other_stores(
         }
         window.push_back(seen);
         let limit = writers_in_turn(writers, &window);
-        let changed = in_turn.send_if_modified(|current| {
-            let changed = *current != limit;
-            *current = limit;
-            changed
-        });
-        if changed {
+        // This task is the only sender.
+        if *in_turn.borrow() != limit {
+            in_turn.send_replace(limit);
             tracing::info!(
                 writers_in_turn = limit,
                 writers,
@@ -112,9 +108,9 @@ async fn other_store_mid_transaction(readers: &Pool, tag: &StoreTag) -> Option<b
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
                WHERE datname = current_database()
-                 AND application_name LIKE 'croupier-writer %' AND application_name <> $1
+                 AND application_name LIKE $1 AND application_name <> $2
                  AND state IN ('active', 'idle in transaction'))",
-            &[&tag.application_name()],
+            &[&format!("{WRITER_PREFIX} %"), &tag.application_name()],
         )
         .await
         .ok()?;
