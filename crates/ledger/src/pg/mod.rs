@@ -25,6 +25,7 @@ mod retention;
 mod schema;
 pub mod scratch;
 mod shard;
+mod shared_turn;
 mod staged;
 mod tx;
 mod writer;
@@ -209,9 +210,11 @@ fn runtime(name: &str, multi_thread: bool) -> Result<Runtime, LedgerError> {
 /// What each writer thread starts from.
 struct WriterSettings {
     pg: tokio_postgres::Config,
-    /// Which of the store's writers: the first is always in turn (`overlap`).
+    /// Which of the store's `writers`: the first is always in turn (`overlap`).
     index: usize,
-    in_turn: overlap::InTurn,
+    writers: usize,
+    sharing: overlap::Sharing,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
     currency: String,
     max_batch: usize,
     retry_for: Duration,
@@ -234,7 +237,9 @@ impl WriterSettings {
             currency: self.currency,
             shard,
             index: self.index,
-            in_turn: self.in_turn,
+            writers: self.writers,
+            sharing: self.sharing,
+            in_flight: self.in_flight,
             max_batch: self.max_batch,
             retry_for: self.retry_for,
             observer: self.observer,
@@ -268,21 +273,21 @@ impl PgStore {
         let (started, ready) = std::sync::mpsc::channel();
         let writers = config.writers.max(1);
         let tag = StoreTag::random();
-        let (in_turn, writers_in_turn) = overlap::in_turn(writers);
-        if writers > 1 {
-            reader_runtime.spawn(overlap::watch_other_stores(
-                readers.clone(),
-                tag.clone(),
-                writers,
-                in_turn,
-            ));
-        }
+        let (shared, sharing) = overlap::sharing();
+        let in_flight: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        reader_runtime.spawn(overlap::watch_other_stores(
+            readers.clone(),
+            tag.clone(),
+            shared,
+        ));
         for index in 0..writers {
             let (turn, started) = (turn.clone(), started.clone());
             let settings = WriterSettings {
                 pg: writer_config(&pg, &tag),
                 index,
-                in_turn: writers_in_turn.clone(),
+                writers,
+                sharing: sharing.clone(),
+                in_flight: in_flight.clone(),
                 currency: config.currency.clone(),
                 max_batch: config.max_batch.max(1),
                 retry_for: config.retry_for,

@@ -1,5 +1,6 @@
-//! How many of a store's writers take turns: all of them while this store is the only one
-//! writing to its database, one while another store (another node) writes there too.
+//! Whether another store (another node) is writing to this store's database now, and what
+//! this store's writers do about it: all of them take turns while it writes alone, one while
+//! another writes too, and that one takes the database's shared turn (`shared_turn`).
 //!
 //! A second writer lets a node build its next batch while the server commits the last, which
 //! is what one node alone needs (12 060–12 988 bets/s with two writers, 7 220–10 466 with
@@ -48,23 +49,18 @@ impl StoreTag {
     }
 }
 
-/// How many writers may take turns now; writer `i` takes them while `i` is below it.
-pub type InTurn = watch::Receiver<usize>;
+/// Whether another store's writers are busy on this store's database now.
+pub type Sharing = watch::Receiver<bool>;
 
-/// Starts with every writer in turn; `watch_other_stores` moves it.
-pub fn in_turn(writers: usize) -> (watch::Sender<usize>, InTurn) {
-    watch::channel(writers)
+/// Starts as writing alone; `watch_other_stores` moves it.
+pub fn sharing() -> (watch::Sender<bool>, Sharing) {
+    watch::channel(false)
 }
 
-/// Samples the database for other stores' busy writers and sets how many of `writers` take
-/// turns, until the store (and with it this task's runtime) is gone. A failed sample counts
-/// as none seen: with the database unreachable, no writer commits anyway.
-pub async fn watch_other_stores(
-    readers: Pool,
-    tag: StoreTag,
-    writers: usize,
-    in_turn: watch::Sender<usize>,
-) {
+/// Samples the database for other stores' busy writers and says whether there are any, until
+/// the store (and with it this task's runtime) is gone. A failed sample counts as none seen:
+/// with the database unreachable, no writer commits anyway.
+pub async fn watch_other_stores(readers: Pool, tag: StoreTag, sharing: watch::Sender<bool>) {
     let mut window = VecDeque::with_capacity(WINDOW);
     let mut ticks = tokio::time::interval(SAMPLE_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -77,28 +73,26 @@ pub async fn watch_other_stores(
             window.pop_front();
         }
         window.push_back(seen);
-        let limit = writers_in_turn(writers, &window);
+        let shared = others_busy(&window);
         // This task is the only sender.
-        if *in_turn.borrow() != limit {
-            in_turn.send_replace(limit);
+        if *sharing.borrow() != shared {
+            sharing.send_replace(shared);
             tracing::info!(
-                writers_in_turn = limit,
-                writers,
                 "another node's writers {} this database",
-                if limit < writers {
-                    "share"
-                } else {
-                    "no longer share"
-                }
+                if shared { "share" } else { "no longer share" }
             );
         }
     }
 }
 
-/// One writer while another store was busy in enough of the window's samples; all otherwise.
-fn writers_in_turn(writers: usize, window: &VecDeque<bool>) -> usize {
-    let busy = window.iter().filter(|seen| **seen).count();
-    if busy >= BUSY_SAMPLES { 1 } else { writers }
+/// Whether another store was busy in enough of the window's samples.
+fn others_busy(window: &VecDeque<bool>) -> bool {
+    window.iter().filter(|seen| **seen).count() >= BUSY_SAMPLES
+}
+
+/// How many of a store's `writers` take turns: one while another store shares the database.
+pub fn writers_in_turn(writers: usize, shared: bool) -> usize {
+    if shared { 1 } else { writers }
 }
 
 /// Whether a writer of another store is in a transaction on this database right now.
@@ -117,9 +111,12 @@ async fn other_store_mid_transaction(readers: &Pool, tag: &StoreTag) -> Option<b
     Some(row.get(0))
 }
 
-/// Waits until writer `index` may take turns; false once the store is gone.
-pub async fn wait_in_turn(in_turn: &mut InTurn, index: usize) -> bool {
-    in_turn.wait_for(|limit| index < *limit).await.is_ok()
+/// Waits until writer `index` of `writers` may take turns; false once the store is gone.
+pub async fn wait_in_turn(sharing: &mut Sharing, index: usize, writers: usize) -> bool {
+    sharing
+        .wait_for(|shared| index < writers_in_turn(writers, *shared))
+        .await
+        .is_ok()
 }
 
 #[cfg(test)]
@@ -132,11 +129,14 @@ mod tests {
 
     #[test]
     fn one_writer_while_another_store_is_busy() {
-        assert_eq!(writers_in_turn(2, &window(&[false; 8])), 2);
+        assert!(!others_busy(&window(&[false; 8])));
         // One sighting is a spare's synthetic bet, or chance.
-        assert_eq!(writers_in_turn(2, &window(&[true, false, false])), 2);
-        assert_eq!(writers_in_turn(2, &window(&[true, false, true])), 1);
-        assert_eq!(writers_in_turn(3, &window(&[true; 8])), 1);
+        assert!(!others_busy(&window(&[true, false, false])));
+        assert!(others_busy(&window(&[true, false, true])));
+        assert!(others_busy(&window(&[true; 8])));
+        assert_eq!(writers_in_turn(2, false), 2);
+        assert_eq!(writers_in_turn(3, true), 1);
+        assert_eq!(writers_in_turn(1, true), 1);
     }
 
     #[test]

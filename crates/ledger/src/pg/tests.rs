@@ -1132,6 +1132,69 @@ async fn a_store_writes_with_one_writer_while_another_node_writes_too() {
     assert_eq!(report.entries, a_granted + b_granted);
 }
 
+/// Two stores writing at once take the database's turn (`shared_turn`): a writer of one
+/// holds it while the other's waits, so each batch gathers what came meanwhile. Seen from the
+/// server, in `pg_locks`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_in_flight_at_once_take_the_databases_turn() {
+    let db = TempDb::new();
+    let (a, b): (Arc<dyn Store>, Arc<dyn Store>) = (Arc::new(db.store()), Arc::new(db.store()));
+    let client = db.client().await;
+    let (betting_a, betting_b) = (Betting::start(a.clone(), "a"), Betting::start(b, "b"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut held = false;
+    while !held && Instant::now() < deadline {
+        let holders: Vec<i64> = column(
+            &client,
+            &format!(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity s USING (pid)
+                 WHERE l.locktype = 'advisory' AND l.classid = {} AND l.objsubid = 2
+                   AND l.granted AND s.application_name LIKE 'croupier-writer %'",
+                shared_turn::TURN_LOCKS
+            ),
+        )
+        .await;
+        held = holders[0] > 0;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let granted = betting_a.stop().await + betting_b.stop().await;
+    assert!(
+        held,
+        "no writer held the database's turn while two stores wrote"
+    );
+    let report = a.integrity().await.unwrap();
+    assert!(report.ok, "{report:#?}");
+    assert_eq!(report.entries, granted);
+}
+
+/// A turn held by a session that never gives it back (a frozen node, here outside any
+/// transaction, where no idle timeout ends it) delays batches by `TURN_WAIT` at most: they go
+/// on without the turn, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_never_given_back_stops_no_batch() {
+    let db = TempDb::new();
+    let store: Arc<dyn Store> = Arc::new(db.store());
+    let holder = db.client().await;
+    holder
+        .batch_execute(&format!(
+            "SELECT pg_advisory_lock({}, 0)",
+            shared_turn::TURN_LOCKS
+        ))
+        .await
+        .unwrap();
+    let betting = Betting::start(store.clone(), "p");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let granted = betting.stop().await;
+    assert!(
+        granted >= 8,
+        "{granted} grants in 1.5 s behind a stuck turn"
+    );
+    let report = store.integrity().await.unwrap();
+    assert!(report.ok, "{report:#?}");
+    assert_eq!(report.entries, granted);
+    drop(holder);
+}
+
 /// Grants from several tasks in a loop until stopped.
 struct Betting {
     stop: Arc<std::sync::atomic::AtomicBool>,

@@ -1,6 +1,8 @@
 //! A writer of a PostgreSQL store: a thread with its own single-threaded runtime and
 //! connection, taking operations off the store's queue in its turn (`Turn`: a store's writers
-//! take turns building batches) and committing them in batches (group commit). A batch that
+//! take turns building batches; while another batch is in flight on the database, this
+//! node's or another's, a writer also waits for the database's turn, `shared_turn`) and
+//! committing them in batches (group commit). A batch that
 //! fails for a reason a retry may cure (the connection dropped, the server restarted or
 //! became a standby, a deadlock, a key committed meanwhile by another node) is run again from
 //! the start, on a fresh connection if needed, until `retry_for` has passed; keyed
@@ -8,6 +10,8 @@
 //! Nothing is acknowledged before its commit.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Object, Pool};
@@ -16,8 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::batch::{BatchState, Statement, flush, run_pipelined};
 use super::conn::{Conn, Driver};
-use super::overlap::{InTurn, wait_in_turn};
+use super::overlap::{Sharing, wait_in_turn, writers_in_turn};
 use super::prefetch::{DISCOVERY_PASSES, Needs, Reads};
+use super::shared_turn;
 use super::tx::PgTx;
 use crate::clock::now_ms;
 use crate::error::LedgerError;
@@ -40,14 +45,57 @@ pub struct Writer {
     pub currency: String,
     /// This writer's row of the house and escrow balances (claimed by each new connection).
     pub shard: super::shard::ShardClaim,
-    /// Which of the store's writers; it takes turns while `in_turn` lets it (`overlap`).
+    /// Which of the store's `writers`; it takes turns while `sharing` lets it (`overlap`), and
+    /// the database's turn while another node writes there too (`shared_turn`).
     pub index: usize,
-    pub in_turn: InTurn,
+    pub writers: usize,
+    pub sharing: Sharing,
+    /// The store's writers with a batch in flight, from taking its jobs to answering them.
+    pub in_flight: Arc<AtomicUsize>,
     pub max_batch: usize,
     /// How long a batch is retried before its operations are answered "unavailable".
     pub retry_for: Duration,
     pub observer: ObserverSlot,
     pub seeds: SeedVault,
+}
+
+/// A writer's batch counted in flight until it is dropped.
+struct InFlight<'a> {
+    count: &'a AtomicUsize,
+    /// The store's other writers in flight when this one entered.
+    others: usize,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(count: &'a AtomicUsize) -> InFlight<'a> {
+        let others = count.fetch_add(1, Ordering::SeqCst);
+        InFlight { count, others }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A writer's connection that asked for the database's turn (`shared_turn::take`), for the
+/// batch's first attempt.
+struct Opened {
+    client: Object,
+    opening: Opening,
+    turn_wait: Duration,
+}
+
+/// How a batch's read round opens its transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Opening {
+    /// No transaction is open: `BEGIN`.
+    Fresh,
+    /// The transaction is open, and the writer holds the database's turn.
+    InTurn,
+    /// The batch read before: the transaction is rolled back and begun again.
+    Again,
 }
 
 /// How long the last attempt of a batch spent building and committing.
@@ -80,9 +128,11 @@ impl Writer {
     fn serve(&self, turn: &Turn) {
         loop {
             if self.index > 0
-                && !self
-                    .runtime
-                    .block_on(wait_in_turn(&mut self.in_turn.clone(), self.index))
+                && !self.runtime.block_on(wait_in_turn(
+                    &mut self.sharing.clone(),
+                    self.index,
+                    self.writers,
+                ))
             {
                 break;
             }
@@ -90,6 +140,9 @@ impl Writer {
             let Some(first) = queue.blocking_recv() else {
                 break;
             };
+            let in_flight = InFlight::enter(&self.in_flight);
+            // The jobs that come while the others take their turns join this batch.
+            let opened = self.take_shared_turn(in_flight.others > 0);
             let mut jobs = vec![first];
             while jobs.len() < self.max_batch {
                 match queue.try_recv() {
@@ -97,20 +150,51 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit(jobs, queue);
+            self.commit(jobs, queue, opened);
+            drop(in_flight);
+        }
+    }
+
+    /// While another batch is in flight on the database (another node's, or this store's
+    /// other writer's), a connection that holds the database's turn (or waited for it in
+    /// vain); `None` for a batch alone, or when no connection is to be had (the batch's
+    /// attempt then finds out why).
+    fn take_shared_turn(&self, others_in_flight: bool) -> Option<Opened> {
+        if !others_in_flight && !*self.sharing.borrow() {
+            return None;
+        }
+        let client = self.runtime.block_on(self.pool.get()).ok()?;
+        let started = Instant::now();
+        match self.runtime.block_on(shared_turn::take(&client)) {
+            Ok(held) => Some(Opened {
+                client,
+                opening: if held.is_some() {
+                    Opening::InTurn
+                } else {
+                    Opening::Fresh
+                },
+                turn_wait: started.elapsed(),
+            }),
+            Err(e) => {
+                tracing::warn!(error = %e, "waiting for the database's turn failed");
+                discard_connection(client);
+                None
+            }
         }
     }
 
     /// Commits `jobs` in one transaction (retried while it may succeed) and answers each.
-    fn commit(&self, jobs: Vec<Job>, turn: TurnGuard<'_>) {
+    fn commit(&self, jobs: Vec<Job>, turn: TurnGuard<'_>, opened: Option<Opened>) {
         let mut turn = Some(turn);
+        let turn_wait = opened.as_ref().map_or(Duration::ZERO, |o| o.turn_wait);
+        let mut opened = opened;
         let started = Instant::now();
         let deadline = started + self.retry_for;
         let mut pause = Duration::from_millis(20);
         let mut retries = 0;
         let mut stages = Stages::default();
         let outcome = loop {
-            match self.attempt(&jobs, &mut stages, &mut turn) {
+            match self.attempt(&jobs, &mut stages, &mut turn, opened.take()) {
                 Ok(replies) => break Ok(replies),
                 Err(e @ LedgerError::Unavailable(_)) if Instant::now() + pause < deadline => {
                     tracing::warn!(error = %e, jobs = jobs.len(), "batch not committed; retrying");
@@ -129,13 +213,13 @@ impl Writer {
             queue_wait: jobs
                 .first()
                 .map_or(Duration::ZERO, |j| started.duration_since(j.queued)),
-            // Waits for another node's locks are part of `build` (rows locked as read).
-            turn_wait: Duration::ZERO,
+            // The database's turn; waits for another node's row locks are part of `build`.
+            turn_wait,
             build: stages.build,
             commit: stages.commit,
             retries,
             committed: outcome.is_ok(),
-            writers_in_turn: *self.in_turn.borrow(),
+            writers_in_turn: writers_in_turn(self.writers, *self.sharing.borrow()),
         };
         // Answered first: whatever the observer does, a committed batch is answered so.
         match outcome {
@@ -154,17 +238,24 @@ impl Writer {
         self.observer.report(&timings);
     }
 
-    /// One try: a transaction running every job, flushed and committed.
+    /// One try: a transaction running every job, flushed and committed; on `opened` when
+    /// given (the first try), else on a connection from the pool.
     fn attempt(
         &self,
         jobs: &[Job],
         stages: &mut Stages,
         turn: &mut Option<TurnGuard<'_>>,
+        opened: Option<Opened>,
     ) -> Result<Vec<Reply>, LedgerError> {
-        let client = self
-            .runtime
-            .block_on(self.pool.get())
-            .map_err(|e| LedgerError::Unavailable(format!("no connection to the store: {e}")))?;
+        let (client, opening) = match opened {
+            Some(o) => (o.client, o.opening),
+            None => (
+                self.runtime.block_on(self.pool.get()).map_err(|e| {
+                    LedgerError::Unavailable(format!("no connection to the store: {e}"))
+                })?,
+                Opening::Fresh,
+            ),
+        };
         let conn = Conn {
             client: &client,
             driver: Driver::Runtime(&self.runtime),
@@ -172,7 +263,7 @@ impl Writer {
         // A panic mid-batch fails the batch, and its connection (a transaction may be open
         // on it) is not handed back.
         let result = catch_unwind(AssertUnwindSafe(|| {
-            self.run_batch(conn, jobs, stages, turn)
+            self.run_batch(conn, opening, jobs, stages, turn)
         }))
         .unwrap_or_else(|_| Err(LedgerError::Storage("the batch panicked".into())));
         if result.is_err() {
@@ -184,6 +275,7 @@ impl Writer {
     fn run_batch(
         &self,
         conn: Conn<'_>,
+        opening: Opening,
         jobs: &[Job],
         stages: &mut Stages,
         turn: &mut Option<TurnGuard<'_>>,
@@ -200,7 +292,7 @@ impl Writer {
         // seed and balance come with BEGIN instead of in a round trip of their own).
         let first_needs = self.discovery_run(conn, now, &mut state, jobs);
         let round = ReadRound::new(&keys, first_needs);
-        round.begin(conn, &self.currency, &mut state, false)?;
+        round.begin(conn, &self.currency, &mut state, opening)?;
         self.discover(conn, now, round, &mut state, jobs)?;
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -214,7 +306,15 @@ impl Writer {
         stages.build = built.duration_since(started);
         // The next writer builds while this batch commits (a retry runs without the turn).
         drop(turn.take());
-        let flushed = flush(conn, &state, &self.currency, now, self.shard.get());
+        let holds_turn = opening == Opening::InTurn;
+        let flushed = flush(
+            conn,
+            &state,
+            &self.currency,
+            now,
+            self.shard.get(),
+            holds_turn,
+        );
         stages.commit = built.elapsed();
         flushed?;
         Ok(replies)
@@ -238,7 +338,7 @@ impl Writer {
                 break;
             }
             round.needs.extend(needs);
-            round.begin(conn, &self.currency, state, true)?;
+            round.begin(conn, &self.currency, state, Opening::Again)?;
         }
         Ok(())
     }
@@ -329,34 +429,37 @@ impl ReadRound {
         ReadRound { keys, needs }
     }
 
-    /// Opens the transaction, claims the batch's idempotency keys and reads them, then reads
-    /// and locks the rows of `needs`, in one round trip. The claim comes first: a batch that
-    /// waits for another's key has locked no row yet. `again`: the batch has read before, in
-    /// a transaction that is rolled back first, in the same round trip, so the batch holds
-    /// one round's locks, taken in one order (see `prefetch`); what it had read is forgotten
-    /// and read anew (a key's record may have been committed meanwhile: a replay then).
+    /// Opens the transaction (unless `opening` says it is open), claims the batch's
+    /// idempotency keys and reads them, then reads and locks the rows of `needs`, in one round
+    /// trip. The claim comes first: a batch that waits for another's key has locked no row
+    /// yet. `Again`: the batch has read before, in a transaction that is rolled back first, in
+    /// the same round trip, so the batch holds one round's locks, taken in one order (see
+    /// `prefetch`); what it had read is forgotten and read anew (a key's record may have been
+    /// committed meanwhile: a replay then). The database's turn, a session's lock, stays.
     fn begin(
         &self,
         conn: Conn<'_>,
         currency: &str,
         state: &mut BatchState,
-        again: bool,
+        opening: Opening,
     ) -> Result<(), LedgerError> {
         let (reads_sent, reads) = Reads::new(currency, &self.needs);
         let mut statements = Vec::new();
+        let again = opening == Opening::Again;
         if again {
             statements.push(Statement::new("ROLLBACK", vec![]));
         }
-        statements.push(Statement::new("BEGIN", vec![]));
+        if opening != Opening::InTurn {
+            statements.push(Statement::new("BEGIN", vec![]));
+        }
+        let skip = statements.len();
         statements.push(Statement::new(
             CLAIM_KEYS,
             vec![Box::new(self.keys.clone())],
         ));
         statements.extend(reads_sent);
         // Past the (empty) answers of ROLLBACK and BEGIN: the keys found, then the reads'.
-        let mut answers = run_pipelined(conn, &statements)?
-            .into_iter()
-            .skip(if again { 2 } else { 1 });
+        let mut answers = run_pipelined(conn, &statements)?.into_iter().skip(skip);
         if again {
             state.forget_reads();
         }
