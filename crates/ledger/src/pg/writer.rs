@@ -46,7 +46,7 @@ pub struct Writer {
     /// This writer's row of the house and escrow balances (claimed by each new connection).
     pub shard: super::shard::ShardClaim,
     /// Which of the store's `writers`; it takes turns while `sharing` lets it (`overlap`), and
-    /// the database's turn while another node writes there too (`shared_turn`).
+    /// the database's turn while another batch is in flight there (`shared_turn`).
     pub index: usize,
     pub writers: usize,
     pub sharing: Sharing,
