@@ -7,15 +7,20 @@
 //! The freeze is timed between two of the node's write transactions: the drill holds a lock
 //! every write transaction needs first while it stops the node, then lets it go. On SQLite
 //! that is the writers' turn (the `flock` every node's writer takes before `BEGIN IMMEDIATE`)
-//! and the ledger's write lock; on PostgreSQL an ACCESS EXCLUSIVE lock on `idempotency`,
-//! whose keys every write transaction reads first (it waits for the transactions in progress
-//! to end, and the next ones wait behind it holding no row lock yet). A node frozen while it
+//! and the ledger's write lock; on PostgreSQL the database's turn (a writer that wants it
+//! waits for it before it reads or locks anything, `pg/shared_turn.rs`), then an ACCESS
+//! EXCLUSIVE lock on `idempotency`, whose keys every write transaction reads first (it waits
+//! for the transactions in progress to end, and the next ones wait behind it holding no row
+//! lock yet). Without the turn, the table's lock could be granted while a writer held the turn
+//! and had not yet read: it then froze holding the keys it had claimed, and a player's retry of
+//! one on another node waited for the frozen session's idle timeout (1 s). A node frozen while it
 //! holds the write lock or row locks stops the writers waiting on them instead: that is the
 //! store-outage drill's fault, not this one's.
 
 use std::time::{Duration, Instant};
 
 use croupier_ledger::StoreLocation;
+use croupier_ledger::pg::TURN_LOCKS;
 use croupier_ledger::sqlite::turns::WriterTurns;
 
 use crate::drill::signal;
@@ -69,7 +74,8 @@ async fn stop_between_sqlite_writes(db: std::path::PathBuf, pid: i32) -> Result<
     .map_err(|e| LoadError::Stack(format!("the freeze task failed: {e}")))?
 }
 
-/// The same on PostgreSQL: SIGSTOP while this process holds `idempotency` exclusively.
+/// The same on PostgreSQL: SIGSTOP while this process holds the database's turn and
+/// `idempotency` exclusively.
 async fn stop_between_pg_writes(url: &str, pid: i32) -> Result<(), LoadError> {
     let failed = |e: tokio_postgres::Error| LoadError::Stack(format!("the ledger's server: {e}"));
     let config = croupier_ledger::pg::connection_config(url)?;
@@ -79,16 +85,20 @@ async fn stop_between_pg_writes(url: &str, pid: i32) -> Result<(), LoadError> {
         .map_err(failed)?;
     let driver = tokio::spawn(connection);
     client
-        .batch_execute(
-            "BEGIN; SET LOCAL lock_timeout = '10s'; \
-             LOCK TABLE idempotency IN ACCESS EXCLUSIVE MODE",
-        )
+        .batch_execute(&format!(
+            "SET lock_timeout = '10s'; SELECT pg_advisory_lock({TURN_LOCKS}, 0); \
+             BEGIN; LOCK TABLE idempotency IN ACCESS EXCLUSIVE MODE"
+        ))
         .await
         .map_err(failed)?;
     let stopped = tokio::task::spawn_blocking(move || stop(pid))
         .await
         .map_err(|e| LoadError::Stack(format!("the freeze task failed: {e}")))?;
-    let _ = client.batch_execute("ROLLBACK").await;
+    let _ = client
+        .batch_execute(&format!(
+            "ROLLBACK; SELECT pg_advisory_unlock({TURN_LOCKS}, 0)"
+        ))
+        .await;
     drop(client);
     let _ = driver.await;
     stopped

@@ -27,7 +27,7 @@ use super::batch::Statement;
 
 /// The advisory-lock namespace of the turn (the two-key form: `shard` uses another
 /// namespace, every one-key lock another space). "CTRN" in ASCII.
-pub(super) const TURN_LOCKS: i32 = 0x4354_524E;
+pub const TURN_LOCKS: i32 = 0x4354_524E;
 
 /// The longest wait for the turn: a turn held longer is held by a writer that is stuck.
 const TURN_WAIT: Duration = Duration::from_millis(50);
