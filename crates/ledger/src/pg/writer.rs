@@ -168,7 +168,7 @@ impl Writer {
         match self.runtime.block_on(shared_turn::take(&client)) {
             Ok(held) => Some(Opened {
                 client,
-                opening: if held.is_some() {
+                opening: if held {
                     Opening::InTurn
                 } else {
                     Opening::Fresh
