@@ -71,11 +71,12 @@ pub struct GatewayArgs {
     /// WebSockets open at once per client address (0 = no cap).
     #[arg(long, default_value_t = 256)]
     ws_per_ip: usize,
-    /// Worker threads (default: one per two cores; 1 runs everything on one thread). A proxy
-    /// mostly waits on sockets, and fewer threads mean fewer cross-thread wake-ups: on 2 cores
-    /// shared with the nodes, one thread served as many requests as two with 25% less CPU.
-    #[arg(long)]
-    threads: Option<usize>,
+    /// Threads serving the players' connections (lanes), each with a runtime of its own and
+    /// its own idle connections to the nodes; new connections go to the lane with the fewest
+    /// open (default: one per core, as HAProxy's `nbthread`). The admin port, health checks
+    /// and the accept loop run on one more thread.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
     /// Milliseconds a request waits for an eligible node when none is (a node back from a
     /// restart whose health checks have not caught up yet), before a 503; 0 answers at once.
     #[arg(long, default_value_t = 3_000)]
@@ -163,6 +164,9 @@ impl GatewayArgs {
         config.queue_timeout = Duration::from_millis(self.queue_timeout_ms);
         config.node_max_requests = self.node_max_requests as usize;
         config.balance = self.balance;
+        if let Some(threads) = self.threads {
+            config.lanes = usize::from(threads);
+        }
         config.try_timeout.floor = Duration::from_millis(self.try_timeout_floor_ms);
         config.try_timeout.factor = self.try_timeout_factor.max(1);
         config.try_timeout.cap = Duration::from_millis(self.try_timeout_cap_ms);
@@ -198,18 +202,12 @@ impl GatewayArgs {
     }
 }
 
-/// `threads` worker threads (default: half the cores); one means a current-thread runtime.
-fn runtime(threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    Ok(match threads.unwrap_or((cores / 2).max(1)) {
-        0 | 1 => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?,
-        n => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build()?,
-    })
+/// The runtime of the accept loop, the admin port and the health checks (the players'
+/// connections are served on the lanes).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 /// The players' address and second handles on both listening sockets, kept to hand them
@@ -254,7 +252,7 @@ pub fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let scheme = args.tls.scheme();
     let (player, admin) = restart::listeners(args.listen, args.admin_listen)
         .with_context(|| format!("listening on {} and {}", args.listen, args.admin_listen))?;
-    runtime(args.threads)?.block_on(async move {
+    runtime()?.block_on(async move {
         let player = tokio::net::TcpListener::from_std(player)?;
         let admin = tokio::net::TcpListener::from_std(admin)?;
         // Through the log, never straight to stderr: a failed eprintln! panics (full disk).

@@ -759,3 +759,100 @@ fn with_two_gateways_behind_one_name_a_killed_gateway_fails_no_keyed_bet() {
     assert_eq!(summary["websockets"]["gaps_over_1s"], 0, "{summary:#}");
     integrity(&nodes[0]);
 }
+
+/// One keep-alive connection to the players' port sending `GET /api/v1/wallet` as `token`.
+fn wallet_request(token: &str) -> String {
+    format!("GET /api/v1/wallet HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\n\r\n")
+}
+
+/// Reads one answer (head and `Content-Length` body) from a keep-alive connection.
+fn read_answer(stream: &mut std::net::TcpStream) -> String {
+    use std::io::Read;
+    let mut answer = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&answer).into_owned();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if body.len() >= length {
+                return text;
+            }
+        }
+        let read = stream.read(&mut buffer).unwrap_or(0);
+        if read == 0 {
+            return text;
+        }
+        answer.extend_from_slice(&buffer[..read]);
+    }
+}
+
+/// Issue #17: the players' connections are served on lanes (threads with runtimes of their
+/// own), spread evenly; and a stop answers the requests in flight on every lane before the
+/// process exits, none cut.
+#[test]
+fn players_connections_spread_over_the_lanes_and_a_stop_answers_each_lanes_requests() {
+    use std::io::Write;
+    let _serial = exclusive();
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = three_nodes(dir.path());
+    let mut args = NO_RATE_LIMITS.to_vec();
+    args.extend(["--threads", "2"]);
+    let mut gateway = GatewayProcess::start(dir.path(), &nodes.iter().collect::<Vec<_>>(), &args);
+    let token = sign_in_via(&gateway, "lanes");
+    let address = gateway.base.trim_start_matches("http://").to_owned();
+    let mut connections: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| std::net::TcpStream::connect(&address).unwrap())
+        .collect();
+    for connection in &mut connections {
+        connection
+            .write_all(wallet_request(&token).as_bytes())
+            .unwrap();
+        let answer = read_answer(connection);
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    for lane in ["0", "1"] {
+        let open = gateway.metric(&format!(
+            "croupier_gateway_lane_connections{{lane=\"{lane}\"}}"
+        ));
+        assert_eq!(open, 2.0, "lane {lane} serves two of the four connections");
+    }
+    // Requests in flight on both lanes (the nodes frozen for a moment), then the stop.
+    for node in &nodes {
+        signal(node, "-STOP");
+    }
+    for connection in &mut connections {
+        connection
+            .write_all(wallet_request(&token).as_bytes())
+            .unwrap();
+    }
+    thread::sleep(Duration::from_millis(100));
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &gateway.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    thread::sleep(Duration::from_millis(200));
+    for node in &nodes {
+        signal(node, "-CONT");
+    }
+    for connection in &mut connections {
+        let answer = read_answer(connection);
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "cut on stop: {answer:?}"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gateway.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the gateway did not stop");
+        thread::sleep(Duration::from_millis(20));
+    }
+    integrity(&nodes[0]);
+}

@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use croupier_web::client::TrustedProxies;
 use croupier_web::http1::conn::{Dial, tls_connector};
+use croupier_web::lanes::Lanes;
 use croupier_web::lockout::{Lockout, LockoutConfig};
 use croupier_web::serve::Hygiene;
 use croupier_web::tls::{Acceptor, ClientFiles, TlsError};
@@ -75,6 +76,9 @@ pub struct GatewayConfig {
     pub node_max_requests: usize,
     /// How new work is spread over the eligible nodes.
     pub balance: Balance,
+    /// Threads serving the players' connections, each on a runtime of its own
+    /// (`croupier_web::lanes`).
+    pub lanes: usize,
     /// Most connections open at once from one client address on the players' port (a
     /// trusted proxy's are not counted).
     pub conns_per_ip: Option<usize>,
@@ -115,6 +119,7 @@ impl GatewayConfig {
             queue_max: 1_000,
             node_max_requests: 128,
             balance: Balance::default(),
+            lanes: std::thread::available_parallelism().map_or(1, |n| n.get()),
             conns_per_ip: Some(512),
             trusted_proxies: TrustedProxies::default(),
             ws_per_player: Some(16),
@@ -157,6 +162,8 @@ pub struct Gateway {
     pub lockout: Arc<Lockout>,
     /// Refused requests per address on the players' port, and the addresses blocked for them.
     pub scanning: Arc<Lockout>,
+    /// The connections of each lane serving the players' port.
+    pub lanes: croupier_web::lanes::Counts,
 }
 
 impl Gateway {
@@ -173,7 +180,9 @@ impl Gateway {
             config
                 .nodes
                 .iter()
-                .map(|(name, base)| Backend::new(name, base, config.node_max_requests))
+                .map(|(name, base)| {
+                    Backend::new(name, base, config.node_max_requests, config.lanes)
+                })
                 .collect(),
             config.balance,
         );
@@ -190,6 +199,7 @@ impl Gateway {
             Lockout::new("players", config.scanning.clone()).reason(croupier_web::scanning::REASON),
         );
         scanning.register_as(metrics.security_mut(), "security_scan");
+        let lanes = croupier_web::lanes::counts_in(metrics.registry_mut(), config.lanes);
         Ok(Arc::new(Gateway {
             pool,
             node_tls,
@@ -204,6 +214,7 @@ impl Gateway {
             access_log: access_log::AccessLog::default(),
             queue: queue::Queue::default(),
             ws_caps: ws_proxy::WsCaps::new(config.ws_per_ip, config.ws_per_player),
+            lanes,
             config,
         }))
     }
@@ -242,6 +253,7 @@ pub async fn serve(
     };
     let mut players = Hygiene::players();
     players.conns_per_ip = gateway.config.conns_per_ip;
+    let lanes = Lanes::start(&gateway.lanes, "players-lane")?;
     let players = croupier_web::serve::serve_connections(
         player,
         players_port::PlayersPort {
@@ -253,6 +265,7 @@ pub async fn serve(
         players,
         tls.clone(),
         gateway.config.trusted_proxies.clone(),
+        Some(&lanes),
     );
     let operators = croupier_web::serve::serve(
         admin,
@@ -262,5 +275,7 @@ pub async fn serve(
         tls,
     );
     tokio::join!(players, operators);
+    // Every lane's connections have finished (or passed the stop's deadline): end the lanes.
+    drop(lanes);
     Ok(())
 }

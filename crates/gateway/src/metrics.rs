@@ -157,6 +157,11 @@ impl Metrics {
         }
     }
 
+    /// Where series under the gateway's prefix registered elsewhere go (the lanes').
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
     /// Where the credential lockout's series go.
     pub fn security_mut(&mut self) -> &mut Registry {
         &mut self.security

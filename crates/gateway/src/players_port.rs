@@ -198,6 +198,7 @@ mod tests {
             hygiene,
             None,
             proxies,
+            None,
         );
         tokio::spawn(serving);
         address

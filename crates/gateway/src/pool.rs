@@ -89,13 +89,14 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// A node at `base` that takes at most `max_requests` requests at once.
-    pub fn new(name: &str, base: &str, max_requests: usize) -> Backend {
+    /// A node at `base` that takes at most `max_requests` requests at once, called from
+    /// `lanes` lanes.
+    pub fn new(name: &str, base: &str, max_requests: usize, lanes: usize) -> Backend {
         let base = base.trim_end_matches('/');
         Backend {
             name: name.to_owned(),
             base: base.to_owned(),
-            upstream: crate::upstream::Upstream::new(base),
+            upstream: crate::upstream::Upstream::for_lanes(base, lanes),
             name_header: HeaderValue::from_str(name).ok(),
             admin: watch::Sender::new(NodeState::Active),
             // Up until the checks say otherwise, like HAProxy: a fresh gateway serves at once.
@@ -415,7 +416,7 @@ mod tests {
     fn balanced(n: usize, balance: Balance) -> Pool {
         Pool::new(
             (0..n)
-                .map(|i| Backend::new(&format!("n{i}"), "http://127.0.0.1:1", 8))
+                .map(|i| Backend::new(&format!("n{i}"), "http://127.0.0.1:1", 8, 1))
                 .collect(),
             balance,
         )
@@ -505,7 +506,7 @@ mod tests {
 
     #[test]
     fn ejection_backs_off_and_expires() {
-        let b = Backend::new("n", "http://x", 8);
+        let b = Backend::new("n", "http://x", 8, 1);
         let outlier = OutlierConfig {
             consecutive_errors: 3,
             base_ejection: Duration::from_millis(40),
@@ -533,7 +534,7 @@ mod tests {
 
     #[test]
     fn clearing_an_ejection_makes_the_node_eligible_at_once() {
-        let b = Backend::new("n", "http://x", 8);
+        let b = Backend::new("n", "http://x", 8, 1);
         let outlier = OutlierConfig::default();
         assert!(b.record_failure(true, true, &outlier));
         assert!(!b.eligible());

@@ -99,7 +99,14 @@ impl Address {
 }
 
 impl Upstream {
+    /// A node at `base`, called from tasks on no lane.
     pub fn new(base: &str) -> Upstream {
+        Upstream::for_lanes(base, 0)
+    }
+
+    /// A node at `base`, called from tasks on `lanes` lanes, each keeping its own idle
+    /// connections (`Idle::for_lanes`).
+    pub fn for_lanes(base: &str, lanes: usize) -> Upstream {
         let address = wire::target(base).map(|t| Address {
             origin: t.origin.to_owned(),
             tls: t.tls,
@@ -109,7 +116,7 @@ impl Upstream {
         });
         Upstream {
             address,
-            idle: Idle::default(),
+            idle: Idle::for_lanes(lanes),
         }
     }
 

@@ -2,13 +2,15 @@
 //! supervisor): serving a listener with the same connection hygiene (`serve`, `caps`),
 //! reading a bearer token, comparing tokens in constant time, the security headers put on
 //! every answer, the wire vocabulary (`wire`: header names, the error envelope), and the
-//! client side of HTTP/1.1 the gateway and the load generator share (`http1`).
+//! client side of HTTP/1.1 the gateway and the load generator share (`http1`), and the
+//! lanes a proxy serves its connections on (`lanes`).
 #![forbid(unsafe_code)]
 
 pub mod caps;
 pub mod client;
 pub mod extract;
 pub mod http1;
+pub mod lanes;
 pub mod launch;
 pub mod lockout;
 pub mod scanning;

@@ -42,6 +42,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::caps::Caps;
 use crate::client::TrustedProxies;
+use crate::lanes::Lanes;
 use crate::tls::Acceptor;
 use crate::wire::Refusal;
 
@@ -173,13 +174,15 @@ pub async fn serve_behind(
             crate::client::resolve,
         ));
     }
-    serve_connections(listener, Routed(router), stop, hygiene, tls, proxies).await;
+    serve_connections(listener, Routed(router), stop, hygiene, tls, proxies, None).await;
 }
 
 /// Serves `connections` on `listener` as `serve` does a router, with the same connection
 /// hygiene (header timeout, connections per address but those of `proxies`, gentle stop,
 /// TLS); reading bodies within `body_read`, HSTS and finding the client behind `proxies`
-/// are the service's.
+/// are the service's. With `lanes`, each connection is served on one of them (`lanes`); the
+/// cap per address and the refusals stay this accept loop's, shared by every lane, and the
+/// gentle stop waits for the connections of every lane.
 pub async fn serve_connections<C: Connections>(
     listener: TcpListener,
     connections: C,
@@ -187,6 +190,7 @@ pub async fn serve_connections<C: Connections>(
     hygiene: Hygiene,
     tls: Option<Acceptor>,
     proxies: TrustedProxies,
+    lanes: Option<&Lanes>,
 ) {
     let (stop_tx, mut stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -225,7 +229,7 @@ pub async fn serve_connections<C: Connections>(
         let service = connections.connection(remote);
         let (alive, closing) = (alive.clone(), close_now.subscribe());
         let tls = tls.as_ref().map(Acceptor::current);
-        tokio::spawn(async move {
+        let connection = move |stream: TcpStream| async move {
             let (_alive, _slot) = (alive, slot);
             let Some(tls) = tls else {
                 return run_connection::<_, C>(TokioIo::new(stream), service, hygiene, closing)
@@ -240,7 +244,13 @@ pub async fn serve_connections<C: Connections>(
                 }
                 Err(_) => tracing::debug!(client = %remote.ip(), "TLS handshake not done in time"),
             }
-        });
+        };
+        match lanes {
+            Some(lanes) => lanes.serve(stream, connection),
+            None => {
+                tokio::spawn(connection(stream));
+            }
+        }
     }
     drop(listener);
     drop(alive);
