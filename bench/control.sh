@@ -10,4 +10,4 @@ if ! command -v prometheus >/dev/null; then
 fi
 cargo build --release --workspace --quiet
 echo "# $(date -u +%FT%TZ) on $(nproc) cores, $(prometheus --version 2>&1 | head -1 | cut -d' ' -f1-3), ${seconds}s per measurement"
-./target/release/croupier-bench control --seconds "$seconds"
+"${CARGO_TARGET_DIR:-$PWD/target}"/release/croupier-bench control --seconds "$seconds"

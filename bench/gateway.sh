@@ -13,4 +13,4 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 cargo build --release --workspace --quiet
 echo "# $(date -u +%FT%TZ) on $(nproc) cores, $(haproxy -v | head -1 | cut -d' ' -f1-3), ${seconds}s per wrk run"
-./target/release/croupier-bench gateway --seconds "$seconds"
+"${CARGO_TARGET_DIR:-$PWD/target}"/release/croupier-bench gateway --seconds "$seconds"

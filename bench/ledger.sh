@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 seconds="${1:-10}"
 cargo build --release --workspace --quiet
 echo "# $(date -u +%FT%TZ) on $(nproc) cores, ${seconds}s per measurement"
-./target/release/croupier-bench all --seconds "$seconds" 2>/dev/null
+"${CARGO_TARGET_DIR:-$PWD/target}"/release/croupier-bench all --seconds "$seconds" 2>/dev/null

@@ -12,6 +12,6 @@ command -v pgbench >/dev/null || { apt-get update -qq && apt-get install -y -qq 
 cargo build --release -p croupier-bench --quiet
 for run in 1 2 3; do
   echo "# run $run: $(date -u +%FT%TZ) on $(nproc) cores, ${seconds}s per measurement, $(pgbench --version)"
-  ./target/release/croupier-bench pg --server "$server" --seconds "$seconds" 2>/dev/null
+  "${CARGO_TARGET_DIR:-$PWD/target}"/release/croupier-bench pg --server "$server" --seconds "$seconds" 2>/dev/null
   echo
 done
