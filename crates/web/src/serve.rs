@@ -439,6 +439,59 @@ mod tests {
         );
     }
 
+    /// On lanes, an address's connections are counted once for all of them: two lanes
+    /// serving one connection each still refuse the address's third.
+    #[tokio::test]
+    async fn on_lanes_the_address_cap_is_shared_by_every_lane() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let hygiene = Hygiene {
+            conns_per_ip: Some(2),
+            ..Hygiene::operators()
+        };
+        let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let counts =
+            crate::lanes::counts_in(&mut prometheus_client::registry::Registry::default(), 2);
+        let lanes = Arc::new(crate::lanes::Lanes::start(&counts, "cap-lane").unwrap());
+        let serving = lanes.clone();
+        tokio::spawn(async move {
+            let connections = Routed(router);
+            serve_connections(
+                listener,
+                connections,
+                std::future::pending(),
+                hygiene,
+                None,
+                TrustedProxies::default(),
+                Some(&serving),
+            )
+            .await;
+        });
+        let answer = tokio::task::spawn_blocking(move || {
+            let held = [served(address), served(address)];
+            let mut third = StdStream::connect(address).unwrap();
+            third.write_all(GET).unwrap();
+            let mut answer = String::new();
+            let answer = third.read_to_string(&mut answer).map(|_| answer);
+            drop(held);
+            answer
+        })
+        .await
+        .unwrap()
+        .expect("an answer, not a reset");
+        let open: Vec<i64> = counts.iter().map(|lane| lane.open.get()).collect();
+        assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+        assert_eq!(
+            counts.iter().map(|lane| lane.accepted.get()).sum::<u64>(),
+            2,
+            "{open:?}"
+        );
+        assert!(
+            counts.iter().all(|lane| lane.accepted.get() == 1),
+            "one each"
+        );
+    }
+
     /// The address each request is served as, over a connection of its own that stays open
     /// (`X-Forwarded-For: <claims>`), or the refusal.
     fn served_as(address: SocketAddr, claims: &str) -> (StdStream, String) {
