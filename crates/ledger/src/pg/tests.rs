@@ -1195,6 +1195,58 @@ async fn a_turn_never_given_back_stops_no_batch() {
     drop(holder);
 }
 
+/// Counts the batches a store reports, and those that waited for the database's turn.
+#[derive(Default)]
+struct Turns {
+    batches: std::sync::atomic::AtomicU32,
+    in_turn: std::sync::atomic::AtomicU32,
+}
+
+impl StoreObserver for Turns {
+    fn batch(&self, timings: &crate::observe::BatchTimings) {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.batches.fetch_add(1, SeqCst);
+        if !timings.turn_wait.is_zero() {
+            self.in_turn.fetch_add(1, SeqCst);
+        }
+    }
+
+    fn checkpoint(&self, _took: Duration) {}
+}
+
+/// A lone player's bets, one after the other, never overlap: none waits for the database's
+/// turn (a round trip for nothing). A batch stops counting in flight before its answers go
+/// out; counted until after them, the next bet, let through by the answer, found it still
+/// in flight on the store's other writer and took the turn (a quarter of lone bets did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_players_bets_never_wait_for_the_databases_turn() {
+    let db = TempDb::new();
+    let store: Arc<dyn Store> = Arc::new(db.store());
+    let turns = Arc::new(Turns::default());
+    store.observe(turns.clone());
+    for _ in 0..300 {
+        post_all(&*store, None, vec![grant("solo", 1)])
+            .await
+            .unwrap();
+    }
+    // A batch is reported after its answers: the last one may be on its way.
+    let load =
+        |count: &std::sync::atomic::AtomicU32| count.load(std::sync::atomic::Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while load(&turns.batches) < 300 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (batches, in_turn) = (load(&turns.batches), load(&turns.in_turn));
+    assert_eq!(batches, 300);
+    assert_eq!(
+        in_turn, 0,
+        "{in_turn} of {batches} lone batches took the turn"
+    );
+    let report = store.integrity().await.unwrap();
+    assert!(report.ok, "{report:#?}");
+    assert_eq!(report.entries, 300);
+}
+
 /// Grants from several tasks in a loop until stopped.
 struct Betting {
     stop: Arc<std::sync::atomic::AtomicBool>,

@@ -150,8 +150,7 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit(jobs, queue, opened);
-            drop(in_flight);
+            self.commit(jobs, queue, opened, in_flight);
         }
     }
 
@@ -184,7 +183,16 @@ impl Writer {
     }
 
     /// Commits `jobs` in one transaction (retried while it may succeed) and answers each.
-    fn commit(&self, jobs: Vec<Job>, turn: TurnGuard<'_>, opened: Option<Opened>) {
+    /// The batch stops counting `in_flight` once its transaction is over, before the answers:
+    /// a player's next bet, which an answer lets through, must not find it still in flight
+    /// (and wait for the database's turn for nothing).
+    fn commit(
+        &self,
+        jobs: Vec<Job>,
+        turn: TurnGuard<'_>,
+        opened: Option<Opened>,
+        in_flight: InFlight<'_>,
+    ) {
         let mut turn = Some(turn);
         let turn_wait = opened.as_ref().map_or(Duration::ZERO, |o| o.turn_wait);
         let mut opened = opened;
@@ -208,6 +216,7 @@ impl Writer {
                 Err(e) => break Err(e),
             }
         };
+        drop(in_flight);
         let timings = BatchTimings {
             jobs: jobs.len(),
             queue_wait: jobs
