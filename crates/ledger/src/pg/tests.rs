@@ -23,6 +23,28 @@ impl TempDb {
         PgStore::open(PgConfig::new(self.0.url())).unwrap()
     }
 
+    /// A store whose statements wait up to 30 s for a row lock (the store's own limit is
+    /// 3 s): for tests that keep a batch waiting on purpose while they set up what comes
+    /// next, which on a loaded machine can take longer than the store's limit.
+    async fn patient_store(&self) -> PgStore {
+        let url = self.0.url();
+        let separator = if url.contains('?') { '&' } else { '?' };
+        let url = format!("{url}{separator}options=-c%20lock_timeout%3D30000");
+        let (client, connection) = connection_config(&url)
+            .unwrap()
+            .connect(NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let row = client.query_one("SHOW lock_timeout", &[]).await.unwrap();
+        assert_eq!(
+            row.get::<_, String>(0),
+            "30s",
+            "the URL's options come last"
+        );
+        PgStore::open(PgConfig::new(&url)).unwrap()
+    }
+
     /// A connection of its own to the scratch database, outside any store.
     async fn client(&self) -> tokio_postgres::Client {
         let (client, connection) = tokio_postgres::connect(self.0.url(), NoTls).await.unwrap();
@@ -443,7 +465,7 @@ async fn two_nodes_writing_new_accounts_at_once_lose_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_locks_no_row_after_its_reads() {
     let db = TempDb::new();
-    let store = Arc::new(db.store());
+    let store = Arc::new(db.patient_store().await);
     let retries = Arc::new(Retries(Default::default()));
     store.observe(retries.clone());
     post_all(&*store, None, vec![grant("y", 1)]).await.unwrap();
@@ -494,7 +516,8 @@ async fn a_batch_locks_no_row_after_its_reads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_reading_in_steps_holds_no_row_of_an_earlier_step() {
     let db = TempDb::new();
-    let store = Arc::new(db.store());
+    // A deadlock is still found within the server's `deadlock_timeout` (1 s).
+    let store = Arc::new(db.patient_store().await);
     let retries = Arc::new(Retries(Default::default()));
     store.observe(retries.clone());
     post_all(&*store, None, vec![grant("a", 1), grant("b", 1)])
@@ -538,7 +561,7 @@ async fn a_batch_reading_in_steps_holds_no_row_of_an_earlier_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_round_locks_the_seed_before_the_balance() {
     let db = TempDb::new();
-    let store = Arc::new(db.store());
+    let store = Arc::new(db.patient_store().await);
     post_all(&*store, None, vec![grant("p", 10)]).await.unwrap();
     (&*store as &dyn Store)
         .transact(None, |tx| {
