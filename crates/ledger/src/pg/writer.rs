@@ -50,7 +50,8 @@ pub struct Writer {
     pub index: usize,
     pub writers: usize,
     pub sharing: Sharing,
-    /// The store's writers with a batch in flight, from taking its jobs to answering them.
+    /// The store's writers with a batch in flight, from taking its jobs to the end of its
+    /// transaction (before its answers, which let the players' next bets in).
     pub in_flight: Arc<AtomicUsize>,
     pub max_batch: usize,
     /// How long a batch is retried before its operations are answered "unavailable".
