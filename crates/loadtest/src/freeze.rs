@@ -9,13 +9,14 @@
 //! that is the writers' turn (the `flock` every node's writer takes before `BEGIN IMMEDIATE`)
 //! and the ledger's write lock; on PostgreSQL the database's turn (a writer that wants it
 //! waits for it before it reads or locks anything, `pg/shared_turn.rs`), then an ACCESS
-//! EXCLUSIVE lock on `idempotency`, whose keys every write transaction reads first (it waits
-//! for the transactions in progress to end, and the next ones wait behind it holding no row
-//! lock yet). Without the turn, the table's lock could be granted while a writer held the turn
-//! and had not yet read: it then froze holding the keys it had claimed, and a player's retry of
-//! one on another node waited for the frozen session's idle timeout (1 s). A node frozen while it
-//! holds the write lock or row locks stops the writers waiting on them instead: that is the
-//! store-outage drill's fault, not this one's.
+//! EXCLUSIVE lock on `idempotency`, whose lock every write transaction takes first, before it
+//! claims a key (`croupier_claim_keys_v1`): the drill's lock waits for the transactions in
+//! progress to end, and the next ones wait behind it holding no key or row lock yet. (Before
+//! the claim took the table's lock first, a writer that took no turn, a lone batch's, could
+//! claim its keys and then wait for the table: it froze holding them, and a player's retry of
+//! one on another node waited for the frozen session's idle timeout, 1 s; seen in CI.) A
+//! node frozen while it holds the write lock or row locks stops the writers waiting on them
+//! instead: that is the store-outage drill's fault, not this one's.
 
 use std::time::{Duration, Instant};
 

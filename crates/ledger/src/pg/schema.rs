@@ -135,7 +135,11 @@ CREATE TABLE game_status (game TEXT PRIMARY KEY, status TEXT NOT NULL);
 /// head is thus held for no client round trip, and a batch is flushed in one.
 ///
 /// `croupier_claim_keys_v1` claims a batch's idempotency keys (a transaction-level advisory
-/// lock each, in the order given) and then reads the records already there, and
+/// lock each, in the order given) and then reads the records already there. It takes the
+/// `idempotency` table's lock first, so the claim is the first lock of every write
+/// transaction: one that waits for the table (held exclusively, as the freeze-node drill
+/// does to stop a node between two write transactions) has claimed no key another node's
+/// retry could wait for. And
 /// `croupier_lock_balances_v1` creates the player balance rows not there (at 0, in key order;
 /// a row another transaction is creating is waited for, not taken for absent), then reads and
 /// locks them all in key order, saying which it created. Each is two statements that must run
@@ -146,6 +150,7 @@ CREATE OR REPLACE FUNCTION croupier_claim_keys_v1(p_keys TEXT[])
 RETURNS TABLE (found_key TEXT, found_fingerprint TEXT, found_response TEXT)
 LANGUAGE plpgsql AS $$
 BEGIN
+    LOCK TABLE idempotency IN ACCESS SHARE MODE;
     PERFORM pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest(p_keys) AS t(k);
     RETURN QUERY SELECT i.key, i.fingerprint, i.response FROM idempotency i
         WHERE i.key = ANY(p_keys);

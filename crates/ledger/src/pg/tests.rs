@@ -704,6 +704,53 @@ impl StoreObserver for Retries {
     fn checkpoint(&self, _took: Duration) {}
 }
 
+/// A write transaction's first lock is `idempotency`'s, before it claims a key: one that
+/// waits for the table (held exclusively, as the freeze-node drill does to stop a node between
+/// two write transactions) holds no key another node's retry would wait for. Before, a batch
+/// that took no database turn (a lone one) claimed its key, then waited for the table; frozen
+/// there, it held the key until its session's idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_waiting_for_the_idempotency_table_has_claimed_no_key() {
+    let db = TempDb::new();
+    let store = Arc::new(db.patient_store().await);
+    post_all(&*store, None, vec![grant("k", 5)]).await.unwrap();
+    let holder = db.client().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE idempotency IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let key = Some(Idempotency {
+        key: "k:claimed".into(),
+        fingerprint: "f".into(),
+    });
+    let sent = {
+        let store = store.clone();
+        tokio::spawn(async move { post_all(&*store, key, vec![grant("k", 1)]).await })
+    };
+    wait_for_lock_waiters(&holder, 1).await;
+    let other = db.client().await;
+    let claimed_elsewhere: bool = other
+        .query_one(
+            "SELECT pg_try_advisory_lock(hashtextextended('k:claimed', 0))",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    assert!(
+        claimed_elsewhere,
+        "the batch waiting for the table had claimed its key"
+    );
+    other
+        .batch_execute("SELECT pg_advisory_unlock_all()")
+        .await
+        .unwrap();
+    sent.await.unwrap().unwrap();
+    assert_eq!(balance(&*store, "k").await, 6);
+    testkit::assert_sound(&*store).await;
+}
+
 /// The same key sent through two nodes at once (a gateway's hedge, a client's retry): while
 /// another node is committing it (here a raw connection following the store's protocol: it
 /// claims the key, writes its record, commits 300 ms later), this node's batch waits for the
