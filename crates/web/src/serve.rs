@@ -399,23 +399,19 @@ mod tests {
         stream
     }
 
-    #[tokio::test]
-    async fn a_connection_over_the_address_cap_is_answered_429_and_closed() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
+    /// Two connections per address, and a router answering "ok".
+    fn capped_at_two() -> (Hygiene, Router) {
         let hygiene = Hygiene {
             conns_per_ip: Some(2),
             ..Hygiene::operators()
         };
         let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
-        tokio::spawn(serve(
-            listener,
-            router,
-            std::future::pending(),
-            hygiene,
-            None,
-        ));
-        let answer = tokio::task::spawn_blocking(move || {
+        (hygiene, router)
+    }
+
+    /// The answer to a third connection from this address while two are served and held.
+    async fn answer_to_the_third(address: SocketAddr) -> String {
+        tokio::task::spawn_blocking(move || {
             let _held = [served(address), served(address)];
             let mut third = StdStream::connect(address).unwrap();
             third.write_all(GET).unwrap();
@@ -424,7 +420,22 @@ mod tests {
         })
         .await
         .unwrap()
-        .expect("an answer, not a reset");
+        .expect("an answer, not a reset")
+    }
+
+    #[tokio::test]
+    async fn a_connection_over_the_address_cap_is_answered_429_and_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (hygiene, router) = capped_at_two();
+        tokio::spawn(serve(
+            listener,
+            router,
+            std::future::pending(),
+            hygiene,
+            None,
+        ));
+        let answer = answer_to_the_third(address).await;
         assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
         let lower = answer.to_ascii_lowercase();
         assert!(lower.contains("retry-after: 1"), "{answer}");
@@ -445,11 +456,7 @@ mod tests {
     async fn on_lanes_the_address_cap_is_shared_by_every_lane() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let hygiene = Hygiene {
-            conns_per_ip: Some(2),
-            ..Hygiene::operators()
-        };
-        let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let (hygiene, router) = capped_at_two();
         let counts =
             crate::lanes::counts_in(&mut prometheus_client::registry::Registry::default(), 2);
         let lanes = Arc::new(crate::lanes::Lanes::start(&counts, "cap-lane").unwrap());
@@ -467,29 +474,10 @@ mod tests {
             )
             .await;
         });
-        let answer = tokio::task::spawn_blocking(move || {
-            let held = [served(address), served(address)];
-            let mut third = StdStream::connect(address).unwrap();
-            third.write_all(GET).unwrap();
-            let mut answer = String::new();
-            let answer = third.read_to_string(&mut answer).map(|_| answer);
-            drop(held);
-            answer
-        })
-        .await
-        .unwrap()
-        .expect("an answer, not a reset");
-        let open: Vec<i64> = counts.iter().map(|lane| lane.open.get()).collect();
+        let answer = answer_to_the_third(address).await;
         assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
-        assert_eq!(
-            counts.iter().map(|lane| lane.accepted.get()).sum::<u64>(),
-            2,
-            "{open:?}"
-        );
-        assert!(
-            counts.iter().all(|lane| lane.accepted.get() == 1),
-            "one each"
-        );
+        let accepted: Vec<u64> = counts.iter().map(|lane| lane.accepted.get()).collect();
+        assert_eq!(accepted, [1, 1], "one connection on each lane");
     }
 
     /// The address each request is served as, over a connection of its own that stays open
