@@ -466,7 +466,7 @@ async fn two_nodes_writing_new_accounts_at_once_lose_nothing() {
 async fn a_batch_locks_no_row_after_its_reads() {
     let db = TempDb::new();
     let store = Arc::new(db.patient_store().await);
-    let retries = Arc::new(Retries(Default::default()));
+    let retries = Arc::new(Reported::default());
     store.observe(retries.clone());
     post_all(&*store, None, vec![grant("y", 1)]).await.unwrap();
     let holder = db.holding_balance("y").await;
@@ -497,7 +497,7 @@ async fn a_batch_locks_no_row_after_its_reads() {
     batch.await.unwrap().unwrap();
     queued.await.unwrap().expect("no deadlock");
     assert_eq!(
-        retries.0.load(std::sync::atomic::Ordering::SeqCst),
+        retries.retries(),
         0,
         "the batch was not aborted and retried"
     );
@@ -518,7 +518,7 @@ async fn a_batch_reading_in_steps_holds_no_row_of_an_earlier_step() {
     let db = TempDb::new();
     // A deadlock is still found within the server's `deadlock_timeout` (1 s).
     let store = Arc::new(db.patient_store().await);
-    let retries = Arc::new(Retries(Default::default()));
+    let retries = Arc::new(Reported::default());
     store.observe(retries.clone());
     post_all(&*store, None, vec![grant("a", 1), grant("b", 1)])
         .await
@@ -548,7 +548,7 @@ async fn a_batch_reading_in_steps_holds_no_row_of_an_earlier_step() {
     queued.await.unwrap().expect("no deadlock");
     assert_eq!(*batch.await.unwrap().unwrap().value(), 2);
     assert_eq!(
-        retries.0.load(std::sync::atomic::Ordering::SeqCst),
+        retries.retries(),
         0,
         "the batch was not aborted and retried"
     );
@@ -692,13 +692,37 @@ async fn seeds_are_sealed_at_rest() {
     testkit::sealed_seeds::seeds_are_sealed_at_rest(&open, &stored).await;
 }
 
-/// Counts the retried attempts of every batch a store reports.
-struct Retries(std::sync::atomic::AtomicU32);
+/// What a store reports of its batches: how many, their retried attempts, and how many
+/// waited for the database's turn.
+#[derive(Default)]
+struct Reported {
+    batches: std::sync::atomic::AtomicU32,
+    retries: std::sync::atomic::AtomicU32,
+    in_turn: std::sync::atomic::AtomicU32,
+}
 
-impl StoreObserver for Retries {
+impl Reported {
+    fn batches(&self) -> u32 {
+        self.batches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn retries(&self) -> u32 {
+        self.retries.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn in_turn(&self) -> u32 {
+        self.in_turn.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl StoreObserver for Reported {
     fn batch(&self, timings: &crate::observe::BatchTimings) {
-        self.0
-            .fetch_add(timings.retries, std::sync::atomic::Ordering::SeqCst);
+        use std::sync::atomic::Ordering::SeqCst;
+        self.batches.fetch_add(1, SeqCst);
+        self.retries.fetch_add(timings.retries, SeqCst);
+        if !timings.turn_wait.is_zero() {
+            self.in_turn.fetch_add(1, SeqCst);
+        }
     }
 
     fn checkpoint(&self, _took: Duration) {}
@@ -760,7 +784,7 @@ async fn a_batch_waiting_for_the_idempotency_table_has_claimed_no_key() {
 async fn a_key_another_node_is_committing_is_replayed_without_a_retry() {
     let db = TempDb::new();
     let store = Arc::new(db.store());
-    let retries = Arc::new(Retries(Default::default()));
+    let retries = Arc::new(Reported::default());
     store.observe(retries.clone());
     post_all(&*store, None, vec![grant("ida", 1_000)])
         .await
@@ -794,11 +818,7 @@ async fn a_key_another_node_is_committing_is_replayed_without_a_retry() {
     let answer = sent.await.unwrap().unwrap();
     assert!(answer.is_replay(), "the other node's answer");
     assert_eq!(balance(&*store, "ida").await, 1_000, "nothing moved twice");
-    assert_eq!(
-        retries.0.load(std::sync::atomic::Ordering::SeqCst),
-        0,
-        "no batch aborted and retried"
-    );
+    assert_eq!(retries.retries(), 0, "no batch aborted and retried");
     testkit::assert_sound(&*store).await;
 }
 
@@ -1126,7 +1146,7 @@ async fn an_action_on_a_round_reads_its_rows_in_one_round() {
 async fn a_player_another_node_is_creating_is_found_without_a_retry() {
     let db = TempDb::new();
     let store: Arc<dyn Store> = Arc::new(db.store());
-    let retries = Arc::new(Retries(Default::default()));
+    let retries = Arc::new(Reported::default());
     store.observe(retries.clone());
     let other = db.client().await;
     other.batch_execute("BEGIN").await.unwrap();
@@ -1164,11 +1184,7 @@ async fn a_player_another_node_is_creating_is_found_without_a_retry() {
     let created = signed_in.await.unwrap().unwrap().into_value();
     assert!(!created, "the other node created the player");
     assert_eq!(balance(&*store, "newcomer").await, 0, "no grant");
-    assert_eq!(
-        retries.0.load(std::sync::atomic::Ordering::SeqCst),
-        0,
-        "no batch aborted and retried"
-    );
+    assert_eq!(retries.retries(), 0, "no batch aborted and retried");
     testkit::assert_sound(&*store).await;
 }
 
@@ -1265,25 +1281,6 @@ async fn a_turn_never_given_back_stops_no_batch() {
     drop(holder);
 }
 
-/// Counts the batches a store reports, and those that waited for the database's turn.
-#[derive(Default)]
-struct Turns {
-    batches: std::sync::atomic::AtomicU32,
-    in_turn: std::sync::atomic::AtomicU32,
-}
-
-impl StoreObserver for Turns {
-    fn batch(&self, timings: &crate::observe::BatchTimings) {
-        use std::sync::atomic::Ordering::SeqCst;
-        self.batches.fetch_add(1, SeqCst);
-        if !timings.turn_wait.is_zero() {
-            self.in_turn.fetch_add(1, SeqCst);
-        }
-    }
-
-    fn checkpoint(&self, _took: Duration) {}
-}
-
 /// A lone player's bets, one after the other, never overlap: none waits for the database's
 /// turn (a round trip for nothing). A batch stops counting in flight before its answers go
 /// out; counted until after them, the next bet, let through by the answer, found it still
@@ -1292,21 +1289,19 @@ impl StoreObserver for Turns {
 async fn a_lone_players_bets_never_wait_for_the_databases_turn() {
     let db = TempDb::new();
     let store: Arc<dyn Store> = Arc::new(db.store());
-    let turns = Arc::new(Turns::default());
-    store.observe(turns.clone());
+    let reported = Arc::new(Reported::default());
+    store.observe(reported.clone());
     for _ in 0..300 {
         post_all(&*store, None, vec![grant("solo", 1)])
             .await
             .unwrap();
     }
     // A batch is reported after its answers: the last one may be on its way.
-    let load =
-        |count: &std::sync::atomic::AtomicU32| count.load(std::sync::atomic::Ordering::SeqCst);
     let deadline = Instant::now() + Duration::from_secs(5);
-    while load(&turns.batches) < 300 && Instant::now() < deadline {
+    while reported.batches() < 300 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let (batches, in_turn) = (load(&turns.batches), load(&turns.in_turn));
+    let (batches, in_turn) = (reported.batches(), reported.in_turn());
     assert_eq!(batches, 300);
     assert_eq!(
         in_turn, 0,
