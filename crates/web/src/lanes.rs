@@ -101,8 +101,11 @@ pub struct Lanes {
 impl Lanes {
     /// Starts one lane per entry of `counts`, their threads named `<name>-<i>`.
     pub fn start(counts: &Counts, name: &str) -> std::io::Result<Lanes> {
-        let mut lanes = Vec::new();
-        let mut threads = Vec::new();
+        // Built in place: if a lane fails to start, dropping those started joins them.
+        let mut started = Lanes {
+            lanes: Vec::new(),
+            threads: Vec::new(),
+        };
         for (index, counts) in counts.iter().enumerate() {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -118,13 +121,13 @@ impl Lanes {
                         }
                     });
                 })?;
-            threads.push(thread);
-            lanes.push(Lane {
+            started.threads.push(thread);
+            started.lanes.push(Lane {
                 jobs,
                 counts: counts.clone(),
             });
         }
-        Ok(Lanes { lanes, threads })
+        Ok(started)
     }
 
     /// Serves `stream` on the lane with the fewest connections open: `serve` runs as a task
