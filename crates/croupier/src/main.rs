@@ -1,6 +1,7 @@
 //! The `croupier` binary: one subcommand per component (see docs/design.md). Parses arguments,
 //! sets up logging and hands over to the library crates.
 
+mod allocator;
 mod audit_cmd;
 mod backup_cmd;
 mod backup_pg_cmd;
@@ -31,12 +32,6 @@ mod tools_cmd;
 mod up_cmd;
 
 use clap::{Parser, Subcommand};
-
-/// mimalloc instead of glibc's malloc: the proxy, the nodes and the load generator allocate
-/// small, short-lived buffers per request, where glibc's free lists and consolidation cost
-/// about a tenth of the gateway's CPU (docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "croupier", version, about = "Keeps online casino games live")]
@@ -84,6 +79,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    allocator::keep_freed_memory();
     let cli = Cli::parse();
     // Flushes the log's queue when main returns.
     let _log = cli.log.init()?;
