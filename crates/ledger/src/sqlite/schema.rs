@@ -96,6 +96,46 @@ CREATE INDEX seeds_revealed ON seeds (revealed_ms) WHERE revealed_ms IS NOT NULL
 -- older build finds a newer schema, is not ready, and so never deals from a sealed seed.
 CREATE INDEX sessions_by_player ON sessions (player, expires_ms);
 "#,
+    r#"
+-- 4: idempotency records and rounds as rowid tables. As WITHOUT ROWID tables their whole rows
+-- (an answer of 400-900 bytes, a round's state) were the keys of a b-tree of 1 KiB pages,
+-- whose cells hold at most 230 bytes: every row spilled onto overflow pages, and each step of
+-- every key search read a row's whole overflow chain. Now the rows sit in a table b-tree and
+-- the key's index holds the key and a row id.
+CREATE TABLE idempotency_4 (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    response TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+INSERT INTO idempotency_4 (key, fingerprint, response, created_ms)
+    SELECT key, fingerprint, response, created_ms FROM idempotency ORDER BY created_ms;
+DROP TABLE idempotency;
+ALTER TABLE idempotency_4 RENAME TO idempotency;
+CREATE INDEX idempotency_by_time ON idempotency (created_ms);
+
+CREATE TABLE rounds_4 (
+    id TEXT PRIMARY KEY,
+    player TEXT NOT NULL,
+    game TEXT NOT NULL,
+    status TEXT NOT NULL,
+    stake INTEGER NOT NULL,
+    payout INTEGER,
+    bet TEXT NOT NULL,
+    state TEXT NOT NULL,
+    seed_id INTEGER NOT NULL,
+    nonce INTEGER NOT NULL,
+    node TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+INSERT INTO rounds_4 SELECT id, player, game, status, stake, payout, bet, state, seed_id, nonce,
+    node, created_ms, updated_ms FROM rounds ORDER BY created_ms;
+DROP TABLE rounds;
+ALTER TABLE rounds_4 RENAME TO rounds;
+CREATE INDEX rounds_by_player ON rounds (player, created_ms);
+CREATE INDEX rounds_open ON rounds (node) WHERE status = 'open';
+"#,
 ];
 
 /// Indexes that only make reads cheaper, created at every open where missing. They are not a

@@ -109,3 +109,112 @@ fn stores_opened_together_on_a_new_file_all_open() {
         }
     }
 }
+
+/// Rows on the ledger's 1 KiB pages: an idempotency record (its answer is 400–900 bytes) and a
+/// round (its state up to 500) fit their table's pages, and their keys' indexes hold the keys
+/// alone. As WITHOUT ROWID tables (schema 3) every such row spilled onto overflow pages, and
+/// each step of a key search read a whole overflow chain.
+#[tokio::test]
+async fn idempotency_records_and_rounds_need_no_overflow_pages() {
+    let ledger = TempLedger(tempfile::tempdir().unwrap());
+    drop(testkit::Opener::open(&ledger));
+    let conn = connect(&ledger.0.path().join("ledger.db"), false).unwrap();
+    let answer = "a".repeat(700);
+    let state = "s".repeat(400);
+    for i in 0..100 {
+        conn.execute(
+            "INSERT INTO idempotency (key, fingerprint, response, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![format!("player-{i}:{i:032x}"), "f".repeat(64), answer, i],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO rounds (id, player, game, status, stake, payout, bet, state, seed_id,
+                 nonce, node, created_ms, updated_ms)
+             VALUES (?1, 'p', 'blackjack', 'open', 10, NULL, '{}', ?2, 1, ?3, 'node-1', ?3, ?3)",
+            params![format!("r_{i:032x}"), state, i],
+        )
+        .unwrap();
+    }
+    let overflow: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM dbstat WHERE pagetype = 'overflow'
+                 AND name IN ('idempotency', 'rounds')
+                 OR name LIKE 'sqlite_autoindex_idempotency%' AND pagetype = 'overflow'
+                 OR name LIKE 'sqlite_autoindex_rounds%' AND pagetype = 'overflow'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        overflow, 0,
+        "pages of overflow for 100 records and 100 rounds"
+    );
+}
+
+/// A ledger of schema 3 (idempotency and rounds WITHOUT ROWID) opened by this build keeps
+/// every record and round, and their indexes.
+#[tokio::test]
+async fn a_schema_3_ledger_keeps_its_records_and_rounds_when_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    {
+        let conn = connect(&path, false).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)",
+        )
+        .unwrap();
+        for (index, sql) in MIGRATIONS.iter().take(3).enumerate() {
+            conn.execute_batch(sql).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations (version, applied_ms) VALUES (?1, 0)",
+                params![index as i64 + 1],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO idempotency VALUES ('p:k1', 'fp', '{\"answer\":1}', 5)",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO rounds VALUES ('r_1', 'p', 'dice', 'open', 10, NULL, '{}', '{\"s\":1}',
+                 1, 0, 'node-1', 5, 6)",
+            [],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(SqliteConfig::new(path.clone())).unwrap();
+    drop(store);
+    let conn = connect(&path, true).unwrap();
+    let record: (String, String, i64) = conn
+        .query_row(
+            "SELECT fingerprint, response, created_ms FROM idempotency WHERE key = 'p:k1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(record, ("fp".into(), "{\"answer\":1}".into(), 5));
+    let round: (String, String, i64) = conn
+        .query_row(
+            "SELECT status, state, updated_ms FROM rounds WHERE id = 'r_1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(round, ("open".into(), "{\"s\":1}".into(), 6));
+    let indexes: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name IN ('idempotency', 'rounds')
+                 AND name NOT LIKE 'sqlite_autoindex%' ORDER BY name",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        indexes,
+        ["idempotency_by_time", "rounds_by_player", "rounds_open"]
+    );
+    assert_eq!(schema::version(&conn).unwrap(), MIGRATIONS.len());
+}
