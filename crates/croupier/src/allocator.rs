@@ -8,11 +8,11 @@
 //! and the next allocation there faults the pages in again, each zeroed by the kernel. Work
 //! that comes in waves a second or more apart (the backup shipper's cut every second, the
 //! players' connections opening and closing) paid that on every wave: the whole stack at
-//! 2 000 bets/s took 47 000–57 000 page faults in 12 s. Freed memory is kept 10 s instead,
-//! as jemalloc's `dirty_decay_ms` does by default: 10 500–11 800 faults, and about 2–4% less
-//! CPU in the gateway, the control plane and the generator (docs/benchmarks.md). Memory an
-//! idle process no longer uses still goes back, 10 s later. `MIMALLOC_PURGE_DELAY` in the
-//! environment, when set, wins.
+//! 2 000 bets/s took 31 000–33 000 page faults in 12 s. Freed memory is kept 10 s instead,
+//! as jemalloc's `dirty_decay_ms` does by default: 9 500–12 200 faults, and 1.5–8% less CPU
+//! per process, the most in the control plane (docs/benchmarks.md). Memory an idle process no
+//! longer uses still goes back, 10 s later. `MIMALLOC_PURGE_DELAY` in the environment, when
+//! set, wins.
 // mimalloc's option calls are C functions; each block says why it is sound.
 #![allow(unsafe_code)]
 

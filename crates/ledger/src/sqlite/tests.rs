@@ -137,10 +137,10 @@ async fn idempotency_records_and_rounds_need_no_overflow_pages() {
     }
     let overflow: i64 = conn
         .query_row(
-            "SELECT count(*) FROM dbstat WHERE pagetype = 'overflow'
-                 AND name IN ('idempotency', 'rounds')
-                 OR name LIKE 'sqlite_autoindex_idempotency%' AND pagetype = 'overflow'
-                 OR name LIKE 'sqlite_autoindex_rounds%' AND pagetype = 'overflow'",
+            "SELECT count(*) FROM dbstat WHERE pagetype = 'overflow' AND (
+                 name IN ('idempotency', 'rounds')
+                 OR name LIKE 'sqlite_autoindex_idempotency%'
+                 OR name LIKE 'sqlite_autoindex_rounds%')",
             [],
             |r| r.get(0),
         )
