@@ -728,6 +728,21 @@ impl StoreObserver for Reported {
     fn checkpoint(&self, _took: Duration) {}
 }
 
+/// A grant of `amount` to `player` posted in a task of its own, under `key` (fingerprint "f")
+/// when one is given: a batch to hold up while the test holds a lock it needs.
+fn spawn_grant(
+    store: Arc<dyn Store>,
+    key: Option<&str>,
+    player: &'static str,
+    amount: i64,
+) -> tokio::task::JoinHandle<Result<crate::store::Committed<()>, LedgerError>> {
+    let key = key.map(|key| Idempotency {
+        key: key.into(),
+        fingerprint: "f".into(),
+    });
+    tokio::spawn(async move { post_all(&*store, key, vec![grant(player, amount)]).await })
+}
+
 /// A write transaction's first lock is `idempotency`'s, before it claims a key: one that
 /// waits for the table (held exclusively, as the freeze-node drill does to stop a node between
 /// two write transactions) holds no key another node's retry would wait for. Before, a batch
@@ -743,14 +758,7 @@ async fn a_batch_waiting_for_the_idempotency_table_has_claimed_no_key() {
         .batch_execute("BEGIN; LOCK TABLE idempotency IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
-    let key = Some(Idempotency {
-        key: "k:claimed".into(),
-        fingerprint: "f".into(),
-    });
-    let sent = {
-        let store = store.clone();
-        tokio::spawn(async move { post_all(&*store, key, vec![grant("k", 1)]).await })
-    };
+    let sent = spawn_grant(store.clone(), Some("k:claimed"), "k", 1);
     wait_for_lock_waiters(&holder, 1).await;
     let other = db.client().await;
     let claimed_elsewhere: bool = other
@@ -805,14 +813,7 @@ async fn a_key_another_node_is_committing_is_replayed_without_a_retry() {
         )
         .await
         .unwrap();
-    let key = Some(Idempotency {
-        key: "ida:k".into(),
-        fingerprint: "f".into(),
-    });
-    let sent = {
-        let store = store.clone();
-        tokio::spawn(async move { post_all(&*store, key, vec![grant("ida", 5)]).await })
-    };
+    let sent = spawn_grant(store.clone(), Some("ida:k"), "ida", 5);
     tokio::time::sleep(Duration::from_millis(300)).await;
     other.batch_execute("COMMIT").await.unwrap();
     let answer = sent.await.unwrap().unwrap();
@@ -998,10 +999,7 @@ async fn the_next_batch_is_built_while_one_commits() {
         .batch_execute("BEGIN; SELECT * FROM chain_head FOR UPDATE")
         .await
         .unwrap();
-    let post = |player: &'static str| {
-        let store = store.clone();
-        tokio::spawn(async move { post_all(&*store, None, vec![grant(player, 1)]).await })
-    };
+    let post = |player: &'static str| spawn_grant(store.clone(), None, player, 1);
     let first = post("ann");
     let mut waiters = Vec::new();
     let second = loop {
