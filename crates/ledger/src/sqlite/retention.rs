@@ -1,15 +1,25 @@
 //! Housekeeping of the SQLite ledger (`Store::housekeep`): removes expired sessions and
-//! idempotency records past the policy's period in small batches (each its own short
-//! `BEGIN IMMEDIATE`, so bets wait milliseconds at most), then truncates the write-ahead log
-//! once a checkpoint has copied it into the database, so the WAL stays bounded (about 16 MiB
-//! between checkpoints) even after a burst or a long reader held it back. Runs on its own
-//! connection on a blocking thread; the journal is never touched.
+//! idempotency records past the policy's period in small batches, then truncates the
+//! write-ahead log once a checkpoint has copied it into the database, so the WAL stays
+//! bounded (about 16 MiB between checkpoints) even after a burst or a long reader held it
+//! back. Runs on its own connection on a blocking thread; the journal is never touched.
+//!
+//! Every write here takes the writers' turn (`turns`) like a batch does: each delete batch
+//! is its own short transaction, and the truncation copies and syncs the WAL beside the
+//! writers first (`checkpoint::catch_up`), so the turn covers the last frames only. Before,
+//! both took SQLite's write lock beside the turn: the truncation held it while it copied and
+//! synced up to a second of WAL, writers slept in SQLite's busy handler meanwhile, and each
+//! pass (every node's, every ten minutes) showed as a p99 of 32–59 ms at 2 000 bets/s
+//! against 8–12 ms between passes.
 
 use std::path::Path;
+use std::time::Duration;
 
 use rusqlite::{Connection, params};
 
-use super::{connect, now_ms};
+use super::checkpoint::{catch_up, open_database_file, passive_checkpoint};
+use super::turns::WriterTurns;
+use super::{BUSY_TIMEOUT, connect, now_ms};
 use crate::error::LedgerError;
 use crate::retention::{HousekeepReport, RetentionPolicy};
 
@@ -17,9 +27,15 @@ fn wal_bytes(db: &Path) -> u64 {
     std::fs::metadata(super::wal_path(db)).map_or(0, |m| m.len())
 }
 
-/// Deletes rows matching `condition` (on `key_column`) batch by batch; returns how many.
+/// How long the truncation waits, in the writers' turn, for readers still on the WAL before
+/// it leaves the WAL for the next pass.
+const TRUNCATE_WAIT: Duration = Duration::from_millis(5);
+
+/// Deletes rows matching `condition` (on `key_column`) batch by batch, each batch in the
+/// writers' turn; returns how many.
 fn delete_in_batches(
     conn: &Connection,
+    turns: &WriterTurns,
     table: &str,
     key_column: &str,
     condition: &str,
@@ -32,18 +48,10 @@ fn delete_in_batches(
     );
     let mut removed = 0;
     loop {
-        conn.execute_batch("BEGIN IMMEDIATE")?;
-        let outcome = conn.execute(&sql, params![bound, batch]);
-        let deleted = match outcome {
-            Ok(deleted) => {
-                conn.execute_batch("COMMIT")?;
-                deleted
-            }
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err(e.into());
-            }
-        };
+        turns.take()?;
+        let deleted = delete_batch(conn, &sql, bound, batch);
+        turns.pass()?;
+        let deleted = deleted?;
         removed += deleted as u64;
         if deleted < batch as usize {
             return Ok(removed);
@@ -51,14 +59,52 @@ fn delete_in_batches(
     }
 }
 
+fn delete_batch(
+    conn: &Connection,
+    sql: &str,
+    bound: i64,
+    batch: u32,
+) -> Result<usize, LedgerError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    match conn.execute(sql, params![bound, batch]) {
+        Ok(deleted) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(deleted)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e.into())
+        }
+    }
+}
+
+/// Truncates the WAL to nothing when it is wholly in the database and no reader is on it;
+/// otherwise leaves it for the next pass (each rewind cuts it back to 16 MiB meanwhile).
+/// TRUNCATE holds SQLite's write lock while it copies, syncs and waits for readers, so it
+/// runs in the writers' turn, on what is left after catching up beside them.
+fn truncate_wal(conn: &Connection, turns: &WriterTurns, db: &Path) -> Result<(), LedgerError> {
+    let database = open_database_file(db)?;
+    passive_checkpoint(conn)?;
+    catch_up(conn, &database)?;
+    conn.busy_timeout(TRUNCATE_WAIT)?;
+    turns.take()?;
+    // Busy readers are answered in the result row, not as an error.
+    let truncated = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    turns.pass()?;
+    truncated?;
+    Ok(())
+}
+
 /// One housekeeping pass over the file at `db`.
 pub fn housekeep(db: &Path, policy: &RetentionPolicy) -> Result<HousekeepReport, LedgerError> {
     let conn = connect(db, false)?;
+    let turns = WriterTurns::open(db, BUSY_TIMEOUT)?;
     let now = now_ms();
     let batch = policy.batch_rows.max(1);
     let wal_bytes_before = wal_bytes(db);
     let sessions_removed = delete_in_batches(
         &conn,
+        &turns,
         "sessions",
         "token_hash",
         "expires_ms < ?1",
@@ -67,6 +113,7 @@ pub fn housekeep(db: &Path, policy: &RetentionPolicy) -> Result<HousekeepReport,
     )?;
     let idempotency_removed = delete_in_batches(
         &conn,
+        &turns,
         "idempotency",
         "key",
         "created_ms < ?1 AND key NOT LIKE 'cashier:%'",
@@ -75,9 +122,7 @@ pub fn housekeep(db: &Path, policy: &RetentionPolicy) -> Result<HousekeepReport,
             .max(crate::retention::MIN_IDEMPOTENCY_KEPT_MS),
         batch,
     )?;
-    // TRUNCATE waits (busy timeout) for writers, copies the WAL into the database and resets
-    // it to zero bytes; when readers still need it, it is left as it is until the next pass.
-    let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    truncate_wal(&conn, &turns, db)?;
     Ok(HousekeepReport {
         sessions_removed,
         idempotency_removed,
@@ -136,6 +181,43 @@ mod tests {
             .unwrap();
         assert_eq!(left, ["live", "new"]);
         assert_eq!(report.wal_bytes_after, 0, "the WAL was truncated");
+        drop(store);
+    }
+
+    /// Housekeeping writes in the writers' turn, as a batch does: while another writer holds
+    /// the turn, nothing is deleted; once it is passed, the pass finishes. On the old code
+    /// the deletes and the WAL's truncation took SQLite's lock beside the turn, and the
+    /// expired session was gone at once.
+    #[test]
+    fn housekeeping_waits_for_the_writers_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("ledger.db");
+        let store =
+            crate::sqlite::SqliteStore::open(crate::sqlite::SqliteConfig::new(&db)).unwrap();
+        let conn = connect(&db, false).unwrap();
+        conn.execute(
+            "INSERT INTO sessions (token_hash, player, expires_ms) VALUES ('old', 'p', ?1)",
+            [now_ms() - 3_600_000],
+        )
+        .unwrap();
+        let held = WriterTurns::open(&db, Duration::from_secs(30)).unwrap();
+        held.take().unwrap();
+        let pass = {
+            let db = db.clone();
+            std::thread::spawn(move || housekeep(&db, &RetentionPolicy::default()))
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        let sessions: i64 = conn
+            .query_row("SELECT count(*) FROM sessions", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            sessions, 1,
+            "housekeeping deleted without the writers' turn"
+        );
+        assert!(!pass.is_finished());
+        held.pass().unwrap();
+        let report = pass.join().unwrap().unwrap();
+        assert_eq!(report.sessions_removed, 1);
         drop(store);
     }
 
