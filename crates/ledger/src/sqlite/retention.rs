@@ -10,7 +10,7 @@
 //! both took SQLite's write lock beside the turn: the truncation held it while it copied and
 //! synced up to a second of WAL, writers slept in SQLite's busy handler meanwhile, and each
 //! pass (every node's, every ten minutes) showed as a p99 of 32–59 ms at 2 000 bets/s
-//! against 8–12 ms between passes.
+//! against 7–20 ms between passes.
 
 use std::path::Path;
 use std::time::Duration;
