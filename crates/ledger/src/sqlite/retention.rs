@@ -27,9 +27,11 @@ fn wal_bytes(db: &Path) -> u64 {
     std::fs::metadata(super::wal_path(db)).map_or(0, |m| m.len())
 }
 
-/// How long the truncation waits, in the writers' turn, for readers still on the WAL before
-/// it leaves the WAL for the next pass.
+/// How long the truncation waits, in the writers' turn, for readers still on the WAL (or
+/// another process's checkpoint) before it gives the turn back.
 const TRUNCATE_WAIT: Duration = Duration::from_millis(5);
+/// Tries at the truncation in one pass, the turn given back between them.
+const TRUNCATE_TRIES: usize = 3;
 
 /// Deletes rows matching `condition` (on `key_column`) batch by batch, each batch in the
 /// writers' turn; returns how many.
@@ -79,19 +81,27 @@ fn delete_batch(
 }
 
 /// Truncates the WAL to nothing when it is wholly in the database and no reader is on it;
-/// otherwise leaves it for the next pass (each rewind cuts it back to 16 MiB meanwhile).
-/// TRUNCATE holds SQLite's write lock while it copies, syncs and waits for readers, so it
-/// runs in the writers' turn, on what is left after catching up beside them.
+/// after `TRUNCATE_TRIES` busy tries, leaves it for the next pass (each rewind cuts it back
+/// to 16 MiB meanwhile). TRUNCATE holds SQLite's write lock while it copies, syncs and waits
+/// for readers, so it runs in the writers' turn, on what is left after catching up beside
+/// them.
 fn truncate_wal(conn: &Connection, turns: &WriterTurns, db: &Path) -> Result<(), LedgerError> {
     let database = open_database_file(db)?;
     passive_checkpoint(conn)?;
     catch_up(conn, &database)?;
     conn.busy_timeout(TRUNCATE_WAIT)?;
-    turns.take()?;
-    // Busy readers are answered in the result row, not as an error.
-    let truncated = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-    turns.pass()?;
-    truncated?;
+    for _ in 0..TRUNCATE_TRIES {
+        turns.take()?;
+        // Busy (readers on the WAL, another checkpoint) is the result row's first column.
+        let busy = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, bool>(0)
+        });
+        turns.pass()?;
+        if !busy? {
+            break;
+        }
+        std::thread::sleep(TRUNCATE_WAIT);
+    }
     Ok(())
 }
 
