@@ -145,14 +145,20 @@ pub fn housekeep(db: &Path, policy: &RetentionPolicy) -> Result<HousekeepReport,
 mod tests {
     use super::*;
     use crate::retention::DAY_MS;
+    use crate::sqlite::{SqliteConfig, SqliteStore};
+
+    /// A store on a new ledger in a temporary folder, and a connection of the test's own.
+    fn open_ledger() -> (tempfile::TempDir, SqliteStore, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("ledger.db");
+        let store = SqliteStore::open(SqliteConfig::new(&db)).unwrap();
+        (dir, store, connect(&db, false).unwrap())
+    }
 
     #[test]
     fn expired_sessions_and_old_idempotency_records_go_and_the_rest_stays() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, store, conn) = open_ledger();
         let db = dir.path().join("ledger.db");
-        let store =
-            crate::sqlite::SqliteStore::open(crate::sqlite::SqliteConfig::new(&db)).unwrap();
-        let conn = connect(&db, false).unwrap();
         let now = now_ms();
         for (hash, expires) in [("old", now - 3_600_000), ("live", now + 3_600_000)] {
             conn.execute(
@@ -200,11 +206,8 @@ mod tests {
     /// expired session was gone at once.
     #[test]
     fn housekeeping_waits_for_the_writers_turn() {
-        let dir = tempfile::tempdir().unwrap();
+        let (dir, store, conn) = open_ledger();
         let db = dir.path().join("ledger.db");
-        let store =
-            crate::sqlite::SqliteStore::open(crate::sqlite::SqliteConfig::new(&db)).unwrap();
-        let conn = connect(&db, false).unwrap();
         conn.execute(
             "INSERT INTO sessions (token_hash, player, expires_ms) VALUES ('old', 'p', ?1)",
             [now_ms() - 3_600_000],
