@@ -64,11 +64,12 @@ fn until_a_writer_waits_for_the_turn(db: &Path) {
     }
 }
 
-/// A reader on an older snapshot stops a checkpoint short of the WAL's end, and SQLite syncs
-/// the database file only in a checkpoint that reaches it. Such a pass's pages are synced
-/// before the checkpointer waits for the writers' turn, not by the pass under the turn while
-/// every writer waits: when it waits, nothing of the file is left to write to the disk. On
-/// the old code, the 500 KiB copied up to the reader's snapshot were (127 pages of 4 KiB).
+/// SQLite syncs the database file only in a checkpoint that reaches the WAL's end; writers
+/// appending meanwhile, or here a reader on an older snapshot, stop it short. Such a pass's
+/// pages are synced before the checkpointer waits for the writers' turn, not by the pass
+/// under the turn while every writer waits: when it waits, nothing of the file is left to
+/// write to the disk. On the old code, the 500 KiB copied up to the reader's snapshot were
+/// (127 pages of 4 KiB).
 #[test]
 fn what_a_checkpoint_copied_is_synced_before_it_waits_for_the_writers_turn() {
     let dir = tempfile::tempdir().unwrap();

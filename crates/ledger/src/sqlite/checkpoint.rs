@@ -21,11 +21,13 @@
 //!
 //! Before it takes the turn, a pass catches up (`catch_up`): it syncs the database file and
 //! copies once more what the writers appended meanwhile. SQLite syncs the database only in a
-//! pass that reaches the WAL's end, and a reader on an older snapshot (there is always one
-//! while players play) stops the pass without the turn short of it; so the pass under the
-//! turn used to sync every page copied in the last second while every writer waited:
-//! 4–26 ms at 2 000 bets/s, and the players' p99 with it (`docs/benchmarks.md`). Caught up
-//! first, the pass under the turn copies and syncs a few milliseconds' frames (1–4 ms).
+//! pass that ends at the WAL's end as it stands when the pass finishes; while players play,
+//! writers append during the pass without the turn (or a reader on an older snapshot stops
+//! it short), so the pass under the turn used to sync every page copied in the last second
+//! while every writer waited: 4–26 ms at 2 000 bets/s, and the players' p99 with it
+//! (`docs/benchmarks.md`). Caught up first, the pass under the turn copies and syncs a few
+//! milliseconds' frames (1–4 ms). The catch-up syncs whatever the pass's result says: the
+//! result counts the frames the pass set out to copy, not the end it finished at.
 //!
 //! Each pass that copied frames is reported to the store's observer.
 
