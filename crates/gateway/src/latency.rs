@@ -76,11 +76,8 @@ impl Recent {
     /// The recent 99th percentile (the upper bound of its bucket); `None` with too few
     /// answers to tell.
     pub fn p99(&self) -> Option<Duration> {
-        let counts: Vec<u32> = self
-            .buckets
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .collect();
+        let counts: [u32; BUCKETS] =
+            std::array::from_fn(|index| self.buckets[index].load(Ordering::Relaxed));
         let total: u32 = counts.iter().sum();
         if total < MIN_SAMPLES {
             return None;

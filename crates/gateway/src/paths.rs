@@ -15,16 +15,23 @@ pub fn is_player_path(path: &str) -> bool {
     let Some(rest) = path.strip_prefix(PLAYER_API) else {
         return false;
     };
-    let lower = rest.to_ascii_lowercase();
-    if lower.contains("%2e")
-        || lower.contains("%2f")
-        || lower.contains("%5c")
-        || rest.contains('\\')
-    {
+    if rest.contains('\\') || has_encoded_dot_or_slash(rest) {
         return false;
     }
     rest.split('/')
         .all(|segment| !segment.is_empty() && segment != "." && segment != "..")
+}
+
+/// Whether `text` holds `%2e`, `%2f` or `%5c`, in either case (checked on every request, so
+/// without a lowered copy).
+fn has_encoded_dot_or_slash(text: &str) -> bool {
+    text.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && matches!(
+                (w[1], w[2].to_ascii_lowercase()),
+                (b'2', b'e' | b'f') | (b'5', b'c')
+            )
+    })
 }
 
 #[cfg(test)]
@@ -59,6 +66,9 @@ mod tests {
             "/api/v1/%2e%2e/metrics",
             "/api/v1/..%2Fmetrics",
             "/api/v1/..\\metrics",
+            "/api/v1/%2E%2E/metrics",
+            "/api/v1/rounds/%5Cx",
+            "/api/v1/rounds/%5cx",
         ] {
             assert!(!is_player_path(refused), "{refused}");
         }

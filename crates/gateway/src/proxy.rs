@@ -382,24 +382,33 @@ fn answered(gateway: &Gateway, index: usize, answer: Received, idempotent: bool)
     Try::Answer(passed_on(status, answer, backend.name_header.as_ref()))
 }
 
-/// The node's answer as the player gets it: its status, headers but the hop-by-hop ones
-/// (values shared with the received head, not copied), its body, and the node's name.
+/// Room for a node's usual answer headers and the gateway's own, so the map grows no more.
+const ANSWER_HEADERS: usize = 16;
+
+/// The node's answer as the player gets it: its status, headers but the hop-by-hop ones and
+/// those every answer of the players' port gets anyway (`croupier_web::ALWAYS_SECURE`: set
+/// again there, so not copied here), values shared with the received head, its body, and the
+/// node's name.
 fn passed_on(status: StatusCode, answer: Received, node: Option<&HeaderValue>) -> Response {
-    let mut response = Response::new(Body::from(answer.body));
+    let mut response = Response::new(Body::from(answer.body.clone()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
-    let head = &answer.head;
-    croupier_web::http1::wire::each_header(head, |name, value| {
-        let Ok(name) = HeaderName::from_bytes(name.as_bytes()) else {
-            return;
+    headers.reserve(ANSWER_HEADERS);
+    for (name, value) in answer.each_header() {
+        let Ok(name) = HeaderName::from_bytes(name) else {
+            continue;
         };
-        if HOP_BY_HOP.contains(&name.as_str()) {
-            return;
+        if HOP_BY_HOP.contains(&name.as_str())
+            || croupier_web::ALWAYS_SECURE
+                .iter()
+                .any(|(set, _)| *set == name)
+        {
+            continue;
         }
-        if let Ok(value) = HeaderValue::from_maybe_shared(head.slice_ref(value)) {
+        if let Ok(value) = HeaderValue::from_maybe_shared(answer.head.slice_ref(value)) {
             headers.append(name, value);
         }
-    });
+    }
     if let Some(name) = node {
         headers.insert(wire::NODE, name.clone());
     }
@@ -412,6 +421,8 @@ fn passed_on(status: StatusCode, answer: Received, node: Option<&HeaderValue>) -
 struct InFlight<'a> {
     backend: &'a Backend,
     started: Instant,
+    /// How long it took, once it ended (`finish`): the clock is read once per try.
+    took: Option<Duration>,
 }
 
 impl<'a> InFlight<'a> {
@@ -420,19 +431,21 @@ impl<'a> InFlight<'a> {
         InFlight {
             backend,
             started: Instant::now(),
+            took: None,
         }
     }
 
     /// The try got its answer (or failed) after the time returned.
-    fn finish(self) -> Duration {
-        self.started.elapsed()
+    fn finish(mut self) -> Duration {
+        *self.took.insert(self.started.elapsed())
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.backend.outstanding.fetch_sub(1, Ordering::SeqCst);
-        self.backend.recent.observe(self.started.elapsed());
+        let took = self.took.unwrap_or_else(|| self.started.elapsed());
+        self.backend.recent.observe(took);
     }
 }
 

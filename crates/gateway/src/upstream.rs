@@ -205,9 +205,8 @@ fn encode(out: &mut Vec<u8>, request: &Outgoing<'_>, authority: &str) {
         }
     }
     if let Some(ip) = request.client {
-        use std::io::Write;
         out.extend_from_slice(b"x-forwarded-for: ");
-        let _ = write!(out, "{ip}");
+        write_address(out, ip);
         out.extend_from_slice(b"\r\n");
     }
     let carries_body = matches!(*request.method, Method::POST | Method::PUT | Method::PATCH);
@@ -222,6 +221,23 @@ fn encode(out: &mut Vec<u8>, request: &Outgoing<'_>, authority: &str) {
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(request.body);
+}
+
+/// `ip` as text; an IPv4 address octet by octet, without `fmt`'s machinery (a tenth of the
+/// head's encoding when it went through `write!`).
+fn write_address(out: &mut Vec<u8>, ip: IpAddr) {
+    let IpAddr::V4(v4) = ip else {
+        use std::io::Write;
+        let _ = write!(out, "{ip}");
+        return;
+    };
+    for (index, octet) in v4.octets().into_iter().enumerate() {
+        if index > 0 {
+            out.push(b'.');
+        }
+        let mut digits = [0u8; 20];
+        out.extend_from_slice(decimal(usize::from(octet), &mut digits).as_bytes());
+    }
 }
 
 fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -270,6 +286,22 @@ mod tests {
         let mut out = Vec::new();
         encode(&mut out, &probe, "n:1");
         assert_eq!(out, b"GET /readyz HTTP/1.1\r\nhost: n:1\r\n\r\n");
+    }
+
+    #[test]
+    fn the_clients_address_is_written_as_std_writes_it() {
+        for ip in [
+            "0.0.0.0",
+            "10.200.3.45",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut out = Vec::new();
+            write_address(&mut out, ip);
+            assert_eq!(String::from_utf8(out).unwrap(), ip.to_string());
+        }
     }
 
     /// A node's connection goes back idle under the key it is taken by, whatever its

@@ -69,7 +69,7 @@ pub use croupier_web::extract::PathParam;
 /// The bearer token of a request, from the Authorization header or, for WebSockets whose
 /// browser API cannot set headers, a `token` query parameter.
 fn bearer(parts: &Parts) -> Option<String> {
-    croupier_web::bearer_or_query(&parts.headers, &parts.uri)
+    croupier_web::bearer_or_query(&parts.headers, &parts.uri).map(str::to_owned)
 }
 
 pub fn token_hash(token: &str) -> String {

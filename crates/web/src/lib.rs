@@ -55,15 +55,12 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 /// The bearer token, or for WebSockets (whose browser API cannot set headers) a `token`
 /// query parameter.
-pub fn bearer_or_query(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+pub fn bearer_or_query<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<&'a str> {
     if headers.contains_key(header::AUTHORIZATION) {
-        return bearer(headers).map(str::to_owned);
+        return bearer(headers);
     }
-    uri.query().and_then(|q| {
-        q.split('&')
-            .find_map(|pair| pair.strip_prefix("token="))
-            .map(str::to_owned)
-    })
+    uri.query()
+        .and_then(|q| q.split('&').find_map(|pair| pair.strip_prefix("token=")))
 }
 
 /// Whether `presented` is `expected`, in time that does not depend on where they differ.
@@ -84,17 +81,19 @@ pub async fn secure_headers(mut response: Response) -> Response {
     response
 }
 
+/// The security headers every answer gets, whatever its handler (or, behind the gateway, its
+/// node) set: a proxy need not copy them from the answer it passes on.
+pub const ALWAYS_SECURE: [(header::HeaderName, &str); 3] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::REFERRER_POLICY, "no-referrer"),
+];
+
 /// What `secure_headers` puts on an answer, for a server without a middleware stack.
 pub fn add_secure_headers(headers: &mut HeaderMap) {
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
+    for (name, value) in ALWAYS_SECURE {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
     headers
         .entry(header::CONTENT_SECURITY_POLICY)
         .or_insert(HeaderValue::from_static(
@@ -120,11 +119,8 @@ mod tests {
         assert_eq!(bearer(&with_auth("Bearer abc ")), Some("abc"));
         assert_eq!(bearer(&with_auth("Basic abc")), None);
         let uri: Uri = "/api/v1/ws?x=1&token=t0k".parse().unwrap();
-        assert_eq!(bearer_or_query(&HeaderMap::new(), &uri), Some("t0k".into()));
-        assert_eq!(
-            bearer_or_query(&with_auth("Bearer h"), &uri),
-            Some("h".into())
-        );
+        assert_eq!(bearer_or_query(&HeaderMap::new(), &uri), Some("t0k"));
+        assert_eq!(bearer_or_query(&with_auth("Bearer h"), &uri), Some("h"));
         assert!(is_ops(&with_auth("Bearer s3cret"), "s3cret"));
         assert!(!is_ops(&with_auth("Bearer s3cre"), "s3cret"));
         assert!(!is_ops(&HeaderMap::new(), "s3cret"));

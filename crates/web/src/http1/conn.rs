@@ -336,6 +336,7 @@ impl Conn {
         let answer = Received {
             status: head.status,
             head: message.slice(..head_len),
+            headers: head.headers,
             body: message.slice(head_len..),
         };
         Ok((answer, reusable))

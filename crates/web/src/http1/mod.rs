@@ -16,18 +16,33 @@ pub use wire::Target;
 
 use hyper::body::Bytes;
 
-/// An answer as received: its status, its head (status line and headers, as sent) and its
-/// body (chunks decoded). Both are pieces of the connection's read buffer, not copies.
+/// An answer as received: its status, its head (status line and headers, as sent), where
+/// each header lies in it, and its body (chunks decoded). Head and body are pieces of the
+/// connection's read buffer, not copies.
 #[derive(Debug, Clone)]
 pub struct Received {
     pub status: u16,
     pub head: Bytes,
+    pub headers: Vec<wire::HeaderAt>,
     pub body: Bytes,
 }
 
 impl Received {
+    /// Each header's name and value, in order, as sent: pieces of `head`.
+    pub fn each_header(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.headers.iter().map(|at| {
+            (
+                &self.head[at.name.0..at.name.1],
+                &self.head[at.value.0..at.value.1],
+            )
+        })
+    }
+
     /// The first header `name`, when its value is visible ASCII.
     pub fn header(&self, name: &str) -> Option<&str> {
-        wire::find_header(&self.head, name)
+        let (_, value) = self
+            .each_header()
+            .find(|(found, _)| found.eq_ignore_ascii_case(name.as_bytes()))?;
+        wire::visible_ascii(value)
     }
 }

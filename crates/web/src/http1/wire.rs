@@ -153,7 +153,7 @@ pub enum Framing {
 }
 
 /// An answer's head, parsed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
     pub status: u16,
     /// Bytes of the head, blank line included.
@@ -161,6 +161,31 @@ pub struct Head {
     pub framing: Framing,
     /// Whether the connection may carry another request after this answer.
     pub keep_alive: bool,
+    /// Where each header lies in the head, in order: whoever passes the headers on reads
+    /// them from there instead of parsing the head a second time.
+    pub headers: Vec<HeaderAt>,
+}
+
+/// Where one header of a head lies: its name's and its value's byte ranges (start, end) from
+/// the head's first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderAt {
+    pub name: (usize, usize),
+    pub value: (usize, usize),
+}
+
+impl HeaderAt {
+    /// The ranges of `name` and `value`, pieces of `head`.
+    fn of(head: &[u8], name: &[u8], value: &[u8]) -> HeaderAt {
+        let at = |piece: &[u8]| {
+            let start = piece.as_ptr() as usize - head.as_ptr() as usize;
+            (start, start + piece.len())
+        };
+        HeaderAt {
+            name: at(name),
+            value: at(value),
+        }
+    }
 }
 
 impl Head {
@@ -191,7 +216,9 @@ pub fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<Head>, String
     let http10 = response.version == Some(0);
     let (mut length, mut chunked, mut coded) = (None, false, false);
     let (mut close, mut keep_alive_asked) = (false, false);
+    let mut headers = Vec::with_capacity(response.headers.len());
     for h in response.headers.iter() {
+        headers.push(HeaderAt::of(buf, h.name.as_bytes(), h.value));
         if h.name.eq_ignore_ascii_case("content-length") {
             let n = content_length(h.value)?;
             if length.is_some_and(|l| l != n) {
@@ -228,6 +255,7 @@ pub fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<Head>, String
         len,
         framing,
         keep_alive,
+        headers,
     }))
 }
 
@@ -340,24 +368,15 @@ pub fn find_header<'a>(head: &'a [u8], name: &str) -> Option<&'a str> {
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case(name))?
         .value;
+    visible_ascii(value)
+}
+
+/// A header's value as text, when it is visible ASCII (tabs allowed).
+pub fn visible_ascii(value: &[u8]) -> Option<&str> {
     let visible = value
         .iter()
         .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
     visible.then(|| std::str::from_utf8(value).ok()).flatten()
-}
-
-/// Calls `each` with the name and value of every header of a complete head, in order, as
-/// sent (the value a piece of `head`); `false` when `head` is no complete answer head.
-pub fn each_header(head: &[u8], mut each: impl FnMut(&str, &[u8])) -> bool {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    if !matches!(response.parse(head), Ok(httparse::Status::Complete(_))) {
-        return false;
-    }
-    for h in response.headers.iter() {
-        each(h.name, h.value);
-    }
-    true
 }
 
 #[cfg(test)]
@@ -468,11 +487,24 @@ mod tests {
         assert_eq!(find_header(head, "set-cookie"), Some("a=1"));
         assert_eq!(find_header(head, "x-bin"), None);
         assert_eq!(find_header(head, "x-none"), None);
-        let mut seen = Vec::new();
-        assert!(each_header(head, |name, value| seen
-            .push((name.to_owned(), value.to_vec()))));
-        assert_eq!(seen.len(), 3);
-        assert_eq!(seen[2], ("x-bin".to_owned(), b"\xff".to_vec()));
-        assert!(!each_header(b"HTTP/1.1 200 OK\r\n", |_, _| ()));
+    }
+
+    #[test]
+    fn a_parsed_head_says_where_each_header_lies() {
+        let head = b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nx-bin: \xff\r\n\r\n";
+        let parsed = parse_head(head, false).unwrap().unwrap();
+        let seen: Vec<(&[u8], &[u8])> = parsed
+            .headers
+            .iter()
+            .map(|at| (&head[at.name.0..at.name.1], &head[at.value.0..at.value.1]))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (&b"Set-Cookie"[..], &b"a=1"[..]),
+                (b"set-cookie", b"b=2"),
+                (b"x-bin", b"\xff"),
+            ]
+        );
     }
 }
