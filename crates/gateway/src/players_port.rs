@@ -168,6 +168,54 @@ mod tests {
         assert!(answer.contains("body_timeout"), "{answer}");
     }
 
+    /// A node's answer reaches the player with its own headers, repeated ones included, but
+    /// the hop-by-hop ones; the security headers the port sets on every answer replace the
+    /// node's (one of each, the port's value), and a content policy of the node's own stays.
+    #[tokio::test]
+    async fn a_nodes_headers_are_passed_on_and_the_ports_security_headers_win() {
+        let wallet = axum::routing::get(|| async {
+            let mut response = axum::response::Response::new(axum::body::Body::from("{}"));
+            for (name, value) in [
+                ("x-frame-options", "SAMEORIGIN"),
+                ("referrer-policy", "origin"),
+                ("content-security-policy", "default-src 'self'"),
+                ("set-cookie", "a=1"),
+                ("set-cookie", "b=2"),
+                ("x-game", "dice"),
+                ("keep-alive", "timeout=5"),
+            ] {
+                response.headers_mut().append(name, value.parse().unwrap());
+            }
+            response
+        });
+        let gateway = gateway_before(wallet, "").await;
+        let address = serve_port(&gateway, Hygiene::players(), false).await;
+        let player = Upstream::new(&format!("http://{address}"));
+        let answer = player
+            .send(&gateway.dial, &Outgoing::get("/api/v1/wallet"), true)
+            .await
+            .unwrap();
+        let values = |wanted: &str| -> Vec<String> {
+            answer
+                .each_header()
+                .filter(|(name, _)| name.eq_ignore_ascii_case(wanted.as_bytes()))
+                .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+                .collect()
+        };
+        assert_eq!(answer.status, 200);
+        assert_eq!(values("x-frame-options"), ["DENY"]);
+        assert_eq!(values("referrer-policy"), ["no-referrer"]);
+        assert_eq!(values("x-content-type-options"), ["nosniff"]);
+        assert_eq!(values("content-security-policy"), ["default-src 'self'"]);
+        assert_eq!(values("set-cookie"), ["a=1", "b=2"]);
+        assert_eq!(values("x-game"), ["dice"]);
+        assert_eq!(values("croupier-node"), ["n0"]);
+        assert!(
+            values("keep-alive").is_empty(),
+            "a hop-by-hop header passed on"
+        );
+    }
+
     /// A gateway, trusting `trusted` proxies and blocking a scanner after 3 probes, in front
     /// of a node that answers `wallet` on the player API's wallet route.
     async fn gateway_before(wallet: axum::routing::MethodRouter, trusted: &str) -> Arc<Gateway> {
