@@ -12,24 +12,37 @@ pub struct ProxyArgs {
     /// the client's that its X-Forwarded-For names (the right-most address that is no such
     /// proxy), for rate limits, blocks and logs, and their connections are not capped per
     /// address. None by default: every peer is its own client, whatever it sends.
-    #[arg(long, env = "CROUPIER_TRUSTED_PROXIES", default_value = "", value_parser = check_proxies)]
-    pub trusted_proxies: String,
+    #[arg(long, env = "CROUPIER_TRUSTED_PROXIES", default_value = "", value_parser = ProxyList::parse)]
+    pub trusted_proxies: ProxyList,
 }
 
-fn check_proxies(text: &str) -> Result<String, String> {
-    TrustedProxies::parse(text).map(|_| text.to_owned())
+/// The proxies as given (for a child's command line) and as parsed, once, by clap.
+#[derive(Debug, Clone)]
+pub struct ProxyList {
+    text: String,
+    parsed: TrustedProxies,
+}
+
+impl ProxyList {
+    fn parse(text: &str) -> Result<ProxyList, String> {
+        Ok(ProxyList {
+            text: text.to_owned(),
+            parsed: TrustedProxies::parse(text)?,
+        })
+    }
 }
 
 impl ProxyArgs {
     pub fn proxies(&self) -> TrustedProxies {
-        TrustedProxies::parse(&self.trusted_proxies).unwrap_or_default()
+        self.trusted_proxies.parsed.clone()
     }
 
     /// The same option for a child process (none when no proxy is set).
     pub fn to_args(&self) -> Vec<String> {
-        if self.trusted_proxies.trim().is_empty() {
+        let text = &self.trusted_proxies.text;
+        if text.trim().is_empty() {
             return Vec::new();
         }
-        vec!["--trusted-proxies".to_owned(), self.trusted_proxies.clone()]
+        vec!["--trusted-proxies".to_owned(), text.clone()]
     }
 }

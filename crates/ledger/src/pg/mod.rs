@@ -208,19 +208,10 @@ fn runtime(name: &str, multi_thread: bool) -> Result<Runtime, LedgerError> {
         .map_err(|e| LedgerError::Storage(format!("cannot start the {name} runtime: {e}")))
 }
 
-/// What each writer thread starts from.
+/// What each writer thread starts from: its connection's settings and its role.
 struct WriterSettings {
     pg: tokio_postgres::Config,
-    /// Which of the store's `writers`: the first is always in turn (`overlap`).
-    index: usize,
-    writers: usize,
-    sharing: overlap::Sharing,
-    in_flight: Arc<std::sync::atomic::AtomicUsize>,
-    currency: String,
-    max_batch: usize,
-    retry_for: Duration,
-    observer: ObserverSlot,
-    seeds: SeedVault,
+    role: writer::Role,
 }
 
 impl WriterSettings {
@@ -235,16 +226,8 @@ impl WriterSettings {
         Ok(Writer {
             runtime,
             pool,
-            currency: self.currency,
             shard,
-            index: self.index,
-            writers: self.writers,
-            sharing: self.sharing,
-            in_flight: self.in_flight,
-            max_batch: self.max_batch,
-            retry_for: self.retry_for,
-            observer: self.observer,
-            seeds: self.seeds,
+            role: self.role,
         })
     }
 }
@@ -285,15 +268,17 @@ impl PgStore {
             let (turn, started) = (turn.clone(), started.clone());
             let settings = WriterSettings {
                 pg: writer_config(&pg, &tag),
-                index,
-                writers,
-                sharing: sharing.clone(),
-                in_flight: in_flight.clone(),
-                currency: config.currency.clone(),
-                max_batch: config.max_batch.max(1),
-                retry_for: config.retry_for,
-                observer: observer.clone(),
-                seeds: config.seeds.clone(),
+                role: writer::Role {
+                    index,
+                    writers,
+                    sharing: sharing.clone(),
+                    in_flight: in_flight.clone(),
+                    currency: config.currency.clone(),
+                    max_batch: config.max_batch.max(1),
+                    retry_for: config.retry_for,
+                    observer: observer.clone(),
+                    seeds: config.seeds.clone(),
+                },
             };
             std::thread::Builder::new()
                 .name("ledger-pg-writer".into())

@@ -42,9 +42,13 @@ pub struct Job {
 pub struct Writer {
     pub runtime: Runtime,
     pub pool: Pool,
-    pub currency: String,
     /// This writer's row of the house and escrow balances (claimed by each new connection).
     pub shard: super::shard::ShardClaim,
+    pub role: Role,
+}
+
+/// What a writer is within its store: given when it starts, kept as it runs.
+pub struct Role {
     /// Which of the store's `writers`; it takes turns while `sharing` lets it (`overlap`), and
     /// the database's turn while another batch is in flight there (`shared_turn`).
     pub index: usize,
@@ -53,6 +57,7 @@ pub struct Writer {
     /// The store's writers with a batch in flight, from taking its jobs to the end of its
     /// transaction (before its answers, which let the players' next bets in).
     pub in_flight: Arc<AtomicUsize>,
+    pub currency: String,
     pub max_batch: usize,
     /// How long a batch is retried before its operations are answered "unavailable".
     pub retry_for: Duration,
@@ -128,11 +133,11 @@ impl Writer {
 
     fn serve(&self, turn: &Turn) {
         loop {
-            if self.index > 0
+            if self.role.index > 0
                 && !self.runtime.block_on(wait_in_turn(
-                    &mut self.sharing.clone(),
-                    self.index,
-                    self.writers,
+                    &mut self.role.sharing.clone(),
+                    self.role.index,
+                    self.role.writers,
                 ))
             {
                 break;
@@ -141,11 +146,11 @@ impl Writer {
             let Some(first) = queue.blocking_recv() else {
                 break;
             };
-            let in_flight = InFlight::enter(&self.in_flight);
+            let in_flight = InFlight::enter(&self.role.in_flight);
             // The jobs that come while the others take their turns join this batch.
             let opened = self.take_shared_turn(in_flight.others > 0);
             let mut jobs = vec![first];
-            while jobs.len() < self.max_batch {
+            while jobs.len() < self.role.max_batch {
                 match queue.try_recv() {
                     Ok(job) => jobs.push(job),
                     Err(_) => break,
@@ -160,7 +165,7 @@ impl Writer {
     /// vain); `None` for a batch alone, or when no connection is to be had (the batch's
     /// attempt then finds out why).
     fn take_shared_turn(&self, others_in_flight: bool) -> Option<Opened> {
-        if !others_in_flight && !*self.sharing.borrow() {
+        if !others_in_flight && !*self.role.sharing.borrow() {
             return None;
         }
         let client = self.runtime.block_on(self.pool.get()).ok()?;
@@ -198,7 +203,7 @@ impl Writer {
         let turn_wait = opened.as_ref().map_or(Duration::ZERO, |o| o.turn_wait);
         let mut opened = opened;
         let started = Instant::now();
-        let deadline = started + self.retry_for;
+        let deadline = started + self.role.retry_for;
         let mut pause = Duration::from_millis(20);
         let mut retries = 0;
         let mut stages = Stages::default();
@@ -229,7 +234,7 @@ impl Writer {
             commit: stages.commit,
             retries,
             committed: outcome.is_ok(),
-            writers_in_turn: writers_in_turn(self.writers, *self.sharing.borrow()),
+            writers_in_turn: writers_in_turn(self.role.writers, *self.role.sharing.borrow()),
         };
         // Answered first: whatever the observer does, a committed batch is answered so.
         match outcome {
@@ -245,7 +250,7 @@ impl Writer {
                 }
             }
         }
-        self.observer.report(&timings);
+        self.role.observer.report(&timings);
     }
 
     /// One try: a transaction running every job, flushed and committed; on `opened` when
@@ -302,7 +307,7 @@ impl Writer {
         // seed and balance come with BEGIN instead of in a round trip of their own).
         let first_needs = self.discovery_run(conn, now, &mut state, jobs);
         let round = ReadRound::new(&keys, first_needs);
-        round.begin(conn, &self.currency, &mut state, opening)?;
+        round.begin(conn, &self.role.currency, &mut state, opening)?;
         self.discover(conn, now, round, &mut state, jobs)?;
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -320,7 +325,7 @@ impl Writer {
         let flushed = flush(
             conn,
             &state,
-            &self.currency,
+            &self.role.currency,
             now,
             self.shard.get(),
             holds_turn,
@@ -348,7 +353,7 @@ impl Writer {
                 break;
             }
             round.needs.extend(needs);
-            round.begin(conn, &self.currency, state, Opening::Again)?;
+            round.begin(conn, &self.role.currency, state, Opening::Again)?;
         }
         Ok(())
     }
@@ -393,10 +398,10 @@ impl Writer {
         }
         let mut tx = PgTx {
             conn,
-            currency: &self.currency,
+            currency: &self.role.currency,
             now_ms: now,
             batch: Some(&mut *state),
-            seeds: &self.seeds,
+            seeds: &self.role.seeds,
         };
         let output: OpOutput = catch_unwind(AssertUnwindSafe(|| (job.op)(&mut tx)))
             .map_err(|_| LedgerError::Storage("the operation panicked".into()))?
