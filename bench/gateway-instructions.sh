@@ -44,6 +44,7 @@ for binary in "$@"; do
     --listen "127.0.0.1:$listen" --admin-listen "127.0.0.1:$admin" \
     --rate-per-ip 0 --rate-per-player 0 "${nodes[@]}" >/dev/null 2>&1 &
   gateway=$!
+  children+=($gateway)
   until curl -sf "127.0.0.1:$admin/readyz" >/dev/null; do sleep 0.5; done
   url="http://127.0.0.1:$listen/api/v1/wallet"
   wrk -t1 -c16 -d3s -H "Authorization: Bearer $token" "$url" >/dev/null

@@ -389,8 +389,8 @@ const ANSWER_HEADERS: usize = 16;
 /// those every answer of the players' port gets anyway (`croupier_web::ALWAYS_SECURE`: set
 /// again there, so not copied here), values shared with the received head, its body, and the
 /// node's name.
-fn passed_on(status: StatusCode, answer: Received, node: Option<&HeaderValue>) -> Response {
-    let mut response = Response::new(Body::from(answer.body.clone()));
+fn passed_on(status: StatusCode, mut answer: Received, node: Option<&HeaderValue>) -> Response {
+    let mut response = Response::new(Body::from(std::mem::take(&mut answer.body)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.reserve(ANSWER_HEADERS);

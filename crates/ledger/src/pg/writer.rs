@@ -49,8 +49,9 @@ pub struct Writer {
 
 /// What a writer is within its store: given when it starts, kept as it runs.
 pub struct Role {
-    /// Which of the store's `writers`; it takes turns while `sharing` lets it (`overlap`), and
-    /// the database's turn while another batch is in flight there (`shared_turn`).
+    /// Which of the store's `writers`. The first always takes turns, the others while
+    /// `sharing` lets them (`overlap`); each takes the database's turn while another batch
+    /// is in flight there (`shared_turn`).
     pub index: usize,
     pub writers: usize,
     pub sharing: Sharing,
