@@ -33,8 +33,10 @@ const MAX_BODY: usize = 16 << 20;
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: u16,
-    /// The head as received; a header is looked up in it only when asked for.
+    /// The head as received and where its headers lie; a header is looked up only when
+    /// asked for.
     head: Bytes,
+    headers: Vec<wire::HeaderAt>,
     pub bytes: Bytes,
 }
 
@@ -43,6 +45,7 @@ impl From<Received> for Answer {
         Answer {
             status: received.status,
             head: received.head,
+            headers: received.headers,
             bytes: received.body,
         }
     }
@@ -66,7 +69,7 @@ impl Answer {
 
     /// The first header `name`, when its value is visible ASCII.
     pub fn header(&self, name: &str) -> Option<&str> {
-        wire::find_header(&self.head, name)
+        wire::find_header(&self.head, &self.headers, name)
     }
 }
 

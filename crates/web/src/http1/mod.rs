@@ -30,19 +30,13 @@ pub struct Received {
 impl Received {
     /// Each header's name and value, in order, as sent: pieces of `head`.
     pub fn each_header(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.headers.iter().map(|at| {
-            (
-                &self.head[at.name.0..at.name.1],
-                &self.head[at.value.0..at.value.1],
-            )
-        })
+        self.headers
+            .iter()
+            .map(|at| (at.name_in(&self.head), at.value_in(&self.head)))
     }
 
     /// The first header `name`, when its value is visible ASCII.
     pub fn header(&self, name: &str) -> Option<&str> {
-        let (_, value) = self
-            .each_header()
-            .find(|(found, _)| found.eq_ignore_ascii_case(name.as_bytes()))?;
-        wire::visible_ascii(value)
+        wire::find_header(&self.head, &self.headers, name)
     }
 }

@@ -175,6 +175,16 @@ pub struct HeaderAt {
 }
 
 impl HeaderAt {
+    /// The header's name, in the `head` it was found in.
+    pub fn name_in<'a>(&self, head: &'a [u8]) -> &'a [u8] {
+        &head[self.name.0..self.name.1]
+    }
+
+    /// The header's value, in the `head` it was found in.
+    pub fn value_in<'a>(&self, head: &'a [u8]) -> &'a [u8] {
+        &head[self.value.0..self.value.1]
+    }
+
     /// The ranges of `name` and `value`, pieces of `head`.
     fn of(head: &[u8], name: &[u8], value: &[u8]) -> HeaderAt {
         let at = |piece: &[u8]| {
@@ -358,21 +368,18 @@ impl Chunked {
     }
 }
 
-/// The value of header `name` in a complete head, when it is visible ASCII.
-pub fn find_header<'a>(head: &'a [u8], name: &str) -> Option<&'a str> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    response.parse(head).ok()?;
-    let value: &'a [u8] = response
-        .headers
+/// The value of the first header `name` of a parsed head (`headers`: where they lie in
+/// `head`), when it is visible ASCII.
+pub fn find_header<'a>(head: &'a [u8], headers: &[HeaderAt], name: &str) -> Option<&'a str> {
+    let value = headers
         .iter()
-        .find(|h| h.name.eq_ignore_ascii_case(name))?
-        .value;
+        .find(|at| at.name_in(head).eq_ignore_ascii_case(name.as_bytes()))?
+        .value_in(head);
     visible_ascii(value)
 }
 
 /// A header's value as text, when it is visible ASCII (tabs allowed).
-pub fn visible_ascii(value: &[u8]) -> Option<&str> {
+fn visible_ascii(value: &[u8]) -> Option<&str> {
     let visible = value
         .iter()
         .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
@@ -484,9 +491,11 @@ mod tests {
     #[test]
     fn a_header_is_found_in_a_kept_head() {
         let head = b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nset-cookie: b=2\r\nx-bin: \xff\r\n\r\n";
-        assert_eq!(find_header(head, "set-cookie"), Some("a=1"));
-        assert_eq!(find_header(head, "x-bin"), None);
-        assert_eq!(find_header(head, "x-none"), None);
+        let parsed = parse_head(head, false).unwrap().unwrap();
+        let find = |name| find_header(head, &parsed.headers, name);
+        assert_eq!(find("set-cookie"), Some("a=1"));
+        assert_eq!(find("x-bin"), None);
+        assert_eq!(find("x-none"), None);
     }
 
     #[test]
@@ -496,7 +505,7 @@ mod tests {
         let seen: Vec<(&[u8], &[u8])> = parsed
             .headers
             .iter()
-            .map(|at| (&head[at.name.0..at.name.1], &head[at.value.0..at.value.1]))
+            .map(|at| (at.name_in(head), at.value_in(head)))
             .collect();
         assert_eq!(
             seen,
