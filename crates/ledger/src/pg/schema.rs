@@ -140,11 +140,16 @@ CREATE TABLE game_status (game TEXT PRIMARY KEY, status TEXT NOT NULL);
 /// transaction: one that waits for the table (held exclusively, as the freeze-node drill
 /// does to stop a node between two write transactions) has claimed no key another node's
 /// retry could wait for. And
-/// `croupier_lock_balances_v1` creates the player balance rows not there (at 0, in key order;
+/// `croupier_lock_balances_v2` creates the player balance rows not there (at 0, in key order;
 /// a row another transaction is creating is waited for, not taken for absent), then reads and
-/// locks them all in key order, saying which it created. Each is two statements that must run
-/// in this order, the second in a snapshot taken after the first (a volatile function takes
-/// one per statement); as one call the server answers them with one message instead of two.
+/// locks them all in key order, saying which it created. It finds the rows there by the
+/// primary key's index (`account = ANY`, in its order), whatever the table's size when its
+/// session planned it: `_v1` looked for them with an anti-join that a session planned while
+/// the table was small as a scan of every balance of the currency, and kept, so each batch
+/// cost more the more players had signed in since (`_v1` stays in the database for the
+/// builds of a rolling update that still call it). Each is statements that must run in this
+/// order, a later one in a snapshot taken after the earlier (a volatile function takes one
+/// per statement); as one call the server answers them with one message instead of several.
 pub const ROUTINES: &str = r#"
 CREATE OR REPLACE FUNCTION croupier_claim_keys_v1(p_keys TEXT[])
 RETURNS TABLE (found_key TEXT, found_fingerprint TEXT, found_response TEXT)
@@ -157,16 +162,20 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION croupier_lock_balances_v1(p_accounts TEXT[], p_currency TEXT)
+CREATE OR REPLACE FUNCTION croupier_lock_balances_v2(p_accounts TEXT[], p_currency TEXT)
 RETURNS TABLE (locked_account TEXT, locked_balance BIGINT, created BOOLEAN)
 LANGUAGE plpgsql AS $$
 DECLARE
+    present TEXT[];
     absent TEXT[];
     made TEXT[] := '{}';
 BEGIN
-    SELECT array_agg(a ORDER BY a) INTO absent FROM unnest(p_accounts) AS t(a)
-        WHERE NOT EXISTS (SELECT 1 FROM balances b
-            WHERE b.account = a AND b.currency = p_currency AND b.shard = 0);
+    SELECT coalesce(array_agg(p.account), '{}') INTO present FROM (
+        SELECT b.account FROM balances b
+        WHERE b.account = ANY(p_accounts) AND b.currency = p_currency AND b.shard = 0
+        ORDER BY b.account) AS p;
+    SELECT array_agg(DISTINCT a ORDER BY a) INTO absent FROM unnest(p_accounts) AS t(a)
+        WHERE a <> ALL(present);
     IF absent IS NOT NULL THEN
         WITH inserted AS (
             INSERT INTO balances (account, currency, shard, balance)
