@@ -166,16 +166,13 @@ CREATE OR REPLACE FUNCTION croupier_lock_balances_v2(p_accounts TEXT[], p_curren
 RETURNS TABLE (locked_account TEXT, locked_balance BIGINT, created BOOLEAN)
 LANGUAGE plpgsql AS $$
 DECLARE
-    present TEXT[];
     absent TEXT[];
     made TEXT[] := '{}';
 BEGIN
-    SELECT coalesce(array_agg(p.account), '{}') INTO present FROM (
-        SELECT b.account FROM balances b
-        WHERE b.account = ANY(p_accounts) AND b.currency = p_currency AND b.shard = 0
-        ORDER BY b.account) AS p;
-    SELECT array_agg(DISTINCT a ORDER BY a) INTO absent FROM unnest(p_accounts) AS t(a)
-        WHERE a <> ALL(present);
+    SELECT array_agg(DISTINCT t.a ORDER BY t.a) INTO absent FROM unnest(p_accounts) AS t(a)
+        WHERE t.a <> ALL(ARRAY(SELECT b.account FROM balances b
+            WHERE b.account = ANY(p_accounts) AND b.currency = p_currency AND b.shard = 0
+            ORDER BY b.account));
     IF absent IS NOT NULL THEN
         WITH inserted AS (
             INSERT INTO balances (account, currency, shard, balance)
