@@ -1451,3 +1451,41 @@ async fn a_batchs_routines_read_its_rows_not_the_tables() {
         assert!(rows <= 10, "{call} read {rows} rows of {table}");
     }
 }
+
+/// A wait for the database's turn that ends in the lock timeout leaves the session without
+/// the turn, even when the server granted it as the wait timed out: the statement then fails
+/// with the timeout while the session's lock stays held (a race between the grant and the
+/// timer; a session lock, unlike a transaction's, outlives the rollback). That state is set
+/// up here by hand, then left as a failed wait leaves it. Before, the rollback alone left the
+/// session holding the turn for good, and every other writer waited `TURN_WAIT` for every
+/// batch. A session that does not hold the turn gives nothing back (and makes the server
+/// log no warning).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_turn_granted_as_its_wait_timed_out_is_given_back() {
+    let db = TempDb::new();
+    drop(db.store());
+    let turn = shared_turn::TURN_LOCKS;
+    let writer = db.client().await;
+    writer
+        .batch_execute(&format!("BEGIN; SELECT pg_advisory_lock({turn}, 0)"))
+        .await
+        .unwrap();
+    assert!(
+        shared_turn::leave_after_a_failed_wait(&writer)
+            .await
+            .unwrap()
+    );
+    let other = db.client().await;
+    let free: bool = other
+        .query_one(&format!("SELECT pg_try_advisory_lock({turn}, 0)"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(free, "the failed wait's session still holds the turn");
+    writer.batch_execute("BEGIN").await.unwrap();
+    assert!(
+        !shared_turn::leave_after_a_failed_wait(&writer)
+            .await
+            .unwrap()
+    );
+}
