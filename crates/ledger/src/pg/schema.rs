@@ -147,7 +147,7 @@ CREATE TABLE game_status (game TEXT PRIMARY KEY, status TEXT NOT NULL);
 /// session planned it: `_v1` looked for them with an anti-join that a session planned while
 /// the table was small as a scan of every balance of the currency, and kept, so each batch
 /// cost more the more players had signed in since (`_v1` stays in the database for the
-/// builds of a rolling update that still call it). Each is statements that must run in this
+/// builds of a rolling update that still call it). Each runs statements that must run in this
 /// order, a later one in a snapshot taken after the earlier (a volatile function takes one
 /// per statement); as one call the server answers them with one message instead of several.
 pub const ROUTINES: &str = r#"
