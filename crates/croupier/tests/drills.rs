@@ -7,20 +7,11 @@ mod common;
 
 use std::path::Path;
 
-use common::{croupier, free_layout, free_port, free_ports, json_receiver, ledger_integrity};
+use common::{
+    croupier, free_layout, free_port, free_ports, json_receiver, ledger_integrity, one_at_a_time,
+};
 use croupier_ledger::test_store;
-use parking_lot::{Mutex, MutexGuard};
 use serde_json::Value;
-
-/// Each drill runs a whole stack and a load on a 2-core machine and judges the players'
-/// latency (a frozen node may cost a request 1 s at most): a drill sharing the cores with
-/// another (the store-failover drill's two PostgreSQL clusters) would be judged on their load,
-/// not on its own. So they run one at a time.
-static ONE_DRILL_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn exclusive() -> MutexGuard<'static, ()> {
-    ONE_DRILL_AT_A_TIME.lock()
-}
 
 /// The drill's backend: on PostgreSQL the drill runs its own cluster (so it can restart it).
 fn backend_args() -> Vec<String> {
@@ -89,7 +80,7 @@ fn check<'a>(report: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn every_drill_passes_with_its_bank_checks_on_a_sound_build() {
-    let _one_at_a_time = exclusive();
+    let _one_at_a_time = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let (url, received) = json_receiver("/api/v1/drills");
     let (ok, reports) = drill(dir.path(), "all", &[], &["--report-to", &url]);
@@ -224,7 +215,7 @@ fn every_drill_passes_with_its_bank_checks_on_a_sound_build() {
 
 #[test]
 fn a_build_that_skips_the_idempotency_check_fails_the_bank_check() {
-    let _one_at_a_time = exclusive();
+    let _one_at_a_time = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let broken = [
         ("CROUPIER_FAULT", "skip-idempotency"),
@@ -259,7 +250,7 @@ fn the_store_failover_drill_loses_no_acknowledged_bet_with_a_synchronous_standby
         eprintln!("runs on its own clusters: the SQLite pass of the suite covers it");
         return;
     }
-    let _one_at_a_time = exclusive();
+    let _one_at_a_time = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let pg_port = free_ports(2).to_string();
     let (ok, reports) = drill(dir.path(), "store-failover", &[], &["--pg-port", &pg_port]);

@@ -15,14 +15,6 @@ use common::*;
 use serde_json::{Value, json};
 use tungstenite::Message;
 
-/// These tests each run three nodes, a gateway and a load on a 2-core machine, and assert on
-/// timing (rerouting within a second): they run one at a time.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn exclusive() -> parking_lot::MutexGuard<'static, ()> {
-    ONE_AT_A_TIME.lock()
-}
-
 /// The load below plays far faster than a person: rate limits would (rightly) refuse it.
 const NO_RATE_LIMITS: [&str; 4] = ["--rate-per-player", "0", "--rate-per-ip", "0"];
 
@@ -110,7 +102,7 @@ fn sign_in_via(gateway: &GatewayProcess, player: &str) -> String {
 
 #[test]
 fn kill_9_of_a_node_under_load_is_invisible_to_players() {
-    let _serial = exclusive();
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = three_nodes(dir.path());
     let gateway = GatewayProcess::start(
@@ -172,7 +164,7 @@ fn hello_node(socket: &mut Socket) -> String {
 
 #[test]
 fn drain_closes_websockets_with_1012_moves_players_and_cuts_no_round() {
-    let _serial = exclusive();
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let nodes = three_nodes(dir.path());
     let gateway = GatewayProcess::start(dir.path(), &nodes.iter().collect::<Vec<_>>(), &[]);
@@ -244,7 +236,7 @@ fn drain_closes_websockets_with_1012_moves_players_and_cuts_no_round() {
 
 #[test]
 fn all_nodes_down_gives_503_with_retry_after_then_recovers() {
-    let _serial = exclusive();
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = three_nodes(dir.path());
     let gateway = GatewayProcess::start(dir.path(), &nodes.iter().collect::<Vec<_>>(), &[]);
@@ -279,7 +271,7 @@ fn all_nodes_down_gives_503_with_retry_after_then_recovers() {
 
 #[test]
 fn limits_refuse_with_json_and_the_admin_api_needs_the_token() {
-    let _serial = exclusive();
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), "a");
     let gateway = GatewayProcess::start(dir.path(), &[&node], &["--rate-per-player", "5"]);
@@ -314,7 +306,7 @@ fn limits_refuse_with_json_and_the_admin_api_needs_the_token() {
 
 #[test]
 fn graceful_restart_of_the_gateway_drops_no_request() {
-    let _serial = exclusive();
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let nodes = three_nodes(dir.path());
     let mut gateway = GatewayProcess::start(
@@ -397,7 +389,7 @@ fn wait_health(gateway: &GatewayProcess, healthy: bool) {
 /// deliberately out (maintenance).
 #[test]
 fn a_request_waits_for_a_node_coming_back_instead_of_a_503() {
-    let _serial = exclusive();
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let node = Node::start(dir.path(), "a");
     let queue = ["--queue-timeout-ms", "2500", "--queue-max", "1"];
@@ -525,7 +517,7 @@ fn readers(
 /// ledger's write lock when the freeze comes.
 #[test]
 fn a_frozen_node_holds_no_player_for_its_freeze_and_settles_nothing_twice() {
-    let _serial = exclusive();
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let nodes = three_nodes(dir.path());
     let gateway = GatewayProcess::start(
@@ -618,7 +610,7 @@ fn a_frozen_node_holds_no_player_for_its_freeze_and_settles_nothing_twice() {
 /// the budget has a token, and the first answer wins. Every bet is answered 201, once.
 #[test]
 fn when_every_node_is_slow_no_bet_is_refused_for_want_of_a_retry() {
-    let _serial = exclusive();
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let nodes = three_nodes(dir.path());
     let mut args = NO_RATE_LIMITS.to_vec();
@@ -697,7 +689,7 @@ fn when_every_node_is_slow_no_bet_is_refused_for_want_of_a_retry() {
 /// whose WebSocket it carried reconnect through the other within a second.
 #[test]
 fn with_two_gateways_behind_one_name_a_killed_gateway_fails_no_keyed_bet() {
-    let _serial = exclusive();
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let nodes = three_nodes(dir.path());
     let refs: Vec<&Node> = nodes.iter().collect();
@@ -799,7 +791,7 @@ fn read_answer(stream: &mut std::net::TcpStream) -> String {
 #[test]
 fn players_connections_spread_over_the_lanes_and_a_stop_answers_each_lanes_requests() {
     use std::io::Write;
-    let _serial = exclusive();
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let nodes = three_nodes(dir.path());
     let mut args = NO_RATE_LIMITS.to_vec();

@@ -728,3 +728,10 @@ pub fn control_watching(data: &Path, node: &Node) -> (Up, String) {
     });
     (control, base)
 }
+
+/// Tests that run a whole stack and a load on a 2-core machine and judge its timing take this
+/// first, so they run one at a time within their test binary (each binary has its own lock).
+pub fn one_at_a_time() -> parking_lot::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+    ONE_AT_A_TIME.lock()
+}

@@ -63,7 +63,9 @@ pub async fn take(client: &Client) -> Result<bool, tokio_postgres::Error> {
 
 /// Rolls back the transaction of a wait for the turn that failed and gives the turn back if
 /// the session holds it all the same, in one round trip; true when it did.
-pub async fn leave_after_a_failed_wait(client: &Client) -> Result<bool, tokio_postgres::Error> {
+pub(crate) async fn leave_after_a_failed_wait(
+    client: &Client,
+) -> Result<bool, tokio_postgres::Error> {
     let answers = client
         .simple_query(&format!("ROLLBACK; {}", give_back_if_held()))
         .await?;
