@@ -31,7 +31,6 @@
 //!
 //! Each pass that copied frames is reported to the store's observer.
 
-use std::fs::File;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -40,6 +39,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 
 use super::connect;
+use super::file_sync::sync_database_file;
 use super::turns::WriterTurns;
 use crate::error::LedgerError;
 use crate::observe::ObserverSlot;
@@ -62,11 +62,9 @@ impl Checkpointer {
         observer: ObserverSlot,
     ) -> Result<Checkpointer, LedgerError> {
         let conn = connect(ledger, false)?;
-        let database = open_database_file(ledger)?;
         let (stop, stopped) = mpsc::channel::<()>();
         let passes = Passes {
             conn,
-            database,
             turns,
             restart_frames,
             observer,
@@ -81,7 +79,6 @@ impl Checkpointer {
 
 struct Passes {
     conn: Connection,
-    database: File,
     turns: WriterTurns,
     restart_frames: i64,
     observer: ObserverSlot,
@@ -112,7 +109,7 @@ impl Passes {
     fn pass(&self, last: WalState) -> Result<WalState, LedgerError> {
         let mut now = self.timed(last, || passive_checkpoint(&self.conn))?;
         if now.frames > self.restart_frames {
-            now = self.timed(now, || catch_up(&self.conn, &self.database))?;
+            now = self.timed(now, || catch_up(&self.conn))?;
             self.turns.take()?;
             let copied = self.timed(now, || passive_checkpoint(&self.conn));
             self.turns.pass()?;
@@ -143,24 +140,14 @@ pub struct WalState {
     pub copied: i64,
 }
 
-/// Opens the ledger's database file, which `catch_up` syncs.
-pub fn open_database_file(ledger: &Path) -> Result<File, LedgerError> {
-    File::open(ledger)
-        .map_err(|e| LedgerError::Storage(format!("cannot open {}: {e}", ledger.display())))
-}
-
 /// Run without the write turn, before a step that takes it: syncs the pages the last pass
 /// copied, copies what the writers appended since, and syncs those, so that the step under
-/// the turn has only what is appended from now on to copy and sync.
-pub fn catch_up(conn: &Connection, database: &File) -> Result<WalState, LedgerError> {
-    let sync = || {
-        database.sync_data().map_err(|e| {
-            LedgerError::Storage(format!("cannot sync the ledger after a checkpoint: {e}"))
-        })
-    };
-    sync()?;
+/// the turn has only what is appended from now on to copy and sync. The syncs go through
+/// SQLite's own descriptor of the file (`file_sync`).
+pub fn catch_up(conn: &Connection) -> Result<WalState, LedgerError> {
+    sync_database_file(conn)?;
     let now = passive_checkpoint(conn)?;
-    sync()?;
+    sync_database_file(conn)?;
     Ok(now)
 }
 

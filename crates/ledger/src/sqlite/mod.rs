@@ -7,6 +7,7 @@
 //! Reads use a small pool of read-only connections.
 
 mod checkpoint;
+mod file_sync;
 mod reseal;
 mod retention;
 mod schema;

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, params};
 
-use super::checkpoint::{catch_up, open_database_file, passive_checkpoint};
+use super::checkpoint::{catch_up, passive_checkpoint};
 use super::turns::WriterTurns;
 use super::{BUSY_TIMEOUT, connect, now_ms};
 use crate::error::LedgerError;
@@ -85,10 +85,9 @@ fn delete_batch(
 /// to 16 MiB meanwhile). TRUNCATE holds SQLite's write lock while it copies, syncs and waits
 /// for readers, so it runs in the writers' turn, on what is left after catching up beside
 /// them.
-fn truncate_wal(conn: &Connection, turns: &WriterTurns, db: &Path) -> Result<(), LedgerError> {
-    let database = open_database_file(db)?;
+fn truncate_wal(conn: &Connection, turns: &WriterTurns) -> Result<(), LedgerError> {
     passive_checkpoint(conn)?;
-    catch_up(conn, &database)?;
+    catch_up(conn)?;
     conn.busy_timeout(TRUNCATE_WAIT)?;
     for _ in 0..TRUNCATE_TRIES {
         turns.take()?;
@@ -132,7 +131,7 @@ pub fn housekeep(db: &Path, policy: &RetentionPolicy) -> Result<HousekeepReport,
             .max(crate::retention::MIN_IDEMPOTENCY_KEPT_MS),
         batch,
     )?;
-    truncate_wal(&conn, &turns, db)?;
+    truncate_wal(&conn, &turns)?;
     Ok(HousekeepReport {
         sessions_removed,
         idempotency_removed,

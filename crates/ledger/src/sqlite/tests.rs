@@ -218,3 +218,59 @@ async fn a_schema_3_ledger_keeps_its_records_and_rounds_when_migrated() {
     );
     assert_eq!(schema::version(&conn).unwrap(), MIGRATIONS.len());
 }
+
+/// This process's POSIX locks on `path`, as the kernel lists them in `/proc/locks` (read
+/// there so that the check itself opens no descriptor of the file: closing one would drop
+/// the very locks it looks for).
+fn locks_held_here(path: &std::path::Path) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let inode = format!(":{}", std::fs::metadata(path).unwrap().ino());
+    let pid = std::process::id().to_string();
+    std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&"POSIX")
+                && fields.get(4) == Some(&pid.as_str())
+                && fields.get(5).is_some_and(|file| file.ends_with(&inode))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// SQLite's locks are POSIX locks, and closing any descriptor of a file drops every lock
+/// the process holds on it. Housekeeping used to open the database file to sync it and
+/// close it again: every connection of the node lost the shared lock that tells SQLite
+/// another connection is on the file, and the next process to close its last connection
+/// (a bank check, `croupier integrity`) took the exclusive lock, checkpointed and deleted
+/// the WAL under the live nodes; connections opened after that saw the ledger without the
+/// bets acknowledged since (seen in the drills). The locks now survive housekeeping and
+/// the checkpoints' syncs.
+#[tokio::test]
+async fn housekeeping_and_checkpoints_leave_the_process_its_locks_on_the_ledger() {
+    let ledger = TempLedger(tempfile::tempdir().unwrap());
+    let path = ledger.0.path().join("ledger.db");
+    let store = testkit::Opener::open(&ledger);
+    post_all(&*store, None, vec![grant("eve", 100)])
+        .await
+        .unwrap();
+    let held = locks_held_here(&path);
+    assert!(!held.is_empty(), "an open store holds a shared lock");
+    store
+        .housekeep(crate::retention::RetentionPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(locks_held_here(&path), held, "after housekeeping");
+    let conn = connect(&path, false).unwrap();
+    checkpoint::catch_up(&conn).unwrap();
+    drop(conn);
+    assert_eq!(
+        locks_held_here(&path),
+        held,
+        "after a checkpoint's catch-up"
+    );
+    post_all(&*store, None, vec![grant("eve", 1)])
+        .await
+        .unwrap();
+}
