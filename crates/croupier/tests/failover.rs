@@ -132,3 +132,59 @@ fn blackjack_round_survives_kill_9_of_its_node() {
     drop(b);
     ledger_integrity(dir.path());
 }
+
+/// The rounds of `player` as a newly opened connection of this process (not the node's)
+/// sees them in the ledger file.
+fn rounds_seen_afresh(data: &std::path::Path, player: &str) -> i64 {
+    let conn = rusqlite::Connection::open(ledger_path(data)).unwrap();
+    conn.query_row(
+        "SELECT COUNT(*) FROM rounds WHERE player = ?1",
+        [player],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// Housekeeping used to open the ledger's database file to sync it and close it again, and
+/// closing any descriptor of a file drops every POSIX lock the process holds on it, SQLite's
+/// included. The node kept playing without the shared lock that tells SQLite it is on the
+/// file, so the next other process to open the file read-write and close it (an operator's
+/// `sqlite3` shell, a drill's bank check; here the test itself) believed itself the last
+/// user, checkpointed and deleted the WAL under the node: the bets acknowledged after that
+/// went to the deleted file, and every connection opened later (a restarted node, a backup,
+/// the next check) saw the ledger without them.
+#[test]
+fn a_bet_acknowledged_after_housekeeping_and_another_reader_is_seen_by_the_next_reader() {
+    if sqlite_only("SQLite's WAL and its file locks") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start_with(
+        dir.path(),
+        "node-1",
+        &["--demo", "--housekeep-every-s", "1"],
+    );
+    let token = sign_in(&node, "alice");
+    let bet = |key: &str| {
+        let (status, body) = post(
+            &node.url("/api/v1/rounds"),
+            Some(&token),
+            Some(key),
+            &dice_bet(100),
+        )
+        .unwrap();
+        assert_eq!(status, 201, "{body}");
+    };
+    bet("before");
+    // Housekeeping runs as the node starts and each second after.
+    thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(rounds_seen_afresh(dir.path(), "alice"), 1);
+    bet("after");
+    assert_eq!(
+        rounds_seen_afresh(dir.path(), "alice"),
+        2,
+        "a reader opened after the bet must see it"
+    );
+    integrity(&node);
+    integrity_cli(&ledger_path(dir.path()));
+}
