@@ -106,7 +106,7 @@ pub struct GatewayArgs {
     try_timeout_factor: u32,
     /// Highest hedge delay, in milliseconds, whatever the node's recent latency (just after
     /// a slow spell, or before enough is known of the node).
-    #[arg(long, default_value_t = 750)]
+    #[arg(long, default_value_t = 500)]
     try_timeout_cap_ms: u64,
     /// Milliseconds to wait for a node's response headers.
     #[arg(long, default_value_t = 10_000)]

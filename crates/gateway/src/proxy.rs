@@ -421,8 +421,8 @@ fn passed_on(status: StatusCode, mut answer: Received, node: Option<&HeaderValue
 struct InFlight<'a> {
     backend: &'a Backend,
     started: Instant,
-    /// How long it took, once it ended (`finish`): the clock is read once per try.
-    took: Option<Duration>,
+    /// When it ended, once it did (`finish`): the clock is read once per try.
+    ended: Option<Instant>,
 }
 
 impl<'a> InFlight<'a> {
@@ -431,21 +431,23 @@ impl<'a> InFlight<'a> {
         InFlight {
             backend,
             started: Instant::now(),
-            took: None,
+            ended: None,
         }
     }
 
     /// The try got its answer (or failed) after the time returned.
     fn finish(mut self) -> Duration {
-        *self.took.insert(self.started.elapsed())
+        *self.ended.insert(Instant::now()) - self.started
     }
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.backend.outstanding.fetch_sub(1, Ordering::SeqCst);
-        let took = self.took.unwrap_or_else(|| self.started.elapsed());
-        self.backend.recent.observe(took);
+        let ended = self.ended.unwrap_or_else(Instant::now);
+        self.backend
+            .recent
+            .observe(ended.saturating_duration_since(self.started), ended);
     }
 }
 
@@ -463,9 +465,11 @@ async fn hedged(
     tried: &mut Vec<usize>,
 ) -> Try {
     let ceiling = gateway.config.upstream_timeout;
-    let hedge_after = gateway.pool.backends[index]
-        .recent
-        .try_timeout(&gateway.config.try_timeout, ceiling);
+    let hedge_after = gateway.pool.backends[index].recent.try_timeout(
+        &gateway.config.try_timeout,
+        ceiling,
+        Instant::now(),
+    );
     let first = request.to(gateway, index, ceiling);
     tokio::pin!(first);
     if let Ok(outcome) = tokio::time::timeout(hedge_after, &mut first).await {
