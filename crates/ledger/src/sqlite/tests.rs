@@ -221,7 +221,8 @@ async fn a_schema_3_ledger_keeps_its_records_and_rounds_when_migrated() {
 
 /// This process's POSIX locks on `path`, as the kernel lists them in `/proc/locks` (read
 /// there so that the check itself opens no descriptor of the file: closing one would drop
-/// the very locks it looks for).
+/// the very locks it looks for), without the listing's ordinal, which changes as other
+/// locks come and go.
 fn locks_held_here(path: &std::path::Path) -> Vec<String> {
     use std::os::unix::fs::MetadataExt;
     let inode = format!(":{}", std::fs::metadata(path).unwrap().ino());
@@ -235,7 +236,12 @@ fn locks_held_here(path: &std::path::Path) -> Vec<String> {
                 && fields.get(4) == Some(&pid.as_str())
                 && fields.get(5).is_some_and(|file| file.ends_with(&inode))
         })
-        .map(str::to_owned)
+        .map(|line| {
+            line.split_whitespace()
+                .skip(1)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
         .collect()
 }
 
