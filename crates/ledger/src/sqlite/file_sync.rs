@@ -20,8 +20,8 @@ use rusqlite::{Connection, ffi};
 
 use crate::error::LedgerError;
 
-/// fdatasyncs the main database file of `conn` on SQLite's own descriptor (`xSync`, as a
-/// checkpoint does), so no other descriptor of the file is ever opened or closed.
+/// Syncs the main database file of `conn` to the disk on SQLite's own descriptor (`xSync`,
+/// as a checkpoint does), so no other descriptor of the file is ever opened or closed.
 pub fn sync_database_file(conn: &Connection) -> Result<(), LedgerError> {
     let failed = |why: String| LedgerError::Storage(format!("cannot sync the ledger: {why}"));
     let mut file: *mut ffi::sqlite3_file = std::ptr::null_mut();
