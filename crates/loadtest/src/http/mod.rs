@@ -9,7 +9,7 @@ mod encode;
 
 use std::net::Ipv4Addr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use croupier_web::http1::conn::{self, Conn, Dial, tls_connector};
 use croupier_web::http1::{ConnectFailure, Failure, Idle, Received, Target, wire};
@@ -208,67 +208,72 @@ impl HttpClient {
     pub async fn send(&self, lane: usize, call: Call<'_>) -> Result<Answer, LoadError> {
         let target = wire::target(&call.url).map_err(|reason| http_error(&call, reason))?;
         let lanes = &self.inner.lanes;
-        let exchange = self.exchange(&lanes[lane % lanes.len()], &call, &target);
-        tokio::time::timeout(self.inner.timeout, exchange)
+        let deadline = Instant::now() + self.inner.timeout;
+        self.exchange(&lanes[lane % lanes.len()], &call, &target, deadline)
             .await
-            .map_err(|_| http_error(&call, format!("no answer within {:?}", self.inner.timeout)))?
     }
 
     /// Sends on an idle connection, or a new one. When an idle connection turns out closed
     /// under the request before one byte of answer came (the server closed it meanwhile),
     /// a request that may be sent twice goes once more on a new connection; any other is a
     /// cut, as it would be for a client that cannot tell whether the server acted on it.
+    /// Everything, connections made included, by `deadline`.
     async fn exchange(
         &self,
         lane: &Lane,
         call: &Call<'_>,
         target: &Target<'_>,
+        deadline: Instant,
     ) -> Result<Answer, LoadError> {
         let replayable = call.replayable();
         let (conn, reused) = match lane.idle.take(target.origin, !replayable) {
             Some(conn) => (conn, true),
-            None => (self.connect(lane, call, target).await?, false),
+            None => (self.connect(lane, call, target, deadline).await?, false),
         };
-        let failure = match self.exchange_on(lane, conn, call, target).await? {
+        let failure = match self.exchange_on(lane, conn, call, target, deadline).await? {
             Ok(answer) => return Ok(answer),
             Err(failure) => failure,
         };
         if !(reused && replayable && failure.unanswered) {
             return Err(exchange_error(call, failure));
         }
-        let Ok(fresh) = self.connect(lane, call, target).await else {
+        let Ok(fresh) = self.connect(lane, call, target, deadline).await else {
             return Err(exchange_error(call, failure));
         };
-        match self.exchange_on(lane, fresh, call, target).await? {
+        match self
+            .exchange_on(lane, fresh, call, target, deadline)
+            .await?
+        {
             Ok(answer) => Ok(answer),
             Err(failure) => Err(exchange_error(call, failure)),
         }
     }
 
     /// One try on `conn`, which goes back idle if it may carry another request. The outer
-    /// error is a request that cannot be written at all.
+    /// error is a request that cannot be written at all, or no answer by `deadline`.
     async fn exchange_on(
         &self,
         lane: &Lane,
         mut conn: Conn,
         call: &Call<'_>,
         target: &Target<'_>,
+        deadline: Instant,
     ) -> Result<Result<Answer, Failure>, LoadError> {
         if let Err(reason) = encode::encode(&mut conn.write, call, target) {
             lane.idle.put(target.origin, conn);
             return Err(http_error(call, reason));
         }
-        Ok(
-            match conn.exchange(call.method == Method::HEAD, MAX_BODY).await {
-                Ok((answer, reusable)) => {
-                    if reusable {
-                        lane.idle.put(target.origin, conn);
-                    }
-                    Ok(answer.into())
+        let head_request = call.method == Method::HEAD;
+        match conn.exchange_until(deadline, head_request, MAX_BODY).await {
+            Some(Ok((answer, reusable))) => {
+                if reusable {
+                    lane.idle.put(target.origin, conn);
                 }
-                Err(failure) => Err(failure),
-            },
-        )
+                Ok(Ok(answer.into()))
+            }
+            Some(Err(failure)) => Ok(Err(failure)),
+            None => Err(self.late(call)),
+        }
     }
 
     async fn connect(
@@ -276,14 +281,22 @@ impl HttpClient {
         lane: &Lane,
         call: &Call<'_>,
         target: &Target<'_>,
+        deadline: Instant,
     ) -> Result<Conn, LoadError> {
-        conn::connect(target, &lane.dial)
-            .await
-            .map_err(|ConnectFailure { reason, refused }| LoadError::Connect {
+        let connect = conn::connect(target, &lane.dial);
+        match tokio::time::timeout_at(deadline.into(), connect).await {
+            Ok(conn) => conn.map_err(|ConnectFailure { reason, refused }| LoadError::Connect {
                 url: call.url.clone(),
                 reason,
                 refused,
-            })
+            }),
+            Err(_) => Err(self.late(call)),
+        }
+    }
+
+    /// The error of a request with no answer within the client's timeout.
+    fn late(&self, call: &Call<'_>) -> LoadError {
+        http_error(call, format!("no answer within {:?}", self.inner.timeout))
     }
 }
 

@@ -383,3 +383,45 @@ async fn a_body_too_large_is_refused_before_it_is_held() {
         );
     }
 }
+
+/// The connection's one timer is moved on for each request: a request's deadline is its own,
+/// whether the last request's deadline is still ahead (the timer pushed later) or passed while
+/// the connection lay idle (the timer fired unseen and is set again).
+#[tokio::test]
+async fn each_request_on_a_kept_connection_has_its_own_deadline() {
+    let stall = b"HTTP/1.1 200 OK\r\n".as_slice();
+    let (url, seen) =
+        server(move |_, n| Reply::Pieces(vec![if n == 0 { OK } else { stall }])).await;
+    let http = HttpClient::new(1, Duration::from_millis(300)).unwrap();
+    let timed_out_after = |idle: Duration| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            assert!(
+                http.send(0, Call::get(format!("{url}/fast")))
+                    .await
+                    .unwrap()
+                    .is_success()
+            );
+            tokio::time::sleep(idle).await;
+            let asked = std::time::Instant::now();
+            let late = http.send(0, Call::get(format!("{url}/stalled"))).await;
+            assert!(matches!(late, Err(LoadError::Http { .. })), "{late:?}");
+            asked.elapsed()
+        }
+    };
+    let pending = timed_out_after(Duration::from_millis(200)).await;
+    let fired = timed_out_after(Duration::from_millis(400)).await;
+    for waited in [pending, fired] {
+        assert!(
+            waited >= Duration::from_millis(290) && waited < Duration::from_secs(1),
+            "{waited:?}"
+        );
+    }
+    let on_one_connection_each = [
+        "0 GET /fast",
+        "0 GET /stalled",
+        "1 GET /fast",
+        "1 GET /stalled",
+    ];
+    assert_eq!(seen.requests(), on_one_connection_each);
+}

@@ -125,6 +125,8 @@ pub struct Conn {
     pub write: Vec<u8>,
     /// When it was last put back idle.
     pub idle_since: Instant,
+    /// The deadline of `exchange_until`, kept from one request to the next.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 /// How to make a connection: from which source address (its port chosen by the system; the
@@ -160,6 +162,7 @@ pub async fn connect(target: &Target<'_>, dial: &Dial) -> Result<Conn, ConnectFa
         read: BytesMut::with_capacity(READ_BUFFER),
         write: Vec::with_capacity(512),
         idle_since: Instant::now(),
+        timer: None,
     })
 }
 
@@ -238,6 +241,34 @@ impl Conn {
                 Ok(()) => failure,
             }),
         }
+    }
+
+    /// `exchange`, given up at `deadline`: `None` when no whole answer came by then (the
+    /// connection is then unfit for another request). The connection keeps one timer for all
+    /// its requests and moves it on for each: pushed later, a set timer takes an atomic store,
+    /// where a timer of its own per request takes the runtime's timer wheel's lock to be set
+    /// and again to be cleared (wrk, likewise, sweeps its connections for late answers rather
+    /// than arming a timer per request).
+    pub async fn exchange_until(
+        &mut self,
+        deadline: Instant,
+        head_request: bool,
+        max_body: usize,
+    ) -> Option<Result<(Received, bool), Failure>> {
+        let mut timer = match self.timer.take() {
+            Some(mut timer) => {
+                timer.as_mut().reset(deadline.into());
+                timer
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline.into())),
+        };
+        let answer = tokio::select! {
+            biased;
+            answer = self.exchange(head_request, max_body) => Some(answer),
+            () = &mut timer => None,
+        };
+        self.timer = Some(timer);
+        answer
     }
 
     async fn send(&mut self) -> io::Result<()> {
