@@ -49,8 +49,10 @@ pub struct BatchState {
     pub journal: Appended<Transfer>,
     pub idempotency: Tracked<String, Record>,
     pub game_status: Tracked<String, String>,
-    /// Set while the operations run once only to find the rows they need (see `prefetch`).
+    /// Set while the operations run watching for the rows they need (see `prefetch`).
     pub discovery: Option<Needs>,
+    /// An operation of the watched run was stopped before a read (see `prefetch`).
+    pub stopped: bool,
     /// The first database failure: it aborted the transaction, so the batch cannot commit.
     pub failure: Option<LedgerError>,
 }
@@ -81,6 +83,22 @@ impl BatchState {
         self.seeds = Tracked::default();
         self.active_seeds = Tracked::default();
         self.rounds = Tracked::default();
+    }
+
+    /// Throws away what the operations changed, accepted or not, keeping what was read: for
+    /// a watched run that an operation's read stopped (see `prefetch`).
+    pub fn forget_changes(&mut self) {
+        self.players.forget_changes();
+        self.sessions.forget();
+        self.session_caps.forget();
+        self.balances.forget_changes();
+        self.deltas.forget_changes();
+        self.seeds.forget_changes();
+        self.active_seeds.forget_changes();
+        self.rounds.forget_changes();
+        self.journal.forget();
+        self.idempotency.forget_changes();
+        self.game_status.forget_changes();
     }
 
     pub fn discard(&mut self) {

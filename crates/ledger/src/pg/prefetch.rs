@@ -4,9 +4,11 @@
 //! operations run for real, each runs once in discovery: its first read of a row the batch
 //! has not loaded yet is noted here and stops it (its changes are thrown away). The rows every
 //! operation asked for are then read and locked in one pipelined round trip, in key order (so
-//! two writers lock shared rows in the same order), and the real run finds them loaded.
-//! Discovery repeats while operations ask for new rows (an action reads its round, then the
-//! player), a few times at most; whatever is still missing is read the same way, on its own.
+//! two writers lock shared rows in the same order), and the real run finds them loaded. The
+//! real run watches: an operation that still asks for a row not loaded is stopped as in
+//! discovery, and then the run's changes are thrown away, the new rows read, and the run
+//! made again (an action reads its round, then the player), a few times at most; whatever is
+//! still missing is then read the same way, on its own, as the operations ask for it.
 //!
 //! A player's balance row that does not exist yet is created (at 0) as it is read
 //! (`croupier_lock_balances_v2`, `schema::ROUTINES`), so it is locked with the others, in key
@@ -35,10 +37,12 @@ use super::conn::Conn;
 use super::tx::{ROUND_COLUMNS, SEED_COLUMNS, round_from, seed_from};
 use crate::error::LedgerError;
 
-/// How many discovery runs a batch makes at most before it runs for real.
+/// How many runs stopped by a missing row (the first discovery run, then watched real runs) a
+/// batch makes at most before it runs unwatched.
 pub const DISCOVERY_PASSES: usize = 3;
 
-/// The rows the operations of a discovery run asked for and the batch had not loaded.
+/// The rows the operations of a discovery or watched run asked for and the batch had not
+/// loaded.
 #[derive(Default)]
 pub struct Needs {
     /// Players whose active seed is needed.

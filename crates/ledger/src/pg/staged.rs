@@ -54,6 +54,12 @@ impl<K: Eq + Hash + Clone, V: Clone + PartialEq> Tracked<K, V> {
         self.pending.clear();
     }
 
+    /// Throws away every change, accepted ones included; what was read stays.
+    pub fn forget_changes(&mut self) {
+        self.accepted.clear();
+        self.pending.clear();
+    }
+
     /// Accepted changes: (key, as loaded, as now), only where they differ.
     pub fn changes(&self) -> impl Iterator<Item = (&K, Option<&V>, Option<&V>)> {
         self.accepted.iter().filter_map(|(key, now)| {
@@ -96,6 +102,12 @@ impl<T> Appended<T> {
 
     pub fn discard(&mut self) {
         self.rows.truncate(self.accepted);
+    }
+
+    /// Throws away every row, accepted ones included.
+    pub fn forget(&mut self) {
+        self.rows.clear();
+        self.accepted = 0;
     }
 
     /// Every row, pending ones included.
@@ -148,5 +160,19 @@ mod tests {
         assert_eq!(rows.all(), &[1, 2]);
         rows.discard();
         assert_eq!(rows.accepted(), &[1]);
+        rows.forget();
+        assert!(rows.all().is_empty());
+    }
+
+    #[test]
+    fn forgotten_changes_leave_what_was_read() {
+        let mut rows: Tracked<&str, i64> = Tracked::default();
+        rows.load("a", Some(10));
+        rows.set("a", Some(7));
+        rows.accept();
+        rows.set("b", Some(5));
+        rows.forget_changes();
+        assert_eq!(rows.get(&"a"), Some(Some(&10)));
+        assert_eq!(rows.changes().count(), 0);
     }
 }

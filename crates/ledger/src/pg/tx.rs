@@ -113,15 +113,19 @@ impl PgTx<'_> {
         result
     }
 
-    /// In a discovery run (see `prefetch`), notes what the operation needs and stops it.
+    /// In a watched run (see `prefetch`), notes what the operation needs and stops it.
     fn defer(&mut self, note: impl FnOnce(&mut Needs)) -> Result<(), LedgerError> {
-        if let Some(needs) = self.batch.as_deref_mut().and_then(|b| b.discovery.as_mut()) {
-            note(needs);
-            return Err(LedgerError::Unavailable(
-                "deferred to the batch's prefetch".into(),
-            ));
-        }
-        Ok(())
+        let Some(batch) = self.batch.as_deref_mut() else {
+            return Ok(());
+        };
+        let Some(needs) = batch.discovery.as_mut() else {
+            return Ok(());
+        };
+        note(needs);
+        batch.stopped = true;
+        Err(LedgerError::Unavailable(
+            "deferred to the batch's prefetch".into(),
+        ))
     }
 
     fn query(&mut self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, LedgerError> {

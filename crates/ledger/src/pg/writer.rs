@@ -309,15 +309,7 @@ impl Writer {
         let first_needs = self.discovery_run(conn, now, &mut state, jobs);
         let round = ReadRound::new(&keys, first_needs);
         round.begin(conn, &self.role.currency, &mut state, opening)?;
-        self.discover(conn, now, round, &mut state, jobs)?;
-        let mut replies = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let reply = self.run_job(conn, now, &mut state, job);
-            if let Some(failure) = state.failure.take() {
-                return Err(failure);
-            }
-            replies.push(reply);
-        }
+        let replies = self.run_watched(conn, now, round, &mut state, jobs)?;
         let built = Instant::now();
         stages.build = built.duration_since(started);
         // The next writer builds while this batch commits (a retry runs without the turn).
@@ -336,27 +328,60 @@ impl Writer {
         Ok(replies)
     }
 
-    /// Runs every operation once more to learn which rows it still reads; if any, gives back
-    /// everything the batch holds and takes it again with the new rows, in one round trip
-    /// and in the order every batch locks in (see `prefetch`); again while new rows are asked
-    /// for, a few times at most. `round`: what the batch has claimed and read so far.
-    fn discover(
+    /// Runs every operation for real, in order, each seeing what those before it changed, but
+    /// watching: an operation that reads a row the batch has not loaded (or asks the database
+    /// anything) is stopped there, and what it asked for noted. When none was stopped (a bet
+    /// whose player's rows came with the first read round), that run is the batch's. Else
+    /// everything the run changed is thrown away and, when rows were asked for, the batch
+    /// gives back everything it holds and takes it again with the new rows, in one round trip
+    /// and in the order every batch locks in (see `prefetch`), and runs watching again; a few
+    /// times at most, then once more unwatched, reading what is still missing as it goes.
+    /// (Before, a discovery run checked that nothing more was asked for and a real run
+    /// followed it: every operation ran once more than it needed.) `round`: what the batch has
+    /// claimed and read so far.
+    fn run_watched(
         &self,
         conn: Conn<'_>,
         now: i64,
         mut round: ReadRound,
         state: &mut BatchState,
         jobs: &[Job],
-    ) -> Result<(), LedgerError> {
+    ) -> Result<Vec<Reply>, LedgerError> {
         for _ in 1..DISCOVERY_PASSES {
-            let needs = self.discovery_run(conn, now, state, jobs);
+            state.discovery = Some(Needs::default());
+            state.stopped = false;
+            let replies = self.run_jobs(conn, now, state, jobs);
+            let needs = state.discovery.take().unwrap_or_default();
+            if !state.stopped {
+                return replies;
+            }
+            state.forget_changes();
             if needs.is_empty() {
                 break;
             }
             round.needs.extend(needs);
             round.begin(conn, &self.role.currency, state, Opening::Again)?;
         }
-        Ok(())
+        self.run_jobs(conn, now, state, jobs)
+    }
+
+    /// Every operation, in order; a database failure fails the batch.
+    fn run_jobs(
+        &self,
+        conn: Conn<'_>,
+        now: i64,
+        state: &mut BatchState,
+        jobs: &[Job],
+    ) -> Result<Vec<Reply>, LedgerError> {
+        let mut replies = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let reply = self.run_job(conn, now, state, job);
+            if let Some(failure) = state.failure.take() {
+                return Err(failure);
+            }
+            replies.push(reply);
+        }
+        Ok(replies)
     }
 
     /// One discovery run of every operation: the rows they asked for and the batch had not
