@@ -350,10 +350,10 @@ impl Writer {
         for _ in 1..DISCOVERY_PASSES {
             state.discovery = Some(Needs::default());
             state.stopped = false;
-            let replies = self.run_jobs(conn, now, state, jobs);
+            let replies = self.run_jobs(conn, now, state, jobs)?;
             let needs = state.discovery.take().unwrap_or_default();
             if !state.stopped {
-                return replies;
+                return Ok(replies);
             }
             state.forget_changes();
             if needs.is_empty() {
