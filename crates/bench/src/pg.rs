@@ -104,6 +104,10 @@ fn pgbench(
         ])
         .arg(&log_prefix)
         .arg(db.url())
+        // As the store connects to a URL without `sslmode` (`croupier_pgconn`): the local
+        // server may offer TLS, which pgbench (libpq's `prefer`) would otherwise take, and pay
+        // for on each of its statements.
+        .env("PGSSLMODE", "disable")
         .current_dir(work)
         .output()?;
     anyhow::ensure!(

@@ -14,8 +14,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use croupier_ledger::pg::Server;
 use hdrhistogram::Histogram;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::procs::{croupier_binary, free_port, start_node_on};
 use crate::report::new_histogram;
@@ -52,7 +53,7 @@ impl Archiver {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let (client, connection) = runtime.block_on(tokio_postgres::connect(url, NoTls))?;
+        let (client, connection) = runtime.block_on(Server::from_url(url)?.connect())?;
         runtime.spawn(connection);
         let row = runtime.block_on(client.query_one(
             "SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'",

@@ -8,8 +8,9 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use croupier_pgconn::{PgUrlError, Server};
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::state::{State, StateError};
 
@@ -24,6 +25,8 @@ pub enum AlertLogError {
     State(#[from] StateError),
     #[error("alert log database: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    #[error("alert log database: {0}")]
+    Url(#[from] PgUrlError),
     #[error("the alert log database did not answer in time")]
     Timeout,
     #[error("the alert log database failed a moment ago; left alone for a while")]
@@ -90,14 +93,15 @@ impl SharedLog {
 
     /// A new session; the server and this side both notice a silent peer within seconds.
     async fn open(&self) -> Result<Client, AlertLogError> {
-        let mut config: tokio_postgres::Config = self.url.parse()?;
-        config
+        let mut server = Server::from_url(&self.url)?;
+        server
+            .config
             .application_name("croupier-control-alert-log")
             .connect_timeout(TIMEOUT)
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(5))
             .tcp_user_timeout(Duration::from_secs(5));
-        let (session, connection) = timed(config.connect(NoTls)).await?;
+        let (session, connection) = timed(server.connect()).await?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::warn!(error = %e, "alert log session ended");

@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
+use croupier_pgconn::{PgUrlError, Server};
 use croupier_vitals::background::{survive, survive_blocking};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// How often a follower asks for the lease and a leader checks it still holds it.
 pub const POLL: Duration = Duration::from_millis(500);
@@ -35,6 +36,8 @@ pub enum LeaseError {
     },
     #[error("lease database: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    #[error("lease database: {0}")]
+    Url(#[from] PgUrlError),
     #[error("the lease database did not answer in time")]
     Timeout,
 }
@@ -185,13 +188,14 @@ async fn lead_on_postgres(url: &str, leadership: &Leadership) -> Result<(), Leas
 /// client going silent (a frozen or cut-off machine); the client itself steps down after
 /// `CHECK_TIMEOUT`, before anyone else can take over.
 async fn lease_session(url: &str) -> Result<Client, LeaseError> {
-    let mut config: tokio_postgres::Config = url.parse()?;
-    config
+    let mut server = Server::from_url(url)?;
+    server
+        .config
         .application_name("croupier-control-lease")
         .connect_timeout(CHECK_TIMEOUT)
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(5));
-    let (client, connection) = timed(config.connect(NoTls)).await?;
+    let (client, connection) = timed(server.connect()).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::warn!(error = %e, "lease session ended");

@@ -9,11 +9,9 @@
 //! why the control plane reads PostgreSQL itself rather than through the nodes' metrics).
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio_postgres::NoTls;
 
 use crate::state::{State, StateError};
 use croupier_monitor::promtext::Sample;
@@ -58,13 +56,14 @@ impl Replication {
 
 /// Reads the replication state from the host of `url` that accepts writes.
 pub async fn read(url: &str) -> Result<Replication, String> {
-    let mut config = tokio_postgres::Config::from_str(url).map_err(|e| e.to_string())?;
-    config
+    let mut server = croupier_pgconn::Server::from_url(url).map_err(|e| e.to_string())?;
+    server
+        .config
         .connect_timeout(READ_TIMEOUT)
         .application_name("croupier-control")
         .target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
     let work = async {
-        let (client, connection) = config.connect(NoTls).await?;
+        let (client, connection) = server.connect().await?;
         let driver = tokio::spawn(connection);
         let primary = client
             .query_one(

@@ -80,10 +80,7 @@ async fn stop_between_sqlite_writes(db: std::path::PathBuf, pid: i32) -> Result<
 async fn stop_between_pg_writes(url: &str, pid: i32) -> Result<(), LoadError> {
     let failed = |e: tokio_postgres::Error| LoadError::Stack(format!("the ledger's server: {e}"));
     let config = croupier_ledger::pg::connection_config(url)?;
-    let (client, connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(failed)?;
+    let (client, connection) = config.connect().await.map_err(failed)?;
     let driver = tokio::spawn(connection);
     client
         .batch_execute(&format!(

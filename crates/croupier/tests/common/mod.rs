@@ -47,6 +47,11 @@ impl Node {
 
     /// A node with `extra` arguments (no `--demo` unless given).
     pub fn start_with(data: &Path, id: &str, extra: &[&str]) -> Node {
+        Node::start_on(data, id, &ledger(data).as_arg(), extra)
+    }
+
+    /// A node on the ledger `store` (a path or a URL), with `extra` arguments.
+    pub fn start_on(data: &Path, id: &str, store: &str, extra: &[&str]) -> Node {
         let port = free_port();
         let log = std::fs::File::create(data.join(format!("{id}.log"))).unwrap();
         let child = croupier()
@@ -59,7 +64,7 @@ impl Node {
             ])
             .arg("--data")
             .arg(data)
-            .args(["--store", &ledger(data).as_arg()])
+            .args(["--store", store])
             .args(extra)
             .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
             .stdout(Stdio::null())

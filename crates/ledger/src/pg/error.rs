@@ -34,6 +34,6 @@ pub fn is_transient(e: &tokio_postgres::Error) -> bool {
 fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
-        None => e.to_string(),
+        None => croupier_pgconn::with_causes(e),
     }
 }

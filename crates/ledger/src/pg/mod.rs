@@ -33,15 +33,15 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::runtime::{Builder, Runtime};
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::NoTls;
 use tokio_postgres::config::TargetSessionAttrs;
+
+pub use croupier_pgconn::Server;
 
 use crate::error::LedgerError;
 use crate::observe::{ObserverSlot, StoreObserver};
@@ -108,10 +108,11 @@ pub struct PgStore {
     seeds: SeedVault,
 }
 
-/// The connection settings of `url`, with the store's session options.
-pub fn connection_config(url: &str) -> Result<tokio_postgres::Config, LedgerError> {
-    let mut config = tokio_postgres::Config::from_str(url)
-        .map_err(|e| LedgerError::Storage(format!("invalid PostgreSQL URL: {e}")))?;
+/// The server `url` names (TLS as it asks: `croupier_pgconn`), with the store's session
+/// options.
+pub fn connection_config(url: &str) -> Result<Server, LedgerError> {
+    let mut server = Server::from_url(url).map_err(|e| LedgerError::Storage(e.to_string()))?;
+    let config = &mut server.config;
     let options = match config.get_options() {
         Some(own) => format!("{SESSION_OPTIONS} {own}"),
         None => SESSION_OPTIONS.to_owned(),
@@ -124,7 +125,7 @@ pub fn connection_config(url: &str) -> Result<tokio_postgres::Config, LedgerErro
         // A server whose machine vanished (no reset ever comes) fails the connection within
         // seconds rather than after the kernel's retransmissions (about 15 minutes).
         .tcp_user_timeout(Duration::from_secs(5));
-    Ok(config)
+    Ok(server)
 }
 
 /// The writer's connection settings: `connection_config`'s, each statement planned once, and
@@ -140,10 +141,11 @@ pub fn connection_config(url: &str) -> Result<tokio_postgres::Config, LedgerErro
 /// below the index, so sequential scans are off (`tests::joined_writes_use_an_index`).
 ///
 /// Its `application_name` is the store's tag, by which other stores see it (`overlap`).
-fn writer_config(pg: &tokio_postgres::Config, tag: &StoreTag) -> tokio_postgres::Config {
+fn writer_config(pg: &Server, tag: &StoreTag) -> Server {
     let mut writer = pg.clone();
-    let options = pg.get_options().unwrap_or_default();
+    let options = pg.config.get_options().unwrap_or_default();
     writer
+        .config
         .options(format!(
             "{options} -c enable_seqscan=off -c plan_cache_mode=force_generic_plan"
         ))
@@ -153,29 +155,30 @@ fn writer_config(pg: &tokio_postgres::Config, tag: &StoreTag) -> tokio_postgres:
 
 /// The same connection settings, but to whichever host answers first (a standby too), when
 /// `config` names several hosts and asks for the read-write one; `None` otherwise.
-fn standby_config(config: &tokio_postgres::Config) -> Option<tokio_postgres::Config> {
+fn standby_config(server: &Server) -> Option<Server> {
+    let config = &server.config;
     let failover = config.get_hosts().len() > 1
         && config.get_target_session_attrs() == TargetSessionAttrs::ReadWrite;
     failover.then(|| {
-        let mut any = config.clone();
-        any.target_session_attrs(TargetSessionAttrs::Any);
+        let mut any = server.clone();
+        any.config.target_session_attrs(TargetSessionAttrs::Any);
         any
     })
 }
 
-fn pool(config: tokio_postgres::Config, size: usize) -> Result<Pool, LedgerError> {
-    pool_with(config, size, None)
+fn pool(server: Server, size: usize) -> Result<Pool, LedgerError> {
+    pool_with(server, size, None)
 }
 
 /// A pool whose new connections first run `on_connect`.
 fn pool_with(
-    config: tokio_postgres::Config,
+    server: Server,
     size: usize,
     on_connect: Option<deadpool_postgres::Hook>,
 ) -> Result<Pool, LedgerError> {
     let manager = Manager::from_config(
-        config,
-        NoTls,
+        server.config,
+        server.tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -210,7 +213,7 @@ fn runtime(name: &str, multi_thread: bool) -> Result<Runtime, LedgerError> {
 
 /// What each writer thread starts from: its connection's settings and its role.
 struct WriterSettings {
-    pg: tokio_postgres::Config,
+    pg: Server,
     role: writer::Role,
 }
 
@@ -320,7 +323,10 @@ fn migrate_on(runtime: &Runtime, readers: &Pool, seeds: &SeedVault) -> Result<()
             .spawn(move || {
                 handle.block_on(async {
                     let mut client = readers.get().await.map_err(|e| {
-                        LedgerError::Unavailable(format!("cannot connect to the store: {e}"))
+                        LedgerError::Unavailable(format!(
+                            "cannot connect to the store: {}",
+                            croupier_pgconn::with_causes(&e)
+                        ))
                     })?;
                     schema::migrate(&mut client).await?;
                     reseal::reseal_unrevealed(&mut client, seeds).await?.log();
@@ -335,7 +341,7 @@ fn migrate_on(runtime: &Runtime, readers: &Pool, seeds: &SeedVault) -> Result<()
 
 /// Builds the missing read indexes, logging what it did; a failure leaves the reads they
 /// serve slower, not wrong, until the next start.
-async fn build_read_indexes(pg: tokio_postgres::Config) {
+async fn build_read_indexes(pg: Server) {
     match read_indexes::build(&pg).await {
         Ok(built) if built.is_empty() => {}
         Ok(built) => tracing::info!(indexes = ?built, "read indexes built"),
@@ -438,8 +444,11 @@ impl PgStore {
     }
 }
 
-fn no_connection(e: &deadpool_postgres::PoolError) -> LedgerError {
-    LedgerError::Unavailable(format!("no connection to the store: {e}"))
+pub(crate) fn no_connection(e: &deadpool_postgres::PoolError) -> LedgerError {
+    LedgerError::Unavailable(format!(
+        "no connection to the store: {}",
+        croupier_pgconn::with_causes(e)
+    ))
 }
 
 /// A connection for a read: to the primary, or, when none accepts writes and a standby pool

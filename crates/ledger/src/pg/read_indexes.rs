@@ -12,7 +12,7 @@
 //! index, which the planner ignores; the next build drops it and builds it again. Until an
 //! index is valid, the reads it serves still work, only slower.
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use super::error::pg_error;
 use crate::error::LedgerError;
@@ -33,8 +33,8 @@ const BUILD_LOCK: i64 = 0x6372_6f75_7069_6478;
 
 /// Builds the missing or invalid `READ_INDEXES` on a connection of its own; returns the
 /// names built (none when another process is building).
-pub async fn build(config: &tokio_postgres::Config) -> Result<Vec<&'static str>, LedgerError> {
-    let (client, connection) = config.connect(NoTls).await.map_err(pg_error)?;
+pub async fn build(server: &super::Server) -> Result<Vec<&'static str>, LedgerError> {
+    let (client, connection) = server.connect().await.map_err(pg_error)?;
     // Ends with the client: the session's advisory lock goes with it.
     tokio::spawn(connection);
     // A build on a large ledger runs for minutes, waiting for the transactions in progress

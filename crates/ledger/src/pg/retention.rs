@@ -34,10 +34,7 @@ pub async fn housekeep(
     pool: &Pool,
     policy: &RetentionPolicy,
 ) -> Result<HousekeepReport, LedgerError> {
-    let client = pool
-        .get()
-        .await
-        .map_err(|e| LedgerError::Unavailable(format!("no connection to the store: {e}")))?;
+    let client = pool.get().await.map_err(|e| super::no_connection(&e))?;
     let now = crate::clock::now_ms();
     let batch = i64::from(policy.batch_rows.max(1));
     let sessions_removed = delete_in_batches(

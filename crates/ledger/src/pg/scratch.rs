@@ -2,8 +2,6 @@
 //! unique name and dropped (with its connections) when the handle goes. The server comes from
 //! `CROUPIER_TEST_PG` (default: the local server, as user `root`).
 
-use tokio_postgres::NoTls;
-
 use crate::error::LedgerError;
 
 pub const DEFAULT_SERVER: &str = "postgres://root@127.0.0.1:5432/postgres";
@@ -94,9 +92,9 @@ fn admin(url: &str, sql: &str) -> Result<(), LedgerError> {
             .build()
             .map_err(|e| LedgerError::Storage(e.to_string()))?;
         runtime.block_on(async {
-            let (client, connection) = tokio_postgres::connect(&url, NoTls)
-                .await
-                .map_err(super::error::pg_error)?;
+            let server =
+                super::Server::from_url(&url).map_err(|e| LedgerError::Storage(e.to_string()))?;
+            let (client, connection) = server.connect().await.map_err(super::error::pg_error)?;
             tokio::spawn(connection);
             client
                 .batch_execute(&sql)

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio_postgres::NoTls;
+
 use super::scratch::{ScratchDb, test_server};
 use super::*;
 use crate::integrity;
@@ -34,11 +36,7 @@ impl TempDb {
         let url = format!(
             "{url}{separator}options=-c%20lock_timeout%3D30000%20-c%20statement_timeout%3D30000"
         );
-        let (client, connection) = connection_config(&url)
-            .unwrap()
-            .connect(NoTls)
-            .await
-            .unwrap();
+        let (client, connection) = connection_config(&url).unwrap().connect().await.unwrap();
         tokio::spawn(connection);
         for setting in ["lock_timeout", "statement_timeout"] {
             let row = client
@@ -404,7 +402,7 @@ async fn a_frozen_node_cannot_hold_the_ledger_locked() {
         .await
         .unwrap();
     let config = connection_config(db.0.url()).unwrap();
-    let (frozen, connection) = config.connect(NoTls).await.unwrap();
+    let (frozen, connection) = config.connect().await.unwrap();
     let session = tokio::spawn(connection);
     frozen
         .batch_execute("BEGIN; SELECT * FROM chain_head FOR UPDATE")
@@ -855,7 +853,7 @@ async fn joined_writes_use_an_index() {
     .await
     .unwrap();
     let writer = writer_config(&connection_config(db.0.url()).unwrap(), &StoreTag::random());
-    let (client, connection) = writer.connect(NoTls).await.unwrap();
+    let (client, connection) = writer.connect().await.unwrap();
     tokio::spawn(connection);
     let mut scans = Vec::new();
     let mut replanned = Vec::new();

@@ -266,9 +266,9 @@ impl Writer {
         let (client, opening) = match opened {
             Some(o) => (o.client, o.opening),
             None => (
-                self.runtime.block_on(self.pool.get()).map_err(|e| {
-                    LedgerError::Unavailable(format!("no connection to the store: {e}"))
-                })?,
+                self.runtime
+                    .block_on(self.pool.get())
+                    .map_err(|e| super::no_connection(&e))?,
                 Opening::Fresh,
             ),
         };

@@ -1,0 +1,124 @@
+use croupier_web::tls::local_ca::LocalCa;
+use tokio_postgres::config::{SslMode, TargetSessionAttrs};
+
+use super::{PgUrlError, Server};
+
+const BASE: &str = "postgres://croupier@db.example:5432/ledger";
+
+/// A folder with a CA certificate, and a certificate and key it signed.
+fn files() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    LocalCa::write(dir.path(), &["db.example".to_owned()]).unwrap();
+    dir
+}
+
+#[test]
+fn a_url_without_sslmode_connects_without_tls() {
+    for url in [
+        BASE.to_owned(),
+        format!("{BASE}?application_name=x"),
+        format!("{BASE}?sslmode=prefer"),
+        format!("{BASE}?sslmode=allow"),
+        format!("{BASE}?sslmode=disable"),
+        "host=db.example user=croupier dbname=ledger".to_owned(),
+    ] {
+        let server = Server::from_url(&url).unwrap();
+        assert!(!server.encrypted(), "{url}");
+        assert_eq!(server.config.get_ssl_mode(), SslMode::Disable, "{url}");
+    }
+}
+
+#[test]
+fn libpq_tls_parameters_are_taken_out_and_the_rest_kept() {
+    let dir = files();
+    let root = dir.path().join("ca.pem");
+    let url = format!(
+        "{BASE}?target_session_attrs=read-write&sslmode=verify-full&sslrootcert={}&application_name=node-1",
+        root.display()
+    );
+    let server = Server::from_url(&url).unwrap();
+    assert!(server.encrypted());
+    assert_eq!(
+        server.config.get_target_session_attrs(),
+        TargetSessionAttrs::ReadWrite
+    );
+    assert_eq!(server.config.get_application_name(), Some("node-1"));
+    assert_eq!(server.config.get_dbname(), Some("ledger"));
+}
+
+#[test]
+fn every_mode_that_asks_for_tls_gets_it() {
+    let dir = files();
+    let root = dir.path().join("ca.pem");
+    for mode in ["require", "verify-ca", "verify-full"] {
+        let url = format!("{BASE}?sslmode={mode}&sslrootcert={}", root.display());
+        assert!(Server::from_url(&url).unwrap().encrypted(), "{mode}");
+    }
+    // The system's roots, by name or by default.
+    for url in [
+        format!("{BASE}?sslmode=verify-full&sslrootcert=system"),
+        format!("{BASE}?sslmode=require"),
+        "host=db.example user=croupier sslmode=require".to_owned(),
+    ] {
+        assert!(Server::from_url(&url).unwrap().encrypted(), "{url}");
+    }
+}
+
+#[test]
+fn a_percent_encoded_path_is_decoded() {
+    let dir = files();
+    let root = dir.path().join("ca.pem").display().to_string();
+    let encoded = root.replace('/', "%2F");
+    let url = format!("{BASE}?sslmode=verify-full&sslrootcert={encoded}");
+    assert!(Server::from_url(&url).unwrap().encrypted());
+}
+
+#[test]
+fn a_client_certificate_needs_its_key() {
+    let dir = files();
+    let cert = dir.path().join("cert.pem");
+    let key = dir.path().join("key.pem");
+    let both = format!(
+        "{BASE}?sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+        dir.path().join("ca.pem").display(),
+        cert.display(),
+        key.display()
+    );
+    assert!(Server::from_url(&both).unwrap().encrypted());
+    let alone = format!("{BASE}?sslmode=require&sslcert={}", cert.display());
+    assert!(matches!(
+        Server::from_url(&alone),
+        Err(PgUrlError::Unpaired("sslcert", "sslkey"))
+    ));
+}
+
+#[test]
+fn a_wrong_tls_parameter_is_a_clear_error() {
+    let unknown = Server::from_url(&format!("{BASE}?sslmode=sometimes")).err();
+    assert!(
+        matches!(&unknown, Some(PgUrlError::SslMode(mode)) if mode == "sometimes"),
+        "{unknown:?}"
+    );
+    let missing = Server::from_url(&format!(
+        "{BASE}?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"
+    ))
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(missing.contains("/nonexistent/ca.pem"), "{missing}");
+    let not_a_certificate = tempfile::NamedTempFile::new().unwrap();
+    let empty = Server::from_url(&format!(
+        "{BASE}?sslmode=verify-full&sslrootcert={}",
+        not_a_certificate.path().display()
+    ))
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(empty.contains("no certificate"), "{empty}");
+    // What tokio-postgres refuses is refused as before, saying what it is.
+    let unknown_option = Server::from_url(&format!("{BASE}?no_such_option=1")).err();
+    assert!(
+        matches!(&unknown_option, Some(PgUrlError::Invalid(why)) if why.contains("no_such_option")),
+        "{unknown_option:?}"
+    );
+}
