@@ -93,6 +93,26 @@ fn a_client_certificate_needs_its_key() {
 }
 
 #[test]
+fn a_client_key_others_may_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = files();
+    let key = dir.path().join("key.pem");
+    let url = format!(
+        "{BASE}?sslmode=verify-full&sslrootcert={}&sslcert={}&sslkey={}",
+        dir.path().join("ca.pem").display(),
+        dir.path().join("cert.pem").display(),
+        key.display()
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(
+        matches!(Server::from_url(&url), Err(PgUrlError::OpenKey(path)) if path == key),
+        "a key readable by everyone"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(Server::from_url(&url).unwrap().encrypted());
+}
+
+#[test]
 fn a_wrong_tls_parameter_is_a_clear_error() {
     let unknown = Server::from_url(&format!("{BASE}?sslmode=sometimes")).err();
     assert!(
