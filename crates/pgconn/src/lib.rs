@@ -22,13 +22,14 @@
 //! The key=value form (`host=… dbname=…`) is passed to tokio-postgres as it is: its `prefer`
 //! (the default) means no TLS and its `require` verifies against the system's roots.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
 use croupier_web::tls::{ClientFiles, TlsError, client_config};
 use percent_encoding::percent_decode_str;
-use tokio_postgres::config::SslMode;
+use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
@@ -105,6 +106,18 @@ impl Server {
     /// Whether connections are made over TLS only.
     pub fn encrypted(&self) -> bool {
         self.config.get_ssl_mode() == SslMode::Require
+    }
+
+    /// Whether a connection crosses a network in clear text: no TLS, and a host that is not
+    /// this machine (a loopback address, `localhost` or a Unix socket).
+    pub fn in_clear_across_a_network(&self) -> bool {
+        let remote = |host: &Host| match host {
+            Host::Tcp(name) => {
+                name != "localhost" && !name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            }
+            Host::Unix(_) => false,
+        };
+        !self.encrypted() && self.config.get_hosts().iter().any(remote)
     }
 
     pub async fn connect(&self) -> Result<(Client, Connection), tokio_postgres::Error> {

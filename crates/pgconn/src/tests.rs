@@ -142,3 +142,27 @@ fn a_wrong_tls_parameter_is_a_clear_error() {
         "{unknown_option:?}"
     );
 }
+
+#[test]
+fn clear_text_is_told_apart_from_this_machine() {
+    let dir = files();
+    let verified = format!(
+        "?sslmode=verify-full&sslrootcert={}",
+        dir.path().join("ca.pem").display()
+    );
+    for (url, in_clear) in [
+        ("postgres://u@127.0.0.1:5432/d".to_owned(), false),
+        ("postgres://u@localhost/d".to_owned(), false),
+        ("postgres://u@[::1]:5432/d".to_owned(), false),
+        ("postgres://u@%2Frun%2Fpostgresql/d".to_owned(), false),
+        ("postgres://u@db.example/d".to_owned(), true),
+        (
+            "postgres://u@127.0.0.1:5432,10.0.0.2:5432/d".to_owned(),
+            true,
+        ),
+        (format!("postgres://u@db.example/d{verified}"), false),
+    ] {
+        let server = Server::from_url(&url).unwrap();
+        assert_eq!(server.in_clear_across_a_network(), in_clear, "{url}");
+    }
+}

@@ -240,6 +240,12 @@ impl PgStore {
     /// read indexes are built beside it (`read_indexes`).
     pub fn open(config: PgConfig) -> Result<PgStore, LedgerError> {
         let pg = connection_config(&config.url)?;
+        if pg.in_clear_across_a_network() {
+            tracing::warn!(
+                "the store's server is reached across a network without TLS: every bet crosses it in clear \
+                 (add sslmode=verify-full and sslrootcert to the URL: docs/operations.md, TLS to the database)"
+            );
+        }
         let reader_runtime = runtime("ledger-pg-read", true)?;
         let (readers, standby_readers) = {
             let _guard = reader_runtime.enter();
