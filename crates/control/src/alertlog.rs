@@ -23,7 +23,7 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS croupier_control_alert_log (
 pub enum AlertLogError {
     #[error(transparent)]
     State(#[from] StateError),
-    #[error("alert log database: {0}")]
+    #[error("alert log database: {}", croupier_pgconn::with_causes(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("alert log database: {0}")]
     Url(#[from] PgUrlError),

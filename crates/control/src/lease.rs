@@ -34,7 +34,7 @@ pub enum LeaseError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("lease database: {0}")]
+    #[error("lease database: {}", croupier_pgconn::with_causes(.0))]
     Postgres(#[from] tokio_postgres::Error),
     #[error("lease database: {0}")]
     Url(#[from] PgUrlError),

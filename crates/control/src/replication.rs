@@ -103,7 +103,7 @@ pub async fn read(url: &str) -> Result<Replication, String> {
     let (primary, standbys) = tokio::time::timeout(READ_TIMEOUT * 2, work)
         .await
         .map_err(|_| "timed out reading pg_stat_replication".to_owned())?
-        .map_err(|e| e.to_string())?;
+        .map_err(|e: tokio_postgres::Error| croupier_pgconn::with_causes(&e))?;
     Ok(Replication {
         primary,
         standbys,
