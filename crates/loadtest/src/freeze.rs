@@ -4,50 +4,67 @@
 //! gateway's per-try timeout (and its ejection of the node) spares the players; the drill then
 //! fails when a player's request took over `SLOWEST_ALLOWED`.
 //!
-//! The freeze is timed between two of the node's write transactions: the drill holds a lock
-//! every write transaction needs first while it stops the node, then lets it go. On SQLite
-//! that is the writers' turn (the `flock` every node's writer takes before `BEGIN IMMEDIATE`)
-//! and the ledger's write lock; on PostgreSQL the database's turn (a writer that wants it
-//! waits for it before it reads or locks anything, `pg/shared_turn.rs`), then an ACCESS
-//! EXCLUSIVE lock on `idempotency`, whose lock every write transaction takes first, before it
-//! claims a key (`croupier_claim_keys_v1`): the drill's lock waits for the transactions in
-//! progress to end, and the next ones wait behind it holding no key or row lock yet. (Before
-//! the claim took the table's lock first, a writer that took no turn, a lone batch's, could
-//! claim its keys and then wait for the table: it froze holding them, and a player's retry of
-//! one on another node waited for the frozen session's idle timeout, 1 s; seen in CI.) A
-//! node frozen while it holds the write lock or row locks stops the writers waiting on them
-//! instead: that is the store-outage drill's fault, not this one's.
+//! The freeze is timed between two of the node's write transactions. On SQLite the drill
+//! holds the writers' turn (the `flock` every node's writer takes before `BEGIN IMMEDIATE`)
+//! and the ledger's write lock while it stops the node: a stopped process does nothing, so
+//! it holds neither when it stops, and takes neither until it is continued.
+//!
+//! On PostgreSQL the server acts for a stopped client: a statement the node sent before it
+//! stopped runs to its end, and its transaction then waits, idle and holding its locks, for
+//! the next statement, until `idle_in_transaction_session_timeout` (1 s) ends it. Holding
+//! locks while stopping the node does not prevent that, it causes it: the drill used to hold
+//! the database's turn and `idempotency` exclusively, the node's next batch queued behind
+//! them, ran as they were let go, and froze holding the keys it had claimed; a player's
+//! retry of one on another node waited for the idle timeout (CI: 1 009 ms, and 1 045–1 072 ms
+//! each time with the drill's lock held 60 ms before the stop). So the drill stops the node,
+//! then looks at the node's sessions on the server (by the client ports of its connections,
+//! `proc_net`): when one is not idle, or bytes it sent have not been read yet, the node is
+//! continued and stopped again a moment later, until it is caught quiet. A node frozen in a
+//! write transaction holds the locks other writers wait for: that is the store-outage
+//! drill's fault, not this one's.
 
 use std::time::{Duration, Instant};
 
 use croupier_ledger::StoreLocation;
-use croupier_ledger::pg::TURN_LOCKS;
 use croupier_ledger::sqlite::turns::WriterTurns;
+use tokio_postgres::Client;
 
 use crate::drill::signal;
 use crate::error::LoadError;
+use crate::proc_net;
 use crate::stack::Stack;
 
 /// How long the node stays stopped: the issue's figure.
 pub const FREEZE: Duration = Duration::from_secs(4);
 /// The slowest player request a frozen node may cost.
 pub const SLOWEST_ALLOWED: Duration = Duration::from_secs(1);
+/// How long the drill tries to catch node-1 quiet on PostgreSQL before it gives up.
+const QUIET_WITHIN: Duration = Duration::from_secs(10);
+/// How long after the stop the drill looks at the node's sessions: a statement written just
+/// before the stop has reached the server by then, or is counted as bytes on their way.
+const SETTLE: Duration = Duration::from_millis(10);
 
 /// Stops node-1 for `FREEZE`, then continues it; what was done.
 pub async fn freeze_node(stack: &Stack) -> Result<String, LoadError> {
     let pid = stack
         .node_pid(0)
         .ok_or_else(|| LoadError::Stack("node-1's process was not found".into()))?;
-    match stack.store() {
-        StoreLocation::Sqlite(db) => stop_between_sqlite_writes(db, pid).await?,
-        StoreLocation::Postgres(url) => stop_between_pg_writes(&url, pid).await?,
-    }
+    let caught = match stack.store() {
+        StoreLocation::Sqlite(db) => {
+            stop_between_sqlite_writes(db, pid).await?;
+            String::new()
+        }
+        StoreLocation::Postgres(url) => {
+            let tries = stop_while_quiet_on_pg(&url, pid).await?;
+            format!(" (caught quiet on the database at try {tries})")
+        }
+    };
     let stopped = Instant::now();
     tokio::time::sleep(FREEZE).await;
     // Continued whatever happened meanwhile: a node left stopped would outlive the drill.
     signal(pid, libc::SIGCONT)?;
     Ok(format!(
-        "node-1 (pid {pid}) stopped with SIGSTOP between two of its write transactions, \
+        "node-1 (pid {pid}) stopped with SIGSTOP between two of its write transactions{caught}, \
          continued with SIGCONT after {} ms",
         stopped.elapsed().as_millis()
     ))
@@ -75,31 +92,93 @@ async fn stop_between_sqlite_writes(db: std::path::PathBuf, pid: i32) -> Result<
     .map_err(|e| LoadError::Stack(format!("the freeze task failed: {e}")))?
 }
 
-/// The same on PostgreSQL: SIGSTOP while this process holds the database's turn and
-/// `idempotency` exclusively.
-async fn stop_between_pg_writes(url: &str, pid: i32) -> Result<(), LoadError> {
-    let failed = |e: tokio_postgres::Error| LoadError::Stack(format!("the ledger's server: {e}"));
+/// Stops `pid` at a moment it has nothing under way on the PostgreSQL server `url`: each
+/// of its sessions idle (in no transaction, running nothing) and every byte it sent read.
+/// Returns once it has, stopped, with the number of tries.
+async fn stop_while_quiet_on_pg(url: &str, pid: i32) -> Result<u32, LoadError> {
     let config = croupier_ledger::pg::connection_config(url)?;
-    let (client, connection) = config.connect().await.map_err(failed)?;
+    let (client, connection) = config.connect().await.map_err(server_failed)?;
     let driver = tokio::spawn(connection);
-    client
-        .batch_execute(&format!(
-            "SET lock_timeout = '10s'; SELECT pg_advisory_lock({TURN_LOCKS}, 0); \
-             BEGIN; LOCK TABLE idempotency IN ACCESS EXCLUSIVE MODE"
-        ))
-        .await
-        .map_err(failed)?;
-    let stopped = tokio::task::spawn_blocking(move || stop(pid))
-        .await
-        .map_err(|e| LoadError::Stack(format!("the freeze task failed: {e}")))?;
-    let _ = client
-        .batch_execute(&format!(
-            "ROLLBACK; SELECT pg_advisory_unlock({TURN_LOCKS}, 0)"
-        ))
-        .await;
+    let caught = catch_quiet(&client, pid).await;
     drop(client);
     let _ = driver.await;
-    stopped
+    caught
+}
+
+async fn catch_quiet(client: &Client, pid: i32) -> Result<u32, LoadError> {
+    let deadline = Instant::now() + QUIET_WITHIN;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        tokio::task::spawn_blocking(move || stop(pid))
+            .await
+            .map_err(|e| LoadError::Stack(format!("the freeze task failed: {e}")))??;
+        tokio::time::sleep(SETTLE).await;
+        let busy = busy_on_server(client, pid).await;
+        if matches!(&busy, Ok(busy) if busy.is_empty()) {
+            return Ok(tries);
+        }
+        // Continued first, also when the server could not be asked.
+        signal(pid, libc::SIGCONT)?;
+        let busy = busy?;
+        if Instant::now() > deadline {
+            return Err(LoadError::Stack(format!(
+                "pid {pid} was never quiet on the database in {tries} tries over {} s; last \
+                 seen: {}",
+                QUIET_WITHIN.as_secs(),
+                busy.join("; ")
+            )));
+        }
+        // Varied, so as not to fall in step with the node's periodic work.
+        tokio::time::sleep(Duration::from_millis(5 + u64::from(tries * 7 % 23))).await;
+    }
+}
+
+/// What process `pid` has under way on the server: its sessions that are not idle (found
+/// by the client ports of its connections) and its connections with bytes on their way.
+async fn busy_on_server(client: &Client, pid: i32) -> Result<Vec<String>, LoadError> {
+    let connections = proc_net::connections_of(pid)
+        .map_err(|e| LoadError::io(format!("reading the connections of pid {pid}"), e))?;
+    let mut busy: Vec<String> = connections
+        .iter()
+        .filter(|c| c.in_flight > 0)
+        .map(|c| {
+            format!(
+                "{} bytes on their way from port {}",
+                c.in_flight, c.local_port
+            )
+        })
+        .collect();
+    let ports: Vec<i32> = connections
+        .iter()
+        .map(|c| i32::from(c.local_port))
+        .collect();
+    let sessions = client
+        .query(
+            "SELECT client_port, coalesce(state, 'not visible to the drill'), \
+                    coalesce(wait_event_type || ' ' || wait_event, 'no wait') \
+             FROM pg_stat_activity \
+             WHERE client_port = ANY($1) AND state IS DISTINCT FROM 'idle'",
+            &[&ports],
+        )
+        .await
+        .map_err(server_failed)?;
+    busy.extend(sessions.iter().map(|row| {
+        format!(
+            "the session from port {} is {} ({})",
+            row.get::<_, i32>(0),
+            row.get::<_, String>(1),
+            row.get::<_, String>(2)
+        )
+    }));
+    Ok(busy)
+}
+
+fn server_failed(e: tokio_postgres::Error) -> LoadError {
+    LoadError::Stack(format!(
+        "the ledger's server: {}",
+        croupier_pgconn::with_causes(&e)
+    ))
 }
 
 /// Sends SIGSTOP to `pid` and returns once every one of its threads has stopped. `kill`
@@ -173,5 +252,179 @@ mod tests {
         }
         busy.kill().unwrap();
         busy.wait().unwrap();
+    }
+
+    /// A stand-in for node-1 on PostgreSQL: a real `psql` whose statements the test writes
+    /// one at a time, as a node's writer sends them, over TCP like a node's.
+    struct Client {
+        process: std::process::Child,
+        name: String,
+    }
+
+    impl Client {
+        fn start(url: &str, name: &str) -> Client {
+            let process = std::process::Command::new("psql")
+                .args(["-X", "-q", url])
+                .env("PGAPPNAME", name)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("psql runs");
+            Client {
+                process,
+                name: name.to_owned(),
+            }
+        }
+
+        fn pid(&self) -> i32 {
+            self.process.id() as i32
+        }
+
+        /// Written now; run when psql reads it (once continued, if it is stopped).
+        fn send(&mut self, sql: &str) {
+            use std::io::Write;
+            let stdin = self.process.stdin.as_mut().unwrap();
+            writeln!(stdin, "{sql}").unwrap();
+            stdin.flush().unwrap();
+        }
+
+        /// Its session's state and what it waits for, and the locks it holds (none before
+        /// it has connected).
+        async fn session(&self, server: &tokio_postgres::Client) -> (String, String, i64) {
+            let row = server
+                .query_opt(
+                    "SELECT a.state, coalesce(a.wait_event_type, ''), \
+                            (SELECT count(*) FROM pg_locks l WHERE l.pid = a.pid AND l.granted \
+                               AND l.locktype <> 'virtualxid') \
+                     FROM pg_stat_activity a WHERE a.application_name = $1",
+                    &[&self.name],
+                )
+                .await
+                .unwrap();
+            row.map_or_else(Default::default, |row| (row.get(0), row.get(1), row.get(2)))
+        }
+
+        async fn wait_for(&self, server: &tokio_postgres::Client, state: &str, wait: &str) {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let (now, waiting, _) = self.session(server).await;
+                if now == state && waiting == wait {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{} stays {now} {waiting}",
+                    self.name
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+
+    impl Drop for Client {
+        fn drop(&mut self) {
+            let _ = signal(self.pid(), libc::SIGCONT);
+            let _ = self.process.kill();
+            let _ = self.process.wait();
+        }
+    }
+
+    async fn connect(url: &str) -> tokio_postgres::Client {
+        let config = croupier_ledger::pg::connection_config(url).unwrap();
+        let (client, connection) = config.connect().await.unwrap();
+        tokio::spawn(connection);
+        client
+    }
+
+    fn scratch() -> croupier_ledger::pg::scratch::ScratchDb {
+        croupier_ledger::pg::scratch::ScratchDb::create(
+            &croupier_ledger::pg::scratch::test_server(),
+            "freeze",
+        )
+        .unwrap()
+    }
+
+    /// The CI failure's mechanism: the node's next write was queued on the server behind a
+    /// lock the drill held while it stopped the node, and ran once the drill let it go, for a
+    /// client that could not end it: its transaction sat idle, holding its locks, for 1 s.
+    /// The drill held the database's turn and `idempotency`; here a test session holds the
+    /// table and the node queues behind whoever locks it next. A stopped node's session is
+    /// idle, holds nothing, and stays so for the whole freeze.
+    #[tokio::test]
+    async fn a_statement_sent_before_the_stop_is_not_left_to_run_for_a_stopped_node() {
+        let db = scratch();
+        let server = connect(db.url()).await;
+        server
+            .batch_execute("CREATE TABLE idempotency (key text)")
+            .await
+            .unwrap();
+        let holder = connect(db.url()).await;
+        holder
+            .batch_execute("BEGIN; LOCK TABLE idempotency IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        let mut node = Client::start(db.url(), "freeze_test_queued");
+        node.wait_for(&server, "idle", "Client").await;
+        let url = db.url().to_owned();
+        let pid = node.pid();
+        let drill = tokio::spawn(async move { stop_while_quiet_on_pg(&url, pid).await });
+        // Whatever the drill takes, the node's next write queues behind it and the holder.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        node.send("BEGIN; LOCK TABLE idempotency IN ROW EXCLUSIVE MODE;");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        holder.batch_execute("COMMIT").await.unwrap();
+        let tries = tokio::time::timeout(Duration::from_secs(5), drill)
+            .await
+            .expect("the drill stops the node within 5 s")
+            .unwrap()
+            .unwrap();
+        assert!(all_threads_stopped(pid).unwrap());
+        for _ in 0..20 {
+            let (state, _, locks) = node.session(&server).await;
+            assert_eq!((state.as_str(), locks), ("idle", 0), "after {tries} tries");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// A node whose write waits on the server, then whose transaction is open, is continued
+    /// and stopped again until it has nothing under way there.
+    #[tokio::test]
+    async fn a_node_busy_on_the_server_is_stopped_only_once_it_is_quiet() {
+        let db = scratch();
+        let server = connect(db.url()).await;
+        server
+            .batch_execute("CREATE TABLE rounds (id int)")
+            .await
+            .unwrap();
+        let holder = connect(db.url()).await;
+        holder
+            .batch_execute("BEGIN; LOCK TABLE rounds IN ACCESS EXCLUSIVE MODE")
+            .await
+            .unwrap();
+        let mut node = Client::start(db.url(), "freeze_test_busy");
+        node.send("BEGIN; LOCK TABLE rounds IN ROW EXCLUSIVE MODE;");
+        node.wait_for(&server, "active", "Lock").await;
+        let url = db.url().to_owned();
+        let pid = node.pid();
+        let drill = tokio::spawn(async move { stop_while_quiet_on_pg(&url, pid).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!drill.is_finished(), "stopped while its write waited");
+        holder.batch_execute("COMMIT").await.unwrap();
+        node.wait_for(&server, "idle in transaction", "Client")
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!drill.is_finished(), "stopped in a transaction");
+        node.send("COMMIT;");
+        let tries = tokio::time::timeout(Duration::from_secs(5), drill)
+            .await
+            .expect("the drill stops the node within 5 s")
+            .unwrap()
+            .unwrap();
+        assert!(tries > 10, "{tries} tries");
+        assert!(all_threads_stopped(pid).unwrap());
+        assert_eq!(
+            node.session(&server).await,
+            ("idle".into(), "Client".into(), 0)
+        );
     }
 }

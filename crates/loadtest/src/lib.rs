@@ -16,6 +16,7 @@ pub mod http;
 pub mod layout;
 pub mod pgcluster;
 pub mod player;
+mod proc_net;
 pub mod report;
 pub mod run;
 pub mod schedule;

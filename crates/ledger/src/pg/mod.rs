@@ -50,7 +50,6 @@ use crate::store::{BoxFuture, Idempotency, ReadOp, Store, TxOp};
 use conn::{Conn, Driver};
 use overlap::StoreTag;
 pub use schema::SHARDS;
-pub use shared_turn::TURN_LOCKS;
 use tx::PgTx;
 use writer::{Job, Reply, Writer};
 
