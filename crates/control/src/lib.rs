@@ -135,6 +135,8 @@ pub struct Control {
     backup_alerts: Mutex<backups::BackupAlerts>,
     /// The last replication state read from each `postgres://` store target, by name.
     pub replication: Mutex<HashMap<String, replication::Replication>>,
+    /// How each `postgres://` store target is reached, by name (or why it cannot be).
+    store_servers: HashMap<String, Result<croupier_pgconn::Server, String>>,
     /// Games a maintenance window has closed.
     games_in_maintenance: Mutex<HashSet<String>>,
     pub client: HttpClient,
@@ -207,6 +209,7 @@ impl Control {
             .as_deref()
             .map(alertlog::SharedLog::new);
         let lockout = Arc::new(api::blocks::lockout(config.lockout.clone(), state.clone()));
+        let store_servers = replication::servers(&config.targets);
         Ok(Arc::new(Control {
             lockout,
             sessions: Default::default(),
@@ -221,6 +224,7 @@ impl Control {
             backup_status,
             backup_alerts: Mutex::new(backups::BackupAlerts::default()),
             replication: Mutex::new(HashMap::new()),
+            store_servers,
             client,
             last_round_ms: AtomicI64::new(0),
             led: AtomicBool::new(false),
@@ -263,7 +267,11 @@ impl Control {
     /// Reads a PostgreSQL store's replication (see `replication`); a changed primary is a
     /// failover, put on the timeline by the leader.
     async fn read_replication(&self, target: &Target) -> Option<Vec<promtext::Sample>> {
-        let read = match replication::read(&target.base).await {
+        let read = match self.store_servers.get(&target.name)? {
+            Ok(server) => replication::read(server).await,
+            Err(e) => Err(e.clone()),
+        };
+        let read = match read {
             Ok(read) => read,
             Err(e) => {
                 tracing::debug!(store = %target.name, error = %e, "no primary answers");

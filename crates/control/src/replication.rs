@@ -8,13 +8,15 @@
 //! open wallet incident's timeline, or an incident of its own on `store` (docs/design.md says
 //! why the control plane reads PostgreSQL itself rather than through the nodes' metrics).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::state::{State, StateError};
+use croupier_monitor::engine::{Kind, Target};
 use croupier_monitor::promtext::Sample;
+use croupier_pgconn::Server;
 
 pub use croupier_monitor::engine::STORE_COMPONENT;
 
@@ -54,14 +56,37 @@ impl Replication {
     }
 }
 
-/// Reads the replication state from the host of `url` that accepts writes.
-pub async fn read(url: &str) -> Result<Replication, String> {
-    let mut server = croupier_pgconn::Server::from_url(url).map_err(|e| e.to_string())?;
+/// How the control plane reaches the store `url` names: parsed once, when the control plane
+/// starts, since a TLS URL's certificates are loaded then (the system's roots, without
+/// `sslrootcert`: some hundred files), not at every read.
+pub fn server(url: &str) -> Result<Server, String> {
+    let mut server = Server::from_url(url).map_err(|e| e.to_string())?;
     server
         .config
         .connect_timeout(READ_TIMEOUT)
         .application_name("croupier-control")
         .target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
+    Ok(server)
+}
+
+/// How each `postgres://` store target is reached, by name; a URL that cannot be used is
+/// logged once, here, and its target reads as down.
+pub fn servers(targets: &[Target]) -> HashMap<String, Result<Server, String>> {
+    targets
+        .iter()
+        .filter(|target| target.kind == Kind::Store && is_postgres(&target.base))
+        .map(|target| {
+            let server = server(&target.base);
+            if let Err(e) = &server {
+                tracing::error!(store = %target.name, error = %e, "the store's URL cannot be used");
+            }
+            (target.name.clone(), server)
+        })
+        .collect()
+}
+
+/// Reads the replication state from the host of `server` that accepts writes.
+pub async fn read(server: &Server) -> Result<Replication, String> {
     let work = async {
         let (client, connection) = server.connect().await?;
         let driver = tokio::spawn(connection);
@@ -261,5 +286,25 @@ mod tests {
             "postgres://app@db/casino"
         );
         assert!(is_postgres("postgresql://x/y") && !is_postgres("http://x:9187"));
+    }
+
+    /// Each PostgreSQL store target is parsed once; one whose URL cannot be used says why.
+    #[test]
+    fn store_targets_are_parsed_once_with_their_faults_named() {
+        let targets = [
+            Target::new("store", Kind::Store, "postgres://app@db1:5432,db2:5433/casino"),
+            Target::new("typo", Kind::Store, "postgres://app@db/casino?sslmode=verify-fulll"),
+            Target::new("exporter", Kind::Store, "http://127.0.0.1:9187"),
+            Target::new("node-1", Kind::Node, "postgres://not-a-store/x"),
+        ];
+        let servers = servers(&targets);
+        let mut names: Vec<&str> = servers.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["store", "typo"]);
+        let server = servers["store"].as_ref().unwrap();
+        assert_eq!(server.config.get_hosts().len(), 2);
+        assert_eq!(server.config.get_application_name(), Some("croupier-control"));
+        let fault = servers["typo"].as_ref().err().unwrap();
+        assert!(fault.contains("verify-fulll"), "{fault}");
     }
 }
