@@ -458,14 +458,7 @@ fn backup_run_takes_verifies_and_reports_and_bad_input_is_refused() {
     let key = keygen(data);
     let token = sign_in(&node, "grace");
     for i in 0..5 {
-        let (status, body) = post(
-            &node.url("/api/v1/rounds"),
-            Some(&token),
-            Some(&format!("g{i}")),
-            &dice_bet(10),
-        )
-        .unwrap();
-        assert_eq!(status, 201, "{body}");
+        played(&node, &token, &format!("g{i}"), 10);
     }
 
     let scratch = data.join("scratch");

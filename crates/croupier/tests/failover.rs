@@ -165,16 +165,7 @@ fn a_bet_acknowledged_after_housekeeping_and_another_reader_is_seen_by_the_next_
         &["--demo", "--housekeep-every-s", "1"],
     );
     let token = sign_in(&node, "alice");
-    let bet = |key: &str| {
-        let (status, body) = post(
-            &node.url("/api/v1/rounds"),
-            Some(&token),
-            Some(key),
-            &dice_bet(100),
-        )
-        .unwrap();
-        assert_eq!(status, 201, "{body}");
-    };
+    let bet = |key: &str| played(&node, &token, key, 100);
     bet("before");
     // Housekeeping runs as the node starts and each second after.
     thread::sleep(Duration::from_millis(2_500));

@@ -14,7 +14,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Node, dice_bet, free_port, post, sign_in};
+use common::{Node, free_port, played, sign_in};
 use croupier_ledger::pg::Server;
 use croupier_ledger::{StoreLocation, test_store};
 use croupier_loadtest::pgcluster::{DATABASE, PgCluster, SUPERUSER};
@@ -99,14 +99,7 @@ fn a_node_reaches_its_ledger_over_verified_tls_only() {
     let node = Node::start_on(&data, "node-1", &store, &["--demo"]);
     let token = sign_in(&node, "alice");
     for key in ["b1", "b2", "b3"] {
-        let (status, body) = post(
-            &node.url("/api/v1/rounds"),
-            Some(&token),
-            Some(key),
-            &dice_bet(100),
-        )
-        .unwrap();
-        assert_eq!(status, 201, "{body}");
+        played(&node, &token, key, 100);
     }
     common::integrity(&node);
 

@@ -186,6 +186,20 @@ pub fn dice_bet(stake: i64) -> Value {
     json!({"game": "dice", "stake": stake, "bet": {"target": 5000, "direction": "over"}})
 }
 
+/// A keyed dice bet of `stake` by the player of `token`, straight to `node`; the round it
+/// played (201 asserted).
+pub fn played(node: &Node, token: &str, key: &str, stake: i64) -> Value {
+    let (status, body) = post(
+        &node.url("/api/v1/rounds"),
+        Some(token),
+        Some(key),
+        &dice_bet(stake),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
 /// The ledger report from a node's ops API.
 pub fn integrity(node: &Node) -> Value {
     let (status, report) = get(&node.url("/ops/integrity"), Some(OPS_TOKEN)).unwrap();
