@@ -292,8 +292,16 @@ mod tests {
     #[test]
     fn store_targets_are_parsed_once_with_their_faults_named() {
         let targets = [
-            Target::new("store", Kind::Store, "postgres://app@db1:5432,db2:5433/casino"),
-            Target::new("typo", Kind::Store, "postgres://app@db/casino?sslmode=verify-fulll"),
+            Target::new(
+                "store",
+                Kind::Store,
+                "postgres://app@db1:5432,db2:5433/casino",
+            ),
+            Target::new(
+                "typo",
+                Kind::Store,
+                "postgres://app@db/casino?sslmode=verify-fulll",
+            ),
             Target::new("exporter", Kind::Store, "http://127.0.0.1:9187"),
             Target::new("node-1", Kind::Node, "postgres://not-a-store/x"),
         ];
@@ -303,7 +311,10 @@ mod tests {
         assert_eq!(names, ["store", "typo"]);
         let server = servers["store"].as_ref().unwrap();
         assert_eq!(server.config.get_hosts().len(), 2);
-        assert_eq!(server.config.get_application_name(), Some("croupier-control"));
+        assert_eq!(
+            server.config.get_application_name(),
+            Some("croupier-control")
+        );
         let fault = servers["typo"].as_ref().err().unwrap();
         assert!(fault.contains("verify-fulll"), "{fault}");
     }
