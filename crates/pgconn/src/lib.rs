@@ -52,10 +52,6 @@ pub enum PgUrlError {
     SslMode(String),
     #[error("invalid PostgreSQL URL: {0} is given without {1}")]
     Unpaired(&'static str, &'static str),
-    #[error(
-        "sslkey {0}: others may read it (chmod 600, or 640 for a key owned by root, as libpq requires)"
-    )]
-    OpenKey(PathBuf),
     #[error("invalid PostgreSQL URL: {0} is not valid UTF-8 once decoded")]
     Encoding(&'static str),
     #[error("TLS to PostgreSQL: {0}")]
@@ -188,28 +184,14 @@ impl TlsWanted {
             Some(other) => return Err(PgUrlError::SslMode(other.to_owned())),
         }
         let identity = match (self.cert, self.key) {
-            (Some(cert), Some(key)) => Some((cert, private_key(key)?)),
+            // A key others may read is refused where it is read (`croupier_web::tls`).
+            (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
             (Some(_), None) => return Err(PgUrlError::Unpaired("sslcert", "sslkey")),
             (None, Some(_)) => return Err(PgUrlError::Unpaired("sslkey", "sslcert")),
         };
         let ca = self.root.filter(|root| root != "system").map(PathBuf::from);
         connector(&ClientFiles { ca, identity }).map(Some)
-    }
-}
-
-/// `sslkey`, refused as libpq refuses it when others may read it: a key owned by its user
-/// must be readable by that user alone (0600), one owned by root by root and its group at
-/// most (0640). A key that cannot be looked at is left to the reading to report.
-fn private_key(key: PathBuf) -> Result<PathBuf, PgUrlError> {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::metadata(&key) else {
-        return Ok(key);
-    };
-    let others = if meta.uid() == 0 { 0o037 } else { 0o077 };
-    match meta.mode() & others {
-        0 => Ok(key),
-        _ => Err(PgUrlError::OpenKey(key)),
     }
 }
 

@@ -91,12 +91,31 @@ fn certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>
     Ok(certs)
 }
 
+/// A private key, refused when others may read its file, as PostgreSQL and libpq refuse
+/// theirs: a key owned by its user must be readable by that user alone (0600), one owned by
+/// root by root and its group at most (0640, as a Kubernetes secret mounted for an
+/// `fsGroup`). A file that cannot be looked at is left to the reading to report.
 fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::File {
+    let refused = |message: String| TlsError::File {
         what: "private key",
         path: path.to_path_buf(),
-        message: e.to_string(),
-    })
+        message,
+    };
+    if let Some(mode) = open_to_others(path) {
+        return Err(refused(format!(
+            "others may read it (mode {mode:o}; chmod 600, or 640 for a key owned by root)"
+        )));
+    }
+    PrivateKeyDer::from_pem_file(path).map_err(|e| refused(e.to_string()))
+}
+
+/// The permission bits of the file at `path` when they let others than its owner (and, for
+/// a file owned by root, its group's reading) at it.
+fn open_to_others(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).ok()?;
+    let others = if meta.uid() == 0 { 0o037 } else { 0o077 };
+    (meta.mode() & others != 0).then_some(meta.mode() & 0o7777)
 }
 
 fn roots(path: &Path) -> Result<RootCertStore, TlsError> {

@@ -188,6 +188,50 @@ fn a_server_refuses_to_start_with_a_broken_certificate() {
     assert!(error.to_string().contains("cert.pem"), "{error}");
 }
 
+/// As PostgreSQL refuses a server key and libpq a client key that others may read: a key
+/// readable by anyone is refused, the server's and a client's alike, with the fix named; a
+/// key owned by root may be read by its group.
+#[test]
+fn a_private_key_others_may_read_is_refused() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().unwrap();
+    let files = local(dir.path());
+    let client = ClientFiles {
+        ca: Some(files.ca.clone()),
+        identity: Some((files.cert.clone(), files.key.clone())),
+    };
+    let chmod =
+        |mode| std::fs::set_permissions(&files.key, std::fs::Permissions::from_mode(mode)).unwrap();
+    let group_read = if std::fs::metadata(&files.key).unwrap().uid() == 0 {
+        (vec![0o644, 0o604, 0o660], vec![0o600, 0o400, 0o640])
+    } else {
+        (vec![0o644, 0o604, 0o660, 0o640], vec![0o600, 0o400])
+    };
+    let (refused, accepted) = group_read;
+    for open in refused {
+        chmod(open);
+        let server = Acceptor::load(server_files(&files, false)).err().unwrap();
+        assert!(
+            server.to_string().contains("others may read it")
+                && server.to_string().contains("chmod 600"),
+            "{open:o}: {server}"
+        );
+        let client = client_config(&client).err().unwrap();
+        assert!(
+            client.to_string().contains("key.pem: others may read it"),
+            "{client}"
+        );
+    }
+    for private in accepted {
+        chmod(private);
+        assert!(
+            Acceptor::load(server_files(&files, false)).is_ok(),
+            "{private:o}"
+        );
+        assert!(client_config(&client).is_ok(), "{private:o}");
+    }
+}
+
 #[test]
 fn the_key_is_readable_by_its_owner_only() {
     use std::os::unix::fs::PermissionsExt;
