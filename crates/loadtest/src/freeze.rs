@@ -336,12 +336,33 @@ mod tests {
         client
     }
 
-    fn scratch() -> croupier_ledger::pg::scratch::ScratchDb {
-        croupier_ledger::pg::scratch::ScratchDb::create(
+    /// A scratch database with `table` in it, locked ACCESS EXCLUSIVE by a session of its
+    /// own (the holder); the database, a session to look with, and the holder.
+    async fn a_locked_table(
+        table: &str,
+    ) -> (
+        croupier_ledger::pg::scratch::ScratchDb,
+        tokio_postgres::Client,
+        tokio_postgres::Client,
+    ) {
+        let db = croupier_ledger::pg::scratch::ScratchDb::create(
             &croupier_ledger::pg::scratch::test_server(),
             "freeze",
         )
-        .unwrap()
+        .unwrap();
+        let server = connect(db.url()).await;
+        server
+            .batch_execute(&format!("CREATE TABLE {table} (key text)"))
+            .await
+            .unwrap();
+        let holder = connect(db.url()).await;
+        holder
+            .batch_execute(&format!(
+                "BEGIN; LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"
+            ))
+            .await
+            .unwrap();
+        (db, server, holder)
     }
 
     /// The CI failure's mechanism: the node's next write was queued on the server behind a
@@ -352,17 +373,7 @@ mod tests {
     /// idle, holds nothing, and stays so for the whole freeze.
     #[tokio::test]
     async fn a_statement_sent_before_the_stop_is_not_left_to_run_for_a_stopped_node() {
-        let db = scratch();
-        let server = connect(db.url()).await;
-        server
-            .batch_execute("CREATE TABLE idempotency (key text)")
-            .await
-            .unwrap();
-        let holder = connect(db.url()).await;
-        holder
-            .batch_execute("BEGIN; LOCK TABLE idempotency IN ACCESS EXCLUSIVE MODE")
-            .await
-            .unwrap();
+        let (db, server, holder) = a_locked_table("idempotency").await;
         let mut node = Client::start(db.url(), "freeze_test_queued");
         node.wait_for(&server, "idle", "Client").await;
         let url = db.url().to_owned();
@@ -393,17 +404,7 @@ mod tests {
     /// and stopped again until it has nothing under way there.
     #[tokio::test]
     async fn a_node_busy_on_the_server_is_stopped_only_once_it_is_quiet() {
-        let db = scratch();
-        let server = connect(db.url()).await;
-        server
-            .batch_execute("CREATE TABLE rounds (id int)")
-            .await
-            .unwrap();
-        let holder = connect(db.url()).await;
-        holder
-            .batch_execute("BEGIN; LOCK TABLE rounds IN ACCESS EXCLUSIVE MODE")
-            .await
-            .unwrap();
+        let (db, server, holder) = a_locked_table("rounds").await;
         let mut node = Client::start(db.url(), "freeze_test_busy");
         node.send("BEGIN; LOCK TABLE rounds IN ROW EXCLUSIVE MODE;");
         node.wait_for(&server, "active", "Lock").await;
