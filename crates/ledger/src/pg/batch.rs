@@ -137,21 +137,15 @@ impl Statement {
 /// Writes the batch and commits it, in one pipelined round trip: every table but the journal,
 /// then the journal linked onto the chain by the server (`schema::ROUTINES`), the commit
 /// (which does not wait for the disk) and the durability barrier (which does). `shard` is
-/// this writer's row of the house and escrow; `holds_turn`: the writer holds the database's
-/// turn, given back first (`shared_turn`).
+/// this writer's row of the house and escrow.
 pub fn flush(
     conn: Conn<'_>,
     state: &BatchState,
     currency: &str,
     now_ms: i64,
     shard: i16,
-    holds_turn: bool,
 ) -> Result<(), LedgerError> {
-    let mut statements = Vec::new();
-    if holds_turn {
-        statements.push(super::shared_turn::give_back());
-    }
-    statements.extend(flush_statements(state, currency, now_ms, shard));
+    let statements = flush_statements(state, currency, now_ms, shard);
     run_pipelined_then(conn, &statements, Some(COMMIT_DURABLY))?;
     Ok(())
 }

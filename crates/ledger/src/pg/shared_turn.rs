@@ -7,12 +7,20 @@
 //! server more per bet than one node alone (0.081 against 0.105 ms). So while another batch
 //! is in flight on the database (this store's other writer's, or another node's while
 //! `overlap` sees one busy), a writer takes the database's turn before it takes jobs off its
-//! queue, and passes it on as its batch starts to flush: each batch then holds what came
-//! while the others took theirs. A batch alone takes no turn.
+//! queue, and passes it on as soon as it has them, with the first statement of its read
+//! round: each batch then holds what came while the others took theirs. A batch alone takes
+//! no turn.
+//!
+//! The turn gathers jobs; it does not guard the server's work. Held on through the read
+//! round and the batch's build, as it was until its flush, it made every node wait for
+//! each batch's reads, its operations and its row-lock waits in turn: a batch waiting for a
+//! row another node held kept the turn from all of them. Three nodes sharing 64 players did
+//! 0.84x of one node then, 0.89x with the turn given back as the read round starts
+//! (`croupier-bench pg --players 64 --nodes 1,3`, docs/benchmarks.md).
 //!
 //! The turn is a session-level advisory lock, taken in the batch's transaction (so the
 //! writer holding it is "idle in transaction" whenever it is not running a statement) and
-//! given back by the flush's first statement. A writer that fails after taking it drops its
+//! given back by the read round's first statement. A writer that fails after taking it drops its
 //! connection, and the server releases it with the session. A frozen node (SIGSTOP) holding
 //! it is cut by `idle_in_transaction_session_timeout`; the others wait `TURN_WAIT` at most
 //! for it meanwhile and go on without the turn. Only throughput depends on the turn, never
@@ -84,7 +92,7 @@ fn give_back_if_held() -> String {
     )
 }
 
-/// The statement that gives the turn back: first in the flush of a batch that holds it.
+/// The statement that gives the turn back: first in the read round of a batch that holds it.
 pub fn give_back() -> Statement {
     Statement::new(
         "SELECT pg_advisory_unlock($1, 0)",

@@ -1312,6 +1312,65 @@ async fn batches_in_flight_at_once_take_the_databases_turn() {
     assert_eq!(report.entries, granted);
 }
 
+/// The turn gathers a batch's jobs and is given back as its read round starts: a batch
+/// waiting there for a row another session holds (another node's batch, or a node frozen
+/// mid-transaction) does not keep the turn from every other node meanwhile. Held until the
+/// flush, it was: seen in `pg_locks` as the turn held by a writer waiting for a row lock, and
+/// every other node's batches waited `TURN_WAIT` each for as long as the row stayed locked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_waiting_for_a_row_lock_holds_no_turn() {
+    let db = TempDb::new();
+    let (a, b): (Arc<dyn Store>, Arc<dyn Store>) = (Arc::new(db.store()), Arc::new(db.store()));
+    post_all(&*a, None, vec![grant("held", 5)]).await.unwrap();
+    let client = db.client().await;
+    let (betting_a, betting_b) = (Betting::start(a.clone(), "a"), Betting::start(b, "b"));
+    // Each store takes the turn for every batch once it sees the other busy.
+    let sharing = wait_for_writers(&client, &[1, 1]).await;
+    let holder = db.client().await;
+    holder
+        .batch_execute(
+            "BEGIN; SELECT 1 FROM balances WHERE account = 'player:held' AND shard = 0 FOR UPDATE",
+        )
+        .await
+        .unwrap();
+    let waiting_bet = {
+        let a = a.clone();
+        tokio::spawn(async move { post_all(&*a, None, vec![grant("held", 1)]).await })
+    };
+    let turn_held_while_waiting = format!(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity s USING (pid)
+         WHERE l.locktype = 'advisory' AND l.classid = {} AND l.objsubid = 2 AND l.granted
+           AND s.application_name LIKE 'croupier-writer %' AND s.wait_event_type = 'Lock'",
+        shared_turn::TURN_LOCKS
+    );
+    let (mut seen_waiting, mut seen_in_turn) = (false, false);
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < deadline {
+        let waiting: Vec<i64> = column(
+            &client,
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE application_name LIKE 'croupier-writer %' AND wait_event_type = 'Lock'",
+        )
+        .await;
+        seen_waiting |= waiting[0] > 0;
+        seen_in_turn |= column::<i64>(&client, &turn_held_while_waiting).await[0] > 0;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    holder.batch_execute("COMMIT").await.unwrap();
+    waiting_bet.await.unwrap().unwrap();
+    let granted = betting_a.stop().await + betting_b.stop().await;
+    assert!(sharing, "the two stores never saw each other busy");
+    assert!(seen_waiting, "no writer waited for the held row");
+    assert!(
+        !seen_in_turn,
+        "a writer waiting for a row lock held the database's turn"
+    );
+    assert_eq!(balance(&*a, "held").await, 6);
+    let report = a.integrity().await.unwrap();
+    assert!(report.ok, "{report:#?}");
+    assert_eq!(report.entries, granted + 2);
+}
+
 /// A turn held by a session that never gives it back (a frozen node, here outside any
 /// transaction, where no idle timeout ends it) delays batches by `TURN_WAIT` at most: they go
 /// on without the turn, and nothing is lost.

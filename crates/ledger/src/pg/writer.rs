@@ -99,7 +99,8 @@ struct Opened {
 enum Opening {
     /// No transaction is open: `BEGIN`.
     Fresh,
-    /// The transaction is open, and the writer holds the database's turn.
+    /// The transaction is open, and the writer holds the database's turn (until the read
+    /// round's first statement).
     InTurn,
     /// The batch read before: the transaction is rolled back and begun again.
     Again,
@@ -314,15 +315,7 @@ impl Writer {
         stages.build = built.duration_since(started);
         // The next writer builds while this batch commits (a retry runs without the turn).
         drop(turn.take());
-        let holds_turn = opening == Opening::InTurn;
-        let flushed = flush(
-            conn,
-            &state,
-            &self.role.currency,
-            now,
-            self.shard.get(),
-            holds_turn,
-        );
+        let flushed = flush(conn, &state, &self.role.currency, now, self.shard.get());
         stages.commit = built.elapsed();
         flushed?;
         Ok(replies)
@@ -470,13 +463,14 @@ impl ReadRound {
         ReadRound { keys, needs }
     }
 
-    /// Opens the transaction (unless `opening` says it is open), claims the batch's
+    /// Opens the transaction (unless `opening` says it is open) or gives the database's turn
+    /// back (`InTurn`: the batch has taken its jobs, see `shared_turn`), claims the batch's
     /// idempotency keys and reads them, then reads and locks the rows of `needs`, in one round
     /// trip. The claim comes first: a batch that waits for another's key has locked no row
     /// yet. `Again`: the batch has read before, in a transaction that is rolled back first, in
     /// the same round trip, so the batch holds one round's locks, taken in one order (see
     /// `prefetch`); what it had read is forgotten and read anew (a key's record may have been
-    /// committed meanwhile: a replay then). The database's turn, a session's lock, stays.
+    /// committed meanwhile: a replay then).
     fn begin(
         &self,
         conn: Conn<'_>,
@@ -493,13 +487,18 @@ impl ReadRound {
         if opening != Opening::InTurn {
             statements.push(Statement::new("BEGIN", vec![]));
         }
+        if opening == Opening::InTurn {
+            // The batch has its jobs: the turn has done its work (see `shared_turn`).
+            statements.push(super::shared_turn::give_back());
+        }
         let skip = statements.len();
         statements.push(Statement::new(
             CLAIM_KEYS,
             vec![Box::new(self.keys.clone())],
         ));
         statements.extend(reads_sent);
-        // Past the (empty) answers of ROLLBACK and BEGIN: the keys found, then the reads'.
+        // Past the answers of ROLLBACK, BEGIN and the turn's give-back: the keys found, then
+        // the reads'.
         let mut answers = run_pipelined(conn, &statements)?.into_iter().skip(skip);
         if again {
             state.forget_reads();
