@@ -185,9 +185,19 @@ fn server_failed(e: tokio_postgres::Error) -> LoadError {
 /// returns before that: a thread running on another core stops at its next return to user
 /// space, and one that is not running when it is next scheduled. Letting the locks go
 /// before then let a node take its write turn in that gap and freeze holding it (seen in CI:
-/// every writer waited out the 4 s freeze), which is the store-outage drill's fault.
+/// every writer waited out the 4 s freeze), which is the store-outage drill's fault. A stop
+/// that fails is undone: the process is continued before the error is returned, since a node
+/// left stopped would outlive the drill.
 fn stop(pid: i32) -> Result<(), LoadError> {
     signal(pid, libc::SIGSTOP)?;
+    let stopped = wait_until_stopped(pid);
+    if stopped.is_err() {
+        let _ = signal(pid, libc::SIGCONT);
+    }
+    stopped
+}
+
+fn wait_until_stopped(pid: i32) -> Result<(), LoadError> {
     let deadline = Instant::now() + Duration::from_secs(2);
     while !all_threads_stopped(pid)? {
         if Instant::now() > deadline {
@@ -200,24 +210,34 @@ fn stop(pid: i32) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Whether every thread of `pid` is in the stopped state (`T` in `/proc/<pid>/task/*/stat`).
+/// Whether no thread of `pid` can run: each stopped (`T`, or `t` when traced) or dead (`Z`,
+/// `X`: a thread that ended and is not yet reaped, such as a main thread that ended before
+/// the others), in `/proc/<pid>/task/*/stat`. A thread that ends between the listing and the
+/// read of its state is gone, not a failure.
 fn all_threads_stopped(pid: i32) -> Result<bool, LoadError> {
     let tasks = format!("/proc/{pid}/task");
     let entries =
         std::fs::read_dir(&tasks).map_err(|e| LoadError::io(format!("reading {tasks}"), e))?;
     for entry in entries {
-        let stat = entry
-            .and_then(|e| std::fs::read_to_string(e.path().join("stat")))
-            .map_err(|e| LoadError::io(format!("reading {tasks}"), e))?;
+        let stat = match entry.and_then(|e| std::fs::read_to_string(e.path().join("stat"))) {
+            Ok(stat) => stat,
+            Err(e) if thread_gone(&e) => continue,
+            Err(e) => return Err(LoadError::io(format!("reading {tasks}"), e)),
+        };
         // The state follows the command name, which is in parentheses and may hold spaces.
         let state = stat
             .rsplit_once(") ")
             .and_then(|(_, rest)| rest.chars().next());
-        if !matches!(state, Some('T' | 't')) {
+        if !matches!(state, Some('T' | 't' | 'Z' | 'X')) {
             return Ok(false);
         }
     }
     Ok(true)
+}
+
+/// Whether reading a thread's `/proc` entry failed because the thread has ended.
+fn thread_gone(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH)
 }
 
 /// Why a freeze-node drill failed on its latency, if it did.
@@ -252,6 +272,54 @@ mod tests {
         }
         busy.kill().unwrap();
         busy.wait().unwrap();
+    }
+
+    /// A thread that has ended but is not reaped yet (here the main thread, ended before the
+    /// others: the process lives on with its leader a zombie) can never stop and never run.
+    /// It counts as stopped. Before, `stop` waited 2 s for it and failed, and the drill left
+    /// the process stopped for good: the other threads stayed in `T`.
+    #[test]
+    fn a_process_whose_main_thread_has_ended_is_stopped_and_continued() {
+        let mut headless = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import ctypes, threading, time\n\
+                 threading.Thread(target=lambda: time.sleep(60)).start()\n\
+                 ctypes.CDLL(None).pthread_exit(None)",
+            ])
+            .spawn()
+            .unwrap();
+        let pid = headless.id() as i32;
+        let leader = format!("/proc/{pid}/task/{pid}/stat");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !std::fs::read_to_string(&leader).unwrap().contains(") Z") {
+            assert!(Instant::now() < deadline, "the main thread never ended");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let stopped = stop(pid);
+        let states_while_stopped = thread_states(pid);
+        signal(pid, libc::SIGCONT).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let states_continued = thread_states(pid);
+        headless.kill().unwrap();
+        headless.wait().unwrap();
+        stopped.unwrap();
+        assert_eq!(
+            states_while_stopped, "TZ",
+            "the worker stopped, the leader dead"
+        );
+        assert_eq!(states_continued, "SZ", "the worker runs (sleeps) again");
+    }
+
+    /// The state of each thread of `pid`, sorted.
+    fn thread_states(pid: i32) -> String {
+        let mut states: Vec<char> = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
+            .filter_map(|stat| stat.rsplit_once(") ")?.1.chars().next())
+            .collect();
+        states.sort_unstable();
+        states.into_iter().collect()
     }
 
     /// A stand-in for node-1 on PostgreSQL: a real `psql` whose statements the test writes
