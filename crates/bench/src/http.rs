@@ -92,6 +92,7 @@ fn measure(base: &str, players: usize, duration: Duration) -> anyhow::Result<Row
         seconds: 0.0,
         latency_us: new_histogram(),
         server_cpu_seconds: None,
+        server_wal_bytes: None,
     };
     for worker in workers {
         let (ok, errors, latency) = worker.join().expect("http worker");

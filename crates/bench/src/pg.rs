@@ -13,8 +13,9 @@
 //!
 //! Every measurement starts on a fresh scratch database and ends with the ledger's integrity
 //! check. With the server on this machine, each PostgreSQL measurement also gives the server's
-//! CPU per bet (its processes' time from /proc over the measurement): work per bet, which the
-//! noise of a shared machine moves less than bets per second.
+//! CPU per bet (its processes' time from /proc over the measurement), and with any server the
+//! WAL it wrote per bet (how far its insert position moved): work per bet, which the noise of
+//! a shared machine moves less than bets per second.
 
 use std::path::Path;
 use std::process::Command;
@@ -77,7 +78,8 @@ async fn ledger_with_players(server: &str, players: usize) -> anyhow::Result<Scr
 
 /// pgbench running the bet script, one client per player, for `duration`.
 fn pgbench(
-    server: &ServerCpu,
+    runtime: &tokio::runtime::Runtime,
+    server: &Server,
     db: &ScratchDb,
     players: usize,
     duration: Duration,
@@ -86,7 +88,7 @@ fn pgbench(
     let script = work.join("bet.sql");
     std::fs::write(&script, PGBENCH_BET)?;
     let log_prefix = work.join("pgbench-log");
-    let cpu_before = server.seconds()?;
+    let before = runtime.block_on(server.work())?;
     let output = Command::new("pgbench")
         .args(["-n", "-f"])
         .arg(&script)
@@ -118,6 +120,7 @@ fn pgbench(
     // The backends of pgbench's sessions, just closed, count once the server has waited for
     // them.
     std::thread::sleep(Duration::from_millis(200));
+    let spent = runtime.block_on(server.work())?.since(before);
     let mut row = Row {
         path: "pgbench, 1 bet per txn",
         players,
@@ -125,7 +128,8 @@ fn pgbench(
         errors: 0,
         seconds: duration.as_secs().max(1) as f64,
         latency_us: new_histogram(),
-        server_cpu_seconds: server.spent_since(cpu_before)?,
+        server_cpu_seconds: spent.cpu_seconds,
+        server_wal_bytes: Some(spent.wal_bytes),
     };
     // Each log line: client, transaction, latency (µs), script, epoch, µs.
     for entry in std::fs::read_dir(work)?.flatten() {
@@ -152,7 +156,7 @@ fn pgbench(
 
 /// Bets through `nodes` stores on one fresh database, `players` spread over them.
 async fn store_row(
-    server: &ServerCpu,
+    server: &Server,
     nodes: usize,
     players: usize,
     duration: Duration,
@@ -162,9 +166,11 @@ async fn store_row(
     let stores: Vec<Arc<dyn Store>> = (0..nodes)
         .map(|_| location.open("EUR"))
         .collect::<Result<_, _>>()?;
-    let cpu_before = server.seconds()?;
+    let before = server.work().await?;
     let mut row = measure_on(&stores, players, duration, false).await?;
-    row.server_cpu_seconds = server.spent_since(cpu_before)?;
+    let spent = server.work().await?.since(before);
+    row.server_cpu_seconds = spent.cpu_seconds;
+    row.server_wal_bytes = Some(spent.wal_bytes);
     let report = stores[0].integrity().await?;
     anyhow::ensure!(
         report.ok,
@@ -192,12 +198,19 @@ pub fn run(
     duration: Duration,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
-    let server = ServerCpu::of(server)?;
+    let server = Server::of(server)?;
     let mut rows = Vec::new();
     for &count in players {
         let work = tempfile::tempdir()?;
         let db = runtime.block_on(ledger_with_players(&server.url, count))?;
-        rows.push(pgbench(&server, &db, count, duration, work.path())?);
+        rows.push(pgbench(
+            &runtime,
+            &server,
+            &db,
+            count,
+            duration,
+            work.path(),
+        )?);
         drop(db);
         let mut row = runtime.block_on(store_row(&server, 1, count, duration))?;
         row.path = "postgres store";
@@ -228,34 +241,62 @@ pub fn run(
 /// The server of a run, and whether its CPU can be read here: a server on this machine (its
 /// processes read from /proc). Measured around each measurement, so it counts the server's
 /// work for the bets and whatever else it did meanwhile (its checkpointer, autovacuum).
-struct ServerCpu {
+struct Server {
     url: String,
     local: bool,
 }
 
-impl ServerCpu {
-    fn of(url: &str) -> anyhow::Result<ServerCpu> {
+/// What the server has done so far, or over a measurement (`since`).
+#[derive(Clone, Copy)]
+struct ServerWork {
+    /// `None` for a server elsewhere.
+    cpu_seconds: Option<f64>,
+    /// The WAL's insert position: bytes written since the cluster began.
+    wal_bytes: i64,
+}
+
+impl ServerWork {
+    fn since(self, before: ServerWork) -> ServerWork {
+        ServerWork {
+            cpu_seconds: before
+                .cpu_seconds
+                .zip(self.cpu_seconds)
+                .map(|(before, now)| now - before),
+            wal_bytes: self.wal_bytes - before.wal_bytes,
+        }
+    }
+}
+
+impl Server {
+    fn of(url: &str) -> anyhow::Result<Server> {
         let config: tokio_postgres::Config = url.parse()?;
         let local = config.get_hosts().iter().all(|host| match host {
             Host::Tcp(name) => matches!(name.as_str(), "127.0.0.1" | "localhost" | "::1"),
             Host::Unix(_) => true,
         });
-        Ok(ServerCpu {
+        Ok(Server {
             url: url.to_owned(),
             local,
         })
     }
 
-    /// The server's CPU seconds so far; `None` for a server elsewhere.
-    fn seconds(&self) -> anyhow::Result<Option<f64>> {
-        self.local.then(postgres_cpu_seconds).transpose()
-    }
-
-    /// The server's CPU seconds since `before` (from `seconds`).
-    fn spent_since(&self, before: Option<f64>) -> anyhow::Result<Option<f64>> {
-        Ok(before
-            .zip(self.seconds()?)
-            .map(|(before, now)| now - before))
+    async fn work(&self) -> anyhow::Result<ServerWork> {
+        let (client, connection) =
+            tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await?;
+        let connection = tokio::spawn(connection);
+        let wal_bytes: i64 = client
+            .query_one(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint",
+                &[],
+            )
+            .await?
+            .get(0);
+        drop(client);
+        let _ = connection.await;
+        Ok(ServerWork {
+            cpu_seconds: self.local.then(postgres_cpu_seconds).transpose()?,
+            wal_bytes,
+        })
     }
 }
 
@@ -265,9 +306,9 @@ fn ms(row: &Row, q: f64) -> f64 {
 
 fn print_comparison(rows: &[Row]) {
     println!(
-        "| players | path | bets/s | p50 ms | p99 ms | errors | vs pgbench | vs sqlite store | server CPU ms/bet |"
+        "| players | path | bets/s | p50 ms | p99 ms | errors | vs pgbench | vs sqlite store | server CPU ms/bet | server WAL B/bet |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let ratio = |path: &str| {
             rows.iter()
@@ -277,7 +318,7 @@ fn print_comparison(rows: &[Row]) {
                 })
         };
         println!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} |",
             row.players,
             row.path,
             row.per_second(),
@@ -287,6 +328,7 @@ fn print_comparison(rows: &[Row]) {
             ratio("pgbench, 1 bet per txn"),
             ratio("sqlite store"),
             row.server_ms_per_op(),
+            row.server_wal_per_op(),
         );
     }
 }
@@ -294,12 +336,12 @@ fn print_comparison(rows: &[Row]) {
 fn print_scaling(rows: &[Row]) {
     println!();
     println!(
-        "| nodes (stores on one database) | players | bets/s | p50 ms | p99 ms | errors | server CPU ms/bet |"
+        "| nodes (stores on one database) | players | bets/s | p50 ms | p99 ms | errors | server CPU ms/bet | server WAL B/bet |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         println!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} |",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
             row.path,
             row.players,
             row.per_second(),
@@ -307,6 +349,7 @@ fn print_scaling(rows: &[Row]) {
             ms(row, 0.99),
             row.errors,
             row.server_ms_per_op(),
+            row.server_wal_per_op(),
         );
     }
 }

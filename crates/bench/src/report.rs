@@ -13,6 +13,9 @@ pub struct Row {
     /// CPU seconds the database server spent over the measurement, where it was measured
     /// (a PostgreSQL server on this machine).
     pub server_cpu_seconds: Option<f64>,
+    /// Bytes of WAL the database server wrote over the measurement, where it was measured (a
+    /// PostgreSQL server).
+    pub server_wal_bytes: Option<i64>,
 }
 
 impl Row {
@@ -24,6 +27,14 @@ impl Row {
     pub fn server_ms_per_op(&self) -> String {
         match self.server_cpu_seconds {
             Some(seconds) if self.ops > 0 => format!("{:.3}", seconds * 1000.0 / self.ops as f64),
+            _ => "-".to_owned(),
+        }
+    }
+
+    /// The server's WAL bytes per bet, or "-" where it was not measured.
+    pub fn server_wal_per_op(&self) -> String {
+        match self.server_wal_bytes {
+            Some(bytes) if self.ops > 0 => format!("{:.0}", bytes as f64 / self.ops as f64),
             _ => "-".to_owned(),
         }
     }

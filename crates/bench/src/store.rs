@@ -116,6 +116,7 @@ pub async fn measure_on(
         seconds: 0.0,
         latency_us: new_histogram(),
         server_cpu_seconds: None,
+        server_wal_bytes: None,
     };
     for task in tasks {
         let (ok, errors, latency) = task.await?;

@@ -12,11 +12,10 @@
 //! no turn.
 //!
 //! The turn gathers jobs; it does not guard the server's work. Held on through the read
-//! round and the batch's build, as it was until its flush, it made every node wait for
-//! each batch's reads, its operations and its row-lock waits in turn: a batch waiting for a
-//! row another node held kept the turn from all of them. Three nodes sharing 64 players did
-//! 0.84x of one node then, 0.89x with the turn given back as the read round starts
-//! (`croupier-bench pg --players 64 --nodes 1,3`, docs/benchmarks.md).
+//! round and the batch's build, as it was until its flush, it made every node wait for each
+//! batch's row-lock waits in turn: a batch waiting for a row another node held (or a frozen
+//! node held, until the server's timeout) kept the turn from all of them, and each of their
+//! batches waited `TURN_WAIT` for it. Throughput was the same either way (docs/benchmarks.md).
 //!
 //! The turn is a session-level advisory lock, taken in the batch's transaction (so the
 //! writer holding it is "idle in transaction" whenever it is not running a statement) and
