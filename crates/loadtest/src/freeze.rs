@@ -224,15 +224,18 @@ fn all_threads_stopped(pid: i32) -> Result<bool, LoadError> {
             Err(e) if thread_gone(&e) => continue,
             Err(e) => return Err(LoadError::io(format!("reading {tasks}"), e)),
         };
-        // The state follows the command name, which is in parentheses and may hold spaces.
-        let state = stat
-            .rsplit_once(") ")
-            .and_then(|(_, rest)| rest.chars().next());
-        if !matches!(state, Some('T' | 't' | 'Z' | 'X')) {
+        if !matches!(thread_state(&stat), Some('T' | 't' | 'Z' | 'X')) {
             return Ok(false);
         }
     }
     Ok(true)
+}
+
+/// A thread's state from its `/proc/<pid>/task/<tid>/stat`: the field after the command
+/// name, which is in parentheses and may hold spaces.
+fn thread_state(stat: &str) -> Option<char> {
+    stat.rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next())
 }
 
 /// Whether reading a thread's `/proc` entry failed because the thread has ended.
@@ -292,7 +295,7 @@ mod tests {
         let pid = headless.id() as i32;
         let leader = format!("/proc/{pid}/task/{pid}/stat");
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !std::fs::read_to_string(&leader).unwrap().contains(") Z") {
+        while thread_state(&std::fs::read_to_string(&leader).unwrap()) != Some('Z') {
             assert!(Instant::now() < deadline, "the main thread never ended");
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -316,7 +319,7 @@ mod tests {
         let mut states: Vec<char> = std::fs::read_dir(format!("/proc/{pid}/task"))
             .unwrap()
             .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("stat")).ok())
-            .filter_map(|stat| stat.rsplit_once(") ")?.1.chars().next())
+            .filter_map(|stat| thread_state(&stat))
             .collect();
         states.sort_unstable();
         states.into_iter().collect()

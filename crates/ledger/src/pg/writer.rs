@@ -484,13 +484,12 @@ impl ReadRound {
         if again {
             statements.push(Statement::new("ROLLBACK", vec![]));
         }
-        if opening != Opening::InTurn {
-            statements.push(Statement::new("BEGIN", vec![]));
-        }
-        if opening == Opening::InTurn {
+        statements.push(if opening == Opening::InTurn {
             // The batch has its jobs: the turn has done its work (see `shared_turn`).
-            statements.push(super::shared_turn::give_back());
-        }
+            super::shared_turn::give_back()
+        } else {
+            Statement::new("BEGIN", vec![])
+        });
         let skip = statements.len();
         statements.push(Statement::new(
             CLAIM_KEYS,
