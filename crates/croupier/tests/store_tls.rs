@@ -4,7 +4,8 @@
 //! certificate for 127.0.0.1 alone. A node given libpq's URL (`sslmode=verify-full`,
 //! `sslrootcert`, `sslcert`, `sslkey`) serves bets, and every one of its connections to the
 //! server is encrypted; a URL that leaves TLS out, trusts the wrong roots, names a host the
-//! certificate is not for, or brings no client certificate, opens no store.
+//! certificate is not for, or brings no client certificate, opens no store. A node that is
+//! running follows a renewal of the certificates in place (a new CA) without a restart.
 //!
 //! The cluster is the test's own whatever `CROUPIER_TEST_STORE` says, so it runs in the
 //! SQLite pass of the suite only (the PostgreSQL pass would repeat it unchanged).
@@ -14,10 +15,13 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Node, free_port, played, sign_in};
+use std::time::{Duration, Instant};
+
+use common::{Node, dice_bet, free_port, played, post, sign_in};
 use croupier_ledger::pg::Server;
 use croupier_ledger::{StoreLocation, test_store};
 use croupier_loadtest::pgcluster::{DATABASE, PgCluster, SUPERUSER};
+use croupier_web::tls::RELOAD_CHECK_EVERY;
 use croupier_web::tls::local_ca::{LocalCa, LocalFiles};
 
 /// A cluster serving TLS only, with its CA's files (the certificate is for 127.0.0.1 and
@@ -51,6 +55,29 @@ fn tls_only_cluster(dir: &Path) -> (PgCluster, LocalFiles) {
     .unwrap();
     cluster.restart().unwrap();
     (cluster, files)
+}
+
+/// `statement` run through the cluster's Unix socket (TCP takes TLS clients only).
+fn local_sql(cluster: &PgCluster, statement: &str) {
+    let out = Command::new("psql")
+        .arg("-h")
+        .arg(cluster.socket_dir())
+        .args([
+            "-p",
+            &cluster.port().to_string(),
+            "-U",
+            SUPERUSER,
+            "-d",
+            DATABASE,
+        ])
+        .args(["-Atc", statement])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn is_root() -> bool {
@@ -182,4 +209,60 @@ fn a_url_that_would_not_verify_the_server_opens_no_store() {
     // A wrong parameter is named.
     let typo = refusal(&url(&cluster, "127.0.0.1", "sslmode=verify-fulll"));
     assert!(typo.contains("sslmode=verify-fulll"), "{typo}");
+}
+
+#[test]
+fn a_running_node_follows_a_renewal_of_its_ledger_servers_certificates() {
+    if test_store::postgres() {
+        eprintln!("runs on its own cluster: the SQLite pass of the suite covers it");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cluster, files) = tls_only_cluster(dir.path());
+    let store = url(&cluster, "127.0.0.1", &full_tls(&files));
+    let data = dir.path().join("node");
+    std::fs::create_dir(&data).unwrap();
+    let node = Node::start_on(&data, "node-1", &store, &["--demo"]);
+    let token = sign_in(&node, "alice");
+    played(&node, &token, "before", 100);
+
+    // A new CA, renewed in place: the server's certificate and the CA it takes clients' from,
+    // and the node's CA file and client certificate, all at the paths in use.
+    let renewed = LocalCa::write(&dir.path().join("renewed"), &["127.0.0.1".to_owned()]).unwrap();
+    std::thread::sleep(RELOAD_CHECK_EVERY + Duration::from_millis(100));
+    for (from, to) in [
+        (&renewed.ca, &files.ca),
+        (&renewed.cert, &files.cert),
+        (&renewed.key, &files.key),
+    ] {
+        std::fs::copy(from, to).unwrap();
+    }
+    local_sql(&cluster, "SELECT pg_reload_conf()");
+    // Every connection of the node is cut, as a failover or the server's restart would: the
+    // node connects again, to a server that presents only the new CA's certificate and
+    // accepts only its clients'.
+    local_sql(
+        &cluster,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'croupier%'",
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let answer = loop {
+        let answer = post(
+            &node.url("/api/v1/rounds"),
+            Some(&token),
+            Some("after"),
+            &dice_bet(100),
+        );
+        match answer {
+            Ok((201, _)) => break answer,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(250)),
+            _ => break answer,
+        }
+    };
+    assert!(
+        matches!(answer, Ok((201, _))),
+        "no bet after the renewal (the node kept the old CA and certificate?): {answer:?}"
+    );
+    common::integrity(&node);
 }

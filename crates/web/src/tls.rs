@@ -9,7 +9,8 @@
 //! CA, clients must present a certificate it signed (mutual TLS: the gateway → node hop).
 //!
 //! A client trusts the CA file it is given (an internal CA, as `croupier tls init` makes) or
-//! else the system's roots, and may present its own certificate for mutual TLS.
+//! else the system's roots, and may present its own certificate for mutual TLS; it too reads
+//! its files again when they change (`client_files`), so a renewal needs no restart.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,9 +27,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
+mod client_files;
 pub mod local_ca;
 
-/// How often, at most, a server looks at its certificate files for a change.
+/// How often, at most, a server or a client looks at its certificate files for a change.
 pub const RELOAD_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
@@ -63,11 +65,20 @@ impl ServerFiles {
             .flatten()
             .map(PathBuf::as_path)
     }
+}
 
-    fn stamp(&self) -> Vec<Option<SystemTime>> {
-        self.paths()
-            .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-            .collect()
+/// When each of a set of files was last modified (`None`: it could not be looked at), to
+/// tell that one changed.
+#[derive(PartialEq, Eq)]
+struct Stamp(Vec<Option<SystemTime>>);
+
+impl Stamp {
+    fn of<'a>(paths: impl Iterator<Item = &'a Path>) -> Stamp {
+        Stamp(
+            paths
+                .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+                .collect(),
+        )
     }
 }
 
@@ -155,7 +166,7 @@ pub struct Acceptor {
 
 struct Loaded {
     acceptor: tokio_rustls::TlsAcceptor,
-    stamp: Vec<Option<SystemTime>>,
+    stamp: Stamp,
     checked: Instant,
 }
 
@@ -165,7 +176,7 @@ impl Acceptor {
         let config = server_config(&files)?;
         let loaded = Loaded {
             acceptor: Arc::new(config).into(),
-            stamp: files.stamp(),
+            stamp: Stamp::of(files.paths()),
             checked: Instant::now(),
         };
         Ok(Acceptor {
@@ -179,7 +190,7 @@ impl Acceptor {
         let mut loaded = self.current.lock();
         if loaded.checked.elapsed() >= RELOAD_CHECK_EVERY {
             loaded.checked = Instant::now();
-            let stamp = self.files.stamp();
+            let stamp = Stamp::of(self.files.paths());
             if stamp != loaded.stamp {
                 loaded.stamp = stamp;
                 match server_config(&self.files) {
@@ -207,21 +218,25 @@ pub struct ClientFiles {
     pub identity: Option<(PathBuf, PathBuf)>,
 }
 
+impl ClientFiles {
+    fn paths(&self) -> impl Iterator<Item = &Path> {
+        let identity = self.identity.iter().flat_map(|(c, k)| [c, k]);
+        self.ca.iter().chain(identity).map(PathBuf::as_path)
+    }
+}
+
 /// A client configuration: TLS 1.2+ only, trusting `files.ca` (or the system's roots), with
-/// the client certificate of `files.identity` when given.
+/// the client certificate of `files.identity` when given; both read again when their files
+/// change (`client_files`). Broken files are an error now, and later keep the last good ones.
 pub fn client_config(files: &ClientFiles) -> Result<ClientConfig, TlsError> {
-    let roots = match &files.ca {
-        Some(ca) => roots(ca)?,
-        None => system_roots(),
-    };
+    let reloading = client_files::Reloading::load(files)?;
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_root_certificates(roots);
-    Ok(match &files.identity {
+        .dangerous()
+        .with_custom_certificate_verifier(reloading.clone());
+    Ok(match files.identity {
         None => builder.with_no_client_auth(),
-        Some((cert, key_path)) => {
-            builder.with_client_auth_cert(certs(cert, "client certificate")?, key(key_path)?)?
-        }
+        Some(_) => builder.with_client_cert_resolver(reloading),
     })
 }
 

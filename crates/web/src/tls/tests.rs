@@ -240,3 +240,100 @@ fn the_key_is_readable_by_its_owner_only() {
     let mode = std::fs::metadata(&files.key).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+/// Copies a renewal's files over the ones in use, as a renewal in place does, once the
+/// files' last reading is old enough to be looked at again.
+async fn renew_in_place(pairs: &[(&Path, &Path)]) {
+    tokio::time::sleep(RELOAD_CHECK_EVERY + Duration::from_millis(100)).await;
+    for (from, to) in pairs {
+        std::fs::copy(from, to).unwrap();
+    }
+}
+
+/// `open` with `config`, tried for a few seconds, each connection asked for one answer.
+async fn answered_within_seconds(addr: SocketAddr, config: &ClientConfig) -> Result<Open, String> {
+    let mut last = String::new();
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        match open(addr, config.clone()).await {
+            Ok(mut open) => match status(&mut open).await {
+                Ok(200) => return Ok(open),
+                other => last = format!("{other:?}"),
+            },
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+#[tokio::test]
+async fn a_running_client_trusts_a_renewed_ca_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = local(dir.path());
+    let addr = server(server_files(&files, false)).await;
+    let client = trusting(&files, false);
+    let mut before = open(addr, client.clone()).await.unwrap();
+    assert_eq!(status(&mut before).await, Ok(200));
+
+    // A new CA and a certificate it signed, for the server and the client alike.
+    let renewed = local(&dir.path().join("renewed"));
+    renew_in_place(&[
+        (&renewed.cert, &files.cert),
+        (&renewed.key, &files.key),
+        (&renewed.ca, &files.ca),
+    ])
+    .await;
+    let after = answered_within_seconds(addr, &client)
+        .await
+        .expect("the client, as it was made, verifies the renewed server");
+    assert_ne!(after.peer_cert, before.peer_cert);
+}
+
+#[tokio::test]
+async fn a_running_client_presents_its_renewed_certificate_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_side = local(&dir.path().join("server"));
+    let client_side = local(&dir.path().join("client"));
+    // The server accepts the certificates of the client's CA.
+    let accepted = dir.path().join("clients-ca.pem");
+    std::fs::copy(&client_side.ca, &accepted).unwrap();
+    let addr = server(ServerFiles {
+        cert: server_side.cert.clone(),
+        key: server_side.key.clone(),
+        client_ca: Some(accepted.clone()),
+    })
+    .await;
+    let client = client_config(&ClientFiles {
+        ca: Some(server_side.ca.clone()),
+        identity: Some((client_side.cert.clone(), client_side.key.clone())),
+    })
+    .unwrap();
+    let mut before = open(addr, client.clone()).await.unwrap();
+    assert_eq!(status(&mut before).await, Ok(200));
+
+    // The clients' CA is replaced: the server accepts only the new one's certificates, and
+    // the client's files now hold one it signed.
+    let renewed = local(&dir.path().join("renewed"));
+    renew_in_place(&[
+        (&renewed.ca, &accepted),
+        (&renewed.cert, &client_side.cert),
+        (&renewed.key, &client_side.key),
+    ])
+    .await;
+    answered_within_seconds(addr, &client)
+        .await
+        .expect("the client, as it was made, presents its renewed certificate");
+}
+
+#[tokio::test]
+async fn a_broken_client_file_keeps_the_previous_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = local(dir.path());
+    let addr = server(server_files(&files, false)).await;
+    let client = trusting(&files, false);
+    tokio::time::sleep(RELOAD_CHECK_EVERY + Duration::from_millis(100)).await;
+    std::fs::write(&files.ca, "not a certificate").unwrap();
+    tokio::time::sleep(RELOAD_CHECK_EVERY + Duration::from_millis(100)).await;
+    let mut open = open(addr, client).await.unwrap();
+    assert_eq!(status(&mut open).await, Ok(200));
+}
