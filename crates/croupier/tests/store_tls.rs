@@ -111,6 +111,32 @@ fn refusal(url: &str) -> String {
     }
 }
 
+/// A node on a TLS-only cluster, with everything libpq needs in its store URL, and a player
+/// signed in there.
+struct NodeOverTls {
+    cluster: PgCluster,
+    files: LocalFiles,
+    store: String,
+    node: Node,
+    token: String,
+}
+
+fn node_over_tls(dir: &Path) -> NodeOverTls {
+    let (cluster, files) = tls_only_cluster(dir);
+    let store = url(&cluster, "127.0.0.1", &full_tls(&files));
+    let data = dir.join("node");
+    std::fs::create_dir(&data).unwrap();
+    let node = Node::start_on(&data, "node-1", &store, &["--demo"]);
+    let token = sign_in(&node, "alice");
+    NodeOverTls {
+        cluster,
+        files,
+        store,
+        node,
+        token,
+    }
+}
+
 #[test]
 fn a_node_reaches_its_ledger_over_verified_tls_only() {
     if test_store::postgres() {
@@ -118,13 +144,14 @@ fn a_node_reaches_its_ledger_over_verified_tls_only() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (cluster, files) = tls_only_cluster(dir.path());
-    let store = url(&cluster, "127.0.0.1", &full_tls(&files));
-
-    let data = dir.path().join("node");
-    std::fs::create_dir(&data).unwrap();
-    let node = Node::start_on(&data, "node-1", &store, &["--demo"]);
-    let token = sign_in(&node, "alice");
+    // The cluster is kept alive to the test's end (it stops when dropped).
+    let NodeOverTls {
+        cluster: _cluster,
+        store,
+        node,
+        token,
+        ..
+    } = node_over_tls(dir.path());
     for key in ["b1", "b2", "b3"] {
         played(&node, &token, key, 100);
     }
@@ -218,12 +245,13 @@ fn a_running_node_follows_a_renewal_of_its_ledger_servers_certificates() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (cluster, files) = tls_only_cluster(dir.path());
-    let store = url(&cluster, "127.0.0.1", &full_tls(&files));
-    let data = dir.path().join("node");
-    std::fs::create_dir(&data).unwrap();
-    let node = Node::start_on(&data, "node-1", &store, &["--demo"]);
-    let token = sign_in(&node, "alice");
+    let NodeOverTls {
+        cluster,
+        files,
+        node,
+        token,
+        ..
+    } = node_over_tls(dir.path());
     played(&node, &token, "before", 100);
 
     // A new CA, renewed in place: the server's certificate and the CA it takes clients' from,
