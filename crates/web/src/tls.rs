@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -29,6 +29,9 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 mod client_files;
 pub mod local_ca;
+mod reloaded;
+
+use reloaded::Reloaded;
 
 /// How often, at most, a server or a client looks at its certificate files for a change.
 pub const RELOAD_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -59,26 +62,12 @@ pub struct ServerFiles {
 }
 
 impl ServerFiles {
-    fn paths(&self) -> impl Iterator<Item = &Path> {
+    fn paths(&self) -> Vec<PathBuf> {
         [Some(&self.cert), Some(&self.key), self.client_ca.as_ref()]
             .into_iter()
             .flatten()
-            .map(PathBuf::as_path)
-    }
-}
-
-/// When each of a set of files was last modified (`None`: it could not be looked at), to
-/// tell that one changed.
-#[derive(PartialEq, Eq)]
-struct Stamp(Vec<Option<SystemTime>>);
-
-impl Stamp {
-    fn of<'a>(paths: impl Iterator<Item = &'a Path>) -> Stamp {
-        Stamp(
-            paths
-                .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-                .collect(),
-        )
+            .cloned()
+            .collect()
     }
 }
 
@@ -161,24 +150,17 @@ pub fn server_config(files: &ServerFiles) -> Result<ServerConfig, TlsError> {
 #[derive(Clone)]
 pub struct Acceptor {
     files: Arc<ServerFiles>,
-    current: Arc<Mutex<Loaded>>,
+    current: Arc<Mutex<Reloaded<tokio_rustls::TlsAcceptor>>>,
 }
 
-struct Loaded {
-    acceptor: tokio_rustls::TlsAcceptor,
-    stamp: Stamp,
-    checked: Instant,
+fn acceptor(files: &ServerFiles) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    Ok(Arc::new(server_config(files)?).into())
 }
 
 impl Acceptor {
     /// Loads `files` now: a server with a broken certificate must not start.
     pub fn load(files: ServerFiles) -> Result<Acceptor, TlsError> {
-        let config = server_config(&files)?;
-        let loaded = Loaded {
-            acceptor: Arc::new(config).into(),
-            stamp: Stamp::of(files.paths()),
-            checked: Instant::now(),
-        };
+        let loaded = Reloaded::load("TLS certificate", files.paths(), || acceptor(&files))?;
         Ok(Acceptor {
             files: Arc::new(files),
             current: Arc::new(Mutex::new(loaded)),
@@ -187,25 +169,7 @@ impl Acceptor {
 
     /// The acceptor for a new connection: the files' newest good contents.
     pub fn current(&self) -> tokio_rustls::TlsAcceptor {
-        let mut loaded = self.current.lock();
-        if loaded.checked.elapsed() >= RELOAD_CHECK_EVERY {
-            loaded.checked = Instant::now();
-            let stamp = Stamp::of(self.files.paths());
-            if stamp != loaded.stamp {
-                loaded.stamp = stamp;
-                match server_config(&self.files) {
-                    Ok(config) => {
-                        loaded.acceptor = Arc::new(config).into();
-                        tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
-                    }
-                    Err(e) => tracing::warn!(
-                        error = %e,
-                        "TLS files changed but cannot be used; keeping the previous certificate"
-                    ),
-                }
-            }
-        }
-        loaded.acceptor.clone()
+        self.current.lock().current(|| acceptor(&self.files))
     }
 }
 
@@ -219,9 +183,9 @@ pub struct ClientFiles {
 }
 
 impl ClientFiles {
-    fn paths(&self) -> impl Iterator<Item = &Path> {
+    fn paths(&self) -> Vec<PathBuf> {
         let identity = self.identity.iter().flat_map(|(c, k)| [c, k]);
-        self.ca.iter().chain(identity).map(PathBuf::as_path)
+        self.ca.iter().chain(identity).cloned().collect()
     }
 }
 

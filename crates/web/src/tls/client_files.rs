@@ -14,7 +14,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Instant;
 
 use parking_lot::Mutex;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -23,59 +22,36 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-use super::{ClientFiles, RELOAD_CHECK_EVERY, Stamp, TlsError, certs, key, provider, roots};
+use super::{ClientFiles, Reloaded, TlsError, certs, key, provider, roots};
 
 /// What a client trusts and presents, from its files' newest good contents.
 pub struct Reloading {
     files: ClientFiles,
-    current: Mutex<Loaded>,
+    current: Mutex<Reloaded<Loaded>>,
 }
 
-struct Loaded {
-    verifier: Arc<WebPkiServerVerifier>,
-    identity: Option<Arc<CertifiedKey>>,
-    stamp: Stamp,
-    checked: Instant,
-}
+/// A verifier of servers and the identity presented to them.
+type Loaded = (Arc<WebPkiServerVerifier>, Option<Arc<CertifiedKey>>);
 
 impl Reloading {
     /// Loads `files` now: a client whose files are broken must not start.
     pub fn load(files: &ClientFiles) -> Result<Arc<Reloading>, TlsError> {
         let files = files.clone();
-        let current = Mutex::new(loaded(&files)?);
-        Ok(Arc::new(Reloading { files, current }))
+        let current = Reloaded::load("client TLS files", files.paths(), || loaded(&files))?;
+        Ok(Arc::new(Reloading {
+            files,
+            current: Mutex::new(current),
+        }))
     }
 
     /// The verifier and identity to use now, read again first when a file changed.
-    fn current(&self) -> (Arc<WebPkiServerVerifier>, Option<Arc<CertifiedKey>>) {
-        let mut current = self.current.lock();
-        if current.checked.elapsed() >= RELOAD_CHECK_EVERY {
-            current.checked = Instant::now();
-            if Stamp::of(self.files.paths()) != current.stamp {
-                match loaded(&self.files) {
-                    Ok(fresh) => {
-                        *current = fresh;
-                        tracing::info!(files = ?self.files, "client TLS files reloaded");
-                    }
-                    Err(e) => {
-                        // Not looked at again until they change once more.
-                        current.stamp = Stamp::of(self.files.paths());
-                        tracing::warn!(
-                            error = %e,
-                            "client TLS files changed but cannot be used; keeping the previous ones"
-                        );
-                    }
-                }
-            }
-        }
-        (current.verifier.clone(), current.identity.clone())
+    fn current(&self) -> Loaded {
+        self.current.lock().current(|| loaded(&self.files))
     }
 }
 
-/// The files' contents as a verifier of servers and the identity presented to them. The stamp
-/// is taken before the reading: a file changed while it is read is read again.
+/// The files' contents as a verifier of servers and the identity presented to them.
 fn loaded(files: &ClientFiles) -> Result<Loaded, TlsError> {
-    let stamp = Stamp::of(files.paths());
     let roots = match &files.ca {
         Some(ca) => roots(ca)?,
         None => super::system_roots(),
@@ -91,12 +67,7 @@ fn loaded(files: &ClientFiles) -> Result<Loaded, TlsError> {
             &provider(),
         )?)),
     };
-    Ok(Loaded {
-        verifier,
-        identity,
-        stamp,
-        checked: Instant::now(),
-    })
+    Ok((verifier, identity))
 }
 
 impl fmt::Debug for Reloading {
