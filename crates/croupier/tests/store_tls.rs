@@ -57,29 +57,6 @@ fn tls_only_cluster(dir: &Path) -> (PgCluster, LocalFiles) {
     (cluster, files)
 }
 
-/// `statement` run through the cluster's Unix socket (TCP takes TLS clients only).
-fn local_sql(cluster: &PgCluster, statement: &str) {
-    let out = Command::new("psql")
-        .arg("-h")
-        .arg(cluster.socket_dir())
-        .args([
-            "-p",
-            &cluster.port().to_string(),
-            "-U",
-            SUPERUSER,
-            "-d",
-            DATABASE,
-        ])
-        .args(["-Atc", statement])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn is_root() -> bool {
     let out = Command::new("id").arg("-u").output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim() == "0"
@@ -265,14 +242,13 @@ fn a_running_node_follows_a_renewal_of_its_ledger_servers_certificates() {
     ] {
         std::fs::copy(from, to).unwrap();
     }
-    local_sql(&cluster, "SELECT pg_reload_conf()");
+    cluster.sql("SELECT pg_reload_conf()").unwrap();
     // Every connection of the node is cut, as a failover or the server's restart would: the
     // node connects again, to a server that presents only the new CA's certificate and
     // accepts only its clients'.
-    local_sql(
-        &cluster,
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'croupier%'",
-    );
+    cluster
+        .sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name LIKE 'croupier%'")
+        .unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(20);
     let answer = loop {

@@ -231,13 +231,15 @@ impl PgCluster {
             .map_err(|e| LoadError::io(format!("writing {}", conf.display()), e))
     }
 
-    /// Runs one SQL statement on the `croupier` database with psql; its output, trimmed.
+    /// Runs one SQL statement on the `croupier` database with psql, through the server's Unix
+    /// socket (what `pg_hba.conf` lets in over TCP may be TLS clients only); its output,
+    /// trimmed.
     pub fn sql(&self, statement: &str) -> Result<String, LoadError> {
         let output = self.run(
             "psql",
             &[
                 "-h",
-                "127.0.0.1",
+                &self.dir.display().to_string(),
                 "-p",
                 &self.port.to_string(),
                 "-U",
