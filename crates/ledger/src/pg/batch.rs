@@ -145,9 +145,27 @@ pub fn flush(
     now_ms: i64,
     shard: i16,
 ) -> Result<(), LedgerError> {
-    let statements = flush_statements(state, currency, now_ms, shard);
-    run_pipelined_then(conn, &statements, Some(COMMIT_DURABLY))?;
+    flush_after(conn, Vec::new(), state, currency, now_ms, shard).map_err(pg_error)?;
     Ok(())
+}
+
+/// As `flush`, with `before` sent first in the same round trip (a batch that has not begun
+/// its transaction yet: `remembered`); the answers of `before`, in order. The server's error
+/// as it came, for the caller to tell a changed row from a lost connection.
+pub fn flush_after(
+    conn: Conn<'_>,
+    before: Vec<Statement>,
+    state: &BatchState,
+    currency: &str,
+    now_ms: i64,
+    shard: i16,
+) -> Result<Vec<Vec<tokio_postgres::Row>>, tokio_postgres::Error> {
+    let answered = before.len();
+    let mut statements = before;
+    statements.extend(flush_statements(state, currency, now_ms, shard));
+    let mut answers = pipelined(conn, &statements, Some(COMMIT_DURABLY))?;
+    answers.truncate(answered);
+    Ok(answers)
 }
 
 /// The flush's statements. A write that must see another's rows runs after it, on its own: a
@@ -238,42 +256,40 @@ pub fn run_pipelined(
     conn: Conn<'_>,
     statements: &[Statement],
 ) -> Result<Vec<Vec<tokio_postgres::Row>>, LedgerError> {
-    run_pipelined_then(conn, statements, None)
+    pipelined(conn, statements, None).map_err(pg_error)
 }
 
 /// As `run_pipelined`, then `then` (a simple query, without parameters) in the same round
 /// trip.
-pub fn run_pipelined_then(
+fn pipelined(
     conn: Conn<'_>,
     statements: &[Statement],
     then: Option<&str>,
-) -> Result<Vec<Vec<tokio_postgres::Row>>, LedgerError> {
-    conn.driver
-        .run(async {
-            let prepared = try_join_all(
-                statements
-                    .iter()
-                    .map(|s| conn.client.prepare_cached(&s.sql)),
-            )
-            .await?;
-            let answers = try_join_all(statements.iter().zip(&prepared).map(|(s, prepared)| {
-                let params: Vec<&(dyn ToSql + Sync)> = s
-                    .params
-                    .iter()
-                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-                    .collect();
-                async move { conn.client.query(prepared, &params).await }
-            }));
-            let last = async {
-                match then {
-                    Some(sql) => conn.client.batch_execute(sql).await,
-                    None => Ok(()),
-                }
-            };
-            let (answers, ()) = futures_util::future::try_join(answers, last).await?;
-            Ok(answers)
-        })
-        .map_err(pg_error)
+) -> Result<Vec<Vec<tokio_postgres::Row>>, tokio_postgres::Error> {
+    conn.driver.run(async {
+        let prepared = try_join_all(
+            statements
+                .iter()
+                .map(|s| conn.client.prepare_cached(&s.sql)),
+        )
+        .await?;
+        let answers = try_join_all(statements.iter().zip(&prepared).map(|(s, prepared)| {
+            let params: Vec<&(dyn ToSql + Sync)> = s
+                .params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                .collect();
+            async move { conn.client.query(prepared, &params).await }
+        }));
+        let last = async {
+            match then {
+                Some(sql) => conn.client.batch_execute(sql).await,
+                None => Ok(()),
+            }
+        };
+        let (answers, ()) = futures_util::future::try_join(answers, last).await?;
+        Ok(answers)
+    })
 }
 
 /// The batch's transfers appended to the journal, linked onto the chain head by the server.

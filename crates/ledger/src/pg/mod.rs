@@ -20,6 +20,7 @@ mod merge;
 mod overlap;
 mod prefetch;
 mod read_indexes;
+mod remembered;
 mod reseal;
 mod retention;
 mod schema;
@@ -267,6 +268,7 @@ impl PgStore {
         let tag = StoreTag::random();
         let (shared, sharing) = overlap::sharing();
         let in_flight: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let remembered: Arc<remembered::Remembered> = Arc::default();
         reader_runtime.spawn(overlap::watch_other_stores(
             readers.clone(),
             tag.clone(),
@@ -286,6 +288,7 @@ impl PgStore {
                     retry_for: config.retry_for,
                     observer: observer.clone(),
                     seeds: config.seeds.clone(),
+                    remembered: remembered.clone(),
                 },
             };
             std::thread::Builder::new()

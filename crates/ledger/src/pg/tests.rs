@@ -2,6 +2,7 @@
 //! and what only this backend has: the append-only trigger, concurrent migrations, the
 //! chain head, sharded house rows and riding through lost connections.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -1608,4 +1609,215 @@ async fn a_turn_granted_as_its_wait_timed_out_is_given_back() {
             .await
             .unwrap()
     );
+}
+
+/// A bet as a game makes one: the player's active seed's next nonce, the stake into escrow
+/// and (a lost bet) settled to the house. Returns the seed and nonce dealt.
+async fn bet(
+    store: &dyn Store,
+    player: &str,
+    key: Option<(&str, &str)>,
+    amount: i64,
+) -> Result<crate::store::Committed<(i64, u64)>, LedgerError> {
+    let player = player.to_owned();
+    let key = key.map(|(key, fingerprint)| Idempotency {
+        key: key.into(),
+        fingerprint: fingerprint.into(),
+    });
+    store
+        .transact(key, move |tx| {
+            let (seed, nonce) = tx
+                .take_nonce(&player)?
+                .ok_or_else(|| LedgerError::Conflict(format!("{player} has no seed")))?;
+            let id = format!("{player}-{}-{nonce}", seed.id);
+            for (kind, debit, credit) in [
+                (EntryKind::Stake, Account::player(&player), Account::InRound),
+                (EntryKind::Settle, Account::InRound, Account::House),
+            ] {
+                tx.post(&Transfer {
+                    kind,
+                    round_id: Some(id.clone()),
+                    debit,
+                    credit,
+                    amount,
+                })?;
+            }
+            let now = tx.now_ms();
+            tx.insert_round(&crate::model::Round {
+                id,
+                player: player.clone(),
+                game: "dice".into(),
+                status: crate::model::RoundStatus::Settled,
+                stake: amount,
+                payout: Some(0),
+                bet: "{}".into(),
+                state: "{}".into(),
+                seed_id: seed.id,
+                nonce,
+                node: "test".into(),
+                created_ms: now,
+                updated_ms: now,
+            })?;
+            Ok::<_, LedgerError>((seed.id, nonce))
+        })
+        .await
+}
+
+/// A new active seed for `player` (the current one, if any, revealed first).
+async fn rotate_seed(store: &dyn Store, player: &str, name: &str) -> i64 {
+    let (player, name) = (player.to_owned(), name.to_owned());
+    store
+        .transact(None, move |tx| {
+            if let Some(seed) = tx.active_seed(&player)? {
+                tx.reveal_seed(seed.id)?;
+            }
+            tx.insert_seed(&player, &name, &format!("h-{name}"), "c")
+        })
+        .await
+        .unwrap()
+        .into_value()
+}
+
+/// Calls of the ledger's routines in the scratch database, by name, as the server's
+/// statistics have them (`track_functions`).
+async fn routine_calls(client: &tokio_postgres::Client) -> HashMap<String, i64> {
+    client
+        .query("SELECT funcname, calls FROM pg_stat_user_functions", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// A player's next bets run on the rows the writer remembers from the last: each is begun,
+/// checked, flushed and committed in one round trip, and none reads the player's rows again
+/// (`croupier_lock_balances_v2` runs for the grant and the first bet only). Before, every
+/// bet took two round trips: `BEGIN` and the reads, then the flush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_players_next_bets_run_on_remembered_rows_in_one_round_trip() {
+    let db = TempDb::new();
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET track_functions = ''pl''',
+                                        current_database()); END $$",
+        )
+        .await
+        .unwrap();
+    // One writer: one backend, whose statistics are sent as its transactions end.
+    let store: Arc<dyn Store> = Arc::new(
+        PgStore::open(PgConfig {
+            writers: 1,
+            ..PgConfig::new(db.0.url())
+        })
+        .unwrap(),
+    );
+    rotate_seed(&*store, "ann", "ann-1").await;
+    post_all(&*store, None, vec![grant("ann", 100)])
+        .await
+        .unwrap();
+    for n in 0..10 {
+        let dealt = bet(&*store, "ann", None, 1).await.unwrap().into_value();
+        assert_eq!(dealt.1, n);
+    }
+    // A backend sends its statistics at most once a second, when a transaction ends.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    bet(&*store, "ann", None, 1).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut calls = routine_calls(&client).await;
+    while calls.values().sum::<i64>() < 2 * 13 - 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        calls = routine_calls(&client).await;
+    }
+    let of = |name: &str| calls.get(name).copied().unwrap_or(0);
+    assert_eq!(of("croupier_lock_balances_v2"), 2, "{calls:?}");
+    assert_eq!(of("croupier_expect_rows_v1"), 10, "{calls:?}");
+    assert_eq!(balance(&*store, "ann").await, 89);
+    let report = store.integrity().await.unwrap();
+    assert!(report.ok, "{report:#?}");
+}
+
+/// What a writer remembers is checked, never trusted: another node betting for the same
+/// player, granting to them, or rotating their seed changes the rows, and the next bet through
+/// the first node reads them afresh and deals the right nonce from the right seed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remembered_rows_another_node_changed_are_read_again() {
+    let db = TempDb::new();
+    let (one, two): (Arc<dyn Store>, Arc<dyn Store>) = (Arc::new(db.store()), Arc::new(db.store()));
+    let first_seed = rotate_seed(&*one, "bea", "bea-1").await;
+    post_all(&*one, None, vec![grant("bea", 1_000)])
+        .await
+        .unwrap();
+    let mut dealt = Vec::new();
+    for store in [&one, &one, &two, &one, &one] {
+        dealt.push(bet(&**store, "bea", None, 10).await.unwrap().into_value());
+    }
+    let nonces: Vec<u64> = dealt.iter().map(|d| d.1).collect();
+    assert_eq!(nonces, [0, 1, 2, 3, 4]);
+    assert!(dealt.iter().all(|d| d.0 == first_seed));
+    post_all(&*two, None, vec![grant("bea", 5)]).await.unwrap();
+    bet(&*one, "bea", None, 10).await.unwrap();
+    assert_eq!(balance(&*one, "bea").await, 1_000 - 6 * 10 + 5);
+    let second_seed = rotate_seed(&*two, "bea", "bea-2").await;
+    let after = bet(&*one, "bea", None, 10).await.unwrap().into_value();
+    assert_eq!(after, (second_seed, 0));
+    // Overdrawn through memory it would be refused by the server; read afresh, refused here.
+    post_all(&*two, None, vec![withdraw("bea", 935)])
+        .await
+        .unwrap();
+    let refused = bet(&*one, "bea", None, 10).await;
+    assert!(
+        matches!(refused, Err(LedgerError::InsufficientFunds { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(balance(&*one, "bea").await, 0);
+    let report = one.integrity().await.unwrap();
+    assert!(report.ok, "{report:#?}");
+}
+
+/// A keyed bet sent again is answered from its record when the batch ran on remembered rows
+/// too: whether the repeat would now be refused (its player's money is gone) or would go
+/// through (money came since), it moves nothing and gets the first answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_key_is_replayed_on_remembered_rows() {
+    let db = TempDb::new();
+    let store: Arc<dyn Store> = Arc::new(db.store());
+    rotate_seed(&*store, "cy", "cy-1").await;
+    post_all(&*store, None, vec![grant("cy", 10)])
+        .await
+        .unwrap();
+    let first = bet(&*store, "cy", Some(("cy:1", "a")), 10).await.unwrap();
+    assert!(!first.is_replay());
+    // Its money gone, the repeat would be refused.
+    let again = bet(&*store, "cy", Some(("cy:1", "a")), 10).await.unwrap();
+    assert!(again.is_replay());
+    assert_eq!(again.value(), first.value());
+    let reused = bet(&*store, "cy", Some(("cy:1", "b")), 10).await;
+    assert!(
+        matches!(reused, Err(LedgerError::IdempotencyKeyReused)),
+        "{reused:?}"
+    );
+    post_all(&*store, None, vec![grant("cy", 50)])
+        .await
+        .unwrap();
+    bet(&*store, "cy", Some(("cy:2", "a")), 10).await.unwrap();
+    // With money there, the repeat would go through.
+    let again = bet(&*store, "cy", Some(("cy:1", "a")), 10).await.unwrap();
+    assert!(again.is_replay());
+    assert_eq!(again.value(), first.value());
+    assert_eq!(balance(&*store, "cy").await, 40);
+    let report = store.integrity().await.unwrap();
+    assert!(report.ok, "{report:#?}");
+}
+
+/// A cash-out of `amount` from the player's balance (its reference the operator's).
+fn withdraw(player: &str, amount: i64) -> Transfer {
+    Transfer {
+        kind: EntryKind::Withdraw,
+        round_id: Some(format!("cashout-{player}")),
+        debit: Account::player(player),
+        credit: Account::Operator,
+        amount,
+    }
 }

@@ -17,11 +17,14 @@ use std::time::{Duration, Instant};
 use deadpool_postgres::{Object, Pool};
 use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::error::SqlState;
 
-use super::batch::{BatchState, Statement, flush, run_pipelined};
+use super::batch::{BatchState, Statement, flush, flush_after, run_pipelined};
 use super::conn::{Conn, Driver};
+use super::error::pg_error;
 use super::overlap::{Sharing, wait_in_turn, writers_in_turn};
 use super::prefetch::{DISCOVERY_PASSES, Needs, Reads};
+use super::remembered::{self, PlayerRows, Remembered};
 use super::shared_turn;
 use super::tx::PgTx;
 use crate::clock::now_ms;
@@ -64,6 +67,8 @@ pub struct Role {
     pub retry_for: Duration,
     pub observer: ObserverSlot,
     pub seeds: SeedVault,
+    /// The players' rows the store's writers last committed (shared by them).
+    pub remembered: Arc<Remembered>,
 }
 
 /// A writer's batch counted in flight until it is dropped.
@@ -308,6 +313,15 @@ impl Writer {
         // are read with the batch's keys, in the same round trip (a lone bet too: its player's
         // seed and balance come with BEGIN instead of in a round trip of their own).
         let first_needs = self.discovery_run(conn, now, &mut state, jobs);
+        let mut opening = opening;
+        if let Some(rows) = self.role.remembered.take(&first_needs) {
+            match self.run_remembered(conn, opening, now, &rows, &keys, jobs, stages, turn)? {
+                OnMemory::Committed(replies) => return Ok(replies),
+                OnMemory::NotBegun => {}
+                OnMemory::RolledBack => opening = Opening::Fresh,
+            }
+            state = BatchState::default();
+        }
         let round = ReadRound::new(&keys, first_needs);
         round.begin(conn, &self.role.currency, &mut state, opening)?;
         let replies = self.run_watched(conn, now, round, &mut state, jobs)?;
@@ -318,7 +332,66 @@ impl Writer {
         let flushed = flush(conn, &state, &self.role.currency, now, self.shard.get());
         stages.commit = built.elapsed();
         flushed?;
+        self.role.remembered.keep(&state);
         Ok(replies)
+    }
+
+    /// A batch whose operations asked only for rows its writers remember (`remembered`):
+    /// they run on them, and the transaction is begun, its keys claimed, the rows checked and
+    /// locked, the batch flushed and committed, all in one round trip. `NotBegun`: an
+    /// operation asked for more (nothing was sent); `RolledBack`: a remembered row had
+    /// changed, or a key was committed meanwhile (a replay), and the transaction is rolled
+    /// back. The batch then runs the usual way.
+    #[allow(clippy::too_many_arguments)]
+    fn run_remembered(
+        &self,
+        conn: Conn<'_>,
+        opening: Opening,
+        now: i64,
+        rows: &[PlayerRows],
+        keys: &[&str],
+        jobs: &[Job],
+        stages: &mut Stages,
+        turn: &mut Option<TurnGuard<'_>>,
+    ) -> Result<OnMemory, LedgerError> {
+        let started = Instant::now();
+        let mut state = BatchState::default();
+        remembered::load(rows, &mut state);
+        let keys = ReadRound::new(keys, Needs::default()).keys;
+        for key in &keys {
+            state.idempotency.load(key.clone(), None);
+        }
+        state.discovery = Some(Needs::default());
+        let mut replies = self.run_jobs(conn, now, &mut state, jobs)?;
+        if state.stopped {
+            return Ok(OnMemory::NotBegun);
+        }
+        state.discovery = None;
+        let built = Instant::now();
+        stages.build = built.duration_since(started);
+        drop(turn.take());
+        let before = vec![
+            opening_statement(opening),
+            Statement::new(CLAIM_KEYS, vec![Box::new(keys)]),
+            remembered::expect(rows, &self.role.currency),
+        ];
+        let currency = &self.role.currency;
+        let flushed = flush_after(conn, before, &state, currency, now, self.shard.get());
+        stages.commit = built.elapsed();
+        match flushed {
+            Ok(answers) => {
+                let found = answers.into_iter().nth(1).unwrap_or_default();
+                answer_replays(jobs, &found, &mut replies);
+                self.role.remembered.keep(&state);
+                Ok(OnMemory::Committed(replies))
+            }
+            Err(e) if is_changed_or_replayed(&e) => {
+                tracing::debug!(error = %e, jobs = jobs.len(), "remembered rows out of date; reading them");
+                conn.batch_execute("ROLLBACK")?;
+                Ok(OnMemory::RolledBack)
+            }
+            Err(e) => Err(pg_error(e)),
+        }
     }
 
     /// Runs every operation for real, in order, each seeing what those before it changed, but
@@ -484,12 +557,8 @@ impl ReadRound {
         if again {
             statements.push(Statement::new("ROLLBACK", vec![]));
         }
-        statements.push(if opening == Opening::InTurn {
-            // The batch has its jobs: the turn has done its work (see `shared_turn`).
-            super::shared_turn::give_back()
-        } else {
-            Statement::new("BEGIN", vec![])
-        });
+        // The batch has its jobs: the turn has done its work (see `shared_turn`).
+        statements.push(opening_statement(opening));
         let skip = statements.len();
         statements.push(Statement::new(
             CLAIM_KEYS,
@@ -512,6 +581,58 @@ impl ReadRound {
             state.idempotency.load(key.clone(), None);
         }
         reads.load(answers.collect(), state)
+    }
+}
+
+/// How a batch run on remembered rows ended (`Writer::run_remembered`).
+enum OnMemory {
+    Committed(Vec<Reply>),
+    NotBegun,
+    RolledBack,
+}
+
+/// The first statement of a batch's first round trip: `BEGIN`, or the database's turn given
+/// back (`InTurn`: the transaction is open, see `shared_turn`).
+fn opening_statement(opening: Opening) -> Statement {
+    match opening {
+        Opening::InTurn => super::shared_turn::give_back(),
+        Opening::Fresh | Opening::Again => Statement::new("BEGIN", vec![]),
+    }
+}
+
+/// The failures of a batch run on remembered rows that come before its commit and mean
+/// "run it the usual way": a remembered row had changed (`croupier_expect_rows_v1`), or a
+/// key's record was there (its insert refused), which the usual way answers as a replay.
+fn is_changed_or_replayed(e: &tokio_postgres::Error) -> bool {
+    [
+        SqlState::T_R_SERIALIZATION_FAILURE,
+        SqlState::UNIQUE_VIOLATION,
+    ]
+    .iter()
+    .any(|code| e.code() == Some(code))
+}
+
+/// A batch run on remembered rows learns of its keys' records only with its commit. A key
+/// found there belongs to an operation that changed nothing (one that wrote would have
+/// inserted its record, and the duplicate would have failed the batch): it was refused on
+/// this run, and is answered with the record, as the usual way does.
+fn answer_replays(jobs: &[Job], found: &[tokio_postgres::Row], replies: &mut [Reply]) {
+    for row in found {
+        let (key, fingerprint, response): (String, String, String) =
+            (row.get(0), row.get(1), row.get(2));
+        for (job, reply) in jobs.iter().zip(replies.iter_mut()) {
+            let Some(idem) = job.idempotency.as_ref().filter(|i| i.key == key) else {
+                continue;
+            };
+            if reply.is_ok() {
+                continue;
+            }
+            *reply = if idem.fingerprint == fingerprint {
+                Ok(ErasedCommitted::Replayed(response.clone()))
+            } else {
+                Err(LedgerError::IdempotencyKeyReused.into())
+            };
+        }
     }
 }
 
