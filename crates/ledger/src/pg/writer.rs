@@ -315,7 +315,12 @@ impl Writer {
         let first_needs = self.discovery_run(conn, now, &mut state, jobs);
         let mut opening = opening;
         if let Some(rows) = self.role.remembered.take(&first_needs) {
-            match self.run_remembered(conn, opening, now, &rows, &keys, jobs, stages, turn)? {
+            let memory = OnMemoryBatch {
+                rows,
+                keys: ReadRound::new(&keys, Needs::default()).keys,
+                now,
+            };
+            match self.run_remembered(conn, opening, memory, jobs, stages, turn)? {
                 OnMemory::Committed(replies) => return Ok(replies),
                 OnMemory::NotBegun => {}
                 OnMemory::RolledBack => opening = Opening::Fresh,
@@ -342,22 +347,19 @@ impl Writer {
     /// operation asked for more (nothing was sent); `RolledBack`: a remembered row had
     /// changed, or a key was committed meanwhile (a replay), and the transaction is rolled
     /// back. The batch then runs the usual way.
-    #[allow(clippy::too_many_arguments)]
     fn run_remembered(
         &self,
         conn: Conn<'_>,
         opening: Opening,
-        now: i64,
-        rows: &[PlayerRows],
-        keys: &[&str],
+        memory: OnMemoryBatch,
         jobs: &[Job],
         stages: &mut Stages,
         turn: &mut Option<TurnGuard<'_>>,
     ) -> Result<OnMemory, LedgerError> {
         let started = Instant::now();
+        let OnMemoryBatch { rows, keys, now } = memory;
         let mut state = BatchState::default();
-        remembered::load(rows, &mut state);
-        let keys = ReadRound::new(keys, Needs::default()).keys;
+        remembered::load(&rows, &mut state);
         for key in &keys {
             state.idempotency.load(key.clone(), None);
         }
@@ -373,7 +375,7 @@ impl Writer {
         let before = vec![
             opening_statement(opening),
             Statement::new(CLAIM_KEYS, vec![Box::new(keys)]),
-            remembered::expect(rows, &self.role.currency),
+            remembered::expect(&rows, &self.role.currency),
         ];
         let currency = &self.role.currency;
         let flushed = flush_after(conn, before, &state, currency, now, self.shard.get());
@@ -582,6 +584,14 @@ impl ReadRound {
         }
         reads.load(answers.collect(), state)
     }
+}
+
+/// A batch about to run on remembered rows: its players' rows, its keys (sorted, each once)
+/// and the time its operations run at.
+struct OnMemoryBatch {
+    rows: Vec<PlayerRows>,
+    keys: Vec<String>,
+    now: i64,
 }
 
 /// How a batch run on remembered rows ended (`Writer::run_remembered`).

@@ -264,7 +264,11 @@ async fn housekeeping_and_checkpoints_leave_the_process_its_locks_on_the_ledger(
         .await
         .unwrap();
     let held = locks_held_here(&path);
-    assert!(!held.is_empty(), "an open store holds a shared lock");
+    assert!(
+        !held.is_empty(),
+        "an open store holds a shared lock; /proc/locks has:\n{}",
+        std::fs::read_to_string("/proc/locks").unwrap_or_default()
+    );
     store
         .housekeep(crate::retention::RetentionPolicy::default())
         .await
