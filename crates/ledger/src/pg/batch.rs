@@ -439,21 +439,7 @@ fn balances(state: &BatchState, currency: &str, shard: i16) -> Vec<Statement> {
 /// Deletes the balance rows the batch created as it read them and no accepted transfer
 /// names: the operations that read them were refused, or only looked.
 fn unused_created_balances(state: &BatchState, currency: &str) -> Option<Statement> {
-    if state.created_balances.is_empty() {
-        return None;
-    }
-    let named: HashSet<String> = state
-        .journal
-        .accepted()
-        .iter()
-        .flat_map(|t| [t.debit.to_string(), t.credit.to_string()])
-        .collect();
-    let unused: Vec<String> = state
-        .created_balances
-        .iter()
-        .filter(|account| !named.contains(*account))
-        .cloned()
-        .collect();
+    let unused = unused_created(state);
     (!unused.is_empty()).then(|| {
         Statement::new(
             "DELETE FROM balances
@@ -461,6 +447,26 @@ fn unused_created_balances(state: &BatchState, currency: &str) -> Option<Stateme
             vec![Box::new(unused), Box::new(currency.to_owned())],
         )
     })
+}
+
+/// The player balance rows the batch created (at 0) as it read them and no accepted
+/// transfer names: its flush deletes them.
+pub fn unused_created(state: &BatchState) -> Vec<String> {
+    if state.created_balances.is_empty() {
+        return Vec::new();
+    }
+    let named: HashSet<String> = state
+        .journal
+        .accepted()
+        .iter()
+        .flat_map(|t| [t.debit.to_string(), t.credit.to_string()])
+        .collect();
+    state
+        .created_balances
+        .iter()
+        .filter(|account| !named.contains(*account))
+        .cloned()
+        .collect()
 }
 
 /// Changed seeds are updated before new ones are inserted: a rotation reveals the old seed

@@ -19,11 +19,11 @@
 //! locks instead of failing its check. An entry is put back only after a commit, so a batch
 //! that failed leaves its players to be read afresh.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use parking_lot::Mutex;
 
-use super::batch::{BatchState, Statement};
+use super::batch::{BatchState, Statement, unused_created};
 use super::prefetch::Needs;
 use crate::model::{Account, Seed};
 
@@ -76,6 +76,7 @@ impl Remembered {
     /// the batch, now committed, left them. A player left without an active seed, or whose
     /// balance row the batch created and then deleted unused, is not remembered.
     pub fn keep(&self, state: &BatchState) {
+        let deleted: HashSet<String> = unused_created(state).into_iter().collect();
         let rows: Vec<(String, PlayerRows)> = state
             .active_seeds
             .current_values()
@@ -83,9 +84,7 @@ impl Remembered {
                 let seed = state.seeds.get(id).flatten()?;
                 let account = Account::player(player).to_string();
                 let balance = *state.balances.get(&account).flatten()?;
-                let deleted =
-                    state.created_balances.contains(&account) && !named_by_journal(state, &account);
-                (seed.revealed_ms.is_none() && !deleted).then(|| {
+                (seed.revealed_ms.is_none() && !deleted.contains(&account)).then(|| {
                     let rows = PlayerRows {
                         balance,
                         seed: seed.clone(),
@@ -154,14 +153,4 @@ fn only_players_rows(needs: &Needs) -> bool {
             .active_seeds
             .iter()
             .all(|p| needs.balances.contains(&Account::player(p).to_string()))
-}
-
-/// Whether an accepted transfer of the batch names `account` (an unused balance row the
-/// batch created is deleted by its flush).
-fn named_by_journal(state: &BatchState, account: &str) -> bool {
-    state
-        .journal
-        .accepted()
-        .iter()
-        .any(|t| t.debit.to_string() == account || t.credit.to_string() == account)
 }

@@ -317,7 +317,7 @@ impl Writer {
         if let Some(rows) = self.role.remembered.take(&first_needs) {
             let memory = OnMemoryBatch {
                 rows,
-                keys: ReadRound::new(&keys, Needs::default()).keys,
+                keys: claim_order(&keys),
                 now,
             };
             match self.run_remembered(conn, opening, memory, jobs, stages, turn)? {
@@ -522,6 +522,15 @@ impl Writer {
 /// other bet in it) for a retry.
 const CLAIM_KEYS: &str = "SELECT * FROM croupier_claim_keys_v1($1)";
 
+/// A batch's keys as it claims them: sorted, each once, so two batches sharing keys claim
+/// them in the same order.
+fn claim_order(keys: &[&str]) -> Vec<String> {
+    let mut keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
 /// What a batch claims and reads before its operations run for real: its idempotency keys
 /// and the rows its discovery runs asked for.
 struct ReadRound {
@@ -532,10 +541,10 @@ struct ReadRound {
 
 impl ReadRound {
     fn new(keys: &[&str], needs: Needs) -> ReadRound {
-        let mut keys: Vec<String> = keys.iter().map(|k| (*k).to_owned()).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        ReadRound { keys, needs }
+        ReadRound {
+            keys: claim_order(keys),
+            needs,
+        }
     }
 
     /// Opens the transaction (unless `opening` says it is open) or gives the database's turn
