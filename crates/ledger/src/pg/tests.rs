@@ -1063,27 +1063,110 @@ async fn the_next_batch_is_built_while_one_commits() {
     assert!(report.ok, "{report:#?}");
 }
 
-/// A batch ends with its commit and the durability barrier sent as one simple query, so the
-/// server answers them with one message. (Before, the `SET`, the `COMMIT` and the barrier
-/// were three statements, each answered and flushed to the socket on its own.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_commits_and_waits_for_the_disk_in_one_query() {
-    let db = TempDb::new();
-    let store: Arc<dyn Store> = Arc::new(db.store());
-    post_all(&*store, None, vec![grant("ann", 1)])
-        .await
-        .unwrap();
-    let client = db.client().await;
-    // An idle session shows the last query it ran: the writer's is its batch's last.
-    let last: Vec<String> = column(
-        &client,
+/// The last query of each writer session of the scratch database that is idle now: the
+/// commit its last batch ended with.
+async fn writers_last_queries(client: &tokio_postgres::Client) -> Vec<String> {
+    column(
+        client,
         "SELECT query FROM pg_stat_activity
          WHERE datname = current_database() AND state = 'idle'
-           AND query LIKE '%pg_logical_emit_message%'",
+           AND application_name LIKE 'croupier-writer %'",
     )
-    .await;
-    assert_eq!(last.len(), 1, "{last:?}");
-    let statements: Vec<&str> = last[0].split(';').map(str::trim).collect();
+    .await
+}
+
+/// A batch alone on the database (no other in flight, of this node or another) ends with a
+/// plain `COMMIT`, which waits for the disk itself: one transaction, not two. Before, every
+/// batch committed without waiting and then ran the durability barrier, a transaction of its
+/// own, which a lone bet paid for with nothing to flush beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_batch_commits_in_one_transaction() {
+    let db = TempDb::new();
+    let store: Arc<dyn Store> = Arc::new(db.store());
+    for amount in [1, 2] {
+        post_all(&*store, None, vec![grant("ann", amount)])
+            .await
+            .unwrap();
+    }
+    let client = db.client().await;
+    let last = writers_last_queries(&client).await;
+    assert!(last.iter().any(|q| q == "COMMIT"), "{last:?}");
+    assert!(
+        !last.iter().any(|q| q.contains("pg_logical_emit_message")),
+        "a lone batch ran the durability barrier: {last:?}"
+    );
+    let commit: Vec<String> = column(&client, "SHOW synchronous_commit").await;
+    assert_eq!(commit, ["on"], "the lone batch's COMMIT waits for the disk");
+    assert_eq!(balance(&*store, "ann").await, 3);
+    let report = store.integrity().await.unwrap();
+    assert!(report.ok, "{report:#?}");
+}
+
+/// A lone batch that writes nothing (here a replay) still ends with the durability barrier:
+/// its `COMMIT` would flush nothing, and the record it answers with may be another node's,
+/// committed without waiting for the disk and not flushed yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_batch_writing_nothing_still_waits_for_the_disk() {
+    let db = TempDb::new();
+    let store: Arc<dyn Store> = Arc::new(db.store());
+    let key = || {
+        Some(Idempotency {
+            key: "k-1".into(),
+            fingerprint: "f".into(),
+        })
+    };
+    post_all(&*store, key(), vec![grant("ann", 1)])
+        .await
+        .unwrap();
+    let replayed = post_all(&*store, key(), vec![grant("ann", 1)])
+        .await
+        .unwrap();
+    assert!(matches!(replayed, crate::store::Committed::Replayed(_)));
+    let client = db.client().await;
+    let last = writers_last_queries(&client).await;
+    assert!(
+        last.iter().any(|q| q.contains("pg_logical_emit_message")),
+        "the replay's batch did not wait for the disk: {last:?}"
+    );
+    assert_eq!(balance(&*store, "ann").await, 1);
+    let report = store.integrity().await.unwrap();
+    assert!(report.ok, "{report:#?}");
+}
+
+/// A batch that starts while another is in flight ends with its commit and the durability
+/// barrier sent as one simple query, so the server answers them with one message. (Before,
+/// the `SET`, the `COMMIT` and the barrier were three statements, each answered and flushed
+/// to the socket on its own.) Here the first batch, a bet on its player's remembered rows,
+/// waits in its flush for the balance row another session holds; the second, on the store's
+/// other writer, starts meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_beside_another_commits_and_waits_for_the_disk_in_one_query() {
+    let db = TempDb::new();
+    let store: Arc<dyn Store> = Arc::new(db.store());
+    for player in ["ann", "bob"] {
+        rotate_seed(&*store, player, &format!("{player}-1")).await;
+        post_all(&*store, None, vec![grant(player, 10)])
+            .await
+            .unwrap();
+        bet(&*store, player, None, 1).await.unwrap();
+    }
+    let client = db.client().await;
+    let holder = db.holding_balance("bob").await;
+    let held_bet = {
+        let store = store.clone();
+        tokio::spawn(async move { bet(&*store, "bob", None, 1).await })
+    };
+    wait_for_lock_waiters(&client, 1).await;
+    bet(&*store, "ann", None, 1).await.unwrap();
+    let beside: Vec<String> = writers_last_queries(&client)
+        .await
+        .into_iter()
+        .filter(|q| q.contains("pg_logical_emit_message"))
+        .collect();
+    holder.batch_execute("COMMIT").await.unwrap();
+    held_bet.await.unwrap().unwrap();
+    assert_eq!(beside.len(), 1, "{beside:?}");
+    let statements: Vec<&str> = beside[0].split(';').map(str::trim).collect();
     assert_eq!(
         statements,
         [
@@ -1092,7 +1175,8 @@ async fn a_batch_commits_and_waits_for_the_disk_in_one_query() {
             "SELECT pg_logical_emit_message(true, 'croupier', '')"
         ]
     );
-    assert_eq!(balance(&*store, "ann").await, 1);
+    assert_eq!(balance(&*store, "ann").await, 8);
+    assert_eq!(balance(&*store, "bob").await, 8);
     let report = store.integrity().await.unwrap();
     assert!(report.ok, "{report:#?}");
 }

@@ -19,7 +19,7 @@ use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::error::SqlState;
 
-use super::batch::{BatchState, Statement, flush, flush_after, run_pipelined};
+use super::batch::{BatchState, Commit, Statement, flush, flush_after, run_pipelined};
 use super::conn::{Conn, Driver};
 use super::error::pg_error;
 use super::overlap::{Sharing, wait_in_turn, writers_in_turn};
@@ -154,8 +154,16 @@ impl Writer {
                 break;
             };
             let in_flight = InFlight::enter(&self.role.in_flight);
+            let ending = if in_flight.others == 0 && !*self.role.sharing.borrow() {
+                Commit::Alone
+            } else {
+                Commit::Overlapping
+            };
             // The jobs that come while the others take their turns join this batch.
-            let opened = self.take_shared_turn(in_flight.others > 0);
+            let opened = match ending {
+                Commit::Alone => None,
+                Commit::Overlapping => self.take_shared_turn(),
+            };
             let mut jobs = vec![first];
             while jobs.len() < self.role.max_batch {
                 match queue.try_recv() {
@@ -163,18 +171,15 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit(jobs, queue, opened, in_flight);
+            self.commit(jobs, queue, opened, in_flight, ending);
         }
     }
 
-    /// While another batch is in flight on the database (another node's, or this store's
-    /// other writer's), a connection that holds the database's turn (or waited for it in
-    /// vain); `None` for a batch alone, or when no connection is to be had (the batch's
-    /// attempt then finds out why).
-    fn take_shared_turn(&self, others_in_flight: bool) -> Option<Opened> {
-        if !others_in_flight && !*self.role.sharing.borrow() {
-            return None;
-        }
+    /// For a batch while another is in flight on the database (another node's, or this
+    /// store's other writer's), a connection that holds the database's turn (or waited for it
+    /// in vain); `None` when no connection is to be had (the batch's attempt then finds out
+    /// why). A batch alone takes no turn.
+    fn take_shared_turn(&self) -> Option<Opened> {
         let client = self.runtime.block_on(self.pool.get()).ok()?;
         let started = Instant::now();
         match self.runtime.block_on(shared_turn::take(&client)) {
@@ -205,6 +210,7 @@ impl Writer {
         turn: TurnGuard<'_>,
         opened: Option<Opened>,
         in_flight: InFlight<'_>,
+        ending: Commit,
     ) {
         let mut turn = Some(turn);
         let turn_wait = opened.as_ref().map_or(Duration::ZERO, |o| o.turn_wait);
@@ -215,7 +221,7 @@ impl Writer {
         let mut retries = 0;
         let mut stages = Stages::default();
         let outcome = loop {
-            match self.attempt(&jobs, &mut stages, &mut turn, opened.take()) {
+            match self.attempt(&jobs, &mut stages, &mut turn, opened.take(), ending) {
                 Ok(replies) => break Ok(replies),
                 Err(e @ LedgerError::Unavailable(_)) if Instant::now() + pause < deadline => {
                     tracing::warn!(error = %e, jobs = jobs.len(), "batch not committed; retrying");
@@ -268,6 +274,7 @@ impl Writer {
         stages: &mut Stages,
         turn: &mut Option<TurnGuard<'_>>,
         opened: Option<Opened>,
+        ending: Commit,
     ) -> Result<Vec<Reply>, LedgerError> {
         let (client, opening) = match opened {
             Some(o) => (o.client, o.opening),
@@ -285,7 +292,7 @@ impl Writer {
         // A panic mid-batch fails the batch, and its connection (a transaction may be open
         // on it) is not handed back.
         let result = catch_unwind(AssertUnwindSafe(|| {
-            self.run_batch(conn, opening, jobs, stages, turn)
+            self.run_batch(conn, opening, ending, jobs, stages, turn)
         }))
         .unwrap_or_else(|_| Err(LedgerError::Storage("the batch panicked".into())));
         if result.is_err() {
@@ -298,6 +305,7 @@ impl Writer {
         &self,
         conn: Conn<'_>,
         opening: Opening,
+        ending: Commit,
         jobs: &[Job],
         stages: &mut Stages,
         turn: &mut Option<TurnGuard<'_>>,
@@ -319,6 +327,7 @@ impl Writer {
                 rows,
                 keys: claim_order(&keys),
                 now,
+                ending,
             };
             match self.run_remembered(conn, opening, memory, jobs, stages, turn)? {
                 OnMemory::Committed(replies) => return Ok(replies),
@@ -334,7 +343,8 @@ impl Writer {
         stages.build = built.duration_since(started);
         // The next writer builds while this batch commits (a retry runs without the turn).
         drop(turn.take());
-        let flushed = flush(conn, &state, &self.role.currency, now, self.shard.get());
+        let currency = &self.role.currency;
+        let flushed = flush(conn, &state, currency, now, self.shard.get(), ending);
         stages.commit = built.elapsed();
         flushed?;
         self.role.remembered.keep(&state);
@@ -357,7 +367,12 @@ impl Writer {
         turn: &mut Option<TurnGuard<'_>>,
     ) -> Result<OnMemory, LedgerError> {
         let started = Instant::now();
-        let OnMemoryBatch { rows, keys, now } = memory;
+        let OnMemoryBatch {
+            rows,
+            keys,
+            now,
+            ending,
+        } = memory;
         let mut state = BatchState::default();
         remembered::load(&rows, &mut state);
         for key in &keys {
@@ -378,7 +393,8 @@ impl Writer {
             remembered::expect(&rows, &self.role.currency),
         ];
         let currency = &self.role.currency;
-        let flushed = flush_after(conn, before, &state, currency, now, self.shard.get());
+        let shard = self.shard.get();
+        let flushed = flush_after(conn, before, &state, currency, now, shard, ending);
         stages.commit = built.elapsed();
         match flushed {
             Ok(answers) => {
@@ -595,12 +611,13 @@ impl ReadRound {
     }
 }
 
-/// A batch about to run on remembered rows: its players' rows, its keys (sorted, each once)
-/// and the time its operations run at.
+/// A batch about to run on remembered rows: its players' rows, its keys (sorted, each once),
+/// the time its operations run at and how it commits.
 struct OnMemoryBatch {
     rows: Vec<PlayerRows>,
     keys: Vec<String>,
     now: i64,
+    ending: Commit,
 }
 
 /// How a batch run on remembered rows ended (`Writer::run_remembered`).
