@@ -3,10 +3,9 @@
 //! and locked in a round trip of their own they cost a batch half its round trips: a lone bet
 //! waited for `BEGIN` and its reads, then for its flush. A batch whose every operation asks
 //! only for rows remembered here loads them from memory, runs, and sends everything in one
-//! round trip: `BEGIN`, the keys' claim and a check that the rows are still as remembered
-//! (which locks them, in the order every batch locks in) as one statement
-//! (`croupier_claim_and_expect_v1`), the flush and the commit
-//! (`writer::Writer::run_remembered`).
+//! round trip: `BEGIN`, the keys' claim, a check that the rows are still as remembered (which
+//! locks them, in the order every batch locks in: `croupier_expect_rows_v1`), the flush and
+//! the commit (`writer::Writer::run_remembered`).
 //!
 //! Memory is only ever a guess. Another node may have served the player since (a gateway's
 //! failover, a player on two devices), an operator may have adjusted the balance, a seed may
@@ -117,15 +116,13 @@ pub fn load(rows: &[PlayerRows], state: &mut BatchState) {
     }
 }
 
-/// The statement that claims the batch's `keys` (answering with the records already there),
-/// then locks the remembered rows and fails the transaction unless they are still as
-/// remembered (`schema::ROUTINES`).
-pub fn claim_and_expect(keys: Vec<String>, rows: &[PlayerRows], currency: &str) -> Statement {
+/// The statement that locks the remembered rows and fails the transaction unless they are
+/// still as remembered (`schema::ROUTINES`).
+pub fn expect(rows: &[PlayerRows], currency: &str) -> Statement {
     let seeds = rows.iter().map(|r| &r.seed);
     Statement::new(
-        "SELECT * FROM croupier_claim_and_expect_v1($1, $2, $3, $4, $5, $6, $7)",
+        "SELECT croupier_expect_rows_v1($1, $2, $3, $4, $5, $6)",
         vec![
-            Box::new(keys),
             Box::new(seeds.clone().map(|s| s.id).collect::<Vec<_>>()),
             Box::new(
                 seeds

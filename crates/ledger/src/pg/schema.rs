@@ -156,22 +156,8 @@ CREATE TABLE game_status (game TEXT PRIMARY KEY, status TEXT NOT NULL);
 /// batch locks in), and fails the transaction with a serialisation failure unless each is as
 /// remembered: the seed unrevealed, at the nonce and with the sealed server seed given, the
 /// balance at the amount given. The flush after it in the same round trip then never commits
-/// on a row that changed since. Such a batch calls it through `croupier_claim_and_expect_v1`,
-/// which claims the batch's keys first: one statement of the pipeline instead of two (each
-/// statement costs the server a cycle of its own and an answer sent on its own).
+/// on a row that changed since.
 pub const ROUTINES: &str = r#"
-CREATE OR REPLACE FUNCTION croupier_claim_and_expect_v1(
-    p_keys TEXT[], p_seed_ids BIGINT[], p_nonces BIGINT[], p_sealed TEXT[],
-    p_accounts TEXT[], p_balances BIGINT[], p_currency TEXT
-) RETURNS TABLE (found_key TEXT, found_fingerprint TEXT, found_response TEXT)
-LANGUAGE plpgsql AS $$
-BEGIN
-    RETURN QUERY SELECT * FROM croupier_claim_keys_v1(p_keys);
-    PERFORM croupier_expect_rows_v1(p_seed_ids, p_nonces, p_sealed, p_accounts, p_balances,
-                                    p_currency);
-END
-$$;
-
 CREATE OR REPLACE FUNCTION croupier_expect_rows_v1(
     p_seed_ids BIGINT[], p_nonces BIGINT[], p_sealed TEXT[],
     p_accounts TEXT[], p_balances BIGINT[], p_currency TEXT

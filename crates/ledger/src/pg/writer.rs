@@ -389,7 +389,8 @@ impl Writer {
         drop(turn.take());
         let before = vec![
             opening_statement(opening),
-            remembered::claim_and_expect(keys, &rows, &self.role.currency),
+            Statement::new(CLAIM_KEYS, vec![Box::new(keys)]),
+            remembered::expect(&rows, &self.role.currency),
         ];
         let currency = &self.role.currency;
         let shard = self.shard.get();
