@@ -141,8 +141,8 @@ pub enum Commit {
     /// writers', none of another node's as `overlap` sees them): `COMMIT`, which waits for
     /// the disk (and a synchronous standby) as the session says. It holds the chain head
     /// through that wait, which no other batch is there to mind; and it is one transaction
-    /// instead of two. A lone bet's server work fell by a sixth (0.88 against 1.05 ms, and
-    /// 0.74 against 1.05: docs/benchmarks.md).
+    /// instead of two. A lone bet cost the server 0.66–0.67 ms of CPU against 0.73–0.81 ms
+    /// with the barrier (docs/benchmarks.md).
     ///
     /// Only for a batch that writes: a transaction that wrote nothing (a batch of replays,
     /// or of refusals) commits without flushing anything, and the answer it read may be a
@@ -151,8 +151,8 @@ pub enum Commit {
     Alone,
     /// Beside other batches: the commit that does not wait for the disk, then the durability
     /// barrier (`COMMIT_DURABLY`), so the next batch links onto the chain at once and their
-    /// waits for the disk are flushed together. Committed as `Alone` is, three nodes sharing
-    /// 64 players fell from 11 800 and 12 500 to 8 900 and 10 400 bets/s.
+    /// waits for the disk are flushed together. Every batch committed as `Alone` is, three
+    /// nodes sharing 64 players fell from 11 800 and 12 500 to 8 900 and 10 400 bets/s.
     Overlapping,
 }
 
