@@ -225,7 +225,22 @@ async fn a_schema_3_ledger_keeps_its_records_and_rounds_when_migrated() {
 /// locks come and go. Each kind of lock once: POSIX locks are the process's, and two
 /// connections reading at that instant list the same range twice (seen in CI), which says
 /// nothing about whether the lock survived.
+///
+/// The listing is read several times and what each read shows is kept: the kernel hands it
+/// out a page per read, by position in its list of every lock on the machine, and a lock
+/// released before the position meanwhile (the tests running beside this one take and drop
+/// locks all the time) moves every later line back one, so a read can skip a line (a
+/// lock that was held all along was missing once, in a run of the whole suite).
 fn locks_held_here(path: &std::path::Path) -> std::collections::BTreeSet<String> {
+    (0..LISTING_READS)
+        .flat_map(|_| locks_listed_once(path))
+        .collect()
+}
+
+/// Reads of `/proc/locks` whose lines `locks_held_here` keeps.
+const LISTING_READS: usize = 5;
+
+fn locks_listed_once(path: &std::path::Path) -> Vec<String> {
     use std::os::unix::fs::MetadataExt;
     let inode = format!(":{}", std::fs::metadata(path).unwrap().ino());
     let pid = std::process::id().to_string();
