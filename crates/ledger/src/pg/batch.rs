@@ -268,18 +268,17 @@ pub const UPDATE_ROUNDS: &str = "UPDATE rounds SET status = t.status, stake = t.
      WHERE rounds.id = ANY($1::text[]) AND rounds.id = t.id";
 
 /// The commit of a batch beside others (`Commit::Overlapping`), which does not wait for the
-/// disk, then the durability barrier: a
-/// transaction of its own after the batch's commit, committed as the session says
-/// (synchronously by default): PostgreSQL acknowledges it only once the WAL up to its commit
-/// record is on disk (and on a synchronous standby), and the batch's commit record is before
-/// it. So the batch commits without waiting for the disk while it holds the chain head, the
-/// next batch (of any writer) links on at once, and their waits for the disk are flushed
-/// together; nothing is acknowledged before the barrier returns. (Taking a transaction id
-/// is not enough: PostgreSQL flushes a commit, and waits for a synchronous standby, only when
-/// the transaction wrote WAL before its commit record, and an xid alone writes none, so that
-/// barrier returned at once and an acknowledged bet could be lost with the primary. A
-/// transactional logical message takes an xid and writes one small WAL record, needs no
-/// table, no privilege and no `wal_level = logical`.)
+/// disk, then the durability barrier: a transaction of its own after the batch's commit,
+/// committed as the session says (synchronously by default): PostgreSQL acknowledges it only
+/// once the WAL up to its commit record is on disk (and on a synchronous standby), and the
+/// batch's commit record is before it. So the batch commits without waiting for the disk while
+/// it holds the chain head, the next batch (of any writer) links on at once, and their waits
+/// for the disk are flushed together; nothing is acknowledged before the barrier returns.
+/// (Taking a transaction id is not enough: PostgreSQL flushes a commit, and waits for a
+/// synchronous standby, only when the transaction wrote WAL before its commit record, and an
+/// xid alone writes none, so that barrier returned at once and an acknowledged bet could be
+/// lost with the primary. A transactional logical message takes an xid and writes one small WAL
+/// record, needs no table, no privilege and no `wal_level = logical`.)
 ///
 /// One simple query: the server answers its three statements with one message (and one
 /// send) instead of one each. After a failed statement the transaction is aborted, the
