@@ -13,6 +13,7 @@ pub mod integrity;
 pub mod locator;
 pub mod model;
 pub mod observe;
+mod opened_seeds;
 pub mod pg;
 pub mod retention;
 pub mod seed_seal;

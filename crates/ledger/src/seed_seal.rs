@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::LedgerError;
 use crate::model::Seed;
+use crate::opened_seeds::OpenedSeeds;
 
 const PREFIX: &str = "sealed1";
 const NONCE_LEN: usize = 24;
@@ -172,9 +173,16 @@ pub fn is_sealed(stored: &str) -> bool {
 }
 
 /// What a store does with seeds: seal them with `SeedKeys`, or (no keys: tools and tests that
-/// never deal seeds) keep them as given. Cheap to clone.
+/// never deal seeds) keep them as given. Cheap to clone; clones share what they opened.
 #[derive(Clone, Debug, Default)]
-pub struct SeedVault(Option<Arc<SeedKeys>>);
+pub struct SeedVault(Option<Arc<Sealer>>);
+
+/// The keys, and the seeds they sealed or opened in this process (`opened_seeds`).
+#[derive(Debug)]
+struct Sealer {
+    keys: SeedKeys,
+    opened: OpenedSeeds,
+}
 
 /// What opening a store does with one unrevealed seed.
 #[derive(Debug, PartialEq, Eq)]
@@ -189,7 +197,10 @@ pub enum Reseal {
 
 impl SeedVault {
     pub fn sealed(keys: SeedKeys) -> SeedVault {
-        SeedVault(Some(Arc::new(keys)))
+        SeedVault(Some(Arc::new(Sealer {
+            keys,
+            opened: OpenedSeeds::default(),
+        })))
     }
 
     /// Whether seeds are sealed by this store.
@@ -199,29 +210,39 @@ impl SeedVault {
 
     /// A new unrevealed seed as stored: sealed when this vault has keys.
     pub fn to_stored(&self, player: &str, hash: &str, clear: &str) -> Result<String, LedgerError> {
-        match &self.0 {
-            Some(keys) => keys.seal(player, hash, clear),
-            None => Ok(clear.to_owned()),
-        }
+        let Some(sealer) = &self.0 else {
+            return Ok(clear.to_owned());
+        };
+        let stored = sealer.keys.seal(player, hash, clear)?;
+        sealer.opened.keep(player, hash, &stored, clear);
+        Ok(stored)
     }
 
     /// `seed` with its server seed in clear, as callers of the store see it.
     pub fn opened(&self, mut seed: Seed) -> Result<Seed, LedgerError> {
-        if let Some((id, _)) = sealed_parts(&seed.server_seed) {
-            let keys = self
-                .0
-                .as_ref()
-                .ok_or_else(|| missing_key(&seed.player, id))?;
-            seed.server_seed =
-                keys.open(&seed.player, &seed.server_seed_hash, &seed.server_seed)?;
-        }
+        let Some((id, _)) = sealed_parts(&seed.server_seed) else {
+            return Ok(seed);
+        };
+        let sealer = self
+            .0
+            .as_ref()
+            .ok_or_else(|| missing_key(&seed.player, id))?;
+        let (player, hash) = (&seed.player, &seed.server_seed_hash);
+        seed.server_seed = match sealer.opened.get(player, hash, &seed.server_seed) {
+            Some(clear) => clear,
+            None => {
+                let clear = sealer.keys.open(player, hash, &seed.server_seed)?;
+                sealer.opened.keep(player, hash, &seed.server_seed, &clear);
+                clear
+            }
+        };
         Ok(seed)
     }
 
     /// What to do with an unrevealed `seed` (as stored) when the store opens; a seed whose
     /// key is missing is an error unless retiring is asked for.
     pub fn reseal(&self, seed: &Seed) -> Result<Reseal, LedgerError> {
-        let Some(keys) = &self.0 else {
+        let Some(Sealer { keys, .. }) = self.0.as_deref() else {
             return Ok(Reseal::Keep);
         };
         if let Some((id, _)) = sealed_parts(&seed.server_seed) {
@@ -237,7 +258,7 @@ impl SeedVault {
             }
         }
         let clear = self.opened(seed.clone())?.server_seed;
-        keys.seal(&seed.player, &seed.server_seed_hash, &clear)
+        self.to_stored(&seed.player, &seed.server_seed_hash, &clear)
             .map(Reseal::Rewrite)
     }
 
@@ -245,7 +266,7 @@ impl SeedVault {
     pub fn sealing_prefix(&self) -> Option<String> {
         self.0
             .as_ref()
-            .map(|keys| format!("{PREFIX}:{}:", keys.sealing_id()))
+            .map(|sealer| format!("{PREFIX}:{}:", sealer.keys.sealing_id()))
     }
 }
 
@@ -317,13 +338,24 @@ mod tests {
         let stored = v1.to_stored("alice", "h", "secret").unwrap();
         assert!(is_sealed(&stored) && !stored.contains("secret"));
         assert_eq!(v1.opened(seed(&stored)).unwrap().server_seed, "secret");
+        // Another process with the key, which never saw it sealed, opens it too.
+        assert_eq!(
+            vault(K1).opened(seed(&stored)).unwrap().server_seed,
+            "secret"
+        );
         assert!(vault(K2).opened(seed(&stored)).is_err());
         assert!(SeedVault::default().opened(seed(&stored)).is_err());
+        // Moved to another row, it does not open, though this vault sealed and opened it.
         let moved = Seed {
             player: "bob".into(),
             ..seed(&stored)
         };
         assert!(v1.opened(moved).is_err());
+        let rehashed = Seed {
+            server_seed_hash: "another".into(),
+            ..seed(&stored)
+        };
+        assert!(v1.opened(rehashed).is_err());
         let mut flipped = stored.clone();
         let last = flipped.pop().unwrap();
         flipped.push(if last == '0' { '1' } else { '0' });
