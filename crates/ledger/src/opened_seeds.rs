@@ -1,7 +1,7 @@
 //! Server seeds this process has sealed or opened, kept so that a player's next bets skip the
 //! decryption. Every bet opens its player's sealed seed (`seed_seal`), on PostgreSQL twice
 //! (a batch's operations run once to find the rows they need, then for real), and the opening
-//! (the cipher's key setup, XChaCha20-Poly1305, the hex, the authenticated data) took a fifth
+//! (the cipher's key setup, XChaCha20-Poly1305, the hex, the authenticated data) took a sixth
 //! of a PostgreSQL writer thread's CPU under load.
 //!
 //! Kept in this process's memory only, never written anywhere: whoever can read that memory
