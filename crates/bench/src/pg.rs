@@ -4,7 +4,8 @@
 //!   balance, escrow and house, two or three journal rows, the round, the idempotency
 //!   record), one pgbench client per player;
 //! - `postgres store`: Croupier's store (group commit, one chain link per batch, house and
-//!   escrow on shard rows), each bet a full dice round through `Store::transact`;
+//!   escrow on shard rows), each bet a full dice round through `Store::transact`, its seeds
+//!   sealed at rest as a node's are (`node_seeds`);
 //! - `sqlite store`: the same through the SQLite backend, for comparison;
 //! - `postgres store, N nodes`: 1, 2 and 3 stores (each a node's store, with its writer
 //!   connections) sharing the database: first the same players spread over them (each node's
@@ -23,7 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use croupier_ledger::pg::scratch::ScratchDb;
-use croupier_ledger::{Store, StoreLocation};
+use croupier_ledger::seed_seal::generate_key_hex;
+use croupier_ledger::{SeedKeys, SeedVault, Store, StoreLocation};
 use tokio_postgres::config::Host;
 
 use crate::procs::postgres_cpu_seconds;
@@ -68,10 +70,18 @@ INSERT INTO idempotency (key, fingerprint, response, created_ms)
 COMMIT;
 "#;
 
-/// A fresh ledger database with `players` signed in (seeds, balances), and its URL.
-async fn ledger_with_players(server: &str, players: usize) -> anyhow::Result<ScratchDb> {
+/// A node's seed vault for the seed key `key`: the stores seal and open their players' seeds
+/// as nodes do, each with a vault of its own (what one process opened, another decrypts).
+fn node_seeds(key: &str) -> anyhow::Result<SeedVault> {
+    Ok(SeedVault::sealed(SeedKeys::from_text(key)?))
+}
+
+/// A fresh ledger database with `players` signed in (seeds, sealed with `key`; balances), and
+/// its URL.
+async fn ledger_with_players(server: &str, players: usize, key: &str) -> anyhow::Result<ScratchDb> {
     let db = ScratchDb::create(server, "bench")?;
-    let store = StoreLocation::Postgres(db.url().to_owned()).open("EUR")?;
+    let store =
+        StoreLocation::Postgres(db.url().to_owned()).open_with_seeds("EUR", node_seeds(key)?)?;
     sign_in_players(store.as_ref(), players).await?;
     Ok(db)
 }
@@ -161,11 +171,12 @@ async fn store_row(
     players: usize,
     duration: Duration,
 ) -> anyhow::Result<Row> {
-    let db = ledger_with_players(&server.url, players).await?;
+    let key = generate_key_hex()?;
+    let db = ledger_with_players(&server.url, players, &key).await?;
     let location = StoreLocation::Postgres(db.url().to_owned());
     let stores: Vec<Arc<dyn Store>> = (0..nodes)
-        .map(|_| location.open("EUR"))
-        .collect::<Result<_, _>>()?;
+        .map(|_| Ok(location.open_with_seeds("EUR", node_seeds(&key)?)?))
+        .collect::<anyhow::Result<_>>()?;
     let before = server.work().await?;
     let mut row = measure_on(&stores, players, duration, false).await?;
     let spent = server.work().await?.since(before);
@@ -181,7 +192,9 @@ async fn store_row(
 
 async fn sqlite_row(players: usize, duration: Duration) -> anyhow::Result<Row> {
     let dir = tempfile::tempdir()?;
-    let store = StoreLocation::Sqlite(dir.path().join("ledger.db")).open("EUR")?;
+    let seeds = node_seeds(&generate_key_hex()?)?;
+    let store =
+        StoreLocation::Sqlite(dir.path().join("ledger.db")).open_with_seeds("EUR", seeds)?;
     let row = measure_on(std::slice::from_ref(&store), players, duration, true).await?;
     let report = store.integrity().await?;
     anyhow::ensure!(
@@ -202,7 +215,8 @@ pub fn run(
     let mut rows = Vec::new();
     for &count in players {
         let work = tempfile::tempdir()?;
-        let db = runtime.block_on(ledger_with_players(&server.url, count))?;
+        let key = generate_key_hex()?;
+        let db = runtime.block_on(ledger_with_players(&server.url, count, &key))?;
         rows.push(pgbench(
             &runtime,
             &server,
