@@ -11,15 +11,13 @@
 # processes', exited backends included) when the server is on this machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 seconds="${1:-10}"
 pairs="${2:-3}"
 shift 2 || shift $# || true
 if [ $# -gt 0 ]; then rates=("$@"); else rates=(1600 2000); fi
-for tool in jq curl; do
-  command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$tool" >/dev/null; }
-done
-cargo build --release -p croupier --quiet
-bin="${CARGO_TARGET_DIR:-$PWD/target}/release/croupier"
+bench_needs jq curl
+bench_croupier
 
 # Clock ticks (user + system) of the stack's processes of kind $1 (node, gateway, control)
 # on the data folder $2.
@@ -32,7 +30,6 @@ cpu_of() {
   echo "$total"
 }
 
-server="${CROUPIER_TEST_PG:-postgres://root@127.0.0.1:5432/postgres}"
 on_postgres() { [ "${CROUPIER_BENCH_STORE:-sqlite}" = postgres ]; }
 
 # Clock ticks of the PostgreSQL server's processes and of their exited children.
@@ -47,20 +44,13 @@ server_cpu() {
 
 # One stack with --balance $1 at rate $2: prints a table row.
 run() {
-  local balance="$1" rate="$2" work up store=() pg_db=""
+  local balance="$1" rate="$2" work up store pg_db
   work="$(mktemp -d)"
-  if on_postgres; then
-    pg_db="croupier_bench_$(date +%s)_balance"
-    psql "$server" -qc "CREATE DATABASE $pg_db"
-    store=(--store "${server%/*}/$pg_db")
-  fi
-  "$bin" up --demo "${store[@]}" --balance "$balance" --data "$work/data" --first-node-port 7301 \
+  bench_ledger "$work" balance sqlite
+  "$bin" up --demo --store "$store" --balance "$balance" --data "$work/data" --first-node-port 7301 \
     --gateway-port 8300 --control-port 8380 >"$work/up.log" 2>&1 &
   up=$!
-  for _ in $(seq 150); do
-    curl -sf http://127.0.0.1:8300/api/v1/lobby >/dev/null 2>&1 && break
-    sleep 0.2
-  done
+  bench_wait http://127.0.0.1:8300/api/v1/lobby 150
   sleep 1
   local before=() after=() part
   for part in node gateway control; do before+=("$(cpu_of "$part" "$work/data")"); done
@@ -79,7 +69,7 @@ run() {
     "$work/summary.json"
   kill -TERM "$up" 2>/dev/null || true
   wait "$up" 2>/dev/null || true
-  [ -z "$pg_db" ] || psql "$server" -qc "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" || true
+  bench_drop_ledger
   rm -rf "$work"
 }
 

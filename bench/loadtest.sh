@@ -15,37 +15,23 @@
 # at CROUPIER_TEST_PG (default: the local one) instead of the SQLite file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 seconds="${1:-10}"
-missing=()
-for tool in wrk jq curl; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-cargo build --release -p croupier -p croupier-bench --quiet
-bin="${CARGO_TARGET_DIR:-$PWD/target}/release/croupier"
+bench_needs wrk jq curl
+bench_croupier croupier-bench
 work="$(mktemp -d)"
-store="$work/data/ledger.db"
-pg_db=""
-if [ "${CROUPIER_BENCH_STORE:-sqlite}" = postgres ]; then
-  server="${CROUPIER_TEST_PG:-postgres://root@127.0.0.1:5432/postgres}"
-  pg_db="croupier_bench_$(date +%s)_stack"
-  psql "$server" -qc "CREATE DATABASE $pg_db"
-  store="${server%/*}/$pg_db"
-fi
+bench_ledger "$work" stack sqlite
 "$bin" up --demo --data "$work/data" --store "$store" --first-node-port 7301 --gateway-port 8300 \
   --control-port 8380 >"$work/up.log" 2>&1 &
 up_pid=$!
 cleanup() {
   kill -TERM "$up_pid" 2>/dev/null || true
   wait "$up_pid" 2>/dev/null || true
-  [ -z "$pg_db" ] || psql "$server" -qc "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" || true
+  bench_drop_ledger
   rm -rf "$work"
 }
 trap cleanup EXIT
-for _ in $(seq 100); do
-  curl -sf http://127.0.0.1:8301/readyz >/dev/null && break
-  sleep 0.2
-done
+bench_wait http://127.0.0.1:8301/readyz
 sleep 1
 node=http://127.0.0.1:7301
 gateway=http://127.0.0.1:8300

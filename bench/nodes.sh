@@ -12,36 +12,25 @@
 # the PostgreSQL server at CROUPIER_TEST_PG (default: the local one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 seconds="${1:-10}"
-for tool in jq curl; do
-  command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$tool" >/dev/null; }
-done
-cargo build --release -p croupier --quiet
-bin="${CARGO_TARGET_DIR:-$PWD/target}/release/croupier"
-server="${CROUPIER_TEST_PG:-postgres://root@127.0.0.1:5432/postgres}"
+bench_needs jq curl
+bench_croupier
 first_port=7501
 players=64
 
 # One stack of $1 nodes under the load; prints bets/s, p50, p99, errors and the checks' verdict
 # as tab-separated fields.
 measure() {
-  local nodes="$1" work store pg_db="" up targets=()
+  local nodes="$1" work store pg_db up targets=()
   work="$(mktemp -d)"
-  store="$work/data/ledger.db"
-  if [ "${CROUPIER_BENCH_STORE:-postgres}" = postgres ]; then
-    pg_db="croupier_bench_$(date +%s)_nodes"
-    psql "$server" -qc "CREATE DATABASE $pg_db"
-    store="${server%/*}/$pg_db"
-  fi
+  bench_ledger "$work" nodes postgres
   "$bin" up --demo --data "$work/data" --store "$store" --nodes "$nodes" \
     --first-node-port "$first_port" --gateway-port 8500 --control-port 8580 >"$work/up.log" 2>&1 &
   up=$!
   for i in $(seq 0 $((nodes - 1))); do
     targets+=(--target "http://127.0.0.1:$((first_port + i))")
-    for _ in $(seq 150); do
-      curl -sf "http://127.0.0.1:$((first_port + i))/readyz" >/dev/null 2>&1 && break
-      sleep 0.2
-    done
+    bench_wait "http://127.0.0.1:$((first_port + i))/readyz" 150
   done
   sleep 1
   "$bin" loadtest "${targets[@]}" --model closed --players "$players" --think-ms 0 \
@@ -61,7 +50,7 @@ measure() {
   fi
   kill -TERM "$up" 2>/dev/null || true
   wait "$up" 2>/dev/null || true
-  [ -z "$pg_db" ] || psql "$server" -qc "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" || true
+  bench_drop_ledger
   rm -rf "$work"
 }
 

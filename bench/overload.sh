@@ -9,33 +9,22 @@
 # CROUPIER_TEST_PG (default: the local one) instead of the SQLite file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 seconds="${1:-12}"
 shift || true
 if [ $# -gt 0 ]; then rates=("$@"); else rates=(3000 4000); fi
-for tool in jq curl; do
-  command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$tool" >/dev/null; }
-done
-cargo build --release -p croupier --quiet
-bin="${CARGO_TARGET_DIR:-$PWD/target}/release/croupier"
-server="${CROUPIER_TEST_PG:-postgres://root@127.0.0.1:5432/postgres}"
+bench_needs jq curl
+bench_croupier
 
 # One rate on a fresh stack: prints a table row; the gateway's counters go to $counters.
 overload() {
-  local rate="$1" work store pg_db="" up players
+  local rate="$1" work store pg_db up players
   work="$(mktemp -d)"
-  store="$work/data/ledger.db"
-  if [ "${CROUPIER_BENCH_STORE:-sqlite}" = postgres ]; then
-    pg_db="croupier_bench_$(date +%s)_overload"
-    psql "$server" -qc "CREATE DATABASE $pg_db"
-    store="${server%/*}/$pg_db"
-  fi
+  bench_ledger "$work" overload sqlite
   "$bin" up --demo --data "$work/data" --store "$store" --first-node-port 7301 \
     --gateway-port 8300 --control-port 8380 >"$work/up.log" 2>&1 &
   up=$!
-  for _ in $(seq 100); do
-    curl -sf http://127.0.0.1:8301/readyz >/dev/null && break
-    sleep 0.2
-  done
+  bench_wait http://127.0.0.1:8301/readyz
   sleep 1
   players=$(( rate / 5 > 50 ? rate / 5 : 50 ))
   "$bin" loadtest --target http://127.0.0.1:8300 --rate "$rate" --players "$players" \
@@ -57,7 +46,7 @@ overload() {
     >>"$counters"
   kill -TERM "$up" 2>/dev/null || true
   wait "$up" 2>/dev/null || true
-  [ -z "$pg_db" ] || psql "$server" -qc "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" || true
+  bench_drop_ledger
   rm -rf "$work"
 }
 

@@ -6,12 +6,12 @@
 # the server at CROUPIER_TEST_PG (default: the local one). Usage: bench/pg.sh [seconds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 seconds="${1:-10}"
-server="${CROUPIER_TEST_PG:-postgres://root@127.0.0.1:5432/postgres}"
-command -v pgbench >/dev/null || { apt-get update -qq && apt-get install -y -qq postgresql-contrib >/dev/null; }
+bench_needs pgbench=postgresql-contrib
 cargo build --release -p croupier-bench --quiet
 for run in 1 2 3; do
   echo "# run $run: $(date -u +%FT%TZ) on $(nproc) cores, ${seconds}s per measurement, $(pgbench --version)"
-  "${CARGO_TARGET_DIR:-$PWD/target}"/release/croupier-bench pg --server "$server" --seconds "$seconds" 2>/dev/null
+  "${CARGO_TARGET_DIR:-$PWD/target}"/release/croupier-bench pg --server "$pg_server" --seconds "$seconds" 2>/dev/null
   echo
 done

@@ -10,14 +10,12 @@
 # Usage: bench/soak.sh [seconds=600] [bets-per-second=100] [interval=30]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 seconds="${1:-600}"
 rate="${2:-100}"
 interval="${3:-30}"
-for tool in jq curl bc; do
-  command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$tool" >/dev/null; }
-done
-cargo build --release -p croupier --quiet
-bin="${CARGO_TARGET_DIR:-$PWD/target}/release/croupier"
+bench_needs jq curl bc
+bench_croupier
 work="$(mktemp -d)"
 data="$work/data"
 "$bin" up --demo --data "$data" --first-node-port 7401 --gateway-port 8400 --control-port 8480 \
@@ -29,10 +27,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-for _ in $(seq 150); do
-  curl -sf http://127.0.0.1:8401/readyz >/dev/null && curl -sf http://127.0.0.1:8480/readyz >/dev/null && break
-  sleep 0.2
-done
+bench_wait http://127.0.0.1:8401/readyz 150
+bench_wait http://127.0.0.1:8480/readyz 150
 sleep 2
 
 # Pids of `croupier up` and its children.
