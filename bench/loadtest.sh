@@ -78,8 +78,8 @@ echo "## 2. Peak bets/s of the whole stack with p99 < 50 ms (open model, every g
 echo
 echo "| target bets/s | players | achieved bets/s | requests/s | p50 ms | p99 ms | errors | generator CPU s | store commits over 51.2 ms | verdict |"
 echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
-# The nodes' store commits so far: "all over_51ms", from each node's
-# `croupier_store_commit_seconds` histogram (its bucket bounds double from 0.05 ms).
+# The nodes' store commits so far, as two numbers: all of them, and those over 51.2 ms; from
+# each node's `croupier_store_commit_seconds` histogram (its bounds double from 0.05 ms).
 store_commits() {
   local i
   for i in 0 1 2; do curl -sf "http://127.0.0.1:$((7301 + i))/metrics" || true; done |

@@ -48,6 +48,17 @@ fn not_json(e: serde_json::Error) -> BetError {
     BetError::Invalid(format!("the bet is not JSON: {e}"))
 }
 
+/// Refuses a JSON array where a bet's object belongs. Serde reads a struct from an array too
+/// (its fields in declaration order), so `[100, "under"]` would be a dice bet, played and
+/// stored as `{"direction":"under","target":100}`: not the bet as sent, and not the API.
+/// Every typed bet (and each roulette chip) is checked with this before serde reads it.
+pub(crate) fn not_an_array(value: &serde_json::Value) -> Result<(), String> {
+    match value {
+        serde_json::Value::Array(_) => Err("invalid type: array, expected an object".to_owned()),
+        _ => Ok(()),
+    }
+}
+
 impl BetRequest {
     /// Reads the bet a player sent for `game`; the game's rules are checked later.
     pub fn from_json(game: GameId, bet: serde_json::Value) -> Result<BetRequest, BetError> {
@@ -109,6 +120,28 @@ mod tests {
             assert_eq!(bet.game(), game);
             assert_eq!(bet.to_text(), text);
         }
+    }
+
+    /// Found by `tests/fuzz.rs`: a dice bet sent as `[100, "under"]` was played.
+    #[test]
+    fn a_bet_or_a_chip_sent_as_an_array_is_refused() {
+        let arrays = [
+            (GameId::Dice, json!([100, "under"])),
+            (GameId::Roulette, json!([[{"type": "red", "amount": 10}]])),
+            (GameId::Roulette, json!({"bets": [["red", [], null, 10]]})),
+            (
+                GameId::Roulette,
+                json!({"bets": [{"type": "red", "amount": 10}, ["red", [], null, 10]]}),
+            ),
+        ];
+        for (game, bet) in arrays {
+            match BetRequest::from_json(game, bet.clone()) {
+                Err(BetError::Invalid(why)) => assert!(why.contains("array"), "{bet}: {why}"),
+                other => panic!("{bet} was read as {other:?}"),
+            }
+        }
+        let chip = json!({"bets": [{"type": "red", "amount": 10}]});
+        assert!(BetRequest::from_json(GameId::Roulette, chip).is_ok());
     }
 
     #[test]

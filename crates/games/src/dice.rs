@@ -46,11 +46,13 @@ pub struct DiceRoll {
 
 impl DiceBet {
     pub fn from_json(bet: serde_json::Value) -> Result<Self, BetError> {
-        serde_json::from_value(bet).map_err(|e| {
+        let refused = |e: &dyn std::fmt::Display| {
             BetError::Invalid(format!(
                 "dice expects {{\"target\": 0..9999, \"direction\": \"under\"|\"over\"}}: {e}"
             ))
-        })
+        };
+        crate::bet::not_an_array(&bet).map_err(|e| refused(&e))?;
+        serde_json::from_value(bet).map_err(|e| refused(&e))
     }
 
     /// Checks the target and the win chance it gives.

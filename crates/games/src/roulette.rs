@@ -180,11 +180,18 @@ fn outside_set(kind: BetKind, which: Option<u8>) -> Result<Vec<u8>, BetError> {
 
 impl RouletteRequest {
     pub fn from_json(bet: serde_json::Value) -> Result<Self, BetError> {
-        serde_json::from_value(bet).map_err(|e| {
+        let refused = |e: &dyn std::fmt::Display| {
             BetError::Invalid(format!(
                 "roulette expects {{\"bets\": [{{\"type\": \"red\", \"amount\": 100}}, {{\"type\": \"straight\", \"numbers\": [17], \"amount\": 50}}]}}: {e}"
             ))
-        })
+        };
+        crate::bet::not_an_array(&bet).map_err(|e| refused(&e))?;
+        if let Some(serde_json::Value::Array(chips)) = bet.get("bets") {
+            for chip in chips {
+                crate::bet::not_an_array(chip).map_err(|e| refused(&e))?;
+            }
+        }
+        serde_json::from_value(bet).map_err(|e| refused(&e))
     }
 
     /// Validates the bets; their amounts must add up to the round's stake.
