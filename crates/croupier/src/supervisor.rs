@@ -506,6 +506,10 @@ async fn restart(
         Ok(name) => name,
         Err(refused) => return refused.into_response(),
     };
+    if croupier_web::extract::is_json_array(&body) {
+        let array = croupier_web::extract::ARRAY_BODY;
+        return refusal(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", array);
+    }
     let wanted: wire::Restart = match serde_json::from_slice(&body) {
         Ok(wanted) => wanted,
         Err(e) => {

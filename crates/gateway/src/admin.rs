@@ -136,6 +136,10 @@ async fn set_node(
             &format!("no node named {name}"),
         );
     };
+    if croupier_web::extract::is_json_array(&body) {
+        let array = croupier_web::extract::ARRAY_BODY;
+        return refusal(StatusCode::UNPROCESSABLE_ENTITY, "invalid_state", array);
+    }
     let wanted: SetNodeState = match serde_json::from_slice(&body) {
         Ok(wanted) => wanted,
         Err(e) => {

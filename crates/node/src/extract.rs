@@ -32,6 +32,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             };
             ApiError::new(status, code, rejection.body_text())
         })?;
+        if croupier_web::extract::is_json_array(&bytes) {
+            let array = croupier_web::extract::ARRAY_BODY;
+            return Err(ApiError::unprocessable("invalid_field", array));
+        }
         let value = serde_json::from_slice(&bytes).map_err(|e| {
             if e.is_data() {
                 ApiError::unprocessable("invalid_field", e.to_string())

@@ -70,12 +70,15 @@ impl Harness {
         })
     }
 
-    fn sound(&self) -> bool {
+    fn report(&self) -> croupier_ledger::IntegrityReport {
         let store = self.store.clone();
         self.runtime
             .block_on(async move { store.integrity().await })
             .unwrap()
-            .ok
+    }
+
+    fn sound(&self) -> bool {
+        self.report().ok
     }
 }
 
@@ -149,6 +152,34 @@ proptest! {
         }
         prop_assert!(harness.sound());
     }
+}
+
+/// Serde reads a struct from an array of its fields in order: `["array-player"]` signed a
+/// player in, and `["dice", 100, {...}]` played a round. Every body sent as an array is
+/// refused, and moves nothing.
+#[test]
+fn a_body_sent_as_a_json_array_is_refused() {
+    let harness = harness();
+    let before = harness.report();
+    let bet = json!({"target": 5000, "direction": "over"});
+    let bodies = [
+        ("/api/v1/sessions", json!(["array-player"])),
+        ("/api/v1/rounds", json!(["dice", 100, bet])),
+        ("/api/v1/rounds/r_nope/actions", json!(["stand"])),
+        ("/api/v1/seeds/rotate", json!([])),
+    ];
+    for (n, (path, body)) in bodies.into_iter().enumerate() {
+        let bytes = format!(" \n{body}").into_bytes();
+        let (status, reply) = harness.call(path, bytes, Some(&format!("array-{n}")));
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {reply}");
+        assert_eq!(reply["error"], "invalid_field", "{path}: {reply}");
+    }
+    let after = harness.report();
+    assert!(after.ok, "{after:?}");
+    assert_eq!(
+        (after.entries, after.accounts, after.rounds),
+        (before.entries, before.accounts, before.rounds)
+    );
 }
 
 /// An Idempotency-Key the node cannot use is refused wherever the key is optional too (seed

@@ -12,6 +12,17 @@ use serde::de::DeserializeOwned;
 
 use crate::wire::Refusal;
 
+/// Whether a request body is a JSON array (its first byte past any whitespace is `[`). Every
+/// body the servers take is an object, but serde also reads a struct from an array of its
+/// fields in order, so `["alice"]` would sign Alice in: such a body is refused before it is
+/// read, with `ARRAY_BODY`, as a bet sent as an array is (`croupier_games::bet`).
+pub fn is_json_array(body: &[u8]) -> bool {
+    body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[')
+}
+
+/// The message of the 422 that refuses an array body (`is_json_array`).
+pub const ARRAY_BODY: &str = "the body is a JSON array; this endpoint takes a JSON object";
+
 /// A path parameter; one that does not parse (`/silences/abc`, `%FF` in a name) is a 400
 /// `invalid_path` refusal.
 pub struct PathParam<T>(pub T);
@@ -56,4 +67,30 @@ pub fn json_fallbacks<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Ro
             )
             .into_response()
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json_array;
+
+    #[test]
+    fn an_array_body_is_told_apart_from_an_object_whatever_the_whitespace() {
+        for array in [&b"[]"[..], b" \n\t[\"alice\"]", b"\r\n[1, 2]"] {
+            assert!(is_json_array(array), "{:?}", String::from_utf8_lossy(array));
+        }
+        for other in [
+            &b"{}"[..],
+            b" {\"player\": \"alice\"}",
+            b"",
+            b"  ",
+            b"\"[\"",
+            b"null",
+        ] {
+            assert!(
+                !is_json_array(other),
+                "{:?}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
 }

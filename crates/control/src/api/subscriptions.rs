@@ -90,6 +90,9 @@ pub(crate) async fn subscribe(
     body: axum::body::Bytes,
 ) -> Result<Response, Refusal> {
     let subscriptions = subscriptions(&control)?;
+    if croupier_web::extract::is_json_array(&body) {
+        return Err(invalid(croupier_web::extract::ARRAY_BODY));
+    }
     let new: NewSubscription =
         serde_json::from_slice(&body).map_err(|e| invalid(&e.to_string()))?;
     let (kind, address, components) = checked(subscriptions, new)?;

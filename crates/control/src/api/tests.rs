@@ -574,6 +574,8 @@ async fn bad_silences_are_refused_named_and_audited() {
             r#"{"matcher":"down/node-1","comment":"x","duration_s":60,"extra":1}"#,
             "invalid_body",
         ),
+        // Serde reads a struct from an array of its fields too: this created a silence.
+        (r#"["down/node-1", "x", 60]"#, "invalid_body"),
     ] {
         let (status, answer) = call(&router, "POST", "/api/v1/silences", Some(TOKEN), body).await;
         assert_eq!(
@@ -621,11 +623,12 @@ async fn bad_silences_are_refused_named_and_audited() {
             )
         })
         .collect();
-    assert_eq!(outcomes.len(), 7, "{outcomes:?}");
+    assert_eq!(outcomes.len(), 8, "{outcomes:?}");
     assert_eq!(outcomes[0], ("silence.expire", "refused: not_found"));
     assert_eq!(outcomes[1], ("silence.expire", "ok"));
     assert_eq!(outcomes[2], ("silence.add", "ok"));
-    assert_eq!(outcomes[6], ("silence.add", "refused: invalid_duration"));
+    assert_eq!(outcomes[3], ("silence.add", "refused: invalid_body"));
+    assert_eq!(outcomes[7], ("silence.add", "refused: invalid_duration"));
     let (status, answer) = call(&router, "GET", "/api/v1/audit?limit=x", Some(TOKEN), "").await;
     assert_eq!(
         (status, answer["error"].as_str()),
