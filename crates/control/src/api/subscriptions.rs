@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::catalog::COMPONENTS;
 use crate::html::page;
 use crate::operator::Operator;
-use crate::refusal::{Refusal, query_or_refuse, refuse, unavailable};
+use crate::refusal::{Refusal, parse, query_or_refuse, refuse, unavailable};
 use crate::subscriptions::Subscriptions;
 use crate::{Control, now_ms};
 use croupier_web::extract::PathParam;
@@ -90,11 +90,7 @@ pub(crate) async fn subscribe(
     body: axum::body::Bytes,
 ) -> Result<Response, Refusal> {
     let subscriptions = subscriptions(&control)?;
-    if croupier_web::extract::is_json_array(&body) {
-        return Err(invalid(croupier_web::extract::ARRAY_BODY));
-    }
-    let new: NewSubscription =
-        serde_json::from_slice(&body).map_err(|e| invalid(&e.to_string()))?;
+    let new: NewSubscription = parse(&body)?;
     let (kind, address, components) = checked(subscriptions, new)?;
     // Only a valid request, which would write and send, spends a share. `croupier_web::serve`
     // gives every request its peer; only a router called directly has none.
