@@ -422,7 +422,9 @@ fn sessions(state: &BatchState) -> Vec<Statement> {
 /// same (one deleted between its creation and the read) is inserted, adding to a row another
 /// batch may have made meanwhile. (An insert carries the whole new balance, never a negative
 /// delta: PostgreSQL checks a row's constraints before it finds the conflict.) The house and
-/// escrow change by delta on this writer's shard.
+/// escrow change by delta on this writer's shard; a delta that nets to zero is not written (a
+/// settled dice round moves its stake into escrow and out again, and a row updated by 0 costs
+/// the server an update, its WAL and a row lock for nothing).
 fn balances(state: &BatchState, currency: &str, shard: i16) -> Vec<Statement> {
     let mut updated: (Vec<String>, Vec<i64>) = Default::default();
     let mut created: (Vec<String>, Vec<i64>) = Default::default();
@@ -443,6 +445,7 @@ fn balances(state: &BatchState, currency: &str, shard: i16) -> Vec<Statement> {
         .deltas
         .changes()
         .filter_map(|(account, _, now)| now.map(|v| (account.clone(), *v)))
+        .filter(|(_, delta)| *delta != 0)
         .unzip();
     let mut out = Vec::new();
     if !updated.0.is_empty() {
@@ -737,6 +740,24 @@ mod tests {
             assert!(sql.contains(write), "{write} missing from {sql}");
         }
         assert!(sql.contains("SELECT croupier_append_journal_v1("), "{sql}");
+    }
+
+    #[test]
+    fn a_delta_that_nets_to_zero_is_not_written() {
+        let mut state = a_lone_bet();
+        state.deltas.set("escrow".into(), Some(0));
+        state.accept();
+        let shared = balances(&state, "EUR", 3)
+            .into_iter()
+            .find(|s| s.sql.contains("INSERT INTO balances"))
+            .expect("the house's delta is written");
+        let accounts = format!("{:?}", shared.params[0]);
+        assert_eq!(accounts, r#"["house"]"#);
+
+        let mut settled_even = BatchState::default();
+        settled_even.deltas.set("house".into(), Some(0));
+        settled_even.accept();
+        assert!(balances(&settled_even, "EUR", 3).is_empty());
     }
 
     #[test]
