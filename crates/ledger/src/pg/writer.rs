@@ -637,7 +637,7 @@ fn opening_statement(opening: Opening) -> Statement {
 }
 
 /// The failures of a batch run on remembered rows that come before its commit and mean
-/// "run it the usual way": a remembered row had changed (`croupier_expect_rows_v1`), or a
+/// "run it the usual way": a remembered row had changed (`remembered::expect`), or a
 /// key's record was there (its insert refused), which the usual way answers as a replay.
 fn is_changed_or_replayed(e: &tokio_postgres::Error) -> bool {
     [
