@@ -841,21 +841,15 @@ async fn a_key_another_node_is_committing_is_replayed_without_a_retry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joined_writes_use_an_index() {
     let db = TempDb::new();
-    drop(db.store());
-    raw(
+    let client = writer_on_rows(
         &db,
         "INSERT INTO balances SELECT 'player:p' || g, 'EUR', 0, 1000 FROM generate_series(1, 1000) g;
          INSERT INTO sessions SELECT 'token' || g, 'p' || (g % 400), g FROM generate_series(1, 1000) g;
          INSERT INTO seeds SELECT g, 'p' || g, 's', 'h', 'c', 0, g, g FROM generate_series(1, 1000) g;
          INSERT INTO rounds SELECT 'r' || g, 'p' || g, 'dice', 'settled', 1, 0, '{}', '{}', g, 0, 'n', g, g
-             FROM generate_series(1, 1000) g;
-         ANALYZE",
+             FROM generate_series(1, 1000) g",
     )
-    .await
-    .unwrap();
-    let writer = writer_config(&connection_config(db.0.url()).unwrap(), &StoreTag::random());
-    let (client, connection) = writer.connect().await.unwrap();
-    tokio::spawn(connection);
+    .await;
     let mut scans = Vec::new();
     let mut replanned = Vec::new();
     // A flush's joined writes (`merge`) are planned as one statement: each must still find
@@ -910,15 +904,8 @@ async fn joined_writes_use_an_index() {
         if custom_plans > 0 {
             replanned.push(format!("{name}: {custom_plans} custom plans"));
         }
-        let plan: Vec<String> = client
-            .query(&format!("EXPLAIN EXECUTE joined({nulls})"), &[])
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
+        let plan = plan_of(&client, &format!("EXECUTE joined({nulls})")).await;
         client.batch_execute("DEALLOCATE joined").await.unwrap();
-        let plan = plan.join("\n");
         if plan.contains("Seq Scan") {
             scans.push(format!("{name}:\n{plan}"));
         }
@@ -930,39 +917,49 @@ async fn joined_writes_use_an_index() {
 /// The check of a batch's remembered rows (`remembered::EXPECT_ROWS`) locks the seeds and
 /// balances it names by their keys, on the plan the writer's connection settings give it,
 /// with every player holding an active seed: not through the index of every active seed,
-/// which grows with the players (`remembered::EXPECT_ROWS`).
+/// which grows with the players.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_remembered_rows_check_finds_its_rows_by_key() {
     let db = TempDb::new();
-    drop(db.store());
-    raw(
+    let client = writer_on_rows(
         &db,
         "INSERT INTO balances SELECT 'player:p' || g, 'EUR', 0, 1000 FROM generate_series(1, 1000) g;
-         INSERT INTO seeds SELECT g, 'p' || g, 's', 'h', 'c', 0, g, NULL FROM generate_series(1, 1000) g;
-         ANALYZE",
+         INSERT INTO seeds SELECT g, 'p' || g, 's', 'h', 'c', 0, g, NULL FROM generate_series(1, 1000) g",
     )
-    .await
-    .unwrap();
-    let writer = writer_config(&connection_config(db.0.url()).unwrap(), &StoreTag::random());
-    let (client, connection) = writer.connect().await.unwrap();
-    tokio::spawn(connection);
+    .await;
     let nulls = vec!["NULL"; parameters(remembered::EXPECT_ROWS)].join(", ");
     client
         .batch_execute(&format!("PREPARE expect AS {}", remembered::EXPECT_ROWS))
         .await
         .unwrap();
-    let plan: Vec<String> = client
-        .query(&format!("EXPLAIN EXECUTE expect({nulls})"), &[])
+    let plan = plan_of(&client, &format!("EXECUTE expect({nulls})")).await;
+    assert!(plan.contains("seeds_pkey"), "{plan}");
+    assert!(plan.contains("balances_pkey"), "{plan}");
+    assert!(!plan.contains("Seq Scan"), "{plan}");
+    assert!(!plan.contains("seeds_one_active"), "{plan}");
+}
+
+/// A connection with a writer's settings to a fresh store's database, after `rows` (SQL) and
+/// an `ANALYZE`, for checking the plans the writer's statements get.
+async fn writer_on_rows(db: &TempDb, rows: &str) -> tokio_postgres::Client {
+    drop(db.store());
+    raw(db, &format!("{rows}; ANALYZE")).await.unwrap();
+    let writer = writer_config(&connection_config(db.0.url()).unwrap(), &StoreTag::random());
+    let (client, connection) = writer.connect().await.unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// The plan PostgreSQL shows for `statement`, one line per node.
+async fn plan_of(client: &tokio_postgres::Client, statement: &str) -> String {
+    let lines: Vec<String> = client
+        .query(&format!("EXPLAIN {statement}"), &[])
         .await
         .unwrap()
         .iter()
         .map(|row| row.get(0))
         .collect();
-    let plan = plan.join("\n");
-    assert!(plan.contains("seeds_pkey"), "{plan}");
-    assert!(plan.contains("balances_pkey"), "{plan}");
-    assert!(!plan.contains("Seq Scan"), "{plan}");
-    assert!(!plan.contains("seeds_one_active"), "{plan}");
+    lines.join("\n")
 }
 
 /// The highest parameter number `$n` in `sql`.
