@@ -27,15 +27,7 @@ pub(crate) fn unavailable(e: StateError) -> Refusal {
 
 /// A JSON body of type `T`, or a 422 naming what is wrong with it.
 pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Refusal> {
-    if croupier_web::extract::is_json_array(body) {
-        let array = croupier_web::extract::ARRAY_BODY;
-        return Err(refuse(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            array,
-        ));
-    }
-    serde_json::from_slice(body).map_err(|e| {
+    croupier_web::extract::json_object(body).map_err(|e| {
         refuse(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_body",

@@ -506,11 +506,7 @@ async fn restart(
         Ok(name) => name,
         Err(refused) => return refused.into_response(),
     };
-    if croupier_web::extract::is_json_array(&body) {
-        let array = croupier_web::extract::ARRAY_BODY;
-        return refusal(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", array);
-    }
-    let wanted: wire::Restart = match serde_json::from_slice(&body) {
+    let wanted: wire::Restart = match croupier_web::extract::json_object(&body) {
         Ok(wanted) => wanted,
         Err(e) => {
             return refusal(
@@ -627,6 +623,48 @@ mod tests {
                 wrong.display()
             );
         }
+        supervisor.stop_all();
+    }
+
+    /// Serde reads a struct from an array of its fields: before, `["/path"]` swapped a child's
+    /// build like `{"binary": "/path"}`. Refused now, the child left on its build.
+    #[tokio::test]
+    async fn a_restart_sent_as_an_array_is_refused() {
+        use tower::ServiceExt;
+        let dir = tempfile::tempdir().unwrap();
+        let serving = script(
+            dir.path(),
+            "serving",
+            "#!/bin/sh
+exec sleep 30
+",
+        );
+        let other = script(
+            dir.path(),
+            "other",
+            "#!/bin/sh
+exec sleep 30
+",
+        );
+        let token = "t".repeat(32);
+        let child = Supervised::new("node-1", serving.clone(), Vec::new(), None);
+        let supervisor = Supervisor::new(vec![child], token.clone());
+        let app = router(supervisor.clone(), Default::default());
+        let body = serde_json::to_string(&[other.display().to_string()]).unwrap();
+        let request = axum::http::Request::builder()
+            .method("POST")
+            .uri("/supervisor/children/node-1/restart")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await;
+        let body: serde_json::Value = serde_json::from_slice(&body.unwrap()).unwrap();
+        assert_eq!(body["error"], "invalid_body", "{body}");
+        let described = supervisor.lock()[0].describe();
+        assert_eq!(described.binary, serving.display().to_string());
         supervisor.stop_all();
     }
 }

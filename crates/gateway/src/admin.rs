@@ -136,11 +136,7 @@ async fn set_node(
             &format!("no node named {name}"),
         );
     };
-    if croupier_web::extract::is_json_array(&body) {
-        let array = croupier_web::extract::ARRAY_BODY;
-        return refusal(StatusCode::UNPROCESSABLE_ENTITY, "invalid_state", array);
-    }
-    let wanted: SetNodeState = match serde_json::from_slice(&body) {
+    let wanted: SetNodeState = match croupier_web::extract::json_object(&body) {
         Ok(wanted) => wanted,
         Err(e) => {
             return refusal(
@@ -250,5 +246,35 @@ mod tests {
             let got = refused(&router, method, path, token).await;
             assert_eq!(got, (status, code.to_owned()), "{method} {path}");
         }
+    }
+
+    /// Serde reads a struct from an array of its fields: before, `["maintenance"]` took a node
+    /// out of rotation. Refused now, the node left as it was; the object still works.
+    #[tokio::test]
+    async fn a_node_state_sent_as_an_array_is_refused() {
+        let token = "t".repeat(32);
+        let nodes = vec![("n0".to_owned(), "http://127.0.0.1:9".to_owned())];
+        let gateway = Gateway::new(crate::GatewayConfig::new(nodes, token.clone())).unwrap();
+        let router = router(gateway.clone());
+        let put = |body: &'static str| {
+            axum::http::Request::builder()
+                .method("PUT")
+                .uri("/admin/nodes/n0")
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::from(body))
+                .unwrap()
+        };
+        let backend = gateway.pool.find("n0").unwrap();
+        let response = router.clone().oneshot(put(r#"["maintenance"]"#)).await;
+        let response = response.unwrap();
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"], "invalid_state", "{body}");
+        assert_eq!(backend.admin_state(), NodeState::Active);
+
+        let response = router.oneshot(put(r#"{"state": "maintenance"}"#)).await;
+        assert_eq!(response.unwrap().status(), StatusCode::OK);
+        assert_eq!(backend.admin_state(), NodeState::Maintenance);
     }
 }

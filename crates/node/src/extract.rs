@@ -32,15 +32,11 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             };
             ApiError::new(status, code, rejection.body_text())
         })?;
-        if croupier_web::extract::is_json_array(&bytes) {
-            let array = croupier_web::extract::ARRAY_BODY;
-            return Err(ApiError::unprocessable("invalid_field", array));
-        }
-        let value = serde_json::from_slice(&bytes).map_err(|e| {
-            if e.is_data() {
-                ApiError::unprocessable("invalid_field", e.to_string())
-            } else {
+        let value = croupier_web::extract::json_object(&bytes).map_err(|e| {
+            if e.is_syntax() {
                 ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+            } else {
+                ApiError::unprocessable("invalid_field", e.to_string())
             }
         })?;
         let mut hasher = Sha256::new();

@@ -12,16 +12,37 @@ use serde::de::DeserializeOwned;
 
 use crate::wire::Refusal;
 
-/// Whether a request body is a JSON array (its first byte past any whitespace is `[`). Every
-/// body the servers take is an object, but serde also reads a struct from an array of its
-/// fields in order, so `["alice"]` would sign Alice in: such a body is refused before it is
-/// read, with `ARRAY_BODY`, as a bet sent as an array is (`croupier_games::bet`).
-pub fn is_json_array(body: &[u8]) -> bool {
-    body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[')
+/// Why a request body could not be read as the object a server takes.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// Every body the servers take is an object, but serde also reads a struct from an array
+    /// of its fields in order, so `["alice"]` would sign Alice in: an array is refused before
+    /// it is read, as a bet sent as an array is (`croupier_games::bet`).
+    #[error("the body is a JSON array; this endpoint takes a JSON object")]
+    Array,
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
 }
 
-/// The message of the 422 that refuses an array body (`is_json_array`).
-pub const ARRAY_BODY: &str = "the body is a JSON array; this endpoint takes a JSON object";
+impl BodyError {
+    /// Whether the body is not JSON at all (rather than JSON of the wrong shape).
+    pub fn is_syntax(&self) -> bool {
+        matches!(self, BodyError::Json(e) if !e.is_data())
+    }
+}
+
+/// A request body read as `T`, which every server's body type is: a JSON object.
+pub fn json_object<T: DeserializeOwned>(body: &[u8]) -> Result<T, BodyError> {
+    if is_json_array(body) {
+        return Err(BodyError::Array);
+    }
+    Ok(serde_json::from_slice(body)?)
+}
+
+/// Whether a request body is a JSON array: its first byte past any whitespace is `[`.
+fn is_json_array(body: &[u8]) -> bool {
+    body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[')
+}
 
 /// A path parameter; one that does not parse (`/silences/abc`, `%FF` in a name) is a 400
 /// `invalid_path` refusal.
@@ -71,7 +92,24 @@ pub fn json_fallbacks<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Ro
 
 #[cfg(test)]
 mod tests {
-    use super::is_json_array;
+    use super::{BodyError, is_json_array, json_object};
+
+    #[derive(Debug, serde::Deserialize)]
+    struct SignIn {
+        #[allow(dead_code)]
+        player: String,
+    }
+
+    #[test]
+    fn an_object_body_is_read_and_an_array_of_its_fields_is_refused() {
+        assert!(json_object::<SignIn>(br#"{"player": "alice"}"#).is_ok());
+        assert!(matches!(
+            json_object::<SignIn>(br#" ["alice"]"#),
+            Err(BodyError::Array)
+        ));
+        assert!(json_object::<SignIn>(b"{").unwrap_err().is_syntax());
+        assert!(!json_object::<SignIn>(b"{}").unwrap_err().is_syntax());
+    }
 
     #[test]
     fn an_array_body_is_told_apart_from_an_object_whatever_the_whitespace() {
