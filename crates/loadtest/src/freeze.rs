@@ -360,11 +360,13 @@ mod tests {
         }
 
         /// Its session's state and what it waits for, and the locks it holds (none before
-        /// it has connected).
+        /// it has connected; no state while its backend is still starting, which
+        /// `pg_stat_activity` shows as NULL: read as "", so `wait_for` waits on, where it
+        /// failed reading a NULL as text).
         async fn session(&self, server: &tokio_postgres::Client) -> (String, String, i64) {
             let row = server
                 .query_opt(
-                    "SELECT a.state, coalesce(a.wait_event_type, ''), \
+                    "SELECT coalesce(a.state, ''), coalesce(a.wait_event_type, ''), \
                             (SELECT count(*) FROM pg_locks l WHERE l.pid = a.pid AND l.granted \
                                AND l.locktype <> 'virtualxid') \
                      FROM pg_stat_activity a WHERE a.application_name = $1",
