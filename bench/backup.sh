@@ -6,12 +6,13 @@
 # Usage: bench/backup.sh [rounds, default 1000000] [RPO seconds, default 20] [bets/s, default 200]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 rounds="${1:-1000000}"
 rpo_seconds="${2:-20}"
 rate="${3:-200}"
 target_dir="${CARGO_TARGET_DIR:-target}"
 cargo build --release -p croupier -p croupier-bench --quiet
-command -v sqlite3 >/dev/null || apt-get install -y sqlite3 >/dev/null
+bench_needs sqlite3
 bin="$target_dir/release"
 work="$target_dir/bench-backup"
 mkdir -p "$work"

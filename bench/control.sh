@@ -5,9 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-10}"
-if ! command -v prometheus >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
-fi
+. bench/lib.sh
+bench_needs prometheus
 cargo build --release --workspace --quiet
 echo "# $(date -u +%FT%TZ) on $(nproc) cores, $(prometheus --version 2>&1 | head -1 | cut -d' ' -f1-3), ${seconds}s per measurement"
 "${CARGO_TARGET_DIR:-$PWD/target}"/release/croupier-bench control --seconds "$seconds"

@@ -11,8 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-10}"
 shift || true
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-command -v valgrind >/dev/null || { apt-get update -qq && apt-get install -y -qq valgrind >/dev/null; }
+. bench/lib.sh
+bench_needs wrk valgrind
 if [ $# -eq 0 ]; then
   cargo build --release -p croupier --quiet
   set -- "${CARGO_TARGET_DIR:-$PWD/target}/release/croupier"
@@ -22,10 +22,9 @@ children=()
 stop() { kill -TERM "${children[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap stop EXIT
 export CROUPIER_OPS_TOKEN=bench-ops-token-0123456789abcdef0123456789 RUST_LOG=warn
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 nodes=()
 for i in 1 2 3; do
-  port=$(free_port)
+  port=$(bench_free_port)
   "$1" node --listen "127.0.0.1:$port" --node-id "n$i" --demo --data "$work" >/dev/null 2>&1 &
   children+=($!)
   nodes+=(--node "n$i=http://127.0.0.1:$port")
@@ -39,7 +38,7 @@ echo
 echo "| binary | requests counted | instructions | per request |"
 echo "|---|---:|---:|---:|"
 for binary in "$@"; do
-  listen=$(free_port) admin=$(free_port)
+  listen=$(bench_free_port) admin=$(bench_free_port)
   valgrind --tool=callgrind --callgrind-out-file="$work/cg.out" "$binary" gateway \
     --listen "127.0.0.1:$listen" --admin-listen "127.0.0.1:$admin" \
     --rate-per-ip 0 --rate-per-player 0 "${nodes[@]}" >/dev/null 2>&1 &

@@ -5,12 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-10}"
-missing=()
-command -v haproxy >/dev/null || missing+=(haproxy)
-command -v wrk >/dev/null || missing+=(wrk)
-if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+. bench/lib.sh
+bench_needs haproxy wrk
 cargo build --release --workspace --quiet
 echo "# $(date -u +%FT%TZ) on $(nproc) cores, $(haproxy -v | head -1 | cut -d' ' -f1-3), ${seconds}s per wrk run"
 "${CARGO_TARGET_DIR:-$PWD/target}"/release/croupier-bench gateway --seconds "$seconds"

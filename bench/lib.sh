@@ -1,6 +1,6 @@
-# The pieces the bench scripts that run `croupier` stacks share: the tools they install, the
-# build, the ledger a stack writes (a SQLite file or a scratch PostgreSQL database) and the
-# wait for a server to answer. Sourced, not run: `. bench/lib.sh` from the repository's root,
+# The pieces the bench scripts share: the tools they install, the build, the ledger a stack
+# writes (a SQLite file or a scratch PostgreSQL database), a free port and the wait for a
+# server to answer. Sourced, not run: `. bench/lib.sh` from the repository's root,
 # after `set -euo pipefail`.
 
 # The PostgreSQL server whose scratch databases the stacks write to.
@@ -14,7 +14,8 @@ bench_needs() {
     command -v "${spec%%=*}" >/dev/null || missing+=("${spec#*=}")
   done
   if [ ${#missing[@]} -gt 0 ]; then
-    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+    apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 }
 
@@ -54,4 +55,9 @@ bench_wait() {
     curl -sf "$1" >/dev/null 2>&1 && return 0
     sleep 0.2
   done
+}
+
+# bench_free_port: a TCP port of 127.0.0.1 free now (the kernel's pick).
+bench_free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }

@@ -20,19 +20,19 @@ rate="${3:-200}"
 archive_timeout_s=1
 target_dir="${CARGO_TARGET_DIR:-target}"
 cargo build --release -p croupier -p croupier-bench --quiet
-command -v pgbackrest >/dev/null || { apt-get update -qq && apt-get install -y -qq pgbackrest >/dev/null; }
+. bench/lib.sh
+bench_needs pgbackrest
 bin="$(cd "$target_dir/release" && pwd)"
 pgbin="${CROUPIER_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}"
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 
 work="$(mktemp -d /tmp/croupier-bench-pgbackrest.XXXXXX)"
 chmod 755 "$work"
 [ "$(id -u)" -eq 0 ] && chown postgres: "$work"
-port="$(free_port)"
-copy_port="$(free_port)"
+port="$(bench_free_port)"
+copy_port="$(bench_free_port)"
 cleanup() {
   as_pg "$pgbin/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
   as_pg "$pgbin/pg_ctl" -D "$work/copy" -m immediate stop >/dev/null 2>&1 || true

@@ -26,9 +26,8 @@ restore_at=$((2 * seconds / 3))
 [ "$(id -u)" -eq 0 ] || { echo "run as root: it makes network namespaces" >&2; exit 1; }
 pg_bin="${CROUPIER_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)}"
 [ -x "$pg_bin/initdb" ] || { echo "no PostgreSQL server binaries (apt-get install postgresql)" >&2; exit 1; }
-for tool in jq curl bc; do
-  command -v "$tool" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$tool" >/dev/null; }
-done
+. bench/lib.sh
+bench_needs jq curl bc
 cargo build --release -p croupier --quiet
 bin="${CARGO_TARGET_DIR:-$PWD/target}/release/croupier"
 
