@@ -84,6 +84,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<()> {
         tls: croupier_web::tls::ClientFiles {
             ca: args.tls_ca.clone(),
             identity: args.tls_cert.clone().zip(args.tls_key.clone()),
+            crl: None,
         },
     };
     let runtime = tokio::runtime::Runtime::new()?;

@@ -56,6 +56,7 @@ impl Connection {
         let tls = crate::tls_args::ureq_tls(&croupier_web::tls::ClientFiles {
             ca: self.tls_ca,
             identity: None,
+            crl: None,
         })?;
         Ok(Client::new(self.url, token, self.actor, tls))
     }

@@ -180,6 +180,7 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
             let tls = croupier_web::tls::ClientFiles {
                 ca: args.tls_ca.clone(),
                 identity: None,
+                crl: None,
             };
             let http =
                 croupier_loadtest::http::HttpClient::with_tls(1, Duration::from_secs(15), &tls)?;

@@ -58,6 +58,7 @@ impl TlsArgs {
         ClientFiles {
             ca: self.tls_ca.clone(),
             identity: self.tls_cert.clone().zip(self.tls_key.clone()),
+            crl: None,
         }
     }
 

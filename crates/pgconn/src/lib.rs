@@ -15,6 +15,9 @@
 //!   the path could stand in for.
 //! - `sslcert` and `sslkey` (PEM files): a client certificate, for a server whose `pg_hba.conf`
 //!   asks for one (`hostssl … cert`).
+//! - `sslcrl` (a PEM file of certificate revocation lists): a server certificate revoked by
+//!   its CA is refused, and so is one whose issuer published no list in the file; the file is
+//!   read again when it changes, as the others are.
 //! - no `sslmode`, or `disable`, `allow`, `prefer`: no TLS, for a loopback or a private
 //!   network. libpq's `prefer` encrypts opportunistically without verifying, which stops no
 //!   active attacker; it is not pretended here.
@@ -80,6 +83,7 @@ impl Server {
                 "sslrootcert" => wanted.root = Some(decoded(value, "sslrootcert")?),
                 "sslcert" => wanted.cert = Some(decoded(value, "sslcert")?.into()),
                 "sslkey" => wanted.key = Some(decoded(value, "sslkey")?.into()),
+                "sslcrl" => wanted.crl = Some(decoded(value, "sslcrl")?.into()),
                 _ => kept.push(pair),
             }
         }
@@ -173,6 +177,7 @@ struct TlsWanted {
     root: Option<String>,
     cert: Option<PathBuf>,
     key: Option<PathBuf>,
+    crl: Option<PathBuf>,
 }
 
 impl TlsWanted {
@@ -191,7 +196,8 @@ impl TlsWanted {
             (None, Some(_)) => return Err(PgUrlError::Unpaired("sslkey", "sslcert")),
         };
         let ca = self.root.filter(|root| root != "system").map(PathBuf::from);
-        connector(&ClientFiles { ca, identity }).map(Some)
+        let crl = self.crl;
+        connector(&ClientFiles { ca, identity, crl }).map(Some)
     }
 }
 

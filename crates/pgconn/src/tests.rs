@@ -170,3 +170,37 @@ fn clear_text_is_told_apart_from_this_machine() {
         assert_eq!(server.in_clear_across_a_network(), in_clear, "{url}");
     }
 }
+
+#[test]
+fn a_revocation_list_is_read_with_the_url_and_a_missing_one_refused() {
+    let dir = files();
+    let verified = format!(
+        "{BASE}?sslmode=verify-full&sslrootcert={}",
+        dir.path().join("ca.pem").display()
+    );
+    let missing = dir.path().join("crl.pem");
+    let refused = Server::from_url(&format!("{verified}&sslcrl={}", missing.display()))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        refused.contains(&format!(
+            "certificate revocation lists {}",
+            missing.display()
+        )),
+        "{refused}"
+    );
+    std::fs::write(&missing, "").unwrap();
+    let empty = Server::from_url(&format!("{verified}&sslcrl={}", missing.display()))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(empty.contains("no certificate revocation list"), "{empty}");
+    // libpq's encrypted client keys are not taken: said, not ignored.
+    let password = Server::from_url(&format!("{verified}&sslpassword=secret")).err();
+    assert!(
+        matches!(&password, Some(PgUrlError::Invalid(why)) if why.contains("sslpassword")),
+        "{}",
+        password.map(|e| e.to_string()).unwrap_or_default()
+    );
+}

@@ -180,12 +180,22 @@ pub struct ClientFiles {
     pub ca: Option<PathBuf>,
     /// Certificate and key presented for mutual TLS.
     pub identity: Option<(PathBuf, PathBuf)>,
+    /// Certificate revocation lists (PEM, one file): a server whose certificate, or any CA
+    /// certificate of its chain below the root, is listed is refused, and so is a chain with
+    /// a CA none of the lists was issued by (as libpq's `sslcrl` does with OpenSSL's
+    /// whole-chain check).
+    pub crl: Option<PathBuf>,
 }
 
 impl ClientFiles {
     fn paths(&self) -> Vec<PathBuf> {
         let identity = self.identity.iter().flat_map(|(c, k)| [c, k]);
-        self.ca.iter().chain(identity).cloned().collect()
+        self.ca
+            .iter()
+            .chain(identity)
+            .chain(self.crl.iter())
+            .cloned()
+            .collect()
     }
 }
 

@@ -13,12 +13,14 @@
 //! which roots it is built from.
 
 use std::fmt;
+use std::path::Path;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
@@ -56,7 +58,11 @@ fn loaded(files: &ClientFiles) -> Result<Loaded, TlsError> {
         Some(ca) => roots(ca)?,
         None => super::system_roots(),
     };
-    let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+    let mut verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider());
+    if let Some(crl) = &files.crl {
+        verifier = verifier.with_crls(revocation_lists(crl)?);
+    }
+    let verifier = verifier
         .build()
         .map_err(|e| TlsError::Verifier(e.to_string()))?;
     let identity = match &files.identity {
@@ -68,6 +74,24 @@ fn loaded(files: &ClientFiles) -> Result<Loaded, TlsError> {
         )?)),
     };
     Ok((verifier, identity))
+}
+
+/// The certificate revocation lists of a PEM file; none in it is an error, as a missing file
+/// is: a client told to check revocations must not check against nothing.
+fn revocation_lists(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let fail = |message: String| TlsError::File {
+        what: "certificate revocation lists",
+        path: path.to_path_buf(),
+        message,
+    };
+    let lists = CertificateRevocationListDer::pem_file_iter(path)
+        .map_err(|e| fail(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(e.to_string()))?;
+    if lists.is_empty() {
+        return Err(fail("no certificate revocation list in it".into()));
+    }
+    Ok(lists)
 }
 
 impl fmt::Debug for Reloading {

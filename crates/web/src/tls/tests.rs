@@ -82,6 +82,7 @@ fn trusting(files: &LocalFiles, identity: bool) -> ClientConfig {
     client_config(&ClientFiles {
         ca: Some(files.ca.clone()),
         identity: identity.then(|| (files.cert.clone(), files.key.clone())),
+        crl: None,
     })
     .unwrap()
 }
@@ -199,6 +200,7 @@ fn a_private_key_others_may_read_is_refused() {
     let client = ClientFiles {
         ca: Some(files.ca.clone()),
         identity: Some((files.cert.clone(), files.key.clone())),
+        crl: None,
     };
     let chmod =
         |mode| std::fs::set_permissions(&files.key, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -306,6 +308,7 @@ async fn a_running_client_presents_its_renewed_certificate_without_a_restart() {
     let client = client_config(&ClientFiles {
         ca: Some(server_side.ca.clone()),
         identity: Some((client_side.cert.clone(), client_side.key.clone())),
+        crl: None,
     })
     .unwrap();
     let mut before = open(addr, client.clone()).await.unwrap();
@@ -336,4 +339,134 @@ async fn a_broken_client_file_keeps_the_previous_ones() {
     tokio::time::sleep(RELOAD_CHECK_EVERY + Duration::from_millis(100)).await;
     let mut open = open(addr, client).await.unwrap();
     assert_eq!(status(&mut open).await, Ok(200));
+}
+
+/// A CA's files as `LocalCa::write` makes them, its certificate for `hosts()` with serial
+/// number 7, and its revocation lists in `folder`: `revoked.pem` lists serial 7,
+/// `others.pem` lists serial 8 only.
+fn revocable(folder: &Path) -> LocalFiles {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertificateRevocationListParams, CertifiedIssuer,
+        ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams,
+        SerialNumber,
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let mut ca = CertificateParams::default();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let mut leaf = CertificateParams::new(hosts()).unwrap();
+    leaf.serial_number = Some(SerialNumber::from(7u64));
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &ca).unwrap();
+    let list = |serial: u64| {
+        CertificateRevocationListParams {
+            this_update: now - time::Duration::hours(1),
+            next_update: now + time::Duration::days(1),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: vec![RevokedCertParams {
+                serial_number: SerialNumber::from(serial),
+                revocation_time: now - time::Duration::minutes(5),
+                reason_code: None,
+                invalidity_date: None,
+            }],
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&ca)
+        .unwrap()
+        .pem()
+        .unwrap()
+    };
+    std::fs::create_dir_all(folder).unwrap();
+    let files = LocalFiles::in_folder(folder);
+    std::fs::write(&files.ca, ca.pem()).unwrap();
+    std::fs::write(&files.cert, cert.pem()).unwrap();
+    std::fs::write(&files.key, key.serialize_pem()).unwrap();
+    std::fs::set_permissions(
+        &files.key,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    std::fs::write(folder.join("revoked.pem"), list(7)).unwrap();
+    std::fs::write(folder.join("others.pem"), list(8)).unwrap();
+    files
+}
+
+fn checking(files: &LocalFiles, crl: &Path) -> Result<ClientConfig, TlsError> {
+    client_config(&ClientFiles {
+        ca: Some(files.ca.clone()),
+        identity: None,
+        crl: Some(crl.to_path_buf()),
+    })
+}
+
+#[tokio::test]
+async fn a_server_whose_certificate_is_revoked_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = revocable(dir.path());
+    let addr = server(server_files(&files, false)).await;
+    let mut served = open(
+        addr,
+        checking(&files, &dir.path().join("others.pem")).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status(&mut served).await, Ok(200));
+    let refused = open(
+        addr,
+        checking(&files, &dir.path().join("revoked.pem")).unwrap(),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(refused.to_lowercase().contains("revoked"), "{refused}");
+    // A list from another CA says nothing of this server's certificate: refused too.
+    let other = revocable(&dir.path().join("other"));
+    let unknown = open(
+        addr,
+        checking(&files, &other.ca.with_file_name("others.pem")).unwrap(),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(unknown.to_lowercase().contains("revocation"), "{unknown}");
+}
+
+#[tokio::test]
+async fn a_running_client_reads_a_new_revocation_list_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = revocable(dir.path());
+    let addr = server(server_files(&files, false)).await;
+    let in_use = dir.path().join("in-use.pem");
+    std::fs::copy(dir.path().join("others.pem"), &in_use).unwrap();
+    let client = checking(&files, &in_use).unwrap();
+    let mut before = open(addr, client.clone()).await.unwrap();
+    assert_eq!(status(&mut before).await, Ok(200));
+    renew_in_place(&[(&dir.path().join("revoked.pem"), &in_use)]).await;
+    let mut refused = None;
+    for _ in 0..20 {
+        if let Err(e) = open(addr, client.clone()).await {
+            refused = Some(e);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let refused = refused.expect("the client, as it was made, reads the new list");
+    assert!(refused.to_lowercase().contains("revoked"), "{refused}");
+}
+
+#[test]
+fn a_missing_or_empty_revocation_list_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = local(dir.path());
+    let missing = checking(&files, &dir.path().join("none.pem"))
+        .err()
+        .unwrap();
+    assert!(missing.to_string().contains("none.pem"), "{missing}");
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let empty = checking(&files, &empty).err().unwrap().to_string();
+    assert!(empty.contains("no certificate revocation list"), "{empty}");
 }
