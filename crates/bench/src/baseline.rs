@@ -52,6 +52,7 @@ pub fn run(players: &[usize], duration: Duration) -> anyhow::Result<Vec<Row>> {
             latency_us: new_histogram(),
             server_cpu_seconds: None,
             server_wal_bytes: None,
+            batches: None,
         };
         for worker in workers {
             let (ok, errors, latency) = worker.join().expect("baseline worker")?;

@@ -93,6 +93,7 @@ fn measure(base: &str, players: usize, duration: Duration) -> anyhow::Result<Row
         latency_us: new_histogram(),
         server_cpu_seconds: None,
         server_wal_bytes: None,
+        batches: None,
     };
     for worker in workers {
         let (ok, errors, latency) = worker.join().expect("http worker");

@@ -16,7 +16,9 @@
 //! check. With the server on this machine, each PostgreSQL measurement also gives the server's
 //! CPU per bet (its processes' time from /proc over the measurement), and with any server the
 //! WAL it wrote per bet (how far its insert position moved): work per bet, which the noise of
-//! a shared machine moves less than bets per second.
+//! a shared machine moves less than bets per second. Each store's row gives the bets per
+//! transaction too (its batches, as the store reports them): a batch's fixed cost on the
+//! server is shared by that many bets.
 
 use std::path::Path;
 use std::process::Command;
@@ -140,6 +142,7 @@ fn pgbench(
         latency_us: new_histogram(),
         server_cpu_seconds: spent.cpu_seconds,
         server_wal_bytes: Some(spent.wal_bytes),
+        batches: None,
     };
     // Each log line: client, transaction, latency (µs), script, epoch, µs.
     for entry in std::fs::read_dir(work)?.flatten() {
@@ -161,6 +164,7 @@ fn pgbench(
             }
         }
     }
+    row.batches = Some(row.ops);
     Ok(row)
 }
 
@@ -320,9 +324,9 @@ fn ms(row: &Row, q: f64) -> f64 {
 
 fn print_comparison(rows: &[Row]) {
     println!(
-        "| players | path | bets/s | p50 ms | p99 ms | errors | vs pgbench | vs sqlite store | server CPU ms/bet | server WAL B/bet |"
+        "| players | path | bets/s | p50 ms | p99 ms | errors | vs pgbench | vs sqlite store | bets/txn | server CPU ms/bet | server WAL B/bet |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         let ratio = |path: &str| {
             rows.iter()
@@ -332,7 +336,7 @@ fn print_comparison(rows: &[Row]) {
                 })
         };
         println!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |",
             row.players,
             row.path,
             row.per_second(),
@@ -341,6 +345,7 @@ fn print_comparison(rows: &[Row]) {
             row.errors,
             ratio("pgbench, 1 bet per txn"),
             ratio("sqlite store"),
+            row.ops_per_batch(),
             row.server_ms_per_op(),
             row.server_wal_per_op(),
         );
@@ -350,18 +355,19 @@ fn print_comparison(rows: &[Row]) {
 fn print_scaling(rows: &[Row]) {
     println!();
     println!(
-        "| nodes (stores on one database) | players | bets/s | p50 ms | p99 ms | errors | server CPU ms/bet | server WAL B/bet |"
+        "| nodes (stores on one database) | players | bets/s | p50 ms | p99 ms | errors | bets/txn | server CPU ms/bet | server WAL B/bet |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
         println!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} |",
             row.path,
             row.players,
             row.per_second(),
             ms(row, 0.5),
             ms(row, 0.99),
             row.errors,
+            row.ops_per_batch(),
             row.server_ms_per_op(),
             row.server_wal_per_op(),
         );

@@ -16,6 +16,9 @@ pub struct Row {
     /// Bytes of WAL the database server wrote over the measurement, where it was measured (a
     /// PostgreSQL server).
     pub server_wal_bytes: Option<i64>,
+    /// Transactions that committed bets over the measurement, where they were counted (the
+    /// stores' own reports of their batches; pgbench's one per bet).
+    pub batches: Option<u64>,
 }
 
 impl Row {
@@ -27,6 +30,14 @@ impl Row {
     pub fn server_ms_per_op(&self) -> String {
         match self.server_cpu_seconds {
             Some(seconds) if self.ops > 0 => format!("{:.3}", seconds * 1000.0 / self.ops as f64),
+            _ => "-".to_owned(),
+        }
+    }
+
+    /// Bets per committed transaction, or "-" where batches were not counted.
+    pub fn ops_per_batch(&self) -> String {
+        match self.batches {
+            Some(batches) if batches > 0 => format!("{:.1}", self.ops as f64 / batches as f64),
             _ => "-".to_owned(),
         }
     }

@@ -2,11 +2,12 @@
 //! group-committed transaction.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use croupier_games::GameId;
 use croupier_ledger::sqlite::{SqliteConfig, SqliteStore};
-use croupier_ledger::{Committed, Idempotency, Store};
+use croupier_ledger::{BatchTimings, Committed, Idempotency, Store, StoreObserver};
 use croupier_node::rounds::{self, NewRound, Played, RoundError};
 use serde_json::json;
 
@@ -87,6 +88,11 @@ pub async fn measure_on(
     if sign_in {
         sign_in_players(stores[0].as_ref(), players).await?;
     }
+    let batches = Arc::new(Batches::default());
+    for store in stores {
+        store.observe(batches.clone());
+    }
+    let batches_before = batches.committed();
     let started = Instant::now();
     let deadline = started + duration;
     let tasks: Vec<_> = (0..players)
@@ -117,6 +123,7 @@ pub async fn measure_on(
         latency_us: new_histogram(),
         server_cpu_seconds: None,
         server_wal_bytes: None,
+        batches: None,
     };
     for task in tasks {
         let (ok, errors, latency) = task.await?;
@@ -125,5 +132,27 @@ pub async fn measure_on(
         row.latency_us.add(latency)?;
     }
     row.seconds = started.elapsed().as_secs_f64();
+    row.batches = Some(batches.committed() - batches_before);
     Ok(row)
+}
+
+/// The batches the stores committed, from their reports: how many bets share a transaction
+/// (a node's batches are bounded by its own players' bets in flight).
+#[derive(Default)]
+struct Batches(AtomicU64);
+
+impl Batches {
+    fn committed(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl StoreObserver for Batches {
+    fn batch(&self, timings: &BatchTimings) {
+        if timings.committed {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn checkpoint(&self, _took: Duration) {}
 }
