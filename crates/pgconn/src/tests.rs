@@ -12,6 +12,14 @@ fn files() -> tempfile::TempDir {
     dir
 }
 
+/// Why no server is made of `url` (empty when one is).
+fn refusal(url: &str) -> String {
+    Server::from_url(url)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+}
+
 #[test]
 fn a_url_without_sslmode_connects_without_tls() {
     for url in [
@@ -123,21 +131,15 @@ fn a_wrong_tls_parameter_is_a_clear_error() {
         matches!(&unknown, Some(PgUrlError::SslMode(mode)) if mode == "sometimes"),
         "{unknown:?}"
     );
-    let missing = Server::from_url(&format!(
+    let missing = refusal(&format!(
         "{BASE}?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"
-    ))
-    .err()
-    .map(|e| e.to_string())
-    .unwrap_or_default();
+    ));
     assert!(missing.contains("/nonexistent/ca.pem"), "{missing}");
     let not_a_certificate = tempfile::NamedTempFile::new().unwrap();
-    let empty = Server::from_url(&format!(
+    let empty = refusal(&format!(
         "{BASE}?sslmode=verify-full&sslrootcert={}",
         not_a_certificate.path().display()
-    ))
-    .err()
-    .map(|e| e.to_string())
-    .unwrap_or_default();
+    ));
     assert!(empty.contains("no certificate"), "{empty}");
     // What tokio-postgres refuses is refused as before, saying what it is.
     let unknown_option = Server::from_url(&format!("{BASE}?no_such_option=1")).err();
@@ -179,10 +181,7 @@ fn a_revocation_list_is_read_with_the_url_and_a_missing_one_refused() {
         dir.path().join("ca.pem").display()
     );
     let missing = dir.path().join("crl.pem");
-    let refused = Server::from_url(&format!("{verified}&sslcrl={}", missing.display()))
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let refused = refusal(&format!("{verified}&sslcrl={}", missing.display()));
     assert!(
         refused.contains(&format!(
             "certificate revocation lists {}",
@@ -191,10 +190,7 @@ fn a_revocation_list_is_read_with_the_url_and_a_missing_one_refused() {
         "{refused}"
     );
     std::fs::write(&missing, "").unwrap();
-    let empty = Server::from_url(&format!("{verified}&sslcrl={}", missing.display()))
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    let empty = refusal(&format!("{verified}&sslcrl={}", missing.display()));
     assert!(empty.contains("no certificate revocation list"), "{empty}");
     // libpq's encrypted client keys are not taken: said, not ignored.
     let password = Server::from_url(&format!("{verified}&sslpassword=secret")).err();

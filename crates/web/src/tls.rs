@@ -76,19 +76,29 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 fn certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    pem_objects(path, what, "certificate")
+}
+
+/// Every PEM object of its type (`kind`) in the file at `path` (`what` it is, for the error);
+/// none is an error, as a missing file is.
+fn pem_objects<T: PemObject>(
+    path: &Path,
+    what: &'static str,
+    kind: &str,
+) -> Result<Vec<T>, TlsError> {
     let fail = |message: String| TlsError::File {
         what,
         path: path.to_path_buf(),
         message,
     };
-    let certs = CertificateDer::pem_file_iter(path)
+    let objects = T::pem_file_iter(path)
         .map_err(|e| fail(e.to_string()))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| fail(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(fail("no certificate in it".into()));
+    if objects.is_empty() {
+        return Err(fail(format!("no {kind} in it")));
     }
-    Ok(certs)
+    Ok(objects)
 }
 
 /// A private key, refused when others may read its file, as PostgreSQL and libpq refuse

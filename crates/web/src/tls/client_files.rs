@@ -19,12 +19,11 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-use super::{ClientFiles, Reloaded, TlsError, certs, key, provider, roots};
+use super::{ClientFiles, Reloaded, TlsError, certs, key, pem_objects, provider, roots};
 
 /// What a client trusts and presents, from its files' newest good contents.
 pub struct Reloading {
@@ -79,19 +78,11 @@ fn loaded(files: &ClientFiles) -> Result<Loaded, TlsError> {
 /// The certificate revocation lists of a PEM file; none in it is an error, as a missing file
 /// is: a client told to check revocations must not check against nothing.
 fn revocation_lists(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
-    let fail = |message: String| TlsError::File {
-        what: "certificate revocation lists",
-        path: path.to_path_buf(),
-        message,
-    };
-    let lists = CertificateRevocationListDer::pem_file_iter(path)
-        .map_err(|e| fail(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(e.to_string()))?;
-    if lists.is_empty() {
-        return Err(fail("no certificate revocation list in it".into()));
-    }
-    Ok(lists)
+    pem_objects(
+        path,
+        "certificate revocation lists",
+        "certificate revocation list",
+    )
 }
 
 impl fmt::Debug for Reloading {
