@@ -193,7 +193,8 @@ pub struct ClientFiles {
     /// Certificate revocation lists (PEM, one file): a server whose certificate, or any CA
     /// certificate of its chain below the root, is listed is refused, and so is a chain with
     /// a CA none of the lists was issued by (as libpq's `sslcrl` does with OpenSSL's
-    /// whole-chain check).
+    /// whole-chain check). A list past its next update is still used, unlike OpenSSL: a
+    /// list left unrenewed must not cut every node off its ledger at once.
     pub crl: Option<PathBuf>,
 }
 

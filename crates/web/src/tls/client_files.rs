@@ -9,8 +9,8 @@
 //! handshake. Files that fail to load keep the previous ones, and the log says why.
 //!
 //! The server's certificate is still verified by rustls's own WebPKI verifier (the chain to
-//! the trusted roots, the name, the validity dates, the signatures): `Reloading` only chooses
-//! which roots it is built from.
+//! the trusted roots, the name, the validity dates, the signatures, and the revocation lists
+//! when given): `Reloading` only chooses which roots and lists it is built from.
 
 use std::fmt;
 use std::path::Path;
