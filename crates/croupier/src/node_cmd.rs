@@ -25,8 +25,9 @@ pub struct NodeArgs {
     data: PathBuf,
     /// The ledger: `postgres://user@host:port/db` (several hosts allowed, with
     /// `?target_session_attrs=read-write`), `sqlite://PATH` or a SQLite file path (default:
-    /// <data>/ledger.db). Several nodes may share one.
-    #[arg(long, alias = "db")]
+    /// <data>/ledger.db). Several nodes may share one. Also read from CROUPIER_STORE, which
+    /// keeps a password in the URL off the command line (`croupier up` passes it so).
+    #[arg(long, alias = "db", env = "CROUPIER_STORE", hide_env_values = true)]
     store: Option<StoreLocation>,
     /// This node's name in metrics, rounds and logs (default: node-<port>).
     #[arg(long)]

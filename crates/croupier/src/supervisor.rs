@@ -58,6 +58,9 @@ pub struct Supervised {
     restarts: u32,
     /// Listening sockets handed to every process of this child at descriptors 3, 4, …
     sockets: Vec<OwnedFd>,
+    /// Variables set in every process of this child: what must not be on its command line,
+    /// which every local user reads (`ps`).
+    environment: Vec<(&'static str, String)>,
     /// The process being replaced by a graceful restart, until it exits.
     retiring: Option<Retiring>,
     /// A restart through the API is stopping this child (outside the children lock):
@@ -93,6 +96,7 @@ impl Supervised {
             restart_at: None,
             restarts: 0,
             sockets: Vec::new(),
+            environment: Vec::new(),
             retiring: None,
             restarting: false,
         }
@@ -106,6 +110,12 @@ impl Supervised {
             "at most {MAX_SOCKETS} sockets"
         );
         self.sockets = sockets;
+        self
+    }
+
+    /// Sets `environment` in every process of this child.
+    pub fn with_environment(mut self, environment: Vec<(&'static str, String)>) -> Supervised {
+        self.environment = environment;
         self
     }
 
@@ -127,6 +137,7 @@ impl Supervised {
         for name in crate::tls_args::ENVIRONMENT {
             command.env_remove(name);
         }
+        command.envs(self.environment.iter().map(|(name, value)| (name, value)));
         let mut fds = [-1 as RawFd; MAX_SOCKETS];
         for (slot, socket) in fds.iter_mut().zip(&self.sockets) {
             *slot = socket.as_raw_fd();

@@ -58,8 +58,15 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
 
 #[derive(Args)]
 pub struct IntegrityArgs {
-    /// The ledger: a `postgres://` URL, `sqlite://PATH` or a SQLite file path.
-    #[arg(long, alias = "db", default_value = "data/ledger.db")]
+    /// The ledger: a `postgres://` URL, `sqlite://PATH` or a SQLite file path (also read
+    /// from CROUPIER_STORE).
+    #[arg(
+        long,
+        alias = "db",
+        default_value = "data/ledger.db",
+        env = "CROUPIER_STORE",
+        hide_env_values = true
+    )]
     store: StoreLocation,
 }
 

@@ -34,8 +34,9 @@ pub struct UpArgs {
     #[arg(long, default_value = "data")]
     data: PathBuf,
     /// The ledger every node shares: `postgres://user@host:port/db` for a PostgreSQL server,
-    /// or a SQLite file (default: <data>/ledger.db, backed up into <data>/backups).
-    #[arg(long)]
+    /// or a SQLite file (default: <data>/ledger.db, backed up into <data>/backups). Also read
+    /// from CROUPIER_STORE, which keeps a password in the URL off the command line.
+    #[arg(long, env = "CROUPIER_STORE", hide_env_values = true)]
     store: Option<StoreLocation>,
     /// How many game nodes.
     #[arg(long, default_value_t = 3)]
@@ -272,6 +273,7 @@ impl Plan<'_> {
             .map(|i| {
                 let name = self.layout.node_name(i);
                 Supervised::new(&name, binary.clone(), self.node_args(i), None)
+                    .with_environment(self.layout.environment())
             })
             .collect();
         let mut gateway_args = self.layout.gateway_command();

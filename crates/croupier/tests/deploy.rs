@@ -154,6 +154,54 @@ fn kubernetes_manifests_render_and_every_object_validates() {
     }
 }
 
+/// A database URL may carry its password: every unit and manifest gives it to the process
+/// in its environment, and none puts it on a command line, which every local user reads.
+#[test]
+fn no_unit_or_manifest_puts_a_database_url_on_a_command_line() {
+    let mut command_lines = Vec::new();
+    for entry in std::fs::read_dir(repo().join("deploy/systemd")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        command_lines.extend(
+            text.lines()
+                .filter(|l| l.starts_with("Exec"))
+                .map(str::to_owned),
+        );
+    }
+    let rendered = tool("kubectl", "kubectl or Debian's kubernetes-client")
+        .args(["kustomize"])
+        .arg(repo().join("deploy/kubernetes/overlays/example"))
+        .output()
+        .unwrap();
+    let yaml = expect_success("kubectl kustomize", &rendered);
+    command_lines.extend(
+        yaml.lines()
+            .filter(|l| l.trim_start().starts_with("- --"))
+            .map(str::to_owned),
+    );
+    assert!(
+        command_lines.iter().any(|l| l.contains("croupier node")),
+        "{command_lines:?}"
+    );
+    for line in &command_lines {
+        for url in [
+            "--store",
+            "--lease",
+            "CROUPIER_STORE",
+            "CROUPIER_CONTROL_LEASE",
+            "postgres",
+        ] {
+            assert!(
+                !line.contains(url),
+                "a database URL on a command line: {line}"
+            );
+        }
+    }
+    assert!(
+        yaml.contains("name: CROUPIER_STORE"),
+        "the node's ledger is in its environment"
+    );
+}
+
 #[test]
 fn the_prestop_drain_stops_new_work_and_returns_once_idle() {
     let dir = tempfile::tempdir().unwrap();

@@ -359,6 +359,7 @@ fn croupier_up_on_a_postgres_ledger_hands_pgbackrest_to_its_control_plane() {
     let log = std::fs::File::create(dir.path().join("up.log")).unwrap();
     let _up = Up(croupier()
         .args(layout.up_command())
+        .envs(layout.environment())
         .arg("--demo")
         .args(&pg)
         .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)

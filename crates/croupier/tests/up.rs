@@ -48,6 +48,7 @@ fn up_supervises_nodes_and_gateway_and_stops_cleanly() {
     let layout = up_layout(&data);
     let mut up = Up(croupier()
         .args(layout.up_command())
+        .envs(layout.environment())
         .args(["--webhook", &hook, "--demo"])
         .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
         .stdout(Stdio::piped())

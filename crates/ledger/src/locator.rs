@@ -43,33 +43,13 @@ impl FromStr for StoreLocation {
     }
 }
 
-/// Shown in logs and pages: a password in a URL is masked.
+/// Shown in logs and pages: every password in a URL is masked (`croupier_pgconn::shown`).
 impl fmt::Display for StoreLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreLocation::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
-            StoreLocation::Postgres(url) => f.write_str(&mask_password(url)),
+            StoreLocation::Postgres(url) => f.write_str(&croupier_pgconn::shown(url)),
         }
-    }
-}
-
-fn mask_password(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => match rest[..at].find(':') {
-            Some(colon) => format!(
-                "{}{}:***{}",
-                &url[..scheme_end],
-                &rest[..colon],
-                &rest[at..]
-            ),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
     }
 }
 
@@ -144,6 +124,8 @@ mod tests {
     fn passwords_are_masked_when_shown() {
         let shown = StoreLocation::Postgres("postgres://app:s3cret@db:5432/casino".into());
         assert_eq!(shown.to_string(), "postgres://app:***@db:5432/casino");
+        let query = StoreLocation::Postgres("postgres://app@db/casino?password=s3cret".into());
+        assert_eq!(query.to_string(), "postgres://app@db/casino?password=***");
         let plain = StoreLocation::Postgres("postgres://app@db/casino".into());
         assert_eq!(plain.to_string(), "postgres://app@db/casino");
     }

@@ -13,6 +13,8 @@ use croupier_ledger::StoreLocation;
 pub const OPS_TOKEN_FILE: &str = "ops-token";
 /// The SQLite ledger in the data folder, when no other store is given.
 pub const LEDGER_FILE: &str = "ledger.db";
+/// The variable `croupier node` and `croupier up` read their `--store` from.
+pub const STORE_ENV: &str = "CROUPIER_STORE";
 /// The key sealing the backups of a SQLite ledger, made by `up` on its first run.
 pub const BACKUP_KEY_FILE: &str = "backup-key";
 /// The children's rotated logs, one `<name>.log` each.
@@ -197,8 +199,8 @@ impl Layout {
             .collect()
     }
 
-    /// Node `index`'s command line (after the binary): where it listens, its name, the data
-    /// folder and the ledger.
+    /// Node `index`'s command line (after the binary): where it listens, its name and the data
+    /// folder (the ledger is in its `environment`).
     pub fn node_command(&self, index: u16) -> Vec<String> {
         vec![
             "node".to_owned(),
@@ -208,9 +210,15 @@ impl Layout {
             self.node_name(index),
             "--data".to_owned(),
             self.data_arg(),
-            "--store".to_owned(),
-            self.store().as_arg(),
         ]
+    }
+
+    /// What a node, or `croupier up`, of this stack is started with besides its command
+    /// line: the ledger, in `CROUPIER_STORE`. A command line is every local user's to read
+    /// (`ps`, `/proc/PID/cmdline`), and a `postgres://` URL may carry the database's password;
+    /// a process's environment is its owner's alone.
+    pub fn environment(&self) -> Vec<(&'static str, String)> {
+        vec![(STORE_ENV, self.store().as_arg())]
     }
 
     /// The gateway's command line: its two ports, the data folder, how it spreads the work
@@ -254,7 +262,15 @@ impl Layout {
     /// The options naming this stack, spelled the same for `croupier up` and `croupier
     /// drill`: the data folder, the node count, the base ports and the ledger when given.
     pub fn stack_args(&self) -> Vec<String> {
-        let mut args = vec![
+        let mut args = self.folder_and_ports();
+        if let Some(store) = &self.store {
+            args.extend(["--store".to_owned(), store.as_arg()]);
+        }
+        args
+    }
+
+    fn folder_and_ports(&self) -> Vec<String> {
+        vec![
             "--data".to_owned(),
             self.data_arg(),
             "--nodes".to_owned(),
@@ -265,17 +281,14 @@ impl Layout {
             self.gateway_port.to_string(),
             "--control-port".to_owned(),
             self.control_port.to_string(),
-        ];
-        if let Some(store) = &self.store {
-            args.extend(["--store".to_owned(), store.as_arg()]);
-        }
-        args
+        ]
     }
 
-    /// `croupier up`'s own command line (after the binary) for this layout.
+    /// `croupier up`'s own command line (after the binary) for this layout; the ledger is in
+    /// its `environment`.
     pub fn up_command(&self) -> Vec<String> {
         let mut command = vec!["up".to_owned()];
-        command.extend(self.stack_args());
+        command.extend(self.folder_and_ports());
         if self.tls {
             command.push("--tls".to_owned());
         }
@@ -332,6 +345,21 @@ mod tests {
     }
 
     #[test]
+    fn the_ledger_goes_to_the_environment_never_to_a_command_line() {
+        let secret = "postgres://app:s3cret@db/casino?password=s3cret";
+        let on_postgres = Layout {
+            store: Some(StoreLocation::Postgres(secret.into())),
+            ..layout()
+        };
+        assert_eq!(on_postgres.environment(), [(STORE_ENV, secret.to_owned())]);
+        for command in [on_postgres.node_command(0), on_postgres.up_command()] {
+            assert!(!command.join(" ").contains("s3cret"), "{command:?}");
+        }
+        let default = layout().environment();
+        assert_eq!(default, [(STORE_ENV, "/srv/data/ledger.db".to_owned())]);
+    }
+
+    #[test]
     fn children_name_every_node() {
         let layout = layout();
         let gateway = layout.gateway_command().join(" ");
@@ -366,7 +394,7 @@ mod tests {
         let node = layout.node_command(1).join(" ");
         assert_eq!(
             node,
-            "node --listen 127.0.0.1:7102 --node-id node-2 --data /srv/data --store /srv/data/ledger.db"
+            "node --listen 127.0.0.1:7102 --node-id node-2 --data /srv/data"
         );
         let control = layout.control_command().join(" ");
         assert!(control.contains("--gateway gateway=http://127.0.0.1:8101 --check-url http://127.0.0.1:8100 --supervisor http://127.0.0.1:8181"), "{control}");

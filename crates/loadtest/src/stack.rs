@@ -94,6 +94,7 @@ impl Stack {
         let mut command = Command::new(&spec.bin);
         command
             .args(spec.layout.up_command())
+            .envs(spec.layout.environment())
             // Simulated players sign in by name and play with play money.
             .arg("--demo")
             .stdin(Stdio::null())

@@ -37,6 +37,9 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+mod shown;
+pub use shown::shown;
+
 /// A connection's driver, as `Server::connect` returns it (to be spawned).
 pub type Connection =
     tokio_postgres::Connection<Socket, <MakeRustlsConnect as MakeTlsConnect<Socket>>::Stream>;

@@ -516,6 +516,7 @@ impl Up {
     pub fn demo_quiet(layout: &Layout) -> Up {
         Up(croupier()
             .args(layout.up_command())
+            .envs(layout.environment())
             .arg("--demo")
             .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
             .stdout(Stdio::null())
@@ -636,6 +637,7 @@ impl UpStack {
         let log = std::fs::File::create(&log_path).unwrap();
         let up = Up(croupier()
             .args(layout.up_command())
+            .envs(layout.environment())
             .args(demo.then_some("--demo"))
             .args(extra)
             .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)

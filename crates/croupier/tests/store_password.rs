@@ -1,0 +1,145 @@
+//! A ledger on a PostgreSQL server that asks for a password (`scram-sha-256` on TCP, a cluster
+//! of the test's own): `croupier up` is given the URL with the password in
+//! `CROUPIER_STORE`, its nodes open the ledger and serve bets, and the password is on no
+//! process's command line (`ps` is every local user's to read) and in no log, where the URL
+//! is shown with `***` for it. Without the password the ledger does not open.
+//!
+//! The cluster is the test's own whatever `CROUPIER_TEST_STORE` says, so it runs in the
+//! SQLite pass of the suite only (the PostgreSQL pass would repeat it unchanged).
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+
+use common::*;
+use croupier_ledger::{StoreLocation, test_store};
+use croupier_loadtest::layout::Layout;
+use croupier_loadtest::pgcluster::{DATABASE, PgCluster, SUPERUSER};
+
+const PASSWORD: &str = "pw-7c1e0a93d5b24f68";
+
+/// A cluster whose TCP connections must give the superuser's password.
+fn password_cluster(dir: &Path) -> PgCluster {
+    let cluster = PgCluster::create(&dir.join("pg"), free_port()).unwrap();
+    cluster
+        .sql(&format!("ALTER ROLE {SUPERUSER} PASSWORD '{PASSWORD}'"))
+        .unwrap();
+    std::fs::write(
+        cluster.data_dir().join("pg_hba.conf"),
+        "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+    )
+    .unwrap();
+    cluster.restart().unwrap();
+    cluster
+}
+
+/// Every file under `dir` (logs, state) whose bytes hold `needle`.
+fn files_holding(dir: &Path, needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in walk(dir) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        if String::from_utf8_lossy(&bytes).contains(needle) {
+            found.push(entry.display().to_string());
+        }
+    }
+    found
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        match path.is_dir() {
+            true => files.extend(walk(&path)),
+            false => files.push(path),
+        }
+    }
+    files
+}
+
+fn integrity_with(store: &str, through_environment: bool) -> std::process::Output {
+    let mut command = croupier();
+    command.arg("integrity");
+    match through_environment {
+        true => command.env("CROUPIER_STORE", store),
+        false => command.args(["--store", store]),
+    };
+    command.output().unwrap()
+}
+
+#[test]
+fn a_database_password_is_on_no_command_line_and_in_no_log() {
+    if test_store::postgres() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = password_cluster(dir.path());
+    let without = format!(
+        "postgres://{SUPERUSER}@127.0.0.1:{}/{DATABASE}?application_name=croupier",
+        cluster.port()
+    );
+    let store = format!("{without}&password={PASSWORD}");
+    let refused = integrity_with(&without, false);
+    assert!(
+        !refused.status.success(),
+        "a ledger opened without its password"
+    );
+
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let layout = Layout {
+        store: Some(StoreLocation::Postgres(store.clone())),
+        ..free_layout(&data)
+    };
+    let up_log = dir.path().join("up.log");
+    let _up = Up(croupier()
+        .args(layout.up_command())
+        .envs(layout.environment())
+        .arg("--demo")
+        .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
+        .stdout(Stdio::from(std::fs::File::create(&up_log).unwrap()))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    for i in 0..layout.nodes {
+        let ready = format!("{}/readyz", layout.node_url(i));
+        wait_for("a node on the password's ledger", || {
+            get(&ready, None).map(|r| r.0) == Ok(200)
+        });
+    }
+    let node = layout.node_url(0);
+    let token = sign_in_at(&node, "alice");
+    let (status, body) = post(
+        &format!("{node}/api/v1/rounds"),
+        Some(&token),
+        Some("k-1"),
+        &dice_bet(100),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+
+    let stack = find_processes(&[&data.display().to_string()]);
+    assert!(stack.len() > usize::from(layout.nodes), "{stack:?}");
+    assert_eq!(
+        find_processes(&[PASSWORD]),
+        Vec::<u32>::new(),
+        "ps shows the password"
+    );
+    let mut leaked = files_holding(dir.path(), PASSWORD);
+    leaked.retain(|f| !f.starts_with(&dir.path().join("pg").display().to_string()));
+    assert_eq!(
+        leaked,
+        Vec::<String>::new(),
+        "the password is written in these"
+    );
+    let shown = std::fs::read_to_string(&up_log).unwrap();
+    assert!(shown.contains("password=***"), "{shown}");
+
+    let checked = integrity_with(&store, true);
+    assert!(
+        checked.status.success(),
+        "integrity through CROUPIER_STORE: {}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+}
