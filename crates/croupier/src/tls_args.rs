@@ -12,11 +12,12 @@ use clap::Args;
 use croupier_web::tls::{Acceptor, ClientFiles, ServerFiles};
 
 /// The environment variables of these options.
-pub const ENVIRONMENT: [&str; 4] = [
+pub const ENVIRONMENT: [&str; 5] = [
     "CROUPIER_TLS_CERT",
     "CROUPIER_TLS_KEY",
     "CROUPIER_TLS_CA",
     "CROUPIER_TLS_CLIENT_CA",
+    "CROUPIER_TLS_CRL",
 ];
 
 #[derive(Debug, Clone, Default, Args)]
@@ -35,6 +36,12 @@ pub struct TlsArgs {
     /// Mutual TLS: clients must present a certificate signed by this CA (PEM).
     #[arg(long, env = "CROUPIER_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
+    /// Certificate revocation lists (PEM, one file of your CAs' lists): a component whose
+    /// certificate is listed is refused, as the server this one calls and as the client of
+    /// its mutual TLS (--tls-client-ca), and so is one whose CA published no list in the
+    /// file. Read again when it changes.
+    #[arg(long, env = "CROUPIER_TLS_CRL")]
+    pub tls_crl: Option<PathBuf>,
 }
 
 impl TlsArgs {
@@ -47,6 +54,7 @@ impl TlsArgs {
             cert: cert.clone(),
             key: key.clone(),
             client_ca: self.tls_client_ca.clone(),
+            crl: self.tls_crl.clone(),
         };
         Acceptor::load(files)
             .map(Some)
@@ -58,7 +66,7 @@ impl TlsArgs {
         ClientFiles {
             ca: self.tls_ca.clone(),
             identity: self.tls_cert.clone().zip(self.tls_key.clone()),
-            crl: None,
+            crl: self.tls_crl.clone(),
         }
     }
 
@@ -84,6 +92,7 @@ impl TlsArgs {
         push("--tls-key", &self.tls_key);
         push("--tls-ca", &self.tls_ca);
         push("--tls-client-ca", &self.tls_client_ca);
+        push("--tls-crl", &self.tls_crl);
         args
     }
 }
@@ -122,4 +131,24 @@ pub fn ureq_tls(files: &ClientFiles) -> anyhow::Result<ureq::tls::TlsConfig> {
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_revocation_lists_reach_both_ends_and_a_child() {
+        let args = TlsArgs {
+            tls_cert: Some("cert.pem".into()),
+            tls_key: Some("key.pem".into()),
+            tls_ca: Some("ca.pem".into()),
+            tls_client_ca: Some("ca.pem".into()),
+            tls_crl: Some("crl.pem".into()),
+        };
+        assert_eq!(args.client().crl, Some(PathBuf::from("crl.pem")));
+        let passed = args.to_args().join(" ");
+        assert!(passed.ends_with("--tls-crl crl.pem"), "{passed}");
+        assert!(ENVIRONMENT.contains(&"CROUPIER_TLS_CRL"));
+    }
 }

@@ -114,6 +114,7 @@ impl ChildTls {
             tls_key: Some(files.key.clone()),
             tls_ca: Some(files.ca.clone()),
             tls_client_ca: node.then(|| files.ca.clone()),
+            tls_crl: None,
         }
     }
 }

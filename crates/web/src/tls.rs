@@ -23,7 +23,9 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime,
+};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
@@ -59,15 +61,25 @@ pub struct ServerFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client_ca: Option<PathBuf>,
+    /// With `client_ca`: certificate revocation lists (PEM, one file) the clients'
+    /// certificates are checked against, as `ClientFiles::crl` checks servers' (the whole
+    /// chain, an unknown status refused, a list past its next update still used).
+    pub crl: Option<PathBuf>,
 }
 
 impl ServerFiles {
     fn paths(&self) -> Vec<PathBuf> {
-        [Some(&self.cert), Some(&self.key), self.client_ca.as_ref()]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .collect()
+        let crl = self.client_ca.as_ref().and(self.crl.as_ref());
+        [
+            Some(&self.cert),
+            Some(&self.key),
+            self.client_ca.as_ref(),
+            crl,
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect()
     }
 }
 
@@ -128,6 +140,16 @@ fn open_to_others(path: &Path) -> Option<u32> {
     (meta.mode() & others != 0).then_some(meta.mode() & 0o7777)
 }
 
+/// The certificate revocation lists of a PEM file; none in it is an error, as a missing file
+/// is: a party told to check revocations must not check against nothing.
+fn revocation_lists(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    pem_objects(
+        path,
+        "certificate revocation lists",
+        "certificate revocation list",
+    )
+}
+
 fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in certs(path, "CA certificates")? {
@@ -143,10 +165,14 @@ pub fn server_config(files: &ServerFiles) -> Result<ServerConfig, TlsError> {
     let builder = match &files.client_ca {
         None => builder.with_no_client_auth(),
         Some(ca) => {
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
-                    .build()
-                    .map_err(|e| TlsError::Verifier(e.to_string()))?;
+            let mut verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider());
+            if let Some(crl) = &files.crl {
+                verifier = verifier.with_crls(revocation_lists(crl)?);
+            }
+            let verifier = verifier
+                .build()
+                .map_err(|e| TlsError::Verifier(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
     };

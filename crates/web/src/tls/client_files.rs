@@ -13,17 +13,16 @@
 //! when given): `Reloading` only chooses which roots and lists it is built from.
 
 use std::fmt;
-use std::path::Path;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::sign::CertifiedKey;
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
-use super::{ClientFiles, Reloaded, TlsError, certs, key, pem_objects, provider, roots};
+use super::{ClientFiles, Reloaded, TlsError, certs, key, provider, revocation_lists, roots};
 
 /// What a client trusts and presents, from its files' newest good contents.
 pub struct Reloading {
@@ -73,16 +72,6 @@ fn loaded(files: &ClientFiles) -> Result<Loaded, TlsError> {
         )?)),
     };
     Ok((verifier, identity))
-}
-
-/// The certificate revocation lists of a PEM file; none in it is an error, as a missing file
-/// is: a client told to check revocations must not check against nothing.
-fn revocation_lists(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
-    pem_objects(
-        path,
-        "certificate revocation lists",
-        "certificate revocation list",
-    )
 }
 
 impl fmt::Debug for Reloading {

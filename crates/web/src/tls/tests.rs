@@ -40,6 +40,7 @@ fn server_files(files: &LocalFiles, client_ca: bool) -> ServerFiles {
         cert: files.cert.clone(),
         key: files.key.clone(),
         client_ca: client_ca.then(|| files.ca.clone()),
+        crl: None,
     }
 }
 
@@ -303,6 +304,7 @@ async fn a_running_client_presents_its_renewed_certificate_without_a_restart() {
         cert: server_side.cert.clone(),
         key: server_side.key.clone(),
         client_ca: Some(accepted.clone()),
+        crl: None,
     })
     .await;
     let client = client_config(&ClientFiles {
@@ -357,7 +359,10 @@ fn revocable(folder: &Path) -> LocalFiles {
     let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
     let mut leaf = CertificateParams::new(hosts()).unwrap();
     leaf.serial_number = Some(SerialNumber::from(7u64));
-    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
     let key = KeyPair::generate().unwrap();
     let cert = leaf.signed_by(&key, &ca).unwrap();
     let list = |serial: u64| {
@@ -469,4 +474,79 @@ fn a_missing_or_empty_revocation_list_is_refused() {
     std::fs::write(&empty, "").unwrap();
     let empty = checking(&files, &empty).err().unwrap().to_string();
     assert!(empty.contains("no certificate revocation list"), "{empty}");
+}
+
+/// A server asking for client certificates of `files`' CA, checked against the lists in
+/// `crl`.
+fn checking_clients(files: &LocalFiles, crl: &Path) -> ServerFiles {
+    ServerFiles {
+        crl: Some(crl.to_path_buf()),
+        ..server_files(files, true)
+    }
+}
+
+/// A client trusting `files`' CA and presenting its certificate (serial 7).
+fn presenting(files: &LocalFiles) -> ClientConfig {
+    client_config(&ClientFiles {
+        ca: Some(files.ca.clone()),
+        identity: Some((files.cert.clone(), files.key.clone())),
+        crl: None,
+    })
+    .unwrap()
+}
+
+/// Whether a request over a new connection is answered: with TLS 1.3 a server refuses a
+/// client's certificate after the client's side of the handshake is done, so the refusal
+/// may come at the first request rather than at `open`.
+async fn served(addr: SocketAddr, client: ClientConfig) -> Result<u16, String> {
+    let mut open = open(addr, client).await?;
+    status(&mut open).await
+}
+
+#[tokio::test]
+async fn a_client_whose_certificate_is_revoked_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = revocable(dir.path());
+    let listing_others = server(checking_clients(&files, &dir.path().join("others.pem"))).await;
+    assert_eq!(served(listing_others, presenting(&files)).await, Ok(200));
+    let listing_it = server(checking_clients(&files, &dir.path().join("revoked.pem"))).await;
+    assert!(served(listing_it, presenting(&files)).await.is_err());
+    // A list from another CA says nothing of the client's certificate: refused too.
+    let other = revocable(&dir.path().join("other"));
+    let unknown = server(checking_clients(
+        &files,
+        &other.ca.with_file_name("others.pem"),
+    ))
+    .await;
+    assert!(served(unknown, presenting(&files)).await.is_err());
+}
+
+#[tokio::test]
+async fn a_running_server_reads_a_new_revocation_list_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = revocable(dir.path());
+    let in_use = dir.path().join("in-use.pem");
+    std::fs::copy(dir.path().join("others.pem"), &in_use).unwrap();
+    let addr = server(checking_clients(&files, &in_use)).await;
+    assert_eq!(served(addr, presenting(&files)).await, Ok(200));
+    renew_in_place(&[(&dir.path().join("revoked.pem"), &in_use)]).await;
+    let mut refused = false;
+    for _ in 0..20 {
+        if served(addr, presenting(&files)).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(refused, "the server, as it was started, reads the new list");
+}
+
+#[test]
+fn a_server_with_a_missing_revocation_list_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = local(dir.path());
+    let missing = server_config(&checking_clients(&files, &dir.path().join("none.pem")))
+        .err()
+        .unwrap();
+    assert!(missing.to_string().contains("none.pem"), "{missing}");
 }
