@@ -147,24 +147,39 @@ fn run_croupier(
             .spawn()?,
     );
     let cores = cores_used(process.pid(), Duration::from_secs(4), seconds)?;
-    let targets_url = format!("http://127.0.0.1:{port}/api/v1/targets");
-    let answer: Value = agent()
-        .get(&targets_url)
-        .header("Authorization", &format!("Bearer {OPS_TOKEN}"))
-        .call()?
-        .body_mut()
-        .read_json()?;
-    let up = answer["targets"]
-        .as_array()
-        .context("targets")?
-        .iter()
-        .filter(|t| t["up"] == true)
-        .count();
-    anyhow::ensure!(
-        up == targets,
-        "croupier control saw {up} of {targets} targets up"
-    );
+    all_up("croupier control", targets, || {
+        let answer: Value = agent()
+            .get(&format!("http://127.0.0.1:{port}/api/v1/targets"))
+            .header("Authorization", &format!("Bearer {OPS_TOKEN}"))
+            .call()?
+            .body_mut()
+            .read_json()?;
+        Ok(answer["targets"]
+            .as_array()
+            .context("targets")?
+            .iter()
+            .filter(|t| t["up"] == true)
+            .count())
+    })?;
     Ok(cores)
+}
+
+/// Waits until `count` says each of `targets` was scraped, 10 s at most: a short measurement
+/// can end before a scraper has reached every target once (the first scrapes are spread
+/// over the interval), which says nothing of what it costs.
+fn all_up(
+    scraper: &str,
+    targets: usize,
+    mut count: impl FnMut() -> anyhow::Result<usize>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut up = count()?;
+    while up < targets && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        up = count()?;
+    }
+    anyhow::ensure!(up == targets, "{scraper} saw {up} of {targets} targets up");
+    Ok(())
 }
 
 /// The same rules as the built-in ones, in PromQL.
@@ -233,6 +248,12 @@ fn run_prometheus(dir: &Path, sim: u16, targets: usize, seconds: Duration) -> an
             .context("starting prometheus (apt-get install prometheus)")?,
     );
     let cores = cores_used(process.pid(), Duration::from_secs(4), seconds)?;
+    all_up("prometheus", targets, || targets_up(port))?;
+    Ok(cores)
+}
+
+/// How many of its active targets Prometheus on `port` last scraped successfully.
+fn targets_up(port: u16) -> anyhow::Result<usize> {
     let answer: Value = agent()
         .get(&format!(
             "http://127.0.0.1:{port}/api/v1/targets?state=active"
@@ -240,14 +261,12 @@ fn run_prometheus(dir: &Path, sim: u16, targets: usize, seconds: Duration) -> an
         .call()?
         .body_mut()
         .read_json()?;
-    let up = answer["data"]["activeTargets"]
+    Ok(answer["data"]["activeTargets"]
         .as_array()
         .context("targets")?
         .iter()
         .filter(|t| t["health"] == "up")
-        .count();
-    anyhow::ensure!(up == targets, "prometheus saw {up} of {targets} targets up");
-    Ok(cores)
+        .count())
 }
 
 pub fn run(
