@@ -29,6 +29,7 @@ mod shard;
 mod shared_turn;
 mod staged;
 mod tx;
+mod warm;
 mod writer;
 
 #[cfg(test)]
@@ -218,7 +219,8 @@ struct WriterSettings {
 }
 
 impl WriterSettings {
-    /// The writer's own runtime and connection (which claims a house/escrow row).
+    /// The writer's own runtime and connection (which claims a house/escrow row), connected
+    /// and warmed now (`warm`).
     fn start(self) -> Result<Writer, LedgerError> {
         let runtime = runtime("ledger-pg-write", false)?;
         let shard = shard::ShardClaim::default();
@@ -226,6 +228,11 @@ impl WriterSettings {
             let _guard = runtime.enter();
             pool_with(self.pg, 1, Some(shard.on_connect()))?
         };
+        if let Err(why) = runtime.block_on(warm::warm(&pool, &self.role.currency)) {
+            tracing::warn!(
+                "a ledger writer could not connect and warm up as it started ({why}): it connects at its first batch"
+            );
+        }
         Ok(Writer {
             runtime,
             pool,

@@ -1005,6 +1005,59 @@ async fn writers_claim_distinct_house_rows() {
     assert_eq!(rows, i64::from(SHARDS));
 }
 
+/// A store's writers are connected, and their backends have read the catalog and compiled
+/// the routines, before `open` returns: the first bets after a node starts no longer pay for
+/// it. And the warm-up leaves nothing: the chain head is where it was, no key, no entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_opens_with_its_writers_connected_and_warm() {
+    let db = TempDb::new();
+    let client = db.client().await;
+    let store: Arc<dyn Store> = Arc::new(db.store());
+    let writers: Vec<String> = client
+        .query(
+            "SELECT state || ': ' || query FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name LIKE 'croupier-writer %'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(writers.len(), 2, "the writers connect as the store opens");
+    for last in &writers {
+        let warmed = [
+            "croupier_claim_keys_v1",
+            "croupier_lock_balances_v2",
+            "croupier_append_journal_v1",
+        ]
+        .iter()
+        .all(|routine| last.contains(routine));
+        assert!(last.starts_with("idle: ") && warmed, "{last}");
+    }
+    let (seq, hash): (i64, String) = {
+        let row = client
+            .query_one("SELECT seq, hash FROM chain_head WHERE id = 1", &[])
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((seq, hash.trim_start_matches('0')), (0, ""));
+    let left: i64 = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM journal) + (SELECT count(*) FROM idempotency)
+                 + (SELECT count(*) FROM balances)",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(left, 0, "the warm-up left rows behind");
+    post_all(&*store, None, vec![grant("p", 10)]).await.unwrap();
+    let report = store.integrity().await.unwrap();
+    assert!(report.ok, "{report:#?}");
+}
+
 /// Store connections waiting on a lock. Asked inside a transaction, pg_stat_activity would
 /// answer as it was at the transaction's first look, so that snapshot is dropped first.
 async fn lock_waiters(client: &tokio_postgres::Client) -> i64 {
