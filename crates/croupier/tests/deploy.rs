@@ -130,17 +130,22 @@ fn systemd_units_pass_systemd_analyze_verify() {
     assert!(said.trim().is_empty(), "systemd-analyze verify:\n{said}");
 }
 
+/// The manifests of `deploy/kubernetes/<layer>` as `kubectl kustomize` renders them.
+fn kustomize(layer: &str) -> String {
+    let rendered = tool("kubectl", "kubectl or Debian's kubernetes-client")
+        .args(["kustomize"])
+        .arg(repo().join("deploy/kubernetes").join(layer))
+        .output()
+        .unwrap();
+    expect_success(&format!("kubectl kustomize {layer}"), &rendered);
+    String::from_utf8_lossy(&rendered.stdout).into_owned()
+}
+
 #[test]
 fn kubernetes_manifests_render_and_every_object_validates() {
     let dir = tempfile::tempdir().unwrap();
     for layer in ["base", "overlays/example"] {
-        let rendered = tool("kubectl", "kubectl or Debian's kubernetes-client")
-            .args(["kustomize"])
-            .arg(repo().join("deploy/kubernetes").join(layer))
-            .output()
-            .unwrap();
-        let yaml = String::from_utf8_lossy(&rendered.stdout).into_owned();
-        expect_success(&format!("kubectl kustomize {layer}"), &rendered);
+        let yaml = kustomize(layer);
         assert!(yaml.contains("kind: StatefulSet"), "{yaml}");
         let file = dir.path().join(format!("{}.yaml", layer.replace('/', "-")));
         std::fs::write(&file, &yaml).unwrap();
@@ -167,12 +172,7 @@ fn no_unit_or_manifest_puts_a_database_url_on_a_command_line() {
                 .map(str::to_owned),
         );
     }
-    let rendered = tool("kubectl", "kubectl or Debian's kubernetes-client")
-        .args(["kustomize"])
-        .arg(repo().join("deploy/kubernetes/overlays/example"))
-        .output()
-        .unwrap();
-    let yaml = expect_success("kubectl kustomize", &rendered);
+    let yaml = kustomize("overlays/example");
     command_lines.extend(
         yaml.lines()
             .filter(|l| l.trim_start().starts_with("- --"))
