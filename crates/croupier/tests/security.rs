@@ -325,22 +325,13 @@ fn ctl(stack: &UpStack, args: &[&str]) -> Value {
 fn open_to_others(folder: &std::path::Path) -> Vec<(String, u32)> {
     use std::os::unix::fs::PermissionsExt;
     let mut found = Vec::new();
-    let mut pending = vec![folder.to_path_buf()];
-    while let Some(path) = pending.pop() {
+    for path in paths_under(folder) {
         let Ok(meta) = std::fs::symlink_metadata(&path) else {
             continue; // removed meanwhile (a rotated segment)
         };
         let mode = meta.permissions().mode() & 0o7777;
         if mode & 0o077 != 0 {
             found.push((path.display().to_string(), mode));
-        }
-        if meta.is_dir() {
-            pending.extend(
-                std::fs::read_dir(&path)
-                    .unwrap()
-                    .flatten()
-                    .map(|e| e.path()),
-            );
         }
     }
     found

@@ -36,26 +36,14 @@ fn password_cluster(dir: &Path) -> PgCluster {
 
 /// Every file under `dir` (logs, state) whose bytes hold `needle`.
 fn files_holding(dir: &Path, needle: &str) -> Vec<String> {
-    let mut found = Vec::new();
-    for entry in walk(dir) {
-        let bytes = std::fs::read(&entry).unwrap_or_default();
-        if String::from_utf8_lossy(&bytes).contains(needle) {
-            found.push(entry.display().to_string());
-        }
-    }
-    found
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        match path.is_dir() {
-            true => files.extend(walk(&path)),
-            false => files.push(path),
-        }
-    }
-    files
+    paths_under(dir)
+        .into_iter()
+        .filter(|path| {
+            let bytes = std::fs::read(path).unwrap_or_default();
+            String::from_utf8_lossy(&bytes).contains(needle)
+        })
+        .map(|path| path.display().to_string())
+        .collect()
 }
 
 fn integrity_with(store: &str, through_environment: bool) -> std::process::Output {

@@ -485,6 +485,29 @@ pub fn launch_token(data: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+/// `folder` and every file and folder under it (symbolic links not followed); one removed
+/// while it is read is left out.
+pub fn paths_under(folder: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![folder.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            pending.extend(
+                std::fs::read_dir(&path)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.path()),
+            );
+        }
+        found.push(path);
+    }
+    found
+}
+
 /// The pid of a process whose command line holds all of `needles`.
 pub fn find_process(needles: &[&str]) -> Option<u32> {
     find_processes(needles).into_iter().next()
