@@ -2,7 +2,9 @@
 //! of the test's own): `croupier up` is given the URL with the password in
 //! `CROUPIER_STORE`, its nodes open the ledger and serve bets, and the password is on no
 //! process's command line (`ps` is every local user's to read) and in no log, where the URL
-//! is shown with `***` for it. Without the password the ledger does not open.
+//! is shown with `***` for it. Without the password the ledger does not open. A URL without
+//! one takes it from libpq's password file (`PGPASSFILE`, `passfile=`), which only its owner
+//! may read.
 //!
 //! The cluster is the test's own whatever `CROUPIER_TEST_STORE` says, so it runs in the
 //! SQLite pass of the suite only (the PostgreSQL pass would repeat it unchanged).
@@ -44,6 +46,14 @@ fn files_holding(dir: &Path, needle: &str) -> Vec<String> {
         })
         .map(|path| path.display().to_string())
         .collect()
+}
+
+/// `croupier integrity` on `store`, with `environment` added to its own.
+fn integrity_in(store: &str, environment: &[(&str, &Path)]) -> std::process::Output {
+    let mut command = croupier();
+    command.args(["integrity", "--store", store]);
+    command.envs(environment.iter().copied());
+    command.output().unwrap()
 }
 
 fn integrity_with(store: &str, through_environment: bool) -> std::process::Output {
@@ -129,5 +139,61 @@ fn a_database_password_is_on_no_command_line_and_in_no_log() {
         checked.status.success(),
         "integrity through CROUPIER_STORE: {}",
         String::from_utf8_lossy(&checked.stderr)
+    );
+}
+
+#[test]
+fn a_url_without_its_password_takes_it_from_the_password_file() {
+    use std::os::unix::fs::PermissionsExt;
+    if test_store::postgres() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = password_cluster(dir.path());
+    let without = format!(
+        "postgres://{SUPERUSER}@127.0.0.1:{}/{DATABASE}",
+        cluster.port()
+    );
+    let passfile = dir.path().join("pgpass");
+    std::fs::write(
+        &passfile,
+        format!(
+            "# the ledger\n127.0.0.1:{}:*:{SUPERUSER}:{PASSWORD}\n",
+            cluster.port()
+        ),
+    )
+    .unwrap();
+    let with_mode = |mode: u32| {
+        std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    let stderr =
+        |output: &std::process::Output| String::from_utf8_lossy(&output.stderr).into_owned();
+
+    with_mode(0o600);
+    let checked = integrity_in(&without, &[("PGPASSFILE", &passfile)]);
+    assert!(checked.status.success(), "PGPASSFILE: {}", stderr(&checked));
+    let named = format!("{without}?passfile={}", passfile.display());
+    let checked = integrity_in(&named, &[]);
+    assert!(checked.status.success(), "passfile=: {}", stderr(&checked));
+    assert!(!stderr(&checked).contains(PASSWORD), "{}", stderr(&checked));
+
+    with_mode(0o644);
+    let refused = integrity_in(&without, &[("PGPASSFILE", &passfile)]);
+    assert!(!refused.status.success(), "a file others may read was used");
+    assert!(
+        stderr(&refused).contains("chmod 600"),
+        "{}",
+        stderr(&refused)
+    );
+    let missing = dir.path().join("absent");
+    let refused = integrity_in(&without, &[("PGPASSFILE", &missing)]);
+    assert!(
+        !refused.status.success(),
+        "a missing password file was passed over"
+    );
+    assert!(
+        stderr(&refused).contains("cannot be read"),
+        "{}",
+        stderr(&refused)
     );
 }

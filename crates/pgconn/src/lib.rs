@@ -24,6 +24,9 @@
 //!
 //! The key=value form (`host=… dbname=…`) is passed to tokio-postgres as it is: its `prefer`
 //! (the default) means no TLS and its `require` verifies against the system's roots.
+//!
+//! A URL without a password, in either form, takes it from libpq's password file
+//! (`passfile=`, `PGPASSFILE`, `~/.pgpass`: `passfile`).
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -37,7 +40,9 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+mod passfile;
 mod shown;
+pub use passfile::PASSFILE_ENV;
 pub use shown::shown;
 
 /// A connection's driver, as `Server::connect` returns it (to be spawned).
@@ -60,6 +65,8 @@ pub enum PgUrlError {
     Unpaired(&'static str, &'static str),
     #[error("invalid PostgreSQL URL: {0} is not valid UTF-8 once decoded")]
     Encoding(&'static str),
+    #[error("PostgreSQL password file: {0}")]
+    PasswordFile(String),
     #[error("TLS to PostgreSQL: {0}")]
     Tls(#[from] TlsError),
 }
@@ -78,6 +85,7 @@ impl Server {
             return key_value_form(url);
         };
         let mut wanted = TlsWanted::default();
+        let mut passfile = None;
         let mut kept = Vec::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -87,6 +95,7 @@ impl Server {
                 "sslcert" => wanted.cert = Some(decoded(value, "sslcert")?.into()),
                 "sslkey" => wanted.key = Some(decoded(value, "sslkey")?.into()),
                 "sslcrl" => wanted.crl = Some(decoded(value, "sslcrl")?.into()),
+                "passfile" => passfile = Some(decoded(value, "passfile")?.into()),
                 _ => kept.push(pair),
             }
         }
@@ -95,6 +104,7 @@ impl Server {
             false => format!("{base}?{}", kept.join("&")),
         };
         let mut config = parsed(&rest)?;
+        passfile::fill_password(&mut config, passfile)?;
         let tls = wanted.connector()?;
         config.ssl_mode(match tls {
             Some(_) => SslMode::Require,
@@ -163,6 +173,7 @@ fn decoded(value: &str, name: &'static str) -> Result<String, PgUrlError> {
 /// A URL without a query (nothing of libpq's to take out), or the key=value form.
 fn key_value_form(url: &str) -> Result<Server, PgUrlError> {
     let mut config = parsed(url)?;
+    passfile::fill_password(&mut config, None)?;
     let tls = match config.get_ssl_mode() {
         SslMode::Require => connector(&ClientFiles::default())?,
         _ => {

@@ -200,3 +200,16 @@ fn a_revocation_list_is_read_with_the_url_and_a_missing_one_refused() {
         password.map(|e| e.to_string()).unwrap_or_default()
     );
 }
+
+#[test]
+fn passfile_is_taken_out_and_gives_the_password() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pgpass");
+    std::fs::write(&file, "db.example:5432:ledger:croupier:from-the-file\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let url = format!("{BASE}?passfile={}&application_name=x", file.display());
+    let server = Server::from_url(&url).unwrap();
+    assert_eq!(server.config.get_password(), Some(&b"from-the-file"[..]));
+    assert_eq!(server.config.get_application_name(), Some("x"));
+}
