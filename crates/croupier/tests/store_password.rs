@@ -21,8 +21,9 @@ use croupier_loadtest::pgcluster::{DATABASE, PgCluster, SUPERUSER};
 
 const PASSWORD: &str = "pw-7c1e0a93d5b24f68";
 
-/// A cluster whose TCP connections must give the superuser's password.
-fn password_cluster(dir: &Path) -> PgCluster {
+/// A cluster whose TCP connections must give the superuser's password, and the URL of its
+/// database without the password.
+fn password_cluster(dir: &Path) -> (PgCluster, String) {
     let cluster = PgCluster::create(&dir.join("pg"), free_port()).unwrap();
     cluster
         .sql(&format!("ALTER ROLE {SUPERUSER} PASSWORD '{PASSWORD}'"))
@@ -33,7 +34,11 @@ fn password_cluster(dir: &Path) -> PgCluster {
     )
     .unwrap();
     cluster.restart().unwrap();
-    cluster
+    let url = format!(
+        "postgres://{SUPERUSER}@127.0.0.1:{}/{DATABASE}",
+        cluster.port()
+    );
+    (cluster, url)
 }
 
 /// Every file under `dir` (logs, state) whose bytes hold `needle`.
@@ -48,21 +53,11 @@ fn files_holding(dir: &Path, needle: &str) -> Vec<String> {
         .collect()
 }
 
-/// `croupier integrity` on `store`, with `environment` added to its own.
-fn integrity_in(store: &str, environment: &[(&str, &Path)]) -> std::process::Output {
+/// `croupier integrity` with `args`, and `environment` added to its own.
+fn integrity(args: &[&str], environment: &[(&str, &str)]) -> std::process::Output {
     let mut command = croupier();
-    command.args(["integrity", "--store", store]);
+    command.arg("integrity").args(args);
     command.envs(environment.iter().copied());
-    command.output().unwrap()
-}
-
-fn integrity_with(store: &str, through_environment: bool) -> std::process::Output {
-    let mut command = croupier();
-    command.arg("integrity");
-    match through_environment {
-        true => command.env("CROUPIER_STORE", store),
-        false => command.args(["--store", store]),
-    };
     command.output().unwrap()
 }
 
@@ -72,13 +67,10 @@ fn a_database_password_is_on_no_command_line_and_in_no_log() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let cluster = password_cluster(dir.path());
-    let without = format!(
-        "postgres://{SUPERUSER}@127.0.0.1:{}/{DATABASE}?application_name=croupier",
-        cluster.port()
-    );
+    let (_cluster, url) = password_cluster(dir.path());
+    let without = format!("{url}?application_name=croupier");
     let store = format!("{without}&password={PASSWORD}");
-    let refused = integrity_with(&without, false);
+    let refused = integrity(&["--store", &without], &[]);
     assert!(
         !refused.status.success(),
         "a ledger opened without its password"
@@ -134,7 +126,7 @@ fn a_database_password_is_on_no_command_line_and_in_no_log() {
     let shown = std::fs::read_to_string(&up_log).unwrap();
     assert!(shown.contains("password=***"), "{shown}");
 
-    let checked = integrity_with(&store, true);
+    let checked = integrity(&[], &[("CROUPIER_STORE", &store)]);
     assert!(
         checked.status.success(),
         "integrity through CROUPIER_STORE: {}",
@@ -149,12 +141,9 @@ fn a_url_without_its_password_takes_it_from_the_password_file() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let cluster = password_cluster(dir.path());
-    let without = format!(
-        "postgres://{SUPERUSER}@127.0.0.1:{}/{DATABASE}",
-        cluster.port()
-    );
+    let (cluster, without) = password_cluster(dir.path());
     let passfile = dir.path().join("pgpass");
+    let in_environment = [("PGPASSFILE", passfile.to_str().unwrap())];
     std::fs::write(
         &passfile,
         format!(
@@ -170,15 +159,15 @@ fn a_url_without_its_password_takes_it_from_the_password_file() {
         |output: &std::process::Output| String::from_utf8_lossy(&output.stderr).into_owned();
 
     with_mode(0o600);
-    let checked = integrity_in(&without, &[("PGPASSFILE", &passfile)]);
+    let checked = integrity(&["--store", &without], &in_environment);
     assert!(checked.status.success(), "PGPASSFILE: {}", stderr(&checked));
     let named = format!("{without}?passfile={}", passfile.display());
-    let checked = integrity_in(&named, &[]);
+    let checked = integrity(&["--store", &named], &[]);
     assert!(checked.status.success(), "passfile=: {}", stderr(&checked));
     assert!(!stderr(&checked).contains(PASSWORD), "{}", stderr(&checked));
 
     with_mode(0o644);
-    let refused = integrity_in(&without, &[("PGPASSFILE", &passfile)]);
+    let refused = integrity(&["--store", &without], &in_environment);
     assert!(!refused.status.success(), "a file others may read was used");
     assert!(
         stderr(&refused).contains("chmod 600"),
@@ -186,7 +175,10 @@ fn a_url_without_its_password_takes_it_from_the_password_file() {
         stderr(&refused)
     );
     let missing = dir.path().join("absent");
-    let refused = integrity_in(&without, &[("PGPASSFILE", &missing)]);
+    let refused = integrity(
+        &["--store", &without],
+        &[("PGPASSFILE", missing.to_str().unwrap())],
+    );
     assert!(
         !refused.status.success(),
         "a missing password file was passed over"
