@@ -97,8 +97,7 @@ pub fn run(args: CashierArgs) -> anyhow::Result<()> {
             ops_token_file(&path)?
         }
     };
-    let tls = crate::tls_args::ureq_tls(&args.tls.client())?;
-    let client = Client::new(args.url, token, "cashier".to_owned(), tls);
+    let client = Client::new(args.url, token, "cashier".to_owned(), &args.tls.client())?;
     match args.command {
         CashierCommand::Deposit(m) => client.print("POST", "/cashier/v1/deposits", Some(body(&m))),
         CashierCommand::Withdraw(m) => {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use croupier_loadtest::layout::OPS_TOKEN_FILE;
+use croupier_web::tls::ClientFiles;
 use croupier_web::wire::{self, ErrorBody};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -37,6 +38,10 @@ pub struct Connection {
     /// CA certificates (PEM) trusted for an https:// control plane (default: the system's).
     #[arg(long, env = "CROUPIER_TLS_CA")]
     tls_ca: Option<PathBuf>,
+    /// Certificate revocation lists (PEM): a control plane whose certificate is listed, or
+    /// whose CA has no list in the file, is refused before the token is sent.
+    #[arg(long, env = "CROUPIER_TLS_CRL")]
+    tls_crl: Option<PathBuf>,
 }
 
 impl Connection {
@@ -53,12 +58,12 @@ impl Connection {
                 ops_token_file(&path)?
             }
         };
-        let tls = crate::tls_args::ureq_tls(&croupier_web::tls::ClientFiles {
+        let tls = ClientFiles {
             ca: self.tls_ca,
             identity: None,
-            crl: None,
-        })?;
-        Ok(Client::new(self.url, token, self.actor, tls))
+            crl: self.tls_crl,
+        };
+        Client::new(self.url, token, self.actor, &tls)
     }
 }
 
@@ -71,18 +76,22 @@ pub struct Client {
 
 impl Client {
     /// A client of the API at `base` with the bearer `token`, calling as `actor`.
-    pub fn new(base: String, token: String, actor: String, tls: ureq::tls::TlsConfig) -> Client {
-        Client {
-            agent: ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(15)))
-                .tls_config(tls)
-                .build()
-                .into(),
+    pub fn new(
+        base: String,
+        token: String,
+        actor: String,
+        tls: &ClientFiles,
+    ) -> anyhow::Result<Client> {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(15)))
+            .build();
+        Ok(Client {
+            agent: croupier_web::tls::blocking::agent(config, tls)?,
             base,
             token,
             actor,
-        }
+        })
     }
 
     /// The answer's text; `body` is a request's JSON (`json`).

@@ -33,11 +33,10 @@ pub struct DrainArgs {
 const GATEWAYS_NOTICE: Duration = Duration::from_secs(1);
 
 pub fn run(args: DrainArgs) -> anyhow::Result<()> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(5)))
-        .tls_config(crate::tls_args::ureq_tls(&args.tls.client())?)
-        .build()
-        .into();
+        .build();
+    let agent = croupier_web::tls::blocking::agent(config, &args.tls.client())?;
     let url = format!("{}/ops/drain", args.node.trim_end_matches('/'));
     let auth = format!("Bearer {}", args.ops_token);
     let deadline = Instant::now() + Duration::from_secs(args.deadline_s);

@@ -4,8 +4,7 @@
 //! CA whose certificates its clients must present (mutual TLS, for nodes). `croupier up`
 //! hands them on to its children.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
@@ -95,42 +94,6 @@ impl TlsArgs {
         push("--tls-crl", &self.tls_crl);
         args
     }
-}
-
-/// The TLS of this program's blocking HTTP calls (ureq: `ctl`, `maintenance`, `drain`, `up`'s
-/// readiness waits): TLS 1.2+ with ring, trusting `files.ca` or else the system's roots,
-/// presenting `files.identity` when the server asks.
-pub fn ureq_tls(files: &ClientFiles) -> anyhow::Result<ureq::tls::TlsConfig> {
-    use ureq::tls::{Certificate, ClientCert, PemItem, PrivateKey, RootCerts, TlsConfig};
-    let roots: Vec<Certificate<'static>> = match &files.ca {
-        Some(ca) => ureq::tls::parse_pem(&read(ca)?)
-            .filter_map(|item| match item {
-                Ok(PemItem::Certificate(cert)) => Some(cert),
-                _ => None,
-            })
-            .collect(),
-        None => rustls_native_certs::load_native_certs()
-            .certs
-            .iter()
-            .map(|der| Certificate::from_der(der.as_ref()).to_owned())
-            .collect(),
-    };
-    let client_cert = match &files.identity {
-        None => None,
-        Some((cert, key)) => Some(ClientCert::new_with_certs(
-            &[Certificate::from_pem(&read(cert)?)?],
-            PrivateKey::from_pem(&read(key)?)?,
-        )),
-    };
-    Ok(TlsConfig::builder()
-        .root_certs(RootCerts::new_with_certs(&roots))
-        .client_cert(client_cert)
-        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .build())
-}
-
-fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
 #[cfg(test)]

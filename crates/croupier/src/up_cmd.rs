@@ -299,11 +299,10 @@ fn start_in_order(
     layout: &Layout,
     tls: &ChildTls,
 ) -> anyhow::Result<()> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+    let config = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(1)))
-        .tls_config(crate::tls_args::ureq_tls(&tls.args(false).client())?)
-        .build()
-        .into();
+        .build();
+    let agent = croupier_web::tls::blocking::agent(config, &tls.args(false).client())?;
     let nodes = usize::from(layout.nodes);
     for child in children.iter_mut().take(nodes) {
         child.spawn()?;

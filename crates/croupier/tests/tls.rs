@@ -138,6 +138,30 @@ fn up_with_tls_serves_https_everywhere_and_the_nodes_only_to_their_peers() {
         })
     });
 
+    // The operator's tool over HTTPS, and told to check revocations against a list that is
+    // not there: refused before anything is sent.
+    let ctl = |crl: Option<&Path>| {
+        let mut command = croupier();
+        command
+            .args(["ctl", "--url", &control_url, "--tls-ca"])
+            .arg(&ca)
+            .env("CROUPIER_OPS_TOKEN", OPS_TOKEN);
+        if let Some(crl) = crl {
+            command.arg("--tls-crl").arg(crl);
+        }
+        command.arg("status").output().unwrap()
+    };
+    let status = ctl(None);
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let refused = ctl(Some(&tls.join("no-such-crl.pem")));
+    assert!(!refused.status.success(), "ctl checked against no list");
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("no-such-crl.pem"), "{said}");
+
     // A player signs in and bets through the gateway over HTTPS.
     let (status, session) = call(
         &trusting,

@@ -29,6 +29,7 @@ use rustls::pki_types::{
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
+pub mod blocking;
 mod client_files;
 pub mod local_ca;
 mod reloaded;

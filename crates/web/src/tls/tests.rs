@@ -550,3 +550,45 @@ fn a_server_with_a_missing_revocation_list_does_not_start() {
         .unwrap();
     assert!(missing.to_string().contains("none.pem"), "{missing}");
 }
+
+/// `GET https://localhost:<port>/` through a blocking agent (`blocking::agent`) that checks
+/// the server against `crl`: the answer's body, or why there is none.
+async fn blocking_get(addr: SocketAddr, files: &LocalFiles, crl: &Path) -> Result<String, String> {
+    let files = ClientFiles {
+        ca: Some(files.ca.clone()),
+        identity: None,
+        crl: Some(crl.to_path_buf()),
+    };
+    let url = format!("https://localhost:{}/", addr.port());
+    tokio::task::spawn_blocking(move || {
+        let config = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build();
+        let agent = super::blocking::agent(config, &files).map_err(|e| e.to_string())?;
+        let mut answer = agent.get(&url).call().map_err(|e| e.to_string())?;
+        answer
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_operators_blocking_tools_refuse_a_revoked_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = revocable(dir.path());
+    let addr = server(server_files(&files, false)).await;
+    let served = blocking_get(addr, &files, &dir.path().join("others.pem")).await;
+    assert_eq!(served, Ok("ok".to_owned()));
+    let refused = blocking_get(addr, &files, &dir.path().join("revoked.pem"))
+        .await
+        .unwrap_err();
+    assert!(refused.to_lowercase().contains("revoked"), "{refused}");
+    let unknown = revocable(&dir.path().join("other"));
+    let refused = blocking_get(addr, &files, &unknown.ca.with_file_name("others.pem"))
+        .await
+        .unwrap_err();
+    assert!(refused.to_lowercase().contains("revocation"), "{refused}");
+}
