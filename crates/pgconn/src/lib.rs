@@ -42,7 +42,6 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 mod passfile;
 mod shown;
-pub use passfile::PASSFILE_ENV;
 pub use shown::shown;
 
 /// A connection's driver, as `Server::connect` returns it (to be spawned).

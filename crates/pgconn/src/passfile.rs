@@ -23,7 +23,7 @@ use tokio_postgres::config::Host;
 use crate::PgUrlError;
 
 /// The environment variable naming the password file, as for libpq.
-pub const PASSFILE_ENV: &str = "PGPASSFILE";
+const PASSFILE_ENV: &str = "PGPASSFILE";
 
 /// Where libpq's default port is when a URL names none.
 const DEFAULT_PORT: u16 = 5432;
