@@ -41,6 +41,7 @@ const CHARTS = {
   bets: { kinds: ["node"], sum: true, value: p => p.bets_ps },
   rounds: { kinds: ["node"], sum: true, value: p => p.rounds_in_flight },
   store: { kinds: ["node"], series: [["queue", p => p.store_queue_p99_ms], ["turn", p => p.store_turn_p99_ms], ["commit", p => p.store_commit_p99_ms], ["checkpoint", p => p.store_checkpoint_p99_ms]] },
+  connections: { kinds: ["store"], series: [["connections", p => p.store_connections], ["max_connections", p => p.store_connections_max]] },
 };
 
 function chartData(name, targets) {

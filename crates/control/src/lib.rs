@@ -33,6 +33,7 @@ pub mod operator_sessions;
 pub mod ops_client;
 pub mod pages;
 pub mod paging;
+pub mod pgstats;
 pub mod postmortem;
 pub mod public_status;
 pub mod refusal;

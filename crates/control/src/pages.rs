@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use chrono::Datelike;
+use croupier_monitor::engine::Kind;
 
 use crate::dates::{day, rfc3339, utc};
 use crate::html::{escape, page};
@@ -453,10 +454,9 @@ fn sla_links(now_ms: i64) -> String {
     )
 }
 
-async fn dashboard(State(control): State<Arc<Control>>, headers: HeaderMap) -> Response {
-    let Some((_, session)) = control.sessions.of_request(&headers, now_ms()) else {
-        return Redirect::to("/login").into_response();
-    };
+/// The dashboard's charts, each drawn by `dashboard.js` from the series: the database's
+/// connections only where the control plane reads a PostgreSQL store.
+fn charts_html(control: &Control) -> String {
     let charts = [
         ("cpu", "CPU by host (%)"),
         ("memory", "Memory by host (%)"),
@@ -471,14 +471,34 @@ async fn dashboard(State(control): State<Arc<Control>>, headers: HeaderMap) -> R
             "Ledger store p99 (ms): queue wait, turn wait, commit, checkpoint",
         ),
     ];
-    let sla = sla_links(now_ms());
-    let mut chart_html = String::new();
-    for (id, title) in charts {
+    let watches_a_database = control
+        .config
+        .targets
+        .iter()
+        .any(|t| t.kind == Kind::Store && crate::replication::is_postgres(&t.base));
+    let connections = (
+        "connections",
+        "Ledger database connections, and its max_connections",
+    );
+    let mut html = String::new();
+    for (id, title) in charts
+        .into_iter()
+        .chain(watches_a_database.then_some(connections))
+    {
         let _ = write!(
-            chart_html,
+            html,
             "<figure class=\"chart\"><figcaption>{title}</figcaption><div id=\"chart-{id}\" data-chart=\"{id}\"></div></figure>"
         );
     }
+    html
+}
+
+async fn dashboard(State(control): State<Arc<Control>>, headers: HeaderMap) -> Response {
+    let Some((_, session)) = control.sessions.of_request(&headers, now_ms()) else {
+        return Redirect::to("/login").into_response();
+    };
+    let sla = sla_links(now_ms());
+    let chart_html = charts_html(&control);
     let body = format!(
         "<main class=\"wide\"><header><h1>Croupier operations</h1><nav><a href=\"/status\">Status page</a> \
          {sla} \

@@ -42,6 +42,8 @@ pub struct Replication {
     /// The host accepting writes, as `address:port`.
     pub primary: String,
     pub standbys: Vec<Standby>,
+    /// The ledger database's connections and transactions, read in the same session.
+    pub activity: crate::pgstats::Activity,
     pub read_ms: i64,
 }
 
@@ -108,6 +110,7 @@ pub async fn read(server: &Server) -> Result<Replication, String> {
                 &[],
             )
             .await?;
+        let activity = crate::pgstats::read(&client).await?;
         drop(client);
         driver.abort();
         let standbys = rows
@@ -123,21 +126,22 @@ pub async fn read(server: &Server) -> Result<Replication, String> {
                 replay_lag_bytes: r.get(7),
             })
             .collect();
-        Ok::<_, tokio_postgres::Error>((primary, standbys))
+        Ok::<_, tokio_postgres::Error>((primary, standbys, activity))
     };
-    let (primary, standbys) = tokio::time::timeout(READ_TIMEOUT * 2, work)
+    let (primary, standbys, activity) = tokio::time::timeout(READ_TIMEOUT * 2, work)
         .await
         .map_err(|_| "timed out reading pg_stat_replication".to_owned())?
         .map_err(|e: tokio_postgres::Error| croupier_pgconn::with_causes(&e))?;
     Ok(Replication {
         primary,
         standbys,
+        activity,
         read_ms: crate::now_ms(),
     })
 }
 
 /// The samples the series and rules read: the store is up (a host accepts writes), each
-/// standby's lags, and the largest replay lag.
+/// standby's lags, the largest replay lag, and the database's activity (`pgstats`).
 pub fn samples(replication: &Replication) -> Vec<Sample> {
     let sample = |name: &str, labels: &[(&str, &str)], value: f64| Sample {
         name: name.to_owned(),
@@ -184,6 +188,7 @@ pub fn samples(replication: &Replication) -> Vec<Sample> {
             ));
         }
     }
+    samples.extend(crate::pgstats::samples(&replication.activity));
     samples
 }
 
@@ -223,8 +228,6 @@ pub fn record_failover(
     Ok(id)
 }
 
-pub use croupier_monitor::engine::masked_url as masked;
-
 /// Whether a target's URL is a PostgreSQL server the control plane reads itself.
 pub fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
@@ -248,6 +251,16 @@ mod tests {
                 replay_lag_s: Some(7.5),
                 replay_lag_bytes: Some(90_000.0),
             }],
+            activity: crate::pgstats::Activity {
+                database: "casino".into(),
+                connections: 4.0,
+                connections_by_state: Default::default(),
+                max_connections: 100.0,
+                xact_commit: 0.0,
+                xact_rollback: 0.0,
+                deadlocks: 0.0,
+                size_bytes: 0.0,
+            },
             read_ms: 0,
         };
         let samples = samples(&replication);
@@ -278,11 +291,11 @@ mod tests {
     #[test]
     fn passwords_never_leave_the_process() {
         assert_eq!(
-            masked("postgres://app:s3cret@db1:5432,db2:5433/casino"),
+            croupier_pgconn::shown("postgres://app:s3cret@db1:5432,db2:5433/casino"),
             "postgres://app:***@db1:5432,db2:5433/casino"
         );
         assert_eq!(
-            masked("postgres://app@db/casino"),
+            croupier_pgconn::shown("postgres://app@db/casino"),
             "postgres://app@db/casino"
         );
         assert!(is_postgres("postgresql://x/y") && !is_postgres("http://x:9187"));

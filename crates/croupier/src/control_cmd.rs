@@ -42,6 +42,12 @@ pub struct ControlArgs {
     /// A gateway to watch, as name=http://host:admin-port; repeat for each.
     #[arg(long = "gateway", value_parser = parse_target)]
     gateways: Vec<(String, String)>,
+    /// The nodes' ledger, watched as the store target `ledger` when it is a `postgres://` URL:
+    /// whether a host accepts writes, its connections and transactions, its standbys' lag.
+    /// Also read from CROUPIER_STORE, as the nodes read it (`croupier up` passes it so); a
+    /// SQLite ledger is watched through its nodes.
+    #[arg(long, env = "CROUPIER_STORE", hide_env_values = true)]
+    store: Option<String>,
     /// The players' address (the gateway) for synthetic checks: the lobby every second, a
     /// real test bet every five seconds.
     #[arg(long)]
@@ -168,13 +174,23 @@ fn listen_address(flag: Option<SocketAddr>, deployment: &Deployment) -> anyhow::
     })
 }
 
-/// The deployment file's targets, then the nodes and gateways named by flags.
+/// The store target of the nodes' ledger given with `--store`.
+const LEDGER_TARGET: &str = "ledger";
+
+/// The deployment file's targets, then the nodes and gateways named by flags, and the ledger's
+/// server when it is PostgreSQL and no store target of the file is named `ledger`.
 fn targets(
     deployment: &Deployment,
     nodes: Vec<(String, String)>,
     gateways: Vec<(String, String)>,
+    store: Option<&str>,
 ) -> Vec<Target> {
     let mut targets = deployment.targets();
+    if let Some(url) = store.filter(|url| croupier_control::replication::is_postgres(url))
+        && !targets.iter().any(|t| t.name == LEDGER_TARGET)
+    {
+        targets.push(Target::new(LEDGER_TARGET, Kind::Store, url));
+    }
     targets.extend(
         nodes
             .into_iter()
@@ -356,7 +372,12 @@ pub fn run(args: ControlArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let config = ControlConfig {
             reserve: Some(Reserve::keep(data.join("control-reserve"), RESERVE_BYTES)),
-            targets: targets(&deployment, args.nodes, args.gateways),
+            targets: targets(
+                &deployment,
+                args.nodes,
+                args.gateways,
+                args.store.as_deref(),
+            ),
             check_url: args.check_url.or_else(|| deployment.check_url.clone()),
             test_players,
             webhooks: webhooks(&deployment, args.webhooks, args.slack_webhooks),

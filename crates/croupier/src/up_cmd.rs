@@ -282,7 +282,11 @@ impl Plan<'_> {
         let gateway = Supervised::new(GATEWAY, binary.clone(), gateway_args, None);
         children.push(gateway.with_sockets(gateway_sockets(self.layout)?));
         let control_args = self.control_args(launch_key)?;
-        children.push(Supervised::new(CONTROL, binary, control_args, None));
+        // The ledger, for the control plane to watch its PostgreSQL server.
+        children.push(
+            Supervised::new(CONTROL, binary, control_args, None)
+                .with_environment(self.layout.environment()),
+        );
         Ok(children)
     }
 }

@@ -127,10 +127,11 @@ fn status_page_and_dashboard_render_live_data_and_a_drain_button_drains() {
 
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
     std::fs::create_dir_all(&out).unwrap();
-    let backups = if test_store::postgres() {
-        "none"
+    // On PostgreSQL the dashboard also draws the database's connections.
+    let (backups, charts) = if test_store::postgres() {
+        ("none", "10")
     } else {
-        "local"
+        ("local", "9")
     };
     let seen = run_browser(
         "pages.mjs",
@@ -147,6 +148,8 @@ fn status_page_and_dashboard_render_live_data_and_a_drain_button_drains() {
             out.to_str().unwrap(),
             "--backups",
             backups,
+            "--charts",
+            charts,
         ],
     );
     assert_eq!(seen["slot"], "Degraded performance", "{seen}");

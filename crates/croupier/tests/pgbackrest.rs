@@ -382,6 +382,34 @@ fn croupier_up_on_a_postgres_ledger_hands_pgbackrest_to_its_control_plane() {
         "no passing restore test: {last:#}\nup's log:\n{log}"
     );
 
+    // The control plane watches the ledger's server itself (`up` hands it the store): its
+    // connections on the dashboard's series and, under postgres_exporter's names, /metrics.
+    let metrics = format!("{}/metrics", layout.control_url());
+    let connections = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("pg_stat_database_numbackends{store=\"ledger\""))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+    };
+    let watched = within(Duration::from_secs(30), || {
+        get(&metrics, None).is_ok_and(|(_, b)| b.as_str().and_then(connections) >= Some(1.0))
+    });
+    let (_, text) = get(&metrics, None).unwrap_or_default();
+    assert!(watched, "no connections of the ledger on /metrics:\n{text}");
+    let series = control_get(&layout.control_url(), "/api/v1/series");
+    let ledger = series["targets"]
+        .as_array()
+        .and_then(|targets| targets.iter().find(|t| t["kind"] == "store"))
+        .and_then(|t| t["points"].as_array()?.last().cloned())
+        .unwrap_or_default();
+    assert!(
+        ledger["store_connections"].as_f64() >= Some(1.0),
+        "{ledger}"
+    );
+    assert!(
+        ledger["store_connections_max"].as_f64() > Some(1.0),
+        "{ledger}"
+    );
+
     // A rolling update rehearsed first on a staging node that runs on pgBackRest's newest
     // state, restored into a scratch cluster of its own (one node here: none need stay up).
     let run = croupier()

@@ -28,18 +28,16 @@ pub enum Kind {
     Host,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Target {
     pub name: String,
     pub kind: Kind,
     /// Base URL; metrics are at `/metrics` (an HTTP check's own URL; a store's `postgres://`
-    /// URL, shown with its password masked).
-    #[serde(serialize_with = "serialize_masked")]
+    /// URL, which may hold a password: whoever shows it masks it).
     pub base: String,
     /// The player-facing component its alerts affect, when not the kind's own.
     pub component: Option<String>,
     /// What an HTTP check expects.
-    #[serde(skip)]
     pub http_check: Option<HttpCheck>,
 }
 
@@ -219,31 +217,6 @@ pub const SECURITY_COMPONENT: &str = "security";
 /// The component of the ledger's replication alerts and failovers: operators only (a
 /// standby's lag or a failover that worked costs players nothing by itself).
 pub const STORE_COMPONENT: &str = "store";
-
-/// A URL with its password masked (a store's `postgres://user:password@…`), for pages and
-/// the API.
-pub fn masked_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-    match (authority.rfind('@'), authority.find(':')) {
-        (Some(at), Some(colon)) if colon < at => format!(
-            "{}{}:***{}",
-            &url[..scheme_end],
-            &rest[..colon],
-            &rest[at..]
-        ),
-        _ => url.to_owned(),
-    }
-}
-
-/// Serialises a target's URL with its password masked.
-#[allow(clippy::ptr_arg)] // serde's `serialize_with` hands the field as it is: &String.
-fn serialize_masked<S: serde::Serializer>(url: &String, to: S) -> Result<S::Ok, S::Error> {
-    to.serialize_str(&masked_url(url))
-}
 
 /// The built-in rules, evaluated once a second; a deployment's TOML may replace them.
 pub fn default_rules() -> Vec<RuleDef> {

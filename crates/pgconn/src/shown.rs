@@ -11,12 +11,25 @@ use percent_encoding::percent_decode_str;
 /// What stands for a password wherever a URL is shown.
 const MASK: &str = "***";
 
-/// `url` with each password in it masked; the rest as given.
+/// `url` with each password in it masked; the rest as given. Text is read as a URL only when
+/// what comes before its first `://` is a URL scheme (a letter, then letters, digits, `+`,
+/// `-` or `.`): key=value text may hold `://` in any value (`options`, the password itself),
+/// and is read as key=value text.
 pub fn shown(url: &str) -> String {
-    match url.split_once("://") {
+    match url
+        .split_once("://")
+        .filter(|(scheme, _)| is_scheme(scheme))
+    {
         Some((scheme, rest)) => format!("{scheme}://{}", masked_url_rest(rest)),
         None => masked_key_values(url),
     }
+}
+
+/// RFC 3986's `scheme`.
+fn is_scheme(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 /// Whether a parameter of this name holds a password.
@@ -25,34 +38,38 @@ fn is_password(name: &str) -> bool {
     name.eq_ignore_ascii_case("password") || name.eq_ignore_ascii_case("sslpassword")
 }
 
-/// What follows `scheme://`: the user part's password and the query's password masked.
+/// What follows `scheme://`: the user part's password, then the query's passwords, masked.
 fn masked_url_rest(rest: &str) -> String {
-    let (before_query, query) = match rest.split_once('?') {
-        Some((before, query)) => (before, Some(query)),
-        None => (rest, None),
-    };
-    let authority_end = before_query.find('/').unwrap_or(before_query.len());
-    let (authority, path) = before_query.split_at(authority_end);
-    let mut shown = match authority.rsplit_once('@') {
-        Some((user_info, hosts)) => match user_info.split_once(':') {
-            Some((user, _)) => format!("{user}:{MASK}@{hosts}"),
-            None => authority.to_owned(),
+    masked_query(&masked_user_password(rest))
+}
+
+/// Everything from the user's `:` to the last `@` masked. tokio-postgres ends the user part at
+/// the first `@`, wherever it is, so a password may hold `/`, `?` or `@` unencoded; masking up
+/// to the last `@` hides all of it, at the price of the hosts too when a query value holds an
+/// `@` as well (a URL shown with too little beats a password shown).
+fn masked_user_password(rest: &str) -> String {
+    match rest.rsplit_once('@') {
+        Some((user_info, after)) => match user_info.split_once(':') {
+            Some((user, _)) => format!("{user}:{MASK}@{after}"),
+            None => rest.to_owned(),
         },
-        None => authority.to_owned(),
-    };
-    shown.push_str(path);
-    if let Some(query) = query {
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((name, _)) if is_password(name) => format!("{name}={MASK}"),
-                _ => pair.to_owned(),
-            })
-            .collect();
-        shown.push('?');
-        shown.push_str(&pairs.join("&"));
+        None => rest.to_owned(),
     }
-    shown
+}
+
+/// The value of every password parameter of the query (after the first `?`) masked.
+fn masked_query(rest: &str) -> String {
+    let Some((before_query, query)) = rest.split_once('?') else {
+        return rest.to_owned();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if is_password(name) => format!("{name}={MASK}"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{before_query}?{}", pairs.join("&"))
 }
 
 /// The key=value form (`host=db password='a b' dbname=casino`), its passwords masked.
@@ -164,6 +181,53 @@ mod tests {
         assert_eq!(
             shown("host=db user=app dbname=casino"),
             "host=db user=app dbname=casino"
+        );
+    }
+
+    #[test]
+    fn a_password_holding_what_ends_a_url_part_is_masked_whole() {
+        for (url, expected) in [
+            (
+                "postgres://app:a/b?c@db/casino",
+                "postgres://app:***@db/casino",
+            ),
+            (
+                "postgres://app:p@ss@db/casino",
+                "postgres://app:***@db/casino",
+            ),
+            (
+                "postgres://app@db/casino?password=x@y&sslmode=require",
+                "postgres://app@db/casino?password=***&sslmode=require",
+            ),
+            (
+                "postgres://app:a?password=b@db/casino",
+                "postgres://app:***@db/casino",
+            ),
+        ] {
+            assert_eq!(shown(url), expected, "{url}");
+        }
+        // A query value with an `@` past the password: the hosts are masked too.
+        assert_eq!(
+            shown("postgres://app:pw@db/casino?application_name=me@box"),
+            "postgres://app:***@box"
+        );
+    }
+
+    #[test]
+    fn key_value_text_holding_a_url_is_masked_as_key_value_text() {
+        assert_eq!(
+            shown("host=db password=s3cret options='-c x=http://y'"),
+            "host=db password=*** options='-c x=http://y'"
+        );
+        assert_eq!(
+            shown("host=db password=a://b dbname=casino"),
+            "host=db password=*** dbname=casino"
+        );
+        assert_eq!(shown("password=a://b"), "password=***");
+        // Any URL's user part is masked: a monitored target may be an HTTP one.
+        assert_eq!(
+            shown("https://scraper:s3cret@node-1:7001"),
+            "https://scraper:***@node-1:7001"
         );
     }
 

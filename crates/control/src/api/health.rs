@@ -1,6 +1,8 @@
 //! Whether this control plane is alive, ready and leading: `/healthz` (the monitor loop
 //! still finishes rounds; leader or follower), `/readyz` (its records answer) and `/metrics`
-//! (leadership and each target's last scrape, as Prometheus text). Open to anyone.
+//! (leadership, each target's last scrape, and what it read of each PostgreSQL store, as
+//! Prometheus text). Open to anyone, as a node's `/metrics` and postgres_exporter are: keep
+//! the control plane's port on the operators' network.
 
 use std::sync::Arc;
 
@@ -10,8 +12,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use croupier_web::wire::control::{Health, Ready};
 
+use croupier_monitor::engine::{Kind, Target};
+
 use crate::refusal::{Refusal, refuse, unavailable};
-use crate::{Control, now_ms};
+use crate::{Control, now_ms, replication};
 
 /// Whether this control plane leads, and what its last scrape or check of each target
 /// found, as Prometheus text (`docs/metrics.md`).
@@ -32,8 +36,10 @@ pub(super) async fn metrics(State(control): State<Arc<Control>>) -> Response {
          # TYPE croupier_control_target_up gauge\n",
     );
     let series = control.series.lock();
+    let mut store_lines = Vec::new();
     for (target, series) in control.config.targets.iter().zip(series.iter()) {
         if let Some(point) = series.latest() {
+            store_lines.extend(store_samples(&control, target, point.up));
             let kind = serde_json::to_value(target.kind).unwrap_or_default();
             body.push_str(&format!(
                 "croupier_control_target_up{{target=\"{}\",kind=\"{}\"}} {}\n",
@@ -44,6 +50,9 @@ pub(super) async fn metrics(State(control): State<Arc<Control>>) -> Response {
         }
     }
     drop(series);
+    // One metric's samples together, as the text format wants them.
+    store_lines.sort();
+    body.extend(store_lines.into_iter().map(|(_, line)| line));
     (
         [(
             header::CONTENT_TYPE,
@@ -52,6 +61,39 @@ pub(super) async fn metrics(State(control): State<Arc<Control>>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// A `postgres://` store target's last read (`replication::samples`: the replication, and
+/// the database's activity under postgres_exporter's names), each sample labelled with the
+/// store's name; only `pg_up 0` while its last read failed. Keyed by the metric's name.
+fn store_samples(control: &Control, target: &Target, up: bool) -> Vec<(String, String)> {
+    if target.kind != Kind::Store || !replication::is_postgres(&target.base) {
+        return Vec::new();
+    }
+    let store = label_value(&target.name);
+    let read = control.replication.lock().get(&target.name).cloned();
+    let samples = match read {
+        Some(read) if up => replication::samples(&read),
+        _ => {
+            let down = format!("pg_up{{store=\"{store}\"}} 0\n");
+            return vec![("pg_up".to_owned(), down)];
+        }
+    };
+    samples
+        .into_iter()
+        .map(|sample| {
+            let labels: String = sample
+                .labels
+                .iter()
+                .map(|(k, v)| format!(",{k}=\"{}\"", label_value(v)))
+                .collect();
+            let line = format!(
+                "{}{{store=\"{store}\"{labels}}} {}\n",
+                sample.name, sample.value
+            );
+            (sample.name, line)
+        })
+        .collect()
 }
 
 /// A Prometheus label value: backslash, double quote and newline escaped.

@@ -46,7 +46,7 @@ pub(super) async fn targets(
         .iter()
         .zip(up)
         .map(|(t, up)| TargetView {
-            base: croupier_monitor::engine::masked_url(&t.base),
+            base: croupier_pgconn::shown(&t.base),
             kind: t.kind,
             name: t.name.clone(),
             up,

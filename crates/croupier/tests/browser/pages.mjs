@@ -8,6 +8,7 @@ import { args, expect, launch, seen } from "./launch.mjs";
 const { control, token, out, drain, incident } = args;
 // The control plane backs up a SQLite ledger itself; a PostgreSQL one is pgBackRest's.
 const backups = args.backups !== "none";
+const charts = Number(args.charts);
 
 const browser = await launch();
 try {
@@ -51,7 +52,7 @@ try {
   const before = Number(await page.locator("#chart-cpu").getAttribute("data-points"));
   await page.waitForFunction(n => Number(document.querySelector("#chart-cpu").dataset.points) > n, before, { timeout: 10000 });
   seen.canvases = await page.locator(".chart canvas").count();
-  expect(seen.canvases === 9, "nine drawn charts");
+  expect(seen.canvases === charts, `${charts} drawn charts`);
   seen.nodes = await page.locator("#nodes tbody tr").count();
   expect(seen.nodes === 3, "three nodes");
   await page.waitForFunction(() => document.querySelectorAll("#slos tbody tr").length >= 4, null, { timeout: 10000 });

@@ -57,6 +57,11 @@ pub struct Point {
     pub security_blocked: Option<f64>,
     /// The largest replay lag of a store's standbys, seconds.
     pub replication_lag_s: Option<f64>,
+    /// A PostgreSQL store's connections to the ledger's database, and the server's
+    /// `max_connections` (postgres_exporter's `pg_stat_database_numbackends`,
+    /// `pg_settings_max_connections`).
+    pub store_connections: Option<f64>,
+    pub store_connections_max: Option<f64>,
     /// Players a node flags now for unusual play (`croupier_play_flags`).
     pub play_flags: Option<f64>,
 }
@@ -265,6 +270,9 @@ impl TargetSeries {
             point.security_blocked = blocked_addresses(samples);
             point.play_flags = gauge(samples, "croupier_play_flags");
             point.replication_lag_s = gauge(samples, "croupier_replication_max_replay_lag_seconds");
+            // Summed: postgres_exporter has one per database of the server.
+            point.store_connections = sum(samples, "pg_stat_database_numbackends", |_| true);
+            point.store_connections_max = gauge(samples, "pg_settings_max_connections");
             room::fill(&mut point, samples, &self.points);
             let now = counters(samples, ts_ms);
             if let Some(before) = &self.previous {
@@ -451,7 +459,10 @@ mod tests {
                  node_cpu_seconds_total{{cpu=\"0\",mode=\"user\"}} {user}\n\
                  node_memory_MemAvailable_bytes 25\nnode_memory_MemTotal_bytes 100\n\
                  node_filesystem_size_bytes{{mountpoint=\"/\"}} 10\n\
-                 node_filesystem_avail_bytes{{mountpoint=\"/\"}} 1\npg_up 0\n"
+                 node_filesystem_avail_bytes{{mountpoint=\"/\"}} 1\npg_up 0\n\
+                 pg_stat_database_numbackends{{datname=\"casino\"}} 7\n\
+                 pg_stat_database_numbackends{{datname=\"postgres\"}} 1\n\
+                 pg_settings_max_connections 100\n"
             ))
         };
         let mut series = TargetSeries::default();
@@ -461,6 +472,8 @@ mod tests {
         assert_eq!(point.memory, Some(0.75));
         assert_eq!(point.disk, Some(0.9));
         assert_eq!(point.store_up, Some(0.0));
+        assert_eq!(point.store_connections, Some(8.0));
+        assert_eq!(point.store_connections_max, Some(100.0));
     }
 
     #[test]
