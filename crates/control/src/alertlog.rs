@@ -101,12 +101,7 @@ impl SharedLog {
             .keepalives(true)
             .keepalives_idle(Duration::from_secs(5))
             .tcp_user_timeout(Duration::from_secs(5));
-        let (session, connection) = timed(server.connect()).await?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "alert log session ended");
-            }
-        });
+        let (session, _driver) = timed(server.connect_driven()).await?;
         timed(session.batch_execute(SCHEMA)).await?;
         Ok(session)
     }

@@ -195,12 +195,7 @@ async fn lease_session(url: &str) -> Result<Client, LeaseError> {
         .connect_timeout(CHECK_TIMEOUT)
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(5));
-    let (client, connection) = timed(server.connect()).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "lease session ended");
-        }
-    });
+    let (client, _driver) = timed(server.connect_driven()).await?;
     timed(client.batch_execute(
         "SET tcp_keepalives_idle = 5; SET tcp_keepalives_interval = 1; \
          SET tcp_keepalives_count = 3",

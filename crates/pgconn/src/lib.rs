@@ -135,6 +135,29 @@ impl Server {
     pub async fn connect(&self) -> Result<(Client, Connection), tokio_postgres::Error> {
         self.config.connect(self.tls.clone()).await
     }
+
+    /// Connects, and drives the connection on the current runtime until it ends. An end
+    /// other than the client's own close is logged as a warning naming the connection's
+    /// `application_name`, with every cause: why the server or the network ended it
+    /// ("terminating connection due to administrator command", "the database system is
+    /// shutting down"), where tokio-postgres's own text, and deadpool's log of it, say only
+    /// "db error".
+    pub async fn connect_driven(
+        &self,
+    ) -> Result<(Client, tokio::task::JoinHandle<()>), tokio_postgres::Error> {
+        let (client, connection) = self.connect().await?;
+        let session = self
+            .config
+            .get_application_name()
+            .unwrap_or("croupier")
+            .to_owned();
+        let driver = tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(%session, error = %with_causes(&e), "a connection to the database ended");
+            }
+        });
+        Ok((client, driver))
+    }
 }
 
 /// An error and every cause under it, as one line: tokio-postgres's own text leaves the

@@ -213,3 +213,64 @@ fn passfile_is_taken_out_and_gives_the_password() {
     assert_eq!(server.config.get_password(), Some(&b"from-the-file"[..]));
     assert_eq!(server.config.get_application_name(), Some("x"));
 }
+
+/// What a test's log subscriber writes into.
+#[derive(Clone, Default)]
+struct CapturedLog(std::sync::Arc<parking_lot::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_connection_the_server_ends_is_logged_with_why() {
+    let url = std::env::var("CROUPIER_TEST_PG")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/postgres".to_owned());
+    let mut victim_server = Server::from_url(&url).unwrap();
+    victim_server.config.application_name("the test's victim");
+    let server = Server::from_url(&url).unwrap();
+    let log = CapturedLog::default();
+    let writer = {
+        let log = log.clone();
+        move || log.clone()
+    };
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_ansi(false)
+        .finish();
+    // One thread, so the driver's task logs through this thread's subscriber.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        runtime.block_on(async {
+            let (victim, driver) = victim_server.connect_driven().await.unwrap();
+            let pid: i32 = victim
+                .query_one("SELECT pg_backend_pid()", &[])
+                .await
+                .unwrap()
+                .get(0);
+            let (killer, connection) = server.connect().await.unwrap();
+            tokio::spawn(connection);
+            killer
+                .execute("SELECT pg_terminate_backend($1)", &[&pid])
+                .await
+                .unwrap();
+            driver.await.unwrap();
+            drop(victim);
+        })
+    });
+    let log = String::from_utf8(log.0.lock().clone()).unwrap();
+    assert!(log.contains("the test's victim"), "{log}");
+    assert!(
+        log.contains("terminating connection due to administrator command"),
+        "{log}"
+    );
+}

@@ -15,6 +15,7 @@
 
 mod batch;
 mod conn;
+mod connector;
 pub mod error;
 mod merge;
 mod overlap;
@@ -177,9 +178,9 @@ fn pool_with(
     size: usize,
     on_connect: Option<deadpool_postgres::Hook>,
 ) -> Result<Pool, LedgerError> {
-    let manager = Manager::from_config(
-        server.config,
-        server.tls,
+    let manager = Manager::from_connect(
+        server.config.clone(),
+        connector::Connector { server },
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },

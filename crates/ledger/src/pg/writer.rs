@@ -193,7 +193,10 @@ impl Writer {
                 turn_wait: started.elapsed(),
             }),
             Err(e) => {
-                tracing::warn!(error = %e, "waiting for the database's turn failed");
+                tracing::warn!(
+                    error = %croupier_pgconn::with_causes(&e),
+                    "waiting for the database's turn failed"
+                );
                 discard_connection(client);
                 None
             }
@@ -404,7 +407,11 @@ impl Writer {
                 Ok(OnMemory::Committed(replies))
             }
             Err(e) if is_changed_or_replayed(&e) => {
-                tracing::debug!(error = %e, jobs = jobs.len(), "remembered rows out of date; reading them");
+                tracing::debug!(
+                    error = %croupier_pgconn::with_causes(&e),
+                    jobs = jobs.len(),
+                    "remembered rows out of date; reading them"
+                );
                 conn.batch_execute("ROLLBACK")?;
                 Ok(OnMemory::RolledBack)
             }
