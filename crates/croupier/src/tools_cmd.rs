@@ -71,13 +71,16 @@ pub struct IntegrityArgs {
 }
 
 pub fn integrity(args: IntegrityArgs) -> anyhow::Result<()> {
-    if let StoreLocation::Sqlite(path) = &args.store {
-        anyhow::ensure!(path.exists(), "{} does not exist", path.display());
-    }
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(async {
+        anyhow::ensure!(
+            args.store.holds_a_ledger().await?,
+            "{} holds no Croupier ledger (no journal table): nothing was checked, and nothing \
+             was created there",
+            args.store
+        );
         let store = args.store.open("EUR")?;
-        store.integrity().await
+        Ok(store.integrity().await?)
     })?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     if !report.ok {

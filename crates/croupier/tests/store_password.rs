@@ -157,6 +157,14 @@ fn a_url_without_its_password_takes_it_from_the_password_file() {
     };
     let stderr =
         |output: &std::process::Output| String::from_utf8_lossy(&output.stderr).into_owned();
+    // A ledger to check (`integrity` refuses a database that holds none): opening creates it.
+    let with_password = without.replacen('@', &format!(":{PASSWORD}@"), 1);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    drop(
+        runtime
+            .block_on(async { StoreLocation::Postgres(with_password).open("EUR") })
+            .unwrap(),
+    );
 
     with_mode(0o600);
     let checked = integrity(&["--store", &without], &in_environment);

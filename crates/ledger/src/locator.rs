@@ -54,6 +54,17 @@ impl fmt::Display for StoreLocation {
 }
 
 impl StoreLocation {
+    /// Whether a ledger is already there, asked without creating or changing anything. Opening
+    /// a store creates its schema, so an offline check (`croupier integrity`) of a mistyped
+    /// database or file would otherwise find an empty ledger there, and every invariant of it
+    /// holding.
+    pub async fn holds_a_ledger(&self) -> Result<bool, LedgerError> {
+        match self {
+            StoreLocation::Sqlite(path) => crate::sqlite::schema::holds_a_ledger(path),
+            StoreLocation::Postgres(url) => crate::pg::schema::holds_a_ledger(url).await,
+        }
+    }
+
     /// The backend's name, for metrics and pages.
     pub fn backend(&self) -> &'static str {
         match self {

@@ -24,7 +24,7 @@ mod read_indexes;
 mod remembered;
 mod reseal;
 mod retention;
-mod schema;
+pub(crate) mod schema;
 pub mod scratch;
 mod shard;
 mod shared_turn;

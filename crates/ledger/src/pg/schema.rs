@@ -19,6 +19,19 @@ pub const SHARDS: i16 = 16;
 /// The advisory lock key that serialises migrations ("croupier" in ASCII).
 const MIGRATION_LOCK: i64 = 0x63_726f_7570_6965;
 
+/// Whether the database `url` names already holds a ledger (its journal), asked without
+/// creating or changing anything (`StoreLocation::holds_a_ledger`).
+pub async fn holds_a_ledger(url: &str) -> Result<bool, LedgerError> {
+    let server =
+        croupier_pgconn::Server::from_url(url).map_err(|e| LedgerError::Storage(e.to_string()))?;
+    let (client, _driver) = server.connect_driven().await.map_err(pg_error)?;
+    let row = client
+        .query_one("SELECT to_regclass('journal') IS NOT NULL", &[])
+        .await
+        .map_err(pg_error)?;
+    Ok(row.get(0))
+}
+
 pub fn migrations() -> Vec<String> {
     vec![
         format!(

@@ -10,7 +10,7 @@ mod checkpoint;
 mod file_sync;
 mod reseal;
 mod retention;
-mod schema;
+pub(crate) mod schema;
 pub mod turns;
 mod tx;
 

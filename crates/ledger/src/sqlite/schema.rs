@@ -5,6 +5,23 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::error::LedgerError;
 
+/// Whether the file at `path` already holds a ledger (its journal), asked without creating
+/// or changing anything (`StoreLocation::holds_a_ledger`): a missing file does not.
+pub fn holds_a_ledger(path: &std::path::Path) -> Result<bool, LedgerError> {
+    if !path.exists() {
+        return Ok(false);
+    }
+    let db = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let journal: Option<i64> = db
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'journal'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(journal.is_some())
+}
+
 pub const MIGRATIONS: &[&str] = &[
     r#"
 CREATE TABLE journal (
