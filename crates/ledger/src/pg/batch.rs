@@ -2,9 +2,11 @@
 //! with `FOR UPDATE` as they are read) and what they changed, staged in memory, then flushed
 //! in one pipelined round trip: the writes that must see another's rows, on their own; then
 //! every other write and the journal, linked onto the chain head by the server (which locks
-//! the head last), as one statement (`merge`); the commit, and a durability barrier. The
-//! chain head is thus held only for the journal insert and a commit that does not wait for
-//! the disk (the barrier after it does), so several nodes' batches overlap.
+//! the head last), as one statement (`merge`); then the commit (`Commit`). Beside other
+//! batches in flight, the commit does not wait for the disk and a durability barrier after it
+//! does, so the chain head is held only for the journal insert and that commit, and several
+//! nodes' batches overlap; a batch alone commits plainly, waiting for the disk with the head
+//! held, as no other batch is there to mind.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};

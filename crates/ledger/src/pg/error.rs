@@ -1,7 +1,10 @@
 //! How PostgreSQL failures map onto the ledger's errors. What a retry on another connection
 //! (or after a moment) may cure is `Unavailable`: the connection is gone, the server is
-//! starting, shutting down or read-only (a standby after a failover), a lock or statement
-//! timed out, a deadlock or serialisation failure was broken. Everything else is `Storage`.
+//! starting, shutting down or read-only (a standby after a failover), out of resources (class
+//! 53: too many connections, disk or memory full), a lock or statement timed out, a deadlock
+//! or serialisation failure was broken, or a unique key was taken by a concurrent batch (an
+//! idempotency key another node committed first: the retry finds and replays it). Everything
+//! else is `Storage`.
 
 use tokio_postgres::error::SqlState;
 
