@@ -298,11 +298,14 @@ const TIER_READY_WITHIN: Duration = Duration::from_secs(30);
 /// ready; the control plane once the gateway can route to one. The control plane's first
 /// checks then see a serving casino instead of paging for one still starting (a node on a
 /// PostgreSQL ledger takes a moment to connect).
+/// A stop asked for meanwhile (Ctrl-C, SIGTERM) ends the start: `false`, and the caller stops
+/// what started.
 fn start_in_order(
     children: &mut [Supervised],
     layout: &Layout,
     tls: &ChildTls,
-) -> anyhow::Result<()> {
+    signals: &mut Signals,
+) -> anyhow::Result<bool> {
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(1)))
         .build();
@@ -312,31 +315,42 @@ fn start_in_order(
         child.spawn()?;
     }
     for (i, node) in (0..layout.nodes).zip(children.iter_mut()) {
-        wait_ready(&agent, &format!("{}/readyz", layout.node_url(i)), node)?;
+        let url = format!("{}/readyz", layout.node_url(i));
+        if !wait_ready(&agent, &url, node, signals)? {
+            return Ok(false);
+        }
     }
     for child in children.iter_mut().skip(nodes) {
         child.spawn()?;
-        if child.name == GATEWAY {
-            wait_ready(&agent, &format!("{}/readyz", layout.admin_url()), child)?;
+        let url = format!("{}/readyz", layout.admin_url());
+        if child.name == GATEWAY && !wait_ready(&agent, &url, child, signals)? {
+            return Ok(false);
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Waits until `url` answers 200, for at most `TIER_READY_WITHIN`; says so if it never does.
 /// The child is supervised meanwhile: one that exits while starting is restarted after its
-/// back-off, as it would be once everything runs.
-fn wait_ready(agent: &ureq::Agent, url: &str, child: &mut Supervised) -> anyhow::Result<()> {
+/// back-off, as it would be once everything runs. `false` when a stop was asked for.
+fn wait_ready(
+    agent: &ureq::Agent,
+    url: &str,
+    child: &mut Supervised,
+    signals: &mut Signals,
+) -> anyhow::Result<bool> {
     let deadline = std::time::Instant::now() + TIER_READY_WITHIN;
     while std::time::Instant::now() < deadline {
         if agent.get(url).call().is_ok() {
-            return Ok(());
+            return Ok(true);
         }
         child.supervise()?;
-        std::thread::sleep(Duration::from_millis(50));
+        if signals.stop_within(Duration::from_millis(50)) {
+            return Ok(false);
+        }
     }
     tracing::warn!(%url, "not ready in time; starting the next tier anyway");
-    Ok(())
+    Ok(true)
 }
 
 /// How players sign in: by name in demo mode (said loudly), else with a launch token.
@@ -405,21 +419,39 @@ fn print_files(layout: &Layout) {
     );
 }
 
-/// The signals a gateway sends `up`: SIGUSR2 passed on (a graceful restart asked for) and
-/// SIGUSR1 (a new gateway serves).
-struct GatewaySignals {
+/// The signals `up` acts on, handled before the first child starts: their default action
+/// would end the supervisor and leave its children running unwatched. A stop (SIGINT, which a
+/// shell's background job may even have been started ignoring, or SIGTERM), and what a
+/// gateway sends: SIGUSR2 passed on (a graceful restart asked for) and SIGUSR1 (a new gateway
+/// serves).
+struct Signals<'r> {
+    runtime: &'r tokio::runtime::Runtime,
+    interrupt: Signal,
+    terminate: Signal,
     restart_asked: Signal,
     new_gateway_serves: Signal,
 }
 
-impl GatewaySignals {
-    /// Handled before the first gateway starts, since their default action would end the
-    /// supervisor.
-    fn handle(runtime: &tokio::runtime::Runtime) -> anyhow::Result<GatewaySignals> {
+impl Signals<'_> {
+    fn handle(runtime: &tokio::runtime::Runtime) -> anyhow::Result<Signals<'_>> {
         let _entered = runtime.enter();
-        Ok(GatewaySignals {
+        Ok(Signals {
+            runtime,
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
             restart_asked: signal(SignalKind::user_defined2())?,
             new_gateway_serves: signal(SignalKind::user_defined1())?,
+        })
+    }
+
+    /// Waits `wait` (while the children start); whether a stop came meanwhile, or before.
+    fn stop_within(&mut self, wait: Duration) -> bool {
+        self.runtime.block_on(async {
+            tokio::select! {
+                _ = self.interrupt.recv() => true,
+                _ = self.terminate.recv() => true,
+                _ = tokio::time::sleep(wait) => false,
+            }
         })
     }
 }
@@ -460,13 +492,12 @@ async fn serve_supervisor_api(
 
 /// Supervises the children until Ctrl-C or SIGTERM. A round that panics is logged and the
 /// next one runs: a supervisor that ended would leave its children running unwatched.
-async fn supervise(supervisor: &Supervisor, mut signals: GatewaySignals) -> anyhow::Result<()> {
-    let mut term = signal(SignalKind::terminate())?;
+async fn supervise(supervisor: &Supervisor, signals: &mut Signals<'_>) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => break,
-            _ = term.recv() => break,
+            _ = signals.interrupt.recv() => break,
+            _ = signals.terminate.recv() => break,
             _ = signals.restart_asked.recv() => {
                 survive_blocking("gateway restart", || supervisor.replace_socket_holders());
             }
@@ -495,15 +526,17 @@ pub fn run(args: UpArgs, log: &LogArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let signals = GatewaySignals::handle(&runtime)?;
-    start_in_order(&mut children, &layout, &tls)?;
-    print_addresses(args.demo, &layout, &tls);
+    let mut signals = Signals::handle(&runtime)?;
+    let started = start_in_order(&mut children, &layout, &tls, &mut signals)?;
     let supervisor = Supervisor::new(children, ops_token(&layout)?);
-    runtime.block_on(async {
-        let lockout = args.lockout.config();
-        serve_supervisor_api(supervisor.clone(), layout.supervisor_port(), lockout).await;
-        supervise(&supervisor, signals).await
-    })?;
+    if started {
+        print_addresses(args.demo, &layout, &tls);
+        runtime.block_on(async {
+            let lockout = args.lockout.config();
+            serve_supervisor_api(supervisor.clone(), layout.supervisor_port(), lockout).await;
+            supervise(&supervisor, &mut signals).await
+        })?;
+    }
     println!("stopping: draining nodes and the gateway");
     supervisor.stop_all();
     println!("stopped");

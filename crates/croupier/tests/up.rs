@@ -248,6 +248,49 @@ fn a_node_that_fails_while_the_stack_starts_is_restarted_at_once() {
     wait_eligible(&layout.admin_url(), 3);
 }
 
+/// Ctrl-C or SIGTERM while the stack is still starting (here: node-2's port stays taken, so
+/// `up` would wait out its 30 s start deadline) stops what started and ends `up`. Their
+/// default action used to end `up` alone, leaving its nodes running unwatched.
+#[test]
+fn a_stop_while_the_stack_starts_stops_what_started() {
+    for signal in ["TERM", "INT"] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let data_text = data.display().to_string();
+        let layout = up_layout(&data);
+        let _taken =
+            std::net::TcpListener::bind(("127.0.0.1", layout.first_node_port + 1)).unwrap();
+        let mut up = Up::demo_quiet(&layout);
+        let node_1 = format!("{}/readyz", layout.node_url(0));
+        assert!(
+            within(Duration::from_secs(20), || get(&node_1, None).is_ok()),
+            "node-1 never served"
+        );
+        let sent = Command::new("kill")
+            .args([format!("-{signal}"), up.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let stopped = within(Duration::from_secs(10), || {
+            up.0.try_wait().unwrap().is_some()
+        });
+        assert!(
+            stopped,
+            "SIG{signal}: croupier up did not stop while starting"
+        );
+        let status = up.0.wait().unwrap();
+        assert!(
+            status.success(),
+            "SIG{signal}: croupier up exited with {status}"
+        );
+        assert!(
+            find_processes(&["--node-id", &data_text]).is_empty(),
+            "SIG{signal}: a node process outlived up"
+        );
+    }
+}
+
 #[test]
 fn failing_synthetic_checks_alert_on_the_wallet_and_the_lobby() {
     let dir = tempfile::tempdir().unwrap();
