@@ -8,16 +8,13 @@
 //! nodes' batches overlap; a batch alone commits plainly, waiting for the disk with the head
 //! held, as no other batch is there to mind.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
-
-use futures_util::future::try_join_all;
-use tokio_postgres::types::ToSql;
 
 use super::conn::Conn;
 use super::error::pg_error;
 use super::merge::one_statement;
-use super::prefetch::Needs;
+use super::needs::Needs;
+use super::pipeline::{Statement, pipelined};
 use super::staged::{Appended, Tracked};
 use crate::error::LedgerError;
 use crate::model::{Account, Round, Seed, Transfer};
@@ -115,24 +112,6 @@ impl BatchState {
         self.journal.discard();
         self.idempotency.discard();
         self.game_status.discard();
-    }
-}
-
-/// One statement of a pipeline and its parameters.
-pub struct Statement {
-    pub(super) sql: Cow<'static, str>,
-    pub(super) params: Vec<Box<dyn ToSql + Sync + Send>>,
-}
-
-impl Statement {
-    pub fn new(
-        sql: impl Into<Cow<'static, str>>,
-        params: Vec<Box<dyn ToSql + Sync + Send>>,
-    ) -> Statement {
-        Statement {
-            sql: sql.into(),
-            params,
-        }
     }
 }
 
@@ -287,50 +266,6 @@ pub const UPDATE_ROUNDS: &str = "UPDATE rounds SET status = t.status, stake = t.
 /// `SET` fails and the rest is skipped; the writer then drops the connection.
 const COMMIT_DURABLY: &str = "SET LOCAL synchronous_commit = off; COMMIT;
      SELECT pg_logical_emit_message(true, 'croupier', '')";
-
-/// Sends every statement before reading any answer (one round trip), in order. Statements
-/// not yet prepared on this connection are prepared first, all of them, before any is sent:
-/// an execution waiting for its own preparation would let the ones after it (the commit
-/// among them) overtake it.
-pub fn run_pipelined(
-    conn: Conn<'_>,
-    statements: &[Statement],
-) -> Result<Vec<Vec<tokio_postgres::Row>>, LedgerError> {
-    pipelined(conn, statements, None).map_err(pg_error)
-}
-
-/// As `run_pipelined`, then `then` (a simple query, without parameters) in the same round
-/// trip.
-fn pipelined(
-    conn: Conn<'_>,
-    statements: &[Statement],
-    then: Option<&str>,
-) -> Result<Vec<Vec<tokio_postgres::Row>>, tokio_postgres::Error> {
-    conn.driver.run(async {
-        let prepared = try_join_all(
-            statements
-                .iter()
-                .map(|s| conn.client.prepare_cached(&s.sql)),
-        )
-        .await?;
-        let answers = try_join_all(statements.iter().zip(&prepared).map(|(s, prepared)| {
-            let params: Vec<&(dyn ToSql + Sync)> = s
-                .params
-                .iter()
-                .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-                .collect();
-            async move { conn.client.query(prepared, &params).await }
-        }));
-        let last = async {
-            match then {
-                Some(sql) => conn.client.batch_execute(sql).await,
-                None => Ok(()),
-            }
-        };
-        let (answers, ()) = futures_util::future::try_join(answers, last).await?;
-        Ok(answers)
-    })
-}
 
 /// The batch's transfers appended to the journal, linked onto the chain head by the server.
 fn append_journal(transfers: &[Transfer], currency: &str, now_ms: i64) -> Option<Statement> {

@@ -11,7 +11,7 @@
 
 use std::fmt::Write as _;
 
-use super::batch::Statement;
+use super::pipeline::Statement;
 
 /// `writes` (each an INSERT, UPDATE or DELETE numbering its parameters from `$1`) and then
 /// `last` (a SELECT, run once every write is done) as one statement; a single statement is

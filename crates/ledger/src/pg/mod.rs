@@ -16,14 +16,17 @@
 mod batch;
 mod conn;
 mod connector;
-pub mod error;
+mod error;
 mod merge;
+mod needs;
 mod overlap;
+mod pipeline;
 mod prefetch;
 mod read_indexes;
 mod remembered;
 mod reseal;
 mod retention;
+mod rows;
 pub(crate) mod schema;
 pub mod scratch;
 mod shard;
@@ -39,7 +42,7 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, TimeoutType};
 use tokio::runtime::{Builder, Runtime};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::config::TargetSessionAttrs;
@@ -52,7 +55,6 @@ use crate::seed_seal::SeedVault;
 use crate::store::{BoxFuture, Idempotency, ReadOp, Store, TxOp};
 use conn::{Conn, Driver};
 use overlap::StoreTag;
-pub use schema::SHARDS;
 use tx::PgTx;
 use writer::{Job, Reply, Writer};
 
@@ -268,55 +270,8 @@ impl PgStore {
             return Err(e);
         }
         reader_runtime.spawn(build_read_indexes(pg.clone()));
-        let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let observer = ObserverSlot::default();
-        let turn = Arc::new(parking_lot::Mutex::new(queue));
-        let (started, ready) = std::sync::mpsc::channel();
-        let writers = config.writers.max(1);
-        let tag = StoreTag::random();
-        let (shared, sharing) = overlap::sharing();
-        let in_flight: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
-        let remembered: Arc<remembered::Remembered> = Arc::default();
-        reader_runtime.spawn(overlap::watch_other_stores(
-            readers.clone(),
-            tag.clone(),
-            shared,
-        ));
-        for index in 0..writers {
-            let (turn, started) = (turn.clone(), started.clone());
-            let settings = WriterSettings {
-                pg: writer_config(&pg, &tag),
-                role: writer::Role {
-                    index,
-                    writers,
-                    sharing: sharing.clone(),
-                    in_flight: in_flight.clone(),
-                    currency: config.currency.clone(),
-                    max_batch: config.max_batch.max(1),
-                    retry_for: config.retry_for,
-                    observer: observer.clone(),
-                    seeds: config.seeds.clone(),
-                    remembered: remembered.clone(),
-                },
-            };
-            std::thread::Builder::new()
-                .name("ledger-pg-writer".into())
-                .spawn(move || match settings.start() {
-                    Ok(writer) => {
-                        let _ = started.send(Ok(()));
-                        writer.run(&turn);
-                    }
-                    Err(e) => {
-                        let _ = started.send(Err(e));
-                    }
-                })
-                .map_err(|e| LedgerError::Storage(format!("cannot start a writer: {e}")))?;
-        }
-        for _ in 0..writers {
-            ready
-                .recv()
-                .map_err(|_| LedgerError::Storage("a writer did not start".into()))??;
-        }
+        let jobs = start_writers(&config, &pg, &readers, &reader_runtime, &observer)?;
         Ok(PgStore {
             jobs,
             observer,
@@ -327,6 +282,67 @@ impl PgStore {
             seeds: config.seeds,
         })
     }
+}
+
+/// Starts the store's writer threads (`config.writers`, each on a connection of its own) and
+/// the watch for other stores' writers on the same database (`overlap`); the queue they take
+/// their jobs from, once every writer has started.
+fn start_writers(
+    config: &PgConfig,
+    pg: &Server,
+    readers: &Pool,
+    reader_runtime: &Runtime,
+    observer: &ObserverSlot,
+) -> Result<mpsc::Sender<Job>, LedgerError> {
+    let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+    let turn = Arc::new(parking_lot::Mutex::new(queue));
+    let (started, ready) = std::sync::mpsc::channel();
+    let writers = config.writers.max(1);
+    let tag = StoreTag::random();
+    let (shared, sharing) = overlap::sharing();
+    let in_flight: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+    let remembered: Arc<remembered::Remembered> = Arc::default();
+    reader_runtime.spawn(overlap::watch_other_stores(
+        readers.clone(),
+        tag.clone(),
+        shared,
+    ));
+    for index in 0..writers {
+        let (turn, started) = (turn.clone(), started.clone());
+        let settings = WriterSettings {
+            pg: writer_config(pg, &tag),
+            role: writer::Role {
+                index,
+                writers,
+                sharing: sharing.clone(),
+                in_flight: in_flight.clone(),
+                currency: config.currency.clone(),
+                max_batch: config.max_batch.max(1),
+                retry_for: config.retry_for,
+                observer: observer.clone(),
+                seeds: config.seeds.clone(),
+                remembered: remembered.clone(),
+            },
+        };
+        std::thread::Builder::new()
+            .name("ledger-pg-writer".into())
+            .spawn(move || match settings.start() {
+                Ok(writer) => {
+                    let _ = started.send(Ok(()));
+                    writer.run(&turn);
+                }
+                Err(e) => {
+                    let _ = started.send(Err(e));
+                }
+            })
+            .map_err(|e| LedgerError::Storage(format!("cannot start a writer: {e}")))?;
+    }
+    for _ in 0..writers {
+        ready
+            .recv()
+            .map_err(|_| LedgerError::Storage("a writer did not start".into()))??;
+    }
+    Ok(jobs)
 }
 
 /// Applies the migrations, then seals the unrevealed seeds that need it (`reseal`), from a
@@ -401,7 +417,7 @@ impl Store for PgStore {
         Box::pin(async move {
             let handle = handle?;
             tokio::task::spawn_blocking(move || {
-                let conn = reader_connection(&handle, &readers, standby.as_ref())?;
+                let conn = handle.block_on(reader_client(&readers, standby.as_ref()))?;
                 read_on(&handle, &conn, &currency, &seeds, op)
             })
             .await
@@ -423,13 +439,7 @@ impl Store for PgStore {
         let readers = self.readers.clone();
         let standby = self.standby_readers.clone();
         Box::pin(async move {
-            let client = match readers.get().await {
-                Ok(client) => client,
-                Err(e) => match &standby {
-                    Some(standby) => standby.get().await.map_err(|e| no_connection(&e))?,
-                    None => return Err(no_connection(&e)),
-                },
-            };
+            let client = reader_client(&readers, standby.as_ref()).await?;
             Ok(schema::version(&client).await? == schema::migrations().len())
         })
     }
@@ -467,22 +477,32 @@ pub(crate) fn no_connection(e: &deadpool_postgres::PoolError) -> LedgerError {
     ))
 }
 
-/// A connection for a read: to the primary, or, when none accepts writes and a standby pool
-/// exists, to a standby.
-fn reader_connection(
-    handle: &tokio::runtime::Handle,
+/// A connection for a read: to the primary, or, when no host accepts writes and a standby
+/// pool exists, to a standby.
+async fn reader_client(
     readers: &Pool,
     standby: Option<&Pool>,
 ) -> Result<deadpool_postgres::Object, LedgerError> {
-    match handle.block_on(readers.get()) {
-        Ok(client) => Ok(client),
-        Err(e) => match standby {
-            Some(standby) => handle
-                .block_on(standby.get())
-                .map_err(|e| no_connection(&e)),
-            None => Err(no_connection(&e)),
-        },
+    let e = match readers.get().await {
+        Ok(client) => return Ok(client),
+        Err(e) => e,
+    };
+    match standby.filter(|_| no_primary(&e)) {
+        Some(standby) => standby.get().await.map_err(|e| no_connection(&e)),
+        None => Err(no_connection(&e)),
     }
+}
+
+/// Whether the readers' pool failed for want of a host that accepts writes (a connection could
+/// not be made), rather than for being busy: reads that waited out a busy pool wait or fail,
+/// they never go to a standby that may lag.
+fn no_primary(e: &PoolError) -> bool {
+    matches!(
+        e,
+        PoolError::Backend(_)
+            | PoolError::Timeout(TimeoutType::Create)
+            | PoolError::PostCreateHook(_)
+    )
 }
 
 /// Runs a read operation in one repeatable-read snapshot on a pooled connection.

@@ -32,47 +32,16 @@ use std::collections::BTreeSet;
 
 use tokio_postgres::Row;
 
-use super::batch::{BatchState, Statement, run_pipelined};
+use super::batch::BatchState;
 use super::conn::Conn;
-use super::tx::{ROUND_COLUMNS, SEED_COLUMNS, round_from, seed_from};
+use super::needs::Needs;
+use super::pipeline::{Statement, run_pipelined};
+use super::rows::{ROUND_COLUMNS, SEED_COLUMNS, round_from, seed_from};
 use crate::error::LedgerError;
 
 /// How many runs stopped by a missing row (the first discovery run, then watched real runs) a
 /// batch makes at most before it runs unwatched.
 pub const DISCOVERY_PASSES: usize = 3;
-
-/// The rows the operations of a discovery or watched run asked for and the batch had not
-/// loaded.
-#[derive(Default)]
-pub struct Needs {
-    /// Players whose active seed is needed.
-    pub active_seeds: BTreeSet<String>,
-    pub seeds: BTreeSet<i64>,
-    /// Player accounts whose balance is needed (the house and escrow are never locked).
-    pub balances: BTreeSet<String>,
-    pub rounds: BTreeSet<String>,
-    /// Players whose existence is asked (claimed first, see `CLAIM_PLAYERS`).
-    pub players: BTreeSet<String>,
-}
-
-impl Needs {
-    pub fn is_empty(&self) -> bool {
-        self.active_seeds.is_empty()
-            && self.seeds.is_empty()
-            && self.balances.is_empty()
-            && self.rounds.is_empty()
-            && self.players.is_empty()
-    }
-
-    /// Adds what `more` asks for.
-    pub fn extend(&mut self, more: Needs) {
-        self.active_seeds.extend(more.active_seeds);
-        self.seeds.extend(more.seeds);
-        self.balances.extend(more.balances);
-        self.rounds.extend(more.rounds);
-        self.players.extend(more.players);
-    }
-}
 
 /// Reads and locks every needed row in one round trip and loads it (or its absence) into the
 /// batch.

@@ -23,8 +23,9 @@ use std::collections::{HashMap, HashSet};
 
 use parking_lot::Mutex;
 
-use super::batch::{BatchState, Statement, unused_created};
-use super::prefetch::Needs;
+use super::batch::{BatchState, unused_created};
+use super::needs::Needs;
+use super::pipeline::Statement;
 use crate::model::{Account, Seed};
 
 /// Players remembered at most: about 400 bytes each (the sealed seed's text is most of it).

@@ -6,7 +6,7 @@
 use tokio_postgres::Client;
 
 use super::error::pg_error;
-use super::tx::{SEED_COLUMNS, seed_from};
+use super::rows::{SEED_COLUMNS, seed_from};
 use crate::error::LedgerError;
 use crate::model::Seed;
 use crate::seed_seal::{Reseal, ResealReport, SeedVault, fresh_server_seed};

@@ -30,7 +30,7 @@ use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use super::batch::Statement;
+use super::pipeline::Statement;
 
 /// The advisory-lock namespace of the turn (the two-key form: `shard` uses another
 /// namespace, every one-key lock another space). "CTRN" in ASCII.

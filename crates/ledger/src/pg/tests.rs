@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use tokio_postgres::NoTls;
 
+use super::schema::SHARDS;
 use super::scratch::{ScratchDb, test_server};
 use super::*;
 use crate::integrity;
@@ -858,7 +859,7 @@ async fn joined_writes_use_an_index() {
         let nulls = (0..parameters(sql))
             .map(|_| Box::new(None::<i64>) as Box<dyn tokio_postgres::types::ToSql + Sync + Send>)
             .collect();
-        batch::Statement::new(sql, nulls)
+        pipeline::Statement::new(sql, nulls)
     };
     let merged = merge::one_statement(
         vec![
@@ -2001,4 +2002,13 @@ fn withdraw(player: &str, amount: i64) -> Transfer {
         credit: Account::Operator,
         amount,
     }
+}
+
+/// A busy readers' pool is no reason to read from a standby, which may lag; a primary that
+/// cannot be reached is.
+#[test]
+fn only_a_lost_primary_sends_reads_to_a_standby() {
+    assert!(!no_primary(&PoolError::Timeout(TimeoutType::Wait)));
+    assert!(!no_primary(&PoolError::Closed));
+    assert!(no_primary(&PoolError::Timeout(TimeoutType::Create)));
 }

@@ -9,7 +9,9 @@ use tokio_postgres::Row;
 
 use super::batch::{BatchState, NewSession};
 use super::conn::{Conn, Params};
-use super::prefetch::{Needs, prefetch};
+use super::needs::Needs;
+use super::prefetch::prefetch;
+use super::rows::{ROUND_COLUMNS, SEED_COLUMNS, round_from, seed_from};
 use crate::error::LedgerError;
 use crate::model::{Account, JournalEntry, Round, RoundStatus, Seed, Transfer};
 use crate::seed_seal::SeedVault;
@@ -25,9 +27,6 @@ pub struct PgTx<'a> {
     pub seeds: &'a SeedVault,
 }
 
-pub const SEED_COLUMNS: &str =
-    "id, player, server_seed, server_seed_hash, client_seed, next_nonce, created_ms, revealed_ms";
-pub const ROUND_COLUMNS: &str = "id, player, game, status, stake, payout, bet, state, seed_id, nonce, node, created_ms, updated_ms";
 const ENTRY_COLUMNS: &str =
     "seq, ts_ms, kind, round_id, debit, credit, amount, currency, prev_hash, hash";
 
@@ -46,42 +45,6 @@ fn storage(what: impl Into<String>) -> LedgerError {
 
 fn read_only() -> LedgerError {
     storage("cannot write on a read snapshot")
-}
-
-pub fn seed_from(row: &Row) -> Seed {
-    Seed {
-        id: row.get(0),
-        player: row.get(1),
-        server_seed: row.get(2),
-        server_seed_hash: row.get(3),
-        client_seed: row.get(4),
-        next_nonce: row.get::<_, i64>(5) as u64,
-        created_ms: row.get(6),
-        revealed_ms: row.get(7),
-    }
-}
-
-pub fn round_from(row: &Row) -> Result<Round, LedgerError> {
-    let status: String = row.get(3);
-    Ok(Round {
-        id: row.get(0),
-        player: row.get(1),
-        game: row.get(2),
-        status: match status.as_str() {
-            "open" => RoundStatus::Open,
-            "settled" => RoundStatus::Settled,
-            other => return Err(storage(format!("unknown round status '{other}'"))),
-        },
-        stake: row.get(4),
-        payout: row.get(5),
-        bet: row.get(6),
-        state: row.get(7),
-        seed_id: row.get(8),
-        nonce: row.get::<_, i64>(9) as u64,
-        node: row.get(10),
-        created_ms: row.get(11),
-        updated_ms: row.get(12),
-    })
 }
 
 fn entry_from(row: &Row) -> Result<JournalEntry, LedgerError> {

@@ -19,11 +19,13 @@ use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::error::SqlState;
 
-use super::batch::{BatchState, Commit, Statement, flush, flush_after, run_pipelined};
+use super::batch::{BatchState, Commit, flush, flush_after};
 use super::conn::{Conn, Driver};
 use super::error::pg_error;
+use super::needs::Needs;
 use super::overlap::{Sharing, wait_in_turn, writers_in_turn};
-use super::prefetch::{DISCOVERY_PASSES, Needs, Reads};
+use super::pipeline::{Statement, run_pipelined};
+use super::prefetch::{DISCOVERY_PASSES, Reads};
 use super::remembered::{self, PlayerRows, Remembered};
 use super::shared_turn;
 use super::tx::PgTx;
@@ -489,7 +491,13 @@ impl Writer {
             let _ = self.run_op(conn, now, state, job);
             state.discard();
         }
-        state.discovery.take().unwrap_or_default()
+        let needs = state.discovery.take().unwrap_or_default();
+        // Nothing was read, but an operation that wrote before reading (its idempotency
+        // record, the game status) marked those rows as read and absent, and a mark hides
+        // what the claim and the reads then find (a load never overwrites): a key committed
+        // before ran again and hit its own record.
+        *state = BatchState::default();
+        needs
     }
 
     /// One operation: its changes are kept if it succeeds and thrown away if it is refused.

@@ -178,6 +178,32 @@ pub async fn idempotency_key_replays_the_first_result_and_moves_nothing(opener: 
     assert_sound(&*store).await;
 }
 
+/// A keyed operation that reads nothing before it writes (here: only the game status) is
+/// answered from its record when sent again, through its own store or another one: the
+/// record found when the key is claimed is never hidden by what an earlier run of the same
+/// batch staged for it.
+pub async fn a_keyed_operation_that_reads_nothing_is_replayed(opener: &dyn Opener) {
+    let (one, two) = (opener.open(), opener.open());
+    let key = || {
+        Some(Idempotency {
+            key: "ivy:blind".into(),
+            fingerprint: "f".into(),
+        })
+    };
+    let op = |tx: &mut dyn LedgerTx| {
+        tx.set_game_status("slot", "maintenance")?;
+        Ok::<_, LedgerError>("paused".to_owned())
+    };
+    let first = one.transact(key(), op).await.unwrap();
+    assert!(!first.is_replay());
+    for store in [&one, &two, &one] {
+        let again = store.transact(key(), op).await.unwrap();
+        assert!(again.is_replay(), "sent again, it ran again");
+        assert_eq!(again.value(), "paused");
+    }
+    assert_sound(&*one).await;
+}
+
 /// The same key sent twice at once (a client retrying through another node) moves money once.
 pub async fn one_key_sent_at_once_through_two_stores_moves_money_once(opener: &dyn Opener) {
     let (one, two) = (opener.open(), opener.open());
@@ -568,6 +594,7 @@ macro_rules! store_contract_tests {
             an_operation_refuses_in_its_own_type,
             idempotency_key_replays_the_first_result_and_moves_nothing,
             one_key_sent_at_once_through_two_stores_moves_money_once,
+            a_keyed_operation_that_reads_nothing_is_replayed,
             concurrent_writers_are_group_committed_on_one_chain,
             a_quiet_writer_is_not_starved_by_a_busy_one,
             operations_in_one_batch_see_each_others_changes,
