@@ -186,11 +186,6 @@ fn targets(
     store: Option<&str>,
 ) -> Vec<Target> {
     let mut targets = deployment.targets();
-    if let Some(url) = store.filter(|url| croupier_control::replication::is_postgres(url))
-        && !targets.iter().any(|t| t.name == LEDGER_TARGET)
-    {
-        targets.push(Target::new(LEDGER_TARGET, Kind::Store, url));
-    }
     targets.extend(
         nodes
             .into_iter()
@@ -201,6 +196,11 @@ fn targets(
                     .map(|(name, base)| Target::new(&name, Kind::Gateway, &base)),
             ),
     );
+    if let Some(url) = store.filter(|url| croupier_control::replication::is_postgres(url))
+        && !targets.iter().any(|t| t.name == LEDGER_TARGET)
+    {
+        targets.push(Target::new(LEDGER_TARGET, Kind::Store, url));
+    }
     targets
 }
 

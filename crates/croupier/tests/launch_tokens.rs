@@ -9,6 +9,7 @@
 mod common;
 
 use common::*;
+use croupier_ledger::test_store;
 use serde_json::{Value, json};
 
 const SECRET: &str = "an-operator-secret-of-at-least-32-bytes-0000";
@@ -132,9 +133,11 @@ fn up_without_demo_signs_players_in_with_its_key_and_its_checks_pass() {
             .unwrap()
             .clone()
     };
+    // Three nodes, the gateway, two checks; and the ledger's server on PostgreSQL.
+    let expected = if test_store::postgres() { 7 } else { 6 };
     wait_for("every target up, the checks included", || {
         let all = targets();
-        all.len() == 6 && all.iter().all(|t| t["up"] == true)
+        all.len() == expected && all.iter().all(|t| t["up"] == true)
     });
     ledger_integrity(&data);
 }

@@ -87,15 +87,21 @@ fn up_supervises_nodes_and_gateway_and_stops_cleanly() {
         let (_, targets) = get(&format!("{control_url}/api/v1/targets"), Some(OPS_TOKEN)).unwrap();
         targets["targets"].as_array().unwrap().clone()
     };
+    // On PostgreSQL the ledger's server too (`up` hands the control plane its store).
+    let expected = if croupier_ledger::test_store::postgres() {
+        7
+    } else {
+        6
+    };
     wait_for("every target up", || {
         let all = targets();
-        all.len() == 6 && all.iter().all(|t| t["up"] == true)
+        all.len() == expected && all.iter().all(|t| t["up"] == true)
     });
     let targets = targets();
     assert_eq!(
         targets.len(),
-        6,
-        "3 nodes, the gateway and 2 checks: {targets:?}"
+        expected,
+        "3 nodes, the gateway, 2 checks (and the ledger): {targets:?}"
     );
     assert!(targets.iter().all(|t| t["up"] == true), "{targets:?}");
 
