@@ -61,14 +61,7 @@ pub async fn read(client: &Client) -> Result<Activity, tokio_postgres::Error> {
 
 /// The activity as postgres_exporter names it.
 pub fn samples(activity: &Activity) -> Vec<Sample> {
-    let sample = |name: &str, labels: &[(&str, &str)], value: f64| Sample {
-        name: name.to_owned(),
-        labels: labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        value,
-    };
+    let sample = Sample::new;
     let database = [("datname", activity.database.as_str())];
     let mut samples = vec![
         sample("pg_up", &[], 1.0),

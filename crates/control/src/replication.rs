@@ -8,7 +8,7 @@
 //! open wallet incident's timeline, or an incident of its own on `store` (docs/design.md says
 //! why the control plane reads PostgreSQL itself rather than through the nodes' metrics).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -143,14 +143,7 @@ pub async fn read(server: &Server) -> Result<Replication, String> {
 /// The samples the series and rules read: the store is up (a host accepts writes), each
 /// standby's lags, the largest replay lag, and the database's activity (`pgstats`).
 pub fn samples(replication: &Replication) -> Vec<Sample> {
-    let sample = |name: &str, labels: &[(&str, &str)], value: f64| Sample {
-        name: name.to_owned(),
-        labels: labels
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect::<BTreeMap<_, _>>(),
-        value,
-    };
+    let sample = Sample::new;
     let mut samples = vec![
         sample("croupier_store_up", &[], 1.0),
         sample(

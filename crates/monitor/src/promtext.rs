@@ -12,6 +12,20 @@ pub struct Sample {
     pub value: f64,
 }
 
+impl Sample {
+    /// A sample made here rather than parsed (the control plane's reads of a store).
+    pub fn new(name: &str, labels: &[(&str, &str)], value: f64) -> Sample {
+        Sample {
+            name: name.to_owned(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            value,
+        }
+    }
+}
+
 /// Parses `name{a="b",c="d"} value [timestamp]`; `None` for comments and malformed lines.
 fn parse_line(line: &str) -> Option<Sample> {
     let line = line.trim();
