@@ -18,7 +18,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use chrono::Datelike;
-use croupier_monitor::engine::Kind;
 
 use crate::dates::{day, rfc3339, utc};
 use crate::html::{escape, page};
@@ -471,11 +470,7 @@ fn charts_html(control: &Control) -> String {
             "Ledger store p99 (ms): queue wait, turn wait, commit, checkpoint",
         ),
     ];
-    let watches_a_database = control
-        .config
-        .targets
-        .iter()
-        .any(|t| t.kind == Kind::Store && crate::replication::is_postgres(&t.base));
+    let watches_a_database = !control.store_servers.is_empty();
     let connections = (
         "connections",
         "Ledger database connections, and its max_connections",

@@ -12,7 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use croupier_web::wire::control::{Health, Ready};
 
-use croupier_monitor::engine::{Kind, Target};
+use croupier_monitor::engine::Target;
 
 use crate::refusal::{Refusal, refuse, unavailable};
 use crate::{Control, now_ms, replication};
@@ -67,7 +67,7 @@ pub(super) async fn metrics(State(control): State<Arc<Control>>) -> Response {
 /// the database's activity under postgres_exporter's names), each sample labelled with the
 /// store's name; only `pg_up 0` while its last read failed. Keyed by the metric's name.
 fn store_samples(control: &Control, target: &Target, up: bool) -> Vec<(String, String)> {
-    if target.kind != Kind::Store || !replication::is_postgres(&target.base) {
+    if !control.store_servers.contains_key(&target.name) {
         return Vec::new();
     }
     let store = label_value(&target.name);

@@ -22,8 +22,8 @@ const MIGRATION_LOCK: i64 = 0x63_726f_7570_6965;
 /// Whether the database `url` names already holds a ledger (its journal), asked without
 /// creating or changing anything (`StoreLocation::holds_a_ledger`).
 pub async fn holds_a_ledger(url: &str) -> Result<bool, LedgerError> {
-    let server =
-        croupier_pgconn::Server::from_url(url).map_err(|e| LedgerError::Storage(e.to_string()))?;
+    // The store's own settings: its connect timeout and statement timeouts included.
+    let server = super::connection_config(url)?;
     let (client, _driver) = server.connect_driven().await.map_err(pg_error)?;
     let row = client
         .query_one("SELECT to_regclass('journal') IS NOT NULL", &[])
