@@ -9,6 +9,8 @@ use croupier_loadtest::audit::{self, AuditTargets, LaunchKey};
 use croupier_loadtest::layout::OPS_TOKEN_FILE;
 use croupier_web::launch::SigningKey;
 
+use crate::console::out;
+
 #[derive(Args)]
 pub struct AuditArgs {
     /// The players' address (gateway).
@@ -89,7 +91,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(audit::run(targets))?;
-    print!("{}", audit::table(&report));
+    out!("{}", audit::table(&report))?;
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;

@@ -23,6 +23,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
 use crate::backup_pg_cmd::{self, PgArgs};
+use crate::console::outln;
 
 #[derive(Args)]
 pub struct BackupArgs {
@@ -253,7 +254,7 @@ fn parse_at(text: &str) -> anyhow::Result<i64> {
 }
 
 fn print(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?)?;
     Ok(())
 }
 

@@ -20,6 +20,8 @@ use croupier_backup::pgbackrest::{
 use croupier_backup::{BackupDaemon, BackupHealth, DaemonHooks, RunOutcome};
 use serde_json::json;
 
+use crate::console::outln;
+
 /// The cluster of a PostgreSQL ledger and the stanza Croupier writes for it.
 #[derive(Args, Clone)]
 pub struct PgArgs {
@@ -107,7 +109,7 @@ pub fn default_scratch() -> PathBuf {
 }
 
 fn print(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?)?;
     Ok(())
 }
 

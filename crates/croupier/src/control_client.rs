@@ -15,6 +15,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::console::{out, outln};
 use crate::node_cmd::ops_token_file;
 
 #[derive(Args)]
@@ -134,8 +135,8 @@ impl Client {
     pub fn print(&self, method: &str, path: &str, body: Option<String>) -> anyhow::Result<()> {
         let text = self.call(method, path, body)?;
         match serde_json::from_str::<Value>(&text) {
-            Ok(json) => println!("{}", serde_json::to_string_pretty(&json)?),
-            Err(_) => print!("{text}"),
+            Ok(json) => outln!("{}", serde_json::to_string_pretty(&json)?)?,
+            Err(_) => out!("{text}")?,
         }
         Ok(())
     }

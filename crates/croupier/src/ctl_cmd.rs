@@ -10,6 +10,7 @@ use croupier_web::wire::admin::NodeState;
 use croupier_web::wire::control::{IncidentUpdate, NewIncident, NewSilence, NodeStateChange};
 use serde::Serialize;
 
+use crate::console::out;
 use crate::control_client::{Connection, json};
 
 #[derive(Args)]
@@ -324,10 +325,10 @@ pub fn run(args: CtlArgs) -> anyhow::Result<()> {
     let client = args.connection.client()?;
     let request = args.command.request()?;
     if request.text {
-        print!(
+        out!(
             "{}",
             client.call(request.method, &request.path, request.body)?
-        );
+        )?;
         return Ok(());
     }
     client.print(request.method, &request.path, request.body)

@@ -13,6 +13,8 @@ use croupier_loadtest::layout::Layout;
 use croupier_loadtest::pgcluster::{PgCluster, Replication};
 use croupier_loadtest::stack::{Stack, StackSpec};
 
+use crate::console::{errln, outln};
+
 #[derive(Args)]
 pub struct DrillArgs {
     /// kill-node, restart-gateway, store-outage, drain-cycle, freeze-node (node-1 stopped
@@ -242,7 +244,7 @@ async fn stack_for(
 fn print_report(report: &DrillReport) {
     let name = report.drill.name();
     if let Some(f) = &report.failover {
-        eprintln!(
+        errln!(
             "drill {name}: write outage {} ms (promoted after {} ms), {} errors other than \
              503, {} acknowledged bets lost ({:?} replication)",
             f.write_outage_ms
@@ -254,7 +256,7 @@ fn print_report(report: &DrillReport) {
         );
     }
     let seen = &report.load.failures;
-    eprintln!(
+    errln!(
         "drill {name}: {} ({} player-visible errors: {} non-2xx answers, {} refused and {} \
          reset connections, {} bets never acknowledged; slowest request {:.0} ms; \
          recovered in {} ms, bank checks {})",
@@ -276,8 +278,8 @@ fn print_report(report: &DrillReport) {
 async fn send_report(url: &str, stack: &Stack, report: &DrillReport) {
     match drill::send_report(url, &stack.ops_token, report).await {
         Ok(status) if (200..300).contains(&status) => {}
-        Ok(status) => eprintln!("warning: {url} answered {status} to the drill report"),
-        Err(e) => eprintln!("warning: could not send the drill report: {e}"),
+        Ok(status) => errln!("warning: {url} answered {status} to the drill report"),
+        Err(e) => errln!("warning: could not send the drill report: {e}"),
     }
 }
 
@@ -290,7 +292,7 @@ async fn run_drills(
 ) -> anyhow::Result<Vec<DrillReport>> {
     let mut reports = Vec::new();
     for kind in kinds {
-        eprintln!("drill {}: running", kind.name());
+        errln!("drill {}: running", kind.name());
         let report = drill::run(kind, stack, settings).await?;
         print_report(&report);
         if let Some(url) = report_to {
@@ -304,7 +306,7 @@ async fn run_drills(
 /// Prints (and writes) the reports; fails when a drill did.
 fn conclude(reports: &[DrillReport], report_json: Option<&std::path::Path>) -> anyhow::Result<()> {
     let json = serde_json::to_string_pretty(reports)?;
-    println!("{json}");
+    outln!("{json}")?;
     if let Some(path) = report_json {
         std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
     }
@@ -331,7 +333,7 @@ pub fn run(args: DrillArgs) -> anyhow::Result<()> {
         match disk_full::mount(&spec.layout.data) {
             Ok(mounted) => Some(mounted),
             Err(e) => {
-                eprintln!("drill disk-full: {e}");
+                errln!("drill disk-full: {e}");
                 return Ok(());
             }
         }

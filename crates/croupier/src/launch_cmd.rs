@@ -9,6 +9,7 @@ use clap::Args;
 use croupier_node::rounds::random_hex;
 use croupier_web::launch::{Claims, Limits, SigningKey, now_s};
 
+use crate::console::outln;
 use crate::node_cmd::LAUNCH_KEYS_DIR;
 
 /// The key `up` makes in `<data>/launch-keys` when the folder has none.
@@ -71,7 +72,7 @@ pub fn run(args: LaunchTokenArgs) -> anyhow::Result<()> {
             max_stake: Some(max),
         }),
     };
-    println!("{}", key.sign(&claims)?);
+    outln!("{}", key.sign(&claims)?)?;
     Ok(())
 }
 

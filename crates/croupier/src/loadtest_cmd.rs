@@ -7,10 +7,15 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use croupier_ledger::StoreLocation;
+use croupier_loadtest::bank::{self, BankReport};
+use croupier_loadtest::history::History;
 use croupier_loadtest::player::Game;
+use croupier_loadtest::report::{self, Summary};
 use croupier_loadtest::run::{self, LoadConfig, Model, Scenario};
 use croupier_loadtest::threshold::Threshold;
-use croupier_loadtest::{bank, report};
+use serde::Serialize;
+
+use crate::console::outln;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ModelArg {
@@ -159,6 +164,53 @@ fn config(args: &LoadtestArgs) -> anyhow::Result<LoadConfig> {
     Ok(config)
 }
 
+/// `--summary-json`: the run's summary, and the bank checks' report when they ran.
+#[derive(Serialize)]
+struct SummaryFile<'a> {
+    #[serde(flatten)]
+    summary: &'a Summary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bank: Option<&'a BankReport>,
+}
+
+/// The bank checks of `--check-ledger` against the run's history, each said as it ends.
+async fn check_the_bank(
+    db: &StoreLocation,
+    args: &LoadtestArgs,
+    history: &mut History,
+) -> anyhow::Result<BankReport> {
+    let tls = croupier_web::tls::ClientFiles {
+        ca: args.tls_ca.clone(),
+        identity: None,
+        crl: None,
+    };
+    let http = croupier_loadtest::http::HttpClient::with_tls(1, Duration::from_secs(15), &tls)?;
+    let report = bank::check(db, history, &args.targets[0], &http).await?;
+    for check in &report.checks {
+        outln!(
+            "bank check {}: {}{}",
+            check.name,
+            if check.ok { "ok" } else { "FAILED" },
+            check
+                .failures
+                .first()
+                .map(|f| format!(" ({f})"))
+                .unwrap_or_default()
+        )?;
+    }
+    outln!(
+        "bank: {} players; {} acknowledged requests named {} rounds; {} rounds in the ledger \
+         ({} requests unanswered); {} open rounds resumed",
+        report.players,
+        report.acknowledged_requests,
+        report.acknowledged_rounds,
+        report.ledger_rounds,
+        report.unanswered_requests,
+        report.resumed_rounds
+    )?;
+    Ok(report)
+}
+
 pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
     let config = config(&args)?;
     // One thread is a current-thread runtime: no work-stealing queues or cross-thread wake-ups
@@ -173,44 +225,27 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         None => tokio::runtime::Builder::new_multi_thread(),
     };
     let runtime = runtime.enable_all().build()?;
-    let summary = runtime.block_on(async {
+    let (summary, bank) = runtime.block_on(async {
         let mut result = run::run(config).await?;
-        let mut bank_ok = true;
-        if let Some(db) = &args.check_ledger {
-            let tls = croupier_web::tls::ClientFiles {
-                ca: args.tls_ca.clone(),
-                identity: None,
-                crl: None,
-            };
-            let http =
-                croupier_loadtest::http::HttpClient::with_tls(1, Duration::from_secs(15), &tls)?;
-            let report = bank::check(db, &mut result.history, &args.targets[0], &http).await?;
-            for check in &report.checks {
-                println!(
-                    "bank check {}: {}{}",
-                    check.name,
-                    if check.ok { "ok" } else { "FAILED" },
-                    check.failures.first().map(|f| format!(" ({f})")).unwrap_or_default()
-                );
-            }
-            println!(
-                "bank: {} acknowledged bets of {} players, {} rounds in the ledger, {} open rounds resumed",
-                report.acknowledged_bets, report.players, report.ledger_rounds, report.resumed_rounds
-            );
-            bank_ok = report.ok;
-        }
-        anyhow::Ok((result.summary, bank_ok))
+        let bank = match &args.check_ledger {
+            Some(db) => Some(check_the_bank(db, &args, &mut result.history).await?),
+            None => None,
+        };
+        anyhow::Ok((result.summary, bank))
     })?;
-    let (summary, bank_ok) = summary;
     if let Some(path) = &args.summary_json {
-        std::fs::write(path, serde_json::to_string_pretty(&summary)?)
+        let file = SummaryFile {
+            summary: &summary,
+            bank: bank.as_ref(),
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&file)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.report_html {
         std::fs::write(path, report::html(&summary))
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    println!(
+    outln!(
         "{} requests ({:.1}/s), {} bets ({:.1}/s), {} errors ({:.3}%), {} dropped; latency from intended start p50 {:.2} ms p99 {:.2} ms max {:.2} ms; {:.0} requests per CPU-second",
         summary.requests,
         summary.rps,
@@ -223,16 +258,16 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         summary.latency_ms.p99,
         summary.latency_ms.max,
         summary.requests_per_cpu_second
-    );
+    )?;
     for verdict in &summary.thresholds {
-        println!(
+        outln!(
             "  {} {} (actual {:.3})",
             if verdict.pass { "pass" } else { "FAIL" },
             verdict.threshold,
             verdict.actual
-        );
+        )?;
     }
     anyhow::ensure!(summary.pass, "thresholds failed");
-    anyhow::ensure!(bank_ok, "the bank checks failed");
+    anyhow::ensure!(bank.is_none_or(|b| b.ok), "the bank checks failed");
     Ok(())
 }

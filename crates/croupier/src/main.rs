@@ -6,6 +6,7 @@ mod audit_cmd;
 mod backup_cmd;
 mod backup_pg_cmd;
 mod cashier_cmd;
+mod console;
 mod control_client;
 mod control_cmd;
 mod control_export;

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use croupier_web::wire::control::{Created, NewRollout, NewWindow, Rollout, RolloutStatus};
 
+use crate::console::{errln, outln};
 use crate::control_client::{Connection, json};
 use crate::ctl_cmd::parse_duration;
 
@@ -111,7 +112,7 @@ pub fn run(args: MaintenanceArgs) -> anyhow::Result<()> {
             };
             let started: Created = client.read("POST", "/api/v1/rollouts", Some(json(&body)))?;
             let id = started.id;
-            eprintln!("rolling update #{id} of {} started", binary.display());
+            errln!("rolling update #{id} of {} started", binary.display());
             follow(&client, id)
         }
         MaintenanceCommand::Schedule {
@@ -160,22 +161,22 @@ fn follow(client: &crate::control_client::Client, id: i64) -> anyhow::Result<()>
         let rollout: Rollout = client.read("GET", &format!("/api/v1/rollouts/{id}"), None)?;
         for step in rollout.steps.get(shown..).unwrap_or_default() {
             let mark = if step.ok { "ok    " } else { "FAILED" };
-            println!(
+            outln!(
                 "{:>6.1}s {mark} {:<8} {:<11} {}",
                 started.elapsed().as_secs_f64(),
                 step.node,
                 step.step,
                 step.message
-            );
+            )?;
         }
         shown = rollout.steps.len();
         match rollout.status {
             RolloutStatus::Running => std::thread::sleep(Duration::from_millis(250)),
             RolloutStatus::Succeeded => {
-                println!(
+                outln!(
                     "rolling update #{id} succeeded in {:.1} s",
                     started.elapsed().as_secs_f64()
-                );
+                )?;
                 return Ok(());
             }
             other => bail!(

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use croupier_web::tls::local_ca::{LocalCa, LocalFiles};
 
+use crate::console::outln;
+
 #[derive(Args)]
 pub struct TlsCmdArgs {
     #[command(subcommand)]
@@ -35,13 +37,13 @@ struct InitArgs {
 pub fn run(args: TlsCmdArgs) -> anyhow::Result<()> {
     let TlsCommand::Init(init) = args.command;
     let files = ensure(&init.dir, &init.hosts, init.force)?;
-    println!(
+    outln!(
         "CA {}\ncertificate {} (for {})\nkey {}",
         files.ca.display(),
         files.cert.display(),
         init.hosts.join(", "),
         files.key.display()
-    );
+    )?;
     Ok(())
 }
 

@@ -8,6 +8,8 @@ use croupier_games::{BetRequest, GameId, server_seed_hash};
 use croupier_ledger::StoreLocation;
 use serde_json::json;
 
+use crate::console::outln;
+
 #[derive(Args)]
 pub struct VerifyArgs {
     #[arg(long)]
@@ -52,7 +54,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         "outcome": outcome.detail,
         "payout": outcome.payout,
     });
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    outln!("{}", serde_json::to_string_pretty(&report)?)?;
     Ok(())
 }
 
@@ -82,7 +84,7 @@ pub fn integrity(args: IntegrityArgs) -> anyhow::Result<()> {
         let store = args.store.open("EUR")?;
         Ok(store.integrity().await?)
     })?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    outln!("{}", serde_json::to_string_pretty(&report)?)?;
     if !report.ok {
         anyhow::bail!("{} invariant violation(s)", report.violation_count);
     }

@@ -17,6 +17,7 @@ use croupier_loadtest::layout::{CONTROL, GATEWAY, HOST, Layout};
 use croupier_vitals::background::survive_blocking;
 use croupier_vitals::logs;
 
+use crate::console::outln;
 use crate::log_args::{LogArgs, LogTo};
 use crate::node_cmd::ops_token_file;
 use crate::supervisor::{Supervised, Supervisor};
@@ -354,69 +355,70 @@ fn wait_ready(
 }
 
 /// How players sign in: by name in demo mode (said loudly), else with a launch token.
-fn print_sign_in(demo: bool, layout: &Layout) {
+fn print_sign_in(demo: bool, layout: &Layout) -> std::io::Result<()> {
     let players = format!("{}/api/v1", layout.players_url());
     if demo {
-        println!("  DEMO MODE: play money, players sign in by name alone");
-        println!(
+        outln!("  DEMO MODE: play money, players sign in by name alone")?;
+        outln!(
             "  players:       {players}   (sign in: POST /api/v1/sessions {{\"player\": \"alice\"}})"
-        );
+        )?;
     } else {
-        println!(
+        outln!(
             "  players:       {players}   (sign in: POST /api/v1/sessions {{\"launch_token\": \"$(croupier launch-token --data {} --player alice)\"}})",
             layout.data.display()
-        );
+        )?;
     }
+    Ok(())
 }
 
 /// Where each part serves, for the operator at the terminal.
-fn print_addresses(demo: bool, layout: &Layout, tls: &ChildTls) {
-    println!("croupier is up (supervisor pid {})", std::process::id());
-    print_sign_in(demo, layout);
-    println!(
+fn print_addresses(demo: bool, layout: &Layout, tls: &ChildTls) -> std::io::Result<()> {
+    outln!("croupier is up (supervisor pid {})", std::process::id())?;
+    print_sign_in(demo, layout)?;
+    outln!(
         "  gateway admin: {}/admin/nodes, /metrics",
         layout.admin_url()
-    );
+    )?;
     for i in 0..layout.nodes {
-        println!(
+        outln!(
             "  {}:        {}  (/healthz, /readyz, /metrics, /ops/...)",
             layout.node_name(i),
             layout.node_url(i)
-        );
+        )?;
     }
     let control = layout.control_url();
-    println!("  status page:   {control}/status   (feeds: /status/feed.atom, /status/feed.json)");
-    println!("  dashboard:     {control}/dashboard   (sign in with the ops token)");
-    println!("  control API:   {control}/api/v1   (OpenAPI: /api/v1/openapi.json; `croupier ctl`)");
+    outln!("  status page:   {control}/status   (feeds: /status/feed.atom, /status/feed.json)")?;
+    outln!("  dashboard:     {control}/dashboard   (sign in with the ops token)")?;
+    outln!("  control API:   {control}/api/v1   (OpenAPI: /api/v1/openapi.json; `croupier ctl`)")?;
     if let Some(files) = &tls.files {
-        println!(
+        outln!(
             "  TLS:           CA {} (clients trust it: curl --cacert, ctl/loadtest --tls-ca)",
             files.ca.display()
-        );
+        )?;
     }
-    print_files(layout);
-    println!("Ctrl-C stops everything.");
+    print_files(layout)?;
+    outln!("Ctrl-C stops everything.")
 }
 
 /// The supervisor's API and the files an operator needs.
-fn print_files(layout: &Layout) {
-    println!(
+fn print_files(layout: &Layout) -> std::io::Result<()> {
+    outln!(
         "  supervisor:    {}/supervisor/children   (ops token; used by rolling updates)",
         layout.supervisor_url()
-    );
-    println!("  ops token:     {}", layout.ops_token_file().display());
-    println!(
+    )?;
+    outln!("  ops token:     {}", layout.ops_token_file().display())?;
+    outln!(
         "  cashier token: {}   (the operator's platform: /cashier/v1 on the nodes)",
         layout
             .data
             .join(crate::operator_args::CASHIER_TOKEN_FILE)
             .display()
-    );
-    println!(
+    )?;
+    outln!(
         "  ledger:        {}   logs: {}/*.log",
         layout.store(),
         layout.logs_dir().display()
-    );
+    )
 }
 
 /// The signals `up` acts on, handled before the first child starts: their default action
@@ -530,15 +532,18 @@ pub fn run(args: UpArgs, log: &LogArgs) -> anyhow::Result<()> {
     let started = start_in_order(&mut children, &layout, &tls, &mut signals)?;
     let supervisor = Supervisor::new(children, ops_token(&layout)?);
     if started {
-        print_addresses(args.demo, &layout, &tls);
+        if let Err(e) = print_addresses(args.demo, &layout, &tls) {
+            tracing::warn!(error = %e, "could not print the addresses; the stack runs on");
+        }
         runtime.block_on(async {
             let lockout = args.lockout.config();
             serve_supervisor_api(supervisor.clone(), layout.supervisor_port(), lockout).await;
             supervise(&supervisor, &mut signals).await
         })?;
     }
-    println!("stopping: draining nodes and the gateway");
+    // Best effort: a terminal that is gone must not keep the children from being stopped.
+    let _ = outln!("stopping: draining nodes and the gateway");
     supervisor.stop_all();
-    println!("stopped");
+    let _ = outln!("stopped");
     Ok(())
 }

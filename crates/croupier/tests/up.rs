@@ -254,6 +254,44 @@ fn a_node_that_fails_while_the_stack_starts_is_restarted_at_once() {
     wait_eligible(&layout.admin_url(), 3);
 }
 
+/// `up` whose output goes where it cannot be written (here a full disk; a closed terminal
+/// or a reader that went away alike) keeps the stack running: printing the addresses used to
+/// panic the supervisor once everything had started, and its children went down with it.
+#[test]
+fn a_banner_that_cannot_be_written_does_not_stop_the_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let layout = up_layout(&data);
+    let full = std::fs::File::options()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let mut up = Up(croupier()
+        .args(layout.up_command())
+        .envs(layout.environment())
+        .arg("--demo")
+        .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
+        .stdout(Stdio::from(full))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap());
+    // The addresses are printed once the control plane, the last child, has started.
+    let control = format!("{}/readyz", layout.control_url());
+    assert!(
+        within(Duration::from_secs(40), || get(&control, None).is_ok()),
+        "the control plane never served"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        up.0.try_wait().unwrap().is_none(),
+        "croupier up exited after printing its addresses failed"
+    );
+    wait_eligible(&layout.admin_url(), 3);
+    let token = sign_in_at(&layout.players_url(), "unprinted");
+    assert!(!token.is_empty());
+}
+
 /// Ctrl-C or SIGTERM while the stack is still starting (here: node-2's port stays taken, so
 /// `up` would wait out its 30 s start deadline) stops what started and ends `up`. Their
 /// default action used to end `up` alone, leaving its nodes running unwatched.

@@ -52,7 +52,10 @@ impl Check {
 pub struct BankReport {
     pub ok: bool,
     pub players: usize,
-    pub acknowledged_bets: usize,
+    /// Keyed requests answered (a blackjack round's steps each count).
+    pub acknowledged_requests: usize,
+    /// Rounds those answers named.
+    pub acknowledged_rounds: usize,
     pub ledger_rounds: usize,
     pub resumed_rounds: usize,
     pub unanswered_requests: usize,
@@ -310,7 +313,8 @@ pub async fn check(
     Ok(BankReport {
         ok: checks.iter().all(|c| c.ok),
         players: history.players.len(),
-        acknowledged_bets: history.acknowledged_bets(),
+        acknowledged_requests: history.acknowledged_requests(),
+        acknowledged_rounds: history.acknowledged_rounds(),
         ledger_rounds: ledger.rounds.len(),
         resumed_rounds: resumed,
         unanswered_requests: history.players.values().map(|p| p.unresolved.len()).sum(),

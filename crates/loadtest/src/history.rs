@@ -81,8 +81,17 @@ impl History {
             .insert(key.to_owned());
     }
 
-    pub fn acknowledged_bets(&self) -> usize {
+    /// Keyed requests answered: a round's bet, and each of a blackjack round's steps.
+    pub fn acknowledged_requests(&self) -> usize {
         self.players.values().map(|p| p.keys.len()).sum()
+    }
+
+    /// Rounds some acknowledged request answered with (a replay's round counted once).
+    pub fn acknowledged_rounds(&self) -> usize {
+        self.players
+            .values()
+            .map(|p| p.keys.values().flatten().collect::<BTreeSet<_>>().len())
+            .sum()
     }
 
     pub fn merge(&mut self, other: History) {
@@ -135,6 +144,7 @@ mod tests {
                 settled: true
             }
         );
-        assert_eq!(history.acknowledged_bets(), 2);
+        assert_eq!(history.acknowledged_requests(), 2);
+        assert_eq!(history.acknowledged_rounds(), 1);
     }
 }

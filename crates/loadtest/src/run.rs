@@ -5,6 +5,7 @@
 // libc calls for signals, process groups or descriptors; each block says why it is sound.
 #![allow(unsafe_code)]
 
+use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -473,7 +474,8 @@ fn spawn_progress(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
                 let stats = shared.stats.lock();
                 report::progress_line(&stats, shared.in_flight())
             };
-            eprintln!("{line}");
+            // A progress line that stderr cannot take is dropped, never a panic.
+            let _ = writeln!(std::io::stderr(), "{line}");
         }
     })
 }
