@@ -97,6 +97,15 @@ fn a_run_plays_every_game_writes_reports_and_passes_the_bank_checks() {
     assert!(summary["websockets"]["messages"].as_u64().unwrap() > 0);
     assert_eq!(summary["pass"], true);
     assert!(summary["timeline"].as_array().unwrap().len() >= 4);
+    // The bank checks' report is in the summary: blackjack's steps are requests of their
+    // own, so the requests outnumber the rounds they named, all of which are in the ledger.
+    let bank = &summary["bank"];
+    assert_eq!(bank["ok"], true, "{bank:#}");
+    assert_eq!(bank["checks"].as_array().unwrap().len(), 5, "{bank:#}");
+    let requests = bank["acknowledged_requests"].as_u64().unwrap();
+    let rounds = bank["acknowledged_rounds"].as_u64().unwrap();
+    assert!(requests > rounds && rounds > 0, "{bank:#}");
+    assert!(bank["ledger_rounds"].as_u64().unwrap() >= rounds, "{bank:#}");
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("<svg") && page.contains("p99") && !page.contains("<script"));
     ledger_integrity(dir.path());
