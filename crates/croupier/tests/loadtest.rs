@@ -105,7 +105,10 @@ fn a_run_plays_every_game_writes_reports_and_passes_the_bank_checks() {
     let requests = bank["acknowledged_requests"].as_u64().unwrap();
     let rounds = bank["acknowledged_rounds"].as_u64().unwrap();
     assert!(requests > rounds && rounds > 0, "{bank:#}");
-    assert!(bank["ledger_rounds"].as_u64().unwrap() >= rounds, "{bank:#}");
+    assert!(
+        bank["ledger_rounds"].as_u64().unwrap() >= rounds,
+        "{bank:#}"
+    );
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("<svg") && page.contains("p99") && !page.contains("<script"));
     ledger_integrity(dir.path());

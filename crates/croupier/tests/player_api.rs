@@ -502,6 +502,16 @@ fn metrics_expose_requests_bets_rounds_and_host() {
         text.contains(&format!("croupier_store_writers_in_turn {writers}\n")),
         "{text}"
     );
+    // Its connection pools, sampled with the host: PostgreSQL's (SQLite keeps fixed
+    // connections, and shows none).
+    for line in [
+        "croupier_store_pool_max_connections{pool=\"writers\"} 2\n",
+        "croupier_store_pool_connections{pool=\"writers\",state=\"idle\"}",
+        "croupier_store_pool_connections{pool=\"readers\",state=\"busy\"}",
+        "croupier_store_pool_waiting{pool=\"readers\"} 0\n",
+    ] {
+        assert_eq!(text.contains(line), backend == "postgres", "{line}: {text}");
+    }
     integrity(&node);
 }
 

@@ -27,6 +27,6 @@ pub use error::LedgerError;
 pub use integrity::{IntegrityReport, Violation};
 pub use locator::StoreLocation;
 pub use model::{Account, EntryKind, JournalEntry, Round, RoundStatus, Seed, Transfer};
-pub use observe::{BatchTimings, StoreObserver};
+pub use observe::{BatchTimings, PoolStatus, StoreObserver};
 pub use seed_seal::{SeedKeys, SeedVault};
 pub use store::{Committed, Idempotency, LedgerTx, Store};

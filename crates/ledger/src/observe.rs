@@ -29,6 +29,23 @@ pub struct BatchTimings {
     pub writers_in_turn: usize,
 }
 
+/// One of a store's connection pools at one moment (PostgreSQL: its readers, its writers'
+/// connections, its standby readers), for the node to export: a pool whose connections are
+/// all busy and has callers waiting is where reads queue before they time out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// `readers`, `writers` or `standby_readers`.
+    pub pool: &'static str,
+    /// The connections it may open.
+    pub max: usize,
+    /// The connections open now, idle or in use.
+    pub open: usize,
+    /// Open and idle.
+    pub idle: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+}
+
 pub trait StoreObserver: Send + Sync {
     fn batch(&self, timings: &BatchTimings);
 

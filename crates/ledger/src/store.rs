@@ -212,6 +212,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// The backend's name (`sqlite`, `postgres`), for metrics and pages.
     fn backend(&self) -> &'static str;
+
+    /// Its connection pools now; none where the backend keeps fixed connections (SQLite).
+    fn pools(&self) -> Vec<crate::observe::PoolStatus> {
+        Vec::new()
+    }
 }
 
 /// Wraps a typed operation for the backend: its value boxed, and serialised when keyed.

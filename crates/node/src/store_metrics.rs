@@ -2,10 +2,12 @@
 //! waiting for the writer's turn while another process writes, running the operations
 //! (reads, locks, game logic), committing (flush and fsync); how many operations share a
 //! commit; how often a batch was retried or failed; WAL checkpoints beside the writer; how
-//! many writers take turns (PostgreSQL: fewer while other nodes share the database).
-//! Registered as `croupier_store_*`; the store reports to it through `StoreObserver`.
+//! many writers take turns (PostgreSQL: fewer while other nodes share the database); and,
+//! sampled each second, its connection pools (PostgreSQL): open, idle and busy connections
+//! and callers waiting for one. Registered as `croupier_store_*`; the store reports batches
+//! to it through `StoreObserver`.
 
-use croupier_ledger::{BatchTimings, StoreObserver};
+use croupier_ledger::{BatchTimings, PoolStatus, StoreObserver};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -23,6 +25,17 @@ pub struct OutcomeLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub pool: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolStateLabels {
+    pub pool: String,
+    pub state: String,
+}
+
 pub struct StoreMetrics {
     pub info: Family<BackendLabels, Gauge>,
     queue_wait: Histogram,
@@ -34,6 +47,9 @@ pub struct StoreMetrics {
     batches: Family<OutcomeLabels, Counter>,
     retries: Counter,
     writers_in_turn: Gauge,
+    pool_connections: Family<PoolStateLabels, Gauge>,
+    pool_max: Family<PoolLabels, Gauge>,
+    pool_waiting: Family<PoolLabels, Gauge>,
 }
 
 /// 50 µs to about 1.6 s, doubling.
@@ -54,6 +70,9 @@ impl StoreMetrics {
             batches: Family::default(),
             retries: Counter::default(),
             writers_in_turn: Gauge::default(),
+            pool_connections: Family::default(),
+            pool_max: Family::default(),
+            pool_waiting: Family::default(),
         };
         let store = registry.sub_registry_with_prefix("store");
         store.register(
@@ -106,8 +125,48 @@ impl StoreMetrics {
             "Writers taking turns at the last batch (PostgreSQL: 1 while another node writes too)",
             metrics.writers_in_turn.clone(),
         );
+        store.register(
+            "pool_connections",
+            "Open connections of each of the store's pools, idle or busy (PostgreSQL)",
+            metrics.pool_connections.clone(),
+        );
+        store.register(
+            "pool_max_connections",
+            "The connections each pool may open (PostgreSQL)",
+            metrics.pool_max.clone(),
+        );
+        store.register(
+            "pool_waiting",
+            "Callers waiting for a connection of each pool (PostgreSQL)",
+            metrics.pool_waiting.clone(),
+        );
         metrics
     }
+
+    /// The store's pools as sampled now.
+    pub fn pools(&self, pools: &[PoolStatus]) {
+        for p in pools {
+            let pool = PoolLabels {
+                pool: p.pool.to_owned(),
+            };
+            let busy = p.open.saturating_sub(p.idle);
+            for (state, count) in [("idle", p.idle), ("busy", busy)] {
+                let labels = PoolStateLabels {
+                    pool: p.pool.to_owned(),
+                    state: state.to_owned(),
+                };
+                self.pool_connections
+                    .get_or_create(&labels)
+                    .set(gauge(count));
+            }
+            self.pool_max.get_or_create(&pool).set(gauge(p.max));
+            self.pool_waiting.get_or_create(&pool).set(gauge(p.waiting));
+        }
+    }
+}
+
+fn gauge(count: usize) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
 }
 
 impl StoreObserver for StoreMetrics {
@@ -124,8 +183,7 @@ impl StoreObserver for StoreMetrics {
             })
             .inc();
         self.retries.inc_by(u64::from(t.retries));
-        self.writers_in_turn
-            .set(i64::try_from(t.writers_in_turn).unwrap_or(i64::MAX));
+        self.writers_in_turn.set(gauge(t.writers_in_turn));
     }
 
     fn checkpoint(&self, took: std::time::Duration) {

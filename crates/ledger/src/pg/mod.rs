@@ -50,7 +50,7 @@ use tokio_postgres::config::TargetSessionAttrs;
 pub use croupier_pgconn::Server;
 
 use crate::error::LedgerError;
-use crate::observe::{ObserverSlot, StoreObserver};
+use crate::observe::{ObserverSlot, PoolStatus, StoreObserver};
 use crate::seed_seal::SeedVault;
 use crate::store::{BoxFuture, Idempotency, ReadOp, Store, TxOp};
 use conn::{Conn, Driver};
@@ -106,6 +106,8 @@ pub struct PgStore {
     /// For a multi-host URL that asks for the read-write host: connections to any host, used
     /// by reads only while no host accepts writes.
     standby_readers: Option<Pool>,
+    /// Each writer's pool of one connection (its own thread drives it), for `pools`.
+    writer_pools: Vec<Pool>,
     /// Drives the readers' connections; shut down (not dropped in place) with the store.
     reader_runtime: Option<Runtime>,
     currency: Arc<str>,
@@ -172,6 +174,29 @@ fn standby_config(server: &Server) -> Option<Server> {
 
 fn pool(server: Server, size: usize) -> Result<Pool, LedgerError> {
     pool_with(server, size, None)
+}
+
+/// What `pools` says of the deadpool pools named `pool` (a store's writers, one pool each).
+fn pool_status(
+    pool: &'static str,
+    pools: impl IntoIterator<Item = deadpool_postgres::Status>,
+) -> PoolStatus {
+    pools.into_iter().fold(
+        PoolStatus {
+            pool,
+            max: 0,
+            open: 0,
+            idle: 0,
+            waiting: 0,
+        },
+        |sum, s| PoolStatus {
+            max: sum.max + s.max_size,
+            open: sum.open + s.size,
+            idle: sum.idle + s.available,
+            waiting: sum.waiting + s.waiting,
+            ..sum
+        },
+    )
 }
 
 /// A pool whose new connections first run `on_connect`.
@@ -271,12 +296,14 @@ impl PgStore {
         }
         reader_runtime.spawn(build_read_indexes(pg.clone()));
         let observer = ObserverSlot::default();
-        let jobs = start_writers(&config, &pg, &readers, &reader_runtime, &observer)?;
+        let (jobs, writer_pools) =
+            start_writers(&config, &pg, &readers, &reader_runtime, &observer)?;
         Ok(PgStore {
             jobs,
             observer,
             readers,
             standby_readers,
+            writer_pools,
             reader_runtime: Some(reader_runtime),
             currency: config.currency.into(),
             seeds: config.seeds,
@@ -286,14 +313,14 @@ impl PgStore {
 
 /// Starts the store's writer threads (`config.writers`, each on a connection of its own) and
 /// the watch for other stores' writers on the same database (`overlap`); the queue they take
-/// their jobs from, once every writer has started.
+/// their jobs from, once every writer has started, and the writers' pools.
 fn start_writers(
     config: &PgConfig,
     pg: &Server,
     readers: &Pool,
     reader_runtime: &Runtime,
     observer: &ObserverSlot,
-) -> Result<mpsc::Sender<Job>, LedgerError> {
+) -> Result<(mpsc::Sender<Job>, Vec<Pool>), LedgerError> {
     let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
     let turn = Arc::new(parking_lot::Mutex::new(queue));
     let (started, ready) = std::sync::mpsc::channel();
@@ -328,7 +355,7 @@ fn start_writers(
             .name("ledger-pg-writer".into())
             .spawn(move || match settings.start() {
                 Ok(writer) => {
-                    let _ = started.send(Ok(()));
+                    let _ = started.send(Ok(writer.pool.clone()));
                     writer.run(&turn);
                 }
                 Err(e) => {
@@ -337,12 +364,14 @@ fn start_writers(
             })
             .map_err(|e| LedgerError::Storage(format!("cannot start a writer: {e}")))?;
     }
-    for _ in 0..writers {
-        ready
-            .recv()
-            .map_err(|_| LedgerError::Storage("a writer did not start".into()))??;
-    }
-    Ok(jobs)
+    let pools = (0..writers)
+        .map(|_| {
+            ready
+                .recv()
+                .map_err(|_| LedgerError::Storage("a writer did not start".into()))?
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((jobs, pools))
 }
 
 /// Applies the migrations, then seals the unrevealed seeds that need it (`reseal`), from a
@@ -431,6 +460,18 @@ impl Store for PgStore {
 
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn pools(&self) -> Vec<PoolStatus> {
+        let writers = self.writer_pools.iter().map(Pool::status);
+        let mut pools = vec![
+            pool_status("readers", [self.readers.status()]),
+            pool_status("writers", writers),
+        ];
+        if let Some(standby) = &self.standby_readers {
+            pools.push(pool_status("standby_readers", [standby.status()]));
+        }
+        pools
     }
 
     /// Ready while reads can be served: by the primary, or during a failover by a standby

@@ -342,6 +342,43 @@ async fn the_house_is_spread_over_shards_and_read_as_one() {
     testkit::assert_sound(&*stores[0]).await;
 }
 
+/// What the node exports of the store's pools: each writer's one connection, opened as it
+/// started; the readers, busy while a caller holds one, and waited for when none is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pools_say_what_is_open_busy_and_waited_for() {
+    let db = TempDb::new();
+    let mut config = PgConfig::new(db.0.url());
+    config.readers = 1;
+    let store = Arc::new(PgStore::open(config).unwrap());
+    let named = |pool: &str| -> PoolStatus {
+        let pools = store.pools();
+        *pools.iter().find(|p| p.pool == pool).unwrap()
+    };
+    let writers = named("writers");
+    assert_eq!((writers.max, writers.open, writers.idle), (2, 2, 2));
+    let held = store.readers.get().await.unwrap();
+    let readers = named("readers");
+    assert_eq!((readers.max, readers.open, readers.idle), (1, 1, 0));
+    assert_eq!(readers.waiting, 0);
+    let waiter = tokio::spawn({
+        let store = store.clone();
+        async move { store.readers.get().await.map(drop) }
+    });
+    let deadline = Instant::now() + std::time::Duration::from_secs(2);
+    while named("readers").waiting != 1 && Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(named("readers").waiting, 1, "{:?}", store.pools());
+    drop(held);
+    waiter.await.unwrap().unwrap();
+    assert_eq!(named("readers").waiting, 0);
+    assert_eq!(
+        store.pools().len(),
+        2,
+        "no standby readers for a one-host URL"
+    );
+}
+
 /// Every connection of the store is killed by the server under load; batches are retried on
 /// fresh connections, keyed ones found as replays where their commit got through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
