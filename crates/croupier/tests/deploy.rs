@@ -68,6 +68,23 @@ tests:
         exp_alerts:
           - exp_labels: {slo: availability, component: games, severity: major}
             exp_annotations: {summary: "the availability SLO burns its error budget too fast"}
+  - interval: 15s
+    input_series:
+      - series: 'pg_stat_database_numbackends{job="postgres",instance="db1:9187",datname="casino"}'
+        values: '10 50 80 80 80 80 80 80'
+      - series: 'pg_stat_database_numbackends{job="postgres",instance="db1:9187",datname="postgres"}'
+        values: '5 5 5 5 5 5 5 5'
+      - series: 'pg_settings_max_connections{job="postgres",instance="db1:9187"}'
+        values: '100 100 100 100 100 100 100 100'
+    alert_rule_test:
+      - eval_time: 30s
+        alertname: store_connections_high
+        exp_alerts: []
+      - eval_time: 90s
+        alertname: store_connections_high
+        exp_alerts:
+          - exp_labels: {job: postgres, instance: "db1:9187", component: store, severity: minor, source: scrape}
+            exp_annotations: {summary: "store_connections_high > 0.8 on db1:9187"}
 "#;
 
 #[test]

@@ -121,6 +121,8 @@ pub enum Metric {
     ReplicationLagS,
     /// Players flagged now for unusual play (`croupier_play_flags`).
     PlayFlags,
+    /// The store's server: the share of its `max_connections` in use.
+    StoreConnections,
 }
 
 impl Metric {
@@ -140,6 +142,12 @@ impl Metric {
             Metric::SecurityBlocked => point.security_blocked,
             Metric::ReplicationLagS => point.replication_lag_s,
             Metric::PlayFlags => point.play_flags,
+            Metric::StoreConnections => {
+                match (point.store_connections, point.store_connections_max) {
+                    (Some(used), Some(max)) if max > 0.0 => Some(used / max),
+                    _ => None,
+                }
+            }
         }
     }
 }
@@ -297,7 +305,22 @@ pub fn default_rules() -> Vec<RuleDef> {
         &[Kind::Store],
     );
     replication_lag.component = Some(STORE_COMPONENT.into());
+    // The server near its connection limit: the next node to start, or a pool that grows,
+    // is refused (an outage), so operators hear of it while there is room. Like the
+    // postgres-mixin's PostgreSQLTooManyConnections (over 80% of max_connections).
+    let mut store_connections_high = rule(
+        "store_connections_high",
+        Metric::StoreConnections,
+        Above,
+        (0.8, Some(0.7)),
+        30,
+        (3, 10),
+        Severity::Minor,
+        &[Kind::Store],
+    );
+    store_connections_high.component = Some(STORE_COMPONENT.into());
     vec![
+        store_connections_high,
         security_blocks,
         unusual_play,
         replication_lag,
@@ -558,6 +581,46 @@ mod tests {
         let resolved = engine.evaluate(4, &[Some(ok.clone())]);
         assert_eq!((resolved.len(), resolved[0].firing), (1, false));
         assert!(engine.active().is_empty());
+    }
+
+    /// The ledger's server with `used` of its 100 connections taken.
+    fn server_with(used: f64) -> Option<Point> {
+        Some(Point {
+            up: true,
+            store_up: Some(1.0),
+            store_connections: Some(used),
+            store_connections_max: Some(100.0),
+            ..Point::default()
+        })
+    }
+
+    #[test]
+    fn a_server_near_its_connection_limit_warns_the_operators() {
+        let targets = vec![Target::new("ledger", Kind::Store, "postgres://x/y")];
+        let mut engine = Engine::new(targets, default_rules());
+        let fired: Vec<AlertEvent> = (0..40)
+            .flat_map(|t| engine.evaluate(t, &[server_with(60.0)]))
+            .collect();
+        assert!(fired.is_empty(), "60% in use: {:?}", keys(&fired));
+        let fired: Vec<AlertEvent> = (40..75)
+            .flat_map(|t| engine.evaluate(t, &[server_with(85.0)]))
+            .collect();
+        assert_eq!(keys(&fired), vec![("store_connections_high/ledger", true)]);
+        assert_eq!(fired[0].component, STORE_COMPONENT);
+        assert_eq!(fired[0].severity, Severity::Minor);
+        assert_eq!(fired[0].value, Some(0.85));
+        // Between the clear threshold and the threshold it keeps firing; below, it resolves.
+        let kept: Vec<AlertEvent> = (75..90)
+            .flat_map(|t| engine.evaluate(t, &[server_with(75.0)]))
+            .collect();
+        assert!(kept.is_empty(), "{:?}", keys(&kept));
+        let resolved: Vec<AlertEvent> = (90..105)
+            .flat_map(|t| engine.evaluate(t, &[server_with(50.0)]))
+            .collect();
+        assert_eq!(
+            keys(&resolved),
+            vec![("store_connections_high/ledger", false)]
+        );
     }
 
     fn keys(events: &[AlertEvent]) -> Vec<(&str, bool)> {

@@ -152,6 +152,10 @@ fn value_expr(metric: Metric, kind: Kind) -> Option<String> {
         Metric::ReplicationLagS if kind == Store => {
             format!("max by (job) (pg_replication_lag_seconds{{{job}}})")
         }
+        Metric::StoreConnections if kind == Store => format!(
+            "sum by (job, instance) (pg_stat_database_numbackends{{{job}}}) \
+             / max by (job, instance) (pg_settings_max_connections{{{job}}})"
+        ),
         Metric::DataDisk if kind == Node => format!(
             "max by (job, instance, folder) (1 - croupier_data_filesystem_available_bytes{{{job}}} \
              / croupier_data_filesystem_size_bytes{{{job}}})"
