@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum LedgerError {
     #[error("insufficient funds: {account} has {balance}, needs {needed}")]
     InsufficientFunds {

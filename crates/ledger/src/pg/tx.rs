@@ -69,7 +69,7 @@ impl PgTx<'_> {
             && batch.failure.is_none()
         {
             batch.failure = Some(match e {
-                LedgerError::Unavailable(m) => LedgerError::Unavailable(m.clone()),
+                LedgerError::Unavailable(_) => e.clone(),
                 other => LedgerError::Storage(other.to_string()),
             });
         }

@@ -120,6 +120,14 @@ struct Stages {
     commit: Duration,
 }
 
+/// What the attempts of a batch came to: the last one's stages, and how many came after the
+/// first.
+#[derive(Default)]
+struct Tried {
+    stages: Stages,
+    retries: u32,
+}
+
 /// The queue of a store's writers. Holding its lock is the turn to build a batch: a writer
 /// takes the jobs waiting, runs them, and passes the turn on as its batch starts to flush, so
 /// while one writer waits for the server to commit and flush, the next builds its batch from
@@ -217,29 +225,10 @@ impl Writer {
         in_flight: InFlight<'_>,
         ending: Commit,
     ) {
-        let mut turn = Some(turn);
         let turn_wait = opened.as_ref().map_or(Duration::ZERO, |o| o.turn_wait);
-        let mut opened = opened;
         let started = Instant::now();
-        let deadline = started + self.role.retry_for;
-        let mut pause = Duration::from_millis(20);
-        let mut retries = 0;
-        let mut stages = Stages::default();
-        let outcome = loop {
-            match self.attempt(&jobs, &mut stages, &mut turn, opened.take(), ending) {
-                Ok(replies) => break Ok(replies),
-                Err(e @ LedgerError::Unavailable(_)) if Instant::now() + pause < deadline => {
-                    tracing::warn!(error = %e, jobs = jobs.len(), "batch not committed; retrying");
-                    // Other writers go on while this batch waits to be retried.
-                    turn = None;
-                    std::thread::sleep(pause);
-                    // Capped low: a promoted standby is found within 200 ms of accepting writes.
-                    pause = (pause * 2).min(Duration::from_millis(200));
-                    retries += 1;
-                }
-                Err(e) => break Err(e),
-            }
-        };
+        let mut tried = Tried::default();
+        let outcome = self.attempt_while_it_may_succeed(&jobs, turn, opened, ending, &mut tried);
         drop(in_flight);
         let timings = BatchTimings {
             jobs: jobs.len(),
@@ -248,27 +237,44 @@ impl Writer {
                 .map_or(Duration::ZERO, |j| started.duration_since(j.queued)),
             // The database's turn; waits for another node's row locks are part of `build`.
             turn_wait,
-            build: stages.build,
-            commit: stages.commit,
-            retries,
+            build: tried.stages.build,
+            commit: tried.stages.commit,
+            retries: tried.retries,
             committed: outcome.is_ok(),
             writers_in_turn: writers_in_turn(self.role.writers, *self.role.sharing.borrow()),
         };
         // Answered first: whatever the observer does, a committed batch is answered so.
-        match outcome {
-            Ok(replies) => {
-                for (job, reply) in jobs.into_iter().zip(replies) {
-                    let _ = job.reply.send(reply);
+        answer(jobs, outcome);
+        self.role.observer.report(&timings);
+    }
+
+    /// Attempts the batch until it commits, fails for good, or `retry_for` has passed since
+    /// the first try; `tried` keeps the last attempt's stages and the retries.
+    fn attempt_while_it_may_succeed(
+        &self,
+        jobs: &[Job],
+        turn: TurnGuard<'_>,
+        mut opened: Option<Opened>,
+        ending: Commit,
+        tried: &mut Tried,
+    ) -> Result<Vec<Reply>, LedgerError> {
+        let mut turn = Some(turn);
+        let deadline = Instant::now() + self.role.retry_for;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match self.attempt(jobs, &mut tried.stages, &mut turn, opened.take(), ending) {
+                Err(e @ LedgerError::Unavailable(_)) if Instant::now() + pause < deadline => {
+                    tracing::warn!(error = %e, jobs = jobs.len(), "batch not committed; retrying");
+                    // Other writers go on while this batch waits to be retried.
+                    turn = None;
+                    std::thread::sleep(pause);
+                    // Capped low: a promoted standby is found within 200 ms of accepting writes.
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                    tried.retries += 1;
                 }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "batch not committed; its operations are refused");
-                for job in jobs {
-                    let _ = job.reply.send(Err(unavailable(&e).into()));
-                }
+                outcome => return outcome,
             }
         }
-        self.role.observer.report(&timings);
     }
 
     /// One try: a transaction running every job, flushed and committed; on `opened` when
@@ -515,11 +521,7 @@ impl Writer {
         if let Some(idem) = &job.idempotency
             && let Some(Some((fingerprint, response))) = state.idempotency.get(&idem.key)
         {
-            return if *fingerprint == idem.fingerprint {
-                Ok(ErasedCommitted::Replayed(response.clone()))
-            } else {
-                Err(LedgerError::IdempotencyKeyReused.into())
-            };
+            return replayed_or_reused(idem, fingerprint, response);
         }
         let mut tx = PgTx {
             conn,
@@ -678,11 +680,34 @@ fn answer_replays(jobs: &[Job], found: &[tokio_postgres::Row], replies: &mut [Re
             if reply.is_ok() {
                 continue;
             }
-            *reply = if idem.fingerprint == fingerprint {
-                Ok(ErasedCommitted::Replayed(response.clone()))
-            } else {
-                Err(LedgerError::IdempotencyKeyReused.into())
-            };
+            *reply = replayed_or_reused(idem, &fingerprint, &response);
+        }
+    }
+}
+
+/// The answer to a keyed operation whose key has a record: the recorded answer when the
+/// request is the one recorded (same fingerprint), else a refusal of the key's reuse.
+fn replayed_or_reused(idem: &Idempotency, fingerprint: &str, response: &str) -> Reply {
+    if idem.fingerprint == fingerprint {
+        Ok(ErasedCommitted::Replayed(response.to_owned()))
+    } else {
+        Err(LedgerError::IdempotencyKeyReused.into())
+    }
+}
+
+/// Answers each job of a batch: its own reply, or, for a batch not committed, 503.
+fn answer(jobs: Vec<Job>, outcome: Result<Vec<Reply>, LedgerError>) {
+    match outcome {
+        Ok(replies) => {
+            for (job, reply) in jobs.into_iter().zip(replies) {
+                let _ = job.reply.send(reply);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "batch not committed; its operations are refused");
+            for job in jobs {
+                let _ = job.reply.send(Err(unavailable(&e).into()));
+            }
         }
     }
 }
@@ -698,7 +723,7 @@ fn discard_connection(client: Object) {
 
 fn unavailable(e: &LedgerError) -> LedgerError {
     match e {
-        LedgerError::Unavailable(m) => LedgerError::Unavailable(m.clone()),
+        LedgerError::Unavailable(_) => e.clone(),
         other => LedgerError::Unavailable(other.to_string()),
     }
 }
