@@ -91,11 +91,11 @@ pub fn run(args: AuditArgs) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(audit::run(targets))?;
-    out!("{}", audit::table(&report))?;
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    let printed = out!("{}", audit::table(&report));
     anyhow::ensure!(report.ok, "{} audit check(s) failed", report.failed);
-    Ok(())
+    Ok(printed?)
 }

@@ -29,13 +29,15 @@ macro_rules! errln {
 
 pub(crate) use {errln, out, outln};
 
-/// Writes `text` to stdout and flushes it; a broken pipe is not an error.
-pub fn write_out(text: Arguments<'_>) -> io::Result<()> {
+/// Writes `text` to stdout and flushes it; a broken pipe is not an error, any other failure
+/// says it was the output that failed.
+pub(crate) fn write_out(text: Arguments<'_>) -> io::Result<()> {
     tolerate_a_gone_reader(write_to(&mut io::stdout().lock(), text))
+        .map_err(|e| io::Error::new(e.kind(), format!("writing the output: {e}")))
 }
 
 /// Writes `text` to stderr, the last place left to tell of a failure: one there is dropped.
-pub fn write_err(text: Arguments<'_>) {
+pub(crate) fn write_err(text: Arguments<'_>) {
     let _dropped = write_to(&mut io::stderr().lock(), text);
 }
 

@@ -303,20 +303,20 @@ async fn run_drills(
     Ok(reports)
 }
 
-/// Prints (and writes) the reports; fails when a drill did.
+/// Writes (and prints) the reports; fails when a drill did, else when printing failed.
 fn conclude(reports: &[DrillReport], report_json: Option<&std::path::Path>) -> anyhow::Result<()> {
     let json = serde_json::to_string_pretty(reports)?;
-    outln!("{json}")?;
     if let Some(path) = report_json {
         std::fs::write(path, &json).with_context(|| format!("writing {}", path.display()))?;
     }
+    let printed = outln!("{json}");
     let failed: Vec<&str> = reports
         .iter()
         .filter(|r| r.verdict != "pass")
         .map(|r| r.drill.name())
         .collect();
     anyhow::ensure!(failed.is_empty(), "drill(s) failed: {}", failed.join(", "));
-    Ok(())
+    Ok(printed?)
 }
 
 pub fn run(args: DrillArgs) -> anyhow::Result<()> {

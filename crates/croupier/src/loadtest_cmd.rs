@@ -173,7 +173,7 @@ struct SummaryFile<'a> {
     bank: Option<&'a BankReport>,
 }
 
-/// The bank checks of `--check-ledger` against the run's history, each said as it ends.
+/// The bank checks of `--check-ledger` against the run's history.
 async fn check_the_bank(
     db: &StoreLocation,
     args: &LoadtestArgs,
@@ -185,7 +185,11 @@ async fn check_the_bank(
         crl: None,
     };
     let http = croupier_loadtest::http::HttpClient::with_tls(1, Duration::from_secs(15), &tls)?;
-    let report = bank::check(db, history, &args.targets[0], &http).await?;
+    Ok(bank::check(db, history, &args.targets[0], &http).await?)
+}
+
+/// The bank checks, each said, and what they counted.
+fn print_bank(report: &BankReport) -> std::io::Result<()> {
     for check in &report.checks {
         outln!(
             "bank check {}: {}{}",
@@ -207,8 +211,34 @@ async fn check_the_bank(
         report.ledger_rounds,
         report.unanswered_requests,
         report.resumed_rounds
+    )
+}
+
+/// The run's figures and each threshold's verdict.
+fn print_summary(summary: &Summary) -> std::io::Result<()> {
+    outln!(
+        "{} requests ({:.1}/s), {} bets ({:.1}/s), {} errors ({:.3}%), {} dropped; latency from intended start p50 {:.2} ms p99 {:.2} ms max {:.2} ms; {:.0} requests per CPU-second",
+        summary.requests,
+        summary.rps,
+        summary.bets,
+        summary.bets_per_s,
+        summary.errors,
+        summary.error_percent,
+        summary.dropped,
+        summary.latency_ms.p50,
+        summary.latency_ms.p99,
+        summary.latency_ms.max,
+        summary.requests_per_cpu_second
     )?;
-    Ok(report)
+    for verdict in &summary.thresholds {
+        outln!(
+            "  {} {} (actual {:.3})",
+            if verdict.pass { "pass" } else { "FAIL" },
+            verdict.threshold,
+            verdict.actual
+        )?;
+    }
+    Ok(())
 }
 
 pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
@@ -245,29 +275,12 @@ pub fn run(args: LoadtestArgs) -> anyhow::Result<()> {
         std::fs::write(path, report::html(&summary))
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    outln!(
-        "{} requests ({:.1}/s), {} bets ({:.1}/s), {} errors ({:.3}%), {} dropped; latency from intended start p50 {:.2} ms p99 {:.2} ms max {:.2} ms; {:.0} requests per CPU-second",
-        summary.requests,
-        summary.rps,
-        summary.bets,
-        summary.bets_per_s,
-        summary.errors,
-        summary.error_percent,
-        summary.dropped,
-        summary.latency_ms.p50,
-        summary.latency_ms.p99,
-        summary.latency_ms.max,
-        summary.requests_per_cpu_second
-    )?;
-    for verdict in &summary.thresholds {
-        outln!(
-            "  {} {} (actual {:.3})",
-            if verdict.pass { "pass" } else { "FAIL" },
-            verdict.threshold,
-            verdict.actual
-        )?;
-    }
+    // The files first: output that cannot be written must not cost them.
+    let printed = bank
+        .as_ref()
+        .map_or(Ok(()), print_bank)
+        .and_then(|()| print_summary(&summary));
     anyhow::ensure!(summary.pass, "thresholds failed");
     anyhow::ensure!(bank.is_none_or(|b| b.ok), "the bank checks failed");
-    Ok(())
+    Ok(printed?)
 }

@@ -50,7 +50,10 @@ fn a_full_disk_fails_the_command_with_an_error_not_a_panic() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("No space left on device"), "{err}");
+    assert!(
+        err.contains("writing the output: No space left on device"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -276,13 +276,13 @@ fn a_banner_that_cannot_be_written_does_not_stop_the_stack() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap());
-    // The addresses are printed once the control plane, the last child, has started.
-    let control = format!("{}/readyz", layout.control_url());
-    assert!(
-        within(Duration::from_secs(40), || get(&control, None).is_ok()),
-        "the control plane never served"
-    );
-    std::thread::sleep(Duration::from_millis(500));
+    // The supervisor's API starts once the addresses have been printed.
+    let children = format!("{}/supervisor/children", layout.supervisor_url());
+    let served = within(Duration::from_secs(40), || {
+        get(&children, Some(OPS_TOKEN)).map(|r| r.0) == Ok(200)
+            || up.0.try_wait().unwrap().is_some()
+    });
+    assert!(served, "the supervisor's API never served");
     assert!(
         up.0.try_wait().unwrap().is_none(),
         "croupier up exited after printing its addresses failed"
@@ -290,6 +290,7 @@ fn a_banner_that_cannot_be_written_does_not_stop_the_stack() {
     wait_eligible(&layout.admin_url(), 3);
     let token = sign_in_at(&layout.players_url(), "unprinted");
     assert!(!token.is_empty());
+    assert!(up.0.try_wait().unwrap().is_none(), "croupier up exited");
 }
 
 /// Ctrl-C or SIGTERM while the stack is still starting (here: node-2's port stays taken, so

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use crate::error::LedgerError;
 use crate::model::{Account, JournalEntry, Round, Seed, Transfer};
-use crate::observe::StoreObserver;
+use crate::observe::{PoolStatus, StoreObserver};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -214,7 +214,7 @@ pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
     /// Its connection pools now; none where the backend keeps fixed connections (SQLite).
-    fn pools(&self) -> Vec<crate::observe::PoolStatus> {
+    fn pools(&self) -> Vec<PoolStatus> {
         Vec::new()
     }
 }

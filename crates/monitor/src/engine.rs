@@ -122,7 +122,7 @@ pub enum Metric {
     /// Players flagged now for unusual play (`croupier_play_flags`).
     PlayFlags,
     /// The store's server: the share of its `max_connections` in use.
-    StoreConnections,
+    StoreConnectionsUsed,
 }
 
 impl Metric {
@@ -142,7 +142,7 @@ impl Metric {
             Metric::SecurityBlocked => point.security_blocked,
             Metric::ReplicationLagS => point.replication_lag_s,
             Metric::PlayFlags => point.play_flags,
-            Metric::StoreConnections => {
+            Metric::StoreConnectionsUsed => {
                 match (point.store_connections, point.store_connections_max) {
                     (Some(used), Some(max)) if max > 0.0 => Some(used / max),
                     _ => None,
@@ -169,6 +169,12 @@ pub struct RuleDef {
 }
 
 impl RuleDef {
+    /// The rule with its alerts on `component` whatever the target's.
+    fn on_component(mut self, component: &str) -> RuleDef {
+        self.component = Some(component.into());
+        self
+    }
+
     /// The component an alert of this rule on `target` affects: the rule's, the target's,
     /// or its kind's.
     fn component_for(&self, target: &Target) -> String {
@@ -228,104 +234,75 @@ pub const STORE_COMPONENT: &str = "store";
 
 /// The built-in rules, evaluated once a second; a deployment's TOML may replace them.
 pub fn default_rules() -> Vec<RuleDef> {
-    use Comparison::{Above, Below};
-    let servers = [Kind::Node, Kind::Gateway, Kind::Host];
-    let mut store_down = rule(
-        "store_down",
-        Metric::StoreUp,
-        Below,
-        (1.0, None),
-        0,
-        (2, 2),
-        Severity::Major,
-        &[Kind::Node, Kind::Store],
-    );
-    // Without the store no money moves.
-    store_down.component = Some("wallet".into());
-    // The ledger's disk: full is a wallet outage (no bet can be written); filling pages
-    // while there is still time, like predict_linear(free[5m], 4h) < 0.
-    let mut data_disk_full = rule(
-        "data_disk_full",
-        Metric::DataDisk,
-        Above,
-        (0.97, Some(0.95)),
-        0,
-        (2, 3),
-        Severity::Critical,
-        &[Kind::Node],
-    );
-    data_disk_full.component = Some("wallet".into());
-    let mut data_disk_filling = rule(
-        "data_disk_filling",
-        Metric::DataFullInS,
-        Below,
-        (4.0 * 3_600.0, Some(8.0 * 3_600.0)),
-        30,
-        (10, 30),
-        Severity::Major,
-        &[Kind::Node],
-    );
-    data_disk_filling.component = Some("wallet".into());
-    // Someone is guessing operator tokens, or scanning or flooding the players' port:
-    // operators are told, players see nothing (an internal component, left off the status
-    // page).
-    let mut security_blocks = rule(
-        "security_blocks",
-        Metric::SecurityBlocked,
-        Above,
-        (0.5, None),
-        0,
-        (1, 5),
-        Severity::Minor,
-        &[Kind::Node, Kind::Gateway],
-    );
-    security_blocks.component = Some(SECURITY_COMPONENT.into());
-    // A node flags unusual play (`croupier_node::flags`): operators look at `/api/v1/flags`.
-    let mut unusual_play = rule(
-        "unusual_play",
-        Metric::PlayFlags,
-        Above,
-        (0.5, None),
-        0,
-        (1, 5),
-        Severity::Minor,
-        &[Kind::Node],
-    );
-    unusual_play.component = Some(SECURITY_COMPONENT.into());
-    // A standby far behind: a failover now would wait for it to replay, and reads it serves
-    // are stale. Players lose nothing yet: an operators' component.
-    let mut replication_lag = rule(
-        "replication_lag",
-        Metric::ReplicationLagS,
-        Above,
-        (10.0, Some(5.0)),
-        0,
-        (3, 5),
-        Severity::Minor,
-        &[Kind::Store],
-    );
-    replication_lag.component = Some(STORE_COMPONENT.into());
-    // The server near its connection limit: the next node to start, or a pool that grows,
-    // is refused (an outage), so operators hear of it while there is room. Like the
-    // postgres-mixin's PostgreSQLTooManyConnections (over 80% of max_connections).
-    let mut store_connections_high = rule(
-        "store_connections_high",
-        Metric::StoreConnections,
-        Above,
-        (0.8, Some(0.7)),
-        30,
-        (3, 10),
-        Severity::Minor,
-        &[Kind::Store],
-    );
-    store_connections_high.component = Some(STORE_COMPONENT.into());
+    let mut rules = security_rules();
+    rules.extend(store_rules());
+    rules.extend(data_disk_rules());
+    rules.extend(server_rules());
+    rules
+}
+
+/// Someone is guessing operator tokens, or scanning or flooding the players' port; a node
+/// flags unusual play (`croupier_node::flags`: operators look at `/api/v1/flags`). Operators
+/// are told, players see nothing (an internal component, left off the status page).
+fn security_rules() -> Vec<RuleDef> {
+    use Comparison::Above;
     vec![
-        store_connections_high,
-        security_blocks,
-        unusual_play,
-        replication_lag,
-        data_disk_full,
-        data_disk_filling,
+        rule(
+            "security_blocks",
+            Metric::SecurityBlocked,
+            Above,
+            (0.5, None),
+            0,
+            (1, 5),
+            Severity::Minor,
+            &[Kind::Node, Kind::Gateway],
+        )
+        .on_component(SECURITY_COMPONENT),
+        rule(
+            "unusual_play",
+            Metric::PlayFlags,
+            Above,
+            (0.5, None),
+            0,
+            (1, 5),
+            Severity::Minor,
+            &[Kind::Node],
+        )
+        .on_component(SECURITY_COMPONENT),
+    ]
+}
+
+/// The ledger's server: unreachable, a standby far behind, near its connection limit.
+fn store_rules() -> Vec<RuleDef> {
+    use Comparison::{Above, Below};
+    vec![
+        // A standby far behind: a failover now would wait for it to replay, and reads it
+        // serves are stale. Players lose nothing yet: an operators' component.
+        rule(
+            "replication_lag",
+            Metric::ReplicationLagS,
+            Above,
+            (10.0, Some(5.0)),
+            0,
+            (3, 5),
+            Severity::Minor,
+            &[Kind::Store],
+        )
+        .on_component(STORE_COMPONENT),
+        // Near the connection limit the next node to start, or a pool that grows, is refused
+        // (an outage), so operators hear of it while there is room. Like the postgres-mixin's
+        // PostgreSQLTooManyConnections (over 80% of max_connections).
+        rule(
+            "store_connections_high",
+            Metric::StoreConnectionsUsed,
+            Above,
+            (0.8, Some(0.7)),
+            30,
+            (3, 10),
+            Severity::Minor,
+            &[Kind::Store],
+        )
+        .on_component(STORE_COMPONENT),
         // One slow scrape is not an outage; two in a row (2 s) are.
         rule(
             "down",
@@ -337,77 +314,96 @@ pub fn default_rules() -> Vec<RuleDef> {
             Severity::Major,
             &[],
         ),
-        store_down,
+        // Without the store no money moves.
         rule(
-            "cpu_high",
-            Metric::Cpu,
+            "store_down",
+            Metric::StoreUp,
+            Below,
+            (1.0, None),
+            0,
+            (2, 2),
+            Severity::Major,
+            &[Kind::Node, Kind::Store],
+        )
+        .on_component("wallet"),
+    ]
+}
+
+/// The ledger's disk: full is a wallet outage (no bet can be written); filling pages while
+/// there is still time, like predict_linear(free[5m], 4h) < 0.
+fn data_disk_rules() -> Vec<RuleDef> {
+    use Comparison::{Above, Below};
+    vec![
+        rule(
+            "data_disk_full",
+            Metric::DataDisk,
             Above,
-            (0.9, Some(0.8)),
+            (0.97, Some(0.95)),
+            0,
+            (2, 3),
+            Severity::Critical,
+            &[Kind::Node],
+        )
+        .on_component("wallet"),
+        rule(
+            "data_disk_filling",
+            Metric::DataFullInS,
+            Below,
+            (4.0 * 3_600.0, Some(8.0 * 3_600.0)),
+            30,
+            (10, 30),
+            Severity::Major,
+            &[Kind::Node],
+        )
+        .on_component("wallet"),
+    ]
+}
+
+/// The machines and what players get from them: resources running out, slow or failing
+/// answers.
+fn server_rules() -> Vec<RuleDef> {
+    use Comparison::Above;
+    let servers = [Kind::Node, Kind::Gateway, Kind::Host];
+    let resource = |name: &str, metric, threshold| {
+        rule(
+            name,
+            metric,
+            Above,
+            threshold,
             60,
             (3, 5),
             Severity::Minor,
             &servers,
-        ),
+        )
+    };
+    let traffic = |name: &str, metric, threshold| {
         rule(
-            "memory_high",
-            Metric::Memory,
+            name,
+            metric,
             Above,
-            (0.9, Some(0.85)),
-            60,
-            (3, 5),
-            Severity::Minor,
+            threshold,
+            30,
+            (5, 10),
+            Severity::Major,
             &servers,
-        ),
-        rule(
-            "disk_full",
-            Metric::Disk,
-            Above,
-            (0.9, Some(0.85)),
-            60,
-            (3, 5),
-            Severity::Minor,
-            &servers,
-        ),
-        rule(
+        )
+    };
+    vec![
+        resource("cpu_high", Metric::Cpu, (0.9, Some(0.8))),
+        resource("memory_high", Metric::Memory, (0.9, Some(0.85))),
+        resource("disk_full", Metric::Disk, (0.9, Some(0.85))),
+        resource(
             "network_receive_high",
             Metric::NetworkReceiveBps,
-            Above,
             (100e6, Some(80e6)),
-            60,
-            (3, 5),
-            Severity::Minor,
-            &servers,
         ),
-        rule(
+        resource(
             "network_transmit_high",
             Metric::NetworkTransmitBps,
-            Above,
             (100e6, Some(80e6)),
-            60,
-            (3, 5),
-            Severity::Minor,
-            &servers,
         ),
-        rule(
-            "latency_high",
-            Metric::LatencyP99Ms,
-            Above,
-            (250.0, Some(150.0)),
-            30,
-            (5, 10),
-            Severity::Major,
-            &servers,
-        ),
-        rule(
-            "error_rate_high",
-            Metric::ErrorRatio,
-            Above,
-            (0.05, Some(0.01)),
-            30,
-            (5, 10),
-            Severity::Major,
-            &servers,
-        ),
+        traffic("latency_high", Metric::LatencyP99Ms, (250.0, Some(150.0))),
+        traffic("error_rate_high", Metric::ErrorRatio, (0.05, Some(0.01))),
     ]
 }
 

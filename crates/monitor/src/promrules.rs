@@ -152,7 +152,7 @@ fn value_expr(metric: Metric, kind: Kind) -> Option<String> {
         Metric::ReplicationLagS if kind == Store => {
             format!("max by (job) (pg_replication_lag_seconds{{{job}}})")
         }
-        Metric::StoreConnections if kind == Store => format!(
+        Metric::StoreConnectionsUsed if kind == Store => format!(
             "sum by (job, instance) (pg_stat_database_numbackends{{{job}}}) \
              / max by (job, instance) (pg_settings_max_connections{{{job}}})"
         ),

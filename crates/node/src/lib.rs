@@ -89,7 +89,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Keeps host and store pool metrics and the game-status cache fresh, once a second.
+/// Keeps host metrics and the game-status cache fresh, once a second.
 fn spawn_background(state: AppState) {
     croupier_vitals::background::spawn_every("node refresh", Duration::from_secs(1), move || {
         refresh(state.clone())
@@ -103,7 +103,6 @@ async fn refresh(state: AppState) {
     state.sessions.sweep(extract::now_ms());
     let metrics_state = state.clone();
     let _ = tokio::task::spawn_blocking(move || metrics_state.metrics.sample_host()).await;
-    state.metrics.store.pools(&state.store.pools());
     if let Ok(statuses) = state.store.read(|tx| tx.game_statuses()).await {
         // A word this build does not know keeps its game closed.
         let fresh: HashMap<String, GameStatus> = statuses

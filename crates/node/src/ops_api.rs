@@ -49,6 +49,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    // Before the read below, which waits for a reader when the pool has none left: the pools
+    // are sampled as they are at the scrape, not once that wait has ended.
+    state.metrics.store.record_pools(&state.store.pools());
     let node = state.node_id.clone();
     match state
         .store

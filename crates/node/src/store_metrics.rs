@@ -3,8 +3,8 @@
 //! (reads, locks, game logic), committing (flush and fsync); how many operations share a
 //! commit; how often a batch was retried or failed; WAL checkpoints beside the writer; how
 //! many writers take turns (PostgreSQL: fewer while other nodes share the database); and,
-//! sampled each second, its connection pools (PostgreSQL): open, idle and busy connections
-//! and callers waiting for one. Registered as `croupier_store_*`; the store reports batches
+//! sampled at each scrape, its connection pools (PostgreSQL): open, idle and busy connections
+//! and callers waiting for one (a store's pools are fixed when it opens). Registered as `croupier_store_*`; the store reports batches
 //! to it through `StoreObserver`.
 
 use croupier_ledger::{BatchTimings, PoolStatus, StoreObserver};
@@ -144,7 +144,7 @@ impl StoreMetrics {
     }
 
     /// The store's pools as sampled now.
-    pub fn pools(&self, pools: &[PoolStatus]) {
+    pub fn record_pools(&self, pools: &[PoolStatus]) {
         for p in pools {
             let pool = PoolLabels {
                 pool: p.pool.to_owned(),
@@ -188,5 +188,33 @@ impl StoreObserver for StoreMetrics {
 
     fn checkpoint(&self, took: std::time::Duration) {
         self.checkpoint.observe(took.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pool_is_exported_as_idle_busy_max_and_waiting() {
+        let mut registry = Registry::default();
+        let metrics = StoreMetrics::register(&mut registry);
+        metrics.record_pools(&[PoolStatus {
+            pool: "readers",
+            max: 4,
+            open: 3,
+            idle: 1,
+            waiting: 2,
+        }]);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for line in [
+            "store_pool_connections{pool=\"readers\",state=\"idle\"} 1\n",
+            "store_pool_connections{pool=\"readers\",state=\"busy\"} 2\n",
+            "store_pool_max_connections{pool=\"readers\"} 4\n",
+            "store_pool_waiting{pool=\"readers\"} 2\n",
+        ] {
+            assert!(text.contains(line), "{line}: {text}");
+        }
     }
 }

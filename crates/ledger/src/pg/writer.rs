@@ -227,8 +227,7 @@ impl Writer {
     ) {
         let turn_wait = opened.as_ref().map_or(Duration::ZERO, |o| o.turn_wait);
         let started = Instant::now();
-        let mut tried = Tried::default();
-        let outcome = self.attempt_while_it_may_succeed(&jobs, turn, opened, ending, &mut tried);
+        let (outcome, tried) = self.attempt_while_it_may_succeed(&jobs, turn, opened, ending);
         drop(in_flight);
         let timings = BatchTimings {
             jobs: jobs.len(),
@@ -249,15 +248,15 @@ impl Writer {
     }
 
     /// Attempts the batch until it commits, fails for good, or `retry_for` has passed since
-    /// the first try; `tried` keeps the last attempt's stages and the retries.
+    /// the first try; with the last attempt's stages and the retries.
     fn attempt_while_it_may_succeed(
         &self,
         jobs: &[Job],
         turn: TurnGuard<'_>,
         mut opened: Option<Opened>,
         ending: Commit,
-        tried: &mut Tried,
-    ) -> Result<Vec<Reply>, LedgerError> {
+    ) -> (Result<Vec<Reply>, LedgerError>, Tried) {
+        let mut tried = Tried::default();
         let mut turn = Some(turn);
         let deadline = Instant::now() + self.role.retry_for;
         let mut pause = Duration::from_millis(20);
@@ -272,7 +271,7 @@ impl Writer {
                     pause = (pause * 2).min(Duration::from_millis(200));
                     tried.retries += 1;
                 }
-                outcome => return outcome,
+                outcome => return (outcome, tried),
             }
         }
     }
