@@ -68,6 +68,11 @@ impl<K: Eq + Hash + Clone, V: Clone + PartialEq> Tracked<K, V> {
         })
     }
 
+    /// Every key the batch read or set, its row there or not.
+    pub fn keys(&self) -> impl Iterator<Item = &K> {
+        self.loaded.keys()
+    }
+
     /// Every known row as it is now (pending over accepted over loaded).
     pub fn current_values(&self) -> impl Iterator<Item = (&K, &V)> {
         self.loaded

@@ -332,7 +332,10 @@ impl Writer {
         // seed and balance come with BEGIN instead of in a round trip of their own).
         let first_needs = self.discovery_run(conn, now, &mut state, jobs);
         let mut opening = opening;
-        if let Some(rows) = self.role.remembered.take(&first_needs) {
+        let remembered = &self.role.remembered;
+        // Taken whichever way the batch runs (see `remembered`); a replay runs the usual way.
+        let rows = remembered.take(&first_needs);
+        if let Some(rows) = rows.filter(|_| !remembered.committed_lately(&keys)) {
             let memory = OnMemoryBatch {
                 rows,
                 keys: claim_order(&keys),
