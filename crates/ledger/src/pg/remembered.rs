@@ -285,7 +285,10 @@ mod tests {
         state.balances.set(account, Some(1_100));
         state.accept();
         memory.keep(&state);
-        assert!(memory.take(&a_bet_of("ann")).is_none(), "900 is not ann's balance");
+        assert!(
+            memory.take(&a_bet_of("ann")).is_none(),
+            "900 is not ann's balance"
+        );
     }
 
     #[test]
@@ -305,7 +308,9 @@ mod tests {
     fn a_key_committed_lately_is_known_and_one_only_read_is_not() {
         let memory = Remembered::default();
         let mut state = BatchState::default();
-        state.idempotency.load("k-read".into(), Some(("f".into(), "{}".into())));
+        state
+            .idempotency
+            .load("k-read".into(), Some(("f".into(), "{}".into())));
         state.idempotency.load("k-new".into(), None);
         state
             .idempotency
