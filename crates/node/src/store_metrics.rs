@@ -4,8 +4,8 @@
 //! commit; how often a batch was retried or failed; WAL checkpoints beside the writer; how
 //! many writers take turns (PostgreSQL: fewer while other nodes share the database); and,
 //! sampled at each scrape, its connection pools (PostgreSQL): open, idle and busy connections
-//! and callers waiting for one (a store's pools are fixed when it opens). Registered as `croupier_store_*`; the store reports batches
-//! to it through `StoreObserver`.
+//! and callers waiting for one (a store's pools are fixed when it opens). Registered as
+//! `croupier_store_*`; the store reports batches to it through `StoreObserver`.
 
 use croupier_ledger::{BatchTimings, PoolStatus, StoreObserver};
 use prometheus_client::encoding::EncodeLabelSet;

@@ -62,13 +62,7 @@ impl Remembered {
     /// `Some` only when the batch asked for nothing but players' balances and active seeds,
     /// both of each player, and every one is remembered.
     pub fn take(&self, needs: &Needs) -> Option<Vec<PlayerRows>> {
-        let by_balance = needs
-            .balances
-            .iter()
-            .filter_map(|account| match account.parse() {
-                Ok(Account::Player(player)) => Some(player),
-                _ => None,
-            });
+        let by_balance = needs.balances.iter().filter_map(|a| player_of(a));
         let mut players = self.players.lock();
         let taken: Vec<Option<PlayerRows>> = needs
             .active_seeds
@@ -141,21 +135,24 @@ impl Remembered {
     }
 }
 
-/// Every player whose balance, active seed or a seed of whom the batch read or changed.
-fn held_players(state: &BatchState) -> HashSet<String> {
-    let by_balance = state
-        .balances
-        .keys()
-        .filter_map(|account| match account.parse() {
-            Ok(Account::Player(player)) => Some(player),
-            _ => None,
-        });
+/// Every player whose balance, active seed or a seed of whom the batch read or changed (a
+/// player may come more than once).
+fn held_players(state: &BatchState) -> impl Iterator<Item = String> + '_ {
+    let by_balance = state.balances.keys().filter_map(|a| player_of(a));
     let by_seed = state
         .seeds
         .current_values()
         .map(|(_, seed)| seed.player.clone());
     let by_active_seed = state.active_seeds.keys().cloned();
-    by_balance.chain(by_seed).chain(by_active_seed).collect()
+    by_balance.chain(by_seed).chain(by_active_seed)
+}
+
+/// The player whose account `account` names, if it is a player's.
+fn player_of(account: &str) -> Option<String> {
+    match account.parse() {
+        Ok(Account::Player(player)) => Some(player),
+        _ => None,
+    }
 }
 
 /// Loads remembered rows into a batch as if it had read them.
