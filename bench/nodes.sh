@@ -4,10 +4,14 @@
 # (real node processes, each with its own connections to the store) and 64 players betting
 # dice with no pause between bets (the closed model), spread over the nodes' own addresses
 # (the gateway's limits are not what is measured here), for [seconds]; then the bank checks of
-# every acknowledged bet against the ledger and `croupier integrity`. Each row's ratio is
-# against the 1-node row of the same run. Three runs back to back (report the worst).
-# The generator, the nodes, the gateway, the control plane and the server share the cores.
+# every acknowledged bet against the ledger and `croupier integrity`. Then the same with 192
+# players: at 64, each of three nodes' batches hold at most its 21 players' bets (a batch
+# has a fixed cost on the server); at 192, a node's share fills its batches. Each row's
+# ratio is against the 1-node row of the same run and load. Three runs back to back (report
+# the worst). The generator, the nodes, the gateway, the control plane and the server share
+# the cores.
 # Usage: bench/nodes.sh [seconds]   (default: 10)
+# CROUPIER_BENCH_PLAYERS="64 192" sets the loads (players shared by the nodes).
 # CROUPIER_BENCH_STORE=sqlite runs the stacks on a SQLite file instead of a scratch database of
 # the PostgreSQL server at CROUPIER_TEST_PG (default: the local one).
 set -euo pipefail
@@ -17,12 +21,12 @@ seconds="${1:-10}"
 bench_needs jq curl
 bench_croupier
 first_port=7501
-players=64
+loads="${CROUPIER_BENCH_PLAYERS:-64 192}"
 
-# One stack of $1 nodes under the load; prints bets/s, p50, p99, errors and the checks' verdict
-# as tab-separated fields.
+# One stack of $1 nodes under the load of $2 players; prints bets/s, p50, p99, errors and the
+# checks' verdict as tab-separated fields.
 measure() {
-  local nodes="$1" work store pg_db up targets=()
+  local nodes="$1" players="$2" work store pg_db up targets=()
   work="$(mktemp -d)"
   bench_ledger "$work" nodes postgres
   "$bin" up --demo --data "$work/data" --store "$store" --nodes "$nodes" \
@@ -55,18 +59,20 @@ measure() {
 }
 
 for run in 1 2 3; do
-  echo "# run $run: $(date -u +%FT%TZ) on $(nproc) cores, ${CROUPIER_BENCH_STORE:-postgres}, $players players, ${seconds}s per measurement"
+  echo "# run $run: $(date -u +%FT%TZ) on $(nproc) cores, ${CROUPIER_BENCH_STORE:-postgres}, ${seconds}s per measurement"
   echo
-  echo "| node processes | bets/s | vs 1 node | p50 ms | p99 ms | errors | bank checks, integrity |"
-  echo "|---:|---:|---:|---:|---:|---:|---|"
-  one=""
-  for nodes in 1 2 3; do
-    # Read once the measurement has ended, its stack stopped and its database dropped.
-    result="$(measure "$nodes")"
-    IFS=$'\t' read -r rate p50 p99 errors verdict <<<"$result"
-    one="${one:-$rate}"
-    ratio="$(awk -v r="$rate" -v o="$one" 'BEGIN { if (o > 0) printf "%.2fx", r / o; else print "-" }')"
-    printf '| %s | %.0f | %s | %s | %s | %s | %s |\n' "$nodes" "$rate" "$ratio" "$p50" "$p99" "$errors" "$verdict"
+  echo "| players | node processes | bets/s | vs 1 node | p50 ms | p99 ms | errors | bank checks, integrity |"
+  echo "|---:|---:|---:|---:|---:|---:|---:|---|"
+  for players in $loads; do
+    one=""
+    for nodes in 1 2 3; do
+      # Read once the measurement has ended, its stack stopped and its database dropped.
+      result="$(measure "$nodes" "$players")"
+      IFS=$'\t' read -r rate p50 p99 errors verdict <<<"$result"
+      one="${one:-$rate}"
+      ratio="$(awk -v r="$rate" -v o="$one" 'BEGIN { if (o > 0) printf "%.2fx", r / o; else print "-" }')"
+      printf '| %s | %s | %.0f | %s | %s | %s | %s | %s |\n' "$players" "$nodes" "$rate" "$ratio" "$p50" "$p99" "$errors" "$verdict"
+    done
   done
   echo
 done

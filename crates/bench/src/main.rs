@@ -143,6 +143,10 @@ enum Command {
         /// comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "1,2,3")]
         nodes: Vec<usize>,
+        /// Players the nodes of the scaling table share, one table part per count,
+        /// comma-separated; the first is also the load each node gets of its own.
+        #[arg(long, value_delimiter = ',', default_value = "64,192")]
+        scaling_players: Vec<usize>,
     },
     /// The disk's latency to make a small write durable (`fdatasync`), which every
     /// acknowledged bet waits for: p50, p99, max and each flush over 50 ms.
@@ -175,7 +179,14 @@ fn main() -> anyhow::Result<()> {
             common,
             server,
             nodes,
-        } => return pg::run(&server, &common.players, &nodes, seconds(&common)),
+            scaling_players,
+        } => {
+            let scaling = pg::Scaling {
+                nodes,
+                players: scaling_players,
+            };
+            return pg::run(&server, &common.players, &scaling, seconds(&common));
+        }
         Command::Control {
             targets,
             seconds,

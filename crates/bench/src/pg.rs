@@ -8,9 +8,11 @@
 //!   sealed at rest as a node's are (`node_seeds`);
 //! - `sqlite store`: the same through the SQLite backend, for comparison;
 //! - `postgres store, N nodes`: 1, 2 and 3 stores (each a node's store, with its writer
-//!   connections) sharing the database: first the same players spread over them (each node's
-//!   batches shrink as nodes are added), then as many players on each node (the load grows
-//!   with the nodes, as when a casino adds nodes for more players).
+//!   connections) sharing the database: first the same players spread over them, 64 and then
+//!   192 (at 64, each of three nodes' batches can hold at most its 21 players' bets, so they
+//!   shrink as nodes are added; at 192 they need not), then 64 players on each node (the load
+//!   grows with the nodes, as when a casino adds nodes for more players). Each row's ratio is
+//!   against the 1-node row of its part, measured just before it.
 //!
 //! Every measurement starts on a fresh scratch database and ends with the ledger's integrity
 //! check. With the server on this machine, each PostgreSQL measurement also gives the server's
@@ -208,10 +210,16 @@ async fn sqlite_row(players: usize, duration: Duration) -> anyhow::Result<Row> {
     Ok(row)
 }
 
+/// The nodes of the scaling table, and the players they share in each of its parts.
+pub struct Scaling {
+    pub nodes: Vec<usize>,
+    pub players: Vec<usize>,
+}
+
 pub fn run(
     server: &str,
     players: &[usize],
-    nodes: &[usize],
+    scaling: &Scaling,
     duration: Duration,
 ) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
@@ -238,10 +246,12 @@ pub fn run(
         rows.push(row);
     }
     print_comparison(&rows);
-    let players = *players.last().unwrap_or(&64);
-    let mut scaling = Vec::new();
-    for each_node_its_own in [false, true] {
-        for &n in nodes {
+    let mut parts: Vec<(usize, bool)> = scaling.players.iter().map(|&p| (p, false)).collect();
+    parts.extend(scaling.players.first().map(|&p| (p, true)));
+    let mut table = Vec::new();
+    for (players, each_node_its_own) in parts {
+        let mut part = Vec::new();
+        for &n in &scaling.nodes {
             let (total, load) = if each_node_its_own {
                 (players * n, format!("{players} players each"))
             } else {
@@ -249,10 +259,11 @@ pub fn run(
             };
             let mut row = runtime.block_on(store_row(&server, n, total, duration))?;
             row.path = Box::leak(format!("postgres store, {n} node(s), {load}").into_boxed_str());
-            scaling.push(row);
+            part.push(row);
         }
+        table.push(part);
     }
-    print_scaling(&scaling);
+    print_scaling(&table);
     Ok(())
 }
 
@@ -352,24 +363,34 @@ fn print_comparison(rows: &[Row]) {
     }
 }
 
-fn print_scaling(rows: &[Row]) {
+/// The scaling table, part by part; each row's ratio is against its part's first row (one
+/// node).
+fn print_scaling(parts: &[Vec<Row>]) {
     println!();
     println!(
-        "| nodes (stores on one database) | players | bets/s | p50 ms | p99 ms | errors | bets/txn | server CPU ms/bet | server WAL B/bet |"
+        "| nodes (stores on one database) | players | bets/s | vs 1 node | p50 ms | p99 ms | errors | bets/txn | server CPU ms/bet | server WAL B/bet |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for row in rows {
-        println!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} |",
-            row.path,
-            row.players,
-            row.per_second(),
-            ms(row, 0.5),
-            ms(row, 0.99),
-            row.errors,
-            row.ops_per_batch(),
-            row.server_ms_per_op(),
-            row.server_wal_per_op(),
-        );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for part in parts {
+        let Some(one) = part.first() else { continue };
+        for row in part {
+            print_scaling_row(row, row.per_second() / one.per_second());
+        }
     }
+}
+
+fn print_scaling_row(row: &Row, vs_one: f64) {
+    println!(
+        "| {} | {} | {:.0} | {:.2}x | {:.2} | {:.2} | {} | {} | {} | {} |",
+        row.path,
+        row.players,
+        row.per_second(),
+        vs_one,
+        ms(row, 0.5),
+        ms(row, 0.99),
+        row.errors,
+        row.ops_per_batch(),
+        row.server_ms_per_op(),
+        row.server_wal_per_op(),
+    );
 }
