@@ -183,6 +183,7 @@ pub fn expect(rows: &[PlayerRows], currency: &str) -> Statement {
         .map(|r| Account::player(&r.seed.player).to_string())
         .collect();
     let balances: Vec<i64> = rows.iter().map(|r| r.balance).collect();
+    let balances = by_account(&accounts, &balances);
     Statement::new(
         EXPECT_ROWS,
         vec![
@@ -194,8 +195,8 @@ pub fn expect(rows: &[PlayerRows], currency: &str) -> Statement {
                     .collect::<Vec<_>>(),
             ),
             Box::new(seeds.map(|s| s.server_seed.clone()).collect::<Vec<_>>()),
-            Box::new(accounts.clone()),
-            Box::new(by_account(&accounts, &balances)),
+            Box::new(accounts),
+            Box::new(balances),
             Box::new(currency.to_owned()),
         ],
     )
@@ -274,16 +275,21 @@ mod tests {
         memory
     }
 
+    /// A committed batch that changed `player`'s balance and read no seed of theirs.
+    fn balance_changed(player: &str, before: i64, now: i64) -> BatchState {
+        let mut state = BatchState::default();
+        let account = Account::player(player).to_string();
+        state.balances.load(account.clone(), Some(before));
+        state.balances.set(account, Some(now));
+        state.accept();
+        state
+    }
+
     #[test]
     fn a_batch_that_paid_a_player_without_their_seed_forgets_them() {
         let memory = remembered_after_a_bet("ann", 900);
         // A blackjack hand settled: the round read first, then the balance paid; no seed.
-        let mut state = BatchState::default();
-        let account = Account::player("ann").to_string();
-        state.balances.load(account.clone(), Some(900));
-        state.balances.set(account, Some(1_100));
-        state.accept();
-        memory.keep(&state);
+        memory.keep(&balance_changed("ann", 900, 1_100));
         assert!(
             memory.take(&a_bet_of("ann")).is_none(),
             "900 is not ann's balance"
@@ -293,12 +299,7 @@ mod tests {
     #[test]
     fn a_batch_that_held_other_rows_leaves_a_player_remembered() {
         let memory = remembered_after_a_bet("ann", 900);
-        let mut state = BatchState::default();
-        let bob = Account::player("bob").to_string();
-        state.balances.load(bob.clone(), Some(50));
-        state.balances.set(bob, Some(40));
-        state.accept();
-        memory.keep(&state);
+        memory.keep(&balance_changed("bob", 50, 40));
         let rows = memory.take(&a_bet_of("ann")).expect("ann is remembered");
         assert_eq!(rows, vec![rows_of("ann", 900)]);
     }

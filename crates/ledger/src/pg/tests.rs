@@ -870,9 +870,8 @@ async fn a_key_another_node_is_committing_is_replayed_without_a_retry() {
 }
 
 /// Every write that joins a table with the batch's rows (and the read of a round's seeds) is
-/// planned once on the writer's connection settings, and that
-/// plan finds the rows through an index, with tables small enough that a whole scan would be
-/// priced lower. Before: each batch read every player's balance, every round, every seed,
+/// planned once on the writer's connection settings, and that plan finds the rows through an
+/// index, with tables small enough that a whole scan would be priced lower. Before: each batch read every player's balance, every round, every seed,
 /// whichever the planner found cheaper at the time; and then each batch planned these writes
 /// afresh (a custom plan each time, never the generic one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -892,7 +891,7 @@ async fn joined_writes_stay_linear_before_the_first_analyze() {
 }
 
 /// Whether the tables have been analyzed when a statement is planned.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Statistics {
     Analyzed,
     None,
