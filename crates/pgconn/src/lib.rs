@@ -26,7 +26,8 @@
 //! (the default) means no TLS and its `require` verifies against the system's roots.
 //!
 //! A URL without a password, in either form, takes it from libpq's password file
-//! (`passfile=`, `PGPASSFILE`, `~/.pgpass`: `passfile`).
+//! (`passfile=`, `PGPASSFILE`, `~/.pgpass`: `passfile`); one without a user, or with an empty
+//! one, logs in as `PGUSER`, else as the operating system's user, as libpq does.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -103,6 +104,7 @@ impl Server {
             false => format!("{base}?{}", kept.join("&")),
         };
         let mut config = parsed(&rest)?;
+        fill_user(&mut config);
         passfile::fill_password(&mut config, passfile)?;
         let tls = wanted.connector()?;
         config.ssl_mode(match tls {
@@ -181,6 +183,27 @@ fn parsed(url: &str) -> Result<Config, PgUrlError> {
     Config::from_str(url).map_err(|e| PgUrlError::Invalid(with_causes(&e)))
 }
 
+/// A URL naming no user, or an empty one (`postgres://@host/db`, what `postgres://$USER@host/db`
+/// becomes where `$USER` is unset), logs in as libpq's would: as `PGUSER`, else as this
+/// process's operating system user. (tokio-postgres sends an empty name as it is, which the
+/// server refuses.)
+fn fill_user(config: &mut Config) {
+    if config.get_user().is_some_and(|user| !user.is_empty()) {
+        return;
+    }
+    if let Some(user) = default_user(std::env::var("PGUSER").ok().as_deref()) {
+        config.user(user);
+    }
+}
+
+/// `PGUSER`'s value when it names one, else the operating system's user.
+fn default_user(pguser: Option<&str>) -> Option<String> {
+    pguser
+        .filter(|user| !user.is_empty())
+        .map(str::to_owned)
+        .or_else(|| whoami::username().ok())
+}
+
 fn is_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
@@ -195,6 +218,7 @@ fn decoded(value: &str, name: &'static str) -> Result<String, PgUrlError> {
 /// A URL without a query (nothing of libpq's to take out), or the key=value form.
 fn key_value_form(url: &str) -> Result<Server, PgUrlError> {
     let mut config = parsed(url)?;
+    fill_user(&mut config);
     passfile::fill_password(&mut config, None)?;
     let tls = match config.get_ssl_mode() {
         SslMode::Require => connector(&ClientFiles::default())?,

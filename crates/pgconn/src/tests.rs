@@ -274,3 +274,35 @@ fn a_connection_the_server_ends_is_logged_with_why() {
         "{log}"
     );
 }
+
+/// A URL naming no user, or an empty one (`postgres://@host/db`, what `postgres://$USER@…`
+/// becomes in a shell without `$USER`), logs in as libpq would: as `PGUSER`, else as the
+/// operating system's user. An empty user name was sent as it was, and the server refused
+/// the connection ("no PostgreSQL user name specified in startup packet").
+#[test]
+fn a_url_without_a_user_logs_in_as_libpq_would() {
+    let os_user = whoami::username().unwrap();
+    for url in [
+        "postgres://@db.example:5432/ledger",
+        "postgres://db.example:5432/ledger",
+        "postgres://@db.example:5432/ledger?sslmode=disable",
+        "host=db.example dbname=ledger user=''",
+    ] {
+        let server = Server::from_url(url).unwrap();
+        assert_eq!(server.config.get_user(), Some(os_user.as_str()), "{url}");
+    }
+    assert_eq!(
+        super::default_user(Some("croupier")).as_deref(),
+        Some("croupier"),
+        "PGUSER names the user"
+    );
+    assert_eq!(
+        super::default_user(Some("")).as_deref(),
+        Some(os_user.as_str())
+    );
+    assert_eq!(
+        Server::from_url(BASE).unwrap().config.get_user(),
+        Some("croupier"),
+        "a URL's own user is kept"
+    );
+}
