@@ -282,6 +282,7 @@ fn a_connection_the_server_ends_is_logged_with_why() {
 #[test]
 fn a_url_without_a_user_logs_in_as_libpq_would() {
     let os_user = whoami::username().unwrap();
+    let expected = super::default_user(std::env::var("PGUSER").ok().as_deref()).unwrap();
     for url in [
         "postgres://@db.example:5432/ledger",
         "postgres://db.example:5432/ledger",
@@ -289,7 +290,7 @@ fn a_url_without_a_user_logs_in_as_libpq_would() {
         "host=db.example dbname=ledger user=''",
     ] {
         let server = Server::from_url(url).unwrap();
-        assert_eq!(server.config.get_user(), Some(os_user.as_str()), "{url}");
+        assert_eq!(server.config.get_user(), Some(expected.as_str()), "{url}");
     }
     assert_eq!(
         super::default_user(Some("croupier")).as_deref(),
