@@ -81,13 +81,14 @@ cpu_per_bet() {
 # checks' verdict, bets per batch, and CPU ms per bet of the nodes, the server and the
 # generator and the idle share (`cpu_per_bet`), as tab-separated fields.
 measure() {
-  local nodes="$1" players="$2" work store pg_db up targets=()
+  local nodes="$1" players="$2" work store pg_db up targets=() ports=()
   work="$(mktemp -d)"
   bench_ledger "$work" nodes postgres
   "$bin" up --demo --data "$work/data" --store "$store" --nodes "$nodes" \
     --first-node-port "$first_port" --gateway-port 8500 --control-port 8580 >"$work/up.log" 2>&1 &
   up=$!
   for i in $(seq 0 $((nodes - 1))); do
+    ports+=($((first_port + i)))
     targets+=(--target "http://127.0.0.1:$((first_port + i))")
     bench_wait "http://127.0.0.1:$((first_port + i))/readyz" 150
   done
@@ -96,10 +97,9 @@ measure() {
     --games dice --no-websockets --duration-secs "$seconds" --quiet \
     --summary-json "$work/summary.json" --check-ledger "$store" >"$work/loadtest.log" 2>&1 &
   # The CPU is sampled inside the load: from its second second to a second before its end.
-  local generator=$! node_pids server ports=() before after batch
+  local generator=$! node_pids server before after batch
   node_pids="$(pgrep -P "$up" -f ' node ' | tr '\n' ' ')"
   server="$(server_pids)"
-  for i in $(seq 0 $((nodes - 1))); do ports+=($((first_port + i))); done
   sleep 1
   before="$(usage_now "$node_pids" "$server" "$generator")"
   sleep $((seconds - 2))

@@ -104,7 +104,6 @@ impl Server {
             false => format!("{base}?{}", kept.join("&")),
         };
         let mut config = parsed(&rest)?;
-        fill_user(&mut config);
         passfile::fill_password(&mut config, passfile)?;
         let tls = wanted.connector()?;
         config.ssl_mode(match tls {
@@ -179,8 +178,11 @@ pub fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// tokio-postgres's settings from `url`, with the user libpq would log in as (`fill_user`).
 fn parsed(url: &str) -> Result<Config, PgUrlError> {
-    Config::from_str(url).map_err(|e| PgUrlError::Invalid(with_causes(&e)))
+    let mut config = Config::from_str(url).map_err(|e| PgUrlError::Invalid(with_causes(&e)))?;
+    fill_user(&mut config);
+    Ok(config)
 }
 
 /// A URL naming no user, or an empty one (`postgres://@host/db`, what `postgres://$USER@host/db`
@@ -218,7 +220,6 @@ fn decoded(value: &str, name: &'static str) -> Result<String, PgUrlError> {
 /// A URL without a query (nothing of libpq's to take out), or the key=value form.
 fn key_value_form(url: &str) -> Result<Server, PgUrlError> {
     let mut config = parsed(url)?;
-    fill_user(&mut config);
     passfile::fill_password(&mut config, None)?;
     let tls = match config.get_ssl_mode() {
         SslMode::Require => connector(&ClientFiles::default())?,

@@ -102,13 +102,10 @@ fn password_for(config: &Config, text: &str, path: &Path) -> Result<Option<Strin
     Ok(found)
 }
 
-/// The user a connection logs in as: the URL's, else this process's (as tokio-postgres does).
+/// The user a connection logs in as: the URL's, or the one `fill_user` chose for it (empty
+/// only when the operating system could not name one).
 fn user_of(config: &Config) -> String {
-    config
-        .get_user()
-        .map(str::to_owned)
-        .or_else(|| whoami::username().ok())
-        .unwrap_or_default()
+    config.get_user().unwrap_or_default().to_owned()
 }
 
 /// The name a host is looked up by: a Unix socket's is `localhost`, as for libpq.
