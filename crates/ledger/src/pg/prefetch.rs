@@ -11,7 +11,7 @@
 //! still missing is then read the same way, on its own, as the operations ask for it.
 //!
 //! A player's balance row that does not exist yet is created (at 0) as it is read
-//! (`croupier_lock_balances_v2`, `schema::ROUTINES`), so it is locked with the others, in key
+//! (`croupier_lock_balances_v3`, `schema::ROUTINES`), so it is locked with the others, in key
 //! order, before the batch goes on; the flush deletes the ones no accepted transfer names.
 //! Created later, at the flush, it was the one lock a batch took after its reads: by then
 //! another batch could have created and committed the row and a third locked it while waiting
@@ -180,7 +180,7 @@ pub const SEEDS_WANTED: &str = "WHERE (player = ANY($1) AND revealed_ms IS NULL)
 
 /// The balances a read round locks (created at 0 when absent, see `schema::ROUTINES`): the
 /// accounts asked for ($1) and those of the players of the rounds asked for ($3).
-pub const LOCK_BALANCES: &str = "SELECT * FROM croupier_lock_balances_v2(
+pub const LOCK_BALANCES: &str = "SELECT * FROM croupier_lock_balances_v3(
          $1::text[] || ARRAY(SELECT 'player:' || player FROM rounds WHERE id = ANY($3::text[])), $2)";
 
 fn load_players(rows: &[Row], asked: &BTreeSet<String>, state: &mut BatchState) {

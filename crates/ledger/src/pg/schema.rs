@@ -153,14 +153,20 @@ CREATE TABLE game_status (game TEXT PRIMARY KEY, status TEXT NOT NULL);
 /// transaction: one that waits for the table (held exclusively, as the freeze-node drill
 /// does to stop a node between two write transactions) has claimed no key another node's
 /// retry could wait for. And
-/// `croupier_lock_balances_v2` creates the player balance rows not there (at 0, in key order;
+/// `croupier_lock_balances_v3` creates the player balance rows not there (at 0, in key order;
 /// a row another transaction is creating is waited for, not taken for absent), then reads and
 /// locks them all in key order, saying which it created. It finds the rows there by the
 /// primary key's index (`account = ANY`, in its order), whatever the table's size when its
 /// session planned it: `_v1` looked for them with an anti-join that a session planned while
 /// the table was small as a scan of every balance of the currency, and kept, so each batch
-/// cost more the more players had signed in since (`_v1` stays in the database for the
-/// builds of a rolling update that still call it). Each runs statements that must run in this
+/// cost more the more players had signed in since. And its work grows with the batch, not
+/// with the batch's square: the accounts not there are a set difference (`EXCEPT`, hashed or
+/// sorted), and the created ones a JSON object looked up by binary search. `_v2` compared
+/// every account asked for with every one found (`<> ALL`) and every one locked with every
+/// one created (`= ANY` of a variable, which PostgreSQL does not hash): 4 ms for a batch of
+/// 512 players, 200 ms for 4 096 (`tests::locking_balances_grows_with_the_batch_not_its_square`).
+/// (`_v1` and `_v2` stay in the databases they were made in for the builds of a rolling
+/// update that still call them.) Each runs statements that must run in this
 /// order, a later one in a snapshot taken after the earlier (a volatile function takes one
 /// per statement); as one call the server answers them with one message instead of several.
 ///
@@ -190,26 +196,28 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION croupier_lock_balances_v2(p_accounts TEXT[], p_currency TEXT)
+CREATE OR REPLACE FUNCTION croupier_lock_balances_v3(p_accounts TEXT[], p_currency TEXT)
 RETURNS TABLE (locked_account TEXT, locked_balance BIGINT, created BOOLEAN)
 LANGUAGE plpgsql AS $$
 DECLARE
     absent TEXT[];
-    made TEXT[] := '{}';
+    made JSONB := '{}';
 BEGIN
-    SELECT array_agg(DISTINCT t.a ORDER BY t.a) INTO absent FROM unnest(p_accounts) AS t(a)
-        WHERE t.a <> ALL(ARRAY(SELECT b.account FROM balances b
+    SELECT array_agg(t.a ORDER BY t.a) INTO absent FROM (
+        SELECT unnest(p_accounts)
+        EXCEPT
+        SELECT b.account FROM balances b
             WHERE b.account = ANY(p_accounts) AND b.currency = p_currency AND b.shard = 0
-            ORDER BY b.account));
+    ) AS t(a);
     IF absent IS NOT NULL THEN
         WITH inserted AS (
             INSERT INTO balances (account, currency, shard, balance)
             SELECT a, p_currency, 0, 0 FROM unnest(absent) AS t(a)
             ON CONFLICT (account, currency, shard) DO NOTHING RETURNING account
         )
-        SELECT coalesce(array_agg(account), '{}') INTO made FROM inserted;
+        SELECT coalesce(jsonb_object_agg(account, true), '{}') INTO made FROM inserted;
     END IF;
-    RETURN QUERY SELECT b.account, b.balance, b.account = ANY(made) FROM balances b
+    RETURN QUERY SELECT b.account, b.balance, made ? b.account FROM balances b
         WHERE b.account = ANY(p_accounts) AND b.currency = p_currency AND b.shard = 0
         ORDER BY b.account FOR UPDATE;
 END

@@ -29,7 +29,7 @@ fn warm_up_sql(currency: &str) -> String {
          SELECT 1 FROM players, sessions, seeds, rounds, balances, journal, idempotency,
              game_status, chain_head WHERE false;
          SELECT * FROM croupier_claim_keys_v1('{{}}');
-         SELECT * FROM croupier_lock_balances_v2('{{}}', {currency});
+         SELECT * FROM croupier_lock_balances_v3('{{}}', {currency});
          SELECT croupier_append_journal_v1(0, '{{}}', '{{}}', '{{}}', '{{}}', '{{}}', {currency}, '{{}}');
          ROLLBACK",
         wait = LOCK_WAIT.as_millis(),
