@@ -14,6 +14,7 @@ mod ctl_cmd;
 mod drain_cmd;
 mod drill_cmd;
 mod executable;
+mod exit_status;
 mod gateway_cmd;
 mod launch_cmd;
 mod loadtest_cmd;
@@ -31,6 +32,8 @@ mod tls_args;
 mod tls_cmd;
 mod tools_cmd;
 mod up_cmd;
+
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -79,12 +82,15 @@ enum Command {
     Cashier(cashier_cmd::CashierArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     allocator::keep_freed_memory();
     let cli = Cli::parse();
     // Flushes the log's queue when main returns.
-    let _log = cli.log.init()?;
-    match cli.command {
+    let _log = match cli.log.init() {
+        Ok(log) => log,
+        Err(e) => return failed(&e),
+    };
+    let outcome = match cli.command {
         Command::Up(args) => up_cmd::run(args, &cli.log),
         Command::Node(args) => node_cmd::run(args),
         Command::Gateway(args) => gateway_cmd::run(args),
@@ -101,5 +107,15 @@ fn main() -> anyhow::Result<()> {
         Command::LaunchToken(args) => launch_cmd::run(args),
         Command::Tls(args) => tls_cmd::run(args),
         Command::Cashier(args) => cashier_cmd::run(args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => failed(&e),
     }
+}
+
+/// Reports `e` as `main` returning it would (`Error: ` and its causes), with its exit status.
+fn failed(e: &anyhow::Error) -> ExitCode {
+    eprintln!("Error: {e:?}");
+    exit_status::of(e)
 }

@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use croupier_ledger::retention::RetentionPolicy;
-use croupier_ledger::{Store, StoreLocation};
+use croupier_ledger::{LedgerError, Store, StoreLocation};
 use croupier_loadtest::layout::{LEDGER_FILE, OPS_TOKEN_FILE};
 use croupier_node::rounds::random_hex;
 use croupier_node::{AppState, Players};
 use croupier_web::launch::LaunchKeys;
+
+use crate::exit_status::RestartCannotHelp;
 
 #[derive(Args)]
 pub struct NodeArgs {
@@ -184,6 +186,22 @@ fn watched_folder(store: &StoreLocation, data: &Path) -> PathBuf {
     ledger_folder.unwrap_or(data).to_path_buf()
 }
 
+/// Why the ledger did not open. A PostgreSQL server's refusal that is no outage
+/// (`LedgerError::Storage`: no such database, a login it does not accept, a migration it
+/// does not permit) is marked as one that a restart cannot help (`exit_status`); an outage
+/// (`Unavailable`: the server down, starting, full) is worth a restart. On SQLite every
+/// failure stays worth one: a full disk fails the same way as a broken file, and is cured.
+fn opening_failed(e: LedgerError, store: &StoreLocation) -> anyhow::Error {
+    let for_good =
+        matches!(store, StoreLocation::Postgres(_)) && matches!(e, LedgerError::Storage(_));
+    let e = anyhow::Error::new(e).context(format!("opening the ledger {store}"));
+    if for_good {
+        e.context(RestartCannotHelp)
+    } else {
+        e
+    }
+}
+
 pub fn run(mut args: NodeArgs) -> anyhow::Result<()> {
     let store_location = args
         .store
@@ -208,7 +226,7 @@ pub fn run(mut args: NodeArgs) -> anyhow::Result<()> {
         let tls = args.tls.acceptor()?;
         let store = store_location
             .open_with_seeds(&args.currency, seeds)
-            .with_context(|| format!("opening the ledger {store_location}"))?;
+            .map_err(|e| opening_failed(e, &store_location))?;
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("listening on {}", args.listen))?;

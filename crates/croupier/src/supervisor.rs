@@ -15,7 +15,7 @@
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -32,6 +32,7 @@ use croupier_web::wire::Refusal;
 use croupier_web::wire::supervisor as wire;
 
 use crate::executable::Executable;
+use crate::exit_status::EX_CONFIG;
 
 /// First restart delay; doubled for each crash in a row, up to `MAX_BACKOFF`. Two scrape
 /// intervals, so the control plane (which wants two failed scrapes in a row before it calls a
@@ -66,6 +67,8 @@ pub struct Supervised {
     /// A restart through the API is stopping this child (outside the children lock):
     /// supervision leaves it alone until the new build is started.
     restarting: bool,
+    /// How the last process of this child ended, once one has.
+    last_exit: Option<ExitStatus>,
 }
 
 /// The old process of a graceful restart: serving until the new one is ready, then stopping.
@@ -99,6 +102,7 @@ impl Supervised {
             environment: Vec::new(),
             retiring: None,
             restarting: false,
+            last_exit: None,
         }
     }
 
@@ -258,12 +262,19 @@ impl Supervised {
             self.restarts += 1;
             tracing::warn!(child = %self.name, %status, restart_in_ms = delay.as_millis() as u64, "exited; restarting");
             self.child = None;
+            self.last_exit = Some(status);
             self.restart_at = Some(Instant::now() + delay);
         }
         if self.restart_at.is_some_and(|at| Instant::now() >= at) {
             self.spawn()?;
         }
         Ok(())
+    }
+
+    /// Whether its last process exited saying its configuration cannot work
+    /// (`exit_status::EX_CONFIG`): starting it again would fail the same way.
+    pub fn refused_its_configuration(&self) -> bool {
+        self.last_exit.and_then(|status| status.code()) == Some(i32::from(EX_CONFIG))
     }
 
     pub fn terminate(&mut self) {

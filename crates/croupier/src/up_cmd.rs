@@ -18,6 +18,7 @@ use croupier_vitals::background::survive_blocking;
 use croupier_vitals::logs;
 
 use crate::console::outln;
+use crate::exit_status::{EX_CONFIG, RestartCannotHelp};
 use crate::log_args::{LogArgs, LogTo};
 use crate::node_cmd::ops_token_file;
 use crate::supervisor::{Supervised, Supervisor};
@@ -346,12 +347,30 @@ fn wait_ready(
             return Ok(true);
         }
         child.supervise()?;
+        if child.refused_its_configuration() {
+            return Err(refused_configuration(child));
+        }
         if signals.stop_within(Duration::from_millis(50)) {
             return Ok(false);
         }
     }
     tracing::warn!(%url, "not ready in time; starting the next tier anyway");
     Ok(true)
+}
+
+/// A child that exited while starting because its configuration cannot work (a node whose
+/// PostgreSQL server refuses its database or login): the stack's start ends on it, with
+/// where its reason is, instead of restarting it forever.
+fn refused_configuration(child: &Supervised) -> anyhow::Error {
+    let reason = match &child.log {
+        Some(log) => format!("its reason is in {}", log.display()),
+        None => "its reason is above".to_owned(),
+    };
+    anyhow::anyhow!(
+        "{} cannot start with this configuration (it exited with status {EX_CONFIG}; {reason})",
+        child.name
+    )
+    .context(RestartCannotHelp)
 }
 
 /// How players sign in: by name in demo mode (said loudly), else with a launch token.
@@ -529,21 +548,25 @@ pub fn run(args: UpArgs, log: &LogArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let mut signals = Signals::handle(&runtime)?;
-    let started = start_in_order(&mut children, &layout, &tls, &mut signals)?;
+    let started = start_in_order(&mut children, &layout, &tls, &mut signals);
     let supervisor = Supervisor::new(children, ops_token(&layout)?);
-    if started {
-        if let Err(e) = print_addresses(args.demo, &layout, &tls) {
-            tracing::warn!(error = %e, "could not print the addresses; the stack runs on");
+    let outcome = match started {
+        Ok(true) => {
+            if let Err(e) = print_addresses(args.demo, &layout, &tls) {
+                tracing::warn!(error = %e, "could not print the addresses; the stack runs on");
+            }
+            runtime.block_on(async {
+                let lockout = args.lockout.config();
+                serve_supervisor_api(supervisor.clone(), layout.supervisor_port(), lockout).await;
+                supervise(&supervisor, &mut signals).await
+            })
         }
-        runtime.block_on(async {
-            let lockout = args.lockout.config();
-            serve_supervisor_api(supervisor.clone(), layout.supervisor_port(), lockout).await;
-            supervise(&supervisor, &mut signals).await
-        })?;
-    }
+        Ok(false) => Ok(()),
+        Err(e) => Err(e),
+    };
     // Best effort: a terminal that is gone must not keep the children from being stopped.
     let _ = outln!("stopping: draining nodes and the gateway");
     supervisor.stop_all();
     let _ = outln!("stopped");
-    Ok(())
+    outcome
 }

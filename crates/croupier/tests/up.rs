@@ -336,6 +336,74 @@ fn a_stop_while_the_stack_starts_stops_what_started() {
     }
 }
 
+/// `up --store postgres://…` naming a database the server does not have, or a role it does
+/// not know, ends its start with the server's reason and exit status 78 (EX_CONFIG), stopping
+/// what started, within seconds: the nodes exit 78 on such a refusal, and restarting them
+/// would meet it again. Before, `up` restarted its nodes forever (back-off to 30 s) and never
+/// said the stack was not coming up. Runs in the SQLite pass only: it needs a server, not a
+/// ledger, and the PostgreSQL pass would repeat it unchanged.
+#[test]
+fn a_store_that_refuses_the_configuration_ends_the_start_with_its_reason() {
+    if croupier_ledger::test_store::postgres() {
+        return;
+    }
+    let server = croupier_ledger::pg::scratch::test_server();
+    let (base, _database) = server.rsplit_once('/').unwrap();
+    let (scheme, rest) = base.split_once("://").unwrap();
+    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+    for (url, reason) in [
+        (
+            format!("{base}/croupier_never_created_7f3a"),
+            "database \"croupier_never_created_7f3a\" does not exist",
+        ),
+        (
+            format!("{scheme}://croupier_no_such_role_7f3a@{host}/postgres"),
+            "croupier_no_such_role_7f3a",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let data_text = data.display().to_string();
+        let layout = up_layout(&data);
+        let output = dir.path().join("output");
+        let file = std::fs::File::create(&output).unwrap();
+        let started = Instant::now();
+        let mut up = Up(croupier()
+            .args(layout.up_command())
+            .env("CROUPIER_STORE", &url)
+            .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .unwrap());
+        let ended = within(Duration::from_secs(30), || {
+            up.0.try_wait().unwrap().is_some()
+        });
+        assert!(ended, "{url}: croupier up still starting after 30 s");
+        let status = up.0.wait().unwrap();
+        let said = std::fs::read_to_string(&output).unwrap();
+        assert_eq!(status.code(), Some(78), "{url}: {said}");
+        assert!(
+            said.contains(reason),
+            "{url}: the reason is not said: {said}"
+        );
+        assert!(
+            said.contains("node-1 cannot start with this configuration"),
+            "{url}: {said}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{url}: ended after {:?}",
+            started.elapsed()
+        );
+        assert!(
+            find_processes(&["--node-id", &data_text]).is_empty(),
+            "{url}: a node process outlived up"
+        );
+    }
+}
+
 #[test]
 fn failing_synthetic_checks_alert_on_the_wallet_and_the_lobby() {
     let dir = tempfile::tempdir().unwrap();

@@ -34,7 +34,7 @@ pub fn is_transient(e: &tokio_postgres::Error) -> bool {
         .contains(code)
 }
 
-fn describe(e: &tokio_postgres::Error) -> String {
+pub fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {}", db.code().code(), db.message()),
         None => croupier_pgconn::with_causes(e),

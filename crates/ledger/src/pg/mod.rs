@@ -374,6 +374,23 @@ fn start_writers(
     Ok((jobs, pools))
 }
 
+/// Why the store's first connection failed: `Unavailable` when a later try may get through
+/// (the server down, starting, out of connections), `Storage` when the server refused this
+/// configuration (no such database, a login it does not accept: SQL states 3D000, class 28),
+/// which trying again will not change.
+fn cannot_connect(e: &PoolError) -> LedgerError {
+    match e {
+        PoolError::Backend(e) if !error::is_transient(e) => LedgerError::Storage(format!(
+            "the store refused the connection: {}",
+            error::describe(e)
+        )),
+        _ => LedgerError::Unavailable(format!(
+            "cannot connect to the store: {}",
+            croupier_pgconn::with_causes(e)
+        )),
+    }
+}
+
 /// Applies the migrations, then seals the unrevealed seeds that need it (`reseal`), from a
 /// thread of its own, so `open` may be called from anywhere (inside an async runtime too).
 fn migrate_on(runtime: &Runtime, readers: &Pool, seeds: &SeedVault) -> Result<(), LedgerError> {
@@ -383,12 +400,7 @@ fn migrate_on(runtime: &Runtime, readers: &Pool, seeds: &SeedVault) -> Result<()
         scope
             .spawn(move || {
                 handle.block_on(async {
-                    let mut client = readers.get().await.map_err(|e| {
-                        LedgerError::Unavailable(format!(
-                            "cannot connect to the store: {}",
-                            croupier_pgconn::with_causes(&e)
-                        ))
-                    })?;
+                    let mut client = readers.get().await.map_err(|e| cannot_connect(&e))?;
                     schema::migrate(&mut client).await?;
                     reseal::reseal_unrevealed(&mut client, seeds).await?.log();
                     Ok::<(), LedgerError>(())
