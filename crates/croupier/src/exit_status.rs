@@ -1,7 +1,7 @@
 //! The exit status of a process that starting again cannot help, and `main`'s mapping of an
-//! error to its exit status. A supervisor restarts a process that exits; a node whose ledger
-//! refuses its configuration (no such database, a login the server does not accept, a file
-//! that is not a ledger) would fail the same way at every restart, forever. Such a failure
+//! error to its exit status. A supervisor restarts a process that exits; a node whose
+//! PostgreSQL server refuses its configuration (no such database, a login it does not
+//! accept) would fail the same way at every restart, forever. Such a failure
 //! exits with sysexits' `EX_CONFIG` (78): `croupier up` stops the stack's start on it with
 //! the reason instead of restarting the node, and the systemd units name it in
 //! `RestartPreventExitStatus=`, so the unit shows as failed rather than flapping.

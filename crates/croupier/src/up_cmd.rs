@@ -334,7 +334,8 @@ fn start_in_order(
 
 /// Waits until `url` answers 200, for at most `TIER_READY_WITHIN`; says so if it never does.
 /// The child is supervised meanwhile: one that exits while starting is restarted after its
-/// back-off, as it would be once everything runs. `false` when a stop was asked for.
+/// back-off, as it would be once everything runs, unless it exited saying its configuration
+/// cannot work (`refused_configuration`, an error). `false` when a stop was asked for.
 fn wait_ready(
     agent: &ureq::Agent,
     url: &str,
