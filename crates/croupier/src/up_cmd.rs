@@ -12,7 +12,8 @@ use anyhow::Context;
 use clap::Args;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use croupier_ledger::StoreLocation;
+use croupier_ledger::pg::provision::{self, Database};
+use croupier_ledger::{LedgerError, StoreLocation};
 use croupier_loadtest::layout::{CONTROL, GATEWAY, HOST, Layout};
 use croupier_vitals::background::survive_blocking;
 use croupier_vitals::logs;
@@ -534,9 +535,35 @@ async fn supervise(supervisor: &Supervisor, signals: &mut Signals<'_>) -> anyhow
     Ok(())
 }
 
+/// On PostgreSQL, the ledger's database created when the server does not have it yet, as the
+/// SQLite file is (`croupier_ledger::pg::provision`). A server that cannot be reached yet is
+/// left to the nodes, which wait for it; a refusal (a role that may not create it, or that
+/// the server does not know) ends the start with the server's reason.
+fn provision_store(layout: &Layout) -> anyhow::Result<()> {
+    let store = layout.store();
+    let StoreLocation::Postgres(url) = &store else {
+        return Ok(());
+    };
+    match provision::create_if_missing(url) {
+        Ok(Database::Created(name)) => {
+            let _ = outln!("created the database {name} on the PostgreSQL server");
+            Ok(())
+        }
+        Ok(Database::Existed) => Ok(()),
+        Err(LedgerError::Unavailable(why)) => {
+            tracing::warn!(%why, "the PostgreSQL server cannot be reached yet; the nodes wait for it");
+            Ok(())
+        }
+        Err(e) => Err(anyhow::Error::new(e)
+            .context(format!("preparing the ledger {store}"))
+            .context(RestartCannotHelp)),
+    }
+}
+
 pub fn run(args: UpArgs, log: &LogArgs) -> anyhow::Result<()> {
     let layout = layout(&args)?;
     let launch_key = prepare_data(&layout)?;
+    provision_store(&layout)?;
     let tls = ChildTls::new(&layout)?;
     let plan = Plan {
         args: &args,

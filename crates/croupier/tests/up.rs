@@ -336,10 +336,12 @@ fn a_stop_while_the_stack_starts_stops_what_started() {
     }
 }
 
-/// `up --store postgres://…` naming a database the server does not have, or a role it does
-/// not know, ends its start with the server's reason and exit status 78 (EX_CONFIG), stopping
-/// what started, within seconds: the nodes exit 78 on such a refusal, and restarting them
-/// would meet it again. Before, `up` restarted its nodes forever (back-off to 30 s) and never
+/// `up --store postgres://…` whose server refuses it ends its start with the server's reason
+/// and exit status 78 (EX_CONFIG), stopping what started, within seconds: a role the server
+/// does not know; a database the server does not have, for a role that may not create it
+/// (`up` creates a missing database when the role may); a database whose schema the role may
+/// not create tables in (the nodes' migration is refused: they exit 78, and restarting them
+/// would meet it again). Before, `up` restarted its nodes forever (back-off to 30 s) and never
 /// said the stack was not coming up. Runs in the SQLite pass only: it needs a server, not a
 /// ledger, and the PostgreSQL pass would repeat it unchanged.
 #[test]
@@ -348,60 +350,105 @@ fn a_store_that_refuses_the_configuration_ends_the_start_with_its_reason() {
         return;
     }
     let server = croupier_ledger::pg::scratch::test_server();
-    let (base, _database) = server.rsplit_once('/').unwrap();
-    let (scheme, rest) = base.split_once("://").unwrap();
-    let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
-    for (url, reason) in [
+    let admin = |sql: &str| croupier_ledger::pg::scratch::admin(&server, sql).unwrap();
+    let suffix = std::process::id();
+    let (role, unknown) = (
+        format!("croupier_limited_{suffix}"),
+        format!("croupier_unknown_{suffix}"),
+    );
+    admin(&format!("CREATE ROLE {role} LOGIN"));
+    let database = croupier_ledger::pg::scratch::ScratchDb::create(&server, "refused").unwrap();
+    let as_role = |user: &str, name: &str| {
+        let (base, _) = server.rsplit_once('/').unwrap();
+        let (scheme, rest) = base.split_once("://").unwrap();
+        let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+        format!("{scheme}://{user}@{host}/{name}")
+    };
+    let cases = [
         (
-            format!("{base}/croupier_never_created_7f3a"),
-            "database \"croupier_never_created_7f3a\" does not exist",
+            as_role(&unknown, "postgres"),
+            format!("role \"{unknown}\" does not exist"),
         ),
         (
-            format!("{scheme}://croupier_no_such_role_7f3a@{host}/postgres"),
-            "croupier_no_such_role_7f3a",
+            as_role(&role, &format!("{}_missing", database.name())),
+            "could not be created: 42501: permission denied to create database".to_owned(),
         ),
-    ] {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(&data).unwrap();
-        let data_text = data.display().to_string();
-        let layout = up_layout(&data);
-        let output = dir.path().join("output");
-        let file = std::fs::File::create(&output).unwrap();
-        let started = Instant::now();
-        let mut up = Up(croupier()
-            .args(layout.up_command())
-            .env("CROUPIER_STORE", &url)
-            .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
-            .stdout(Stdio::from(file.try_clone().unwrap()))
-            .stderr(Stdio::from(file))
-            .spawn()
-            .unwrap());
-        let ended = within(Duration::from_secs(30), || {
-            up.0.try_wait().unwrap().is_some()
-        });
-        assert!(ended, "{url}: croupier up still starting after 30 s");
-        let status = up.0.wait().unwrap();
-        let said = std::fs::read_to_string(&output).unwrap();
-        assert_eq!(status.code(), Some(78), "{url}: {said}");
-        assert!(
-            said.contains(reason),
-            "{url}: the reason is not said: {said}"
-        );
-        assert!(
-            said.contains("node-1 cannot start with this configuration"),
-            "{url}: {said}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{url}: ended after {:?}",
-            started.elapsed()
-        );
-        assert!(
-            find_processes(&["--node-id", &data_text]).is_empty(),
-            "{url}: a node process outlived up"
-        );
+        (
+            as_role(&role, database.name()),
+            "node-1 cannot start with this configuration".to_owned(),
+        ),
+    ];
+    for (url, reason) in cases {
+        refused_start(&url, &reason);
     }
+    drop(database);
+    admin(&format!("DROP ROLE {role}"));
+}
+
+/// `up` on `url` ends its start within 20 s with status 78, saying `reason`, and leaves no
+/// node running.
+fn refused_start(url: &str, reason: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let data_text = data.display().to_string();
+    let layout = up_layout(&data);
+    let output = dir.path().join("output");
+    let file = std::fs::File::create(&output).unwrap();
+    let started = Instant::now();
+    let mut up = Up(croupier()
+        .args(layout.up_command())
+        .env("CROUPIER_STORE", url)
+        .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
+        .stdout(Stdio::from(file.try_clone().unwrap()))
+        .stderr(Stdio::from(file))
+        .spawn()
+        .unwrap());
+    let ended = within(Duration::from_secs(30), || {
+        up.0.try_wait().unwrap().is_some()
+    });
+    assert!(ended, "{url}: croupier up still starting after 30 s");
+    let status = up.0.wait().unwrap();
+    let said = std::fs::read_to_string(&output).unwrap();
+    assert_eq!(status.code(), Some(78), "{url}: {said}");
+    assert!(
+        said.contains(reason),
+        "{url}: {reason:?} is not said: {said}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{url}: ended after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        find_processes(&["--node-id", &data_text]).is_empty(),
+        "{url}: a node process outlived up"
+    );
+}
+
+/// `up --store postgres://…/DB` naming a database the server does not have yet creates it
+/// (the role may) and serves players on it, as `up` creates its SQLite file.
+#[test]
+fn up_creates_a_missing_postgres_database_and_serves_on_it() {
+    if croupier_ledger::test_store::postgres() {
+        return;
+    }
+    let server = croupier_ledger::pg::scratch::test_server();
+    let name = format!("croupier_created_{}", std::process::id());
+    let (base, _) = server.rsplit_once('/').unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let mut layout = up_layout(&data);
+    layout.store = Some(croupier_ledger::StoreLocation::Postgres(format!(
+        "{base}/{name}"
+    )));
+    let up = Up::demo_quiet(&layout);
+    wait_eligible(&layout.admin_url(), 3);
+    let token = sign_in_at(&layout.players_url(), "created");
+    assert!(!token.is_empty());
+    drop(up);
+    croupier_ledger::pg::scratch::drop_database(&server, &name).unwrap();
 }
 
 #[test]

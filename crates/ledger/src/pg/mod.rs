@@ -22,6 +22,7 @@ mod needs;
 mod overlap;
 mod pipeline;
 mod prefetch;
+pub mod provision;
 mod read_indexes;
 mod remembered;
 mod reseal;

@@ -58,11 +58,18 @@ impl ScratchDb {
 
 impl Drop for ScratchDb {
     fn drop(&mut self) {
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        if let Err(e) = admin(&self.admin_url, &sql) {
+        if let Err(e) = drop_database(&self.admin_url, &self.name) {
             tracing::warn!(database = %self.name, error = %e, "scratch database not dropped");
         }
     }
+}
+
+/// Drops the database `name` on the server `admin_url` names, with its connections.
+pub fn drop_database(admin_url: &str, name: &str) -> Result<(), LedgerError> {
+    admin(
+        admin_url,
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    )
 }
 
 /// `admin_url` with its database replaced by `name` (the path of the URL).
@@ -84,7 +91,7 @@ fn url_for(admin_url: &str, name: &str) -> String {
 }
 
 /// Runs one statement on the server, from a thread of its own (callable from anywhere).
-fn admin(url: &str, sql: &str) -> Result<(), LedgerError> {
+pub fn admin(url: &str, sql: &str) -> Result<(), LedgerError> {
     let (url, sql) = (url.to_owned(), sql.to_owned());
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
