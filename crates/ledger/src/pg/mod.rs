@@ -241,6 +241,21 @@ fn runtime(name: &str, multi_thread: bool) -> Result<Runtime, LedgerError> {
         .map_err(|e| LedgerError::Storage(format!("cannot start the {name} runtime: {e}")))
 }
 
+/// Runs the future `work` makes to its end on a runtime of a thread of its own, so a blocking
+/// caller may call it from anywhere (inside an async runtime too). `name` names the work in
+/// the error of a runtime that cannot start or a thread that panicked.
+pub(crate) fn on_a_thread_of_its_own<T, F, Fut>(name: &str, work: F) -> Result<T, LedgerError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, LedgerError>>,
+{
+    let runtime = runtime(name, false)?;
+    std::thread::spawn(move || runtime.block_on(work()))
+        .join()
+        .map_err(|_| LedgerError::Storage(format!("the {name} thread panicked")))?
+}
+
 /// What each writer thread starts from: its connection's settings and its role.
 struct WriterSettings {
     pg: Server,

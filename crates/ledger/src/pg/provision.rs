@@ -26,27 +26,21 @@ pub enum Database {
 /// that cannot be reached is `Unavailable`.
 pub fn create_if_missing(url: &str) -> Result<Database, LedgerError> {
     let server = super::connection_config(url)?;
-    let url_text = url.to_owned();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| LedgerError::Storage(e.to_string()))?;
-        runtime.block_on(ensure(&server, &url_text))
-    })
-    .join()
-    .map_err(|_| LedgerError::Storage("the provisioning thread panicked".into()))?
+    super::on_a_thread_of_its_own("provisioning", move || async move { ensure(&server).await })
 }
 
-async fn ensure(server: &Server, url: &str) -> Result<Database, LedgerError> {
+async fn ensure(server: &Server) -> Result<Database, LedgerError> {
     match server.connect().await {
         Ok(_) => return Ok(Database::Existed),
         Err(e) if e.code() == Some(&SqlState::INVALID_CATALOG_NAME) => {}
         Err(e) => return Err(pg_error(e)),
     }
+    // The URL itself is not said: it may hold a password.
     let config = &server.config;
     let Some(name) = config.get_dbname().or(config.get_user()) else {
-        return Err(LedgerError::Storage(format!("{url} names no database")));
+        return Err(LedgerError::Storage(
+            "the store's URL names neither a database nor a user".into(),
+        ));
     };
     let name = name.to_owned();
     let mut maintenance = server.clone();

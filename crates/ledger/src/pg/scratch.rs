@@ -93,24 +93,16 @@ fn url_for(admin_url: &str, name: &str) -> String {
 /// Runs one statement on the server, from a thread of its own (callable from anywhere).
 pub fn admin(url: &str, sql: &str) -> Result<(), LedgerError> {
     let (url, sql) = (url.to_owned(), sql.to_owned());
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| LedgerError::Storage(e.to_string()))?;
-        runtime.block_on(async {
-            let server =
-                super::Server::from_url(&url).map_err(|e| LedgerError::Storage(e.to_string()))?;
-            let (client, connection) = server.connect().await.map_err(super::error::pg_error)?;
-            tokio::spawn(connection);
-            client
-                .batch_execute(&sql)
-                .await
-                .map_err(super::error::pg_error)
-        })
+    super::on_a_thread_of_its_own("admin", move || async move {
+        let server =
+            super::Server::from_url(&url).map_err(|e| LedgerError::Storage(e.to_string()))?;
+        let (client, connection) = server.connect().await.map_err(super::error::pg_error)?;
+        tokio::spawn(connection);
+        client
+            .batch_execute(&sql)
+            .await
+            .map_err(super::error::pg_error)
     })
-    .join()
-    .map_err(|_| LedgerError::Storage("the admin thread panicked".into()))?
 }
 
 #[cfg(test)]
