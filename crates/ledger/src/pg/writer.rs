@@ -9,6 +9,7 @@
 //! operations committed by an attempt whose answer was lost are then found as replays.
 //! Nothing is acknowledged before its commit.
 
+use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -333,12 +334,12 @@ impl Writer {
         let first_needs = self.discovery_run(conn, now, &mut state, jobs);
         let mut opening = opening;
         let remembered = &self.role.remembered;
-        // Taken whichever way the batch runs (see `remembered`); a replay runs the usual way.
-        let rows = remembered.take(&first_needs);
-        if let Some(rows) = rows.filter(|_| !remembered.committed_lately(&keys)) {
+        // Taken whichever way the batch runs (see `remembered`).
+        if let Some(rows) = remembered.take(&first_needs) {
             let memory = OnMemoryBatch {
                 rows,
                 keys: claim_order(&keys),
+                replays: remembered.committed_lately(&keys),
                 now,
                 ending,
             };
@@ -366,7 +367,9 @@ impl Writer {
 
     /// A batch whose operations asked only for rows its writers remember (`remembered`):
     /// they run on them, and the transaction is begun, its keys claimed, the rows checked and
-    /// locked, the batch flushed and committed, all in one round trip. `NotBegun`: an
+    /// locked, the batch flushed and committed, all in one round trip. Operations whose keys
+    /// the store committed lately do not run: the claim reads their records, which answer
+    /// them (`answer_replays`). `NotBegun`: an
     /// operation asked for more (nothing was sent); `RolledBack`: a remembered row had
     /// changed, or a key was committed meanwhile (a replay), and the transaction is rolled
     /// back. The batch then runs the usual way.
@@ -383,6 +386,7 @@ impl Writer {
         let OnMemoryBatch {
             rows,
             keys,
+            replays,
             now,
             ending,
         } = memory;
@@ -392,7 +396,7 @@ impl Writer {
             state.idempotency.load(key.clone(), None);
         }
         state.discovery = Some(Needs::default());
-        let mut replies = self.run_jobs(conn, now, &mut state, jobs)?;
+        let mut replies = self.run_jobs_but_replays(conn, now, &mut state, jobs, &replays)?;
         if state.stopped {
             return Ok(OnMemory::NotBegun);
         }
@@ -413,6 +417,7 @@ impl Writer {
             Ok(answers) => {
                 let found = answers.into_iter().nth(1).unwrap_or_default();
                 answer_replays(jobs, &found, &mut replies);
+                self.forget_unrecorded(jobs, &replays, &found);
                 self.role.remembered.keep(&state);
                 Ok(OnMemory::Committed(replies))
             }
@@ -426,6 +431,24 @@ impl Writer {
                 Ok(OnMemory::RolledBack)
             }
             Err(e) => Err(pg_error(e)),
+        }
+    }
+
+    /// Forgets the keys of `replays` the batch's claim found no record of (`record_not_found`).
+    fn forget_unrecorded(
+        &self,
+        jobs: &[Job],
+        replays: &HashSet<String>,
+        found: &[tokio_postgres::Row],
+    ) {
+        let recorded: HashSet<&str> = found.iter().map(|row| row.get(0)).collect();
+        let unrecorded = jobs
+            .iter()
+            .filter_map(|j| j.idempotency.as_ref())
+            .filter(|i| replays.contains(&i.key) && !recorded.contains(i.key.as_str()));
+        for idem in unrecorded {
+            tracing::info!("a repeated key's record is gone; answered unavailable");
+            self.role.remembered.forget_key(&idem.key);
         }
     }
 
@@ -474,9 +497,25 @@ impl Writer {
         state: &mut BatchState,
         jobs: &[Job],
     ) -> Result<Vec<Reply>, LedgerError> {
+        self.run_jobs_but_replays(conn, now, state, jobs, &HashSet::new())
+    }
+
+    /// As `run_jobs`, but an operation whose key is one of `replays` does not run: it is
+    /// answered "unavailable" until its key's record answers it (`answer_replays`).
+    fn run_jobs_but_replays(
+        &self,
+        conn: Conn<'_>,
+        now: i64,
+        state: &mut BatchState,
+        jobs: &[Job],
+        replays: &HashSet<String>,
+    ) -> Result<Vec<Reply>, LedgerError> {
         let mut replies = Vec::with_capacity(jobs.len());
         for job in jobs {
-            let reply = self.run_job(conn, now, state, job);
+            let reply = match &job.idempotency {
+                Some(idem) if replays.contains(&idem.key) => Err(record_not_found().into()),
+                _ => self.run_job(conn, now, state, job),
+            };
             if let Some(failure) = state.failure.take() {
                 return Err(failure);
             }
@@ -630,11 +669,13 @@ impl ReadRound {
     }
 }
 
-/// A batch about to run on remembered rows: its players' rows, its keys (sorted, each once),
-/// the time its operations run at and how it commits.
+/// A batch about to run on remembered rows: its players' rows, its keys (sorted, each once)
+/// and those of them the store committed lately (replays), the time its operations run at and
+/// how it commits.
 struct OnMemoryBatch {
     rows: Vec<PlayerRows>,
     keys: Vec<String>,
+    replays: HashSet<String>,
     now: i64,
     ending: Commit,
 }
@@ -669,8 +710,9 @@ fn is_changed_or_replayed(e: &tokio_postgres::Error) -> bool {
 
 /// A batch run on remembered rows learns of its keys' records only with its commit. A key
 /// found there belongs to an operation that changed nothing (one that wrote would have
-/// inserted its record, and the duplicate would have failed the batch): it was refused on
-/// this run, and is answered with the record, as the usual way does.
+/// inserted its record, and the duplicate would have failed the batch): a replay the store
+/// knew of, which did not run, or one refused on this run; each is answered with the record,
+/// as the usual way does.
 fn answer_replays(jobs: &[Job], found: &[tokio_postgres::Row], replies: &mut [Reply]) {
     for row in found {
         let (key, fingerprint, response): (String, String, String) =
@@ -685,6 +727,12 @@ fn answer_replays(jobs: &[Job], found: &[tokio_postgres::Row], replies: &mut [Re
             *reply = replayed_or_reused(idem, &fingerprint, &response);
         }
     }
+}
+
+/// The answer to a replay whose key's record was not found: the store's retention removed it
+/// since this store committed it. Nothing ran; the client's retry runs it the usual way.
+fn record_not_found() -> LedgerError {
+    LedgerError::Unavailable("the record of a repeated idempotency key was not found; retry".into())
 }
 
 /// The answer to a keyed operation whose key has a record: the recorded answer when the
