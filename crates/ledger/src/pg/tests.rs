@@ -2018,10 +2018,7 @@ async fn routine_calls(client: &tokio_postgres::Client) -> HashMap<String, i64> 
 async fn a_players_next_bets_run_on_remembered_rows_in_one_round_trip() {
     let db = TempDb::new();
     let (client, store) = one_writer_counting_routine_calls(&db).await;
-    rotate_seed(&*store, "ann", "ann-1").await;
-    post_all(&*store, None, vec![grant("ann", 100)])
-        .await
-        .unwrap();
+    ready_to_bet(&*store, "ann", 100).await;
     for n in 0..10 {
         let dealt = bet(&*store, "ann", None, 1).await.unwrap().into_value();
         assert_eq!(dealt.1, n);
@@ -2034,6 +2031,14 @@ async fn a_players_next_bets_run_on_remembered_rows_in_one_round_trip() {
     assert_eq!(balance(&*store, "ann").await, 89);
     let report = store.integrity().await.unwrap();
     assert!(report.ok, "{report:#?}");
+}
+
+/// `player` with an active seed and `amount` granted.
+async fn ready_to_bet(store: &dyn Store, player: &str, amount: i64) {
+    rotate_seed(store, player, &format!("{player}-1")).await;
+    post_all(store, None, vec![grant(player, amount)])
+        .await
+        .unwrap();
 }
 
 /// A store of one writer (one backend, whose statistics are sent as its transactions end) on
@@ -2129,10 +2134,7 @@ async fn remembered_rows_another_node_changed_are_read_again() {
 async fn a_repeated_key_is_replayed_on_remembered_rows() {
     let db = TempDb::new();
     let store: Arc<dyn Store> = Arc::new(db.store());
-    rotate_seed(&*store, "cy", "cy-1").await;
-    post_all(&*store, None, vec![grant("cy", 10)])
-        .await
-        .unwrap();
+    ready_to_bet(&*store, "cy", 10).await;
     let first = bet(&*store, "cy", Some(("cy:1", "a")), 10).await.unwrap();
     assert!(!first.is_replay());
     // Its money gone, the repeat would be refused.
@@ -2166,10 +2168,7 @@ async fn a_repeated_key_is_replayed_on_remembered_rows() {
 async fn a_replay_leaves_its_batch_on_remembered_rows() {
     let db = TempDb::new();
     let (client, store) = one_writer_counting_routine_calls(&db).await;
-    rotate_seed(&*store, "ann", "ann-1").await;
-    post_all(&*store, None, vec![grant("ann", 100)])
-        .await
-        .unwrap();
+    ready_to_bet(&*store, "ann", 100).await;
     for n in 0..5 {
         let key = format!("ann:{n}");
         let first = bet(&*store, "ann", Some((&key, "a")), 1).await.unwrap();
@@ -2199,10 +2198,7 @@ async fn a_replay_leaves_its_batch_on_remembered_rows() {
 async fn a_replay_whose_record_is_gone_is_answered_unavailable_then_runs() {
     let db = TempDb::new();
     let store: Arc<dyn Store> = Arc::new(db.store());
-    rotate_seed(&*store, "dee", "dee-1").await;
-    post_all(&*store, None, vec![grant("dee", 10)])
-        .await
-        .unwrap();
+    ready_to_bet(&*store, "dee", 10).await;
     bet(&*store, "dee", Some(("dee:1", "a")), 3).await.unwrap();
     db.client()
         .await
