@@ -29,7 +29,7 @@
 //! twenty, no longer sends the other bets of its batch the usual way (two round trips, the
 //! players' rows read again): with batches of 15 to 24 bets, that was every second batch of
 //! `croupier loadtest`. A key forgotten meanwhile by the store's retention is answered
-//! "unavailable" once and forgotten here too, and the client's retry runs the usual way.
+//! "unavailable" once and forgotten here too, and the client's retry runs as a new bet.
 
 use std::collections::{HashMap, HashSet};
 

@@ -2193,7 +2193,7 @@ async fn a_replay_leaves_its_batch_on_remembered_rows() {
 }
 
 /// A replay whose key's record is gone (the store's retention removed it) moves nothing: it
-/// is answered "unavailable", and its retry runs as the bet it now is, the usual way.
+/// is answered "unavailable", and its retry runs as the new bet it now is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_whose_record_is_gone_is_answered_unavailable_then_runs() {
     let db = TempDb::new();

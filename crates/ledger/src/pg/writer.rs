@@ -730,7 +730,7 @@ fn answer_replays(jobs: &[Job], found: &[tokio_postgres::Row], replies: &mut [Re
 }
 
 /// The answer to a replay whose key's record was not found: the store's retention removed it
-/// since this store committed it. Nothing ran; the client's retry runs it the usual way.
+/// since this store committed it. Nothing ran; the client's retry runs it as a new operation.
 fn record_not_found() -> LedgerError {
     LedgerError::Unavailable("the record of a repeated idempotency key was not found; retry".into())
 }
