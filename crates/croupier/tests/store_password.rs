@@ -123,7 +123,13 @@ fn a_database_password_is_on_no_command_line_and_in_no_log() {
         Vec::<String>::new(),
         "the password is written in these"
     );
-    let shown = std::fs::read_to_string(&up_log).unwrap();
+    // `up` prints its addresses once every part is ready, the control plane last: after the
+    // nodes this test waited for, on a loaded machine well after.
+    let printed = || std::fs::read_to_string(&up_log).unwrap_or_default();
+    wait_for("up's addresses", || {
+        printed().contains("Ctrl-C stops everything.")
+    });
+    let shown = printed();
     assert!(shown.contains("password=***"), "{shown}");
 
     let checked = integrity(&[], &[("CROUPIER_STORE", &store)]);
