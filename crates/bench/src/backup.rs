@@ -10,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use croupier_ledger::sqlite::{SqliteConfig, SqliteStore};
 use croupier_ledger::{Store, StoreLocation};
-use serde_json::Value;
+use hdrhistogram::Histogram;
+use serde::Deserialize;
 
 use crate::procs::{Process, croupier_binary, free_port, start_node};
 use crate::report::new_histogram;
@@ -92,57 +93,20 @@ pub fn rpo(seconds: u64, rate: u64, croupier: Option<PathBuf>) -> anyhow::Result
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
     let _node = start_node(&binary, dir.path(), port, "bench")?;
-    let base = format!("http://127.0.0.1:{port}");
-    let (key, target) = (dir.path().join("key"), dir.path().join("backups"));
-    let db = dir.path().join("ledger.db");
-    anyhow::ensure!(
-        Command::new(&binary)
-            .args(["backup", "keygen", "--out"])
-            .arg(&key)
-            .stdout(Stdio::null())
-            .status()?
-            .success()
-    );
-    anyhow::ensure!(
-        backup_command(&binary, &key)
-            .args(["snapshot", "--db"])
-            .arg(&db)
-            .arg("--target")
-            .arg(&target)
-            .stdout(Stdio::null())
-            .status()?
-            .success(),
-        "snapshot failed"
-    );
-    let mut shipper = Process(
-        backup_command(&binary, &key)
-            .args(["ship", "--db"])
-            .arg(&db)
-            .arg("--target")
-            .arg(&target)
-            .args(["--seconds", &(seconds + 3).to_string()])
-            .stdout(Stdio::piped())
-            .spawn()?,
-    );
-    let load = SteadyBets::start(&base, "p", 8, rate)?;
+    let backup = Backup {
+        binary: &binary,
+        key: dir.path().join("key"),
+        db: dir.path().join("ledger.db"),
+        target: dir.path().join("backups"),
+    };
+    backup.start_with_a_snapshot()?;
+    let mut shipper = backup.ship_for(seconds + 3)?;
+    let load = SteadyBets::start(&format!("http://127.0.0.1:{port}"), "p", 8, rate)?;
     // Let the shipper start, then sample.
     std::thread::sleep(Duration::from_secs(2));
-    let mut ages = new_histogram();
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while Instant::now() < deadline {
-        if let Some(cut) = newest_cut(&target) {
-            ages.record((now_ms() - cut).max(0) as u64)?;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let ages = data_ages(&backup.target, Duration::from_secs(seconds))?;
     let bets = load.stop().sent;
-    let mut out = String::new();
-    std::io::Read::read_to_string(
-        shipper.0.stdout.as_mut().context("the shipper's output")?,
-        &mut out,
-    )?;
-    anyhow::ensure!(shipper.0.wait()?.success(), "the shipper failed: {out}");
-    let shipped: Value = serde_json::from_str(&out)?;
+    let shipped = shipped(&mut shipper)?;
     println!(
         "rpo_bets_per_second {:.0}\nrpo_samples {}\nrpo_p50_ms {}\nrpo_p99_ms {}\nrpo_max_ms {}",
         bets as f64 / (seconds + 2) as f64,
@@ -153,20 +117,149 @@ pub fn rpo(seconds: u64, rate: u64, croupier: Option<PathBuf>) -> anyhow::Result
     );
     println!(
         "segments {}\ncut_write_lock_held_us_p50 {}\ncut_write_lock_held_us_max {}",
-        shipped["segments"], shipped["lock_held_us_p50"], shipped["lock_held_us_max"]
+        shipped.segments,
+        shown(shipped.lock_held_us_p50),
+        shown(shipped.lock_held_us_max)
     );
-    // Restore + verify of that backup: the snapshot and every segment shipped since.
-    let verify = backup_command(&binary, &key)
-        .args(["verify", "--target"])
-        .arg(&target)
-        .arg("--scratch")
-        .arg(dir.path())
-        .output()?;
-    let report: Value = serde_json::from_slice(&verify.stdout)?;
-    anyhow::ensure!(report["ok"] == true, "verify failed: {report}");
+    let verified = backup.verify(dir.path())?;
     println!(
         "verify_segments_applied {}\nverify_rto_ms {}\nverify_rounds {}",
-        report["segments_applied"], report["rto_ms"], report["state"]["counts"]["rounds"]
+        verified.segments_applied,
+        verified.rto_ms,
+        verified.state.map_or(0, |state| state.counts.rounds)
     );
     Ok(())
+}
+
+/// A node's SQLite ledger `db` backed up to the folder `target` under the key file `key`.
+struct Backup<'a> {
+    binary: &'a Path,
+    key: PathBuf,
+    db: PathBuf,
+    target: PathBuf,
+}
+
+impl Backup<'_> {
+    /// A new key, and the full snapshot every shipped segment builds on.
+    fn start_with_a_snapshot(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            Command::new(self.binary)
+                .args(["backup", "keygen", "--out"])
+                .arg(&self.key)
+                .stdout(Stdio::null())
+                .status()?
+                .success(),
+            "keygen failed"
+        );
+        anyhow::ensure!(
+            self.command("snapshot")
+                .stdout(Stdio::null())
+                .status()?
+                .success(),
+            "snapshot failed"
+        );
+        Ok(())
+    }
+
+    /// `backup ship` for `seconds`, its summary on a pipe (`shipped`).
+    fn ship_for(&self, seconds: u64) -> anyhow::Result<Process> {
+        let child = self
+            .command("ship")
+            .args(["--seconds", &seconds.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        Ok(Process(child))
+    }
+
+    /// `backup verify` of the snapshot and every segment shipped since, restored in `scratch`.
+    fn verify(&self, scratch: &Path) -> anyhow::Result<Verified> {
+        let output = backup_command(self.binary, &self.key)
+            .args(["verify", "--target"])
+            .arg(&self.target)
+            .arg("--scratch")
+            .arg(scratch)
+            .output()?;
+        let verified: Verified = serde_json::from_slice(&output.stdout).with_context(|| {
+            format!(
+                "verify's report: {}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })?;
+        anyhow::ensure!(
+            verified.ok,
+            "verify failed: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        Ok(verified)
+    }
+
+    /// `backup <action> --db <db> --target <target>`.
+    fn command(&self, action: &str) -> Command {
+        let mut command = backup_command(self.binary, &self.key);
+        command
+            .args([action, "--db"])
+            .arg(&self.db)
+            .arg("--target")
+            .arg(&self.target);
+        command
+    }
+}
+
+/// What `backup ship` prints when it ends.
+#[derive(Deserialize)]
+struct Shipped {
+    segments: u64,
+    /// How long the cuts held the write lock (none without a segment).
+    lock_held_us_p50: Option<u64>,
+    lock_held_us_max: Option<u64>,
+}
+
+/// What the benchmark reads of `backup verify`'s report.
+#[derive(Deserialize)]
+struct Verified {
+    ok: bool,
+    segments_applied: u64,
+    rto_ms: u64,
+    /// The restored ledger's state (absent when the verify failed).
+    state: Option<VerifiedState>,
+}
+
+#[derive(Deserialize)]
+struct VerifiedState {
+    counts: VerifiedCounts,
+}
+
+#[derive(Deserialize)]
+struct VerifiedCounts {
+    rounds: u64,
+}
+
+/// A figure, or `-` for none.
+fn shown(figure: Option<u64>) -> String {
+    figure.map_or_else(|| "-".to_owned(), |f| f.to_string())
+}
+
+/// The shipper's summary, once it has ended well.
+fn shipped(shipper: &mut Process) -> anyhow::Result<Shipped> {
+    let mut out = String::new();
+    std::io::Read::read_to_string(
+        shipper.0.stdout.as_mut().context("the shipper's output")?,
+        &mut out,
+    )?;
+    anyhow::ensure!(shipper.0.wait()?.success(), "the shipper failed: {out}");
+    serde_json::from_str(&out).with_context(|| format!("the shipper's summary: {out}"))
+}
+
+/// The data age (now minus the newest shipped cut in `target`), sampled every 100 ms for
+/// `period`, in milliseconds.
+fn data_ages(target: &Path, period: Duration) -> anyhow::Result<Histogram<u64>> {
+    let mut ages = new_histogram();
+    let deadline = Instant::now() + period;
+    while Instant::now() < deadline {
+        if let Some(cut) = newest_cut(target) {
+            ages.record((now_ms() - cut).max(0) as u64)?;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(ages)
 }

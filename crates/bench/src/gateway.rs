@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use croupier_web::wire;
-use croupier_web::wire::player::{SessionCreated, SignIn};
-use serde_json::{Value, json};
 
+use crate::client::{dice_play, ensure_integrity, sign_in};
 use crate::procs::{
     OPS_TOKEN, Process, agent, cpu_seconds, croupier_binary, free_port, start_node, wait_ok,
 };
@@ -136,32 +135,7 @@ fn failover(base: &str, tokens: &[String], victim: &mut Process) -> Failover {
         .enumerate()
         .map(|(p, token)| {
             let (stop, base, token) = (stop.clone(), base.to_owned(), token.clone());
-            std::thread::spawn(move || {
-                let agent = agent();
-                let auth = format!("Bearer {token}");
-                let mut seen = Vec::new();
-                let mut n = 0u64;
-                while !stop.load(Ordering::SeqCst) {
-                    n += 1;
-                    let at = Instant::now();
-                    let ok = if n.is_multiple_of(2) {
-                        agent.get(&format!("{base}/api/v1/wallet")).header("Authorization", &auth).call()
-                    } else {
-                        agent
-                            .post(&format!("{base}/api/v1/rounds"))
-                            .header("Authorization", &auth)
-                            .header(wire::IDEMPOTENCY_KEY, &format!("fo-{p}-{n}-{}", started.elapsed().as_nanos()))
-                            .send_json(json!({"game": "dice", "stake": 10, "bet": {"target": 5000, "direction": "over"}}))
-                    }
-                    .map(|mut r| {
-                        let _ = r.body_mut().read_to_vec();
-                        r.status().is_success()
-                    })
-                    .unwrap_or(false);
-                    seen.push((at, at.elapsed(), ok));
-                }
-                seen
-            })
+            std::thread::spawn(move || play_until(&base, &token, p, started, &stop))
         })
         .collect();
     std::thread::sleep(Duration::from_millis(1_500));
@@ -169,30 +143,80 @@ fn failover(base: &str, tokens: &[String], victim: &mut Process) -> Failover {
     victim.kill_9();
     std::thread::sleep(Duration::from_millis(2_500));
     stop.store(true, Ordering::SeqCst);
-    let seen: Vec<(Instant, Duration, bool)> = threads
+    let seen: Vec<Request> = threads
         .into_iter()
         .flat_map(|t| t.join().unwrap_or_default())
         .collect();
-    let failures: Vec<_> = seen.iter().filter(|(_, _, ok)| !ok).collect();
-    Failover {
-        requests: seen.len() as u64,
-        failed: failures.len() as u64,
-        last_failure_ms: failures
-            .iter()
-            .map(|(at, took, _)| {
-                (*at + *took)
-                    .saturating_duration_since(killed)
-                    .as_secs_f64()
-                    * 1000.0
+    Failover::of(&seen, killed)
+}
+
+/// A request of the failover run: when it started, how long it took, whether it succeeded.
+type Request = (Instant, Duration, bool);
+
+/// Player `p`'s requests against `base` until `stop`: a wallet read and a keyed dice bet in
+/// turn (keys unique to the run begun at `started`).
+fn play_until(
+    base: &str,
+    token: &str,
+    p: usize,
+    started: Instant,
+    stop: &AtomicBool,
+) -> Vec<Request> {
+    let agent = agent();
+    let auth = format!("Bearer {token}");
+    let mut seen = Vec::new();
+    let mut n = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        n += 1;
+        let at = Instant::now();
+        let key = format!("fo-{p}-{n}-{}", started.elapsed().as_nanos());
+        let answered = if n.is_multiple_of(2) {
+            agent
+                .get(&format!("{base}/api/v1/wallet"))
+                .header("Authorization", &auth)
+                .call()
+        } else {
+            agent
+                .post(&format!("{base}/api/v1/rounds"))
+                .header("Authorization", &auth)
+                .header(wire::IDEMPOTENCY_KEY, &key)
+                .send_json(dice_play())
+        };
+        let ok = answered
+            .map(|mut r| {
+                let _ = r.body_mut().read_to_vec();
+                r.status().is_success()
             })
-            .fold(0.0, f64::max),
-        worst_stall_ms: seen
-            .iter()
-            .filter(|(at, _, _)| {
-                *at >= killed && at.duration_since(killed) < Duration::from_secs(1)
-            })
-            .map(|(_, took, _)| took.as_secs_f64() * 1000.0)
-            .fold(0.0, f64::max),
+            .unwrap_or(false);
+        seen.push((at, at.elapsed(), ok));
+    }
+    seen
+}
+
+impl Failover {
+    /// The failover's figures from every request `seen`, the node killed at `killed`.
+    fn of(seen: &[Request], killed: Instant) -> Failover {
+        let failures: Vec<_> = seen.iter().filter(|(_, _, ok)| !ok).collect();
+        Failover {
+            requests: seen.len() as u64,
+            failed: failures.len() as u64,
+            last_failure_ms: failures
+                .iter()
+                .map(|(at, took, _)| {
+                    (*at + *took)
+                        .saturating_duration_since(killed)
+                        .as_secs_f64()
+                        * 1000.0
+                })
+                .fold(0.0, f64::max),
+            worst_stall_ms: seen
+                .iter()
+                .filter(|(at, _, _)| {
+                    *at >= killed && at.duration_since(killed) < Duration::from_secs(1)
+                })
+                .map(|(_, took, _)| took.as_secs_f64() * 1000.0)
+                .fold(0.0, f64::max),
+        }
     }
 }
 
@@ -210,124 +234,149 @@ pub fn run(seconds: u64, croupier: Option<std::path::PathBuf>) -> anyhow::Result
         .map(|(i, &port)| start_node(&binary, dir.path(), port, &format!("n{i}")))
         .collect::<Result<_, _>>()?;
     let direct = format!("http://127.0.0.1:{}", ports[0]);
-    let tokens: Vec<String> = (0..PLAYERS)
-        .map(|p| {
-            let mut r = agent()
-                .post(&format!("{direct}/api/v1/sessions"))
-                .send_json(SignIn::demo(format!("gw{p}")))?;
-            let session: SessionCreated = r.body_mut().read_json()?;
-            Ok(session.token)
-        })
-        .collect::<anyhow::Result<_>>()?;
+    let tokens = sign_in(&direct, (0..PLAYERS).map(|p| format!("gw{p}")))?;
     let script = wrk_script(dir.path(), &tokens)?;
+    let proxies = [
+        start_gateway(&binary, &ports)?,
+        start_haproxy(dir.path(), &ports)?,
+    ];
+    std::thread::sleep(Duration::from_millis(800));
+    throughput(&direct, &proxies, &script, seconds)?;
+    println!();
+    println!(
+        "| failover (kill -9 of a node under load) | requests | failed | last failure after kill ms | worst stall in the next second ms |"
+    );
+    println!("|---|---:|---:|---:|---:|");
+    for proxy in &proxies {
+        let result = failover(&proxy.url, &tokens, &mut nodes[1]);
+        println!(
+            "| {} | {} | {} | {:.0} | {:.0} |",
+            proxy.name,
+            result.requests,
+            result.failed,
+            result.last_failure_ms,
+            result.worst_stall_ms
+        );
+        // The same node back on the same port for the next proxy, and seen up by both.
+        nodes[1] = start_node(&binary, dir.path(), ports[1], "n1")?;
+        std::thread::sleep(Duration::from_millis(1_500));
+    }
+    let entries = ensure_integrity(&direct, "the gateway benchmark")?;
+    println!("\nledger integrity after all runs: ok ({entries} entries)");
+    Ok(())
+}
 
-    let (gateway_port, admin_port, haproxy_port) = (free_port()?, free_port()?, free_port()?);
-    let mut gateway_cmd = Command::new(&binary);
-    gateway_cmd
-        .args(["gateway", "--listen", &format!("127.0.0.1:{gateway_port}")])
+/// A proxy in front of the nodes, with the players' address.
+struct Proxy {
+    name: &'static str,
+    url: String,
+    process: Process,
+}
+
+/// `croupier gateway` in front of the nodes on `ports`, once it says it is ready.
+fn start_gateway(binary: &Path, ports: &[u16]) -> anyhow::Result<Proxy> {
+    let (port, admin_port) = (free_port()?, free_port()?);
+    let mut command = Command::new(binary);
+    command
+        .args(["gateway", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
         .args(["--rate-per-ip", "0", "--rate-per-player", "0"])
         .env("CROUPIER_OPS_TOKEN", OPS_TOKEN)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    for (i, port) in ports.iter().enumerate() {
-        gateway_cmd.args(["--node", &format!("n{i}=http://127.0.0.1:{port}")]);
+    for (i, node) in ports.iter().enumerate() {
+        command.args(["--node", &format!("n{i}=http://127.0.0.1:{node}")]);
     }
-    let gateway = Process(gateway_cmd.spawn()?);
+    let process = Process(command.spawn()?);
     wait_ok(&format!("http://127.0.0.1:{admin_port}/readyz"))?;
-    let haproxy = Process(
+    Ok(Proxy {
+        name: "croupier gateway",
+        url: format!("http://127.0.0.1:{port}"),
+        process,
+    })
+}
+
+/// HAProxy in front of the nodes on `ports`, configured as `haproxy_config` says.
+fn start_haproxy(dir: &Path, ports: &[u16]) -> anyhow::Result<Proxy> {
+    let port = free_port()?;
+    let process = Process(
         Command::new("haproxy")
             .arg("-db")
             .arg("-f")
-            .arg(haproxy_config(dir.path(), haproxy_port, &ports)?)
+            .arg(haproxy_config(dir, port, ports)?)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?,
     );
-    std::thread::sleep(Duration::from_millis(800));
+    Ok(Proxy {
+        name: "haproxy",
+        url: format!("http://127.0.0.1:{port}"),
+        process,
+    })
+}
 
+/// The throughput table: wrk against one node directly, then through each proxy (the
+/// gateway first, HAProxy second), and what each proxy adds.
+fn throughput(
+    direct: &str,
+    proxies: &[Proxy; 2],
+    script: &Path,
+    seconds: u64,
+) -> anyhow::Result<()> {
     println!(
         "| path | requests/s | p50 ms | p99 ms | non-2xx | proxy CPU s | requests per proxy CPU-second |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
-    let measured =
-        |name: &str, base: &str, pid: Option<u32>| -> anyhow::Result<(WrkResult, Option<f64>)> {
-            let before = pid.map(cpu_seconds).transpose()?;
-            let result = wrk(&format!("{base}/api/v1/wallet"), &script, seconds)?;
-            let cpu = match (pid, before) {
-                (Some(pid), Some(before)) => Some(cpu_seconds(pid)? - before),
-                _ => None,
-            };
-            let per_cpu = cpu.map(|c| result.requests_per_second * seconds as f64 / c);
-            println!(
-                "| {name} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
-                result.requests_per_second,
-                result.p50_ms,
-                result.p99_ms,
-                result.non_2xx,
-                cpu.map(|c| format!("{c:.2}")).unwrap_or_else(|| "-".into()),
-                per_cpu
-                    .map(|r| format!("{r:.0}"))
-                    .unwrap_or_else(|| "-".into()),
-            );
-            Ok((result, per_cpu))
-        };
-    let (node, _) = measured("one node, no proxy", &direct, None)?;
-    let (ours, ours_per_cpu) = measured(
-        "croupier gateway",
-        &format!("http://127.0.0.1:{gateway_port}"),
-        Some(gateway.pid()),
-    )?;
-    let (theirs, theirs_per_cpu) = measured(
-        "haproxy",
-        &format!("http://127.0.0.1:{haproxy_port}"),
-        Some(haproxy.pid()),
-    )?;
+    let (node, _) = measured("one node, no proxy", direct, None, script, seconds)?;
+    let mut through = Vec::new();
+    for proxy in proxies {
+        let pid = Some(proxy.process.pid());
+        through.push(measured(proxy.name, &proxy.url, pid, script, seconds)?);
+    }
+    let [(ours_wrk, ours_per_cpu), (theirs_wrk, theirs_per_cpu)]: [_; 2] = through
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("a row for each of the two proxies"))?;
     println!();
     println!(
         "added latency p50/p99 ms: croupier {:.2}/{:.2}, haproxy {:.2}/{:.2}; throughput croupier/haproxy {:.2}x; requests per CPU-second croupier/haproxy {:.2}x",
-        ours.p50_ms - node.p50_ms,
-        ours.p99_ms - node.p99_ms,
-        theirs.p50_ms - node.p50_ms,
-        theirs.p99_ms - node.p99_ms,
-        ours.requests_per_second / theirs.requests_per_second,
+        ours_wrk.p50_ms - node.p50_ms,
+        ours_wrk.p99_ms - node.p99_ms,
+        theirs_wrk.p50_ms - node.p50_ms,
+        theirs_wrk.p99_ms - node.p99_ms,
+        ours_wrk.requests_per_second / theirs_wrk.requests_per_second,
         ours_per_cpu.unwrap_or(0.0) / theirs_per_cpu.unwrap_or(1.0),
     );
-
-    println!();
-    println!(
-        "| failover (kill -9 of a node under load) | requests | failed | last failure after kill ms | worst stall in the next second ms |"
-    );
-    println!("|---|---:|---:|---:|---:|");
-    for (name, base) in [
-        (
-            "croupier gateway",
-            format!("http://127.0.0.1:{gateway_port}"),
-        ),
-        ("haproxy", format!("http://127.0.0.1:{haproxy_port}")),
-    ] {
-        let result = failover(&base, &tokens, &mut nodes[1]);
-        println!(
-            "| {name} | {} | {} | {:.0} | {:.0} |",
-            result.requests, result.failed, result.last_failure_ms, result.worst_stall_ms
-        );
-        // The same node back on the same port for the next proxy, and seen up by both.
-        nodes[1] = start_node(&binary, dir.path(), ports[1], "n1")?;
-        std::thread::sleep(Duration::from_millis(1_500));
-    }
-    let mut report = agent()
-        .get(&format!("{direct}/ops/integrity"))
-        .header("Authorization", &format!("Bearer {OPS_TOKEN}"))
-        .call()?;
-    let report: Value = report.body_mut().read_json()?;
-    anyhow::ensure!(
-        report["ok"] == true,
-        "integrity violated after the gateway benchmark: {report}"
-    );
-    println!(
-        "\nledger integrity after all runs: ok ({} entries)",
-        report["entries"]
-    );
     Ok(())
+}
+
+/// One wrk run against `base`'s wallet, printed as a row of the throughput table; with the
+/// requests per CPU-second of the proxy `pid` when there is one.
+fn measured(
+    name: &str,
+    base: &str,
+    pid: Option<u32>,
+    script: &Path,
+    seconds: u64,
+) -> anyhow::Result<(WrkResult, Option<f64>)> {
+    let before = pid.map(cpu_seconds).transpose()?;
+    let result = wrk(&format!("{base}/api/v1/wallet"), script, seconds)?;
+    let cpu = match (pid, before) {
+        (Some(pid), Some(before)) => Some(cpu_seconds(pid)? - before),
+        _ => None,
+    };
+    let per_cpu = cpu.map(|c| result.requests_per_second * seconds as f64 / c);
+    let shown = |value: Option<f64>, decimals: usize| {
+        value.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
+    };
+    println!(
+        "| {name} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
+        result.requests_per_second,
+        result.p50_ms,
+        result.p99_ms,
+        result.non_2xx,
+        shown(cpu, 2),
+        shown(per_cpu, 0),
+    );
+    Ok((result, per_cpu))
 }

@@ -7,10 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use croupier_web::wire;
-use croupier_web::wire::player::{SessionCreated, SignIn};
-use serde_json::{Value, json};
 
-use crate::procs::{OPS_TOKEN, agent, croupier_binary, free_port, start_node};
+use crate::client::{dice_play, ensure_integrity, sign_in};
+use crate::procs::{agent, croupier_binary, free_port, start_node};
 use crate::report::{Row, new_histogram};
 
 pub fn run(
@@ -26,28 +25,13 @@ pub fn run(
         let _node = start_node(&binary, dir.path(), port, "bench")?;
         let base = format!("http://127.0.0.1:{port}");
         rows.push(measure(&base, count, duration)?);
-        let mut report = agent()
-            .get(&format!("{base}/ops/integrity"))
-            .header("Authorization", &format!("Bearer {OPS_TOKEN}"))
-            .call()?;
-        let report: Value = report.body_mut().read_json()?;
-        anyhow::ensure!(
-            report["ok"] == true,
-            "integrity violated after the HTTP benchmark: {report}"
-        );
+        ensure_integrity(&base, "the HTTP benchmark")?;
     }
     Ok(rows)
 }
 
 fn measure(base: &str, players: usize, duration: Duration) -> anyhow::Result<Row> {
-    let mut tokens = Vec::new();
-    for p in 0..players {
-        let mut response = agent()
-            .post(&format!("{base}/api/v1/sessions"))
-            .send_json(SignIn::demo(format!("p{p}")))?;
-        let session: SessionCreated = response.body_mut().read_json()?;
-        tokens.push(session.token);
-    }
+    let tokens = sign_in(base, (0..players).map(|p| format!("p{p}")))?;
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let workers: Vec<_> = tokens
@@ -58,7 +42,7 @@ fn measure(base: &str, players: usize, duration: Duration) -> anyhow::Result<Row
             std::thread::spawn(move || {
                 let agent = agent();
                 let auth = format!("Bearer {token}");
-                let body = json!({"game": "dice", "stake": 10, "bet": {"target": 5000, "direction": "over"}});
+                let body = dice_play();
                 let (mut ok, mut errors, mut latency) = (0u64, 0u64, new_histogram());
                 let mut n = 0u64;
                 while !stop.load(Ordering::Relaxed) {

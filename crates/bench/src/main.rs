@@ -13,6 +13,7 @@
 
 mod backup;
 mod baseline;
+mod client;
 mod control;
 mod disk;
 mod gateway;

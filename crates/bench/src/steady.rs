@@ -8,9 +8,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use croupier_web::wire;
-use croupier_web::wire::player::{SessionCreated, SignIn};
-use serde_json::json;
 
+use crate::client::{dice_play, sign_in};
 use crate::procs::agent;
 
 /// What the players did.
@@ -29,14 +28,7 @@ impl SteadyBets {
     /// Signs in `players` players named `<prefix><n>` on the node at `base` and starts them
     /// betting, `rate` bets per second all together.
     pub fn start(base: &str, prefix: &str, players: u64, rate: u64) -> anyhow::Result<Self> {
-        let mut tokens = Vec::new();
-        for p in 0..players {
-            let mut response = agent()
-                .post(&format!("{base}/api/v1/sessions"))
-                .send_json(SignIn::demo(format!("{prefix}{p}")))?;
-            let session: SessionCreated = response.body_mut().read_json()?;
-            tokens.push(session.token);
-        }
+        let tokens = sign_in(base, (0..players).map(|p| format!("{prefix}{p}")))?;
         let stop = Arc::new(AtomicBool::new(false));
         let interval = Duration::from_secs_f64(players as f64 / rate.max(1) as f64);
         let workers = tokens
@@ -71,7 +63,7 @@ impl SteadyBets {
 /// One player's bets, one every `interval`, until `stop`.
 fn play(url: &str, token: &str, key: &str, interval: Duration, stop: &AtomicBool) -> Bets {
     let agent = agent();
-    let body = json!({"game": "dice", "stake": 10, "bet": {"target": 5000, "direction": "over"}});
+    let body = dice_play();
     let mut bets = Bets {
         sent: 0,
         acknowledged: 0,
