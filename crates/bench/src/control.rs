@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use serde_json::Value;
+use serde::Deserialize;
 
 use crate::procs::{OPS_TOKEN, Process, agent, cpu_seconds, croupier_binary, free_port};
 
@@ -148,18 +148,13 @@ fn run_croupier(
     );
     let cores = cores_used(process.pid(), Duration::from_secs(4), seconds)?;
     all_up("croupier control", targets, || {
-        let answer: Value = agent()
+        let answer: ControlTargets = agent()
             .get(&format!("http://127.0.0.1:{port}/api/v1/targets"))
             .header("Authorization", &format!("Bearer {OPS_TOKEN}"))
             .call()?
             .body_mut()
             .read_json()?;
-        Ok(answer["targets"]
-            .as_array()
-            .context("targets")?
-            .iter()
-            .filter(|t| t["up"] == true)
-            .count())
+        Ok(answer.targets.iter().filter(|t| t.up).count())
     })?;
     Ok(cores)
 }
@@ -254,19 +249,48 @@ fn run_prometheus(dir: &Path, sim: u16, targets: usize, seconds: Duration) -> an
 
 /// How many of its active targets Prometheus on `port` last scraped successfully.
 fn targets_up(port: u16) -> anyhow::Result<usize> {
-    let answer: Value = agent()
+    let answer: PrometheusTargets = agent()
         .get(&format!(
             "http://127.0.0.1:{port}/api/v1/targets?state=active"
         ))
         .call()?
         .body_mut()
         .read_json()?;
-    Ok(answer["data"]["activeTargets"]
-        .as_array()
-        .context("targets")?
+    Ok(answer
+        .data
+        .active_targets
         .iter()
-        .filter(|t| t["health"] == "up")
+        .filter(|t| t.health == "up")
         .count())
+}
+
+/// What the benchmark reads of the control plane's `GET /api/v1/targets`.
+#[derive(Deserialize)]
+struct ControlTargets {
+    targets: Vec<ControlTarget>,
+}
+
+#[derive(Deserialize)]
+struct ControlTarget {
+    up: bool,
+}
+
+/// What the benchmark reads of Prometheus's `GET /api/v1/targets?state=active`.
+#[derive(Deserialize)]
+struct PrometheusTargets {
+    data: PrometheusActive,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PrometheusActive {
+    active_targets: Vec<PrometheusTarget>,
+}
+
+#[derive(Deserialize)]
+struct PrometheusTarget {
+    /// `up`, `down` or `unknown`.
+    health: String,
 }
 
 pub fn run(
