@@ -169,7 +169,6 @@ fn play_until(
     while !stop.load(Ordering::SeqCst) {
         n += 1;
         let at = Instant::now();
-        let key = format!("fo-{p}-{n}-{}", started.elapsed().as_nanos());
         let answered = if n.is_multiple_of(2) {
             agent
                 .get(&format!("{base}/api/v1/wallet"))
@@ -179,7 +178,10 @@ fn play_until(
             agent
                 .post(&format!("{base}/api/v1/rounds"))
                 .header("Authorization", &auth)
-                .header(wire::IDEMPOTENCY_KEY, &key)
+                .header(
+                    wire::IDEMPOTENCY_KEY,
+                    &format!("fo-{p}-{n}-{}", started.elapsed().as_nanos()),
+                )
                 .send_json(dice_play())
         };
         let ok = answered
@@ -273,6 +275,19 @@ struct Proxy {
     process: Process,
 }
 
+impl Proxy {
+    /// A row of the throughput table through this proxy (`measured`).
+    fn measured(&self, script: &Path, seconds: u64) -> anyhow::Result<(WrkResult, Option<f64>)> {
+        measured(
+            self.name,
+            &self.url,
+            Some(self.process.pid()),
+            script,
+            seconds,
+        )
+    }
+}
+
 /// `croupier gateway` in front of the nodes on `ports`, once it says it is ready.
 fn start_gateway(binary: &Path, ports: &[u16]) -> anyhow::Result<Proxy> {
     let (port, admin_port) = (free_port()?, free_port()?);
@@ -329,14 +344,9 @@ fn throughput(
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let (node, _) = measured("one node, no proxy", direct, None, script, seconds)?;
-    let mut through = Vec::new();
-    for proxy in proxies {
-        let pid = Some(proxy.process.pid());
-        through.push(measured(proxy.name, &proxy.url, pid, script, seconds)?);
-    }
-    let [(ours_wrk, ours_per_cpu), (theirs_wrk, theirs_per_cpu)]: [_; 2] = through
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("a row for each of the two proxies"))?;
+    let [ours, theirs] = proxies;
+    let (ours_wrk, ours_per_cpu) = ours.measured(script, seconds)?;
+    let (theirs_wrk, theirs_per_cpu) = theirs.measured(script, seconds)?;
     println!();
     println!(
         "added latency p50/p99 ms: croupier {:.2}/{:.2}, haproxy {:.2}/{:.2}; throughput croupier/haproxy {:.2}x; requests per CPU-second croupier/haproxy {:.2}x",
