@@ -14,7 +14,7 @@ use hdrhistogram::Histogram;
 use serde::Deserialize;
 
 use crate::procs::{Process, croupier_binary, free_port, start_node};
-use crate::report::new_histogram;
+use crate::report::{new_histogram, or_dash};
 use crate::steady::SteadyBets;
 
 /// Plays `rounds` dice rounds from `players` players straight into the store at `db`.
@@ -118,8 +118,8 @@ pub fn rpo(seconds: u64, rate: u64, croupier: Option<PathBuf>) -> anyhow::Result
     println!(
         "segments {}\ncut_write_lock_held_us_p50 {}\ncut_write_lock_held_us_max {}",
         shipped.segments,
-        shown(shipped.lock_held_us_p50),
-        shown(shipped.lock_held_us_max)
+        or_dash(shipped.lock_held_us_p50.map(|us| us as f64), 0),
+        or_dash(shipped.lock_held_us_max.map(|us| us as f64), 0)
     );
     let verified = backup.verify(dir.path())?;
     println!(
@@ -232,11 +232,6 @@ struct VerifiedState {
 #[derive(Deserialize)]
 struct VerifiedCounts {
     rounds: u64,
-}
-
-/// A figure, or `-` for none.
-fn shown(figure: Option<u64>) -> String {
-    figure.map_or_else(|| "-".to_owned(), |f| f.to_string())
 }
 
 /// The shipper's summary, once it has ended well.

@@ -18,6 +18,7 @@ use crate::client::{dice_play, ensure_integrity, sign_in};
 use crate::procs::{
     OPS_TOKEN, Process, agent, cpu_seconds, croupier_binary, free_port, start_node, wait_ok,
 };
+use crate::report::or_dash;
 
 const PLAYERS: usize = 64;
 
@@ -376,17 +377,14 @@ fn measured(
         _ => None,
     };
     let per_cpu = cpu.map(|c| result.requests_per_second * seconds as f64 / c);
-    let shown = |value: Option<f64>, decimals: usize| {
-        value.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
-    };
     println!(
         "| {name} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
         result.requests_per_second,
         result.p50_ms,
         result.p99_ms,
         result.non_2xx,
-        shown(cpu, 2),
-        shown(per_cpu, 0),
+        or_dash(cpu, 2),
+        or_dash(per_cpu, 0),
     );
     Ok((result, per_cpu))
 }

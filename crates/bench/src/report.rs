@@ -28,27 +28,26 @@ impl Row {
 
     /// The server's CPU milliseconds per bet, or "-" where it was not measured.
     pub fn server_ms_per_op(&self) -> String {
-        match self.server_cpu_seconds {
-            Some(seconds) if self.ops > 0 => format!("{:.3}", seconds * 1000.0 / self.ops as f64),
-            _ => "-".to_owned(),
-        }
+        let ms = self.server_cpu_seconds.filter(|_| self.ops > 0);
+        or_dash(ms.map(|seconds| seconds * 1000.0 / self.ops as f64), 3)
     }
 
     /// Bets per committed transaction, or "-" where batches were not counted.
     pub fn ops_per_batch(&self) -> String {
-        match self.batches {
-            Some(batches) if batches > 0 => format!("{:.1}", self.ops as f64 / batches as f64),
-            _ => "-".to_owned(),
-        }
+        let batches = self.batches.filter(|&b| b > 0);
+        or_dash(batches.map(|b| self.ops as f64 / b as f64), 1)
     }
 
     /// The server's WAL bytes per bet, or "-" where it was not measured.
     pub fn server_wal_per_op(&self) -> String {
-        match self.server_wal_bytes {
-            Some(bytes) if self.ops > 0 => format!("{:.0}", bytes as f64 / self.ops as f64),
-            _ => "-".to_owned(),
-        }
+        let bytes = self.server_wal_bytes.filter(|_| self.ops > 0);
+        or_dash(bytes.map(|b| b as f64 / self.ops as f64), 0)
     }
+}
+
+/// A table's figure with `decimals` decimals, or "-" where there is none.
+pub fn or_dash(figure: Option<f64>, decimals: usize) -> String {
+    figure.map_or_else(|| "-".to_owned(), |f| format!("{f:.decimals$}"))
 }
 
 pub fn new_histogram() -> Histogram<u64> {
