@@ -339,13 +339,6 @@ fn print_comparison(rows: &[Row]) {
     );
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
-        let ratio = |path: &str| {
-            rows.iter()
-                .find(|b| b.path == path && b.players == row.players)
-                .map_or("-".into(), |b| {
-                    format!("{:.2}x", row.per_second() / b.per_second())
-                })
-        };
         println!(
             "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} |",
             row.players,
@@ -354,8 +347,8 @@ fn print_comparison(rows: &[Row]) {
             ms(row, 0.5),
             ms(row, 0.99),
             row.errors,
-            ratio("pgbench, 1 bet per txn"),
-            ratio("sqlite store"),
+            row.ratio_to(rows, "pgbench, 1 bet per txn"),
+            row.ratio_to(rows, "sqlite store"),
             row.ops_per_batch(),
             row.server_ms_per_op(),
             row.server_wal_per_op(),

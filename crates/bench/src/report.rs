@@ -38,6 +38,17 @@ impl Row {
         or_dash(batches.map(|b| self.ops as f64 / b as f64), 1)
     }
 
+    /// This row's rate against the row of `rows` on `path` with as many players ("1.25x"),
+    /// or "-" where there is none.
+    pub fn ratio_to(&self, rows: &[Row], path: &str) -> String {
+        rows.iter()
+            .find(|b| b.path == path && b.players == self.players)
+            .map_or_else(
+                || "-".to_owned(),
+                |b| format!("{:.2}x", self.per_second() / b.per_second()),
+            )
+    }
+
     /// The server's WAL bytes per bet, or "-" where it was not measured.
     pub fn server_wal_per_op(&self) -> String {
         let bytes = self.server_wal_bytes.filter(|_| self.ops > 0);
@@ -61,12 +72,6 @@ pub fn print(rows: &[Row]) {
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
-        let ratio = |path: &str| {
-            rows.iter()
-                .find(|b| b.path == path && b.players == row.players)
-                .map(|b| format!("{:.2}x", row.per_second() / b.per_second()))
-                .unwrap_or_else(|| "-".into())
-        };
         println!(
             "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} |",
             row.path,
@@ -75,8 +80,8 @@ pub fn print(rows: &[Row]) {
             row.latency_us.value_at_quantile(0.5) as f64 / 1000.0,
             row.latency_us.value_at_quantile(0.99) as f64 / 1000.0,
             row.errors,
-            ratio("baseline"),
-            ratio("store, 1 bet per txn"),
+            row.ratio_to(rows, "baseline"),
+            row.ratio_to(rows, "store, 1 bet per txn"),
         );
     }
     for row in rows {
