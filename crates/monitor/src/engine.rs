@@ -123,6 +123,9 @@ pub enum Metric {
     PlayFlags,
     /// The store's server: the share of its `max_connections` in use.
     StoreConnectionsUsed,
+    /// A node's store commits: their p99 over the last scrape interval, ms
+    /// (`croupier_store_commit_seconds`); none when it committed nothing.
+    StoreCommitP99Ms,
 }
 
 impl Metric {
@@ -142,6 +145,7 @@ impl Metric {
             Metric::SecurityBlocked => point.security_blocked,
             Metric::ReplicationLagS => point.replication_lag_s,
             Metric::PlayFlags => point.play_flags,
+            Metric::StoreCommitP99Ms => point.store_commit_p99_ms,
             Metric::StoreConnectionsUsed => {
                 match (point.store_connections, point.store_connections_max) {
                     (Some(used), Some(max)) if max > 0.0 => Some(used / max),
@@ -301,6 +305,22 @@ fn store_rules() -> Vec<RuleDef> {
             (3, 10),
             Severity::Minor,
             &[Kind::Store],
+        )
+        .on_component(STORE_COMPONENT),
+        // Every acknowledged bet waits for its batch's commit, and so for the server's WAL
+        // flush: commits slow for a minute are the server's disk (a checkpoint, the kernel's
+        // writeback beside the WAL, a failing device) before they are anything of the
+        // nodes'. Players see it as latency (`latency_high`); this says where it comes from.
+        // A second without commits says nothing, so an idle node never fires it.
+        rule(
+            "store_commit_slow",
+            Metric::StoreCommitP99Ms,
+            Above,
+            (50.0, Some(25.0)),
+            60,
+            (3, 10),
+            Severity::Minor,
+            &[Kind::Node],
         )
         .on_component(STORE_COMPONENT),
         // One slow scrape is not an outage; two in a row (2 s) are.
@@ -616,6 +636,47 @@ mod tests {
         assert_eq!(
             keys(&resolved),
             vec![("store_connections_high/ledger", false)]
+        );
+    }
+
+    /// A node whose store commits had a p99 of `ms` over the last second.
+    fn node_committing_in(ms: Option<f64>) -> Option<Point> {
+        Some(Point {
+            up: true,
+            store_up: Some(1.0),
+            store_commit_p99_ms: ms,
+            ..Point::default()
+        })
+    }
+
+    #[test]
+    fn commits_slow_for_a_minute_warn_the_operators_and_a_stall_or_an_idle_node_does_not() {
+        let targets = vec![Target::new("node-1", Kind::Node, "http://x")];
+        let mut engine = Engine::new(targets, default_rules());
+        let mut run = |from: u64, to: u64, ms: Option<f64>| -> Vec<AlertEvent> {
+            (from..to)
+                .flat_map(|t| engine.evaluate(t, &[node_committing_in(ms)]))
+                .collect()
+        };
+        // A stall of a few seconds (a burst of the disk's writeback) and an idle node.
+        assert!(run(0, 5, Some(170.0)).is_empty());
+        assert!(run(5, 20, Some(4.0)).is_empty());
+        assert!(
+            run(20, 200, None).is_empty(),
+            "an idle node commits nothing"
+        );
+        let fired = run(200, 275, Some(90.0));
+        assert_eq!(keys(&fired), vec![("store_commit_slow/node-1", true)]);
+        assert_eq!(fired[0].component, STORE_COMPONENT);
+        assert_eq!(fired[0].severity, Severity::Minor);
+        assert_eq!(fired[0].value, Some(90.0));
+        assert!(
+            run(275, 300, Some(30.0)).is_empty(),
+            "above the clear threshold"
+        );
+        assert_eq!(
+            keys(&run(300, 320, Some(5.0))),
+            vec![("store_commit_slow/node-1", false)]
         );
     }
 

@@ -152,6 +152,10 @@ fn value_expr(metric: Metric, kind: Kind) -> Option<String> {
         Metric::ReplicationLagS if kind == Store => {
             format!("max by (job) (pg_replication_lag_seconds{{{job}}})")
         }
+        Metric::StoreCommitP99Ms if kind == Node => format!(
+            "1000 * histogram_quantile(0.99, sum by (job, instance, le) \
+             (rate(croupier_store_commit_seconds_bucket{{{job}}}[1m])))"
+        ),
         Metric::StoreConnectionsUsed if kind == Store => format!(
             "sum by (job, instance) (pg_stat_database_numbackends{{{job}}}) \
              / max by (job, instance) (pg_settings_max_connections{{{job}}})"
