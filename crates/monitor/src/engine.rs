@@ -276,7 +276,8 @@ fn security_rules() -> Vec<RuleDef> {
     ]
 }
 
-/// The ledger's server: unreachable, a standby far behind, near its connection limit.
+/// The ledger's server: unreachable, a standby far behind, near its connection limit, slow
+/// to commit.
 fn store_rules() -> Vec<RuleDef> {
     use Comparison::{Above, Below};
     vec![
@@ -307,11 +308,12 @@ fn store_rules() -> Vec<RuleDef> {
             &[Kind::Store],
         )
         .on_component(STORE_COMPONENT),
-        // Every acknowledged bet waits for its batch's commit, and so for the server's WAL
-        // flush: commits slow for a minute are the server's disk (a checkpoint, the kernel's
-        // writeback beside the WAL, a failing device) before they are anything of the
-        // nodes'. Players see it as latency (`latency_high`); this says where it comes from.
-        // A second without commits says nothing, so an idle node never fires it.
+        // Every acknowledged bet waits for its batch's commit, and so for the ledger's flush
+        // (PostgreSQL: the server's WAL; SQLite: the node's file): commits slow for a minute
+        // are that disk (a checkpoint, the kernel's writeback beside it, a failing device) or
+        // the server's CPU before they are anything of the node's. Players see it as latency
+        // (`latency_high`); this says where it comes from. A second without commits says
+        // nothing, so an idle node never fires it.
         rule(
             "store_commit_slow",
             Metric::StoreCommitP99Ms,
