@@ -616,25 +616,17 @@ mod tests {
     fn a_server_near_its_connection_limit_warns_the_operators() {
         let targets = vec![Target::new("ledger", Kind::Store, "postgres://x/y")];
         let mut engine = Engine::new(targets, default_rules());
-        let fired: Vec<AlertEvent> = (0..40)
-            .flat_map(|t| engine.evaluate(t, &[server_with(60.0)]))
-            .collect();
+        let fired = evaluate_over(&mut engine, 0..40, &server_with(60.0));
         assert!(fired.is_empty(), "60% in use: {:?}", keys(&fired));
-        let fired: Vec<AlertEvent> = (40..75)
-            .flat_map(|t| engine.evaluate(t, &[server_with(85.0)]))
-            .collect();
+        let fired = evaluate_over(&mut engine, 40..75, &server_with(85.0));
         assert_eq!(keys(&fired), vec![("store_connections_high/ledger", true)]);
         assert_eq!(fired[0].component, STORE_COMPONENT);
         assert_eq!(fired[0].severity, Severity::Minor);
         assert_eq!(fired[0].value, Some(0.85));
         // Between the clear threshold and the threshold it keeps firing; below, it resolves.
-        let kept: Vec<AlertEvent> = (75..90)
-            .flat_map(|t| engine.evaluate(t, &[server_with(75.0)]))
-            .collect();
+        let kept = evaluate_over(&mut engine, 75..90, &server_with(75.0));
         assert!(kept.is_empty(), "{:?}", keys(&kept));
-        let resolved: Vec<AlertEvent> = (90..105)
-            .flat_map(|t| engine.evaluate(t, &[server_with(50.0)]))
-            .collect();
+        let resolved = evaluate_over(&mut engine, 90..105, &server_with(50.0));
         assert_eq!(
             keys(&resolved),
             vec![("store_connections_high/ledger", false)]
@@ -655,10 +647,8 @@ mod tests {
     fn commits_slow_for_a_minute_warn_the_operators_and_a_stall_or_an_idle_node_does_not() {
         let targets = vec![Target::new("node-1", Kind::Node, "http://x")];
         let mut engine = Engine::new(targets, default_rules());
-        let mut run = |from: u64, to: u64, ms: Option<f64>| -> Vec<AlertEvent> {
-            (from..to)
-                .flat_map(|t| engine.evaluate(t, &[node_committing_in(ms)]))
-                .collect()
+        let mut run = |from: u64, to: u64, ms: Option<f64>| {
+            evaluate_over(&mut engine, from..to, &node_committing_in(ms))
         };
         // A stall of a few seconds (a burst of the disk's writeback) and an idle node.
         assert!(run(0, 5, Some(170.0)).is_empty());
@@ -680,6 +670,17 @@ mod tests {
             keys(&run(300, 320, Some(5.0))),
             vec![("store_commit_slow/node-1", false)]
         );
+    }
+
+    /// Evaluates one target showing `point` at each second of `seconds`; what fired or resolved.
+    fn evaluate_over(
+        engine: &mut Engine,
+        seconds: std::ops::Range<u64>,
+        point: &Option<Point>,
+    ) -> Vec<AlertEvent> {
+        seconds
+            .flat_map(|t| engine.evaluate(t, std::slice::from_ref(point)))
+            .collect()
     }
 
     fn keys(events: &[AlertEvent]) -> Vec<(&str, bool)> {
